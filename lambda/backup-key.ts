@@ -1,0 +1,102 @@
+/**
+ * Object keys: pure functions, the single place that knows the layout
+ *   <prefix><database>/<YYYY>/<MM>/<DD>/<database>-<YYYYMMDDTHHmmssSSSZ>.dump   (the dump)
+ *   <same key>.json                                                          (the manifest)
+ * The database name is percent-encoded (UTF-8) except for [A-Za-z0-9_.-], so that any name
+ * (spaces, quotes, slashes, unicode) gives a safe key and decodes back exactly.
+ */
+
+export const DUMP_SUFFIX = '.dump';
+export const MANIFEST_SUFFIX = '.json';
+
+const SAFE = /[A-Za-z0-9_.-]/;
+
+export function encodeDatabaseName(name: string): string {
+  if (name.length === 0) throw new RangeError('database name must not be empty');
+  let out = '';
+  for (const ch of name) {
+    if (SAFE.test(ch)) {
+      out += ch;
+    } else {
+      for (const byte of Buffer.from(ch, 'utf8')) out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    }
+  }
+  // "." and ".." would read as path segments in tools that normalise keys.
+  if (out === '.' || out === '..') out = out.replace(/\./g, '%2E');
+  return out;
+}
+
+export function decodeDatabaseName(encoded: string): string {
+  return decodeURIComponent(encoded);
+}
+
+/** `<prefix><encoded database>/`: everything of one database lives under it, and nothing else. */
+export function databasePrefix(prefix: string, database: string): string {
+  return `${prefix}${encodeDatabaseName(database)}/`;
+}
+
+/** `YYYYMMDDTHHmmssSSSZ` in UTC. */
+export function formatTimestamp(date: Date): string {
+  return date.toISOString().replace(/[-:.]/g, '');
+}
+
+export function parseTimestamp(stamp: string): Date | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z$/.exec(stamp);
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, s, ms] = m;
+  const date = new Date(`${y}-${mo}-${d}T${h}:${mi}:${s}.${ms}Z`);
+  return Number.isNaN(date.getTime()) ? undefined : date;
+}
+
+export function buildDumpKey(prefix: string, database: string, startedAt: Date): string {
+  const iso = startedAt.toISOString();
+  const [yyyy, mm, dd] = [iso.slice(0, 4), iso.slice(5, 7), iso.slice(8, 10)];
+  const enc = encodeDatabaseName(database);
+  return `${prefix}${enc}/${yyyy}/${mm}/${dd}/${enc}-${formatTimestamp(startedAt)}${DUMP_SUFFIX}`;
+}
+
+export function manifestKeyFor(dumpKey: string): string {
+  return `${dumpKey}${MANIFEST_SUFFIX}`;
+}
+
+export interface ParsedKey {
+  readonly database: string;
+  readonly startedAt: Date;
+  readonly kind: 'dump' | 'manifest';
+  /** The dump's key (for a manifest, the key it describes). */
+  readonly dumpKey: string;
+}
+
+/**
+ * Parses a key written by `buildDumpKey` (or its manifest). Anything else — another prefix,
+ * another layout, a stray object — gives `undefined`, so listing and pruning ignore it.
+ */
+export function parseKey(prefix: string, key: string): ParsedKey | undefined {
+  if (!key.startsWith(prefix)) return undefined;
+  let rest = key.slice(prefix.length);
+  let kind: ParsedKey['kind'] = 'dump';
+  let dumpKey = key;
+  if (rest.endsWith(DUMP_SUFFIX + MANIFEST_SUFFIX)) {
+    kind = 'manifest';
+    rest = rest.slice(0, -MANIFEST_SUFFIX.length);
+    dumpKey = key.slice(0, -MANIFEST_SUFFIX.length);
+  } else if (!rest.endsWith(DUMP_SUFFIX)) {
+    return undefined;
+  }
+  const m = /^([^/]+)\/(\d{4})\/(\d{2})\/(\d{2})\/([^/]+)-(\d{8}T\d{9}Z)\.dump$/.exec(rest);
+  if (!m) return undefined;
+  const [, encDir, yyyy, mm, dd, encFile, stamp] = m as unknown as [string, string, string, string, string, string, string];
+  if (encDir !== encFile) return undefined;
+  const startedAt = parseTimestamp(stamp);
+  if (!startedAt) return undefined;
+  const iso = startedAt.toISOString();
+  if (iso.slice(0, 4) !== yyyy || iso.slice(5, 7) !== mm || iso.slice(8, 10) !== dd) return undefined;
+  let database: string;
+  try {
+    database = decodeDatabaseName(encDir);
+  } catch {
+    return undefined;
+  }
+  if (encodeDatabaseName(database) !== encDir) return undefined;
+  return { database, startedAt, kind, dumpKey };
+}

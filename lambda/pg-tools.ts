@@ -1,0 +1,61 @@
+/**
+ * How to spawn the PostgreSQL client tools. The layer (layers/pg-dump) ships real ELF programs in
+ * `libexec/` with their whole library closure, loader and libc included, in `lib/`. They are run
+ * through the bundled loader directly, because Lambda's LD_LIBRARY_PATH puts the system's /lib64
+ * before /opt/lib: a plain exec would mix the layer's libraries with Amazon Linux's.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+export type PgTool = 'pg_dump' | 'pg_restore' | 'pg_dumpall';
+
+/** Where Lambda mounts layers. */
+export const DEFAULT_LAYER_ROOT = '/opt';
+
+export interface SpawnCommand {
+  /** The program to execute (no shell). */
+  readonly file: string;
+  /** Arguments that must come before the tool's own. */
+  readonly args: readonly string[];
+}
+
+/** The dynamic loader shipped in `<layerRoot>/lib` (ld-linux-x86-64.so.2 or ld-linux-aarch64.so.1). */
+export function findLoader(layerRoot: string): string | undefined {
+  const lib = join(layerRoot, 'lib');
+  if (!existsSync(lib)) return undefined;
+  const loader = readdirSync(lib).find((f) => /^ld-linux-.*\.so\.\d+$/.test(f));
+  return loader ? join(lib, loader) : undefined;
+}
+
+/**
+ * The command line that runs `tool` from the layer at `layerRoot` through the bundled loader:
+ * `<root>/lib/ld-linux-*.so.* --library-path <root>/lib --argv0 <tool> <root>/libexec/<tool>`.
+ * `--argv0` matters: pg_dumpall finds pg_dump beside it through argv[0].
+ */
+export function layerCommand(layerRoot: string, tool: PgTool, loader = findLoader(layerRoot)): SpawnCommand {
+  if (!loader) {
+    throw new Error(`no dynamic loader (lib/ld-linux-*.so.*) in the pg_dump layer at ${layerRoot}: is the layer attached and built?`);
+  }
+  return {
+    file: loader,
+    args: ['--library-path', join(layerRoot, 'lib'), '--argv0', tool, join(layerRoot, 'libexec', tool)],
+  };
+}
+
+/**
+ * Resolves a tool: from an explicit `PG_DUMP_BIN` (its siblings for pg_restore and pg_dumpall),
+ * else from the layer root.
+ */
+export function resolvePgTool(tool: PgTool, options: { readonly pgDumpBin?: string | undefined; readonly layerRoot?: string } = {}): SpawnCommand {
+  if (options.pgDumpBin) {
+    const file = tool === 'pg_dump' ? options.pgDumpBin : siblingOf(options.pgDumpBin, tool);
+    return { file, args: [] };
+  }
+  return layerCommand(options.layerRoot ?? DEFAULT_LAYER_ROOT, tool);
+}
+
+function siblingOf(pgDumpBin: string, tool: PgTool): string {
+  const name = basename(pgDumpBin).replace(/pg_dump/, tool);
+  // A bare name (found on PATH) stays a bare name.
+  return pgDumpBin.includes('/') ? join(dirname(pgDumpBin), name) : name;
+}
