@@ -29,8 +29,11 @@ export function findLoader(layerRoot: string): string | undefined {
 
 /**
  * The command line that runs `tool` from the layer at `layerRoot` through the bundled loader:
- * `<root>/lib/ld-linux-*.so.* --library-path <root>/lib --argv0 <tool> <root>/libexec/<tool>`.
- * `--argv0` matters: pg_dumpall finds pg_dump beside it through argv[0].
+ * `<root>/lib/ld-linux-*.so.* --library-path <root>/lib --argv0 <root>/bin/<tool> <root>/libexec/<tool>`.
+ * `--argv0` matters: the tools locate themselves through argv[0] (a bare name would be looked up
+ * on PATH, and fail with an error message when absent), and pg_dumpall runs the pg_dump beside
+ * it through /bin/sh: `<root>/bin/pg_dump` is the layer's wrapper, which goes through the loader
+ * again (`<root>/libexec/pg_dump` run directly would get the system's loader).
  */
 export function layerCommand(layerRoot: string, tool: PgTool, loader = findLoader(layerRoot)): SpawnCommand {
   if (!loader) {
@@ -38,7 +41,7 @@ export function layerCommand(layerRoot: string, tool: PgTool, loader = findLoade
   }
   return {
     file: loader,
-    args: ['--library-path', join(layerRoot, 'lib'), '--argv0', tool, join(layerRoot, 'libexec', tool)],
+    args: ['--library-path', join(layerRoot, 'lib'), '--argv0', join(layerRoot, 'bin', tool), join(layerRoot, 'libexec', tool)],
   };
 }
 

@@ -1,0 +1,45 @@
+/**
+ * The built pg_dump layer for tests. `ensureLayer()` returns `layers/pg-dump/dist/<arch>`, building
+ * it first when missing. build.sh holds a lock (flock on layers/pg-dump/cache/.build.lock) and
+ * `--if-missing` re-checks under that lock, so concurrent test files and helpers never build at
+ * once, and the ones that waited reuse the finished layer.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+export type LayerArch = 'x86_64' | 'arm64';
+
+const execFileAsync = promisify(execFile);
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const LAYER_DIR = join(REPO_ROOT, 'layers', 'pg-dump');
+export const BUILD_SCRIPT = join(LAYER_DIR, 'build.sh');
+
+/** Where build.sh puts the layer for `arch` (the tree Lambda mounts at /opt). */
+export function layerRoot(arch: LayerArch = 'x86_64'): string {
+  return join(LAYER_DIR, 'dist', arch);
+}
+
+function isBuilt(arch: LayerArch): boolean {
+  return existsSync(join(layerRoot(arch), 'manifest.json')) && existsSync(join(LAYER_DIR, 'dist', `${arch}.zip`));
+}
+
+/** Returns the root of the built layer for `arch`, building it (about 30 s) when missing. */
+export async function ensureLayer(arch: LayerArch = 'x86_64'): Promise<string> {
+  if (isBuilt(arch)) return layerRoot(arch);
+  try {
+    await execFileAsync('bash', [BUILD_SCRIPT, '--if-missing', arch], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024 });
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr ?? '';
+    throw new Error(
+      `Building the pg_dump layer (${arch}) failed: run \`npm run build:layer -- ${arch}\` to see why ` +
+        `(it needs apt-get, dpkg-deb, readelf, zip and flock, and access to a Debian mirror).\n${stderr.split('\n').slice(-20).join('\n')}`,
+      { cause: err },
+    );
+  }
+  if (!isBuilt(arch)) throw new Error(`layers/pg-dump/build.sh ${arch} succeeded but left no ${layerRoot(arch)}/manifest.json`);
+  return layerRoot(arch);
+}
