@@ -100,3 +100,24 @@ export function parseKey(prefix: string, key: string): ParsedKey | undefined {
   if (encodeDatabaseName(database) !== encDir) return undefined;
   return { database, startedAt, kind, dumpKey };
 }
+
+/**
+ * Roles and other cluster-wide objects (`pg_dumpall --globals-only`), one file per run:
+ *   <prefix>_globals/<YYYY>/<MM>/<DD>/globals-<YYYYMMDDTHHmmssSSSZ>.sql
+ * The file name never matches a database's dump name, so a database called `_globals` and the
+ * globals can share the folder without either's listing or pruning seeing the other.
+ */
+export const GLOBALS_FOLDER = '_globals';
+export const GLOBALS_SUFFIX = '.sql';
+
+export function buildGlobalsKey(prefix: string, startedAt: Date): string {
+  const iso = startedAt.toISOString();
+  return `${prefix}${GLOBALS_FOLDER}/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/globals-${formatTimestamp(startedAt)}${GLOBALS_SUFFIX}`;
+}
+
+/** True for keys written by `buildGlobalsKey` under `prefix`. */
+export function isGlobalsKey(prefix: string, key: string): boolean {
+  if (!key.startsWith(`${prefix}${GLOBALS_FOLDER}/`)) return false;
+  const m = /^(\d{4})\/(\d{2})\/(\d{2})\/globals-(\d{8}T\d{9}Z)\.sql$/.exec(key.slice(prefix.length + GLOBALS_FOLDER.length + 1));
+  return m !== null && parseTimestamp(m[4]!) !== undefined;
+}

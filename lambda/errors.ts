@@ -42,6 +42,123 @@ export class ConfigError extends PgS3BackupError {
   }
 }
 
+/** What a child process ended with, kept on the errors it causes (exit code, signal, stderr tail). */
+export interface ProcessOutcome {
+  readonly exitCode: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** The last lines pg_dump wrote to stderr, secrets redacted. */
+  readonly stderrTail: readonly string[];
+}
+
+export interface ProcessErrorOptions extends PgS3BackupErrorOptions {
+  readonly outcome?: ProcessOutcome;
+}
+
+/** The on-demand event is malformed: an unknown field or a wrong type, named in the message. */
+export class RequestError extends PgS3BackupError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super('usage', message, options);
+    this.name = 'RequestError';
+  }
+}
+
+/** The database credentials could not be had: secret missing, unreadable, not JSON, fields missing. */
+export class SecretError extends PgS3BackupError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super('secret', message, options);
+    this.name = 'SecretError';
+  }
+}
+
+/** The database server could not be reached or refused us (host, port, TLS, password). */
+export class ConnectError extends PgS3BackupError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super('connect', message, options);
+    this.name = 'ConnectError';
+  }
+}
+
+/** The server's major version is newer than pg_dump's (or older than pg_dump supports). */
+export class ServerVersionError extends PgS3BackupError {
+  readonly serverVersion: string;
+  readonly pgDumpVersion: string;
+  constructor(message: string, versions: { serverVersion: string; pgDumpVersion: string }, options: PgS3BackupErrorOptions = {}) {
+    super('connect', message, options);
+    this.name = 'ServerVersionError';
+    this.serverVersion = versions.serverVersion;
+    this.pgDumpVersion = versions.pgDumpVersion;
+  }
+}
+
+/** pg_dump (or pg_dumpall) could not run, failed, was killed or wrote something that is not a dump. */
+export class DumpError extends PgS3BackupError {
+  readonly outcome: ProcessOutcome | undefined;
+  constructor(message: string, options: ProcessErrorOptions = {}) {
+    super('dump', message, options);
+    this.name = 'DumpError';
+    this.outcome = options.outcome;
+  }
+}
+
+/** The upload to S3 failed; the multipart upload was aborted, nothing is at the final key. */
+export class UploadError extends PgS3BackupError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super('upload', message, options);
+    this.name = 'UploadError';
+  }
+}
+
+/** The dump is in S3 but its manifest could not be written or read: the backup is not complete. */
+export class ManifestError extends PgS3BackupError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super('manifest', message, options);
+    this.name = 'ManifestError';
+  }
+}
+
+/** Listing the bucket failed. */
+export class ListError extends PgS3BackupError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super('list', message, options);
+    this.name = 'ListError';
+  }
+}
+
+/** Pruning failed, or refused to touch a key outside the database's prefix. */
+export class PruneError extends PgS3BackupError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super('prune', message, options);
+    this.name = 'PruneError';
+  }
+}
+
+/** The Lambda's remaining time fell under the safety margin: the dump was stopped, the upload aborted. */
+export class TimeBudgetError extends PgS3BackupError {
+  readonly bytesWritten: number;
+  readonly elapsedMs: number;
+  constructor(message: string, progress: { bytesWritten: number; elapsedMs: number }, options: PgS3BackupErrorOptions = {}) {
+    super('timeout', message, options);
+    this.name = 'TimeBudgetError';
+    this.bytesWritten = progress.bytesWritten;
+    this.elapsedMs = progress.elapsedMs;
+  }
+}
+
+/** One or more databases failed in a run; each failure was reported and alerted on its own. */
+export class BackupRunError extends PgS3BackupError {
+  readonly failures: readonly { readonly database: string; readonly stage: Stage; readonly message: string }[];
+  constructor(failures: BackupRunError['failures'], options: PgS3BackupErrorOptions = {}) {
+    const first = failures[0];
+    super(
+      first?.stage ?? 'dump',
+      `backup failed for ${failures.length} database(s): ${failures.map((f) => `${f.database} (${f.stage}: ${f.message})`).join('; ')}`,
+      options,
+    );
+    this.name = 'BackupRunError';
+    this.failures = failures;
+  }
+}
+
 // --- restore, verify and the CLI (issue 5) ---
 
 /** A command-line usage problem the parser cannot see (conflicting or malformed values): exit 2. */

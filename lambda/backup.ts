@@ -1,0 +1,342 @@
+/**
+ * The backup pipeline: one run = credentials → for each database (independently) connect and
+ * check versions → pg_dump streamed into S3 → manifest → optional globals → prune the databases
+ * that succeeded → alerts and metrics. The Lambda handler, the CLI and host mode all call
+ * `runBackup`; it never throws for a database's failure, it reports it (status "failed") after
+ * alerting, so each front door decides how to end (the handler throws, the CLI exits 1).
+ */
+import { buildGlobalsKey, databasePrefix, GLOBALS_FOLDER, isGlobalsKey } from './backup-key.ts';
+import type { Config } from './config.ts';
+import type { Deps } from './deps.ts';
+import { ConfigError, PgS3BackupError, TimeBudgetError, type Stage } from './errors.ts';
+import { MANIFEST_FORMAT_VERSION, type Manifest } from './manifest.ts';
+import { formatFailure, formatSuccess, publish } from './notify.ts';
+import { redact as redactText, throughput } from './observability.ts';
+import {
+  checkServerVersion,
+  connectionFor,
+  pgDumpallGlobalsArgs,
+  pgDumpArgs,
+  pgEnv,
+  startTool,
+  toolCommand,
+  toolVersion,
+  type Version,
+} from './pg-dump.ts';
+import { pruneDatabase } from './retention.ts';
+import { deleteKeys, listObjects, putManifest, reserveDumpKey, type S3Store } from './s3-store.ts';
+import { fetchCredentials, type DbCredentials } from './secrets.ts';
+import { streamToS3 } from './stream-upload.ts';
+import { TOOL_VERSION } from './version.ts';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+
+export interface BackupRequest {
+  /** Overrides DATABASES for this run. */
+  readonly databases?: readonly string[] | undefined;
+  /** Recorded in the manifests: `scheduled`, `on-demand`, an operator's words… */
+  readonly reason?: string | undefined;
+  /** Prune reports what it would delete without deleting; the backups themselves are taken. */
+  readonly dryRun?: boolean | undefined;
+}
+
+/** Per-invocation facts (the Lambda context; the CLI passes nothing). */
+export interface Invocation {
+  readonly requestId?: string | undefined;
+  /** Lambda's `context.getRemainingTimeInMillis`: the dump stops TIME_MARGIN_SECONDS before it runs out. */
+  readonly remainingTimeMs?: (() => number) | undefined;
+}
+
+export interface BackupSummary {
+  readonly database: string;
+  readonly key: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly durationMs: number;
+}
+
+export interface BackupFailure {
+  readonly database: string;
+  readonly stage: Stage;
+  readonly message: string;
+  readonly hint: string | undefined;
+  /** The dump key attempted, if one was chosen. */
+  readonly key: string | undefined;
+}
+
+export interface GlobalsSummary {
+  readonly key: string;
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+export interface RunResult {
+  readonly status: 'succeeded' | 'failed';
+  readonly backups: readonly BackupSummary[];
+  /** Deleted keys (with dryRun: the keys that would be deleted). */
+  readonly pruned: readonly string[];
+  readonly failures: readonly BackupFailure[];
+  readonly globals?: GlobalsSummary | undefined;
+  readonly dryRun: boolean;
+}
+
+/** Pseudo database name used in alerts about the globals file. */
+export const GLOBALS_ALERT_NAME = '(globals)';
+
+export function storeFor(config: Pick<Config, 'bucket' | 'prefix'>, deps: Pick<Deps, 's3' | 'pageSize'>): S3Store {
+  return { s3: deps.s3, bucket: config.bucket, prefix: config.prefix, ...(deps.pageSize ? { pageSize: deps.pageSize } : {}) };
+}
+
+export async function runBackup(request: BackupRequest, config: Config, deps: Deps, invocation: Invocation = {}): Promise<RunResult> {
+  const log = deps.log;
+  const runStartedAt = deps.now();
+  const remaining = invocation.remainingTimeMs?.();
+  const deadline = remaining === undefined ? undefined : Date.now() + remaining - config.timeMarginMs;
+  const store = storeFor(config, deps);
+  const reason = request.reason ?? 'on-demand';
+  const dryRun = request.dryRun ?? false;
+  const backups: BackupSummary[] = [];
+  const failures: BackupFailure[] = [];
+  let secrets: string[] = [];
+  const redact = (t: string) => redactText(t, secrets);
+
+  const report = async (database: string, err: unknown, stage: Stage, key: string | undefined, startedAt: Date) => {
+    const error = toError(err, stage);
+    const failure: BackupFailure = {
+      database,
+      stage: error.stage,
+      message: redact(error.message),
+      hint: error.hint,
+      key,
+    };
+    failures.push(failure);
+    log.error('backup failed', { ...failure, requestId: invocation.requestId, error: redact(`${error.name}: ${error.message}`) });
+    const message = formatFailure({
+      database,
+      stage: error.stage,
+      error,
+      key,
+      bucket: config.bucket,
+      requestId: invocation.requestId,
+      startedAt,
+      failedAt: deps.now(),
+      redact,
+    });
+    await publish(deps.sns, config.alertTopicArn, message, log);
+  };
+
+  log.info('run started', { stage: 'config', reason, dryRun, requestId: invocation.requestId, bucket: config.bucket, prefix: config.prefix });
+
+  let creds: DbCredentials;
+  try {
+    creds = await fetchCredentials(config.credentials, deps.secrets);
+    secrets = [creds.password];
+  } catch (err) {
+    for (const db of request.databases ?? config.databases ?? ['(unknown)']) {
+      await report(db, err, 'secret', undefined, runStartedAt);
+      deps.metrics.backupFinished({ database: db, succeeded: false, bytes: 0, durationMs: 0 });
+    }
+    return { status: 'failed', backups, pruned: [], failures, dryRun };
+  }
+
+  const databases = request.databases ?? config.databases ?? (creds.dbname ? [creds.dbname] : []);
+  if (databases.length === 0) {
+    const err = new ConfigError('no database to back up: set DATABASES, or put "dbname" in the secret (or the database in DATABASE_URL)');
+    await report('(unknown)', err, 'config', undefined, runStartedAt);
+    return { status: 'failed', backups, pruned: [], failures, dryRun };
+  }
+
+  let pgDumpVersion: Promise<Version> | undefined;
+  const dumpVersion = () => (pgDumpVersion ??= toolVersion(deps.spawn, toolCommand('pg_dump', config)));
+
+  for (const database of databases) {
+    const startedAt = deps.now();
+    const t0 = Date.now();
+    const progress: { stage: Stage; key: string | undefined; bytes: number } = { stage: 'connect', key: undefined, bytes: 0 };
+    try {
+      const summary = await backupDatabase(database, { config, deps, store, creds, reason, deadline, startedAt, dumpVersion, redact, progress });
+      backups.push(summary);
+      deps.metrics.backupFinished({ database, succeeded: true, bytes: summary.bytes, durationMs: summary.durationMs });
+    } catch (err) {
+      await report(database, err, progress.stage, progress.key, startedAt);
+      deps.metrics.backupFinished({ database, succeeded: false, bytes: progress.bytes, durationMs: Date.now() - t0 });
+    }
+  }
+
+  let globals: GlobalsSummary | undefined;
+  if (config.backupGlobals) {
+    const startedAt = deps.now();
+    const progress: { stage: Stage; key: string | undefined } = { stage: 'dump', key: undefined };
+    try {
+      globals = await backupGlobals({ config, deps, store, creds, database: databases[0]!, deadline, startedAt, redact, progress });
+    } catch (err) {
+      await report(GLOBALS_ALERT_NAME, err, progress.stage, progress.key, startedAt);
+    }
+  }
+
+  // Prune only the databases whose backup succeeded in this run: a failing database keeps
+  // every backup it has until it works again.
+  const pruned: string[] = [];
+  for (const b of backups) {
+    try {
+      const res = await pruneDatabase(store, b.database, { retentionCount: config.retentionCount, now: deps.now(), dryRun, log });
+      pruned.push(...res.deleted);
+    } catch (err) {
+      await report(b.database, err, 'prune', undefined, deps.now());
+    }
+  }
+  if (globals) {
+    try {
+      pruned.push(...(await pruneGlobals(store, config.retentionCount, dryRun)));
+    } catch (err) {
+      await report(GLOBALS_ALERT_NAME, err, 'prune', undefined, deps.now());
+    }
+  }
+
+  const status = failures.length === 0 ? 'succeeded' : 'failed';
+  log.info('run finished', { status, backups: backups.length, failures: failures.length, pruned: pruned.length, dryRun });
+  if (status === 'succeeded' && config.notifyOnSuccess) {
+    await publish(deps.sns, config.alertTopicArn, formatSuccess(backups, pruned, config.bucket), log);
+  }
+  return { status, backups, pruned, failures, globals, dryRun };
+}
+
+interface DatabaseContext {
+  readonly config: Config;
+  readonly deps: Deps;
+  readonly store: S3Store;
+  readonly creds: DbCredentials;
+  readonly reason: string;
+  readonly deadline: number | undefined;
+  readonly startedAt: Date;
+  readonly dumpVersion: () => Promise<Version>;
+  readonly redact: (t: string) => string;
+  /** Updated as the backup moves on, so that a failure reports the right stage and key. */
+  readonly progress: { stage: Stage; key: string | undefined; bytes: number };
+}
+
+async function backupDatabase(database: string, ctx: DatabaseContext): Promise<BackupSummary> {
+  const { config, deps, store, progress } = ctx;
+  const log = deps.log;
+  const t0 = Date.now();
+  checkBudget(ctx.deadline, 0, 0);
+  const conn = connectionFor(ctx.creds, database, config);
+  log.info('connecting', { stage: 'connect', database, host: conn.host, port: conn.port, sslmode: conn.sslmode });
+  progress.stage = 'dump';
+  const pgDump = await ctx.dumpVersion();
+  progress.stage = 'connect';
+  const server = await deps.serverInfo(conn);
+  checkServerVersion(server, pgDump);
+
+  progress.stage = 'upload';
+  const { key, release } = await reserveDumpKey(store, database, ctx.startedAt);
+  progress.key = key;
+  try {
+    progress.stage = 'dump';
+    log.info('dump started', { stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression });
+    const tool = startTool(deps.spawn, toolCommand('pg_dump', config), pgDumpArgs(config.compression), pgEnv(conn), ctx.redact);
+    const result = await streamToS3({
+      s3: deps.s3,
+      bucket: store.bucket,
+      key,
+      tool,
+      partSize: deps.partSize,
+      queueSize: deps.queueSize,
+      deadline: ctx.deadline,
+      onProgress: (b) => (progress.bytes = b),
+    });
+    progress.bytes = result.bytes;
+    const finishedAt = deps.now();
+    const durationMs = Date.now() - t0;
+    log.info('dump uploaded', { stage: 'upload', database, key, bytes: result.bytes, sha256: result.sha256, durationMs, bytesPerSecond: throughput(result.bytes, durationMs) });
+
+    progress.stage = 'manifest';
+    const manifest: Manifest = {
+      formatVersion: MANIFEST_FORMAT_VERSION,
+      database,
+      key,
+      bytes: result.bytes,
+      sha256: result.sha256,
+      compression: config.compression,
+      pgDumpVersion: pgDump.text,
+      serverVersion: server.text,
+      startedAt: ctx.startedAt.toISOString(),
+      finishedAt: finishedAt.toISOString(),
+      durationMs,
+      reason: ctx.reason,
+      toolVersion: TOOL_VERSION,
+    };
+    try {
+      await putManifest(store, manifest);
+    } catch (err) {
+      // Without its manifest the dump is not a backup: remove it now rather than leave an orphan.
+      await deps.s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key })).catch(() => {});
+      throw err;
+    }
+    log.info('backup complete', { stage: 'manifest', database, key, bytes: result.bytes, sha256: result.sha256, durationMs });
+    return { database, key, bytes: result.bytes, sha256: result.sha256, durationMs };
+  } finally {
+    release();
+  }
+}
+
+/** Throws the timeout error if the budget is already spent (before a database starts). */
+function checkBudget(deadline: number | undefined, bytesWritten: number, elapsedMs: number): void {
+  if (deadline !== undefined && Date.now() >= deadline) {
+    throw new TimeBudgetError('not started: the time budget of this invocation is already spent', { bytesWritten, elapsedMs }, {
+      hint: 'Too many or too large databases for one invocation: give the function more memory, split DATABASES over several schedules, or use host mode for large databases.',
+    });
+  }
+}
+
+interface GlobalsContext {
+  readonly config: Config;
+  readonly deps: Deps;
+  readonly store: S3Store;
+  readonly creds: DbCredentials;
+  /** The database pg_dumpall connects to. */
+  readonly database: string;
+  readonly deadline: number | undefined;
+  readonly startedAt: Date;
+  readonly redact: (t: string) => string;
+  readonly progress: { stage: Stage; key: string | undefined };
+}
+
+async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
+  const { config, deps, store } = ctx;
+  checkBudget(ctx.deadline, 0, 0);
+  const conn = connectionFor(ctx.creds, ctx.database, config);
+  const key = buildGlobalsKey(store.prefix, ctx.startedAt);
+  ctx.progress.key = key;
+  const tool = startTool(deps.spawn, toolCommand('pg_dumpall', config), [...pgDumpallGlobalsArgs(), `--database=${ctx.database}`], pgEnv(conn), ctx.redact);
+  const result = await streamToS3({
+    s3: deps.s3,
+    bucket: store.bucket,
+    key,
+    tool,
+    partSize: deps.partSize,
+    queueSize: deps.queueSize,
+    deadline: ctx.deadline,
+    contentType: 'application/sql',
+    checkMagic: false,
+    toolName: 'pg_dumpall',
+  });
+  deps.log.info('globals uploaded', { stage: 'upload', key, bytes: result.bytes, sha256: result.sha256 });
+  return { key, bytes: result.bytes, sha256: result.sha256 };
+}
+
+/** Keeps the newest `retentionCount` globals files. */
+async function pruneGlobals(store: S3Store, retentionCount: number, dryRun: boolean): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const o of listObjects(store, `${store.prefix}${GLOBALS_FOLDER}/`)) if (isGlobalsKey(store.prefix, o.key)) keys.push(o.key);
+  const old = keys.sort().reverse().slice(retentionCount);
+  if (dryRun || old.length === 0) return old;
+  // `_globals` is a folder name like a database's: deleteKeys checks every key stays inside it.
+  return deleteKeys(store, GLOBALS_FOLDER, old.filter((k) => k.startsWith(databasePrefix(store.prefix, GLOBALS_FOLDER))));
+}
+
+/** Any error as a PgS3BackupError of the stage it happened in (keeping the original as cause). */
+function toError(err: unknown, stage: Stage): PgS3BackupError {
+  if (err instanceof PgS3BackupError) return err;
+  const e = err instanceof Error ? err : new Error(String(err));
+  return new PgS3BackupError(stage, `${e.name}: ${e.message}`, { cause: e });
+}

@@ -1,0 +1,48 @@
+/**
+ * Side effects, injected: AWS clients, process spawning, the clock, logs and metrics. Real
+ * ones come from `createDeps`; tests pass their own pieces through `overrides`.
+ * AWS endpoints come only from the SDK's standard variables (AWS_ENDPOINT_URL,
+ * AWS_ENDPOINT_URL_S3, …) and the region from AWS_REGION.
+ */
+import { S3Client } from '@aws-sdk/client-s3';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SNSClient } from '@aws-sdk/client-sns';
+import { spawn } from 'node:child_process';
+import type { Config } from './config.ts';
+import { createLogger, createMetrics, type Log, type MetricsSink } from './observability.ts';
+import { queryServerInfo, type PgConnection, type ServerInfo, type SpawnFn } from './pg-dump.ts';
+
+export interface Deps {
+  readonly s3: S3Client;
+  readonly secrets: SecretsManagerClient;
+  readonly sns: SNSClient;
+  readonly spawn: SpawnFn;
+  /** Timestamps for keys and manifests (durations and the time budget use the real clock). */
+  readonly now: () => Date;
+  readonly log: Log;
+  readonly metrics: MetricsSink;
+  /** Connects and reads the server version (node-postgres). */
+  readonly serverInfo: (conn: PgConnection) => Promise<ServerInfo>;
+  /** ListObjectsV2 page size (default 1000). */
+  readonly pageSize?: number | undefined;
+  /** Multipart part size (default: `partSizeFor()`, 200 GiB in 9,000 parts). */
+  readonly partSize?: number | undefined;
+  /** Parts uploaded at once (default 2). */
+  readonly queueSize?: number | undefined;
+}
+
+export function createDeps(config: Pick<Config, 'forcePathStyle'>, overrides: Partial<Deps> = {}): Deps {
+  return {
+    s3: overrides.s3 ?? new S3Client({ forcePathStyle: config.forcePathStyle }),
+    secrets: overrides.secrets ?? new SecretsManagerClient({}),
+    sns: overrides.sns ?? new SNSClient({}),
+    spawn: overrides.spawn ?? (spawn as SpawnFn),
+    now: overrides.now ?? (() => new Date()),
+    log: overrides.log ?? createLogger(),
+    metrics: overrides.metrics ?? createMetrics(),
+    serverInfo: overrides.serverInfo ?? queryServerInfo,
+    pageSize: overrides.pageSize,
+    partSize: overrides.partSize,
+    queueSize: overrides.queueSize,
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * The Lambda entry point, kept thin: parse the event, load the configuration once per container,
+ * call the core, shape the result. On failure the core has already alerted; the handler throws
+ * so that Lambda's Errors metric, async retries and the failure destination see it.
+ */
+import type { Context } from 'aws-lambda';
+import { z } from 'zod';
+import { runBackup, type BackupRequest } from './backup.ts';
+import { loadConfig, type Config, type Env } from './config.ts';
+import { createDeps, type Deps } from './deps.ts';
+import { BackupRunError, PgS3BackupError, RequestError } from './errors.ts';
+import { formatFailure, publish } from './notify.ts';
+import { createLogger } from './observability.ts';
+import { SNSClient } from '@aws-sdk/client-sns';
+
+export interface HandlerResult {
+  readonly status: 'succeeded';
+  readonly backups: readonly { database: string; key: string; bytes: number; sha256: string; durationMs: number }[];
+  readonly pruned: readonly string[];
+}
+
+const OnDemandEvent = z.strictObject({
+  databases: z.array(z.string().min(1, 'database names must not be empty')).min(1).optional(),
+  reason: z.string().max(1000).optional(),
+  dryRun: z.boolean().optional(),
+});
+
+/**
+ * Scheduled invocations may carry nothing, an EventBridge envelope or any input the schedule
+ * was given: they run as configured. An object with any of the on-demand fields is an on-demand
+ * request and is validated strictly (an unknown field or a wrong type is an error naming it).
+ */
+export function parseEvent(event: unknown): BackupRequest {
+  if (event === null || event === undefined || typeof event !== 'object' || Array.isArray(event)) return { reason: 'scheduled' };
+  const e = event as Record<string, unknown>;
+  const isEnvelope = 'detail-type' in e || e.source === 'aws.events' || e.source === 'aws.scheduler';
+  const keys = Object.keys(e);
+  if (keys.length === 0 || isEnvelope) return { reason: 'scheduled' };
+  const parsed = OnDemandEvent.safeParse(e);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) =>
+      i.code === 'unrecognized_keys' ? `unknown field(s) ${i.keys.map((k) => JSON.stringify(k)).join(', ')}` : `${i.path.join('.') || 'event'}: ${i.message}`,
+    );
+    throw new RequestError(`invalid event: ${problems.join('; ')}`, {
+      hint: 'Send {"databases"?: string[], "reason"?: string, "dryRun"?: boolean}.',
+    });
+  }
+  return { databases: parsed.data.databases, reason: parsed.data.reason ?? 'on-demand', dryRun: parsed.data.dryRun };
+}
+
+/** Builds a handler; `env` and `overrides` let tests run the real handler against test services. */
+export function createHandler(env: Env = process.env, overrides: Partial<Deps> = {}) {
+  let loaded: { config: Config; deps: Deps } | undefined;
+  return async function handler(event: unknown, context: Pick<Context, 'awsRequestId' | 'getRemainingTimeInMillis'>): Promise<HandlerResult> {
+    const log = overrides.log ?? createLogger();
+    if (!loaded) {
+      try {
+        const config = loadConfig(env);
+        loaded = { config, deps: createDeps(config, overrides) };
+      } catch (err) {
+        await alertConfigError(err, env, context.awsRequestId, overrides.sns);
+        throw err;
+      }
+    }
+    const { config, deps } = loaded;
+    let request: BackupRequest;
+    try {
+      request = parseEvent(event);
+    } catch (err) {
+      log.error('invalid event', { stage: 'usage', error: (err as Error).message });
+      throw err;
+    }
+    const result = await runBackup(request, config, deps, {
+      requestId: context.awsRequestId,
+      remainingTimeMs: () => context.getRemainingTimeInMillis(),
+    });
+    if (result.status === 'failed') throw new BackupRunError(result.failures);
+    return { status: 'succeeded', backups: result.backups, pruned: result.pruned };
+  };
+}
+
+/** A broken configuration still alerts, if ALERT_TOPIC_ARN itself is usable. */
+async function alertConfigError(err: unknown, env: Env, requestId: string, sns: SNSClient | undefined): Promise<void> {
+  const log = createLogger();
+  const topic = env.ALERT_TOPIC_ARN?.trim();
+  log.error('configuration error', { stage: 'config', error: (err as Error).message });
+  if (!topic || !(err instanceof PgS3BackupError)) return;
+  const now = new Date();
+  const message = formatFailure({ database: env.DATABASES?.trim() || '(all)', stage: 'config', error: err, requestId, startedAt: now, failedAt: now, redact: (t) => t });
+  await publish(sns ?? new SNSClient({}), topic, message, log);
+}
+
+export const handler = createHandler();

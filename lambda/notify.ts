@@ -1,0 +1,112 @@
+/**
+ * Alerts and notices through SNS. Formatting is pure; publishing never throws (an SNS outage is
+ * logged, and the caller still fails with the original error).
+ */
+import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import { PgS3BackupError, type Stage } from './errors.ts';
+import type { Log } from './observability.ts';
+import { describeExit } from './pg-dump.ts';
+
+export const SUBJECT_PREFIX = '[pg-s3-backup]';
+/** SNS's limit for a subject. */
+export const MAX_SUBJECT_LENGTH = 100;
+
+export interface Message {
+  readonly subject: string;
+  readonly body: string;
+}
+
+export interface FailureReport {
+  readonly database: string;
+  readonly stage: Stage;
+  readonly error: Error;
+  /** The dump key attempted, if one was chosen. */
+  readonly key?: string | undefined;
+  readonly bucket?: string | undefined;
+  readonly requestId?: string | undefined;
+  readonly startedAt: Date;
+  readonly failedAt: Date;
+  /** Every text here goes through it (secrets redacted). */
+  readonly redact: (text: string) => string;
+}
+
+/**
+ * SNS subjects must be ASCII without control characters, at most 100 characters: other
+ * characters become `?`, accents are dropped first (`données` → `donnees`).
+ */
+export function subjectText(text: string): string {
+  const ascii = text.normalize('NFKD').replace(/[\u0300-\u036f]/g, '').replace(/[^\x20-\x7e]/g, '?');
+  return ascii.slice(0, MAX_SUBJECT_LENGTH);
+}
+
+export function formatFailure(r: FailureReport): Message {
+  const e = r.error;
+  const lines: string[] = [
+    `pg-s3-backup: the backup of database ${JSON.stringify(r.database)} FAILED at stage "${r.stage}".`,
+    '',
+    `Error: ${r.redact(`${e.name}: ${e.message}`)}`,
+  ];
+  if (e instanceof PgS3BackupError && e.hint) lines.push(`What to do: ${r.redact(e.hint)}`);
+  const outcome = (e as { outcome?: { exitCode: number | null; signal: NodeJS.Signals | null; stderrTail: readonly string[] } }).outcome;
+  if (outcome) {
+    lines.push(`Exit: ${describeExit(outcome.exitCode, outcome.signal)} (code ${outcome.exitCode ?? 'none'}, signal ${outcome.signal ?? 'none'})`);
+    if (outcome.stderrTail.length > 0 && !e.message.includes(outcome.stderrTail.join('\n'))) {
+      lines.push('', 'Last lines of stderr:', ...outcome.stderrTail.map((l) => `  ${r.redact(l)}`));
+    }
+  }
+  const progress = e as { bytesWritten?: number; elapsedMs?: number };
+  if (progress.bytesWritten !== undefined) lines.push(`Bytes written before stopping: ${progress.bytesWritten}; elapsed: ${Math.round((progress.elapsedMs ?? 0) / 1000)} s`);
+  lines.push(
+    '',
+    `Key attempted: ${r.key ? `s3://${r.bucket ?? ''}/${r.key}` : '(none: failed before choosing one)'}`,
+    'Nothing was written at that key: the upload was aborted, or never started. Existing backups were not pruned.',
+    `Request id: ${r.requestId ?? '(none)'}`,
+    `Started: ${r.startedAt.toISOString()}`,
+    `Failed:  ${r.failedAt.toISOString()} (after ${Math.round((r.failedAt.getTime() - r.startedAt.getTime()) / 1000)} s)`,
+  );
+  if (e.cause instanceof Error && !e.message.includes(e.cause.message)) lines.push(`Cause: ${r.redact(`${e.cause.name}: ${e.cause.message}`)}`);
+  return { subject: subjectText(`${SUBJECT_PREFIX} FAILED ${r.database}: ${r.stage}`), body: lines.join('\n') };
+}
+
+export interface SuccessSummary {
+  readonly database: string;
+  readonly key: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly durationMs: number;
+}
+
+export function formatSuccess(backups: readonly SuccessSummary[], pruned: readonly string[], bucket: string): Message {
+  const names = backups.map((b) => b.database).join(', ');
+  return {
+    subject: subjectText(`${SUBJECT_PREFIX} OK ${names}`),
+    body: [
+      `pg-s3-backup: ${backups.length} backup(s) completed.`,
+      '',
+      ...backups.map((b) => `- ${b.database}: s3://${bucket}/${b.key} (${b.bytes} bytes, ${Math.round(b.durationMs / 1000)} s, sha256 ${b.sha256})`),
+      '',
+      `Pruned ${pruned.length} object(s).`,
+    ].join('\n'),
+  };
+}
+
+/** Publishes; returns false (and logs) instead of throwing when SNS fails or no topic is set. */
+export async function publish(sns: SNSClient, topicArn: string | undefined, message: Message, log: Log): Promise<boolean> {
+  if (!topicArn) {
+    log.warn('no ALERT_TOPIC_ARN: alert only logged', { subject: message.subject, alert: message.body });
+    return false;
+  }
+  try {
+    await sns.send(new PublishCommand({ TopicArn: topicArn, Subject: message.subject, Message: message.body }));
+    return true;
+  } catch (err) {
+    log.error('could not publish to SNS', {
+      stage: 'notify',
+      topicArn,
+      subject: message.subject,
+      error: `${(err as Error).name}: ${(err as Error).message}`,
+      alert: message.body,
+    });
+    return false;
+  }
+}

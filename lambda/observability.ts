@@ -1,0 +1,93 @@
+/**
+ * Logs, metrics and secret redaction. The core only sees the small `Log` and `MetricsSink`
+ * interfaces, so the CLI can print plainly and tests can capture; the Lambda uses Powertools
+ * (JSON logs, EMF metrics).
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { encodeDatabaseName } from './backup-key.ts';
+
+export const SERVICE_NAME = 'pg-s3-backup';
+/** CloudWatch namespace and metric names: the infrastructure's alarms are built on them. */
+export const METRIC_NAMESPACE = 'PgS3Backup';
+export const METRIC_NAMES = {
+  succeeded: 'BackupSucceeded',
+  bytes: 'BackupBytes',
+  durationMs: 'BackupDurationMs',
+  throughput: 'BackupThroughputBytesPerSecond',
+} as const;
+export const METRIC_DIMENSION = 'Database';
+
+export type LogAttributes = Record<string, unknown>;
+
+export interface Log {
+  debug(message: string, attributes?: LogAttributes): void;
+  info(message: string, attributes?: LogAttributes): void;
+  warn(message: string, attributes?: LogAttributes): void;
+  error(message: string, attributes?: LogAttributes): void;
+}
+
+export function createLogger(options: { readonly level?: string } = {}): Log {
+  const logger = new Logger({ serviceName: SERVICE_NAME, logLevel: (options.level ?? process.env.LOG_LEVEL ?? 'INFO') as 'INFO' });
+  return {
+    debug: (m, a) => logger.debug(m, a ?? {}),
+    info: (m, a) => logger.info(m, a ?? {}),
+    warn: (m, a) => logger.warn(m, a ?? {}),
+    error: (m, a) => logger.error(m, a ?? {}),
+  };
+}
+
+export const silentLog: Log = { debug() {}, info() {}, warn() {}, error() {} };
+
+export interface BackupMetrics {
+  readonly database: string;
+  readonly succeeded: boolean;
+  readonly bytes: number;
+  readonly durationMs: number;
+}
+
+export interface MetricsSink {
+  backupFinished(m: BackupMetrics): void;
+}
+
+/**
+ * One EMF document per database, with `Database` as the only dimension: Powertools adds a
+ * `service` default dimension, which would make the metrics' identity differ from the alarms'.
+ */
+export function createMetrics(): MetricsSink {
+  const metrics = new Metrics({ namespace: METRIC_NAMESPACE, serviceName: SERVICE_NAME });
+  metrics.clearDefaultDimensions();
+  return {
+    backupFinished(m) {
+      metrics.addDimension(METRIC_DIMENSION, metricDatabaseName(m.database));
+      metrics.addMetric(METRIC_NAMES.succeeded, MetricUnit.Count, m.succeeded ? 1 : 0);
+      metrics.addMetric(METRIC_NAMES.bytes, MetricUnit.Bytes, m.bytes);
+      metrics.addMetric(METRIC_NAMES.durationMs, MetricUnit.Milliseconds, m.durationMs);
+      if (m.succeeded) {
+        metrics.addMetric(METRIC_NAMES.throughput, MetricUnit.BytesPerSecond, throughput(m.bytes, m.durationMs));
+      }
+      metrics.publishStoredMetrics();
+    },
+  };
+}
+
+export const noMetrics: MetricsSink = { backupFinished() {} };
+
+export function throughput(bytes: number, durationMs: number): number {
+  return durationMs > 0 ? Math.round((bytes * 1000) / durationMs) : bytes;
+}
+
+/** CloudWatch dimension values must be printable ASCII: other names use the key encoding. */
+export function metricDatabaseName(database: string): string {
+  return /^[\x20-\x7e]{1,250}$/.test(database) && database.trim() !== '' ? database : encodeDatabaseName(database).slice(0, 250);
+}
+
+/** Replaces every secret (and its URL-encoded form) in `text` with `***`. */
+export function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const s of secrets) {
+    if (s.length < 3) continue;
+    for (const form of new Set([s, encodeURIComponent(s)])) out = out.split(form).join('***');
+  }
+  return out;
+}

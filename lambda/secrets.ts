@@ -1,0 +1,100 @@
+/**
+ * Database credentials: the Secrets Manager secret in RDS format, fetched at every run so that
+ * rotation just works, or DATABASE_URL (CLI and host mode). Error messages never quote the
+ * secret's content.
+ */
+import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { z } from 'zod';
+import { SSL_MODES, type CredentialSource, type SslMode } from './config.ts';
+import { SecretError } from './errors.ts';
+
+export interface DbCredentials {
+  readonly host: string;
+  readonly port: number;
+  readonly username: string;
+  readonly password: string;
+  /** The secret's (or URL's) database: the default when DATABASES is not set. */
+  readonly dbname: string | undefined;
+  readonly sslmode: SslMode | undefined;
+  readonly sslrootcert: string | undefined;
+}
+
+/** RDS's secret JSON (`engine`, `dbClusterIdentifier`… may be there too and are ignored). */
+const RdsSecretSchema = z.object({
+  host: z.string().min(1),
+  port: z.union([z.number().int(), z.string().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(1).max(65535)).optional(),
+  username: z.string().min(1),
+  password: z.string().min(1),
+  dbname: z.string().min(1).optional(),
+  sslmode: z.enum(SSL_MODES).optional(),
+  sslrootcert: z.string().min(1).optional(),
+});
+
+export async function fetchCredentials(source: CredentialSource, secrets: SecretsManagerClient): Promise<DbCredentials> {
+  return source.kind === 'url' ? credentialsFromUrl(source.url) : fetchSecret(secrets, source.secretId);
+}
+
+export async function fetchSecret(client: SecretsManagerClient, secretId: string): Promise<DbCredentials> {
+  let text: string | undefined;
+  try {
+    const res = await client.send(new GetSecretValueCommand({ SecretId: secretId }));
+    text = res.SecretString;
+  } catch (err) {
+    const name = (err as { name?: string }).name ?? 'Error';
+    const hint =
+      name === 'ResourceNotFoundException'
+        ? 'Check DB_SECRET_ID (ARN or name) and the region.'
+        : name === 'AccessDeniedException'
+          ? "Grant the function secretsmanager:GetSecretValue on the secret (and kms:Decrypt on its key)."
+          : 'Check that Secrets Manager is reachable from the function (VPC endpoint or NAT).';
+    throw new SecretError(`could not read secret ${secretId}: ${name}: ${(err as Error).message}`, { cause: err, hint });
+  }
+  return parseSecret(secretId, text);
+}
+
+/** Pure: the secret's text → credentials. The error names the fields at fault, never their values. */
+export function parseSecret(secretId: string, text: string | undefined): DbCredentials {
+  const hint = 'Store the secret in RDS JSON format: {"host","port","username","password","dbname"} (optional "sslmode").';
+  if (text === undefined) throw new SecretError(`secret ${secretId} has no SecretString (binary secrets are not supported)`, { hint });
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new SecretError(`secret ${secretId} is not JSON`, { hint });
+  }
+  const parsed = RdsSecretSchema.safeParse(json);
+  if (!parsed.success) {
+    const fields = [...new Set(parsed.error.issues.map((i) => i.path.join('.') || '(root)'))];
+    throw new SecretError(`secret ${secretId} is missing or has invalid fields: ${fields.join(', ')}`, { hint });
+  }
+  const s = parsed.data;
+  return { host: s.host, port: s.port ?? 5432, username: s.username, password: s.password, dbname: s.dbname, sslmode: s.sslmode, sslrootcert: s.sslrootcert };
+}
+
+/** Pure: `postgresql://user:password@host:port/db?sslmode=…&sslrootcert=…` → credentials. */
+export function credentialsFromUrl(url: string): DbCredentials {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new SecretError('DATABASE_URL is not a valid URL (percent-encode special characters in the password)', {
+      hint: 'Use postgresql://user:password@host:port/database',
+    });
+  }
+  const sslmode = u.searchParams.get('sslmode') ?? undefined;
+  if (sslmode !== undefined && !(SSL_MODES as readonly string[]).includes(sslmode)) {
+    throw new SecretError(`DATABASE_URL sslmode must be one of ${SSL_MODES.join(', ')}`);
+  }
+  const username = decodeURIComponent(u.username);
+  if (!u.hostname || !username) throw new SecretError('DATABASE_URL must name a host and a user', { hint: 'Use postgresql://user:password@host:port/database' });
+  const dbname = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  return {
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: u.port ? Number(u.port) : 5432,
+    username,
+    password: decodeURIComponent(u.password),
+    dbname: dbname || undefined,
+    sslmode: sslmode as SslMode | undefined,
+    sslrootcert: u.searchParams.get('sslrootcert') ?? undefined,
+  };
+}

@@ -1,0 +1,206 @@
+/**
+ * pg_dump's stdout → S3 multipart upload, with SHA-256 on the fly and bounded memory, failing
+ * closed. The stream that feeds the upload does not end when pg_dump's stdout ends: it ends only
+ * once pg_dump has exited 0 and its output began with `PGDMP`. Otherwise it errors, lib-storage
+ * aborts the multipart upload (or never sends the single PutObject) and nothing lands at the key.
+ */
+import type { S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { createHash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { DumpError, TimeBudgetError, UploadError, type ProcessOutcome } from './errors.ts';
+import { describeExit, type RunningTool } from './pg-dump.ts';
+
+/** pg_dump's custom-format archives start with these bytes. */
+export const CUSTOM_FORMAT_MAGIC = Buffer.from('PGDMP');
+
+const MiB = 1024 * 1024;
+export const S3_MAX_PARTS = 10_000;
+export const S3_MIN_PART_SIZE = 5 * MiB;
+/** The largest dump the part size must allow for. */
+export const MAX_DUMP_BYTES = 200 * 1024 ** 3;
+
+/**
+ * The smallest whole-MiB part size that fits `maxBytes` in 9,000 parts (10% headroom under S3's
+ * 10,000): 200 GiB → 23 MiB. Memory is about (queueSize + 1) × part size.
+ */
+export function partSizeFor(maxBytes: number = MAX_DUMP_BYTES): number {
+  return Math.max(S3_MIN_PART_SIZE, Math.ceil(maxBytes / (S3_MAX_PARTS * 0.9) / MiB) * MiB);
+}
+
+/** Parts in flight at once. */
+export const DEFAULT_QUEUE_SIZE = 2;
+
+/**
+ * Counts and hashes the bytes, checks the magic, and holds back end-of-stream until `verdict`
+ * says the producer succeeded.
+ */
+export class DumpGate extends Transform {
+  bytes = 0;
+  private readonly hash = createHash('sha256');
+  private head = Buffer.alloc(0);
+  constructor(private readonly verdict: () => Promise<void>, private readonly checkMagic = true) {
+    super({ highWaterMark: MiB });
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.checkMagic && this.head.length < CUSTOM_FORMAT_MAGIC.length) {
+      this.head = Buffer.concat([this.head, chunk.subarray(0, CUSTOM_FORMAT_MAGIC.length - this.head.length)]);
+      if (!CUSTOM_FORMAT_MAGIC.subarray(0, this.head.length).equals(this.head)) {
+        cb(new DumpError(`pg_dump's output does not start with the custom-format signature PGDMP (got ${JSON.stringify(this.head.toString('latin1'))})`, {
+          hint: 'PG_DUMP_BIN must be pg_dump itself; the backup runs it with --format=custom.',
+        }));
+        return;
+      }
+    }
+    this.bytes += chunk.length;
+    this.hash.update(chunk);
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    const fail = (err: unknown) => cb(err as Error);
+    this.verdict().then(() => {
+      if (this.checkMagic && this.bytes < CUSTOM_FORMAT_MAGIC.length) {
+        cb(new DumpError(`pg_dump exited 0 but wrote ${this.bytes} byte(s), not a dump`, { hint: 'Run PG_DUMP_BIN by hand to see what it does.' }));
+      } else {
+        cb();
+      }
+    }, fail);
+  }
+  digest(): string {
+    return this.hash.digest('hex');
+  }
+}
+
+export interface StreamUploadOptions {
+  readonly s3: S3Client;
+  readonly bucket: string;
+  readonly key: string;
+  readonly tool: RunningTool;
+  readonly partSize?: number;
+  readonly queueSize?: number;
+  /** Absolute time (ms since epoch) by which the dump must have finished; see TimeBudgetError. */
+  readonly deadline?: number;
+  readonly now?: () => number;
+  readonly contentType?: string;
+  /** `true` for pg_dump (custom format); pg_dumpall's plain SQL has no signature. */
+  readonly checkMagic?: boolean;
+  /** For error messages: pg_dump, pg_dumpall. */
+  readonly toolName?: string;
+  readonly onProgress?: (bytes: number) => void;
+}
+
+export interface StreamUploadResult {
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly outcome: ProcessOutcome;
+}
+
+
+export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploadResult> {
+  const { tool } = opts;
+  const toolName = opts.toolName ?? 'pg_dump';
+  const now = opts.now ?? Date.now;
+  const started = now();
+  let failure: Error | undefined;
+  let outcome: ProcessOutcome | undefined;
+
+  const gate = new DumpGate(async () => {
+    outcome = await tool.finished;
+    if (outcome.exitCode !== 0 || outcome.signal) {
+      throw new DumpError(`${toolName} failed: ${describeExit(outcome.exitCode, outcome.signal)}${outcome.stderrTail.length ? `\n${outcome.stderrTail.join('\n')}` : ''}`, {
+        outcome,
+        hint: dumpHint(outcome),
+      });
+    }
+  }, opts.checkMagic ?? true);
+
+  /** First failure wins; it stops pg_dump and errors the stream so the upload aborts. */
+  const fail = (err: Error) => {
+    if (failure) return;
+    failure = err;
+    tool.child.kill('SIGTERM');
+    gate.destroy(err);
+  };
+  tool.finished.catch((err: Error) => fail(err));
+  gate.on('error', (err) => fail(err));
+  tool.child.stdout!.on('error', (err) => fail(err));
+  tool.child.stdout!.pipe(gate);
+  if (opts.onProgress) gate.on('data', () => opts.onProgress!(gate.bytes));
+
+  let timer: NodeJS.Timeout | undefined;
+  if (opts.deadline !== undefined) {
+    timer = setTimeout(() => {
+      const elapsedMs = now() - started;
+      fail(new TimeBudgetError(
+        `time budget exhausted after ${Math.round(elapsedMs / 1000)} s with ${gate.bytes} bytes uploaded: dump stopped, upload aborted`,
+        { bytesWritten: gate.bytes, elapsedMs },
+        { hint: 'Give the function more memory (more CPU and network) or a longer timeout (15 min at most); for databases that cannot be dumped within 15 minutes, run the CLI or scripts/backup.sh on a host (host mode).' },
+      ));
+    }, Math.max(0, opts.deadline - now()));
+  }
+
+  // Upload errors (after the SDK's own retries) must stop pg_dump at once, not after the other
+  // part uploaders have drained the whole dump: wrap `send` to hear about them first.
+  const client = new Proxy(opts.s3, {
+    get(target, prop, receiver) {
+      if (prop === 'send') {
+        return (command: Parameters<S3Client['send']>[0]) =>
+          target.send(command).catch((err: unknown) => {
+            if (!failure && (err as Error).name !== 'AbortError') {
+              fail(new UploadError(`upload to s3://${opts.bucket}/${opts.key} failed: ${(err as Error).name}: ${(err as Error).message}`, {
+                cause: err,
+                hint: uploadHint(err),
+              }));
+            }
+            throw err;
+          });
+      }
+      return Reflect.get(target, prop, receiver) as unknown;
+    },
+  });
+
+  const upload = new Upload({
+    client,
+    params: {
+      Bucket: opts.bucket,
+      Key: opts.key,
+      Body: gate,
+      ContentType: opts.contentType ?? 'application/octet-stream',
+      ChecksumAlgorithm: 'SHA256',
+      // Never overwrite: two runs that picked the same key cannot both complete.
+      IfNoneMatch: '*',
+    },
+    partSize: opts.partSize ?? partSizeFor(),
+    queueSize: opts.queueSize ?? DEFAULT_QUEUE_SIZE,
+    leavePartsOnError: false,
+  });
+
+  try {
+    await upload.done();
+  } catch (err) {
+    fail(err instanceof Error && 'stage' in err ? err : new UploadError(`upload to s3://${opts.bucket}/${opts.key} failed: ${(err as Error).name}: ${(err as Error).message}`, { cause: err, hint: uploadHint(err) }));
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+  // Whatever happened, wait for the process: no stray pg_dump keeps running into the next step.
+  const finalOutcome = await tool.finished.catch(() => undefined);
+  if (failure) throw failure;
+  return { bytes: gate.bytes, sha256: gate.digest(), outcome: outcome ?? finalOutcome! };
+}
+
+function dumpHint(outcome: ProcessOutcome): string {
+  const text = outcome.stderrTail.join('\n');
+  if (outcome.signal === 'SIGKILL') return 'pg_dump was killed (often out of memory): give the function more memory.';
+  if (/server version mismatch/i.test(text)) return 'The server is newer than pg_dump: rebuild the pg_dump layer with matching client tools.';
+  if (/permission denied/i.test(text)) return 'The backup user lacks read access: grant it pg_read_all_data (PostgreSQL 14+) or SELECT on every table and sequence.';
+  if (/password authentication|connection to server/i.test(text)) return 'pg_dump could not connect: check the secret, the network path and sslmode.';
+  return 'Read pg_dump\'s messages above; run the same pg_dump by hand (CLI `pg-s3-backup run`) to reproduce.';
+}
+
+function uploadHint(err: unknown): string {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  if (e.name === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 412) return 'Another run wrote the same key at the same time; run again.';
+  if (e.name === 'AccessDenied' || e.$metadata?.httpStatusCode === 403) return 'Grant the function s3:PutObject (and s3:AbortMultipartUpload) on the bucket prefix, and kms:GenerateDataKey if the bucket uses a KMS key.';
+  if (e.name === 'NoSuchBucket') return 'Check BACKUP_BUCKET and the region.';
+  return 'S3 was unavailable or unreachable after retries; the multipart upload was aborted. Run the backup again; check the VPC endpoint or NAT if it persists.';
+}
