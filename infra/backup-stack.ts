@@ -1,0 +1,95 @@
+/**
+ * The whole deployment, composed from one construct per concern. The stack itself only wires
+ * them together and exposes what an operator needs (outputs).
+ */
+import { Annotations, Aws, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+import type { BackupConfig } from './config.ts';
+import { BackupAlerts } from './constructs/backup-alerts.ts';
+import { BackupBucket } from './constructs/backup-bucket.ts';
+import { BackupFunction } from './constructs/backup-function.ts';
+import { BackupSchedule } from './constructs/backup-schedule.ts';
+import { FailureQueue } from './constructs/failure-queue.ts';
+import { PgDumpLayer } from './constructs/pg-dump-layer.ts';
+
+export interface BackupStackProps extends StackProps {
+  readonly config: BackupConfig;
+  /** The built layer directory (default layers/pg-dump/dist/<arch>). */
+  readonly layerDir?: string;
+  /** The handler module (default lambda/handler.ts). */
+  readonly entry?: string;
+}
+
+export class BackupStack extends Stack {
+  readonly bucket: BackupBucket;
+  readonly layer: PgDumpLayer;
+  readonly alerts: BackupAlerts;
+  readonly failureQueue: FailureQueue;
+  readonly backupFunction: BackupFunction;
+  readonly schedule: BackupSchedule;
+
+  constructor(scope: Construct, id: string, props: BackupStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+
+    this.bucket = new BackupBucket(this, 'Storage', {
+      prefix: config.backupPrefix,
+      retentionCount: config.retentionCount,
+      ...config.bucket,
+    });
+    this.layer = new PgDumpLayer(this, 'PgDump', { architecture: config.architecture, ...(props.layerDir ? { dir: props.layerDir } : {}) });
+    this.alerts = new BackupAlerts(this, 'Alerts', {
+      emails: config.alertEmails,
+      name: `${config.stackName}-alerts`,
+      ...(config.slack ? { slack: config.slack } : {}),
+    });
+    this.failureQueue = new FailureQueue(this, 'FailedRuns');
+    this.backupFunction = new BackupFunction(this, 'Backup', {
+      ...(props.entry ? { entry: props.entry } : {}),
+      architecture: config.architecture,
+      layer: this.layer.layer,
+      memorySize: config.memorySize,
+      logRetentionDays: config.logRetentionDays,
+      bucket: this.bucket,
+      dbSecretArn: config.dbSecretArn,
+      ...(config.dbSecretKmsKeyArn ? { dbSecretKmsKeyArn: config.dbSecretKmsKeyArn } : {}),
+      databases: config.databases,
+      retentionCount: config.retentionCount,
+      ...(config.pgDumpCompression ? { pgDumpCompression: config.pgDumpCompression } : {}),
+      notifyOnSuccess: config.notifyOnSuccess,
+      topic: this.alerts.topic,
+      topicKey: this.alerts.key,
+      failureQueue: this.failureQueue.queue,
+      ...(config.vpc ? { vpc: config.vpc } : {}),
+      dbPort: config.dbPort,
+    });
+    this.schedule = new BackupSchedule(this, 'Nightly', {
+      function: this.backupFunction.function,
+      ...config.schedule,
+      deadLetterQueue: this.failureQueue.queue,
+    });
+    this.alerts.watch({
+      function: this.backupFunction.function,
+      timeout: this.backupFunction.timeout,
+      failureQueue: this.failureQueue.queue,
+      databases: config.databases,
+    });
+
+    if (config.databases.length === 0) {
+      Annotations.of(this).addWarningV2(
+        'pg-s3-backup:databasesNotSet',
+        'context "databases" is not set: the database comes from the secret at run time, so the dead-man alarm watches successful invocations instead of each database\'s BackupSucceeded metric. Set databases=<name>[,<name>] for one alarm per database.',
+      );
+    }
+
+    new CfnOutput(this, 'BucketName', { value: this.bucket.bucket.bucketName, description: 'Bucket holding the backups' });
+    new CfnOutput(this, 'BackupPrefix', { value: config.backupPrefix, description: 'Key prefix of every backup' });
+    new CfnOutput(this, 'FunctionName', { value: this.backupFunction.function.functionName, description: 'The backup function' });
+    new CfnOutput(this, 'AlertTopicArn', { value: this.alerts.topic.topicArn, description: 'SNS topic of failures and alarms: subscribe to it' });
+    new CfnOutput(this, 'FailureQueueUrl', { value: this.failureQueue.queue.queueUrl, description: 'Runs that never completed land here' });
+    new CfnOutput(this, 'InvokeCommand', {
+      description: 'On-demand backup (synchronous; prints the result)',
+      value: `aws lambda invoke --region ${Aws.REGION} --function-name ${this.backupFunction.function.functionName} --cli-binary-format raw-in-base64-out --cli-read-timeout 900 --payload '{"reason":"on-demand"}' /dev/stdout`,
+    });
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * CDK context → validated, readonly deployment configuration. Parsed once at synth; every error
+ * names the context key and the expected form, and all errors are reported together.
+ *
+ * Context comes from cdk.json (JSON values) or from `-c key=value` (always strings), so numbers,
+ * booleans and lists accept both forms: `-c alertEmails=a@example.com,b@example.com`.
+ * Keys starting with `//` or `_` are comments; keys containing `:` or starting with `@` belong to
+ * the CDK itself (feature flags, lookup caches) and are ignored. Any other unknown key is an error,
+ * so a typo never silently falls back to a default.
+ */
+import { z } from 'zod';
+import { checkDailyTime, formatHourMinute, isValidTimeZone, proposeSafeTimes } from './dst.ts';
+
+export class InfraConfigError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'InfraConfigError';
+  }
+}
+
+/** Log retention values CloudWatch Logs accepts. */
+const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] as const;
+
+const fromString = (v: unknown): unknown => (typeof v === 'string' ? v.trim() : v);
+
+const int = (min: number, max: number) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v.trim()) : v),
+    z.number({ error: `an integer from ${min} to ${max}` }).int(`an integer from ${min} to ${max}`).min(min, `an integer from ${min} to ${max}`).max(max, `an integer from ${min} to ${max}`),
+  );
+
+const bool = z.preprocess(
+  (v) => (v === 'true' ? true : v === 'false' ? false : v),
+  z.boolean({ error: '`true` or `false`' }),
+);
+
+/** A JSON array of strings, or one comma-separated string. */
+const list = (item: z.ZodType<string>) =>
+  z.preprocess(
+    (v) =>
+      typeof v === 'string'
+        ? v
+            .split(',')
+            .map((s) => s.trim())
+            .filter((s) => s.length > 0)
+        : v,
+    z.array(item, { error: 'a JSON array of strings or a comma-separated string' }),
+  );
+
+const idOf = (prefix: string) => z.preprocess(fromString, z.string().regex(new RegExp(`^${prefix}-[0-9a-f]{8,17}$`), `an id like ${prefix}-0123456789abcdef0`));
+
+const secretArn = z.preprocess(
+  fromString,
+  z
+    .string({ error: 'required: the complete ARN of the Secrets Manager secret with the database credentials' })
+    .regex(
+      /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@!-]+-[A-Za-z0-9]{6}$/,
+      'the complete secret ARN, ending with the 6-character suffix, e.g. arn:aws:secretsmanager:eu-west-3:123456789012:secret:prod/db-AbCdEf',
+    ),
+);
+
+const kmsKeyArn = z.preprocess(fromString, z.string().regex(/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]{36}$/, 'a KMS key ARN, e.g. arn:aws:kms:eu-west-3:123456789012:key/<uuid>'));
+
+const ContextSchema = z
+  .object({
+    stackName: z.preprocess(fromString, z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/, 'a CloudFormation stack name (letters, digits, hyphens)')).default('PgS3Backup'),
+    account: z.preprocess(fromString, z.string().regex(/^\d{12}$/, 'a 12-digit AWS account id')).optional(),
+    region: z.preprocess(fromString, z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'an AWS region such as eu-west-3')).optional(),
+
+    dbSecretArn: secretArn,
+    dbSecretKmsKeyArn: kmsKeyArn.optional(),
+    databases: list(z.string().min(1)).optional(),
+    dbPort: int(1, 65535).default(5432),
+
+    vpcId: idOf('vpc').optional(),
+    subnetIds: list(z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'subnet ids like subnet-0123456789abcdef0')).optional(),
+    subnetType: z.enum(['PRIVATE_WITH_EGRESS', 'PRIVATE_ISOLATED'], { error: '`PRIVATE_WITH_EGRESS` or `PRIVATE_ISOLATED`' }).optional(),
+    dbSecurityGroupId: idOf('sg').optional(),
+
+    scheduleHour: int(0, 23).default(2),
+    scheduleMinute: int(0, 59).default(0),
+    timeZone: z.preprocess(fromString, z.string().refine(isValidTimeZone, 'an IANA time zone such as UTC, Europe/Paris or America/New_York')).default('UTC'),
+    allowDstSkip: bool.default(false),
+
+    retentionCount: int(1, 1000).default(7),
+    backupPrefix: z.preprocess(fromString, z.string().regex(/^([A-Za-z0-9!_.*'()-]+\/)+$/, 'a key prefix of safe characters ending with "/", e.g. pg-s3-backup/')).default('pg-s3-backup/'),
+    pgDumpCompression: z.preprocess(fromString, z.string().regex(/^(none|gzip|lz4|zstd)(:[0-9a-z=,]+)?$/, 'a pg_dump --compress spec such as zstd:1 or gzip:6')).optional(),
+    notifyOnSuccess: bool.default(false),
+
+    alertEmails: list(z.email('e-mail addresses')).default([]),
+    slackWorkspaceId: z.preprocess(fromString, z.string().regex(/^[A-Z0-9]{9,11}$/, 'the Slack workspace (team) id, e.g. T0123ABCD, as AWS Chatbot shows it')).optional(),
+    slackChannelId: z.preprocess(fromString, z.string().regex(/^[A-Z0-9]{9,11}$/, 'the Slack channel id, e.g. C0123ABCD')).optional(),
+
+    architecture: z.enum(['arm64', 'x86_64'], { error: '`arm64` or `x86_64`' }).default('arm64'),
+    memorySize: int(128, 10240).default(1024),
+    logRetentionDays: z
+      .preprocess(
+        (v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v.trim()) : v),
+        z.number().refine((n) => (LOG_RETENTION_DAYS as readonly number[]).includes(n), `one of ${LOG_RETENTION_DAYS.join(', ')}`),
+      )
+      .default(90),
+
+    bucketName: z.preprocess(fromString, z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)')).optional(),
+    bucketKmsKeyArn: kmsKeyArn.optional(),
+    objectLockDays: int(1, 36500).optional(),
+    objectLockMode: z.enum(['GOVERNANCE', 'COMPLIANCE'], { error: '`GOVERNANCE` or `COMPLIANCE`' }).default('GOVERNANCE'),
+  })
+  .strict();
+
+export type ContextInput = z.input<typeof ContextSchema>;
+
+export interface VpcConfig {
+  readonly vpcId: string;
+  /** Explicit subnets: imported by id, no lookup, synth stays offline. */
+  readonly subnetIds?: readonly string[];
+  /** Subnet type: needs a VPC lookup (credentials once, then cdk.context.json). */
+  readonly subnetType?: 'PRIVATE_WITH_EGRESS' | 'PRIVATE_ISOLATED';
+  readonly dbSecurityGroupId?: string;
+}
+
+export interface BackupConfig {
+  readonly stackName: string;
+  readonly env?: { readonly account?: string; readonly region?: string };
+  readonly dbSecretArn: string;
+  readonly dbSecretKmsKeyArn?: string;
+  /** Empty: the secret's `dbname`. */
+  readonly databases: readonly string[];
+  readonly dbPort: number;
+  readonly vpc?: VpcConfig;
+  readonly schedule: { readonly hour: number; readonly minute: number; readonly timeZone: string; readonly allowDstSkip: boolean };
+  readonly retentionCount: number;
+  readonly backupPrefix: string;
+  readonly pgDumpCompression?: string;
+  readonly notifyOnSuccess: boolean;
+  readonly alertEmails: readonly string[];
+  readonly slack?: { readonly workspaceId: string; readonly channelId: string };
+  readonly architecture: 'arm64' | 'x86_64';
+  readonly memorySize: number;
+  readonly logRetentionDays: number;
+  readonly bucket: { readonly existingBucketName?: string; readonly existingBucketKmsKeyArn?: string; readonly objectLock?: { readonly days: number; readonly mode: 'GOVERNANCE' | 'COMPLIANCE' } };
+}
+
+/** Context keys that are comments or belong to the CDK itself. */
+function isForeignKey(key: string): boolean {
+  return key.startsWith('//') || key.startsWith('_') || key.startsWith('@') || key.includes(':');
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const key = issue.path.length > 0 ? issue.path.join('.') : '(context)';
+  if (issue.code === 'unrecognized_keys') {
+    return `unknown context key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}: known keys are ${Object.keys(ContextSchema.shape).join(', ')}`;
+  }
+  return `context "${key}": expected ${issue.message}`;
+}
+
+export interface ParseOptions {
+  /** The day the DST check starts from (default: now). */
+  readonly now?: Date;
+}
+
+/** Validates the whole context at once; throws an `InfraConfigError` listing every problem. */
+export function parseConfig(context: Record<string, unknown>, options: ParseOptions = {}): BackupConfig {
+  const own = Object.fromEntries(Object.entries(context).filter(([k]) => !isForeignKey(k)));
+  const parsed = ContextSchema.safeParse(own);
+  if (!parsed.success) {
+    throw new InfraConfigError(`invalid CDK context:\n  - ${parsed.error.issues.map(describeIssue).join('\n  - ')}`);
+  }
+  const c = parsed.data;
+  const problems: string[] = [];
+
+  if (!c.vpcId && (c.subnetIds || c.subnetType || c.dbSecurityGroupId)) {
+    problems.push('context "subnetIds", "subnetType" and "dbSecurityGroupId" need "vpcId" (the VPC of the database)');
+  }
+  if (c.subnetIds && c.subnetType) problems.push('context "subnetIds" and "subnetType" are exclusive: give the subnets, or their type (looked up)');
+  if (c.subnetIds && c.subnetIds.length === 0) problems.push('context "subnetIds": expected at least one subnet id');
+  if (c.bucketName && c.objectLockDays !== undefined) {
+    problems.push('context "objectLockDays" applies to a bucket this stack creates, but "bucketName" imports an existing one: enable Object Lock on that bucket yourself, or drop "bucketName"');
+  }
+  if (c.bucketKmsKeyArn && !c.bucketName) problems.push('context "bucketKmsKeyArn" describes an imported bucket\'s key: it needs "bucketName" (a created bucket gets its own key)');
+  if ((c.slackWorkspaceId === undefined) !== (c.slackChannelId === undefined)) {
+    problems.push('context "slackWorkspaceId" and "slackChannelId" go together: give both (AWS Chatbot needs the workspace authorised once in its console) or neither');
+  }
+
+  const { scheduleHour: hour, scheduleMinute: minute, timeZone } = c;
+  if (!c.allowDstSkip) {
+    const when = { from: options.now ?? new Date() };
+    const report = checkDailyTime(timeZone, hour, minute, when);
+    if (report.skipped.length > 0) {
+      const safe = proposeSafeTimes(timeZone, hour, minute, when);
+      problems.push(
+        `context "scheduleHour"/"scheduleMinute": ${formatHourMinute(hour, minute)} does not exist in ${timeZone} on the spring-forward night ` +
+          `(${report.skipped.slice(0, 3).join(', ')}${report.skipped.length > 3 ? ', …' : ''}), and EventBridge Scheduler skips that night's backup. ` +
+          `Choose a safe time such as ${safe.join(' or ')}, or set allowDstSkip=true to accept one skipped night a year.`,
+      );
+    }
+  }
+
+  if (problems.length > 0) throw new InfraConfigError(`invalid CDK context:\n  - ${problems.join('\n  - ')}`);
+
+  return {
+    stackName: c.stackName,
+    ...(c.account || c.region ? { env: { ...(c.account ? { account: c.account } : {}), ...(c.region ? { region: c.region } : {}) } } : {}),
+    dbSecretArn: c.dbSecretArn,
+    ...(c.dbSecretKmsKeyArn ? { dbSecretKmsKeyArn: c.dbSecretKmsKeyArn } : {}),
+    databases: c.databases ?? [],
+    dbPort: c.dbPort,
+    ...(c.vpcId
+      ? {
+          vpc: {
+            vpcId: c.vpcId,
+            ...(c.subnetIds ? { subnetIds: c.subnetIds } : { subnetType: c.subnetType ?? 'PRIVATE_WITH_EGRESS' }),
+            ...(c.dbSecurityGroupId ? { dbSecurityGroupId: c.dbSecurityGroupId } : {}),
+          },
+        }
+      : {}),
+    schedule: { hour, minute, timeZone, allowDstSkip: c.allowDstSkip },
+    retentionCount: c.retentionCount,
+    backupPrefix: c.backupPrefix,
+    ...(c.pgDumpCompression ? { pgDumpCompression: c.pgDumpCompression } : {}),
+    notifyOnSuccess: c.notifyOnSuccess,
+    alertEmails: c.alertEmails,
+    ...(c.slackWorkspaceId && c.slackChannelId ? { slack: { workspaceId: c.slackWorkspaceId, channelId: c.slackChannelId } } : {}),
+    architecture: c.architecture,
+    memorySize: c.memorySize,
+    logRetentionDays: c.logRetentionDays,
+    bucket: {
+      ...(c.bucketName ? { existingBucketName: c.bucketName } : {}),
+      ...(c.bucketKmsKeyArn ? { existingBucketKmsKeyArn: c.bucketKmsKeyArn } : {}),
+      ...(c.objectLockDays !== undefined ? { objectLock: { days: c.objectLockDays, mode: c.objectLockMode } } : {}),
+    },
+  };
+}

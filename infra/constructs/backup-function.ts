@@ -1,0 +1,260 @@
+/**
+ * The backup function: the engine's handler bundled locally with esbuild (never Docker), the
+ * pg_dump layer, its own log group, its own role with exactly the permissions the engine uses,
+ * and, when the database lives in a VPC, its own security group that reaches only the database
+ * port and HTTPS.
+ */
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { Aws, CfnElement, Duration, Stack, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import type { VpcConfig } from '../config.ts';
+import type { BackupBucket } from './backup-bucket.ts';
+
+/** The repository root: bundling, the lock file and the default entry are resolved from it. */
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Lambda's maximum: a dump that cannot finish in 15 minutes needs another runner (see docs). */
+export const FUNCTION_TIMEOUT = Duration.minutes(15);
+
+/** Node.js 22 or newer; the newest the installed CDK knows keeps cdk-nag's runtime check quiet. */
+export const FUNCTION_RUNTIME = lambda.Runtime.NODEJS_24_X;
+
+export interface BackupFunctionProps {
+  /** The handler module (exports `handler`), default lambda/handler.ts. */
+  readonly entry?: string;
+  readonly architecture: 'arm64' | 'x86_64';
+  readonly layer: lambda.ILayerVersion;
+  readonly memorySize: number;
+  readonly logRetentionDays: number;
+  readonly bucket: BackupBucket;
+  readonly dbSecretArn: string;
+  /** The customer-managed key of the secret, when it has one. */
+  readonly dbSecretKmsKeyArn?: string;
+  readonly databases: readonly string[];
+  readonly retentionCount: number;
+  readonly pgDumpCompression?: string;
+  readonly notifyOnSuccess: boolean;
+  readonly topic: sns.ITopic;
+  readonly topicKey: kms.IKey;
+  readonly failureQueue: sqs.IQueue;
+  readonly vpc?: VpcConfig;
+  readonly dbPort: number;
+}
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+export class BackupFunction extends Construct {
+  readonly function: nodejs.NodejsFunction;
+  readonly logGroup: logs.LogGroup;
+  readonly role: iam.Role;
+  readonly securityGroup?: ec2.SecurityGroup;
+  readonly timeout = FUNCTION_TIMEOUT;
+
+  constructor(scope: Construct, id: string, props: BackupFunctionProps) {
+    super(scope, id);
+    const { bucket, prefix } = { bucket: props.bucket.bucket, prefix: props.bucket.prefix };
+
+    this.logGroup = new logs.LogGroup(this, 'LogGroup', {
+      retention: props.logRetentionDays as logs.RetentionDays,
+    });
+
+    // An explicit role instead of the default one: the default attaches AWS managed policies
+    // (basic execution, VPC access) whose `*` resources are wider than this function needs.
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'pg-s3-backup function: writes, reads and prunes backups under its prefix only',
+    });
+    const statements: iam.PolicyStatement[] = [
+      new iam.PolicyStatement({
+        sid: 'WriteOwnLogs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [this.logGroup.logGroupArn],
+      }),
+      new iam.PolicyStatement({
+        sid: 'BackupObjects',
+        actions: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:GetObject', 's3:DeleteObject'],
+        resources: [bucket.arnForObjects(`${prefix}*`)],
+      }),
+      new iam.PolicyStatement({
+        sid: 'ListBackups',
+        actions: ['s3:ListBucket'],
+        resources: [bucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } },
+      }),
+      new iam.PolicyStatement({
+        sid: 'ReadDatabaseSecret',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [props.dbSecretArn],
+      }),
+      new iam.PolicyStatement({
+        sid: 'PublishAlerts',
+        actions: ['sns:Publish'],
+        resources: [props.topic.topicArn],
+      }),
+      new iam.PolicyStatement({
+        sid: 'EncryptAlerts',
+        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        resources: [props.topicKey.keyArn],
+      }),
+    ];
+    if (props.bucket.key) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'EncryptBackups',
+          actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+          resources: [props.bucket.key.keyArn],
+        }),
+      );
+    }
+    if (props.dbSecretKmsKeyArn) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'DecryptDatabaseSecret',
+          actions: ['kms:Decrypt'],
+          resources: [props.dbSecretKmsKeyArn],
+          conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Aws.REGION}.amazonaws.com` } },
+        }),
+      );
+    }
+
+    let vpcOptions: Pick<nodejs.NodejsFunctionProps, 'vpc' | 'vpcSubnets' | 'securityGroups'> = {};
+    if (props.vpc) {
+      const { vpc, subnets } = importVpc(this, props.vpc);
+      const sg = new ec2.SecurityGroup(this, 'SecurityGroup', {
+        vpc,
+        allowAllOutbound: false,
+        description: 'pg-s3-backup function: egress to the database port and HTTPS only',
+      });
+      if (props.vpc.dbSecurityGroupId) {
+        const dbSg = ec2.SecurityGroup.fromSecurityGroupId(this, 'DatabaseSecurityGroup', props.vpc.dbSecurityGroupId);
+        // Adds the egress rule here and the matching ingress rule on the database's group.
+        sg.connections.allowTo(dbSg, ec2.Port.tcp(props.dbPort), 'pg-s3-backup function to PostgreSQL');
+      } else {
+        sg.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(props.dbPort), 'PostgreSQL (the database security group id was not given)');
+      }
+      sg.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to S3, Secrets Manager and SNS (NAT gateway or VPC endpoints)');
+      this.securityGroup = sg;
+      vpcOptions = { vpc, vpcSubnets: subnets, securityGroups: [sg] };
+
+      const eni = new iam.PolicyStatement({
+        sid: 'ManageVpcNetworkInterfaces',
+        actions: [
+          'ec2:CreateNetworkInterface',
+          'ec2:DescribeNetworkInterfaces',
+          'ec2:DescribeSubnets',
+          'ec2:DeleteNetworkInterface',
+          'ec2:AssignPrivateIpAddresses',
+          'ec2:UnassignPrivateIpAddresses',
+        ],
+        resources: ['*'],
+      });
+      statements.push(eni);
+    }
+
+    const policy = new iam.Policy(this, 'Policy', { statements });
+    this.role.attachInlinePolicy(policy);
+    if (props.vpc) {
+      Validations.of(policy).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'Lambda needs these EC2 actions to attach the function to the VPC; the Describe actions support no resource-level permission and the network interfaces do not exist before the function does (the statement of the AWSLambdaVPCAccessExecutionRole managed policy, without its log permissions).',
+      });
+    }
+    const bucketLogicalId = bucketResourceLogicalId(props.bucket);
+    Validations.of(policy).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${bucketLogicalId ? `<${bucketLogicalId}.Arn>` : bucket.bucketArn}/${prefix}*]`,
+      reason: 'Backup objects have timestamped keys: access is limited to the objects under the backup prefix.',
+    });
+
+    const environment: Record<string, string> = {
+      DB_SECRET_ID: props.dbSecretArn,
+      BACKUP_BUCKET: bucket.bucketName,
+      BACKUP_PREFIX: prefix,
+      RETENTION_COUNT: String(props.retentionCount),
+      ALERT_TOPIC_ARN: props.topic.topicArn,
+      NOTIFY_ON_SUCCESS: String(props.notifyOnSuccess),
+      NODE_OPTIONS: '--enable-source-maps',
+      ...(props.databases.length > 0 ? { DATABASES: props.databases.join(',') } : {}),
+      ...(props.pgDumpCompression ? { PG_DUMP_COMPRESSION: props.pgDumpCompression } : {}),
+    };
+
+    this.function = new nodejs.NodejsFunction(this, 'Function', {
+      entry: resolve(PROJECT_ROOT, props.entry ?? join('lambda', 'handler.ts')),
+      handler: 'handler',
+      projectRoot: PROJECT_ROOT,
+      depsLockFilePath: join(PROJECT_ROOT, 'package-lock.json'),
+      runtime: FUNCTION_RUNTIME,
+      architecture: props.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64,
+      memorySize: props.memorySize,
+      timeout: FUNCTION_TIMEOUT,
+      layers: [props.layer],
+      role: this.role,
+      logGroup: this.logGroup,
+      description: 'pg-s3-backup: pg_dump of each database streamed to S3, then pruning',
+      environment,
+      ...vpcOptions,
+      // Async invocations (the schedule): one retry for a transient failure, then the failure queue.
+      retryAttempts: 1,
+      maxEventAge: Duration.hours(6),
+      onFailure: new destinations.SqsDestination(props.failureQueue),
+      bundling: {
+        // Bundled on this machine by the installed esbuild; Docker is never needed.
+        forceDockerBundling: false,
+        format: nodejs.OutputFormat.ESM,
+        target: 'node24',
+        mainFields: ['module', 'main'],
+        // CommonJS dependencies bundled into an ES module still call `require` for Node built-ins.
+        banner: "import { createRequire as __pgS3BackupCreateRequire } from 'node:module'; const require = __pgS3BackupCreateRequire(import.meta.url);",
+        minify: true,
+        sourceMap: true,
+        sourcesContent: false,
+        // Everything is bundled, the AWS SDK included: the versions tested are the versions run.
+        externalModules: ['pg-native'],
+        define: { 'process.env.PG_S3_BACKUP_VERSION': JSON.stringify(packageVersion()) },
+      },
+    });
+    // The role's policies must exist before the function, or a first invocation could fail.
+    this.function.node.addDependency(policy);
+  }
+}
+
+/** The logical id cdk-nag names a created bucket by in its findings (none for an imported bucket). */
+function bucketResourceLogicalId(backupBucket: BackupBucket): string | undefined {
+  const cfn = backupBucket.bucket.node.defaultChild;
+  if (!(cfn instanceof CfnElement)) return undefined;
+  const stack = Stack.of(cfn);
+  return stack.resolve(stack.getLogicalId(cfn)) as string;
+}
+
+/**
+ * The database's VPC. With subnet ids it is imported from attributes: no lookup, synth stays
+ * offline. With a subnet type the VPC must be looked up (credentials once; the answer is cached in
+ * cdk.context.json, which belongs in version control).
+ */
+function importVpc(scope: Construct, config: VpcConfig): { vpc: ec2.IVpc; subnets: ec2.SubnetSelection } {
+  if (config.subnetIds) {
+    const vpc = ec2.Vpc.fromVpcAttributes(scope, 'Vpc', {
+      vpcId: config.vpcId,
+      // Only the explicit subnets below are used; their zones are not needed at synth.
+      availabilityZones: Stack.of(scope).availabilityZones,
+    });
+    const subnets = config.subnetIds.map((id, i) => ec2.Subnet.fromSubnetId(scope, `Subnet${i}`, id));
+    return { vpc, subnets: { subnets } };
+  }
+  const vpc = ec2.Vpc.fromLookup(scope, 'Vpc', { vpcId: config.vpcId });
+  const subnetType = config.subnetType === 'PRIVATE_ISOLATED' ? ec2.SubnetType.PRIVATE_ISOLATED : ec2.SubnetType.PRIVATE_WITH_EGRESS;
+  return { vpc, subnets: { subnetType } };
+}
