@@ -1,0 +1,72 @@
+/**
+ * An HTTP proxy in front of the S3 API that injects faults: for each request a rule decides to
+ * pass it on, answer 503 (S3's ServiceUnavailable) or reset the connection.
+ */
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type Fault = 'pass' | '503' | 'reset';
+
+export interface ProxiedRequest {
+  readonly method: string;
+  readonly url: string;
+}
+
+export interface FaultProxy {
+  readonly endpoint: string;
+  /** Requests seen, with the fault applied to each. */
+  readonly log: { request: ProxiedRequest; fault: Fault }[];
+  setRule(rule: (req: ProxiedRequest) => Fault): void;
+  stop(): Promise<void>;
+}
+
+/** `UploadPart` requests: PUT with `partNumber` and `uploadId` in the query. */
+export function isUploadPart(req: ProxiedRequest): boolean {
+  return req.method === 'PUT' && /[?&]partNumber=/.test(req.url) && /[?&]uploadId=/.test(req.url);
+}
+
+export async function startFaultProxy(target: string): Promise<FaultProxy> {
+  const t = new URL(target);
+  let rule: (req: ProxiedRequest) => Fault = () => 'pass';
+  const log: FaultProxy['log'] = [];
+  const server = createServer((req: IncomingMessage, res) => {
+    const r = { method: req.method ?? 'GET', url: req.url ?? '/' };
+    const fault = rule(r);
+    log.push({ request: r, fault });
+    if (fault === 'reset') {
+      req.socket.destroy();
+      return;
+    }
+    if (fault === '503') {
+      // Drain the body first, as S3 would, so the client sees a response and not a broken pipe.
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(503, { 'content-type': 'application/xml' });
+        res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code><Message>Injected by the test fault proxy</Message></Error>');
+      });
+      return;
+    }
+    const upstream = httpRequest(
+      { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    log,
+    setRule(r) {
+      rule = r;
+    },
+    async stop() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
