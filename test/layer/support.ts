@@ -30,7 +30,7 @@ export function run(file: string, args: readonly string[], env: Record<string, s
 
 /** libpq's connection variables for `database` on `pg` (the password never goes in argv). */
 export function pgEnv(pg: TestPostgres, database: string, host = pg.host): Record<string, string> {
-  return { PGHOST: host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: database, PGSSLMODE: 'disable' };
+  return { PGHOST: host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: database };
 }
 
 /** The tables `fill` creates, in the order they are fingerprinted. */
