@@ -79,6 +79,9 @@ export interface RunResult {
   readonly dryRun: boolean;
 }
 
+/** Pseudo database name in alerts when the databases are not known yet (secret or config failed). */
+export const ALL_DATABASES = '(all)';
+
 /** Pseudo database name used in alerts about the globals file. */
 export const GLOBALS_ALERT_NAME = '(globals)';
 
@@ -109,7 +112,14 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
       key,
     };
     failures.push(failure);
-    log.error('backup failed', { ...failure, requestId: invocation.requestId, error: redact(`${error.name}: ${error.message}`) });
+    log.error('backup failed', {
+      database,
+      stage: failure.stage,
+      key,
+      hint: failure.hint,
+      requestId: invocation.requestId,
+      error: redact(`${error.name}: ${error.message}`),
+    });
     const message = formatFailure({
       database,
       stage: error.stage,
@@ -131,7 +141,7 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
     creds = await fetchCredentials(config.credentials, deps.secrets);
     secrets = [creds.password];
   } catch (err) {
-    for (const db of request.databases ?? config.databases ?? ['(unknown)']) {
+    for (const db of request.databases ?? config.databases ?? [ALL_DATABASES]) {
       await report(db, err, 'secret', undefined, runStartedAt);
       deps.metrics.backupFinished({ database: db, succeeded: false, bytes: 0, durationMs: 0 });
     }
@@ -141,7 +151,7 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
   const databases = request.databases ?? config.databases ?? (creds.dbname ? [creds.dbname] : []);
   if (databases.length === 0) {
     const err = new ConfigError('no database to back up: set DATABASES, or put "dbname" in the secret (or the database in DATABASE_URL)');
-    await report('(unknown)', err, 'config', undefined, runStartedAt);
+    await report(ALL_DATABASES, err, 'config', undefined, runStartedAt);
     return { status: 'failed', backups, pruned: [], failures, dryRun };
   }
 

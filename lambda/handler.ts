@@ -5,12 +5,12 @@
  */
 import type { Context } from 'aws-lambda';
 import { z } from 'zod';
-import { runBackup, type BackupRequest } from './backup.ts';
+import { ALL_DATABASES, runBackup, type BackupRequest } from './backup.ts';
 import { loadConfig, type Config, type Env } from './config.ts';
 import { createDeps, type Deps } from './deps.ts';
 import { BackupRunError, PgS3BackupError, RequestError } from './errors.ts';
 import { formatFailure, publish } from './notify.ts';
-import { createLogger } from './observability.ts';
+import { createLogger, type Log } from './observability.ts';
 import { SNSClient } from '@aws-sdk/client-sns';
 
 export interface HandlerResult {
@@ -58,7 +58,7 @@ export function createHandler(env: Env = process.env, overrides: Partial<Deps> =
         const config = loadConfig(env);
         loaded = { config, deps: createDeps(config, overrides) };
       } catch (err) {
-        await alertConfigError(err, env, context.awsRequestId, overrides.sns);
+        await alertConfigError(err, env, context.awsRequestId, overrides.sns, log);
         throw err;
       }
     }
@@ -80,13 +80,12 @@ export function createHandler(env: Env = process.env, overrides: Partial<Deps> =
 }
 
 /** A broken configuration still alerts, if ALERT_TOPIC_ARN itself is usable. */
-async function alertConfigError(err: unknown, env: Env, requestId: string, sns: SNSClient | undefined): Promise<void> {
-  const log = createLogger();
+async function alertConfigError(err: unknown, env: Env, requestId: string, sns: SNSClient | undefined, log: Log): Promise<void> {
   const topic = env.ALERT_TOPIC_ARN?.trim();
   log.error('configuration error', { stage: 'config', error: (err as Error).message });
   if (!topic || !(err instanceof PgS3BackupError)) return;
   const now = new Date();
-  const message = formatFailure({ database: env.DATABASES?.trim() || '(all)', stage: 'config', error: err, requestId, startedAt: now, failedAt: now, redact: (t) => t });
+  const message = formatFailure({ database: env.DATABASES?.trim() || ALL_DATABASES, stage: 'config', error: err, requestId, startedAt: now, failedAt: now, redact: (t) => t });
   await publish(sns ?? new SNSClient({}), topic, message, log);
 }
 

@@ -58,7 +58,7 @@ export async function createSecret(c: TestClients, value: unknown, name = `db-${
 
 export interface AlertInbox {
   readonly topicArn: string;
-  /** Waits up to `timeoutMs` for at least `count` messages; returns everything received so far. */
+  /** Waits up to `timeoutMs` for at least `count` messages not returned before; returns them all. */
   receive(count?: number, timeoutMs?: number): Promise<{ subject: string; message: string }[]>;
 }
 
@@ -69,7 +69,7 @@ export async function createAlertInbox(c: TestClients): Promise<AlertInbox> {
   const { QueueUrl } = await c.sqs.send(new CreateQueueCommand({ QueueName: `alerts-${id}` }));
   const attrs = await c.sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
   await c.sns.send(new SubscribeCommand({ TopicArn, Protocol: 'sqs', Endpoint: attrs.Attributes!.QueueArn! }));
-  const received: { subject: string; message: string }[] = [];
+  let received: { subject: string; message: string }[] = [];
   return {
     topicArn: TopicArn!,
     async receive(count = 1, timeoutMs = 5000) {
@@ -84,7 +84,9 @@ export async function createAlertInbox(c: TestClients): Promise<AlertInbox> {
           await c.sqs.send(new DeleteMessageBatchCommand({ QueueUrl, Entries: res.Messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! })) }));
         }
       }
-      return [...received];
+      const out = received;
+      received = [];
+      return out;
     },
   };
 }

@@ -37,7 +37,7 @@ export async function startMoto(): Promise<TestAws> {
       if (res.ok) break;
     } catch (err) {
       if ((err as Error).message.startsWith('moto server exited') || (err as Error).message.startsWith('cannot start moto')) throw err;
-      if (Date.now() > deadline) throw new Error(`moto server did not answer on ${endpoint} within 30 s:\n${stderr}\n${HOW_TO}`);
+      if (Date.now() > deadline) throw new Error(`moto server did not answer on ${endpoint} within 30 s:\n${stderr}\n${HOW_TO}`, { cause: err });
     }
     await new Promise((r) => setTimeout(r, 200));
   }
