@@ -151,7 +151,8 @@ export function describeTarget(target: PgTarget, database = target.database): st
 /** Environment for a libpq program: the target's settings, and nothing inherited that could redirect it. */
 export function pgEnv(target: PgTarget, base: NodeJS.ProcessEnv, database = target.database): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(base)) if (!k.startsWith('PG')) env[k] = v;
+  // PGPASSFILE stays: ~/.pgpass is how an operator keeps the password out of the URL.
+  for (const [k, v] of Object.entries(base)) if (!k.startsWith('PG') || k === 'PGPASSFILE') env[k] = v;
   env.PGHOST = target.host;
   env.PGPORT = String(target.port);
   if (target.user) env.PGUSER = target.user;

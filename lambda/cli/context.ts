@@ -1,0 +1,171 @@
+/**
+ * What every CLI command gets: its output, the environment, and lazily (only when a command needs
+ * them) the configuration, the S3 store and the pg tools. Side effects come in through `CliIo`,
+ * so tests can run the program in-process with their own streams, environment and clock.
+ */
+import type { LambdaClient } from '@aws-sdk/client-lambda';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseKey } from '../backup-key.ts';
+import { storeFor } from '../backup.ts';
+import { loadConfig, type Config, type Env } from '../config.ts';
+import { createDeps, type Deps } from '../deps.ts';
+import { UsageError, PgS3BackupError } from '../errors.ts';
+import { noMetrics, type Log, type LogAttributes } from '../observability.ts';
+import { DEFAULT_LAYER_ROOT, findLoader } from '../pg-tools.ts';
+import { latestBackup, listDatabases, openDump, readManifest, type S3Store } from '../s3-store.ts';
+import type { BackupSource, PgTarget, RestoreDeps } from '../restore.ts';
+import { parseTargetUrl } from '../restore.ts';
+import { Output, type Stream } from './output.ts';
+import { repoLayerRoot, resolveLocalPgTool } from './pg-tool.ts';
+
+export interface CliIo {
+  readonly stdout: Stream & { readonly isTTY?: boolean };
+  readonly stderr: Stream;
+  readonly env: Env;
+  readonly now?: () => number;
+  /** The Lambda client `invoke` uses (tests inject one; default: a real client). */
+  readonly lambda?: () => Pick<LambdaClient, 'send'>;
+}
+
+export class CliContext {
+  readonly out: Output;
+  readonly env: Env;
+  readonly now: () => number;
+  private config: Config | undefined;
+  private configHasCredentials = false;
+  private depsValue: Deps | undefined;
+  readonly lambda: (() => Pick<LambdaClient, 'send'>) | undefined;
+
+  constructor(io: CliIo) {
+    this.env = io.env;
+    this.lambda = io.lambda;
+    this.now = io.now ?? Date.now;
+    this.out = new Output({ stdout: io.stdout, stderr: io.stderr, tty: io.stdout.isTTY === true, now: this.now });
+    this.out.addSecret(passwordOf(io.env.DATABASE_URL));
+  }
+
+  /**
+   * The shared configuration. Commands that only read the bucket (list, restore, verify) do not
+   * need database credentials, so when neither DB_SECRET_ID nor DATABASE_URL is set they get a
+   * configuration whose credentials are never used.
+   */
+  cfg(options: { readonly needsCredentials: boolean }): Config {
+    if (this.config && (this.configHasCredentials || !options.needsCredentials)) return this.config;
+    const env = { ...this.env };
+    this.configHasCredentials = Boolean(env.DB_SECRET_ID?.trim() || env.DATABASE_URL?.trim());
+    if (!options.needsCredentials && !this.configHasCredentials) env.DATABASE_URL = 'postgresql://unused@localhost/unused';
+    this.config = withLocalPgDump(loadConfig(env));
+    return this.config;
+  }
+
+  /**
+   * The engine's dependencies (real AWS clients honouring AWS_ENDPOINT_URL*), with the engine's
+   * log events shown as CLI progress and no EMF metrics (they are for CloudWatch, not a terminal).
+   */
+  deps(options: { readonly needsCredentials: boolean } = { needsCredentials: false }): Deps {
+    this.depsValue ??= createDeps(this.cfg(options), { log: this.log, metrics: noMetrics });
+    return this.depsValue;
+  }
+
+  store(): S3Store {
+    return storeFor(this.cfg({ needsCredentials: false }), this.deps());
+  }
+
+  /** The engine's structured log, as CLI events (debug is left out). */
+  readonly log: Log = {
+    debug: () => {},
+    info: (message: string, attributes?: LogAttributes) => this.out.progress({ ...attributes, event: message }),
+    warn: (message: string, attributes?: LogAttributes) => this.out.progress({ ...attributes, event: message, level: 'warn' }),
+    error: (message: string, attributes?: LogAttributes) => this.out.progress({ ...attributes, event: message, level: 'error' }),
+  };
+
+  /** A `postgresql://` URL option: parsed, its password registered for redaction, PGPASSWORD as fallback. */
+  target(url: string, option: string): PgTarget {
+    this.out.addSecret(passwordOf(url));
+    const target = parseTargetUrl(url, option);
+    if (target.password === undefined && this.env.PGPASSWORD) {
+      this.out.addSecret(this.env.PGPASSWORD);
+      return { ...target, password: this.env.PGPASSWORD };
+    }
+    return target;
+  }
+
+  restoreDeps(tempDir: string | undefined): RestoreDeps {
+    const store = this.store();
+    const source: BackupSource = {
+      readManifest: (key) => readManifest(store, key),
+      openDump: async (key) => (await openDump(store, key)).body,
+    };
+    return {
+      source,
+      pgRestore: resolveLocalPgTool('pg_restore', { pgDumpBin: this.env.PG_DUMP_BIN?.trim() || undefined }),
+      tempDir: tempDir ?? tmpdir(),
+      now: this.now,
+      onProgress: this.out.progress,
+      env: this.env,
+    };
+  }
+
+  /**
+   * The dump key a restore or verify works on: `--key` (a dump or manifest key of this layout), or
+   * the newest complete backup of `--database` (which may be left out when the bucket holds one
+   * database only).
+   */
+  async selectBackup(options: { readonly latest?: boolean; readonly key?: string; readonly database?: string }): Promise<string> {
+    if (options.latest === (options.key !== undefined)) {
+      throw new UsageError('give exactly one of --latest and --key KEY', { hint: 'pg-s3-backup list shows the keys.' });
+    }
+    const store = this.store();
+    if (options.key !== undefined) {
+      const parsed = parseKey(store.prefix, options.key);
+      if (!parsed) {
+        throw new UsageError(`--key ${options.key} is not a backup key under the prefix "${store.prefix}"`, {
+          hint: 'Copy a key from pg-s3-backup list (and check BACKUP_PREFIX).',
+        });
+      }
+      if (options.database !== undefined && parsed.database !== options.database) {
+        throw new UsageError(`--key belongs to database "${parsed.database}", not --database "${options.database}"`);
+      }
+      return parsed.dumpKey;
+    }
+    let database = options.database;
+    if (database === undefined) {
+      const all = await listDatabases(store);
+      if (all.length !== 1) {
+        throw new UsageError(all.length === 0 ? `no backups under s3://${store.bucket}/${store.prefix}` : `--latest needs --database: the bucket holds backups of ${all.map((d) => JSON.stringify(d)).join(', ')}`, {
+          hint: 'Pass --database NAME (pg-s3-backup list shows them); check BACKUP_BUCKET and BACKUP_PREFIX.',
+        });
+      }
+      database = all[0]!;
+    }
+    const newest = await latestBackup(store, database);
+    if (!newest) {
+      throw new PgS3BackupError('list', `no complete backup of database "${database}" in s3://${store.bucket}/${store.prefix}`, {
+        hint: 'Check the database name, BACKUP_BUCKET and BACKUP_PREFIX (pg-s3-backup list --all shows incomplete ones too).',
+      });
+    }
+    return newest.key;
+  }
+}
+
+/**
+ * Off Lambda there is usually no layer at /opt: without PG_DUMP_BIN, use the layer built in this
+ * repository (its bin/pg_dump wrapper runs through the layer's own loader), else pg_dump on PATH.
+ */
+function withLocalPgDump(config: Config): Config {
+  if (config.pgDumpBin || findLoader(DEFAULT_LAYER_ROOT)) return config;
+  const repoPgDump = join(repoLayerRoot(), 'bin', 'pg_dump');
+  return { ...config, pgDumpBin: existsSync(repoPgDump) ? repoPgDump : 'pg_dump' };
+}
+
+function passwordOf(url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  try {
+    const p = new URL(url).password;
+    return p ? decodeURIComponent(p) : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * Everything the CLI writes goes through here, so two rules hold everywhere:
+ *  - a terminal gets a live progress line (bytes, rate, time left) and readable text; anything else
+ *    (a pipe, a file, cron) gets one JSON object per line per event, the result last;
+ *  - every secret the CLI was given (passwords in URLs) is scrubbed from every line written.
+ */
+import type { ProgressEvent } from '../restore.ts';
+import { formatBytes } from '../restore.ts';
+
+export interface Stream {
+  write(text: string): unknown;
+}
+
+export interface OutputOptions {
+  readonly stdout: Stream;
+  readonly stderr: Stream;
+  /** Human mode (a terminal on stdout) or JSON lines. */
+  readonly tty: boolean;
+  readonly now?: () => number;
+}
+
+export class Output {
+  readonly tty: boolean;
+  private readonly stdout: Stream;
+  private readonly stderr: Stream;
+  private readonly now: () => number;
+  private readonly secrets = new Set<string>();
+  /** Start of the current moving phase, for rate and ETA. */
+  private phase: { event: string; startedAt: number; startBytes: number } | undefined;
+  private lastJsonProgress = 0;
+  private barShown = false;
+
+  constructor(options: OutputOptions) {
+    this.stdout = options.stdout;
+    this.stderr = options.stderr;
+    this.tty = options.tty;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Registers a secret (and its URL-encoded form) to scrub from all output. */
+  addSecret(secret: string | undefined): void {
+    if (!secret || secret.length < 3) return;
+    this.secrets.add(secret);
+    this.secrets.add(encodeURIComponent(secret));
+  }
+
+  redact(text: string): string {
+    let out = text;
+    for (const s of this.secrets) out = out.split(s).join('***');
+    return out;
+  }
+
+  /** A progress event: a redrawn line on a terminal, a JSON line (moving events at most 1/s) otherwise. */
+  readonly progress = (e: ProgressEvent): void => {
+    const t = this.now();
+    const moving = typeof e.bytes === 'number' && e.done !== true;
+    if (typeof e.bytes === 'number') {
+      if (!this.phase || this.phase.event !== e.event || e.bytes < this.phase.startBytes) this.phase = { event: e.event, startedAt: t, startBytes: e.bytes };
+    }
+    const rate = this.rate(e, t);
+    const eta = rate && typeof e.total === 'number' && typeof e.bytes === 'number' && rate > 0 ? Math.max(0, (e.total - e.bytes) / rate) : undefined;
+    if (!this.tty) {
+      if (moving && e.bytes !== 0 && t - this.lastJsonProgress < 1000) return;
+      if (moving) this.lastJsonProgress = t;
+      this.jsonLine({ time: new Date(t).toISOString(), ...e, ...(rate !== undefined ? { bytesPerSecond: Math.round(rate) } : {}), ...(eta !== undefined ? { etaSeconds: Math.round(eta) } : {}) });
+      return;
+    }
+    if (typeof e.bytes === 'number') {
+      const pct = e.total ? ` ${Math.min(100, Math.floor((e.bytes / e.total) * 100))}%` : '';
+      const of = e.total ? ` / ${formatBytes(e.total)}` : '';
+      const speed = rate ? `  ${formatBytes(rate)}/s` : '';
+      const left = e.done === true ? `  done in ${formatDuration(Number(e.ms ?? t - (this.phase?.startedAt ?? t)))}` : eta !== undefined ? `  ETA ${formatDuration(eta * 1000)}` : '';
+      this.stdout.write(`\r\x1b[2K${e.event}: ${formatBytes(e.bytes)}${of}${pct}${speed}${left}`);
+      this.barShown = true;
+      if (e.done === true) this.endBar();
+      return;
+    }
+    this.endBar();
+    this.stdout.write(this.redact(`${describeEvent(e)}\n`));
+  };
+
+  private rate(e: ProgressEvent, t: number): number | undefined {
+    if (typeof e.bytes !== 'number' || !this.phase) return undefined;
+    const secs = (t - this.phase.startedAt) / 1000;
+    return secs > 0.05 ? (e.bytes - this.phase.startBytes) / secs : undefined;
+  }
+
+  private endBar(): void {
+    if (this.barShown) this.stdout.write('\n');
+    this.barShown = false;
+  }
+
+  /** Writes the command's result: JSON (always the last line in JSON mode), or text on a terminal. */
+  result(value: unknown, text?: string): void {
+    this.endBar();
+    if (!this.tty || text === undefined) {
+      this.jsonLine(this.tty ? value : { event: 'result', ...(value as object) }, this.tty);
+    } else {
+      this.stdout.write(this.redact(text.endsWith('\n') ? text : `${text}\n`));
+    }
+  }
+
+  /** Plain text to stdout (tables, JSON documents asked for with --json). */
+  print(text: string): void {
+    this.endBar();
+    this.stdout.write(this.redact(text.endsWith('\n') ? text : `${text}\n`));
+  }
+
+  /** A failure: what failed and what to do, on stderr; in JSON mode also an `error` event on stdout. */
+  error(err: { readonly name?: string; readonly message: string; readonly stage?: string; readonly hint?: string | undefined }): void {
+    this.endBar();
+    const stage = err.stage ? ` (${err.stage})` : '';
+    this.stderr.write(this.redact(`pg-s3-backup: error${stage}: ${err.message}\n${err.hint ? `what to do: ${err.hint}\n` : ''}`));
+    if (!this.tty) this.jsonLine({ event: 'error', time: new Date(this.now()).toISOString(), error: err.name ?? 'Error', stage: err.stage, message: err.message, hint: err.hint });
+  }
+
+  private jsonLine(value: unknown, pretty = false): void {
+    this.stdout.write(this.redact(`${JSON.stringify(value, null, pretty ? 2 : undefined)}\n`));
+  }
+}
+
+function describeEvent(e: ProgressEvent): string {
+  const { event, ...rest } = e;
+  const details = Object.entries(rest)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+  return `${event}${details ? `: ${details}` : ''}`;
+}
+
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms)) return '?';
+  const s = Math.round(ms / 1000);
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (s < 60) return `${(ms / 1000).toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m}m${String(s % 60).padStart(2, '0')}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}

@@ -1,0 +1,38 @@
+/** `pg-s3-backup prune`: the engine's retention step, by hand (keep the newest RETENTION_COUNT per database). */
+import type { Command } from 'commander';
+import { listDatabases } from '../s3-store.ts';
+import { pruneDatabase, type PruneResult } from '../retention.ts';
+import type { CliContext } from './context.ts';
+import { collect } from './options.ts';
+
+interface PruneOpts {
+  readonly database?: string[];
+  readonly dryRun?: boolean;
+}
+
+export function registerPrune(program: Command, ctx: CliContext): void {
+  program
+    .command('prune')
+    .description('delete complete backups beyond the newest RETENTION_COUNT per database (and day-old incomplete leftovers)')
+    .option('--database <name>', 'only this database (repeatable; default: every database in the bucket)', collect)
+    .option('--dry-run', 'only report what would be deleted')
+    .action(async (opts: PruneOpts) => {
+      const config = ctx.cfg({ needsCredentials: false });
+      const store = ctx.store();
+      const databases = opts.database ?? (await listDatabases(store));
+      const results: PruneResult[] = [];
+      for (const database of databases) {
+        results.push(await pruneDatabase(store, database, { retentionCount: config.retentionCount, now: new Date(ctx.now()), dryRun: opts.dryRun, log: ctx.log }));
+      }
+      const summary = { retentionCount: config.retentionCount, dryRun: opts.dryRun === true, databases: results };
+      ctx.out.result(summary, describePrune(summary));
+    });
+}
+
+function describePrune(s: { retentionCount: number; dryRun: boolean; databases: readonly PruneResult[] }): string {
+  if (s.databases.length === 0) return 'no backups found: nothing to prune';
+  const verb = s.dryRun ? 'would delete' : 'deleted';
+  return s.databases
+    .map((r) => [`${r.database}: kept ${r.kept.length} (RETENTION_COUNT=${s.retentionCount}), ${verb} ${r.deleted.length} object(s)`, ...r.deleted.map((k) => `  ${k}`)].join('\n'))
+    .join('\n');
+}

@@ -1,0 +1,60 @@
+/** `pg-s3-backup verify`: the restore drill, with a report (JSON when asked or when not on a terminal). */
+import { Option, type Command } from 'commander';
+import { formatBytes } from '../restore.ts';
+import { verifyBackup, type VerifyReport } from '../verify.ts';
+import type { CliContext } from './context.ts';
+import { EXIT, ExitCode, positiveInt } from './options.ts';
+import { formatDuration } from './output.ts';
+
+interface VerifyOpts {
+  readonly latest?: boolean;
+  readonly key?: string;
+  readonly database?: string;
+  readonly scratchUrl: string;
+  readonly jobs: number;
+  readonly json?: boolean;
+  readonly tempDir?: string;
+}
+
+export function registerVerify(program: Command, ctx: CliContext): void {
+  program
+    .command('verify')
+    .description(
+      'the restore drill: SHA-256 against the manifest, pg_restore --list, a full restore into a scratch database ' +
+        'created and dropped on --scratch-url\'s server, then a report (tables, rows, sizes, time); exit 1 on any problem',
+    )
+    .addOption(new Option('--latest', 'the newest complete backup (of --database)').conflicts('key'))
+    .option('--key <key>', 'the dump key of the backup (from `list`)')
+    .option('--database <name>', 'the backed-up database (needed with --latest when the bucket holds several)')
+    .requiredOption('--scratch-url <url>', 'postgresql://USER[:PASSWORD]@HOST:PORT/postgres: a server where a scratch database may be created (needs CREATEDB)')
+    .option('--jobs <n>', 'parallel pg_restore jobs', positiveInt, 1)
+    .option('--json', 'print the report as JSON (the default when standard output is not a terminal)')
+    .option('--temp-dir <dir>', 'where to download the dump (needs its size free; default: TMPDIR)')
+    .action(async (opts: VerifyOpts) => {
+      const scratch = ctx.target(opts.scratchUrl, '--scratch-url');
+      const key = await ctx.selectBackup(opts);
+      const report = await verifyBackup(ctx.restoreDeps(opts.tempDir), { key, scratch, jobs: opts.jobs });
+      if (opts.json) ctx.out.print(JSON.stringify(report, null, 2));
+      else ctx.out.result(report, describeReport(report));
+      if (report.status !== 'ok') throw new ExitCode(EXIT.failure);
+    });
+}
+
+export function describeReport(r: VerifyReport): string {
+  const lines = [
+    `verify ${r.status === 'ok' ? 'OK' : 'FAILED'}: ${r.key}`,
+    `  database        ${r.database ?? '?'} (backup started ${r.backupStartedAt ?? '?'})`,
+    `  size            ${r.bytes === undefined ? '?' : formatBytes(r.bytes)}, sha256 ${r.sha256Verified ? 'verified' : 'NOT verified'}`,
+    `  archive         ${r.tocEntries ?? '?'} TOC entries, data for ${r.tocTablesWithData ?? '?'} tables`,
+    `  restored        ${r.tables.length} tables, ${r.totalRows} rows, ${r.restoredBytes === undefined ? '?' : formatBytes(r.restoredBytes)} (scratch database ${r.scratchDatabase}, dropped)`,
+    `  time            ${Object.entries(r.timingsMs).map(([k, v]) => `${k} ${formatDuration(v ?? 0)}`).join(', ')}`,
+  ];
+  if (r.tables.length > 0) {
+    const width = Math.max(...r.tables.map((t) => `${t.schema}.${t.table}`.length), 5);
+    lines.push('', `  ${'table'.padEnd(width)}  ${'rows'.padStart(12)}  ${'size'.padStart(10)}`);
+    for (const t of r.tables) lines.push(`  ${`${t.schema}.${t.table}`.padEnd(width)}  ${String(t.rows).padStart(12)}  ${formatBytes(t.bytes).padStart(10)}`);
+  }
+  for (const w of r.warnings) lines.push(`  warning: ${w}`);
+  for (const p of r.problems) lines.push(`  PROBLEM (${p.stage}): ${p.message}${p.hint ? `\n    what to do: ${p.hint}` : ''}`);
+  return lines.join('\n');
+}

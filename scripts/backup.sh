@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Host mode: the nightly backup from a server, run by cron or a systemd timer. It runs the same
+# pipeline as the Lambda function (`pg-s3-backup run`), so the backups, manifests, retention and
+# alerts are identical.
+#
+#   scripts/backup.sh [--env-file FILE] [--reason TEXT]
+#   crontab:  0 2 * * *  /opt/pg-s3-backup/scripts/backup.sh --env-file /etc/pg-s3-backup.env
+#
+# Settings come from the environment, or from an env file (KEY=VALUE lines, read as data, never
+# executed) that must be private: mode 0600 or 0400, so credentials are never on a command line
+# nor readable by other users. A lock (flock) makes sure two runs never overlap. Every line is
+# timestamped on stdout and also sent to syslog (when there is one). The exit status is the
+# backup's: non-zero on failure (the pipeline has already published the alert by then).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+tag=pg-s3-backup
+env_file=${PG_S3_BACKUP_ENV_FILE:-}
+reason=host-cron
+
+usage() {
+  echo "usage: $0 [--env-file FILE] [--reason TEXT]" >&2
+  exit 2
+}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --env-file) [ $# -ge 2 ] || usage; env_file=$2; shift 2 ;;
+    --reason) [ $# -ge 2 ] || usage; reason=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) usage ;;
+  esac
+done
+
+use_syslog=false
+if [ "${PG_S3_BACKUP_SYSLOG:-true}" = true ] && command -v logger >/dev/null 2>&1 && [ -S /dev/log ]; then
+  use_syslog=true
+fi
+
+# log LEVEL MESSAGE...: a timestamped line on stdout, and the same to syslog.
+log() {
+  local level=$1; shift
+  printf '%s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$level" "$*"
+  if $use_syslog; then logger -t "$tag" -p "user.$level" -- "$*" || true; fi
+}
+
+fail() {
+  log err "$*"
+  exit 1
+}
+
+load_env_file() {
+  local file=$1 mode owner line name value n=0
+  [ -f "$file" ] || fail "env file $file does not exist; create it (mode 0600) or pass --env-file"
+  mode=$(stat -c '%a' "$file")
+  owner=$(stat -c '%u' "$file")
+  # Any group or other permission bit means someone else may read the credentials.
+  if (( (8#$mode & 8#077) != 0 )); then
+    fail "env file $file has mode $mode: it holds credentials, make it private with: chmod 600 $file"
+  fi
+  if [ "$owner" != "$(id -u)" ] && [ "$owner" != 0 ]; then
+    fail "env file $file is owned by uid $owner: it must belong to the user running the backup ($(id -u)) or root"
+  fi
+  while IFS= read -r line || [ -n "$line" ]; do
+    n=$((n + 1))
+    line=${line%$'\r'}
+    [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
+    line=${line#export }
+    if [[ ! "$line" =~ ^([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]]; then
+      fail "env file $file line $n is not KEY=VALUE"
+    fi
+    name=${BASH_REMATCH[1]}
+    value=${BASH_REMATCH[2]}
+    # One pair of surrounding quotes is removed; nothing inside is expanded ($ and \ stay literal).
+    if [[ "$value" =~ ^\"(.*)\"$ || "$value" =~ ^\'(.*)\'$ ]]; then value=${BASH_REMATCH[1]}; fi
+    export "$name=$value"
+  done < "$file"
+}
+
+if [ -n "$env_file" ]; then load_env_file "$env_file"; fi
+
+lock_file=${PG_S3_BACKUP_LOCK_FILE:-}
+if [ -z "$lock_file" ]; then
+  if [ -d /run/lock ] && [ -w /run/lock ]; then lock_file=/run/lock/pg-s3-backup.lock; else lock_file=${TMPDIR:-/tmp}/pg-s3-backup.lock; fi
+fi
+command -v flock >/dev/null 2>&1 || fail "flock is missing: install util-linux"
+exec 9>>"$lock_file" || fail "cannot open the lock file $lock_file (set PG_S3_BACKUP_LOCK_FILE to a writable path)"
+if ! flock -n 9; then
+  fail "another backup is still running (lock $lock_file is held): this run is skipped; if no backup is running, check for a stuck process holding it"
+fi
+
+node_bin=${NODE:-node}
+command -v "$node_bin" >/dev/null 2>&1 || fail "node is missing: install Node.js 20 or later (or set NODE)"
+
+log info "backup starting (reason: $reason)"
+started=$(date +%s)
+set +e
+# The CLI writes one JSON line per event when its output is not a terminal: each is timestamped.
+"$node_bin" "$repo/bin/pg-s3-backup.mjs" run --reason "$reason" 2>&1 | while IFS= read -r line; do
+  printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$line"
+  if $use_syslog; then logger -t "$tag" -- "$line" || true; fi
+done
+status=${PIPESTATUS[0]}
+set -e
+elapsed=$(( $(date +%s) - started ))
+if [ "$status" -ne 0 ]; then
+  log err "backup FAILED with exit code $status after ${elapsed}s (the alert has been published if ALERT_TOPIC_ARN is set)"
+  exit "$status"
+fi
+log info "backup finished in ${elapsed}s"
