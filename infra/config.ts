@@ -172,6 +172,11 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
     problems.push('context "subnetIds", "subnetType" and "dbSecurityGroupId" need "vpcId" (the VPC of the database)');
   }
   if (c.subnetIds && c.subnetType) problems.push('context "subnetIds" and "subnetType" are exclusive: give the subnets, or their type (looked up)');
+  if (c.vpcId && !c.subnetIds && (!c.account || !c.region)) {
+    problems.push(
+      'context "vpcId" without "subnetIds" looks the VPC up to find its subnets, which needs "account" and "region" (and credentials once; the answer is cached in cdk.context.json): give them, or list "subnetIds" for an offline, environment-agnostic synth',
+    );
+  }
   if (c.subnetIds && c.subnetIds.length === 0) problems.push('context "subnetIds": expected at least one subnet id');
   if (c.bucketName && c.objectLockDays !== undefined) {
     problems.push('context "objectLockDays" applies to a bucket this stack creates, but "bucketName" imports an existing one: enable Object Lock on that bucket yourself, or drop "bucketName"');

@@ -7,7 +7,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
-import { Aws, CfnElement, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, Aws, CfnElement, Duration, Fn, Stack, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -175,7 +175,7 @@ export class BackupFunction extends Construct {
     }
     const bucketLogicalId = bucketResourceLogicalId(props.bucket);
     Validations.of(policy).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::${bucketLogicalId ? `<${bucketLogicalId}.Arn>` : bucket.bucketArn}/${prefix}*]`,
+      id: `AwsSolutions-IAM5[Resource::${bucketLogicalId ? `<${bucketLogicalId}.Arn>` : `arn:<AWS::Partition>:s3:::${bucket.bucketName}`}/${prefix}*]`,
       reason: 'Backup objects have timestamped keys: access is limited to the objects under the backup prefix.',
     });
 
@@ -249,9 +249,13 @@ function importVpc(scope: Construct, config: VpcConfig): { vpc: ec2.IVpc; subnet
     const vpc = ec2.Vpc.fromVpcAttributes(scope, 'Vpc', {
       vpcId: config.vpcId,
       // Only the explicit subnets below are used; their zones are not needed at synth.
-      availabilityZones: Stack.of(scope).availabilityZones,
+      availabilityZones: Fn.getAzs(),
     });
-    const subnets = config.subnetIds.map((id, i) => ec2.Subnet.fromSubnetId(scope, `Subnet${i}`, id));
+    const subnets = config.subnetIds.map((id, i) => {
+      const subnet = ec2.Subnet.fromSubnetId(scope, `Subnet${i}`, id);
+      Annotations.of(subnet).acknowledgeWarning('@aws-cdk/aws-ec2:noSubnetRouteTableId', 'Only the subnet id is used (Lambda network interfaces); its route table is never read.');
+      return subnet;
+    });
     return { vpc, subnets: { subnets } };
   }
   const vpc = ec2.Vpc.fromLookup(scope, 'Vpc', { vpcId: config.vpcId });
