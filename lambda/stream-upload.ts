@@ -115,10 +115,16 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   }, opts.checkMagic ?? true);
 
   /** First failure wins; it stops pg_dump and errors the stream so the upload aborts. */
+  let killTimer: NodeJS.Timeout | undefined;
   const fail = (err: Error) => {
     if (failure) return;
     failure = err;
     tool.child.kill('SIGTERM');
+    // Closing our end of the pipe makes any writer still holding it (a wrapper's child) die of SIGPIPE.
+    tool.child.stdout?.destroy();
+    // pg_dump ends on SIGTERM; anything that ignores it is killed outright.
+    killTimer = setTimeout(() => tool.child.kill('SIGKILL'), 5000);
+    killTimer.unref();
     gate.destroy(err);
   };
   tool.finished.catch((err: Error) => fail(err));
@@ -184,6 +190,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   }
   // Whatever happened, wait for the process: no stray pg_dump keeps running into the next step.
   const finalOutcome = await tool.finished.catch(() => undefined);
+  if (killTimer) clearTimeout(killTimer);
   if (failure) throw failure;
   return { bytes: gate.bytes, sha256: gate.digest(), outcome: outcome ?? finalOutcome! };
 }
