@@ -279,7 +279,11 @@ EOF
   zip_bytes=$(stat -c %s "$DIST/$arch.zip.tmp")
   unzipped_bytes=$(du -sb --apparent-size "$out" | cut -f1)
   [ "$zip_bytes" -le "$MAX_ZIP_BYTES" ] || die "$arch: the zip is $zip_bytes bytes, over the budget of $MAX_ZIP_BYTES"
-  rm -rf "$DIST/$arch" && mv "$out" "$DIST/$arch" && mv "$DIST/$arch.zip.tmp" "$DIST/$arch.zip"
+  # Swap the new tree in with two renames, so tests running meanwhile see a complete layer.
+  rm -rf "$DIST/.$arch.old"
+  if [ -e "$DIST/$arch" ]; then mv "$DIST/$arch" "$DIST/.$arch.old"; fi
+  mv "$out" "$DIST/$arch" && mv "$DIST/$arch.zip.tmp" "$DIST/$arch.zip"
+  rm -rf "$DIST/.$arch.old"
   rm -rf "$WORK"
   log "$arch: PostgreSQL $pg_version, ${#used[@]} packages, zip $zip_bytes bytes, unzipped $unzipped_bytes bytes, $((SECONDS - started)) s -> $DIST/$arch"
 }
