@@ -105,7 +105,11 @@ export async function listBackups(store: S3Store, database: string): Promise<Dat
   };
 }
 
-/** The databases that have anything under the prefix (decoded names), sorted. */
+/**
+ * The databases with at least one dump (complete or not) under the prefix, decoded and sorted.
+ * A folder is only a candidate: another prefix nested inside this one looks like a database
+ * folder too, so each candidate's own listing must show one of our keys.
+ */
 export async function listDatabases(store: S3Store): Promise<string[]> {
   const names = new Set<string>();
   let token: string | undefined;
@@ -130,7 +134,12 @@ export async function listDatabases(store: S3Store): Promise<string[]> {
     }
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
-  return [...names].sort();
+  const found: string[] = [];
+  for (const name of [...names].sort()) {
+    const l = await listBackups(store, name);
+    if (l.complete.length > 0 || l.orphans.length > 0) found.push(name);
+  }
+  return found;
 }
 
 export async function readManifest(store: S3Store, dumpKey: string): Promise<Manifest> {
