@@ -107,6 +107,8 @@ const ContextSchema = z
   })
   .strict();
 
+const ScheduleSchema = ContextSchema.pick({ scheduleHour: true, scheduleMinute: true, timeZone: true, allowDstSkip: true });
+
 export type ContextInput = z.input<typeof ContextSchema>;
 
 export interface VpcConfig {
@@ -161,12 +163,27 @@ export interface ParseOptions {
 /** Validates the whole context at once; throws an `InfraConfigError` listing every problem. */
 export function parseConfig(context: Record<string, unknown>, options: ParseOptions = {}): BackupConfig {
   const own = Object.fromEntries(Object.entries(context).filter(([k]) => !isForeignKey(k)));
-  const parsed = ContextSchema.safeParse(own);
-  if (!parsed.success) {
-    throw new InfraConfigError(`invalid CDK context:\n  - ${parsed.error.issues.map(describeIssue).join('\n  - ')}`);
-  }
-  const c = parsed.data;
   const problems: string[] = [];
+  const parsed = ContextSchema.safeParse(own);
+  if (!parsed.success) problems.push(...parsed.error.issues.map(describeIssue));
+
+  // The schedule is checked even when other keys are wrong, so that one run reports everything.
+  const schedule = ScheduleSchema.safeParse({ scheduleHour: own.scheduleHour, scheduleMinute: own.scheduleMinute, timeZone: own.timeZone, allowDstSkip: own.allowDstSkip });
+  if (schedule.success && !schedule.data.allowDstSkip) {
+    const { scheduleHour: hour, scheduleMinute: minute, timeZone } = schedule.data;
+    const when = { from: options.now ?? new Date() };
+    const report = checkDailyTime(timeZone, hour, minute, when);
+    if (report.skipped.length > 0) {
+      const safe = proposeSafeTimes(timeZone, hour, minute, when);
+      problems.push(
+        `context "scheduleHour"/"scheduleMinute": ${formatHourMinute(hour, minute)} does not exist in ${timeZone} on the spring-forward night ` +
+          `(${report.skipped.slice(0, 3).join(', ')}${report.skipped.length > 3 ? ', …' : ''}), and EventBridge Scheduler skips that night's backup. ` +
+          `Choose a safe time such as ${safe.join(' or ')}, or set allowDstSkip=true to accept one skipped night a year.`,
+      );
+    }
+  }
+  if (!parsed.success) throw new InfraConfigError(`invalid CDK context:\n  - ${problems.join('\n  - ')}`);
+  const c = parsed.data;
 
   if (!c.vpcId && (c.subnetIds || c.subnetType || c.dbSecurityGroupId)) {
     problems.push('context "subnetIds", "subnetType" and "dbSecurityGroupId" need "vpcId" (the VPC of the database)');
@@ -184,20 +201,6 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
   if (c.bucketKmsKeyArn && !c.bucketName) problems.push('context "bucketKmsKeyArn" describes an imported bucket\'s key: it needs "bucketName" (a created bucket gets its own key)');
   if ((c.slackWorkspaceId === undefined) !== (c.slackChannelId === undefined)) {
     problems.push('context "slackWorkspaceId" and "slackChannelId" go together: give both (AWS Chatbot needs the workspace authorised once in its console) or neither');
-  }
-
-  const { scheduleHour: hour, scheduleMinute: minute, timeZone } = c;
-  if (!c.allowDstSkip) {
-    const when = { from: options.now ?? new Date() };
-    const report = checkDailyTime(timeZone, hour, minute, when);
-    if (report.skipped.length > 0) {
-      const safe = proposeSafeTimes(timeZone, hour, minute, when);
-      problems.push(
-        `context "scheduleHour"/"scheduleMinute": ${formatHourMinute(hour, minute)} does not exist in ${timeZone} on the spring-forward night ` +
-          `(${report.skipped.slice(0, 3).join(', ')}${report.skipped.length > 3 ? ', …' : ''}), and EventBridge Scheduler skips that night's backup. ` +
-          `Choose a safe time such as ${safe.join(' or ')}, or set allowDstSkip=true to accept one skipped night a year.`,
-      );
-    }
   }
 
   if (problems.length > 0) throw new InfraConfigError(`invalid CDK context:\n  - ${problems.join('\n  - ')}`);
@@ -218,7 +221,7 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
           },
         }
       : {}),
-    schedule: { hour, minute, timeZone, allowDstSkip: c.allowDstSkip },
+    schedule: { hour: c.scheduleHour, minute: c.scheduleMinute, timeZone: c.timeZone, allowDstSkip: c.allowDstSkip },
     retentionCount: c.retentionCount,
     backupPrefix: c.backupPrefix,
     ...(c.pgDumpCompression ? { pgDumpCompression: c.pgDumpCompression } : {}),

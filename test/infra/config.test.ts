@@ -116,7 +116,10 @@ describe('CDK context → configuration', () => {
   });
 
   it('reports every problem of a context at once', () => {
-    const message = errorOf({ dbSecretArn: SECRET, bucketName: 'my-backups', objectLockDays: 30, slackChannelId: 'C0123ABCD' });
-    expect(message.split('\n  - ')).toHaveLength(3);
+    const message = errorOf({ dbSecretArn: SECRET, bucketName: 'my-backups', objectLockDays: 30, slackChannelId: 'C0123ABCD', timeZone: 'Europe/Paris', scheduleHour: 2 });
+    expect(message.split('\n  - ')).toHaveLength(4);
+    const withSchemaError = errorOf({ dbSecretArn: SECRET, retentionCount: 0, timeZone: 'Europe/Paris', scheduleHour: 2 });
+    expect(withSchemaError).toMatch(/"retentionCount"/);
+    expect(withSchemaError).toMatch(/02:00 does not exist in Europe\/Paris/);
   });
 });
