@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULTS, loadConfig } from '../../lambda/config.ts';
+import { ConfigError } from '../../lambda/errors.ts';
+
+const base = { DB_SECRET_ID: 'prod/db', BACKUP_BUCKET: 'my-backups' };
+
+describe('loadConfig', () => {
+  it('applies the documented defaults and freezes the result', () => {
+    const c = loadConfig(base);
+    expect(c).toMatchObject({
+      credentials: { kind: 'secret', secretId: 'prod/db' },
+      databases: undefined,
+      bucket: 'my-backups',
+      prefix: 'pg-s3-backup/',
+      retentionCount: 7,
+      alertTopicArn: undefined,
+      compression: 'zstd:1',
+      pgDumpBin: undefined,
+      forcePathStyle: false,
+      notifyOnSuccess: false,
+      backupGlobals: false,
+      connectTimeoutSeconds: DEFAULTS.connectTimeoutSeconds,
+      timeMarginMs: DEFAULTS.timeMarginSeconds * 1000,
+      inLambda: false,
+    });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('reads every variable', () => {
+    const c = loadConfig({
+      ...base,
+      DATABASES: 'app, billing ,app',
+      BACKUP_PREFIX: 'backups/pg/',
+      RETENTION_COUNT: '14',
+      ALERT_TOPIC_ARN: 'arn:aws:sns:eu-west-3:123456789012:alerts',
+      PG_DUMP_COMPRESSION: 'gzip:level=6',
+      PG_DUMP_BIN: '/usr/lib/postgresql/18/bin/pg_dump',
+      S3_FORCE_PATH_STYLE: 'true',
+      NOTIFY_ON_SUCCESS: 'TRUE',
+      BACKUP_GLOBALS: '1',
+      DB_SSLMODE: 'require',
+      PG_CONNECT_TIMEOUT: '5',
+      TIME_MARGIN_SECONDS: '45',
+      AWS_LAMBDA_FUNCTION_NAME: 'fn',
+    });
+    expect(c).toMatchObject({
+      databases: ['app', 'billing'],
+      prefix: 'backups/pg/',
+      retentionCount: 14,
+      alertTopicArn: 'arn:aws:sns:eu-west-3:123456789012:alerts',
+      compression: 'gzip:level=6',
+      forcePathStyle: true,
+      notifyOnSuccess: true,
+      backupGlobals: true,
+      sslMode: 'require',
+      connectTimeoutSeconds: 5,
+      timeMarginMs: 45_000,
+      inLambda: true,
+    });
+  });
+
+  it.each([
+    [{}, /DB_SECRET_ID is required/],
+    [{ ...base, DATABASE_URL: 'postgresql://u:p@h/db' }, /both set/],
+    [{ DATABASE_URL: 'postgresql://u:p@h/db', BACKUP_BUCKET: 'b-1', AWS_LAMBDA_FUNCTION_NAME: 'fn' }, /DATABASE_URL is for the CLI and host mode only/],
+    [{ DATABASE_URL: 'mysql://h/db', BACKUP_BUCKET: 'b-1' }, /DATABASE_URL must be a URL/],
+    [{ DB_SECRET_ID: 'x' }, /BACKUP_BUCKET is required/],
+    [{ ...base, BACKUP_BUCKET: 'Bad_Bucket' }, /BACKUP_BUCKET must be an S3 bucket name/],
+    [{ ...base, BACKUP_PREFIX: 'backups' }, /BACKUP_PREFIX must be empty or a key prefix ending with "\/"/],
+    [{ ...base, BACKUP_PREFIX: '/abs/' }, /BACKUP_PREFIX/],
+    [{ ...base, DATABASES: 'a,,b' }, /DATABASES must be a comma-separated list/],
+    [{ ...base, RETENTION_COUNT: '0' }, /RETENTION_COUNT must be a whole number from 1/],
+    [{ ...base, RETENTION_COUNT: '7.5' }, /RETENTION_COUNT/],
+    [{ ...base, ALERT_TOPIC_ARN: 'alerts' }, /ALERT_TOPIC_ARN must be an SNS topic ARN/],
+    [{ ...base, PG_DUMP_COMPRESSION: 'zstd:1; rm -rf /' }, /PG_DUMP_COMPRESSION must be a pg_dump --compress spec/],
+    [{ ...base, S3_FORCE_PATH_STYLE: 'yes' }, /S3_FORCE_PATH_STYLE must be "true" or "false"/],
+    [{ ...base, DB_SSLMODE: 'verify' }, /DB_SSLMODE must be one of/],
+    [{ ...base, PG_CONNECT_TIMEOUT: 'ten' }, /PG_CONNECT_TIMEOUT/],
+  ])('rejects %j naming the variable', (env, pattern) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(pattern);
+  });
+
+  it('never echoes DATABASE_URL (it holds the password)', () => {
+    try {
+      loadConfig({ DATABASE_URL: 'postgresql://u:s3cr3t-pw@h/db', BACKUP_BUCKET: 'b-1', AWS_LAMBDA_FUNCTION_NAME: 'fn' });
+      expect.unreachable();
+    } catch (err) {
+      expect((err as Error).message).not.toContain('s3cr3t-pw');
+    }
+  });
+
+  it('accepts an empty prefix and DATABASE_URL outside Lambda', () => {
+    const c = loadConfig({ DATABASE_URL: 'postgres://u:p@h:5433/db', BACKUP_BUCKET: 'b-1', BACKUP_PREFIX: '' });
+    expect(c.prefix).toBe('');
+    expect(c.credentials).toEqual({ kind: 'url', url: 'postgres://u:p@h:5433/db' });
+  });
+});

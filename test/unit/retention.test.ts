@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { buildDumpKey, manifestKeyFor } from '../../lambda/backup-key.ts';
+import { PruneError } from '../../lambda/errors.ts';
+import { planRetention } from '../../lambda/retention.ts';
+import type { DatabaseListing, StoredBackup } from '../../lambda/s3-store.ts';
+
+const now = new Date('2026-03-10T03:00:00Z');
+const backup = (day: number): StoredBackup => {
+  const at = new Date(Date.UTC(2026, 2, day, 2));
+  const key = buildDumpKey('p/', 'app', at);
+  return { database: 'app', key, manifestKey: manifestKeyFor(key), startedAt: at, bytes: 1, lastModified: at };
+};
+
+describe('planRetention (pure)', () => {
+  const complete = [9, 8, 7, 6, 5, 4, 3, 2, 1].map(backup);
+  const oldOrphan = { key: buildDumpKey('p/', 'app', new Date('2026-03-08T02:00:00Z')), size: 1, lastModified: new Date('2026-03-08T02:10:00Z') };
+  const youngOrphan = { key: buildDumpKey('p/', 'app', new Date('2026-03-10T02:00:00Z')), size: 1, lastModified: new Date('2026-03-10T02:30:00Z') };
+  const stray = { key: manifestKeyFor(buildDumpKey('p/', 'app', new Date('2026-03-01T00:00:00Z'))), size: 1, lastModified: new Date('2026-03-01T00:00:00Z') };
+  const listing: DatabaseListing = { database: 'app', complete, orphans: [youngOrphan, oldOrphan], strayManifests: [stray] };
+
+  it('keeps the newest N complete backups and deletes older ones with their manifests, old orphans and stray manifests', () => {
+    const plan = planRetention(listing, { retentionCount: 7, now });
+    expect(plan.kept).toEqual(complete.slice(0, 7).map((b) => b.key));
+    expect(plan.delete).toEqual([complete[7]!.key, complete[7]!.manifestKey, complete[8]!.key, complete[8]!.manifestKey, oldOrphan.key, stray.key]);
+  });
+
+  it('deletes nothing complete when there are fewer than N', () => {
+    expect(planRetention({ ...listing, orphans: [], strayManifests: [] }, { retentionCount: 30, now }).delete).toEqual([]);
+  });
+
+  it('refuses a retention count under 1', () => {
+    expect(() => planRetention(listing, { retentionCount: 0, now })).toThrow(PruneError);
+  });
+});
