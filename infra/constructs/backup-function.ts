@@ -4,9 +4,8 @@
  * and, when the database lives in a VPC, its own security group that reaches only the database
  * port and HTTPS.
  */
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { Annotations, Aws, CfnElement, Duration, Fn, Stack, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -19,10 +18,8 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { VpcConfig } from '../config.ts';
+import { PROJECT_ROOT } from '../paths.ts';
 import type { BackupBucket } from './backup-bucket.ts';
-
-/** The repository root: bundling, the lock file and the default entry are resolved from it. */
-export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** Lambda's maximum: a dump that cannot finish in 15 minutes needs another runner (see docs). */
 export const FUNCTION_TIMEOUT = Duration.minutes(15);

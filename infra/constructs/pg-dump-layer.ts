@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import { z } from 'zod';
+import { PROJECT_ROOT } from '../paths.ts';
 
 export type LayerArchitecture = 'arm64' | 'x86_64';
 
@@ -25,9 +26,9 @@ const LayerManifestSchema = z.looseObject({
 
 export type LayerManifest = z.infer<typeof LayerManifestSchema>;
 
-/** The default location of a built layer, relative to the repository root. */
+/** Where `npm run build:layer -- <arch>` puts the layer. */
 export function defaultLayerDir(architecture: LayerArchitecture): string {
-  return join('layers', 'pg-dump', 'dist', architecture);
+  return join(PROJECT_ROOT, 'layers', 'pg-dump', 'dist', architecture);
 }
 
 /** Reads and checks `<dir>/manifest.json`; the message says how to build the layer when it is missing. */
@@ -51,7 +52,7 @@ export function readLayerManifest(dir: string, architecture: LayerArchitecture):
 
 export interface PgDumpLayerProps {
   readonly architecture: LayerArchitecture;
-  /** The built layer directory (default layers/pg-dump/dist/<arch>, from the working directory). */
+  /** The built layer directory (default layers/pg-dump/dist/<arch> of this repository). */
   readonly dir?: string;
 }
 

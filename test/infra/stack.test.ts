@@ -5,6 +5,7 @@
  * real app with the real layer.
  */
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { App } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -14,7 +15,8 @@ import { DEAD_MAN_HOURS } from '../../infra/constructs/backup-alerts.ts';
 import { LayerNotBuiltError } from '../../infra/constructs/pg-dump-layer.ts';
 
 const SECRET = 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:prod/db-AbCdEf';
-const FIXTURE_LAYER = (arch: string) => resolve('test/infra/fixtures/layer', arch);
+const FIXTURES = fileURLToPath(new URL('fixtures/', import.meta.url));
+const FIXTURE_LAYER = (arch: string) => resolve(FIXTURES, 'layer', arch);
 const FIXTURE_ENTRY = 'test/infra/fixtures/handler.ts';
 const now = new Date('2026-01-01T00:00:00Z');
 
@@ -429,8 +431,8 @@ describe('other bucket shapes and architectures', () => {
   });
 
   it('fails with the build command when the layer is missing or built for another architecture', () => {
-    expect(() => buildApp({ context: { dbSecretArn: SECRET }, layerDir: resolve('test/infra/fixtures/no-such-layer'), entry: FIXTURE_ENTRY, now })).toThrow(
-      new LayerNotBuiltError(`the pg_dump layer for arm64 is not built (no ${resolve('test/infra/fixtures/no-such-layer/manifest.json')}): run \`npm run build:layer -- arm64\` first`),
+    expect(() => buildApp({ context: { dbSecretArn: SECRET }, layerDir: resolve(FIXTURES, 'no-such-layer'), entry: FIXTURE_ENTRY, now })).toThrow(
+      new LayerNotBuiltError(`the pg_dump layer for arm64 is not built (no ${resolve(FIXTURES, 'no-such-layer/manifest.json')}): run \`npm run build:layer -- arm64\` first`),
     );
     expect(() => buildApp({ context: { dbSecretArn: SECRET }, layerDir: FIXTURE_LAYER('x86_64'), entry: FIXTURE_ENTRY, now })).toThrow(/describes a x86_64 layer but the function runs on arm64: run `npm run build:layer -- arm64`/);
   });
