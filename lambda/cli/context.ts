@@ -114,7 +114,7 @@ export class CliContext {
    * database only).
    */
   async selectBackup(options: { readonly latest?: boolean; readonly key?: string; readonly database?: string }): Promise<string> {
-    if (options.latest === (options.key !== undefined)) {
+    if (Boolean(options.latest) === (options.key !== undefined)) {
       throw new UsageError('give exactly one of --latest and --key KEY', { hint: 'pg-s3-backup list shows the keys.' });
     }
     const store = this.store();

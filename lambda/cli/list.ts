@@ -35,6 +35,7 @@ export function registerList(program: Command, ctx: CliContext): void {
     .option('--all', 'also show incomplete backups (a dump without its manifest), marked INCOMPLETE')
     .option('--json', 'print a JSON array')
     .action(async (opts: ListOpts) => {
+      if (opts.json) ctx.out.quiet();
       const rows = await listAll(ctx, opts);
       if (opts.json) ctx.out.print(JSON.stringify(rows, null, 2));
       else ctx.out.print(table(rows));

@@ -29,6 +29,7 @@ export class Output {
   private phase: { event: string; startedAt: number; startBytes: number } | undefined;
   private lastJsonProgress = 0;
   private barShown = false;
+  private silent = false;
 
   constructor(options: OutputOptions) {
     this.stdout = options.stdout;
@@ -44,6 +45,11 @@ export class Output {
     this.secrets.add(encodeURIComponent(secret));
   }
 
+  /** Drops progress events: `--json` promises a stdout that holds the JSON document only. */
+  quiet(): void {
+    this.silent = true;
+  }
+
   redact(text: string): string {
     let out = text;
     for (const s of this.secrets) out = out.split(s).join('***');
@@ -52,9 +58,12 @@ export class Output {
 
   /** A progress event: a redrawn line on a terminal, a JSON line (moving events at most 1/s) otherwise. */
   readonly progress = (e: ProgressEvent): void => {
+    if (this.silent) return;
     const t = this.now();
-    const moving = typeof e.bytes === 'number' && e.done !== true;
-    if (typeof e.bytes === 'number') {
+    // Moving events carry bytes done and the total expected; the last one says `done`.
+    const metered = typeof e.bytes === 'number' && typeof e.total === 'number';
+    const moving = metered && e.done !== true;
+    if (metered) {
       if (!this.phase || this.phase.event !== e.event || e.bytes < this.phase.startBytes) this.phase = { event: e.event, startedAt: t, startBytes: e.bytes };
     }
     const rate = this.rate(e, t);
@@ -65,12 +74,12 @@ export class Output {
       this.jsonLine({ time: new Date(t).toISOString(), ...e, ...(rate !== undefined ? { bytesPerSecond: Math.round(rate) } : {}), ...(eta !== undefined ? { etaSeconds: Math.round(eta) } : {}) });
       return;
     }
-    if (typeof e.bytes === 'number') {
+    if (metered) {
       const pct = e.total ? ` ${Math.min(100, Math.floor((e.bytes / e.total) * 100))}%` : '';
       const of = e.total ? ` / ${formatBytes(e.total)}` : '';
       const speed = rate ? `  ${formatBytes(rate)}/s` : '';
       const left = e.done === true ? `  done in ${formatDuration(Number(e.ms ?? t - (this.phase?.startedAt ?? t)))}` : eta !== undefined ? `  ETA ${formatDuration(eta * 1000)}` : '';
-      this.stdout.write(`\r\x1b[2K${e.event}: ${formatBytes(e.bytes)}${of}${pct}${speed}${left}`);
+      this.stdout.write(`\r\x1b[2K${e.event}: ${formatBytes(e.bytes as number)}${of}${pct}${speed}${left}`);
       this.barShown = true;
       if (e.done === true) this.endBar();
       return;
@@ -80,7 +89,7 @@ export class Output {
   };
 
   private rate(e: ProgressEvent, t: number): number | undefined {
-    if (typeof e.bytes !== 'number' || !this.phase) return undefined;
+    if (typeof e.bytes !== 'number' || typeof e.total !== 'number' || !this.phase) return undefined;
     const secs = (t - this.phase.startedAt) / 1000;
     return secs > 0.05 ? (e.bytes - this.phase.startBytes) / secs : undefined;
   }

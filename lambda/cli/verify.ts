@@ -31,6 +31,7 @@ export function registerVerify(program: Command, ctx: CliContext): void {
     .option('--json', 'print the report as JSON (the default when standard output is not a terminal)')
     .option('--temp-dir <dir>', 'where to download the dump (needs its size free; default: TMPDIR)')
     .action(async (opts: VerifyOpts) => {
+      if (opts.json) ctx.out.quiet();
       const scratch = ctx.target(opts.scratchUrl, '--scratch-url');
       const key = await ctx.selectBackup(opts);
       const report = await verifyBackup(ctx.restoreDeps(opts.tempDir), { key, scratch, jobs: opts.jobs });
