@@ -39,7 +39,11 @@ export class DumpGate extends Transform {
   bytes = 0;
   private readonly hash = createHash('sha256');
   private head = Buffer.alloc(0);
-  constructor(private readonly verdict: () => Promise<void>, private readonly checkMagic = true) {
+  constructor(
+    private readonly verdict: () => Promise<void>,
+    private readonly checkMagic = true,
+    private readonly onBytes?: (total: number) => void,
+  ) {
     super({ highWaterMark: MiB });
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -54,6 +58,7 @@ export class DumpGate extends Transform {
     }
     this.bytes += chunk.length;
     this.hash.update(chunk);
+    this.onBytes?.(this.bytes);
     cb(null, chunk);
   }
   override _flush(cb: TransformCallback): void {
@@ -112,7 +117,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
         hint: dumpHint(outcome),
       });
     }
-  }, opts.checkMagic ?? true);
+  }, opts.checkMagic ?? true, opts.onProgress);
 
   /** First failure wins; it stops pg_dump and errors the stream so the upload aborts. */
   let killTimer: NodeJS.Timeout | undefined;
@@ -131,7 +136,6 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   gate.on('error', (err) => fail(err));
   tool.child.stdout!.on('error', (err) => fail(err));
   tool.child.stdout!.pipe(gate);
-  if (opts.onProgress) gate.on('data', () => opts.onProgress!(gate.bytes));
 
   let timer: NodeJS.Timeout | undefined;
   if (opts.deadline !== undefined) {
