@@ -1,0 +1,102 @@
+/**
+ * The CLI's output rules, in-process: progress on a terminal (bytes, rate, ETA) versus one JSON
+ * line per event, secrets scrubbed from every line; the pg_restore outcome rules; URL handling.
+ */
+import { describe, expect, it } from 'vitest';
+import { Output } from '../../lambda/cli/output.ts';
+import { classifyPgRestore, describeTarget, parseTargetUrl, pgEnv, redactUrl } from '../../lambda/restore.ts';
+import { NASTY_PASSWORD } from '../support/postgres.ts';
+
+function sink() {
+  let text = '';
+  return { write: (s: string) => (text += s), get text() { return text; } };
+}
+
+describe('progress output', () => {
+  it('on a terminal: one redrawn line with bytes, total, percentage, rate and time left', () => {
+    const stdout = sink();
+    let now = 0;
+    const out = new Output({ stdout, stderr: sink(), tty: true, now: () => now });
+    out.progress({ event: 'download', bytes: 0, total: 100 * 1024 * 1024 });
+    now = 2000;
+    out.progress({ event: 'download', bytes: 20 * 1024 * 1024, total: 100 * 1024 * 1024 });
+    expect(stdout.text).toContain('\r\x1b[2Kdownload: 20.0 MiB / 100.0 MiB 20%  10.0 MiB/s  ETA 8.0 s');
+    now = 10_000;
+    out.progress({ event: 'download', bytes: 100 * 1024 * 1024, total: 100 * 1024 * 1024, done: true, ms: 10_000 });
+    expect(stdout.text).toMatch(/100%.*done in 10\.0 s\n$/);
+    out.progress({ event: 'restored', database: 'app', ms: 12 });
+    expect(stdout.text.endsWith('restored: database=app ms=12\n')).toBe(true);
+  });
+
+  it('elsewhere: one JSON line per event with rate and ETA, moving events at most once a second', () => {
+    const stdout = sink();
+    let now = 0;
+    const out = new Output({ stdout, stderr: sink(), tty: false, now: () => now });
+    out.progress({ event: 'download', bytes: 0, total: 1000 });
+    now = 500;
+    out.progress({ event: 'download', bytes: 100, total: 1000 });
+    now = 1000;
+    out.progress({ event: 'download', bytes: 500, total: 1000 });
+    now = 1200;
+    out.progress({ event: 'download', bytes: 1000, total: 1000, done: true });
+    const lines = stdout.text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.map((l) => l.bytes)).toEqual([0, 500, 1000]);
+    expect(lines[1]).toMatchObject({ event: 'download', bytesPerSecond: 500, etaSeconds: 1, time: '1970-01-01T00:00:01.000Z' });
+  });
+
+  it('scrubs registered secrets (raw and URL-encoded) from every stream', () => {
+    const stdout = sink();
+    const stderr = sink();
+    const out = new Output({ stdout, stderr, tty: false });
+    out.addSecret(NASTY_PASSWORD);
+    out.progress({ event: 'x', detail: `a ${NASTY_PASSWORD} b ${encodeURIComponent(NASTY_PASSWORD)}` });
+    out.error({ message: `failed with ${NASTY_PASSWORD}`, stage: 'restore', hint: 'h' });
+    for (const t of [stdout.text, stderr.text]) {
+      expect(t).not.toContain(NASTY_PASSWORD);
+      expect(t).not.toContain(encodeURIComponent(NASTY_PASSWORD));
+      expect(t).toContain('***');
+    }
+  });
+});
+
+describe('pg_restore outcome', () => {
+  const harmless = 'pg_restore: error: could not execute query: ERROR:  unrecognized configuration parameter "transaction_timeout"\nCommand was: SET transaction_timeout = 0;\n';
+  it('accepts exit 1 when every error is the transaction_timeout one', () => {
+    const r = classifyPgRestore(1, `${harmless}${harmless}${harmless}pg_restore: warning: errors ignored on restore: 1\n`);
+    expect(r.ok).toBe(true);
+    expect(r.tolerated[0]).toMatch(/older than PostgreSQL 17/);
+  });
+  it('refuses any other error, alone or beside the harmless one, and a missing summary', () => {
+    const other = 'pg_restore: error: could not execute query: ERROR:  relation "x" already exists\n';
+    expect(classifyPgRestore(1, `${harmless}${other}pg_restore: warning: errors ignored on restore: 2\n`)).toMatchObject({ ok: false, errors: [other.trim()] });
+    expect(classifyPgRestore(1, harmless).ok).toBe(false);
+    expect(classifyPgRestore(1, `${harmless}pg_restore: warning: errors ignored on restore: 2\n`).ok).toBe(false);
+    expect(classifyPgRestore(1, '').errors).toEqual(['pg_restore exited 1']);
+    expect(classifyPgRestore(0, '').ok).toBe(true);
+  });
+});
+
+describe('target URLs', () => {
+  const url = `postgresql://admin:${encodeURIComponent(NASTY_PASSWORD)}@db.internal:6543/my%20db?sslmode=verify-full`;
+  it('parses user, password, host, port, database and libpq parameters into PG* variables, never argv', () => {
+    const t = parseTargetUrl(url);
+    expect(t).toMatchObject({ host: 'db.internal', port: 6543, user: 'admin', password: NASTY_PASSWORD, database: 'my db', params: { sslmode: 'verify-full' } });
+    const env = pgEnv(t, { PATH: '/bin', PGHOST: 'elsewhere', PGSERVICE: 'x' });
+    expect(env).toEqual({ PATH: '/bin', PGHOST: 'db.internal', PGPORT: '6543', PGUSER: 'admin', PGPASSWORD: NASTY_PASSWORD, PGDATABASE: 'my db', PGSSLMODE: 'verify-full' });
+  });
+  it('redacts the password in every description', () => {
+    expect(redactUrl(url)).not.toContain(encodeURIComponent(NASTY_PASSWORD));
+    expect(redactUrl(url)).toContain(':***@');
+    expect(describeTarget(parseTargetUrl(url))).toBe('postgresql://admin:***@db.internal:6543/my%20db');
+  });
+  it('rejects other schemes, unknown parameters and a missing database without echoing the URL', () => {
+    expect(() => parseTargetUrl('mysql://u:secretpw@h/db')).toThrow(/must start with postgresql:\/\//);
+    expect(() => parseTargetUrl('postgresql://u:secretpw@h/db?foo=1')).toThrow(/unsupported connection parameter "foo"/);
+    expect(() => parseTargetUrl('postgresql://u:secretpw@h')).toThrow(/names no database/);
+    try {
+      parseTargetUrl('postgresql://u:secretpw@h/db?foo=1');
+    } catch (err) {
+      expect((err as Error).message).not.toContain('secretpw');
+    }
+  });
+});
