@@ -50,6 +50,15 @@ export function readLayerManifest(dir: string, architecture: LayerArchitecture):
   return manifest;
 }
 
+/**
+ * build.sh's own zip (`dist/<arch>.zip`) when it exists: it keeps the executable bits of the
+ * loader and the programs exactly as built and checked. Otherwise the directory is zipped by CDK.
+ */
+export function layerArchive(dir: string): string {
+  const zip = `${dir}.zip`;
+  return existsSync(zip) ? zip : dir;
+}
+
 export interface PgDumpLayerProps {
   readonly architecture: LayerArchitecture;
   /** The built layer directory (default layers/pg-dump/dist/<arch> of this repository). */
@@ -65,7 +74,7 @@ export class PgDumpLayer extends Construct {
     const dir = resolve(props.dir ?? defaultLayerDir(props.architecture));
     this.manifest = readLayerManifest(dir, props.architecture);
     this.layer = new lambda.LayerVersion(this, 'Layer', {
-      code: lambda.Code.fromAsset(dir),
+      code: lambda.Code.fromAsset(layerArchive(dir)),
       compatibleArchitectures: [props.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64],
       description: `pg_dump, pg_restore and pg_dumpall ${this.manifest.postgresqlVersion} (PostgreSQL client, self-contained, ${props.architecture})`,
       license: 'PostgreSQL',

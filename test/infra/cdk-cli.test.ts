@@ -70,6 +70,11 @@ describe('npx cdk synth with the example context of cdk.json', () => {
     const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'layers/pg-dump/dist/arm64/manifest.json'), 'utf8')) as { postgresqlVersion: string };
     expect(byType('AWS::Lambda::LayerVersion')[0]).toMatchObject({ CompatibleArchitectures: ['arm64'] });
     expect(String(byType('AWS::Lambda::LayerVersion')[0]!.Description)).toContain(manifest.postgresqlVersion);
+    // The layer ships as build.sh's zip, executable bits included.
+    const assets = JSON.parse(readFileSync(join(out, 'PgS3Backup.assets.json'), 'utf8')) as { files: Record<string, { source: { path: string; packaging: string } }> };
+    const layerKey = (byType('AWS::Lambda::LayerVersion')[0]!.Content as { S3Key: string }).S3Key.replace(/\.zip$/, '');
+    expect(assets.files[layerKey]!.source.packaging).toBe('file');
+    expect(readFileSync(join(out, assets.files[layerKey]!.source.path))).toEqual(readFileSync(join(REPO_ROOT, 'layers/pg-dump/dist/arm64.zip')));
     expect(byType('AWS::Lambda::Function')[0]).toMatchObject({ Architectures: ['arm64'], VpcConfig: { SubnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'] } });
   });
 
