@@ -19,6 +19,7 @@
 #   PG_LAYER_KEYRING_FROM_STABLE=1  take the keyring from Debian stable's debian-archive-keyring
 #                       (verified with the system keyring) even when the system keyring suffices
 set -euo pipefail
+umask 022
 
 HERE=$(cd -P "$(dirname "$0")" && pwd)
 PG_MAJOR=${PG_MAJOR:-18}
@@ -253,7 +254,13 @@ build_arch() {
     cat >"$out/bin/$t" <<EOF
 #!/bin/sh
 # $t from the pg_dump layer, run through the layer's own loader and libraries (see README.md).
-case "\$0" in */*) bin=\${0%/*} ;; *) bin=. ;; esac
+# Follow symlinks to this script (e.g. from /usr/local/bin) to find the layer.
+self=\$0
+while [ -L "\$self" ]; do
+  link=\$(readlink "\$self") || exit 127
+  case "\$link" in /*) self=\$link ;; *) self=\${self%/*}/\$link ;; esac
+done
+case "\$self" in */*) bin=\${self%/*} ;; *) bin=. ;; esac
 layer=\$(cd -P "\$bin/.." && pwd) || exit 127
 exec "\$layer/lib/$loader" --library-path "\$layer/lib" --argv0 "\$layer/bin/$t" "\$layer/libexec/$t" "\$@"
 EOF
@@ -273,8 +280,14 @@ EOF
   pg_version=$(strings_version "$out/libexec/pg_dump")
   write_manifest "$out" "$arch" "$deb_arch" "$pg_version" "$loader" "${!used[@]}"
 
+  # A reproducible zip (same packages, same bytes): fixed timestamps from the client package,
+  # sorted entries, no directory entries, no extra attributes. The CDK asset hash then changes
+  # only when the content does, so no new layer version is published for nothing.
+  local epoch
+  epoch=$(stat -c %Y "${PKG_ROOT[$client]}/usr/lib/postgresql/$PG_MAJOR/bin/pg_dump")
+  find "$out" -exec touch -h -d "@$epoch" {} +
   rm -f "$DIST/$arch.zip.tmp"
-  (cd "$out" && zip -q -r -X -9 "$DIST/$arch.zip.tmp" .)
+  (cd "$out" && find . -type f | LC_ALL=C sort | sed 's|^\./||' | zip -q -X -D -9 "$DIST/$arch.zip.tmp" -@)
   local zip_bytes unzipped_bytes
   zip_bytes=$(stat -c %s "$DIST/$arch.zip.tmp")
   unzipped_bytes=$(du -sb --apparent-size "$out" | cut -f1)

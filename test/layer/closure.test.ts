@@ -5,7 +5,8 @@
  * its proof of completeness; the zip stays within the size budget.
  */
 import { execFile } from 'node:child_process';
-import { openSync, readSync, closeSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -81,4 +82,20 @@ describe.each(['x86_64', 'arm64'] as const)('%s layer', (arch) => {
     expect(zip).toBeGreaterThan(1024 * 1024);
     expect(zip).toBeLessThanOrEqual(MAX_ZIP_BYTES);
   });
+});
+
+it('the x86_64 wrappers run the tools from anywhere, also through a symlink, with an empty environment', async () => {
+  const root = await ensureLayer('x86_64');
+  const elsewhere = mkdtempSync(join(tmpdir(), 'pgs3b-wrapper-'));
+  try {
+    for (const tool of TOOLS) {
+      symlinkSync(join(root, 'bin', tool), join(elsewhere, tool));
+      for (const file of [join(root, 'bin', tool), join(elsewhere, tool)]) {
+        const { stdout } = await execFileAsync(file, ['--version'], { env: {} });
+        expect(stdout, file).toMatch(new RegExp(`^${tool} \\(PostgreSQL\\) 18\\.`));
+      }
+    }
+  } finally {
+    rmSync(elsewhere, { recursive: true, force: true });
+  }
 });
