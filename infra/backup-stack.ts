@@ -82,6 +82,13 @@ export class BackupStack extends Stack {
       );
     }
 
+    if (config.alertEmails.length === 0 && !config.slack) {
+      Annotations.of(this).addWarningV2(
+        'pg-s3-backup:noAlertSubscriber',
+        'neither "alertEmails" nor Slack is configured: failures and alarms reach the alert topic but nobody is subscribed to it yet (see docs/deploy.md, "Alerts").',
+      );
+    }
+
     new CfnOutput(this, 'BucketName', { value: this.bucket.bucket.bucketName, description: 'Bucket holding the backups' });
     new CfnOutput(this, 'BackupPrefix', { value: config.backupPrefix, description: 'Key prefix of every backup' });
     new CfnOutput(this, 'FunctionName', { value: this.backupFunction.function.functionName, description: 'The backup function' });

@@ -69,7 +69,7 @@ const ContextSchema = z
 
     dbSecretArn: secretArn,
     dbSecretKmsKeyArn: kmsKeyArn.optional(),
-    databases: list(z.string().min(1)).optional(),
+    databases: list(z.string().min(1).refine((d) => !d.includes(','), 'database names without commas (DATABASES is comma-separated)')).optional(),
     dbPort: int(1, 65535).default(5432),
 
     vpcId: idOf('vpc').optional(),
@@ -188,6 +188,7 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
   if (!c.vpcId && (c.subnetIds || c.subnetType || c.dbSecurityGroupId)) {
     problems.push('context "subnetIds", "subnetType" and "dbSecurityGroupId" need "vpcId" (the VPC of the database)');
   }
+  if (c.databases && new Set(c.databases).size !== c.databases.length) problems.push('context "databases": expected each database once');
   if (c.subnetIds && c.subnetType) problems.push('context "subnetIds" and "subnetType" are exclusive: give the subnets, or their type (looked up)');
   if (c.vpcId && !c.subnetIds && (!c.account || !c.region)) {
     problems.push(

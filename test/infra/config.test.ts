@@ -85,6 +85,11 @@ describe('CDK context → configuration', () => {
     expect(message).toMatch(/context "alertEmails.0": expected e-mail addresses/);
   });
 
+  it('rejects database names that cannot travel in DATABASES, and duplicates', () => {
+    expect(errorOf({ dbSecretArn: SECRET, databases: ['a,b'] })).toMatch(/context "databases.0": expected database names without commas/);
+    expect(errorOf({ dbSecretArn: SECRET, databases: 'app,app' })).toMatch(/context "databases": expected each database once/);
+  });
+
   it('rejects unknown keys (a typo never falls back to a default silently)', () => {
     expect(errorOf({ dbSecretArn: SECRET, scheduelHour: 3 })).toMatch(/unknown context key\(s\) "scheduelHour": known keys are .*scheduleHour/);
   });

@@ -399,7 +399,9 @@ describe('the minimal deployment (secret only: no VPC, database from the secret,
         Match.objectLike({ Id: 'invocations', MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: 'Invocations' }), Period: 3600, Stat: 'Sum' }) }),
       ]),
     });
-    Annotations.fromStack(s.app.node.findChild('PgS3Backup') as never).hasWarning('/PgS3Backup', Match.stringLikeRegexp('context "databases" is not set'));
+    const annotations = Annotations.fromStack(s.app.node.findChild('PgS3Backup') as never);
+    annotations.hasWarning('/PgS3Backup', Match.stringLikeRegexp('context "databases" is not set'));
+    annotations.hasWarning('/PgS3Backup', Match.stringLikeRegexp('nobody is subscribed'));
   });
 
   it('passes cdk-nag without the VPC acknowledgement', () => {
