@@ -74,7 +74,8 @@ describe('npx cdk synth with the example context of cdk.json', () => {
     const assets = JSON.parse(readFileSync(join(out, 'PgS3Backup.assets.json'), 'utf8')) as { files: Record<string, { source: { path: string; packaging: string } }> };
     const layerKey = (byType('AWS::Lambda::LayerVersion')[0]!.Content as { S3Key: string }).S3Key.replace(/\.zip$/, '');
     expect(assets.files[layerKey]!.source.packaging).toBe('file');
-    expect(readFileSync(join(out, assets.files[layerKey]!.source.path))).toEqual(readFileSync(join(REPO_ROOT, 'layers/pg-dump/dist/arm64.zip')));
+    const shipped = readFileSync(join(out, assets.files[layerKey]!.source.path));
+    expect(shipped.equals(readFileSync(join(REPO_ROOT, 'layers/pg-dump/dist/arm64.zip')))).toBe(true);
     expect(byType('AWS::Lambda::Function')[0]).toMatchObject({ Architectures: ['arm64'], VpcConfig: { SubnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'] } });
   });
 
