@@ -32,10 +32,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# PG_S3_BACKUP_SYSLOG: auto (default: when logger and a syslog socket exist), true, or false.
 use_syslog=false
-if [ "${PG_S3_BACKUP_SYSLOG:-true}" = true ] && command -v logger >/dev/null 2>&1 && [ -S /dev/log ]; then
-  use_syslog=true
-fi
+case "${PG_S3_BACKUP_SYSLOG:-auto}" in
+  true) use_syslog=true ;;
+  auto) if command -v logger >/dev/null 2>&1 && [ -S /dev/log ]; then use_syslog=true; fi ;;
+esac
 
 # log LEVEL MESSAGE...: a timestamped line on stdout, and the same to syslog.
 log() {
