@@ -129,11 +129,12 @@ declare -A PKG_VERSION PKG_DEB PKG_SHA PKG_ROOT PKG_DEPS
 fetch() {
   local pkg=$1 deb_arch=$2 ver debs="$CACHE/debs" root
   [ -n "${PKG_ROOT[$pkg]:-}" ] && return
-  ver=$(apt-cache "${APT_OPTS[@]}" policy "$pkg" | awk '/Candidate:/ { print $2 }')
-  [ -n "$ver" ] && [ "$ver" != "(none)" ] || die "package $pkg has no candidate in Debian $SUITE ($deb_arch)"
   local record want_sha file sha
   mkdir -p "$debs"
-  record=$(apt-cache "${APT_OPTS[@]}" show "$pkg=$ver" | awk 'NF == 0 { exit } { print }')
+  # The candidate's record (one apt-cache run: each one reads the whole package index).
+  record=$(apt-cache "${APT_OPTS[@]}" --no-all-versions show "$pkg" 2>/dev/null | awk 'NF == 0 { exit } { print }') || true
+  ver=$(awk '/^Version:/ { print $2 }' <<<"$record")
+  [ -n "$ver" ] || die "package $pkg has no candidate in Debian $SUITE ($deb_arch)"
   want_sha=$(awk '/^SHA256:/ { print $2 }' <<<"$record")
   file=$(awk '/^Filename:/ { n = split($2, p, "/"); print p[n] }' <<<"$record")
   if [ ! -f "$debs/$file" ] || [ "$(sha256sum <"$debs/$file" | cut -d' ' -f1)" != "$want_sha" ]; then
