@@ -129,7 +129,8 @@ export class Output {
 }
 
 function describeEvent(e: ProgressEvent): string {
-  const { event, ...rest } = e;
+  // The engine's events carry a timestamp and the stage for log search: noise on a terminal.
+  const { event, time: _time, stage: _stage, requestId: _requestId, ...rest } = e;
   const details = Object.entries(rest)
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(' ');
