@@ -1,5 +1,7 @@
 /** `pg-s3-backup verify`: the restore drill, with a report (JSON when asked or when not on a terminal). */
 import { Option, type Command } from 'commander';
+import { PgS3BackupError } from '../errors.ts';
+import { publish, subjectText, SUBJECT_PREFIX } from '../notify.ts';
 import { formatBytes } from '../restore.ts';
 import { verifyBackup, type VerifyReport } from '../verify.ts';
 import type { CliContext } from './context.ts';
@@ -13,6 +15,7 @@ interface VerifyOpts {
   readonly scratchUrl: string;
   readonly jobs: number;
   readonly json?: boolean;
+  readonly alert?: boolean;
   readonly tempDir?: string;
 }
 
@@ -29,6 +32,7 @@ export function registerVerify(program: Command, ctx: CliContext): void {
     .requiredOption('--scratch-url <url>', 'postgresql://USER[:PASSWORD]@HOST:PORT/postgres: a server where a scratch database may be created (needs CREATEDB)')
     .option('--jobs <n>', 'parallel pg_restore jobs', positiveInt, 1)
     .option('--json', 'print the report as JSON (the default when standard output is not a terminal)')
+    .option('--alert', 'also publish the report to ALERT_TOPIC_ARN (whatever the outcome: a drill that passed is news too)')
     .option('--temp-dir <dir>', 'where to download the dump (needs its size free; default: TMPDIR)')
     .action(async (opts: VerifyOpts) => {
       if (opts.json) ctx.out.quiet();
@@ -37,6 +41,12 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       const report = await verifyBackup(ctx.restoreDeps(opts.tempDir), { key, scratch, jobs: opts.jobs });
       if (opts.json) ctx.out.print(JSON.stringify(report, null, 2));
       else ctx.out.result(report, describeReport(report));
+      if (opts.alert) {
+        const config = ctx.cfg({ needsCredentials: false });
+        const subject = subjectText(`${SUBJECT_PREFIX} restore drill ${report.status === 'ok' ? 'OK' : 'FAILED'}: ${report.database ?? report.key}`);
+        const sent = await publish(ctx.deps().sns, config.alertTopicArn, { subject, body: JSON.stringify(report, null, 2) }, ctx.log);
+        if (!sent) throw new PgS3BackupError('config', 'the report could not be published', { hint: 'Set ALERT_TOPIC_ARN and check sns:Publish on it (the messages above say why).' });
+      }
       if (report.status !== 'ok') throw new ExitCode(EXIT.failure);
     });
 }

@@ -4,6 +4,7 @@
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAlertInbox } from '../support/aws.ts';
 import { contentChecksums } from '../support/fixtures.ts';
 import { NASTY_PASSWORD, startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { databases, expectNoSecret, runCli, startCliServices, type CliServices } from './cli-support.ts';
@@ -177,6 +178,16 @@ describe('verify', () => {
     } finally {
       await restoreObject();
     }
+  });
+
+  it('--alert publishes the report to ALERT_TOPIC_ARN', async () => {
+    const inbox = await createAlertInbox(svc.clients);
+    const run = await runCli(['verify', '--latest', '--scratch-url', svc.pg.url, '--alert'], { ...svc.env, ALERT_TOPIC_ARN: inbox.topicArn });
+    expect(run.code, run.stderr).toBe(0);
+    const [message] = await inbox.receive(1, 10_000);
+    expect(message?.subject).toBe('[pg-s3-backup] restore drill OK: app');
+    expect(JSON.parse(message!.message)).toMatchObject({ status: 'ok', database: 'app', sha256Verified: true });
+    expect(message!.message).not.toContain(encodeURIComponent(NASTY_PASSWORD));
   });
 
   it('fails with a usage error (exit 2) without --latest or --key', async () => {
