@@ -88,12 +88,17 @@ describe('restore', () => {
     }
   });
 
-  it('fails with a clear message when the target database is missing (no --create) or the key is not a backup', async () => {
+  it('fails with a clear message when the target database is missing (no --create), the temporary directory is unusable, or the key is not a backup', async () => {
     const missing = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('no_such_db')], svc.env);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/database "no_such_db" does not exist/);
     expect(missing.stderr).toMatch(/--create/);
     expectNoSecret(missing, NASTY_PASSWORD);
+
+    const noTemp = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('no_temp'), '--create', '--temp-dir', '/nonexistent/dir'], svc.env);
+    expect(noTemp.code).toBe(1);
+    expect(noTemp.stderr).toMatch(/temporary directory \/nonexistent\/dir is not usable[\s\S]*what to do: Pass --temp-dir/);
+    expect(await databases(svc.pg)).not.toContain('no_temp');
 
     const badKey = await runCli(['restore', '--key', 'elsewhere/app.dump', '--target-url', svc.pg.urlFor('x')], svc.env);
     expect(badKey.code).toBe(2);
