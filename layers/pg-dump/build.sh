@@ -6,6 +6,7 @@
 #   layers/pg-dump/build.sh [--if-missing] [x86_64|arm64|all]     (default: x86_64)
 #
 # Output: layers/pg-dump/dist/<arch>/{bin,libexec,lib,licenses,manifest.json} and dist/<arch>.zip.
+# --if-missing: build only when dist/<arch> is missing or was built by another version of this file.
 # Needs: apt-get, dpkg-deb, readelf (binutils), zip, flock, sha256sum; no root, no change to the
 # system's apt setup (a private apt configuration lives in layers/pg-dump/cache/).
 #
@@ -27,6 +28,7 @@ SUITE=${PG_LAYER_SUITE:-testing}
 KEYRING=${PG_LAYER_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 MAX_ZIP_BYTES=${PG_LAYER_MAX_ZIP_BYTES:-10485760}
 CACHE="$HERE/cache"
+SCRIPT_SHA=$(sha256sum <"$HERE/build.sh" | cut -d' ' -f1)
 DIST="$HERE/dist"
 TOOLS=(pg_dump pg_restore pg_dumpall)
 
@@ -175,7 +177,8 @@ build_arch() {
     arm64) deb_arch=arm64 triplet=aarch64-linux-gnu machine='AArch64' ;;
   esac
   TRIPLET=$triplet
-  if $if_missing && [ -f "$DIST/$arch/manifest.json" ] && [ -f "$DIST/$arch.zip" ]; then
+  # --if-missing also rebuilds a layer made by another version of this script.
+  if $if_missing && [ -f "$DIST/$arch.zip" ] && grep -q "\"buildScriptSha256\": \"$SCRIPT_SHA\"" "$DIST/$arch/manifest.json" 2>/dev/null; then
     log "$arch: already built ($DIST/$arch)"
     return
   fi
@@ -315,6 +318,7 @@ write_manifest() {
   {
     printf '{\n  "postgresqlVersion": "%s",\n  "postgresqlMajor": %s,\n' "$pg_version" "$PG_MAJOR"
     printf '  "architecture": "%s",\n  "debianArchitecture": "%s",\n  "debianSuite": "%s",\n' "$arch" "$deb_arch" "$SUITE"
+    printf '  "buildScriptSha256": "%s",\n' "$SCRIPT_SHA"
     printf '  "loader": "lib/%s",\n  "tools": [%s],\n  "packages": [\n' "$loader" "$(printf '"%s",' "${TOOLS[@]}" | sed 's/,$//')"
     for pkg in $(printf '%s\n' "$@" | sort); do
       $first || printf ',\n'

@@ -24,6 +24,7 @@ const Manifest = z.strictObject({
   architecture: z.enum(['x86_64', 'arm64']),
   debianArchitecture: z.enum(['amd64', 'arm64']),
   debianSuite: z.string().min(1),
+  buildScriptSha256: z.string().regex(/^[0-9a-f]{64}$/),
   loader: z.string(),
   tools: z.array(z.string()),
   packages: z.array(z.strictObject({ name: z.string(), version: z.string(), deb: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/) })).min(1),
@@ -55,6 +56,7 @@ describe.each(['x86_64', 'arm64'] as const)('%s manifest', (arch: LayerArch) => 
     expect(manifest.postgresqlMajor).toBeGreaterThanOrEqual(18);
     expect(manifest.tools).toEqual(['pg_dump', 'pg_restore', 'pg_dumpall']);
     expect(existsSync(join(root, manifest.loader))).toBe(true);
+    expect(manifest.buildScriptSha256).toBe(sha256(join(LAYER_DIR, 'build.sh')));
     const client = manifest.packages.find((p) => p.name === `postgresql-client-${manifest.postgresqlMajor}`);
     expect(client?.version.startsWith(`${manifest.postgresqlVersion}-`)).toBe(true);
   });

@@ -2,10 +2,12 @@
  * The built pg_dump layer for tests. `ensureLayer()` returns `layers/pg-dump/dist/<arch>`, building
  * it first when missing. build.sh holds a lock (flock on layers/pg-dump/cache/.build.lock) and
  * `--if-missing` re-checks under that lock, so concurrent test files and helpers never build at
- * once, and the ones that waited reuse the finished layer.
+ * once, and the ones that waited reuse the finished layer. A layer built by an older build.sh
+ * (manifest.json's buildScriptSha256) counts as missing.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -23,11 +25,15 @@ export function layerRoot(arch: LayerArch = 'x86_64'): string {
   return join(LAYER_DIR, 'dist', arch);
 }
 
+/** Built, and by the current build.sh (a checkout that pulled a new build.sh rebuilds). */
 function isBuilt(arch: LayerArch): boolean {
-  return existsSync(join(layerRoot(arch), 'manifest.json')) && existsSync(join(LAYER_DIR, 'dist', `${arch}.zip`));
+  const manifest = join(layerRoot(arch), 'manifest.json');
+  if (!existsSync(manifest) || !existsSync(join(LAYER_DIR, 'dist', `${arch}.zip`))) return false;
+  const script = createHash('sha256').update(readFileSync(BUILD_SCRIPT)).digest('hex');
+  return (JSON.parse(readFileSync(manifest, 'utf8')) as { buildScriptSha256?: string }).buildScriptSha256 === script;
 }
 
-/** Returns the root of the built layer for `arch`, building it (about 30 s) when missing. */
+/** Returns the root of the built layer for `arch`, building it (20 to 45 s) when missing or stale. */
 export async function ensureLayer(arch: LayerArch = 'x86_64'): Promise<string> {
   if (isBuilt(arch)) return layerRoot(arch);
   try {
