@@ -68,6 +68,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
 
 // Run as a program (bin/pg-s3-backup.mjs imports this module).
 export async function runFromProcess(): Promise<void> {
+  // `pg-s3-backup list | head`: the reader left, which is no error of ours.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(process.exitCode ?? EXIT.ok);
+  });
   const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env });
   process.exitCode = code;
 }
