@@ -128,17 +128,6 @@ export function parseTargetUrl(url: string, what = '--target-url'): PgTarget {
   };
 }
 
-/** The same URL with the password replaced, safe for logs and messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '<unparseable URL>';
-  }
-}
-
 /** The target as a URL without its password, for messages and reports. */
 export function describeTarget(target: PgTarget, database = target.database): string {
   const user = target.user ? `${encodeURIComponent(target.user)}${target.password ? ':***' : ''}@` : '';

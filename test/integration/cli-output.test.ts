@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Output } from '../../lambda/cli/output.ts';
-import { classifyPgRestore, describeTarget, parseTargetUrl, pgEnv, redactUrl } from '../../lambda/restore.ts';
+import { classifyPgRestore, describeTarget, parseTargetUrl, pgEnv } from '../../lambda/restore.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
 
 function sink() {
@@ -85,8 +85,6 @@ describe('target URLs', () => {
     expect(env).toEqual({ PATH: '/bin', PGHOST: 'db.internal', PGPORT: '6543', PGUSER: 'admin', PGPASSWORD: NASTY_PASSWORD, PGDATABASE: 'my db', PGSSLMODE: 'verify-full' });
   });
   it('redacts the password in every description', () => {
-    expect(redactUrl(url)).not.toContain(encodeURIComponent(NASTY_PASSWORD));
-    expect(redactUrl(url)).toContain(':***@');
     expect(describeTarget(parseTargetUrl(url))).toBe('postgresql://admin:***@db.internal:6543/my%20db');
   });
   it('rejects other schemes, unknown parameters and a missing database without echoing the URL', () => {
