@@ -390,19 +390,53 @@ export interface ToolRun {
   readonly stderr: string;
 }
 
-/** Runs a pg tool to completion, keeping stdout (bounded use: --list) and stderr. */
-export async function runTool(deps: Pick<RestoreDeps, 'spawn'>, cmd: SpawnCommand, args: readonly string[], env: NodeJS.ProcessEnv): Promise<ToolRun> {
+/**
+ * Runs a pg tool to completion, keeping stdout (bounded use: --list) and stderr. `onStderrLine`
+ * sees every stderr line as it comes and says whether to keep it (progress lines need not be).
+ */
+export async function runTool(
+  deps: Pick<RestoreDeps, 'spawn'>,
+  cmd: SpawnCommand,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  onStderrLine: (line: string) => boolean = () => true,
+): Promise<ToolRun> {
   const spawn = deps.spawn ?? (nodeSpawn as SpawnFn);
   return new Promise((resolve, reject) => {
     const child = spawn(cmd.file, [...cmd.args, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
-    const err: Buffer[] = [];
+    const kept: string[] = [];
+    let partial = '';
+    const take = (line: string) => {
+      if (onStderrLine(line)) kept.push(line);
+    };
     child.stdout?.on('data', (b: Buffer) => out.push(b));
-    child.stderr?.on('data', (b: Buffer) => err.push(b));
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop()!;
+      lines.forEach(take);
+    });
     child.on('error', (e) => reject(toolMissingError(cmd, e)));
-    child.on('close', (code, signal) => resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+    child.on('close', (code, signal) => {
+      if (partial) take(partial);
+      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: kept.length ? `${kept.join('\n')}\n` : '' });
+    });
   });
 }
+
+/** Counts TOC entries in `pg_restore --list` output (lines that are not `;` comments). */
+export function parseTocList(list: string): { entries: number; tablesWithData: number } {
+  const entries = list.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';'));
+  // "<id>; <tableoid> <oid> TABLE DATA <schema> <name> <owner>"
+  const tablesWithData = entries.filter((l) => /^\d+; \d+ \d+ TABLE DATA /.test(l)).length;
+  return { entries: entries.length, tablesWithData };
+}
+
+/** `pg_restore --verbose` says when it starts each table's data: the restore's unit of progress. */
+const TABLE_DATA_LINE = /^pg_restore: processing data for table "(.*)"$/;
+/** Every other `pg_restore: …` line that is neither an error nor a warning is --verbose chatter. */
+const VERBOSE_LINE = /^pg_restore: (?!error: |warning: |detail: |hint: )/;
 
 function toolMissingError(cmd: SpawnCommand, err: Error): RestoreError {
   return new RestoreError(`cannot run ${cmd.file}: ${err.message}`, {
@@ -454,11 +488,29 @@ export function pgRestoreArgs(database: string, file: string, options: PgRestore
 }
 
 /** Runs pg_restore of `file` into `database` of the target; throws with pg_restore's own words on failure. */
-export async function pgRestoreInto(deps: RestoreDeps, target: PgTarget, database: string, file: string, options: PgRestoreArgs): Promise<{ ms: number; warnings: string[] }> {
+/**
+ * Runs pg_restore of `file` into `database` of the target; throws with pg_restore's own words on
+ * failure. Progress: one `restore` event per table whose data starts (out of `tablesTotal`).
+ */
+export async function pgRestoreInto(
+  deps: RestoreDeps,
+  target: PgTarget,
+  database: string,
+  file: string,
+  options: PgRestoreArgs & { readonly tablesTotal?: number },
+): Promise<{ ms: number; warnings: string[] }> {
   const now = deps.now ?? Date.now;
   const started = now();
-  deps.onProgress?.({ event: 'restore', database, jobs: options.jobs ?? 1 });
-  const run = await runTool(deps, deps.pgRestore, pgRestoreArgs(database, file, options), pgEnv(target, deps.env ?? process.env, database));
+  const progress = { event: 'restore', database, jobs: options.jobs ?? 1, tablesTotal: options.tablesTotal };
+  deps.onProgress?.({ ...progress, tablesDone: 0 });
+  let tablesDone = 0;
+  const onLine = (line: string) => {
+    const table = TABLE_DATA_LINE.exec(line);
+    if (table) deps.onProgress?.({ ...progress, tablesDone: ++tablesDone, table: table[1], elapsedMs: now() - started });
+    return !VERBOSE_LINE.test(line);
+  };
+  const args = ['--verbose', ...pgRestoreArgs(database, file, options)];
+  const run = await runTool(deps, deps.pgRestore, args, pgEnv(target, deps.env ?? process.env, database), onLine);
   const outcome = classifyPgRestore(run.code, run.stderr);
   if (!outcome.ok || run.signal) {
     throw new RestoreError(`restoring into database "${database}" failed: ${describeToolFailure('pg_restore', run)}`, {
@@ -468,8 +520,19 @@ export async function pgRestoreInto(deps: RestoreDeps, target: PgTarget, databas
   const ms = now() - started;
   const warnings = [...new Set(outcome.tolerated)];
   for (const w of warnings) deps.onProgress?.({ event: 'warning', message: w });
-  deps.onProgress?.({ event: 'restored', database, ms });
+  deps.onProgress?.({ event: 'restored', database, tables: tablesDone, ms });
   return { ms, warnings };
+}
+
+/** The archive's table of contents: proves pg_restore can read it, and counts tables for progress. */
+export async function readToc(deps: RestoreDeps, file: string): Promise<{ entries: number; tablesWithData: number }> {
+  const list = await runTool(deps, deps.pgRestore, ['--list', file], deps.env ?? process.env);
+  if (list.code !== 0 || list.signal) {
+    throw new RestoreError(`the archive's table of contents cannot be read: ${describeToolFailure('pg_restore --list', list)}`, {
+      hint: `${hintForPgRestore(list.stderr)} The object must be a pg_dump custom-format archive written by pg-s3-backup.`,
+    });
+  }
+  return parseTocList(list.stdout);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -523,10 +586,11 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
 
   const dump = await downloadVerified(deps, manifest);
   try {
+    const toc = await readToc(deps, dump.path);
     if (options.create) await createDatabase(target, target.database);
     let restored: { ms: number; warnings: string[] };
     try {
-      restored = await pgRestoreInto(deps, target, target.database, dump.path, options);
+      restored = await pgRestoreInto(deps, target, target.database, dump.path, { ...options, tablesTotal: options.tables?.length || toc.tablesWithData });
     } catch (err) {
       // A half-restored database we created is a trap: drop it so a retry starts clean.
       if (options.create) await dropDatabase(target, target.database).catch(() => {});

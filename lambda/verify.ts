@@ -13,13 +13,11 @@ import type { Manifest } from './manifest.ts';
 import {
   createDatabase,
   describeTarget,
-  describeToolFailure,
   downloadVerified,
   dropDatabase,
-  pgEnv,
   pgRestoreInto,
   quoteIdent,
-  runTool,
+  readToc,
   withClient,
   type DownloadedDump,
   type PgTarget,
@@ -76,14 +74,6 @@ export function scratchDatabaseName(now: Date, random = randomBytes(3).toString(
   return `pgs3b_verify_${now.toISOString().replace(/\D/g, '').slice(0, 14)}_${random}`;
 }
 
-/** Counts TOC entries in `pg_restore --list` output (lines that are not `;` comments). */
-export function parseTocList(list: string): { entries: number; tablesWithData: number } {
-  const entries = list.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';'));
-  // "<id>; <tableoid> <oid> TABLE DATA <schema> <name> <owner>"
-  const tablesWithData = entries.filter((l) => /^\d+; \d+ \d+ TABLE DATA /.test(l)).length;
-  return { entries: entries.length, tablesWithData };
-}
-
 const TABLES_SQL = `
 SELECT n.nspname AS schema, c.relname AS table, pg_total_relation_size(c.oid)::bigint AS bytes
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -116,20 +106,14 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     timings.download = dump.ms;
 
     const listStarted = now();
-    const list = await runTool(deps, deps.pgRestore, ['--list', dump.path], pgEnv(options.scratch, deps.env ?? process.env));
-    if (list.code !== 0 || list.signal) {
-      throw new PgS3BackupError('verify', `the archive's table of contents cannot be read: ${describeToolFailure('pg_restore --list', list)}`, {
-        hint: 'The object is not a pg_dump custom-format archive this pg_restore can read: check pg_restore is version 18, and that the backup was written by pg-s3-backup.',
-      });
-    }
-    toc = parseTocList(list.stdout);
+    toc = await readToc(deps, dump.path);
     timings.list = now() - listStarted;
     deps.onProgress?.({ event: 'toc', entries: toc.entries, tablesWithData: toc.tablesWithData });
 
     await createDatabase(options.scratch, scratchDatabase);
     created = true;
     // Owners and grants name roles of the production server that a scratch server need not have.
-    const restored = await pgRestoreInto(deps, options.scratch, scratchDatabase, dump.path, { jobs: options.jobs, noOwner: true });
+    const restored = await pgRestoreInto(deps, options.scratch, scratchDatabase, dump.path, { jobs: options.jobs, noOwner: true, tablesTotal: toc.tablesWithData });
     timings.restore = restored.ms;
     warnings.push(...restored.warnings);
 

@@ -62,14 +62,17 @@ export class Output {
     const t = this.now();
     // Moving events carry bytes done and the total expected; the last one says `done`.
     const metered = typeof e.bytes === 'number' && typeof e.total === 'number';
-    const moving = metered && e.done !== true;
+    // Counted events (pg_restore's tables) move too, without a byte rate.
+    const counted = typeof e.tablesDone === 'number';
+    const moving = (metered && e.done !== true) || counted;
+    const first = (metered && e.bytes === 0) || (counted && e.tablesDone === 0);
     if (metered) {
       if (!this.phase || this.phase.event !== e.event || e.bytes < this.phase.startBytes) this.phase = { event: e.event, startedAt: t, startBytes: e.bytes };
     }
     const rate = this.rate(e, t);
     const eta = rate && typeof e.total === 'number' && typeof e.bytes === 'number' && rate > 0 ? Math.max(0, (e.total - e.bytes) / rate) : undefined;
     if (!this.tty) {
-      if (moving && e.bytes !== 0 && t - this.lastJsonProgress < 1000) return;
+      if (moving && !first && t - this.lastJsonProgress < 1000) return;
       if (moving) this.lastJsonProgress = t;
       this.jsonLine({ time: new Date(t).toISOString(), ...e, ...(rate !== undefined ? { bytesPerSecond: Math.round(rate) } : {}), ...(eta !== undefined ? { etaSeconds: Math.round(eta) } : {}) });
       return;
@@ -82,6 +85,14 @@ export class Output {
       this.stdout.write(`\r\x1b[2K${e.event}: ${formatBytes(e.bytes as number)}${of}${pct}${speed}${left}`);
       this.barShown = true;
       if (e.done === true) this.endBar();
+      return;
+    }
+    if (counted) {
+      const of = typeof e.tablesTotal === 'number' ? `/${e.tablesTotal}` : '';
+      const now = typeof e.table === 'string' ? `, ${e.table}` : '';
+      const elapsed = typeof e.elapsedMs === 'number' ? `, ${formatDuration(e.elapsedMs)}` : '';
+      this.stdout.write(this.redact(`\r\x1b[2K${e.event} into ${String(e.database)}: ${String(e.tablesDone)}${of} tables${now}${elapsed}`));
+      this.barShown = true;
       return;
     }
     this.endBar();

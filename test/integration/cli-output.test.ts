@@ -28,6 +28,16 @@ describe('progress output', () => {
     expect(stdout.text.endsWith('restored: database=app ms=12\n')).toBe(true);
   });
 
+  it('on a terminal: pg_restore progress as tables done out of the total', () => {
+    const stdout = sink();
+    const out = new Output({ stdout, stderr: sink(), tty: true, now: () => 0 });
+    out.progress({ event: 'restore', database: 'app', tablesDone: 0, tablesTotal: 4 });
+    out.progress({ event: 'restore', database: 'app', tablesDone: 3, tablesTotal: 4, table: 'public.orders', elapsedMs: 1500 });
+    expect(stdout.text.endsWith('\r\x1b[2Krestore into app: 3/4 tables, public.orders, 1.5 s')).toBe(true);
+    out.progress({ event: 'restored', database: 'app', tables: 4, ms: 2000 });
+    expect(stdout.text.endsWith('1.5 s\nrestored: database=app tables=4 ms=2000\n')).toBe(true);
+  });
+
   it('elsewhere: one JSON line per event with rate and ETA, moving events at most once a second', () => {
     const stdout = sink();
     let now = 0;

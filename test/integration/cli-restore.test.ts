@@ -42,6 +42,9 @@ describe('restore', () => {
     expect(run.code, run.stderr).toBe(0);
     expect(run.result).toMatchObject({ status: 'restored', key, sourceDatabase: 'app', created: true });
     expect(run.events.map((e) => e.event)).toEqual(expect.arrayContaining(['manifest', 'download', 'sha256-verified', 'restore', 'restored', 'result']));
+    // pg_restore's progress: tables done out of the archive's tables with data.
+    expect(run.events.find((e) => e.event === 'restore')).toMatchObject({ database: 'copy1', tablesDone: 0, tablesTotal: 4 });
+    expect(run.events.find((e) => e.event === 'restored')).toMatchObject({ database: 'copy1', tables: 4 });
     expect(await contentChecksums(svc.pg, 'copy1')).toEqual(source);
     expectNoSecret(run, NASTY_PASSWORD);
   });
