@@ -5,7 +5,7 @@
  * `runBackup`; it never throws for a database's failure, it reports it (status "failed") after
  * alerting, so each front door decides how to end (the handler throws, the CLI exits 1).
  */
-import { buildGlobalsKey, databasePrefix, GLOBALS_FOLDER, isGlobalsKey } from './backup-key.ts';
+import { buildGlobalsKey, GLOBALS_FOLDER, isGlobalsKey } from './backup-key.ts';
 import type { Config } from './config.ts';
 import type { Deps } from './deps.ts';
 import { ConfigError, PgS3BackupError, TimeBudgetError, type Stage } from './errors.ts';
@@ -188,7 +188,9 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
   const pruned: string[] = [];
   for (const b of backups) {
     try {
-      const res = await pruneDatabase(store, b.database, { retentionCount: config.retentionCount, now: deps.now(), dryRun, log });
+      // The real clock, not deps.now: orphan ages compare with S3's LastModified, and a dump of a
+      // concurrent run that is still writing its manifest must stay younger than a day.
+      const res = await pruneDatabase(store, b.database, { retentionCount: config.retentionCount, now: new Date(), dryRun, log });
       pruned.push(...res.deleted);
     } catch (err) {
       await report(b.database, err, 'prune', undefined, deps.now());
@@ -341,7 +343,7 @@ async function pruneGlobals(store: S3Store, retentionCount: number, dryRun: bool
   const old = keys.sort().reverse().slice(retentionCount);
   if (dryRun || old.length === 0) return old;
   // `_globals` is a folder name like a database's: deleteKeys checks every key stays inside it.
-  return deleteKeys(store, GLOBALS_FOLDER, old.filter((k) => k.startsWith(databasePrefix(store.prefix, GLOBALS_FOLDER))));
+  return deleteKeys(store, GLOBALS_FOLDER, old);
 }
 
 /** Any error as a PgS3BackupError of the stage it happened in (keeping the original as cause). */

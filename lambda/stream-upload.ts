@@ -4,7 +4,7 @@
  * once pg_dump has exited 0 and its output began with `PGDMP`. Otherwise it errors, lib-storage
  * aborts the multipart upload (or never sends the single PutObject) and nothing lands at the key.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -100,7 +100,6 @@ export interface StreamUploadResult {
   readonly outcome: ProcessOutcome;
 }
 
-
 export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploadResult> {
   const { tool } = opts;
   const toolName = opts.toolName ?? 'pg_dump';
@@ -108,6 +107,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   const started = now();
   let failure: Error | undefined;
   let outcome: ProcessOutcome | undefined;
+  let timer: NodeJS.Timeout | undefined;
 
   const gate = new DumpGate(async () => {
     outcome = await tool.finished;
@@ -117,6 +117,8 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
         hint: dumpHint(outcome),
       });
     }
+    // The dump is whole: only CompleteMultipartUpload is left, which the budget must not interrupt.
+    if (timer) clearTimeout(timer);
   }, opts.checkMagic ?? true, opts.onProgress);
 
   /** First failure wins; it stops pg_dump and errors the stream so the upload aborts. */
@@ -137,7 +139,6 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   tool.child.stdout!.on('error', (err) => fail(err));
   tool.child.stdout!.pipe(gate);
 
-  let timer: NodeJS.Timeout | undefined;
   if (opts.deadline !== undefined) {
     timer = setTimeout(() => {
       const elapsedMs = now() - started;
@@ -187,6 +188,11 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
 
   try {
     await upload.done();
+    if (failure) {
+      // A failure raced with the upload's completion: take the object back, so that nothing
+      // from a failed backup stays at the key.
+      await opts.s3.send(new DeleteObjectCommand({ Bucket: opts.bucket, Key: opts.key })).catch(() => {});
+    }
   } catch (err) {
     fail(err instanceof Error && 'stage' in err ? err : new UploadError(`upload to s3://${opts.bucket}/${opts.key} failed: ${(err as Error).name}: ${(err as Error).message}`, { cause: err, hint: uploadHint(err) }));
   } finally {

@@ -1,7 +1,8 @@
 /**
  * The AWS APIs the suite needs (S3, Secrets Manager, SNS, SQS): a moto server started per test
- * file (`python3 -m moto.server`) on a free loopback port, or an existing endpoint through
- * `AWS_ENDPOINT_URL` (LocalStack, a shared moto).
+ * file (`python3 -m moto.server`) on a free loopback port, an existing endpoint through
+ * `AWS_ENDPOINT_URL` (LocalStack, a shared moto), or with `TEST_SERVICES=containers` a LocalStack
+ * container through testcontainers (where a Docker engine exists).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from './postgres.ts';
@@ -15,6 +16,7 @@ export interface TestAws {
 export async function startMoto(): Promise<TestAws> {
   const external = process.env.AWS_ENDPOINT_URL;
   if (external) return { endpoint: external, stop: async () => {} };
+  if (process.env.TEST_SERVICES === 'containers') return startLocalStack();
   const port = await freePort();
   let child: ChildProcess;
   let stderr = '';
@@ -55,3 +57,20 @@ export async function startMoto(): Promise<TestAws> {
 const HOW_TO =
   'The tests need moto 5 with its server extras: `apt-get install python3-moto` (Debian) or `pip install "moto[server]"`, ' +
   'or set AWS_ENDPOINT_URL to a running S3/SNS/SQS/Secrets Manager emulator.';
+
+interface LocalStackModule {
+  LocalstackContainer: new (image: string) => { start(): Promise<{ getConnectionUri(): string; stop(): Promise<unknown> }> };
+}
+
+async function startLocalStack(): Promise<TestAws> {
+  // Loaded by name: the package is only needed (and installed) where Docker runs the suite.
+  const moduleName = '@testcontainers/localstack';
+  let mod: LocalStackModule;
+  try {
+    mod = (await import(moduleName)) as LocalStackModule;
+  } catch (err) {
+    throw new Error('TEST_SERVICES=containers needs `npm i -D @testcontainers/localstack` and a Docker engine', { cause: err });
+  }
+  const container = await new mod.LocalstackContainer(process.env.LOCALSTACK_IMAGE ?? 'localstack/localstack:4').start();
+  return { endpoint: container.getConnectionUri(), stop: async () => void (await container.stop()) };
+}
