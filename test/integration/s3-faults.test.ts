@@ -14,7 +14,7 @@ import { runBackup } from '../../lambda/backup.ts';
 import { loadConfig } from '../../lambda/config.ts';
 import { createDeps } from '../../lambda/deps.ts';
 import { parseManifest } from '../../lambda/manifest.ts';
-import { noMetrics, silentLog } from '../../lambda/observability.ts';
+import { noMetrics, silentLog, type BackupMetrics, type MetricsSink } from '../../lambda/observability.ts';
 import { createAlertInbox, createBucket, createSecret, listKeys, listMultipartUploads, putText, testClients, type AlertInbox, type TestClients } from '../support/aws.ts';
 import { isUploadPart, startFaultProxy, type Fault, type FaultProxy, type ProxiedRequest } from '../support/fault-proxy.ts';
 import { startMoto, type TestAws } from '../support/moto.ts';
@@ -62,14 +62,14 @@ describe('S3 faults', () => {
     return file;
   }
 
-  async function run(prefix: string, pgDumpBin: string) {
+  async function run(prefix: string, pgDumpBin: string, metrics: MetricsSink = noMetrics) {
     const config = loadConfig({ DB_SECRET_ID: secretArn, BACKUP_BUCKET: bucket, BACKUP_PREFIX: prefix, ALERT_TOPIC_ARN: inbox.topicArn, PG_DUMP_BIN: pgDumpBin, RETENTION_COUNT: '1' });
     const deps = createDeps(config, {
       s3: viaProxy.s3,
       secrets: direct.secrets,
       sns: direct.sns,
       log: silentLog,
-      metrics: noMetrics,
+      metrics,
       serverInfo: async () => ({ versionNum: 180004, text: '18.4' }),
       partSize: 5 * MiB,
     });
@@ -102,6 +102,18 @@ describe('S3 faults', () => {
     const [alert] = await inbox.receive(1);
     expect(alert!.subject).toBe('[pg-s3-backup] FAILED app: upload');
     expect(alert!.message).toMatch(/multipart upload was aborted/);
+  });
+
+  it('pg_dump exiting 1 after 12 MB: the multipart upload it had started is aborted, never completed', async () => {
+    const res = await run('exit1/', fakePgDump(`printf PGDMP; head -c 12000000 /dev/urandom; echo 'pg_dump: error: lost connection' >&2; exit 1`));
+    expect(res.failures).toEqual([expect.objectContaining({ stage: 'dump', message: expect.stringMatching(/exit code 1[\s\S]*lost connection/) })]);
+    expect(countBy((r) => r.method === 'POST' && /[?&]uploads(=|&|$)/.test(r.url))).toBe(1);
+    expect(countBy(isUploadPart)).toBeGreaterThanOrEqual(2);
+    expect(countBy(isAbort)).toBe(1);
+    expect(countBy((r) => r.method === 'POST' && /[?&]uploadId=/.test(r.url))).toBe(0);
+    expect(await listKeys(direct, bucket, 'exit1/')).toEqual([]);
+    expect(await listMultipartUploads(direct, bucket)).toEqual([]);
+    await inbox.receive(1);
   });
 
   it('503 on every CompleteMultipartUpload: aborted, nothing at the key', async () => {
@@ -137,6 +149,17 @@ describe('S3 faults', () => {
     const manifest = parseManifest(await (await direct.s3.send(new GetObjectCommand({ Bucket: bucket, Key: manifestKeyFor(b.key) }))).Body!.transformToString());
     expect(manifest.sha256).toBe(b.sha256);
     expect(await listMultipartUploads(direct, bucket)).toEqual([]);
+  });
+
+  it('manifest write failing: stage manifest, the dump is taken back, a failure metric is recorded', async () => {
+    proxy.setRule((r) => (r.method === 'PUT' && r.url.includes('.dump.json') ? '503' : 'pass'));
+    const metrics: BackupMetrics[] = [];
+    const res = await run('manifest/', fakePgDump('printf PGDMP; head -c 6000000 /dev/urandom'), { backupFinished: (m) => metrics.push(m) });
+    expect(res.failures).toEqual([expect.objectContaining({ stage: 'manifest', key: expect.stringMatching(/^manifest\/app\//) })]);
+    expect(await listKeys(direct, bucket, 'manifest/')).toEqual([]);
+    expect(metrics).toEqual([expect.objectContaining({ database: 'app', succeeded: false, bytes: 6_000_005 })]);
+    const [alert] = await inbox.receive(1);
+    expect(alert!.subject).toBe('[pg-s3-backup] FAILED app: manifest');
   });
 
   it('a small dump (single PutObject) failing with 503 leaves nothing', async () => {
