@@ -73,6 +73,12 @@ it('runs every marked command of the restore runbook against local services', as
   };
   // The runbook's URLs carry no password, and so does the environment of its commands.
   delete env.DATABASE_URL;
+  // Step 0 (not run: it holds placeholders) names exactly the variables set here.
+  const markdown = readFileSync(RUNBOOK, 'utf8');
+  const step0 = /## Step 0[\s\S]*?```sh\n([\s\S]*?)```/.exec(markdown)![1]!;
+  const names = [...step0.matchAll(/(?:export |\s)([A-Z_][A-Z0-9_]*)=/g)].map((m) => m[1]!);
+  expect(names.length).toBeGreaterThanOrEqual(8);
+  for (const name of names) expect(env[name], `step 0 variable ${name}`).toBeDefined();
 
   const script = ['set -eu', ...blocks.map((b, i) => `echo "### runbook block ${i + 1}" >&2\n${b}`)].join('\n');
   const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
