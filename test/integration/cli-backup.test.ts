@@ -1,9 +1,10 @@
 /**
  * `pg-s3-backup run`, `list`, `prune`, `invoke` and the program's usage contract (help, exit
- * codes), end to end against PostgreSQL and moto; `invoke` with an injected Lambda client (moto
- * runs Lambda functions only through Docker, which these machines do not have).
+ * codes), end to end against PostgreSQL and moto. `invoke` runs against moto's Lambda API (a
+ * function that does not execute: moto runs code only through Docker, which these machines do not
+ * have), and with an injected client for the function-error path moto cannot produce that way.
  */
-import { InvokeCommand } from '@aws-sdk/client-lambda';
+import { CreateFunctionCommand, InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../lambda/cli/main.ts';
 import { listKeys, putText } from '../support/aws.ts';
@@ -131,6 +132,49 @@ describe('run, list, prune', () => {
   });
 });
 
+/**
+ * A function in moto's Lambda that does not execute (moto runs code only through Docker): it
+ * answers each Invoke with the next queued result, else with the payload it received.
+ */
+async function motoFunction(endpoint: string, name: string): Promise<{ queueResult(result: unknown): Promise<void> }> {
+  await fetch(`${endpoint}/moto-api/config`, { method: 'POST', body: JSON.stringify({ lambda: { use_docker: false } }) });
+  const trust = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' }] };
+  // IAM's query API, routed by moto through the credential scope (signatures are not checked).
+  const res = await fetch(endpoint, {
+    method: 'POST',
+    body: new URLSearchParams({ Action: 'CreateRole', Version: '2010-05-08', RoleName: `${name}-role`, AssumeRolePolicyDocument: JSON.stringify(trust) }),
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Authorization: 'AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0' },
+  });
+  const role = /<Arn>(.*?)<\/Arn>/.exec(await res.text())?.[1];
+  expect(role, 'moto created the IAM role').toBeDefined();
+  const lambda = new LambdaClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+  // An empty zip archive: moto stores the code, it never runs it.
+  const emptyZip = Buffer.concat([Buffer.from('PK\x05\x06', 'binary'), Buffer.alloc(18)]);
+  await lambda.send(new CreateFunctionCommand({ FunctionName: name, Runtime: 'nodejs20.x', Role: role!, Handler: 'index.handler', Code: { ZipFile: emptyZip } }));
+  return {
+    async queueResult(result) {
+      await fetch(`${endpoint}/moto-api/static/lambda-simple/response`, { method: 'POST', body: JSON.stringify({ results: [JSON.stringify(result)], region: 'us-east-1' }) });
+    },
+  };
+}
+
+describe('invoke against moto\'s Lambda API', () => {
+  it('invokes the function by name (BACKUP_FUNCTION_NAME) with the contract event and prints its result', async () => {
+    const fn = await motoFunction(svc.aws.endpoint, 'pg-backup-fn');
+    const env = { ...svc.env, BACKUP_FUNCTION_NAME: 'pg-backup-fn' };
+    // Without a queued result moto's function answers with the event it received.
+    const echo = await runCli(['invoke', '--database', 'app', '--reason', 'before migration'], env);
+    expect(echo.code, echo.stderr).toBe(0);
+    expect(echo.result).toMatchObject({ function: 'pg-backup-fn', statusCode: 200, result: { databases: ['app'], reason: 'before migration' } });
+
+    const handlerResult = { status: 'succeeded', backups: [{ database: 'app', key: 'pg-s3-backup/app/k.dump', bytes: 10, sha256: 'b'.repeat(64), durationMs: 7 }], pruned: [] };
+    await fn.queueResult(handlerResult);
+    const run = await runCli(['invoke', '--function', 'pg-backup-fn'], svc.env);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.result).toMatchObject({ function: 'pg-backup-fn', result: handlerResult });
+  });
+});
+
 describe('invoke (Lambda Invoke, injected client)', () => {
   function capture() {
     let stdout = '';
@@ -170,7 +214,7 @@ describe('invoke (Lambda Invoke, injected client)', () => {
     expect(lines.at(-1)).toEqual({ event: 'result', function: 'backup-fn', statusCode: 200, result });
   });
 
-  it('exits 1 with the function error, and 2 without a function name', async () => {
+  it('exits 1 with the function error or an API error, and 2 without a function name', async () => {
     const lambda = () => ({
       send: async () => ({ StatusCode: 200, FunctionError: 'Unhandled', Payload: new TextEncoder().encode(JSON.stringify({ errorType: 'BackupRunError', errorMessage: 'backup failed for 1 database(s)' })) }),
     });
@@ -178,6 +222,15 @@ describe('invoke (Lambda Invoke, injected client)', () => {
     const code = await main(['invoke'], { ...out.io, env: { BACKUP_FUNCTION_NAME: 'fn' }, lambda: lambda as never });
     expect(code).toBe(1);
     expect(out.stderr).toMatch(/BackupRunError|the function reported a failure: backup failed for 1 database/);
+
+    const unknown = capture();
+    const notFound = () => ({
+      send: async () => {
+        throw Object.assign(new Error('Function not found: arn:aws:lambda:us-east-1:123456789012:function:nope'), { name: 'ResourceNotFoundException' });
+      },
+    });
+    expect(await main(['invoke', '--function', 'nope'], { ...unknown.io, env: {}, lambda: notFound as never })).toBe(1);
+    expect(unknown.stderr).toMatch(/invoking nope failed: ResourceNotFoundException[\s\S]*what to do: Check the function name/);
 
     const none = capture();
     expect(await main(['invoke'], { ...none.io, env: {} })).toBe(2);
