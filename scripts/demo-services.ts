@@ -79,9 +79,14 @@ export interface LocalAws {
 const MOTO_HOWTO =
   'The demo needs moto (a local AWS API server) with its server extras: `apt-get install python3-moto` on Debian/Ubuntu, or `pip install "moto[server]"`.';
 
-export async function startMoto(): Promise<LocalAws> {
+/** Checked first: a missing moto should stop the demo before anything is started. */
+export function assertMotoInstalled(): void {
   const check = spawnSync('python3', ['-c', 'import moto.server, flask'], { stdio: 'ignore' });
   if (check.status !== 0) throw new Error(`moto is not installed (python3 -m moto.server). ${MOTO_HOWTO}`);
+}
+
+export async function startMoto(): Promise<LocalAws> {
+  assertMotoInstalled();
   const port = await freePort();
   const child: ChildProcess = spawn('python3', ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

