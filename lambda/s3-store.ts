@@ -6,7 +6,6 @@
 import {
   DeleteObjectsCommand,
   GetObjectCommand,
-  HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
@@ -174,14 +173,11 @@ export async function openDump(store: S3Store, key: string): Promise<{ body: Rea
 }
 
 export async function objectExists(store: S3Store, key: string): Promise<boolean> {
-  try {
-    await store.s3.send(new HeadObjectCommand({ Bucket: store.bucket, Key: key }));
-    return true;
-  } catch (err) {
-    const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-    if (e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) return false;
-    throw err;
-  }
+  // ListObjectsV2 rather than HeadObject: with the least-privilege policy (s3:ListBucket only
+  // under the prefix, by condition), S3 answers HeadObject on a missing key with 403, not 404,
+  // because the prefix condition cannot match a HeadObject request.
+  const res = await store.s3.send(new ListObjectsV2Command({ Bucket: store.bucket, Prefix: key, MaxKeys: 2 }));
+  return (res.Contents ?? []).some((o) => o.Key === key);
 }
 
 /** Writes the manifest; `If-None-Match: *` so that a manifest is never overwritten. */
