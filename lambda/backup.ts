@@ -254,7 +254,10 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
       partSize: deps.partSize,
       queueSize: deps.queueSize,
       deadline: ctx.deadline,
-      onProgress: (b) => (progress.bytes = b),
+      onProgress: (b) => {
+        progress.bytes = b;
+        deps.onDumpProgress?.({ database, key, bytes: b });
+      },
     });
     progress.bytes = result.bytes;
     const finishedAt = deps.now();

@@ -29,6 +29,8 @@ export interface Deps {
   readonly partSize?: number | undefined;
   /** Parts uploaded at once (default 2). */
   readonly queueSize?: number | undefined;
+  /** Bytes of one database's dump streamed so far (the CLI draws progress from it). */
+  readonly onDumpProgress?: ((progress: { readonly database: string; readonly key: string; readonly bytes: number }) => void) | undefined;
 }
 
 export function createDeps(config: Pick<Config, 'forcePathStyle'>, overrides: Partial<Deps> = {}): Deps {

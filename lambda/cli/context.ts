@@ -65,9 +65,19 @@ export class CliContext {
    * log events shown as CLI progress and no EMF metrics (they are for CloudWatch, not a terminal).
    */
   deps(options: { readonly needsCredentials: boolean } = { needsCredentials: false }): Deps {
-    this.depsValue ??= createDeps(this.cfg(options), { log: this.log, metrics: noMetrics });
+    this.depsValue ??= createDeps(this.cfg(options), { log: this.log, metrics: noMetrics, onDumpProgress: this.dumpProgress });
     return this.depsValue;
   }
+
+  private lastDumpProgress = 0;
+  /** pg_dump's bytes as they stream, at most five redraws a second (the engine calls per chunk). */
+  private readonly dumpProgress = (p: { readonly database: string; readonly key: string; readonly bytes: number }): void => {
+    const t = Date.now();
+    if (t - this.lastDumpProgress < 200) return;
+    this.lastDumpProgress = t;
+    // No total: a dump's size is known only when it ends, so a rate but no time left.
+    this.out.progress({ event: 'dump', database: p.database, key: p.key, bytes: p.bytes, streaming: true });
+  };
 
   store(): S3Store {
     return storeFor(this.cfg({ needsCredentials: false }), this.deps());

@@ -61,7 +61,8 @@ export class Output {
     if (this.silent) return;
     const t = this.now();
     // Moving events carry bytes done and the total expected; the last one says `done`.
-    const metered = typeof e.bytes === 'number' && typeof e.total === 'number';
+    // A streaming event (pg_dump's output) has bytes and a rate but no total.
+    const metered = typeof e.bytes === 'number' && (typeof e.total === 'number' || e.streaming === true);
     // Counted events (pg_restore's tables) move too, without a byte rate.
     const counted = typeof e.tablesDone === 'number';
     const moving = (metered && e.done !== true) || counted;
@@ -100,7 +101,7 @@ export class Output {
   };
 
   private rate(e: ProgressEvent, t: number): number | undefined {
-    if (typeof e.bytes !== 'number' || typeof e.total !== 'number' || !this.phase) return undefined;
+    if (typeof e.bytes !== 'number' || !this.phase) return undefined;
     const secs = (t - this.phase.startedAt) / 1000;
     return secs > 0.05 ? (e.bytes - this.phase.startBytes) / secs : undefined;
   }

@@ -28,6 +28,18 @@ describe('progress output', () => {
     expect(stdout.text.endsWith('restored: database=app ms=12\n')).toBe(true);
   });
 
+  it('on a terminal: a streaming dump shows bytes and rate, and no time left (its size is unknown until it ends)', () => {
+    const stdout = sink();
+    let now = 0;
+    const out = new Output({ stdout, stderr: sink(), tty: true, now: () => now });
+    out.progress({ event: 'dump', database: 'app', bytes: 1024 * 1024, streaming: true });
+    now = 1000;
+    out.progress({ event: 'dump', database: 'app', bytes: 6 * 1024 * 1024, streaming: true });
+    expect(stdout.text.endsWith('\r\x1b[2Kdump: 6.0 MiB  5.0 MiB/s')).toBe(true);
+    out.progress({ event: 'dump uploaded', database: 'app' });
+    expect(stdout.text.endsWith('5.0 MiB/s\ndump uploaded: database=app\n')).toBe(true);
+  });
+
   it('on a terminal: pg_restore progress as tables done out of the total', () => {
     const stdout = sink();
     const out = new Output({ stdout, stderr: sink(), tty: true, now: () => 0 });
