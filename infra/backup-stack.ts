@@ -85,7 +85,7 @@ export class BackupStack extends Stack {
     if (config.alertEmails.length === 0 && !config.slack) {
       Annotations.of(this).addWarningV2(
         'pg-s3-backup:noAlertSubscriber',
-        'neither "alertEmails" nor Slack is configured: failures and alarms reach the alert topic but nobody is subscribed to it yet (see docs/deploy.md, "Alerts").',
+        'neither "alertEmails" nor Slack is configured: failures and alarms reach the alert topic but nobody is subscribed to it yet (see README.md, "Deploy", "Alerts: e-mail and Slack").',
       );
     }
 
