@@ -21,12 +21,13 @@ import {
   startTool,
   toolCommand,
   toolVersion,
+  type RunningTool,
   type Version,
 } from './pg-dump.ts';
 import { pruneDatabase } from './retention.ts';
 import { deleteKeys, listObjects, putManifest, reserveDumpKey, type S3Store } from './s3-store.ts';
 import { fetchCredentials, type DbCredentials } from './secrets.ts';
-import { streamToS3 } from './stream-upload.ts';
+import { streamToS3, type StreamUploadOptions } from './stream-upload.ts';
 import { TOOL_VERSION } from './version.ts';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 
@@ -246,14 +247,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
     progress.stage = 'dump';
     log.info('dump started', { stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression });
     const tool = startTool(deps.spawn, toolCommand('pg_dump', config), pgDumpArgs(config.compression), pgEnv(conn), ctx.redact);
-    const result = await streamToS3({
-      s3: deps.s3,
-      bucket: store.bucket,
-      key,
-      tool,
-      partSize: deps.partSize,
-      queueSize: deps.queueSize,
-      deadline: ctx.deadline,
+    const result = await uploadToolOutput(deps, store, key, tool, ctx.deadline, {
       onProgress: (b) => {
         progress.bytes = b;
         deps.onDumpProgress?.({ database, key, bytes: b });
@@ -323,20 +317,25 @@ async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
   const key = buildGlobalsKey(store.prefix, ctx.startedAt);
   ctx.progress.key = key;
   const tool = startTool(deps.spawn, toolCommand('pg_dumpall', config), [...pgDumpallGlobalsArgs(), `--database=${ctx.database}`], pgEnv(conn), ctx.redact);
-  const result = await streamToS3({
-    s3: deps.s3,
-    bucket: store.bucket,
-    key,
-    tool,
-    partSize: deps.partSize,
-    queueSize: deps.queueSize,
-    deadline: ctx.deadline,
+  const result = await uploadToolOutput(deps, store, key, tool, ctx.deadline, {
     contentType: 'application/sql',
     checkMagic: false,
     toolName: 'pg_dumpall',
   });
   deps.log.info('globals uploaded', { stage: 'upload', key, bytes: result.bytes, sha256: result.sha256 });
   return { key, bytes: result.bytes, sha256: result.sha256 };
+}
+
+/** A tool's stdout streamed to `key`, with the part size and queue the deps set. */
+function uploadToolOutput(
+  deps: Deps,
+  store: S3Store,
+  key: string,
+  tool: RunningTool,
+  deadline: number | undefined,
+  extra: Pick<StreamUploadOptions, 'onProgress' | 'contentType' | 'checkMagic' | 'toolName'>,
+): ReturnType<typeof streamToS3> {
+  return streamToS3({ s3: deps.s3, bucket: store.bucket, key, tool, partSize: deps.partSize, queueSize: deps.queueSize, deadline, ...extra });
 }
 
 /** Keeps the newest `retentionCount` globals files. */
