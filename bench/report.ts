@@ -1,0 +1,248 @@
+/**
+ * The bench's results: raw runs → medians, headline ratios and targets (pure), and their
+ * Markdown rendering. The JSON file holds the same object, every run included.
+ */
+import { spread, type Spread } from './measure.ts';
+
+export const MODES = ['floor', 'engine', 'awscli', 'sink'] as const;
+export type Mode = (typeof MODES)[number];
+
+export const COMPRESSIONS = ['gzip:6', 'gzip:1', 'lz4', 'zstd:1', 'zstd:3', 'none'] as const;
+
+/** Lambda's hard limit, and the engine's default safety margin (TIME_MARGIN_SECONDS). */
+export const LAMBDA_LIMIT_S = 900;
+export const TIME_MARGIN_S = 30;
+
+export interface Run {
+  readonly mode: Mode;
+  readonly compression: string;
+  readonly round: number;
+  /** Wall time: the handler call (engine), streamToS3 (sink), the processes (floor, awscli). */
+  readonly ms: number;
+  /** Dump bytes (engine, sink). */
+  readonly bytes?: number | undefined;
+  /** Peak RSS of the measured process: node for engine/sink, pg_dump for floor, aws for awscli. */
+  readonly peakRssBytes?: number | undefined;
+  /** engine/sink: RSS before the run. */
+  readonly idleRssBytes?: number | undefined;
+  /** engine/sink: wall time of the whole node process, start-up included. */
+  readonly processMs?: number | undefined;
+}
+
+export interface RestoreFigures {
+  readonly dumpBytes: number;
+  /** GetObject into a local file (what a file restore needs first). */
+  readonly downloadMs: Spread;
+  /** GetObject streamed into `pg_restore` on stdin (one job: a pipe cannot be read in parallel). */
+  readonly streamingMs: Spread;
+  /** `pg_restore --jobs 2` from the local file. */
+  readonly fileJobs2Ms: Spread;
+}
+
+export interface ModeSummary {
+  readonly ms: Spread;
+  readonly peakRssBytes?: Spread | undefined;
+  readonly idleRssBytes?: Spread | undefined;
+  readonly processMs?: Spread | undefined;
+  readonly bytes?: number | undefined;
+}
+
+export interface CompressionRow {
+  readonly compression: string;
+  readonly floorMs: Spread | undefined;
+  readonly engineMs: Spread | undefined;
+  readonly bytes: number | undefined;
+}
+
+export interface Target {
+  readonly name: string;
+  readonly target: string;
+  readonly value: string;
+  readonly met: boolean | undefined;
+}
+
+export interface Headline {
+  readonly engineOverFloor: number | undefined;
+  /** engine ÷ max(floor, sink): the target where the endpoint is the bottleneck. */
+  readonly engineOverFloorOrSink: number | undefined;
+  readonly engineOverAwsCli: number | undefined;
+  readonly peakRssBytes: number | undefined;
+  /** Peak RSS at this size ÷ at the other size (4 GB ÷ 1 GB), when both are known. */
+  readonly rssLargeOverSmall: number | undefined;
+  readonly rssComparedWith: string | undefined;
+  /** Database bytes (pg_database_size) backed up per second by the engine. */
+  readonly databaseBytesPerSecond: number | undefined;
+  readonly dumpBytesPerSecond: number | undefined;
+  /** The largest database one 15-minute invocation can back up at the measured throughput. */
+  readonly max15MinDatabaseBytes: number | undefined;
+}
+
+export interface Results {
+  readonly date: string;
+  readonly size: string;
+  readonly targetBytes: number;
+  readonly databaseBytes: number;
+  readonly compression: string;
+  readonly partSizeBytes: number;
+  readonly queueSize: number;
+  readonly repeat: number;
+  readonly endpoint: 'moto' | 'external';
+  readonly command: string;
+  readonly machine: { readonly cores: number; readonly cpuModel: string; readonly memoryBytes: number; readonly os: string };
+  readonly versions: Readonly<Record<string, string>>;
+  readonly summary: Partial<Record<Mode, ModeSummary>>;
+  readonly compressionTable: readonly CompressionRow[];
+  readonly restore: RestoreFigures | undefined;
+  readonly headline: Headline;
+  readonly targets: readonly Target[];
+  readonly notes: readonly string[];
+  readonly runs: readonly Run[];
+}
+
+function spreadOf(values: readonly (number | undefined)[]): Spread | undefined {
+  const v = values.filter((x): x is number => x !== undefined);
+  return v.length ? spread(v) : undefined;
+}
+
+export function summarize(runs: readonly Run[], compression: string): Partial<Record<Mode, ModeSummary>> {
+  const out: Partial<Record<Mode, ModeSummary>> = {};
+  for (const mode of MODES) {
+    const rs = runs.filter((r) => r.mode === mode && r.compression === compression);
+    if (!rs.length) continue;
+    out[mode] = {
+      ms: spread(rs.map((r) => r.ms)),
+      peakRssBytes: spreadOf(rs.map((r) => r.peakRssBytes)),
+      idleRssBytes: spreadOf(rs.map((r) => r.idleRssBytes)),
+      processMs: spreadOf(rs.map((r) => r.processMs)),
+      bytes: rs.find((r) => r.bytes !== undefined)?.bytes,
+    };
+  }
+  return out;
+}
+
+export function compressionTable(runs: readonly Run[], compressions: readonly string[]): CompressionRow[] {
+  return compressions.map((c) => {
+    const of = (mode: Mode) => spreadOf(runs.filter((r) => r.mode === mode && r.compression === c).map((r) => r.ms));
+    return { compression: c, floorMs: of('floor'), engineMs: of('engine'), bytes: runs.find((r) => r.compression === c && r.bytes !== undefined)?.bytes };
+  });
+}
+
+const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+
+export function headline(
+  summary: Partial<Record<Mode, ModeSummary>>,
+  databaseBytes: number,
+  other: { size: string; targetBytes: number; peakRssBytes: number | undefined } | undefined,
+  targetBytes: number,
+): Headline {
+  const engine = summary.engine?.ms.median;
+  const floor = summary.floor?.ms.median;
+  const sink = summary.sink?.ms.median;
+  const peak = summary.engine?.peakRssBytes?.max;
+  const dbps = engine ? databaseBytes / (engine / 1000) : undefined;
+  let rssLargeOverSmall: number | undefined;
+  if (other?.peakRssBytes !== undefined && peak !== undefined) {
+    rssLargeOverSmall = targetBytes >= other.targetBytes ? peak / other.peakRssBytes : other.peakRssBytes / peak;
+  }
+  return {
+    engineOverFloor: ratio(engine, floor),
+    engineOverFloorOrSink: ratio(engine, floor === undefined ? undefined : Math.max(floor, sink ?? 0)),
+    engineOverAwsCli: ratio(engine, summary.awscli?.ms.median),
+    peakRssBytes: peak,
+    rssLargeOverSmall,
+    rssComparedWith: rssLargeOverSmall === undefined ? undefined : other?.size,
+    databaseBytesPerSecond: dbps,
+    dumpBytesPerSecond: engine && summary.engine?.bytes ? summary.engine.bytes / (engine / 1000) : undefined,
+    max15MinDatabaseBytes: dbps === undefined ? undefined : dbps * (LAMBDA_LIMIT_S - TIME_MARGIN_S),
+  };
+}
+
+const MB = 1024 * 1024;
+export const fmtMB = (b: number | undefined) => (b === undefined ? '—' : `${(b / MB).toFixed(b < 10 * MB ? 1 : 0)} MiB`);
+export const fmtGB = (b: number | undefined) => (b === undefined ? '—' : b < 1024 ** 3 ? fmtMB(b) : `${(b / 1024 ** 3).toFixed(b < 10 * 1024 ** 3 ? 2 : 1)} GiB`);
+export const fmtS = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? '—' : `${(ms / 1000).toFixed(2)} s`);
+export const fmtX = (r: number | undefined) => (r === undefined ? '—' : `${r.toFixed(2)}×`);
+const fmtSpread = (s: Spread | undefined) => (s ? `${fmtS(s.median)} (${fmtS(s.min)}–${fmtS(s.max)}, n=${s.n})` : '—');
+
+export function targets(h: Headline): Target[] {
+  const le = (v: number | undefined, max: number) => (v === undefined ? undefined : v <= max);
+  return [
+    { name: 'engine ÷ floor', target: '≤ 1.10', value: fmtX(h.engineOverFloor), met: le(h.engineOverFloor, 1.1) },
+    { name: 'engine ÷ max(floor, sink)', target: '≤ 1.10', value: fmtX(h.engineOverFloorOrSink), met: le(h.engineOverFloorOrSink, 1.1) },
+    { name: 'engine ÷ `pg_dump \\| aws s3 cp -`', target: '≤ 1.00', value: fmtX(h.engineOverAwsCli), met: le(h.engineOverAwsCli, 1) },
+    { name: 'engine peak RSS', target: '≤ 200 MiB', value: fmtMB(h.peakRssBytes), met: le(h.peakRssBytes, 200 * MB) },
+    { name: `peak RSS large ÷ small${h.rssComparedWith ? ` (vs ${h.rssComparedWith})` : ''}`, target: '≤ 1.10', value: fmtX(h.rssLargeOverSmall), met: le(h.rssLargeOverSmall, 1.1) },
+  ];
+}
+
+const MODE_LABEL: Record<Mode, string> = {
+  floor: 'floor: `pg_dump -Fc --no-sync > /dev/null`',
+  engine: 'engine: Lambda handler → S3',
+  awscli: '`pg_dump -Fc \\| aws s3 cp - s3://…`',
+  sink: 'sink alone: engine uploader from a file',
+};
+
+export function renderMarkdown(r: Results): string {
+  const h = r.headline;
+  const lines: string[] = [];
+  const mark = (m: boolean | undefined) => (m === undefined ? 'not measured' : m ? 'met' : '**missed**');
+  lines.push(`# pg-s3-backup bench — ${r.size} database, ${r.date}`, '');
+  lines.push(`Command: \`${r.command}\``, '');
+  lines.push(
+    `Database ${fmtGB(r.databaseBytes)} (pg_database_size; target ${r.size}), compression \`${r.compression}\`, part size ${fmtMB(r.partSizeBytes)}, ` +
+      `queue ${r.queueSize}, ${r.repeat} repeat(s) per figure, runs alternated, medians (min–max). S3 endpoint: ${r.endpoint === 'moto' ? 'local moto server' : 'AWS_ENDPOINT_URL'}.`,
+    '',
+  );
+  lines.push('## Headline', '');
+  lines.push('| figure | value |', '|---|---|');
+  lines.push(`| engine ÷ floor | ${fmtX(h.engineOverFloor)} |`);
+  lines.push(`| engine ÷ max(floor, sink alone) | ${fmtX(h.engineOverFloorOrSink)} |`);
+  lines.push(`| engine ÷ \`pg_dump \\| aws s3 cp -\` | ${fmtX(h.engineOverAwsCli)} |`);
+  lines.push(`| engine peak RSS | ${fmtMB(h.peakRssBytes)} |`);
+  lines.push(`| peak RSS ${r.size} ÷ ${h.rssComparedWith ?? 'other size'} | ${fmtX(h.rssLargeOverSmall)} |`);
+  lines.push(`| throughput (database bytes / engine time) | ${fmtMB(h.databaseBytesPerSecond)}/s (dump ${fmtMB(h.dumpBytesPerSecond)}/s) |`);
+  lines.push(`| largest database in one 15-minute invocation (${LAMBDA_LIMIT_S - TIME_MARGIN_S} s usable) at this throughput | ${fmtGB(h.max15MinDatabaseBytes)} |`);
+  lines.push('');
+  lines.push('## Targets', '', '| target | goal | measured | |', '|---|---|---|---|');
+  for (const t of r.targets) lines.push(`| ${t.name} | ${t.target} | ${t.value} | ${mark(t.met)} |`);
+  lines.push('');
+  lines.push(`## Modes (\`${r.compression}\`)`, '', '| mode | wall time | peak RSS | dump bytes | process wall (start-up included) |', '|---|---|---|---|---|');
+  for (const m of MODES) {
+    const s = r.summary[m];
+    if (!s) continue;
+    const rss = s.peakRssBytes ? `${fmtMB(s.peakRssBytes.median)} (max ${fmtMB(s.peakRssBytes.max)})` : '—';
+    lines.push(`| ${MODE_LABEL[m]} | ${fmtSpread(s.ms)} | ${rss} | ${fmtMB(s.bytes)} | ${s.processMs ? fmtS(s.processMs.median) : '—'} |`);
+  }
+  lines.push('');
+  lines.push('Peak RSS is the measured program\'s own: node for engine and sink (ru_maxrss; pg_dump is a separate process of ≈ 15 MiB), pg_dump for the floor, the AWS CLI for the pipe (GNU time).');
+  if (r.summary.engine?.idleRssBytes) lines.push(`The engine process holds ${fmtMB(r.summary.engine.idleRssBytes.median)} before the backup starts (node, SDK and code loaded).`);
+  lines.push('');
+  if (r.compressionTable.length) {
+    lines.push('## Compression', '', '| compression | floor | engine | engine ÷ floor | dump size | size ÷ database |', '|---|---|---|---|---|---|');
+    for (const c of r.compressionTable) {
+      const ratioText = c.bytes !== undefined ? `${((c.bytes / r.databaseBytes) * 100).toFixed(0)} %` : '—';
+      lines.push(`| \`${c.compression}\` | ${fmtSpread(c.floorMs)} | ${fmtSpread(c.engineMs)} | ${fmtX(ratio(c.engineMs?.median, c.floorMs?.median))} | ${fmtMB(c.bytes)} | ${ratioText} |`);
+    }
+    lines.push('');
+  }
+  if (r.restore) {
+    const x = r.restore;
+    lines.push('## Restore', '', `Dump of ${fmtMB(x.dumpBytes)} (\`${r.compression}\`), restored into an empty database on the same server with the layer's pg_restore.`, '');
+    lines.push('| restore | wall time |', '|---|---|');
+    lines.push(`| streaming: S3 GetObject → \`pg_restore\` stdin (single job) | ${fmtSpread(x.streamingMs)} |`);
+    lines.push(`| download: S3 GetObject → local file | ${fmtSpread(x.downloadMs)} |`);
+    lines.push(`| \`pg_restore --jobs 2\` from the file | ${fmtSpread(x.fileJobs2Ms)} |`);
+    lines.push(`| download + \`--jobs 2\` | ${fmtS(x.downloadMs.median + x.fileJobs2Ms.median)} |`);
+    lines.push('');
+  }
+  if (r.notes.length) {
+    lines.push('## Notes', '');
+    for (const n of r.notes) lines.push(`- ${n}`);
+    lines.push('');
+  }
+  lines.push('## Machine and versions', '');
+  lines.push(`- ${r.machine.cores} cores (${r.machine.cpuModel}), ${fmtGB(r.machine.memoryBytes)} memory, ${r.machine.os}`);
+  for (const [k, v] of Object.entries(r.versions)) lines.push(`- ${k}: ${v}`);
+  lines.push('', `Every run is in the JSON file beside this one.`, '');
+  return lines.join('\n');
+}

@@ -1,0 +1,63 @@
+/**
+ * `npm run bench` in miniature: a 20 MB database, one repeat, three modes and the restore, into
+ * a temporary results folder. Proves the harness runs end to end on this machine (embedded
+ * PostgreSQL, layer pg_dump, its own moto) and writes both results files with every figure the
+ * README quotes; the engine's peak RSS target is checked here too, as it does not depend on size.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Results } from '../../bench/report.ts';
+import { REPO_ROOT } from '../support/layer.ts';
+
+const execFileAsync = promisify(execFile);
+
+describe('npm run bench (smoke: 20 MB, 1 repeat)', () => {
+  const out = mkdtempSync(join(tmpdir(), 'pgs3b-bench-smoke-'));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it('writes <date>-20MB.md and .json with the modes, ratios, RSS, compression table and restore times', async () => {
+    const args = ['--import', 'tsx', 'bench/bench.ts', '--size', '20MB', '--repeat', '1', '--modes', 'floor,engine,sink,compression,restore', '--compressions', 'zstd:1,none', '--out', out];
+    try {
+      await execFileAsync(process.execPath, args, { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024, timeout: 90_000 });
+    } catch (err) {
+      const e = err as { stdout?: string; stderr?: string };
+      throw new Error(`the bench failed:\n${e.stdout?.slice(-3000) ?? ''}\n${e.stderr?.slice(-3000) ?? ''}`, { cause: err });
+    }
+    const files = readdirSync(out).sort();
+    expect(files).toHaveLength(2);
+    expect(files[0]).toMatch(/^\d{4}-\d{2}-\d{2}-20MB\.json$/);
+    expect(files[1]).toMatch(/^\d{4}-\d{2}-\d{2}-20MB\.md$/);
+
+    const r = JSON.parse(readFileSync(join(out, files[0]!), 'utf8')) as Results;
+    expect(r.size).toBe('20MB');
+    expect(r.databaseBytes).toBeGreaterThan(15 * 1024 ** 2);
+    expect(r.machine.cores).toBeGreaterThan(0);
+    expect(r.versions['pg_dump (layer)']).toMatch(/^pg_dump \(PostgreSQL\) 18\./);
+    expect(r.runs.map((x) => `${x.mode} ${x.compression}`).sort()).toEqual(['engine none', 'engine zstd:1', 'floor none', 'floor zstd:1', 'sink zstd:1']);
+    for (const mode of ['floor', 'engine', 'sink'] as const) expect(r.summary[mode]?.ms.median).toBeGreaterThan(0);
+    expect(r.summary.awscli).toBeUndefined();
+    expect(r.summary.engine?.bytes).toBeGreaterThan(1024 ** 2);
+    expect(r.headline.engineOverFloor).toBeGreaterThan(0);
+    expect(r.headline.engineOverFloorOrSink).toBeGreaterThan(0);
+    expect(r.headline.engineOverAwsCli).toBeUndefined();
+    expect(r.headline.max15MinDatabaseBytes).toBeGreaterThan(r.databaseBytes);
+    expect(r.headline.peakRssBytes).toBeGreaterThan(30 * 1024 ** 2);
+    expect(r.headline.peakRssBytes).toBeLessThan(200 * 1024 ** 2);
+    expect(r.compressionTable.map((c) => c.compression)).toEqual(['zstd:1', 'none']);
+    const [zstd, none] = r.compressionTable;
+    expect(none!.bytes).toBeGreaterThan(zstd!.bytes!);
+    expect(r.restore?.streamingMs.median).toBeGreaterThan(0);
+    expect(r.restore?.fileJobs2Ms.median).toBeGreaterThan(0);
+    expect(r.targets.map((t) => t.name)).toContain('engine peak RSS');
+
+    const md = readFileSync(join(out, files[1]!), 'utf8');
+    for (const heading of ['## Headline', '## Targets', '## Modes', '## Compression', '## Restore', '## Machine and versions']) expect(md).toContain(heading);
+    expect(md).toContain('engine ÷ floor');
+    // Every figure rendered (a missing one shows as "—", never as NaN or undefined).
+    expect(md).not.toMatch(/NaN|undefined/);
+  });
+});
