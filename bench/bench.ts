@@ -28,7 +28,7 @@ import { ensureLayer, REPO_ROOT } from '../test/support/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import type { EngineJob, EngineRunResult } from './engine-run.ts';
 import { generateDatabase } from './generate.ts';
-import { capture, parseSize, spawnTimed, spread } from './measure.ts';
+import { capture, cpuDelta, parseSize, processCpu, spawnTimed, spread } from './measure.ts';
 import {
   COMPRESSIONS,
   compressionTable,
@@ -240,7 +240,7 @@ async function runFloor(ctx: BenchContext, database: string, compression: string
   try {
     const p = spawnTimed(tool(ctx, 'pg_dump'), dumpArgs(compression), { env: pgEnv(ctx, database), stdio: ['ignore', devNull, 'pipe'], label: 'pg_dump (floor)' });
     const r = await p.done;
-    return { mode: 'floor', compression, round, ms: r.ms, peakRssBytes: r.peakRssBytes };
+    return { mode: 'floor', compression, round, ms: r.ms, peakRssBytes: r.peakRssBytes, cpu: { pgDumpMs: r.cpuMs } };
   } finally {
     closeSync(devNull);
   }
@@ -264,13 +264,20 @@ async function runEngine(ctx: BenchContext, database: string, compression: strin
     PG_DUMP_COMPRESSION: compression,
   };
   const r = await runEngineChild(ctx, { mode: 'engine', partSize: ctx.opts.partSize, queueSize: ctx.opts.queueSize }, env);
-  return { mode: 'engine', compression, round, ms: r.ms, bytes: r.bytes, peakRssBytes: r.peakRssBytes, idleRssBytes: r.idleRssBytes, processMs: r.processMs };
+  return {
+    mode: 'engine', compression, round, ms: r.ms, bytes: r.bytes, peakRssBytes: r.peakRssBytes, idleRssBytes: r.idleRssBytes, processMs: r.processMs,
+    cpu: { clientMs: r.cpuMs, pgDumpMs: r.childCpuMs },
+  };
 }
 
 async function runSink(ctx: BenchContext, file: string, compression: string, round: number, key = `${PREFIX}sink-${round}.dump`): Promise<Run> {
   const env = { ...awsEnv(ctx), BACKUP_BUCKET: ctx.bucket };
   const r = await runEngineChild(ctx, { mode: 'sink', file, key, partSize: ctx.opts.partSize, queueSize: ctx.opts.queueSize }, env);
-  return { mode: 'sink', compression, round, ms: r.ms, bytes: r.bytes, peakRssBytes: r.peakRssBytes, idleRssBytes: r.idleRssBytes, processMs: r.processMs };
+  return {
+    mode: 'sink', compression, round, ms: r.ms, bytes: r.bytes, peakRssBytes: r.peakRssBytes, idleRssBytes: r.idleRssBytes, processMs: r.processMs,
+    // `cat` reading the file counts with node: it is the sink's input.
+    cpu: { clientMs: r.cpuMs + (r.childCpuMs ?? 0) },
+  };
 }
 
 /** `pg_dump … | aws s3 cp - s3://…`, with the default settings of the AWS CLI. */
@@ -284,8 +291,8 @@ async function runAwsCli(ctx: BenchContext, database: string, compression: strin
   });
   // The AWS CLI has its own copy of the pipe: close ours, or pg_dump's stdout never reports closed.
   dump.child.stdout!.destroy();
-  const [, up] = await Promise.all([dump.done, cp.done]);
-  return { mode: 'awscli', compression, round, ms: performance.now() - t0, peakRssBytes: up.peakRssBytes };
+  const [down, up] = await Promise.all([dump.done, cp.done]);
+  return { mode: 'awscli', compression, round, ms: performance.now() - t0, peakRssBytes: up.peakRssBytes, cpu: { pgDumpMs: down.cpuMs, clientMs: up.cpuMs } };
 }
 
 async function hasAwsCli(): Promise<string | undefined> {
@@ -336,6 +343,17 @@ async function restoreFigures(ctx: BenchContext, database: string, file: string,
   return { dumpBytes: statSync(file).size, downloadMs: spread(download), streamingMs: spread(streaming), fileJobs2Ms: spread(jobs2) };
 }
 
+/** The postmaster's pid (first line of postmaster.pid): its CPU times gather its reaped backends'. */
+async function postmasterPid(ctx: BenchContext): Promise<number | undefined> {
+  try {
+    const rows = await ctx.pgsrv.query<{ dir: string }>("SELECT current_setting('data_directory') AS dir");
+    return Number(readFileSync(join(rows[0]!.dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    // A remote server (PG_TEST_URL): its CPU is not ours to read.
+    return undefined;
+  }
+}
+
 async function databaseSize(ctx: BenchContext, database: string): Promise<number> {
   const rows = await ctx.pgsrv.query<{ size: string }>('SELECT pg_database_size($1)::text AS size', [database]);
   return Number(rows[0]!.size);
@@ -371,14 +389,17 @@ async function benchSize(ctx: BenchContext, size: { label: string; bytes: number
   if (opts.steps.has('awscli') && !awsCliVersion) notes.push('`pg_dump | aws s3 cp -`: not measured (awscli not installed; `apt-get install awscli`).');
   const modes = MODES.filter((m) => opts.steps.has(m) && (m !== 'awscli' || awsCliVersion));
   const runs: Run[] = [];
+  const serverPid = await postmasterPid(ctx);
   const once = async (mode: Mode, compression: string, round: number): Promise<void> => {
     log(`${size.label} round ${round}/${opts.repeat}: ${mode} ${compression}`);
+    const server0 = processCpu(serverPid);
+    const moto0 = processCpu(ctx.endpoint.pid());
     let run: Run;
     if (mode === 'floor') run = await runFloor(ctx, database, compression, round);
     else if (mode === 'engine') run = await runEngine(ctx, database, compression, round);
     else if (mode === 'awscli') run = await runAwsCli(ctx, database, compression, round);
     else run = await runSink(ctx, file, compression, round);
-    runs.push(run);
+    runs.push({ ...run, cpu: { ...run.cpu, serverMs: cpuDelta(server0, processCpu(serverPid)), endpointMs: cpuDelta(moto0, processCpu(ctx.endpoint.pid())) } });
     await afterRun(ctx);
   };
   for (let round = 1; round <= opts.repeat; round++) {

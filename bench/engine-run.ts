@@ -12,6 +12,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
 import { createHandler } from '../lambda/handler.ts';
+import { processCpu } from './measure.ts';
 import { noMetrics, silentLog } from '../lambda/observability.ts';
 import { startTool, type SpawnFn } from '../lambda/pg-dump.ts';
 import { partSizeFor, streamToS3 } from '../lambda/stream-upload.ts';
@@ -37,6 +38,10 @@ export interface EngineRunResult {
   readonly peakRssBytes: number;
   /** Resident set before the run (code loaded, clients built), bytes. */
   readonly idleRssBytes: number;
+  /** CPU time of this node process during the run, ms. */
+  readonly cpuMs: number;
+  /** CPU time of its finished children (pg_dump, or cat for the sink) during the run, ms. */
+  readonly childCpuMs: number | undefined;
 }
 
 async function main(): Promise<void> {
@@ -64,10 +69,16 @@ async function main(): Promise<void> {
     throw new Error(`engine-run: bad job ${process.argv[2] ?? ''}`);
   }
   const idleRssBytes = process.memoryUsage.rss();
+  const cpu = () => { const u = process.resourceUsage(); return (u.userCPUTime + u.systemCPUTime) / 1000; };
+  const own0 = cpu();
+  const self0 = processCpu('self');
   const t0 = performance.now();
   const { bytes, key } = await run();
   const ms = performance.now() - t0;
-  const result: EngineRunResult = { mode: job.mode, ms, bytes, key, peakRssBytes: process.resourceUsage().maxRSS * 1024, idleRssBytes };
+  const cpuMs = cpu() - own0;
+  const self1 = processCpu('self');
+  const childCpuMs = self0 && self1 ? self1.childrenMs - self0.childrenMs : undefined;
+  const result: EngineRunResult = { mode: job.mode, ms, bytes, key, peakRssBytes: process.resourceUsage().maxRSS * 1024, idleRssBytes, cpuMs, childCpuMs };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 

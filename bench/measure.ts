@@ -40,34 +40,44 @@ export const hasGnuTime = existsSync(GNU_TIME);
 export interface TimedProcess {
   readonly child: ChildProcess;
   /** Resolves with the wall time and, with GNU time, the program's peak RSS; rejects on a non-zero exit. */
-  readonly done: Promise<{ ms: number; peakRssBytes: number | undefined }>;
+  readonly done: Promise<TimedResult>;
+}
+
+export interface TimedResult {
+  readonly ms: number;
+  readonly peakRssBytes: number | undefined;
+  /** User + system CPU time of the program (GNU time), ms. */
+  readonly cpuMs: number | undefined;
 }
 
 let seq = 0;
 
 /**
  * Spawns `file args` (no shell) and times it from spawn to exit. With GNU time the program runs
- * under `/usr/bin/time -f %M -o <tmp>`, which adds one fork and reports ru_maxrss.
+ * under `/usr/bin/time -f '%M %U %S' -o <tmp>`, which adds one fork and reports ru_maxrss and
+ * the CPU time.
  */
 export function spawnTimed(file: string, args: readonly string[], options: { env: NodeJS.ProcessEnv; stdio: StdioOptions; label: string }): TimedProcess {
   const rssFile = join(tmpdir(), `pgs3b-bench-time-${process.pid}-${seq++}`);
-  const [cmd, argv] = hasGnuTime ? [GNU_TIME, ['-f', '%M', '-o', rssFile, file, ...args]] : [file, [...args]];
+  const [cmd, argv] = hasGnuTime ? [GNU_TIME, ['-f', '%M %U %S', '-o', rssFile, file, ...args]] : [file, [...args]];
   const t0 = performance.now();
   const child = spawn(cmd, argv, { env: options.env, stdio: options.stdio });
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
-  const done = new Promise<{ ms: number; peakRssBytes: number | undefined }>((resolve, reject) => {
+  const done = new Promise<TimedResult>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code, signal) => {
       const ms = performance.now() - t0;
       let peakRssBytes: number | undefined;
+      let cpuMs: number | undefined;
       if (hasGnuTime && existsSync(rssFile)) {
-        // GNU time prints "Command exited with non-zero status N" before the figure on failure.
-        const kib = Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop());
-        if (Number.isFinite(kib)) peakRssBytes = kib * 1024;
+        // GNU time prints "Command exited with non-zero status N" before the figures on failure.
+        const [kib, user, sys] = (readFileSync(rssFile, 'utf8').trim().split('\n').pop() ?? '').split(' ').map(Number);
+        if (Number.isFinite(kib)) peakRssBytes = kib! * 1024;
+        if (Number.isFinite(user) && Number.isFinite(sys)) cpuMs = (user! + sys!) * 1000;
         rmSync(rssFile, { force: true });
       }
-      if (code === 0) resolve({ ms, peakRssBytes });
+      if (code === 0) resolve({ ms, peakRssBytes, cpuMs });
       else reject(new Error(`${options.label} failed (exit ${code ?? signal}):\n${stderr.split('\n').slice(-20).join('\n')}`));
     });
   });
@@ -86,4 +96,32 @@ export async function capture(file: string, args: readonly string[], env: NodeJS
     child.once('error', reject);
     child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${file} exited ${code}:\n${err}`))));
   });
+}
+
+/** Linux reports process times in clock ticks of 1/100 s (CLK_TCK is 100 on every Linux ABI Node runs on). */
+const TICK_MS = 10;
+
+export interface CpuTimes {
+  /** utime + stime of the process itself, ms. */
+  readonly ownMs: number;
+  /** cutime + cstime: its children that have exited and been waited for, ms. */
+  readonly childrenMs: number;
+}
+
+/** CPU times of a process from /proc/<pid>/stat; undefined when it is gone or not on Linux. */
+export function processCpu(pid: number | 'self' | undefined): CpuTimes | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces), from field 3 (state) on.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    return { ownMs: (f[11]! + f[12]!) * TICK_MS, childrenMs: (f[13]! + f[14]!) * TICK_MS };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time (own + children) a process spent between two readings, ms. */
+export function cpuDelta(before: CpuTimes | undefined, after: CpuTimes | undefined): number | undefined {
+  return before && after ? after.ownMs + after.childrenMs - before.ownMs - before.childrenMs : undefined;
 }

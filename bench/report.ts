@@ -13,6 +13,19 @@ export const COMPRESSIONS = ['gzip:6', 'gzip:1', 'lz4', 'zstd:1', 'zstd:3', 'non
 export const LAMBDA_LIMIT_S = 900;
 export const TIME_MARGIN_S = 30;
 
+/** Where the CPU went during one run, ms (undefined: not measurable here). */
+export interface CpuBreakdown {
+  readonly pgDumpMs?: number | undefined;
+  /** The PostgreSQL server (the postmaster and its reaped backends). */
+  readonly serverMs?: number | undefined;
+  /** node (engine, sink) or the AWS CLI. */
+  readonly clientMs?: number | undefined;
+  /** The local moto server. */
+  readonly endpointMs?: number | undefined;
+}
+
+const CPU_PARTS = ['pgDumpMs', 'serverMs', 'clientMs', 'endpointMs'] as const;
+
 export interface Run {
   readonly mode: Mode;
   readonly compression: string;
@@ -27,6 +40,7 @@ export interface Run {
   readonly idleRssBytes?: number | undefined;
   /** engine/sink: wall time of the whole node process, start-up included. */
   readonly processMs?: number | undefined;
+  readonly cpu?: CpuBreakdown | undefined;
 }
 
 export interface RestoreFigures {
@@ -45,6 +59,8 @@ export interface ModeSummary {
   readonly idleRssBytes?: Spread | undefined;
   readonly processMs?: Spread | undefined;
   readonly bytes?: number | undefined;
+  /** Median CPU time of each part, ms. */
+  readonly cpu?: CpuBreakdown | undefined;
 }
 
 export interface CompressionRow {
@@ -115,6 +131,7 @@ export function summarize(runs: readonly Run[], compression: string): Partial<Re
       idleRssBytes: spreadOf(rs.map((r) => r.idleRssBytes)),
       processMs: spreadOf(rs.map((r) => r.processMs)),
       bytes: rs.find((r) => r.bytes !== undefined)?.bytes,
+      cpu: Object.fromEntries(CPU_PARTS.map((p) => [p, spreadOf(rs.map((r) => r.cpu?.[p]))?.median])) as CpuBreakdown,
     };
   }
   return out;
@@ -213,6 +230,16 @@ export function renderMarkdown(r: Results): string {
     const rss = s.peakRssBytes ? `${fmtMB(s.peakRssBytes.median)} (max ${fmtMB(s.peakRssBytes.max)})` : '—';
     lines.push(`| ${MODE_LABEL[m]} | ${fmtSpread(s.ms)} | ${rss} | ${fmtMB(s.bytes)} | ${s.processMs ? fmtS(s.processMs.median) : '—'} |`);
   }
+  lines.push('');
+  lines.push('', '### Where the CPU goes (medians, CPU seconds)', '', '| mode | pg_dump | PostgreSQL server | node / aws | S3 endpoint (moto) | total | total ÷ wall (cores busy) |', '|---|---|---|---|---|---|---|');
+  for (const m of MODES) {
+    const c = r.summary[m]?.cpu;
+    if (!c) continue;
+    const total = CPU_PARTS.reduce((sum, p) => sum + (c[p] ?? 0), 0);
+    lines.push(`| ${m} | ${fmtS(c.pgDumpMs)} | ${fmtS(c.serverMs)} | ${fmtS(c.clientMs)} | ${fmtS(c.endpointMs)} | ${fmtS(total)} | ${(total / r.summary[m]!.ms.median).toFixed(2)} |`);
+  }
+  lines.push('');
+  lines.push(`The machine has ${r.machine.cores} cores: when the total ÷ wall approaches ${r.machine.cores}, the run is CPU-bound on this machine, whatever the pipeline does.`);
   lines.push('');
   lines.push('Peak RSS is the measured program\'s own: node for engine and sink (ru_maxrss; pg_dump is a separate process of ≈ 15 MiB), pg_dump for the floor, the AWS CLI for the pipe (GNU time).');
   if (r.summary.engine?.idleRssBytes) lines.push(`The engine process holds ${fmtMB(r.summary.engine.idleRssBytes.median)} before the backup starts (node, SDK and code loaded).`);

@@ -13,6 +13,8 @@ export interface Endpoint {
   readonly kind: 'moto' | 'external';
   /** Resident set of the moto process (undefined for an external endpoint). */
   rssBytes(): number | undefined;
+  /** Process id of moto (undefined for an external endpoint), for its CPU time. */
+  pid(): number | undefined;
   /** Restarts moto (a fresh, empty server on a new port); a no-op for an external endpoint. */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -21,13 +23,14 @@ export interface Endpoint {
 export async function startEndpoint(): Promise<Endpoint> {
   const external = process.env.AWS_ENDPOINT_URL;
   if (external) {
-    return { kind: 'external', url: () => external, rssBytes: () => undefined, restart: async () => {}, stop: async () => {} };
+    return { kind: 'external', url: () => external, rssBytes: () => undefined, pid: () => undefined, restart: async () => {}, stop: async () => {} };
   }
   let moto = await startMoto();
   return {
     kind: 'moto',
     url: () => moto.url,
     rssBytes: () => vmRss(moto.child.pid),
+    pid: () => moto.child.pid,
     async restart() {
       await moto.stop();
       moto = await startMoto();
