@@ -7,6 +7,7 @@
  *                    [--repeat 3] [--modes floor,engine,awscli,sink,compression,restore]
  *                    [--compressions gzip:6,gzip:1,lz4,zstd:1,zstd:3,none] [--restore-repeat 1]
  *                    [--seed 42] [--out bench/results] [--note "…"]
+ *   npm run bench -- --render bench/results/<date>-<size>.json   (recompute the figures from the runs)
  *
  * For each size: generate the database once (bench/generate.ts, seeded), then run the modes in
  * turn, round after round (floor, engine, awscli, sink, floor, engine, …) so that drifting
@@ -18,7 +19,7 @@ import { build } from 'esbuild';
 import { randomUUID } from 'node:crypto';
 import { closeSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
@@ -28,7 +29,7 @@ import { ensureLayer, REPO_ROOT } from '../test/support/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import type { EngineJob, EngineRunResult } from './engine-run.ts';
 import { generateDatabase } from './generate.ts';
-import { capture, cpuDelta, parseSize, processCpu, spawnTimed, spread } from './measure.ts';
+import { capture, cpuDelta, hasGnuTime, parseSize, processCpu, spawnTimed, spread, watchBusiestChild } from './measure.ts';
 import {
   COMPRESSIONS,
   compressionTable,
@@ -64,6 +65,8 @@ interface Options {
   readonly seed: number;
   readonly out: string;
   readonly notes: readonly string[];
+  /** Recompute the figures of an existing results .json from its runs and rewrite both files. */
+  readonly render: string | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -81,6 +84,7 @@ function parseOptions(argv: string[]): Options {
       seed: { type: 'string', default: '42' },
       out: { type: 'string', default: join(REPO_ROOT, 'bench', 'results') },
       note: { type: 'string', multiple: true, default: [] },
+      render: { type: 'string' },
     },
     strict: true,
   });
@@ -103,6 +107,7 @@ function parseOptions(argv: string[]): Options {
     seed: positive('seed', values.seed),
     out: values.out,
     notes: values.note,
+    render: values.render,
   };
 }
 
@@ -110,6 +115,7 @@ const log = (msg: string) => console.log(`[bench ${new Date().toISOString().slic
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
+  if (opts.render) return rerender(opts.render);
   // The SDK's notice about future Node versions is noise in a benchmark's output.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   const command = `npm run bench -- ${process.argv.slice(2).map((a) => (/^[\w.,:/=-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')}`.trim();
@@ -167,6 +173,28 @@ async function main(): Promise<void> {
   } finally {
     await cleanup();
   }
+}
+
+/**
+ * Recomputes summary, headline and targets of a results file from its raw runs (after a change
+ * to the report, or once the other size's results exist) and rewrites its .json and .md.
+ */
+function rerender(file: string): void {
+  const old = JSON.parse(readFileSync(file, 'utf8')) as Results;
+  const out = dirname(file);
+  const summary = summarize(old.runs, old.compression);
+  const h = headline(summary, old.databaseBytes, otherSize(old.size, out, old.compression, new Map()), old.targetBytes);
+  const results: Results = {
+    ...old,
+    summary,
+    compressionTable: old.compressionTable.length ? compressionTable(old.runs, old.compressionTable.map((c) => c.compression)) : [],
+    headline: h,
+    targets: targets(h),
+  };
+  const base = file.replace(/\.json$/, '');
+  writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(`${base}.md`, renderMarkdown(results));
+  log(`rewrote ${base}.md and .json`);
 }
 
 interface BenchContext {
@@ -239,8 +267,10 @@ async function runFloor(ctx: BenchContext, database: string, compression: string
   const devNull = openSync('/dev/null', 'w');
   try {
     const p = spawnTimed(tool(ctx, 'pg_dump'), dumpArgs(compression), { env: pgEnv(ctx, database), stdio: ['ignore', devNull, 'pipe'], label: 'pg_dump (floor)' });
+    // Under GNU time pg_dump is time's child; without it, pg_dump is the spawned process itself.
+    const watch = hasGnuTime && p.child.pid !== undefined ? watchBusiestChild(p.child.pid) : undefined;
     const r = await p.done;
-    return { mode: 'floor', compression, round, ms: r.ms, peakRssBytes: r.peakRssBytes, cpu: { pgDumpMs: r.cpuMs } };
+    return { mode: 'floor', compression, round, ms: r.ms, peakRssBytes: r.peakRssBytes, cpu: { pgDumpMs: r.cpuMs }, pgDumpSched: watch?.stop() };
   } finally {
     closeSync(devNull);
   }
@@ -267,6 +297,7 @@ async function runEngine(ctx: BenchContext, database: string, compression: strin
   return {
     mode: 'engine', compression, round, ms: r.ms, bytes: r.bytes, peakRssBytes: r.peakRssBytes, idleRssBytes: r.idleRssBytes, processMs: r.processMs,
     cpu: { clientMs: r.cpuMs, pgDumpMs: r.childCpuMs },
+    pgDumpSched: r.childSched,
   };
 }
 
@@ -354,6 +385,17 @@ async function postmasterPid(ctx: BenchContext): Promise<number | undefined> {
   }
 }
 
+/** Waits (up to 5 s) until no session is left on `database`, plus a moment for the postmaster to reap it. */
+async function backendsGone(ctx: BenchContext, database: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    const rows = await ctx.pgsrv.query<{ n: string }>('SELECT count(*)::text AS n FROM pg_stat_activity WHERE datname = $1', [database]);
+    if (rows[0]!.n === '0') break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await new Promise((r) => setTimeout(r, 100));
+}
+
 async function databaseSize(ctx: BenchContext, database: string): Promise<number> {
   const rows = await ctx.pgsrv.query<{ size: string }>('SELECT pg_database_size($1)::text AS size', [database]);
   return Number(rows[0]!.size);
@@ -399,6 +441,8 @@ async function benchSize(ctx: BenchContext, size: { label: string; bytes: number
     else if (mode === 'engine') run = await runEngine(ctx, database, compression, round);
     else if (mode === 'awscli') run = await runAwsCli(ctx, database, compression, round);
     else run = await runSink(ctx, file, compression, round);
+    // The backend that served pg_dump counts in the postmaster's times only once reaped.
+    await backendsGone(ctx, database);
     runs.push({ ...run, cpu: { ...run.cpu, serverMs: cpuDelta(server0, processCpu(serverPid)), endpointMs: cpuDelta(moto0, processCpu(ctx.endpoint.pid())) } });
     await afterRun(ctx);
   };
@@ -425,7 +469,7 @@ async function benchSize(ctx: BenchContext, size: { label: string; bytes: number
   await ctx.pgsrv.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
 
   const summary = summarize(runs, opts.compression);
-  const other = otherSize(size.label, opts, done);
+  const other = otherSize(size.label, opts.out, opts.compression, done);
   const h = headline(summary, databaseBytes, other, size.bytes);
   if (ctx.motoRestarts) notes.push(`moto was restarted ${ctx.motoRestarts} time(s) to give back the memory of deleted objects.`);
   if (ctx.endpoint.kind === 'moto') {
@@ -459,16 +503,17 @@ async function benchSize(ctx: BenchContext, size: { label: string; bytes: number
  * The peak RSS at the other reference size (4 GB for 1 GB, else 1 GB), from this invocation or
  * the newest results file of that size with the same compression.
  */
-function otherSize(label: string, opts: Options, done: ReadonlyMap<string, Results>): { size: string; targetBytes: number; peakRssBytes: number | undefined } | undefined {
+function otherSize(label: string, out: string, compression: string, done: ReadonlyMap<string, Results>): { size: string; targetBytes: number; peakRssBytes: number | undefined } | undefined {
   const want = label === '1GB' ? '4GB' : '1GB';
-  const pick = (r: Results) => ({ size: `${r.size} (${r.date})`, targetBytes: r.targetBytes, peakRssBytes: r.headline.peakRssBytes });
+  // From the raw runs, so that files written by an older report compare the same way.
+  const pick = (r: Results) => ({ size: `${r.size} (${r.date})`, targetBytes: r.targetBytes, peakRssBytes: summarize(r.runs, r.compression).engine?.peakRssBytes?.median });
   const here = done.get(want);
   if (here) return pick(here);
-  if (!existsSync(opts.out)) return undefined;
-  const files = readdirSync(opts.out).filter((f) => f.endsWith(`-${want}.json`)).sort().reverse();
+  if (!existsSync(out)) return undefined;
+  const files = readdirSync(out).filter((f) => f.endsWith(`-${want}.json`)).sort().reverse();
   for (const f of files) {
-    const r = JSON.parse(readFileSync(join(opts.out, f), 'utf8')) as Results;
-    if (r.compression === opts.compression && r.headline.peakRssBytes !== undefined) return pick(r);
+    const r = JSON.parse(readFileSync(join(out, f), 'utf8')) as Results;
+    if (r.compression === compression && r.runs.some((x) => x.mode === 'engine')) return pick(r);
   }
   return undefined;
 }

@@ -12,7 +12,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
 import { createHandler } from '../lambda/handler.ts';
-import { processCpu } from './measure.ts';
+import { processCpu, watchBusiestChild, type SchedTimes } from './measure.ts';
 import { noMetrics, silentLog } from '../lambda/observability.ts';
 import { startTool, type SpawnFn } from '../lambda/pg-dump.ts';
 import { partSizeFor, streamToS3 } from '../lambda/stream-upload.ts';
@@ -42,6 +42,8 @@ export interface EngineRunResult {
   readonly cpuMs: number;
   /** CPU time of its finished children (pg_dump, or cat for the sink) during the run, ms. */
   readonly childCpuMs: number | undefined;
+  /** pg_dump's (or cat's) time on CPU, waiting for a CPU, and alive. */
+  readonly childSched: SchedTimes | undefined;
 }
 
 async function main(): Promise<void> {
@@ -72,13 +74,15 @@ async function main(): Promise<void> {
   const cpu = () => { const u = process.resourceUsage(); return (u.userCPUTime + u.systemCPUTime) / 1000; };
   const own0 = cpu();
   const self0 = processCpu('self');
+  const watch = watchBusiestChild(process.pid);
   const t0 = performance.now();
   const { bytes, key } = await run();
   const ms = performance.now() - t0;
+  const childSched = watch.stop();
   const cpuMs = cpu() - own0;
   const self1 = processCpu('self');
   const childCpuMs = self0 && self1 ? self1.childrenMs - self0.childrenMs : undefined;
-  const result: EngineRunResult = { mode: job.mode, ms, bytes, key, peakRssBytes: process.resourceUsage().maxRSS * 1024, idleRssBytes, cpuMs, childCpuMs };
+  const result: EngineRunResult = { mode: job.mode, ms, bytes, key, peakRssBytes: process.resourceUsage().maxRSS * 1024, idleRssBytes, cpuMs, childCpuMs, childSched };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 

@@ -125,3 +125,51 @@ export function processCpu(pid: number | 'self' | undefined): CpuTimes | undefin
 export function cpuDelta(before: CpuTimes | undefined, after: CpuTimes | undefined): number | undefined {
   return before && after ? after.ownMs + after.childrenMs - before.ownMs - before.childrenMs : undefined;
 }
+
+/** How a process spent its life: on a CPU, runnable but waiting for one, and blocked (the rest). */
+export interface SchedTimes {
+  /** From the start of the watch to the first and last sight of the process. */
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly lifeMs: number;
+  readonly runMs: number;
+  readonly waitMs: number;
+}
+
+/**
+ * Samples /proc/<pid>/schedstat (ns on CPU, ns waiting on a run queue) of every child of
+ * `parentPid` every `intervalMs`, and on stop returns the figures of the child that ran longest
+ * (pg_dump, as opposed to short-lived helpers like `pg_dump --version`). Blocked time (waiting for
+ * the server's rows, or for room in a full pipe) is life − run − wait.
+ */
+export function watchBusiestChild(parentPid: number, intervalMs = 20): { stop(): SchedTimes | undefined } {
+  const seen = new Map<number, { first: number; last: number; runNs: number; waitNs: number }>();
+  const sample = () => {
+    let children: number[];
+    try {
+      children = readFileSync(`/proc/${parentPid}/task/${parentPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      return;
+    }
+    const now = performance.now();
+    for (const pid of children) {
+      try {
+        const [runNs, waitNs] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+        const s = seen.get(pid) ?? { first: now, last: now, runNs: 0, waitNs: 0 };
+        seen.set(pid, { first: s.first, last: now, runNs: runNs!, waitNs: waitNs! });
+      } catch {
+        // Exited between the two reads.
+      }
+    }
+  };
+  const t0 = performance.now();
+  const timer = setInterval(sample, intervalMs);
+  sample();
+  return {
+    stop() {
+      clearInterval(timer);
+      const best = [...seen.values()].sort((a, b) => b.runNs - a.runNs)[0];
+      return best && { startMs: best.first - t0, endMs: best.last - t0, lifeMs: best.last - best.first, runMs: best.runNs / 1e6, waitMs: best.waitNs / 1e6 };
+    },
+  };
+}

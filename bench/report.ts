@@ -2,7 +2,7 @@
  * The bench's results: raw runs → medians, headline ratios and targets (pure), and their
  * Markdown rendering. The JSON file holds the same object, every run included.
  */
-import { spread, type Spread } from './measure.ts';
+import { spread, type SchedTimes, type Spread } from './measure.ts';
 
 export const MODES = ['floor', 'engine', 'awscli', 'sink'] as const;
 export type Mode = (typeof MODES)[number];
@@ -41,6 +41,8 @@ export interface Run {
   /** engine/sink: wall time of the whole node process, start-up included. */
   readonly processMs?: number | undefined;
   readonly cpu?: CpuBreakdown | undefined;
+  /** floor, engine: how pg_dump spent its life (sampled from /proc/<pid>/schedstat). */
+  readonly pgDumpSched?: SchedTimes | undefined;
 }
 
 export interface RestoreFigures {
@@ -61,6 +63,8 @@ export interface ModeSummary {
   readonly bytes?: number | undefined;
   /** Median CPU time of each part, ms. */
   readonly cpu?: CpuBreakdown | undefined;
+  /** Medians of pg_dump's life, time on CPU and time waiting for a CPU, ms. */
+  readonly pgDumpSched?: SchedTimes | undefined;
 }
 
 export interface CompressionRow {
@@ -132,6 +136,15 @@ export function summarize(runs: readonly Run[], compression: string): Partial<Re
       processMs: spreadOf(rs.map((r) => r.processMs)),
       bytes: rs.find((r) => r.bytes !== undefined)?.bytes,
       cpu: Object.fromEntries(CPU_PARTS.map((p) => [p, spreadOf(rs.map((r) => r.cpu?.[p]))?.median])) as CpuBreakdown,
+      pgDumpSched: rs.some((r) => r.pgDumpSched)
+        ? {
+            startMs: spreadOf(rs.map((r) => r.pgDumpSched?.startMs))!.median,
+            endMs: spreadOf(rs.map((r) => r.pgDumpSched?.endMs))!.median,
+            lifeMs: spreadOf(rs.map((r) => r.pgDumpSched?.lifeMs))!.median,
+            runMs: spreadOf(rs.map((r) => r.pgDumpSched?.runMs))!.median,
+            waitMs: spreadOf(rs.map((r) => r.pgDumpSched?.waitMs))!.median,
+          }
+        : undefined,
     };
   }
   return out;
@@ -155,7 +168,8 @@ export function headline(
   const engine = summary.engine?.ms.median;
   const floor = summary.floor?.ms.median;
   const sink = summary.sink?.ms.median;
-  const peak = summary.engine?.peakRssBytes?.max;
+  // Per-run peaks, summarised by their median like every other figure (the max is in the modes table).
+  const peak = summary.engine?.peakRssBytes?.median;
   const dbps = engine ? databaseBytes / (engine / 1000) : undefined;
   let rssLargeOverSmall: number | undefined;
   if (other?.peakRssBytes !== undefined && peak !== undefined) {
@@ -241,6 +255,17 @@ export function renderMarkdown(r: Results): string {
   lines.push('');
   lines.push(`The machine has ${r.machine.cores} cores: when the total ÷ wall approaches ${r.machine.cores}, the run is CPU-bound on this machine, whatever the pipeline does.`);
   lines.push('');
+  const sched = MODES.filter((m) => r.summary[m]?.pgDumpSched);
+  if (sched.length) {
+    lines.push('### How pg_dump spends its life (medians, sampled from /proc/<pid>/schedstat)', '');
+    lines.push('| mode | before pg_dump | pg_dump alive | on a CPU | runnable, waiting for a CPU | blocked (server rows, full pipe) | after pg_dump (upload tail, manifest, prune) |', '|---|---|---|---|---|---|---|');
+    for (const m of sched) {
+      const s = r.summary[m]!;
+      const p = s.pgDumpSched!;
+      lines.push(`| ${m} | ${fmtS(p.startMs)} | ${fmtS(p.lifeMs)} | ${fmtS(p.runMs)} | ${fmtS(p.waitMs)} | ${fmtS(Math.max(0, p.lifeMs - p.runMs - p.waitMs))} | ${fmtS(Math.max(0, s.ms.median - p.endMs))} |`);
+    }
+    lines.push('', 'Waiting for a CPU is contention (other processes on the same cores); blocked is pg_dump stopped by its input or its output (backpressure from the upload). Before pg_dump: credentials, `pg_dump --version`, the server version check and the key reservation; after: the parts still in flight, CompleteMultipartUpload, the manifest and the retention pass.', '');
+  }
   lines.push('Peak RSS is the measured program\'s own: node for engine and sink (ru_maxrss; pg_dump is a separate process of ≈ 15 MiB), pg_dump for the floor, the AWS CLI for the pipe (GNU time).');
   if (r.summary.engine?.idleRssBytes) lines.push(`The engine process holds ${fmtMB(r.summary.engine.idleRssBytes.median)} before the backup starts (node, SDK and code loaded).`);
   lines.push('');
