@@ -129,7 +129,8 @@ async function main(): Promise<void> {
       await emptyBucket(s3For(endpoint), bucket).catch(() => {});
       if (ownBucket) await s3For(endpoint).send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
     }
-    await Promise.all([pgsrv?.stop(), endpoint?.stop()]);
+    // Each step on its own: one failing stop must not leave the others' processes or files behind.
+    await Promise.all([pgsrv?.stop().catch(() => {}), endpoint?.stop().catch(() => {})]);
     rmSync(work, { recursive: true, force: true });
   };
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
