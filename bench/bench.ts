@@ -23,7 +23,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { partSizeFor, DEFAULT_QUEUE_SIZE } from '../lambda/stream-upload.ts';
+import { partSizeForDatabase, DEFAULT_QUEUE_SIZE } from '../lambda/stream-upload.ts';
 import { TOOL_VERSION } from '../lambda/version.ts';
 import { ensureLayer, REPO_ROOT } from '../test/support/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
@@ -57,7 +57,8 @@ interface Options {
   readonly sizes: readonly { label: string; bytes: number }[];
   readonly compression: string;
   readonly compressions: readonly string[];
-  readonly partSize: number;
+  /** undefined: the engine's own choice (`partSizeForDatabase`). */
+  readonly partSize: number | undefined;
   readonly queueSize: number;
   readonly repeat: number;
   readonly restoreRepeat: number;
@@ -99,7 +100,7 @@ function parseOptions(argv: string[]): Options {
     sizes: values.size.split(',').map((s) => ({ label: s.trim().toUpperCase(), bytes: parseSize(s) })),
     compression: values.compression,
     compressions: values.compressions.split(',').map((s) => s.trim()).filter(Boolean),
-    partSize: values['part-size'] ? parseSize(values['part-size']) : partSizeFor(),
+    partSize: values['part-size'] ? parseSize(values['part-size']) : undefined,
     queueSize: positive('queue-size', values['queue-size']),
     repeat: positive('repeat', values.repeat),
     restoreRepeat: positive('restore-repeat', values['restore-repeat']),
@@ -158,7 +159,7 @@ async function main(): Promise<void> {
     bucket = process.env.BENCH_BUCKET ?? `pg-s3-backup-bench-${randomUUID().slice(0, 8)}`;
     ownBucket = !process.env.BENCH_BUCKET;
     if (ownBucket) await s3For(endpoint).send(new CreateBucketCommand({ Bucket: bucket }));
-    const ctx: BenchContext = { opts, layer, pgsrv, endpoint, bucket, bundle, work, ownBucket, motoRestarts: 0 };
+    const ctx: BenchContext = { opts, layer, pgsrv, endpoint, bucket, bundle, work, ownBucket, motoRestarts: 0, databaseBytes: 0 };
     const versions = await collectVersions(ctx);
     const done = new Map<string, Results>();
     for (const size of opts.sizes) {
@@ -208,6 +209,8 @@ interface BenchContext {
   readonly work: string;
   readonly ownBucket: boolean;
   motoRestarts: number;
+  /** The database being measured (sizes the parts as the engine does). */
+  databaseBytes: number;
 }
 
 function s3For(endpoint: Endpoint): S3Client {
@@ -304,7 +307,7 @@ async function runEngine(ctx: BenchContext, database: string, compression: strin
 
 async function runSink(ctx: BenchContext, file: string, compression: string, round: number, key = `${PREFIX}sink-${round}.dump`): Promise<Run> {
   const env = { ...awsEnv(ctx), BACKUP_BUCKET: ctx.bucket };
-  const r = await runEngineChild(ctx, { mode: 'sink', file, key, partSize: ctx.opts.partSize, queueSize: ctx.opts.queueSize }, env);
+  const r = await runEngineChild(ctx, { mode: 'sink', file, key, partSize: ctx.opts.partSize ?? partSizeForDatabase(ctx.databaseBytes), queueSize: ctx.opts.queueSize }, env);
   return {
     mode: 'sink', compression, round, ms: r.ms, bytes: r.bytes, peakRssBytes: r.peakRssBytes, idleRssBytes: r.idleRssBytes, processMs: r.processMs,
     // `cat` reading the file counts with node: it is the sink's input.
@@ -420,6 +423,7 @@ async function benchSize(ctx: BenchContext, size: { label: string; bytes: number
   });
   process.stdout.write('\n');
   const databaseBytes = await databaseSize(ctx, database);
+  ctx.databaseBytes = databaseBytes;
   log(`generated ${(databaseBytes / 1024 ** 2).toFixed(0)} MiB in ${((performance.now() - tg) / 1000).toFixed(0)} s`);
 
   const file = join(ctx.work, `${database}.dump`);
@@ -483,7 +487,7 @@ async function benchSize(ctx: BenchContext, size: { label: string; bytes: number
     targetBytes: size.bytes,
     databaseBytes,
     compression: opts.compression,
-    partSizeBytes: opts.partSize,
+    partSizeBytes: opts.partSize ?? partSizeForDatabase(databaseBytes),
     queueSize: opts.queueSize,
     repeat: opts.repeat,
     endpoint: ctx.endpoint.kind,

@@ -27,7 +27,7 @@ import {
 import { pruneDatabase } from './retention.ts';
 import { deleteKeys, listObjects, putManifest, reserveDumpKey, type S3Store } from './s3-store.ts';
 import { fetchCredentials, type DbCredentials } from './secrets.ts';
-import { streamToS3, type StreamUploadOptions } from './stream-upload.ts';
+import { MIN_STREAM_PART_SIZE, partSizeForDatabase, streamToS3, type StreamUploadOptions } from './stream-upload.ts';
 import { TOOL_VERSION } from './version.ts';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 
@@ -245,9 +245,10 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
   progress.key = key;
   try {
     progress.stage = 'dump';
-    log.info('dump started', { stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression });
+    log.info('dump started', { stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression, databaseBytes: server.databaseBytes });
     const tool = startTool(deps.spawn, toolCommand('pg_dump', config), pgDumpArgs(config.compression), pgEnv(conn), ctx.redact);
     const result = await uploadToolOutput(deps, store, key, tool, ctx.deadline, {
+      partSize: deps.partSize ?? partSizeForDatabase(server.databaseBytes),
       onProgress: (b) => {
         progress.bytes = b;
         deps.onDumpProgress?.({ database, key, bytes: b });
@@ -318,6 +319,8 @@ async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
   ctx.progress.key = key;
   const tool = startTool(deps.spawn, toolCommand('pg_dumpall', config), [...pgDumpallGlobalsArgs(), `--database=${ctx.database}`], pgEnv(conn), ctx.redact);
   const result = await uploadToolOutput(deps, store, key, tool, ctx.deadline, {
+    // Roles and tablespaces: kilobytes.
+    partSize: deps.partSize ?? MIN_STREAM_PART_SIZE,
     contentType: 'application/sql',
     checkMagic: false,
     toolName: 'pg_dumpall',
@@ -333,9 +336,9 @@ function uploadToolOutput(
   key: string,
   tool: RunningTool,
   deadline: number | undefined,
-  extra: Pick<StreamUploadOptions, 'onProgress' | 'contentType' | 'checkMagic' | 'toolName'>,
+  extra: Pick<StreamUploadOptions, 'partSize' | 'onProgress' | 'contentType' | 'checkMagic' | 'toolName'>,
 ): ReturnType<typeof streamToS3> {
-  return streamToS3({ s3: deps.s3, bucket: store.bucket, key, tool, partSize: deps.partSize, queueSize: deps.queueSize, deadline, ...extra });
+  return streamToS3({ s3: deps.s3, bucket: store.bucket, key, tool, queueSize: deps.queueSize, deadline, ...extra });
 }
 
 /** Keeps the newest `retentionCount` globals files. */

@@ -25,7 +25,7 @@ export interface Deps {
   readonly serverInfo: (conn: PgConnection) => Promise<ServerInfo>;
   /** ListObjectsV2 page size (default 1000). */
   readonly pageSize?: number | undefined;
-  /** Multipart part size (default: `partSizeFor()`, 200 GiB in 9,000 parts). */
+  /** Multipart part size (default: `partSizeForDatabase()`, from the database's size). */
   readonly partSize?: number | undefined;
   /** Parts uploaded at once (default 2). */
   readonly queueSize?: number | undefined;

@@ -128,6 +128,8 @@ export interface ServerInfo {
   readonly versionNum: number;
   /** e.g. `18.1`, or `15.18 (Debian …)` trimmed to the number. */
   readonly text: string;
+  /** pg_database_size of the database to dump: sizes the upload's parts. */
+  readonly databaseBytes?: number | undefined;
 }
 
 /** node-postgres TLS options equivalent to libpq's sslmode. */
@@ -168,9 +170,11 @@ export async function queryServerInfo(conn: PgConnection): Promise<ServerInfo> {
     client.on('error', () => {});
     try {
       await client.connect();
-      const res = await client.query<{ n: string; v: string }>("select current_setting('server_version_num') as n, current_setting('server_version') as v");
+      const res = await client.query<{ n: string; v: string; s: string }>(
+        "select current_setting('server_version_num') as n, current_setting('server_version') as v, pg_database_size(current_database())::text as s",
+      );
       const row = res.rows[0]!;
-      return { versionNum: Number(row.n), text: row.v.split(' ')[0]! };
+      return { versionNum: Number(row.n), text: row.v.split(' ')[0]!, databaseBytes: Number(row.s) };
     } finally {
       await client.end().catch(() => {});
     }

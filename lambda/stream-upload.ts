@@ -28,6 +28,26 @@ export function partSizeFor(maxBytes: number = MAX_DUMP_BYTES): number {
   return Math.max(S3_MIN_PART_SIZE, Math.ceil(maxBytes / (S3_MAX_PARTS * 0.9) / MiB) * MiB);
 }
 
+/** The smallest part the engine uses: below it, request overhead shows; memory is (queue + 1) parts. */
+export const MIN_STREAM_PART_SIZE = 8 * MiB;
+/**
+ * How much larger than its database a dump may be, for sizing parts. A custom-format dump is
+ * compressed and holds no indexes, so it is normally well under the database's size; 4× leaves
+ * room for `--compress=none` over TOAST-compressed data.
+ */
+export const DUMP_TO_DATABASE_BOUND = 4;
+
+/**
+ * Part size for a dump of a database of `databaseBytes`: 8 MiB (memory stays at about 80 MiB of
+ * parts, whatever the size) until the S3 part cap needs larger parts, i.e. beyond ~17 GiB of
+ * database; unknown size → the 200 GiB sizing. A dump that still outgrows 10,000 parts makes
+ * lib-storage fail the upload, which aborts it: fail closed, never a truncated object.
+ */
+export function partSizeForDatabase(databaseBytes: number | undefined): number {
+  if (databaseBytes === undefined || !Number.isFinite(databaseBytes)) return partSizeFor();
+  return Math.max(MIN_STREAM_PART_SIZE, partSizeFor(databaseBytes * DUMP_TO_DATABASE_BOUND));
+}
+
 /** Parts in flight at once. */
 export const DEFAULT_QUEUE_SIZE = 2;
 
