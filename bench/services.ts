@@ -3,9 +3,8 @@
  * environment), else a local moto server that the bench owns. Moto keeps every object in memory,
  * so the bench deletes each upload after its run and restarts moto when its RSS still grows.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { freePort } from '../test/support/postgres.ts';
+import { startMotoServer } from '../scripts/local-services.ts';
 
 export interface Endpoint {
   /** URL given to the SDK and the AWS CLI. */
@@ -25,54 +24,18 @@ export async function startEndpoint(): Promise<Endpoint> {
   if (external) {
     return { kind: 'external', url: () => external, rssBytes: () => undefined, pid: () => undefined, restart: async () => {}, stop: async () => {} };
   }
-  let moto = await startMoto();
+  let moto = await startMotoServer();
   return {
     kind: 'moto',
-    url: () => moto.url,
+    url: () => moto.endpoint,
     rssBytes: () => vmRss(moto.child.pid),
     pid: () => moto.child.pid,
     async restart() {
       await moto.stop();
-      moto = await startMoto();
+      moto = await startMotoServer();
     },
     stop: () => moto.stop(),
   };
-}
-
-interface Moto {
-  readonly url: string;
-  readonly child: ChildProcess;
-  stop(): Promise<void>;
-}
-
-async function startMoto(): Promise<Moto> {
-  const port = await freePort();
-  const child = spawn('python3', ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const gone = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await gone;
-  };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) {
-      throw new Error(`moto server exited with code ${child.exitCode}:\n${stderr}\nInstall it with \`apt-get install python3-moto\` or \`pip install "moto[server]"\`, or set AWS_ENDPOINT_URL.`);
-    }
-    try {
-      if ((await fetch(`${url}/moto-api/reset`, { method: 'POST' })).ok) return { url, child, stop };
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`moto server did not answer on ${url} within 30 s:\n${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /** VmRSS of a process from /proc, bytes. */
