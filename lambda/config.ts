@@ -13,7 +13,9 @@ export const LAMBDA_CA_BUNDLE = '/var/runtime/ca-cert.pem';
 
 export type CredentialSource =
   | { readonly kind: 'secret'; readonly secretId: string }
-  | { readonly kind: 'url'; readonly url: string };
+  | { readonly kind: 'url'; readonly url: string }
+  /** Neither is set, and the caller said it only reads the bucket (`list`, `restore`, `verify`, `prune`). */
+  | { readonly kind: 'none' };
 
 export interface Config {
   /** Where the database credentials come from: the Secrets Manager secret, or DATABASE_URL (CLI/host mode). */
@@ -59,7 +61,15 @@ export const DEFAULTS = {
 /** pg_dump's `--compress` forms: a level, or `method[:detail]` (e.g. `zstd:1`, `gzip:level=6`, `zstd:long`). */
 const COMPRESSION = /^(?:\d|(?:none|gzip|lz4|zstd)(?::[A-Za-z0-9=,_]+)?)$/;
 
-export function loadConfig(env: Env = process.env): Config {
+export interface LoadConfigOptions {
+  /** false for commands that only read the bucket: then DB_SECRET_ID / DATABASE_URL may be absent. */
+  readonly requireCredentials?: boolean;
+}
+
+export const MISSING_CREDENTIALS =
+  'DB_SECRET_ID is required (Secrets Manager secret ARN or name, RDS JSON format), or DATABASE_URL for the CLI and host mode';
+
+export function loadConfig(env: Env = process.env, options: LoadConfigOptions = {}): Config {
   const get = (name: string): string | undefined => {
     const v = env[name];
     return v === undefined || v.trim() === '' ? undefined : v.trim();
@@ -81,8 +91,10 @@ export function loadConfig(env: Env = process.env): Config {
       throw new ConfigError('DATABASE_URL must be a URL of the form postgresql://user:password@host:port/database');
     }
     credentials = { kind: 'url', url };
+  } else if (options.requireCredentials === false) {
+    credentials = { kind: 'none' };
   } else {
-    throw new ConfigError('DB_SECRET_ID is required (Secrets Manager secret ARN or name, RDS JSON format), or DATABASE_URL for the CLI and host mode');
+    throw new ConfigError(MISSING_CREDENTIALS);
   }
 
   const bucket = get('BACKUP_BUCKET');

@@ -5,8 +5,8 @@
  */
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { z } from 'zod';
-import { SSL_MODES, type CredentialSource, type SslMode } from './config.ts';
-import { SecretError } from './errors.ts';
+import { MISSING_CREDENTIALS, SSL_MODES, type CredentialSource, type SslMode } from './config.ts';
+import { ConfigError, SecretError } from './errors.ts';
 
 export interface DbCredentials {
   readonly host: string;
@@ -31,7 +31,14 @@ const RdsSecretSchema = z.object({
 });
 
 export async function fetchCredentials(source: CredentialSource, secrets: SecretsManagerClient): Promise<DbCredentials> {
-  return source.kind === 'url' ? credentialsFromUrl(source.url) : fetchSecret(secrets, source.secretId);
+  switch (source.kind) {
+    case 'url':
+      return credentialsFromUrl(source.url);
+    case 'secret':
+      return fetchSecret(secrets, source.secretId);
+    case 'none':
+      throw new ConfigError(MISSING_CREDENTIALS);
+  }
 }
 
 export async function fetchSecret(client: SecretsManagerClient, secretId: string): Promise<DbCredentials> {

@@ -34,7 +34,6 @@ export class CliContext {
   readonly env: Env;
   readonly now: () => number;
   private config: Config | undefined;
-  private configHasCredentials = false;
   private depsValue: Deps | undefined;
   readonly lambda: (() => Pick<LambdaClient, 'send'>) | undefined;
 
@@ -47,16 +46,12 @@ export class CliContext {
   }
 
   /**
-   * The shared configuration. Commands that only read the bucket (list, restore, verify) do not
-   * need database credentials, so when neither DB_SECRET_ID nor DATABASE_URL is set they get a
-   * configuration whose credentials are never used.
+   * The shared configuration. Commands that only read the bucket (list, restore, verify, prune)
+   * do not need database credentials: they load it with `requireCredentials: false`.
    */
   cfg(options: { readonly needsCredentials: boolean }): Config {
-    if (this.config && (this.configHasCredentials || !options.needsCredentials)) return this.config;
-    const env = { ...this.env };
-    this.configHasCredentials = Boolean(env.DB_SECRET_ID?.trim() || env.DATABASE_URL?.trim());
-    if (!options.needsCredentials && !this.configHasCredentials) env.DATABASE_URL = 'postgresql://unused@localhost/unused';
-    this.config = withLocalPgDump(loadConfig(env));
+    if (this.config && (this.config.credentials.kind !== 'none' || !options.needsCredentials)) return this.config;
+    this.config = withLocalPgDump(loadConfig(this.env, { requireCredentials: options.needsCredentials }));
     return this.config;
   }
 

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, loadConfig } from '../../lambda/config.ts';
 import { ConfigError } from '../../lambda/errors.ts';
+import { fetchCredentials } from '../../lambda/secrets.ts';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 
 const base = { DB_SECRET_ID: 'prod/db', BACKUP_BUCKET: 'my-backups' };
 
@@ -94,5 +96,12 @@ describe('loadConfig', () => {
     const c = loadConfig({ DATABASE_URL: 'postgres://u:p@h:5433/db', BACKUP_BUCKET: 'b-1', BACKUP_PREFIX: '' });
     expect(c.prefix).toBe('');
     expect(c.credentials).toEqual({ kind: 'url', url: 'postgres://u:p@h:5433/db' });
+  });
+
+  it('lets commands that only read the bucket go without credentials, and fails them at the secret stage if used', async () => {
+    const c = loadConfig({ BACKUP_BUCKET: 'b-1' }, { requireCredentials: false });
+    expect(c.credentials).toEqual({ kind: 'none' });
+    expect(() => loadConfig({ BACKUP_BUCKET: 'b-1' })).toThrow(/DB_SECRET_ID is required/);
+    await expect(fetchCredentials(c.credentials, {} as SecretsManagerClient)).rejects.toThrow(/DB_SECRET_ID is required/);
   });
 });
