@@ -23,11 +23,13 @@ const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400,
 
 const fromString = (v: unknown): unknown => (typeof v === 'string' ? v.trim() : v);
 
-const int = (min: number, max: number) =>
-  z.preprocess(
+const int = (min: number, max: number) => {
+  const expected = `an integer from ${min} to ${max}`;
+  return z.preprocess(
     (v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v.trim()) : v),
-    z.number({ error: `an integer from ${min} to ${max}` }).int(`an integer from ${min} to ${max}`).min(min, `an integer from ${min} to ${max}`).max(max, `an integer from ${min} to ${max}`),
+    z.number({ error: expected }).int(expected).min(min, expected).max(max, expected),
   );
+};
 
 const bool = z.preprocess(
   (v) => (v === 'true' ? true : v === 'false' ? false : v),
@@ -108,8 +110,6 @@ const ContextSchema = z
   .strict();
 
 const ScheduleSchema = ContextSchema.pick({ scheduleHour: true, scheduleMinute: true, timeZone: true, allowDstSkip: true });
-
-export type ContextInput = z.input<typeof ContextSchema>;
 
 export interface VpcConfig {
   readonly vpcId: string;

@@ -106,7 +106,8 @@ export function checkDailyTime(timeZone: string, hour: number, minute: number, o
   return { skipped, repeated };
 }
 
-function hhmm(hour: number, minute: number): string {
+/** `HH:MM`. */
+export function formatHourMinute(hour: number, minute: number): string {
   return `${String(hour).padStart(2, '0')}:${String(minute).padStart(2, '0')}`;
 }
 
@@ -123,18 +124,16 @@ export function proposeSafeTimes(timeZone: string, hour: number, minute: number,
   for (let d = 1; d < 24; d++) {
     const h = (hour - d + 24) % 24;
     if (safe(h)) {
-      out.push(hhmm(h, minute));
+      out.push(formatHourMinute(h, minute));
       break;
     }
   }
   for (let d = 1; d < 24; d++) {
     const h = (hour + d) % 24;
     if (safe(h)) {
-      if (!out.includes(hhmm(h, minute))) out.push(hhmm(h, minute));
+      if (!out.includes(formatHourMinute(h, minute))) out.push(formatHourMinute(h, minute));
       break;
     }
   }
   return out;
 }
-
-export { hhmm as formatHourMinute };

@@ -25,7 +25,7 @@ import { METRIC_DIMENSION, METRIC_NAMES, METRIC_NAMESPACE, metricDatabaseName } 
 export const DEAD_MAN_HOURS = 26;
 
 /** The duration alarm fires above this share of the timeout: the dump is about to be killed. */
-export const DURATION_ALARM_RATIO = 0.8;
+const DURATION_ALARM_RATIO = 0.8;
 
 export interface BackupAlertsProps {
   readonly emails: readonly string[];

@@ -23,11 +23,11 @@ export interface BackupBucketProps {
 }
 
 /** Days after which the backstop rule expires a current object: pruning, not the rule, decides normally. */
-export function backstopExpirationDays(retentionCount: number): number {
+function backstopExpirationDays(retentionCount: number): number {
   return retentionCount + 3;
 }
 
-export const NONCURRENT_EXPIRATION_DAYS = 7;
+const NONCURRENT_EXPIRATION_DAYS = 7;
 
 export class BackupBucket extends Construct {
   readonly bucket: s3.IBucket;

@@ -18,14 +18,14 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { VpcConfig } from '../config.ts';
-import { PROJECT_ROOT } from '../paths.ts';
+import { REPO_ROOT } from '../../lambda/cli/pg-tool.ts';
 import type { BackupBucket } from './backup-bucket.ts';
 
 /** Lambda's maximum: a dump that cannot finish in 15 minutes needs another runner (see docs). */
 export const FUNCTION_TIMEOUT = Duration.minutes(15);
 
 /** Node.js 22 or newer; the newest the installed CDK knows keeps cdk-nag's runtime check quiet. */
-export const FUNCTION_RUNTIME = lambda.Runtime.NODEJS_24_X;
+const FUNCTION_RUNTIME = lambda.Runtime.NODEJS_24_X;
 
 export interface BackupFunctionProps {
   /** The handler module (exports `handler`), default lambda/handler.ts. */
@@ -50,7 +50,7 @@ export interface BackupFunctionProps {
 }
 
 function packageVersion(): string {
-  return (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  return (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 export class BackupFunction extends Construct {
@@ -62,7 +62,7 @@ export class BackupFunction extends Construct {
 
   constructor(scope: Construct, id: string, props: BackupFunctionProps) {
     super(scope, id);
-    const { bucket, prefix } = { bucket: props.bucket.bucket, prefix: props.bucket.prefix };
+    const { bucket, prefix } = props.bucket;
 
     this.logGroup = new logs.LogGroup(this, 'LogGroup', {
       retention: props.logRetentionDays as logs.RetentionDays,
@@ -189,10 +189,10 @@ export class BackupFunction extends Construct {
     };
 
     this.function = new nodejs.NodejsFunction(this, 'Function', {
-      entry: resolve(PROJECT_ROOT, props.entry ?? join('lambda', 'handler.ts')),
+      entry: resolve(REPO_ROOT, props.entry ?? join('lambda', 'handler.ts')),
       handler: 'handler',
-      projectRoot: PROJECT_ROOT,
-      depsLockFilePath: join(PROJECT_ROOT, 'package-lock.json'),
+      projectRoot: REPO_ROOT,
+      depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
       runtime: FUNCTION_RUNTIME,
       architecture: props.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64,
       memorySize: props.memorySize,

@@ -11,6 +11,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { formatHourMinute } from '../dst.ts';
 
 export interface BackupScheduleProps {
   readonly function: lambda.IFunction;
@@ -21,7 +22,7 @@ export interface BackupScheduleProps {
 }
 
 /** The event of a scheduled run (the engine's on-demand event shape, with a reason). */
-export const SCHEDULED_EVENT = { reason: 'scheduled' } as const;
+const SCHEDULED_EVENT = { reason: 'scheduled' } as const;
 
 export class BackupSchedule extends Construct {
   readonly schedule: scheduler.Schedule;
@@ -38,7 +39,7 @@ export class BackupSchedule extends Construct {
       description: 'pg-s3-backup schedule: invokes the backup function, sends undeliverable events to the failure queue',
     });
     this.schedule = new scheduler.Schedule(this, 'Schedule', {
-      description: `pg-s3-backup: nightly backup at ${String(props.hour).padStart(2, '0')}:${String(props.minute).padStart(2, '0')} ${props.timeZone}`,
+      description: `pg-s3-backup: nightly backup at ${formatHourMinute(props.hour, props.minute)} ${props.timeZone}`,
       schedule: scheduler.ScheduleExpression.cron({
         minute: String(props.minute),
         hour: String(props.hour),

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import { z } from 'zod';
-import { PROJECT_ROOT } from '../paths.ts';
+import { REPO_ROOT } from '../../lambda/cli/pg-tool.ts';
 
 export type LayerArchitecture = 'arm64' | 'x86_64';
 
@@ -27,12 +27,12 @@ const LayerManifestSchema = z.looseObject({
 export type LayerManifest = z.infer<typeof LayerManifestSchema>;
 
 /** Where `npm run build:layer -- <arch>` puts the layer. */
-export function defaultLayerDir(architecture: LayerArchitecture): string {
-  return join(PROJECT_ROOT, 'layers', 'pg-dump', 'dist', architecture);
+function defaultLayerDir(architecture: LayerArchitecture): string {
+  return join(REPO_ROOT, 'layers', 'pg-dump', 'dist', architecture);
 }
 
 /** Reads and checks `<dir>/manifest.json`; the message says how to build the layer when it is missing. */
-export function readLayerManifest(dir: string, architecture: LayerArchitecture): LayerManifest {
+function readLayerManifest(dir: string, architecture: LayerArchitecture): LayerManifest {
   const build = `npm run build:layer -- ${architecture}`;
   const file = join(dir, 'manifest.json');
   if (!existsSync(file)) {
@@ -54,7 +54,7 @@ export function readLayerManifest(dir: string, architecture: LayerArchitecture):
  * build.sh's own zip (`dist/<arch>.zip`) when it exists: it keeps the executable bits of the
  * loader and the programs exactly as built and checked. Otherwise the directory is zipped by CDK.
  */
-export function layerArchive(dir: string): string {
+function layerArchive(dir: string): string {
   const zip = `${dir}.zip`;
   return existsSync(zip) ? zip : dir;
 }

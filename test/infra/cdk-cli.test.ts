@@ -13,6 +13,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureLayer, REPO_ROOT } from '../support/layer.ts';
 
+type Assets = { files: Record<string, { source: { path: string; packaging: string } }> };
+
 const execFileAsync = promisify(execFile);
 
 /** An environment with no AWS credentials or configuration at all, and no network chatter from the CLI. */
@@ -46,13 +48,18 @@ async function cdkSynth(outdir: string, extra: string[] = []): Promise<{ code: n
 describe('npx cdk synth with the example context of cdk.json', () => {
   let out: string;
   let synth: Awaited<ReturnType<typeof cdkSynth>>;
+  let layer: string;
   let template: { Resources: Record<string, { Type: string; Properties: Record<string, unknown> }> };
+  let assets: Assets;
 
   beforeAll(async () => {
-    await ensureLayer('arm64');
+    layer = await ensureLayer('arm64');
     out = mkdtempSync(join(tmpdir(), 'pg-s3-backup-cdk-'));
     synth = await cdkSynth(out);
-    if (synth.code === 0) template = JSON.parse(readFileSync(join(out, 'PgS3Backup.template.json'), 'utf8'));
+    if (synth.code === 0) {
+      template = JSON.parse(readFileSync(join(out, 'PgS3Backup.template.json'), 'utf8'));
+      assets = JSON.parse(readFileSync(join(out, 'PgS3Backup.assets.json'), 'utf8')) as Assets;
+    }
   }, 600_000);
 
   afterAll(() => {
@@ -67,21 +74,19 @@ describe('npx cdk synth with the example context of cdk.json', () => {
   it('uses the example context and the real layer manifest', () => {
     const byType = (type: string) => Object.values(template.Resources).filter((r) => r.Type === type).map((r) => r.Properties);
     expect(byType('AWS::Scheduler::Schedule')[0]).toMatchObject({ ScheduleExpression: 'cron(0 3 * * ? *)', ScheduleExpressionTimezone: 'Europe/Paris' });
-    const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'layers/pg-dump/dist/arm64/manifest.json'), 'utf8')) as { postgresqlVersion: string };
+    const manifest = JSON.parse(readFileSync(join(layer, 'manifest.json'), 'utf8')) as { postgresqlVersion: string };
     expect(byType('AWS::Lambda::LayerVersion')[0]).toMatchObject({ CompatibleArchitectures: ['arm64'] });
     expect(String(byType('AWS::Lambda::LayerVersion')[0]!.Description)).toContain(manifest.postgresqlVersion);
     // The layer ships as build.sh's zip, executable bits included.
-    const assets = JSON.parse(readFileSync(join(out, 'PgS3Backup.assets.json'), 'utf8')) as { files: Record<string, { source: { path: string; packaging: string } }> };
     const layerKey = (byType('AWS::Lambda::LayerVersion')[0]!.Content as { S3Key: string }).S3Key.replace(/\.zip$/, '');
     expect(assets.files[layerKey]!.source.packaging).toBe('file');
     const shipped = readFileSync(join(out, assets.files[layerKey]!.source.path));
-    expect(shipped.equals(readFileSync(join(REPO_ROOT, 'layers/pg-dump/dist/arm64.zip')))).toBe(true);
+    expect(shipped.equals(readFileSync(`${layer}.zip`))).toBe(true);
     expect(byType('AWS::Lambda::Function')[0]).toMatchObject({ Architectures: ['arm64'], VpcConfig: { SubnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'] } });
   });
 
   it('bundles a handler that loads and runs: it fails cleanly at the secret when Secrets Manager is unreachable', async () => {
     const fn = Object.values(template.Resources).find((r) => r.Type === 'AWS::Lambda::Function')!;
-    const assets = JSON.parse(readFileSync(join(out, 'PgS3Backup.assets.json'), 'utf8')) as { files: Record<string, { source: { path: string } }> };
     const key = (fn.Properties.Code as { S3Key: string }).S3Key.replace(/\.zip$/, '');
     const bundle = join(out, assets.files[key]!.source.path, 'index.mjs');
     const script = `

@@ -31,7 +31,7 @@ function synth(context: Record<string, unknown>, options: { entry?: string; arch
     context: { dbSecretArn: SECRET, ...context },
     layerDir: FIXTURE_LAYER(options.arch ?? 'arm64'),
     now,
-    ...(options.entry ? { entry: options.entry } : { entry: FIXTURE_ENTRY }),
+    entry: options.entry ?? FIXTURE_ENTRY,
   });
   const template = Template.fromStack(stack);
   return { app, template, json: template.toJSON() as Synth['json'] };
@@ -52,6 +52,11 @@ function logicalId(s: Synth, type: string): string {
 /** The backup bucket (the other one holds its access logs). */
 function backupBucketId(s: Synth): string {
   return resourcesOf(s, 'AWS::S3::Bucket').find((b) => 'VersioningConfiguration' in b.props)!.id;
+}
+
+/** The KMS key whose description mentions `purpose` ('backups' or 'alert'). */
+function keyId(s: Synth, purpose: string): string {
+  return resourcesOf(s, 'AWS::KMS::Key').find((k) => String(k.props.Description).includes(purpose))!.id;
 }
 
 /** Every IAM statement of every inline policy attached to the backup function's role. */
@@ -201,9 +206,8 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
 
   it('grants exactly the permissions the engine uses, scoped to the prefix, the secret, the topic and the keys', () => {
     const bucket = backupBucketId(s);
-    const keys = resourcesOf(s, 'AWS::KMS::Key');
-    const bucketKey = keys.find((k) => String(k.props.Description).includes('backups'))!.id;
-    const topicKey = keys.find((k) => String(k.props.Description).includes('alert'))!.id;
+    const bucketKey = keyId(s, 'backups');
+    const topicKey = keyId(s, 'alert');
     expect(functionStatements(s)).toEqual([
       { Sid: 'WriteOwnLogs', Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: { 'Fn::GetAtt': [logicalId(s, 'AWS::Logs::LogGroup'), 'Arn'] } },
       {
@@ -261,7 +265,7 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
   });
 
   it('has a KMS-encrypted, TLS-only topic with e-mail and Slack subscribers, usable by CloudWatch alarms', () => {
-    const topicKey = resourcesOf(s, 'AWS::KMS::Key').find((k) => String(k.props.Description).includes('alert'))!.id;
+    const topicKey = keyId(s, 'alert');
     s.template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [topicKey, 'Arn'] } });
     s.template.hasResourceProperties('AWS::SNS::TopicPolicy', {
       PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
@@ -282,10 +286,10 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
   it('alarms to the topic on errors, duration near the timeout, the failure queue, and no success per database in 26 h', () => {
     const topic = { Ref: logicalId(s, 'AWS::SNS::Topic') };
     const fn = { Ref: logicalId(s, 'AWS::Lambda::Function') };
-    const notify = { AlarmActions: [topic], OKActions: [topic] };
+    // Every alarm notifies the topic when it fires and when it clears.
+    const hasAlarm = (props: Record<string, unknown>) => s.template.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmActions: [topic], OKActions: [topic], ...props });
     s.template.resourceCountIs('AWS::CloudWatch::Alarm', 5);
-    s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      ...notify,
+    hasAlarm({
       Namespace: 'AWS/Lambda',
       MetricName: 'Errors',
       Dimensions: [{ Name: 'FunctionName', Value: fn }],
@@ -294,8 +298,7 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
       Threshold: 1,
       EvaluationPeriods: 1,
     });
-    s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      ...notify,
+    hasAlarm({
       Namespace: 'AWS/Lambda',
       MetricName: 'Duration',
       Dimensions: [{ Name: 'FunctionName', Value: fn }],
@@ -303,8 +306,7 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
       ComparisonOperator: 'GreaterThanThreshold',
       Threshold: 720_000,
     });
-    s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      ...notify,
+    hasAlarm({
       Namespace: 'AWS/SQS',
       MetricName: 'ApproximateNumberOfMessagesVisible',
       Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(s, 'AWS::SQS::Queue'), 'QueueName'] } }],
@@ -312,8 +314,7 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
       Threshold: 1,
     });
     for (const database of ['app', 'analytics']) {
-      s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-        ...notify,
+      hasAlarm({
         Namespace: 'PgS3Backup',
         MetricName: 'BackupSucceeded',
         Dimensions: [{ Name: 'Database', Value: database }],
