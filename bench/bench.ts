@@ -25,6 +25,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { partSizeForDatabase, DEFAULT_QUEUE_SIZE } from '../lambda/stream-upload.ts';
 import { TOOL_VERSION } from '../lambda/version.ts';
+import { findMotoPython } from '../scripts/local-services.ts';
 import { ensureLayer, REPO_ROOT } from '../test/support/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import type { EngineJob, EngineRunResult } from './engine-run.ts';
@@ -161,9 +162,11 @@ async function main(): Promise<void> {
     if (ownBucket) await s3For(endpoint).send(new CreateBucketCommand({ Bucket: bucket }));
     const ctx: BenchContext = { opts, layer, pgsrv, endpoint, bucket, bundle, work, ownBucket, motoRestarts: 0, databaseBytes: 0 };
     const versions = await collectVersions(ctx);
+    const awsCliVersion = opts.steps.has('awscli') ? await hasAwsCli() : undefined;
+    if (awsCliVersion) versions['AWS CLI'] = awsCliVersion;
     const done = new Map<string, Results>();
     for (const size of opts.sizes) {
-      const results = await benchSize(ctx, size, versions, command, done);
+      const results = await benchSize(ctx, size, versions, awsCliVersion !== undefined, command, done);
       done.set(size.label, results);
       mkdirSync(opts.out, { recursive: true });
       const base = join(opts.out, `${results.date}-${size.label}`);
@@ -213,8 +216,13 @@ interface BenchContext {
   databaseBytes: number;
 }
 
+let s3Client: { url: string; client: S3Client } | undefined;
+
+/** One client per endpoint URL (a restarted moto has a new port). */
 function s3For(endpoint: Endpoint): S3Client {
-  return new S3Client({ endpoint: endpoint.url(), region: REGION, forcePathStyle: true, ...motoCredentials(endpoint) });
+  const url = endpoint.url();
+  if (s3Client?.url !== url) s3Client = { url, client: new S3Client({ endpoint: url, region: REGION, forcePathStyle: true, ...motoCredentials(endpoint) }) };
+  return s3Client.client;
 }
 
 function motoCredentials(endpoint: Endpoint): { credentials?: { accessKeyId: string; secretAccessKey: string } } {
@@ -405,7 +413,14 @@ async function databaseSize(ctx: BenchContext, database: string): Promise<number
   return Number(rows[0]!.size);
 }
 
-async function benchSize(ctx: BenchContext, size: { label: string; bytes: number }, versions: Record<string, string>, command: string, done: ReadonlyMap<string, Results>): Promise<Results> {
+async function benchSize(
+  ctx: BenchContext,
+  size: { label: string; bytes: number },
+  versions: Readonly<Record<string, string>>,
+  awsCli: boolean,
+  command: string,
+  done: ReadonlyMap<string, Results>,
+): Promise<Results> {
   const { opts } = ctx;
   const database = `bench_${size.label.toLowerCase().replace(/[^a-z0-9]/g, '_')}`;
   const notes: string[] = [...opts.notes];
@@ -432,9 +447,8 @@ async function benchSize(ctx: BenchContext, size: { label: string; bytes: number
     await spawnTimed(tool(ctx, 'pg_dump'), [...dumpArgs(opts.compression), `--file=${file}`], { env: pgEnv(ctx, database), stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_dump (file)' }).done;
   }
 
-  const awsCliVersion = opts.steps.has('awscli') ? await hasAwsCli() : undefined;
-  if (opts.steps.has('awscli') && !awsCliVersion) notes.push('`pg_dump | aws s3 cp -`: not measured (awscli not installed; `apt-get install awscli`).');
-  const modes = MODES.filter((m) => opts.steps.has(m) && (m !== 'awscli' || awsCliVersion));
+  if (opts.steps.has('awscli') && !awsCli) notes.push('`pg_dump | aws s3 cp -`: not measured (awscli not installed; `apt-get install awscli`).');
+  const modes = MODES.filter((m) => opts.steps.has(m) && (m !== 'awscli' || awsCli));
   const runs: Run[] = [];
   const serverPid = await postmasterPid(ctx);
   const once = async (mode: Mode, compression: string, round: number): Promise<void> => {
@@ -493,7 +507,7 @@ async function benchSize(ctx: BenchContext, size: { label: string; bytes: number
     endpoint: ctx.endpoint.kind,
     command,
     machine: { cores: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryBytes: totalmem(), os: `${type()} ${release()}` },
-    versions: { ...versions, ...(awsCliVersion ? { 'AWS CLI': awsCliVersion } : {}) },
+    versions,
     summary,
     compressionTable: table,
     restore,
@@ -541,7 +555,8 @@ async function collectVersions(ctx: BenchContext): Promise<Record<string, string
     '@aws-sdk/lib-storage': pkg('@aws-sdk/lib-storage'),
     '@aws-sdk/client-s3': pkg('@aws-sdk/client-s3'),
   };
-  if (ctx.endpoint.kind === 'moto') versions.moto = await safe(() => capture('python3', ['-c', 'import moto; print(moto.__version__)']));
+  // The Python that runs moto's server (MOTO_PYTHON, python3 or Debian's), not necessarily PATH's python3.
+  if (ctx.endpoint.kind === 'moto') versions.moto = await safe(() => capture(findMotoPython() ?? 'python3', ['-c', 'import moto; print(moto.__version__)']));
   return versions;
 }
 

@@ -2,6 +2,7 @@
  * The bench's results: raw runs → medians, headline ratios and targets (pure), and their
  * Markdown rendering. The JSON file holds the same object, every run included.
  */
+import { DEFAULTS } from '../lambda/config.ts';
 import { spread, type SchedTimes, type Spread } from './measure.ts';
 
 export const MODES = ['floor', 'engine', 'awscli', 'sink'] as const;
@@ -10,8 +11,8 @@ export type Mode = (typeof MODES)[number];
 export const COMPRESSIONS = ['gzip:6', 'gzip:1', 'lz4', 'zstd:1', 'zstd:3', 'none'] as const;
 
 /** Lambda's hard limit, and the engine's default safety margin (TIME_MARGIN_SECONDS). */
-export const LAMBDA_LIMIT_S = 900;
-export const TIME_MARGIN_S = 30;
+const LAMBDA_LIMIT_S = 900;
+const TIME_MARGIN_S = DEFAULTS.timeMarginSeconds;
 
 /** Where the CPU went during one run, ms (undefined: not measurable here). */
 export interface CpuBreakdown {
@@ -189,10 +190,10 @@ export function headline(
 }
 
 const MB = 1024 * 1024;
-export const fmtMB = (b: number | undefined) => (b === undefined ? '—' : `${(b / MB).toFixed(b < 10 * MB ? 1 : 0)} MiB`);
-export const fmtGB = (b: number | undefined) => (b === undefined ? '—' : b < 1024 ** 3 ? fmtMB(b) : `${(b / 1024 ** 3).toFixed(b < 10 * 1024 ** 3 ? 2 : 1)} GiB`);
-export const fmtS = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? '—' : `${(ms / 1000).toFixed(2)} s`);
-export const fmtX = (r: number | undefined) => (r === undefined ? '—' : `${r.toFixed(2)}×`);
+const fmtMB = (b: number | undefined) => (b === undefined ? '—' : `${(b / MB).toFixed(b < 10 * MB ? 1 : 0)} MiB`);
+const fmtGB = (b: number | undefined) => (b === undefined ? '—' : b < 1024 ** 3 ? fmtMB(b) : `${(b / 1024 ** 3).toFixed(b < 10 * 1024 ** 3 ? 2 : 1)} GiB`);
+const fmtS = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? '—' : `${(ms / 1000).toFixed(2)} s`);
+const fmtX = (r: number | undefined) => (r === undefined ? '—' : `${r.toFixed(2)}×`);
 const fmtSpread = (s: Spread | undefined) => (s ? `${fmtS(s.median)} (${fmtS(s.min)}–${fmtS(s.max)}, n=${s.n})` : '—');
 
 export function targets(h: Headline): Target[] {

@@ -39,7 +39,7 @@ export async function startEndpoint(): Promise<Endpoint> {
 }
 
 /** VmRSS of a process from /proc, bytes. */
-export function vmRss(pid: number | undefined): number | undefined {
+function vmRss(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

