@@ -7,6 +7,7 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
@@ -52,14 +53,14 @@ export interface DatabaseListing {
   readonly strayManifests: readonly StoredObject[];
 }
 
-/** Every object under `prefix`, following pagination. */
-export async function* listObjects(store: S3Store, prefix: string): AsyncGenerator<StoredObject> {
+/** ListObjectsV2 pages under `prefix` (grouped by `delimiter` if given), following pagination. */
+async function* listPages(store: S3Store, prefix: string, delimiter?: string): AsyncGenerator<ListObjectsV2CommandOutput> {
   let token: string | undefined;
   do {
-    let page;
+    let page: ListObjectsV2CommandOutput;
     try {
       page = await store.s3.send(
-        new ListObjectsV2Command({ Bucket: store.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: store.pageSize ?? 1000 }),
+        new ListObjectsV2Command({ Bucket: store.bucket, Prefix: prefix, Delimiter: delimiter, ContinuationToken: token, MaxKeys: store.pageSize ?? 1000 }),
       );
     } catch (err) {
       throw new ListError(`cannot list s3://${store.bucket}/${prefix}: ${(err as Error).name}: ${(err as Error).message}`, {
@@ -67,11 +68,18 @@ export async function* listObjects(store: S3Store, prefix: string): AsyncGenerat
         hint: 'Check BACKUP_BUCKET, the region and the s3:ListBucket permission.',
       });
     }
+    yield page;
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+}
+
+/** Every object under `prefix`, following pagination. */
+export async function* listObjects(store: S3Store, prefix: string): AsyncGenerator<StoredObject> {
+  for await (const page of listPages(store, prefix)) {
     for (const o of page.Contents ?? []) {
       if (o.Key !== undefined) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified };
     }
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
+  }
 }
 
 /** One database's backups, from a full listing of `<prefix><database>/` (keys of other layouts ignored). */
@@ -111,16 +119,7 @@ export async function listBackups(store: S3Store, database: string): Promise<Dat
  */
 export async function listDatabases(store: S3Store): Promise<string[]> {
   const names = new Set<string>();
-  let token: string | undefined;
-  do {
-    let page;
-    try {
-      page = await store.s3.send(
-        new ListObjectsV2Command({ Bucket: store.bucket, Prefix: store.prefix, Delimiter: '/', ContinuationToken: token, MaxKeys: store.pageSize ?? 1000 }),
-      );
-    } catch (err) {
-      throw new ListError(`cannot list s3://${store.bucket}/${store.prefix}: ${(err as Error).name}: ${(err as Error).message}`, { cause: err });
-    }
+  for await (const page of listPages(store, store.prefix, '/')) {
     for (const p of page.CommonPrefixes ?? []) {
       const enc = p.Prefix?.slice(store.prefix.length, -1);
       if (!enc) continue;
@@ -131,14 +130,19 @@ export async function listDatabases(store: S3Store): Promise<string[]> {
         // Not one of ours.
       }
     }
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  const found: string[] = [];
-  for (const name of [...names].sort()) {
-    const l = await listBackups(store, name);
-    if (l.complete.length > 0 || l.orphans.length > 0) found.push(name);
   }
+  const found: string[] = [];
+  for (const name of [...names].sort()) if (await hasDump(store, name)) found.push(name);
   return found;
+}
+
+/** Whether `<prefix><database>/` holds at least one dump of our layout: stops at the first. */
+async function hasDump(store: S3Store, database: string): Promise<boolean> {
+  for await (const o of listObjects(store, databasePrefix(store.prefix, database))) {
+    const parsed = parseKey(store.prefix, o.key);
+    if (parsed?.kind === 'dump' && parsed.database === database) return true;
+  }
+  return false;
 }
 
 export async function readManifest(store: S3Store, dumpKey: string): Promise<Manifest> {
@@ -172,12 +176,15 @@ export async function openDump(store: S3Store, key: string): Promise<{ body: Rea
   return { body: res.Body as Readable, bytes: res.ContentLength ?? 0 };
 }
 
-export async function objectExists(store: S3Store, key: string): Promise<boolean> {
-  // ListObjectsV2 rather than HeadObject: with the least-privilege policy (s3:ListBucket only
-  // under the prefix, by condition), S3 answers HeadObject on a missing key with 403, not 404,
-  // because the prefix condition cannot match a HeadObject request.
-  const res = await store.s3.send(new ListObjectsV2Command({ Bucket: store.bucket, Prefix: key, MaxKeys: 2 }));
-  return (res.Contents ?? []).some((o) => o.Key === key);
+/**
+ * Whether anything is stored under `dumpKey` — the dump or its manifest (`<dumpKey>.json`): one
+ * ListObjectsV2 with the key as prefix answers both. Not HeadObject: with the least-privilege
+ * policy (s3:ListBucket only under the prefix, by condition), S3 answers HeadObject on a missing
+ * key with 403, not 404, because the prefix condition cannot match a HeadObject request.
+ */
+async function keyInUse(store: S3Store, dumpKey: string): Promise<boolean> {
+  const res = await store.s3.send(new ListObjectsV2Command({ Bucket: store.bucket, Prefix: dumpKey, MaxKeys: 2 }));
+  return (res.Contents ?? []).some((o) => o.Key === dumpKey || o.Key === manifestKeyFor(dumpKey));
 }
 
 /** Writes the manifest; `If-None-Match: *` so that a manifest is never overwritten. */
@@ -253,7 +260,7 @@ export async function reserveDumpKey(store: S3Store, database: string, startedAt
     if (reserved.has(key)) continue;
     reserved.add(key);
     try {
-      if ((await objectExists(store, key)) || (await objectExists(store, manifestKeyFor(key)))) {
+      if (await keyInUse(store, key)) {
         reserved.delete(key);
         continue;
       }
