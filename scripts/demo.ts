@@ -15,7 +15,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
 import { CliContext } from '../lambda/cli/context.ts';
 import { main as cli } from '../lambda/cli/main.ts';
 import { formatDuration } from '../lambda/cli/output.ts';
@@ -26,7 +25,7 @@ import { noMetrics } from '../lambda/observability.ts';
 import { formatBytes } from '../lambda/restore.ts';
 import { verifyBackup } from '../lambda/verify.ts';
 import { findMotoPython, MOTO_HOWTO, startEmbeddedPostgres, startMotoServer, type EmbeddedPostgresServer, type MotoServer } from './local-services.ts';
-import { addOrders, createShop } from './sample-shop.ts';
+import { addOrders, countRows, createShop } from './sample-shop.ts';
 
 const NIGHTS = 4;
 const RETENTION_COUNT = 2;
@@ -155,19 +154,6 @@ async function ensureLayerPgDump(onBuild: () => void): Promise<string> {
   }
   if (!existsSync(pgDump)) throw new Error(`layers/pg-dump/build.sh finished but ${pgDump} is missing`);
   return pgDump;
-}
-
-async function countRows(conn: pg.ClientConfig): Promise<number> {
-  const c = new pg.Client(conn);
-  await c.connect();
-  try {
-    const tables = ['customers', 'products', 'orders', 'order_items'];
-    let n = 0;
-    for (const t of tables) n += Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${t}`)).rows[0]!.n);
-    return n;
-  } finally {
-    await c.end();
-  }
 }
 
 try {

@@ -80,6 +80,8 @@ CROSS JOIN LATERAL (
 ) pick
 JOIN products p ON p.id = pick.pid`;
 
+const ROW_COUNT = 'SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM products) + (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_items) AS n';
+
 /** Creates `database` on the server of `admin` and fills it; returns its row count and size. */
 export async function createShop(admin: pg.ClientConfig, database: string): Promise<{ rows: number; bytes: number }> {
   const server = new pg.Client(admin);
@@ -98,7 +100,7 @@ export async function createShop(admin: pg.ClientConfig, database: string): Prom
     await c.query(PRODUCTS, [1000]);
     await c.query(ORDERS, [80000]);
     await c.query('ANALYZE');
-    const rows = await c.query<{ n: string }>('SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM products) + (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_items) AS n');
+    const rows = await c.query<{ n: string }>(ROW_COUNT);
     const size = await c.query<{ s: string }>('SELECT pg_database_size(current_database()) AS s');
     return { rows: Number(rows.rows[0]!.n), bytes: Number(size.rows[0]!.s) };
   } finally {
@@ -113,6 +115,17 @@ export async function addOrders(conn: pg.ClientConfig, count: number): Promise<n
   try {
     await c.query(ORDERS, [count]);
     return count;
+  } finally {
+    await c.end();
+  }
+}
+
+/** Rows in the shop's four tables. */
+export async function countRows(conn: pg.ClientConfig): Promise<number> {
+  const c = new pg.Client(conn);
+  await c.connect();
+  try {
+    return Number((await c.query<{ n: string }>(ROW_COUNT)).rows[0]!.n);
   } finally {
     await c.end();
   }
