@@ -261,13 +261,10 @@ async function emptyBucket(s3: S3Client, bucket: string): Promise<void> {
 }
 
 /** Deletes what a run uploaded; restarts moto when its memory did not come back. */
-async function afterRun(ctx: BenchContext, keep: readonly string[] = []): Promise<void> {
-  const s3 = s3For(ctx.endpoint);
-  const page = await s3.send(new ListObjectsV2Command({ Bucket: ctx.bucket, Prefix: PREFIX }));
-  const keys = (page.Contents ?? []).map((o) => o.Key!).filter((k) => !keep.includes(k));
-  if (keys.length) await s3.send(new DeleteObjectsCommand({ Bucket: ctx.bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }));
+async function afterRun(ctx: BenchContext): Promise<void> {
+  await emptyBucket(s3For(ctx.endpoint), ctx.bucket);
   const rss = ctx.endpoint.rssBytes();
-  if (keep.length === 0 && rss !== undefined && rss > MOTO_RSS_LIMIT) {
+  if (rss !== undefined && rss > MOTO_RSS_LIMIT) {
     log(`moto holds ${(rss / 1024 ** 3).toFixed(1)} GiB with the bucket empty: restarting it`);
     await ctx.endpoint.restart();
     ctx.motoRestarts++;
