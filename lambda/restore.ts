@@ -10,7 +10,7 @@
  * Connection settings reach pg_restore through PG* environment variables, never argv, so the
  * password cannot show in `ps`; URLs are redacted before they appear in any message.
  */
-import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { spawn as nodeSpawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, statfs } from 'node:fs/promises';
@@ -20,6 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { ConnectError, DatabaseMissingError, DownloadError, IntegrityError, PgS3BackupError, RestoreError, TargetNotEmptyError, UsageError } from './errors.ts';
 import type { Manifest } from './manifest.ts';
+import type { SpawnFn } from './pg-dump.ts';
 import type { SpawnCommand } from './pg-tools.ts';
 
 /** Where backups come from: the engine's S3 store, adapted by the caller. */
@@ -41,8 +42,6 @@ export interface ProgressEvent {
 }
 
 export type ProgressListener = (event: ProgressEvent) => void;
-
-export type SpawnFn = (file: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
 
 export interface RestoreDeps {
   readonly source: BackupSource;

@@ -1,5 +1,5 @@
 /** Small pieces the command modules share: exit codes and commander option parsers. */
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
@@ -20,4 +20,23 @@ export function positiveInt(value: string): number {
 /** commander option collector for repeatable options (`--database A --database B`). */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/** What `restore` and `verify` share: which backup, how many pg_restore jobs, where to download. */
+export interface BackupSelectionOpts {
+  readonly latest?: boolean;
+  readonly key?: string;
+  readonly database?: string;
+  readonly jobs: number;
+  readonly tempDir?: string;
+}
+
+/** Adds the options of `BackupSelectionOpts` (the URL option stays each command's own). */
+export function backupSelectionOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--latest', 'the newest complete backup (of --database)').conflicts('key'))
+    .option('--key <key>', 'the dump key of the backup (from `list`)')
+    .option('--database <name>', 'the backed-up database (needed with --latest when the bucket holds several)')
+    .option('--jobs <n>', 'parallel pg_restore jobs', positiveInt, 1)
+    .option('--temp-dir <dir>', 'where to download the dump (needs its size free; default: TMPDIR)');
 }

@@ -2,39 +2,28 @@
 import { Option, type Command } from 'commander';
 import { formatBytes, restoreBackup, type RestoreResult } from '../restore.ts';
 import type { CliContext } from './context.ts';
-import { collect, positiveInt } from './options.ts';
+import { backupSelectionOptions, collect, type BackupSelectionOpts } from './options.ts';
 import { formatDuration } from './output.ts';
 
-interface RestoreOpts {
-  readonly latest?: boolean;
-  readonly key?: string;
-  readonly database?: string;
+interface RestoreOpts extends BackupSelectionOpts {
   readonly targetUrl: string;
-  readonly jobs: number;
   readonly create?: boolean;
   readonly clean?: boolean;
   readonly owner: boolean;
   readonly table?: string[];
-  readonly tempDir?: string;
 }
 
 export function registerRestore(program: Command, ctx: CliContext): void {
-  program
-    .command('restore')
+  backupSelectionOptions(program.command('restore'))
     .description(
       'download a backup, check its SHA-256 against the manifest, then pg_restore it into --target-url ' +
         '(an empty database, a new one with --create, or a non-empty one with --clean)',
     )
-    .addOption(new Option('--latest', 'the newest complete backup (of --database)').conflicts('key'))
-    .option('--key <key>', 'the dump key of the backup (from `list`)')
-    .option('--database <name>', 'the backed-up database (needed with --latest when the bucket holds several)')
     .requiredOption('--target-url <url>', 'postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE to restore into (the password may come from PGPASSWORD or ~/.pgpass instead)')
-    .option('--jobs <n>', 'parallel pg_restore jobs', positiveInt, 1)
     .addOption(new Option('--create', 'create the target database (it must not exist)').conflicts('clean'))
     .option('--clean', 'drop the objects the backup contains before recreating them (a non-empty target needs it)')
     .option('--no-owner', 'do not restore ownership and grants (when the source roles do not exist on the target)')
     .option('--table <name>', 'restore only this table (repeatable; like pg_restore -t: no indexes or constraints)', collect)
-    .option('--temp-dir <dir>', 'where to download the dump (needs its size free; default: TMPDIR)')
     .action(async (opts: RestoreOpts) => {
       const target = ctx.target(opts.targetUrl, '--target-url');
       const key = await ctx.selectBackup(opts);

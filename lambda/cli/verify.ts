@@ -1,39 +1,28 @@
 /** `pg-s3-backup verify`: the restore drill, with a report (JSON when asked or when not on a terminal). */
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { PgS3BackupError } from '../errors.ts';
 import { publish, subjectText, SUBJECT_PREFIX } from '../notify.ts';
 import { formatBytes } from '../restore.ts';
 import { verifyBackup, type VerifyReport } from '../verify.ts';
 import type { CliContext } from './context.ts';
-import { EXIT, ExitCode, positiveInt } from './options.ts';
+import { backupSelectionOptions, EXIT, ExitCode, type BackupSelectionOpts } from './options.ts';
 import { formatDuration } from './output.ts';
 
-interface VerifyOpts {
-  readonly latest?: boolean;
-  readonly key?: string;
-  readonly database?: string;
+interface VerifyOpts extends BackupSelectionOpts {
   readonly scratchUrl: string;
-  readonly jobs: number;
   readonly json?: boolean;
   readonly alert?: boolean;
-  readonly tempDir?: string;
 }
 
 export function registerVerify(program: Command, ctx: CliContext): void {
-  program
-    .command('verify')
+  backupSelectionOptions(program.command('verify'))
     .description(
       'the restore drill: SHA-256 against the manifest, pg_restore --list, a full restore into a scratch database ' +
         'created and dropped on --scratch-url\'s server, then a report (tables, rows, sizes, time); exit 1 on any problem',
     )
-    .addOption(new Option('--latest', 'the newest complete backup (of --database)').conflicts('key'))
-    .option('--key <key>', 'the dump key of the backup (from `list`)')
-    .option('--database <name>', 'the backed-up database (needed with --latest when the bucket holds several)')
     .requiredOption('--scratch-url <url>', 'postgresql://USER[:PASSWORD]@HOST:PORT/postgres: a server where a scratch database may be created (needs CREATEDB)')
-    .option('--jobs <n>', 'parallel pg_restore jobs', positiveInt, 1)
     .option('--json', 'print the report as JSON (the default when standard output is not a terminal)')
     .option('--alert', 'also publish the report to ALERT_TOPIC_ARN (whatever the outcome: a drill that passed is news too)')
-    .option('--temp-dir <dir>', 'where to download the dump (needs its size free; default: TMPDIR)')
     .action(async (opts: VerifyOpts) => {
       if (opts.json) ctx.out.quiet();
       const scratch = ctx.target(opts.scratchUrl, '--scratch-url');
