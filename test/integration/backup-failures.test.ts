@@ -4,7 +4,7 @@
  * nothing is pruned, an alert says what happened, and the password never shows.
  */
 import { SNSClient } from '@aws-sdk/client-sns';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { createHandler } from '../../lambda/handler.ts';
 import { MANIFEST_FORMAT_VERSION } from '../../lambda/manifest.ts';
 import { createLogger, noMetrics, type Log } from '../../lambda/observability.ts';
 import { awsEnv, createAlertInbox, createBucket, createSecret, listKeys, listMultipartUploads, putText, testClients, type AlertInbox, type TestClients } from '../support/aws.ts';
-import { createDatabase } from '../support/fixtures.ts';
+import { createDatabase, writeFakePgDump } from '../support/fixtures.ts';
 import { ensureLayer } from '../support/layer.ts';
 import { startMoto, type TestAws } from '../support/moto.ts';
 import { NASTY_PASSWORD, startPostgres, type TestPostgres } from '../support/postgres.ts';
@@ -63,15 +63,7 @@ describe('fail closed', () => {
     if (scripts) rmSync(scripts, { recursive: true, force: true });
   });
 
-  /** A stand-in pg_dump: answers --version like pg_dump 18, then runs `body` (sh). */
-  function fakePgDump(body: string): string {
-    const dir = join(scripts, String(++n));
-    mkdirSync(dir);
-    const file = join(dir, 'pg_dump');
-    writeFileSync(file, `#!/bin/sh\ncase "$1" in --version) echo 'pg_dump (PostgreSQL) 18.6'; exit 0;; esac\n${body}\n`);
-    chmodSync(file, 0o755);
-    return file;
-  }
+  const fakePgDump = (body: string): string => writeFakePgDump(scripts, body);
 
   /** A fresh prefix holding three old complete backups of `app`: a failed run must leave exactly these. */
   async function seededPrefix(): Promise<{ prefix: string; seeded: string[] }> {

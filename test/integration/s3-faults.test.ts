@@ -5,7 +5,7 @@
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ import { noMetrics, silentLog, type BackupMetrics, type MetricsSink } from '../.
 import { createAlertInbox, createBucket, createSecret, listKeys, listMultipartUploads, putText, testClients, type AlertInbox, type TestClients } from '../support/aws.ts';
 import { isUploadPart, startFaultProxy, type Fault, type FaultProxy, type ProxiedRequest } from '../support/fault-proxy.ts';
 import { startMoto, type TestAws } from '../support/moto.ts';
+import { writeFakePgDump } from '../support/fixtures.ts';
 
 const MiB = 1024 * 1024;
 
@@ -52,15 +53,7 @@ describe('S3 faults', () => {
     proxy.log.length = 0;
   });
 
-  let n = 0;
-  function fakePgDump(body: string): string {
-    const d = join(dir, String(++n));
-    mkdirSync(d);
-    const file = join(d, 'pg_dump');
-    writeFileSync(file, `#!/bin/sh\ncase "$1" in --version) echo 'pg_dump (PostgreSQL) 18.6'; exit 0;; esac\n${body}\n`);
-    chmodSync(file, 0o755);
-    return file;
-  }
+  const fakePgDump = (body: string): string => writeFakePgDump(dir, body);
 
   async function run(prefix: string, pgDumpBin: string, metrics: MetricsSink = noMetrics) {
     const config = loadConfig({ DB_SECRET_ID: secretArn, BACKUP_BUCKET: bucket, BACKUP_PREFIX: prefix, ALERT_TOPIC_ARN: inbox.topicArn, PG_DUMP_BIN: pgDumpBin, RETENTION_COUNT: '1' });

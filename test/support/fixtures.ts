@@ -4,6 +4,8 @@
  * restored copy with the original.
  */
 import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { quoteIdent, type TestPostgres } from './postgres.ts';
 
@@ -77,4 +79,16 @@ export async function pgRestore(pgRestoreBin: string, pgsrv: TestPostgres, datab
   child.stdin.on('error', () => {});
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   return { code, stderr };
+}
+
+/**
+ * A stand-in pg_dump in a folder of its own under `root` (PG_DUMP_BIN's siblings stay apart):
+ * answers `--version` like pg_dump 18, then runs `body` (sh) — for the failure modes a real
+ * pg_dump cannot be made to show on demand.
+ */
+export function writeFakePgDump(root: string, body: string): string {
+  const file = join(mkdtempSync(join(root, 'pg_dump-')), 'pg_dump');
+  writeFileSync(file, `#!/bin/sh\ncase "$1" in --version) echo 'pg_dump (PostgreSQL) 18.6'; exit 0;; esac\n${body}\n`);
+  chmodSync(file, 0o755);
+  return file;
 }
