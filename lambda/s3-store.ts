@@ -157,17 +157,20 @@ export async function readManifest(store: S3Store, dumpKey: string): Promise<Man
 
 /** Complete backups of a database, newest first, each with its manifest. */
 export async function listBackupsWithManifests(store: S3Store, database: string): Promise<(StoredBackup & { manifest: Manifest })[]> {
-  const { complete } = await listBackups(store, database);
+  return withManifests(store, (await listBackups(store, database)).complete);
+}
+
+/** Reads the manifest of each backup, keeping their order. */
+export async function withManifests(store: S3Store, backups: readonly StoredBackup[]): Promise<(StoredBackup & { manifest: Manifest })[]> {
   const out: (StoredBackup & { manifest: Manifest })[] = [];
   // Sequential on purpose: a handful of small GETs, and a stable order without extra sorting.
-  for (const b of complete) out.push({ ...b, manifest: await readManifest(store, b.key) });
+  for (const b of backups) out.push({ ...b, manifest: await readManifest(store, b.key) });
   return out;
 }
 
-export async function latestBackup(store: S3Store, database: string): Promise<(StoredBackup & { manifest: Manifest }) | undefined> {
-  const { complete } = await listBackups(store, database);
-  const newest = complete[0];
-  return newest && { ...newest, manifest: await readManifest(store, newest.key) };
+/** The newest complete backup of a database (its manifest is read by whoever needs it). */
+export async function latestBackup(store: S3Store, database: string): Promise<StoredBackup | undefined> {
+  return (await listBackups(store, database)).complete[0];
 }
 
 /** A dump's content as a stream (for restore and verify). */

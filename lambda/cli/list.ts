@@ -1,7 +1,7 @@
 /** `pg-s3-backup list`: complete backups, newest first (incomplete ones with --all, marked). */
 import type { Command } from 'commander';
 import { parseKey } from '../backup-key.ts';
-import { listBackups, listDatabases, readManifest } from '../s3-store.ts';
+import { listBackups, listDatabases, withManifests } from '../s3-store.ts';
 import { formatBytes } from '../restore.ts';
 import type { CliContext } from './context.ts';
 
@@ -47,10 +47,9 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
   const databases = opts.database !== undefined ? [opts.database] : await listDatabases(store);
   const rows: ListedBackup[] = [];
   for (const database of databases) {
-    const listing = await listBackups(store, database);
     const dbRows: ListedBackup[] = [];
-    for (const b of listing.complete) {
-      const m = await readManifest(store, b.key);
+    const listing = await listBackups(store, database);
+    for (const { manifest: m, ...b } of await withManifests(store, listing.complete)) {
       dbRows.push({
         database, key: b.key, startedAt: m.startedAt, bytes: b.bytes, sha256: m.sha256, complete: true,
         durationMs: m.durationMs, compression: m.compression, pgDumpVersion: m.pgDumpVersion, serverVersion: m.serverVersion, reason: m.reason,
