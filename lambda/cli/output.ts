@@ -6,6 +6,7 @@
  */
 import type { ProgressEvent } from '../restore.ts';
 import { formatBytes } from '../restore.ts';
+import { redact } from '../observability.ts';
 
 export interface Stream {
   write(text: string): unknown;
@@ -38,11 +39,9 @@ export class Output {
     this.now = options.now ?? Date.now;
   }
 
-  /** Registers a secret (and its URL-encoded form) to scrub from all output. */
+  /** Registers a secret to scrub from all output (the engine's `redact`: raw and URL-encoded). */
   addSecret(secret: string | undefined): void {
-    if (!secret || secret.length < 3) return;
-    this.secrets.add(secret);
-    this.secrets.add(encodeURIComponent(secret));
+    if (secret) this.secrets.add(secret);
   }
 
   /** Drops progress events: `--json` promises a stdout that holds the JSON document only. */
@@ -51,9 +50,7 @@ export class Output {
   }
 
   redact(text: string): string {
-    let out = text;
-    for (const s of this.secrets) out = out.split(s).join('***');
-    return out;
+    return redact(text, [...this.secrets]);
   }
 
   /** A progress event: a redrawn line on a terminal, a JSON line (moving events at most 1/s) otherwise. */
