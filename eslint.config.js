@@ -15,7 +15,21 @@ export default tseslint.config(
     },
   },
   {
-    files: ['lambda/cli/**', 'lambda/cli.ts', 'scripts/**', 'bench/**', 'test/**', 'infra/app.ts', 'bin/**'],
+    // Imports point down only: front doors (lambda/, cli/) → engine/ → adapters. The CDK app, the
+    // scripts and the benchmark are not CLI users: they take what they need from engine/ or layers/.
+    files: ['engine/**', 'lambda/**', 'infra/**', 'bench/**', 'scripts/layer.ts', 'scripts/local-services.ts', 'scripts/sample-shop.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/cli/*', '**/cli/**'], message: 'cli/ is a front door: import from engine/ or layers/ instead.' }] }],
+    },
+  },
+  {
+    files: ['engine/**'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/cli/*', '**/lambda/*', '**/infra/*', '**/scripts/*', '**/bench/*'], message: 'engine/ must not import a front door, infra, scripts or bench.' }] }],
+    },
+  },
+  {
+    files: ['cli/**', 'scripts/**', 'bench/**', 'test/**', 'infra/app.ts', 'bin/**'],
     rules: { 'no-console': 'off' },
   },
 );

@@ -13,9 +13,9 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
 import { createHandler } from '../lambda/handler.ts';
 import { processCpu, watchBusiestChild, type SchedTimes } from './measure.ts';
-import { noMetrics, silentLog } from '../lambda/observability.ts';
-import { startTool, type SpawnFn } from '../lambda/pg-dump.ts';
-import { partSizeFor, streamToS3 } from '../lambda/stream-upload.ts';
+import { noMetrics, silentLog } from '../engine/observability.ts';
+import { startTool, type SpawnFn } from '../engine/pg/pg-dump.ts';
+import { partSizeFor, streamToS3 } from '../engine/backup/stream-upload.ts';
 
 export interface EngineJob {
   readonly mode: 'engine' | 'sink';

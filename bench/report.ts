@@ -2,7 +2,7 @@
  * The bench's results: raw runs → medians, headline ratios and targets (pure), and their
  * Markdown rendering. The JSON file holds the same object, every run included.
  */
-import { DEFAULTS } from '../lambda/config.ts';
+import { DEFAULTS } from '../engine/config.ts';
 import { spread, type SchedTimes, type Spread } from './measure.ts';
 
 export const MODES = ['floor', 'engine', 'awscli', 'sink'] as const;

@@ -7,5 +7,5 @@ import { register } from 'tsx/esm/api';
 // restoring a database can act on. Set the variable to "false" to see it.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 register();
-const { runFromProcess } = await import('../lambda/cli/main.ts');
+const { runFromProcess } = await import('../cli/main.ts');
 await runFromProcess();

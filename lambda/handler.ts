@@ -5,12 +5,12 @@
  */
 import type { Context } from 'aws-lambda';
 import { z } from 'zod';
-import { ALL_DATABASES, runBackup, type BackupRequest } from './backup.ts';
-import { loadConfig, type Config, type Env } from './config.ts';
-import { createDeps, type Deps } from './deps.ts';
-import { BackupRunError, PgS3BackupError, RequestError } from './errors.ts';
-import { formatFailure, publish } from './notify.ts';
-import { createLogger, type Log } from './observability.ts';
+import { ALL_DATABASES, runBackup, type BackupRequest } from '../engine/backup/backup.ts';
+import { loadConfig, type Config, type Env } from '../engine/config.ts';
+import { createDeps, type Deps } from '../engine/deps.ts';
+import { BackupRunError, PgS3BackupError, RequestError } from '../engine/errors.ts';
+import { formatFailure, publish } from '../engine/notify.ts';
+import { createLogger, type Log } from '../engine/observability.ts';
 import { SNSClient } from '@aws-sdk/client-sns';
 
 export interface HandlerResult {

@@ -10,20 +10,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { REPO_ROOT } from '../lambda/cli/pg-tool.ts';
-
-export type LayerArch = 'x86_64' | 'arm64';
+import { BUILD_SCRIPT, LAYER_DIR, layerRoot, REPO_ROOT, type LayerArch } from '../layers/pg-dump/paths.ts';
 
 const execFileAsync = promisify(execFile);
 
-export { REPO_ROOT };
-export const LAYER_DIR = join(REPO_ROOT, 'layers', 'pg-dump');
-export const BUILD_SCRIPT = join(LAYER_DIR, 'build.sh');
-
-/** Where build.sh puts the layer for `arch` (the tree Lambda mounts at /opt). */
-export function layerRoot(arch: LayerArch = 'x86_64'): string {
-  return join(LAYER_DIR, 'dist', arch);
-}
+export { BUILD_SCRIPT, LAYER_DIR, layerRoot, REPO_ROOT, type LayerArch };
 
 /** Built, and by the current build.sh (a checkout that pulled a new build.sh rebuilds). */
 export function isLayerBuilt(arch: LayerArch): boolean {

@@ -15,7 +15,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { METRIC_DIMENSION, METRIC_NAMES, METRIC_NAMESPACE, metricDatabaseName } from '../../lambda/observability.ts';
+import { METRIC_DIMENSION, METRIC_NAMES, METRIC_NAMESPACE, metricDatabaseName } from '../../engine/observability.ts';
 
 /**
  * The dead-man window: a daily backup plus two hours of slack. CloudWatch caps a single alarm

@@ -18,7 +18,7 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { VpcConfig } from '../config.ts';
-import { REPO_ROOT } from '../../lambda/cli/pg-tool.ts';
+import { REPO_ROOT } from '../../layers/pg-dump/paths.ts';
 import type { BackupBucket } from './backup-bucket.ts';
 
 /** Lambda's maximum: a dump that cannot finish in 15 minutes needs another runner (see docs). */

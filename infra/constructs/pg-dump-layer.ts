@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import { z } from 'zod';
-import { REPO_ROOT } from '../../lambda/cli/pg-tool.ts';
+import { REPO_ROOT } from '../../layers/pg-dump/paths.ts';
 
 export type LayerArchitecture = 'arm64' | 'x86_64';
 

@@ -6,7 +6,7 @@
  */
 import { CreateFunctionCommand, InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../lambda/cli/main.ts';
+import { main } from '../../cli/main.ts';
 import { listKeys, putText } from '../support/aws.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
 import { expectNoSecret, runCli, startCliServices, type CliServices } from './cli-support.ts';

@@ -3,8 +3,8 @@
  * line per event, secrets scrubbed from every line; the pg_restore outcome rules; URL handling.
  */
 import { describe, expect, it } from 'vitest';
-import { Output } from '../../lambda/cli/output.ts';
-import { classifyPgRestore, describeTarget, parseTargetUrl, pgEnv } from '../../lambda/restore.ts';
+import { Output } from '../../cli/output.ts';
+import { classifyPgRestore, describeTarget, parseTargetUrl, pgEnv } from '../../engine/restore/restore.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
 
 function sink() {

@@ -5,10 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDumpKey, manifestKeyFor } from '../../lambda/backup-key.ts';
-import { pruneDatabase } from '../../lambda/retention.ts';
-import { listBackups, listBackupsWithManifests, listDatabases, latestBackup, type S3Store } from '../../lambda/s3-store.ts';
-import { MANIFEST_FORMAT_VERSION } from '../../lambda/manifest.ts';
+import { buildDumpKey, manifestKeyFor } from '../../engine/store/backup-key.ts';
+import { pruneDatabase } from '../../engine/backup/retention.ts';
+import { listBackups, listBackupsWithManifests, listDatabases, latestBackup, type S3Store } from '../../engine/store/s3-store.ts';
+import { MANIFEST_FORMAT_VERSION } from '../../engine/store/manifest.ts';
 import { createBucket, listKeys, putText, testClients, type TestClients } from '../support/aws.ts';
 import { startMoto, type TestAws } from '../support/moto.ts';
 

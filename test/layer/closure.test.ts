@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { findLoader, type PgTool } from '../../lambda/pg-tools.ts';
+import { findLoader, type PgTool } from '../../engine/pg/tools.ts';
 import { ensureLayer, LAYER_DIR, type LayerArch } from '../support/layer.ts';
 
 const execFileAsync = promisify(execFile);

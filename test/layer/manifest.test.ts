@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { layerCommand } from '../../lambda/pg-tools.ts';
+import { layerCommand } from '../../engine/pg/tools.ts';
 import { ensureLayer, LAYER_DIR, type LayerArch } from '../support/layer.ts';
 import { run } from './support.ts';
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { findLoader, layerCommand } from '../../lambda/pg-tools.ts';
+import { findLoader, layerCommand } from '../../engine/pg/tools.ts';
 import { ensureLayer } from '../support/layer.ts';
 import { quoteIdent, startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { fill, fingerprint, LAMBDA_LD_LIBRARY_PATH, pgEnv, run } from './support.ts';

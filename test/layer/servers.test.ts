@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { layerCommand, type PgTool } from '../../lambda/pg-tools.ts';
+import { layerCommand, type PgTool } from '../../engine/pg/tools.ts';
 import { ensureLayer } from '../support/layer.ts';
 import { quoteIdent, startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { fill, fingerprint, LAMBDA_LD_LIBRARY_PATH, pgEnv, run } from './support.ts';

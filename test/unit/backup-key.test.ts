@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildDumpKey, databasePrefix, encodeDatabaseName, manifestKeyFor, parseKey } from '../../lambda/backup-key.ts';
+import { buildDumpKey, databasePrefix, encodeDatabaseName, manifestKeyFor, parseKey } from '../../engine/store/backup-key.ts';
 
 const at = new Date('2026-03-09T02:00:01.234Z');
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, loadConfig } from '../../lambda/config.ts';
-import { ConfigError } from '../../lambda/errors.ts';
-import { fetchCredentials } from '../../lambda/secrets.ts';
+import { DEFAULTS, loadConfig } from '../../engine/config.ts';
+import { ConfigError } from '../../engine/errors.ts';
+import { fetchCredentials } from '../../engine/secrets.ts';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 
 const base = { DB_SECRET_ID: 'prod/db', BACKUP_BUCKET: 'my-backups' };

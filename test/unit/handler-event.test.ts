@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RequestError } from '../../lambda/errors.ts';
+import { RequestError } from '../../engine/errors.ts';
 import { parseEvent } from '../../lambda/handler.ts';
 
 describe('parseEvent', () => {

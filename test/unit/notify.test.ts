@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { DumpError, TimeBudgetError, UploadError } from '../../lambda/errors.ts';
-import { formatFailure, formatSuccess, MAX_SUBJECT_LENGTH, subjectText } from '../../lambda/notify.ts';
-import { redact } from '../../lambda/observability.ts';
+import { DumpError, TimeBudgetError, UploadError } from '../../engine/errors.ts';
+import { formatFailure, formatSuccess, MAX_SUBJECT_LENGTH, subjectText } from '../../engine/notify.ts';
+import { redact } from '../../engine/observability.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
 
 const times = { startedAt: new Date('2026-03-09T02:00:00Z'), failedAt: new Date('2026-03-09T02:01:30Z') };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { metricDatabaseName, throughput } from '../../lambda/observability.ts';
+import { metricDatabaseName, throughput } from '../../engine/observability.ts';
 
 describe('metrics helpers', () => {
   it('uses the database name as dimension when it is printable ASCII, the key encoding otherwise', () => {

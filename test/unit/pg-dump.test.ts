@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { LAMBDA_CA_BUNDLE } from '../../lambda/config.ts';
-import { ServerVersionError } from '../../lambda/errors.ts';
-import { checkServerVersion, connectionFor, describeExit, parsePgDumpVersion, pgDumpArgs, pgEnv, serverMajor, TailBuffer } from '../../lambda/pg-dump.ts';
-import type { DbCredentials } from '../../lambda/secrets.ts';
+import { LAMBDA_CA_BUNDLE } from '../../engine/config.ts';
+import { ServerVersionError } from '../../engine/errors.ts';
+import { checkServerVersion, connectionFor, describeExit, parsePgDumpVersion, pgDumpArgs, pgEnv, serverMajor, TailBuffer } from '../../engine/pg/pg-dump.ts';
+import type { DbCredentials } from '../../engine/secrets.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
 
 const creds: DbCredentials = { host: 'db.example', port: 5432, username: 'backup', password: NASTY_PASSWORD, dbname: 'app', sslmode: undefined, sslrootcert: undefined };

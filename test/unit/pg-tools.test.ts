@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_LAYER_ROOT, findLoader, layerCommand, resolvePgTool } from '../../lambda/pg-tools.ts';
+import { DEFAULT_LAYER_ROOT, findLoader, layerCommand, resolvePgTool } from '../../engine/pg/tools.ts';
 
 const dirs: string[] = [];
 function fakeLayer(loader: string | undefined): string {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { buildDumpKey, manifestKeyFor } from '../../lambda/backup-key.ts';
-import { PruneError } from '../../lambda/errors.ts';
-import { planRetention } from '../../lambda/retention.ts';
-import type { DatabaseListing, StoredBackup } from '../../lambda/s3-store.ts';
+import { buildDumpKey, manifestKeyFor } from '../../engine/store/backup-key.ts';
+import { PruneError } from '../../engine/errors.ts';
+import { planRetention } from '../../engine/backup/retention.ts';
+import type { DatabaseListing, StoredBackup } from '../../engine/store/s3-store.ts';
 
 const now = new Date('2026-03-10T03:00:00Z');
 const backup = (day: number): StoredBackup => {

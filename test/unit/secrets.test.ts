@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SecretError } from '../../lambda/errors.ts';
-import { credentialsFromUrl, parseSecret } from '../../lambda/secrets.ts';
+import { SecretError } from '../../engine/errors.ts';
+import { credentialsFromUrl, parseSecret } from '../../engine/secrets.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
 
 describe('parseSecret (RDS format)', () => {

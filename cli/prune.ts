@@ -1,7 +1,7 @@
 /** `pg-s3-backup prune`: the engine's retention step, by hand (keep the newest RETENTION_COUNT per database). */
 import type { Command } from 'commander';
-import { listDatabases } from '../s3-store.ts';
-import { pruneDatabase, type PruneResult } from '../retention.ts';
+import { listDatabases } from '../engine/store/s3-store.ts';
+import { pruneDatabase, type PruneResult } from '../engine/backup/retention.ts';
 import type { CliContext } from './context.ts';
 import { collect } from './options.ts';
 

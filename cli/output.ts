@@ -4,9 +4,9 @@
  *    (a pipe, a file, cron) gets one JSON object per line per event, the result last;
  *  - every secret the CLI was given (passwords in URLs) is scrubbed from every line written.
  */
-import type { ProgressEvent } from '../restore.ts';
-import { formatBytes } from '../restore.ts';
-import { redact } from '../observability.ts';
+import type { ProgressEvent } from '../engine/restore/restore.ts';
+import { formatBytes } from '../engine/restore/restore.ts';
+import { redact } from '../engine/observability.ts';
 
 export interface Stream {
   write(text: string): unknown;

@@ -8,8 +8,8 @@ import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { DumpError, TimeBudgetError, UploadError, type ProcessOutcome } from './errors.ts';
-import { describeExit, type RunningTool } from './pg-dump.ts';
+import { DumpError, TimeBudgetError, UploadError, type ProcessOutcome } from '../errors.ts';
+import { describeExit, type RunningTool } from '../pg/pg-dump.ts';
 
 /** pg_dump's custom-format archives start with these bytes. */
 export const CUSTOM_FORMAT_MAGIC = Buffer.from('PGDMP');

@@ -1,7 +1,7 @@
 /** `pg-s3-backup invoke`: an on-demand backup by the deployed function (Lambda Invoke, waits for the result). */
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { Command } from 'commander';
-import { ConnectError, UsageError } from '../errors.ts';
+import { ConnectError, UsageError } from '../engine/errors.ts';
 import type { CliContext } from './context.ts';
 import { collect, EXIT, ExitCode } from './options.ts';
 

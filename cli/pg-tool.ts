@@ -5,20 +5,15 @@
  * archives; restore's error message says so when it happens.
  */
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { DEFAULT_LAYER_ROOT, findLoader, layerCommand, resolvePgTool, type PgTool, type SpawnCommand } from '../pg-tools.ts';
+import { join } from 'node:path';
+import { hostLayerArch, layerRoot, REPO_ROOT } from '../layers/pg-dump/paths.ts';
+import { DEFAULT_LAYER_ROOT, findLoader, layerCommand, resolvePgTool, type PgTool, type SpawnCommand } from '../engine/pg/tools.ts';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-
-/** The layer architecture matching this machine. */
-export function hostLayerArch(arch: string = process.arch): 'x86_64' | 'arm64' {
-  return arch === 'arm64' ? 'arm64' : 'x86_64';
-}
+export { hostLayerArch, REPO_ROOT };
 
 /** The layer built in this repository for this machine's architecture. */
 export function repoLayerRoot(): string {
-  return join(REPO_ROOT, 'layers', 'pg-dump', 'dist', hostLayerArch());
+  return layerRoot(hostLayerArch());
 }
 
 function hasLayerTool(root: string, tool: PgTool): boolean {

@@ -5,7 +5,7 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { encodeDatabaseName } from './backup-key.ts';
+import { encodeDatabaseName } from './store/backup-key.ts';
 
 export const SERVICE_NAME = 'pg-s3-backup';
 /** CloudWatch namespace and metric names: the infrastructure's alarms are built on them. */

@@ -1,9 +1,9 @@
 /** `pg-s3-backup verify`: the restore drill, with a report (JSON when asked or when not on a terminal). */
 import type { Command } from 'commander';
-import { PgS3BackupError } from '../errors.ts';
-import { publish, subjectText, SUBJECT_PREFIX } from '../notify.ts';
-import { formatBytes } from '../restore.ts';
-import { verifyBackup, type VerifyReport } from '../verify.ts';
+import { PgS3BackupError } from '../engine/errors.ts';
+import { publish, subjectText, SUBJECT_PREFIX } from '../engine/notify.ts';
+import { formatBytes } from '../engine/restore/restore.ts';
+import { verifyBackup, type VerifyReport } from '../engine/restore/verify.ts';
 import type { CliContext } from './context.ts';
 import { backupSelectionOptions, EXIT, ExitCode, type BackupSelectionOpts } from './options.ts';
 import { formatDuration } from './output.ts';

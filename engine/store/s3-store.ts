@@ -13,7 +13,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import { buildDumpKey, databasePrefix, decodeDatabaseName, manifestKeyFor, parseKey } from './backup-key.ts';
-import { ListError, ManifestError, PruneError } from './errors.ts';
+import { ListError, ManifestError, PruneError } from '../errors.ts';
 import { ManifestSchema, parseManifest, type Manifest } from './manifest.ts';
 
 export interface S3Store {

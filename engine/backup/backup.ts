@@ -5,13 +5,13 @@
  * `runBackup`; it never throws for a database's failure, it reports it (status "failed") after
  * alerting, so each front door decides how to end (the handler throws, the CLI exits 1).
  */
-import { buildGlobalsKey, GLOBALS_FOLDER, isGlobalsKey } from './backup-key.ts';
-import type { Config } from './config.ts';
-import type { Deps } from './deps.ts';
-import { ConfigError, PgS3BackupError, TimeBudgetError, type Stage } from './errors.ts';
-import { MANIFEST_FORMAT_VERSION, type Manifest } from './manifest.ts';
-import { formatFailure, formatSuccess, publish } from './notify.ts';
-import { redact as redactText, throughput } from './observability.ts';
+import { buildGlobalsKey, GLOBALS_FOLDER, isGlobalsKey } from '../store/backup-key.ts';
+import type { Config } from '../config.ts';
+import type { Deps } from '../deps.ts';
+import { ConfigError, PgS3BackupError, TimeBudgetError, type Stage } from '../errors.ts';
+import { MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
+import { formatFailure, formatSuccess, publish } from '../notify.ts';
+import { redact as redactText, throughput } from '../observability.ts';
 import {
   checkServerVersion,
   connectionFor,
@@ -23,12 +23,12 @@ import {
   toolVersion,
   type RunningTool,
   type Version,
-} from './pg-dump.ts';
+} from '../pg/pg-dump.ts';
 import { pruneDatabase } from './retention.ts';
-import { deleteKeys, listObjects, putManifest, reserveDumpKey, type S3Store } from './s3-store.ts';
-import { fetchCredentials, type DbCredentials } from './secrets.ts';
+import { deleteKeys, listObjects, putManifest, reserveDumpKey, type S3Store } from '../store/s3-store.ts';
+import { fetchCredentials, type DbCredentials } from '../secrets.ts';
 import { MIN_STREAM_PART_SIZE, partSizeForDatabase, streamToS3, type StreamUploadOptions } from './stream-upload.ts';
-import { TOOL_VERSION } from './version.ts';
+import { TOOL_VERSION } from '../version.ts';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 
 export interface BackupRequest {

@@ -10,7 +10,7 @@ import { SNSClient } from '@aws-sdk/client-sns';
 import { spawn } from 'node:child_process';
 import type { Config } from './config.ts';
 import { createLogger, createMetrics, type Log, type MetricsSink } from './observability.ts';
-import { queryServerInfo, type PgConnection, type ServerInfo, type SpawnFn } from './pg-dump.ts';
+import { queryServerInfo, type PgConnection, type ServerInfo, type SpawnFn } from './pg/pg-dump.ts';
 
 export interface Deps {
   readonly s3: S3Client;

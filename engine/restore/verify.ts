@@ -8,8 +8,8 @@
  * the report (`status: "failed"`, `problems`), so the report is always there to print or publish.
  */
 import { randomBytes } from 'node:crypto';
-import { PgS3BackupError } from './errors.ts';
-import type { Manifest } from './manifest.ts';
+import { PgS3BackupError } from '../errors.ts';
+import type { Manifest } from '../store/manifest.ts';
 import {
   createDatabase,
   describeTarget,

@@ -3,8 +3,8 @@
  * Exit codes: 0 success, 1 failure, 2 usage error (commander's parse errors included).
  */
 import { Command, CommanderError } from 'commander';
-import { PgS3BackupError } from '../errors.ts';
-import { TOOL_VERSION } from '../version.ts';
+import { PgS3BackupError } from '../engine/errors.ts';
+import { TOOL_VERSION } from '../engine/version.ts';
 import { CliContext, type CliIo } from './context.ts';
 import { registerInvoke } from './invoke.ts';
 import { registerList } from './list.ts';

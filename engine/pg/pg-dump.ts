@@ -7,10 +7,10 @@ import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
-import { LAMBDA_CA_BUNDLE, type Config, type SslMode } from './config.ts';
-import { ConnectError, DumpError, ServerVersionError, type ProcessOutcome } from './errors.ts';
-import { resolvePgTool, type PgTool, type SpawnCommand } from './pg-tools.ts';
-import type { DbCredentials } from './secrets.ts';
+import { LAMBDA_CA_BUNDLE, type Config, type SslMode } from '../config.ts';
+import { ConnectError, DumpError, ServerVersionError, type ProcessOutcome } from '../errors.ts';
+import { resolvePgTool, type PgTool, type SpawnCommand } from './tools.ts';
+import type { DbCredentials } from '../secrets.ts';
 
 export const APPLICATION_NAME = 'pg-s3-backup';
 

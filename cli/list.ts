@@ -1,8 +1,8 @@
 /** `pg-s3-backup list`: complete backups, newest first (incomplete ones with --all, marked). */
 import type { Command } from 'commander';
-import { parseKey } from '../backup-key.ts';
-import { listBackups, listDatabases, withManifests } from '../s3-store.ts';
-import { formatBytes } from '../restore.ts';
+import { parseKey } from '../engine/store/backup-key.ts';
+import { listBackups, listDatabases, withManifests } from '../engine/store/s3-store.ts';
+import { formatBytes } from '../engine/restore/restore.ts';
 import type { CliContext } from './context.ts';
 
 export interface ListedBackup {

@@ -3,10 +3,10 @@
  * that applies it. Only complete backups count towards RETENTION_COUNT; orphan dumps and stray
  * manifests go once they are older than a day (younger ones may belong to a run still finishing).
  */
-import { databasePrefix } from './backup-key.ts';
-import { PruneError } from './errors.ts';
-import type { Log } from './observability.ts';
-import { deleteKeys, listBackups, type DatabaseListing, type S3Store, type StoredObject } from './s3-store.ts';
+import { databasePrefix } from '../store/backup-key.ts';
+import { PruneError } from '../errors.ts';
+import type { Log } from '../observability.ts';
+import { deleteKeys, listBackups, type DatabaseListing, type S3Store, type StoredObject } from '../store/s3-store.ts';
 
 export const ORPHAN_MIN_AGE_MS = 24 * 60 * 60 * 1000;
 

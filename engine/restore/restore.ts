@@ -18,10 +18,10 @@ import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
-import { ConnectError, DatabaseMissingError, DownloadError, IntegrityError, PgS3BackupError, RestoreError, TargetNotEmptyError, UsageError } from './errors.ts';
-import type { Manifest } from './manifest.ts';
-import type { SpawnFn } from './pg-dump.ts';
-import type { SpawnCommand } from './pg-tools.ts';
+import { ConnectError, DatabaseMissingError, DownloadError, IntegrityError, PgS3BackupError, RestoreError, TargetNotEmptyError, UsageError } from '../errors.ts';
+import type { Manifest } from '../store/manifest.ts';
+import type { SpawnFn } from '../pg/pg-dump.ts';
+import type { SpawnCommand } from '../pg/tools.ts';
 
 /** Where backups come from: the engine's S3 store, adapted by the caller. */
 export interface BackupSource {
