@@ -46,7 +46,7 @@ export interface PruneResult {
 export async function pruneDatabase(
   store: S3Store,
   database: string,
-  options: { readonly retentionCount: number; readonly now: Date; readonly dryRun?: boolean; readonly log?: Log; readonly orphanMinAgeMs?: number },
+  options: { readonly retentionCount: number; readonly now: Date; readonly dryRun?: boolean | undefined; readonly log?: Log; readonly orphanMinAgeMs?: number },
 ): Promise<PruneResult> {
   const listing = await listBackups(store, database);
   const plan = planRetention(listing, options);

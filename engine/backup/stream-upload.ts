@@ -102,9 +102,9 @@ export interface StreamUploadOptions {
   readonly key: string;
   readonly tool: RunningTool;
   readonly partSize?: number;
-  readonly queueSize?: number;
+  readonly queueSize?: number | undefined;
   /** Absolute time (ms since epoch) by which the dump must have finished; see TimeBudgetError. */
-  readonly deadline?: number;
+  readonly deadline?: number | undefined;
   readonly now?: () => number;
   readonly contentType?: string;
   /** `true` for pg_dump (custom format); pg_dumpall's plain SQL has no signature. */

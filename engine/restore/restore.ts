@@ -470,10 +470,10 @@ export function hintForPgRestore(stderr: string): string {
 }
 
 export interface PgRestoreArgs {
-  readonly jobs?: number;
-  readonly clean?: boolean;
+  readonly jobs?: number | undefined;
+  readonly clean?: boolean | undefined;
   readonly noOwner?: boolean;
-  readonly tables?: readonly string[];
+  readonly tables?: readonly string[] | undefined;
 }
 
 export function pgRestoreArgs(database: string, file: string, options: PgRestoreArgs): string[] {
@@ -541,7 +541,7 @@ export interface RestoreOptions extends PgRestoreArgs {
   readonly key: string;
   readonly target: PgTarget;
   /** Create the target database (it must not exist). */
-  readonly create?: boolean;
+  readonly create?: boolean | undefined;
 }
 
 export interface RestoreResult {

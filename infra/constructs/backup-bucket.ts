@@ -71,7 +71,7 @@ export class BackupBucket extends Construct {
       enforceSSL: true,
       versioned: true,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      serverAccessLogsBucket: logs,
+      serverAccessLogsBucket: asIBucket(logs),
       serverAccessLogsPrefix: 'backups/',
       removalPolicy: RemovalPolicy.RETAIN,
       ...(props.objectLock
@@ -104,7 +104,16 @@ export class BackupBucket extends Construct {
         },
       ],
     });
-    this.bucket = bucket;
+    this.bucket = asIBucket(bucket);
     this.key = key;
   }
+}
+
+/**
+ * aws-cdk-lib declares `Bucket.isWebsite` as `boolean | undefined` where `IBucket` has an optional
+ * `boolean`, which `exactOptionalPropertyTypes` rejects although every Bucket is an IBucket at run
+ * time (upstream typing, not a real mismatch): the one place that bridges it.
+ */
+function asIBucket(bucket: s3.Bucket): s3.IBucket {
+  return bucket as unknown as s3.IBucket;
 }

@@ -29,7 +29,7 @@ async function tamper(): Promise<() => Promise<void>> {
   const res = await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: key }));
   const original = Buffer.from(await res.Body!.transformToByteArray());
   const changed = Buffer.from(original);
-  changed[changed.length - 10] ^= 0xff;
+  changed.writeUInt8(changed.readUInt8(changed.length - 10) ^ 0xff, changed.length - 10);
   await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: key, Body: changed }));
   return async () => {
     await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: key, Body: original }));

@@ -121,7 +121,7 @@ describe('scripts/backup.sh', () => {
 
   it('also reads its settings from the environment alone', async () => {
     const before = await backupCount();
-    const run = await runScript([], { ...cronEnv(), ...svc.env, PATH: cronEnv().PATH });
+    const run = await runScript([], { ...cronEnv(), ...svc.env, PATH: cronEnv().PATH ?? '' });
     expect(run.code, run.out).toBe(0);
     expect(await backupCount()).toBe(before + 1);
   });
