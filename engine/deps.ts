@@ -23,8 +23,6 @@ export interface Deps {
   readonly metrics: MetricsSink;
   /** Connects and reads the server version (node-postgres). */
   readonly serverInfo: (conn: PgConnection) => Promise<ServerInfo>;
-  /** ListObjectsV2 page size (default 1000). */
-  readonly pageSize?: number | undefined;
   /** Multipart part size (default: `partSizeForDatabase()`, from the database's size). */
   readonly partSize?: number | undefined;
   /** Parts uploaded at once (default 2). */
@@ -43,7 +41,6 @@ export function createDeps(config: Pick<Config, 'forcePathStyle'>, overrides: Pa
     log: overrides.log ?? createLogger(),
     metrics: overrides.metrics ?? createMetrics(),
     serverInfo: overrides.serverInfo ?? queryServerInfo,
-    pageSize: overrides.pageSize,
     partSize: overrides.partSize,
     queueSize: overrides.queueSize,
   };

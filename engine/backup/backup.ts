@@ -86,8 +86,8 @@ export const ALL_DATABASES = '(all)';
 /** Pseudo database name used in alerts about the globals file. */
 export const GLOBALS_ALERT_NAME = '(globals)';
 
-export function storeFor(config: Pick<Config, 'bucket' | 'prefix'>, deps: Pick<Deps, 's3' | 'pageSize'>): S3Store {
-  return { s3: deps.s3, bucket: config.bucket, prefix: config.prefix, ...(deps.pageSize ? { pageSize: deps.pageSize } : {}) };
+export function storeFor(config: Pick<Config, 'bucket' | 'prefix'>, deps: Pick<Deps, 's3'>): S3Store {
+  return { s3: deps.s3, bucket: config.bucket, prefix: config.prefix };
 }
 
 export async function runBackup(request: BackupRequest, config: Config, deps: Deps, invocation: Invocation = {}): Promise<RunResult> {

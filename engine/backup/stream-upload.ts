@@ -105,7 +105,6 @@ export interface StreamUploadOptions {
   readonly queueSize?: number | undefined;
   /** Absolute time (ms since epoch) by which the dump must have finished; see TimeBudgetError. */
   readonly deadline?: number | undefined;
-  readonly now?: () => number;
   readonly contentType?: string;
   /** `true` for pg_dump (custom format); pg_dumpall's plain SQL has no signature. */
   readonly checkMagic?: boolean;
@@ -123,7 +122,7 @@ export interface StreamUploadResult {
 export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploadResult> {
   const { tool } = opts;
   const toolName = opts.toolName ?? 'pg_dump';
-  const now = opts.now ?? Date.now;
+  const now = Date.now;
   const started = now();
   let failure: Error | undefined;
   let outcome: ProcessOutcome | undefined;

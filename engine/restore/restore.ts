@@ -486,7 +486,6 @@ export function pgRestoreArgs(database: string, file: string, options: PgRestore
   return args;
 }
 
-/** Runs pg_restore of `file` into `database` of the target; throws with pg_restore's own words on failure. */
 /**
  * Runs pg_restore of `file` into `database` of the target; throws with pg_restore's own words on
  * failure. Progress: one `restore` event per table whose data starts (out of `tablesTotal`).

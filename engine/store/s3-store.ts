@@ -155,11 +155,6 @@ export async function readManifest(store: S3Store, dumpKey: string): Promise<Man
   }
 }
 
-/** Complete backups of a database, newest first, each with its manifest. */
-export async function listBackupsWithManifests(store: S3Store, database: string): Promise<(StoredBackup & { manifest: Manifest })[]> {
-  return withManifests(store, (await listBackups(store, database)).complete);
-}
-
 /** Reads the manifest of each backup, keeping their order. */
 export async function withManifests(store: S3Store, backups: readonly StoredBackup[]): Promise<(StoredBackup & { manifest: Manifest })[]> {
   const out: (StoredBackup & { manifest: Manifest })[] = [];

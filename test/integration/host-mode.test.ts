@@ -41,6 +41,17 @@ function envFile(name: string, mode: number, extra: Record<string, string> = {})
 }
 
 /** The environment cron gives a job: little more than PATH and HOME. */
+/** Resolves once another process holds `file`'s flock (a non-blocking probe fails), within 10 s. */
+async function lockHeld(file: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const probe = await new Promise<number | null>((r) => spawn('flock', ['-n', file, 'true'], { stdio: 'ignore' }).once('exit', r));
+    if (probe !== 0) return;
+    if (Date.now() > deadline) throw new Error(`nobody took the lock on ${file} within 10 s`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 function cronEnv(): Record<string, string> {
   return {
     PATH: [join(dir, 'bin'), process.env.PATH ?? ''].join(delimiter),
@@ -101,7 +112,7 @@ describe('scripts/backup.sh', () => {
     const holder: ChildProcess = spawn('flock', [join(dir, 'backup.lock'), 'sleep', '60'], { stdio: 'ignore', detached: true });
     const gone = new Promise((r) => holder.once('exit', r));
     try {
-      await new Promise((r) => setTimeout(r, 300));
+      await lockHeld(join(dir, 'backup.lock'));
       const run = await runScript(['--env-file', envFile('ok2.env', 0o600)]);
       expect(run.code).toBe(1);
       expect(run.out).toMatch(/another backup is still running/);

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDumpKey, manifestKeyFor } from '../../engine/store/backup-key.ts';
 import { pruneDatabase } from '../../engine/backup/retention.ts';
-import { listBackups, listBackupsWithManifests, listDatabases, latestBackup, type S3Store } from '../../engine/store/s3-store.ts';
+import { listBackups, withManifests, listDatabases, latestBackup, type S3Store } from '../../engine/store/s3-store.ts';
 import { MANIFEST_FORMAT_VERSION } from '../../engine/store/manifest.ts';
 import { createBucket, listKeys, putText, testClients, type TestClients } from '../support/aws.ts';
 import { startMoto, type TestAws } from '../support/moto.ts';
@@ -76,8 +76,8 @@ describe('retention', () => {
     expect(await listKeys(c, bucket)).toEqual(before.filter((k) => !expectedDeleted.includes(k)));
     for (const k of others) expect(await listKeys(c, bucket, k)).toEqual([k, manifestKeyFor(k)]);
 
-    const withManifests = await listBackupsWithManifests(store, 'app');
-    expect(withManifests.map((b) => b.manifest.key)).toEqual(complete.slice(-3).reverse());
+    const kept = await withManifests(store, (await listBackups(store, 'app')).complete);
+    expect(kept.map((b) => b.manifest.key)).toEqual(complete.slice(-3).reverse());
     expect((await latestBackup(store, 'app'))?.key).toBe(complete[9]);
     expect(await listDatabases(store)).toEqual(['app', 'app2']);
   });
