@@ -27,6 +27,11 @@ export const DEAD_MAN_HOURS = 26;
 /** The duration alarm fires above this share of the timeout: the dump is about to be killed. */
 const DURATION_ALARM_RATIO = 0.8;
 
+/** Every CloudWatch alarm of the stack's account and region. */
+function ownAlarmsArnPattern(): string {
+  return `arn:${Aws.PARTITION}:cloudwatch:${Aws.REGION}:${Aws.ACCOUNT_ID}:alarm:*`;
+}
+
 export interface BackupAlertsProps {
   readonly emails: readonly string[];
   readonly slack?: { readonly workspaceId: string; readonly channelId: string };
@@ -53,18 +58,20 @@ export class BackupAlerts extends Construct {
       description: 'pg-s3-backup: encrypts the alert topic',
       enableKeyRotation: true,
     });
-    // CloudWatch publishes alarm notifications to the encrypted topic, so it must use the key;
-    // only for this account's alarms.
+    // Only this account's alarms in this region may use the key and the topic (confused deputy).
+    const fromOwnAlarms = {
+      StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+      ArnLike: { 'aws:SourceArn': ownAlarmsArnPattern() },
+    };
+    // CloudWatch publishes alarm notifications to the encrypted topic, so it must use the key
+    // (the actions AWS documents for an alarm publishing to an SSE-KMS topic).
     this.key.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'CloudWatchAlarmsPublishToEncryptedTopic',
         principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
-        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
         resources: ['*'],
-        conditions: {
-          StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
-          ArnLike: { 'aws:SourceArn': `arn:${Aws.PARTITION}:cloudwatch:${Aws.REGION}:${Aws.ACCOUNT_ID}:alarm:*` },
-        },
+        conditions: fromOwnAlarms,
       }),
     );
     this.topic = new sns.Topic(this, 'Topic', {
@@ -72,6 +79,18 @@ export class BackupAlerts extends Construct {
       masterKey: this.key,
       enforceSSL: true,
     });
+    // `enforceSSL` makes CDK write a topic policy (the TLS Deny), and any topic policy replaces
+    // SNS's default one, which is what let CloudWatch publish: without this Allow every alarm
+    // would fire to nobody.
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: fromOwnAlarms,
+      }),
+    );
     for (const email of props.emails) this.topic.addSubscription(new subscriptions.EmailSubscription(email));
 
     if (props.slack) {

@@ -276,10 +276,42 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
       SlackChannelId: 'C0123ABCD',
       SnsTopicArns: [{ Ref: logicalId(s, 'AWS::SNS::Topic') }],
     });
+    const ownAlarms = {
+      StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+      ArnLike: { 'aws:SourceArn': { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':cloudwatch:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':alarm:*']] } },
+    };
     s.template.hasResourceProperties('AWS::KMS::Key', {
       Description: Match.stringLikeRegexp('alert'),
       EnableKeyRotation: true,
-      KeyPolicy: { Statement: Match.arrayWith([Match.objectLike({ Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: ['kms:Decrypt', 'kms:GenerateDataKey'] })]) },
+      KeyPolicy: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Allow', Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: ['kms:Decrypt', 'kms:GenerateDataKey*'], Condition: ownAlarms }),
+        ]),
+      },
+    });
+  });
+
+  it('lets this account\'s CloudWatch alarms publish to the topic, beside the TLS Deny (the topic policy replaces SNS\'s default one)', () => {
+    const topic = { Ref: logicalId(s, 'AWS::SNS::Topic') };
+    s.template.resourceCountIs('AWS::SNS::TopicPolicy', 1);
+    s.template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      Topics: [topic],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+          {
+            Sid: 'CloudWatchAlarmsPublish',
+            Effect: 'Allow',
+            Principal: { Service: 'cloudwatch.amazonaws.com' },
+            Action: 'sns:Publish',
+            Resource: topic,
+            Condition: {
+              StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+              ArnLike: { 'aws:SourceArn': { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':cloudwatch:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':alarm:*']] } },
+            },
+          },
+        ]),
+      },
     });
   });
 
