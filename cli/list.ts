@@ -4,6 +4,7 @@ import { parseKey } from '../engine/store/backup-key.ts';
 import { listBackups, listDatabases, withManifests } from '../engine/store/s3-store.ts';
 import { formatBytes } from '../engine/restore/restore.ts';
 import type { CliContext } from './context.ts';
+import { printable } from './output.ts';
 
 export interface ListedBackup {
   readonly database: string;
@@ -69,11 +70,11 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
 function table(rows: readonly ListedBackup[]): string {
   if (rows.length === 0) return 'no backups found';
   const cells = rows.map((r) => [
-    r.database,
+    printable(r.database),
     r.startedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
     formatBytes(r.bytes),
     r.sha256 ? r.sha256.slice(0, 16) : 'INCOMPLETE',
-    r.key,
+    printable(r.key),
   ]);
   const head = ['DATABASE', 'STARTED (UTC)', 'SIZE', 'SHA256', 'KEY'];
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));

@@ -154,3 +154,19 @@ export function formatDuration(ms: number): string {
   const m = Math.floor(s / 60);
   return m < 60 ? `${m}m${String(s % 60).padStart(2, '0')}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
+
+/**
+ * A name from the bucket made safe for a terminal: control characters (C0, DEL, C1), line and
+ * paragraph separators, and the invisible bidirectional and zero-width formatting characters are
+ * shown as `\xNN` / `\u{NNNN}` escapes, and a backslash as `\\`, so a hostile database name can
+ * neither move the cursor, clear the screen, nor pass for another name. JSON output needs none of
+ * this: JSON.stringify escapes what JSON must, and a JSON reader does not interpret the rest.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  return text.replace(/[\\\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g, (ch) => {
+    if (ch === '\\') return '\\\\';
+    const code = ch.codePointAt(0)!;
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
+  });
+}

@@ -43,5 +43,6 @@ export function createDeps(config: Pick<Config, 'forcePathStyle'>, overrides: Pa
     serverInfo: overrides.serverInfo ?? queryServerInfo,
     partSize: overrides.partSize,
     queueSize: overrides.queueSize,
+    onDumpProgress: overrides.onDumpProgress,
   };
 }
