@@ -15,8 +15,8 @@ import { UsageError, PgS3BackupError } from '../engine/errors.ts';
 import { noMetrics, type Log, type LogAttributes } from '../engine/observability.ts';
 import { DEFAULT_LAYER_ROOT, findLoader } from '../engine/pg/tools.ts';
 import { latestBackup, listDatabases, openDump, readManifest, type S3Store } from '../engine/store/s3-store.ts';
-import type { BackupSource, PgTarget, RestoreDeps } from '../engine/restore/restore.ts';
-import { parseTargetUrl } from '../engine/restore/restore.ts';
+import type { BackupSource, RestoreDeps } from '../engine/restore/deps.ts';
+import { parseTargetUrl, type PgTarget } from '../engine/restore/target.ts';
 import { Output, type Stream } from './output.ts';
 import { repoLayerRoot, resolveLocalPgTool } from './pg-tool.ts';
 

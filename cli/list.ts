@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { parseKey } from '../engine/store/backup-key.ts';
 import { listBackups, listDatabases, withManifests } from '../engine/store/s3-store.ts';
-import { formatBytes } from '../engine/restore/restore.ts';
+import { formatBytes } from './output.ts';
 import type { CliContext } from './context.ts';
 import { printable } from './output.ts';
 

@@ -4,8 +4,7 @@
  *    (a pipe, a file, cron) gets one JSON object per line per event, the result last;
  *  - every secret the CLI was given (passwords in URLs) is scrubbed from every line written.
  */
-import type { ProgressEvent } from '../engine/restore/restore.ts';
-import { formatBytes } from '../engine/restore/restore.ts';
+import type { ProgressEvent } from '../engine/restore/deps.ts';
 import { redact } from '../engine/observability.ts';
 
 export interface Stream {
@@ -169,4 +168,15 @@ export function printable(text: string): string {
     const code = ch.codePointAt(0)!;
     return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
   });
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }

@@ -1,9 +1,9 @@
 /** `pg-s3-backup restore`: a verified backup into a database (see lambda/restore.ts for the order of things). */
 import { Option, type Command } from 'commander';
-import { formatBytes, restoreBackup, type RestoreResult } from '../engine/restore/restore.ts';
+import { restoreBackup, type RestoreResult } from '../engine/restore/restore.ts';
 import type { CliContext } from './context.ts';
 import { backupSelectionOptions, collect, type BackupSelectionOpts } from './options.ts';
-import { formatDuration } from './output.ts';
+import { formatBytes, formatDuration } from './output.ts';
 
 interface RestoreOpts extends BackupSelectionOpts {
   readonly targetUrl: string;

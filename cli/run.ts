@@ -1,10 +1,9 @@
 /** `pg-s3-backup run`: a backup now, from where the CLI runs, through the Lambda's own pipeline. */
 import type { Command } from 'commander';
 import { runBackup, type RunResult } from '../engine/backup/backup.ts';
-import { formatBytes } from '../engine/restore/restore.ts';
 import type { CliContext } from './context.ts';
 import { collect, EXIT, ExitCode } from './options.ts';
-import { formatDuration } from './output.ts';
+import { formatBytes, formatDuration } from './output.ts';
 
 interface RunOpts {
   readonly database?: string[];

@@ -2,11 +2,10 @@
 import type { Command } from 'commander';
 import { PgS3BackupError } from '../engine/errors.ts';
 import { publish, subjectText, SUBJECT_PREFIX } from '../engine/notify.ts';
-import { formatBytes } from '../engine/restore/restore.ts';
 import { verifyBackup, type VerifyReport } from '../engine/restore/verify.ts';
 import type { CliContext } from './context.ts';
 import { backupSelectionOptions, EXIT, ExitCode, type BackupSelectionOpts } from './options.ts';
-import { formatDuration } from './output.ts';
+import { formatBytes, formatDuration } from './output.ts';
 
 interface VerifyOpts extends BackupSelectionOpts {
   readonly scratchUrl: string;

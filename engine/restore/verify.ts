@@ -10,19 +10,11 @@
 import { randomBytes } from 'node:crypto';
 import { PgS3BackupError } from '../errors.ts';
 import type { Manifest } from '../store/manifest.ts';
-import {
-  createDatabase,
-  describeTarget,
-  downloadVerified,
-  dropDatabase,
-  pgRestoreInto,
-  quoteIdent,
-  readToc,
-  withClient,
-  type DownloadedDump,
-  type PgTarget,
-  type RestoreDeps,
-} from './restore.ts';
+import { createDatabase, dropDatabase } from './admin.ts';
+import type { RestoreDeps } from './deps.ts';
+import { downloadVerified, type DownloadedDump } from './download.ts';
+import { pgRestoreInto, readToc } from './pg-restore.ts';
+import { describeTarget, quoteIdent, withClient, type PgTarget } from './target.ts';
 
 export interface VerifyOptions {
   readonly key: string;

@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Output } from '../../cli/output.ts';
-import { classifyPgRestore, describeTarget, parseTargetUrl, pgEnv } from '../../engine/restore/restore.ts';
+import { classifyPgRestore } from '../../engine/restore/pg-restore.ts';
+import { describeTarget, parseTargetUrl, pgEnv } from '../../engine/restore/target.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
 
 function sink() {

@@ -1,0 +1,38 @@
+/** What the restore side of the engine needs from outside: where backups come from, how to run pg_restore, where to report progress. */
+import type { Readable } from 'node:stream';
+import type { Manifest } from '../store/manifest.ts';
+import type { SpawnFn } from '../pg/pg-dump.ts';
+import type { SpawnCommand } from '../pg/tools.ts';
+
+/** Where backups come from: the engine's S3 store, adapted by the caller. */
+export interface BackupSource {
+  /** The manifest of a complete backup (throws when the backup has none). */
+  readManifest(dumpKey: string): Promise<Manifest>;
+  /** The dump's bytes, as stored. */
+  openDump(dumpKey: string): Promise<Readable>;
+}
+
+/** Something happened that an operator may want to see: rendered by the CLI (bar or JSON line). */
+export interface ProgressEvent {
+  readonly event: string;
+  /** Bytes done so far, for events that move (`download`). */
+  readonly bytes?: number;
+  /** Bytes expected in total, when known. */
+  readonly total?: number;
+  readonly [detail: string]: unknown;
+}
+
+export type ProgressListener = (event: ProgressEvent) => void;
+
+export interface RestoreDeps {
+  readonly source: BackupSource;
+  /** How to run pg_restore (layer loader, PG_DUMP_BIN sibling, or PATH). */
+  readonly pgRestore: SpawnCommand;
+  readonly spawn?: SpawnFn;
+  /** Directory for the downloaded dump (default: the OS temporary directory). */
+  readonly tempDir: string;
+  readonly now?: () => number;
+  readonly onProgress?: ProgressListener;
+  /** Environment pg_restore inherits (default: process.env, less any PG* variable). */
+  readonly env?: NodeJS.ProcessEnv;
+}
