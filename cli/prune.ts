@@ -1,7 +1,7 @@
 /** `pg-s3-backup prune`: the engine's retention step, by hand (keep the newest RETENTION_COUNT per database). */
 import type { Command } from 'commander';
 import { listDatabases } from '../engine/store/s3-store.ts';
-import { pruneDatabase, type PruneResult } from '../engine/backup/retention.ts';
+import { pruneDatabase, pruneGlobals, type PruneResult } from '../engine/backup/retention.ts';
 import type { CliContext } from './context.ts';
 import { collect } from './options.ts';
 
@@ -14,7 +14,7 @@ export function registerPrune(program: Command, ctx: CliContext): void {
   program
     .command('prune')
     .description('delete complete backups beyond the newest RETENTION_COUNT per database (and day-old incomplete leftovers)')
-    .option('--database <name>', 'only this database (repeatable; default: every database in the bucket)', collect)
+    .option('--database <name>', 'only this database (repeatable; default: every database in the bucket, and the globals files)', collect)
     .option('--dry-run', 'only report what would be deleted')
     .action(async (opts: PruneOpts) => {
       const config = ctx.cfg({ needsCredentials: false });
@@ -23,6 +23,11 @@ export function registerPrune(program: Command, ctx: CliContext): void {
       const results: PruneResult[] = [];
       for (const database of databases) {
         results.push(await pruneDatabase(store, database, { retentionCount: config.retentionCount, now: new Date(ctx.now()), dryRun: opts.dryRun, log: ctx.log }));
+      }
+      // The globals files (BACKUP_GLOBALS) follow the same retention as run applies to them.
+      if (!opts.database) {
+        const globals = await pruneGlobals(store, { retentionCount: config.retentionCount, dryRun: opts.dryRun, log: ctx.log });
+        if (globals.kept.length + globals.deleted.length > 0) results.push(globals);
       }
       const summary = { retentionCount: config.retentionCount, dryRun: opts.dryRun === true, databases: results };
       ctx.out.result(summary, describePrune(summary));

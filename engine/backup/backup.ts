@@ -5,7 +5,7 @@
  * `runBackup`; it never throws for a database's failure, it reports it (status "failed") after
  * alerting, so each front door decides how to end (the handler throws, the CLI exits 1).
  */
-import { buildGlobalsKey, GLOBALS_FOLDER, isGlobalsKey } from '../store/backup-key.ts';
+import { buildGlobalsKey } from '../store/backup-key.ts';
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { ConfigError, PgS3BackupError, TimeBudgetError, type Stage } from '../errors.ts';
@@ -24,8 +24,8 @@ import {
   type RunningTool,
   type Version,
 } from '../pg/pg-dump.ts';
-import { pruneDatabase } from './retention.ts';
-import { deleteKeys, listObjects, putManifest, reserveDumpKey, type S3Store } from '../store/s3-store.ts';
+import { pruneDatabase, pruneGlobals } from './retention.ts';
+import { putManifest, reserveDumpKey, type S3Store } from '../store/s3-store.ts';
 import { fetchCredentials, type DbCredentials } from '../secrets.ts';
 import { MIN_STREAM_PART_SIZE, partSizeForDatabase, streamToS3, type StreamUploadOptions } from './stream-upload.ts';
 import { TOOL_VERSION } from '../version.ts';
@@ -199,7 +199,7 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
   }
   if (globals) {
     try {
-      pruned.push(...(await pruneGlobals(store, config.retentionCount, dryRun)));
+      pruned.push(...(await pruneGlobals(store, { retentionCount: config.retentionCount, dryRun, log })).deleted);
     } catch (err) {
       await report(GLOBALS_ALERT_NAME, err, 'prune', undefined, deps.now());
     }
@@ -339,16 +339,6 @@ function uploadToolOutput(
   extra: Pick<StreamUploadOptions, 'partSize' | 'onProgress' | 'contentType' | 'checkMagic' | 'toolName'>,
 ): ReturnType<typeof streamToS3> {
   return streamToS3({ s3: deps.s3, bucket: store.bucket, key, tool, queueSize: deps.queueSize, deadline, ...extra });
-}
-
-/** Keeps the newest `retentionCount` globals files. */
-async function pruneGlobals(store: S3Store, retentionCount: number, dryRun: boolean): Promise<string[]> {
-  const keys: string[] = [];
-  for await (const o of listObjects(store, `${store.prefix}${GLOBALS_FOLDER}/`)) if (isGlobalsKey(store.prefix, o.key)) keys.push(o.key);
-  const old = keys.sort().reverse().slice(retentionCount);
-  if (dryRun || old.length === 0) return old;
-  // `_globals` is a folder name like a database's: deleteKeys checks every key stays inside it.
-  return deleteKeys(store, GLOBALS_FOLDER, old);
 }
 
 /** Any error as a PgS3BackupError of the stage it happened in (keeping the original as cause). */

@@ -3,10 +3,10 @@
  * that applies it. Only complete backups count towards RETENTION_COUNT; orphan dumps and stray
  * manifests go once they are older than a day (younger ones may belong to a run still finishing).
  */
-import { databasePrefix } from '../store/backup-key.ts';
+import { databasePrefix, GLOBALS_FOLDER, isGlobalsKey } from '../store/backup-key.ts';
 import { PruneError } from '../errors.ts';
 import type { Log } from '../observability.ts';
-import { deleteKeys, listBackups, type DatabaseListing, type S3Store, type StoredObject } from '../store/s3-store.ts';
+import { deleteKeys, listBackups, listObjects, type DatabaseListing, type S3Store, type StoredObject } from '../store/s3-store.ts';
 
 export const ORPHAN_MIN_AGE_MS = 24 * 60 * 60 * 1000;
 
@@ -63,4 +63,26 @@ export async function pruneDatabase(
     keys: deleted,
   });
   return { database, kept: plan.kept, deleted, dryRun };
+}
+
+/**
+ * Keeps the newest `retentionCount` globals files (`<prefix>_globals/`, BACKUP_GLOBALS): the run
+ * prunes them after a globals backup, `pg-s3-backup prune` always does. Reported under the
+ * database name `_globals`.
+ */
+export async function pruneGlobals(
+  store: S3Store,
+  options: { readonly retentionCount: number; readonly dryRun?: boolean | undefined; readonly log?: Log },
+): Promise<PruneResult> {
+  const keys: string[] = [];
+  for await (const o of listObjects(store, `${store.prefix}${GLOBALS_FOLDER}/`)) if (isGlobalsKey(store.prefix, o.key)) keys.push(o.key);
+  // Their keys embed the UTC time: key order is time order.
+  const newestFirst = keys.sort().reverse();
+  const kept = newestFirst.slice(0, options.retentionCount);
+  const old = newestFirst.slice(options.retentionCount);
+  const dryRun = options.dryRun ?? false;
+  // `_globals` is a folder name like a database's: deleteKeys checks every key stays inside it.
+  const deleted = dryRun || old.length === 0 ? old : await deleteKeys(store, GLOBALS_FOLDER, old);
+  options.log?.info(dryRun ? 'prune (dry run): would delete' : 'pruned', { stage: 'prune', database: GLOBALS_FOLDER, kept: kept.length, deleted: deleted.length, keys: deleted });
+  return { database: GLOBALS_FOLDER, kept, deleted, dryRun };
 }

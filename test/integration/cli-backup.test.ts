@@ -7,6 +7,7 @@
 import { CreateFunctionCommand, InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.ts';
+import { buildGlobalsKey, GLOBALS_FOLDER } from '../../engine/store/backup-key.ts';
 import { listKeys, putText } from '../support/aws.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
 import { expectNoSecret, runCli, startCliServices, type CliServices } from './cli-support.ts';
@@ -129,6 +130,24 @@ describe('run, list, prune', () => {
     expect(real.code, real.stderr).toBe(0);
     const after = JSON.parse((await runCli(['list', '--json'], svc.env)).stdout) as { key: string }[];
     expect(after.map((r) => r.key)).toEqual([before[0]!.key, before[1]!.key]);
+  });
+
+  it('prune also keeps only the newest RETENTION_COUNT (2) globals files under _globals/, as run does', async () => {
+    const globals = ['2024-01-01', '2024-01-02', '2024-01-03'].map((d) => buildGlobalsKey('pg-s3-backup/', new Date(`${d}T02:00:00.000Z`)));
+    for (const k of globals) await putText(svc.clients, svc.bucket, k, '-- roles\n');
+    const dry = await runCli(['prune', '--dry-run'], svc.env);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.result!.databases).toEqual(expect.arrayContaining([expect.objectContaining({ database: GLOBALS_FOLDER, deleted: [globals[0]], kept: [globals[2], globals[1]] })]));
+    expect(await listKeys(svc.clients, svc.bucket, 'pg-s3-backup/_globals/')).toEqual(globals);
+
+    const real = await runCli(['prune'], svc.env);
+    expect(real.code, real.stderr).toBe(0);
+    expect(await listKeys(svc.clients, svc.bucket, 'pg-s3-backup/_globals/')).toEqual([globals[1], globals[2]]);
+    // --database limits pruning to that database: the globals are left alone.
+    await putText(svc.clients, svc.bucket, globals[0]!, '-- roles\n');
+    expect((await runCli(['prune', '--database', 'app'], svc.env)).code).toBe(0);
+    expect(await listKeys(svc.clients, svc.bucket, 'pg-s3-backup/_globals/')).toEqual(globals);
+    await runCli(['prune'], svc.env);
   });
 });
 
