@@ -54,6 +54,38 @@ export interface ProcessErrorOptions extends PgS3BackupErrorOptions {
   readonly outcome?: ProcessOutcome;
 }
 
+/**
+ * What to do about a failed pg_dump, from how it ended and its last stderr lines. The privilege
+ * cases are told apart because the role the README once recommended, `pg_read_all_data`, reads
+ * every table but neither large objects nor rows hidden by row-level security: "grant it
+ * pg_read_all_data" would send the operator in a circle.
+ */
+export function dumpHint(outcome: ProcessOutcome): string {
+  const text = outcome.stderrTail.join('\n');
+  if (outcome.signal === 'SIGKILL') return 'pg_dump was killed (often out of memory): give the function more memory.';
+  if (/server version mismatch/i.test(text)) return 'The server is newer than pg_dump: rebuild the pg_dump layer with matching client tools.';
+  if (/permission denied for large object/i.test(text)) {
+    return (
+      'The backup role cannot read large objects: pg_read_all_data does not cover them. Grant SELECT on each existing one ' +
+      '(GRANT SELECT ON LARGE OBJECT <oid> TO <backup role>, for every oid in pg_largeobject_metadata) and, on PostgreSQL 18+, ' +
+      'on future ones (ALTER DEFAULT PRIVILEGES FOR ROLE <owner> GRANT SELECT ON LARGE OBJECTS TO <backup role>), or set ' +
+      'lo_compat_privileges = on (RDS: the DB parameter group). README.md, "The database role", has the script.'
+    );
+  }
+  if (/row-level security/i.test(text)) {
+    return (
+      'A table has row-level security and the backup role cannot bypass it: pg_read_all_data does not include BYPASSRLS, and a dump ' +
+      'without the hidden rows would be incomplete. Run ALTER ROLE <backup role> BYPASSRLS (only a superuser, or a role that itself has ' +
+      'BYPASSRLS, may). README.md, "The database role".'
+    );
+  }
+  if (/permission denied/i.test(text)) {
+    return 'The backup role lacks read access: grant it pg_read_all_data (PostgreSQL 14+) or SELECT on every table and sequence and USAGE on every schema (README.md, "The database role").';
+  }
+  if (/password authentication|connection to server/i.test(text)) return 'pg_dump could not connect: check the secret, the network path and sslmode.';
+  return 'Read pg_dump\'s messages above; run the same pg_dump by hand (CLI `pg-s3-backup run`) to reproduce.';
+}
+
 /** The on-demand event is malformed: an unknown field or a wrong type, named in the message. */
 export class RequestError extends PgS3BackupError {
   constructor(message: string, options: PgS3BackupErrorOptions = {}) {

@@ -8,7 +8,7 @@ import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { DumpError, TimeBudgetError, UploadError, type ProcessOutcome } from '../errors.ts';
+import { DumpError, dumpHint, TimeBudgetError, UploadError, type ProcessOutcome } from '../errors.ts';
 import { describeExit, type RunningTool } from '../pg/pg-dump.ts';
 
 /** pg_dump's custom-format archives start with these bytes. */
@@ -222,15 +222,6 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   if (killTimer) clearTimeout(killTimer);
   if (failure) throw failure;
   return { bytes: gate.bytes, sha256: gate.digest(), outcome: outcome ?? finalOutcome! };
-}
-
-function dumpHint(outcome: ProcessOutcome): string {
-  const text = outcome.stderrTail.join('\n');
-  if (outcome.signal === 'SIGKILL') return 'pg_dump was killed (often out of memory): give the function more memory.';
-  if (/server version mismatch/i.test(text)) return 'The server is newer than pg_dump: rebuild the pg_dump layer with matching client tools.';
-  if (/permission denied/i.test(text)) return 'The backup user lacks read access: grant it pg_read_all_data (PostgreSQL 14+) or SELECT on every table and sequence.';
-  if (/password authentication|connection to server/i.test(text)) return 'pg_dump could not connect: check the secret, the network path and sslmode.';
-  return 'Read pg_dump\'s messages above; run the same pg_dump by hand (CLI `pg-s3-backup run`) to reproduce.';
 }
 
 function uploadHint(err: unknown): string {
