@@ -6,14 +6,14 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { hostLayerArch, layerRoot, REPO_ROOT } from '../layers/pg-dump/paths.ts';
+import { hostArchitecture, layerRoot, REPO_ROOT } from '../layers/pg-dump/paths.ts';
 import { DEFAULT_LAYER_ROOT, findLoader, layerCommand, resolvePgTool, type PgTool, type SpawnCommand } from '../engine/pg/tools.ts';
 
-export { hostLayerArch, REPO_ROOT };
+export { hostArchitecture, REPO_ROOT };
 
 /** The layer built in this repository for this machine's architecture. */
 export function repoLayerRoot(): string {
-  return layerRoot(hostLayerArch());
+  return layerRoot(hostArchitecture());
 }
 
 function hasLayerTool(root: string, tool: PgTool): boolean {

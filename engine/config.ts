@@ -3,6 +3,7 @@
  * host mode share it. Every error names the variable and the form it expects; nothing here ever
  * echoes a value that could be a secret (DATABASE_URL is reported by name only).
  */
+import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
@@ -58,8 +59,109 @@ export const DEFAULTS = {
   timeMarginSeconds: 30,
 } as const;
 
+/*
+ * One schema for every setting of the engine, keyed by its environment variable. The function,
+ * the CLI and host mode parse the environment with it; the CDK app validates its context values
+ * with the same field schemas (`ENGINE_SETTINGS`) and writes the function's environment through
+ * `toEnvironment()`, so a value cannot be valid in one place and invalid in the other. Each field's
+ * message is the expected form ("a whole number from 1 to 1000"); the caller names the variable or
+ * the context key around it.
+ */
+
+/** Environment values arrive as strings; blank means unset. */
+const text = z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : typeof v === 'string' ? v.trim() : v), z.string().optional());
+
+const wholeNumber = (min: number, max: number) => {
+  const expected = `a whole number from ${min} to ${max}`;
+  return z.preprocess(
+    (v) => (typeof v === 'string' ? (v.trim() === '' ? undefined : /^\d+$/.test(v.trim()) ? Number(v.trim()) : v) : v),
+    z.number({ error: expected }).int(expected).min(min, expected).max(max, expected).optional(),
+  );
+};
+
+const flag = z.preprocess((v) => {
+  if (typeof v !== 'string') return v;
+  const t = v.trim().toLowerCase();
+  return t === '' ? undefined : t === 'true' || t === '1' ? true : t === 'false' || t === '0' ? false : v;
+}, z.boolean({ error: '"true" or "false"' }).optional());
+
+const matching = (re: RegExp, expected: string) => text.pipe(z.string().regex(re, expected).optional());
+
 /** pg_dump's `--compress` forms: a level, or `method[:detail]` (e.g. `zstd:1`, `gzip:level=6`, `zstd:long`). */
 const COMPRESSION = /^(?:\d|(?:none|gzip|lz4|zstd)(?::[A-Za-z0-9=,_]+)?)$/;
+
+/** Characters S3 documents as safe in keys, segments ending with `/`: no spaces, no `//`. */
+const PREFIX = /^(?:[A-Za-z0-9!_.*'()-]+\/)*$/;
+
+const databaseList = z.preprocess(
+  (v) => (typeof v === 'string' ? (v.trim() === '' ? undefined : v.split(',').map((d) => d.trim())) : v),
+  z
+    .array(z.string(), { error: 'a comma-separated list of database names' })
+    .refine((l) => l.every((d) => d !== '' && !d.includes(',')), 'a comma-separated list of database names without empty entries')
+    .optional(),
+);
+
+export const ENGINE_SETTINGS = {
+  DB_SECRET_ID: text,
+  DATABASE_URL: matching(/^postgres(?:ql)?:\/\//, 'a URL of the form postgresql://user:password@host:port/database'),
+  DATABASES: databaseList,
+  BACKUP_BUCKET: matching(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)'),
+  BACKUP_PREFIX: z.preprocess(
+    (v) => (typeof v === 'string' ? v.trim() : v),
+    z.string().regex(PREFIX, 'empty or a key prefix ending with "/" (not starting with "/"), of letters, digits and !_.*\'()- , e.g. "pg-s3-backup/"').optional(),
+  ),
+  RETENTION_COUNT: wholeNumber(1, 1000),
+  ALERT_TOPIC_ARN: matching(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/, 'an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)'),
+  PG_DUMP_COMPRESSION: matching(COMPRESSION, 'a pg_dump --compress spec such as "zstd:1", "gzip:6", "lz4" or "none"'),
+  PG_DUMP_BIN: text,
+  S3_FORCE_PATH_STYLE: flag,
+  NOTIFY_ON_SUCCESS: flag,
+  BACKUP_GLOBALS: flag,
+  DB_SSLMODE: text.pipe(z.enum(SSL_MODES, { error: `one of ${SSL_MODES.join(', ')}` }).optional()),
+  DB_SSLROOTCERT: text,
+  PG_CONNECT_TIMEOUT: wholeNumber(1, 600),
+  TIME_MARGIN_SECONDS: wholeNumber(0, 900),
+  AWS_LAMBDA_FUNCTION_NAME: text,
+} as const;
+
+export type EngineVariable = keyof typeof ENGINE_SETTINGS;
+
+const EnvSchema = z.object(ENGINE_SETTINGS);
+
+/** Variables whose values may hold a password: never echoed in a message. */
+const SECRET_VARIABLES: ReadonlySet<string> = new Set(['DATABASE_URL']);
+
+/** The message for one problem with one variable, in the engine's words. */
+function describeEnvIssue(issue: z.core.$ZodIssue, env: Env): string {
+  const name = String(issue.path[0] ?? '(environment)');
+  const raw = env[name];
+  const got = SECRET_VARIABLES.has(name) || raw === undefined ? '' : `; got ${JSON.stringify(raw.trim())}`;
+  return `${name} must be ${issue.message}${got}`;
+}
+
+/**
+ * The function's environment from settings the CDK app holds: every literal value is checked by
+ * the same field schema the engine parses it with (throws naming the variable); values for which
+ * `isDeployTimeValue` is true (CloudFormation tokens such as a bucket name) are passed through.
+ */
+export function toEnvironment(
+  values: Partial<Record<EngineVariable, string | number | boolean | readonly string[] | undefined>>,
+  options: { readonly isDeployTimeValue?: (value: string) => boolean } = {},
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(values) as [EngineVariable, string | number | boolean | readonly string[] | undefined][]) {
+    if (value === undefined) continue;
+    const str = Array.isArray(value) ? value.join(',') : String(value);
+    if (!options.isDeployTimeValue?.(str)) {
+      const checked = ENGINE_SETTINGS[name].safeParse(str);
+      if (!checked.success) problems.push(...checked.error.issues.map((i) => describeEnvIssue({ ...i, path: [name] }, { [name]: str })));
+    }
+    out[name] = str;
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join('\n'));
+  return out;
+}
 
 export interface LoadConfigOptions {
   /** false for commands that only read the bucket: then DB_SECRET_ID / DATABASE_URL may be absent. */
@@ -70,103 +172,60 @@ export const MISSING_CREDENTIALS =
   'DB_SECRET_ID is required (Secrets Manager secret ARN or name, RDS JSON format), or DATABASE_URL for the CLI and host mode';
 
 export function loadConfig(env: Env = process.env, options: LoadConfigOptions = {}): Config {
-  const get = (name: string): string | undefined => {
-    const v = env[name];
-    return v === undefined || v.trim() === '' ? undefined : v.trim();
-  };
-  const inLambda = get('AWS_LAMBDA_FUNCTION_NAME') !== undefined;
+  const parsed = EnvSchema.safeParse(env);
+  // Every problem at once, each naming its variable: a deploy with three typos needs one fix, not three.
+  const problems: string[] = parsed.success ? [] : parsed.error.issues.map((i) => describeEnvIssue(i, env));
+  const v: Partial<z.output<typeof EnvSchema>> = parsed.success ? parsed.data : fieldsThatParse(env);
+  const inLambda = v.AWS_LAMBDA_FUNCTION_NAME !== undefined;
 
-  const secretId = get('DB_SECRET_ID');
-  const url = get('DATABASE_URL');
-  let credentials: CredentialSource;
-  if (secretId && url) {
-    throw new ConfigError('DB_SECRET_ID and DATABASE_URL are both set: set exactly one of them');
+  let credentials: CredentialSource = { kind: 'none' };
+  const secretId = v.DB_SECRET_ID;
+  const url = v.DATABASE_URL;
+  const urlSet = typeof env.DATABASE_URL === 'string' && env.DATABASE_URL.trim() !== '';
+  if (secretId && urlSet) {
+    problems.push('DB_SECRET_ID and DATABASE_URL are both set: set exactly one of them');
   } else if (secretId) {
     credentials = { kind: 'secret', secretId };
+  } else if (urlSet && inLambda) {
+    problems.push('DATABASE_URL is for the CLI and host mode only: in Lambda set DB_SECRET_ID (a Secrets Manager secret in RDS JSON format)');
   } else if (url) {
-    if (inLambda) {
-      throw new ConfigError('DATABASE_URL is for the CLI and host mode only: in Lambda set DB_SECRET_ID (a Secrets Manager secret in RDS JSON format)');
-    }
-    if (!/^postgres(?:ql)?:\/\//.test(url)) {
-      throw new ConfigError('DATABASE_URL must be a URL of the form postgresql://user:password@host:port/database');
-    }
     credentials = { kind: 'url', url };
-  } else if (options.requireCredentials === false) {
-    credentials = { kind: 'none' };
-  } else {
-    throw new ConfigError(MISSING_CREDENTIALS);
+  } else if (!urlSet && options.requireCredentials !== false) {
+    problems.push(MISSING_CREDENTIALS);
   }
 
-  const bucket = get('BACKUP_BUCKET');
-  if (!bucket) throw new ConfigError('BACKUP_BUCKET is required: the name of the bucket that receives the backups');
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
-    throw new ConfigError(`BACKUP_BUCKET must be an S3 bucket name (3-63 characters: lowercase letters, digits, dots, hyphens), got ${JSON.stringify(bucket)}`);
-  }
+  const rawBucket = env.BACKUP_BUCKET;
+  if (rawBucket === undefined || rawBucket.trim() === '') problems.push('BACKUP_BUCKET is required: the name of the bucket that receives the backups');
 
-  const prefix = env.BACKUP_PREFIX ?? DEFAULTS.prefix;
-  if (prefix !== '' && (!prefix.endsWith('/') || prefix.startsWith('/') || prefix.includes('//'))) {
-    throw new ConfigError(`BACKUP_PREFIX must be empty or a key prefix ending with "/" (not starting with "/"), e.g. "pg-s3-backup/"; got ${JSON.stringify(prefix)}`);
-  }
-
-  const dbList = env.DATABASES;
-  let databases: string[] | undefined;
-  if (dbList !== undefined && dbList.trim() !== '') {
-    databases = dbList.split(',').map((d) => d.trim());
-    if (databases.some((d) => d === '')) {
-      throw new ConfigError(`DATABASES must be a comma-separated list of database names without empty entries, got ${JSON.stringify(dbList)}`);
-    }
-    databases = [...new Set(databases)];
-  }
-
-  const compression = get('PG_DUMP_COMPRESSION') ?? DEFAULTS.compression;
-  if (!COMPRESSION.test(compression)) {
-    throw new ConfigError(`PG_DUMP_COMPRESSION must be a pg_dump --compress spec such as "zstd:1", "gzip:6", "lz4" or "none"; got ${JSON.stringify(compression)}`);
-  }
-
-  const sslModeRaw = get('DB_SSLMODE');
-  if (sslModeRaw !== undefined && !(SSL_MODES as readonly string[]).includes(sslModeRaw)) {
-    throw new ConfigError(`DB_SSLMODE must be one of ${SSL_MODES.join(', ')}; got ${JSON.stringify(sslModeRaw)}`);
-  }
+  if (problems.length > 0) throw new ConfigError(problems.join('\n'));
+  const c = v as z.output<typeof EnvSchema>;
 
   return Object.freeze({
     credentials: Object.freeze(credentials),
-    databases: databases && Object.freeze(databases),
-    bucket,
-    prefix,
-    retentionCount: integer(get, 'RETENTION_COUNT', DEFAULTS.retentionCount, 1, 100_000),
-    alertTopicArn: arn(get('ALERT_TOPIC_ARN')),
-    compression,
-    pgDumpBin: get('PG_DUMP_BIN'),
-    forcePathStyle: boolean(get, 'S3_FORCE_PATH_STYLE'),
-    notifyOnSuccess: boolean(get, 'NOTIFY_ON_SUCCESS'),
-    backupGlobals: boolean(get, 'BACKUP_GLOBALS'),
-    sslMode: sslModeRaw as SslMode | undefined,
-    sslRootCert: get('DB_SSLROOTCERT'),
-    connectTimeoutSeconds: integer(get, 'PG_CONNECT_TIMEOUT', DEFAULTS.connectTimeoutSeconds, 1, 600),
-    timeMarginMs: integer(get, 'TIME_MARGIN_SECONDS', DEFAULTS.timeMarginSeconds, 0, 900) * 1000,
+    databases: c.DATABASES && Object.freeze([...new Set(c.DATABASES)]),
+    bucket: c.BACKUP_BUCKET ?? '',
+    prefix: c.BACKUP_PREFIX ?? DEFAULTS.prefix,
+    retentionCount: c.RETENTION_COUNT ?? DEFAULTS.retentionCount,
+    alertTopicArn: c.ALERT_TOPIC_ARN,
+    compression: c.PG_DUMP_COMPRESSION ?? DEFAULTS.compression,
+    pgDumpBin: c.PG_DUMP_BIN,
+    forcePathStyle: c.S3_FORCE_PATH_STYLE ?? false,
+    notifyOnSuccess: c.NOTIFY_ON_SUCCESS ?? false,
+    backupGlobals: c.BACKUP_GLOBALS ?? false,
+    sslMode: c.DB_SSLMODE,
+    sslRootCert: c.DB_SSLROOTCERT,
+    connectTimeoutSeconds: c.PG_CONNECT_TIMEOUT ?? DEFAULTS.connectTimeoutSeconds,
+    timeMarginMs: (c.TIME_MARGIN_SECONDS ?? DEFAULTS.timeMarginSeconds) * 1000,
     inLambda,
   });
 }
 
-function integer(get: (n: string) => string | undefined, name: string, fallback: number, min: number, max: number): number {
-  const raw = get(name);
-  if (raw === undefined) return fallback;
-  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}; got ${JSON.stringify(raw)}`);
+/** When some variables are wrong, the ones that parse (so the cross-checks still report). */
+function fieldsThatParse(env: Env): Partial<z.output<typeof EnvSchema>> {
+  const out: Record<string, unknown> = {};
+  for (const [name, schema] of Object.entries(ENGINE_SETTINGS)) {
+    const r = (schema as z.ZodType).safeParse(env[name]);
+    if (r.success) out[name] = r.data;
   }
-  return Number(raw);
-}
-
-function boolean(get: (n: string) => string | undefined, name: string): boolean {
-  const raw = get(name)?.toLowerCase();
-  if (raw === undefined || raw === 'false' || raw === '0') return false;
-  if (raw === 'true' || raw === '1') return true;
-  throw new ConfigError(`${name} must be "true" or "false"; got ${JSON.stringify(raw)}`);
-}
-
-function arn(value: string | undefined): string | undefined {
-  if (value !== undefined && !/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/.test(value)) {
-    throw new ConfigError(`ALERT_TOPIC_ARN must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>); got ${JSON.stringify(value)}`);
-  }
-  return value;
+  return out as Partial<z.output<typeof EnvSchema>>;
 }

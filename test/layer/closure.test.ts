@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { findLoader, type PgTool } from '../../engine/pg/tools.ts';
-import { ensureLayer, LAYER_DIR, type LayerArch } from '../support/layer.ts';
+import { ensureLayer, LAYER_DIR, type Architecture } from '../support/layer.ts';
 
 const execFileAsync = promisify(execFile);
 const TOOLS: PgTool[] = ['pg_dump', 'pg_restore', 'pg_dumpall'];
 const MAX_ZIP_BYTES = 10 * 1024 * 1024;
 
 // ELF e_machine values (elf.h).
-const MACHINES: Record<LayerArch, { machine: number; loader: string }> = {
+const MACHINES: Record<Architecture, { machine: number; loader: string }> = {
   x86_64: { machine: 62, loader: 'ld-linux-x86-64.so.2' },
   arm64: { machine: 183, loader: 'ld-linux-aarch64.so.1' },
 };

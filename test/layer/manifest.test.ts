@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { layerCommand } from '../../engine/pg/tools.ts';
-import { ensureLayer, LAYER_DIR, type LayerArch } from '../support/layer.ts';
+import { ensureLayer, LAYER_DIR, type Architecture } from '../support/layer.ts';
 import { run } from './support.ts';
 
 const execFileAsync = promisify(execFile);
@@ -38,7 +38,7 @@ function treeFiles(root: string, dirs: readonly string[]): string[] {
     .map((e) => join(e.parentPath, e.name).slice(root.length + 1))).sort();
 }
 
-describe.each(['x86_64', 'arm64'] as const)('%s manifest', (arch: LayerArch) => {
+describe.each(['x86_64', 'arm64'] as const)('%s manifest', (arch: Architecture) => {
   let root: string;
   let manifest: Manifest;
   const extracted = mkdtempSync(join(tmpdir(), `pgs3b-debs-${arch}-`));

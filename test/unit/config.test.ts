@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, loadConfig } from '../../engine/config.ts';
+import { DEFAULTS, loadConfig, toEnvironment } from '../../engine/config.ts';
+import { parseConfig } from '../../infra/config.ts';
 import { ConfigError } from '../../engine/errors.ts';
 import { fetchCredentials } from '../../engine/secrets.ts';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -103,5 +104,54 @@ describe('loadConfig', () => {
     expect(c.credentials).toEqual({ kind: 'none' });
     expect(() => loadConfig({ BACKUP_BUCKET: 'b-1' })).toThrow(/DB_SECRET_ID is required/);
     await expect(fetchCredentials(c.credentials, {} as SecretsManagerClient)).rejects.toThrow(/DB_SECRET_ID is required/);
+  });
+});
+
+describe('one schema for the engine and the CDK app', () => {
+  it('reports every problem at once, each naming its variable', () => {
+    const message = (() => {
+      try {
+        loadConfig({ BACKUP_BUCKET: 'Bad_Bucket', RETENTION_COUNT: 'x', PG_DUMP_COMPRESSION: 'fast', DB_SSLMODE: 'on' });
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return '';
+    })();
+    for (const name of ['DB_SECRET_ID', 'BACKUP_BUCKET', 'RETENTION_COUNT', 'PG_DUMP_COMPRESSION', 'DB_SSLMODE']) expect(message).toContain(name);
+  });
+
+  // Each value is judged by the same field schema on both sides: the function's environment and the CDK context.
+  it.each([
+    ['BACKUP_PREFIX', 'backupPrefix', 'a b/', false],
+    ['BACKUP_PREFIX', 'backupPrefix', 'pg/nightly/', true],
+    ['PG_DUMP_COMPRESSION', 'pgDumpCompression', '6', true],
+    ['PG_DUMP_COMPRESSION', 'pgDumpCompression', 'gzip:level=6', true],
+    ['PG_DUMP_COMPRESSION', 'pgDumpCompression', 'zstd:1; rm -rf /', false],
+    ['RETENTION_COUNT', 'retentionCount', '1001', false],
+    ['RETENTION_COUNT', 'retentionCount', '30', true],
+  ] as const)('%s / %s = %j: valid in both or in neither', (variable, contextKey, value, valid) => {
+    const engineOk = (() => {
+      try {
+        loadConfig({ ...base, [variable]: value });
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    const infraOk = (() => {
+      try {
+        parseConfig({ dbSecretArn: 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:prod/db-AbCdEf', [contextKey]: value });
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    expect([engineOk, infraOk]).toEqual([valid, valid]);
+  });
+
+  it('toEnvironment writes the function environment through the same schema, naming a bad variable', () => {
+    expect(toEnvironment({ RETENTION_COUNT: 7, NOTIFY_ON_SUCCESS: false, DATABASES: ['app', 'billing'] })).toEqual({ RETENTION_COUNT: '7', NOTIFY_ON_SUCCESS: 'false', DATABASES: 'app,billing' });
+    expect(() => toEnvironment({ PG_DUMP_COMPRESSION: 'fast' })).toThrow(/PG_DUMP_COMPRESSION must be/);
+    expect(toEnvironment({ BACKUP_BUCKET: '${Token[TOKEN.1]}' }, { isDeployTimeValue: (v) => v.startsWith('${Token') })).toEqual({ BACKUP_BUCKET: '${Token[TOKEN.1]}' });
   });
 });
