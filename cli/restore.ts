@@ -10,7 +10,11 @@ interface RestoreOpts extends BackupSelectionOpts {
   readonly create?: boolean;
   readonly clean?: boolean;
   readonly owner: boolean;
+  readonly acl: boolean;
   readonly table?: string[];
+  readonly schemaOnly?: boolean;
+  readonly dataOnly?: boolean;
+  readonly keepGoing?: boolean;
 }
 
 export function registerRestore(program: Command, ctx: CliContext): void {
@@ -20,10 +24,14 @@ export function registerRestore(program: Command, ctx: CliContext): void {
         '(an empty database, a new one with --create, or a non-empty one with --clean)',
     )
     .requiredOption('--target-url <url>', 'postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE to restore into (the password may come from PGPASSWORD or ~/.pgpass instead)')
-    .addOption(new Option('--create', 'create the target database (it must not exist)').conflicts('clean'))
+    .addOption(new Option('--create', 'create the target database (it must not exist) as the backup defines it: encoding, locale, comment, grants, owner, settings').conflicts('clean'))
     .option('--clean', 'drop the objects the backup contains before recreating them (a non-empty target needs it)')
-    .option('--no-owner', 'do not restore ownership and grants (when the source roles do not exist on the target)')
-    .option('--table <name>', 'restore only this table (repeatable; like pg_restore -t: no indexes or constraints)', collect)
+    .option('--no-owner', 'do not restore owners (nor ALTER ROLE … IN DATABASE settings) when the source roles do not exist on the target')
+    .option('--no-acl', 'do not restore grants (GRANT/REVOKE)')
+    .option('--table <name>', 'restore only this table ([schema.]name, repeatable), with what it needs (schema, types, sequences) and what belongs to it (identity, indexes, constraints, grants)', collect)
+    .addOption(new Option('--schema-only', 'restore the definitions, no data').conflicts('dataOnly'))
+    .addOption(new Option('--data-only', 'restore the data only, into tables that exist').conflicts(['create', 'clean']))
+    .option('--keep-going', 'on errors, keep the database as restored, list every error and exit 1 (default: stop, and drop a database --create made)')
     .action(async (opts: RestoreOpts) => {
       const target = ctx.target(opts.targetUrl, '--target-url');
       const key = await ctx.selectBackup(opts);
@@ -34,7 +42,11 @@ export function registerRestore(program: Command, ctx: CliContext): void {
         create: opts.create,
         clean: opts.clean,
         noOwner: !opts.owner,
+        noAcl: !opts.acl,
         tables: opts.table,
+        schemaOnly: opts.schemaOnly,
+        dataOnly: opts.dataOnly,
+        keepGoing: opts.keepGoing,
       });
       ctx.out.result(result, describeRestore(result));
     });
@@ -47,6 +59,8 @@ function describeRestore(r: RestoreResult): string {
     `  into            ${r.target}${r.created ? ' (created)' : ''}`,
     `  size            ${formatBytes(r.bytes)}, sha256 ${r.sha256} (verified)`,
     `  time            download ${formatDuration(r.downloadMs)}, pg_restore ${formatDuration(r.restoreMs)}, total ${formatDuration(r.totalMs)}`,
+    ...(r.tables ? [`  tables          ${r.tables.join(', ')} (with what they need)`] : []),
     ...r.warnings.map((w) => `  warning         ${w}`),
+    ...r.notRestored.map((n) => `  not restored    ${n}`),
   ].join('\n');
 }

@@ -1,6 +1,7 @@
-/** Administrative SQL on the target server: does a database exist, create it, drop it, is it empty. */
+/** Administrative SQL on the target server: does a database exist, create it as the backup defines it, drop it, is it empty. */
 import pg from 'pg';
 import { DatabaseMissingError, RestoreError } from '../errors.ts';
+import { describeCreate, type DefinitionStatement } from './database-definition.ts';
 import { quoteIdent, withClient, type PgTarget } from './target.ts';
 
 /** A database to connect to for CREATE/DROP DATABASE. */
@@ -23,17 +24,60 @@ export async function databaseExists(target: PgTarget, database: string): Promis
   return withMaintenanceClient(target, async (c) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [database])).rowCount === 1);
 }
 
-export async function createDatabase(target: PgTarget, database: string): Promise<void> {
+export interface DefinitionOutcome {
+  /** Statements of the definition that failed, each with its error (like pg_restore's). */
+  readonly errors: string[];
+  /** Statements left out on purpose (--no-owner, --no-acl), as they read. */
+  readonly notRestored: string[];
+}
+
+/**
+ * Creates `database` as the archive defines its own database (database-definition.ts): the
+ * CREATE DATABASE statement first (template0, the source's encoding, locale and provider), and
+ * when the server cannot honour it, a RestoreError saying what the backup asks for and nothing
+ * created. Then owner, comment, settings, connection limit, role settings and grants, each on
+ * its own: a failure is returned as an error, as pg_restore reports it, not thrown. `--no-owner`
+ * leaves out the owner and the role settings (both name roles of the source server), `--no-acl`
+ * the grants. Without a definition in the archive: a plain CREATE DATABASE from template0.
+ */
+export async function createDatabase(
+  target: PgTarget,
+  database: string,
+  definition: readonly DefinitionStatement[] = [],
+  options: { readonly noOwner?: boolean | undefined; readonly noAcl?: boolean | undefined } = {},
+): Promise<DefinitionOutcome> {
+  const create = definition.find((s) => s.kind === 'create')?.sql ?? `CREATE DATABASE ${quoteIdent(database)} WITH TEMPLATE = template0;`;
+  const errors: string[] = [];
+  const notRestored: string[] = [];
   await withMaintenanceClient(target, async (c) => {
     try {
-      await c.query(`CREATE DATABASE ${quoteIdent(database)}`);
+      await c.query(create);
     } catch (err) {
-      throw new RestoreError(`cannot create database "${database}": ${(err as Error).message}`, {
+      const code = (err as { code?: string }).code;
+      const privilege = code === '42501';
+      throw new RestoreError(`cannot create database "${database}" as the backup defines it (${describeCreate(create)}): ${(err as Error).message}; nothing was restored`, {
         cause: err,
-        hint: 'The user in the URL needs CREATEDB (or create the database yourself and restore without --create).',
+        hint: privilege
+          ? 'The user in the URL needs CREATEDB (or create the database yourself and restore without --create).'
+          : 'The target server lacks what the source database used (an encoding, a locale, a locale provider such as ICU or builtin, or a newer PostgreSQL): ' +
+            'install the locale or use a server of the same or a newer major version; or create the database yourself with the closest definition and restore into it without --create (the differences are then yours to judge).',
       });
     }
+    for (const s of definition) {
+      if (s.kind === 'create') continue;
+      if ((options.noOwner && (s.kind === 'owner' || s.kind === 'role-setting')) || (options.noAcl && s.kind === 'acl')) {
+        notRestored.push(s.sql);
+        continue;
+      }
+      try {
+        await c.query(s.sql);
+      } catch (err) {
+        errors.push(`${(err as Error).message}
+Command was: ${s.sql}`);
+      }
+    }
   });
+  return { errors, notRestored };
 }
 
 export async function dropDatabase(target: PgTarget, database: string): Promise<void> {

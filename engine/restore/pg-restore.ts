@@ -1,36 +1,78 @@
-/** Running pg_restore: its arguments, its table of contents, its progress, and what its errors mean. */
+/**
+ * Running pg_restore: its arguments, the archive's table of contents, the three passes, progress,
+ * and what its errors mean.
+ *
+ * Three passes (pre-data serially; data with --jobs; post-data with --jobs) rather than one
+ * `pg_restore --jobs N`: a dump streamed to S3 has no data offsets in its TOC, and pg_restore then
+ * schedules parallel work so that a post-data item may run before a table's data is loaded (seen:
+ * a partitioned parent's `NOT NULL … NOT VALID` constraint before a partition's rows, which then
+ * fail it). Separate passes make "all data before any post-data" a fact, whatever the scheduler.
+ */
 import { spawn as nodeSpawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { RestoreError } from '../errors.ts';
 import type { SpawnFn } from '../pg/pg-dump.ts';
 import type { SpawnCommand } from '../pg/tools.ts';
+import { parseDefinition, type DefinitionStatement } from './database-definition.ts';
 import type { RestoreDeps } from './deps.ts';
 import { conninfoDbname, pgEnv, type PgTarget } from './target.ts';
+import { isDatabaseEntry, parseToc, tablesWithData, useList, type TocEntry } from './toc.ts';
+
+/**
+ * pg_dump 17+ writes `SET transaction_timeout = 0;` into every archive; a server older than 17
+ * does not know the setting and pg_restore reports one error per connection for it (one per job
+ * with --jobs), then exits 1 with "errors ignored on restore: N". That error changes nothing (the
+ * setting only protects the restore from a server-side timeout), so it alone is tolerated.
+ */
+const HARMLESS = /could not execute query: ERROR: {1,2}unrecognized configuration parameter "transaction_timeout"/;
 
 /** What pg_restore said, sorted into what is harmless and what is not. */
 export interface PgRestoreOutcome {
   readonly ok: boolean;
   /** Errors known to be harmless (and why), reported as warnings. */
   readonly tolerated: readonly string[];
-  /** Every other error line. */
+  /** Every other error, each with the lines that explain it (TOC entry, DETAIL, Command was). */
   readonly errors: readonly string[];
 }
 
 /**
- * pg_dump 17+ writes `SET transaction_timeout = 0;` into every archive; a server older than 17
- * does not know the setting and pg_restore reports one error per connection for it (one per job
- * with --jobs), then exits 1 with "errors ignored on restore: N". That error changes nothing (the
- * setting only protects the restore from a server-side timeout), so it alone is tolerated:
- * exit code 1 with nothing but that error is a success with a warning.
+ * pg_restore's errors, one string each: the `pg_restore: error:` line, the `from TOC entry` line
+ * before it, and the lines after it that belong to it (DETAIL, CONTEXT, Command was). Progress and
+ * other chatter is not part of any error.
  */
-const HARMLESS = /could not execute query: ERROR: {1,2}unrecognized configuration parameter "transaction_timeout"/;
+export function parseErrors(stderr: string): string[] {
+  const errors: string[] = [];
+  let context: string | undefined;
+  let current: string[] | undefined;
+  const flush = () => {
+    if (current) errors.push(current.join('\n'));
+    current = undefined;
+  };
+  for (const line of stderr.split('\n')) {
+    if (/^pg_restore: error: /.test(line)) {
+      flush();
+      current = [line.replace(/^pg_restore: error: /, ''), ...(context ? [`(${context})`] : [])];
+      context = undefined;
+    } else if (/^pg_restore: from TOC entry /.test(line)) {
+      flush();
+      context = line.replace(/^pg_restore: /, '');
+    } else if (/^pg_restore: /.test(line) || line === '') {
+      flush();
+    } else if (current) {
+      current.push(line);
+    }
+  }
+  flush();
+  return errors;
+}
 
 export function classifyPgRestore(exitCode: number | null, stderr: string): PgRestoreOutcome {
-  const lines = stderr.split('\n');
-  const errorLines = lines.filter((l) => /^pg_restore: error: /.test(l));
-  const tolerated = errorLines.filter((l) => HARMLESS.test(l));
-  const errors = errorLines.filter((l) => !HARMLESS.test(l));
-  const ignored = /errors ignored on restore: (\d+)/.exec(stderr);
+  const all = parseErrors(stderr);
+  const tolerated = all.filter((e) => HARMLESS.test(e));
+  const errors = all.filter((e) => !HARMLESS.test(e));
   if (exitCode === 0) return { ok: true, tolerated, errors };
+  const ignored = /errors ignored on restore: (\d+)/.exec(stderr);
   // With --jobs the workers' errors are printed but not all counted in the leader's total, so
   // the total may be lower than the number of error lines, never higher.
   const onlyHarmless = exitCode === 1 && errors.length === 0 && tolerated.length > 0 && ignored !== null && Number(ignored[1]) >= 1 && Number(ignored[1]) <= tolerated.length;
@@ -49,8 +91,9 @@ export interface ToolRun {
 }
 
 /**
- * Runs a pg tool to completion, keeping stdout (bounded use: --list) and stderr. `onStderrLine`
- * sees every stderr line as it comes and says whether to keep it (progress lines need not be).
+ * Runs a pg tool to completion, keeping stdout (bounded use: --list, a few statements) and stderr.
+ * `onStderrLine` sees every stderr line as it comes and says whether to keep it (progress lines
+ * need not be).
  */
 export async function runTool(
   deps: Pick<RestoreDeps, 'spawn'>,
@@ -83,18 +126,17 @@ export async function runTool(
   });
 }
 
-/** Counts TOC entries in `pg_restore --list` output (lines that are not `;` comments). */
-export function parseTocList(list: string): { entries: number; tablesWithData: number } {
-  const entries = list.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';'));
-  // "<id>; <tableoid> <oid> TABLE DATA <schema> <name> <owner>"
-  const tablesWithData = entries.filter((l) => /^\d+; \d+ \d+ TABLE DATA /.test(l)).length;
-  return { entries: entries.length, tablesWithData };
+/** The archive's table of contents. */
+export interface Toc {
+  readonly entries: readonly TocEntry[];
+  /** `schema.table` of every table whose data the archive holds (TOC `TABLE DATA` entries). */
+  readonly tablesWithData: readonly string[];
 }
 
 /** `pg_restore --verbose` says when it starts each table's data: the restore's unit of progress. */
 const TABLE_DATA_LINE = /^pg_restore: processing data for table "(.*)"$/;
-/** Every other `pg_restore: …` line that is neither an error nor a warning is --verbose chatter. */
-const VERBOSE_LINE = /^pg_restore: (?!error: |warning: |detail: |hint: )/;
+/** Every other `pg_restore: …` line that is neither an error, a warning nor an error's context is --verbose chatter. */
+const VERBOSE_LINE = /^pg_restore: (?!error: |warning: |detail: |hint: |from TOC entry )/;
 
 function toolMissingError(cmd: SpawnCommand, err: Error): RestoreError {
   return new RestoreError(`cannot run ${cmd.file}: ${err.message}`, {
@@ -118,44 +160,97 @@ export function describeToolFailure(tool: string, run: Pick<ToolRun, 'code' | 's
   return `${tool} ${how}${tail ? `; last lines of its output:\n${tail}` : ''}`;
 }
 
-export function hintForPgRestore(stderr: string): string {
+/** How many errors a failure message quotes in full: the first ones hold the root cause. */
+export const ERRORS_SHOWN = 10;
+
+/** The first errors in full, then how many more there were. */
+export function summarizeErrors(errors: readonly string[], shown = ERRORS_SHOWN): string {
+  const first = errors.slice(0, shown).map((e, i) => `  ${i + 1}. ${e.replace(/\n/g, '\n     ')}`);
+  const more = errors.length - shown;
+  return [...first, ...(more > 0 ? [`  … and ${more} more errors`] : [])].join('\n');
+}
+
+/** What to do about pg_restore errors. `dropped`: the restore created the database and dropped it again. */
+export function hintForPgRestore(stderr: string, situation: { readonly dropped?: boolean; readonly keptGoing?: boolean } = {}): string {
   if (/unsupported version .* in file header/.test(stderr)) {
     return 'This pg_restore is older than the pg_dump that wrote the backup: use pg_restore 18 (npm run build:layer -- x86_64, PG_DUMP_BIN, or postgresql-client-18).';
   }
+  const then = situation.dropped
+    ? 'The database the restore created was dropped: run the same command again once fixed'
+    : situation.keptGoing
+      ? 'The database was kept as restored, without the objects above: fix them by hand, or fix the cause and restore again'
+      : 'The target may now be partly restored: fix the cause and retry with --clean';
   if (/role "[^"]+" does not exist/.test(stderr)) {
-    return 'Roles of the source server are missing on the target: create them first, or restore with --no-owner.';
+    return `Roles of the source server are missing on the target: create them first, or restore with --no-owner (owners) and --no-acl (grants). ${then}.`;
   }
-  return 'Read the errors above; the target may now be partly restored: fix the cause and retry with --clean (or into a new database with --create).';
+  return `Read the first errors above: the later ones often follow from them. ${then}${situation.dropped || situation.keptGoing ? '' : ' (or restore into a new database with --create)'}; --keep-going keeps a database despite errors.`;
 }
 
 export interface PgRestoreArgs {
   readonly jobs?: number | undefined;
   readonly clean?: boolean | undefined;
-  readonly noOwner?: boolean;
+  /** Do not restore owners (nor `ALTER ROLE … IN DATABASE … SET`, which name roles too). */
+  readonly noOwner?: boolean | undefined;
+  /** Do not restore grants (GRANT/REVOKE). */
+  readonly noAcl?: boolean | undefined;
   readonly tables?: readonly string[] | undefined;
+  readonly schemaOnly?: boolean | undefined;
+  readonly dataOnly?: boolean | undefined;
+  /** Keep going after errors, keep the database, report every error (pg_restore's own default). */
+  readonly keepGoing?: boolean | undefined;
 }
 
-export function pgRestoreArgs(database: string, file: string, options: PgRestoreArgs): string[] {
-  const args = ['--no-password', '--dbname', conninfoDbname(database)];
-  if (options.jobs && options.jobs > 1) args.push('--jobs', String(options.jobs));
-  if (options.clean) args.push('--clean', '--if-exists');
-  if (options.noOwner) args.push('--no-owner', '--no-privileges');
-  for (const t of options.tables ?? []) args.push('--table', t);
+export type Section = 'pre-data' | 'data' | 'post-data';
+
+export interface PassArgs {
+  readonly section: Section;
+  readonly jobs?: number | undefined;
+  readonly noOwner?: boolean | undefined;
+  readonly noAcl?: boolean | undefined;
+  /** A `--use-list` file (the `--table` selection). */
+  readonly listFile?: string | undefined;
+}
+
+/** Arguments of one pass of pg_restore into `database` (connection settings travel in the environment). */
+export function pgRestoreArgs(database: string, file: string, options: PassArgs): string[] {
+  const args = ['--no-password', '--dbname', conninfoDbname(database), `--section=${options.section}`];
+  if (options.jobs && options.jobs > 1 && options.section !== 'pre-data') args.push('--jobs', String(options.jobs));
+  if (options.noOwner) args.push('--no-owner');
+  if (options.noAcl) args.push('--no-privileges');
+  if (options.listFile) args.push('--use-list', options.listFile);
   args.push(file);
   return args;
 }
 
+/** The passes a restore runs: `--schema-only` skips the data, `--data-only` everything else. */
+export function sections(options: Pick<PgRestoreArgs, 'schemaOnly' | 'dataOnly'>): Section[] {
+  if (options.schemaOnly) return ['pre-data', 'post-data'];
+  if (options.dataOnly) return ['data'];
+  return ['pre-data', 'data', 'post-data'];
+}
+
+export interface PgRestoreRun {
+  readonly ms: number;
+  readonly warnings: string[];
+  /** Errors of every pass (only with keepGoing: otherwise an error throws). */
+  readonly errors: string[];
+  readonly tablesDone: number;
+}
+
 /**
- * Runs pg_restore of `file` into `database` of the target; throws with pg_restore's own words on
- * failure. Progress: one `restore` event per table whose data starts (out of `tablesTotal`).
+ * Runs pg_restore of `file` into `database`, in passes. Progress: one `restore` event per table
+ * whose data starts (out of `tablesTotal`). Without keepGoing, a pass with errors ends the restore
+ * (RestoreError with the first errors; `onFailure` runs first, e.g. to drop a created database);
+ * with keepGoing every pass runs and the errors are returned. `earlierErrors` (from applying the
+ * database's definition) count as errors of the first pass.
  */
 export async function pgRestoreInto(
   deps: RestoreDeps,
   target: PgTarget,
   database: string,
   file: string,
-  options: PgRestoreArgs & { readonly tablesTotal?: number },
-): Promise<{ ms: number; warnings: string[] }> {
+  options: PgRestoreArgs & { readonly tablesTotal?: number; readonly listFile?: string | undefined; readonly earlierErrors?: readonly string[]; readonly onFailure?: () => Promise<boolean> },
+): Promise<PgRestoreRun> {
   const now = deps.now ?? Date.now;
   const started = now();
   const progress = { event: 'restore', database, jobs: options.jobs ?? 1, tablesTotal: options.tablesTotal };
@@ -166,28 +261,111 @@ export async function pgRestoreInto(
     if (table) deps.onProgress?.({ ...progress, tablesDone: ++tablesDone, table: table[1], elapsedMs: now() - started });
     return !VERBOSE_LINE.test(line);
   };
-  const args = ['--verbose', ...pgRestoreArgs(database, file, options)];
-  const run = await runTool(deps, deps.pgRestore, args, pgEnv(target, deps.env ?? process.env, database), onLine);
-  const outcome = classifyPgRestore(run.code, run.stderr);
-  if (!outcome.ok || run.signal) {
-    throw new RestoreError(`restoring into database "${database}" failed: ${describeToolFailure('pg_restore', run)}`, {
-      hint: hintForPgRestore(run.stderr),
-    });
+  const env = pgEnv(target, deps.env ?? process.env, database);
+  const errors: string[] = [...(options.earlierErrors ?? [])];
+  const tolerated = new Set<string>();
+  let stderrSeen = '';
+  for (const section of sections(options)) {
+    const args = ['--verbose', ...pgRestoreArgs(database, file, { section, jobs: options.jobs, noOwner: options.noOwner, noAcl: options.noAcl, listFile: options.listFile })];
+    const run = await runTool(deps, deps.pgRestore, args, env, onLine);
+    stderrSeen += run.stderr;
+    if (run.signal) {
+      const dropped = (await options.onFailure?.()) ?? false;
+      throw new RestoreError(`restoring into database "${database}" failed: ${describeToolFailure('pg_restore', run)}`, { hint: hintForPgRestore(run.stderr, { dropped }) });
+    }
+    const outcome = classifyPgRestore(run.code, run.stderr);
+    outcome.tolerated.forEach((w) => tolerated.add(w));
+    if (!outcome.ok) errors.push(...outcome.errors);
+    if (errors.length > 0 && !options.keepGoing) {
+      const dropped = (await options.onFailure?.()) ?? false;
+      const how = outcome.ok ? 'the database definition could not be applied' : describeToolFailure(`pg_restore (${section} pass)`, { ...run, stderr: '' });
+      throw new RestoreError(`restoring into database "${database}" failed: ${how}, ${errors.length} error${errors.length === 1 ? '' : 's'}; the first:\n${summarizeErrors(errors)}`, {
+        hint: hintForPgRestore(stderrSeen + errors.join('\n'), { dropped }),
+      });
+    }
   }
   const ms = now() - started;
-  const warnings = [...new Set(outcome.tolerated)];
+  const warnings = [...tolerated];
   for (const w of warnings) deps.onProgress?.({ event: 'warning', message: w });
-  deps.onProgress?.({ event: 'restored', database, tables: tablesDone, ms });
-  return { ms, warnings };
+  deps.onProgress?.({ event: 'restored', database, tables: tablesDone, ms, errors: errors.length });
+  return { ms, warnings, errors, tablesDone };
 }
 
-/** The archive's table of contents: proves pg_restore can read it, and counts tables for progress. */
-export async function readToc(deps: RestoreDeps, file: string): Promise<{ entries: number; tablesWithData: number }> {
-  const list = await runTool(deps, deps.pgRestore, ['--list', file], deps.env ?? process.env);
+/** The archive's table of contents, with dependencies: proves pg_restore can read it. */
+export async function readToc(deps: RestoreDeps, file: string): Promise<Toc> {
+  const list = await runTool(deps, deps.pgRestore, ['--list', '--verbose', file], deps.env ?? process.env);
   if (list.code !== 0 || list.signal) {
     throw new RestoreError(`the archive's table of contents cannot be read: ${describeToolFailure('pg_restore --list', list)}`, {
       hint: `${hintForPgRestore(list.stderr)} The object must be a pg_dump custom-format archive written by pg-s3-backup.`,
     });
   }
-  return parseTocList(list.stdout);
+  const entries = parseToc(list.stdout);
+  return { entries, tablesWithData: tablesWithData(entries) };
+}
+
+/** Writes a `--use-list` file beside the dump. */
+export async function writeUseList(dumpFile: string, name: string, entries: readonly TocEntry[], ids: ReadonlySet<number>): Promise<string> {
+  const path = join(dirname(dumpFile), name);
+  await writeFile(path, useList(entries, ids), { mode: 0o600 });
+  return path;
+}
+
+/**
+ * The database's own definition from the archive (`source`: its name there), renamed to
+ * `database`: rendered by pg_restore itself (`--create`, only the database's entries, to a script).
+ * Empty when the archive holds none.
+ */
+export async function readDefinition(deps: RestoreDeps, file: string, toc: Toc, source: string, database: string): Promise<DefinitionStatement[]> {
+  const ids = new Set(toc.entries.filter((e) => isDatabaseEntry(e, source)).map((e) => e.id));
+  if (ids.size === 0) return [];
+  const listFile = await writeUseList(file, 'database.list', toc.entries, ids);
+  const run = await runTool(deps, deps.pgRestore, ['--create', '--use-list', listFile, '--file', '-', file], deps.env ?? process.env);
+  if (run.code !== 0 || run.signal) {
+    throw new RestoreError(`the database's definition cannot be read from the archive: ${describeToolFailure('pg_restore', run)}`, { hint: hintForPgRestore(run.stderr) });
+  }
+  return parseDefinition(run.stdout, source, database);
+}
+
+/**
+ * The statements `pg_restore --clean --if-exists` runs to drop what the archive holds, in its
+ * order (dependents first): taken from its script, where they come before the first object.
+ * Run before the pre-data pass, since that pass alone would not drop post-data objects (a foreign
+ * key from another table blocks DROP TABLE).
+ */
+export async function readDropStatements(deps: RestoreDeps, file: string, listFile: string | undefined): Promise<string> {
+  const args = ['--clean', '--if-exists', ...(listFile ? ['--use-list', listFile] : []), '--file', '-', file];
+  // The script: header comments and SETs, the drops, then `--\n-- Name: …` before each object.
+  // Only that head is read: pg_restore is stopped there, before it writes any data.
+  const head = await new Promise<string>((resolve, reject) => {
+    const spawn = deps.spawn ?? (nodeSpawn as SpawnFn);
+    const child = spawn(deps.pgRestore.file, [...deps.pgRestore.args, ...args], { env: deps.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let done = false;
+    const finish = (text: string) => {
+      if (done) return;
+      done = true;
+      if (child.exitCode === null) child.kill('SIGTERM');
+      resolve(text);
+    };
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (chunk: string) => {
+      out += chunk;
+      const at = out.search(/^-- (Data for )?Name: /m);
+      if (at >= 0) finish(out.slice(0, at));
+    });
+    child.stderr?.on('data', (b: Buffer) => (err += b.toString()));
+    child.on('error', (e) => reject(toolMissingError(deps.pgRestore, e)));
+    child.on('close', (code, signal) => {
+      if (done) return;
+      if (code !== 0 || signal) {
+        done = true;
+        reject(new RestoreError(`the archive's drop statements cannot be read: ${describeToolFailure('pg_restore', { code, signal, stderr: err })}`, { hint: hintForPgRestore(err) }));
+      } else finish(out);
+    });
+  });
+  return head
+    .split('\n')
+    .filter((l) => !l.startsWith('--') && !l.startsWith('\\'))
+    .join('\n');
 }

@@ -10,13 +10,14 @@ import { RestoreError, TargetNotEmptyError, UsageError } from '../errors.ts';
 import { countUserObjects, createDatabase, databaseExists, dropDatabase } from './admin.ts';
 import type { RestoreDeps } from './deps.ts';
 import { downloadVerified } from './download.ts';
-import { pgRestoreInto, readToc, type PgRestoreArgs } from './pg-restore.ts';
-import { describeTarget, type PgTarget } from './target.ts';
+import { hintForPgRestore, pgRestoreInto, readDefinition, readDropStatements, readToc, summarizeErrors, writeUseList, type PgRestoreArgs } from './pg-restore.ts';
+import { describeTarget, withClient, type PgTarget } from './target.ts';
+import { selectTables } from './toc.ts';
 
 export interface RestoreOptions extends PgRestoreArgs {
   readonly key: string;
   readonly target: PgTarget;
-  /** Create the target database (it must not exist). */
+  /** Create the target database (it must not exist), as the backup defines it. */
   readonly create?: boolean | undefined;
 }
 
@@ -29,19 +30,31 @@ export interface RestoreResult {
   readonly bytes: number;
   readonly sha256: string;
   readonly created: boolean;
+  /** `schema.table` of the tables restored with --table (with what they need). */
+  readonly tables?: readonly string[];
   readonly downloadMs: number;
   readonly restoreMs: number;
   readonly totalMs: number;
   readonly warnings: readonly string[];
+  /** What the backup holds that this restore did not apply, and why (options, or no --create). */
+  readonly notRestored: readonly string[];
+}
+
+function checkOptions(options: RestoreOptions): void {
+  const pairs: [boolean | undefined, boolean | undefined, string, string][] = [
+    [options.create, options.clean, '--create and --clean cannot be combined', '--create makes a new database; --clean replaces objects in an existing one. Pick one.'],
+    [options.schemaOnly, options.dataOnly, '--schema-only and --data-only cannot be combined', 'Leave both out to restore schema and data.'],
+    [options.create, options.dataOnly, '--create and --data-only cannot be combined', '--data-only fills the tables of an existing database whose schema is already there.'],
+    [options.clean, options.dataOnly, '--clean and --data-only cannot be combined', '--data-only adds rows to existing tables; --clean would drop them first.'],
+  ];
+  for (const [a, b, message, hint] of pairs) if (a && b) throw new UsageError(message, { hint });
 }
 
 export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
   const now = deps.now ?? Date.now;
   const started = now();
   const { target } = options;
-  if (options.create && options.clean) {
-    throw new UsageError('--create and --clean cannot be combined', { hint: '--create makes a new database; --clean replaces objects in an existing one. Pick one.' });
-  }
+  checkOptions(options);
   const manifest = await deps.source.readManifest(options.key);
   deps.onProgress?.({ event: 'manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
 
@@ -52,7 +65,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         hint: 'Choose a new database name in --target-url, or restore into the existing one without --create (with --clean to replace its objects).',
       });
     }
-  } else if (!options.clean) {
+  } else if (!options.clean && !options.dataOnly) {
     const objects = await countUserObjects(target);
     if (objects > 0) {
       throw new TargetNotEmptyError(`database "${target.database}" on ${describeTarget(target)} is not empty (${objects} user objects); nothing was restored`);
@@ -62,14 +75,45 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const dump = await downloadVerified(deps, manifest);
   try {
     const toc = await readToc(deps, dump.path);
-    if (options.create) await createDatabase(target, target.database);
-    let restored: { ms: number; warnings: string[] };
-    try {
-      restored = await pgRestoreInto(deps, target, target.database, dump.path, { ...options, tablesTotal: options.tables?.length || toc.tablesWithData });
-    } catch (err) {
+    // Unknown table names are refused here, before anything is created.
+    const selection = options.tables?.length ? selectTables(toc.entries, options.tables) : undefined;
+    const listFile = selection ? await writeUseList(dump.path, 'tables.list', toc.entries, selection.ids) : undefined;
+    const notRestored: string[] = selection ? selection.leftOut.map((e) => `${e} (it needs a table that --table did not select)`) : [];
+    const definition = await readDefinition(deps, dump.path, toc, manifest.database, target.database);
+
+    let earlierErrors: string[] = [];
+    if (options.create) {
+      const created = await createDatabase(target, target.database, definition, options);
+      earlierErrors = created.errors;
+      notRestored.push(...created.notRestored.map((sql) => `${sql} (${/ACL|GRANT|REVOKE/.test(sql) ? '--no-acl' : '--no-owner'})`));
+    } else if (!options.dataOnly && !selection) {
+      // Only --create applies the database's own definition (as with pg_restore): say what it holds.
+      notRestored.push(...definition.filter((s) => s.kind !== 'create').map((s) => `${s.sql} (database-level: applied only with --create)`));
+    }
+    if (options.clean) {
+      const drops = await readDropStatements(deps, dump.path, listFile);
+      await withClient(target, target.database, (c) => c.query(drops)).catch((err: unknown) => {
+        throw new RestoreError(`--clean could not drop the objects of the backup in database "${target.database}": ${(err as Error).message}`, {
+          cause: err,
+          hint: 'Nothing was restored and the drops were rolled back. Fix the cause (often: objects of other schemas that depend on these), or restore into a new database with --create.',
+        });
+      });
+    }
+    const dataEntries = toc.entries.filter((e) => e.desc === 'TABLE DATA' && (!selection || selection.ids.has(e.id))).length;
+    const restored = await pgRestoreInto(deps, target, target.database, dump.path, {
+      ...options,
+      listFile,
+      earlierErrors,
+      tablesTotal: dataEntries,
       // A half-restored database we created is a trap: drop it so a retry starts clean.
-      if (options.create) await dropDatabase(target, target.database).catch(() => {});
-      throw err;
+      onFailure: async () => (options.create ? dropDatabase(target, target.database).then(() => true, () => false) : false),
+    });
+    for (const n of notRestored) deps.onProgress?.({ event: 'not-restored', message: n });
+    if (restored.errors.length > 0) {
+      throw new RestoreError(
+        `restored into database "${target.database}" with ${restored.errors.length} error${restored.errors.length === 1 ? '' : 's'}; the database was kept (--keep-going):\n${summarizeErrors(restored.errors, Infinity)}`,
+        { hint: hintForPgRestore(restored.errors.join('\n'), { keptGoing: true }) },
+      );
     }
     return {
       status: 'restored',
@@ -79,10 +123,12 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       bytes: dump.bytes,
       sha256: dump.sha256,
       created: options.create === true,
+      ...(selection ? { tables: selection.tables } : {}),
       downloadMs: dump.ms,
       restoreMs: restored.ms,
       totalMs: now() - started,
       warnings: restored.warnings,
+      notRestored,
     };
   } finally {
     await dump.remove();

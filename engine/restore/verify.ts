@@ -13,7 +13,7 @@ import type { Manifest } from '../store/manifest.ts';
 import { createDatabase, dropDatabase } from './admin.ts';
 import type { RestoreDeps } from './deps.ts';
 import { downloadVerified, type DownloadedDump } from './download.ts';
-import { pgRestoreInto, readToc } from './pg-restore.ts';
+import { pgRestoreInto, readDefinition, readToc, type Toc } from './pg-restore.ts';
 import { describeTarget, quoteIdent, withClient, type PgTarget } from './target.ts';
 
 export interface VerifyOptions {
@@ -51,6 +51,9 @@ export interface VerifyReport {
   /** The scratch database used (already dropped), and the server, password redacted. */
   readonly scratchDatabase: string;
   readonly scratchServer: string;
+  /** The scratch database's encoding and locale (provider:locale), as the backup defined them. */
+  readonly encoding: string | undefined;
+  readonly locale: string | undefined;
   readonly tables: readonly TableReport[];
   readonly totalRows: number;
   /** pg_database_size of the restored scratch database. */
@@ -66,10 +69,14 @@ export function scratchDatabaseName(now: Date, random = randomBytes(3).toString(
   return `pgs3b_verify_${now.toISOString().replace(/\D/g, '').slice(0, 14)}_${random}`;
 }
 
+/**
+ * Tables, partitioned parents and populated materialized views (one created WITH NO DATA has no
+ * rows to count, and counting it is an error).
+ */
 const TABLES_SQL = `
 SELECT n.nspname AS schema, c.relname AS table, pg_total_relation_size(c.oid)::bigint AS bytes
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_to%'
+WHERE (c.relkind IN ('r', 'p') OR (c.relkind = 'm' AND c.relispopulated)) AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_to%'
 ORDER BY 1, 2`;
 
 export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): Promise<VerifyReport> {
@@ -87,7 +94,8 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
 
   let manifest: Manifest | undefined;
   let dump: DownloadedDump | undefined;
-  let toc: { entries: number; tablesWithData: number } | undefined;
+  let toc: Toc | undefined;
+  let properties: { encoding: string; locale: string } | undefined;
   let tables: TableReport[] = [];
   let restoredBytes: number | undefined;
   let created = false;
@@ -100,20 +108,32 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     const listStarted = now();
     toc = await readToc(deps, dump.path);
     timings.list = now() - listStarted;
-    deps.onProgress?.({ event: 'toc', entries: toc.entries, tablesWithData: toc.tablesWithData });
+    const tocRead = toc;
+    deps.onProgress?.({ event: 'toc', entries: toc.entries.length, tablesWithData: toc.tablesWithData.length });
 
-    await createDatabase(options.scratch, scratchDatabase);
+    // The scratch database as the backup defines its own (encoding, locale, provider, settings):
+    // a drill on a database that differs from production proves less.
+    const definition = await readDefinition(deps, dump.path, toc, manifest.database, scratchDatabase);
+    // Owners, role settings and grants name roles of the production server that a scratch server need not have.
+    const noRoles = { noOwner: true, noAcl: true };
+    const defined = await createDatabase(options.scratch, scratchDatabase, definition, noRoles);
     created = true;
-    // Owners and grants name roles of the production server that a scratch server need not have.
-    const restored = await pgRestoreInto(deps, options.scratch, scratchDatabase, dump.path, { jobs: options.jobs, noOwner: true, tablesTotal: toc.tablesWithData });
+    const restored = await pgRestoreInto(deps, options.scratch, scratchDatabase, dump.path, {
+      jobs: options.jobs,
+      ...noRoles,
+      earlierErrors: defined.errors,
+      tablesTotal: toc.tablesWithData.length,
+    });
     timings.restore = restored.ms;
     warnings.push(...restored.warnings);
 
     const inspectStarted = now();
-    ({ tables, restoredBytes } = await inspect(options.scratch, scratchDatabase));
+    const inspected = await inspect(options.scratch, scratchDatabase, problems);
+    ({ tables, restoredBytes, properties } = inspected);
     timings.inspect = now() - inspectStarted;
-    if (toc.tablesWithData > tables.length) {
-      problems.push({ stage: 'verify', message: `the archive holds data for ${toc.tablesWithData} tables but ${tables.length} tables were restored` });
+    const restoredNames = new Set(inspected.relations);
+    for (const t of tocRead.tablesWithData) {
+      if (!restoredNames.has(t)) problems.push({ stage: 'verify', message: `the archive holds data for table ${t}, which does not exist after the restore` });
     }
   } catch (err) {
     fail('verify', err);
@@ -134,10 +154,12 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     bytes: manifest?.bytes,
     sha256: manifest?.sha256,
     sha256Verified: dump !== undefined,
-    tocEntries: toc?.entries,
-    tocTablesWithData: toc?.tablesWithData,
+    tocEntries: toc?.entries.length,
+    tocTablesWithData: toc?.tablesWithData.length,
     scratchDatabase,
     scratchServer: describeTarget(options.scratch).replace(/\/[^/?]*(\?|$)/, '$1'),
+    encoding: properties?.encoding,
+    locale: properties?.locale,
     tables,
     totalRows: tables.reduce((sum, t) => sum + t.rows, 0),
     restoredBytes,
@@ -150,17 +172,40 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   return report;
 }
 
-async function inspect(target: PgTarget, database: string): Promise<{ tables: TableReport[]; restoredBytes: number }> {
+/**
+ * What came back: each table's exact row count (ONLY: a partition's rows are counted once, in the
+ * partition), each count on its own so that one failure is reported without hiding the others.
+ */
+async function inspect(
+  target: PgTarget,
+  database: string,
+  problems: VerifyProblem[],
+): Promise<{ tables: TableReport[]; restoredBytes: number; relations: string[]; properties: { encoding: string; locale: string } }> {
   return withClient(target, database, async (c) => {
     const rows = (await c.query<{ schema: string; table: string; bytes: string }>(TABLES_SQL)).rows;
     const tables: TableReport[] = [];
     for (const r of rows) {
       // Exact counts: this is a drill on a scratch copy, and an estimate would hide a lost row.
       const ident = `${quoteIdent(r.schema)}.${quoteIdent(r.table)}`;
-      const n = (await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${ident}`)).rows[0]!.n;
-      tables.push({ schema: r.schema, table: r.table, rows: Number(n), bytes: Number(r.bytes) });
+      try {
+        const n = (await c.query<{ n: string }>(`SELECT count(*) AS n FROM ONLY ${ident}`)).rows[0]!.n;
+        tables.push({ schema: r.schema, table: r.table, rows: Number(n), bytes: Number(r.bytes) });
+      } catch (err) {
+        problems.push({ stage: 'verify', message: `counting the rows of ${r.schema}.${r.table} failed: ${(err as Error).message}` });
+      }
     }
-    const size = (await c.query<{ s: string }>('SELECT pg_database_size(current_database())::bigint AS s')).rows[0]!.s;
-    return { tables, restoredBytes: Number(size) };
+    const relations = (
+      await c.query<{ name: string }>(
+        "SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm', 'f')",
+      )
+    ).rows.map((r) => r.name);
+    const db = (
+      await c.query<{ s: string; encoding: string; locale: string }>(
+        `SELECT pg_database_size(current_database())::bigint AS s, pg_encoding_to_char(encoding) AS encoding,
+                CASE datlocprovider WHEN 'c' THEN 'libc:' || datcollate WHEN 'i' THEN 'icu:' || datlocale WHEN 'b' THEN 'builtin:' || datlocale ELSE datlocprovider::text END AS locale
+         FROM pg_database WHERE datname = current_database()`,
+      )
+    ).rows[0]!;
+    return { tables, restoredBytes: Number(db.s), relations, properties: { encoding: db.encoding, locale: db.locale } };
   });
 }

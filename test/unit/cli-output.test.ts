@@ -91,7 +91,7 @@ describe('pg_restore outcome', () => {
   });
   it('refuses any other error, alone or beside the harmless one, and a missing summary', () => {
     const other = 'pg_restore: error: could not execute query: ERROR:  relation "x" already exists\n';
-    expect(classifyPgRestore(1, `${harmless}${other}pg_restore: warning: errors ignored on restore: 2\n`)).toMatchObject({ ok: false, errors: [other.trim()] });
+    expect(classifyPgRestore(1, `${harmless}${other}pg_restore: warning: errors ignored on restore: 2\n`)).toMatchObject({ ok: false, errors: [other.trim().replace('pg_restore: error: ', '')] });
     expect(classifyPgRestore(1, harmless).ok).toBe(false);
     expect(classifyPgRestore(1, `${harmless}pg_restore: warning: errors ignored on restore: 2\n`).ok).toBe(false);
     expect(classifyPgRestore(1, '').errors).toEqual(['pg_restore exited 1']);
