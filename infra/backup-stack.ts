@@ -34,7 +34,6 @@ export class BackupStack extends Stack {
 
     this.bucket = new BackupBucket(this, 'Storage', {
       prefix: config.backupPrefix,
-      retentionCount: config.retentionCount,
       ...config.bucket,
     });
     this.layer = new PgDumpLayer(this, 'PgDump', { architecture: config.architecture, ...(props.layerDir ? { dir: props.layerDir } : {}) });

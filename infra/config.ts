@@ -20,6 +20,23 @@ export class InfraConfigError extends Error {
   }
 }
 
+/**
+ * The lifecycle backstop. The engine's pruning is the retention; the rule only catches what
+ * pruning missed (a database dropped from `databases`, a function that stopped running), so it
+ * must give a stopped backup time to be noticed and fixed: with one backup a night, the newest
+ * complete backup of every database stays listed for `backstopExpirationDays` failed nights
+ * (S3 expires objects at the first midnight UTC after creation + N days, never before), then its
+ * versions stay recoverable for `noncurrentVersionDays` more days.
+ */
+export const DEFAULT_BACKSTOP_EXPIRATION_DAYS = 100;
+export const DEFAULT_NONCURRENT_VERSION_DAYS = 30;
+/**
+ * The backstop must never remove a backup pruning keeps: with one backup a night the oldest kept
+ * one is `retentionCount` days old when the next run prunes it; two days of slack cover a run
+ * delivered late (Scheduler retries for up to 4 h, a 25-hour fall-back night).
+ */
+export const BACKSTOP_MARGIN_DAYS = 2;
+
 /** Log retention values CloudWatch Logs accepts. */
 const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] as const;
 
@@ -115,6 +132,8 @@ const ContextSchema = z
     bucketKmsKeyArn: kmsKeyArn.optional(),
     objectLockDays: int(1, 36500).optional(),
     objectLockMode: z.enum(['GOVERNANCE', 'COMPLIANCE'], { error: '`GOVERNANCE` or `COMPLIANCE`' }).default('GOVERNANCE'),
+    backstopExpirationDays: int(BACKSTOP_MARGIN_DAYS + 1, 36500).optional(),
+    noncurrentVersionDays: int(1, 36500).default(DEFAULT_NONCURRENT_VERSION_DAYS),
   })
   .strict();
 
@@ -148,7 +167,20 @@ export interface BackupConfig {
   readonly architecture: Architecture;
   readonly memorySize: number;
   readonly logRetentionDays: number;
-  readonly bucket: { readonly existingBucketName?: string; readonly existingBucketKmsKeyArn?: string; readonly objectLock?: { readonly days: number; readonly mode: 'GOVERNANCE' | 'COMPLIANCE' } };
+  readonly bucket: {
+    readonly existingBucketName?: string;
+    readonly existingBucketKmsKeyArn?: string;
+    readonly objectLock?: { readonly days: number; readonly mode: 'GOVERNANCE' | 'COMPLIANCE' };
+    /** The created bucket's lifecycle backstop (an imported bucket's rules are its owner's). */
+    readonly lifecycle?: LifecycleConfig;
+  };
+}
+
+export interface LifecycleConfig {
+  /** Days after creation at which a current object under the prefix expires (becomes noncurrent). */
+  readonly backstopExpirationDays: number;
+  /** Days a noncurrent version (pruned or expired) stays recoverable. */
+  readonly noncurrentVersionDays: number;
 }
 
 /** Context keys that are comments or belong to the CDK itself. */
@@ -209,6 +241,17 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
     problems.push('context "objectLockDays" applies to a bucket this stack creates, but "bucketName" imports an existing one: enable Object Lock on that bucket yourself, or drop "bucketName"');
   }
   if (c.bucketKmsKeyArn && !c.bucketName) problems.push('context "bucketKmsKeyArn" describes an imported bucket\'s key: it needs "bucketName" (a created bucket gets its own key)');
+  const backstopDays = c.backstopExpirationDays ?? Math.max(DEFAULT_BACKSTOP_EXPIRATION_DAYS, c.retentionCount + BACKSTOP_MARGIN_DAYS);
+  if (c.bucketName && (own.backstopExpirationDays !== undefined || own.noncurrentVersionDays !== undefined)) {
+    problems.push(
+      `context "${own.backstopExpirationDays !== undefined ? 'backstopExpirationDays' : 'noncurrentVersionDays'}" configures the lifecycle rules of a bucket this stack creates, but "bucketName" imports an existing one: configure its lifecycle yourself (README.md, "Retention and the lifecycle backstop"), or drop "bucketName"`,
+    );
+  } else if (backstopDays < c.retentionCount + BACKSTOP_MARGIN_DAYS) {
+    problems.push(
+      `context "backstopExpirationDays": expected at least retentionCount + ${BACKSTOP_MARGIN_DAYS} = ${c.retentionCount + BACKSTOP_MARGIN_DAYS} days (retentionCount is ${c.retentionCount}): ` +
+        `a shorter backstop would expire backups that pruning keeps. Raise it (default ${DEFAULT_BACKSTOP_EXPIRATION_DAYS}) or lower "retentionCount"`,
+    );
+  }
   if ((c.slackWorkspaceId === undefined) !== (c.slackChannelId === undefined)) {
     problems.push('context "slackWorkspaceId" and "slackChannelId" go together: give both (AWS Chatbot needs the workspace authorised once in its console) or neither');
   }
@@ -245,6 +288,7 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
       ...(c.bucketName ? { existingBucketName: c.bucketName } : {}),
       ...(c.bucketKmsKeyArn ? { existingBucketKmsKeyArn: c.bucketKmsKeyArn } : {}),
       ...(c.objectLockDays !== undefined ? { objectLock: { days: c.objectLockDays, mode: c.objectLockMode } } : {}),
+      ...(c.bucketName ? {} : { lifecycle: { backstopExpirationDays: backstopDays, noncurrentVersionDays: c.noncurrentVersionDays } }),
     },
   };
 }

@@ -1,19 +1,22 @@
 /**
  * Where the dumps live: a bucket created with every protection on, or an existing bucket
- * imported by name. The lifecycle rules are a backstop only: the engine prunes to
- * `retentionCount` backups per database, and the rules merely catch what pruning left behind
- * (a function that stopped running, a deleted stack's leftovers, failed uploads).
+ * imported by name. The engine's pruning is the retention (the newest `retentionCount` complete
+ * backups per database, never for a database whose backup failed); the lifecycle rules only
+ * catch what pruning left behind (a database no longer backed up, a stack gone, failed uploads),
+ * slowly enough that backups which stopped still leave the last good ones for months
+ * (infra/config.ts: DEFAULT_BACKSTOP_EXPIRATION_DAYS).
  */
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import type { LifecycleConfig } from '../config.ts';
 
 export interface BackupBucketProps {
   /** Key prefix of every backup object (ends with `/`). */
   readonly prefix: string;
-  /** Complete backups kept per database by the engine's pruning. */
-  readonly retentionCount: number;
+  /** The lifecycle backstop of a created bucket (validated in infra/config.ts). */
+  readonly lifecycle?: LifecycleConfig;
   /** Import this existing bucket instead of creating one. */
   readonly existingBucketName?: string;
   /** The imported bucket's SSE-KMS key, when it has one (the function needs to use it). */
@@ -21,13 +24,6 @@ export interface BackupBucketProps {
   /** WORM retention for a created bucket. */
   readonly objectLock?: { readonly days: number; readonly mode: 'GOVERNANCE' | 'COMPLIANCE' };
 }
-
-/** Days after which the backstop rule expires a current object: pruning, not the rule, decides normally. */
-function backstopExpirationDays(retentionCount: number): number {
-  return retentionCount + 3;
-}
-
-const NONCURRENT_EXPIRATION_DAYS = 7;
 
 export class BackupBucket extends Construct {
   readonly bucket: s3.IBucket;
@@ -62,6 +58,8 @@ export class BackupBucket extends Construct {
     });
     Validations.of(logs).acknowledge({ id: 'AwsSolutions-S1', reason: 'This is the server access log bucket itself; logging it into itself would loop.' });
 
+    if (!props.lifecycle) throw new Error('BackupBucket: a created bucket needs its lifecycle configuration');
+    const { backstopExpirationDays, noncurrentVersionDays } = props.lifecycle;
     const bucket = new s3.Bucket(this, 'Bucket', {
       encryption: s3.BucketEncryption.KMS,
       encryptionKey: key,
@@ -85,13 +83,16 @@ export class BackupBucket extends Construct {
         : {}),
       lifecycleRules: [
         {
+          // Backups pruning missed: long after any backup pruning would keep (validated), and
+          // long enough that a database whose backups stopped keeps its last good one listed.
           id: 'backstop-expire-old-backups',
           prefix: props.prefix,
-          expiration: Duration.days(backstopExpirationDays(props.retentionCount)),
+          expiration: Duration.days(backstopExpirationDays),
         },
         {
+          // Pruned (or expired) versions stay recoverable: a mistaken prune can be undone.
           id: 'expire-noncurrent-versions',
-          noncurrentVersionExpiration: Duration.days(NONCURRENT_EXPIRATION_DAYS),
+          noncurrentVersionExpiration: Duration.days(noncurrentVersionDays),
         },
         {
           id: 'abort-incomplete-multipart-uploads',

@@ -29,7 +29,7 @@ describe('CDK context → configuration', () => {
       architecture: 'arm64',
       memorySize: 1024,
       logRetentionDays: 90,
-      bucket: {},
+      bucket: { lifecycle: { backstopExpirationDays: 100, noncurrentVersionDays: 30 } },
     });
     expect(c.vpc).toBeUndefined();
     expect(c.env).toBeUndefined();
@@ -97,6 +97,23 @@ describe('CDK context → configuration', () => {
   it('rejects inconsistent bucket options, naming both keys', () => {
     expect(errorOf({ dbSecretArn: SECRET, bucketName: 'my-backups', objectLockDays: 30 })).toMatch(/"objectLockDays" applies to a bucket this stack creates, but "bucketName" imports an existing one/);
     expect(errorOf({ dbSecretArn: SECRET, bucketKmsKeyArn: 'arn:aws:kms:eu-west-3:123456789012:key/0b7f2f4e-1111-2222-3333-444455556666' })).toMatch(/"bucketKmsKeyArn" .* needs "bucketName"/);
+  });
+
+  it('sets the lifecycle backstop of a created bucket: long after what pruning keeps, validated against retentionCount', () => {
+    const lifecycle = (context: Record<string, unknown>) => parseConfig({ dbSecretArn: SECRET, ...context }, { now }).bucket.lifecycle;
+    expect(lifecycle({ retentionCount: 1 })).toEqual({ backstopExpirationDays: 100, noncurrentVersionDays: 30 });
+    // A retention longer than the default backstop moves the default, never the other way round.
+    expect(lifecycle({ retentionCount: 365 })).toEqual({ backstopExpirationDays: 367, noncurrentVersionDays: 30 });
+    expect(lifecycle({ retentionCount: '14', backstopExpirationDays: '16', noncurrentVersionDays: '7' })).toEqual({ backstopExpirationDays: 16, noncurrentVersionDays: 7 });
+    expect(errorOf({ dbSecretArn: SECRET, retentionCount: 14, backstopExpirationDays: 15 })).toMatch(
+      /context "backstopExpirationDays": expected at least retentionCount \+ 2 = 16 days \(retentionCount is 14\): a shorter backstop would expire backups that pruning keeps/,
+    );
+    expect(errorOf({ dbSecretArn: SECRET, noncurrentVersionDays: 0 })).toMatch(/context "noncurrentVersionDays": expected an integer from 1 to 36500/);
+    expect(errorOf({ dbSecretArn: SECRET, bucketName: 'my-backups', noncurrentVersionDays: 60 })).toMatch(
+      /context "noncurrentVersionDays" configures the lifecycle rules of a bucket this stack creates, but "bucketName" imports an existing one/,
+    );
+    // An imported bucket's lifecycle is its owner's.
+    expect(lifecycle({ bucketName: 'my-backups' })).toBeUndefined();
   });
 
   it('rejects inconsistent network and Slack options', () => {

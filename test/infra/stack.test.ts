@@ -134,12 +134,12 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
     expect(tlsDenials).toHaveLength(2);
   });
 
-  it('has lifecycle rules as a backstop: retentionCount + 3 days under the prefix, noncurrent 7 days, MPU 1 day', () => {
+  it('has lifecycle rules as a slow backstop: 100 days under the prefix, noncurrent 30 days, MPU 1 day (test/infra/lifecycle.test.ts proves why)', () => {
     s.template.hasResourceProperties('AWS::S3::Bucket', {
       LifecycleConfiguration: {
         Rules: Match.arrayWith([
-          { Id: 'backstop-expire-old-backups', Prefix: 'pg-s3-backup/', ExpirationInDays: 13, Status: 'Enabled' },
-          { Id: 'expire-noncurrent-versions', NoncurrentVersionExpiration: { NoncurrentDays: 7 }, Status: 'Enabled' },
+          { Id: 'backstop-expire-old-backups', Prefix: 'pg-s3-backup/', ExpirationInDays: 100, Status: 'Enabled' },
+          { Id: 'expire-noncurrent-versions', NoncurrentVersionExpiration: { NoncurrentDays: 30 }, Status: 'Enabled' },
           { Id: 'abort-incomplete-multipart-uploads', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' },
         ]),
       },

@@ -5,6 +5,7 @@
  * real AWS CLI, pointed at moto by a wrapper that adds --endpoint-url (Debian's AWS CLI 2.9 does not
  * read AWS_ENDPOINT_URL); `pg-s3-backup` is this repository's bin; pg_restore is the layer's (18).
  */
+import { PutBucketVersioningCommand } from '@aws-sdk/client-s3';
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,11 +32,16 @@ function which(program: string): string | undefined {
 
 let svc: CliServices;
 let dir: string;
+/** `list --json` before the runbook ran: the pruned first backup is not in it. */
+let pruned: string;
 
 beforeAll(async () => {
-  svc = await startCliServices();
-  // Two nightly backups.
-  for (let i = 0; i < 2; i++) expect((await runCli(['run', '--reason', 'scheduled'], svc.env)).code).toBe(0);
+  // A versioned bucket, as the stack creates it, keeping 2 backups: the third night prunes the first,
+  // which step 1b brings back from its noncurrent version.
+  svc = await startCliServices({ retentionCount: 2 });
+  await svc.clients.s3.send(new PutBucketVersioningCommand({ Bucket: svc.bucket, VersioningConfiguration: { Status: 'Enabled' } }));
+  for (let i = 0; i < 3; i++) expect((await runCli(['run', '--reason', 'scheduled'], svc.env)).code).toBe(0);
+  pruned = (await runCli(['list', '--json'], svc.env)).stdout;
   dir = mkdtempSync(join(tmpdir(), 'pgs3b-runbook-'));
 });
 afterAll(async () => {
@@ -104,6 +110,14 @@ it('runs every marked command of the restore runbook against local services', as
   const pk = await svc.pg.query("select 1 from pg_constraint where conname = 'orders_pkey'", [], 'app_orders_awscli');
   expect(pk).toHaveLength(1);
   expect(result.stdout).toMatch(/chosen backup: pg-s3-backup\/app\//);
+  // Step 1b brought the pruned backup back as a complete one.
+  const before = (JSON.parse(pruned) as { key: string }[]).map((b) => b.key);
+  const restored = /deleted backup: (\S+)/.exec(result.stdout)?.[1];
+  expect(before).toHaveLength(2);
+  expect(restored).toMatch(/^pg-s3-backup\/app\/.*\.dump$/);
+  expect(before).not.toContain(restored);
+  const after = (JSON.parse((await runCli(['list', '--json'], svc.env)).stdout) as { key: string }[]).map((b) => b.key);
+  expect(after).toEqual(expect.arrayContaining([...before, restored]));
   expect(result.stdout).toMatch(/verify OK|"status":"ok"/);
   expect(result.stdout).toMatch(/backup\.dump: OK/);
   for (const text of [result.stdout, result.stderr]) expect(text).not.toContain(NASTY_PASSWORD);
