@@ -16,6 +16,7 @@ export type Stage =
   | 'download'
   | 'restore'
   | 'verify'
+  | 'drill'
   | 'usage';
 
 export interface PgS3BackupErrorOptions extends ErrorOptions {
@@ -244,5 +245,15 @@ export class RestoreError extends PgS3BackupError {
   constructor(message: string, options: PgS3BackupErrorOptions = {}) {
     super('restore', message, options);
     this.name = 'RestoreError';
+  }
+}
+
+// --- restore drills (issue 13) ---
+
+/** The throwaway PostgreSQL server of a drill (or `verify --local`) could not be created, started or stopped. */
+export class ThrowawayServerError extends PgS3BackupError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super('drill', message, options);
+    this.name = 'ThrowawayServerError';
   }
 }
