@@ -21,7 +21,7 @@ beforeAll(async () => {
   parentDir = mkdtempSync(join(tmpdir(), 'pgs3b-throwaway-'));
   // As root, the server runs as nobody, which must be able to reach its folder (as in /tmp).
   chmodSync(parentDir, 0o711);
-});
+}, 900_000); // the first run builds the pg-server layer (up to 6 minutes cold, on a busy machine)
 
 afterAll(async () => {
   for (const s of started) await s.stop();

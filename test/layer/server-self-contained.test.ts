@@ -71,7 +71,7 @@ beforeAll(async () => {
   chmodSync(join(root, 'tmp'), 0o1777);
   mkdirSync(join(root, 'etc'));
   writeFileSync(join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/sbin/nologin\n');
-});
+}, 900_000); // the first run builds the pg-server layer (up to 6 minutes cold, on a busy machine)
 
 afterAll(async () => {
   if (postmaster && postmaster.exitCode === null && postmaster.signalCode === null) {
