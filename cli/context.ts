@@ -4,6 +4,7 @@
  * so tests can run the program in-process with their own streams, environment and clock.
  */
 import type { LambdaClient } from '@aws-sdk/client-lambda';
+import type { DoctorClients } from './doctor-aws.ts';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +28,8 @@ export interface CliIo {
   readonly now?: () => number;
   /** The Lambda client `invoke` uses (tests inject one; default: a real client). */
   readonly lambda?: () => Pick<LambdaClient, 'send'>;
+  /** AWS clients `doctor` uses (tests inject them; default: real clients). */
+  readonly aws?: Partial<DoctorClients>;
 }
 
 export class CliContext {
@@ -36,10 +39,12 @@ export class CliContext {
   private config: Config | undefined;
   private depsValue: Deps | undefined;
   readonly lambda: (() => Pick<LambdaClient, 'send'>) | undefined;
+  readonly aws: Partial<DoctorClients> | undefined;
 
   constructor(io: CliIo) {
     this.env = io.env;
     this.lambda = io.lambda;
+    this.aws = io.aws;
     this.now = io.now ?? Date.now;
     this.out = new Output({ stdout: io.stdout, stderr: io.stderr, tty: io.stdout.isTTY === true, now: this.now });
     this.out.addSecret(passwordOf(io.env.DATABASE_URL));

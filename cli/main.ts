@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { PgS3BackupError } from '../engine/errors.ts';
 import { TOOL_VERSION } from '../engine/version.ts';
 import { CliContext, type CliIo } from './context.ts';
+import { registerDoctor } from './doctor.ts';
 import { registerInvoke } from './invoke.ts';
 import { registerList } from './list.ts';
 import { registerPrune } from './prune.ts';
@@ -31,6 +32,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerRestore(program, ctx);
   registerVerify(program, ctx);
   registerPrune(program, ctx);
+  registerDoctor(program, ctx);
   return program;
 }
 

@@ -12,11 +12,35 @@ import { BackupRunError, PgS3BackupError, RequestError } from '../engine/errors.
 import { formatFailure, publish } from '../engine/notify.ts';
 import { createLogger, type Log } from '../engine/observability.ts';
 import { SNSClient } from '@aws-sdk/client-sns';
+import { fail, report, type CheckReport } from '../engine/check/check.ts';
+import { runChecks, type CheckRequest } from '../engine/check/run-checks.ts';
 
 export interface HandlerResult {
   readonly status: 'succeeded';
   readonly backups: readonly { database: string; key: string; bytes: number; sha256: string; durationMs: number }[];
   readonly pruned: readonly string[];
+}
+
+/** What `{"check": true}` returns: the checks, no backup taken. */
+export interface HandlerCheckResult extends CheckReport {
+  readonly status: 'checked';
+}
+
+const CheckEvent = z.strictObject({
+  check: z.literal(true),
+  databases: z.array(z.string().min(1, 'database names must not be empty')).min(1).optional(),
+});
+
+/** `{"check": true}` (optionally with `databases`): check mode. Anything else with `check` is an invalid event. */
+export function parseCheckEvent(event: unknown): CheckRequest | undefined {
+  if (event === null || typeof event !== 'object' || Array.isArray(event) || !('check' in event)) return undefined;
+  const parsed = CheckEvent.safeParse(event);
+  if (!parsed.success) {
+    throw new RequestError(`invalid check event: ${parsed.error.issues.map((i) => (i.code === 'unrecognized_keys' ? `unknown field(s) ${i.keys.map((k) => JSON.stringify(k)).join(', ')}` : `${i.path.join('.') || 'event'}: ${i.message}`)).join('; ')}`, {
+      hint: 'Send {"check": true, "databases"?: string[]}.',
+    });
+  }
+  return { databases: parsed.data.databases };
 }
 
 const OnDemandEvent = z.strictObject({
@@ -48,15 +72,40 @@ export function parseEvent(event: unknown): BackupRequest {
   return { databases: parsed.data.databases, reason: parsed.data.reason ?? 'on-demand', dryRun: parsed.data.dryRun };
 }
 
+type InvocationContext = Pick<Context, 'awsRequestId' | 'getRemainingTimeInMillis'>;
+
+/** A backup event gets the backup's result, `{"check": true}` the checks. */
+export interface Handler {
+  (event: { readonly check: true; readonly databases?: readonly string[] }, context: InvocationContext): Promise<HandlerCheckResult>;
+  (event: unknown, context: InvocationContext): Promise<HandlerResult>;
+}
+
 /** Builds a handler; `env` and `overrides` let tests run the real handler against test services. */
-export function createHandler(env: Env = process.env, overrides: Partial<Deps> = {}) {
+export function createHandler(env: Env = process.env, overrides: Partial<Deps> = {}): Handler {
   let loaded: { config: Config; deps: Deps } | undefined;
-  return async function handler(event: unknown, context: Pick<Context, 'awsRequestId' | 'getRemainingTimeInMillis'>): Promise<HandlerResult> {
+  async function handler(event: unknown, context: InvocationContext): Promise<HandlerResult | HandlerCheckResult> {
     const log = overrides.log ?? createLogger();
+    let check: CheckRequest | undefined;
+    try {
+      check = parseCheckEvent(event);
+    } catch (err) {
+      log.error('invalid event', { stage: 'usage', error: (err as Error).message });
+      throw err;
+    }
+    if (check) {
+      // Check mode answers with its findings, even about the configuration; it alerts nobody.
+      try {
+        loaded ??= load();
+      } catch (err) {
+        return { status: 'checked', ...report([fail('configuration', (err as Error).message, (err as { hint?: string }).hint ?? 'Fix the function\'s environment variables (docs/configuration.md) and redeploy.')]) };
+      }
+      const result = await runChecks(check, loaded.config, loaded.deps, { source: `function ${context.awsRequestId}` });
+      log.info('check finished', { stage: 'config', ok: result.ok, failed: result.checks.filter((c) => !c.ok).map((c) => c.name) });
+      return { status: 'checked', ...result };
+    }
     if (!loaded) {
       try {
-        const config = loadConfig(env);
-        loaded = { config, deps: createDeps(config, overrides) };
+        loaded = load();
       } catch (err) {
         await alertConfigError(err, env, context.awsRequestId, overrides.sns, log);
         throw err;
@@ -76,7 +125,12 @@ export function createHandler(env: Env = process.env, overrides: Partial<Deps> =
     });
     if (result.status === 'failed') throw new BackupRunError(result.failures);
     return { status: 'succeeded', backups: result.backups, pruned: result.pruned };
-  };
+  }
+  function load(): { config: Config; deps: Deps } {
+    const config = loadConfig(env);
+    return { config, deps: createDeps(config, overrides) };
+  }
+  return handler as Handler;
 }
 
 /** A broken configuration still alerts, if ALERT_TOPIC_ARN itself is usable. */

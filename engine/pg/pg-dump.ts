@@ -153,9 +153,13 @@ export function pgSsl(conn: PgConnection): false | ConnectionOptions {
   }
 }
 
-/** Connects with node-postgres and reads the server version: the connect stage, separate from the dump. */
-export async function queryServerInfo(conn: PgConnection): Promise<ServerInfo> {
-  const attempt = async (ssl: false | ConnectionOptions): Promise<ServerInfo> => {
+/**
+ * Runs `fn` on a node-postgres client connected with the configured TLS (libpq's `prefer` falls
+ * back to plain TCP when the server does not do TLS); any connection failure is a ConnectError
+ * with a hint. The client is closed whatever happens.
+ */
+export async function withClient<T>(conn: PgConnection, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const connect = async (ssl: false | ConnectionOptions): Promise<pg.Client> => {
     const client = new pg.Client({
       host: conn.host,
       port: conn.port,
@@ -170,22 +174,20 @@ export async function queryServerInfo(conn: PgConnection): Promise<ServerInfo> {
     client.on('error', () => {});
     try {
       await client.connect();
-      const res = await client.query<{ n: string; v: string; s: string }>(
-        "select current_setting('server_version_num') as n, current_setting('server_version') as v, pg_database_size(current_database())::text as s",
-      );
-      const row = res.rows[0]!;
-      return { versionNum: Number(row.n), text: row.v.split(' ')[0]!, databaseBytes: Number(row.s) };
-    } finally {
+      return client;
+    } catch (err) {
       await client.end().catch(() => {});
+      throw err;
     }
   };
+  let client: pg.Client;
   try {
     try {
-      return await attempt(pgSsl(conn));
+      client = await connect(pgSsl(conn));
     } catch (err) {
       // libpq's prefer: fall back to plain TCP when the server does not do TLS.
-      if (conn.sslmode === 'prefer' && /does not support SSL/i.test(String((err as Error).message))) return await attempt(false);
-      throw err;
+      if (conn.sslmode === 'prefer' && /does not support SSL/i.test(String((err as Error).message))) client = await connect(false);
+      else throw err;
     }
   } catch (err) {
     throw new ConnectError(`cannot connect to database ${JSON.stringify(conn.database)} at ${conn.host}:${conn.port} as ${JSON.stringify(conn.user)}: ${describeConnectError(err)}`, {
@@ -193,6 +195,30 @@ export async function queryServerInfo(conn: PgConnection): Promise<ServerInfo> {
       hint: connectHint(err),
     });
   }
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Connects with node-postgres and reads the server version: the connect stage, separate from the dump. */
+export async function queryServerInfo(conn: PgConnection): Promise<ServerInfo> {
+  return withClient(conn, async (client) => {
+    let res;
+    try {
+      res = await client.query<{ n: string; v: string; s: string }>(
+        "select current_setting('server_version_num') as n, current_setting('server_version') as v, pg_database_size(current_database())::text as s",
+      );
+    } catch (err) {
+      throw new ConnectError(`connected to database ${JSON.stringify(conn.database)}, but reading its version and size failed: ${describeConnectError(err)}`, {
+        cause: err,
+        hint: 'The backup role needs CONNECT on the database.',
+      });
+    }
+    const row = res.rows[0]!;
+    return { versionNum: Number(row.n), text: row.v.split(' ')[0]!, databaseBytes: Number(row.s) };
+  });
 }
 
 function describeConnectError(err: unknown): string {

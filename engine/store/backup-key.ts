@@ -121,3 +121,22 @@ export function isGlobalsKey(prefix: string, key: string): boolean {
   const m = /^(\d{4})\/(\d{2})\/(\d{2})\/globals-(\d{8}T\d{9}Z)\.sql$/.exec(key.slice(prefix.length + GLOBALS_FOLDER.length + 1));
   return m !== null && parseTimestamp(m[4]!) !== undefined;
 }
+
+/**
+ * The check's probe objects (`{"check": true}`, `pg-s3-backup doctor`), written, read back and
+ * deleted at once:
+ *   <prefix>_check/probe-<YYYYMMDDTHHmmssSSSZ>-<id>
+ * A database called `_check` keeps its dumps under `_check/<YYYY>/…`, so `probe-*` never names one
+ * of its objects: the function may delete probe versions (CHECK_PROBE_PATTERN) and nothing else.
+ */
+export const CHECK_FOLDER = '_check';
+
+export function buildCheckProbeKey(prefix: string, at: Date, id: string): string {
+  if (!/^[A-Za-z0-9]+$/.test(id)) throw new RangeError('probe id must be alphanumeric');
+  return `${prefix}${CHECK_FOLDER}/probe-${formatTimestamp(at)}-${id}`;
+}
+
+/** Every probe key under `prefix`, as an IAM resource pattern (after the bucket's ARN and `/`). */
+export function checkProbePattern(prefix: string): string {
+  return `${prefix}${CHECK_FOLDER}/probe-*`;
+}

@@ -1,0 +1,150 @@
+/**
+ * The bucket, exercised the way a backup uses it, on a probe object under the prefix: a write with
+ * `If-None-Match: *` and the SHA-256 checksum the engine sends, a second write that S3 must refuse
+ * (the engine's guarantee that no run overwrites another's backup), a read back with the checksum,
+ * a listing under the prefix, a multipart upload started and aborted (a dump's path), and the
+ * probe's removal, versions included, so that nothing is left behind.
+ */
+import {
+  AbortMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
+import { createHash, randomBytes } from 'node:crypto';
+import { buildCheckProbeKey, checkProbePattern } from '../store/backup-key.ts';
+import type { S3Store } from '../store/s3-store.ts';
+import { describeError, fail, notChecked, pass, warn, type Check } from './check.ts';
+
+export interface BucketProbeOptions {
+  readonly now: Date;
+  /** Probe id (default: random); the key is `<prefix>_check/probe-<time>-<id>`. */
+  readonly id?: string;
+  /** Who runs the check, written into the probe (e.g. "function req-123", "doctor on host x"). */
+  readonly source?: string;
+}
+
+function s3Fix(err: unknown, actions: string, store: S3Store): string {
+  const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  if (e.name === 'NoSuchBucket') return `The bucket ${store.bucket} does not exist here: check BACKUP_BUCKET and AWS_REGION.`;
+  if (e.name === 'AccessDenied' || e.$metadata?.httpStatusCode === 403) {
+    return `Grant ${actions} on arn:aws:s3:::${store.bucket}/${store.prefix}* (and kms:GenerateDataKey, kms:Decrypt on the bucket's KMS key); check the bucket policy too.`;
+  }
+  return 'S3 was not reachable or failed: check the network path (NAT gateway or S3 gateway endpoint) and retry.';
+}
+
+export async function bucketChecks(store: S3Store, options: BucketProbeOptions): Promise<Check[]> {
+  const where = `s3://${store.bucket}/${store.prefix}`;
+  const key = buildCheckProbeKey(store.prefix, options.now, options.id ?? randomBytes(6).toString('hex'));
+  const body = `pg-s3-backup check probe, written ${options.now.toISOString()}${options.source ? ` by ${options.source}` : ''}; deleted right away.\n`;
+  const sha256 = createHash('sha256').update(body).digest('base64');
+  const checks: Check[] = [];
+  const versions: (string | undefined)[] = [];
+
+  const name = {
+    write: 'bucket: write (If-None-Match, SHA-256 checksum)',
+    overwrite: 'bucket: never overwrites (If-None-Match)',
+    read: 'bucket: read back (checksum)',
+    list: 'bucket: list under the prefix',
+    multipart: 'bucket: multipart upload started and aborted',
+    remove: 'bucket: delete the probe',
+  };
+  const put = () =>
+    store.s3.send(new PutObjectCommand({
+      Bucket: store.bucket,
+      Key: key,
+      Body: body,
+      ContentType: 'text/plain; charset=utf-8',
+      ChecksumAlgorithm: 'SHA256',
+      ChecksumSHA256: sha256,
+      IfNoneMatch: '*',
+    }));
+
+  let written = false;
+  try {
+    const res = await put();
+    versions.push(res.VersionId);
+    written = true;
+    checks.push(pass(name.write, `wrote s3://${store.bucket}/${key} (${Buffer.byteLength(body)} bytes)`));
+  } catch (err) {
+    checks.push(fail(name.write, `cannot write under ${where}: ${describeError(err).detail}`, s3Fix(err, 's3:PutObject', store)));
+  }
+
+  if (written) {
+    try {
+      const res = await put();
+      versions.push(res.VersionId);
+      checks.push(fail(name.overwrite, 'a second write to the same key with If-None-Match: * succeeded: two runs could overwrite each other\'s objects', 'Use Amazon S3 or an S3-compatible store that honours conditional writes (If-None-Match).'));
+    } catch (err) {
+      const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (e.name === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 412) checks.push(pass(name.overwrite, 'a second write to the probe was refused (412 Precondition Failed)'));
+      else checks.push(fail(name.overwrite, `the second write failed otherwise than with 412: ${describeError(err).detail}`, s3Fix(err, 's3:PutObject', store)));
+    }
+    try {
+      const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key, ChecksumMode: 'ENABLED' }));
+      const text = await res.Body!.transformToString();
+      if (text !== body) checks.push(fail(name.read, 'the probe read back differs from what was written', 'Check for a proxy or S3-compatible store that alters objects.'));
+      else if (res.ChecksumSHA256 !== undefined && res.ChecksumSHA256 !== sha256) checks.push(fail(name.read, `S3 reports SHA-256 ${res.ChecksumSHA256}, expected ${sha256}`, 'Check the S3 endpoint.'));
+      else checks.push(pass(name.read, res.ChecksumSHA256 ? `content and SHA-256 checksum match (${sha256})` : 'content matches (the store returned no checksum)'));
+    } catch (err) {
+      checks.push(fail(name.read, `cannot read the probe back: ${describeError(err).detail}`, s3Fix(err, 's3:GetObject', store)));
+    }
+  } else {
+    checks.push(notChecked(name.overwrite, `${name.write} failed`), notChecked(name.read, `${name.write} failed`));
+  }
+
+  try {
+    const res = await store.s3.send(new ListObjectsV2Command({ Bucket: store.bucket, Prefix: key, MaxKeys: 1 }));
+    const seen = (res.Contents ?? []).some((o) => o.Key === key);
+    checks.push(written && !seen ? fail(name.list, 'the listing does not show the probe just written', 'Check the S3 endpoint (listings must be consistent).') : pass(name.list, `listed ${where}`));
+  } catch (err) {
+    checks.push(fail(name.list, `cannot list ${where}: ${describeError(err).detail}`, s3Fix(err, 's3:ListBucket (with the s3:prefix condition)', store)));
+  }
+
+  const multipartKey = `${key}-multipart`;
+  try {
+    const res = await store.s3.send(new CreateMultipartUploadCommand({ Bucket: store.bucket, Key: multipartKey, ChecksumAlgorithm: 'SHA256' }));
+    try {
+      await store.s3.send(new AbortMultipartUploadCommand({ Bucket: store.bucket, Key: multipartKey, UploadId: res.UploadId }));
+      checks.push(pass(name.multipart, 'a dump\'s multipart upload can start, and be aborted when a backup fails'));
+    } catch (err) {
+      checks.push(fail(name.multipart, `started a multipart upload but cannot abort it (it stays until the lifecycle rule cleans it): ${describeError(err).detail}`, s3Fix(err, 's3:AbortMultipartUpload', store)));
+    }
+  } catch (err) {
+    checks.push(fail(name.multipart, `cannot start a multipart upload: ${describeError(err).detail}`, s3Fix(err, 's3:PutObject', store)));
+  }
+
+  if (written) checks.push(await removeProbe(store, key, versions, name.remove));
+  else checks.push(notChecked(name.remove, `${name.write} failed`));
+  return checks;
+}
+
+/**
+ * Deletes each written version by id (a versioned bucket keeps no trace), else the key. Without
+ * s3:DeleteObjectVersion (a stack deployed before the check existed, Object Lock) it falls back
+ * to a plain delete: a delete marker and a noncurrent version stay until the lifecycle rule.
+ */
+async function removeProbe(store: S3Store, key: string, versions: readonly (string | undefined)[], name: string): Promise<Check> {
+  const ids = versions.filter((v): v is string => v !== undefined && v !== 'null');
+  try {
+    if (ids.length === 0) {
+      await store.s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key }));
+      return pass(name, `deleted ${key}`);
+    }
+    for (const VersionId of ids) await store.s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key, VersionId }));
+    return pass(name, `deleted ${key} (every version: nothing left behind)`);
+  } catch (versionErr) {
+    try {
+      await store.s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key }));
+    } catch (err) {
+      return fail(name, `cannot delete the probe ${key}: ${describeError(err).detail}`, s3Fix(err, 's3:DeleteObject (pruning needs it)', store));
+    }
+    return warn(
+      name,
+      `deleted ${key}, but not its version (${describeError(versionErr).detail}): a noncurrent version stays until the lifecycle rule removes it`,
+      `Redeploy the stack (it grants s3:DeleteObjectVersion on ${checkProbePattern(store.prefix)} only), or ignore: the probe is a few bytes.`,
+    );
+  }
+}
