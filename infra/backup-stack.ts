@@ -92,6 +92,7 @@ export class BackupStack extends Stack {
     new CfnOutput(this, 'BackupPrefix', { value: config.backupPrefix, description: 'Key prefix of every backup' });
     new CfnOutput(this, 'FunctionName', { value: this.backupFunction.function.functionName, description: 'The backup function' });
     new CfnOutput(this, 'AlertTopicArn', { value: this.alerts.topic.topicArn, description: 'SNS topic of failures and alarms: subscribe to it' });
+    new CfnOutput(this, 'ScheduleName', { value: this.schedule.schedule.scheduleName, description: 'The nightly schedule (EventBridge Scheduler, default group): pg-s3-backup doctor reads it' });
     new CfnOutput(this, 'FailureQueueUrl', { value: this.failureQueue.queue.queueUrl, description: 'Runs that never completed land here' });
     new CfnOutput(this, 'InvokeCommand', {
       description: 'On-demand backup (synchronous; prints the result)',

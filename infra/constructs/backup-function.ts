@@ -21,6 +21,7 @@ import { toEnvironment } from '../../engine/config.ts';
 import type { VpcConfig } from '../config.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import type { BackupBucket } from './backup-bucket.ts';
+import { checkProbePattern } from '../../engine/store/backup-key.ts';
 
 /** Lambda's maximum: a dump that cannot finish in 15 minutes needs another runner (see docs). */
 export const FUNCTION_TIMEOUT = Duration.minutes(15);
@@ -91,6 +92,13 @@ export class BackupFunction extends Construct {
         actions: ['s3:ListBucket'],
         resources: [bucket.bucketArn],
         conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } },
+      }),
+      // Check mode ({"check": true}) writes a probe object and removes it with its versions, so a
+      // versioned bucket keeps no trace; version deletion is for the probe keys only, never backups.
+      new iam.PolicyStatement({
+        sid: 'RemoveCheckProbes',
+        actions: ['s3:DeleteObjectVersion'],
+        resources: [bucket.arnForObjects(checkProbePattern(prefix))],
       }),
       new iam.PolicyStatement({
         sid: 'ReadDatabaseSecret',
@@ -175,6 +183,10 @@ export class BackupFunction extends Construct {
     Validations.of(policy).acknowledge({
       id: `AwsSolutions-IAM5[Resource::${bucketLogicalId ? `<${bucketLogicalId}.Arn>` : `arn:<AWS::Partition>:s3:::${bucket.bucketName}`}/${prefix}*]`,
       reason: 'Backup objects have timestamped keys: access is limited to the objects under the backup prefix.',
+    });
+    Validations.of(policy).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${bucketLogicalId ? `<${bucketLogicalId}.Arn>` : `arn:<AWS::Partition>:s3:::${bucket.bucketName}`}/${checkProbePattern(prefix)}]`,
+      reason: 'Check-mode probe objects have timestamped keys: s3:DeleteObjectVersion is limited to the probe keys (<prefix>_check/probe-*), never a backup.',
     });
 
     // Written through the engine's own schema: a literal the engine would reject fails synth here,

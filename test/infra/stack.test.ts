@@ -217,6 +217,8 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
         Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket, 'Arn'] }, '/pg-s3-backup/*']] },
       },
       { Sid: 'ListBackups', Effect: 'Allow', Action: 's3:ListBucket', Resource: { 'Fn::GetAtt': [bucket, 'Arn'] }, Condition: { StringLike: { 's3:prefix': ['pg-s3-backup/*'] } } },
+      // Check mode removes its probe with every version: the probe keys only.
+      { Sid: 'RemoveCheckProbes', Effect: 'Allow', Action: 's3:DeleteObjectVersion', Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket, 'Arn'] }, '/pg-s3-backup/_check/probe-*']] } },
       { Sid: 'ReadDatabaseSecret', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: SECRET },
       { Sid: 'PublishAlerts', Effect: 'Allow', Action: 'sns:Publish', Resource: { Ref: logicalId(s, 'AWS::SNS::Topic') } },
       { Sid: 'EncryptAlerts', Effect: 'Allow', Action: ['kms:GenerateDataKey', 'kms:Decrypt'], Resource: { 'Fn::GetAtt': [topicKey, 'Arn'] } },
@@ -373,6 +375,8 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
     const fn = logicalId(s, 'AWS::Lambda::Function');
     expect(s.json.Outputs.FunctionName!.Value).toEqual({ Ref: fn });
     expect(s.json.Outputs.AlertTopicArn!.Value).toEqual({ Ref: logicalId(s, 'AWS::SNS::Topic') });
+    // doctor finds the schedule by this output (older stacks: by their resources).
+    expect(s.json.Outputs.ScheduleName!.Value).toEqual({ Ref: logicalId(s, 'AWS::Scheduler::Schedule') });
     expect(JSON.stringify(s.json.Outputs.BucketName!.Value)).toMatch(/StorageBucket/);
     const invoke = JSON.stringify(s.json.Outputs.InvokeCommand!.Value);
     expect(invoke).toContain('aws lambda invoke --region ');
@@ -387,6 +391,7 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
       [
         'PgS3Backup/Backup/Policy Annotation::AwsSolutions-IAM5[Resource::*]',
         `PgS3Backup/Backup/Policy Annotation::AwsSolutions-IAM5[Resource::<${backupBucketId(s)}.Arn>/pg-s3-backup/*]`,
+        `PgS3Backup/Backup/Policy Annotation::AwsSolutions-IAM5[Resource::<${backupBucketId(s)}.Arn>/pg-s3-backup/_check/probe-*]`,
         'PgS3Backup/FailedRuns/Queue Annotation::AwsSolutions-SQS3',
         `PgS3Backup/Nightly/Role Annotation::AwsSolutions-IAM5[Resource::<${logicalId(s, 'AWS::Lambda::Function')}.Arn>:*]`,
         'PgS3Backup/Storage/AccessLogs Annotation::AwsSolutions-S1',
@@ -404,7 +409,7 @@ describe('the minimal deployment (secret only: no VPC, database from the secret,
 
   it('has no wildcard resource at all and no network', () => {
     const statements = functionStatements(s);
-    expect(statements.map((st) => st.Sid)).toEqual(['WriteOwnLogs', 'BackupObjects', 'ListBackups', 'ReadDatabaseSecret', 'PublishAlerts', 'EncryptAlerts', 'EncryptBackups', undefined]);
+    expect(statements.map((st) => st.Sid)).toEqual(['WriteOwnLogs', 'BackupObjects', 'ListBackups', 'RemoveCheckProbes', 'ReadDatabaseSecret', 'PublishAlerts', 'EncryptAlerts', 'EncryptBackups', undefined]);
     for (const st of statements) {
       expect(JSON.stringify(st.Resource)).not.toMatch(/"\*"/);
       expect(JSON.stringify(st.Action)).not.toContain('*');

@@ -22,7 +22,7 @@ afterAll(async () => {
 });
 
 describe('usage', () => {
-  it.each(['run', 'invoke', 'list', 'restore', 'verify', 'prune'])('%s --help exits 0 and describes its options', async (command) => {
+  it.each(['run', 'invoke', 'list', 'restore', 'verify', 'prune', 'doctor'])('%s --help exits 0 and describes its options', async (command) => {
     const run = await runCli([command, '--help'], svc.env);
     expect(run.code).toBe(0);
     expect(run.stdout).toContain(`Usage: pg-s3-backup ${command}`);
