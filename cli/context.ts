@@ -150,13 +150,15 @@ export class CliContext {
       }
       database = all[0]!;
     }
-    const newest = await latestBackup(store, database);
-    if (!newest) {
-      throw new PgS3BackupError('list', `no complete backup of database "${database}" in s3://${store.bucket}/${store.prefix}`, {
+    // The newest by S3's clock whose manifest can be trusted; newer ones that cannot are named.
+    const { backup, skipped } = await latestBackup(store, database);
+    for (const b of skipped) this.out.warn(`--latest skipped ${b.key}: ${b.problem}`);
+    if (!backup) {
+      throw new PgS3BackupError('list', `no complete backup of database "${database}" in s3://${store.bucket}/${store.prefix}${skipped.length ? ` (${skipped.length} with an unreadable manifest)` : ''}`, {
         hint: 'Check the database name, BACKUP_BUCKET and BACKUP_PREFIX (pg-s3-backup list --all shows incomplete ones too).',
       });
     }
-    return newest.key;
+    return backup.key;
   }
 }
 

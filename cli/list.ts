@@ -1,20 +1,32 @@
-/** `pg-s3-backup list`: complete backups, newest first (incomplete ones with --all, marked). */
+/**
+ * `pg-s3-backup list`: complete backups, newest first by S3's clock (incomplete ones with --all,
+ * marked). A backup whose manifest cannot be trusted is not complete: it is left out (with --all,
+ * shown as UNREADABLE) and reported on stderr, and the other backups are listed as usual.
+ */
 import type { Command } from 'commander';
 import { parseKey } from '../engine/store/backup-key.ts';
-import { listBackups, listDatabases, withManifests } from '../engine/store/s3-store.ts';
-import { formatBytes } from './output.ts';
+import { clockSkewMs, listBackups, listDatabases, readManifests } from '../engine/store/s3-store.ts';
 import type { CliContext } from './context.ts';
-import { printable } from './output.ts';
+import { formatBytes, printable } from './output.ts';
 
 export interface ListedBackup {
   readonly database: string;
   readonly key: string;
-  /** When pg_dump started (from the key; the manifest's for complete backups). */
+  /** When pg_dump started (the manifest's for complete backups, else the key's): the clock of the host that ran it. */
   readonly startedAt: string;
+  /** When S3 stored it (the manifest's LastModified; the dump's for an incomplete one): the order of the list. */
+  readonly storedAt: string | null;
+  /**
+   * How far the clock of the host that took it was off S3's (positive: ahead), in seconds, when off
+   * by more than five minutes; null otherwise. Such a backup's startedAt and key time are wrong.
+   */
+  readonly clockSkewSeconds: number | null;
   readonly bytes: number;
   /** From the manifest; null for an incomplete backup. */
   readonly sha256: string | null;
   readonly complete: boolean;
+  /** Why an incomplete backup is not complete: its manifest is missing or unreadable (null when complete). */
+  readonly problem: string | null;
   readonly durationMs: number | null;
   readonly compression: string | null;
   readonly pgDumpVersion: string | null;
@@ -31,9 +43,9 @@ interface ListOpts {
 export function registerList(program: Command, ctx: CliContext): void {
   program
     .command('list')
-    .description('complete backups, newest first: database, time, size, sha256, key')
+    .description('complete backups, newest first (by S3\'s clock): database, time, size, sha256, key; backups with an unreadable manifest are reported and skipped')
     .option('--database <name>', 'only this database')
-    .option('--all', 'also show incomplete backups (a dump without its manifest), marked INCOMPLETE')
+    .option('--all', 'also show incomplete backups (a dump without its manifest, or with an unreadable one), marked INCOMPLETE / UNREADABLE')
     .option('--json', 'print a JSON array')
     .action(async (opts: ListOpts) => {
       if (opts.json) ctx.out.quiet();
@@ -43,28 +55,59 @@ export function registerList(program: Command, ctx: CliContext): void {
     });
 }
 
+const iso = (d: Date | undefined) => d?.toISOString() ?? null;
+const seconds = (ms: number | undefined) => (ms === undefined ? null : Math.round(ms / 1000));
+
 export async function listAll(ctx: CliContext, opts: { readonly database?: string; readonly all?: boolean }): Promise<ListedBackup[]> {
   const store = ctx.store();
   const databases = opts.database !== undefined ? [opts.database] : await listDatabases(store);
   const rows: ListedBackup[] = [];
+  const none = { sha256: null, durationMs: null, compression: null, pgDumpVersion: null, serverVersion: null, reason: null } as const;
   for (const database of databases) {
-    const dbRows: ListedBackup[] = [];
+    const dbRows: (ListedBackup & { order: number })[] = [];
     const listing = await listBackups(store, database);
-    for (const { manifest: m, ...b } of await withManifests(store, listing.complete)) {
+    const { readable, unreadable } = await readManifests(store, listing.complete);
+    for (const { manifest: m, ...b } of readable) {
       dbRows.push({
-        database, key: b.key, startedAt: m.startedAt, bytes: b.bytes, sha256: m.sha256, complete: true,
-        durationMs: m.durationMs, compression: m.compression, pgDumpVersion: m.pgDumpVersion, serverVersion: m.serverVersion, reason: m.reason,
+        database, key: b.key, startedAt: m.startedAt, storedAt: iso(b.storedAt), clockSkewSeconds: seconds(clockSkewMs(b, m)), bytes: b.bytes, sha256: m.sha256,
+        complete: true, problem: null, durationMs: m.durationMs, compression: m.compression, pgDumpVersion: m.pgDumpVersion, serverVersion: m.serverVersion,
+        reason: m.reason, order: b.storedAt?.getTime() ?? 0,
+      });
+    }
+    for (const b of unreadable) {
+      ctx.out.warn(`skipped ${b.key}: ${b.problem}`);
+      if (!opts.all) continue;
+      dbRows.push({
+        database, key: b.key, startedAt: b.startedAt.toISOString(), storedAt: iso(b.storedAt), clockSkewSeconds: seconds(clockSkewMs(b)), bytes: b.bytes,
+        complete: false, problem: b.problem, ...none, order: b.storedAt?.getTime() ?? 0,
       });
     }
     if (opts.all) {
       for (const o of listing.orphans) {
-        const startedAt = parseKey(store.prefix, o.key)?.startedAt.toISOString() ?? '';
-        dbRows.push({ database, key: o.key, startedAt, bytes: o.size, sha256: null, complete: false, durationMs: null, compression: null, pgDumpVersion: null, serverVersion: null, reason: null });
+        const startedAt = parseKey(store.prefix, o.key)?.startedAt ?? new Date(0);
+        dbRows.push({
+          database, key: o.key, startedAt: startedAt.toISOString(), storedAt: iso(o.lastModified), clockSkewSeconds: seconds(clockSkewMs({ startedAt, storedAt: o.lastModified })),
+          bytes: o.size, complete: false, problem: 'no manifest: the run did not finish, or is still finishing', ...none, order: o.lastModified?.getTime() ?? 0,
+        });
       }
     }
-    rows.push(...dbRows.sort((a, b) => (a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : 0)));
+    // S3's clock orders the rows (the key's time is the backup host's clock); the key breaks ties.
+    dbRows.sort((a, b) => b.order - a.order || (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
+    rows.push(...dbRows.map(({ order: _o, ...r }) => r));
   }
   return rows;
+}
+
+function note(r: ListedBackup): string {
+  const notes: string[] = [];
+  if (r.clockSkewSeconds !== null) notes.push(`CLOCK SKEW ${r.clockSkewSeconds > 0 ? '+' : ''}${formatSeconds(r.clockSkewSeconds)} (stored ${r.storedAt ?? '?'})`);
+  return notes.join('; ');
+}
+
+function formatSeconds(s: number): string {
+  const a = Math.abs(s);
+  const v = a >= 86_400 ? `${Math.round(a / 86_400)}d` : a >= 3600 ? `${Math.round(a / 3600)}h` : `${Math.round(a / 60)}m`;
+  return s < 0 ? `-${v}` : v;
 }
 
 function table(rows: readonly ListedBackup[]): string {
@@ -73,11 +116,14 @@ function table(rows: readonly ListedBackup[]): string {
     printable(r.database),
     r.startedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
     formatBytes(r.bytes),
-    r.sha256 ? r.sha256.slice(0, 16) : 'INCOMPLETE',
+    r.sha256 ? r.sha256.slice(0, 16) : r.problem?.startsWith('no manifest') === false ? 'UNREADABLE' : 'INCOMPLETE',
     printable(r.key),
+    note(r),
   ]);
-  const head = ['DATABASE', 'STARTED (UTC)', 'SIZE', 'SHA256', 'KEY'];
+  // The NOTE column shows only when some row has one: the usual listing keeps its five columns.
+  const head = ['DATABASE', 'STARTED (UTC)', 'SIZE', 'SHA256', 'KEY', 'NOTE'];
+  const shown = cells.some((c) => c[5] !== '') ? head.length : head.length - 1;
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: readonly string[]) => c.map((v, i) => (i === 2 ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (c: readonly string[]) => c.slice(0, shown).map((v, i) => (i === 2 ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(head), ...cells.map(line)].join('\n');
 }

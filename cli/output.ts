@@ -123,6 +123,16 @@ export class Output {
     this.stdout.write(this.redact(text.endsWith('\n') ? text : `${text}\n`));
   }
 
+  /**
+   * Something the operator must know although the command goes on (a backup skipped): always on
+   * stderr, so that `--json`'s stdout stays one JSON document; also a `warning` event in JSON mode.
+   */
+  warn(message: string): void {
+    this.endBar();
+    this.stderr.write(this.redact(`pg-s3-backup: warning: ${message}\n`));
+    if (!this.tty && !this.silent) this.jsonLine({ event: 'warning', time: new Date(this.now()).toISOString(), message });
+  }
+
   /** A failure: what failed and what to do, on stderr; in JSON mode also an `error` event on stdout. */
   error(err: { readonly name?: string; readonly message: string; readonly stage?: string; readonly hint?: string | undefined }): void {
     this.endBar();

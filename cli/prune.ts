@@ -38,6 +38,10 @@ function describePrune(s: { retentionCount: number; dryRun: boolean; databases: 
   if (s.databases.length === 0) return 'no backups found: nothing to prune';
   const verb = s.dryRun ? 'would delete' : 'deleted';
   return s.databases
-    .map((r) => [`${r.database}: kept ${r.kept.length} (RETENTION_COUNT=${s.retentionCount}), ${verb} ${r.deleted.length} object(s)`, ...r.deleted.map((k) => `  ${k}`)].join('\n'))
+    .map((r) => [
+      `${r.database}: kept ${r.kept.length} (RETENTION_COUNT=${s.retentionCount}), ${verb} ${r.deleted.length} object(s)`,
+      ...r.deleted.map((k) => `  ${k}`),
+      ...r.unreadable.map((k) => `  left in place, not counted (unreadable manifest): ${k}`),
+    ].join('\n'))
     .join('\n');
 }

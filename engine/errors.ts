@@ -149,6 +149,18 @@ export class ManifestError extends PgS3BackupError {
   }
 }
 
+/**
+ * A manifest that was read but cannot be trusted: not JSON, an unknown `formatVersion`, a field
+ * missing, or it describes another object (another key, database or prefix). Its backup is not
+ * complete: listing skips it, retention does not count it, `--latest` takes the one before.
+ */
+export class UnreadableManifestError extends ManifestError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super(message, options);
+    this.name = 'UnreadableManifestError';
+  }
+}
+
 /** Listing the bucket failed. */
 export class ListError extends PgS3BackupError {
   constructor(message: string, options: PgS3BackupErrorOptions = {}) {

@@ -189,9 +189,10 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
   const pruned: string[] = [];
   for (const b of backups) {
     try {
-      // The real clock, not deps.now: orphan ages compare with S3's LastModified, and a dump of a
-      // concurrent run that is still writing its manifest must stay younger than a day.
-      const res = await pruneDatabase(store, b.database, { retentionCount: config.retentionCount, now: new Date(), dryRun, log });
+      // Ages and order come from S3's clock (the listing's Date header, LastModified); this host's
+      // clock is only the fallback when S3 sends no Date. What this run just wrote is never pruned,
+      // whatever any clock says.
+      const res = await pruneDatabase(store, b.database, { retentionCount: config.retentionCount, now: new Date(), dryRun, log, protect: new Set([b.key]) });
       pruned.push(...res.deleted);
     } catch (err) {
       await report(b.database, err, 'prune', undefined, deps.now());
@@ -199,7 +200,7 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
   }
   if (globals) {
     try {
-      pruned.push(...(await pruneGlobals(store, { retentionCount: config.retentionCount, dryRun, log })).deleted);
+      pruned.push(...(await pruneGlobals(store, { retentionCount: config.retentionCount, dryRun, log, protect: new Set([globals.key]) })).deleted);
     } catch (err) {
       await report(GLOBALS_ALERT_NAME, err, 'prune', undefined, deps.now());
     }

@@ -96,3 +96,15 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest): P
 function mib(n: number): string {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
+
+/**
+ * The manifest only if it describes `key`: the object downloaded is the one selected, never one a
+ * manifest points at (the store checks database and prefix too; this is the last guard before a
+ * download, whatever BackupSource is in use).
+ */
+export function checkedManifest(manifest: Manifest, key: string): Manifest {
+  if (manifest.key !== key) {
+    throw new IntegrityError(`the manifest of ${key} describes another object (${manifest.key}); nothing was read from it`);
+  }
+  return manifest;
+}

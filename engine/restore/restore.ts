@@ -9,7 +9,7 @@
 import { RestoreError, TargetNotEmptyError, UsageError } from '../errors.ts';
 import { countUserObjects, createDatabase, databaseExists, dropDatabase } from './admin.ts';
 import type { RestoreDeps } from './deps.ts';
-import { downloadVerified } from './download.ts';
+import { checkedManifest, downloadVerified } from './download.ts';
 import { hintForPgRestore, pgRestoreInto, readDefinition, readDropStatements, readToc, summarizeErrors, writeUseList, type PgRestoreArgs } from './pg-restore.ts';
 import { describeTarget, withClient, type PgTarget } from './target.ts';
 import { selectTables } from './toc.ts';
@@ -55,7 +55,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const started = now();
   const { target } = options;
   checkOptions(options);
-  const manifest = await deps.source.readManifest(options.key);
+  const manifest = checkedManifest(await deps.source.readManifest(options.key), options.key);
   deps.onProgress?.({ event: 'manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
 
   // Read-only checks of the target first: no download when the restore is bound to be refused.

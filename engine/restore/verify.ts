@@ -12,7 +12,7 @@ import { PgS3BackupError } from '../errors.ts';
 import type { Manifest } from '../store/manifest.ts';
 import { createDatabase, dropDatabase } from './admin.ts';
 import type { RestoreDeps } from './deps.ts';
-import { downloadVerified, type DownloadedDump } from './download.ts';
+import { checkedManifest, downloadVerified, type DownloadedDump } from './download.ts';
 import { pgRestoreInto, readDefinition, readToc, type Toc } from './pg-restore.ts';
 import { describeTarget, quoteIdent, withClient, type PgTarget } from './target.ts';
 
@@ -100,7 +100,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   let restoredBytes: number | undefined;
   let created = false;
   try {
-    manifest = await deps.source.readManifest(options.key);
+    manifest = checkedManifest(await deps.source.readManifest(options.key), options.key);
     deps.onProgress?.({ event: 'manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
     dump = await downloadVerified(deps, manifest);
     timings.download = dump.ms;

@@ -13,7 +13,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import { buildDumpKey, databasePrefix, decodeDatabaseName, manifestKeyFor, parseKey } from './backup-key.ts';
-import { ListError, ManifestError, PruneError } from '../errors.ts';
+import { ListError, ManifestError, PruneError, UnreadableManifestError } from '../errors.ts';
 import { ManifestSchema, parseManifest, type Manifest } from './manifest.ts';
 
 export interface S3Store {
@@ -31,37 +31,68 @@ export interface StoredObject {
   readonly lastModified: Date | undefined;
 }
 
-/** A complete backup: its dump and its manifest both exist. */
+/**
+ * How far a key's embedded time may be ahead of S3's clock before the key is flagged as written by
+ * a host whose clock was wrong. Ordering never depends on it: backups are ordered by S3's clock.
+ */
+export const CLOCK_SKEW_TOLERANCE_MS = 5 * 60 * 1000;
+
+/** A complete backup: its dump and its manifest both exist (the manifest is not read yet). */
 export interface StoredBackup {
   readonly database: string;
   /** The dump's key. */
   readonly key: string;
   readonly manifestKey: string;
+  /** When pg_dump started, by the clock of the host that ran it (from the key). */
   readonly startedAt: Date;
   /** The dump object's size. */
   readonly bytes: number;
+  /** The dump object's LastModified (S3's clock). */
   readonly lastModified: Date | undefined;
+  /**
+   * When the backup became complete by S3's clock: its manifest's LastModified (the dump's when
+   * unknown). Backups are ordered by it, never by the key, whose time came from the host's clock.
+   */
+  readonly storedAt: Date | undefined;
 }
 
 export interface DatabaseListing {
   readonly database: string;
-  /** Newest first. */
+  /** Newest first by S3's clock (`storedAt`), then by key. */
   readonly complete: readonly StoredBackup[];
-  /** Dumps without a manifest (a failed manifest write, or a run still finishing). Newest first. */
+  /** Dumps without a manifest (a failed manifest write, or a run still finishing). Newest first (S3's clock). */
   readonly orphans: readonly StoredObject[];
-  /** Manifests whose dump is gone. Newest first. */
+  /** Manifests whose dump is gone. Newest first (S3's clock). */
   readonly strayManifests: readonly StoredObject[];
+  /** S3's clock when the listing was made (its `Date` response header): ages are measured against it. */
+  readonly serverTime: Date | undefined;
+}
+
+/**
+ * Reads the `Date` header of the response to `command`: S3's own clock, so that ages of objects
+ * compare S3's time with S3's time and a host whose clock is wrong cannot make a young object old.
+ */
+function onServerDate<C extends { middlewareStack: { add: (...a: never[]) => unknown } }>(command: C, record: (date: Date) => void): C {
+  type Next = (args: unknown) => Promise<{ response: unknown }>;
+  const middleware = (next: Next) => async (args: unknown) => {
+    const result = await next(args);
+    const header = (result.response as { headers?: Record<string, string | undefined> } | undefined)?.headers?.date;
+    const date = header === undefined ? undefined : new Date(header);
+    if (date && !Number.isNaN(date.getTime())) record(date);
+    return result;
+  };
+  (command.middlewareStack.add as unknown as (m: typeof middleware, o: { step: string; name: string }) => void)(middleware, { step: 'deserialize', name: 'pgS3BackupServerDate' });
+  return command;
 }
 
 /** ListObjectsV2 pages under `prefix` (grouped by `delimiter` if given), following pagination. */
-async function* listPages(store: S3Store, prefix: string, delimiter?: string): AsyncGenerator<ListObjectsV2CommandOutput> {
+async function* listPages(store: S3Store, prefix: string, delimiter?: string, serverTime?: (date: Date) => void): AsyncGenerator<ListObjectsV2CommandOutput> {
   let token: string | undefined;
   do {
     let page: ListObjectsV2CommandOutput;
     try {
-      page = await store.s3.send(
-        new ListObjectsV2Command({ Bucket: store.bucket, Prefix: prefix, Delimiter: delimiter, ContinuationToken: token, MaxKeys: store.pageSize ?? 1000 }),
-      );
+      const command = new ListObjectsV2Command({ Bucket: store.bucket, Prefix: prefix, Delimiter: delimiter, ContinuationToken: token, MaxKeys: store.pageSize ?? 1000 });
+      page = await store.s3.send(serverTime ? onServerDate(command, serverTime) : command);
     } catch (err) {
       throw new ListError(`cannot list s3://${store.bucket}/${prefix}: ${(err as Error).name}: ${(err as Error).message}`, {
         cause: err,
@@ -73,43 +104,73 @@ async function* listPages(store: S3Store, prefix: string, delimiter?: string): A
   } while (token);
 }
 
-/** Every object under `prefix`, following pagination. */
-export async function* listObjects(store: S3Store, prefix: string): AsyncGenerator<StoredObject> {
-  for await (const page of listPages(store, prefix)) {
+/** Every object under `prefix`, following pagination; `serverTime` gets S3's clock of each page. */
+export async function* listObjects(store: S3Store, prefix: string, serverTime?: (date: Date) => void): AsyncGenerator<StoredObject> {
+  for await (const page of listPages(store, prefix, undefined, serverTime)) {
     for (const o of page.Contents ?? []) {
       if (o.Key !== undefined) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified };
     }
   }
 }
 
+/** Newest first by S3's clock; the key (its time, then its text) breaks ties within S3's one-second resolution. */
+function newestFirst(a: { key: string; at: Date | undefined }, b: { key: string; at: Date | undefined }): number {
+  const d = (b.at?.getTime() ?? 0) - (a.at?.getTime() ?? 0);
+  if (d !== 0) return d;
+  return a.key < b.key ? 1 : a.key > b.key ? -1 : 0;
+}
+
 /** One database's backups, from a full listing of `<prefix><database>/` (keys of other layouts ignored). */
 export async function listBackups(store: S3Store, database: string): Promise<DatabaseListing> {
   const dumps = new Map<string, StoredObject & { startedAt: Date }>();
   const manifests = new Map<string, StoredObject>();
-  for await (const o of listObjects(store, databasePrefix(store.prefix, database))) {
+  let serverTime: Date | undefined;
+  for await (const o of listObjects(store, databasePrefix(store.prefix, database), (d) => (serverTime = d))) {
     const parsed = parseKey(store.prefix, o.key);
     if (!parsed || parsed.database !== database) continue;
     if (parsed.kind === 'dump') dumps.set(o.key, { ...o, startedAt: parsed.startedAt });
     else manifests.set(parsed.dumpKey, o);
   }
   const complete: StoredBackup[] = [];
-  const orphans: (StoredObject & { startedAt: Date })[] = [];
+  const orphans: StoredObject[] = [];
   for (const [key, d] of dumps) {
-    if (manifests.has(key)) {
-      complete.push({ database, key, manifestKey: manifestKeyFor(key), startedAt: d.startedAt, bytes: d.size, lastModified: d.lastModified });
+    const manifest = manifests.get(key);
+    if (manifest) {
+      complete.push({
+        database, key, manifestKey: manifestKeyFor(key), startedAt: d.startedAt, bytes: d.size, lastModified: d.lastModified,
+        storedAt: manifest.lastModified ?? d.lastModified,
+      });
     } else {
-      orphans.push(d);
+      orphans.push({ key, size: d.size, lastModified: d.lastModified });
     }
   }
   const strayManifests = [...manifests].filter(([k]) => !dumps.has(k)).map(([, m]) => m);
-  const newestFirst = (a: { key: string }, b: { key: string }) => (a.key < b.key ? 1 : a.key > b.key ? -1 : 0);
-  // Within one database the key's timestamp orders the keys, so key order is time order.
+  // Not by key: the key's time is the clock of whichever host ran pg_dump, and one host whose clock
+  // was a year ahead would otherwise stay "newest" for a year (retention would prune every fresh
+  // backup, --latest would restore the stale one). S3 stamps every object with one clock.
+  const byStored = <T extends { key: string }>(items: T[], at: (i: T) => Date | undefined) =>
+    items.map((i) => ({ i, key: i.key, at: at(i) })).sort(newestFirst).map(({ i }) => i);
   return {
     database,
-    complete: complete.sort(newestFirst),
-    orphans: orphans.sort(newestFirst).map(({ key, size, lastModified }) => ({ key, size, lastModified })),
-    strayManifests: strayManifests.sort(newestFirst),
+    complete: byStored(complete, (b) => b.storedAt),
+    orphans: byStored(orphans, (o) => o.lastModified),
+    strayManifests: byStored(strayManifests, (o) => o.lastModified),
+    serverTime,
   };
+}
+
+/**
+ * How far the clock of the host that wrote a backup was off S3's, in ms (positive: ahead), when it
+ * is off by more than CLOCK_SKEW_TOLERANCE_MS; undefined when it is within the tolerance or cannot
+ * be told. With the manifest, its `finishedAt` (stamped just before the manifest was written)
+ * against the manifest's LastModified tells both directions; without it, only a key time after S3
+ * stored the backup (impossible with a right clock) shows.
+ */
+export function clockSkewMs(backup: Pick<StoredBackup, 'startedAt' | 'storedAt'>, manifest?: Pick<Manifest, 'finishedAt'>): number | undefined {
+  if (!backup.storedAt) return undefined;
+  const skew = manifest ? new Date(manifest.finishedAt).getTime() - backup.storedAt.getTime() : backup.startedAt.getTime() - backup.storedAt.getTime();
+  if (Number.isNaN(skew)) return undefined;
+  return skew > CLOCK_SKEW_TOLERANCE_MS || (manifest !== undefined && skew < -CLOCK_SKEW_TOLERANCE_MS) ? skew : undefined;
 }
 
 /**
@@ -145,27 +206,95 @@ async function hasDump(store: S3Store, database: string): Promise<boolean> {
   return false;
 }
 
+/**
+ * The manifest of the backup whose dump is `dumpKey`, checked against that backup: it must parse,
+ * have a known `formatVersion`, and describe this very object (same key, same database, under this
+ * store's prefix). A manifest is never trusted to say where the data is: a tampered one pointing
+ * at another database's dump (or outside the prefix) would otherwise restore the wrong data.
+ * Throws UnreadableManifestError for a manifest that was read but cannot be trusted, ManifestError
+ * when S3 could not be asked.
+ */
 export async function readManifest(store: S3Store, dumpKey: string): Promise<Manifest> {
   const key = manifestKeyFor(dumpKey);
+  const where = `s3://${store.bucket}/${key}`;
+  const parsed = parseKey(store.prefix, dumpKey);
+  if (!parsed || parsed.kind !== 'dump') {
+    throw new UnreadableManifestError(`${dumpKey} is not a backup key under the prefix "${store.prefix}"`, { hint: 'Copy a key from pg-s3-backup list (and check BACKUP_PREFIX).' });
+  }
+  let text: string;
   try {
     const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
-    return parseManifest(await res.Body!.transformToString());
+    text = await res.Body!.transformToString();
   } catch (err) {
-    throw new ManifestError(`cannot read manifest s3://${store.bucket}/${key}: ${(err as Error).message}`, { cause: err });
+    throw new ManifestError(`cannot read manifest ${where}: ${(err as Error).name}: ${(err as Error).message}`, {
+      cause: err,
+      hint: 'Check s3:GetObject on the bucket and the network path to S3, then retry.',
+    });
   }
+  let manifest: Manifest;
+  try {
+    manifest = parseManifest(text);
+  } catch (err) {
+    const why = err instanceof SyntaxError ? `not JSON (${err.message})` : `not a manifest this version understands (${describeSchemaError(err)})`;
+    throw new UnreadableManifestError(`manifest ${where} is unreadable: ${why}`, {
+      cause: err,
+      hint: 'The backup is not complete without a readable manifest: it is skipped by list, not counted by retention, and --latest takes the one before. A newer pg-s3-backup may have written it (upgrade), or it was damaged.',
+    });
+  }
+  const mismatch = [
+    manifest.key !== dumpKey ? `its key is ${JSON.stringify(manifest.key)}` : undefined,
+    manifest.database !== parsed.database ? `its database is ${JSON.stringify(manifest.database)}, not ${JSON.stringify(parsed.database)}` : undefined,
+    parseKey(store.prefix, manifest.key) === undefined ? `its key is outside the prefix "${store.prefix}"` : undefined,
+  ].filter((m): m is string => m !== undefined);
+  if (mismatch.length > 0) {
+    throw new UnreadableManifestError(`manifest ${where} does not describe ${dumpKey}: ${mismatch.join('; ')}; refusing to trust it`, {
+      hint: 'The manifest was altered or copied from another backup: nothing was read from the object it names. Investigate who can write to the bucket; restore another backup (pg-s3-backup list).',
+    });
+  }
+  return manifest;
 }
 
-/** Reads the manifest of each backup, keeping their order. */
-export async function withManifests(store: S3Store, backups: readonly StoredBackup[]): Promise<(StoredBackup & { manifest: Manifest })[]> {
-  const out: (StoredBackup & { manifest: Manifest })[] = [];
+function describeSchemaError(err: unknown): string {
+  const issues = (err as { issues?: { path: PropertyKey[]; message: string }[] }).issues;
+  if (!issues?.length) return (err as Error).message;
+  return issues.slice(0, 3).map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`).join('; ');
+}
+
+export type CheckedBackup = StoredBackup & { readonly manifest: Manifest };
+export type UnreadableBackup = StoredBackup & { readonly problem: string };
+
+/**
+ * Reads and checks the manifest of each backup, keeping their order: the readable ones, and the
+ * unreadable ones with why (a backup whose manifest cannot be trusted is not complete). A failure
+ * to reach S3 is thrown, not taken for an unreadable manifest.
+ */
+export async function readManifests(store: S3Store, backups: readonly StoredBackup[]): Promise<{ readable: CheckedBackup[]; unreadable: UnreadableBackup[] }> {
+  const readable: CheckedBackup[] = [];
+  const unreadable: UnreadableBackup[] = [];
   // Sequential on purpose: a handful of small GETs, and a stable order without extra sorting.
-  for (const b of backups) out.push({ ...b, manifest: await readManifest(store, b.key) });
-  return out;
+  for (const b of backups) {
+    try {
+      readable.push({ ...b, manifest: await readManifest(store, b.key) });
+    } catch (err) {
+      if (!(err instanceof UnreadableManifestError)) throw err;
+      unreadable.push({ ...b, problem: err.message });
+    }
+  }
+  return { readable, unreadable };
 }
 
-/** The newest complete backup of a database (its manifest is read by whoever needs it). */
-export async function latestBackup(store: S3Store, database: string): Promise<StoredBackup | undefined> {
-  return (await listBackups(store, database)).complete[0];
+/**
+ * The newest backup of a database whose manifest is readable and describes it (by S3's clock),
+ * with the newer ones skipped on the way because their manifest could not be trusted.
+ */
+export async function latestBackup(store: S3Store, database: string): Promise<{ backup: CheckedBackup | undefined; skipped: UnreadableBackup[] }> {
+  const skipped: UnreadableBackup[] = [];
+  for (const b of (await listBackups(store, database)).complete) {
+    const { readable, unreadable } = await readManifests(store, [b]);
+    if (readable[0]) return { backup: readable[0], skipped };
+    skipped.push(...unreadable);
+  }
+  return { backup: undefined, skipped };
 }
 
 /** A dump's content as a stream (for restore and verify). */

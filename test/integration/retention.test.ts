@@ -7,12 +7,11 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDumpKey, manifestKeyFor } from '../../engine/store/backup-key.ts';
 import { pruneDatabase } from '../../engine/backup/retention.ts';
-import { listBackups, withManifests, listDatabases, latestBackup, type S3Store } from '../../engine/store/s3-store.ts';
+import { listBackups, readManifests, listDatabases, latestBackup, type S3Store } from '../../engine/store/s3-store.ts';
 import { MANIFEST_FORMAT_VERSION } from '../../engine/store/manifest.ts';
 import { createBucket, listKeys, putText, testClients, type TestClients } from '../support/aws.ts';
 import { startMoto, type TestAws } from '../support/moto.ts';
 
-const DAY = 24 * 60 * 60 * 1000;
 
 describe('retention', () => {
   let aws: TestAws;
@@ -44,8 +43,10 @@ describe('retention', () => {
   it('keeps the newest RETENTION_COUNT of 10 complete backups, removes old orphans, touches nothing else', async () => {
     const prefix = `p-${randomUUID().slice(0, 6)}/`;
     const store: S3Store = { s3: c.s3, bucket, prefix };
-    // The test's "now" is far enough ahead that every object here is more than a day old.
-    const now = new Date(Date.now() + 2 * DAY);
+    // Ages are S3's clock against S3's LastModified, so no object here can be made a day old: an
+    // orphan minimum age of zero makes every orphan old enough.
+    const now = new Date();
+    const orphanMinAgeMs = 0;
     const complete: string[] = [];
     for (let i = 0; i < 10; i++) complete.push(await putBackup(prefix, 'app', new Date(Date.UTC(2026, 0, 1 + i, 2))));
     const orphans = [await putBackup(prefix, 'app', new Date(Date.UTC(2025, 11, 1)), false), await putBackup(prefix, 'app', new Date(Date.UTC(2026, 0, 20)), false)];
@@ -64,11 +65,11 @@ describe('retention', () => {
     expect(listing.complete.map((b) => b.key)).toEqual([...complete].reverse());
     expect(listing.orphans.map((o) => o.key)).toEqual([...orphans].reverse());
 
-    const dry = await pruneDatabase(store, 'app', { retentionCount: 3, now, dryRun: true });
+    const dry = await pruneDatabase(store, 'app', { retentionCount: 3, now, orphanMinAgeMs, dryRun: true });
     expect(await listKeys(c, bucket)).toEqual(before);
     expect(dry.dryRun).toBe(true);
 
-    const res = await pruneDatabase(store, 'app', { retentionCount: 3, now });
+    const res = await pruneDatabase(store, 'app', { retentionCount: 3, now, orphanMinAgeMs });
     expect([...res.deleted].sort()).toEqual([...dry.deleted].sort());
     expect(res.kept).toEqual(complete.slice(-3).reverse());
     const expectedDeleted = [...complete.slice(0, 7).flatMap((k) => [k, manifestKeyFor(k)]), ...orphans].sort();
@@ -76,9 +77,9 @@ describe('retention', () => {
     expect(await listKeys(c, bucket)).toEqual(before.filter((k) => !expectedDeleted.includes(k)));
     for (const k of others) expect(await listKeys(c, bucket, k)).toEqual([k, manifestKeyFor(k)]);
 
-    const kept = await withManifests(store, (await listBackups(store, 'app')).complete);
-    expect(kept.map((b) => b.manifest.key)).toEqual(complete.slice(-3).reverse());
-    expect((await latestBackup(store, 'app'))?.key).toBe(complete[9]);
+    const kept = await readManifests(store, (await listBackups(store, 'app')).complete);
+    expect(kept.readable.map((b) => b.manifest.key)).toEqual(complete.slice(-3).reverse());
+    expect((await latestBackup(store, 'app')).backup?.key).toBe(complete[9]);
     expect(await listDatabases(store)).toEqual(['app', 'app2']);
   });
 
@@ -96,10 +97,12 @@ describe('retention', () => {
     const store: S3Store = { s3: c.s3, bucket, prefix, pageSize: 100 };
     const start = Date.UTC(2025, 0, 1);
     const keys: string[] = [];
-    // 560 complete backups = 1,120 objects, written a few at a time.
-    for (let i = 0; i < 560; i += 40) {
-      keys.push(...(await Promise.all(Array.from({ length: 40 }, (_, j) => putBackup(prefix, 'big', new Date(start + (i + j) * 3_600_000))))));
+    // 560 complete backups = 1,120 objects, written a few at a time; the newest five one by one
+    // last, so that S3's clock (the order of backups) agrees with the keys about which are newest.
+    for (let i = 0; i < 555; i += 37) {
+      keys.push(...(await Promise.all(Array.from({ length: 37 }, (_, j) => putBackup(prefix, 'big', new Date(start + (i + j) * 3_600_000))))));
     }
+    for (let i = 555; i < 560; i++) keys.push(await putBackup(prefix, 'big', new Date(start + i * 3_600_000)));
     const listing = await listBackups(store, 'big');
     expect(listing.complete).toHaveLength(560);
     expect(listing.complete[0]!.key).toBe(keys.at(-1));
