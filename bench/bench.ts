@@ -24,6 +24,8 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { partSizeForDatabase, DEFAULT_QUEUE_SIZE } from '../engine/backup/stream-upload.ts';
+import { libpqEnv } from '../engine/pg/env.ts';
+import { resolvePgTool } from '../engine/pg/tools.ts';
 import { TOOL_VERSION } from '../engine/version.ts';
 import { findMotoPython } from '../scripts/local-services.ts';
 import { ensureLayer, REPO_ROOT } from '../scripts/layer.ts';
@@ -243,12 +245,10 @@ function awsEnv(ctx: BenchContext): NodeJS.ProcessEnv {
   return env;
 }
 
-function pgEnv(ctx: BenchContext, database: string): NodeJS.ProcessEnv {
-  const p = ctx.pgsrv;
-  return { PATH: process.env.PATH, PGHOST: p.host, PGPORT: String(p.port), PGUSER: p.user, PGPASSWORD: p.password, PGDATABASE: database, PGPASSFILE: '/dev/null' };
-}
+const pgEnv = (ctx: BenchContext, database: string): NodeJS.ProcessEnv => libpqEnv(ctx.pgsrv.connection(database));
 
-const tool = (ctx: BenchContext, name: 'pg_dump' | 'pg_restore') => join(ctx.layer, 'bin', name);
+/** The layer's wrappers (bin/pg_dump and its siblings), through the engine's one resolver. */
+const tool = (ctx: BenchContext, name: 'pg_dump' | 'pg_restore') => resolvePgTool(name, { pgDumpBin: join(ctx.layer, 'bin', 'pg_dump') }).file;
 const dumpArgs = (compression: string) => ['--format=custom', `--compress=${compression}`, '--no-sync'];
 
 async function emptyBucket(s3: S3Client, bucket: string): Promise<void> {

@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { createHandler } from '../lambda/handler.ts';
 import { processCpu, watchBusiestChild, type SchedTimes } from './measure.ts';
 import { noMetrics, silentLog } from '../engine/observability.ts';
-import { startTool, type SpawnFn } from '../engine/pg/pg-dump.ts';
+import { startTool, type SpawnFn } from '../engine/pg/process.ts';
 import { partSizeFor, streamToS3 } from '../engine/backup/stream-upload.ts';
 
 export interface EngineJob {
@@ -63,7 +63,7 @@ async function main(): Promise<void> {
     const s3 = new S3Client({ forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true' });
     const { file, key } = job;
     run = async () => {
-      const tool = startTool(spawn as SpawnFn, { file: 'cat', args: [] }, [file], { PATH: process.env.PATH ?? '/usr/bin:/bin' }, (s) => s);
+      const tool = startTool(spawn as SpawnFn, { file: 'cat', args: [] }, [file], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
       const res = await streamToS3({ s3, bucket: process.env.BACKUP_BUCKET!, key, tool, partSize: job.partSize ?? partSizeFor(), queueSize: job.queueSize });
       return { bytes: res.bytes, key };
     };

@@ -5,21 +5,19 @@
  */
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { DoctorClients } from './doctor-aws.ts';
-import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseKey } from '../engine/store/backup-key.ts';
 import { storeFor } from '../engine/backup/backup.ts';
 import { loadConfig, type Config, type Env } from '../engine/config.ts';
 import { createDeps, type Deps } from '../engine/deps.ts';
 import { UsageError, PgS3BackupError } from '../engine/errors.ts';
 import { noMetrics, type Log, type LogAttributes } from '../engine/observability.ts';
-import { DEFAULT_LAYER_ROOT, findLoader } from '../engine/pg/tools.ts';
+import { parseTargetUrl, withConnectionDefaults, type PgConnection } from '../engine/pg/connection.ts';
+import { resolvePgTool } from '../engine/pg/tools.ts';
 import { latestBackup, listDatabases, openDump, readManifest, type S3Store } from '../engine/store/s3-store.ts';
 import type { BackupSource, RestoreDeps } from '../engine/restore/deps.ts';
-import { parseTargetUrl, type PgTarget } from '../engine/restore/target.ts';
 import { Output, type Stream } from './output.ts';
-import { repoLayerRoot, resolveLocalPgTool } from './pg-tool.ts';
+import { LOCAL_PG_TOOLS } from './pg-tool.ts';
 
 export interface CliIo {
   readonly stdout: Stream & { readonly isTTY?: boolean };
@@ -56,7 +54,7 @@ export class CliContext {
    */
   cfg(options: { readonly needsCredentials: boolean }): Config {
     if (this.config && (this.config.credentials.kind !== 'none' || !options.needsCredentials)) return this.config;
-    this.config = withLocalPgDump(loadConfig(this.env, { requireCredentials: options.needsCredentials }));
+    this.config = loadConfig(this.env, { requireCredentials: options.needsCredentials });
     return this.config;
   }
 
@@ -65,7 +63,7 @@ export class CliContext {
    * log events shown as CLI progress and no EMF metrics (they are for CloudWatch, not a terminal).
    */
   deps(options: { readonly needsCredentials: boolean } = { needsCredentials: false }): Deps {
-    this.depsValue ??= createDeps(this.cfg(options), { log: this.log, metrics: noMetrics, onDumpProgress: this.dumpProgress });
+    this.depsValue ??= createDeps(this.cfg(options), { log: this.log, metrics: noMetrics, onDumpProgress: this.dumpProgress, pgTools: LOCAL_PG_TOOLS });
     return this.depsValue;
   }
 
@@ -92,9 +90,10 @@ export class CliContext {
   };
 
   /** A `postgresql://` URL option: parsed, its password registered for redaction, PGPASSWORD as fallback. */
-  target(url: string, option: string): PgTarget {
+  target(url: string, option: string): PgConnection {
     this.out.addSecret(passwordOf(url));
-    const target = parseTargetUrl(url, option);
+    // PG_CONNECT_TIMEOUT bounds the wait where the URL sets no connect_timeout, as for the backup.
+    const target = withConnectionDefaults(parseTargetUrl(url, option), this.cfg({ needsCredentials: false }));
     if (target.password === undefined && this.env.PGPASSWORD) {
       this.out.addSecret(this.env.PGPASSWORD);
       return { ...target, password: this.env.PGPASSWORD };
@@ -110,7 +109,7 @@ export class CliContext {
     };
     return {
       source,
-      pgRestore: resolveLocalPgTool('pg_restore', { pgDumpBin: this.env.PG_DUMP_BIN?.trim() || undefined }),
+      pgRestore: resolvePgTool('pg_restore', { ...LOCAL_PG_TOOLS, pgDumpBin: this.env.PG_DUMP_BIN?.trim() || undefined }),
       tempDir: tempDir ?? tmpdir(),
       now: this.now,
       onProgress: this.out.progress,
@@ -160,16 +159,6 @@ export class CliContext {
     }
     return backup.key;
   }
-}
-
-/**
- * Off Lambda there is usually no layer at /opt: without PG_DUMP_BIN, use the layer built in this
- * repository (its bin/pg_dump wrapper runs through the layer's own loader), else pg_dump on PATH.
- */
-function withLocalPgDump(config: Config): Config {
-  if (config.pgDumpBin || findLoader(DEFAULT_LAYER_ROOT)) return config;
-  const repoPgDump = join(repoLayerRoot(), 'bin', 'pg_dump');
-  return { ...config, pgDumpBin: existsSync(repoPgDump) ? repoPgDump : 'pg_dump' };
 }
 
 function passwordOf(url: string | undefined): string | undefined {

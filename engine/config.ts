@@ -9,9 +9,6 @@ import { ConfigError } from './errors.ts';
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];
 
-/** Lambda Node.js runtimes ship Amazon's CA bundle here (RDS certificates included). */
-export const LAMBDA_CA_BUNDLE = '/var/runtime/ca-cert.pem';
-
 export type CredentialSource =
   | { readonly kind: 'secret'; readonly secretId: string }
   | { readonly kind: 'url'; readonly url: string }

@@ -10,7 +10,10 @@ import { SNSClient } from '@aws-sdk/client-sns';
 import { spawn } from 'node:child_process';
 import type { Config } from './config.ts';
 import { createLogger, createMetrics, type Log, type MetricsSink } from './observability.ts';
-import { queryServerInfo, type PgConnection, type ServerInfo, type SpawnFn } from './pg/pg-dump.ts';
+import { queryServerInfo, type ServerInfo } from './pg/client.ts';
+import type { PgConnection } from './pg/connection.ts';
+import type { SpawnFn } from './pg/process.ts';
+import type { ToolSearch } from './pg/tools.ts';
 
 export interface Deps {
   readonly s3: S3Client;
@@ -23,6 +26,8 @@ export interface Deps {
   readonly metrics: MetricsSink;
   /** Connects and reads the server version (node-postgres). */
   readonly serverInfo: (conn: PgConnection) => Promise<ServerInfo>;
+  /** Where the client tools are besides PG_DUMP_BIN (default: the layer at /opt; the CLI adds the repository's layer and PATH). */
+  readonly pgTools?: Omit<ToolSearch, 'pgDumpBin'> | undefined;
   /** Multipart part size (default: `partSizeForDatabase()`, from the database's size). */
   readonly partSize?: number | undefined;
   /** Parts uploaded at once (default 2). */
@@ -41,6 +46,7 @@ export function createDeps(config: Pick<Config, 'forcePathStyle'>, overrides: Pa
     log: overrides.log ?? createLogger(),
     metrics: overrides.metrics ?? createMetrics(),
     serverInfo: overrides.serverInfo ?? queryServerInfo,
+    pgTools: overrides.pgTools,
     partSize: overrides.partSize,
     queueSize: overrides.queueSize,
     onDumpProgress: overrides.onDumpProgress,

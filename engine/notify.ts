@@ -5,7 +5,7 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { PgS3BackupError, type Stage } from './errors.ts';
 import type { Log } from './observability.ts';
-import { describeExit } from './pg/pg-dump.ts';
+import { describeExit } from './pg/process.ts';
 
 export const SUBJECT_PREFIX = '[pg-s3-backup]';
 /** SNS's limit for a subject. */

@@ -6,7 +6,8 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { z } from 'zod';
 import { MISSING_CREDENTIALS, SSL_MODES, type CredentialSource, type SslMode } from './config.ts';
-import { ConfigError, SecretError } from './errors.ts';
+import { ConfigError, SecretError, type PgS3BackupError } from './errors.ts';
+import { parsePgUrl, type PgUrl } from './pg/connection.ts';
 
 export interface DbCredentials {
   readonly host: string;
@@ -78,30 +79,26 @@ export function parseSecret(secretId: string, text: string | undefined): DbCrede
   return { host: s.host, port: s.port ?? 5432, username: s.username, password: s.password, dbname: s.dbname, sslmode: s.sslmode, sslrootcert: s.sslrootcert };
 }
 
-/** Pure: `postgresql://user:password@host:port/db?sslmode=…&sslrootcert=…` → credentials. */
+/** Pure: `postgresql://user:password@host:port/db?sslmode=…&sslrootcert=…` → credentials (the one URL parser). */
 export function credentialsFromUrl(url: string): DbCredentials {
-  let u: URL;
+  let u: PgUrl;
   try {
-    u = new URL(url);
-  } catch {
-    throw new SecretError('DATABASE_URL is not a valid URL (percent-encode special characters in the password)', {
-      hint: 'Use postgresql://user:password@host:port/database',
-    });
+    u = parsePgUrl(url, 'DATABASE_URL');
+  } catch (err) {
+    const e = err as PgS3BackupError;
+    throw new SecretError(e.message, { cause: err, ...(e.hint ? { hint: e.hint } : {}) });
   }
-  const sslmode = u.searchParams.get('sslmode') ?? undefined;
-  if (sslmode !== undefined && !(SSL_MODES as readonly string[]).includes(sslmode)) {
-    throw new SecretError(`DATABASE_URL sslmode must be one of ${SSL_MODES.join(', ')}`);
+  // The parser defaults the host to localhost, as libpq does; the backup wants it said.
+  if (!u.user || (new URL(url).hostname === '' && !/[?&]host=/.test(url))) {
+    throw new SecretError('DATABASE_URL must name a host and a user', { hint: 'Use postgresql://user:password@host:port/database' });
   }
-  const username = decodeURIComponent(u.username);
-  if (!u.hostname || !username) throw new SecretError('DATABASE_URL must name a host and a user', { hint: 'Use postgresql://user:password@host:port/database' });
-  const dbname = decodeURIComponent(u.pathname.replace(/^\//, ''));
   return {
-    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
-    port: u.port ? Number(u.port) : 5432,
-    username,
-    password: decodeURIComponent(u.password),
-    dbname: dbname || undefined,
-    sslmode: sslmode as SslMode | undefined,
-    sslrootcert: u.searchParams.get('sslrootcert') ?? undefined,
+    host: u.host,
+    port: u.port,
+    username: u.user,
+    password: u.password ?? '',
+    dbname: u.database,
+    sslmode: u.sslmode,
+    sslrootcert: u.sslrootcert,
   };
 }

@@ -12,18 +12,11 @@ import { ConfigError, PgS3BackupError, TimeBudgetError, type Stage } from '../er
 import { MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
 import { formatFailure, formatSuccess, publish } from '../notify.ts';
 import { redact as redactText, throughput } from '../observability.ts';
-import {
-  checkServerVersion,
-  connectionFor,
-  pgDumpallGlobalsArgs,
-  pgDumpArgs,
-  pgEnv,
-  startTool,
-  toolCommand,
-  toolVersion,
-  type RunningTool,
-  type Version,
-} from '../pg/pg-dump.ts';
+import { connectionFor } from '../pg/connection.ts';
+import { libpqEnv } from '../pg/env.ts';
+import { checkServerVersion, pgDumpallGlobalsArgs, pgDumpArgs, toolCommand, toolVersion, type Version } from '../pg/pg-dump.ts';
+import { startTool, type RunningTool } from '../pg/process.ts';
+import { prepareTls } from '../pg/tls.ts';
 import { pruneDatabase, pruneGlobals } from './retention.ts';
 import { putManifest, reserveDumpKey, type S3Store } from '../store/s3-store.ts';
 import { fetchCredentials, type DbCredentials } from '../secrets.ts';
@@ -157,7 +150,7 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
   }
 
   let pgDumpVersion: Promise<Version> | undefined;
-  const dumpVersion = () => (pgDumpVersion ??= toolVersion(deps.spawn, toolCommand('pg_dump', config)));
+  const dumpVersion = () => (pgDumpVersion ??= toolVersion(deps.spawn, toolCommand('pg_dump', config, deps.pgTools)));
 
   for (const database of databases) {
     const startedAt = deps.now();
@@ -234,6 +227,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
   const t0 = Date.now();
   checkBudget(ctx.deadline, 0, 0);
   const conn = connectionFor(ctx.creds, database, config);
+  prepareTls(conn);
   log.info('connecting', { stage: 'connect', database, host: conn.host, port: conn.port, sslmode: conn.sslmode });
   progress.stage = 'dump';
   const pgDump = await ctx.dumpVersion();
@@ -247,7 +241,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
   try {
     progress.stage = 'dump';
     log.info('dump started', { stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression, databaseBytes: server.databaseBytes });
-    const tool = startTool(deps.spawn, toolCommand('pg_dump', config), pgDumpArgs(config.compression), pgEnv(conn), ctx.redact);
+    const tool = startTool(deps.spawn, toolCommand('pg_dump', config, deps.pgTools), pgDumpArgs(config.compression), { env: libpqEnv(conn), redact: ctx.redact });
     const result = await uploadToolOutput(deps, store, key, tool, ctx.deadline, {
       partSize: deps.partSize ?? partSizeForDatabase(server.databaseBytes),
       onProgress: (b) => {
@@ -316,9 +310,10 @@ async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
   const { config, deps, store } = ctx;
   checkBudget(ctx.deadline, 0, 0);
   const conn = connectionFor(ctx.creds, ctx.database, config);
+  prepareTls(conn);
   const key = buildGlobalsKey(store.prefix, ctx.startedAt);
   ctx.progress.key = key;
-  const tool = startTool(deps.spawn, toolCommand('pg_dumpall', config), [...pgDumpallGlobalsArgs(), `--database=${ctx.database}`], pgEnv(conn), ctx.redact);
+  const tool = startTool(deps.spawn, toolCommand('pg_dumpall', config, deps.pgTools), [...pgDumpallGlobalsArgs(), `--database=${ctx.database}`], { env: libpqEnv(conn), redact: ctx.redact, tool: 'pg_dumpall' });
   const result = await uploadToolOutput(deps, store, key, tool, ctx.deadline, {
     // Roles and tablespaces: kilobytes.
     partSize: deps.partSize ?? MIN_STREAM_PART_SIZE,

@@ -9,7 +9,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { DumpError, dumpHint, TimeBudgetError, UploadError, type ProcessOutcome } from '../errors.ts';
-import { describeExit, type RunningTool } from '../pg/pg-dump.ts';
+import { describeExit, type RunningTool } from '../pg/process.ts';
 
 /** pg_dump's custom-format archives start with these bytes. */
 export const CUSTOM_FORMAT_MAGIC = Buffer.from('PGDMP');
@@ -131,7 +131,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   const gate = new DumpGate(async () => {
     outcome = await tool.finished;
     if (outcome.exitCode !== 0 || outcome.signal) {
-      throw new DumpError(`${toolName} failed: ${describeExit(outcome.exitCode, outcome.signal)}${outcome.stderrTail.length ? `\n${outcome.stderrTail.join('\n')}` : ''}`, {
+      throw new DumpError(`${toolName} failed: ${describeExit(outcome.exitCode, outcome.signal, toolName)}${outcome.stderrTail.length ? `\n${outcome.stderrTail.join('\n')}` : ''}`, {
         outcome,
         hint: dumpHint(outcome),
       });

@@ -12,7 +12,9 @@ import { storeFor } from '../backup/backup.ts';
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { redact } from '../observability.ts';
-import { checkServerVersion, connectionFor, toolCommand, toolVersion, withClient, type PgConnection, type ServerInfo, type Version } from '../pg/pg-dump.ts';
+import { withClient, type ServerInfo } from '../pg/client.ts';
+import { connectionFor, type PgConnection } from '../pg/connection.ts';
+import { checkServerVersion, toolCommand, toolVersion, type Version } from '../pg/pg-dump.ts';
 import { fetchCredentials, type DbCredentials } from '../secrets.ts';
 import { SUBJECT_PREFIX } from '../notify.ts';
 import { bucketChecks } from './bucket.ts';
@@ -125,7 +127,7 @@ async function databaseChecks(database: string, creds: DbCredentials, pgDump: Ve
 
 /** The default privilege reader: one connection, the catalog queries, and whether it is encrypted. */
 async function readPrivilegesOver(conn: PgConnection): Promise<PrivilegeFacts & { tls: boolean | undefined }> {
-  return withClient(conn, async (client) => {
+  return withClient(conn, conn.database, async (client) => {
     const facts = await readPrivileges(client);
     // pg_stat_ssl exists from 9.5; older servers just do not say.
     const ssl = await client.query<{ ssl: boolean }>('select ssl from pg_stat_ssl where pid = pg_backend_pid()').catch(() => undefined);

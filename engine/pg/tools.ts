@@ -45,16 +45,33 @@ export function layerCommand(layerRoot: string, tool: PgTool, loader = findLoade
   };
 }
 
+export interface ToolSearch {
+  /** PG_DUMP_BIN: pg_dump, with pg_restore and pg_dumpall as its siblings. */
+  readonly pgDumpBin?: string | undefined;
+  /** Layer roots to look in, in order (default: /opt, where Lambda mounts layers). */
+  readonly layerRoots?: readonly string[];
+  /** Off Lambda: when no layer holds the tool, the program of that name on PATH. */
+  readonly orPath?: boolean;
+}
+
 /**
- * Resolves a tool: from an explicit `PG_DUMP_BIN` (its siblings for pg_restore and pg_dumpall),
- * else from the layer root.
+ * The one lookup of the PostgreSQL client tools, for the function, the CLI, the bench and the
+ * tests: an explicit `PG_DUMP_BIN` (its siblings for pg_restore and pg_dumpall); else the first
+ * layer root that holds the tool; else, when `orPath`, the name on PATH (often older than 18:
+ * restore's error says so when it cannot read an archive); else the first root, whose missing
+ * loader is reported as a missing layer.
  */
-export function resolvePgTool(tool: PgTool, options: { readonly pgDumpBin?: string | undefined; readonly layerRoot?: string } = {}): SpawnCommand {
-  if (options.pgDumpBin) {
-    const file = tool === 'pg_dump' ? options.pgDumpBin : siblingOf(options.pgDumpBin, tool);
+export function resolvePgTool(tool: PgTool, search: ToolSearch = {}): SpawnCommand {
+  if (search.pgDumpBin) {
+    const file = tool === 'pg_dump' ? search.pgDumpBin : siblingOf(search.pgDumpBin, tool);
     return { file, args: [] };
   }
-  return layerCommand(options.layerRoot ?? DEFAULT_LAYER_ROOT, tool);
+  const roots = search.layerRoots ?? [DEFAULT_LAYER_ROOT];
+  for (const root of roots) {
+    if (findLoader(root) !== undefined && existsSync(join(root, 'libexec', tool))) return layerCommand(root, tool);
+  }
+  if (search.orPath) return { file: tool, args: [] };
+  return layerCommand(roots[0] ?? DEFAULT_LAYER_ROOT, tool);
 }
 
 function siblingOf(pgDumpBin: string, tool: PgTool): string {

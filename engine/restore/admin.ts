@@ -1,13 +1,14 @@
 /** Administrative SQL on the target server: does a database exist, create it as the backup defines it, drop it, is it empty. */
-import pg from 'pg';
+import type pg from 'pg';
 import { DatabaseMissingError, RestoreError } from '../errors.ts';
-import { describeCreate, type DefinitionStatement } from './database-definition.ts';
-import { quoteIdent, withClient, type PgTarget } from './target.ts';
+import { withClient } from '../pg/client.ts';
+import type { PgConnection } from '../pg/connection.ts';
+import { describeCreate, quoteIdent, type DefinitionStatement } from './database-definition.ts';
 
 /** A database to connect to for CREATE/DROP DATABASE. */
 const MAINTENANCE_DATABASES = ['postgres', 'template1'];
 
-async function withMaintenanceClient<T>(target: PgTarget, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+async function withMaintenanceClient<T>(target: PgConnection, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   let last: unknown;
   for (const db of MAINTENANCE_DATABASES) {
     try {
@@ -20,7 +21,7 @@ async function withMaintenanceClient<T>(target: PgTarget, fn: (client: pg.Client
   throw last;
 }
 
-export async function databaseExists(target: PgTarget, database: string): Promise<boolean> {
+export async function databaseExists(target: PgConnection, database: string): Promise<boolean> {
   return withMaintenanceClient(target, async (c) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [database])).rowCount === 1);
 }
 
@@ -41,7 +42,7 @@ export interface DefinitionOutcome {
  * the grants. Without a definition in the archive: a plain CREATE DATABASE from template0.
  */
 export async function createDatabase(
-  target: PgTarget,
+  target: PgConnection,
   database: string,
   definition: readonly DefinitionStatement[] = [],
   options: { readonly noOwner?: boolean | undefined; readonly noAcl?: boolean | undefined } = {},
@@ -80,7 +81,7 @@ Command was: ${s.sql}`);
   return { errors, notRestored };
 }
 
-export async function dropDatabase(target: PgTarget, database: string): Promise<void> {
+export async function dropDatabase(target: PgConnection, database: string): Promise<void> {
   await withMaintenanceClient(target, async (c) => {
     // WITH (FORCE) (PostgreSQL 13+) ends sessions a failed pg_restore may have left behind.
     const force = Number((await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v) >= 130000;
@@ -103,6 +104,6 @@ SELECT
   + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')
   AS n`;
 
-export async function countUserObjects(target: PgTarget, database = target.database): Promise<number> {
+export async function countUserObjects(target: PgConnection, database = target.database): Promise<number> {
   return withClient(target, database, async (c) => Number((await c.query<{ n: string }>(USER_OBJECTS_SQL)).rows[0]!.n));
 }

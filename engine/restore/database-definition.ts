@@ -7,7 +7,11 @@
  * (`pg_restore --create --use-list <database entries> -f -`) are split, sorted by kind and
  * renamed to the target database.
  */
-import { quoteIdent } from './target.ts';
+
+/** A quoted SQL identifier. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
 
 export type DefinitionKind = 'create' | 'owner' | 'comment' | 'acl' | 'property' | 'role-setting' | 'security-label';
 

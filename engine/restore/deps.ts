@@ -1,7 +1,7 @@
 /** What the restore side of the engine needs from outside: where backups come from, how to run pg_restore, where to report progress. */
 import type { Readable } from 'node:stream';
 import type { Manifest } from '../store/manifest.ts';
-import type { SpawnFn } from '../pg/pg-dump.ts';
+import type { SpawnFn } from '../pg/process.ts';
 import type { SpawnCommand } from '../pg/tools.ts';
 
 /** Where backups come from: the engine's S3 store, adapted by the caller. */
@@ -33,6 +33,9 @@ export interface RestoreDeps {
   readonly tempDir: string;
   readonly now?: () => number;
   readonly onProgress?: ProgressListener;
-  /** Environment pg_restore inherits (default: process.env, less any PG* variable). */
+  /**
+   * The environment pg_restore's is built from (default: process.env): only PATH, HOME and
+   * PGPASSFILE are taken from it (engine/pg/env.ts), never AWS credentials or DATABASE_URL.
+   */
   readonly env?: NodeJS.ProcessEnv;
 }

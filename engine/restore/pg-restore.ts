@@ -12,11 +12,11 @@ import { spawn as nodeSpawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { RestoreError } from '../errors.ts';
-import type { SpawnFn } from '../pg/pg-dump.ts';
-import type { SpawnCommand } from '../pg/tools.ts';
+import type { PgConnection } from '../pg/connection.ts';
+import { libpqEnv } from '../pg/env.ts';
+import { describeToolFailure, runTool, startTool, type SpawnFn } from '../pg/process.ts';
 import { parseDefinition, type DefinitionStatement } from './database-definition.ts';
 import type { RestoreDeps } from './deps.ts';
-import { conninfoDbname, pgEnv, type PgTarget } from './target.ts';
 import { isDatabaseEntry, parseToc, tablesWithData, useList, type TocEntry } from './toc.ts';
 
 /**
@@ -83,47 +83,26 @@ export function classifyPgRestore(exitCode: number | null, stderr: string): PgRe
   };
 }
 
-export interface ToolRun {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
+/** `dbname='…'` conninfo for `-d`: a plain name containing `=` would otherwise be read as conninfo. */
+export function conninfoDbname(database: string): string {
+  return `dbname='${database.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
 /**
- * Runs a pg tool to completion, keeping stdout (bounded use: --list, a few statements) and stderr.
- * `onStderrLine` sees every stderr line as it comes and says whether to keep it (progress lines
- * need not be).
+ * Runs pg_restore to its end with the one process runner (engine/pg/process.ts), keeping stdout
+ * (bounded use: --list, a few statements) and every stderr line `onStderrLine` keeps (the error
+ * count matters to classifyPgRestore; progress lines need not be kept).
  */
-export async function runTool(
-  deps: Pick<RestoreDeps, 'spawn'>,
-  cmd: SpawnCommand,
-  args: readonly string[],
-  env: NodeJS.ProcessEnv,
-  onStderrLine: (line: string) => boolean = () => true,
-): Promise<ToolRun> {
+async function runPgRestore(deps: Pick<RestoreDeps, 'spawn' | 'pgRestore'>, args: readonly string[], env: Record<string, string>, onStderrLine?: (line: string) => boolean) {
   const spawn = deps.spawn ?? (nodeSpawn as SpawnFn);
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd.file, [...cmd.args, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const kept: string[] = [];
-    let partial = '';
-    const take = (line: string) => {
-      if (onStderrLine(line)) kept.push(line);
-    };
-    child.stdout?.on('data', (b: Buffer) => out.push(b));
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      const lines = (partial + chunk).split('\n');
-      partial = lines.pop()!;
-      lines.forEach(take);
-    });
-    child.on('error', (e) => reject(toolMissingError(cmd, e)));
-    child.on('close', (code, signal) => {
-      if (partial) take(partial);
-      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: kept.length ? `${kept.join('\n')}\n` : '' });
-    });
-  });
+  const run = await runTool(spawn, deps.pgRestore, args, { env, tool: 'pg_restore', stderrLines: 100_000, ...(onStderrLine ? { onStderrLine } : {}) });
+  return { ...run, stderr: run.stderrTail.length ? `${run.stderrTail.join('\n')}\n` : '' };
+}
+
+/** For the runs that only read the archive file: no connection settings at all (libpqEnv is for connecting). */
+function fileOnlyEnv(deps: Pick<RestoreDeps, 'env'>): Record<string, string> {
+  const path = (deps.env ?? process.env).PATH;
+  return path === undefined ? {} : { PATH: path };
 }
 
 /** The archive's table of contents. */
@@ -137,28 +116,6 @@ export interface Toc {
 const TABLE_DATA_LINE = /^pg_restore: processing data for table "(.*)"$/;
 /** Every other `pg_restore: …` line that is neither an error, a warning nor an error's context is --verbose chatter. */
 const VERBOSE_LINE = /^pg_restore: (?!error: |warning: |detail: |hint: |from TOC entry )/;
-
-function toolMissingError(cmd: SpawnCommand, err: Error): RestoreError {
-  return new RestoreError(`cannot run ${cmd.file}: ${err.message}`, {
-    cause: err,
-    hint: 'pg_restore 18 is needed: build the layer (npm run build:layer -- x86_64), set PG_DUMP_BIN to a pg_dump 18 whose pg_restore sits beside it, or install postgresql-client-18.',
-  });
-}
-
-const EXIT_MEANING: Readonly<Record<number, string>> = {
-  1: 'pg_restore reported errors',
-  126: 'the program could not be executed',
-  127: 'the program was not found',
-};
-
-/** The last lines of a tool's stderr, with exit code and signal, for an error message. */
-export function describeToolFailure(tool: string, run: Pick<ToolRun, 'code' | 'signal' | 'stderr'>, maxLines = 20): string {
-  const tail = run.stderr.trimEnd().split('\n').slice(-maxLines).join('\n');
-  const how = run.signal
-    ? `was killed by signal ${run.signal}`
-    : `exited with code ${run.code}${run.code !== null && EXIT_MEANING[run.code] ? ` (${EXIT_MEANING[run.code]})` : ''}`;
-  return `${tool} ${how}${tail ? `; last lines of its output:\n${tail}` : ''}`;
-}
 
 /** How many errors a failure message quotes in full: the first ones hold the root cause. */
 export const ERRORS_SHOWN = 10;
@@ -246,7 +203,7 @@ export interface PgRestoreRun {
  */
 export async function pgRestoreInto(
   deps: RestoreDeps,
-  target: PgTarget,
+  target: PgConnection,
   database: string,
   file: string,
   options: PgRestoreArgs & { readonly tablesTotal?: number; readonly listFile?: string | undefined; readonly earlierErrors?: readonly string[]; readonly onFailure?: () => Promise<boolean> },
@@ -261,24 +218,24 @@ export async function pgRestoreInto(
     if (table) deps.onProgress?.({ ...progress, tablesDone: ++tablesDone, table: table[1], elapsedMs: now() - started });
     return !VERBOSE_LINE.test(line);
   };
-  const env = pgEnv(target, deps.env ?? process.env, database);
+  const env = libpqEnv(target, deps.env ?? process.env, database);
   const errors: string[] = [...(options.earlierErrors ?? [])];
   const tolerated = new Set<string>();
   let stderrSeen = '';
   for (const section of sections(options)) {
     const args = ['--verbose', ...pgRestoreArgs(database, file, { section, jobs: options.jobs, noOwner: options.noOwner, noAcl: options.noAcl, listFile: options.listFile })];
-    const run = await runTool(deps, deps.pgRestore, args, env, onLine);
+    const run = await runPgRestore(deps, args, env, onLine);
     stderrSeen += run.stderr;
     if (run.signal) {
       const dropped = (await options.onFailure?.()) ?? false;
       throw new RestoreError(`restoring into database "${database}" failed: ${describeToolFailure('pg_restore', run)}`, { hint: hintForPgRestore(run.stderr, { dropped }) });
     }
-    const outcome = classifyPgRestore(run.code, run.stderr);
+    const outcome = classifyPgRestore(run.exitCode, run.stderr);
     outcome.tolerated.forEach((w) => tolerated.add(w));
     if (!outcome.ok) errors.push(...outcome.errors);
     if (errors.length > 0 && !options.keepGoing) {
       const dropped = (await options.onFailure?.()) ?? false;
-      const how = outcome.ok ? 'the database definition could not be applied' : describeToolFailure(`pg_restore (${section} pass)`, { ...run, stderr: '' });
+      const how = outcome.ok ? 'the database definition could not be applied' : describeToolFailure(`pg_restore (${section} pass)`, { ...run, stderrTail: [] });
       throw new RestoreError(`restoring into database "${database}" failed: ${how}, ${errors.length} error${errors.length === 1 ? '' : 's'}; the first:\n${summarizeErrors(errors)}`, {
         hint: hintForPgRestore(stderrSeen + errors.join('\n'), { dropped }),
       });
@@ -293,8 +250,8 @@ export async function pgRestoreInto(
 
 /** The archive's table of contents, with dependencies: proves pg_restore can read it. */
 export async function readToc(deps: RestoreDeps, file: string): Promise<Toc> {
-  const list = await runTool(deps, deps.pgRestore, ['--list', '--verbose', file], deps.env ?? process.env);
-  if (list.code !== 0 || list.signal) {
+  const list = await runPgRestore(deps, ['--list', '--verbose', file], fileOnlyEnv(deps));
+  if (list.exitCode !== 0 || list.signal) {
     throw new RestoreError(`the archive's table of contents cannot be read: ${describeToolFailure('pg_restore --list', list)}`, {
       hint: `${hintForPgRestore(list.stderr)} The object must be a pg_dump custom-format archive written by pg-s3-backup.`,
     });
@@ -319,8 +276,8 @@ export async function readDefinition(deps: RestoreDeps, file: string, toc: Toc, 
   const ids = new Set(toc.entries.filter((e) => isDatabaseEntry(e, source)).map((e) => e.id));
   if (ids.size === 0) return [];
   const listFile = await writeUseList(file, 'database.list', toc.entries, ids);
-  const run = await runTool(deps, deps.pgRestore, ['--create', '--use-list', listFile, '--file', '-', file], deps.env ?? process.env);
-  if (run.code !== 0 || run.signal) {
+  const run = await runPgRestore(deps, ['--create', '--use-list', listFile, '--file', '-', file], fileOnlyEnv(deps));
+  if (run.exitCode !== 0 || run.signal) {
     throw new RestoreError(`the database's definition cannot be read from the archive: ${describeToolFailure('pg_restore', run)}`, { hint: hintForPgRestore(run.stderr) });
   }
   return parseDefinition(run.stdout, source, database);
@@ -336,34 +293,28 @@ export async function readDropStatements(deps: RestoreDeps, file: string, listFi
   const args = ['--clean', '--if-exists', ...(listFile ? ['--use-list', listFile] : []), '--file', '-', file];
   // The script: header comments and SETs, the drops, then `--\n-- Name: …` before each object.
   // Only that head is read: pg_restore is stopped there, before it writes any data.
-  const head = await new Promise<string>((resolve, reject) => {
-    const spawn = deps.spawn ?? (nodeSpawn as SpawnFn);
-    const child = spawn(deps.pgRestore.file, [...deps.pgRestore.args, ...args], { env: deps.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    let done = false;
-    const finish = (text: string) => {
-      if (done) return;
-      done = true;
-      if (child.exitCode === null) child.kill('SIGTERM');
-      resolve(text);
-    };
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (chunk: string) => {
+  const tool = startTool(deps.spawn ?? (nodeSpawn as SpawnFn), deps.pgRestore, args, { env: fileOnlyEnv(deps), tool: 'pg_restore' });
+  let out = '';
+  let stopped = false;
+  tool.child.stdout?.setEncoding('utf8');
+  const stoppedAtHead = new Promise<string>((resolve) => {
+    tool.child.stdout?.on('data', (chunk: string) => {
+      if (stopped) return;
       out += chunk;
       const at = out.search(/^-- (Data for )?Name: /m);
-      if (at >= 0) finish(out.slice(0, at));
-    });
-    child.stderr?.on('data', (b: Buffer) => (err += b.toString()));
-    child.on('error', (e) => reject(toolMissingError(deps.pgRestore, e)));
-    child.on('close', (code, signal) => {
-      if (done) return;
-      if (code !== 0 || signal) {
-        done = true;
-        reject(new RestoreError(`the archive's drop statements cannot be read: ${describeToolFailure('pg_restore', { code, signal, stderr: err })}`, { hint: hintForPgRestore(err) }));
-      } else finish(out);
+      if (at >= 0) {
+        stopped = true;
+        if (tool.child.exitCode === null) tool.child.kill('SIGTERM');
+        resolve(out.slice(0, at));
+      }
     });
   });
+  // Whichever comes first: the head was seen, or pg_restore ended (rejects when it cannot start).
+  const head = await Promise.race([stoppedAtHead, tool.finished.then(() => out)]);
+  const outcome = await tool.finished;
+  if (!stopped && (outcome.exitCode !== 0 || outcome.signal)) {
+    throw new RestoreError(`the archive's drop statements cannot be read: ${describeToolFailure('pg_restore', outcome)}`, { hint: hintForPgRestore(outcome.stderrTail.join('\n')) });
+  }
   return head
     .split('\n')
     .filter((l) => !l.startsWith('--') && !l.startsWith('\\'))

@@ -4,19 +4,20 @@
  * manifest (download.ts); only then is the database created (admin.ts) and pg_restore run
  * (pg-restore.ts). The dump always goes through a file, even single-job: streaming into
  * pg_restore would touch the target before the checksum is known, and `--jobs` needs a seekable
- * file anyway. Targets and their redaction are in target.ts.
+ * file anyway. Targets, their redaction and clients are engine/pg's (connection.ts, client.ts).
  */
 import { RestoreError, TargetNotEmptyError, UsageError } from '../errors.ts';
 import { countUserObjects, createDatabase, databaseExists, dropDatabase } from './admin.ts';
 import type { RestoreDeps } from './deps.ts';
 import { checkedManifest, downloadVerified } from './download.ts';
 import { hintForPgRestore, pgRestoreInto, readDefinition, readDropStatements, readToc, summarizeErrors, writeUseList, type PgRestoreArgs } from './pg-restore.ts';
-import { describeTarget, withClient, type PgTarget } from './target.ts';
+import { withClient } from '../pg/client.ts';
+import { describeConnection, type PgConnection } from '../pg/connection.ts';
 import { selectTables } from './toc.ts';
 
 export interface RestoreOptions extends PgRestoreArgs {
   readonly key: string;
-  readonly target: PgTarget;
+  readonly target: PgConnection;
   /** Create the target database (it must not exist), as the backup defines it. */
   readonly create?: boolean | undefined;
 }
@@ -61,14 +62,14 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   // Read-only checks of the target first: no download when the restore is bound to be refused.
   if (options.create) {
     if (await databaseExists(target, target.database)) {
-      throw new RestoreError(`database "${target.database}" already exists on ${describeTarget(target)}`, {
+      throw new RestoreError(`database "${target.database}" already exists on ${describeConnection(target)}`, {
         hint: 'Choose a new database name in --target-url, or restore into the existing one without --create (with --clean to replace its objects).',
       });
     }
   } else if (!options.clean && !options.dataOnly) {
     const objects = await countUserObjects(target);
     if (objects > 0) {
-      throw new TargetNotEmptyError(`database "${target.database}" on ${describeTarget(target)} is not empty (${objects} user objects); nothing was restored`);
+      throw new TargetNotEmptyError(`database "${target.database}" on ${describeConnection(target)} is not empty (${objects} user objects); nothing was restored`);
     }
   }
 
@@ -119,7 +120,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       status: 'restored',
       key: manifest.key,
       sourceDatabase: manifest.database,
-      target: describeTarget(target),
+      target: describeConnection(target),
       bytes: dump.bytes,
       sha256: dump.sha256,
       created: options.create === true,

@@ -14,12 +14,14 @@ import { createDatabase, dropDatabase } from './admin.ts';
 import type { RestoreDeps } from './deps.ts';
 import { checkedManifest, downloadVerified, type DownloadedDump } from './download.ts';
 import { pgRestoreInto, readDefinition, readToc, type Toc } from './pg-restore.ts';
-import { describeTarget, quoteIdent, withClient, type PgTarget } from './target.ts';
+import { withClient } from '../pg/client.ts';
+import { describeConnection, type PgConnection } from '../pg/connection.ts';
+import { quoteIdent } from './database-definition.ts';
 
 export interface VerifyOptions {
   readonly key: string;
   /** A server where the drill may create and drop a database; its URL's database is only used to connect. */
-  readonly scratch: PgTarget;
+  readonly scratch: PgConnection;
   readonly jobs?: number;
 }
 
@@ -157,7 +159,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     tocEntries: toc?.entries.length,
     tocTablesWithData: toc?.tablesWithData.length,
     scratchDatabase,
-    scratchServer: describeTarget(options.scratch).replace(/\/[^/?]*(\?|$)/, '$1'),
+    scratchServer: describeConnection(options.scratch).replace(/\/[^/?]*(\?|$)/, '$1'),
     encoding: properties?.encoding,
     locale: properties?.locale,
     tables,
@@ -177,7 +179,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
  * partition), each count on its own so that one failure is reported without hiding the others.
  */
 async function inspect(
-  target: PgTarget,
+  target: PgConnection,
   database: string,
   problems: VerifyProblem[],
 ): Promise<{ tables: TableReport[]; restoredBytes: number; relations: string[]; properties: { encoding: string; locale: string } }> {

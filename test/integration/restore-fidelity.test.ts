@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { libpqEnv } from '../../engine/pg/env.ts';
 import { resolvePgTool } from '../../engine/pg/tools.ts';
 import { createAsciiDatabase, createBuiltinDatabase, createFidelityDatabase, createFidelityRoles, FIDELITY_ROWS } from '../support/fidelity-fixtures.ts';
 import { layerRoot } from '../support/layer.ts';
@@ -54,10 +55,10 @@ const restore = (database: string, target: TestPostgres, into: string, ...extra:
 describe('the reference: bare pg_restore --create', () => {
   it('gives back the whole database, so the comparison shows only what a restore loses', async () => {
     await createFidelityRoles(other);
-    const cmd = resolvePgTool('pg_restore', { layerRoot: layerRoot() });
+    const cmd = resolvePgTool('pg_restore', { layerRoots: [layerRoot()] });
     for (const database of ['fidelity', 'fid_ascii']) {
       await execFileAsync(cmd.file, [...cmd.args, '--create', '--exit-on-error', '--dbname', 'postgres', await dumpFile(database)], {
-        env: { PGHOST: other.host, PGPORT: String(other.port), PGUSER: other.user, PGPASSWORD: other.password, PGSSLMODE: 'disable' },
+        env: libpqEnv({ ...other.connection('postgres'), sslmode: 'disable' }, {}),
       });
       expect(await compareDatabases({ pg: svc.pg, database }, { pg: other, database })).toEqual([]);
     }

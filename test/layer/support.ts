@@ -3,6 +3,7 @@
  * database's contents.
  */
 import { spawn } from 'node:child_process';
+import { libpqEnv } from '../../engine/pg/env.ts';
 import { quoteIdent, type TestPostgres } from '../support/postgres.ts';
 
 /** Lambda's LD_LIBRARY_PATH: the system's directories come before the layer's /opt/lib. */
@@ -30,7 +31,7 @@ export function run(file: string, args: readonly string[], env: Record<string, s
 
 /** libpq's connection variables for `database` on `pg` (the password never goes in argv). */
 export function pgEnv(pg: TestPostgres, database: string, host = pg.host): Record<string, string> {
-  return { PGHOST: host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: database };
+  return libpqEnv({ ...pg.connection(database), host }, {});
 }
 
 /** The tables `fill` creates, in the order they are fingerprinted. */

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { libpqEnv } from '../../engine/pg/env.ts';
 import { quoteIdent, type TestPostgres } from './postgres.ts';
 
 export async function createDatabase(pgsrv: TestPostgres, name: string): Promise<void> {
@@ -70,7 +71,7 @@ export async function contentChecksums(pgsrv: TestPostgres, database: string): P
 /** Restores a custom-format dump from `body` into `database` with pg_restore (password via env only). */
 export async function pgRestore(pgRestoreBin: string, pgsrv: TestPostgres, database: string, body: Readable): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(pgRestoreBin, ['--no-owner', '--exit-on-error', `--dbname=${database}`], {
-    env: { PATH: process.env.PATH ?? '', PGHOST: pgsrv.host, PGPORT: String(pgsrv.port), PGUSER: pgsrv.user, PGPASSWORD: pgsrv.password, PGSSLMODE: 'disable' },
+    env: libpqEnv({ ...pgsrv.connection(database), sslmode: 'disable' }),
     stdio: ['pipe', 'ignore', 'pipe'],
   });
   let stderr = '';

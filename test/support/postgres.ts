@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import type { PgConnection } from '../../engine/pg/connection.ts';
 import { freePort, startEmbeddedPostgres } from '../../scripts/local-services.ts';
 
 export interface TestPostgres {
@@ -21,6 +22,8 @@ export interface TestPostgres {
   readonly url: string;
   /** URL of another database on the same server. */
   urlFor(database: string): string;
+  /** The engine's connection to `database` (for libpqEnv, withClient): no ~/.pgpass, libpq's TLS default. */
+  connection(database: string): PgConnection;
   /** Runs `sql` on `database` (default `postgres`) and returns the rows. */
   query<T extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[], database?: string): Promise<T[]>;
   stop(): Promise<void>;
@@ -148,6 +151,10 @@ function fromParts(host: string, port: number, user: string, password: string, s
     password,
     url: urlFor('postgres'),
     urlFor,
+    connection: (database) => ({
+      host, port, user, password, database,
+      sslmode: undefined, sslrootcert: undefined, connectTimeoutSeconds: undefined, applicationName: undefined, passfile: '/dev/null', params: {},
+    }),
     async query(sql, params, database = 'postgres') {
       const client = new pg.Client({ host, port, user, password, database });
       await client.connect();

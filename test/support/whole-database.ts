@@ -9,6 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { libpqEnv } from '../../engine/pg/env.ts';
 import { resolvePgTool } from '../../engine/pg/tools.ts';
 import { layerRoot } from './layer.ts';
 import { quoteIdent, type TestPostgres } from './postgres.ts';
@@ -28,9 +29,9 @@ export interface DatabaseSnapshot {
 
 /** pg_dump of the layer (18), password through the environment only. */
 export async function schemaDump(pgsrv: TestPostgres, database: string): Promise<string> {
-  const cmd = resolvePgTool('pg_dump', { layerRoot: layerRoot() });
+  const cmd = resolvePgTool('pg_dump', { layerRoots: [layerRoot()] });
   const { stdout } = await execFileAsync(cmd.file, [...cmd.args, '--schema-only', '--create', '--no-sync', '--dbname', `dbname='${database.replace(/'/g, "\\'")}'`], {
-    env: { PGHOST: pgsrv.host, PGPORT: String(pgsrv.port), PGUSER: pgsrv.user, PGPASSWORD: pgsrv.password, PGSSLMODE: 'disable' },
+    env: libpqEnv({ ...pgsrv.connection(database), sslmode: 'disable' }, {}),
     maxBuffer: 256 * 1024 * 1024,
   });
   return stdout;

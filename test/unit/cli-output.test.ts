@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { Output } from '../../cli/output.ts';
 import { classifyPgRestore } from '../../engine/restore/pg-restore.ts';
-import { describeTarget, parseTargetUrl, pgEnv } from '../../engine/restore/target.ts';
+import { describeConnection as describeTarget, parseTargetUrl } from '../../engine/pg/connection.ts';
+import { libpqEnv as pgEnv } from '../../engine/pg/env.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
 
 function sink() {
@@ -103,7 +104,7 @@ describe('target URLs', () => {
   const url = `postgresql://admin:${encodeURIComponent(NASTY_PASSWORD)}@db.internal:6543/my%20db?sslmode=verify-full`;
   it('parses user, password, host, port, database and libpq parameters into PG* variables, never argv', () => {
     const t = parseTargetUrl(url);
-    expect(t).toMatchObject({ host: 'db.internal', port: 6543, user: 'admin', password: NASTY_PASSWORD, database: 'my db', params: { sslmode: 'verify-full' } });
+    expect(t).toMatchObject({ host: 'db.internal', port: 6543, user: 'admin', password: NASTY_PASSWORD, database: 'my db', sslmode: 'verify-full' });
     const env = pgEnv(t, { PATH: '/bin', PGHOST: 'elsewhere', PGSERVICE: 'x' });
     expect(env).toEqual({ PATH: '/bin', PGHOST: 'db.internal', PGPORT: '6543', PGUSER: 'admin', PGPASSWORD: NASTY_PASSWORD, PGDATABASE: 'my db', PGSSLMODE: 'verify-full' });
   });

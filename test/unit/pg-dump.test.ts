@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { LAMBDA_CA_BUNDLE } from '../../engine/config.ts';
 import { ServerVersionError } from '../../engine/errors.ts';
-import { checkServerVersion, connectionFor, describeExit, parsePgDumpVersion, pgDumpArgs, pgEnv, serverMajor, TailBuffer } from '../../engine/pg/pg-dump.ts';
+import { connectionFor } from '../../engine/pg/connection.ts';
+import { libpqEnv as pgEnv } from '../../engine/pg/env.ts';
+import { checkServerVersion, parsePgDumpVersion, pgDumpArgs, serverMajor } from '../../engine/pg/pg-dump.ts';
+import { describeExit, TailBuffer } from '../../engine/pg/process.ts';
+import { LAMBDA_CA_BUNDLE } from '../../engine/pg/tls.ts';
 import type { DbCredentials } from '../../engine/secrets.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
 

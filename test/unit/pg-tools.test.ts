@@ -59,11 +59,11 @@ describe('resolvePgTool', () => {
 
   it('defaults to the layer at the given root, else /opt', () => {
     const root = fakeLayer('ld-linux-x86-64.so.2');
-    expect(resolvePgTool('pg_restore', { layerRoot: root }).args.at(-1)).toBe(join(root, 'libexec', 'pg_restore'));
+    expect(resolvePgTool('pg_restore', { layerRoots: [root] }).args.at(-1)).toBe(join(root, 'libexec', 'pg_restore'));
     expect(DEFAULT_LAYER_ROOT).toBe('/opt');
     // An empty root (not /opt itself, where a real layer may be mounted on the machine running the tests).
     const empty = mkdtempSync(join(tmpdir(), 'pgs3b-no-layer-'));
     dirs.push(empty);
-    expect(() => resolvePgTool('pg_dump', { layerRoot: empty })).toThrow(empty);
+    expect(() => resolvePgTool('pg_dump', { layerRoots: [empty] })).toThrow(empty);
   });
 });
