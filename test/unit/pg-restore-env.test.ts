@@ -47,12 +47,12 @@ it('runs pg_restore (--list and the restore) with libpq variables, PATH and HOME
       tempDir: dir,
       env: parent,
     },
-    // --clean: no SQL check of the target before the restore (nothing listens on 5999).
-    { key, target, clean: true },
+    // --data-only: no SQL on the target before pg_restore runs (nothing listens on 5999).
+    { key, target, dataOnly: true },
   );
 
   const envs = readdirSync(envDir).map((f) => Object.fromEntries(readFileSync(join(envDir, f), 'utf8').split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])));
-  expect(envs).toHaveLength(2); // pg_restore --list, then the restore
+  expect(envs).toHaveLength(2); // pg_restore --list, then the data pass
   for (const env of envs) {
     const text = JSON.stringify(env);
     for (const leak of ['AKIAEXAMPLELEAK', 'leaked-aws-secret', 'leaked-session-token', 'leaked-prod-password', 'elsewhere', '10.9.9.9']) expect(text).not.toContain(leak);
