@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { ThrowawayServerError } from '../errors.ts';
-import { TailBuffer, type SpawnFn } from '../pg/pg-dump.ts';
+import { TailBuffer, type SpawnFn } from '../pg/process.ts';
 import { findLoader, type SpawnCommand } from '../pg/tools.ts';
 
 /** Where the pg-server layer is on Lambda (it ships one folder, pg-server/, into /opt). */
