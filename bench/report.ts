@@ -54,6 +54,11 @@ export interface RestoreFigures {
   readonly streamingMs: Spread;
   /** `pg_restore --jobs 2` from the local file. */
   readonly fileJobs2Ms: Spread;
+  /**
+   * The same database dumped to a pipe, as the engine streams it (no data offsets in the TOC),
+   * restored as the engine does: pre-data, then data and post-data with --jobs 2.
+   */
+  readonly offsetlessPassesJobs2Ms?: Spread | undefined;
 }
 
 export interface ModeSummary {
@@ -286,6 +291,7 @@ export function renderMarkdown(r: Results): string {
     lines.push(`| download: S3 GetObject → local file | ${fmtSpread(x.downloadMs)} |`);
     lines.push(`| \`pg_restore --jobs 2\` from the file | ${fmtSpread(x.fileJobs2Ms)} |`);
     lines.push(`| download + \`--jobs 2\` | ${fmtS(x.downloadMs.median + x.fileJobs2Ms.median)} |`);
+    if (x.offsetlessPassesJobs2Ms) lines.push(`| streamed dump (no data offsets), the engine's three passes with \`--jobs 2\` | ${fmtSpread(x.offsetlessPassesJobs2Ms)} |`);
     lines.push('');
   }
   if (r.notes.length) {

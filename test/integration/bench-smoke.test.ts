@@ -52,6 +52,8 @@ describe('npm run bench (smoke: 20 MB, 1 repeat)', () => {
     expect(none!.bytes).toBeGreaterThan(zstd!.bytes!);
     expect(r.restore?.streamingMs.median).toBeGreaterThan(0);
     expect(r.restore?.fileJobs2Ms.median).toBeGreaterThan(0);
+    // The engine's way: a streamed dump (no data offsets) in three passes with --jobs 2.
+    expect(r.restore?.offsetlessPassesJobs2Ms?.median).toBeGreaterThan(0);
     expect(r.targets.map((t) => t.name)).toContain('engine peak RSS');
 
     const md = readFileSync(join(out, files[1]!), 'utf8');
