@@ -5,7 +5,12 @@
  * often older than 18 and cannot read pg_dump 18 archives; restore's error message says so.
  */
 import { hostArchitecture, layerRoot, REPO_ROOT } from '../layers/pg-dump/paths.ts';
-import { DEFAULT_LAYER_ROOT, type ToolSearch } from '../engine/pg/tools.ts';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_LAYER_ROOT, findLoader, type ToolSearch } from '../engine/pg/tools.ts';
+import { UsageError } from '../engine/errors.ts';
+import { DEFAULT_SERVER_LAYER_ROOT } from '../engine/restore/throwaway-server.ts';
+import { serverLayerRoot } from '../layers/pg-server/paths.ts';
 
 export { hostArchitecture, REPO_ROOT };
 
@@ -15,3 +20,18 @@ export function repoLayerRoot(): string {
 }
 
 export const LOCAL_PG_TOOLS: Omit<ToolSearch, 'pgDumpBin'> = { layerRoots: [DEFAULT_LAYER_ROOT, repoLayerRoot()], orPath: true };
+
+/**
+ * The pg-server layer for `verify --local`: --server-layer, else one mounted at /opt/pg-server,
+ * else the one built in this repository (npm run build:layer:server).
+ */
+export function resolveServerLayer(explicit: string | undefined): string {
+  const candidates = explicit ? [explicit] : [DEFAULT_SERVER_LAYER_ROOT, serverLayerRoot(hostArchitecture())];
+  const found = candidates.find((root) => findLoader(root) !== undefined && existsSync(join(root, 'libexec', 'postgres')));
+  if (found) return found;
+  throw new UsageError(`no pg-server layer at ${candidates.join(' or ')}`, {
+    hint: explicit
+      ? '--server-layer must be the layer root (the folder holding lib/, libexec/ and share/: …/dist/<arch>/pg-server).'
+      : 'Build it once: npm run build:layer:server (x86_64) or npm run build:layer:server -- arm64, then run verify --local again.',
+  });
+}

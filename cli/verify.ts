@@ -2,13 +2,17 @@
 import type { Command } from 'commander';
 import { PgS3BackupError } from '../engine/errors.ts';
 import { publish, subjectText, SUBJECT_PREFIX } from '../engine/notify.ts';
-import { verifyBackup, type VerifyReport } from '../engine/restore/verify.ts';
+import { UsageError } from '../engine/errors.ts';
+import { verifyBackup, verifyOnThrowawayServer, type VerifyReport } from '../engine/restore/verify.ts';
+import { resolveServerLayer } from './pg-tool.ts';
 import type { CliContext } from './context.ts';
 import { backupSelectionOptions, EXIT, ExitCode, type BackupSelectionOpts } from './options.ts';
 import { formatBytes, formatDuration } from './output.ts';
 
 interface VerifyOpts extends BackupSelectionOpts {
-  readonly scratchUrl: string;
+  readonly scratchUrl?: string;
+  readonly local?: boolean;
+  readonly serverLayer?: string;
   readonly json?: boolean;
   readonly alert?: boolean;
 }
@@ -17,16 +21,29 @@ export function registerVerify(program: Command, ctx: CliContext): void {
   backupSelectionOptions(program.command('verify'))
     .description(
       'the restore drill: SHA-256 against the manifest, pg_restore --list, a full restore into a scratch database ' +
-        'created and dropped on --scratch-url\'s server, then a report (tables, rows, sizes, time); exit 1 on any problem',
+        'created and dropped on --scratch-url\'s server, or on a throwaway server started for it (--local), then a report ' +
+        '(tables, rows, sizes, time); exit 1 on any problem',
     )
-    .requiredOption('--scratch-url <url>', 'postgresql://USER[:PASSWORD]@HOST:PORT/postgres: a server where a scratch database may be created (needs CREATEDB)')
+    .option('--scratch-url <url>', 'postgresql://USER[:PASSWORD]@HOST:PORT/postgres: a server where a scratch database may be created (needs CREATEDB)')
+    .option('--local', 'restore into a throwaway PostgreSQL 18 started in a temporary folder from the pg-server layer, and removed after (no server to provide)')
+    .option('--server-layer <dir>', 'with --local: the pg-server layer root (default: /opt/pg-server, else the one built in this repository)')
     .option('--json', 'print the report as JSON (the default when standard output is not a terminal)')
     .option('--alert', 'also publish the report to ALERT_TOPIC_ARN (whatever the outcome: a drill that passed is news too)')
     .action(async (opts: VerifyOpts) => {
       if (opts.json) ctx.out.quiet();
-      const scratch = ctx.target(opts.scratchUrl, '--scratch-url');
+      if (Boolean(opts.local) === Boolean(opts.scratchUrl)) {
+        throw new UsageError('verify needs exactly one of --scratch-url and --local', {
+          hint: '--local starts a throwaway server on this machine (npm run build:layer:server once); --scratch-url uses a server you provide.',
+        });
+      }
+      if (opts.serverLayer && !opts.local) throw new UsageError('--server-layer goes with --local');
+      const layerRoot = opts.local ? resolveServerLayer(opts.serverLayer) : undefined;
+      const scratch = opts.scratchUrl ? ctx.target(opts.scratchUrl, '--scratch-url') : undefined;
       const key = await ctx.selectBackup(opts);
-      const report = await verifyBackup(ctx.restoreDeps(opts.tempDir), { key, scratch, jobs: opts.jobs });
+      const deps = ctx.restoreDeps(opts.tempDir);
+      const report = scratch
+        ? await verifyBackup(deps, { key, scratch, jobs: opts.jobs })
+        : await verifyOnThrowawayServer(deps, { key, jobs: opts.jobs, server: { layerRoot, parentDir: opts.tempDir } });
       if (opts.json) ctx.out.print(JSON.stringify(report, null, 2));
       else ctx.out.result(report, describeReport(report));
       if (opts.alert) {

@@ -17,6 +17,7 @@ import pg from 'pg';
 import { ThrowawayServerError } from '../errors.ts';
 import { TailBuffer, type SpawnFn } from '../pg/process.ts';
 import { findLoader, type SpawnCommand } from '../pg/tools.ts';
+import type { PgConnection } from '../pg/connection.ts';
 
 /** Where the pg-server layer is on Lambda (it ships one folder, pg-server/, into /opt). */
 export const DEFAULT_SERVER_LAYER_ROOT = '/opt/pg-server';
@@ -358,4 +359,32 @@ async function terminate(child: ChildProcess, stopTimeoutMs: number): Promise<vo
   if (await waitExit(child, 5_000)) return;
   child.kill('SIGKILL');
   await waitExit(child, 5_000);
+}
+
+/** The server as a restore target (the restore and verify modules take a PgConnection). */
+export function throwawayTarget(server: Pick<ThrowawayServer, 'socketDir' | 'port' | 'user'>, database = 'postgres'): PgConnection {
+  // A Unix socket with trust: no TLS, no password, and no ~/.pgpass of the caller's in the way.
+  return {
+    host: server.socketDir,
+    port: server.port,
+    user: server.user,
+    password: undefined,
+    database,
+    sslmode: 'disable',
+    sslrootcert: undefined,
+    connectTimeoutSeconds: 10,
+    applicationName: undefined,
+    passfile: '/dev/null',
+    params: {},
+  };
+}
+
+/** Starts a throwaway server, runs `fn` with it, and always stops it (and removes its folder). */
+export async function withThrowawayServer<T>(options: ThrowawayServerOptions, fn: (server: ThrowawayServer) => Promise<T>): Promise<T> {
+  const server = await startThrowawayServer(options);
+  try {
+    return await fn(server);
+  } finally {
+    await server.stop();
+  }
 }

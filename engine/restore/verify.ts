@@ -17,6 +17,7 @@ import { pgRestoreInto, readDefinition, readToc, type Toc } from './pg-restore.t
 import { withClient } from '../pg/client.ts';
 import { describeConnection, type PgConnection } from '../pg/connection.ts';
 import { quoteIdent } from './database-definition.ts';
+import { startThrowawayServer, throwawayTarget, type ThrowawayServerOptions } from './throwaway-server.ts';
 
 export interface VerifyOptions {
   readonly key: string;
@@ -60,7 +61,8 @@ export interface VerifyReport {
   readonly totalRows: number;
   /** pg_database_size of the restored scratch database. */
   readonly restoredBytes: number | undefined;
-  readonly timingsMs: { readonly download?: number; readonly list?: number; readonly restore?: number; readonly inspect?: number; readonly total: number };
+  /** Milliseconds per step; `server`: initdb and start of the throwaway server (verify --local, the drill). */
+  readonly timingsMs: { readonly server?: number; readonly download?: number; readonly list?: number; readonly restore?: number; readonly inspect?: number; readonly total: number };
   readonly warnings: readonly string[];
   readonly problems: readonly VerifyProblem[];
   readonly verifiedAt: string;
@@ -210,4 +212,57 @@ async function inspect(
     ).rows[0]!;
     return { tables, restoredBytes: Number(db.s), relations, properties: { encoding: db.encoding, locale: db.locale } };
   });
+}
+
+export interface VerifyLocalOptions extends Omit<VerifyOptions, 'scratch'> {
+  /** The throwaway server: layer root, temporary folder, bounds. */
+  readonly server: ThrowawayServerOptions;
+}
+
+/**
+ * The same drill on a throwaway PostgreSQL started for it (the pg-server layer) and thrown away
+ * after: no scratch server to provide. Like verifyBackup it never throws for a problem: a server
+ * that cannot start is a problem in the report.
+ */
+export async function verifyOnThrowawayServer(deps: RestoreDeps, options: VerifyLocalOptions): Promise<VerifyReport> {
+  const now = deps.now ?? Date.now;
+  const started = now();
+  let server;
+  try {
+    deps.onProgress?.({ event: 'server', status: 'starting' });
+    server = await startThrowawayServer(options.server);
+    deps.onProgress?.({ event: 'server', status: 'started', ms: now() - started });
+  } catch (err) {
+    const e = err as Error;
+    return {
+      status: 'failed',
+      key: options.key,
+      database: undefined,
+      backupStartedAt: undefined,
+      bytes: undefined,
+      sha256: undefined,
+      sha256Verified: false,
+      tocEntries: undefined,
+      tocTablesWithData: undefined,
+      scratchDatabase: '',
+      scratchServer: 'throwaway server (not started)',
+      encoding: undefined,
+      locale: undefined,
+      tables: [],
+      totalRows: 0,
+      restoredBytes: undefined,
+      timingsMs: { total: now() - started },
+      warnings: [],
+      problems: [{ stage: err instanceof PgS3BackupError ? err.stage : 'drill', message: e.message, ...(err instanceof PgS3BackupError && err.hint ? { hint: err.hint } : {}) }],
+      verifiedAt: new Date(now()).toISOString(),
+    };
+  }
+  const serverMs = now() - started;
+  try {
+    const { jobs } = options;
+    const report = await verifyBackup(deps, { key: options.key, scratch: throwawayTarget(server), ...(jobs === undefined ? {} : { jobs }) });
+    return { ...report, scratchServer: 'throwaway server (pg-server layer), removed', timingsMs: { ...report.timingsMs, server: serverMs, total: now() - started } };
+  } finally {
+    await server.stop();
+  }
 }
