@@ -151,7 +151,7 @@ export function privilegeChecks(database: string, f: PrivilegeFacts): Check[] {
     checks.push(fail(
       rlsName,
       `${f.rlsBlockedCount} table(s) have row-level security that applies to role ${f.role}: ${sample(f.rlsBlocked, f.rlsBlockedCount)}; pg_dump would stop with "query would be affected by row-level security policy"`,
-      `As a superuser (or a role with BYPASSRLS and CREATEROLE): ALTER ROLE ${f.role} BYPASSRLS; pg_read_all_data does not bypass row-level security.`,
+      `As a superuser (or a role with BYPASSRLS and CREATEROLE): ALTER ROLE ${f.role} BYPASSRLS; pg_read_all_data does not bypass row-level security (README.md, "The database role").`,
     ));
   }
 
@@ -165,7 +165,7 @@ export function privilegeChecks(database: string, f: PrivilegeFacts): Check[] {
     checks.push(fail(
       loName,
       `role ${f.role} cannot read ${f.unreadableLargeObjectCount} of ${f.largeObjects} large object(s) (OIDs ${sample(f.unreadableLargeObjects, f.unreadableLargeObjectCount)}); pg_dump would stop with "permission denied for large object"`,
-      `As their owner or a superuser: ${grants}${f.unreadableLargeObjectCount > 3 ? ` … or all at once: DO $$DECLARE o oid; BEGIN FOR o IN SELECT oid FROM pg_largeobject_metadata LOOP EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO ${f.role.replace(/'/g, "''").replace(/%/g, '%%')}', o); END LOOP; END$$;` : ''} pg_read_all_data does not cover large objects.`,
+      `As their owner or a superuser: ${grants}${f.unreadableLargeObjectCount > 3 ? ` … or all at once: DO $$DECLARE o oid; BEGIN FOR o IN SELECT oid FROM pg_largeobject_metadata LOOP EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO ${f.role.replace(/'/g, "''").replace(/%/g, '%%')}', o); END LOOP; END$$;` : ''}${f.serverVersionNum >= 180000 ? ` For those created later: ALTER DEFAULT PRIVILEGES FOR ROLE <their owner> GRANT SELECT ON LARGE OBJECTS TO ${f.role};` : ''} Or set lo_compat_privileges = on (RDS: the DB parameter group). pg_read_all_data does not cover large objects; README.md, "The database role", has the script.`,
     ));
   }
   return checks;

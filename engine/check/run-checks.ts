@@ -12,9 +12,13 @@ import { storeFor } from '../backup/backup.ts';
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { redact } from '../observability.ts';
+import { dumpHint } from '../errors.ts';
 import { withClient, type ServerInfo } from '../pg/client.ts';
 import { connectionFor, type PgConnection } from '../pg/connection.ts';
+import { libpqEnv } from '../pg/env.ts';
 import { checkServerVersion, toolCommand, toolVersion, type Version } from '../pg/pg-dump.ts';
+import { describeExit, startTool } from '../pg/process.ts';
+import { prepareTls } from '../pg/tls.ts';
 import { fetchCredentials, type DbCredentials } from '../secrets.ts';
 import { SUBJECT_PREFIX } from '../notify.ts';
 import { bucketChecks } from './bucket.ts';
@@ -31,7 +35,7 @@ export interface CheckContext {
   readonly source: string;
 }
 
-export type CheckDeps = Pick<Deps, 's3' | 'secrets' | 'sns' | 'spawn' | 'now' | 'serverInfo'> & {
+export type CheckDeps = Pick<Deps, 's3' | 'secrets' | 'sns' | 'spawn' | 'now' | 'serverInfo' | 'pgTools'> & {
   /** Reads the role's privileges on one database (default: node-postgres on the configured connection). */
   readonly readPrivileges?: ((conn: PgConnection) => Promise<PrivilegeFacts & { readonly tls?: boolean | undefined }>) | undefined;
 };
@@ -57,7 +61,7 @@ export async function runChecks(request: CheckRequest, config: Config, deps: Che
 
   let pgDump: Version | undefined;
   try {
-    const command = toolCommand('pg_dump', config);
+    const command = toolCommand('pg_dump', config, deps.pgTools);
     pgDump = await toolVersion(deps.spawn, command);
     checks.push(pass('pg_dump: runs', `pg_dump ${pgDump.text} (${[command.file, ...command.args].join(' ')})`));
   } catch (err) {
@@ -94,6 +98,7 @@ async function databaseChecks(database: string, creds: DbCredentials, pgDump: Ve
     return [
       fail(`${db}: reachable`, `${detail} (${tlsText})`, fix),
       notChecked(`${db}: server version vs pg_dump`, `${db}: reachable failed`),
+      notChecked(`${db}: pg_dump connects (libpq)`, `${db}: reachable failed`),
       notChecked(`${db}: privileges`, `${db}: reachable failed`),
     ];
   }
@@ -120,9 +125,31 @@ async function databaseChecks(database: string, creds: DbCredentials, pgDump: Ve
     }
   }
 
+  checks.push(pgDump ? await libpqCheck(db, conn, tlsText, config, deps) : notChecked(`${db}: pg_dump connects (libpq)`, 'pg_dump: runs failed'));
+
   if (facts) checks.push(...privilegeChecks(database, facts));
   else checks.push(fail(`${db}: privileges`, `cannot read the role's privileges from the catalogs: ${describeError(privilegeError).detail}`, describeError(privilegeError).fix ?? 'Check that the role can connect and read pg_catalog.'));
   return checks;
+}
+
+/**
+ * pg_dump connects through libpq, not node-postgres: its TLS (PGSSLMODE, PGSSLROOTCERT) and
+ * password handling are checked by running it with the backup's environment on an empty
+ * selection (`--schema-only --exclude-schema=*`: it reads the catalogs, writes a few lines).
+ */
+async function libpqCheck(db: string, conn: PgConnection, tlsText: string, config: Config, deps: CheckDeps): Promise<Check> {
+  const name = `${db}: pg_dump connects (libpq)`;
+  try {
+    prepareTls(conn);
+    const tool = startTool(deps.spawn, toolCommand('pg_dump', config, deps.pgTools), ['--schema-only', '--exclude-schema=*'], { env: libpqEnv(conn), redact: (t) => redact(t, conn.password ? [conn.password] : []) });
+    tool.child.stdout?.resume();
+    const outcome = await tool.finished;
+    if (outcome.exitCode === 0 && !outcome.signal) return pass(name, `pg_dump connected and read the catalogs (${tlsText})`);
+    return fail(name, `pg_dump failed: ${describeExit(outcome.exitCode, outcome.signal)}${outcome.stderrTail.length ? `: ${outcome.stderrTail.join(' | ')}` : ''}`, dumpHint(outcome));
+  } catch (err) {
+    const { detail, fix } = describeError(err);
+    return fail(name, detail, fix);
+  }
 }
 
 /** The default privilege reader: one connection, the catalog queries, and whether it is encrypted. */

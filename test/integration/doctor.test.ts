@@ -13,6 +13,8 @@ import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { ListObjectVersionsCommand, PutBucketVersioningCommand } from '@aws-sdk/client-s3';
 import { CreateScheduleCommand, SchedulerClient, UpdateScheduleCommand } from '@aws-sdk/client-scheduler';
 import { ListSubscriptionsByTopicCommand, PublishCommand, SubscribeCommand } from '@aws-sdk/client-sns';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.ts';
@@ -25,7 +27,7 @@ import { RequestError } from '../../engine/errors.ts';
 import { silentLog, type MetricsSink } from '../../engine/observability.ts';
 import { createHandler } from '../../lambda/handler.ts';
 import { awsEnv, createAlertInbox, createBucket, createSecret, listMultipartUploads, TEST_REGION, testClients, type AlertInbox, type TestClients } from '../support/aws.ts';
-import { createDatabase, loadSampleData } from '../support/fixtures.ts';
+import { createDatabase, loadSampleData, writeFakePgDump } from '../support/fixtures.ts';
 import { ensureLayer } from '../support/layer.ts';
 import { startMoto, type TestAws } from '../support/moto.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
@@ -148,7 +150,23 @@ describe('doctor --local (the engine checks with the CLI configuration)', () => 
     expect(b['database "app": privileges']!.detail).toMatch(/^not checked/);
     expect(b['bucket: write (If-None-Match, SHA-256 checksum)']).toMatchObject({ ok: true });
     expect(JSON.stringify(bad)).not.toContain('wrong@');
-    await inbox.receive(2, 10_000);
+
+    // node-postgres got through, pg_dump (libpq: its own TLS and password handling) does not.
+    const dir = mkdtempSync(join(tmpdir(), 'pgs3b-doctor-'));
+    try {
+      const fake = writeFakePgDump(dir, `echo "pg_dump: error: connection to server at $PGHOST failed: SSL error: certificate verify failed" >&2; exit 1`);
+      const libpqConfig = loadConfig({ ...env, DATABASE_URL: pgsrv.urlFor('app'), PG_DUMP_BIN: fake });
+      const libpq = byName((await runChecks({}, libpqConfig, createDeps(libpqConfig, { s3: c.s3, secrets: c.secrets, sns: c.sns, log: silentLog }), { source: 'test' })).checks);
+      expect(libpq['database "app": reachable']).toMatchObject({ ok: true });
+      expect(libpq['database "app": pg_dump connects (libpq)']).toMatchObject({
+        ok: false,
+        detail: expect.stringMatching(/^pg_dump failed: exit code 1 \(pg_dump reported an error\): pg_dump: error: connection to server at 127\.0\.0\.1 failed: SSL error: certificate verify failed$/),
+        fix: expect.stringMatching(/sslmode/),
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    await inbox.receive(3, 10_000);
   });
 });
 
