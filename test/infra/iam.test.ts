@@ -1,0 +1,537 @@
+/**
+ * Every permission the deployed system needs, proven by an IAM policy evaluator instead of by
+ * reading: the synthesized template is resolved to concrete (fake) ARNs and every principal →
+ * action → resource the system uses is evaluated by `@cloud-copilot/iam-simulate` against the
+ * identity policies, the resource policies (bucket, topic, queue, key, role trust) and their
+ * conditions (TLS, source account and ARN, `s3:prefix`, `kms:ViaService`).
+ *
+ * The function's calls are not listed by hand: the handler is bundled (esbuild, as CDK does),
+ * every source file of the bundle is scanned for `new XxxCommand(` and `new Upload(`, and each
+ * call is mapped to its IAM actions by the table below. A call without a mapping fails the test
+ * (add it, and the permission), and so does a mapped call the role cannot make.
+ */
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
+import { Template } from 'aws-cdk-lib/assertions';
+import { build } from 'esbuild';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../infra/app.ts';
+import { buildDumpKey, buildGlobalsKey, manifestKeyFor } from '../../engine/store/backup-key.ts';
+import { REPO_ROOT } from '../../layers/pg-dump/paths.ts';
+
+const ACCOUNT = '123456789012';
+const OTHER_ACCOUNT = '210987654321';
+const REGION = 'eu-west-3';
+const SECRET = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:prod/db-AbCdEf`;
+const SECRET_KEY = `arn:aws:kms:${REGION}:${ACCOUNT}:key/0b7f2f4e-1111-2222-3333-444455556666`;
+const FIXTURES = fileURLToPath(new URL('fixtures/', import.meta.url));
+const TLS = { 'aws:SecureTransport': 'true' };
+
+// ---------------------------------------------------------------------------------------------
+// The function's AWS calls, from its code.
+
+type Target = 'bucket' | 'object' | 'bucketKey' | 'secret' | 'secretKey' | 'topic' | 'topicKey';
+interface Permission {
+  readonly action: string;
+  readonly on: Target;
+}
+
+/**
+ * SDK call → the IAM actions it needs (S3 calls KMS on the caller's behalf for SSE-KMS objects,
+ * SNS for an encrypted topic, Secrets Manager for a secret under a customer key).
+ */
+const CALLS: Record<string, readonly Permission[]> = {
+  ListObjectsV2Command: [{ action: 's3:ListBucket', on: 'bucket' }],
+  GetObjectCommand: [
+    { action: 's3:GetObject', on: 'object' },
+    { action: 'kms:Decrypt', on: 'bucketKey' },
+  ],
+  HeadObjectCommand: [{ action: 's3:GetObject', on: 'object' }],
+  PutObjectCommand: [
+    { action: 's3:PutObject', on: 'object' },
+    { action: 'kms:GenerateDataKey', on: 'bucketKey' },
+  ],
+  DeleteObjectCommand: [{ action: 's3:DeleteObject', on: 'object' }],
+  DeleteObjectsCommand: [{ action: 's3:DeleteObject', on: 'object' }],
+  // @aws-sdk/lib-storage: CreateMultipartUpload, UploadPart, CompleteMultipartUpload (s3:PutObject),
+  // AbortMultipartUpload on failure; a multipart upload under SSE-KMS needs both KMS actions.
+  Upload: [
+    { action: 's3:PutObject', on: 'object' },
+    { action: 's3:AbortMultipartUpload', on: 'object' },
+    { action: 'kms:GenerateDataKey', on: 'bucketKey' },
+    { action: 'kms:Decrypt', on: 'bucketKey' },
+  ],
+  GetSecretValueCommand: [
+    { action: 'secretsmanager:GetSecretValue', on: 'secret' },
+    { action: 'kms:Decrypt', on: 'secretKey' },
+  ],
+  PublishCommand: [
+    { action: 'sns:Publish', on: 'topic' },
+    { action: 'kms:GenerateDataKey', on: 'topicKey' },
+    { action: 'kms:Decrypt', on: 'topicKey' },
+  ],
+};
+
+/** The source files (not dependencies) of the bundles of every Lambda entry point, and the AWS calls made in them. */
+async function functionCalls(): Promise<Map<string, string[]>> {
+  const entries = readdirSync(join(REPO_ROOT, 'lambda'))
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => join(REPO_ROOT, 'lambda', f));
+  const result = await build({ entryPoints: entries, bundle: true, write: false, metafile: true, platform: 'node', format: 'esm', outdir: '/nonexistent', external: ['pg-native'], logLevel: 'silent' });
+  const sources = Object.keys(result.metafile.inputs).filter((f) => !f.includes('node_modules') && f.endsWith('.ts'));
+  const calls = new Map<string, string[]>();
+  for (const file of sources) {
+    const text = readFileSync(resolve(REPO_ROOT, file), 'utf8');
+    const found = [
+      ...[...text.matchAll(/new\s+([A-Z]\w*Command|Upload)\s*\(/g)].map((m) => m[1]!),
+      // Paginators send the command they are named after.
+      ...[...text.matchAll(/\bpaginate([A-Z]\w*)\s*\(/g)].map((m) => `${m[1]!}Command`),
+      // Aggregated clients (`new S3(…).putObject(…)`) hide their calls from this scan: refuse them.
+      ...[...text.matchAll(/new\s+(S3|SNS|SecretsManager|KMS|SQS|Lambda)\s*\(/g)].map((m) => `aggregated client ${m[1]!} (use XxxCommand)`),
+    ];
+    for (const call of found) calls.set(call, [...(calls.get(call) ?? []), relative(REPO_ROOT, resolve(REPO_ROOT, file))]);
+  }
+  return calls;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The template, resolved to concrete ARNs.
+
+interface CfnResource {
+  Type: string;
+  Properties: Record<string, unknown>;
+}
+
+function uuidOf(id: string): string {
+  const h = createHash('sha256').update(id).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+class Resolved {
+  constructor(readonly resources: Record<string, CfnResource>) {}
+
+  private resource(id: string): CfnResource {
+    const r = this.resources[id];
+    if (!r) throw new Error(`no resource ${id} in the template`);
+    return r;
+  }
+
+  ref(id: string): string {
+    const pseudo: Record<string, string> = { 'AWS::AccountId': ACCOUNT, 'AWS::Region': REGION, 'AWS::Partition': 'aws', 'AWS::URLSuffix': 'amazonaws.com', 'AWS::StackName': 'PgS3Backup' };
+    if (id in pseudo) return pseudo[id]!;
+    const type = this.resource(id).Type;
+    switch (type) {
+      case 'AWS::S3::Bucket':
+        return id.toLowerCase();
+      case 'AWS::SNS::Topic':
+        return `arn:aws:sns:${REGION}:${ACCOUNT}:${id}`;
+      case 'AWS::SQS::Queue':
+        return `https://sqs.${REGION}.amazonaws.com/${ACCOUNT}/${id}`;
+      case 'AWS::KMS::Key':
+        return uuidOf(id);
+      case 'AWS::Lambda::Function':
+      case 'AWS::IAM::Role':
+      case 'AWS::Logs::LogGroup':
+      case 'AWS::CloudWatch::Alarm':
+        return id;
+      default:
+        throw new Error(`Ref to a ${type} (${id}) is not modelled`);
+    }
+  }
+
+  getAtt(id: string, attribute: string): string {
+    const type = this.resource(id).Type;
+    const key = `${type}.${attribute}`;
+    switch (key) {
+      case 'AWS::S3::Bucket.Arn':
+        return `arn:aws:s3:::${this.ref(id)}`;
+      case 'AWS::SQS::Queue.Arn':
+        return `arn:aws:sqs:${REGION}:${ACCOUNT}:${id}`;
+      case 'AWS::SQS::Queue.QueueName':
+        return id;
+      case 'AWS::KMS::Key.Arn':
+        return `arn:aws:kms:${REGION}:${ACCOUNT}:key/${uuidOf(id)}`;
+      case 'AWS::Lambda::Function.Arn':
+        return `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${id}`;
+      case 'AWS::IAM::Role.Arn':
+        return `arn:aws:iam::${ACCOUNT}:role/${id}`;
+      case 'AWS::Logs::LogGroup.Arn':
+        return `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${id}:*`;
+      case 'AWS::CloudWatch::Alarm.Arn':
+        return `arn:aws:cloudwatch:${REGION}:${ACCOUNT}:alarm:${id}`;
+      default:
+        throw new Error(`Fn::GetAtt ${key} is not modelled`);
+    }
+  }
+
+  /** Any template value with its intrinsic functions replaced by concrete strings. */
+  value(v: unknown): unknown {
+    if (Array.isArray(v)) return v.map((x) => this.value(x));
+    if (v === null || typeof v !== 'object') return v;
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o);
+    if (keys.length === 1) {
+      const [k] = keys as [string];
+      const arg = o[k];
+      if (k === 'Ref') return this.ref(arg as string);
+      if (k === 'Fn::GetAtt') return this.getAtt(...(arg as [string, string]));
+      if (k === 'Fn::Join') {
+        const [sep, parts] = arg as [string, unknown[]];
+        return parts.map((p) => String(this.value(p))).join(sep);
+      }
+      if (k === 'Fn::Sub') {
+        const [text, vars] = typeof arg === 'string' ? [arg, {}] : (arg as [string, Record<string, unknown>]);
+        return text.replace(/\$\{([^}]+)\}/g, (_m, name: string) => {
+          if (name in vars) return String(this.value(vars[name]));
+          const [id, att] = name.split('.');
+          return att ? this.getAtt(id!, att) : this.ref(id!);
+        });
+      }
+      if (k.startsWith('Fn::')) throw new Error(`${k} is not modelled`);
+    }
+    return Object.fromEntries(Object.entries(o).map(([key, x]) => [key, this.value(x)]));
+  }
+
+  ofType(type: string): [string, CfnResource][] {
+    return Object.entries(this.resources).filter(([, r]) => r.Type === type);
+  }
+
+  one(type: string, filter: (r: CfnResource) => boolean = () => true): string {
+    const found = this.ofType(type).filter(([, r]) => filter(r));
+    if (found.length !== 1) throw new Error(`expected one ${type}, found ${found.length}`);
+    return found[0]![0];
+  }
+
+  /** Every identity policy of a role: its inline Policies and the AWS::IAM::Policy resources attached to it. */
+  identityPolicies(roleId: string): Simulation['identityPolicies'] {
+    const role = this.resource(roleId).Properties;
+    expect(role.ManagedPolicyArns, `${roleId} has managed policies the evaluator cannot see`).toBeUndefined();
+    const inline = ((role.Policies ?? []) as { PolicyName: string; PolicyDocument: unknown }[]).map((p) => ({ name: p.PolicyName, policy: this.value(p.PolicyDocument) }));
+    const attached = this.ofType('AWS::IAM::Policy')
+      .filter(([, p]) => JSON.stringify(p.Properties.Roles).includes(`{"Ref":"${roleId}"}`))
+      .map(([id, p]) => ({ name: id, policy: this.value(p.Properties.PolicyDocument) }));
+    return [...inline, ...attached];
+  }
+
+  /** The policy document of the policy resource of `type` attached (through `field`) to `targetRef`. */
+  attachedPolicy(type: string, field: string, targetRef: unknown): unknown {
+    const found = this.ofType(type).filter(([, p]) => JSON.stringify(p.Properties[field]).includes(JSON.stringify(targetRef)));
+    if (found.length === 0) return undefined;
+    expect(found, `one ${type} on ${JSON.stringify(targetRef)}`).toHaveLength(1);
+    return this.value(found[0]![1].Properties.PolicyDocument);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The evaluator.
+
+type Decision = 'Allowed' | 'ImplicitlyDenied' | 'ExplicitlyDenied';
+
+interface Case {
+  readonly label: string;
+  readonly principal: string;
+  readonly action: string;
+  readonly resource: string;
+  readonly context?: Record<string, string | string[]>;
+  readonly identityPolicies?: Simulation['identityPolicies'];
+  readonly resourcePolicy?: unknown;
+  readonly expected: Decision;
+}
+
+async function decide(c: Case): Promise<Decision> {
+  const simulation: Simulation = {
+    request: { principal: c.principal, action: c.action, resource: { resource: c.resource, accountId: ACCOUNT }, contextVariables: { ...TLS, ...c.context } },
+    identityPolicies: c.identityPolicies ?? [],
+    serviceControlPolicies: [],
+    resourceControlPolicies: [],
+    ...(c.resourcePolicy ? { resourcePolicy: c.resourcePolicy } : {}),
+  };
+  const res = await runSimulation(simulation, {});
+  if (res.resultType === 'error') throw new Error(`${c.label}: the simulator rejected the request: ${JSON.stringify(res.errors)}`);
+  return res.overallResult as Decision;
+}
+
+/** Evaluates every case; the failures are reported together, each with its label. */
+async function expectDecisions(cases: readonly Case[]): Promise<void> {
+  const wrong: string[] = [];
+  for (const c of cases) {
+    const got = await decide(c);
+    if (got !== c.expected) wrong.push(`${c.label}: ${c.principal} ${c.action} ${c.resource} → ${got}, expected ${c.expected}`);
+  }
+  expect(wrong).toEqual([]);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Deployment {
+  readonly r: Resolved;
+  readonly prefix: string;
+  readonly databases: readonly string[];
+  readonly bucket: string;
+  readonly bucketArn: string;
+  readonly bucketKeyArn: string;
+  readonly bucketPolicy: unknown;
+  readonly bucketKeyPolicy: unknown;
+  readonly topicArn: string;
+  readonly topicPolicy: unknown;
+  readonly topicKeyArn: string;
+  readonly topicKeyPolicy: unknown;
+  readonly queueArn: string;
+  readonly queuePolicy: unknown;
+  readonly functionArn: string;
+  readonly functionRole: string;
+  readonly scheduleRole: string;
+}
+
+function deploy(context: Record<string, unknown>): Deployment {
+  const { stack } = buildApp({
+    context: { dbSecretArn: SECRET, ...context },
+    layerDir: resolve(FIXTURES, 'layer', 'arm64'),
+    entry: 'test/infra/fixtures/handler.ts',
+    now: new Date('2026-01-01T00:00:00Z'),
+  });
+  const r = new Resolved((Template.fromStack(stack).toJSON() as { Resources: Record<string, CfnResource> }).Resources);
+  const bucketId = r.one('AWS::S3::Bucket', (b) => 'VersioningConfiguration' in b.Properties);
+  const keyId = (purpose: string) => r.one('AWS::KMS::Key', (k) => String(k.Properties.Description).includes(purpose));
+  const topicId = r.one('AWS::SNS::Topic');
+  const queueId = r.one('AWS::SQS::Queue');
+  const fnId = r.one('AWS::Lambda::Function');
+  const fn = r.resources[fnId]!.Properties;
+  const env = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
+  const keyPolicy = (id: string) => r.value(r.resources[id]!.Properties.KeyPolicy);
+  return {
+    r,
+    prefix: env.BACKUP_PREFIX as string,
+    databases: String(env.DATABASES ?? 'app').split(','),
+    bucket: r.ref(bucketId),
+    bucketArn: r.getAtt(bucketId, 'Arn'),
+    bucketKeyArn: r.getAtt(keyId('backups'), 'Arn'),
+    bucketKeyPolicy: keyPolicy(keyId('backups')),
+    bucketPolicy: r.attachedPolicy('AWS::S3::BucketPolicy', 'Bucket', { Ref: bucketId }),
+    topicArn: r.ref(topicId),
+    topicPolicy: r.attachedPolicy('AWS::SNS::TopicPolicy', 'Topics', { Ref: topicId }),
+    topicKeyArn: r.getAtt(keyId('alert'), 'Arn'),
+    topicKeyPolicy: keyPolicy(keyId('alert')),
+    queueArn: r.getAtt(queueId, 'Arn'),
+    queuePolicy: r.attachedPolicy('AWS::SQS::QueuePolicy', 'Queues', { Ref: queueId }),
+    functionArn: r.getAtt(fnId, 'Arn'),
+    functionRole: (fn.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0],
+    scheduleRole: ((r.resources[r.one('AWS::Scheduler::Schedule')]!.Properties.Target as { RoleArn: { 'Fn::GetAtt': [string, string] } }).RoleArn)['Fn::GetAtt'][0],
+  };
+}
+
+/** The function's session: what its code runs as. */
+const sessionOf = (roleId: string) => `arn:aws:sts::${ACCOUNT}:assumed-role/${roleId}/BackupFunction`;
+
+describe('every permission the system uses, evaluated by an IAM policy simulator', () => {
+  let d: Deployment;
+  let calls: Map<string, string[]>;
+  beforeAll(async () => {
+    d = deploy({ databases: ['app', 'my db'], dbSecretKmsKeyArn: SECRET_KEY, alertEmails: ['ops@example.com'] });
+    calls = await functionCalls();
+  });
+
+  /** The request of one permission of a function call, for one object key. */
+  function functionRequest(p: Permission, key: string, label: string): Omit<Case, 'expected'> {
+    const who = { principal: sessionOf(d.functionRole), identityPolicies: d.r.identityPolicies(d.functionRole) };
+    const viaS3 = { 'kms:ViaService': `s3.${REGION}.amazonaws.com` };
+    switch (p.on) {
+      case 'bucket':
+        // The engine lists `<prefix>`, `<prefix><database>/` and `<prefix>_globals/`: the narrowest is the key's folder.
+        return { ...who, label, action: p.action, resource: d.bucketArn, context: { 's3:prefix': key.slice(0, key.lastIndexOf('/') + 1) }, resourcePolicy: d.bucketPolicy };
+      case 'object':
+        return { ...who, label, action: p.action, resource: `${d.bucketArn}/${key}`, resourcePolicy: d.bucketPolicy };
+      case 'bucketKey':
+        return { ...who, label, action: p.action, resource: d.bucketKeyArn, context: viaS3, resourcePolicy: d.bucketKeyPolicy };
+      case 'secret':
+        return { ...who, label, action: p.action, resource: SECRET };
+      case 'secretKey':
+        // A customer-managed key in the operator's account: its policy is theirs; the usual default delegates to IAM.
+        return { ...who, label, action: p.action, resource: SECRET_KEY, context: { 'kms:ViaService': `secretsmanager.${REGION}.amazonaws.com` }, resourcePolicy: rootKeyPolicy() };
+      case 'topic':
+        return { ...who, label, action: p.action, resource: d.topicArn, resourcePolicy: d.topicPolicy };
+      case 'topicKey':
+        return { ...who, label, action: p.action, resource: d.topicKeyArn, context: { 'kms:ViaService': `sns.${REGION}.amazonaws.com` }, resourcePolicy: d.topicKeyPolicy };
+    }
+  }
+
+  it('finds the function\'s AWS calls in its bundle, and knows the IAM actions of each', () => {
+    const unmapped = [...calls.keys()].filter((c) => !(c in CALLS)).map((c) => `${c} (${calls.get(c)!.join(', ')})`);
+    expect(unmapped, 'new AWS calls: add their IAM actions to CALLS in this test, and the permissions to the function role').toEqual([]);
+    // The scan sees the calls it must see (a broken scan would prove nothing).
+    for (const c of ['Upload', 'ListObjectsV2Command', 'GetObjectCommand', 'DeleteObjectsCommand', 'GetSecretValueCommand', 'PublishCommand']) expect(calls.has(c), c).toBe(true);
+  });
+
+  it('lets the function make every call of its code, for every object it writes (each database, the globals)', async () => {
+    const keys = d.databases.flatMap((db) => {
+      const dump = buildDumpKey(d.prefix, db, new Date('2026-12-02T02:00:00.123Z'));
+      return [dump, manifestKeyFor(dump)];
+    });
+    keys.push(buildGlobalsKey(d.prefix, new Date('2026-12-02T02:00:00.123Z')));
+    const cases: Case[] = [];
+    for (const call of calls.keys()) {
+      for (const p of CALLS[call] ?? []) {
+        for (const key of p.on === 'bucket' || p.on === 'object' ? keys : [keys[0]!]) cases.push({ ...functionRequest(p, key, `${call} → ${p.action} ${key}`), expected: 'Allowed' });
+      }
+    }
+    // Listing the whole prefix (the databases under it).
+    cases.push({ ...functionRequest({ action: 's3:ListBucket', on: 'bucket' }, d.prefix, 'list the prefix'), expected: 'Allowed' });
+    // Lambda's on-failure destination sends with the function's role; its logs go to its log group.
+    const who = { principal: sessionOf(d.functionRole), identityPolicies: d.r.identityPolicies(d.functionRole) };
+    cases.push({ ...who, label: 'on-failure destination', action: 'sqs:SendMessage', resource: d.queueArn, resourcePolicy: d.queuePolicy, expected: 'Allowed' });
+    const logGroup = d.r.getAtt(d.r.one('AWS::Logs::LogGroup'), 'Arn').replace(/:\*$/, '');
+    cases.push({ ...who, label: 'logs', action: 'logs:PutLogEvents', resource: `${logGroup}:log-stream:2026/12/02/[$LATEST]abc`, expected: 'Allowed' });
+    expect(cases.length).toBeGreaterThan(20);
+    await expectDecisions(cases);
+  });
+
+  it('denies the function everything outside its prefix, other secrets, topics and keys, plain HTTP, and destroying versions', async () => {
+    const who = { principal: sessionOf(d.functionRole), identityPolicies: d.r.identityPolicies(d.functionRole) };
+    const inPrefix = buildDumpKey(d.prefix, 'app', new Date('2026-12-02T02:00:00Z'));
+    const bucket = { resourcePolicy: d.bucketPolicy };
+    await expectDecisions([
+      { ...who, ...bucket, label: 'write outside the prefix', action: 's3:PutObject', resource: `${d.bucketArn}/elsewhere/app.dump`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'write beside the prefix', action: 's3:PutObject', resource: `${d.bucketArn}/${d.prefix.slice(0, -1)}-other/app.dump`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'delete outside the prefix', action: 's3:DeleteObject', resource: `${d.bucketArn}/elsewhere/app.dump`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'read outside the prefix', action: 's3:GetObject', resource: `${d.bucketArn}/elsewhere/app.dump`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'list outside the prefix', action: 's3:ListBucket', resource: d.bucketArn, context: { 's3:prefix': 'elsewhere/' }, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'list the whole bucket', action: 's3:ListBucket', resource: d.bucketArn, context: { 's3:prefix': '' }, expected: 'ImplicitlyDenied' },
+      // Pruning leaves versions behind; the function can never remove them, nor the protections.
+      { ...who, ...bucket, label: 'destroy a version', action: 's3:DeleteObjectVersion', resource: `${d.bucketArn}/${inPrefix}`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'change the lifecycle', action: 's3:PutLifecycleConfiguration', resource: d.bucketArn, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'suspend versioning', action: 's3:PutBucketVersioning', resource: d.bucketArn, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'write over plain HTTP', action: 's3:PutObject', resource: `${d.bucketArn}/${inPrefix}`, context: { 'aws:SecureTransport': 'false' }, expected: 'ExplicitlyDenied' },
+      { ...who, label: 'another secret', action: 'secretsmanager:GetSecretValue', resource: `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:prod/other-XyZ123`, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'the secret key, not through Secrets Manager', action: 'kms:Decrypt', resource: SECRET_KEY, resourcePolicy: rootKeyPolicy(), expected: 'ImplicitlyDenied' },
+      { ...who, label: 'another topic', action: 'sns:Publish', resource: `arn:aws:sns:${REGION}:${ACCOUNT}:other`, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'publish over plain HTTP', action: 'sns:Publish', resource: d.topicArn, resourcePolicy: d.topicPolicy, context: { 'aws:SecureTransport': 'false' }, expected: 'ExplicitlyDenied' },
+      { ...who, label: 'another key', action: 'kms:Decrypt', resource: `arn:aws:kms:${REGION}:${ACCOUNT}:key/${uuidOf('other')}`, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'manage the backup key', action: 'kms:ScheduleKeyDeletion', resource: d.bucketKeyArn, resourcePolicy: d.bucketKeyPolicy, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'invoke itself', action: 'lambda:InvokeFunction', resource: d.functionArn, expected: 'ImplicitlyDenied' },
+    ]);
+  });
+
+  it('lets every alarm publish to the encrypted topic (topic policy and key policy), and only this account\'s alarms over TLS', async () => {
+    const alarms = d.r.ofType('AWS::CloudWatch::Alarm');
+    expect(alarms.length).toBeGreaterThanOrEqual(4);
+    const cases: Case[] = [];
+    for (const [id, alarm] of alarms) {
+      const actions = d.r.value([...(alarm.Properties.AlarmActions as unknown[]), ...(alarm.Properties.OKActions as unknown[])]) as string[];
+      expect(new Set(actions), id).toEqual(new Set([d.topicArn]));
+      const context = { 'aws:SourceAccount': ACCOUNT, 'aws:SourceArn': d.r.getAtt(id, 'Arn') };
+      cases.push(
+        { label: `${id} publishes`, principal: 'cloudwatch.amazonaws.com', action: 'sns:Publish', resource: d.topicArn, context, resourcePolicy: d.topicPolicy, expected: 'Allowed' },
+        { label: `${id} encrypts`, principal: 'cloudwatch.amazonaws.com', action: 'kms:GenerateDataKey', resource: d.topicKeyArn, context, resourcePolicy: d.topicKeyPolicy, expected: 'Allowed' },
+        { label: `${id} decrypts`, principal: 'cloudwatch.amazonaws.com', action: 'kms:Decrypt', resource: d.topicKeyArn, context, resourcePolicy: d.topicKeyPolicy, expected: 'Allowed' },
+      );
+    }
+    const foreign = { 'aws:SourceAccount': OTHER_ACCOUNT, 'aws:SourceArn': `arn:aws:cloudwatch:${REGION}:${OTHER_ACCOUNT}:alarm:theirs` };
+    cases.push(
+      { label: 'another account\'s alarm', principal: 'cloudwatch.amazonaws.com', action: 'sns:Publish', resource: d.topicArn, context: foreign, resourcePolicy: d.topicPolicy, expected: 'ImplicitlyDenied' },
+      { label: 'another account\'s alarm, key', principal: 'cloudwatch.amazonaws.com', action: 'kms:GenerateDataKey', resource: d.topicKeyArn, context: foreign, resourcePolicy: d.topicKeyPolicy, expected: 'ImplicitlyDenied' },
+      {
+        label: 'another region\'s alarm',
+        principal: 'cloudwatch.amazonaws.com',
+        action: 'sns:Publish',
+        resource: d.topicArn,
+        context: { 'aws:SourceAccount': ACCOUNT, 'aws:SourceArn': `arn:aws:cloudwatch:us-east-1:${ACCOUNT}:alarm:x` },
+        resourcePolicy: d.topicPolicy,
+        expected: 'ImplicitlyDenied',
+      },
+      {
+        label: 'an alarm over plain HTTP',
+        principal: 'cloudwatch.amazonaws.com',
+        action: 'sns:Publish',
+        resource: d.topicArn,
+        context: { 'aws:SourceAccount': ACCOUNT, 'aws:SourceArn': `arn:aws:cloudwatch:${REGION}:${ACCOUNT}:alarm:x`, 'aws:SecureTransport': 'false' },
+        resourcePolicy: d.topicPolicy,
+        expected: 'ExplicitlyDenied',
+      },
+      { label: 'EventBridge', principal: 'events.amazonaws.com', action: 'sns:Publish', resource: d.topicArn, context: { 'aws:SourceAccount': ACCOUNT }, resourcePolicy: d.topicPolicy, expected: 'ImplicitlyDenied' },
+    );
+    await expectDecisions(cases);
+  });
+
+  it('lets the schedule assume its role, invoke the function and dead-letter to the queue; nothing else', async () => {
+    const trust = d.r.value(d.r.resources[d.scheduleRole]!.Properties.AssumeRolePolicyDocument);
+    const roleArn = d.r.getAtt(d.scheduleRole, 'Arn');
+    const who = { principal: sessionOf(d.scheduleRole), identityPolicies: d.r.identityPolicies(d.scheduleRole) };
+    await expectDecisions([
+      { label: 'assume the role', principal: 'scheduler.amazonaws.com', action: 'sts:AssumeRole', resource: roleArn, context: { 'aws:SourceAccount': ACCOUNT }, resourcePolicy: trust, expected: 'Allowed' },
+      { label: 'another account\'s schedule', principal: 'scheduler.amazonaws.com', action: 'sts:AssumeRole', resource: roleArn, context: { 'aws:SourceAccount': OTHER_ACCOUNT }, resourcePolicy: trust, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'invoke the function', action: 'lambda:InvokeFunction', resource: d.functionArn, expected: 'Allowed' },
+      { ...who, label: 'dead-letter', action: 'sqs:SendMessage', resource: d.queueArn, resourcePolicy: d.queuePolicy, expected: 'Allowed' },
+      { ...who, label: 'dead-letter over plain HTTP', action: 'sqs:SendMessage', resource: d.queueArn, resourcePolicy: d.queuePolicy, context: { 'aws:SecureTransport': 'false' }, expected: 'ExplicitlyDenied' },
+      { ...who, label: 'another function', action: 'lambda:InvokeFunction', resource: `arn:aws:lambda:${REGION}:${ACCOUNT}:function:other`, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'read the backups', action: 's3:GetObject', resource: `${d.bucketArn}/${d.prefix}app/x.dump`, resourcePolicy: d.bucketPolicy, expected: 'ImplicitlyDenied' },
+    ]);
+  });
+
+  it('lets Lambda assume the function role, and S3 deliver the access logs of the backup bucket only', async () => {
+    const trust = d.r.value(d.r.resources[d.functionRole]!.Properties.AssumeRolePolicyDocument);
+    const logsId = d.r.one('AWS::S3::Bucket', (b) => !('VersioningConfiguration' in b.Properties));
+    const logsPolicy = d.r.attachedPolicy('AWS::S3::BucketPolicy', 'Bucket', { Ref: logsId });
+    const logObject = `${d.r.getAtt(logsId, 'Arn')}/backups/2026-12-02-02-00-00-ABCDEF`;
+    await expectDecisions([
+      { label: 'Lambda assumes the function role', principal: 'lambda.amazonaws.com', action: 'sts:AssumeRole', resource: d.r.getAtt(d.functionRole, 'Arn'), resourcePolicy: trust, expected: 'Allowed' },
+      { label: 'the schedule cannot assume the function role', principal: 'scheduler.amazonaws.com', action: 'sts:AssumeRole', resource: d.r.getAtt(d.functionRole, 'Arn'), resourcePolicy: trust, expected: 'ImplicitlyDenied' },
+      {
+        label: 'access logs of the backup bucket',
+        principal: 'logging.s3.amazonaws.com',
+        action: 's3:PutObject',
+        resource: logObject,
+        context: { 'aws:SourceAccount': ACCOUNT, 'aws:SourceArn': d.bucketArn },
+        resourcePolicy: logsPolicy,
+        expected: 'Allowed',
+      },
+      {
+        label: 'access logs of another bucket',
+        principal: 'logging.s3.amazonaws.com',
+        action: 's3:PutObject',
+        resource: logObject,
+        context: { 'aws:SourceAccount': ACCOUNT, 'aws:SourceArn': 'arn:aws:s3:::someone-else' },
+        resourcePolicy: logsPolicy,
+        expected: 'ImplicitlyDenied',
+      },
+    ]);
+  });
+});
+
+describe('an imported bucket and its key', () => {
+  it('grants the function its calls on the imported bucket under the configured prefix, and nothing beside it', async () => {
+    const keyArn = `arn:aws:kms:${REGION}:${ACCOUNT}:key/${uuidOf('imported')}`;
+    const d = deployImported(keyArn);
+    const who = { principal: sessionOf(d.role), identityPolicies: d.r.identityPolicies(d.role) };
+    const dump = buildDumpKey('db/nightly/', 'app', new Date('2026-12-02T02:00:00Z'));
+    // The bucket's and the key's own policies belong to their owner: the usual defaults (no bucket
+    // policy, a key policy delegating to IAM) are assumed.
+    await expectDecisions([
+      { ...who, label: 'write', action: 's3:PutObject', resource: `arn:aws:s3:::my-backups/${dump}`, expected: 'Allowed' },
+      { ...who, label: 'abort', action: 's3:AbortMultipartUpload', resource: `arn:aws:s3:::my-backups/${dump}`, expected: 'Allowed' },
+      { ...who, label: 'list', action: 's3:ListBucket', resource: 'arn:aws:s3:::my-backups', context: { 's3:prefix': 'db/nightly/app/' }, expected: 'Allowed' },
+      { ...who, label: 'encrypt', action: 'kms:GenerateDataKey', resource: keyArn, resourcePolicy: rootKeyPolicy(), expected: 'Allowed' },
+      { ...who, label: 'write elsewhere', action: 's3:PutObject', resource: 'arn:aws:s3:::my-backups/db/other/app.dump', expected: 'ImplicitlyDenied' },
+      { ...who, label: 'list elsewhere', action: 's3:ListBucket', resource: 'arn:aws:s3:::my-backups', context: { 's3:prefix': 'db/' }, expected: 'ImplicitlyDenied' },
+    ]);
+  });
+});
+
+function deployImported(keyArn: string): { r: Resolved; role: string } {
+  const { stack } = buildApp({
+    context: { dbSecretArn: SECRET, bucketName: 'my-backups', bucketKmsKeyArn: keyArn, backupPrefix: 'db/nightly/' },
+    layerDir: resolve(FIXTURES, 'layer', 'arm64'),
+    entry: 'test/infra/fixtures/handler.ts',
+    now: new Date('2026-01-01T00:00:00Z'),
+  });
+  const r = new Resolved((Template.fromStack(stack).toJSON() as { Resources: Record<string, CfnResource> }).Resources);
+  const fn = r.resources[r.one('AWS::Lambda::Function')]!.Properties;
+  return { r, role: (fn.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0] };
+}
+
+/** A KMS key policy as AWS creates it by default: the account (IAM policies) decides. */
+function rootKeyPolicy(): unknown {
+  return { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${ACCOUNT}:root` }, Action: 'kms:*', Resource: '*' }] };
+}
