@@ -19,7 +19,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { build } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
-import { buildDumpKey, buildGlobalsKey, manifestKeyFor } from '../../engine/store/backup-key.ts';
+import { buildCheckProbeKey, buildDumpKey, buildGlobalsKey, manifestKeyFor } from '../../engine/store/backup-key.ts';
 import { REPO_ROOT } from '../../layers/pg-dump/paths.ts';
 
 const ACCOUNT = '123456789012';
@@ -37,6 +37,8 @@ type Target = 'bucket' | 'object' | 'bucketKey' | 'secret' | 'secretKey' | 'topi
 interface Permission {
   readonly action: string;
   readonly on: Target;
+  /** Only for the check's probe objects (the function's code uses it on nothing else). */
+  readonly probesOnly?: true;
 }
 
 /**
@@ -55,6 +57,13 @@ const CALLS: Record<string, readonly Permission[]> = {
     { action: 'kms:GenerateDataKey', on: 'bucketKey' },
   ],
   DeleteObjectCommand: [{ action: 's3:DeleteObject', on: 'object' }],
+  // Check mode removes every version of its probe: a versioned bucket keeps no trace of it.
+  'DeleteObjectCommand(VersionId)': [{ action: 's3:DeleteObjectVersion', on: 'object', probesOnly: true }],
+  CreateMultipartUploadCommand: [
+    { action: 's3:PutObject', on: 'object' },
+    { action: 'kms:GenerateDataKey', on: 'bucketKey' },
+  ],
+  AbortMultipartUploadCommand: [{ action: 's3:AbortMultipartUpload', on: 'object' }],
   DeleteObjectsCommand: [{ action: 's3:DeleteObject', on: 'object' }],
   // @aws-sdk/lib-storage: CreateMultipartUpload, UploadPart, CompleteMultipartUpload (s3:PutObject),
   // AbortMultipartUpload on failure; a multipart upload under SSE-KMS needs both KMS actions.
@@ -86,7 +95,11 @@ async function functionCalls(): Promise<Map<string, string[]>> {
   for (const file of sources) {
     const text = readFileSync(resolve(REPO_ROOT, file), 'utf8');
     const found = [
-      ...[...text.matchAll(/new\s+([A-Z]\w*Command|Upload)\s*\(/g)].map((m) => m[1]!),
+      // A call that names a version acts on versions: its own IAM action (s3:DeleteObjectVersion…).
+      ...[...text.matchAll(/new\s+([A-Z]\w*Command|Upload)\s*\(/g)].map((m) => {
+        const args = text.slice(m.index + m[0].length, text.indexOf('})', m.index));
+        return /\bVersionId\b/.test(args) ? `${m[1]!}(VersionId)` : m[1]!;
+      }),
       // Paginators send the command they are named after.
       ...[...text.matchAll(/\bpaginate([A-Z]\w*)\s*\(/g)].map((m) => `${m[1]!}Command`),
       // Aggregated clients (`new S3(…).putObject(…)`) hide their calls from this scan: refuse them.
@@ -362,19 +375,23 @@ describe('every permission the system uses, evaluated by an IAM policy simulator
     const unmapped = [...calls.keys()].filter((c) => !(c in CALLS)).map((c) => `${c} (${calls.get(c)!.join(', ')})`);
     expect(unmapped, 'new AWS calls: add their IAM actions to CALLS in this test, and the permissions to the function role').toEqual([]);
     // The scan sees the calls it must see (a broken scan would prove nothing).
-    for (const c of ['Upload', 'ListObjectsV2Command', 'GetObjectCommand', 'DeleteObjectsCommand', 'GetSecretValueCommand', 'PublishCommand']) expect(calls.has(c), c).toBe(true);
+    for (const c of ['Upload', 'ListObjectsV2Command', 'GetObjectCommand', 'DeleteObjectsCommand', 'GetSecretValueCommand', 'PublishCommand', 'DeleteObjectCommand(VersionId)']) expect(calls.has(c), c).toBe(true);
   });
 
-  it('lets the function make every call of its code, for every object it writes (each database, the globals)', async () => {
-    const keys = d.databases.flatMap((db) => {
-      const dump = buildDumpKey(d.prefix, db, new Date('2026-12-02T02:00:00.123Z'));
+  it('lets the function make every call of its code, for every object it writes (each database, the globals, the check probes)', async () => {
+    const at = new Date('2026-12-02T02:00:00.123Z');
+    const backups = d.databases.flatMap((db) => {
+      const dump = buildDumpKey(d.prefix, db, at);
       return [dump, manifestKeyFor(dump)];
     });
-    keys.push(buildGlobalsKey(d.prefix, new Date('2026-12-02T02:00:00.123Z')));
+    backups.push(buildGlobalsKey(d.prefix, at));
+    const probe = buildCheckProbeKey(d.prefix, at, 'a1b2c3');
+    const probes = [probe, `${probe}-multipart`];
     const cases: Case[] = [];
     for (const call of calls.keys()) {
       for (const p of CALLS[call] ?? []) {
-        for (const key of p.on === 'bucket' || p.on === 'object' ? keys : [keys[0]!]) cases.push({ ...functionRequest(p, key, `${call} → ${p.action} ${key}`), expected: 'Allowed' });
+        const keys = p.probesOnly ? probes : p.on === 'bucket' || p.on === 'object' ? [...backups, ...probes] : [backups[0]!];
+        for (const key of keys) cases.push({ ...functionRequest(p, key, `${call} → ${p.action} ${key}`), expected: 'Allowed' });
       }
     }
     // Listing the whole prefix (the databases under it).
@@ -400,7 +417,11 @@ describe('every permission the system uses, evaluated by an IAM policy simulator
       { ...who, ...bucket, label: 'list outside the prefix', action: 's3:ListBucket', resource: d.bucketArn, context: { 's3:prefix': 'elsewhere/' }, expected: 'ImplicitlyDenied' },
       { ...who, ...bucket, label: 'list the whole bucket', action: 's3:ListBucket', resource: d.bucketArn, context: { 's3:prefix': '' }, expected: 'ImplicitlyDenied' },
       // Pruning leaves versions behind; the function can never remove them, nor the protections.
-      { ...who, ...bucket, label: 'destroy a version', action: 's3:DeleteObjectVersion', resource: `${d.bucketArn}/${inPrefix}`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'destroy a backup version', action: 's3:DeleteObjectVersion', resource: `${d.bucketArn}/${inPrefix}`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'destroy a manifest version', action: 's3:DeleteObjectVersion', resource: `${d.bucketArn}/${manifestKeyFor(inPrefix)}`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'destroy a globals version', action: 's3:DeleteObjectVersion', resource: `${d.bucketArn}/${buildGlobalsKey(d.prefix, new Date())}`, expected: 'ImplicitlyDenied' },
+      // A database named `_check` keeps its dumps under `_check/<YYYY>/…`, never `_check/probe-…`.
+      { ...who, ...bucket, label: 'destroy a version of database _check', action: 's3:DeleteObjectVersion', resource: `${d.bucketArn}/${buildDumpKey(d.prefix, '_check', new Date())}`, expected: 'ImplicitlyDenied' },
       { ...who, ...bucket, label: 'change the lifecycle', action: 's3:PutLifecycleConfiguration', resource: d.bucketArn, expected: 'ImplicitlyDenied' },
       { ...who, ...bucket, label: 'suspend versioning', action: 's3:PutBucketVersioning', resource: d.bucketArn, expected: 'ImplicitlyDenied' },
       { ...who, ...bucket, label: 'write over plain HTTP', action: 's3:PutObject', resource: `${d.bucketArn}/${inPrefix}`, context: { 'aws:SecureTransport': 'false' }, expected: 'ExplicitlyDenied' },
