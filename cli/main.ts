@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { PgS3BackupError } from '../engine/errors.ts';
 import { TOOL_VERSION } from '../engine/version.ts';
 import { CliContext, type CliIo } from './context.ts';
+import { registerAlert } from './alert.ts';
 import { registerDoctor } from './doctor.ts';
 import { registerInvoke } from './invoke.ts';
 import { registerList } from './list.ts';
@@ -33,6 +34,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerVerify(program, ctx);
   registerPrune(program, ctx);
   registerDoctor(program, ctx);
+  registerAlert(program, ctx);
   return program;
 }
 

@@ -1,6 +1,10 @@
 /** `pg-s3-backup run`: a backup now, from where the CLI runs, through the Lambda's own pipeline. */
 import type { Command } from 'commander';
 import { runBackup, type RunResult } from '../engine/backup/backup.ts';
+import type { Config } from '../engine/config.ts';
+import { PgS3BackupError } from '../engine/errors.ts';
+import { pingHeartbeat } from '../engine/heartbeat.ts';
+import { configFailureMessage, deliverFailure } from './alert.ts';
 import type { CliContext } from './context.ts';
 import { collect, EXIT, ExitCode } from './options.ts';
 import { formatBytes, formatDuration } from './output.ts';
@@ -19,8 +23,25 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .option('--reason <text>', 'recorded in the manifest', 'cli')
     .option('--dry-run', 'take the backup, but only report what pruning would delete')
     .action(async (opts: RunOpts) => {
-      const config = ctx.cfg({ needsCredentials: true });
+      const startedAt = new Date();
+      let config: Config;
+      try {
+        config = ctx.cfg({ needsCredentials: true });
+      } catch (err) {
+        // Nothing ran, and cron only mails output nobody reads: alert (and fail the heartbeat)
+        // wherever the parts of the configuration that still parse allow.
+        if (err instanceof PgS3BackupError) await deliverFailure(ctx, configFailureMessage(err, startedAt));
+        throw err;
+      }
       const result = await runBackup({ databases: opts.database, reason: opts.reason, dryRun: opts.dryRun }, config, ctx.deps({ needsCredentials: true }));
+      if (config.heartbeatUrl) {
+        // Before the result, which stays the last line of the output.
+        await pingHeartbeat(config.heartbeatUrl, result.status === 'succeeded' ? 'success' : 'fail', {
+          timeoutMs: config.heartbeatTimeoutMs,
+          log: ctx.log,
+          body: ctx.out.redact(describeRun(result)),
+        });
+      }
       ctx.out.result(result, describeRun(result));
       if (result.status !== 'succeeded') throw new ExitCode(EXIT.failure);
     });

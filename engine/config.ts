@@ -44,6 +44,13 @@ export interface Config {
   readonly timeMarginMs: number;
   /** Running inside AWS Lambda (AWS_LAMBDA_FUNCTION_NAME set): TLS defaults to verify-full. */
   readonly inLambda: boolean;
+  /**
+   * HEARTBEAT_URL (CLI and host mode): a dead-man's switch such as healthchecks.io, pinged after
+   * each `run` (`<url>` on success, `<url>/fail` on failure), so a backup that never ran is noticed.
+   */
+  readonly heartbeatUrl: string | undefined;
+  /** HEARTBEAT_TIMEOUT_SECONDS: a ping never holds a run longer than this. */
+  readonly heartbeatTimeoutMs: number;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -54,6 +61,7 @@ export const DEFAULTS = {
   compression: 'zstd:1',
   connectTimeoutSeconds: 10,
   timeMarginSeconds: 30,
+  heartbeatTimeoutSeconds: 10,
 } as const;
 
 /*
@@ -119,6 +127,8 @@ export const ENGINE_SETTINGS = {
   PG_CONNECT_TIMEOUT: wholeNumber(1, 600),
   TIME_MARGIN_SECONDS: wholeNumber(0, 900),
   AWS_LAMBDA_FUNCTION_NAME: text,
+  HEARTBEAT_URL: matching(/^https?:\/\/[^\s/?#]+(?:\/[^\s?#]*)?$/, 'an http(s) URL without query string, such as https://hc-ping.com/<uuid>'),
+  HEARTBEAT_TIMEOUT_SECONDS: wholeNumber(1, 120),
 } as const;
 
 export type EngineVariable = keyof typeof ENGINE_SETTINGS;
@@ -126,7 +136,7 @@ export type EngineVariable = keyof typeof ENGINE_SETTINGS;
 const EnvSchema = z.object(ENGINE_SETTINGS);
 
 /** Variables whose values may hold a password: never echoed in a message. */
-const SECRET_VARIABLES: ReadonlySet<string> = new Set(['DATABASE_URL']);
+const SECRET_VARIABLES: ReadonlySet<string> = new Set(['DATABASE_URL', 'HEARTBEAT_URL']);
 
 /** The message for one problem with one variable, in the engine's words. */
 function describeEnvIssue(issue: z.core.$ZodIssue, env: Env): string {
@@ -214,7 +224,33 @@ export function loadConfig(env: Env = process.env, options: LoadConfigOptions = 
     connectTimeoutSeconds: c.PG_CONNECT_TIMEOUT ?? DEFAULTS.connectTimeoutSeconds,
     timeMarginMs: (c.TIME_MARGIN_SECONDS ?? DEFAULTS.timeMarginSeconds) * 1000,
     inLambda,
+    heartbeatUrl: c.HEARTBEAT_URL,
+    heartbeatTimeoutMs: (c.HEARTBEAT_TIMEOUT_SECONDS ?? DEFAULTS.heartbeatTimeoutSeconds) * 1000,
   });
+}
+
+/** Where a failure can be reported. */
+export interface AlertChannels {
+  readonly alertTopicArn: string | undefined;
+  readonly heartbeatUrl: string | undefined;
+  readonly heartbeatTimeoutMs: number;
+}
+
+/**
+ * The alert topic and heartbeat, each taken if it parses on its own: a configuration error
+ * elsewhere (or none loaded at all, as when host mode fails before the backup starts) must still
+ * be reported wherever it can be.
+ */
+export function alertChannels(env: Env): AlertChannels {
+  const field = <N extends EngineVariable>(name: N) => {
+    const r = ENGINE_SETTINGS[name].safeParse(env[name]);
+    return r.success ? (r.data as z.output<(typeof ENGINE_SETTINGS)[N]>) : undefined;
+  };
+  return {
+    alertTopicArn: field('ALERT_TOPIC_ARN'),
+    heartbeatUrl: field('HEARTBEAT_URL'),
+    heartbeatTimeoutMs: (field('HEARTBEAT_TIMEOUT_SECONDS') ?? DEFAULTS.heartbeatTimeoutSeconds) * 1000,
+  };
 }
 
 /** When some variables are wrong, the ones that parse (so the cross-checks still report). */

@@ -10,7 +10,9 @@
 # executed) that must be private: mode 0600 or 0400, so credentials are never on a command line
 # nor readable by other users. A lock (flock) makes sure two runs never overlap. Every line is
 # timestamped on stdout and also sent to syslog (when there is one). The exit status is the
-# backup's: non-zero on failure (the pipeline has already published the alert by then).
+# backup's: non-zero on failure. Every failure is alerted (ALERT_TOPIC_ARN) and fails the
+# heartbeat (HEARTBEAT_URL, pinged on success too), each when set: the run's own by the pipeline,
+# the ones met here (lock held, env file refused, the CLI killed) through `pg-s3-backup alert`.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --env-file) [ $# -ge 2 ] || usage; env_file=$2; shift 2 ;;
     --reason) [ $# -ge 2 ] || usage; reason=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) usage ;;
   esac
 done
@@ -46,22 +48,47 @@ log() {
   if $use_syslog; then logger -t "$tag" -p "user.$level" -- "$*" || true; fi
 }
 
+node_bin=${NODE:-node}
+
+# report STAGE MESSAGE: a failure met outside the pipeline, alerted and sent to the heartbeat's
+# /fail through the CLI (each if configured; bounded, so a dead SNS endpoint cannot hold cron).
+report() {
+  local stage=$1 message=$2 line
+  if [ -z "${ALERT_TOPIC_ARN:-}" ] && [ -z "${HEARTBEAT_URL:-}" ]; then
+    log warning "no ALERT_TOPIC_ARN nor HEARTBEAT_URL: this failure is only in this log"
+    return 0
+  fi
+  if ! command -v "$node_bin" >/dev/null 2>&1; then
+    log err "cannot report this failure: node is missing"
+    return 0
+  fi
+  local bound=()
+  if command -v timeout >/dev/null 2>&1; then bound=(timeout -k 5 "${PG_S3_BACKUP_ALERT_TIMEOUT:-120}"); fi
+  ${bound[@]+"${bound[@]}"} "$node_bin" "$repo/bin/pg-s3-backup.mjs" alert --stage "$stage" --message "$message" 2>&1 </dev/null | while IFS= read -r line; do
+    printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$line"
+    if $use_syslog; then logger -t "$tag" -- "$line" || true; fi
+  done || true
+}
+
+# fail STAGE MESSAGE: log, report, exit 1.
 fail() {
+  local stage=$1; shift
   log err "$*"
+  report "$stage" "$*"
   exit 1
 }
 
 load_env_file() {
   local file=$1 mode owner line name value n=0
-  [ -f "$file" ] || fail "env file $file does not exist; create it (mode 0600) or pass --env-file"
+  [ -f "$file" ] || fail config "env file $file does not exist; create it (mode 0600) or pass --env-file"
   mode=$(stat -c '%a' "$file")
   owner=$(stat -c '%u' "$file")
   # Any group or other permission bit means someone else may read the credentials.
   if (( (8#$mode & 8#077) != 0 )); then
-    fail "env file $file has mode $mode: it holds credentials, make it private with: chmod 600 $file"
+    fail config "env file $file has mode $mode: it holds credentials, make it private with: chmod 600 $file"
   fi
   if [ "$owner" != "$(id -u)" ] && [ "$owner" != 0 ]; then
-    fail "env file $file is owned by uid $owner: it must belong to the user running the backup ($(id -u)) or root"
+    fail config "env file $file is owned by uid $owner: it must belong to the user running the backup ($(id -u)) or root"
   fi
   while IFS= read -r line || [ -n "$line" ]; do
     n=$((n + 1))
@@ -69,7 +96,7 @@ load_env_file() {
     [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
     line=${line#export }
     if [[ ! "$line" =~ ^([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]]; then
-      fail "env file $file line $n is not KEY=VALUE"
+      fail config "env file $file line $n is not KEY=VALUE"
     fi
     name=${BASH_REMATCH[1]}
     value=${BASH_REMATCH[2]}
@@ -85,14 +112,13 @@ lock_file=${PG_S3_BACKUP_LOCK_FILE:-}
 if [ -z "$lock_file" ]; then
   if [ -d /run/lock ] && [ -w /run/lock ]; then lock_file=/run/lock/pg-s3-backup.lock; else lock_file=${TMPDIR:-/tmp}/pg-s3-backup.lock; fi
 fi
-command -v flock >/dev/null 2>&1 || fail "flock is missing: install util-linux"
-exec 9>>"$lock_file" || fail "cannot open the lock file $lock_file (set PG_S3_BACKUP_LOCK_FILE to a writable path)"
+command -v flock >/dev/null 2>&1 || fail config "flock is missing: install util-linux"
+exec 9>>"$lock_file" || fail lock "cannot open the lock file $lock_file (set PG_S3_BACKUP_LOCK_FILE to a writable path)"
 if ! flock -n 9; then
-  fail "another backup is still running (lock $lock_file is held): this run is skipped; if no backup is running, check for a stuck process holding it"
+  fail lock "another backup is still running (lock $lock_file is held): this run is skipped; if no backup is running, check for a stuck process holding it"
 fi
 
-node_bin=${NODE:-node}
-command -v "$node_bin" >/dev/null 2>&1 || fail "node is missing: install Node.js 20 or later (or set NODE)"
+command -v "$node_bin" >/dev/null 2>&1 || fail config "node is missing: install Node.js 20 or later (or set NODE)"
 
 log info "backup starting (reason: $reason)"
 started=$(date +%s)
@@ -106,7 +132,12 @@ status=${PIPESTATUS[0]}
 set -e
 elapsed=$(( $(date +%s) - started ))
 if [ "$status" -ne 0 ]; then
-  log err "backup FAILED with exit code $status after ${elapsed}s (the alert has been published if ALERT_TOPIC_ARN is set)"
+  log err "backup FAILED with exit code $status after ${elapsed}s"
+  # Exit 1 is the CLI's own verdict: it has alerted and failed the heartbeat (its lines above say
+  # whether SNS took it). Anything else (killed, crashed) may have left no alert: send one.
+  if [ "$status" -ne 1 ]; then
+    report run "pg-s3-backup run ended with exit code $status after ${elapsed}s (killed or crashed): its own alert may not have gone out; see the host's log"
+  fi
   exit "$status"
 fi
 log info "backup finished in ${elapsed}s"
