@@ -98,6 +98,17 @@ describe('restore --create: the database as the archive defines it', () => {
     expect(names.map((r) => r.name)).toEqual(['anna', 'zebra', 'Zorro', 'åsa', 'ärla', 'örn']);
   });
 
+  it('--clean --jobs 2 over a restored copy gives back the whole database again (drops run before the pre-data pass)', async () => {
+    const first = await restore('fidelity', svc.pg, 'fidelity_clean', '--create');
+    expect(first.code, first.stderr).toBe(0);
+    // Damage: rows lost, a sequence moved, a grant revoked; a foreign key points at the table --clean must drop.
+    await svc.pg.query('DELETE FROM ledger.measurements_2026; SELECT setval(\'public.account_codes\', 9); REVOKE SELECT ON ledger.entries FROM fid_reader', [], 'fidelity_clean');
+    const cleaned = await restore('fidelity', svc.pg, 'fidelity_clean', '--clean', '--jobs', '2');
+    expect(cleaned.code, cleaned.stderr).toBe(0);
+    // Database-level properties came with --create; --clean replaces the objects.
+    expect(await compareDatabases({ pg: svc.pg, database: 'fidelity' }, { pg: svc.pg, database: 'fidelity_clean' })).toEqual([]);
+  });
+
   it('keeps a SQL_ASCII database SQL_ASCII (its bytes stay usable)', async () => {
     const run = await restore('fid_ascii', svc.pg, 'ascii_copy', '--create');
     expect(run.code, run.stderr).toBe(0);
