@@ -18,8 +18,14 @@ export type CredentialSource =
 export interface Config {
   /** Where the database credentials come from: the Secrets Manager secret, or DATABASE_URL (CLI/host mode). */
   readonly credentials: CredentialSource;
-  /** DATABASES; undefined means "the secret's (or URL's) database". */
+  /** DATABASES; undefined means "the secret's (or URL's) database", or discovery when `discover` is set. */
   readonly databases: readonly string[] | undefined;
+  /** DATABASES=*: the databases are listed on the server at run time, filtered by DATABASE_INCLUDE / DATABASE_EXCLUDE. */
+  readonly discover: { readonly include: readonly string[]; readonly exclude: readonly string[] } | undefined;
+  /** RUNNER: where the fan-out's plan sends each database (lambda, fargate, or auto from the last backup's duration). */
+  readonly runner: RunnerChoice;
+  /** Where this process runs: the Lambda function, the Fargate task, or a host (CLI, cron). */
+  readonly runningOn: RunningOn;
   readonly bucket: string;
   /** BACKUP_PREFIX, empty or ending with `/`. */
   readonly prefix: string;
@@ -54,6 +60,13 @@ export interface Config {
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
+
+export const RUNNER_CHOICES = ['lambda', 'fargate', 'auto'] as const;
+export type RunnerChoice = (typeof RUNNER_CHOICES)[number];
+export type RunningOn = 'lambda' | 'fargate' | 'host';
+
+/** The function's timeout (Lambda's maximum): infra sets it, the fan-out's plan sizes runners against it. */
+export const LAMBDA_TIMEOUT_SECONDS = 900;
 
 export const DEFAULTS = {
   prefix: 'pg-s3-backup/',
@@ -98,6 +111,12 @@ const COMPRESSION = /^(?:\d|(?:none|gzip|lz4|zstd)(?::[A-Za-z0-9=,_]+)?)$/;
 /** Characters S3 documents as safe in keys, segments ending with `/`: no spaces, no `//`. */
 const PREFIX = /^(?:[A-Za-z0-9!_.*'()-]+\/)*$/;
 
+/** Glob patterns (`*`, `?`) over database names, comma-separated. */
+const patternList = z.preprocess(
+  (v) => (typeof v === 'string' ? (v.trim() === '' ? undefined : v.split(',').map((d) => d.trim())) : v),
+  z.array(z.string().regex(/^[^,\s]+$/), { error: 'a comma-separated list of database name patterns (* and ? wildcards)' }).optional(),
+);
+
 const databaseList = z.preprocess(
   (v) => (typeof v === 'string' ? (v.trim() === '' ? undefined : v.split(',').map((d) => d.trim())) : v),
   z
@@ -110,6 +129,9 @@ export const ENGINE_SETTINGS = {
   DB_SECRET_ID: text,
   DATABASE_URL: matching(/^postgres(?:ql)?:\/\//, 'a URL of the form postgresql://user:password@host:port/database'),
   DATABASES: databaseList,
+  DATABASE_INCLUDE: patternList,
+  DATABASE_EXCLUDE: patternList,
+  RUNNER: text.pipe(z.enum(RUNNER_CHOICES, { error: '"lambda", "fargate" or "auto"' }).optional()),
   BACKUP_BUCKET: matching(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)'),
   BACKUP_PREFIX: z.preprocess(
     (v) => (typeof v === 'string' ? v.trim() : v),
@@ -129,6 +151,8 @@ export const ENGINE_SETTINGS = {
   AWS_LAMBDA_FUNCTION_NAME: text,
   HEARTBEAT_URL: matching(/^https?:\/\/[^\s/?#]+(?:\/[^\s?#]*)?$/, 'an http(s) URL without query string, such as https://hc-ping.com/<uuid>'),
   HEARTBEAT_TIMEOUT_SECONDS: wholeNumber(1, 120),
+  /** Set by ECS in every Fargate task: the engine then runs without Lambda's time budget. */
+  ECS_CONTAINER_METADATA_URI_V4: text,
 } as const;
 
 export type EngineVariable = keyof typeof ENGINE_SETTINGS;
@@ -207,9 +231,16 @@ export function loadConfig(env: Env = process.env, options: LoadConfigOptions = 
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));
   const c = v as z.output<typeof EnvSchema>;
 
+  const discover = c.DATABASES?.length === 1 && c.DATABASES[0] === '*';
+  if (!discover && (c.DATABASE_INCLUDE || c.DATABASE_EXCLUDE)) {
+    throw new ConfigError('DATABASE_INCLUDE and DATABASE_EXCLUDE filter discovered databases: they need DATABASES=*');
+  }
   return Object.freeze({
     credentials: Object.freeze(credentials),
-    databases: c.DATABASES && Object.freeze([...new Set(c.DATABASES)]),
+    databases: discover ? undefined : c.DATABASES && Object.freeze([...new Set(c.DATABASES)]),
+    discover: discover ? Object.freeze({ include: Object.freeze(c.DATABASE_INCLUDE ?? ['*']), exclude: Object.freeze(c.DATABASE_EXCLUDE ?? []) }) : undefined,
+    runner: c.RUNNER ?? 'lambda',
+    runningOn: inLambda ? 'lambda' : c.ECS_CONTAINER_METADATA_URI_V4 !== undefined ? 'fargate' : 'host',
     bucket: c.BACKUP_BUCKET ?? '',
     prefix: c.BACKUP_PREFIX ?? DEFAULTS.prefix,
     retentionCount: c.RETENTION_COUNT ?? DEFAULTS.retentionCount,

@@ -4,6 +4,7 @@
  * AWS endpoints come only from the SDK's standard variables (AWS_ENDPOINT_URL,
  * AWS_ENDPOINT_URL_S3, …) and the region from AWS_REGION.
  */
+import { listServerDatabases } from './pg/discover.ts';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SNSClient } from '@aws-sdk/client-sns';
@@ -28,6 +29,8 @@ export interface Deps {
   readonly serverInfo: (conn: PgConnection) => Promise<ServerInfo>;
   /** Where the client tools are besides PG_DUMP_BIN (default: the layer at /opt; the CLI adds the repository's layer and PATH). */
   readonly pgTools?: Omit<ToolSearch, 'pgDumpBin'> | undefined;
+  /** DATABASES=*: the server's databases (node-postgres). */
+  readonly listDatabases: (conn: PgConnection) => Promise<string[]>;
   /** Multipart part size (default: `partSizeForDatabase()`, from the database's size). */
   readonly partSize?: number | undefined;
   /** Parts uploaded at once (default 2). */
@@ -47,6 +50,7 @@ export function createDeps(config: Pick<Config, 'forcePathStyle'>, overrides: Pa
     metrics: overrides.metrics ?? createMetrics(),
     serverInfo: overrides.serverInfo ?? queryServerInfo,
     pgTools: overrides.pgTools,
+    listDatabases: overrides.listDatabases ?? listServerDatabases,
     partSize: overrides.partSize,
     queueSize: overrides.queueSize,
     onDumpProgress: overrides.onDumpProgress,

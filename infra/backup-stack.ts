@@ -2,13 +2,15 @@
  * The whole deployment, composed from one construct per concern. The stack itself only wires
  * them together and exposes what an operator needs (outputs).
  */
-import { Annotations, Aws, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { Annotations, Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { BackupConfig } from './config.ts';
 import { BackupAlerts } from './constructs/backup-alerts.ts';
 import { BackupBucket } from './constructs/backup-bucket.ts';
 import { BackupFunction } from './constructs/backup-function.ts';
 import { BackupSchedule } from './constructs/backup-schedule.ts';
+import { BackupFanOut } from './constructs/fan-out.ts';
+import { FargateRunner } from './constructs/fargate-runner.ts';
 import { FailureQueue } from './constructs/failure-queue.ts';
 import { PgDumpLayer } from './constructs/pg-dump-layer.ts';
 
@@ -27,6 +29,8 @@ export class BackupStack extends Stack {
   readonly failureQueue: FailureQueue;
   readonly backupFunction: BackupFunction;
   readonly schedule: BackupSchedule;
+  readonly fanOut: BackupFanOut | undefined;
+  readonly fargate: FargateRunner | undefined;
 
   constructor(scope: Construct, id: string, props: BackupStackProps) {
     super(scope, id, props);
@@ -52,7 +56,9 @@ export class BackupStack extends Stack {
       bucket: this.bucket,
       dbSecretArn: config.dbSecretArn,
       ...(config.dbSecretKmsKeyArn ? { dbSecretKmsKeyArn: config.dbSecretKmsKeyArn } : {}),
-      databases: config.databases,
+      databases: config.discover ? ['*'] : config.databases,
+      ...(config.discover ? { discover: config.discover } : {}),
+      ...(config.fanOut ? { runner: config.fanOut.runner } : {}),
       retentionCount: config.retentionCount,
       ...(config.pgDumpCompression ? { pgDumpCompression: config.pgDumpCompression } : {}),
       notifyOnSuccess: config.notifyOnSuccess,
@@ -62,8 +68,36 @@ export class BackupStack extends Stack {
       ...(config.vpc ? { vpc: config.vpc } : {}),
       dbPort: config.dbPort,
     });
+    if (config.fanOut) {
+      const { fargate } = config.fanOut;
+      const fn = this.backupFunction;
+      if (fargate && (!fn.network || !fn.securityGroup)) throw new Error('the Fargate runner needs the function in a VPC (context "vpcId"); infra/config.ts checks this');
+      this.fargate =
+        fargate && fn.network && fn.securityGroup
+          ? new FargateRunner(this, 'Fargate', {
+              architecture: config.architecture,
+              network: fn.network,
+              securityGroup: fn.securityGroup,
+              environment: fn.environment,
+              dataAccess: fn.dataAccess,
+              objectsFinding: fn.objectsFinding,
+              cpu: fargate.cpu,
+              memoryMiB: fargate.memoryMiB,
+              ephemeralStorageGiB: fargate.ephemeralStorageGiB,
+              runTimeout: Duration.hours(fargate.timeoutHours),
+              logRetentionDays: config.logRetentionDays,
+            })
+          : undefined;
+      this.fanOut = new BackupFanOut(this, 'FanOut', {
+        function: fn.function,
+        ...(this.fargate ? { fargate: this.fargate } : {}),
+        maxConcurrency: config.fanOut.maxConcurrency,
+        topic: this.alerts.topic,
+        logRetentionDays: config.logRetentionDays,
+      });
+    }
     this.schedule = new BackupSchedule(this, 'Nightly', {
-      function: this.backupFunction.function,
+      target: this.fanOut ? { stateMachine: this.fanOut.stateMachine } : { function: this.backupFunction.function },
       ...config.schedule,
       deadLetterQueue: this.failureQueue.queue,
     });
@@ -71,7 +105,7 @@ export class BackupStack extends Stack {
       function: this.backupFunction.function,
       timeout: this.backupFunction.timeout,
       failureQueue: this.failureQueue.queue,
-      databases: config.databases,
+      databases: config.discover ? [] : config.databases,
     });
 
     if (config.databases.length === 0) {

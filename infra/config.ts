@@ -9,7 +9,7 @@
  * so a typo never silently falls back to a default.
  */
 import { z } from 'zod';
-import { DEFAULTS, ENGINE_SETTINGS } from '../engine/config.ts';
+import { DEFAULTS, ENGINE_SETTINGS, RUNNER_CHOICES, type RunnerChoice } from '../engine/config.ts';
 import { ARCHITECTURES, type Architecture } from '../layers/pg-dump/paths.ts';
 import { checkDailyTime, formatHourMinute, isValidTimeZone, proposeSafeTimes } from './dst.ts';
 
@@ -36,6 +36,8 @@ export const DEFAULT_NONCURRENT_VERSION_DAYS = 30;
  * delivered late (Scheduler retries for up to 4 h, a 25-hour fall-back night).
  */
 export const BACKSTOP_MARGIN_DAYS = 2;
+/** Fargate's CPU sizes (vCPU units). */
+const FARGATE_CPU = [256, 512, 1024, 2048, 4096, 8192, 16384] as const;
 
 /** Log retention values CloudWatch Logs accepts. */
 const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] as const;
@@ -134,6 +136,19 @@ const ContextSchema = z
     objectLockMode: z.enum(['GOVERNANCE', 'COMPLIANCE'], { error: '`GOVERNANCE` or `COMPLIANCE`' }).default('GOVERNANCE'),
     backstopExpirationDays: int(BACKSTOP_MARGIN_DAYS + 1, 36500).optional(),
     noncurrentVersionDays: int(1, 36500).default(DEFAULT_NONCURRENT_VERSION_DAYS),
+
+    // Fleets and long dumps (docs/architecture.md, "Fan-out and the Fargate runner").
+    runner: z.enum(RUNNER_CHOICES, { error: '`lambda`, `fargate` or `auto`' }).default('lambda'),
+    fanOut: bool.optional(),
+    maxConcurrency: int(1, 40).default(4),
+    databaseInclude: list(z.string().regex(/^[^,\s]+$/, 'database name patterns (* and ? wildcards)')).optional(),
+    databaseExclude: list(z.string().regex(/^[^,\s]+$/, 'database name patterns (* and ? wildcards)')).optional(),
+    fargateCpu: z
+      .preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v.trim()) : v), z.number().refine((n) => FARGATE_CPU.includes(n as never), `one of ${FARGATE_CPU.join(', ')} (vCPU units)`))
+      .default(1024),
+    fargateMemoryMiB: int(512, 122880).default(2048),
+    fargateEphemeralGiB: int(21, 200).default(21),
+    fargateTimeoutHours: int(1, 22).default(6),
   })
   .strict();
 
@@ -167,6 +182,15 @@ export interface BackupConfig {
   readonly architecture: Architecture;
   readonly memorySize: number;
   readonly logRetentionDays: number;
+  /** DATABASES=*: the function lists the databases at run time, filtered by these patterns. */
+  readonly discover?: { readonly include: readonly string[]; readonly exclude: readonly string[] };
+  /** The Step Functions fan-out (absent: the schedule invokes the function once for all databases). */
+  readonly fanOut?: {
+    readonly runner: RunnerChoice;
+    readonly maxConcurrency: number;
+    /** The Fargate runner's task (runner `fargate` or `auto`). */
+    readonly fargate?: { readonly cpu: number; readonly memoryMiB: number; readonly ephemeralStorageGiB: number; readonly timeoutHours: number };
+  };
   readonly bucket: {
     readonly existingBucketName?: string;
     readonly existingBucketKmsKeyArn?: string;
@@ -256,6 +280,13 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
     problems.push('context "slackWorkspaceId" and "slackChannelId" go together: give both (AWS Chatbot needs the workspace authorised once in its console) or neither');
   }
 
+  const discover = c.databases?.includes('*') ?? false;
+  if (discover && c.databases && c.databases.length > 1) problems.push('context "databases": "*" (discover the databases on the server) stands alone; use "databaseInclude"/"databaseExclude" to narrow it');
+  if (!discover && (c.databaseInclude || c.databaseExclude)) problems.push('context "databaseInclude" and "databaseExclude" filter discovered databases: they need databases="*"');
+  const fanOut = c.fanOut ?? (discover || c.runner !== 'lambda');
+  if (!fanOut && c.runner !== 'lambda') problems.push(`context "runner": \`${c.runner}\` runs through the Step Functions fan-out, but "fanOut" is false: drop "fanOut" or set runner=lambda`);
+  if (c.runner !== 'lambda' && !c.vpcId) problems.push(`context "runner": \`${c.runner}\` needs "vpcId" (and "subnetIds"): a Fargate task always runs in a VPC, the function's`);
+
   if (problems.length > 0) throw new InfraConfigError(`invalid CDK context:\n  - ${problems.join('\n  - ')}`);
 
   return {
@@ -284,6 +315,18 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
     architecture: c.architecture,
     memorySize: c.memorySize,
     logRetentionDays: c.logRetentionDays,
+    ...(discover ? { discover: { include: c.databaseInclude ?? ['*'], exclude: c.databaseExclude ?? [] } } : {}),
+    ...(fanOut
+      ? {
+          fanOut: {
+            runner: c.runner,
+            maxConcurrency: c.maxConcurrency,
+            ...(c.runner !== 'lambda'
+              ? { fargate: { cpu: c.fargateCpu, memoryMiB: c.fargateMemoryMiB, ephemeralStorageGiB: c.fargateEphemeralGiB, timeoutHours: c.fargateTimeoutHours } }
+              : {}),
+          },
+        }
+      : {}),
     bucket: {
       ...(c.bucketName ? { existingBucketName: c.bucketName } : {}),
       ...(c.bucketKmsKeyArn ? { existingBucketKmsKeyArn: c.bucketKmsKeyArn } : {}),

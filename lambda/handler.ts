@@ -6,6 +6,7 @@
 import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { ALL_DATABASES, runBackup, type BackupRequest } from '../engine/backup/backup.ts';
+import { planRun, summarizeRun, type FanOutSummary, type PlannedBackup } from '../engine/backup/fanout.ts';
 import { loadConfig, type Config, type Env } from '../engine/config.ts';
 import { createDeps, type Deps } from '../engine/deps.ts';
 import { BackupRunError, PgS3BackupError, RequestError } from '../engine/errors.ts';
@@ -43,6 +44,10 @@ export function parseCheckEvent(event: unknown): CheckRequest | undefined {
   return { databases: parsed.data.databases };
 }
 
+export interface PlanResult {
+  readonly backups: readonly PlannedBackup[];
+}
+
 const OnDemandEvent = z.strictObject({
   databases: z.array(z.string().min(1, 'database names must not be empty')).min(1).optional(),
   reason: z.string().max(1000).optional(),
@@ -78,6 +83,31 @@ type InvocationContext = Pick<Context, 'awsRequestId' | 'getRemainingTimeInMilli
 export interface Handler {
   (event: { readonly check: true; readonly databases?: readonly string[] }, context: InvocationContext): Promise<HandlerCheckResult>;
   (event: unknown, context: InvocationContext): Promise<HandlerResult>;
+}
+
+/** The fan-out's first and last steps (the state machine sends them; see infra/constructs/fan-out.ts). */
+const FanOutEvent = z.discriminatedUnion('action', [
+  z.strictObject({ action: z.literal('plan') }),
+  z.strictObject({
+    action: z.literal('summarize'),
+    results: z.array(
+      z.object({
+        database: z.string(),
+        runner: z.enum(['lambda', 'fargate']),
+        ok: z.boolean(),
+        error: z.string().optional(),
+        cause: z.string().optional(),
+      }),
+    ),
+  }),
+]);
+type FanOutRequest = z.infer<typeof FanOutEvent>;
+
+function fanOutRequest(event: unknown): FanOutRequest | undefined {
+  if (event === null || typeof event !== 'object' || !('action' in event)) return undefined;
+  const parsed = FanOutEvent.safeParse(event);
+  if (!parsed.success) throw new RequestError(`invalid event: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'event'}: ${i.message}`).join('; ')}`, { hint: 'The fan-out sends {"action":"plan"} and {"action":"summarize","results":[…]}.' });
+  return parsed.data;
 }
 
 /** Builds a handler; `env` and `overrides` let tests run the real handler against test services. */
@@ -143,4 +173,24 @@ async function alertConfigError(err: unknown, env: Env, requestId: string, sns: 
   await publish(sns ?? new SNSClient({}), topic, message, log);
 }
 
-export const handler = createHandler();
+/**
+ * The function's entry point: the fan-out's plan and summary steps (`{"action": …}`), else a
+ * backup. One function serves both so that the steps share the backup's network, secret and
+ * bucket access without a second role.
+ */
+export function createEntry(env: Env = process.env, overrides: Partial<Deps> = {}) {
+  const backup = createHandler(env, overrides);
+  let loaded: { config: Config; deps: Deps } | undefined;
+  return async function entry(event: unknown, context: InvocationContext): Promise<HandlerResult | HandlerCheckResult | PlanResult | FanOutSummary> {
+    const fanOut = fanOutRequest(event);
+    if (!fanOut) return backup(event, context);
+    if (!loaded) {
+      const config = loadConfig(env);
+      loaded = { config, deps: createDeps(config, overrides) };
+    }
+    const { config, deps } = loaded;
+    return fanOut.action === 'plan' ? planRun(config, deps) : summarizeRun(fanOut.results, config, deps);
+  };
+}
+
+export const handler = createEntry();

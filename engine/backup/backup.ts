@@ -10,6 +10,7 @@ import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { ConfigError, PgS3BackupError, TimeBudgetError, type Stage } from '../errors.ts';
 import { MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
+import { selectDatabases } from '../pg/discover.ts';
 import { formatFailure, formatSuccess, publish } from '../notify.ts';
 import { redact as redactText, throughput } from '../observability.ts';
 import { connectionFor } from '../pg/connection.ts';
@@ -142,9 +143,15 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
     return { status: 'failed', backups, pruned: [], failures, dryRun };
   }
 
-  const databases = request.databases ?? config.databases ?? (creds.dbname ? [creds.dbname] : []);
+  let databases: readonly string[];
+  try {
+    databases = await databasesToBackUp(request, config, creds, deps);
+  } catch (err) {
+    await report(ALL_DATABASES, err, 'connect', undefined, runStartedAt);
+    return { status: 'failed', backups, pruned: [], failures, dryRun };
+  }
   if (databases.length === 0) {
-    const err = new ConfigError('no database to back up: set DATABASES, or put "dbname" in the secret (or the database in DATABASE_URL)');
+    const err = new ConfigError(config.discover ? `DATABASES=* found no database matching DATABASE_INCLUDE=${config.discover.include.join(',')} DATABASE_EXCLUDE=${config.discover.exclude.join(',')}` : 'no database to back up: set DATABASES, or put "dbname" in the secret (or the database in DATABASE_URL)');
     await report(ALL_DATABASES, err, 'config', undefined, runStartedAt);
     return { status: 'failed', backups, pruned: [], failures, dryRun };
   }
@@ -268,6 +275,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
       finishedAt: finishedAt.toISOString(),
       durationMs,
       reason: ctx.reason,
+      runner: config.runningOn,
       toolVersion: TOOL_VERSION,
     };
     try {
@@ -342,4 +350,24 @@ function toError(err: unknown, stage: Stage): PgS3BackupError {
   if (err instanceof PgS3BackupError) return err;
   const e = err instanceof Error ? err : new Error(String(err));
   return new PgS3BackupError(stage, `${e.name}: ${e.message}`, { cause: e });
+}
+
+/**
+ * The databases of this run: the request's, else DATABASES, else (DATABASES=*) the server's list
+ * filtered by the patterns, else the secret's own database.
+ */
+export async function databasesToBackUp(
+  request: Pick<BackupRequest, 'databases'>,
+  config: Pick<Config, 'databases' | 'discover' | 'sslMode' | 'sslRootCert' | 'inLambda' | 'connectTimeoutSeconds'>,
+  creds: DbCredentials,
+  deps: Pick<Deps, 'listDatabases'>,
+): Promise<readonly string[]> {
+  if (request.databases) return request.databases;
+  if (config.databases) return config.databases;
+  if (config.discover) {
+    // The maintenance database every PostgreSQL (and RDS) has, unless the secret names another.
+    const names = await deps.listDatabases(connectionFor(creds, creds.dbname ?? 'postgres', config));
+    return selectDatabases(names, config.discover);
+  }
+  return creds.dbname ? [creds.dbname] : [];
 }

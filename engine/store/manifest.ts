@@ -27,6 +27,8 @@ export const ManifestSchema = z.object({
   reason: z.string(),
   /** pg-s3-backup's version that wrote it. */
   toolVersion: z.string().min(1),
+  /** Where the backup ran (absent in manifests written before the fan-out): the fan-out's `auto` runner reads it. */
+  runner: z.enum(['lambda', 'fargate', 'host']).optional(),
 });
 
 export type Manifest = z.infer<typeof ManifestSchema>;

@@ -17,14 +17,14 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { toEnvironment } from '../../engine/config.ts';
+import { LAMBDA_TIMEOUT_SECONDS, toEnvironment, type RunnerChoice } from '../../engine/config.ts';
 import type { VpcConfig } from '../config.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import type { BackupBucket } from './backup-bucket.ts';
 import { checkProbePattern } from '../../engine/store/backup-key.ts';
 
 /** Lambda's maximum: a dump that cannot finish in 15 minutes needs another runner (see docs). */
-export const FUNCTION_TIMEOUT = Duration.minutes(15);
+export const FUNCTION_TIMEOUT = Duration.seconds(LAMBDA_TIMEOUT_SECONDS);
 
 /** Node.js 22 or newer; the newest the installed CDK knows keeps cdk-nag's runtime check quiet. */
 const FUNCTION_RUNTIME = lambda.Runtime.NODEJS_24_X;
@@ -40,7 +40,12 @@ export interface BackupFunctionProps {
   readonly dbSecretArn: string;
   /** The customer-managed key of the secret, when it has one. */
   readonly dbSecretKmsKeyArn?: string;
+  /** Databases to back up; `["*"]`: discover them on the server (filtered by `discover`). */
   readonly databases: readonly string[];
+  /** DATABASE_INCLUDE / DATABASE_EXCLUDE patterns for `databases: ["*"]`. @default none */
+  readonly discover?: { readonly include: readonly string[]; readonly exclude: readonly string[] };
+  /** How the fan-out's plan places each database (RUNNER). @default lambda */
+  readonly runner?: RunnerChoice;
   readonly retentionCount: number;
   readonly pgDumpCompression?: string;
   readonly notifyOnSuccess: boolean;
@@ -61,6 +66,14 @@ export class BackupFunction extends Construct {
   readonly role: iam.Role;
   readonly securityGroup?: ec2.SecurityGroup;
   readonly timeout = FUNCTION_TIMEOUT;
+  /** The VPC and subnets the function runs in (the Fargate runner uses the same). */
+  readonly network?: { readonly vpc: ec2.IVpc; readonly subnets: ec2.SubnetSelection };
+  /** The engine's environment (the Fargate runner's container gets the same). */
+  readonly environment: Readonly<Record<string, string>>;
+  /** What the engine may do in AWS (bucket prefix, secret, topic, keys), without logs or ENIs: another runner's role gets exactly these. */
+  readonly dataAccess: readonly iam.PolicyStatement[];
+  /** cdk-nag's id for the objects-under-the-prefix wildcard of `dataAccess` (another role holding them acknowledges the same). */
+  readonly objectsFinding: string;
 
   constructor(scope: Construct, id: string, props: BackupFunctionProps) {
     super(scope, id);
@@ -153,6 +166,7 @@ export class BackupFunction extends Construct {
       }
       sg.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to S3, Secrets Manager and SNS (NAT gateway or VPC endpoints)');
       this.securityGroup = sg;
+      this.network = { vpc, subnets };
       vpcOptions = { vpc, vpcSubnets: subnets, securityGroups: [sg] };
 
       const eni = new iam.PolicyStatement({
@@ -169,6 +183,7 @@ export class BackupFunction extends Construct {
       });
       statements.push(eni);
     }
+    this.dataAccess = statements.filter((s) => s.sid !== 'WriteOwnLogs' && s.sid !== 'ManageVpcNetworkInterfaces');
 
     const policy = new iam.Policy(this, 'Policy', { statements });
     this.role.attachInlinePolicy(policy);
@@ -180,8 +195,9 @@ export class BackupFunction extends Construct {
       });
     }
     const bucketLogicalId = bucketResourceLogicalId(props.bucket);
+    this.objectsFinding = `AwsSolutions-IAM5[Resource::${bucketLogicalId ? `<${bucketLogicalId}.Arn>` : `arn:<AWS::Partition>:s3:::${bucket.bucketName}`}/${prefix}*]`;
     Validations.of(policy).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::${bucketLogicalId ? `<${bucketLogicalId}.Arn>` : `arn:<AWS::Partition>:s3:::${bucket.bucketName}`}/${prefix}*]`,
+      id: this.objectsFinding,
       reason: 'Backup objects have timestamped keys: access is limited to the objects under the backup prefix.',
     });
     Validations.of(policy).acknowledge({
@@ -202,11 +218,15 @@ export class BackupFunction extends Construct {
           NOTIFY_ON_SUCCESS: props.notifyOnSuccess,
           DATABASES: props.databases.length > 0 ? props.databases : undefined,
           PG_DUMP_COMPRESSION: props.pgDumpCompression,
+          DATABASE_INCLUDE: props.discover?.include,
+          DATABASE_EXCLUDE: props.discover && props.discover.exclude.length > 0 ? props.discover.exclude : undefined,
+          RUNNER: props.runner,
         },
         { isDeployTimeValue: (v) => Token.isUnresolved(v) },
       ),
       NODE_OPTIONS: '--enable-source-maps',
     };
+    this.environment = environment;
 
     this.function = new nodejs.NodejsFunction(this, 'Function', {
       entry: resolve(REPO_ROOT, props.entry ?? join('lambda', 'handler.ts')),

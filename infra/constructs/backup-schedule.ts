@@ -9,12 +9,14 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { formatHourMinute } from '../dst.ts';
 
 export interface BackupScheduleProps {
-  readonly function: lambda.IFunction;
+  /** What the schedule starts: the backup function (one invocation for all databases), or the fan-out's state machine. */
+  readonly target: { readonly function: lambda.IFunction } | { readonly stateMachine: sfn.IStateMachine };
   readonly hour: number;
   readonly minute: number;
   readonly timeZone: string;
@@ -36,8 +38,16 @@ export class BackupSchedule extends Construct {
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
         conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
       }),
-      description: 'pg-s3-backup schedule: invokes the backup function, sends undeliverable events to the failure queue',
+      description: 'pg-s3-backup schedule: starts the nightly backup, sends undeliverable events to the failure queue',
     });
+    const delivery = {
+      role: this.role,
+      deadLetterQueue: props.deadLetterQueue,
+      // Delivery retries only (the start is asynchronous): a throttled or briefly unavailable
+      // Lambda or Step Functions API still gets the night's backup, hours late at worst.
+      retryAttempts: 10,
+      maxEventAge: Duration.hours(4),
+    };
     this.schedule = new scheduler.Schedule(this, 'Schedule', {
       description: `pg-s3-backup: nightly backup at ${formatHourMinute(props.hour, props.minute)} ${props.timeZone}`,
       schedule: scheduler.ScheduleExpression.cron({
@@ -45,20 +55,16 @@ export class BackupSchedule extends Construct {
         hour: String(props.hour),
         timeZone: TimeZone.of(props.timeZone),
       }),
-      target: new targets.LambdaInvoke(props.function, {
-        input: scheduler.ScheduleTargetInput.fromObject(SCHEDULED_EVENT),
-        role: this.role,
-        deadLetterQueue: props.deadLetterQueue,
-        // Delivery retries only (the invocation is asynchronous): a throttled or briefly
-        // unavailable Lambda API still gets the night's backup, hours late at worst.
-        retryAttempts: 10,
-        maxEventAge: Duration.hours(4),
-      }),
+      target: 'function' in props.target
+        ? new targets.LambdaInvoke(props.target.function, { input: scheduler.ScheduleTargetInput.fromObject(SCHEDULED_EVENT), ...delivery })
+        : new targets.StepFunctionsStartExecution(props.target.stateMachine, { input: scheduler.ScheduleTargetInput.fromObject(SCHEDULED_EVENT), ...delivery }),
     });
-    const functionLogicalId = Stack.of(this).resolve(Stack.of(this).getLogicalId(props.function.node.defaultChild as CfnElement)) as string;
-    Validations.of(this.role).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::<${functionLogicalId}.Arn>:*]`,
-      reason: 'lambda:InvokeFunction on the backup function and its versions/aliases (the `:*` suffix): the one function only.',
-    });
+    if ('function' in props.target) {
+      const functionLogicalId = Stack.of(this).resolve(Stack.of(this).getLogicalId(props.target.function.node.defaultChild as CfnElement)) as string;
+      Validations.of(this.role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::<${functionLogicalId}.Arn>:*]`,
+        reason: 'lambda:InvokeFunction on the backup function and its versions/aliases (the `:*` suffix): the one function only.',
+      });
+    }
   }
 }

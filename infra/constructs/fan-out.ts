@@ -1,0 +1,215 @@
+/**
+ * The fleet mode: EventBridge Scheduler starts a Step Functions state machine (Standard) that
+ * plans the night (the function lists the databases and picks each one's runner), backs each
+ * database up in a Map (the function, or the Fargate task with RunTask.sync), retries transient
+ * errors with backoff, catches every failure so one database never stops the others, then sends
+ * one summary. Execution failures, time-outs and aborts alarm to the alert topic.
+ *
+ *   Plan ──► Map(MaxConcurrency) ─┬─ runner = fargate ─► RunTask.sync ─► ok ─┐
+ *                                 └─ otherwise ────────► Invoke ────────► ok ─┤ (Catch → failed)
+ *        ◄──────────────────────────────────────────────────────────────────────┘
+ *   Summarize ──► all ok? ──► Succeed | Fail(BackupsFailed)
+ */
+import { Duration, Stack, Validations, type CfnElement } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import type { FargateRunner } from './fargate-runner.ts';
+
+export interface BackupFanOutProps {
+  readonly function: lambda.IFunction;
+  /** The Fargate runner, when a database may run there (runner `fargate` or `auto`). */
+  readonly fargate?: FargateRunner;
+  /** Backups running at once. @default 4 */
+  readonly maxConcurrency: number;
+  readonly topic: sns.ITopic;
+  readonly logRetentionDays: number;
+}
+
+/** Errors worth a retry: the Lambda service's own and throttling, ECS capacity; never an engine failure (it has alerted already). */
+const TRANSIENT_LAMBDA_ERRORS = ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException'];
+const TRANSIENT_ECS_ERRORS = ['ECS.AmazonECSException', 'ECS.ServerException', 'ECS.LimitExceededException'];
+
+/** State names: the local execution test maps the tasks onto the real handler and CLI by these. */
+export const STATE_NAMES = {
+  plan: 'Plan the night',
+  map: 'Back up each database',
+  choose: 'Which runner',
+  lambda: 'Back up on Lambda',
+  command: 'Container command',
+  fargate: 'Back up on Fargate',
+  succeeded: 'Record success',
+  failed: 'Record failure',
+  summarize: 'Send the summary',
+  allOk: 'All backed up',
+  done: 'Done',
+  someFailed: 'Some backups failed',
+} as const;
+
+export class BackupFanOut extends Construct {
+  readonly stateMachine: sfn.StateMachine;
+  readonly alarms: cloudwatch.Alarm[] = [];
+
+  constructor(scope: Construct, id: string, props: BackupFanOutProps) {
+    super(scope, id);
+    const plan = new tasks.LambdaInvoke(this, STATE_NAMES.plan, {
+      lambdaFunction: props.function,
+      payload: sfn.TaskInput.fromObject({ action: 'plan' }),
+      payloadResponseOnly: true,
+      resultPath: '$.plan',
+      taskTimeout: sfn.Timeout.duration(Duration.minutes(5)),
+    });
+    plan.addRetry({ errors: TRANSIENT_LAMBDA_ERRORS, interval: Duration.seconds(30), backoffRate: 2, maxAttempts: 3 });
+
+    const recordFailure = new sfn.Pass(this, STATE_NAMES.failed, {
+      parameters: { 'database.$': '$.database', 'runner.$': '$.runner', ok: false, 'error.$': '$.caught.Error', 'cause.$': '$.caught.Cause' },
+    });
+    const recordSuccess = new sfn.Pass(this, STATE_NAMES.succeeded, {
+      parameters: { 'database.$': '$.database', 'runner.$': '$.runner', ok: true },
+    });
+
+    const onLambda = new tasks.LambdaInvoke(this, STATE_NAMES.lambda, {
+      lambdaFunction: props.function,
+      payload: sfn.TaskInput.fromObject({ 'databases.$': 'States.Array($.database)', reason: 'scheduled' }),
+      payloadResponseOnly: true,
+      resultPath: sfn.JsonPath.DISCARD,
+      // The function's own 15-minute timeout, plus the time to start it.
+      taskTimeout: sfn.Timeout.duration(Duration.minutes(16)),
+    });
+    onLambda.addRetry({ errors: TRANSIENT_LAMBDA_ERRORS, interval: Duration.seconds(30), backoffRate: 2, maxAttempts: 3 });
+    onLambda.addCatch(recordFailure, { errors: ['States.ALL'], resultPath: '$.caught' });
+    onLambda.next(recordSuccess);
+
+    const choose = new sfn.Choice(this, STATE_NAMES.choose);
+    if (props.fargate) {
+      const f = props.fargate;
+      const onFargate = new tasks.EcsRunTask(this, STATE_NAMES.fargate, {
+        integrationPattern: sfn.IntegrationPattern.RUN_JOB,
+        cluster: f.cluster,
+        taskDefinition: f.taskDefinition,
+        launchTarget: new tasks.EcsFargateLaunchTarget({ platformVersion: ecs.FargatePlatformVersion.LATEST }),
+        subnets: f.subnets,
+        securityGroups: [f.securityGroup],
+        containerOverrides: [
+          {
+            containerDefinition: f.container,
+            command: sfn.JsonPath.listAt('$.command'),
+          },
+        ],
+        resultPath: sfn.JsonPath.DISCARD,
+        taskTimeout: sfn.Timeout.duration(f.runTimeout.plus(Duration.minutes(15))),
+      });
+      onFargate.addRetry({ errors: TRANSIENT_ECS_ERRORS, interval: Duration.minutes(1), backoffRate: 2, maxAttempts: 3 });
+      onFargate.addCatch(recordFailure, { errors: ['States.ALL'], resultPath: '$.caught' });
+      onFargate.next(recordSuccess);
+      // The container's command as a list (an intrinsic cannot stand where RunTask expects an array).
+      const command = new sfn.Pass(this, STATE_NAMES.command, {
+        parameters: { 'database.$': '$.database', 'runner.$': '$.runner', 'command.$': "States.Array('run', '--database', $.database, '--reason', 'scheduled')" },
+      });
+      choose.when(sfn.Condition.stringEquals('$.runner', 'fargate'), command.next(onFargate));
+    }
+    choose.otherwise(onLambda);
+
+    const map = new sfn.Map(this, STATE_NAMES.map, {
+      itemsPath: '$.plan.backups',
+      maxConcurrency: props.maxConcurrency,
+      resultPath: '$.results',
+    });
+    map.itemProcessor(choose);
+
+    const summarize = new tasks.LambdaInvoke(this, STATE_NAMES.summarize, {
+      lambdaFunction: props.function,
+      payload: sfn.TaskInput.fromObject({ action: 'summarize', 'results.$': '$.results' }),
+      payloadResponseOnly: true,
+      resultPath: '$.summary',
+      taskTimeout: sfn.Timeout.duration(Duration.minutes(5)),
+    });
+    summarize.addRetry({ errors: TRANSIENT_LAMBDA_ERRORS, interval: Duration.seconds(30), backoffRate: 2, maxAttempts: 3 });
+
+    // The execution's status tells the truth: a night with a failed database is a failed execution
+    // (its summary and each database's own alert say which and why).
+    const allOk = new sfn.Choice(this, STATE_NAMES.allOk)
+      .when(sfn.Condition.isPresent('$.summary.failed[0]'), new sfn.Fail(this, STATE_NAMES.someFailed, { error: 'BackupsFailed', causePath: "States.Format('{} database(s) failed: see the summary', States.ArrayLength($.summary.failed))" }))
+      .otherwise(new sfn.Succeed(this, STATE_NAMES.done));
+
+    const logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetentionDays as logs.RetentionDays });
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromChainable(plan.next(map).next(summarize).next(allOk)),
+      comment: 'pg-s3-backup: one backup per database, in parallel, then one summary',
+      // The longest night: every database on its runner's bound, MaxConcurrency at a time, is far
+      // below this; a stuck execution still ends (and alarms) within the day.
+      timeout: Duration.hours(23),
+      tracingEnabled: true,
+      // Every state transition, without the data (inputs carry no secret, but they need not sit in logs).
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
+    });
+
+    const action = new actions.SnsAction(props.topic);
+    const metrics: [string, cloudwatch.Metric, string][] = [
+      ['ExecutionsFailed', this.stateMachine.metricFailed({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }), 'a night ended with a failed database, or the fan-out itself failed'],
+      ['ExecutionsTimedOut', this.stateMachine.metricTimedOut({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }), 'the fan-out ran past its 23-hour bound'],
+      ['ExecutionsAborted', this.stateMachine.metricAborted({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }), 'someone stopped the fan-out before it finished'],
+    ];
+    for (const [id, metric, what] of metrics) {
+      const alarm = new cloudwatch.Alarm(this, id, {
+        metric,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: `pg-s3-backup fan-out: ${what}. Read the execution in the Step Functions console (its summary step lists each database), fix the cause, then run the failed databases on demand.`,
+      });
+      alarm.addAlarmAction(action);
+      alarm.addOkAction(action);
+      this.alarms.push(alarm);
+    }
+
+    // The fleet's dead-man: no successful night in 26 hours (no data = breaching: the schedule did
+    // not fire, or every night failed). A night with one failed database is a failed execution.
+    const deadMan = new cloudwatch.Alarm(this, 'NoSuccessfulNight', {
+      metric: this.stateMachine.metricSucceeded({ period: Duration.hours(1), statistic: cloudwatch.Stats.SUM }),
+      threshold: 1,
+      evaluationPeriods: 26,
+      datapointsToAlarm: 26,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription: 'pg-s3-backup fan-out: no night in the last 26 hours backed up every database. Check the ExecutionsFailed alarm and the executions in the Step Functions console, the schedule, then start an execution on demand.',
+    });
+    deadMan.addAlarmAction(action);
+    deadMan.addOkAction(action);
+    this.alarms.push(deadMan);
+
+    const role = Validations.of(this.stateMachine.role);
+    role.acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${logicalId(props.function)}.Arn>:*]`,
+      reason: 'Written by the Lambda task: lambda:InvokeFunction on the backup function and its versions/aliases (the `:*` suffix), the one function only.',
+    });
+    if (props.fargate) {
+      // RunTask on the task definition's family, any revision (CDK writes `family:*`): this one task only.
+      const id = logicalId(props.fargate.taskDefinition);
+      const part = (i: number) => `{"Fn::Select":[${i},{"Fn::Split":[":",{"Ref":"${id}"}]}]}`;
+      const slash = (i: number) => `{"Fn::Select":[${i},{"Fn::Split":["/",${part(5)}]}]}`;
+      role.acknowledge({
+        id: `AwsSolutions-IAM5[Resource::arn:${part(1)}:${part(2)}:${part(3)}:${part(4)}:${slash(0)}/${slash(1)}:*]`,
+        reason: "Written by the RunTask.sync task: ecs:RunTask on the runner's task definition family (any revision), nothing else.",
+      });
+      role.acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: 'Written by the RunTask.sync task: ecs:StopTask and ecs:DescribeTasks take no resource-level permission at task start, and the managed EventBridge rule Step Functions uses to learn that the task ended.',
+      });
+    }
+  }
+}
+
+/** A construct's CloudFormation logical id, as cdk-nag names it in its findings. */
+function logicalId(construct: Construct): string {
+  const stack = Stack.of(construct);
+  return stack.resolve(stack.getLogicalId(construct.node.defaultChild as CfnElement)) as string;
+}
