@@ -183,7 +183,10 @@ export class BackupFunction extends Construct {
       });
       statements.push(eni);
     }
-    this.dataAccess = statements.filter((s) => s.sid !== 'WriteOwnLogs' && s.sid !== 'ManageVpcNetworkInterfaces');
+    // The backup's own data permissions: not the function's logs and network interfaces, nor the
+    // check mode's probe clean-up (only the function answers {"check": true}).
+    const functionOnly = new Set(['WriteOwnLogs', 'ManageVpcNetworkInterfaces', 'RemoveCheckProbes']);
+    this.dataAccess = statements.filter((s) => !functionOnly.has(s.sid ?? ''));
 
     const policy = new iam.Policy(this, 'Policy', { statements });
     this.role.attachInlinePolicy(policy);
