@@ -1,15 +1,15 @@
 /**
  * pg_dump's stdout → S3 multipart upload, with SHA-256 on the fly and bounded memory, failing
  * closed. The stream that feeds the upload does not end when pg_dump's stdout ends: it ends only
- * once pg_dump has exited 0 and its output began with `PGDMP`. Otherwise it errors, lib-storage
- * aborts the multipart upload (or never sends the single PutObject) and nothing lands at the key.
+ * once pg_dump has exited 0 and its output began with `PGDMP`. Otherwise it errors, the uploader
+ * (multipart.ts) aborts the multipart upload (or never sends the single PutObject) and nothing lands at the key.
  */
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { DumpError, dumpHint, TimeBudgetError, UploadError, type ProcessOutcome } from '../errors.ts';
 import { describeExit, type RunningTool } from '../pg/process.ts';
+import { uploadMultipart, type PartChecksum } from './multipart.ts';
 
 /** pg_dump's custom-format archives start with these bytes. */
 export const CUSTOM_FORMAT_MAGIC = Buffer.from('PGDMP');
@@ -41,7 +41,7 @@ export const DUMP_TO_DATABASE_BOUND = 4;
  * Part size for a dump of a database of `databaseBytes`: 8 MiB (memory stays at about 80 MiB of
  * parts, whatever the size) until the S3 part cap needs larger parts, i.e. beyond ~17 GiB of
  * database; unknown size → the 200 GiB sizing. A dump that still outgrows 10,000 parts makes
- * lib-storage fail the upload, which aborts it: fail closed, never a truncated object.
+ * the uploader fail the upload, which aborts it: fail closed, never a truncated object.
  */
 export function partSizeForDatabase(databaseBytes: number | undefined): number {
   if (databaseBytes === undefined || !Number.isFinite(databaseBytes)) return partSizeFor();
@@ -52,19 +52,22 @@ export function partSizeForDatabase(databaseBytes: number | undefined): number {
 export const DEFAULT_QUEUE_SIZE = 2;
 
 /**
- * Counts and hashes the bytes, checks the magic, and holds back end-of-stream until `verdict`
- * says the producer succeeded.
+ * Counts the bytes (and hashes them, unless `hashWhole` is false: the uploader hashes each part
+ * itself), checks the magic, and holds back end-of-stream until `verdict` says the producer
+ * succeeded.
  */
 export class DumpGate extends Transform {
   bytes = 0;
-  private readonly hash = createHash('sha256');
+  private readonly hash: Hash | undefined;
   private head = Buffer.alloc(0);
   constructor(
     private readonly verdict: () => Promise<void>,
     private readonly checkMagic = true,
     private readonly onBytes?: (total: number) => void,
+    hashWhole = true,
   ) {
     super({ highWaterMark: MiB });
+    this.hash = hashWhole ? createHash('sha256') : undefined;
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     if (this.checkMagic && this.head.length < CUSTOM_FORMAT_MAGIC.length) {
@@ -77,7 +80,7 @@ export class DumpGate extends Transform {
       }
     }
     this.bytes += chunk.length;
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     this.onBytes?.(this.bytes);
     cb(null, chunk);
   }
@@ -92,6 +95,7 @@ export class DumpGate extends Transform {
     }, fail);
   }
   digest(): string {
+    if (!this.hash) throw new Error('DumpGate: built without hashing');
     return this.hash.digest('hex');
   }
 }
@@ -111,11 +115,15 @@ export interface StreamUploadOptions {
   /** For error messages: pg_dump, pg_dumpall. */
   readonly toolName?: string;
   readonly onProgress?: (bytes: number) => void;
+  /** Checksum of each multipart part (multipart.ts; the bench measures both). */
+  readonly partChecksum?: PartChecksum | undefined;
 }
 
 export interface StreamUploadResult {
   readonly bytes: number;
+  /** SHA-256 of the whole dump, lowercase hex (computed by the uploader in its one pass). */
   readonly sha256: string;
+  readonly parts: number;
   readonly outcome: ProcessOutcome;
 }
 
@@ -138,7 +146,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
     }
     // The dump is whole: only CompleteMultipartUpload is left, which the budget must not interrupt.
     if (timer) clearTimeout(timer);
-  }, opts.checkMagic ?? true, opts.onProgress);
+  }, opts.checkMagic ?? true, opts.onProgress, false);
 
   /** First failure wins; it stops pg_dump and errors the stream so the upload aborts. */
   let killTimer: NodeJS.Timeout | undefined;
@@ -170,43 +178,31 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   }
 
   // Upload errors (after the SDK's own retries) must stop pg_dump at once, not after the other
-  // part uploaders have drained the whole dump: wrap `send` to hear about them first.
-  const client = new Proxy(opts.s3, {
-    get(target, prop, receiver) {
-      if (prop === 'send') {
-        return (command: Parameters<S3Client['send']>[0]) =>
-          target.send(command).catch((err: unknown) => {
-            if (!failure && (err as Error).name !== 'AbortError') {
-              fail(new UploadError(`upload to s3://${opts.bucket}/${opts.key} failed: ${(err as Error).name}: ${(err as Error).message}`, {
-                cause: err,
-                hint: uploadHint(err),
-              }));
-            }
-            throw err;
-          });
-      }
-      return Reflect.get(target, prop, receiver) as unknown;
-    },
-  });
+  // parts in flight have drained the dump: wrap `send` to hear about them first.
+  const client: Pick<S3Client, 'send'> = {
+    send: ((command: Parameters<S3Client['send']>[0], options?: Parameters<S3Client['send']>[1]) =>
+      opts.s3.send(command, options).catch((err: unknown) => {
+        if (!failure && (err as Error).name !== 'AbortError') {
+          fail(new UploadError(`upload to s3://${opts.bucket}/${opts.key} failed: ${(err as Error).name}: ${(err as Error).message}`, {
+            cause: err,
+            hint: uploadHint(err),
+          }));
+        }
+        throw err;
+      })) as S3Client['send'],
+  };
 
-  const upload = new Upload({
-    client,
-    params: {
-      Bucket: opts.bucket,
-      Key: opts.key,
-      Body: gate,
-      ContentType: opts.contentType ?? 'application/octet-stream',
-      ChecksumAlgorithm: 'SHA256',
-      // Never overwrite: two runs that picked the same key cannot both complete.
-      IfNoneMatch: '*',
-    },
-    partSize: opts.partSize ?? partSizeFor(),
-    queueSize: opts.queueSize ?? DEFAULT_QUEUE_SIZE,
-    leavePartsOnError: false,
-  });
-
+  let uploaded: Awaited<ReturnType<typeof uploadMultipart>> | undefined;
   try {
-    await upload.done();
+    uploaded = await uploadMultipart(gate, {
+      s3: client,
+      bucket: opts.bucket,
+      key: opts.key,
+      contentType: opts.contentType ?? 'application/octet-stream',
+      partSize: opts.partSize ?? partSizeFor(),
+      queueSize: opts.queueSize ?? DEFAULT_QUEUE_SIZE,
+      partChecksum: opts.partChecksum,
+    });
     if (failure) {
       // A failure raced with the upload's completion: take the object back, so that nothing
       // from a failed backup stays at the key.
@@ -221,7 +217,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   const finalOutcome = await tool.finished.catch(() => undefined);
   if (killTimer) clearTimeout(killTimer);
   if (failure) throw failure;
-  return { bytes: gate.bytes, sha256: gate.digest(), outcome: outcome ?? finalOutcome! };
+  return { bytes: gate.bytes, sha256: uploaded!.sha256, parts: uploaded!.parts, outcome: outcome ?? finalOutcome! };
 }
 
 function uploadHint(err: unknown): string {
