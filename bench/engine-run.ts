@@ -25,6 +25,8 @@ export interface EngineJob {
   /** sink: the dump file to upload, and its key. */
   readonly file?: string | undefined;
   readonly key?: string | undefined;
+  /** sink: the multipart part checksum (engine default when absent). */
+  readonly partChecksum?: 'SHA256' | 'CRC32' | undefined;
 }
 
 export interface EngineRunResult {
@@ -64,7 +66,7 @@ async function main(): Promise<void> {
     const { file, key } = job;
     run = async () => {
       const tool = startTool(spawn as SpawnFn, { file: 'cat', args: [] }, [file], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
-      const res = await streamToS3({ s3, bucket: process.env.BACKUP_BUCKET!, key, tool, partSize: job.partSize ?? partSizeFor(), queueSize: job.queueSize });
+      const res = await streamToS3({ s3, bucket: process.env.BACKUP_BUCKET!, key, tool, partSize: job.partSize ?? partSizeFor(), queueSize: job.queueSize, partChecksum: job.partChecksum });
       return { bytes: res.bytes, key };
     };
   } else {

@@ -3,7 +3,7 @@
  * that measures wall time and, where GNU time is installed, the peak RSS of the program.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -172,4 +172,32 @@ export function watchBusiestChild(parentPid: number, intervalMs = 20): { stop():
       return best && { startMs: best.first - t0, endMs: best.last - t0, lifeMs: best.last - best.first, runMs: best.runNs / 1e6, waitMs: best.waitNs / 1e6 };
     },
   };
+}
+
+export const hasTaskset = existsSync('/usr/bin/taskset') || existsSync('/bin/taskset');
+
+/**
+ * Pins a running process, its threads and its current children (and theirs) to `cpu`
+ * (`taskset -a -p -c`). Processes forked later inherit it (PostgreSQL's backends from the
+ * postmaster).
+ */
+export async function pinProcessTree(pid: number, cpu: string): Promise<void> {
+  const pids: number[] = [];
+  const walk = (p: number) => {
+    pids.push(p);
+    let children: number[] = [];
+    try {
+      for (const task of readdirSync(`/proc/${p}/task`)) {
+        children = children.concat(readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+      }
+    } catch {
+      // Gone meanwhile.
+    }
+    for (const c of children) walk(c);
+  };
+  walk(pid);
+  for (const p of pids) {
+    // A child may exit between the listing and taskset: that is fine.
+    await capture('taskset', ['-a', '-p', '-c', cpu, String(p)]).catch(() => undefined);
+  }
 }
