@@ -49,6 +49,8 @@ import {
   renderMarkdown,
   summarize,
   targets,
+  leverFigures,
+  type LeverFigures,
   type Mode,
   type RestoreFigures,
   type Results,
@@ -56,7 +58,17 @@ import {
 } from './report.ts';
 import { startEndpoint, type Endpoint, type EndpointKind } from './services.ts';
 
-const ALL_STEPS = [...MODES, 'compression', 'restore'] as const;
+const ALL_STEPS = [...MODES, 'levers', 'compression', 'restore'] as const;
+
+/** The uploader's levers (issue 14), each measured as the sink alone from the same dump file. */
+const LEVERS: readonly { readonly name: string; readonly job: Partial<EngineJob> }[] = [
+  { name: 'before: lib-storage, SHA-256 × 3 per byte', job: { libStorage: true } },
+  { name: 'now: own multipart, SHA-256 × 2 (part digest = S3 checksum = SigV4 hash)', job: {} },
+  { name: 'CRC32 parts, unsigned payload (SHA-256 × 1 + CRC32)', job: { partChecksum: 'CRC32' } },
+  { name: 'queue 1', job: { queueSize: 1 } },
+  { name: 'queue 4', job: { queueSize: 4 } },
+  { name: '16 MiB parts', job: { partSize: 16 * 1024 * 1024 } },
+];
 type Step = (typeof ALL_STEPS)[number];
 
 /** Moto is restarted when, with every object deleted, it still holds this much. */
@@ -371,13 +383,14 @@ async function runEngine(ctx: BenchContext, database: string, compression: strin
   };
 }
 
-async function runSink(ctx: BenchContext, file: string, compression: string, round: number, key = `${PREFIX}sink-${round}.dump`): Promise<Run> {
+async function runSink(ctx: BenchContext, file: string, compression: string, round: number, key = `${PREFIX}sink-${round}.dump`, lever: Partial<EngineJob> = {}): Promise<Run> {
   const env = { ...awsEnv(ctx), BACKUP_BUCKET: ctx.bucket };
-  const r = await runEngineChild(ctx, { mode: 'sink', file, key, partSize: ctx.opts.partSize ?? partSizeForDatabase(ctx.databaseBytes), queueSize: ctx.opts.queueSize }, env);
+  const r = await runEngineChild(ctx, { mode: 'sink', file, key, partSize: ctx.opts.partSize ?? partSizeForDatabase(ctx.databaseBytes), queueSize: ctx.opts.queueSize, ...lever }, env);
   return {
     mode: 'sink', compression, round, ms: r.ms, bytes: r.bytes, peakRssBytes: r.peakRssBytes, idleRssBytes: r.idleRssBytes, processMs: r.processMs,
     // `cat` reading the file counts with node: it is the sink's input.
     cpu: { clientMs: r.cpuMs + (r.childCpuMs ?? 0) },
+    uploaderMs: r.cpuMs,
   };
 }
 
@@ -517,7 +530,7 @@ async function benchSize(
   log(`generated ${(databaseBytes / 1024 ** 2).toFixed(0)} MiB in ${((performance.now() - tg) / 1000).toFixed(0)} s`);
 
   const file = join(ctx.work, `${database}.dump`);
-  const needFile = opts.steps.has('sink') || opts.steps.has('restore');
+  const needFile = opts.steps.has('sink') || opts.steps.has('restore') || opts.steps.has('levers');
   if (needFile) {
     await spawnTimed(tool(ctx, 'pg_dump'), [...dumpArgs(opts.compression), `--file=${file}`], { env: pgEnv(ctx, database), stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_dump (file)' }).done;
   }
@@ -576,6 +589,20 @@ async function benchSize(
     table = compressionTable(runs, opts.compressions);
   }
 
+  const levers: LeverFigures[] = [];
+  if (opts.steps.has('levers')) {
+    const byLever = new Map<string, Run[]>();
+    for (let round = 1; round <= opts.repeat; round++) {
+      for (const l of LEVERS) {
+        log(`${size.label} round ${round}/${opts.repeat}: lever ${l.name}`);
+        const run = await runSink(ctx, file, opts.compression, round, `${PREFIX}lever-${round}-${byLever.size}.dump`, l.job);
+        byLever.set(l.name, [...(byLever.get(l.name) ?? []), run]);
+        await afterRun(ctx);
+      }
+    }
+    for (const l of LEVERS) levers.push(leverFigures(l.name, byLever.get(l.name) ?? []));
+  }
+
   const restore = opts.steps.has('restore') ? await restoreFigures(ctx, database, file, opts.compression) : undefined;
   rmSync(file, { force: true });
   await ctx.pgsrv.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
@@ -611,6 +638,7 @@ async function benchSize(
     versions,
     summary,
     compressionTable: table,
+    levers,
     restore,
     headline: h,
     targets: targets(h),

@@ -10,6 +10,9 @@
  *   from dump cost.
  */
 import { S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { createHash } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
 import { spawn } from 'node:child_process';
 import { createHandler } from '../lambda/handler.ts';
 import { processCpu, watchBusiestChild, type SchedTimes } from './measure.ts';
@@ -27,6 +30,8 @@ export interface EngineJob {
   readonly key?: string | undefined;
   /** sink: the multipart part checksum (engine default when absent). */
   readonly partChecksum?: 'SHA256' | 'CRC32' | undefined;
+  /** sink: the uploader before issue 14 (lib-storage, SHA-256 hashed three times), for comparison. */
+  readonly libStorage?: boolean | undefined;
 }
 
 export interface EngineRunResult {
@@ -48,6 +53,35 @@ export interface EngineRunResult {
   readonly childSched: SchedTimes | undefined;
 }
 
+/**
+ * The previous uploader, as it was: lib-storage's Upload with `ChecksumAlgorithm: 'SHA256'` fed
+ * through a Transform that hashes every byte for the manifest (so: the manifest's SHA-256, the
+ * SDK's per-part SHA-256, SigV4's payload SHA-256, and lib-storage's concatenation copy).
+ */
+async function libStorageSink(s3: S3Client, key: string, input: Readable, job: EngineJob): Promise<number> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const gate = new Transform({
+    highWaterMark: 1024 * 1024,
+    transform(chunk: Buffer, _enc, cb) {
+      bytes += chunk.length;
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  input.pipe(gate);
+  const upload = new Upload({
+    client: s3,
+    params: { Bucket: process.env.BACKUP_BUCKET!, Key: key, Body: gate, ContentType: 'application/octet-stream', ChecksumAlgorithm: 'SHA256', IfNoneMatch: '*' },
+    partSize: job.partSize ?? partSizeFor(),
+    queueSize: job.queueSize ?? 2,
+    leavePartsOnError: false,
+  });
+  await upload.done();
+  hash.digest('hex');
+  return bytes;
+}
+
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2] ?? '{}') as EngineJob;
   const overrides = { log: silentLog, metrics: noMetrics, partSize: job.partSize, queueSize: job.queueSize };
@@ -66,6 +100,7 @@ async function main(): Promise<void> {
     const { file, key } = job;
     run = async () => {
       const tool = startTool(spawn as SpawnFn, { file: 'cat', args: [] }, [file], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+      if (job.libStorage) return { bytes: await libStorageSink(s3, key, tool.child.stdout!, job), key };
       const res = await streamToS3({ s3, bucket: process.env.BACKUP_BUCKET!, key, tool, partSize: job.partSize ?? partSizeFor(), queueSize: job.queueSize, partChecksum: job.partChecksum });
       return { bytes: res.bytes, key };
     };

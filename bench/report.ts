@@ -48,6 +48,8 @@ export interface Run {
   readonly cpu?: CpuBreakdown | undefined;
   /** floor, engine: how pg_dump spent its life (sampled from /proc/<pid>/schedstat). */
   readonly pgDumpSched?: SchedTimes | undefined;
+  /** sink: node's own CPU, ms (clientMs adds `cat`, the sink's input). */
+  readonly uploaderMs?: number | undefined;
   /** What the null endpoint received during the run. */
   readonly endpoint?: { readonly bytes: number; readonly checksumsVerified: number; readonly checksumMismatches: number; readonly requests: Readonly<Record<string, number>> } | undefined;
 }
@@ -65,6 +67,22 @@ export interface RestoreFigures {
    * restored as the engine does: pre-data, then data and post-data with --jobs 2.
    */
   readonly offsetlessPassesJobs2Ms?: Spread | undefined;
+}
+
+export interface LeverFigures {
+  readonly name: string;
+  readonly ms: Spread | undefined;
+  /** node's CPU (the uploader; `cat` reading the file excluded), ms. */
+  readonly cpuMs: Spread | undefined;
+  readonly cpuPerDumpGiB: number | undefined;
+  readonly peakRssBytes: Spread | undefined;
+}
+
+/** Medians of a lever's sink runs (the run's clientMs includes `cat`; its own figure is kept apart). */
+export function leverFigures(name: string, runs: readonly Run[]): LeverFigures {
+  const cpu = spreadOf(runs.map((r) => r.uploaderMs ?? r.cpu?.clientMs));
+  const bytes = runs.find((r) => r.bytes)?.bytes;
+  return { name, ms: spreadOf(runs.map((r) => r.ms)), cpuMs: cpu, cpuPerDumpGiB: cpu && bytes ? cpu.median / 1000 / (bytes / GiB) : undefined, peakRssBytes: spreadOf(runs.map((r) => r.peakRssBytes)) };
 }
 
 export interface ModeSummary {
@@ -144,6 +162,8 @@ export interface Results {
   readonly summary: Partial<Record<Mode, ModeSummary>>;
   readonly compressionTable: readonly CompressionRow[];
   readonly restore: RestoreFigures | undefined;
+  /** The uploader's levers, each the sink alone from the same dump (absent in older files). */
+  readonly levers?: readonly LeverFigures[] | undefined;
   readonly headline: Headline;
   readonly targets: readonly Target[];
   readonly notes: readonly string[];
@@ -357,6 +377,12 @@ export function renderMarkdown(r: Results): string {
       const ratioText = c.bytes !== undefined ? `${((c.bytes / r.databaseBytes) * 100).toFixed(0)} %` : '—';
       lines.push(`| \`${c.compression}\` | ${fmtSpread(c.floorMs)} | ${fmtSpread(c.engineMs)} | ${fmtX(ratio(c.engineMs?.median, c.floorMs?.median))} | ${fmtMB(c.bytes)} | ${ratioText} |`);
     }
+    lines.push('');
+  }
+  if (r.levers?.length) {
+    lines.push('## Levers (the uploader alone, from the same dump file)', '');
+    lines.push('| lever | wall | uploader CPU | CPU-s per GiB of dump | peak RSS |', '|---|---|---|---|---|');
+    for (const l of r.levers) lines.push(`| ${l.name} | ${fmtSpread(l.ms)} | ${fmtS(l.cpuMs?.median)} | ${l.cpuPerDumpGiB === undefined ? '—' : l.cpuPerDumpGiB.toFixed(2)} | ${fmtMB(l.peakRssBytes?.median)} |`);
     lines.push('');
   }
   if (r.restore) {

@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -61,5 +61,54 @@ describe('npm run bench (smoke: 20 MB, 1 repeat)', () => {
     expect(md).toContain('engine ÷ floor');
     // Every figure rendered (a missing one shows as "—", never as NaN or undefined).
     expect(md).not.toMatch(/NaN|undefined/);
+  });
+
+  it('Lambda-shaped: null endpoint over HTTPS with every checksum verified, the AWS CLI beside the engine, the engine over HTTP too', async () => {
+    const lambdaOut = mkdtempSync(join(tmpdir(), 'pgs3b-bench-smoke-lambda-'));
+    try {
+      const args = ['--import', 'tsx', 'bench/bench.ts', '--size', '10MB', '--repeat', '1', '--modes', 'floor,engine,awscli,engine-http', '--verify-checksums', '--out', lambdaOut];
+      try {
+        await execFileAsync(process.execPath, args, { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024, timeout: 110_000 });
+      } catch (err) {
+        const e = err as { stdout?: string; stderr?: string };
+        throw new Error(`the bench failed:\n${e.stdout?.slice(-3000) ?? ''}\n${e.stderr?.slice(-3000) ?? ''}`, { cause: err });
+      }
+      const json = readdirSync(lambdaOut).find((f) => f.endsWith('-10MB.json'))!;
+      const r = JSON.parse(readFileSync(join(lambdaOut, json), 'utf8')) as Results;
+      expect(r.endpoint).toBe('null');
+      expect(r.protocol).toBe('https');
+      // Two CPUs or more and taskset (CI installs util-linux): pg_dump and the uploader on one CPU.
+      expect(r.layout).toBe(availableParallelism() >= 2 ? 'lambda' : 'shared');
+      const awsCli = r.versions['AWS CLI'] !== undefined;
+      expect(r.runs.map((x) => x.mode).sort()).toEqual(['engine', 'engine-http', ...(awsCli ? ['awscli'] : []), 'floor'].sort());
+      for (const run of r.runs.filter((x) => x.mode !== 'floor')) {
+        // What the endpoint received is the whole dump, every declared checksum verified and matching.
+        expect(run.endpoint?.bytes).toBeGreaterThan(1024 ** 2);
+        expect(run.endpoint?.checksumsVerified).toBeGreaterThan(0);
+        expect(run.endpoint?.checksumMismatches).toBe(0);
+        expect(run.cpu?.clientMs).toBeGreaterThan(0);
+        expect(run.cpu?.pgDumpMs).toBeGreaterThan(0);
+      }
+      const engine = r.runs.find((x) => x.mode === 'engine')!;
+      // The dump, plus the manifest beside it.
+      expect(engine.endpoint?.bytes).toBeGreaterThan(engine.bytes!);
+      expect(engine.endpoint?.bytes).toBeLessThan(engine.bytes! + 64 * 1024);
+      expect(r.headline.uploaderCpuPerDumpGiB?.engine).toBeGreaterThan(0);
+      expect(r.headline.uploaderOverPgDump?.engine).toBeGreaterThan(0);
+      expect(r.headline.capacity?.map((c) => c.memoryMb)).toEqual([1024, 1769, 3008]);
+      for (const c of r.headline.capacity ?? []) expect(c.maxDatabaseBytes).toBeGreaterThan(r.databaseBytes);
+      if (awsCli) {
+        expect(r.summary.awscli?.bytes).toBeGreaterThan(1024 ** 2);
+        expect(r.headline.uploaderCpuPerDumpGiB?.awscli).toBeGreaterThan(0);
+        expect(r.headline.engineOverAwsCli).toBeGreaterThan(0);
+      }
+      expect(r.targets.map((t) => t.name)).toEqual(expect.arrayContaining(['uploader CPU ÷ pg_dump CPU', 'engine wall ÷ floor (same pinning)']));
+      const md = readFileSync(join(lambdaOut, json.replace(/\.json$/, '.md')), 'utf8');
+      expect(md).toContain("the uploader's cost");
+      expect(md).toContain('The largest database per 15-minute invocation');
+      expect(md).not.toMatch(/NaN|undefined/);
+    } finally {
+      rmSync(lambdaOut, { recursive: true, force: true });
+    }
   });
 });
