@@ -135,7 +135,7 @@ export class BackupFanOut extends Construct {
     // The execution's status tells the truth: a night with a failed database is a failed execution
     // (its summary and each database's own alert say which and why).
     const allOk = new sfn.Choice(this, STATE_NAMES.allOk)
-      .when(sfn.Condition.isPresent('$.summary.failed[0]'), new sfn.Fail(this, STATE_NAMES.someFailed, { error: 'BackupsFailed', causePath: "States.Format('{} database(s) failed: see the summary', States.ArrayLength($.summary.failed))" }))
+      .when(sfn.Condition.isPresent('$.summary.failed[0]'), new sfn.Fail(this, STATE_NAMES.someFailed, { error: 'BackupsFailed', cause: "One or more databases failed: the summary step's output and the alert name each one and why." }))
       .otherwise(new sfn.Succeed(this, STATE_NAMES.done));
 
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetentionDays as logs.RetentionDays });
