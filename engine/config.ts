@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+import { ROW_COUNT_MODES, type RowCountMode } from './store/manifest.ts';
 
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];
@@ -40,6 +41,10 @@ export interface Config {
   readonly notifyOnSuccess: boolean;
   /** BACKUP_GLOBALS: also store `pg_dumpall --globals-only --no-role-passwords`. */
   readonly backupGlobals: boolean;
+  /** PG_SERVER_LAYER: the pg-server layer of the drill's throwaway server; undefined: /opt/pg-server. */
+  readonly serverLayerRoot: string | undefined;
+  /** ROW_COUNTS: per-table row counts in the dump's snapshot, recorded in the manifest (issue 13). */
+  readonly rowCounts: RowCountMode;
   /** DB_SSLMODE: overrides the secret's sslmode. */
   readonly sslMode: SslMode | undefined;
   /** DB_SSLROOTCERT: CA bundle for verify-ca / verify-full. */
@@ -72,6 +77,8 @@ export const DEFAULTS = {
   prefix: 'pg-s3-backup/',
   retentionCount: 7,
   compression: 'zstd:1',
+  /** Measured at 1 GB (docs/performance.md, "Row counts"): counting runs beside the dump, in its snapshot. */
+  rowCounts: 'exact',
   connectTimeoutSeconds: 10,
   timeMarginSeconds: 30,
   heartbeatTimeoutSeconds: 10,
@@ -145,6 +152,8 @@ export const ENGINE_SETTINGS = {
   NOTIFY_ON_SUCCESS: flag,
   BACKUP_GLOBALS: flag,
   DB_SSLMODE: text.pipe(z.enum(SSL_MODES, { error: `one of ${SSL_MODES.join(', ')}` }).optional()),
+  PG_SERVER_LAYER: text,
+  ROW_COUNTS: text.pipe(z.enum(ROW_COUNT_MODES, { error: `one of ${ROW_COUNT_MODES.join(', ')}` }).optional()),
   DB_SSLROOTCERT: text,
   PG_CONNECT_TIMEOUT: wholeNumber(1, 600),
   TIME_MARGIN_SECONDS: wholeNumber(0, 900),
@@ -251,6 +260,8 @@ export function loadConfig(env: Env = process.env, options: LoadConfigOptions = 
     notifyOnSuccess: c.NOTIFY_ON_SUCCESS ?? false,
     backupGlobals: c.BACKUP_GLOBALS ?? false,
     sslMode: c.DB_SSLMODE,
+    rowCounts: c.ROW_COUNTS ?? DEFAULTS.rowCounts,
+    serverLayerRoot: c.PG_SERVER_LAYER,
     sslRootCert: c.DB_SSLROOTCERT,
     connectTimeoutSeconds: c.PG_CONNECT_TIMEOUT ?? DEFAULTS.connectTimeoutSeconds,
     timeMarginMs: (c.TIME_MARGIN_SECONDS ?? DEFAULTS.timeMarginSeconds) * 1000,

@@ -15,6 +15,8 @@ export const METRIC_NAMES = {
   bytes: 'BackupBytes',
   durationMs: 'BackupDurationMs',
   throughput: 'BackupThroughputBytesPerSecond',
+  drillSucceeded: 'DrillSucceeded',
+  drillFailed: 'DrillFailed',
 } as const;
 export const METRIC_DIMENSION = 'Database';
 
@@ -46,8 +48,18 @@ export interface BackupMetrics {
   readonly durationMs: number;
 }
 
+export interface DrillMetrics {
+  readonly database: string;
+  /** The newest backup restored and every table held the manifest's count. */
+  readonly succeeded: boolean;
+  /** false with succeeded false: skipped (too large), which is not proven either. */
+  readonly failed: boolean;
+}
+
 export interface MetricsSink {
   backupFinished(m: BackupMetrics): void;
+  /** DrillSucceeded / DrillFailed per database (the drill function; issue 13). */
+  drillFinished?(m: DrillMetrics): void;
 }
 
 /**
@@ -66,6 +78,12 @@ export function createMetrics(): MetricsSink {
       if (m.succeeded) {
         metrics.addMetric(METRIC_NAMES.throughput, MetricUnit.BytesPerSecond, throughput(m.bytes, m.durationMs));
       }
+      metrics.publishStoredMetrics();
+    },
+    drillFinished(m) {
+      metrics.addDimension(METRIC_DIMENSION, metricDatabaseName(m.database));
+      metrics.addMetric(METRIC_NAMES.drillSucceeded, MetricUnit.Count, m.succeeded ? 1 : 0);
+      metrics.addMetric(METRIC_NAMES.drillFailed, MetricUnit.Count, m.failed ? 1 : 0);
       metrics.publishStoredMetrics();
     },
   };

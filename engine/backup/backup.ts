@@ -11,6 +11,7 @@ import type { Deps } from '../deps.ts';
 import { ConfigError, PgS3BackupError, TimeBudgetError, type Stage } from '../errors.ts';
 import { MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
 import { selectDatabases } from '../pg/discover.ts';
+import { withDumpSnapshot } from './row-counts.ts';
 import { formatFailure, formatSuccess, publish } from '../notify.ts';
 import { redact as redactText, throughput } from '../observability.ts';
 import { connectionFor } from '../pg/connection.ts';
@@ -248,14 +249,22 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
   try {
     progress.stage = 'dump';
     log.info('dump started', { stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression, databaseBytes: server.databaseBytes });
-    const tool = startTool(deps.spawn, toolCommand('pg_dump', config, deps.pgTools), pgDumpArgs(config.compression), { env: libpqEnv(conn), redact: ctx.redact });
-    const result = await uploadToolOutput(deps, store, key, tool, ctx.deadline, {
-      partSize: deps.partSize ?? partSizeForDatabase(server.databaseBytes),
-      onProgress: (b) => {
-        progress.bytes = b;
-        deps.onDumpProgress?.({ database, key, bytes: b });
-      },
+    // pg_dump in a snapshot exported by a connection that counts the rows in that same snapshot
+    // (ROW_COUNTS): the manifest then says exactly what the dump holds.
+    const { result, counts } = await withDumpSnapshot(conn, config.rowCounts, (snapshot) => {
+      const tool = startTool(deps.spawn, toolCommand('pg_dump', config, deps.pgTools), [...pgDumpArgs(config.compression), ...(snapshot ? [`--snapshot=${snapshot}`] : [])], {
+        env: libpqEnv(conn),
+        redact: ctx.redact,
+      });
+      return uploadToolOutput(deps, store, key, tool, ctx.deadline, {
+        partSize: deps.partSize ?? partSizeForDatabase(server.databaseBytes),
+        onProgress: (b) => {
+          progress.bytes = b;
+          deps.onDumpProgress?.({ database, key, bytes: b });
+        },
+      });
     });
+    for (const warning of counts.warnings) log.warn('row counts', { stage: 'dump', database, key, warning });
     progress.bytes = result.bytes;
     const finishedAt = deps.now();
     const durationMs = Date.now() - t0;
@@ -277,6 +286,8 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
       reason: ctx.reason,
       runner: config.runningOn,
       toolVersion: TOOL_VERSION,
+      rowCounts: counts.tables ? counts.mode : 'off',
+      ...(counts.tables ? { tables: [...counts.tables] } : {}),
     };
     try {
       await putManifest(store, manifest);

@@ -4,10 +4,31 @@
  */
 import { z } from 'zod';
 
-export const MANIFEST_FORMAT_VERSION = 1;
+/**
+ * 2 (issue 13): adds `rowCounts` and `tables` (each table's rows in the dump's own snapshot, and
+ * size). Version 1 manifests stay readable: they simply have neither.
+ */
+export const MANIFEST_FORMAT_VERSION = 2;
+/** Every version this code reads. */
+export const READABLE_FORMAT_VERSIONS = [1, 2] as const;
+
+/** How the manifest's row counts were taken (ROW_COUNTS). */
+export const ROW_COUNT_MODES = ['exact', 'estimate', 'off'] as const;
+export type RowCountMode = (typeof ROW_COUNT_MODES)[number];
+
+/** One table the dump holds data for, as it was in the dump's snapshot. */
+export const TableCountSchema = z.object({
+  schema: z.string(),
+  table: z.string(),
+  /** Rows (`count(*) FROM ONLY`, or the planner's estimate with rowCounts "estimate"); null when it could not be had. */
+  rows: z.number().int().nonnegative().nullable(),
+  /** pg_total_relation_size at backup time (table, indexes, TOAST). */
+  bytes: z.number().int().nonnegative(),
+});
+export type TableCount = z.infer<typeof TableCountSchema>;
 
 export const ManifestSchema = z.object({
-  formatVersion: z.literal(MANIFEST_FORMAT_VERSION),
+  formatVersion: z.union(READABLE_FORMAT_VERSIONS.map((v) => z.literal(v)) as [z.ZodLiteral<1>, z.ZodLiteral<2>]),
   database: z.string().min(1),
   /** The dump's object key. */
   key: z.string().min(1),
@@ -29,6 +50,10 @@ export const ManifestSchema = z.object({
   toolVersion: z.string().min(1),
   /** Where the backup ran (absent in manifests written before the fan-out): the fan-out's `auto` runner reads it. */
   runner: z.enum(['lambda', 'fargate', 'host']).optional(),
+  /** Version 2: how `tables` rows were counted; "off": no table list. Absent in version 1. */
+  rowCounts: z.enum(ROW_COUNT_MODES).optional(),
+  /** Version 2: the tables whose data the dump holds, counted in the dump's own snapshot. */
+  tables: z.array(TableCountSchema).optional(),
 });
 
 export type Manifest = z.infer<typeof ManifestSchema>;

@@ -1,0 +1,237 @@
+/**
+ * The nightly restore drill (issue 13): for each database, the newest complete backup is
+ * downloaded (SHA-256 checked against its manifest), restored into a throwaway PostgreSQL started
+ * in the temporary folder (the pg-server layer), and proven: every table the manifest lists (the
+ * tables with data, counted in the dump's own snapshot at backup time) exists after the restore and
+ * holds exactly the manifest's row count (within a stated tolerance when the backup recorded
+ * estimates). The report goes next to the backup as `<dump key>.verify.json`; a failed drill
+ * alerts with the failing tables; a database too large for the temporary folder is skipped with a
+ * warning alert that says what to do.
+ *
+ * Never throws for one database's problem: each database gets its report; the caller decides the
+ * run's outcome from the statuses.
+ */
+import { statfsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import type { Message } from '../notify.ts';
+import { SUBJECT_PREFIX, subjectText } from '../notify.ts';
+import type { Log } from '../observability.ts';
+import type { Manifest, RowCountMode, TableCount } from '../store/manifest.ts';
+import type { RestoreDeps } from './deps.ts';
+import { sweepStaleServers, type ThrowawayServerOptions } from './throwaway-server.ts';
+import { verifyOnThrowawayServer, type TableReport, type VerifyProblem, type VerifyReport } from './verify.ts';
+
+/** `<dump key>.verify.json`: the drill's report, next to the backup. */
+export const VERIFY_REPORT_SUFFIX = '.verify.json';
+export function verifyReportKeyFor(dumpKey: string): string {
+  return `${dumpKey}${VERIFY_REPORT_SUFFIX}`;
+}
+
+/** Room kept free besides the dump and the restored data: WAL (max_wal_size 256 MB), catalogs, the server's own files. */
+export const SERVER_OVERHEAD_BYTES = 512 * 1024 ** 2;
+/** Without table sizes in the manifest (version 1, ROW_COUNTS=off): restored size ≈ 5 × the compressed dump. */
+export const RESTORE_SIZE_FACTOR = 5;
+
+/** With ROW_COUNTS=estimate the planner's figures are compared within 10 % or 100 rows, whichever is larger. */
+export function withinTolerance(mode: RowCountMode | undefined, expected: number, restored: number): boolean {
+  if (mode !== 'estimate') return expected === restored;
+  return Math.abs(restored - expected) <= Math.max(100, Math.ceil(expected * 0.1));
+}
+
+export interface DrillTable {
+  readonly schema: string;
+  readonly table: string;
+  /** From the manifest (null: not counted at backup time). */
+  readonly expectedRows: number | null;
+  /** After the restore (null: the table is missing, or its count failed). */
+  readonly restoredRows: number | null;
+  readonly ok: boolean;
+  readonly problem?: string;
+}
+
+/** Compares the manifest's tables with what the restore gave back. Pure. */
+export function compareCounts(mode: RowCountMode | undefined, expected: readonly TableCount[], restored: readonly TableReport[]): DrillTable[] {
+  const byName = new Map(restored.map((t) => [`${t.schema}.${t.table}`, t]));
+  return expected.map((e) => {
+    const r = byName.get(`${e.schema}.${e.table}`);
+    if (!r) return { schema: e.schema, table: e.table, expectedRows: e.rows, restoredRows: null, ok: false, problem: 'missing after the restore' };
+    if (e.rows === null) return { schema: e.schema, table: e.table, expectedRows: null, restoredRows: r.rows, ok: true };
+    const ok = withinTolerance(mode, e.rows, r.rows);
+    return {
+      schema: e.schema,
+      table: e.table,
+      expectedRows: e.rows,
+      restoredRows: r.rows,
+      ok,
+      ...(ok ? {} : { problem: `${r.rows} rows restored, the backup held ${e.rows}${mode === 'estimate' ? ' (estimate; tolerance 10 % or 100 rows)' : ''}` }),
+    };
+  });
+}
+
+/** Temporary space the drill of this backup needs: the dump, the restored database, the server's overhead. */
+export function requiredTempBytes(manifest: Pick<Manifest, 'bytes' | 'tables'>): number {
+  const restored = manifest.tables ? manifest.tables.reduce((s, t) => s + t.bytes, 0) : manifest.bytes * RESTORE_SIZE_FACTOR;
+  return manifest.bytes + restored + SERVER_OVERHEAD_BYTES;
+}
+
+export interface DrillDatabaseReport {
+  readonly kind: 'pg-s3-backup restore drill';
+  readonly status: 'ok' | 'failed' | 'skipped';
+  readonly database: string;
+  /** The backup drilled (absent when the database has no complete backup). */
+  readonly key: string | undefined;
+  readonly drilledAt: string;
+  /** How the manifest's counts were taken; absent: the manifest has none (version 1 or ROW_COUNTS=off). */
+  readonly rowCounts: RowCountMode | undefined;
+  readonly tables: readonly DrillTable[];
+  /** `schema.table: problem`, for the alert and `list`. */
+  readonly failingTables: readonly string[];
+  readonly problems: readonly VerifyProblem[];
+  readonly warnings: readonly string[];
+  readonly requiredTempBytes: number | undefined;
+  readonly availableTempBytes: number | undefined;
+  /** The restore's own report: SHA-256, TOC, timings per step, restored size. */
+  readonly verify: VerifyReport | undefined;
+  readonly whatToDo: string | undefined;
+}
+
+export interface DrillDeps {
+  readonly restore: RestoreDeps;
+  /** The newest complete backup of `database` (dump key), or undefined. */
+  readonly newestBackup: (database: string) => Promise<string | undefined>;
+  readonly readManifest: (dumpKey: string) => Promise<Manifest>;
+  /** Writes `<dump key>.verify.json`. */
+  readonly writeReport: (dumpKey: string, body: string) => Promise<void>;
+  /** Publishes an alert (never throws). */
+  readonly alert: (message: Message) => Promise<void>;
+  readonly drillFinished: (database: string, status: DrillDatabaseReport['status']) => void;
+  readonly log: Log;
+  /** Free bytes in `dir` (default: statfs). */
+  readonly freeBytes?: ((dir: string) => number) | undefined;
+  readonly now?: (() => Date) | undefined;
+}
+
+export interface DrillOptions {
+  readonly databases: readonly string[];
+  readonly server: ThrowawayServerOptions;
+  readonly jobs?: number | undefined;
+  /** Free bytes of the temporary folder (default: statfs); tests and the size check's doc use it. */
+  readonly freeBytes?: ((dir: string) => number) | undefined;
+}
+
+function statfsFree(dir: string): number {
+  const s = statfsSync(dir);
+  return Number(s.bavail) * Number(s.bsize);
+}
+
+const FAILED_WHAT_TO_DO =
+  'Do not count on this backup: check the report (<dump key>.verify.json), then run `pg-s3-backup verify --key <dump key> --local` from a host to see the restore in full. ' +
+  'A SHA-256 mismatch means the object changed after the backup (S3 access logs, CloudTrail); a table missing or short means the restore lost data: keep older backups (raise RETENTION_COUNT) until it is understood.';
+
+/** Drills every database in turn; one database's problem never stops the others. */
+export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<DrillDatabaseReport[]> {
+  const parentDir = options.server.parentDir ?? tmpdir();
+  // A sandbox reused after a run killed at its timeout may still hold that run's server.
+  for (const dir of sweepStaleServers(parentDir)) deps.log.warn('removed a throwaway server left by an earlier run', { stage: 'drill', dir });
+  const reports: DrillDatabaseReport[] = [];
+  for (const database of options.databases) {
+    const report = await drillDatabase(deps, options, database, parentDir);
+    reports.push(report);
+    deps.drillFinished(database, report.status);
+    if (report.key) {
+      await deps.writeReport(report.key, JSON.stringify(report, null, 2)).catch((err: unknown) => {
+        deps.log.error('could not write the drill report', { stage: 'drill', database, key: report.key, error: (err as Error).message });
+      });
+    }
+    if (report.status !== 'ok') await deps.alert(formatDrillAlert(report));
+    deps.log.info('drill finished', { stage: 'drill', database, key: report.key, status: report.status, failingTables: report.failingTables });
+  }
+  return reports;
+}
+
+async function drillDatabase(deps: DrillDeps, options: DrillOptions, database: string, parentDir: string): Promise<DrillDatabaseReport> {
+  const drilledAt = (deps.now ?? (() => new Date()))().toISOString();
+  const base = {
+    kind: 'pg-s3-backup restore drill' as const,
+    database,
+    drilledAt,
+    tables: [] as DrillTable[],
+    failingTables: [] as string[],
+    warnings: [] as string[],
+    verify: undefined,
+  };
+  let key: string | undefined;
+  let manifest: Manifest;
+  try {
+    key = await deps.newestBackup(database);
+    if (!key) {
+      return { ...base, status: 'failed', key: undefined, rowCounts: undefined, problems: [{ stage: 'drill', message: `no complete backup of "${database}"` }], requiredTempBytes: undefined, availableTempBytes: undefined, whatToDo: 'Check that the backup function runs (its own alarms) and that DATABASES names this database.' };
+    }
+    manifest = await deps.readManifest(key);
+  } catch (err) {
+    return { ...base, status: 'failed', key, rowCounts: undefined, problems: [{ stage: 'drill', message: (err as Error).message }], requiredTempBytes: undefined, availableTempBytes: undefined, whatToDo: FAILED_WHAT_TO_DO };
+  }
+  const rowCounts = manifest.tables ? manifest.rowCounts : undefined;
+  const required = requiredTempBytes(manifest);
+  const available = (deps.freeBytes ?? statfsFree)(parentDir);
+  if (required > available) {
+    return {
+      ...base,
+      status: 'skipped',
+      key,
+      rowCounts,
+      problems: [],
+      warnings: [`the drill needs about ${gb(required)} of temporary space (dump ${gb(manifest.bytes)}, restored database, server), the function has ${gb(available)}`],
+      requiredTempBytes: required,
+      availableTempBytes: available,
+      whatToDo:
+        'Raise the drill function\'s ephemeral storage (drillEphemeralStorageMiB, up to 10240) if that is enough; otherwise drill this database from a host with the space: ' +
+        '`pg-s3-backup verify --latest --database <name> --local --temp-dir <big folder>`, or run it in the container runner (the scale issue).',
+    };
+  }
+
+  const verify = await verifyOnThrowawayServer(deps.restore, { key, ...(options.jobs === undefined ? {} : { jobs: options.jobs }), server: { ...options.server, parentDir } });
+  const problems = [...verify.problems];
+  const warnings = [...verify.warnings];
+  let tables: DrillTable[] = [];
+  if (!manifest.tables) {
+    warnings.push('the manifest holds no row counts (written before row counts, or ROW_COUNTS=off): only the restore itself and the archive\'s tables are proven');
+  } else if (verify.sha256Verified && verify.tables.length + problems.length > 0) {
+    tables = compareCounts(manifest.rowCounts, manifest.tables, verify.tables);
+  }
+  const failingTables = tables.filter((t) => !t.ok).map((t) => `${t.schema}.${t.table}: ${t.problem}`);
+  for (const f of failingTables) problems.push({ stage: 'drill', message: f });
+  const status = problems.length === 0 ? 'ok' : 'failed';
+  return { ...base, status, key, rowCounts, tables, failingTables, problems, warnings, requiredTempBytes: required, availableTempBytes: available, verify, whatToDo: status === 'ok' ? undefined : FAILED_WHAT_TO_DO };
+}
+
+function gb(bytes: number): string {
+  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/** The alert of a drill that failed or was skipped: what, which tables, what to do. */
+export function formatDrillAlert(r: DrillDatabaseReport): Message {
+  const word = r.status === 'skipped' ? 'SKIPPED (too large)' : 'FAILED';
+  const lines = [
+    `Restore drill ${word} for database "${r.database}".`,
+    `Backup: ${r.key ?? '(none)'}`,
+    `Drilled at: ${r.drilledAt}`,
+    ...(r.failingTables.length ? ['', 'Failing tables:', ...r.failingTables.slice(0, 50).map((t) => `  - ${t}`), ...(r.failingTables.length > 50 ? [`  … and ${r.failingTables.length - 50} more`] : [])] : []),
+    ...(r.problems.length ? ['', 'Problems:', ...r.problems.filter((p) => !r.failingTables.includes(p.message)).slice(0, 20).map((p) => `  - (${p.stage}) ${p.message}`)] : []),
+    ...(r.warnings.length ? ['', 'Warnings:', ...r.warnings.map((w) => `  - ${w}`)] : []),
+    ...(r.whatToDo ? ['', `What to do: ${r.whatToDo}`] : []),
+    ...(r.key ? ['', `Full report: ${verifyReportKeyFor(r.key)}`] : []),
+  ];
+  return { subject: subjectText(`${SUBJECT_PREFIX} restore drill ${word}: ${r.database}`), body: lines.join('\n') };
+}
+
+/** What the drill function needs beyond the engine's usual pieces. */
+export interface DrillRunSettings {
+  /** The pg-server layer (default /opt/pg-server). */
+  readonly serverLayerRoot?: string | undefined;
+  /** Where the dump and the throwaway server go (default: the OS temporary folder, /tmp on Lambda). */
+  readonly tempDir?: string | undefined;
+  readonly jobs?: number | undefined;
+  /** Free bytes of the temporary folder (default: statfs); tests and the size check's doc use it. */
+  readonly freeBytes?: ((dir: string) => number) | undefined;
+}

@@ -1,0 +1,61 @@
+/**
+ * The drill function's entry point, kept thin: load the configuration once per container, run the
+ * engine's drill (engine/restore/drill.ts) for DATABASES (or every database in the bucket), shape
+ * the result. The drill has already written each report and alerted; a failed drill throws so
+ * that Lambda's Errors metric and the alarms see it. A database skipped for its size does not
+ * throw (its warning alert says what to do); its missing DrillSucceeded keeps the dead-man alarm
+ * honest.
+ */
+import type { Context } from 'aws-lambda';
+import { z } from 'zod';
+import { loadConfig, type Config, type Env } from '../engine/config.ts';
+import { createDeps, type Deps } from '../engine/deps.ts';
+import { PgS3BackupError, RequestError } from '../engine/errors.ts';
+import { runDrillFromConfig } from '../engine/restore/drill-run.ts';
+import type { DrillRunSettings } from '../engine/restore/drill.ts';
+
+export interface DrillHandlerResult {
+  readonly status: 'ok' | 'skipped';
+  readonly databases: readonly { database: string; key: string | undefined; status: string; failingTables: readonly string[] }[];
+}
+
+const DrillEvent = z.strictObject({ databases: z.array(z.string().min(1)).min(1).optional() });
+
+/** Scheduled events (an EventBridge envelope, or nothing) drill as configured; `{"databases": [...]}` narrows it. */
+export function parseDrillEvent(event: unknown): { databases?: string[] } {
+  if (event === null || typeof event !== 'object' || Array.isArray(event)) return {};
+  const e = event as Record<string, unknown>;
+  if (Object.keys(e).length === 0 || 'detail-type' in e || e.source === 'aws.scheduler' || e.source === 'aws.events') return {};
+  const parsed = DrillEvent.safeParse(e);
+  if (!parsed.success) throw new RequestError(`invalid drill event: ${parsed.error.issues.map((i) => i.message).join('; ')}`, { hint: 'Send {"databases"?: string[]}.' });
+  return parsed.data.databases ? { databases: parsed.data.databases } : {};
+}
+
+export class DrillFailedError extends PgS3BackupError {
+  constructor(message: string) {
+    super('drill', message, { hint: 'Read the alert and the <dump key>.verify.json report (docs/runbooks/database-restore.md, "When the drill fails").' });
+    this.name = 'DrillFailedError';
+  }
+}
+
+export function createDrillHandler(env: Env = process.env, overrides: Partial<Deps> = {}, settings: Omit<DrillRunSettings, 'serverLayerRoot'> = {}): (event: unknown, context: Pick<Context, 'awsRequestId'>) => Promise<DrillHandlerResult> {
+  let loaded: { config: Config; deps: Deps } | undefined;
+  return async (event) => {
+    const request = parseDrillEvent(event);
+    if (!loaded) {
+      // The drill reads the bucket only: no database credentials.
+      const config = loadConfig(env, { requireCredentials: false });
+      loaded = { config, deps: createDeps(config, overrides) };
+    }
+    const config = request.databases ? { ...loaded.config, databases: request.databases } : loaded.config;
+    const reports = await runDrillFromConfig(config, loaded.deps, { ...settings, serverLayerRoot: config.serverLayerRoot });
+    const databases = reports.map((r) => ({ database: r.database, key: r.key, status: r.status, failingTables: r.failingTables }));
+    const failed = reports.filter((r) => r.status === 'failed');
+    if (failed.length > 0) {
+      throw new DrillFailedError(`restore drill failed for ${failed.map((r) => `${r.database} (${r.failingTables.length ? r.failingTables.join('; ') : r.problems.map((p) => p.message).join('; ')})`).join(', ')}`);
+    }
+    return { status: reports.some((r) => r.status === 'skipped') ? 'skipped' : 'ok', databases };
+  };
+}
+
+export const handler = createDrillHandler();
