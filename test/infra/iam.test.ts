@@ -65,8 +65,19 @@ const CALLS: Record<string, readonly Permission[]> = {
   ],
   AbortMultipartUploadCommand: [{ action: 's3:AbortMultipartUpload', on: 'object' }],
   DeleteObjectsCommand: [{ action: 's3:DeleteObject', on: 'object' }],
-  // @aws-sdk/lib-storage: CreateMultipartUpload, UploadPart, CompleteMultipartUpload (s3:PutObject),
-  // AbortMultipartUpload on failure; a multipart upload under SSE-KMS needs both KMS actions.
+  // The engine's own multipart upload: each part and the completion are s3:PutObject; under SSE-KMS
+  // a part needs the data key (GenerateDataKey) and the completion decrypts it (Decrypt).
+  UploadPartCommand: [
+    { action: 's3:PutObject', on: 'object' },
+    { action: 'kms:GenerateDataKey', on: 'bucketKey' },
+  ],
+  CompleteMultipartUploadCommand: [
+    { action: 's3:PutObject', on: 'object' },
+    { action: 'kms:GenerateDataKey', on: 'bucketKey' },
+    { action: 'kms:Decrypt', on: 'bucketKey' },
+  ],
+  // @aws-sdk/lib-storage, should a bundle use it again: CreateMultipartUpload, UploadPart,
+  // CompleteMultipartUpload (s3:PutObject), AbortMultipartUpload on failure.
   Upload: [
     { action: 's3:PutObject', on: 'object' },
     { action: 's3:AbortMultipartUpload', on: 'object' },
@@ -375,7 +386,7 @@ describe('every permission the system uses, evaluated by an IAM policy simulator
     const unmapped = [...calls.keys()].filter((c) => !(c in CALLS)).map((c) => `${c} (${calls.get(c)!.join(', ')})`);
     expect(unmapped, 'new AWS calls: add their IAM actions to CALLS in this test, and the permissions to the function role').toEqual([]);
     // The scan sees the calls it must see (a broken scan would prove nothing).
-    for (const c of ['Upload', 'ListObjectsV2Command', 'GetObjectCommand', 'DeleteObjectsCommand', 'GetSecretValueCommand', 'PublishCommand', 'DeleteObjectCommand(VersionId)']) expect(calls.has(c), c).toBe(true);
+    for (const c of ['CreateMultipartUploadCommand', 'UploadPartCommand', 'CompleteMultipartUploadCommand', 'AbortMultipartUploadCommand', 'ListObjectsV2Command', 'GetObjectCommand', 'DeleteObjectsCommand', 'GetSecretValueCommand', 'PublishCommand', 'DeleteObjectCommand(VersionId)']) expect(calls.has(c), c).toBe(true);
   });
 
   it('lets the function make every call of its code, for every object it writes (each database, the globals, the check probes)', async () => {
