@@ -5,8 +5,10 @@
  *     the credentials in a secret in RDS format, as in production;
  *  2. the Lambda handler itself, run locally four "nights" in a row (real pg_dump 18 from the layer,
  *     streamed into S3, manifest, retention with RETENTION_COUNT=2, so the oldest are pruned);
- *  3. `pg-s3-backup list`, then the restore drill on the newest backup (sha256, pg_restore into
- *     a scratch database, row counts), and a summary with sizes and timings.
+ *  3. `pg-s3-backup list`, then the nightly restore drill (the drill function's handler): the
+ *     newest backup, sha256 checked, restored into a throwaway PostgreSQL 18 started in a temporary
+ *     folder from the pg-server layer, every table proven to hold the row count the manifest
+ *     recorded in the dump's snapshot; the report written next to the backup; a summary.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -17,11 +19,13 @@ import { main as cli } from '../cli/main.ts';
 import { formatBytes, formatDuration } from '../cli/output.ts';
 import { hostArchitecture } from '../layers/pg-dump/paths.ts';
 import { describeReport } from '../cli/verify.ts';
+import { createDrillHandler } from '../lambda/drill-handler.ts';
+import { verifyReportKeyFor, type DrillDatabaseReport } from '../engine/restore/drill.ts';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createHandler, type HandlerResult } from '../lambda/handler.ts';
 import { noMetrics } from '../engine/observability.ts';
-import { verifyBackup } from '../engine/restore/verify.ts';
 import { findMotoPython, MOTO_HOWTO, startEmbeddedPostgres, startMotoServer, type EmbeddedPostgresServer, type MotoServer } from './local-services.ts';
-import { ensureLayer, isLayerBuilt } from './layer.ts';
+import { ensureLayer, ensureServerLayer, isLayerBuilt, isServerLayerBuilt } from './layer.ts';
 import { addOrders, countRows, createShop } from './sample-shop.ts';
 
 const NIGHTS = 4;
@@ -57,6 +61,8 @@ async function demo(): Promise<void> {
   const arch = hostArchitecture();
   if (!isLayerBuilt(arch)) console.log('  the pg_dump layer is not built yet: building it (about 30 s, once)…');
   const pgDump = join(await ensureLayer(arch), 'bin', 'pg_dump');
+  if (!isServerLayerBuilt(arch)) console.log('  the pg-server layer (the drill\'s throwaway PostgreSQL) is not built yet: building it (2 to 6 minutes, once)…');
+  const serverLayer = await ensureServerLayer(arch);
   const password = randomBytes(12).toString('base64url');
   // Each is recorded as soon as it is up, so that cleanup stops it even if the other fails.
   const up = await Promise.allSettled([startEmbeddedPostgres({ password, tempPrefix: 'pgs3b-demo-pg-' }).then((p) => (postgres = p)), startMotoServer().then((a) => (aws = a))]);
@@ -116,12 +122,21 @@ async function demo(): Promise<void> {
   const listCode = await cli(['list', '--database', DATABASE], { stdout: process.stdout, stderr: process.stderr, env: { ...process.env, ...env } });
   if (listCode !== 0) throw new Error(`pg-s3-backup list exited ${listCode}`);
 
-  step('Restore drill on the newest backup: sha256, pg_restore --list, restore into a scratch database, counts');
-  const scratch = ctx.target(`postgresql://${postgres.user}@${postgres.host}:${postgres.port}/postgres`, 'scratch');
-  const newest = await ctx.selectBackup({ latest: true, database: DATABASE });
-  const report = await verifyBackup(ctx.restoreDeps(undefined), { key: newest, scratch: { ...scratch, password } });
+  step('The nightly restore drill (the drill function): newest backup, sha256, restore into a throwaway PostgreSQL, every table\'s count proven');
+  // The drill reads the bucket only: no database credentials.
+  const { DB_SECRET_ID: _secret, ...bucketOnly } = env;
+  const drillEnv: Record<string, string | undefined> = { ...process.env, ...bucketOnly, PG_SERVER_LAYER: serverLayer, DATABASES: DATABASE };
+  const drilled = await createDrillHandler(drillEnv, { log: ctx.log, metrics: noMetrics })({ source: 'aws.scheduler' }, { awsRequestId: 'demo-drill' });
+  const newest = drilled.databases[0]!.key!;
+  const s3 = new S3Client({ forcePathStyle: true });
+  const drillReport = JSON.parse(
+    await (await s3.send(new GetObjectCommand({ Bucket: env.BACKUP_BUCKET, Key: verifyReportKeyFor(newest) }))).Body!.transformToString(),
+  ) as DrillDatabaseReport;
+  const report = drillReport.verify!;
   console.log(describeReport(report));
-  if (report.status !== 'ok') throw new Error('the restore drill failed (see the problems above)');
+  console.log(`  drill ${drillReport.status.toUpperCase()}: ${drillReport.tables.length} tables proven against the manifest's counts (${drillReport.rowCounts}), report s3://${env.BACKUP_BUCKET}/${verifyReportKeyFor(newest)}`);
+  for (const t of drillReport.tables) console.log(`    ${`${t.schema}.${t.table}`.padEnd(24)} backup ${String(t.expectedRows).padStart(8)}  restored ${String(t.restoredRows).padStart(8)}  ${t.ok ? 'ok' : `FAILED: ${t.problem}`}`);
+  if (drillReport.status !== 'ok') throw new Error('the restore drill failed (see the problems above)');
   const source = await countRows({ ...admin, database: DATABASE });
   if (source !== report.totalRows) throw new Error(`the restored copy has ${report.totalRows} rows, the database ${source}`);
 
