@@ -110,9 +110,11 @@ describe('restore --create: the database as the archive defines it', () => {
   });
 
   it('keeps a SQL_ASCII database SQL_ASCII (its bytes stay usable)', async () => {
-    const run = await restore('fid_ascii', svc.pg, 'ascii_copy', '--create');
-    expect(run.code, run.stderr).toBe(0);
-    expect(await compareDatabases({ pg: svc.pg, database: 'fid_ascii' }, { pg: svc.pg, database: 'ascii_copy' })).toEqual([]);
+    for (const [into, jobs] of [['ascii_copy', '1'], ['ascii_jobs', '2']] as const) {
+      const run = await restore('fid_ascii', svc.pg, into, '--create', '--jobs', jobs);
+      expect(run.code, run.stderr).toBe(0);
+      expect(await compareDatabases({ pg: svc.pg, database: 'fid_ascii' }, { pg: svc.pg, database: into }), into).toEqual([]);
+    }
     expect(await svc.pg.query('SELECT upper(s) AS u FROM words WHERE id = 2', [], 'ascii_copy')).toEqual([{ u: 'PLAIN' }]);
     expect(await svc.pg.query('SELECT count(upper(s)) AS n FROM words', [], 'ascii_copy')).toEqual([{ n: '2' }]);
   });
