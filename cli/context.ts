@@ -28,6 +28,8 @@ export interface CliIo {
   readonly lambda?: () => Pick<LambdaClient, 'send'>;
   /** AWS clients `doctor` uses (tests inject them; default: real clients). */
   readonly aws?: Partial<DoctorClients>;
+  /** Aborted on SIGTERM/SIGINT (reason: an InterruptedError): commands stop and clean up. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export class CliContext {
@@ -38,9 +40,12 @@ export class CliContext {
   private depsValue: Deps | undefined;
   readonly lambda: (() => Pick<LambdaClient, 'send'>) | undefined;
   readonly aws: Partial<DoctorClients> | undefined;
+  /** Never aborted when the caller gave none (tests running the program in-process). */
+  readonly signal: AbortSignal;
 
   constructor(io: CliIo) {
     this.env = io.env;
+    this.signal = io.signal ?? new AbortController().signal;
     this.lambda = io.lambda;
     this.aws = io.aws;
     this.now = io.now ?? Date.now;
@@ -114,6 +119,7 @@ export class CliContext {
       now: this.now,
       onProgress: this.out.progress,
       env: this.env,
+      signal: this.signal,
     };
   }
 

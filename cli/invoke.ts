@@ -36,8 +36,9 @@ export function registerInvoke(program: Command, ctx: CliContext): void {
       }
       const payload = invokePayload(opts);
       ctx.out.progress({ event: 'invoking', function: functionName, payload });
-      // A backup may run for the function's whole 15 minutes: the HTTP request must outlive it.
-      const client = ctx.lambda?.() ?? new LambdaClient({ requestHandler: { requestTimeout: 16 * 60_000 }, maxAttempts: 1 });
+      // A backup may run for the function's whole 15 minutes: the HTTP request must outlive it,
+      // and no longer (without throwOnRequestTimeout the SDK only logs a breached timeout).
+      const client = ctx.lambda?.() ?? new LambdaClient({ requestHandler: { connectionTimeout: 10_000, requestTimeout: 16 * 60_000, throwOnRequestTimeout: true }, maxAttempts: 1 });
       let res;
       try {
         res = await client.send(new InvokeCommand({ FunctionName: functionName, InvocationType: 'RequestResponse', Payload: Buffer.from(JSON.stringify(payload)) }));

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { listDatabases } from '../engine/store/s3-store.ts';
 import { pruneDatabase, pruneGlobals, type PruneResult } from '../engine/backup/retention.ts';
+import { abortStaleUploads, type StaleUploadsResult } from '../engine/backup/stale-uploads.ts';
 import type { CliContext } from './context.ts';
 import { collect } from './options.ts';
 
@@ -29,19 +30,28 @@ export function registerPrune(program: Command, ctx: CliContext): void {
         const globals = await pruneGlobals(store, { retentionCount: config.retentionCount, dryRun: opts.dryRun, log: ctx.log });
         if (globals.kept.length + globals.deleted.length > 0) results.push(globals);
       }
-      const summary = { retentionCount: config.retentionCount, dryRun: opts.dryRun === true, databases: results };
+      // Multipart uploads nobody will complete (an abort that failed, a killed process): the whole
+      // prefix, whatever the databases asked for, since their keys are not backups of anyone.
+      const uploads = await abortStaleUploads(store, { minAgeMs: config.staleUploadAgeMs, dryRun: opts.dryRun, log: ctx.log });
+      const summary = { retentionCount: config.retentionCount, dryRun: opts.dryRun === true, databases: results, staleUploads: uploads };
       ctx.out.result(summary, describePrune(summary));
     });
 }
 
-function describePrune(s: { retentionCount: number; dryRun: boolean; databases: readonly PruneResult[] }): string {
-  if (s.databases.length === 0) return 'no backups found: nothing to prune';
+function describePrune(s: { retentionCount: number; dryRun: boolean; databases: readonly PruneResult[]; staleUploads: StaleUploadsResult }): string {
+  const uploads = s.staleUploads.aborted.length === 0
+    ? []
+    : [`${s.dryRun ? 'would abort' : 'aborted'} ${s.staleUploads.aborted.length} stale multipart upload(s):`, ...s.staleUploads.aborted.map((u) => `  ${u.key} (upload id ${u.uploadId}, started ${u.initiated})`)];
+  if (s.databases.length === 0) return ['no backups found: nothing to prune', ...uploads].join('\n');
   const verb = s.dryRun ? 'would delete' : 'deleted';
-  return s.databases
-    .map((r) => [
-      `${r.database}: kept ${r.kept.length} (RETENTION_COUNT=${s.retentionCount}), ${verb} ${r.deleted.length} object(s)`,
-      ...r.deleted.map((k) => `  ${k}`),
-      ...r.unreadable.map((k) => `  left in place, not counted (unreadable manifest): ${k}`),
-    ].join('\n'))
-    .join('\n');
+  return [
+    ...s.databases.map((r) =>
+      [
+        `${r.database}: kept ${r.kept.length} (RETENTION_COUNT=${s.retentionCount}), ${verb} ${r.deleted.length} object(s)`,
+        ...r.deleted.map((k) => `  ${k}`),
+        ...r.unreadable.map((k) => `  left in place, not counted (unreadable manifest): ${k}`),
+      ].join('\n'),
+    ),
+    ...uploads,
+  ].join('\n');
 }

@@ -33,7 +33,7 @@ export function registerRun(program: Command, ctx: CliContext): void {
         if (err instanceof PgS3BackupError) await deliverFailure(ctx, configFailureMessage(err, startedAt));
         throw err;
       }
-      const result = await runBackup({ databases: opts.database, reason: opts.reason, dryRun: opts.dryRun }, config, ctx.deps({ needsCredentials: true }));
+      const result = await runBackup({ databases: opts.database, reason: opts.reason, dryRun: opts.dryRun }, config, ctx.deps({ needsCredentials: true }), { signal: ctx.signal });
       if (config.heartbeatUrl) {
         // Before the result, which stays the last line of the output.
         await pingHeartbeat(config.heartbeatUrl, result.status === 'succeeded' ? 'success' : 'fail', {

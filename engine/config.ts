@@ -62,6 +62,33 @@ export interface Config {
   readonly heartbeatUrl: string | undefined;
   /** HEARTBEAT_TIMEOUT_SECONDS: a ping never holds a run longer than this. */
   readonly heartbeatTimeoutMs: number;
+  /** Bounds of every AWS SDK call (S3, Secrets Manager, SNS): see `AwsTimeouts`. */
+  readonly aws: AwsTimeouts;
+  /** ALERT_TIMEOUT_SECONDS: the longest one alert may take to publish (all its attempts). */
+  readonly alertTimeoutMs: number;
+  /** RUN_TIMEOUT_SECONDS: the whole run's deadline off Lambda (in Lambda the smaller of it and the remaining time). */
+  readonly runTimeoutMs: number;
+  /** PG_LOCK_WAIT_TIMEOUT (seconds): pg_dump's `--lock-wait-timeout`, so a held lock fails the dump instead of hanging it. */
+  readonly lockWaitTimeoutSeconds: number;
+  /** DUMP_STALL_TIMEOUT_SECONDS: no dump bytes for this long stops pg_dump and aborts the upload. */
+  readonly dumpStallMs: number;
+  /** STALE_UPLOAD_AGE_SECONDS: prune aborts multipart uploads under the prefix older than this (by S3's clock). */
+  readonly staleUploadAgeMs: number;
+}
+
+/**
+ * The AWS SDK's own defaults wait forever on a server that accepts the connection and never
+ * answers; these bound each attempt, and `maxAttempts` the retries.
+ */
+export interface AwsTimeouts {
+  /** AWS_CONNECT_TIMEOUT_SECONDS: TCP (and TLS) connection set-up. */
+  readonly connectTimeoutMs: number;
+  /** AWS_REQUEST_TIMEOUT_SECONDS: from sending a request to its response's headers (an upload's part included). */
+  readonly requestTimeoutMs: number;
+  /** AWS_SOCKET_TIMEOUT_SECONDS: the longest silence on an open connection, response bodies (downloads) included. */
+  readonly socketTimeoutMs: number;
+  /** AWS_MAX_ATTEMPTS: attempts per call, the first included (the SDK's standard retry mode). */
+  readonly maxAttempts: number;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -82,6 +109,18 @@ export const DEFAULTS = {
   connectTimeoutSeconds: 10,
   timeMarginSeconds: 30,
   heartbeatTimeoutSeconds: 10,
+  awsConnectTimeoutSeconds: 5,
+  awsRequestTimeoutSeconds: 120,
+  awsSocketTimeoutSeconds: 30,
+  awsMaxAttempts: 3,
+  /** With the clean-up's 20 s, fits in the Lambda's default 30 s TIME_MARGIN_SECONDS. */
+  alertTimeoutSeconds: 10,
+  /** Six hours: far beyond any dump this tool is meant for, short enough to never overlap the next night. */
+  runTimeoutSeconds: 6 * 3600,
+  lockWaitTimeoutSeconds: 60,
+  dumpStallTimeoutSeconds: 300,
+  /** A day, like orphan dumps: no upload of a running backup is that old. */
+  staleUploadAgeSeconds: 86_400,
 } as const;
 
 /*
@@ -162,6 +201,15 @@ export const ENGINE_SETTINGS = {
   HEARTBEAT_TIMEOUT_SECONDS: wholeNumber(1, 120),
   /** Set by ECS in every Fargate task: the engine then runs without Lambda's time budget. */
   ECS_CONTAINER_METADATA_URI_V4: text,
+  AWS_CONNECT_TIMEOUT_SECONDS: wholeNumber(1, 300),
+  AWS_REQUEST_TIMEOUT_SECONDS: wholeNumber(1, 3600),
+  AWS_SOCKET_TIMEOUT_SECONDS: wholeNumber(1, 3600),
+  AWS_MAX_ATTEMPTS: wholeNumber(1, 10),
+  ALERT_TIMEOUT_SECONDS: wholeNumber(1, 300),
+  RUN_TIMEOUT_SECONDS: wholeNumber(1, 7 * 86_400),
+  PG_LOCK_WAIT_TIMEOUT: wholeNumber(1, 86_400),
+  DUMP_STALL_TIMEOUT_SECONDS: wholeNumber(1, 86_400),
+  STALE_UPLOAD_AGE_SECONDS: wholeNumber(0, 365 * 86_400),
 } as const;
 
 export type EngineVariable = keyof typeof ENGINE_SETTINGS;
@@ -268,6 +316,17 @@ export function loadConfig(env: Env = process.env, options: LoadConfigOptions = 
     inLambda,
     heartbeatUrl: c.HEARTBEAT_URL,
     heartbeatTimeoutMs: (c.HEARTBEAT_TIMEOUT_SECONDS ?? DEFAULTS.heartbeatTimeoutSeconds) * 1000,
+    aws: Object.freeze({
+      connectTimeoutMs: (c.AWS_CONNECT_TIMEOUT_SECONDS ?? DEFAULTS.awsConnectTimeoutSeconds) * 1000,
+      requestTimeoutMs: (c.AWS_REQUEST_TIMEOUT_SECONDS ?? DEFAULTS.awsRequestTimeoutSeconds) * 1000,
+      socketTimeoutMs: (c.AWS_SOCKET_TIMEOUT_SECONDS ?? DEFAULTS.awsSocketTimeoutSeconds) * 1000,
+      maxAttempts: c.AWS_MAX_ATTEMPTS ?? DEFAULTS.awsMaxAttempts,
+    }),
+    alertTimeoutMs: (c.ALERT_TIMEOUT_SECONDS ?? DEFAULTS.alertTimeoutSeconds) * 1000,
+    runTimeoutMs: (c.RUN_TIMEOUT_SECONDS ?? DEFAULTS.runTimeoutSeconds) * 1000,
+    lockWaitTimeoutSeconds: c.PG_LOCK_WAIT_TIMEOUT ?? DEFAULTS.lockWaitTimeoutSeconds,
+    dumpStallMs: (c.DUMP_STALL_TIMEOUT_SECONDS ?? DEFAULTS.dumpStallTimeoutSeconds) * 1000,
+    staleUploadAgeMs: (c.STALE_UPLOAD_AGE_SECONDS ?? DEFAULTS.staleUploadAgeSeconds) * 1000,
   });
 }
 

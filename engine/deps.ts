@@ -9,7 +9,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { spawn } from 'node:child_process';
-import type { Config } from './config.ts';
+import { DEFAULTS, type AwsTimeouts, type Config } from './config.ts';
 import { createLogger, createMetrics, type Log, type MetricsSink } from './observability.ts';
 import { queryServerInfo, type ServerInfo } from './pg/client.ts';
 import type { PgConnection } from './pg/connection.ts';
@@ -39,11 +39,38 @@ export interface Deps {
   readonly onDumpProgress?: ((progress: { readonly database: string; readonly key: string; readonly bytes: number }) => void) | undefined;
 }
 
-export function createDeps(config: Pick<Config, 'forcePathStyle'>, overrides: Partial<Deps> = {}): Deps {
+/** The documented defaults, for callers that have no configuration. */
+export const DEFAULT_AWS_TIMEOUTS: AwsTimeouts = {
+  connectTimeoutMs: DEFAULTS.awsConnectTimeoutSeconds * 1000,
+  requestTimeoutMs: DEFAULTS.awsRequestTimeoutSeconds * 1000,
+  socketTimeoutMs: DEFAULTS.awsSocketTimeoutSeconds * 1000,
+  maxAttempts: DEFAULTS.awsMaxAttempts,
+};
+
+/**
+ * Options every AWS client gets: without them the SDK waits forever on a server that accepts the
+ * connection and never answers (a black-holed endpoint, a dead NAT). `throwOnRequestTimeout`
+ * turns the request timeout into an error (the SDK otherwise only logs it); the socket timeout
+ * also bounds a response body that stops arriving (a download).
+ */
+export function awsClientOptions(t: AwsTimeouts) {
   return {
-    s3: overrides.s3 ?? new S3Client({ forcePathStyle: config.forcePathStyle }),
-    secrets: overrides.secrets ?? new SecretsManagerClient({}),
-    sns: overrides.sns ?? new SNSClient({}),
+    maxAttempts: t.maxAttempts,
+    requestHandler: {
+      connectionTimeout: t.connectTimeoutMs,
+      requestTimeout: t.requestTimeoutMs,
+      throwOnRequestTimeout: true,
+      socketTimeout: t.socketTimeoutMs,
+    },
+  };
+}
+
+export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<Pick<Config, 'aws'>>, overrides: Partial<Deps> = {}): Deps {
+  const aws = awsClientOptions(config.aws ?? DEFAULT_AWS_TIMEOUTS);
+  return {
+    s3: overrides.s3 ?? new S3Client({ forcePathStyle: config.forcePathStyle, ...aws }),
+    secrets: overrides.secrets ?? new SecretsManagerClient(aws),
+    sns: overrides.sns ?? new SNSClient(aws),
     spawn: overrides.spawn ?? (spawn as SpawnFn),
     now: overrides.now ?? (() => new Date()),
     log: overrides.log ?? createLogger(),

@@ -12,6 +12,7 @@ export type Stage =
   | 'manifest'
   | 'prune'
   | 'timeout'
+  | 'interrupted'
   | 'list'
   | 'download'
   | 'restore'
@@ -24,9 +25,24 @@ export interface PgS3BackupErrorOptions extends ErrorOptions {
   readonly hint?: string;
 }
 
+/**
+ * What a failed upload could not clean up, so that alerts never claim "nothing was written" when
+ * something was: a multipart upload whose abort failed, or an object left at the key.
+ */
+export interface Leftover {
+  /** The multipart upload still open (its parts are stored and billed). */
+  readonly uploadId?: string | undefined;
+  /** An object left at the dump key (no manifest: not a backup; prune removes it after a day). */
+  readonly objectKey?: string | undefined;
+  /** Why it could not be removed (the last error). */
+  readonly reason: string;
+}
+
 export class PgS3BackupError extends Error {
   readonly stage: Stage;
   readonly hint: string | undefined;
+  /** Set by the clean-up after the error, when it could not remove everything. */
+  leftover: Leftover | undefined;
   constructor(stage: Stage, message: string, options: PgS3BackupErrorOptions = {}) {
     super(message, options);
     this.name = 'PgS3BackupError';
@@ -63,7 +79,11 @@ export interface ProcessErrorOptions extends PgS3BackupErrorOptions {
  */
 export function dumpHint(outcome: ProcessOutcome): string {
   const text = outcome.stderrTail.join('\n');
-  if (outcome.signal === 'SIGKILL') return 'pg_dump was killed (often out of memory): give the function more memory.';
+  // --lock-wait-timeout ends the wait as a statement timeout on pg_dump's LOCK TABLE.
+  if (/could not obtain lock|lock timeout|Query was: LOCK TABLE/i.test(text)) {
+    return 'Another session holds a lock on a table (ACCESS EXCLUSIVE: a migration, VACUUM FULL, ALTER TABLE, a stuck transaction) longer than PG_LOCK_WAIT_TIMEOUT: find it in pg_locks / pg_stat_activity, then run the backup again (or schedule it away from the maintenance).';
+  }
+  if (outcome.signal === 'SIGKILL') return 'pg_dump was killed by SIGKILL (out of memory, or by force): on Lambda, give the function more memory; elsewhere check the kernel log (dmesg) for the OOM killer.';
   if (/server version mismatch/i.test(text)) return 'The server is newer than pg_dump: rebuild the pg_dump layer with matching client tools.';
   if (/permission denied for large object/i.test(text)) {
     return (
@@ -189,9 +209,22 @@ export class TimeBudgetError extends PgS3BackupError {
   }
 }
 
+/** The run was stopped by a signal (SIGTERM from systemd or `kill`, SIGINT from Ctrl-C). */
+export class InterruptedError extends PgS3BackupError {
+  readonly signal: NodeJS.Signals;
+  constructor(signal: NodeJS.Signals, message = `interrupted by ${signal}`, options: PgS3BackupErrorOptions = {}) {
+    super('interrupted', message, {
+      hint: 'The run was stopped from outside (systemd stop, kill, Ctrl-C, a shutdown): pg_dump was stopped and the upload aborted. Run the backup again.',
+      ...options,
+    });
+    this.name = 'InterruptedError';
+    this.signal = signal;
+  }
+}
+
 /** One or more databases failed in a run; each failure was reported and alerted on its own. */
 export class BackupRunError extends PgS3BackupError {
-  readonly failures: readonly { readonly database: string; readonly stage: Stage; readonly message: string }[];
+  readonly failures: readonly { readonly database: string; readonly stage: Stage; readonly message: string; readonly hint?: string | undefined }[];
   constructor(failures: BackupRunError['failures'], options: PgS3BackupErrorOptions = {}) {
     const first = failures[0];
     super(

@@ -3,6 +3,7 @@
  * logged, and the caller still fails with the original error).
  */
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import { DEFAULTS } from './config.ts';
 import { PgS3BackupError, type Stage } from './errors.ts';
 import type { Log } from './observability.ts';
 import { describeExit } from './pg/process.ts';
@@ -59,13 +60,34 @@ export function formatFailure(r: FailureReport): Message {
   lines.push(
     '',
     `Key attempted: ${r.key ? `s3://${r.bucket ?? ''}/${r.key}` : '(none: failed before choosing one)'}`,
-    'Nothing was written at that key: the upload was aborted, or never started. Existing backups were not pruned.',
+    ...leftoverLines(e, r.bucket),
     `Request id: ${r.requestId ?? '(none)'}`,
     `Started: ${r.startedAt.toISOString()}`,
     `Failed:  ${r.failedAt.toISOString()} (after ${Math.round((r.failedAt.getTime() - r.startedAt.getTime()) / 1000)} s)`,
   );
   if (e.cause instanceof Error && !e.message.includes(e.cause.message)) lines.push(`Cause: ${r.redact(`${e.cause.name}: ${e.cause.message}`)}`);
   return { subject: subjectText(`${SUBJECT_PREFIX} FAILED ${r.database}: ${r.stage}`), body: lines.join('\n') };
+}
+
+/** What the failed run left in the bucket: the truth, never "nothing" when the clean-up failed. */
+function leftoverLines(e: Error, bucket: string | undefined): string[] {
+  const left = e instanceof PgS3BackupError ? e.leftover : undefined;
+  const pruned = 'Existing backups were not pruned.';
+  if (!left) return [`Nothing was written at that key: the multipart upload was aborted, or never started. ${pruned}`];
+  const lines: string[] = [];
+  if (left.uploadId !== undefined) {
+    lines.push(
+      `The multipart upload could NOT be aborted (${left.reason}): upload id ${left.uploadId} is still open and its parts are stored.`,
+      `What removes it: the bucket's lifecycle rule (AbortIncompleteMultipartUpload), or \`pg-s3-backup prune\` once it is a day old, or by hand: aws s3api abort-multipart-upload --bucket ${bucket ?? '<bucket>'} --key <key above> --upload-id ${left.uploadId}`,
+    );
+  }
+  if (left.objectKey !== undefined) {
+    lines.push(
+      `An object may be left at that key (${left.reason}). It has no manifest, so it is not a backup: restore, list and retention ignore it, and prune deletes it once it is a day old.`,
+    );
+  }
+  lines.push(pruned);
+  return lines;
 }
 
 export interface SuccessSummary {
@@ -90,14 +112,18 @@ export function formatSuccess(backups: readonly SuccessSummary[], pruned: readon
   };
 }
 
-/** Publishes; returns false (and logs) instead of throwing when SNS fails or no topic is set. */
-export async function publish(sns: SNSClient, topicArn: string | undefined, message: Message, log: Log): Promise<boolean> {
+/**
+ * Publishes; returns false (and logs) instead of throwing when SNS fails or no topic is set.
+ * Bounded by `timeoutMs` (ALERT_TIMEOUT_SECONDS, every attempt included): a black-holed SNS
+ * endpoint costs one alert, never the run, so the next database is still backed up.
+ */
+export async function publish(sns: SNSClient, topicArn: string | undefined, message: Message, log: Log, timeoutMs: number = DEFAULTS.alertTimeoutSeconds * 1000): Promise<boolean> {
   if (!topicArn) {
     log.warn('no ALERT_TOPIC_ARN: alert only logged', { subject: message.subject, alert: message.body });
     return false;
   }
   try {
-    await sns.send(new PublishCommand({ TopicArn: topicArn, Subject: message.subject, Message: message.body }));
+    await sns.send(new PublishCommand({ TopicArn: topicArn, Subject: message.subject, Message: message.body }), { abortSignal: AbortSignal.timeout(timeoutMs) });
     return true;
   } catch (err) {
     log.error('could not publish to SNS', {

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { ALL_DATABASES, runBackup, type BackupRequest } from '../engine/backup/backup.ts';
 import { planRun, summarizeRun, type FanOutSummary, type PlannedBackup } from '../engine/backup/fanout.ts';
 import { loadConfig, type Config, type Env } from '../engine/config.ts';
-import { createDeps, type Deps } from '../engine/deps.ts';
+import { awsClientOptions, createDeps, DEFAULT_AWS_TIMEOUTS, type Deps } from '../engine/deps.ts';
 import { BackupRunError, PgS3BackupError, RequestError } from '../engine/errors.ts';
 import { formatFailure, publish } from '../engine/notify.ts';
 import { createLogger, type Log } from '../engine/observability.ts';
@@ -170,7 +170,8 @@ async function alertConfigError(err: unknown, env: Env, requestId: string, sns: 
   if (!topic || !(err instanceof PgS3BackupError)) return;
   const now = new Date();
   const message = formatFailure({ database: env.DATABASES?.trim() || ALL_DATABASES, stage: 'config', error: err, requestId, startedAt: now, failedAt: now, redact: (t) => t });
-  await publish(sns ?? new SNSClient({}), topic, message, log);
+  // The configuration is broken, so its timeouts are unknown: the documented defaults bound it.
+  await publish(sns ?? new SNSClient(awsClientOptions(DEFAULT_AWS_TIMEOUTS)), topic, message, log);
 }
 
 /**

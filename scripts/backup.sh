@@ -122,15 +122,44 @@ command -v "$node_bin" >/dev/null 2>&1 || fail config "node is missing: install 
 
 log info "backup starting (reason: $reason)"
 started=$(date +%s)
+# The CLI writes one JSON line per event when its output is not a terminal: a reader timestamps
+# each. Both run in the background so that a signal reaches this script while it waits:
+# `systemctl stop` (or a shutdown) signals the whole group, `kill <this pid>` only this script.
+# The CLI handles SIGTERM/SIGINT itself (stops pg_dump, aborts the upload, alerts "interrupted",
+# exits 128+signal); the reader ignores them so that it records the CLI's last lines.
+work=$(mktemp -d "${TMPDIR:-/tmp}/pg-s3-backup.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkfifo "$work/out"
+(
+  trap '' TERM INT
+  while IFS= read -r line; do
+    printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$line"
+    if $use_syslog; then logger -t "$tag" -- "$line" || true; fi
+  done < "$work/out"
+) &
+reader=$!
+"$node_bin" "$repo/bin/pg-s3-backup.mjs" run --reason "$reason" > "$work/out" 2>&1 &
+cli=$!
+interrupted=
+# Passed on to the CLI (it takes a second signal within 2 s of the first as the same one, as
+# when systemd signals both of us).
+trap 'interrupted=TERM; kill -TERM "$cli" 2>/dev/null || true' TERM
+trap 'interrupted=INT; kill -INT "$cli" 2>/dev/null || true' INT
 set +e
-# The CLI writes one JSON line per event when its output is not a terminal: each is timestamped.
-"$node_bin" "$repo/bin/pg-s3-backup.mjs" run --reason "$reason" 2>&1 | while IFS= read -r line; do
-  printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$line"
-  if $use_syslog; then logger -t "$tag" -- "$line" || true; fi
+wait "$cli"
+status=$?
+# `wait` returns early (status > 128) when a trapped signal arrives: the CLI is still cleaning up.
+while [ "$status" -gt 128 ] && kill -0 "$cli" 2>/dev/null; do
+  wait "$cli"
+  status=$?
 done
-status=${PIPESTATUS[0]}
+wait "$reader"
 set -e
 elapsed=$(( $(date +%s) - started ))
+if [ -n "$interrupted" ]; then
+  log err "backup INTERRUPTED by SIG$interrupted after ${elapsed}s (exit code $status): pg_dump stopped, upload aborted, alert published if ALERT_TOPIC_ARN is set"
+  exit "$status"
+fi
 if [ "$status" -ne 0 ]; then
   log err "backup FAILED with exit code $status after ${elapsed}s"
   # Exit 1 is the CLI's own verdict: it has alerted and failed the heartbeat (its lines above say

@@ -8,7 +8,7 @@
 import { buildGlobalsKey } from '../store/backup-key.ts';
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
-import { ConfigError, PgS3BackupError, TimeBudgetError, type Stage } from '../errors.ts';
+import { ConfigError, InterruptedError, PgS3BackupError, TimeBudgetError, type Stage } from '../errors.ts';
 import { MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
 import { selectDatabases } from '../pg/discover.ts';
 import { withDumpSnapshot } from './row-counts.ts';
@@ -22,9 +22,9 @@ import { prepareTls } from '../pg/tls.ts';
 import { pruneDatabase, pruneGlobals } from './retention.ts';
 import { putManifest, reserveDumpKey, type S3Store } from '../store/s3-store.ts';
 import { fetchCredentials, type DbCredentials } from '../secrets.ts';
-import { MIN_STREAM_PART_SIZE, partSizeForDatabase, streamToS3, type StreamUploadOptions } from './stream-upload.ts';
+import { DEFAULT_CLEANUP_TIMEOUT_MS, MIN_STREAM_PART_SIZE, partSizeForDatabase, streamToS3, type StreamUploadOptions } from './stream-upload.ts';
 import { TOOL_VERSION } from '../version.ts';
-import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 
 export interface BackupRequest {
   /** Overrides DATABASES for this run. */
@@ -35,11 +35,16 @@ export interface BackupRequest {
   readonly dryRun?: boolean | undefined;
 }
 
-/** Per-invocation facts (the Lambda context; the CLI passes nothing). */
+/** Per-invocation facts (the Lambda context; the CLI passes its signal handling). */
 export interface Invocation {
   readonly requestId?: string | undefined;
-  /** Lambda's `context.getRemainingTimeInMillis`: the dump stops TIME_MARGIN_SECONDS before it runs out. */
+  /** Lambda's `context.getRemainingTimeInMillis`: the run stops TIME_MARGIN_SECONDS before it runs out. */
   readonly remainingTimeMs?: (() => number) | undefined;
+  /**
+   * Aborted when the run must stop at once (the CLI's SIGTERM/SIGINT); its reason (an
+   * InterruptedError) is what the alert reports. pg_dump is stopped and the upload aborted.
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export interface BackupSummary {
@@ -85,12 +90,106 @@ export function storeFor(config: Pick<Config, 'bucket' | 'prefix'>, deps: Pick<D
   return { s3: deps.s3, bucket: config.bucket, prefix: config.prefix };
 }
 
+/**
+ * An AWS client whose every call is cancelled when `signal` fires: the run's time budget and its
+ * interruption reach every stage (secret, key check, upload, manifest, prune) this way.
+ */
+export function boundedClient<C extends { send: (...args: never[]) => Promise<unknown> }>(client: C, signal: AbortSignal): C {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      if (prop !== 'send') return Reflect.get(target, prop, receiver) as unknown;
+      return (command: unknown, options?: { abortSignal?: AbortSignal }) => {
+        const abortSignal = options?.abortSignal ? AbortSignal.any([signal, options.abortSignal]) : signal;
+        return (target.send as (c: unknown, o: unknown) => Promise<unknown>)(command, { ...options, abortSignal });
+      };
+    },
+  });
+}
+
+/** Resolves or rejects with `work`, or rejects with the signal's reason as soon as it fires. */
+export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e as Error);
+      },
+    );
+  });
+}
+
+/** The bound of the clean-up after a failed upload: it must fit in the Lambda's margin with an alert. */
+function cleanupTimeoutMs(config: Config): number {
+  return Math.min(DEFAULT_CLEANUP_TIMEOUT_MS, 3 * config.aws.requestTimeoutMs);
+}
+
 export async function runBackup(request: BackupRequest, config: Config, deps: Deps, invocation: Invocation = {}): Promise<RunResult> {
-  const log = deps.log;
   const runStartedAt = deps.now();
+  const t0 = Date.now();
   const remaining = invocation.remainingTimeMs?.();
-  const deadline = remaining === undefined ? undefined : Date.now() + remaining - config.timeMarginMs;
-  const store = storeFor(config, deps);
+  const lambdaBudget = remaining === undefined ? Infinity : remaining - config.timeMarginMs;
+  const budgetMs = Math.min(config.runTimeoutMs, lambdaBudget);
+  const budgetName = lambdaBudget <= config.runTimeoutMs
+    ? `the invocation's remaining time less TIME_MARGIN_SECONDS (${Math.round(config.timeMarginMs / 1000)} s)`
+    : `RUN_TIMEOUT_SECONDS (${Math.round(config.runTimeoutMs / 1000)} s)`;
+  /** Where the run is, for the budget's message. */
+  const current: { database: string; stage: Stage } = { database: ALL_DATABASES, stage: 'secret' };
+  // One signal for the whole run: the budget or an interruption aborts every AWS call, pg_dump and
+  // the upload, wherever the run is; alerts and clean-up then use the unbounded clients.
+  const run = new AbortController();
+  const budgetTimer = setTimeout(() => {
+    run.abort(new TimeBudgetError(`time budget exhausted after ${Math.round((Date.now() - t0) / 1000)} s, at stage "${current.stage}" of database ${JSON.stringify(current.database)} (${budgetName})`, { bytesWritten: 0, elapsedMs: Date.now() - t0 }, {
+      hint: budgetHint(current.stage, lambdaBudget <= config.runTimeoutMs),
+    }));
+  }, Math.max(0, budgetMs));
+  const onInterrupt = () => run.abort(invocation.signal?.reason);
+  if (invocation.signal?.aborted) onInterrupt();
+  else invocation.signal?.addEventListener('abort', onInterrupt, { once: true });
+  try {
+    return await runBounded(request, config, deps, invocation, { signal: run.signal, current, runStartedAt });
+  } finally {
+    clearTimeout(budgetTimer);
+    invocation.signal?.removeEventListener('abort', onInterrupt);
+  }
+}
+
+/** What the budget's hint says, by the stage it ended in. */
+function budgetHint(stage: Stage, lambda: boolean): string {
+  const more = lambda
+    ? 'give the function a longer timeout (15 min at most), or run large databases in host mode'
+    : 'raise RUN_TIMEOUT_SECONDS if the databases are that large';
+  switch (stage) {
+    case 'secret':
+      return 'Secrets Manager did not answer in time: check the secretsmanager VPC endpoint or NAT, and AWS_*_TIMEOUT_SECONDS.';
+    case 'connect':
+      return 'The database did not answer in time: check the network path and PG_CONNECT_TIMEOUT.';
+    case 'upload':
+    case 'manifest':
+    case 'prune':
+      return `S3 did not answer in time (stage ${stage}): check the S3 VPC endpoint or NAT and S3's health; AWS_*_TIMEOUT_SECONDS bound each request.`;
+    default:
+      return `Too much work for the time allowed: ${more}, or split DATABASES over several schedules.`;
+  }
+}
+
+interface RunScope {
+  readonly signal: AbortSignal;
+  readonly current: { database: string; stage: Stage };
+  readonly runStartedAt: Date;
+}
+
+async function runBounded(request: BackupRequest, config: Config, deps: Deps, invocation: Invocation, scope: RunScope): Promise<RunResult> {
+  const log = deps.log;
+  const { signal, current, runStartedAt } = scope;
+  const bounded: Deps = { ...deps, s3: boundedClient(deps.s3, signal), secrets: boundedClient(deps.secrets, signal) };
+  const store = storeFor(config, bounded);
   const reason = request.reason ?? 'on-demand';
   const dryRun = request.dryRun ?? false;
   const backups: BackupSummary[] = [];
@@ -98,8 +197,11 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
   let secrets: string[] = [];
   const redact = (t: string) => redactText(t, secrets);
 
+  /** After the run was stopped, whatever failed failed because of it: report the reason. */
+  const why = (err: unknown): unknown =>
+    signal.aborted && !(err instanceof TimeBudgetError) && !(err instanceof InterruptedError) ? signal.reason : err;
   const report = async (database: string, err: unknown, stage: Stage, key: string | undefined, startedAt: Date) => {
-    const error = toError(err, stage);
+    const error = toError(why(err), stage);
     const failure: BackupFailure = {
       database,
       stage: error.stage,
@@ -127,14 +229,14 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
       failedAt: deps.now(),
       redact,
     });
-    await publish(deps.sns, config.alertTopicArn, message, log);
+    await publish(deps.sns, config.alertTopicArn, message, log, config.alertTimeoutMs);
   };
 
   log.info('run started', { stage: 'config', reason, dryRun, requestId: invocation.requestId, bucket: config.bucket, prefix: config.prefix });
 
   let creds: DbCredentials;
   try {
-    creds = await fetchCredentials(config.credentials, deps.secrets);
+    creds = await untilAborted(fetchCredentials(config.credentials, bounded.secrets), signal);
     secrets = [creds.password];
   } catch (err) {
     for (const db of request.databases ?? config.databases ?? [ALL_DATABASES]) {
@@ -160,12 +262,18 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
   let pgDumpVersion: Promise<Version> | undefined;
   const dumpVersion = () => (pgDumpVersion ??= toolVersion(deps.spawn, toolCommand('pg_dump', config, deps.pgTools)));
 
+  const notStarted: string[] = [];
   for (const database of databases) {
+    if (signal.aborted) {
+      notStarted.push(database);
+      continue;
+    }
     const startedAt = deps.now();
     const t0 = Date.now();
-    const progress: { stage: Stage; key: string | undefined; bytes: number } = { stage: 'connect', key: undefined, bytes: 0 };
+    current.database = database;
+    const progress: { stage: Stage; key: string | undefined; bytes: number } = trackStage({ stage: 'connect', key: undefined, bytes: 0 }, current);
     try {
-      const summary = await backupDatabase(database, { config, deps, store, creds, reason, deadline, startedAt, dumpVersion, redact, progress });
+      const summary = await backupDatabase(database, { config, deps: bounded, cleanupS3: deps.s3, store, creds, reason, signal, startedAt, dumpVersion, redact, progress });
       backups.push(summary);
       deps.metrics.backupFinished({ database, succeeded: true, bytes: summary.bytes, durationMs: summary.durationMs });
     } catch (err) {
@@ -174,21 +282,37 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
     }
   }
 
+  if (notStarted.length > 0) {
+    // One alert for every database the run never reached: the reason is the same for all.
+    const reasonErr = toError(signal.reason, 'timeout');
+    for (const database of notStarted) {
+      failures.push({ database, stage: reasonErr.stage, message: redact(`not started: ${reasonErr.message}`), hint: reasonErr.hint, key: undefined });
+      deps.metrics.backupFinished({ database, succeeded: false, bytes: 0, durationMs: 0 });
+    }
+    const notStartedErr = new PgS3BackupError(reasonErr.stage, `not started: ${reasonErr.message}`, reasonErr.hint === undefined ? {} : { hint: reasonErr.hint });
+    log.error('backup not started', { databases: notStarted, stage: reasonErr.stage, error: redact(reasonErr.message) });
+    const message = formatFailure({ database: notStarted.join(', '), stage: reasonErr.stage, error: notStartedErr, bucket: config.bucket, requestId: invocation.requestId, startedAt: runStartedAt, failedAt: deps.now(), redact });
+    await publish(deps.sns, config.alertTopicArn, message, log, config.alertTimeoutMs);
+  }
+
   let globals: GlobalsSummary | undefined;
-  if (config.backupGlobals) {
+  if (config.backupGlobals && !signal.aborted) {
     const startedAt = deps.now();
-    const progress: { stage: Stage; key: string | undefined } = { stage: 'dump', key: undefined };
+    current.database = GLOBALS_ALERT_NAME;
+    const progress: { stage: Stage; key: string | undefined } = trackStage({ stage: 'dump', key: undefined }, current);
     try {
-      globals = await backupGlobals({ config, deps, store, creds, database: databases[0]!, deadline, startedAt, redact, progress });
+      globals = await backupGlobals({ config, deps: bounded, cleanupS3: deps.s3, store, creds, database: databases[0]!, signal, startedAt, redact, progress });
     } catch (err) {
       await report(GLOBALS_ALERT_NAME, err, progress.stage, progress.key, startedAt);
     }
   }
 
   // Prune only the databases whose backup succeeded in this run: a failing database keeps
-  // every backup it has until it works again.
+  // every backup it has until it works again. A stopped run prunes nothing.
   const pruned: string[] = [];
-  for (const b of backups) {
+  for (const b of signal.aborted ? [] : backups) {
+    current.database = b.database;
+    current.stage = 'prune';
     try {
       // Ages and order come from S3's clock (the listing's Date header, LastModified); this host's
       // clock is only the fallback when S3 sends no Date. What this run just wrote is never pruned,
@@ -199,29 +323,42 @@ export async function runBackup(request: BackupRequest, config: Config, deps: De
       await report(b.database, err, 'prune', undefined, deps.now());
     }
   }
-  if (globals) {
+  if (globals && !signal.aborted) {
     try {
       pruned.push(...(await pruneGlobals(store, { retentionCount: config.retentionCount, dryRun, log, protect: new Set([globals.key]) })).deleted);
     } catch (err) {
       await report(GLOBALS_ALERT_NAME, err, 'prune', undefined, deps.now());
     }
   }
-
   const status = failures.length === 0 ? 'succeeded' : 'failed';
   log.info('run finished', { status, backups: backups.length, failures: failures.length, pruned: pruned.length, dryRun });
   if (status === 'succeeded' && config.notifyOnSuccess) {
-    await publish(deps.sns, config.alertTopicArn, formatSuccess(backups, pruned, config.bucket), log);
+    await publish(deps.sns, config.alertTopicArn, formatSuccess(backups, pruned, config.bucket), log, config.alertTimeoutMs);
   }
   return { status, backups, pruned, failures, globals, dryRun };
 }
 
+/** The stage as it moves, mirrored into the run's `current` (the budget's message names it). */
+function trackStage<P extends { stage: Stage }>(progress: P, current: { stage: Stage }): P {
+  current.stage = progress.stage;
+  return new Proxy(progress, {
+    set(target, prop, value, receiver) {
+      if (prop === 'stage') current.stage = value as Stage;
+      return Reflect.set(target, prop, value, receiver);
+    },
+  });
+}
+
 interface DatabaseContext {
   readonly config: Config;
+  /** AWS clients bounded by the run's signal. */
   readonly deps: Deps;
+  /** The unbounded S3 client, for the clean-up after a failure (the run's signal may have fired). */
+  readonly cleanupS3: S3Client;
   readonly store: S3Store;
   readonly creds: DbCredentials;
   readonly reason: string;
-  readonly deadline: number | undefined;
+  readonly signal: AbortSignal;
   readonly startedAt: Date;
   readonly dumpVersion: () => Promise<Version>;
   readonly redact: (t: string) => string;
@@ -233,14 +370,14 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
   const { config, deps, store, progress } = ctx;
   const log = deps.log;
   const t0 = Date.now();
-  checkBudget(ctx.deadline, 0, 0);
+  throwIfAborted(ctx.signal);
   const conn = connectionFor(ctx.creds, database, config);
   prepareTls(conn);
   log.info('connecting', { stage: 'connect', database, host: conn.host, port: conn.port, sslmode: conn.sslmode });
   progress.stage = 'dump';
-  const pgDump = await ctx.dumpVersion();
+  const pgDump = await untilAborted(ctx.dumpVersion(), ctx.signal);
   progress.stage = 'connect';
-  const server = await deps.serverInfo(conn);
+  const server = await untilAborted(deps.serverInfo(conn), ctx.signal);
   checkServerVersion(server, pgDump);
 
   progress.stage = 'upload';
@@ -249,21 +386,22 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
   try {
     progress.stage = 'dump';
     log.info('dump started', { stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression, databaseBytes: server.databaseBytes });
+    throwIfAborted(ctx.signal);
     // pg_dump in a snapshot exported by a connection that counts the rows in that same snapshot
     // (ROW_COUNTS): the manifest then says exactly what the dump holds.
     const { result, counts } = await withDumpSnapshot(conn, config.rowCounts, (snapshot) => {
-      const tool = startTool(deps.spawn, toolCommand('pg_dump', config, deps.pgTools), [...pgDumpArgs(config.compression), ...(snapshot ? [`--snapshot=${snapshot}`] : [])], {
+      const tool = startTool(deps.spawn, toolCommand('pg_dump', config, deps.pgTools), [...pgDumpArgs(config.compression, config.lockWaitTimeoutSeconds), ...(snapshot ? [`--snapshot=${snapshot}`] : [])], {
         env: libpqEnv(conn),
         redact: ctx.redact,
       });
-      return uploadToolOutput(deps, store, key, tool, ctx.deadline, {
+      return uploadToolOutput(deps, ctx, store, key, tool, {
         partSize: deps.partSize ?? partSizeForDatabase(server.databaseBytes),
         onProgress: (b) => {
           progress.bytes = b;
           deps.onDumpProgress?.({ database, key, bytes: b });
         },
       });
-    });
+    }, { lockTimeoutSeconds: config.lockWaitTimeoutSeconds });
     for (const warning of counts.warnings) log.warn('row counts', { stage: 'dump', database, key, warning });
     progress.bytes = result.bytes;
     const finishedAt = deps.now();
@@ -292,8 +430,12 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
     try {
       await putManifest(store, manifest);
     } catch (err) {
-      // Without its manifest the dump is not a backup: remove it now rather than leave an orphan.
-      await deps.s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key })).catch(() => {});
+      // Without its manifest the dump is not a backup: remove it now rather than leave an orphan
+      // (through the unbounded client: the budget may be what failed the manifest).
+      const deleted = await ctx.cleanupS3
+        .send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key }), { abortSignal: AbortSignal.timeout(cleanupTimeoutMs(config)) })
+        .then(() => undefined, (e: unknown) => `${(e as Error).name}: ${(e as Error).message}`);
+      if (deleted !== undefined && err instanceof PgS3BackupError) err.leftover = { objectKey: key, reason: deleted };
       throw err;
     }
     log.info('backup complete', { stage: 'manifest', database, key, bytes: result.bytes, sha256: result.sha256, durationMs });
@@ -303,23 +445,20 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
   }
 }
 
-/** Throws the timeout error if the budget is already spent (before a database starts). */
-function checkBudget(deadline: number | undefined, bytesWritten: number, elapsedMs: number): void {
-  if (deadline !== undefined && Date.now() >= deadline) {
-    throw new TimeBudgetError('not started: the time budget of this invocation is already spent', { bytesWritten, elapsedMs }, {
-      hint: 'Too many or too large databases for one invocation: give the function more memory, split DATABASES over several schedules, or use host mode for large databases.',
-    });
-  }
+/** Throws the run's reason (time budget, interruption) if it has been stopped. */
+function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw signal.reason as Error;
 }
 
 interface GlobalsContext {
   readonly config: Config;
   readonly deps: Deps;
+  readonly cleanupS3: S3Client;
   readonly store: S3Store;
   readonly creds: DbCredentials;
   /** The database pg_dumpall connects to. */
   readonly database: string;
-  readonly deadline: number | undefined;
+  readonly signal: AbortSignal;
   readonly startedAt: Date;
   readonly redact: (t: string) => string;
   readonly progress: { stage: Stage; key: string | undefined };
@@ -327,13 +466,13 @@ interface GlobalsContext {
 
 async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
   const { config, deps, store } = ctx;
-  checkBudget(ctx.deadline, 0, 0);
+  throwIfAborted(ctx.signal);
   const conn = connectionFor(ctx.creds, ctx.database, config);
   prepareTls(conn);
   const key = buildGlobalsKey(store.prefix, ctx.startedAt);
   ctx.progress.key = key;
   const tool = startTool(deps.spawn, toolCommand('pg_dumpall', config, deps.pgTools), [...pgDumpallGlobalsArgs(), `--database=${ctx.database}`], { env: libpqEnv(conn), redact: ctx.redact, tool: 'pg_dumpall' });
-  const result = await uploadToolOutput(deps, store, key, tool, ctx.deadline, {
+  const result = await uploadToolOutput(deps, ctx, store, key, tool, {
     // Roles and tablespaces: kilobytes.
     partSize: deps.partSize ?? MIN_STREAM_PART_SIZE,
     contentType: 'application/sql',
@@ -344,16 +483,28 @@ async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
   return { key, bytes: result.bytes, sha256: result.sha256 };
 }
 
-/** A tool's stdout streamed to `key`, with the part size and queue the deps set. */
+/** A tool's stdout streamed to `key`, with the part size and queue the deps set, bounded by the run's signal and the stall watchdog. */
 function uploadToolOutput(
   deps: Deps,
+  ctx: { readonly config: Config; readonly signal: AbortSignal; readonly cleanupS3: S3Client },
   store: S3Store,
   key: string,
   tool: RunningTool,
-  deadline: number | undefined,
   extra: Pick<StreamUploadOptions, 'partSize' | 'onProgress' | 'contentType' | 'checkMagic' | 'toolName'>,
 ): ReturnType<typeof streamToS3> {
-  return streamToS3({ s3: deps.s3, bucket: store.bucket, key, tool, queueSize: deps.queueSize, deadline, ...extra });
+  return streamToS3({
+    s3: deps.s3,
+    cleanupS3: ctx.cleanupS3,
+    cleanupTimeoutMs: cleanupTimeoutMs(ctx.config),
+    bucket: store.bucket,
+    key,
+    tool,
+    queueSize: deps.queueSize,
+    signal: ctx.signal,
+    stallMs: ctx.config.dumpStallMs,
+    onNotice: (message, attributes) => deps.log.warn(message, { stage: 'upload', ...attributes }),
+    ...extra,
+  });
 }
 
 /** Any error as a PgS3BackupError of the stage it happened in (keeping the original as cause). */

@@ -65,6 +65,17 @@ export interface MultipartResult {
   readonly multipart: boolean;
 }
 
+/** CompleteMultipartUpload failed (as far as the client knows); `result` is what success would have returned. */
+export class CompleteFailedError extends Error {
+  constructor(
+    cause: unknown,
+    readonly result: MultipartResult,
+  ) {
+    super(`CompleteMultipartUpload: ${(cause as Error).name}: ${(cause as Error).message}`, { cause });
+    this.name = 'CompleteFailedError';
+  }
+}
+
 /** zlib.crc32 (node ≥ 20.15, 22.2); on older nodes the SDK computes the part's CRC32 itself. */
 const crc32: ((data: Buffer) => number) | undefined = typeof (zlib as { crc32?: unknown }).crc32 === 'function' ? (d) => zlib.crc32(d) : undefined;
 
@@ -188,10 +199,17 @@ export async function uploadMultipart(source: AsyncIterable<Buffer>, opts: Multi
     if (fill > 0) await sendPart();
     while (inflight.size > 0) await Promise.race(inflight);
     if (failure !== undefined) throw failure;
-    await s3.send(
-      new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: completed }, IfNoneMatch: '*' }),
-    );
-    return { bytes, partSize, parts, sha256: whole.digest('hex'), multipart: true };
+    const sha256 = whole.digest('hex');
+    try {
+      await s3.send(
+        new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: completed }, IfNoneMatch: '*' }),
+      );
+    } catch (err) {
+      // S3 may have completed it and the answer was lost: the caller looks at the key, and needs
+      // what a success would have returned.
+      throw new CompleteFailedError(err, { bytes, partSize, parts, sha256, multipart: true });
+    }
+    return { bytes, partSize, parts, sha256, multipart: true };
   } catch (err) {
     // The parts in flight finish (or fail) first, as with lib-storage: the abort then finds no
     // part being written.

@@ -82,6 +82,7 @@ export async function withDumpSnapshot<T>(
   conn: PgConnection,
   mode: RowCountMode,
   dump: (snapshot: string | undefined) => Promise<T>,
+  options: { readonly lockTimeoutSeconds?: number | undefined } = {},
 ): Promise<{ result: T; counts: SnapshotCounts }> {
   if (mode === 'off') return { result: await dump(undefined), counts: { mode, warnings: [], ms: 0 } };
   const warnings: string[] = [];
@@ -93,6 +94,9 @@ export async function withDumpSnapshot<T>(
       // being counted short.
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
       await client.query('SET LOCAL row_security = off');
+      // A count never waits on a lock longer than pg_dump does (PG_LOCK_WAIT_TIMEOUT): a table
+      // held in ACCESS EXCLUSIVE is reported uncounted instead of holding the run.
+      if (options.lockTimeoutSeconds !== undefined) await client.query(`SET LOCAL lock_timeout = '${Math.trunc(options.lockTimeoutSeconds)}s'`);
       const snapshot = (await client.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
       dumped = true;
       const dumping = dump(snapshot);

@@ -4,12 +4,20 @@
  * once pg_dump has exited 0 and its output began with `PGDMP`. Otherwise it errors, the uploader
  * (multipart.ts) aborts the multipart upload (or never sends the single PutObject) and nothing lands at the key.
  */
-import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { DumpError, dumpHint, TimeBudgetError, UploadError, type ProcessOutcome } from '../errors.ts';
+import { DumpError, dumpHint, PgS3BackupError, TimeBudgetError, UploadError, type Leftover, type ProcessOutcome } from '../errors.ts';
 import { describeExit, type RunningTool } from '../pg/process.ts';
-import { uploadMultipart, type PartChecksum } from './multipart.ts';
+import { CompleteFailedError, uploadMultipart, type MultipartResult, type PartChecksum } from './multipart.ts';
 
 /** pg_dump's custom-format archives start with these bytes. */
 export const CUSTOM_FORMAT_MAGIC = Buffer.from('PGDMP');
@@ -107,14 +115,29 @@ export interface StreamUploadOptions {
   readonly tool: RunningTool;
   readonly partSize?: number;
   readonly queueSize?: number | undefined;
-  /** Absolute time (ms since epoch) by which the dump must have finished; see TimeBudgetError. */
-  readonly deadline?: number | undefined;
+  /**
+   * Aborted when the run must stop now (time budget, a signal): the dump is stopped, the upload
+   * aborted, and the signal's reason is the error thrown (a TimeBudgetError gets the bytes, the
+   * elapsed time and the likely cause filled in).
+   */
+  readonly signal?: AbortSignal | undefined;
+  /**
+   * The client for the clean-up after a failure (abort the multipart upload, check and empty the
+   * key): not bound to `signal`, which has already fired when the budget ends. Default: `s3`.
+   */
+  readonly cleanupS3?: S3Client | undefined;
+  /** The longest the clean-up may take, every retry included (ms). */
+  readonly cleanupTimeoutMs?: number | undefined;
+  /** No byte from the tool for this long (ms) stops it: see DUMP_STALL_TIMEOUT_SECONDS. */
+  readonly stallMs?: number | undefined;
   readonly contentType?: string;
   /** `true` for pg_dump (custom format); pg_dumpall's plain SQL has no signature. */
   readonly checkMagic?: boolean;
   /** For error messages: pg_dump, pg_dumpall. */
   readonly toolName?: string;
   readonly onProgress?: (bytes: number) => void;
+  /** Told when the upload ends in a state worth a log line (a completion S3 did despite an error). */
+  readonly onNotice?: (message: string, attributes: Record<string, unknown>) => void;
   /** Checksum of each multipart part (multipart.ts; the bench measures both). */
   readonly partChecksum?: PartChecksum | undefined;
 }
@@ -127,6 +150,12 @@ export interface StreamUploadResult {
   readonly outcome: ProcessOutcome;
 }
 
+/** Default bound of the clean-up (abort, key check, delete), every retry included. */
+export const DEFAULT_CLEANUP_TIMEOUT_MS = 20_000;
+
+/** No dump byte for this long is worth naming as the cause when the time budget ends. */
+const IDLE_WORTH_NAMING_MS = 10_000;
+
 export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploadResult> {
   const { tool } = opts;
   const toolName = opts.toolName ?? 'pg_dump';
@@ -134,7 +163,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   const started = now();
   let failure: Error | undefined;
   let outcome: ProcessOutcome | undefined;
-  let timer: NodeJS.Timeout | undefined;
+  let lastByteAt = started;
 
   const gate = new DumpGate(async () => {
     outcome = await tool.finished;
@@ -144,11 +173,24 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
         hint: dumpHint(outcome),
       });
     }
-    // The dump is whole: only CompleteMultipartUpload is left, which the budget must not interrupt.
-    if (timer) clearTimeout(timer);
-  }, opts.checkMagic ?? true, opts.onProgress, false);
+  }, opts.checkMagic ?? true, (bytes) => {
+    lastByteAt = now();
+    opts.onProgress?.(bytes);
+  }, false);
 
-  /** First failure wins; it stops pg_dump and errors the stream so the upload aborts. */
+  /**
+   * Whether the bytes stopped because S3 stopped taking them: pg_dump has said everything, or the
+   * gate's buffers are full and the uploader is not reading (every part slot is busy sending).
+   * Otherwise pg_dump stopped writing.
+   */
+  let toolExited = false;
+  void tool.finished.then(() => (toolExited = true), () => {});
+  const s3Blocked = () => toolExited || gate.writableNeedDrain || gate.readableLength >= gate.readableHighWaterMark;
+
+  // Every request of this upload can be cancelled at once: a failure must not wait for parts in
+  // flight to a black-holed endpoint.
+  const local = new AbortController();
+  /** First failure wins; it stops pg_dump, cancels the requests and errors the stream. */
   let killTimer: NodeJS.Timeout | undefined;
   const fail = (err: Error) => {
     if (failure) return;
@@ -159,6 +201,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
     // pg_dump ends on SIGTERM; anything that ignores it is killed outright.
     killTimer = setTimeout(() => tool.child.kill('SIGKILL'), 5000);
     killTimer.unref();
+    local.abort(err);
     gate.destroy(err);
   };
   tool.finished.catch((err: Error) => fail(err));
@@ -166,33 +209,64 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   tool.child.stdout!.on('error', (err) => fail(err));
   tool.child.stdout!.pipe(gate);
 
-  if (opts.deadline !== undefined) {
-    timer = setTimeout(() => {
-      const elapsedMs = now() - started;
-      fail(new TimeBudgetError(
-        `time budget exhausted after ${Math.round(elapsedMs / 1000)} s with ${gate.bytes} bytes uploaded: dump stopped, upload aborted`,
-        { bytesWritten: gate.bytes, elapsedMs },
-        { hint: 'Give the function more memory (more CPU and network) or a longer timeout (15 min at most); for databases that cannot be dumped within 15 minutes, run the CLI or scripts/backup.sh on a host (host mode).' },
-      ));
-    }, Math.max(0, opts.deadline - now()));
+  const onAbort = () => {
+    const reason = opts.signal?.reason as unknown;
+    const elapsedMs = now() - started;
+    if (reason instanceof TimeBudgetError) {
+      fail(budgetExhausted({ bytes: gate.bytes, elapsedMs, idleMs: now() - lastByteAt, s3Blocked: s3Blocked(), toolName }));
+    } else {
+      fail(reason instanceof Error ? reason : new Error(String(reason)));
+    }
+  };
+  if (opts.signal?.aborted) onAbort();
+  else opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+  // The stall watchdog: the time budget and the request timeouts bound the run, but a dump that
+  // merely stopped (a lock taken mid-dump, a stalled server, a trickling S3) would use all of it.
+  let watchdog: NodeJS.Timeout | undefined;
+  const stallMs = opts.stallMs;
+  if (stallMs !== undefined && stallMs > 0) {
+    watchdog = setInterval(() => {
+      // Once pg_dump has exited, only CompleteMultipartUpload is left: the request timeouts bound it.
+      if (outcome || failure) return;
+      const idle = now() - lastByteAt;
+      if (idle >= stallMs) fail(stallError({ idleMs: idle, bytes: gate.bytes, s3Blocked: s3Blocked(), toolName }));
+    }, Math.max(100, Math.min(1000, Math.floor(stallMs / 4))));
+    watchdog.unref();
   }
 
+  let uploadId: string | undefined;
+  /** CreateMultipartUpload is never cancelled: a cancelled one may still create an upload we could not name. */
+  let creating: Promise<unknown> | undefined;
+  /** A request that may have created the object was sent (CompleteMultipartUpload, or the single PutObject). */
+  let finalSent = false;
   // Upload errors (after the SDK's own retries) must stop pg_dump at once, not after the other
-  // parts in flight have drained the dump: wrap `send` to hear about them first.
+  // parts in flight have drained the dump: wrap `send` to hear about them first. Every request
+  // but the creation carries `local`'s signal, so a failure cancels the parts in flight at once
+  // (a black-holed endpoint would otherwise hold them until their timeouts).
   const client: Pick<S3Client, 'send'> = {
-    send: ((command: Parameters<S3Client['send']>[0], options?: Parameters<S3Client['send']>[1]) =>
-      opts.s3.send(command, options).catch((err: unknown) => {
-        if (!failure && (err as Error).name !== 'AbortError') {
+    send: ((command: Parameters<S3Client['send']>[0], options?: { abortSignal?: AbortSignal }) => {
+      const isComplete = command instanceof CompleteMultipartUploadCommand;
+      if (isComplete || command instanceof PutObjectCommand) finalSent = true;
+      const isCreate = command instanceof CreateMultipartUploadCommand;
+      const abortSignal = isCreate ? options?.abortSignal : options?.abortSignal ? AbortSignal.any([local.signal, options.abortSignal]) : local.signal;
+      const sent = opts.s3.send(command, { ...options, ...(abortSignal ? { abortSignal } : {}) }) as Promise<unknown>;
+      if (isCreate) creating = sent.then((r) => (uploadId = (r as { UploadId?: string }).UploadId), () => {});
+      return sent.catch((err: unknown) => {
+        // A failed completion is judged below, after a look at the key.
+        if (!failure && !local.signal.aborted && !isComplete && !(command instanceof AbortMultipartUploadCommand)) {
           fail(new UploadError(`upload to s3://${opts.bucket}/${opts.key} failed: ${(err as Error).name}: ${(err as Error).message}`, {
             cause: err,
             hint: uploadHint(err),
           }));
         }
         throw err;
-      })) as S3Client['send'],
+      });
+    }) as S3Client['send'],
   };
 
-  let uploaded: Awaited<ReturnType<typeof uploadMultipart>> | undefined;
+  let uploaded: MultipartResult | undefined;
+  let completeFailed: CompleteFailedError | undefined;
   try {
     uploaded = await uploadMultipart(gate, {
       s3: client,
@@ -203,21 +277,147 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
       queueSize: opts.queueSize ?? DEFAULT_QUEUE_SIZE,
       partChecksum: opts.partChecksum,
     });
-    if (failure) {
-      // A failure raced with the upload's completion: take the object back, so that nothing
-      // from a failed backup stays at the key.
-      await opts.s3.send(new DeleteObjectCommand({ Bucket: opts.bucket, Key: opts.key })).catch(() => {});
-    }
   } catch (err) {
-    fail(err instanceof Error && 'stage' in err ? err : new UploadError(`upload to s3://${opts.bucket}/${opts.key} failed: ${(err as Error).name}: ${(err as Error).message}`, { cause: err, hint: uploadHint(err) }));
+    if (!failure && err instanceof CompleteFailedError) {
+      // CompleteMultipartUpload failed as far as we know; S3 may have completed it anyway (the
+      // answer was lost, the retry found no upload): the clean-up below looks at the key.
+      completeFailed = err;
+    } else {
+      fail(err instanceof Error && 'stage' in err ? err : new UploadError(`upload to s3://${opts.bucket}/${opts.key} failed: ${(err as Error).name}: ${(err as Error).message}`, { cause: err, hint: uploadHint(err) }));
+    }
   } finally {
-    if (timer) clearTimeout(timer);
+    if (watchdog) clearInterval(watchdog);
+    opts.signal?.removeEventListener('abort', onAbort);
   }
   // Whatever happened, wait for the process: no stray pg_dump keeps running into the next step.
   const finalOutcome = await tool.finished.catch(() => undefined);
   if (killTimer) clearTimeout(killTimer);
-  if (failure) throw failure;
-  return { bytes: gate.bytes, sha256: uploaded!.sha256, parts: uploaded!.parts, outcome: outcome ?? finalOutcome! };
+
+  if (!uploaded || failure) {
+    await creating;
+    const cleanup = await cleanUp({
+      s3: opts.cleanupS3 ?? opts.s3,
+      bucket: opts.bucket,
+      key: opts.key,
+      uploadId,
+      checkKey: finalSent,
+      // The object at the key is ours and whole when only the completion's answer failed.
+      keep: !failure && completeFailed ? completeFailed.result.bytes : undefined,
+      timeoutMs: opts.cleanupTimeoutMs ?? DEFAULT_CLEANUP_TIMEOUT_MS,
+    });
+    if (cleanup.kept && completeFailed) {
+      opts.onNotice?.('CompleteMultipartUpload failed but S3 had completed the upload: the dump is kept', {
+        key: opts.key,
+        bytes: completeFailed.result.bytes,
+        error: completeFailed.message,
+      });
+      return { bytes: gate.bytes, sha256: completeFailed.result.sha256, parts: completeFailed.result.parts, outcome: outcome ?? finalOutcome! };
+    }
+    if (!failure) {
+      const cause = completeFailed?.cause ?? completeFailed;
+      failure = new UploadError(`upload to s3://${opts.bucket}/${opts.key} failed: ${completeFailed?.message ?? 'unknown'}`, { cause, hint: uploadHint(cause) });
+    }
+    if (cleanup.leftover && failure instanceof PgS3BackupError) failure.leftover = cleanup.leftover;
+    throw failure;
+  }
+  return { bytes: gate.bytes, sha256: uploaded.sha256, parts: uploaded.parts, outcome: outcome ?? finalOutcome! };
+}
+
+interface CleanUpRequest {
+  readonly s3: S3Client;
+  readonly bucket: string;
+  readonly key: string;
+  readonly uploadId: string | undefined;
+  /** Look at the key: a completion (or single PutObject) was sent and may have landed. */
+  readonly checkKey: boolean;
+  /** Keep an object of exactly this size at the key (S3 completed our upload). */
+  readonly keep: number | undefined;
+  readonly timeoutMs: number;
+}
+
+/**
+ * After a failed upload: abort the multipart upload and make sure nothing is at the key, retrying
+ * each step (S3 may be the thing that failed) within `timeoutMs`. Says what it could not remove.
+ */
+async function cleanUp(r: CleanUpRequest): Promise<{ kept: boolean; leftover: Leftover | undefined }> {
+  const deadline = Date.now() + r.timeoutMs;
+  const retry = async <T>(what: (signal: AbortSignal) => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> => {
+    let last: unknown;
+    for (let attempt = 0; attempt < 4 && Date.now() < deadline; attempt++) {
+      if (attempt > 0) await new Promise((res) => setTimeout(res, Math.min(250 * 2 ** attempt, Math.max(0, deadline - Date.now()))));
+      try {
+        return { ok: true, value: await what(AbortSignal.timeout(Math.max(1, deadline - Date.now()))) };
+      } catch (err) {
+        last = err;
+      }
+    }
+    return { ok: false, error: last ?? new Error(`gave up after ${r.timeoutMs} ms`) };
+  };
+  const describe = (err: unknown) => `${(err as Error).name}: ${(err as Error).message}`;
+
+  let objectSize: number | undefined;
+  if (r.checkKey) {
+    const listed = await retry(async (abortSignal) => {
+      const res = await r.s3.send(new ListObjectsV2Command({ Bucket: r.bucket, Prefix: r.key, MaxKeys: 1 }), { abortSignal });
+      const o = (res.Contents ?? []).find((c) => c.Key === r.key);
+      return o ? (o.Size ?? 0) : undefined;
+    });
+    if (!listed.ok) return { kept: false, leftover: { uploadId: r.uploadId, objectKey: r.key, reason: `the key could not be checked: ${describe(listed.error)}` } };
+    objectSize = listed.value;
+    if (objectSize !== undefined && r.keep !== undefined && objectSize === r.keep) return { kept: true, leftover: undefined };
+  }
+  if (objectSize !== undefined) {
+    const deleted = await retry((abortSignal) => r.s3.send(new DeleteObjectCommand({ Bucket: r.bucket, Key: r.key }), { abortSignal }));
+    if (!deleted.ok) return { kept: false, leftover: { objectKey: r.key, reason: describe(deleted.error) } };
+    // A completed upload has nothing left to abort.
+    return { kept: false, leftover: undefined };
+  }
+  if (r.uploadId !== undefined) {
+    const uploadId = r.uploadId;
+    const aborted = await retry(async (abortSignal) => {
+      try {
+        await r.s3.send(new AbortMultipartUploadCommand({ Bucket: r.bucket, Key: r.key, UploadId: uploadId }), { abortSignal });
+      } catch (err) {
+        // Already gone (aborted by an earlier attempt whose answer was lost): done.
+        if ((err as Error).name !== 'NoSuchUpload') throw err;
+      }
+    });
+    if (!aborted.ok) return { kept: false, leftover: { uploadId, reason: describe(aborted.error) } };
+  }
+  return { kept: false, leftover: undefined };
+}
+
+/** The time budget ended mid-dump: the message and hint say what the dump was doing. */
+export function budgetExhausted(s: { bytes: number; elapsedMs: number; idleMs: number; s3Blocked: boolean; toolName?: string }): TimeBudgetError {
+  const tool = s.toolName ?? 'pg_dump';
+  const idle = Math.round(s.idleMs / 1000);
+  let hint: string;
+  // Idle for half the run (or 10 s) is no longer throughput: name what stopped.
+  if (s.idleMs < Math.min(IDLE_WORTH_NAMING_MS, s.elapsedMs / 2)) {
+    hint = 'The dump was still running: give the function more memory (more CPU and network) or a longer timeout (15 min at most); for databases that cannot be dumped within 15 minutes, run the CLI or scripts/backup.sh on a host (host mode).';
+  } else if (s.s3Blocked) {
+    hint = `S3 stopped accepting data ${idle} s before the end (the parts in flight got no answer): check the network path to S3 (VPC endpoint, NAT, proxy) and S3's health; AWS_SOCKET_TIMEOUT_SECONDS and AWS_REQUEST_TIMEOUT_SECONDS bound each request.`;
+  } else if (s.bytes === 0) {
+    hint = `${tool} wrote nothing for ${idle} s: it was most likely waiting for a lock held by another session (ACCESS EXCLUSIVE: a migration, VACUUM FULL, ALTER TABLE) or for a server that does not answer; look at pg_stat_activity (application_name pg-s3-backup) and lower PG_LOCK_WAIT_TIMEOUT.`;
+  } else {
+    hint = `${tool} stopped receiving data from the server ${idle} s before the end: a stalled server or network path, or a lock taken after the dump started (pg_stat_activity, application_name pg-s3-backup); DUMP_STALL_TIMEOUT_SECONDS stops such a dump sooner.`;
+  }
+  return new TimeBudgetError(`time budget exhausted after ${Math.round(s.elapsedMs / 1000)} s with ${s.bytes} bytes uploaded: dump stopped, upload aborted`, { bytesWritten: s.bytes, elapsedMs: s.elapsedMs }, { hint });
+}
+
+/** The stall watchdog fired: S3 or the dump stopped, and the error says which. */
+function stallError(s: { idleMs: number; bytes: number; s3Blocked: boolean; toolName: string }): PgS3BackupError {
+  const idle = Math.round(s.idleMs / 1000);
+  if (s.s3Blocked) {
+    return new UploadError(`S3 accepted no data for ${idle} s (DUMP_STALL_TIMEOUT_SECONDS) after ${s.bytes} bytes: ${s.toolName} stopped, upload aborted`, {
+      hint: 'The parts in flight got no answer: check the network path to S3 (VPC endpoint, NAT, proxy) and S3\'s health, then run the backup again.',
+    });
+  }
+  return new DumpError(`${s.toolName} wrote no data for ${idle} s (DUMP_STALL_TIMEOUT_SECONDS) after ${s.bytes} bytes: stopped, upload aborted`, {
+    hint: s.bytes === 0
+      ? `${s.toolName} is most likely waiting for a lock another session holds, or for a server that does not answer: look at pg_stat_activity (application_name pg-s3-backup); PG_LOCK_WAIT_TIMEOUT bounds lock waits.`
+      : 'The server stopped sending data: a stalled server or network path, or a lock taken after the dump started (look at pg_stat_activity, application_name pg-s3-backup). Run the backup again.',
+  });
 }
 
 function uploadHint(err: unknown): string {
@@ -225,5 +425,8 @@ function uploadHint(err: unknown): string {
   if (e.name === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 412) return 'Another run wrote the same key at the same time; run again.';
   if (e.name === 'AccessDenied' || e.$metadata?.httpStatusCode === 403) return 'Grant the function s3:PutObject (and s3:AbortMultipartUpload) on the bucket prefix, and kms:GenerateDataKey if the bucket uses a KMS key.';
   if (e.name === 'NoSuchBucket') return 'Check BACKUP_BUCKET and the region.';
-  return 'S3 was unavailable or unreachable after retries; the multipart upload was aborted. Run the backup again; check the VPC endpoint or NAT if it persists.';
+  if (e.name === 'TimeoutError' || /timed? ?out/i.test(String((err as Error).message))) {
+    return 'S3 did not answer within the AWS_*_TIMEOUT_SECONDS bounds (every attempt): check the network path to S3 (VPC endpoint, NAT, proxy) and S3\'s health, then run the backup again.';
+  }
+  return 'S3 was unavailable or unreachable after retries. Run the backup again; check the VPC endpoint or NAT if it persists.';
 }

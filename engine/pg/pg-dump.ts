@@ -8,9 +8,13 @@ import { DumpError, ServerVersionError } from '../errors.ts';
 import { describeExit, runTool, type SpawnFn } from './process.ts';
 import { resolvePgTool, type PgTool, type SpawnCommand, type ToolSearch } from './tools.ts';
 
-/** Custom format to stdout; `--no-sync` because stdout is a pipe (fsync of a pipe fails). */
-export function pgDumpArgs(compression: string): string[] {
-  return ['--format=custom', `--compress=${compression}`, '--no-sync'];
+/**
+ * Custom format to stdout; `--no-sync` because stdout is a pipe (fsync of a pipe fails).
+ * `--lock-wait-timeout`: pg_dump takes ACCESS SHARE on every table first, and without a bound it
+ * waits forever behind an ACCESS EXCLUSIVE holder (a migration, VACUUM FULL), holding its snapshot.
+ */
+export function pgDumpArgs(compression: string, lockWaitTimeoutSeconds?: number): string[] {
+  return ['--format=custom', `--compress=${compression}`, '--no-sync', ...(lockWaitTimeoutSeconds === undefined ? [] : [`--lock-wait-timeout=${lockWaitTimeoutSeconds}s`])];
 }
 
 export function pgDumpallGlobalsArgs(): string[] {

@@ -104,6 +104,11 @@ export interface StartToolOptions {
   readonly onStderrLine?: (line: string) => boolean;
   /** Which tool this is, for the error when it cannot start (default pg_dump). */
   readonly tool?: PgTool;
+  /**
+   * runTool only: aborted on SIGTERM/SIGINT of the command; the tool is stopped (it must not
+   * outlive the CLI) and the signal's reason is thrown.
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** Spawns a client tool (no shell) with stdout piped and the stderr tail kept. */
@@ -127,11 +132,20 @@ export function startTool(spawn: SpawnFn, command: SpawnCommand, toolArgs: reado
 
 /** Runs a tool to its end, keeping its stdout (small outputs only: `--version`, `--list`). */
 export async function runTool(spawn: SpawnFn, command: SpawnCommand, toolArgs: readonly string[], options: StartToolOptions): Promise<ProcessOutcome & { readonly stdout: string }> {
+  const signal = options.signal;
+  signal?.throwIfAborted();
   const run = startTool(spawn, command, toolArgs, options);
+  const onAbort = () => run.child.kill('SIGTERM');
+  signal?.addEventListener('abort', onAbort, { once: true });
   const out: Buffer[] = [];
   run.child.stdout?.on('data', (c: Buffer) => out.push(c));
-  const outcome = await run.finished;
-  return { ...outcome, stdout: Buffer.concat(out).toString('utf8') };
+  try {
+    const outcome = await run.finished;
+    signal?.throwIfAborted();
+    return { ...outcome, stdout: Buffer.concat(out).toString('utf8') };
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
 }
 
 function cannotStart(tool: PgTool, command: SpawnCommand, err: NodeJS.ErrnoException): DumpError | RestoreError {

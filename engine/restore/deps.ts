@@ -38,4 +38,9 @@ export interface RestoreDeps {
    * PGPASSFILE are taken from it (engine/pg/env.ts), never AWS credentials or DATABASE_URL.
    */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Aborted on SIGTERM/SIGINT: the download stops, pg_restore is stopped, and the usual clean-up
+   * runs (temporary file removed, a database the command created dropped); the reason is thrown.
+   */
+  readonly signal?: AbortSignal | undefined;
 }

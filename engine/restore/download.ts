@@ -68,10 +68,14 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest): P
     },
   });
   try {
+    deps.signal?.throwIfAborted();
     const body = await deps.source.openDump(manifest.key);
-    await pipeline(body, meter, createWriteStream(path, { mode: 0o600 }));
+    // The dump is plaintext production data: 0600 in mkdtemp's 0700 directory. A signal stops
+    // the copy; a stalled S3 answer ends on the client's socket timeout (AWS_SOCKET_TIMEOUT_SECONDS).
+    await pipeline(body, meter, createWriteStream(path, { mode: 0o600 }), ...(deps.signal ? [{ signal: deps.signal }] : []));
   } catch (err) {
     await remove();
+    if (deps.signal?.aborted) throw deps.signal.reason as Error;
     if (err instanceof PgS3BackupError) throw err;
     throw new DownloadError(`downloading s3 object ${manifest.key} failed: ${(err as Error).message}`, {
       cause: err,

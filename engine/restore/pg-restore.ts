@@ -93,9 +93,9 @@ export function conninfoDbname(database: string): string {
  * (bounded use: --list, a few statements) and every stderr line `onStderrLine` keeps (the error
  * count matters to classifyPgRestore; progress lines need not be kept).
  */
-async function runPgRestore(deps: Pick<RestoreDeps, 'spawn' | 'pgRestore'>, args: readonly string[], env: Record<string, string>, onStderrLine?: (line: string) => boolean) {
+async function runPgRestore(deps: Pick<RestoreDeps, 'spawn' | 'pgRestore' | 'signal'>, args: readonly string[], env: Record<string, string>, onStderrLine?: (line: string) => boolean) {
   const spawn = deps.spawn ?? (nodeSpawn as SpawnFn);
-  const run = await runTool(spawn, deps.pgRestore, args, { env, tool: 'pg_restore', stderrLines: 100_000, ...(onStderrLine ? { onStderrLine } : {}) });
+  const run = await runTool(spawn, deps.pgRestore, args, { env, tool: 'pg_restore', stderrLines: 100_000, signal: deps.signal, ...(onStderrLine ? { onStderrLine } : {}) });
   return { ...run, stderr: run.stderrTail.length ? `${run.stderrTail.join('\n')}\n` : '' };
 }
 
@@ -224,7 +224,11 @@ export async function pgRestoreInto(
   let stderrSeen = '';
   for (const section of sections(options)) {
     const args = ['--verbose', ...pgRestoreArgs(database, file, { section, jobs: options.jobs, noOwner: options.noOwner, noAcl: options.noAcl, listFile: options.listFile })];
-    const run = await runPgRestore(deps, args, env, onLine);
+    const run = await runPgRestore(deps, args, env, onLine).catch(async (err: unknown) => {
+      // Interrupted (SIGTERM/SIGINT): undo what can be undone, as for a failed pass.
+      if (deps.signal?.aborted) await options.onFailure?.();
+      throw err;
+    });
     stderrSeen += run.stderr;
     if (run.signal) {
       const dropped = (await options.onFailure?.()) ?? false;

@@ -1,11 +1,14 @@
 /**
- * An HTTP proxy in front of the S3 API that injects faults: for each request a rule decides to
- * pass it on, answer 503 (S3's ServiceUnavailable) or reset the connection.
+ * An HTTP proxy in front of an AWS API (S3, SNS, Secrets Manager) that injects faults: for each
+ * request a rule decides to pass it on, answer 503 (S3's ServiceUnavailable), reset the
+ * connection, black-hole it (read it, never answer: a dead NAT, a filtering firewall), stall the
+ * response mid-body (headers and the first bytes, then silence), or pass it on and lose the
+ * answer (the server did the work; the client sees a reset).
  */
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type Fault = 'pass' | '503' | 'reset';
+export type Fault = 'pass' | '503' | 'reset' | 'blackhole' | 'stall-body' | 'lose-answer';
 
 export interface ProxiedRequest {
   readonly method: string;
@@ -37,6 +40,11 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       req.socket.destroy();
       return;
     }
+    if (fault === 'blackhole') {
+      // Take the body (so the client is not blocked writing it) and never answer.
+      req.resume();
+      return;
+    }
     if (fault === '503') {
       // Drain the body first, as S3 would, so the client sees a response and not a broken pipe.
       req.resume();
@@ -49,7 +57,21 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     const upstream = httpRequest(
       { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
+        if (fault === 'lose-answer') {
+          // The server has done the work; the client never hears of it.
+          up.resume();
+          up.on('end', () => req.socket.destroy());
+          return;
+        }
         res.writeHead(up.statusCode ?? 502, up.headers);
+        if (fault === 'stall-body') {
+          // The headers and a first slice of the body, then silence on an open connection.
+          up.once('data', (chunk: Buffer) => {
+            res.write(chunk.subarray(0, Math.min(chunk.length, 1024)));
+            up.destroy();
+          });
+          return;
+        }
         up.pipe(res);
       },
     );
