@@ -156,6 +156,11 @@ class Resolved {
         return `https://sqs.${REGION}.amazonaws.com/${ACCOUNT}/${id}`;
       case 'AWS::KMS::Key':
         return uuidOf(id);
+      case 'AWS::StepFunctions::StateMachine':
+        return `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:${id}`;
+      case 'AWS::ECS::TaskDefinition':
+        return `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/${String(this.resource(id).Properties.Family ?? id)}:1`;
+      case 'AWS::ECS::Cluster':
       case 'AWS::Lambda::Function':
       case 'AWS::IAM::Role':
       case 'AWS::Logs::LogGroup':
@@ -186,6 +191,8 @@ class Resolved {
         return `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${id}:*`;
       case 'AWS::CloudWatch::Alarm.Arn':
         return `arn:aws:cloudwatch:${REGION}:${ACCOUNT}:alarm:${id}`;
+      case 'AWS::ECS::Cluster.Arn':
+        return `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/${id}`;
       default:
         throw new Error(`Fn::GetAtt ${key} is not modelled`);
     }
@@ -213,6 +220,14 @@ class Resolved {
           const [id, att] = name.split('.');
           return att ? this.getAtt(id!, att) : this.ref(id!);
         });
+      }
+      if (k === 'Fn::Split') {
+        const [sep, text] = arg as [string, unknown];
+        return String(this.value(text)).split(sep);
+      }
+      if (k === 'Fn::Select') {
+        const [index, list] = arg as [number | string, unknown];
+        return (this.value(list) as unknown[])[Number(index)];
       }
       if (k.startsWith('Fn::')) throw new Error(`${k} is not modelled`);
     }
@@ -567,3 +582,41 @@ function deployImported(keyArn: string): { r: Resolved; role: string } {
 function rootKeyPolicy(): unknown {
   return { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${ACCOUNT}:root` }, Action: 'kms:*', Resource: '*' }] };
 }
+
+describe('the fan-out: the schedule, the state machine and the Fargate task', () => {
+  it('lets the schedule start the state machine only, the state machine invoke the function and run the one task, and the task do the backup\'s calls only', async () => {
+    const d = deploy({ vpcId: 'vpc-0123456789abcdef0', subnetIds: ['subnet-0123456789abcdef0'], runner: 'auto', databases: '*' });
+    const { r } = d;
+    const roleOf = (value: unknown) => (value as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+    const smId = r.one('AWS::StepFunctions::StateMachine');
+    const smRole = roleOf(r.resources[smId]!.Properties.RoleArn);
+    const taskDefId = r.one('AWS::ECS::TaskDefinition');
+    const taskDef = r.resources[taskDefId]!.Properties;
+    const taskRole = roleOf(taskDef.TaskRoleArn);
+    const executionRole = roleOf(taskDef.ExecutionRoleArn);
+    const scheduler = { principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${d.scheduleRole}/scheduler`, identityPolicies: r.identityPolicies(d.scheduleRole) };
+    const machine = { principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${smRole}/states`, identityPolicies: r.identityPolicies(smRole) };
+    const task = { principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${taskRole}/task`, identityPolicies: r.identityPolicies(taskRole) };
+    const dump = buildDumpKey(d.prefix, 'app', new Date('2026-12-02T02:00:00.123Z'));
+    const roleArn = (id: string) => r.getAtt(id, 'Arn');
+    await expectDecisions([
+      { ...scheduler, label: 'schedule starts the fan-out', action: 'states:StartExecution', resource: r.ref(smId), expected: 'Allowed' },
+      { ...scheduler, label: 'schedule no longer invokes the function', action: 'lambda:InvokeFunction', resource: d.functionArn, expected: 'ImplicitlyDenied' },
+      { ...machine, label: 'plan, backup, summary', action: 'lambda:InvokeFunction', resource: d.functionArn, expected: 'Allowed' },
+      { ...machine, label: 'RunTask.sync', action: 'ecs:RunTask', resource: r.ref(taskDefId), expected: 'Allowed' },
+      { ...machine, label: 'passes the task role', action: 'iam:PassRole', resource: roleArn(taskRole), expected: 'Allowed' },
+      { ...machine, label: 'passes the execution role', action: 'iam:PassRole', resource: roleArn(executionRole), expected: 'Allowed' },
+      { ...machine, label: 'never the function role', action: 'iam:PassRole', resource: roleArn(d.functionRole), expected: 'ImplicitlyDenied' },
+      { ...machine, label: 'never the bucket', action: 's3:GetObject', resource: `${d.bucketArn}/${dump}`, resourcePolicy: d.bucketPolicy, expected: 'ImplicitlyDenied' },
+      { ...task, label: 'task writes a dump', action: 's3:PutObject', resource: `${d.bucketArn}/${dump}`, resourcePolicy: d.bucketPolicy, expected: 'Allowed' },
+      { ...task, label: 'task uses the bucket key', action: 'kms:GenerateDataKey', resource: d.bucketKeyArn, context: { 'kms:ViaService': `s3.${REGION}.amazonaws.com` }, resourcePolicy: d.bucketKeyPolicy, expected: 'Allowed' },
+      { ...task, label: 'task lists its prefix', action: 's3:ListBucket', resource: d.bucketArn, context: { 's3:prefix': d.prefix }, resourcePolicy: d.bucketPolicy, expected: 'Allowed' },
+      { ...task, label: 'task reads the secret', action: 'secretsmanager:GetSecretValue', resource: SECRET, expected: 'Allowed' },
+      { ...task, label: 'task alerts', action: 'sns:Publish', resource: d.topicArn, resourcePolicy: d.topicPolicy, expected: 'Allowed' },
+      { ...task, label: 'task writes nothing outside the prefix', action: 's3:PutObject', resource: `${d.bucketArn}/elsewhere/x.dump`, resourcePolicy: d.bucketPolicy, expected: 'ImplicitlyDenied' },
+      { ...task, label: 'task reads no other secret', action: 'secretsmanager:GetSecretValue', resource: `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:other-AbCdEf`, expected: 'ImplicitlyDenied' },
+      { ...task, label: 'task destroys no version (no check probes)', action: 's3:DeleteObjectVersion', resource: `${d.bucketArn}/${buildCheckProbeKey(d.prefix, new Date('2026-12-02T02:00:00.123Z'), 'a1b2c3')}`, resourcePolicy: d.bucketPolicy, expected: 'ImplicitlyDenied' },
+    ]);
+  });
+});
+
