@@ -43,7 +43,9 @@ export function subjectText(text: string): string {
 export function formatFailure(r: FailureReport): Message {
   const e = r.error;
   const lines: string[] = [
-    `pg-s3-backup: the backup of database ${JSON.stringify(r.database)} FAILED at stage "${r.stage}".`,
+    r.stage === 'prune' && r.key
+      ? `pg-s3-backup: pruning the older backups of database ${JSON.stringify(r.database)} FAILED (its new backup is complete).`
+      : `pg-s3-backup: the backup of database ${JSON.stringify(r.database)} FAILED at stage "${r.stage}".`,
     '',
     `Error: ${r.redact(`${e.name}: ${e.message}`)}`,
   ];
@@ -59,8 +61,13 @@ export function formatFailure(r: FailureReport): Message {
   if (progress.bytesWritten !== undefined) lines.push(`Bytes written before stopping: ${progress.bytesWritten}; elapsed: ${Math.round((progress.elapsedMs ?? 0) / 1000)} s`);
   lines.push(
     '',
-    `Key attempted: ${r.key ? `s3://${r.bucket ?? ''}/${r.key}` : '(none: failed before choosing one)'}`,
-    ...leftoverLines(e, r.bucket),
+    ...(r.stage === 'prune' && r.key
+      ? [
+          // Pruning runs only after a complete backup: say so, never "nothing was written".
+          `The backup itself is complete: s3://${r.bucket ?? ''}/${r.key} (dump and manifest).`,
+          'Only the pruning of older backups failed: more than RETENTION_COUNT backups may remain until the next successful run prunes them (or run `pg-s3-backup prune`).',
+        ]
+      : [`Key attempted: ${r.key ? `s3://${r.bucket ?? ''}/${r.key}` : '(none: failed before choosing one)'}`, ...leftoverLines(e, r.bucket)]),
     `Request id: ${r.requestId ?? '(none)'}`,
     `Started: ${r.startedAt.toISOString()}`,
     `Failed:  ${r.failedAt.toISOString()} (after ${Math.round((r.failedAt.getTime() - r.startedAt.getTime()) / 1000)} s)`,

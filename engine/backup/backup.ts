@@ -320,14 +320,15 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
       const res = await pruneDatabase(store, b.database, { retentionCount: config.retentionCount, now: new Date(), dryRun, log, protect: new Set([b.key]) });
       pruned.push(...res.deleted);
     } catch (err) {
-      await report(b.database, err, 'prune', undefined, deps.now());
+      // The key of the complete backup: the alert must say it exists, not that nothing was written.
+      await report(b.database, err, 'prune', b.key, deps.now());
     }
   }
   if (globals && !signal.aborted) {
     try {
       pruned.push(...(await pruneGlobals(store, { retentionCount: config.retentionCount, dryRun, log, protect: new Set([globals.key]) })).deleted);
     } catch (err) {
-      await report(GLOBALS_ALERT_NAME, err, 'prune', undefined, deps.now());
+      await report(GLOBALS_ALERT_NAME, err, 'prune', globals.key, deps.now());
     }
   }
   const status = failures.length === 0 ? 'succeeded' : 'failed';
