@@ -1,0 +1,14 @@
+// Every CDK app a test synthesizes without an explicit outdir would write its cloud assembly (and
+// the bundled function, the staged image files) into a fresh `cdk.out*` directory under the temp
+// dir, which nothing removes. This setup file gives each test file one directory of its own
+// (CDK_OUTDIR, which the App reads when no outdir is given) and removes it after the file. Apps of
+// one file synthesize one after another, so they never write the same assembly at once; files
+// running in parallel each have their own.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll } from 'vitest';
+
+const outdir = mkdtempSync(join(tmpdir(), 'pgs3b-cdk-'));
+process.env.CDK_OUTDIR = outdir;
+afterAll(() => rmSync(outdir, { recursive: true, force: true }));
