@@ -110,9 +110,25 @@ function fanOutRequest(event: unknown): FanOutRequest | undefined {
   return parsed.data;
 }
 
+type Loaded = { readonly config: Config; readonly deps: Deps };
+
+/**
+ * The configuration and the clients, built once per container on first use and shared by every
+ * kind of event (a failure is not kept: the next invocation tries again).
+ */
+function loader(env: Env, overrides: Partial<Deps>): () => Loaded {
+  let loaded: Loaded | undefined;
+  return () => {
+    if (!loaded) {
+      const config = loadConfig(env);
+      loaded = { config, deps: createDeps(config, overrides) };
+    }
+    return loaded;
+  };
+}
+
 /** Builds a handler; `env` and `overrides` let tests run the real handler against test services. */
-export function createHandler(env: Env = process.env, overrides: Partial<Deps> = {}): Handler {
-  let loaded: { config: Config; deps: Deps } | undefined;
+export function createHandler(env: Env = process.env, overrides: Partial<Deps> = {}, load: () => Loaded = loader(env, overrides)): Handler {
   async function handler(event: unknown, context: InvocationContext): Promise<HandlerResult | HandlerCheckResult> {
     const log = overrides.log ?? createLogger();
     let check: CheckRequest | undefined;
@@ -124,8 +140,9 @@ export function createHandler(env: Env = process.env, overrides: Partial<Deps> =
     }
     if (check) {
       // Check mode answers with its findings, even about the configuration; it alerts nobody.
+      let loaded: Loaded;
       try {
-        loaded ??= load();
+        loaded = load();
       } catch (err) {
         return { status: 'checked', ...report([fail('configuration', (err as Error).message, (err as { hint?: string }).hint ?? 'Fix the function\'s environment variables (docs/configuration.md) and redeploy.')]) };
       }
@@ -133,13 +150,12 @@ export function createHandler(env: Env = process.env, overrides: Partial<Deps> =
       log.info('check finished', { stage: 'config', ok: result.ok, failed: result.checks.filter((c) => !c.ok).map((c) => c.name) });
       return { status: 'checked', ...result };
     }
-    if (!loaded) {
-      try {
-        loaded = load();
-      } catch (err) {
-        await alertConfigError(err, env, context.awsRequestId, overrides.sns, log);
-        throw err;
-      }
+    let loaded: Loaded;
+    try {
+      loaded = load();
+    } catch (err) {
+      await alertConfigError(err, env, context.awsRequestId, overrides.sns, log);
+      throw err;
     }
     const { config, deps } = loaded;
     let request: BackupRequest;
@@ -155,10 +171,6 @@ export function createHandler(env: Env = process.env, overrides: Partial<Deps> =
     });
     if (result.status === 'failed') throw new BackupRunError(result.failures);
     return { status: 'succeeded', backups: result.backups, pruned: result.pruned };
-  }
-  function load(): { config: Config; deps: Deps } {
-    const config = loadConfig(env);
-    return { config, deps: createDeps(config, overrides) };
   }
   return handler as Handler;
 }
@@ -180,16 +192,13 @@ async function alertConfigError(err: unknown, env: Env, requestId: string, sns: 
  * bucket access without a second role.
  */
 export function createEntry(env: Env = process.env, overrides: Partial<Deps> = {}) {
-  const backup = createHandler(env, overrides);
-  let loaded: { config: Config; deps: Deps } | undefined;
+  // One configuration and one set of clients for the backups, the checks and the fan-out's steps.
+  const load = loader(env, overrides);
+  const backup = createHandler(env, overrides, load);
   return async function entry(event: unknown, context: InvocationContext): Promise<HandlerResult | HandlerCheckResult | PlanResult | FanOutSummary> {
     const fanOut = fanOutRequest(event);
     if (!fanOut) return backup(event, context);
-    if (!loaded) {
-      const config = loadConfig(env);
-      loaded = { config, deps: createDeps(config, overrides) };
-    }
-    const { config, deps } = loaded;
+    const { config, deps } = load();
     return fanOut.action === 'plan' ? planRun(config, deps) : summarizeRun(fanOut.results, config, deps);
   };
 }
