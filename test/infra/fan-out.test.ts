@@ -3,7 +3,7 @@
  * its runner with bounded concurrency, retries and a Catch, the Fargate task runs the same engine
  * in the function's network with the function's data permissions, and the fan-out's own failures
  * alarm to the topic. cdk-nag stays clean. The definition itself is executed in
- * test/integration/fan-out.test.ts.
+ * test/engine/backup/fanout.test.ts.
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -1,0 +1,62 @@
+/**
+ * `pg-s3-backup verify --local`: the restore drill on a throwaway PostgreSQL started from the
+ * pg-server layer, so the operator provides no scratch server. Same report as with --scratch-url;
+ * nothing is created on any real server, nothing is left in the temporary folder.
+ */
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { serverLayerRoot } from '../../layers/pg-server/paths.ts';
+import { ensureServerLayer } from '../support/layer.ts';
+import { NASTY_PASSWORD } from '../support/postgres.ts';
+import { databases, expectNoSecret, runCli, startCliServices, type CliServices } from '../support/cli.ts';
+
+let svc: CliServices;
+let key: string;
+let tempDir: string;
+
+beforeAll(async () => {
+  await ensureServerLayer('x86_64');
+  svc = await startCliServices();
+  const run = await runCli(['run', '--reason', 'verify --local test'], svc.env);
+  expect(run.code, run.stderr).toBe(0);
+  key = (run.result!.backups as { key: string }[])[0]!.key;
+  tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-verify-local-'));
+  // As root the throwaway server runs as nobody, which must reach its folder (as in /tmp).
+  chmodSync(tempDir, 0o711);
+}, 900_000); // the first run builds the pg-server layer (up to 6 minutes cold, on a busy machine)
+
+afterAll(async () => {
+  await svc?.stop();
+  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+});
+
+it('verify --local restores the newest backup into a throwaway server and reports every table; nothing is left anywhere', async () => {
+  const before = await databases(svc.pg);
+  const run = await runCli(['verify', '--latest', '--database', 'app', '--local', '--server-layer', serverLayerRoot('x86_64'), '--temp-dir', tempDir, '--json'], svc.env);
+  expect(run.code, run.stderr).toBe(0);
+  const report = JSON.parse(run.stdout) as Record<string, unknown>;
+  expect(report).toMatchObject({ status: 'ok', key, database: 'app', sha256Verified: true, problems: [], scratchServer: expect.stringMatching(/throwaway/) });
+  const tables = report.tables as { schema: string; table: string; rows: number }[];
+  expect(tables.find((t) => t.table === 'orders')).toMatchObject({ schema: 'public', rows: 4000 });
+  expect(report.timingsMs).toMatchObject({ server: expect.any(Number), restore: expect.any(Number) });
+  // The same counts as the source database.
+  const [orders] = await svc.pg.query<{ n: string }>('select count(*) as n from orders', [], 'app');
+  expect(Number(orders!.n)).toBe(4000);
+  // No scratch database on the real server, no server folder or dump left behind.
+  expect(await databases(svc.pg)).toEqual(before);
+  expect(readdirSync(tempDir)).toEqual([]);
+  expectNoSecret(run, NASTY_PASSWORD);
+});
+
+it('verify needs exactly one of --local and --scratch-url (exit 2)', async () => {
+  const neither = await runCli(['verify', '--latest'], svc.env);
+  expect(neither.code).toBe(2);
+  expect(neither.stderr).toMatch(/exactly one of --scratch-url and --local/);
+  const both = await runCli(['verify', '--latest', '--local', '--scratch-url', svc.pg.url], svc.env);
+  expect(both.code).toBe(2);
+  const badLayer = await runCli(['verify', '--latest', '--local', '--server-layer', join(tempDir, 'nothing')], svc.env);
+  expect(badLayer.code).toBe(2);
+  expect(badLayer.stderr).toMatch(/no pg-server layer/);
+});

@@ -1,0 +1,172 @@
+/** The pure parts of restore: the TOC and --table selection, the database definition, pg_restore's errors. */
+import { describe, expect, it } from 'vitest';
+import { parseDefinition, splitStatements } from '../../../engine/restore/database-definition.ts';
+import { classifyPgRestore, hintForPgRestore, parseErrors, pgRestoreArgs, sections, summarizeErrors } from '../../../engine/restore/pg-restore.ts';
+import { isDatabaseEntry, parseToc, selectTables, tablesWithData } from '../../../engine/restore/toc.ts';
+
+/** `pg_restore --list --verbose` of the fidelity fixture (test/support/fidelity-fixtures.ts), abridged. */
+const LIST = `;
+; Archive created at 2026-12-02 00:58:00 UTC
+;     dbname: fidelity
+;
+; Selected TOC Entries:
+;
+3356; 0 0 ENCODING - ENCODING 
+3359; 1262 16387 DATABASE - fidelity fid_owner
+3360; 0 0 COMMENT - DATABASE fidelity fid_owner
+;	depends on: 3359
+3361; 0 0 ACL - DATABASE fidelity fid_owner
+;	depends on: 3359
+3362; 0 0 DATABASE PROPERTIES - fidelity fid_owner
+6; 2615 16388 SCHEMA - ledger fid_owner
+3363; 0 0 ACL - SCHEMA ledger fid_owner
+;	depends on: 6
+863; 1247 16390 TYPE ledger account_kind fid_owner
+;	depends on: 6
+866; 1247 16398 DOMAIN ledger email fid_owner
+;	depends on: 6
+900; 1247 16399 TYPE ledger unrelated fid_owner
+;	depends on: 6
+220; 1259 16400 SEQUENCE public account_codes fid_owner
+222; 1259 16402 TABLE ledger accounts fid_owner
+;	depends on: 220 6 863 866
+3364; 0 0 ACL ledger TABLE accounts fid_owner
+;	depends on: 222
+221; 1259 16401 SEQUENCE ledger accounts_id_seq fid_owner
+;	depends on: 6 222
+224; 1259 16415 TABLE ledger entries fid_owner
+;	depends on: 6
+223; 1259 16414 SEQUENCE ledger entries_id_seq fid_owner
+;	depends on: 6 224
+3366; 0 0 SEQUENCE OWNED BY ledger entries_id_seq fid_owner
+;	depends on: 223
+228; 1259 16450 MATERIALIZED VIEW ledger pending_totals fid_owner
+;	depends on: 224 224 6
+3181; 2604 16418 DEFAULT ledger entries id fid_owner
+;	depends on: 224 223 224
+3344; 0 16402 TABLE DATA ledger accounts fid_owner
+;	depends on: 222
+3346; 0 16415 TABLE DATA ledger entries fid_owner
+;	depends on: 224
+3367; 0 0 SEQUENCE SET ledger accounts_id_seq fid_owner
+;	depends on: 221
+3369; 0 0 SEQUENCE SET public account_codes fid_owner
+;	depends on: 220
+3186; 2606 16413 CONSTRAINT ledger accounts accounts_pkey fid_owner
+;	depends on: 222
+3188; 2606 16425 CONSTRAINT ledger entries entries_pkey fid_owner
+;	depends on: 224
+3193; 2606 16426 FK CONSTRAINT ledger entries entries_account_id_fkey fid_owner
+;	depends on: 222 3186 224
+`;
+
+describe('the table of contents', () => {
+  const toc = parseToc(LIST);
+  it('reads types with spaces, schemas, names and dependencies', () => {
+    expect(toc.find((e) => e.id === 3344)).toMatchObject({ desc: 'TABLE DATA', schema: 'ledger', tagAndOwner: 'accounts fid_owner', deps: [222] });
+    expect(toc.find((e) => e.id === 3362)).toMatchObject({ desc: 'DATABASE PROPERTIES', schema: '-' });
+    expect(toc.find((e) => e.id === 3193)).toMatchObject({ desc: 'FK CONSTRAINT', deps: [222, 3186, 224] });
+    expect(tablesWithData(toc)).toEqual(['ledger.accounts', 'ledger.entries']);
+    expect(toc.filter((e) => isDatabaseEntry(e, 'fidelity')).map((e) => e.id)).toEqual([3359, 3360, 3361, 3362]);
+  });
+
+  it('--table selects the table, what it needs and what belongs to it, and names the foreign key left out', () => {
+    const sel = selectTables(toc, ['ledger.accounts']);
+    expect([...sel.ids].sort((a, b) => a - b)).toEqual([6, 220, 221, 222, 863, 866, 3186, 3344, 3363, 3364, 3367, 3369]);
+    expect(sel.tables).toEqual(['ledger.accounts']);
+    expect(sel.leftOut).toEqual([]);
+    const entries = selectTables(toc, ['entries']);
+    // Its sequence, default and ownership come along; the view over it and the foreign key to accounts do not.
+    expect([...entries.ids]).toEqual(expect.arrayContaining([224, 223, 3366, 3181, 3346, 3188]));
+    expect(entries.ids.has(228)).toBe(false);
+    expect(entries.ids.has(3193)).toBe(false);
+    expect(entries.leftOut).toEqual(['FK CONSTRAINT ledger.entries entries_account_id_fkey']);
+    expect(selectTables(toc, ['accounts', 'entries']).ids.has(3193)).toBe(true);
+  });
+
+  it('--table refuses an unknown name', () => {
+    expect(() => selectTables(toc, ['ledger.nope'])).toThrow(/no table "ledger\.nope" in the backup/);
+    expect(() => selectTables(toc, ['public.accounts'])).toThrow(/no table "public\.accounts"/);
+  });
+});
+
+describe('the database definition', () => {
+  const script = `--
+-- PostgreSQL database dump
+--
+\\restrict abc
+SET statement_timeout = 0;
+SELECT pg_catalog.set_config('search_path', '', false);
+CREATE DATABASE fidelity WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = icu LOCALE = 'C.UTF-8' ICU_LOCALE = 'sv-SE';
+ALTER DATABASE fidelity OWNER TO fid_owner;
+\\connect fidelity
+COMMENT ON DATABASE fidelity IS 'the DATABASE fidelity; do not drop';
+ALTER DATABASE fidelity CONNECTION LIMIT = 42;
+ALTER DATABASE fidelity SET search_path TO 'ledger', 'public';
+ALTER ROLE fid_app IN DATABASE fidelity SET work_mem TO '8MB';
+REVOKE CONNECT,TEMPORARY ON DATABASE fidelity FROM PUBLIC;
+GRANT CONNECT ON DATABASE fidelity TO fid_reader;
+`;
+  it('is renamed to the target and sorted by kind; strings are left alone', () => {
+    expect(parseDefinition(script, 'fidelity', 'copy "1"')).toEqual([
+      { kind: 'create', sql: `CREATE DATABASE "copy ""1""" WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = icu LOCALE = 'C.UTF-8' ICU_LOCALE = 'sv-SE';` },
+      { kind: 'owner', sql: 'ALTER DATABASE "copy ""1""" OWNER TO fid_owner;' },
+      { kind: 'comment', sql: `COMMENT ON DATABASE "copy ""1""" IS 'the DATABASE fidelity; do not drop';` },
+      { kind: 'property', sql: 'ALTER DATABASE "copy ""1""" CONNECTION LIMIT = 42;' },
+      { kind: 'property', sql: `ALTER DATABASE "copy ""1""" SET search_path TO 'ledger', 'public';` },
+      { kind: 'role-setting', sql: `ALTER ROLE fid_app IN DATABASE "copy ""1""" SET work_mem TO '8MB';` },
+      { kind: 'acl', sql: 'REVOKE CONNECT,TEMPORARY ON DATABASE "copy ""1""" FROM PUBLIC;' },
+      { kind: 'acl', sql: 'GRANT CONNECT ON DATABASE "copy ""1""" TO fid_reader;' },
+    ]);
+  });
+  it('finds a quoted source name, and splits only outside quotes', () => {
+    expect(parseDefinition('CREATE DATABASE "My DB" WITH TEMPLATE = template0;\nCOMMENT ON DATABASE "My DB" IS \'a;b\';\n', 'My DB', 'x').map((s) => s.sql)).toEqual([
+      'CREATE DATABASE "x" WITH TEMPLATE = template0;',
+      `COMMENT ON DATABASE "x" IS 'a;b';`,
+    ]);
+    expect(splitStatements(`SELECT 'it''s; fine'; SELECT "a;b";`)).toEqual([`SELECT 'it''s; fine';`, ' SELECT "a;b";']);
+  });
+});
+
+describe("pg_restore's errors", () => {
+  const stderr = [
+    'pg_restore: processing data for table "public.a"',
+    'pg_restore: from TOC entry 222; 1259 16402 TABLE accounts fid_owner',
+    'pg_restore: error: could not execute query: ERROR:  type "public.year" does not exist',
+    'LINE 3:     y public.year',
+    'Command was: CREATE TABLE public.accounts (',
+    'pg_restore: launching item 3344 TABLE DATA ledger accounts',
+    ...Array.from({ length: 14 }, (_, i) => `pg_restore: error: could not execute query: ERROR:  relation "t${i}" does not exist`),
+    'pg_restore: warning: errors ignored on restore: 15',
+  ].join('\n');
+  it('keeps each error whole, with its TOC entry and command, and no progress line', () => {
+    const errors = parseErrors(stderr);
+    expect(errors).toHaveLength(15);
+    expect(errors[0]).toBe('could not execute query: ERROR:  type "public.year" does not exist\n(from TOC entry 222; 1259 16402 TABLE accounts fid_owner)\nLINE 3:     y public.year\nCommand was: CREATE TABLE public.accounts (');
+    expect(classifyPgRestore(1, stderr).errors[0]).toMatch(/public\.year/);
+  });
+  it('shows the first errors and counts the rest', () => {
+    const text = summarizeErrors(parseErrors(stderr));
+    expect(text).toMatch(/^ {2}1\. could not execute query: ERROR: {2}type "public\.year" does not exist/);
+    expect(text).toMatch(/… and 5 more errors$/);
+    expect(text).not.toMatch(/processing data|launching item/);
+  });
+  it('hints at what fits: never --create for a database the restore dropped', () => {
+    expect(hintForPgRestore('role "x" does not exist', { dropped: true })).toMatch(/--no-owner.*--no-acl.*was dropped/);
+    expect(hintForPgRestore('anything', { dropped: true })).not.toMatch(/--create/);
+    expect(hintForPgRestore('anything')).toMatch(/--clean/);
+  });
+});
+
+describe('passes', () => {
+  it('pre-data serially, data and post-data with --jobs; --schema-only and --data-only pick passes', () => {
+    expect(sections({})).toEqual(['pre-data', 'data', 'post-data']);
+    expect(sections({ schemaOnly: true })).toEqual(['pre-data', 'post-data']);
+    expect(sections({ dataOnly: true })).toEqual(['data']);
+    expect(pgRestoreArgs('db', 'f', { section: 'pre-data', jobs: 4 })).not.toContain('--jobs');
+    expect(pgRestoreArgs('db', 'f', { section: 'data', jobs: 4 })).toEqual(expect.arrayContaining(['--section=data', '--jobs', '4']));
+    // --no-owner no longer drops grants: --no-acl does.
+    expect(pgRestoreArgs('db', 'f', { section: 'post-data', noOwner: true })).not.toContain('--no-privileges');
+    expect(pgRestoreArgs('db', 'f', { section: 'post-data', noAcl: true })).toContain('--no-privileges');
+  });
+});

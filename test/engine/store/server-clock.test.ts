@@ -1,0 +1,91 @@
+/**
+ * Retention and `--latest` follow S3's clock: a backup taken on a host whose clock ran 400 days
+ * ahead (the real CLI under faketime) must neither make a later, correct run prune the backup it
+ * just wrote, nor make `restore --latest` restore it instead of the fresh one; `list` flags it,
+ * and a host whose clock is ahead cannot age a young orphan into a deletable one.
+ */
+import { spawn } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildDumpKey } from '../../../engine/store/backup-key.ts';
+import { listKeys, putText } from '../../support/aws.ts';
+import { CLI, jsonLines, runCli, startCliServices, type CliRun, type CliServices } from '../../support/cli.ts';
+
+let svc: CliServices;
+
+beforeAll(async () => {
+  svc = await startCliServices({ retentionCount: 2 });
+});
+afterAll(async () => {
+  await svc?.stop();
+});
+
+/** The real program with its clock (and its children's) moved by `offset` (faketime's "+400d"). */
+function runCliAt(offset: string, args: readonly string[], env: Record<string, string>): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('faketime', ['-f', offset, process.execPath, CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const events = jsonLines(stdout);
+      resolve({ code, stdout, stderr, events, result: events.find((e) => e.event === 'result') });
+    });
+  });
+}
+
+const backupKey = (run: CliRun) => (run.result!.backups as { key: string }[])[0]!.key;
+
+describe("S3's clock, not the host's", () => {
+  it('a correct run never prunes the backup it just wrote, after a backup from a clock 400 days ahead', async () => {
+    const skewedRun = await runCliAt('+400d', ['run', '--reason', 'clock ahead'], svc.env);
+    expect(skewedRun.code, skewedRun.stderr + skewedRun.stdout).toBe(0);
+    const skewed = backupKey(skewedRun);
+    expect(skewed).toMatch(new RegExp(`app-${new Date(Date.now() + 399 * 86_400_000).getUTCFullYear()}`));
+
+    // Keeping one backup, a correct run keeps the one it wrote (S3 stored it last).
+    const run = await runCli(['run', '--reason', 'right clock'], { ...svc.env, RETENTION_COUNT: '1' });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.result).toMatchObject({ status: 'succeeded' });
+    const fresh = backupKey(run);
+    expect(run.result!.pruned as string[]).not.toContain(fresh);
+    expect(run.result!.pruned).toEqual([skewed, `${skewed}.json`]);
+    expect(await listKeys(svc.clients, svc.bucket, 'pg-s3-backup/app/')).toEqual([fresh, `${fresh}.json`]);
+  });
+
+  it('list flags a backup from a clock 400 days ahead and orders by S3; restore --latest takes the fresh backup', async () => {
+    const skewedRun = await runCliAt('+400d', ['run', '--reason', 'clock ahead'], svc.env);
+    expect(skewedRun.code, skewedRun.stderr + skewedRun.stdout).toBe(0);
+    const skewed = backupKey(skewedRun);
+    const run = await runCli(['run', '--reason', 'right clock'], svc.env);
+    expect(run.code, run.stderr).toBe(0);
+    const fresh = backupKey(run);
+
+    // list: newest first by S3's clock, the skewed backup flagged with how far its host was off.
+    const listed = await runCli(['list', '--json'], svc.env);
+    expect(listed.code, listed.stderr).toBe(0);
+    const rows = JSON.parse(listed.stdout) as { key: string; clockSkewSeconds: number | null; storedAt: string }[];
+    expect(rows.map((r) => r.key)).toEqual([fresh, skewed]);
+    expect(rows[0]!.clockSkewSeconds).toBeNull();
+    expect(rows[1]!.clockSkewSeconds).toBeGreaterThan(399 * 86_400);
+    expect(rows[1]!.clockSkewSeconds).toBeLessThan(401 * 86_400);
+    const table = await runCli(['list'], svc.env);
+    expect(table.stdout).toMatch(/NOTE/);
+    expect(table.stdout).toMatch(new RegExp(`${skewed.replace(/[.]/g, '\\.')}\\s+CLOCK SKEW \\+400d`));
+
+    // --latest: the backup S3 stored last, not the one whose key claims the latest time.
+    const restored = await runCli(['restore', '--latest', '--database', 'app', '--target-url', svc.pg.urlFor('latest_copy'), '--create'], svc.env);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.result).toMatchObject({ status: 'restored', key: fresh });
+  });
+
+  it('a prune on a host whose clock is 400 days ahead leaves a young orphan (a run still finishing) alone', async () => {
+    const orphan = buildDumpKey('pg-s3-backup/', 'app', new Date());
+    await putText(svc.clients, svc.bucket, orphan, 'PGDMP still uploading');
+    const prune = await runCliAt('+400d', ['prune'], svc.env);
+    expect(prune.code, prune.stderr + prune.stdout).toBe(0);
+    expect(JSON.stringify(prune.result)).not.toContain(orphan);
+    expect(await listKeys(svc.clients, svc.bucket, orphan)).toEqual([orphan]);
+  });
+});

@@ -1,0 +1,109 @@
+/**
+ * What the CLI, runbook and host-mode tests share: a PostgreSQL server with a sample database
+ * `app`, a moto server with a bucket, the built layer, and a way to run the real `pg-s3-backup`
+ * program (bin/pg-s3-backup.mjs in a child process, as an operator would).
+ */
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { expect } from 'vitest';
+import { awsEnv, createBucket, testClients, type TestClients } from './aws.ts';
+import { createDatabase, loadSampleData } from './fixtures.ts';
+import { ensureLayer, REPO_ROOT } from './layer.ts';
+import { startMoto, type TestAws } from './moto.ts';
+import { startPostgres, type TestPostgres } from './postgres.ts';
+
+export const CLI = resolve(REPO_ROOT, 'bin', 'pg-s3-backup.mjs');
+
+export interface CliServices {
+  readonly pg: TestPostgres;
+  readonly aws: TestAws;
+  readonly clients: TestClients;
+  readonly bucket: string;
+  /** Environment for the CLI: AWS endpoint, bucket, and DATABASE_URL of `app`. */
+  readonly env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+export async function startCliServices(options: { readonly retentionCount?: number } = {}): Promise<CliServices> {
+  const [pg, aws] = await Promise.all([startPostgres(), startMoto(), ensureLayer()]);
+  const clients = testClients(aws.endpoint);
+  const bucket = await createBucket(clients);
+  await createDatabase(pg, 'app');
+  await loadSampleData(pg, 'app');
+  const env = {
+    ...baseEnv(),
+    ...awsEnv(aws.endpoint),
+    BACKUP_BUCKET: bucket,
+    DATABASE_URL: pg.urlFor('app'),
+    RETENTION_COUNT: String(options.retentionCount ?? 7),
+  };
+  return {
+    pg,
+    aws,
+    clients,
+    bucket,
+    env,
+    async stop() {
+      await Promise.all([pg.stop(), aws.stop()]);
+    },
+  };
+}
+
+/** The parent environment without anything that could point the CLI elsewhere (AWS, PG*, config). */
+export function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  const drop = /^(AWS_|PG|DATABASE_URL$|DB_|BACKUP_|RETENTION_COUNT$|ALERT_TOPIC_ARN$|S3_FORCE_PATH_STYLE$|DATABASES$)/;
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !drop.test(k)) env[k] = v;
+  return env;
+}
+
+export interface CliRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** stdout's lines that are JSON objects (events, then the result). */
+  readonly events: Record<string, unknown>[];
+  /** The `result` event (JSON mode), if any. */
+  readonly result: Record<string, unknown> | undefined;
+}
+
+export async function runCli(args: readonly string[], env: Record<string, string>): Promise<CliRun> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const events = jsonLines(stdout);
+      resolvePromise({ code, stdout, stderr, events, result: events.find((e) => e.event === 'result') });
+    });
+  });
+}
+
+export function jsonLines(text: string): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // Part of a pretty-printed document (--json), not an event line.
+    }
+  }
+  return out;
+}
+
+/** The password must never show, neither as is nor URL-encoded. */
+export function expectNoSecret(run: Pick<CliRun, 'stdout' | 'stderr'>, password: string): void {
+  for (const text of [run.stdout, run.stderr]) {
+    expect(text).not.toContain(password);
+    expect(text).not.toContain(encodeURIComponent(password));
+  }
+}
+
+/** Names of the databases on the server. */
+export async function databases(pg: TestPostgres): Promise<string[]> {
+  return (await pg.query<{ datname: string }>('select datname from pg_database order by 1')).map((r) => r.datname);
+}
