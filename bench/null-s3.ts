@@ -206,11 +206,15 @@ export interface NullS3Stats {
   readonly payloadHash: Record<string, number>;
   /** Object bodies by declared checksum algorithm (`sha256`, `crc32`, … or `none`). */
   readonly bodyChecksums: Record<string, number>;
+  /** Connections accepted (TCP, HTTP and HTTPS): a client that keeps them alive opens few. */
+  connections: number;
+  /** Requests that asked for `Expect: 100-continue`. */
+  expectContinue: number;
   readonly startedAt: string;
 }
 
 function newStats(): NullS3Stats {
-  return { requests: {}, bytesIn: 0, bytesDiscarded: 0, checksumsVerified: 0, checksumMismatches: 0, checksumsUnverified: 0, errors: 0, payloadHash: {}, bodyChecksums: {}, startedAt: new Date().toISOString() };
+  return { requests: {}, bytesIn: 0, bytesDiscarded: 0, checksumsVerified: 0, checksumMismatches: 0, checksumsUnverified: 0, errors: 0, payloadHash: {}, bodyChecksums: {}, connections: 0, expectContinue: 0, startedAt: new Date().toISOString() };
 }
 
 export interface NullS3Options {
@@ -674,6 +678,7 @@ export async function startNullS3(options: NullS3Options = {}): Promise<NullS3> 
   }
 
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    if (req.headers.expect !== undefined) stats.expectContinue++;
     handle(req, res).catch((err: unknown) => {
       const e = err instanceof S3Error ? err : new S3Error(500, 'InternalError', (err as Error).message);
       if (res.headersSent) return void res.destroy();
@@ -688,6 +693,7 @@ export async function startNullS3(options: NullS3Options = {}): Promise<NullS3> 
     createHttpServer({ keepAliveTimeout: 65_000 }, onRequest),
     createHttpsServer({ key: readFileSync(key), cert: readFileSync(cert), keepAliveTimeout: 65_000 }, onRequest),
   ];
+  for (const s of servers) s.on('connection', () => stats.connections++);
   const ports = await Promise.all(servers.map((s) => new Promise<number>((resolve, reject) => {
     s.once('error', reject);
     s.listen(0, '127.0.0.1', () => resolve((s.address() as AddressInfo).port));

@@ -17,6 +17,10 @@
  * CRC32 and sends the payload unsigned over HTTPS (TLS protects the wire): cheaper, but S3 then
  * keeps a CRC32, not a SHA-256, for multipart objects, so it is not the default.
  *
+ * Every part goes on a kept-alive connection: the `Expect: 100-continue` header the S3 client adds
+ * to large bodies is dropped, because the SDK's node handler answers it with a fresh connection
+ * (TCP + TLS handshake) per request (see prepareBody).
+ *
  * A stream shorter than one part goes up in one PutObject whose checksum is the whole-object
  * SHA-256 (one pass in all). Never overwrites (`If-None-Match: *`). On failure the parts in flight
  * settle, then the multipart upload is aborted.
@@ -87,21 +91,36 @@ function crc32Base64(data: Buffer): string | undefined {
 }
 
 /**
- * Sets SigV4's payload hash (`x-amz-content-sha256`; the signer takes a present header as is, and
- * does not hash the body again): the part's own SHA-256 (hex) when we have it, else over HTTPS
- * `UNSIGNED-PAYLOAD`. Over HTTP without a digest, the SDK's signed payload stays.
+ * Prepares a body-carrying request (UploadPart, the single PutObject):
+ *
+ * - sets SigV4's payload hash (`x-amz-content-sha256`; the signer takes a present header as is,
+ *   and does not hash the body again): the part's own SHA-256 (hex) when we have it, else over
+ *   HTTPS `UNSIGNED-PAYLOAD`. Over HTTP without a digest, the SDK's signed payload stays;
+ * - drops the `Expect: 100-continue` the S3 client adds to bodies over 2 MB. With it, the SDK's
+ *   node handler sends each such request on a fresh agent with keep-alive off: one new TCP + TLS
+ *   connection (handshake, certificate check, a new secure context) per part, and a round trip
+ *   waiting for `100 Continue` before the body. Without it the part goes on a kept-alive
+ *   connection. (The header only lets S3 refuse a request before its body is sent; a refused
+ *   part fails the upload either way.) `Expect` is never signed (SigV4 leaves it out), so
+ *   removing it changes no signature. Runs after the SDK's build step (priority low).
  */
-function payloadHash<C extends { middlewareStack: { add: (...a: never[]) => void } }>(command: C, sha256Hex: string | undefined): C {
+function prepareBody<C extends { middlewareStack: { add: (...a: never[]) => void } }>(command: C, sha256Hex: string | undefined): C {
   type Args = { request: unknown };
   const mw = (next: (args: Args) => Promise<unknown>) => async (args: Args) => {
     const req = args.request as { protocol?: string; headers?: Record<string, string> };
     if (req && typeof req === 'object' && req.headers) {
       if (sha256Hex) req.headers['x-amz-content-sha256'] = sha256Hex;
       else if (req.protocol === 'https:') req.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+      for (const name of Object.keys(req.headers)) if (name.toLowerCase() === 'expect') delete req.headers[name];
     }
     return next(args);
   };
-  (command.middlewareStack.add as unknown as (m: typeof mw, o: { step: string; name: string; override: boolean }) => void)(mw, { step: 'build', name: 'pgS3BackupUnsignedPayload', override: true });
+  (command.middlewareStack.add as unknown as (m: typeof mw, o: { step: string; priority: string; name: string; override: boolean }) => void)(mw, {
+    step: 'build',
+    priority: 'low',
+    name: 'pgS3BackupPrepareBody',
+    override: true,
+  });
   return command;
 }
 
@@ -146,7 +165,7 @@ export async function uploadMultipart(source: AsyncIterable<Buffer>, opts: Multi
     if (parts >= S3_MAX_PARTS) throw new RangeError(`the dump outgrew S3's ${S3_MAX_PARTS} parts of ${partSize} bytes: upload aborted`);
     const { buf, body, sha256Hex, checksum } = seal();
     const partNumber = ++parts;
-    const command = payloadHash(
+    const command = prepareBody(
       new UploadPartCommand({
         Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length,
         ...(checksum ?? { ChecksumAlgorithm: algorithm }),
@@ -189,7 +208,7 @@ export async function uploadMultipart(source: AsyncIterable<Buffer>, opts: Multi
       const body = current.subarray(0, fill);
       const digest = whole.update(body).digest();
       await s3.send(
-        payloadHash(
+        prepareBody(
           new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length, ContentType: opts.contentType, IfNoneMatch: '*', ChecksumAlgorithm: 'SHA256', ChecksumSHA256: digest.toString('base64') }),
           digest.toString('hex'),
         ),

@@ -91,6 +91,32 @@ describe('streamToS3 over HTTPS (null endpoint, checksums verified)', () => {
     expect(hashed).toBeLessThan(2 * data.length + 64 * 1024);
   });
 
+  it('keeps one connection alive across the parts: no `Expect: 100-continue` (the SDK opens a new TLS connection per such request)', async () => {
+    // A client built like the engine's: the SDK's own keep-alive agent (no Agent instance given).
+    // Plain HTTP: the agent the SDK makes for `Expect: 100-continue` requests would not trust the
+    // endpoint's certificate (it takes none of the configured agent's options); the connection
+    // handling is the same for both protocols.
+    const engineLike = new S3Client({
+      endpoint: ep.http,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
+    try {
+      const { path, data } = dumpFile('keep-alive.dump', 4 * 5 * MiB + 7);
+      const before = structuredClone(ep.stats());
+      const res = await streamToS3({ s3: engineLike, bucket: 'b', key: 'keep-alive.dump', tool: cat(path), partSize: 5 * MiB, queueSize: 2 });
+      const after = ep.stats();
+      expect(res.sha256).toBe(createHash('sha256').update(data).digest('hex'));
+      expect((after.requests.UploadPart ?? 0) - (before.requests.UploadPart ?? 0)).toBe(5);
+      // Create, 5 parts (2 in flight at most), Complete: 2 connections, not one per part.
+      expect(after.connections - before.connections).toBeLessThanOrEqual(2);
+      expect(after.expectContinue - before.expectContinue).toBe(0);
+    } finally {
+      engineLike.destroy();
+    }
+  });
+
   it('sends a dump smaller than a part in one PutObject whose SHA-256 (the manifest digest) S3 keeps', async () => {
     const { path, data } = dumpFile('small.dump', 4096);
     const res = await streamToS3({ s3, bucket: 'b', key: 'kept/small.dump', tool: cat(path), partSize: 5 * MiB });
