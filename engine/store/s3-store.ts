@@ -6,6 +6,8 @@
 import {
   DeleteObjectsCommand,
   GetObjectCommand,
+  GetObjectLockConfigurationCommand,
+  HeadObjectCommand,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
@@ -371,6 +373,47 @@ export async function deleteKeys(store: S3Store, database: string, keys: readonl
     for (const d of res.Deleted ?? []) if (d.Key) deleted.push(d.Key);
   }
   return deleted;
+}
+
+/** An object's Object Lock state, as HeadObject reports it (nothing when the bucket has no Object Lock). */
+export interface ObjectLockState {
+  /** The retain-until date of its retention (GOVERNANCE or COMPLIANCE), if any. */
+  readonly retainUntil: Date | undefined;
+  readonly mode: string | undefined;
+  readonly legalHold: boolean;
+}
+
+/**
+ * Whether the bucket has Object Lock enabled: only then can an object carry a retention or a
+ * legal hold, so pruning asks each object only then. `undefined` when S3 would not tell (no
+ * s3:GetBucketObjectLockConfiguration, an S3-compatible store without the API): ask each object.
+ */
+export async function bucketHasObjectLock(store: S3Store): Promise<boolean | undefined> {
+  try {
+    const res = await store.s3.send(new GetObjectLockConfigurationCommand({ Bucket: store.bucket }));
+    return res.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
+  } catch (err) {
+    if ((err as Error).name === 'ObjectLockConfigurationNotFoundError') return false;
+    return undefined;
+  }
+}
+
+/**
+ * The Object Lock state of `key` by HeadObject: its retention and legal hold (S3 reports them to a
+ * caller with s3:GetObjectRetention / s3:GetObjectLegalHold). A key that is already gone has none.
+ */
+export async function objectLockState(store: S3Store, key: string): Promise<ObjectLockState> {
+  try {
+    const res = await store.s3.send(new HeadObjectCommand({ Bucket: store.bucket, Key: key }));
+    return { retainUntil: res.ObjectLockRetainUntilDate, mode: res.ObjectLockMode, legalHold: res.ObjectLockLegalHoldStatus === 'ON' };
+  } catch (err) {
+    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if ((err as Error).name === 'NotFound' || status === 404) return { retainUntil: undefined, mode: undefined, legalHold: false };
+    throw new PruneError(`cannot read the Object Lock state of s3://${store.bucket}/${key}: ${(err as Error).name}: ${(err as Error).message}`, {
+      cause: err,
+      hint: 'Pruning deletes nothing it cannot check: grant s3:GetObject (and s3:GetObjectRetention, s3:GetObjectLegalHold) under the prefix.',
+    });
+  }
 }
 
 /** Keys handed out in this process and not yet finished: two runs in one process never share one. */
