@@ -6,8 +6,7 @@
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 import { ROW_COUNT_MODES, type RowCountMode } from './store/manifest.ts';
-import { isTimeZone } from './backup/gfs.ts';
-import { recipientProblem, type IdentitySource } from './encryption.ts';
+import { STORAGE_PROFILE_SETTINGS, type StorageProfileSetting } from './store/capabilities.ts';
 
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];
@@ -33,12 +32,6 @@ export interface Config {
   /** BACKUP_PREFIX, empty or ending with `/`. */
   readonly prefix: string;
   readonly retentionCount: number;
-  /**
-   * RETENTION_DAILY / _WEEKLY / _MONTHLY and RETENTION_TIME_ZONE: grandfather-father-son retention
-   * beside RETENTION_COUNT (engine/backup/gfs.ts); 0 turns a rule off. Periods are calendar days,
-   * ISO weeks and months in the IANA zone.
-   */
-  readonly gfs: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly timeZone: string };
   readonly alertTopicArn: string | undefined;
   /** pg_dump `--compress` spec. */
   readonly compression: string;
@@ -83,12 +76,13 @@ export interface Config {
   /** STALE_UPLOAD_AGE_SECONDS: prune aborts multipart uploads under the prefix older than this (by S3's clock). */
   readonly staleUploadAgeMs: number;
   /**
-   * ENCRYPT_RECIPIENTS: age X25519 public keys (`age1…`); when set, every dump (and the globals) is
-   * encrypted to them while it streams. Undefined: stored as pg_dump wrote it (SSE-KMS only).
+   * STORAGE_PROFILE: a store's name (its documented capabilities, engine/store/capabilities.ts,
+   * never probed), `auto` (the bucket is probed at the first run, then cached), or undefined
+   * (AWS's capabilities until the store refuses one: then probed, cached, and the database retried).
    */
-  readonly encryptRecipients: readonly string[] | undefined;
-  /** AGE_IDENTITY_FILE or AGE_IDENTITY_SECRET_ARN: where restore, verify and the drill find the identity of encrypted backups. */
-  readonly identity: IdentitySource | undefined;
+  readonly storageProfile: StorageProfileSetting | undefined;
+  /** STORAGE_MAX_PARTS: the store's cap on the parts of one upload, instead of the profile's. */
+  readonly storageMaxParts: number | undefined;
 }
 
 /**
@@ -118,11 +112,6 @@ export const LAMBDA_TIMEOUT_SECONDS = 900;
 export const DEFAULTS = {
   prefix: 'pg-s3-backup/',
   retentionCount: 7,
-  /** GFS rules off by default: RETENTION_COUNT alone, as before. */
-  retentionDaily: 0,
-  retentionWeekly: 0,
-  retentionMonthly: 0,
-  retentionTimeZone: 'UTC',
   compression: 'zstd:1',
   /** Measured at 1 GB (docs/performance.md, "Row counts"): counting runs beside the dump, in its snapshot. */
   rowCounts: 'exact',
@@ -191,22 +180,6 @@ const databaseList = z.preprocess(
     .optional(),
 );
 
-/** age recipients, comma-separated: each one checked (shape and bech32 checksum), the entry named by its position. */
-const recipientList = z.preprocess(
-  (v) => (typeof v === 'string' ? (v.trim() === '' ? undefined : v.split(',').map((d) => d.trim())) : v),
-  z
-    .array(z.string(), { error: 'a comma-separated list of age recipients (age1…)' })
-    .superRefine((list, ctx) => {
-      list.forEach((r, i) => {
-        const problem = r === '' ? 'is empty' : recipientProblem(r);
-        // A recipient is public and may be quoted; anything else (an identity pasted by mistake) is not.
-        const shown = /^age1[a-z0-9]*$/.test(r) ? ` (${r})` : '';
-        if (problem) ctx.addIssue({ code: 'custom', message: `a comma-separated list of age X25519 recipients (age1…, from age-keygen): entry ${i + 1}${shown} ${problem}` });
-      });
-    })
-    .optional(),
-);
-
 export const ENGINE_SETTINGS = {
   DB_SECRET_ID: text,
   DATABASE_URL: matching(/^postgres(?:ql)?:\/\//, 'a URL of the form postgresql://user:password@host:port/database'),
@@ -220,10 +193,6 @@ export const ENGINE_SETTINGS = {
     z.string().regex(PREFIX, 'empty or a key prefix ending with "/" (not starting with "/"), of letters, digits and !_.*\'()- , e.g. "pg-s3-backup/"').optional(),
   ),
   RETENTION_COUNT: wholeNumber(1, 1000),
-  RETENTION_DAILY: wholeNumber(0, 1000),
-  RETENTION_WEEKLY: wholeNumber(0, 520),
-  RETENTION_MONTHLY: wholeNumber(0, 1200),
-  RETENTION_TIME_ZONE: text.pipe(z.string().refine(isTimeZone, 'an IANA time zone such as UTC, Europe/Paris or Pacific/Auckland').optional()),
   ALERT_TOPIC_ARN: matching(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/, 'an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)'),
   PG_DUMP_COMPRESSION: matching(COMPRESSION, 'a pg_dump --compress spec such as "zstd:1", "gzip:6", "lz4" or "none"'),
   PG_DUMP_BIN: text,
@@ -250,10 +219,8 @@ export const ENGINE_SETTINGS = {
   PG_LOCK_WAIT_TIMEOUT: wholeNumber(1, 86_400),
   DUMP_STALL_TIMEOUT_SECONDS: wholeNumber(1, 86_400),
   STALE_UPLOAD_AGE_SECONDS: wholeNumber(0, 365 * 86_400),
-  ENCRYPT_RECIPIENTS: recipientList,
-  /** A path: restore, verify and the drill read the identity from it (never the backup). */
-  AGE_IDENTITY_FILE: text,
-  AGE_IDENTITY_SECRET_ARN: matching(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/, 'a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)'),
+  STORAGE_PROFILE: text.pipe(z.enum(STORAGE_PROFILE_SETTINGS, { error: `one of ${STORAGE_PROFILE_SETTINGS.join(', ')}` }).optional()),
+  STORAGE_MAX_PARTS: wholeNumber(1, 10_000),
 } as const;
 
 export type EngineVariable = keyof typeof ENGINE_SETTINGS;
@@ -261,7 +228,7 @@ export type EngineVariable = keyof typeof ENGINE_SETTINGS;
 const EnvSchema = z.object(ENGINE_SETTINGS);
 
 /** Variables whose values may hold a password: never echoed in a message. */
-const SECRET_VARIABLES: ReadonlySet<string> = new Set(['DATABASE_URL', 'HEARTBEAT_URL', 'ENCRYPT_RECIPIENTS']);
+const SECRET_VARIABLES: ReadonlySet<string> = new Set(['DATABASE_URL', 'HEARTBEAT_URL']);
 
 /** The message for one problem with one variable, in the engine's words. */
 function describeEnvIssue(issue: z.core.$ZodIssue, env: Env): string {
@@ -326,10 +293,6 @@ export function loadConfig(env: Env = process.env, options: LoadConfigOptions = 
     problems.push(MISSING_CREDENTIALS);
   }
 
-  if (v.AGE_IDENTITY_FILE !== undefined && v.AGE_IDENTITY_SECRET_ARN !== undefined) {
-    problems.push('AGE_IDENTITY_FILE and AGE_IDENTITY_SECRET_ARN are both set: set at most one of them');
-  }
-
   const rawBucket = env.BACKUP_BUCKET;
   if (rawBucket === undefined || rawBucket.trim() === '') problems.push('BACKUP_BUCKET is required: the name of the bucket that receives the backups');
 
@@ -349,12 +312,6 @@ export function loadConfig(env: Env = process.env, options: LoadConfigOptions = 
     bucket: c.BACKUP_BUCKET ?? '',
     prefix: c.BACKUP_PREFIX ?? DEFAULTS.prefix,
     retentionCount: c.RETENTION_COUNT ?? DEFAULTS.retentionCount,
-    gfs: Object.freeze({
-      daily: c.RETENTION_DAILY ?? DEFAULTS.retentionDaily,
-      weekly: c.RETENTION_WEEKLY ?? DEFAULTS.retentionWeekly,
-      monthly: c.RETENTION_MONTHLY ?? DEFAULTS.retentionMonthly,
-      timeZone: c.RETENTION_TIME_ZONE ?? DEFAULTS.retentionTimeZone,
-    }),
     alertTopicArn: c.ALERT_TOPIC_ARN,
     compression: c.PG_DUMP_COMPRESSION ?? DEFAULTS.compression,
     pgDumpBin: c.PG_DUMP_BIN,
@@ -381,10 +338,8 @@ export function loadConfig(env: Env = process.env, options: LoadConfigOptions = 
     lockWaitTimeoutSeconds: c.PG_LOCK_WAIT_TIMEOUT ?? DEFAULTS.lockWaitTimeoutSeconds,
     dumpStallMs: (c.DUMP_STALL_TIMEOUT_SECONDS ?? DEFAULTS.dumpStallTimeoutSeconds) * 1000,
     staleUploadAgeMs: (c.STALE_UPLOAD_AGE_SECONDS ?? DEFAULTS.staleUploadAgeSeconds) * 1000,
-    encryptRecipients: c.ENCRYPT_RECIPIENTS && Object.freeze([...new Set(c.ENCRYPT_RECIPIENTS)]),
-    identity: c.AGE_IDENTITY_FILE !== undefined
-      ? Object.freeze({ kind: 'file' as const, path: c.AGE_IDENTITY_FILE })
-      : c.AGE_IDENTITY_SECRET_ARN !== undefined ? Object.freeze({ kind: 'secret' as const, secretId: c.AGE_IDENTITY_SECRET_ARN }) : undefined,
+    storageProfile: c.STORAGE_PROFILE,
+    storageMaxParts: c.STORAGE_MAX_PARTS,
   });
 }
 

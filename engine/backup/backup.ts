@@ -9,8 +9,7 @@ import { buildGlobalsKey } from '../store/backup-key.ts';
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { ConfigError, InterruptedError, PgS3BackupError, TimeBudgetError, type Stage } from '../errors.ts';
-import { ENCRYPTED_MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
-import { ENCRYPTION_FORMAT, recipientFingerprint } from '../encryption.ts';
+import { MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
 import { selectDatabases } from '../pg/discover.ts';
 import { withDumpSnapshot } from './row-counts.ts';
 import { formatFailure, formatSuccess, publish } from '../notify.ts';
@@ -20,10 +19,13 @@ import { libpqEnv } from '../pg/env.ts';
 import { checkServerVersion, pgDumpallGlobalsArgs, pgDumpArgs, toolCommand, toolVersion, type Version } from '../pg/pg-dump.ts';
 import { startTool, type RunningTool } from '../pg/process.ts';
 import { prepareTls } from '../pg/tls.ts';
-import { pruneDatabase, pruneGlobals, type LockedBackup } from './retention.ts';
-import { putManifest, reserveDumpKey, type S3Store } from '../store/s3-store.ts';
+import { pruneDatabase, pruneGlobals } from './retention.ts';
+import { confirmSoleObject, putManifest, reserveDumpKey, type S3Store } from '../store/s3-store.ts';
+import type { ResolvedCapabilities } from '../store/capabilities.ts';
+import { forgetCachedProbe, isCapabilityRefusal, resolveCapabilities } from '../store/probe.ts';
+import { randomBytes } from 'node:crypto';
 import { fetchCredentials, type DbCredentials } from '../secrets.ts';
-import { DEFAULT_CLEANUP_TIMEOUT_MS, MIN_STREAM_PART_SIZE, partSizeForDatabase, streamToS3, type StreamUploadOptions } from './stream-upload.ts';
+import { choosePartSize, DEFAULT_CLEANUP_TIMEOUT_MS, MIN_STREAM_PART_SIZE, streamToS3, type StreamUploadOptions } from './stream-upload.ts';
 import { TOOL_VERSION } from '../version.ts';
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 
@@ -51,12 +53,9 @@ export interface Invocation {
 export interface BackupSummary {
   readonly database: string;
   readonly key: string;
-  /** As stored: for an encrypted backup, the age file's. */
   readonly bytes: number;
   readonly sha256: string;
   readonly durationMs: number;
-  /** Encrypted with age (ENCRYPT_RECIPIENTS). */
-  readonly encrypted?: boolean;
 }
 
 export interface BackupFailure {
@@ -72,8 +71,6 @@ export interface GlobalsSummary {
   readonly key: string;
   readonly bytes: number;
   readonly sha256: string;
-  /** Encrypted with age: the key ends with `.sql.age`. */
-  readonly encrypted?: boolean;
 }
 
 export interface RunResult {
@@ -268,6 +265,23 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   let pgDumpVersion: Promise<Version> | undefined;
   const dumpVersion = () => (pgDumpVersion ??= toolVersion(deps.spawn, toolCommand('pg_dump', config, deps.pgTools)));
 
+  // What the store can do (STORAGE_PROFILE, a cached or fresh probe, AWS's by default), found at
+  // the first upload of the run (its stage, its time budget): never fails the run, a probe's own
+  // failure gives the fallbacks that work on every store.
+  const capabilityOptions = { profile: config.storageProfile, maxParts: config.storageMaxParts, onEvent: (message: string, attributes: Record<string, unknown>) => log.info(message, { stage: 'upload', ...attributes }) };
+  let resolved: Promise<ResolvedCapabilities> | undefined;
+  const capabilities = (force = false): Promise<ResolvedCapabilities> => {
+    if (!resolved || force) {
+      resolved = resolveCapabilities(store, { ...capabilityOptions, now: deps.now(), force }).then((c) => {
+        log.info('store capabilities', { stage: 'upload', profile: config.storageProfile ?? '(unset)', source: c.source, conditionalWrites: c.conditionalWrites, checksumSha256: c.checksumSha256, maxParts: c.maxParts });
+        return c;
+      });
+    }
+    return resolved;
+  };
+  /** This run's id: in the keys on a store without conditional writes, where two runs must never pick the same key. */
+  const runId = randomBytes(4).toString('hex');
+
   const notStarted: string[] = [];
   for (const database of databases) {
     if (signal.aborted) {
@@ -279,7 +293,21 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
     current.database = database;
     const progress: { stage: Stage; key: string | undefined; bytes: number } = trackStage({ stage: 'connect', key: undefined, bytes: 0 }, current);
     try {
-      const summary = await backupDatabase(database, { config, deps: bounded, cleanupS3: deps.s3, store, creds, reason, signal, startedAt, dumpVersion, redact, progress });
+      const attempt = () => backupDatabase(database, { config, deps: bounded, cleanupS3: deps.s3, store, creds, reason, signal, startedAt, dumpVersion, redact, progress, capabilities, runId });
+      let summary: BackupSummary;
+      try {
+        summary = await attempt();
+      } catch (err) {
+        // The store refused a header the probe (or its cache) said it takes: the store changed, or
+        // the cache is stale. Probe again at once and take this database once more.
+        if ((await capabilities()).source === 'profile' || signal.aborted || !isCapabilityRefusal(err)) throw err;
+        log.warn('the store refused a feature the engine assumed it has: probing the store, then taking the database again', { stage: 'upload', database, error: redact(`${(err as Error).name}: ${(err as Error).message}`) });
+        await forgetCachedProbe(store);
+        await capabilities(true);
+        progress.key = undefined;
+        progress.bytes = 0;
+        summary = await attempt();
+      }
       backups.push(summary);
       deps.metrics.backupFinished({ database, succeeded: true, bytes: summary.bytes, durationMs: summary.durationMs });
     } catch (err) {
@@ -307,7 +335,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
     current.database = GLOBALS_ALERT_NAME;
     const progress: { stage: Stage; key: string | undefined } = trackStage({ stage: 'dump', key: undefined }, current);
     try {
-      globals = await backupGlobals({ config, deps: bounded, cleanupS3: deps.s3, store, creds, database: databases[0]!, signal, startedAt, redact, progress });
+      globals = await backupGlobals({ config, deps: bounded, cleanupS3: deps.s3, store, creds, database: databases[0]!, signal, startedAt, redact, progress, capabilities });
     } catch (err) {
       await report(GLOBALS_ALERT_NAME, err, progress.stage, progress.key, startedAt);
     }
@@ -316,8 +344,6 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   // Prune only the databases whose backup succeeded in this run: a failing database keeps
   // every backup it has until it works again. A stopped run prunes nothing.
   const pruned: string[] = [];
-  /** Backups pruning left in place because Object Lock still holds them (reported in the notice). */
-  const locked: LockedBackup[] = [];
   for (const b of signal.aborted ? [] : backups) {
     current.database = b.database;
     current.stage = 'prune';
@@ -325,9 +351,8 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
       // Ages and order come from S3's clock (the listing's Date header, LastModified); this host's
       // clock is only the fallback when S3 sends no Date. What this run just wrote is never pruned,
       // whatever any clock says.
-      const res = await pruneDatabase(store, b.database, { retentionCount: config.retentionCount, gfs: config.gfs, now: new Date(), dryRun, log, protect: new Set([b.key]) });
+      const res = await pruneDatabase(store, b.database, { retentionCount: config.retentionCount, now: new Date(), dryRun, log, protect: new Set([b.key]) });
       pruned.push(...res.deleted);
-      locked.push(...res.locked);
     } catch (err) {
       // The key of the complete backup: the alert must say it exists, not that nothing was written.
       await report(b.database, err, 'prune', b.key, deps.now());
@@ -335,9 +360,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   }
   if (globals && !signal.aborted) {
     try {
-      const res = await pruneGlobals(store, { retentionCount: config.retentionCount, gfs: config.gfs, dryRun, log, protect: new Set([globals.key]) });
-      pruned.push(...res.deleted);
-      locked.push(...res.locked);
+      pruned.push(...(await pruneGlobals(store, { retentionCount: config.retentionCount, dryRun, log, protect: new Set([globals.key]) })).deleted);
     } catch (err) {
       await report(GLOBALS_ALERT_NAME, err, 'prune', globals.key, deps.now());
     }
@@ -345,7 +368,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   const status = failures.length === 0 ? 'succeeded' : 'failed';
   log.info('run finished', { status, backups: backups.length, failures: failures.length, pruned: pruned.length, dryRun });
   if (status === 'succeeded' && config.notifyOnSuccess) {
-    await publish(deps.sns, config.alertTopicArn, formatSuccess(backups, pruned, config.bucket, locked), log, config.alertTimeoutMs);
+    await publish(deps.sns, config.alertTopicArn, formatSuccess(backups, pruned, config.bucket), log, config.alertTimeoutMs);
   }
   return { status, backups, pruned, failures, globals, dryRun };
 }
@@ -376,6 +399,10 @@ interface DatabaseContext {
   readonly redact: (t: string) => string;
   /** Updated as the backup moves on, so that a failure reports the right stage and key. */
   readonly progress: { stage: Stage; key: string | undefined; bytes: number };
+  /** What the store can do (STORAGE_PROFILE, the probe, or AWS's by default). */
+  readonly capabilities: () => Promise<ResolvedCapabilities>;
+  /** This run's id, in the key when the store has no conditional writes. */
+  readonly runId: string;
 }
 
 async function backupDatabase(database: string, ctx: DatabaseContext): Promise<BackupSummary> {
@@ -393,7 +420,8 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
   checkServerVersion(server, pgDump);
 
   progress.stage = 'upload';
-  const { key, release } = await reserveDumpKey(store, database, ctx.startedAt);
+  const caps = await untilAborted(ctx.capabilities(), ctx.signal);
+  const { key, release } = await reserveDumpKey(store, database, ctx.startedAt, caps.conditionalWrites ? undefined : ctx.runId);
   progress.key = key;
   try {
     progress.stage = 'dump';
@@ -406,8 +434,8 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
         env: libpqEnv(conn),
         redact: ctx.redact,
       });
-      return uploadToolOutput(deps, ctx, store, key, tool, {
-        partSize: deps.partSize ?? partSizeForDatabase(server.databaseBytes),
+      return uploadToolOutput(deps, { ...ctx, capabilities: caps }, store, key, tool, {
+        partSize: choosePartSize(deps.partSize, server.databaseBytes, caps),
         onProgress: (b) => {
           progress.bytes = b;
           deps.onDumpProgress?.({ database, key, bytes: b });
@@ -416,25 +444,19 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
     }, { lockTimeoutSeconds: config.lockWaitTimeoutSeconds });
     for (const warning of counts.warnings) log.warn('row counts', { stage: 'dump', database, key, warning });
     progress.bytes = result.bytes;
+    // Written without If-None-Match: the key must hold exactly what this run wrote.
+    if (!caps.conditionalWrites) await confirmSoleObject(store, key, { bytes: result.bytes, etag: result.etag });
     const finishedAt = deps.now();
     const durationMs = Date.now() - t0;
     log.info('dump uploaded', { stage: 'upload', database, key, bytes: result.bytes, sha256: result.sha256, durationMs, bytesPerSecond: throughput(result.bytes, durationMs) });
 
     progress.stage = 'manifest';
-    const recipients = config.encryptRecipients;
     const manifest: Manifest = {
-      formatVersion: result.plaintext ? ENCRYPTED_MANIFEST_FORMAT_VERSION : MANIFEST_FORMAT_VERSION,
+      formatVersion: MANIFEST_FORMAT_VERSION,
       database,
       key,
       bytes: result.bytes,
       sha256: result.sha256,
-      ...(result.plaintext && recipients
-        ? {
-            encryption: { format: ENCRYPTION_FORMAT, recipients: recipients.map(recipientFingerprint) },
-            plaintextBytes: result.plaintext.bytes,
-            plaintextSha256: result.plaintext.sha256,
-          }
-        : {}),
       compression: config.compression,
       pgDumpVersion: pgDump.text,
       serverVersion: server.text,
@@ -448,7 +470,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
       ...(counts.tables ? { tables: [...counts.tables] } : {}),
     };
     try {
-      await putManifest(store, manifest);
+      await putManifest(store, manifest, caps);
     } catch (err) {
       // Without its manifest the dump is not a backup: remove it now rather than leave an orphan
       // (through the unbounded client: the budget may be what failed the manifest).
@@ -459,7 +481,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
       throw err;
     }
     log.info('backup complete', { stage: 'manifest', database, key, bytes: result.bytes, sha256: result.sha256, durationMs });
-    return { database, key, bytes: result.bytes, sha256: result.sha256, durationMs, ...(result.plaintext ? { encrypted: true } : {}) };
+    return { database, key, bytes: result.bytes, sha256: result.sha256, durationMs };
   } finally {
     release();
   }
@@ -482,6 +504,7 @@ interface GlobalsContext {
   readonly startedAt: Date;
   readonly redact: (t: string) => string;
   readonly progress: { stage: Stage; key: string | undefined };
+  readonly capabilities: () => Promise<ResolvedCapabilities>;
 }
 
 async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
@@ -489,26 +512,26 @@ async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
   throwIfAborted(ctx.signal);
   const conn = connectionFor(ctx.creds, ctx.database, config);
   prepareTls(conn);
-  const encrypted = (config.encryptRecipients?.length ?? 0) > 0;
-  // The globals have no manifest: the `.age` suffix is what says they are encrypted.
-  const key = buildGlobalsKey(store.prefix, ctx.startedAt, { encrypted });
+  const key = buildGlobalsKey(store.prefix, ctx.startedAt);
   ctx.progress.key = key;
+  const caps = await untilAborted(ctx.capabilities(), ctx.signal);
   const tool = startTool(deps.spawn, toolCommand('pg_dumpall', config, deps.pgTools), [...pgDumpallGlobalsArgs(), `--database=${ctx.database}`], { env: libpqEnv(conn), redact: ctx.redact, tool: 'pg_dumpall' });
-  const result = await uploadToolOutput(deps, ctx, store, key, tool, {
+  const result = await uploadToolOutput(deps, { ...ctx, capabilities: caps }, store, key, tool, {
     // Roles and tablespaces: kilobytes.
     partSize: deps.partSize ?? MIN_STREAM_PART_SIZE,
-    contentType: encrypted ? 'application/octet-stream' : 'application/sql',
+    contentType: 'application/sql',
     checkMagic: false,
     toolName: 'pg_dumpall',
   });
-  deps.log.info('globals uploaded', { stage: 'upload', key, bytes: result.bytes, sha256: result.sha256, encrypted });
-  return { key, bytes: result.bytes, sha256: result.sha256, ...(encrypted ? { encrypted } : {}) };
+  if (!caps.conditionalWrites) await confirmSoleObject(store, key, { bytes: result.bytes, etag: result.etag });
+  deps.log.info('globals uploaded', { stage: 'upload', key, bytes: result.bytes, sha256: result.sha256 });
+  return { key, bytes: result.bytes, sha256: result.sha256 };
 }
 
 /** A tool's stdout streamed to `key`, with the part size and queue the deps set, bounded by the run's signal and the stall watchdog. */
 function uploadToolOutput(
   deps: Deps,
-  ctx: { readonly config: Config; readonly signal: AbortSignal; readonly cleanupS3: S3Client },
+  ctx: { readonly config: Config; readonly signal: AbortSignal; readonly cleanupS3: S3Client; readonly capabilities: ResolvedCapabilities },
   store: S3Store,
   key: string,
   tool: RunningTool,
@@ -525,7 +548,9 @@ function uploadToolOutput(
     signal: ctx.signal,
     stallMs: ctx.config.dumpStallMs,
     onNotice: (message, attributes) => deps.log.warn(message, { stage: 'upload', ...attributes }),
-    encryptTo: ctx.config.encryptRecipients,
+    maxParts: ctx.capabilities.maxParts,
+    conditional: ctx.capabilities.conditionalWrites,
+    ...(ctx.capabilities.checksumSha256 ? {} : { partChecksum: 'none' as const }),
     ...extra,
   });
 }

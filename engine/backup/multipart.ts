@@ -22,8 +22,9 @@
  * (TCP + TLS handshake) per request (see prepareBody).
  *
  * A stream shorter than one part goes up in one PutObject whose checksum is the whole-object
- * SHA-256 (one pass in all). Never overwrites (`If-None-Match: *`). On failure the parts in flight
- * settle, then the multipart upload is aborted.
+ * SHA-256 (one pass in all). Never overwrites (`If-None-Match: *`; on a store without conditional
+ * writes, `conditional: false`, the caller's run-id key and check after writing take its place).
+ * On failure the parts in flight settle, then the multipart upload is aborted.
  */
 import {
   AbortMultipartUploadCommand,
@@ -37,7 +38,7 @@ import {
 import { createHash } from 'node:crypto';
 import * as zlib from 'node:zlib';
 
-/** S3's cap on the parts of one multipart upload. */
+/** S3's cap on the parts of one multipart upload (other stores: `maxParts`). */
 const S3_MAX_PARTS = 10_000;
 
 export interface MultipartOptions {
@@ -49,14 +50,27 @@ export interface MultipartOptions {
   readonly contentType: string;
   /** Checksum of each part of a multipart upload (default `PART_CHECKSUM`). */
   readonly partChecksum?: PartChecksum | undefined;
+  /**
+   * The store's cap on parts (default S3's 10,000; Scaleway's is 1,000): the upload fails closed
+   * (aborted) at the cap instead of sending a part the store refuses.
+   */
+  readonly maxParts?: number | undefined;
+  /**
+   * Send `If-None-Match: *` on the single PutObject and on CompleteMultipartUpload (default
+   * true). False for stores that refuse it (B2: 501) or ignore it (Ceph): the caller then writes
+   * to a key of its own run and checks the key afterwards (engine/store/s3-store.ts).
+   */
+  readonly conditional?: boolean | undefined;
 }
 
 /**
  * `SHA256`: S3 verifies and keeps a SHA-256 per part (and the composite of the object); the part
  * digest doubles as SigV4's signed payload hash: two SHA-256 passes per byte with the manifest's.
  * `CRC32`: one SHA-256 pass (the manifest's) plus a CRC32 per part, payload unsigned over HTTPS.
+ * `none`: no checksum header at all, for stores that refuse them (B2, GCS's XML API): the part's
+ * SHA-256 still signs the payload (SigV4), and the manifest's digest is the end-to-end check.
  */
-export type PartChecksum = 'SHA256' | 'CRC32';
+export type PartChecksum = 'SHA256' | 'CRC32' | 'none';
 export const PART_CHECKSUM: PartChecksum = 'SHA256';
 
 export interface MultipartResult {
@@ -67,6 +81,8 @@ export interface MultipartResult {
   readonly sha256: string;
   /** How it went up: one PutObject, or a multipart upload. */
   readonly multipart: boolean;
+  /** The ETag the store answered for the finished object: a later look at the key compares it. */
+  readonly etag?: string | undefined;
 }
 
 /** CompleteMultipartUpload failed (as far as the client knows); `result` is what success would have returned. */
@@ -124,12 +140,21 @@ function prepareBody<C extends { middlewareStack: { add: (...a: never[]) => void
   return command;
 }
 
+/** The part's checksum as CompleteMultipartUpload wants it back (none when none was sent). */
+function partChecksumOf(algorithm: PartChecksum, res: { ChecksumSHA256?: string | undefined; ChecksumCRC32?: string | undefined }, sent: { ChecksumSHA256?: string; ChecksumCRC32?: string } | undefined): Partial<CompletedPart> {
+  if (algorithm === 'SHA256') return { ChecksumSHA256: res.ChecksumSHA256 ?? sent?.ChecksumSHA256 };
+  if (algorithm === 'CRC32') return { ChecksumCRC32: sent?.ChecksumCRC32 ?? res.ChecksumCRC32 };
+  return {};
+}
+
 /**
  * Uploads `source` to `key`. Resolves once the object is complete; rejects (after aborting the
  * multipart upload) when the source errors or S3 fails.
  */
 export async function uploadMultipart(source: AsyncIterable<Buffer>, opts: MultipartOptions): Promise<MultipartResult> {
   const { s3, bucket, key, partSize } = opts;
+  const maxParts = opts.maxParts ?? S3_MAX_PARTS;
+  const ifNoneMatch = opts.conditional === false ? {} : { IfNoneMatch: '*' };
   const queueSize = Math.max(1, opts.queueSize);
   const whole = createHash('sha256');
   const algorithm = opts.partChecksum ?? PART_CHECKSUM;
@@ -152,6 +177,7 @@ export async function uploadMultipart(source: AsyncIterable<Buffer>, opts: Multi
       const d = createHash('sha256').update(body).digest();
       return { buf: current, body, sha256Hex: d.toString('hex'), checksum: { ChecksumAlgorithm: 'SHA256' as const, ChecksumSHA256: d.toString('base64') } };
     }
+    if (algorithm === 'none') return { buf: current, body, sha256Hex: createHash('sha256').update(body).digest('hex'), checksum: {} };
     const crc = crc32Base64(body);
     return { buf: current, body, sha256Hex: undefined, checksum: crc ? { ChecksumAlgorithm: 'CRC32' as const, ChecksumCRC32: crc } : undefined };
   };
@@ -159,22 +185,22 @@ export async function uploadMultipart(source: AsyncIterable<Buffer>, opts: Multi
   /** Sends the current part; waits while `queueSize` parts are in flight. */
   const sendPart = async (): Promise<void> => {
     uploadId ??= (
-      await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: opts.contentType, ChecksumAlgorithm: algorithm }))
+      await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: opts.contentType, ...(algorithm === 'none' ? {} : { ChecksumAlgorithm: algorithm }) }))
     ).UploadId;
     if (!uploadId) throw new Error('CreateMultipartUpload returned no UploadId');
-    if (parts >= S3_MAX_PARTS) throw new RangeError(`the dump outgrew S3's ${S3_MAX_PARTS} parts of ${partSize} bytes: upload aborted`);
+    if (parts >= maxParts) throw new RangeError(`the dump outgrew the store's ${maxParts} parts of ${partSize} bytes: upload aborted`);
     const { buf, body, sha256Hex, checksum } = seal();
     const partNumber = ++parts;
     const command = prepareBody(
       new UploadPartCommand({
         Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length,
-        ...(checksum ?? { ChecksumAlgorithm: algorithm }),
+        ...(checksum ?? { ChecksumAlgorithm: algorithm as 'CRC32' }),
       }),
       sha256Hex,
     );
     const p: Promise<void> = s3.send(command).then(
       (res) => {
-        completed[partNumber - 1] = { PartNumber: partNumber, ETag: res.ETag, ...(algorithm === 'SHA256' ? { ChecksumSHA256: res.ChecksumSHA256 ?? checksum?.ChecksumSHA256 } : { ChecksumCRC32: checksum?.ChecksumCRC32 ?? res.ChecksumCRC32 }) };
+        completed[partNumber - 1] = { PartNumber: partNumber, ETag: res.ETag, ...partChecksumOf(algorithm, res, checksum) };
         // The SDK is done with the buffer (retries included): it can take the next part.
         pool.push(buf);
       },
@@ -207,28 +233,30 @@ export async function uploadMultipart(source: AsyncIterable<Buffer>, opts: Multi
       // keeps it) and doubles as the signed payload hash: one hash pass in all.
       const body = current.subarray(0, fill);
       const digest = whole.update(body).digest();
-      await s3.send(
+      const checksum = algorithm === 'none' ? {} : { ChecksumAlgorithm: 'SHA256' as const, ChecksumSHA256: digest.toString('base64') };
+      const put = await s3.send(
         prepareBody(
-          new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length, ContentType: opts.contentType, IfNoneMatch: '*', ChecksumAlgorithm: 'SHA256', ChecksumSHA256: digest.toString('base64') }),
+          new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length, ContentType: opts.contentType, ...ifNoneMatch, ...checksum }),
           digest.toString('hex'),
         ),
       );
-      return { bytes, partSize, parts: 1, sha256: digest.toString('hex'), multipart: false };
+      return { bytes, partSize, parts: 1, sha256: digest.toString('hex'), multipart: false, etag: put.ETag };
     }
     if (fill > 0) await sendPart();
     while (inflight.size > 0) await Promise.race(inflight);
     if (failure !== undefined) throw failure;
     const sha256 = whole.digest('hex');
+    let etag: string | undefined;
     try {
-      await s3.send(
-        new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: completed }, IfNoneMatch: '*' }),
-      );
+      etag = (await s3.send(
+        new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: completed }, ...ifNoneMatch }),
+      )).ETag;
     } catch (err) {
       // S3 may have completed it and the answer was lost: the caller looks at the key, and needs
       // what a success would have returned.
       throw new CompleteFailedError(err, { bytes, partSize, parts, sha256, multipart: true });
     }
-    return { bytes, partSize, parts, sha256, multipart: true };
+    return { bytes, partSize, parts, sha256, multipart: true, etag };
   } catch (err) {
     // The parts in flight finish (or fail) first, as with lib-storage: the abort then finds no
     // part being written.

@@ -18,25 +18,16 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { DumpError, dumpHint, PgS3BackupError, TimeBudgetError, UploadError, type Leftover, type ProcessOutcome } from '../errors.ts';
 import { describeExit, type RunningTool } from '../pg/process.ts';
 import { CompleteFailedError, uploadMultipart, type MultipartResult, type PartChecksum } from './multipart.ts';
-import { encryptStream } from '../encryption.ts';
-import type { Readable } from 'node:stream';
+import { MAX_DUMP_BYTES, PART_CAP_HEADROOM, partSizeFor, PROFILE_CAPABILITIES, type StoreCapabilities } from '../store/capabilities.ts';
 
 /** pg_dump's custom-format archives start with these bytes. */
 export const CUSTOM_FORMAT_MAGIC = Buffer.from('PGDMP');
 
 const MiB = 1024 * 1024;
-export const S3_MAX_PARTS = 10_000;
-export const S3_MIN_PART_SIZE = 5 * MiB;
-/** The largest dump the part size must allow for. */
-export const MAX_DUMP_BYTES = 200 * 1024 ** 3;
-
-/**
- * The smallest whole-MiB part size that fits `maxBytes` in 9,000 parts (10% headroom under S3's
- * 10,000): 200 GiB → 23 MiB. Memory is about (queueSize + 1) × part size.
- */
-export function partSizeFor(maxBytes: number = MAX_DUMP_BYTES): number {
-  return Math.max(S3_MIN_PART_SIZE, Math.ceil(maxBytes / (S3_MAX_PARTS * 0.9) / MiB) * MiB);
-}
+/** AWS's cap on the parts of one upload (other stores: engine/store/capabilities.ts). */
+export const S3_MAX_PARTS = PROFILE_CAPABILITIES.aws.maxParts;
+export const S3_MIN_PART_SIZE = PROFILE_CAPABILITIES.aws.minPartBytes;
+export { MAX_DUMP_BYTES, partSizeFor };
 
 /** The smallest part the engine uses: below it, request overhead shows; memory is (queue + 1) parts. */
 export const MIN_STREAM_PART_SIZE = 8 * MiB;
@@ -48,14 +39,34 @@ export const MIN_STREAM_PART_SIZE = 8 * MiB;
 export const DUMP_TO_DATABASE_BOUND = 4;
 
 /**
- * Part size for a dump of a database of `databaseBytes`: 8 MiB (memory stays at about 80 MiB of
- * parts, whatever the size) until the S3 part cap needs larger parts, i.e. beyond ~17 GiB of
- * database; unknown size → the 200 GiB sizing. A dump that still outgrows 10,000 parts makes
- * the uploader fail the upload, which aborts it: fail closed, never a truncated object.
+ * Part size for a dump of a database of `databaseBytes` on a store with `caps` (AWS's by
+ * default): 8 MiB (memory stays at about 80 MiB of parts, whatever the size) until the store's
+ * part cap needs larger parts — beyond ~17 GiB of database on AWS (10,000 parts), ~1.7 GiB on
+ * Scaleway (1,000 parts: 8 MiB parts alone would stop at 7.8 GiB of dump); unknown size → the
+ * 200 GiB sizing. `atLeast` (a configured part size) is a floor, never a reason to outgrow the
+ * cap. A dump that still outgrows the cap makes the uploader fail the upload, which aborts it:
+ * fail closed, never a truncated object.
  */
-export function partSizeForDatabase(databaseBytes: number | undefined): number {
-  if (databaseBytes === undefined || !Number.isFinite(databaseBytes)) return partSizeFor();
-  return Math.max(MIN_STREAM_PART_SIZE, partSizeFor(databaseBytes * DUMP_TO_DATABASE_BOUND));
+export function partSizeForDatabase(
+  databaseBytes: number | undefined,
+  caps: Pick<StoreCapabilities, 'maxParts' | 'minPartBytes' | 'maxPartBytes'> = PROFILE_CAPABILITIES.aws,
+  atLeast: number = MIN_STREAM_PART_SIZE,
+): number {
+  const bound = databaseBytes === undefined || !Number.isFinite(databaseBytes) ? MAX_DUMP_BYTES : databaseBytes * DUMP_TO_DATABASE_BOUND;
+  return Math.min(Math.max(atLeast, caps.minPartBytes, partSizeFor(bound, caps)), caps.maxPartBytes);
+}
+
+/**
+ * The part size of one run: `requested` (deps.partSize: the bench, tests) when given and either the
+ * database's size is unknown or the dump bound fits in the store's cap with it; otherwise
+ * `partSizeForDatabase`. A requested size never outgrows the cap: a 5 MiB part size on a
+ * 1,000-part store would stop at 4.9 GiB of dump.
+ */
+export function choosePartSize(requested: number | undefined, databaseBytes: number | undefined, caps: Pick<StoreCapabilities, 'maxParts' | 'minPartBytes' | 'maxPartBytes'> = PROFILE_CAPABILITIES.aws): number {
+  const sized = partSizeForDatabase(databaseBytes, caps);
+  if (requested === undefined) return sized;
+  if (databaseBytes === undefined || !Number.isFinite(databaseBytes)) return requested;
+  return requested * Math.floor(caps.maxParts * PART_CAP_HEADROOM) >= databaseBytes * DUMP_TO_DATABASE_BOUND ? requested : Math.max(requested, sized);
 }
 
 /** Parts in flight at once. */
@@ -140,15 +151,12 @@ export interface StreamUploadOptions {
   readonly onProgress?: (bytes: number) => void;
   /** Told when the upload ends in a state worth a log line (a completion S3 did despite an error). */
   readonly onNotice?: (message: string, attributes: Record<string, unknown>) => void;
-  /** Checksum of each multipart part (multipart.ts; the bench measures both). */
+  /** Checksum of each multipart part (multipart.ts; the bench measures both); `none` for stores that refuse checksum headers. */
   readonly partChecksum?: PartChecksum | undefined;
-  /**
-   * age recipients (ENCRYPT_RECIPIENTS): the tool's output is encrypted to them between the gate
-   * and the uploader, so what S3 receives (and the uploader hashes) is the age file. The gate
-   * still holds back the end until the tool succeeded: a failed dump never gets age's final
-   * chunk, and the upload is aborted as before.
-   */
-  readonly encryptTo?: readonly string[] | undefined;
+  /** The store's part cap (default S3's 10,000). */
+  readonly maxParts?: number | undefined;
+  /** Send `If-None-Match: *` (default true; false for stores without conditional writes). */
+  readonly conditional?: boolean | undefined;
 }
 
 export interface StreamUploadResult {
@@ -157,8 +165,8 @@ export interface StreamUploadResult {
   readonly sha256: string;
   readonly parts: number;
   readonly outcome: ProcessOutcome;
-  /** With `encryptTo`: the tool's output before encryption (`bytes` and `sha256` are then the ciphertext's). */
-  readonly plaintext?: { readonly bytes: number; readonly sha256: string } | undefined;
+  /** The ETag the store answered for the object (undefined when it said none, or the answer was lost). */
+  readonly etag?: string | undefined;
 }
 
 /** Default bound of the clean-up (abort, key check, delete), every retry included. */
@@ -170,9 +178,6 @@ const IDLE_WORTH_NAMING_MS = 10_000;
 export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploadResult> {
   const { tool } = opts;
   const toolName = opts.toolName ?? 'pg_dump';
-  const encrypting = (opts.encryptTo?.length ?? 0) > 0;
-  /** The age stream the uploader reads, when encrypting. */
-  let encrypted: Readable | undefined;
   const now = Date.now;
   const started = now();
   let failure: Error | undefined;
@@ -190,7 +195,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   }, opts.checkMagic ?? true, (bytes) => {
     lastByteAt = now();
     opts.onProgress?.(bytes);
-  }, encrypting);
+  }, false);
 
   /**
    * Whether the bytes stopped because S3 stopped taking them: pg_dump has said everything, or the
@@ -217,7 +222,6 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
     killTimer.unref();
     local.abort(err);
     gate.destroy(err);
-    encrypted?.destroy(err);
   };
   tool.finished.catch((err: Error) => fail(err));
   gate.on('error', (err) => fail(err));
@@ -283,11 +287,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   let uploaded: MultipartResult | undefined;
   let completeFailed: CompleteFailedError | undefined;
   try {
-    if (encrypting) {
-      encrypted = await encryptStream(gate, opts.encryptTo!);
-      encrypted.on('error', (err) => fail(err));
-    }
-    uploaded = await uploadMultipart(encrypted ?? gate, {
+    uploaded = await uploadMultipart(gate, {
       s3: client,
       bucket: opts.bucket,
       key: opts.key,
@@ -295,6 +295,8 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
       partSize: opts.partSize ?? partSizeFor(),
       queueSize: opts.queueSize ?? DEFAULT_QUEUE_SIZE,
       partChecksum: opts.partChecksum,
+      maxParts: opts.maxParts,
+      conditional: opts.conditional,
     });
   } catch (err) {
     if (!failure && err instanceof CompleteFailedError) {
@@ -330,7 +332,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
         bytes: completeFailed.result.bytes,
         error: completeFailed.message,
       });
-      return { bytes: encrypting ? completeFailed.result.bytes : gate.bytes, sha256: completeFailed.result.sha256, parts: completeFailed.result.parts, outcome: outcome ?? finalOutcome!, plaintext: plaintextOf(gate, encrypting) };
+      return { bytes: gate.bytes, sha256: completeFailed.result.sha256, parts: completeFailed.result.parts, outcome: outcome ?? finalOutcome! };
     }
     if (!failure) {
       const cause = completeFailed?.cause ?? completeFailed;
@@ -339,11 +341,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
     if (cleanup.leftover && failure instanceof PgS3BackupError) failure.leftover = cleanup.leftover;
     throw failure;
   }
-  return { bytes: encrypting ? uploaded.bytes : gate.bytes, sha256: uploaded.sha256, parts: uploaded.parts, outcome: outcome ?? finalOutcome!, plaintext: plaintextOf(gate, encrypting) };
-}
-
-function plaintextOf(gate: DumpGate, encrypting: boolean): StreamUploadResult['plaintext'] {
-  return encrypting ? { bytes: gate.bytes, sha256: gate.digest() } : undefined;
+  return { bytes: gate.bytes, sha256: uploaded.sha256, parts: uploaded.parts, outcome: outcome ?? finalOutcome!, etag: uploaded.etag };
 }
 
 interface CleanUpRequest {

@@ -4,6 +4,10 @@
  * (the engine's guarantee that no run overwrites another's backup), a read back with the checksum,
  * a listing under the prefix, a multipart upload started and aborted (a dump's path), and the
  * probe's removal, versions included, so that nothing is left behind.
+ *
+ * First, what the store can do (engine/store/probe.ts): with STORAGE_PROFILE set to a store's
+ * name, its documented table; otherwise the capability probe, whose result is cached for the
+ * backups. The write, read and multipart steps then use the headers a backup would send.
  */
 import {
   AbortMultipartUploadCommand,
@@ -16,6 +20,8 @@ import {
 import { createHash, randomBytes } from 'node:crypto';
 import { buildCheckProbeKey, checkProbePattern } from '../store/backup-key.ts';
 import type { S3Store } from '../store/s3-store.ts';
+import { PROFILE_CAPABILITIES, profileCapabilities, type StorageProfileSetting } from '../store/capabilities.ts';
+import { capabilitiesKey, probeCapabilities, writeCachedProbe, type ProbeResult } from '../store/probe.ts';
 import { describeError, fail, notChecked, pass, warn, type Check } from './check.ts';
 
 export interface BucketProbeOptions {
@@ -24,6 +30,9 @@ export interface BucketProbeOptions {
   readonly id?: string;
   /** Who runs the check, written into the probe (e.g. "function req-123", "doctor on host x"). */
   readonly source?: string;
+  /** STORAGE_PROFILE and STORAGE_MAX_PARTS (unset: probe, as `auto`). */
+  readonly profile?: StorageProfileSetting | undefined;
+  readonly maxParts?: number | undefined;
 }
 
 function s3Fix(err: unknown, actions: string, store: S3Store): string {
@@ -44,6 +53,7 @@ export async function bucketChecks(store: S3Store, options: BucketProbeOptions):
   const versions: (string | undefined)[] = [];
 
   const name = {
+    capabilities: 'bucket: store capabilities',
     write: 'bucket: write (If-None-Match, SHA-256 checksum)',
     overwrite: 'bucket: never overwrites (If-None-Match)',
     read: 'bucket: read back (checksum)',
@@ -51,15 +61,36 @@ export async function bucketChecks(store: S3Store, options: BucketProbeOptions):
     multipart: 'bucket: multipart upload started and aborted',
     remove: 'bucket: delete the probe',
   };
+  const setting = options.profile;
+  const explicit = setting !== undefined && setting !== 'auto' ? setting : undefined;
+  const limits = profileCapabilities(explicit ?? 'aws', options.maxParts);
+  const partsText = `part cap ${limits.maxParts} (${options.maxParts !== undefined ? 'STORAGE_MAX_PARTS' : `the ${explicit ?? 'aws'} profile`}; not probed: finding it would take a multipart upload of ${limits.maxParts + 1} parts)`;
+  let features: { conditionalWrites: boolean; checksumSha256: boolean } = PROFILE_CAPABILITIES.aws;
+  let probe: ProbeResult | undefined;
+  if (explicit) {
+    features = limits;
+    checks.push(pass(name.capabilities, `STORAGE_PROFILE=${explicit} (not probed): conditional writes ${limits.conditionalWrites ? 'yes' : 'no'}, SHA-256 checksum headers ${limits.checksumSha256 ? 'yes' : 'no'}, ${partsText}`));
+  } else {
+    try {
+      probe = await probeCapabilities(store, options.now);
+      features = probe;
+      // Cached for the backups when it tells them something: with STORAGE_PROFILE unset they assume
+      // AWS's behaviour, so a store that has everything needs no cache (and the check leaves nothing).
+      const useful = setting === 'auto' || !probe.conditionalWrites || !probe.checksumSha256;
+      const cached = useful && (await writeCachedProbe(store, probe));
+      checks.push(pass(name.capabilities, `probed: ${probe.conditionalDetail}; ${probe.checksumDetail}; ${partsText}${cached ? `; cached in ${capabilitiesKey(store.prefix)} for the backups` : ''}`));
+    } catch (err) {
+      checks.push(fail(name.capabilities, `the capability probe failed: ${describeError(err).detail}`, s3Fix(err, 's3:PutObject and s3:DeleteObject', store)));
+    }
+  }
   const put = () =>
     store.s3.send(new PutObjectCommand({
       Bucket: store.bucket,
       Key: key,
       Body: body,
       ContentType: 'text/plain; charset=utf-8',
-      ChecksumAlgorithm: 'SHA256',
-      ChecksumSHA256: sha256,
-      IfNoneMatch: '*',
+      ...(features.checksumSha256 ? { ChecksumAlgorithm: 'SHA256' as const, ChecksumSHA256: sha256 } : {}),
+      ...(features.conditionalWrites ? { IfNoneMatch: '*' } : {}),
     }));
 
   let written = false;
@@ -72,22 +103,31 @@ export async function bucketChecks(store: S3Store, options: BucketProbeOptions):
     checks.push(fail(name.write, `cannot write under ${where}: ${describeError(err).detail}`, s3Fix(err, 's3:PutObject', store)));
   }
 
-  if (written) {
+  if (written && !features.conditionalWrites) {
+    const fallback = 'backups write to keys holding the run\'s id and check each key after writing';
+    if (explicit) checks.push(pass(name.overwrite, `not relied on (STORAGE_PROFILE=${explicit} has no conditional writes): ${fallback}`));
+    else if (probe?.conditionalMode === 'ignored' && setting !== 'auto') {
+      checks.push(warn(name.overwrite, `${probe.conditionalDetail}: ${fallback} while the cached probe is fresh (7 days), but after it a backup would trust a header the store ignores`, 'Set STORAGE_PROFILE to the store\'s profile (ceph, …) or to auto, so that every run uses the fallback.'));
+    } else checks.push(pass(name.overwrite, `not relied on (${probe?.conditionalDetail ?? 'probe failed'}): ${fallback}`));
+  }
+  if (written && features.conditionalWrites) {
     try {
       const res = await put();
       versions.push(res.VersionId);
-      checks.push(fail(name.overwrite, 'a second write to the same key with If-None-Match: * succeeded: two runs could overwrite each other\'s objects', 'Use Amazon S3 or an S3-compatible store that honours conditional writes (If-None-Match).'));
+      checks.push(fail(name.overwrite, 'a second write to the same key with If-None-Match: * succeeded: two runs could overwrite each other\'s objects', `The store ignores conditional writes: set STORAGE_PROFILE to its profile (ceph, …) or to auto${explicit ? ` instead of ${explicit}` : ''}.`));
     } catch (err) {
       const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
       if (e.name === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 412) checks.push(pass(name.overwrite, 'a second write to the probe was refused (412 Precondition Failed)'));
       else checks.push(fail(name.overwrite, `the second write failed otherwise than with 412: ${describeError(err).detail}`, s3Fix(err, 's3:PutObject', store)));
     }
+  }
+  if (written) {
     try {
-      const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key, ChecksumMode: 'ENABLED' }));
+      const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key, ...(features.checksumSha256 ? { ChecksumMode: 'ENABLED' as const } : {}) }));
       const text = await res.Body!.transformToString();
       if (text !== body) checks.push(fail(name.read, 'the probe read back differs from what was written', 'Check for a proxy or S3-compatible store that alters objects.'));
       else if (res.ChecksumSHA256 !== undefined && res.ChecksumSHA256 !== sha256) checks.push(fail(name.read, `S3 reports SHA-256 ${res.ChecksumSHA256}, expected ${sha256}`, 'Check the S3 endpoint.'));
-      else checks.push(pass(name.read, res.ChecksumSHA256 ? `content and SHA-256 checksum match (${sha256})` : 'content matches (the store returned no checksum)'));
+      else checks.push(pass(name.read, res.ChecksumSHA256 ? `content and SHA-256 checksum match (${sha256})` : 'content matches (the store returned no checksum; the manifest\'s SHA-256 is checked at restore)'));
     } catch (err) {
       checks.push(fail(name.read, `cannot read the probe back: ${describeError(err).detail}`, s3Fix(err, 's3:GetObject', store)));
     }
@@ -105,7 +145,7 @@ export async function bucketChecks(store: S3Store, options: BucketProbeOptions):
 
   const multipartKey = `${key}-multipart`;
   try {
-    const res = await store.s3.send(new CreateMultipartUploadCommand({ Bucket: store.bucket, Key: multipartKey, ChecksumAlgorithm: 'SHA256' }));
+    const res = await store.s3.send(new CreateMultipartUploadCommand({ Bucket: store.bucket, Key: multipartKey, ...(features.checksumSha256 ? { ChecksumAlgorithm: 'SHA256' as const } : {}) }));
     try {
       await store.s3.send(new AbortMultipartUploadCommand({ Bucket: store.bucket, Key: multipartKey, UploadId: res.UploadId }));
       checks.push(pass(name.multipart, 'a dump\'s multipart upload can start, and be aborted when a backup fails'));

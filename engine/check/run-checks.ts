@@ -78,7 +78,7 @@ export async function runChecks(request: CheckRequest, config: Config, deps: Che
     for (const database of databases) checks.push(...(await databaseChecks(database, creds, pgDump, config, deps)));
   }
 
-  checks.push(...(await bucketChecks(storeFor(config, deps), { now: deps.now(), source: context.source })));
+  checks.push(...(await bucketChecks(storeFor(config, deps), { now: deps.now(), source: context.source, profile: config.storageProfile, maxParts: config.storageMaxParts })));
   checks.push(await topicCheck(config, deps, context));
 
   const clean = (t: string) => redact(t, secrets);

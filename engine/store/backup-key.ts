@@ -2,6 +2,9 @@
  * Object keys: pure functions, the single place that knows the layout
  *   <prefix><database>/<YYYY>/<MM>/<DD>/<database>-<YYYYMMDDTHHmmssSSSZ>.dump   (the dump)
  *   <same key>.json                                                          (the manifest)
+ * On a store without conditional writes (engine/store/capabilities.ts) the dump's file name ends
+ * with the run's id, `<database>-<YYYYMMDDTHHmmssSSSZ>-<8 hex>.dump`: two runs never share a key,
+ * whatever their clocks say, and each checks its key after writing (s3-store.ts).
  * The database name is percent-encoded (UTF-8) except for [A-Za-z0-9_.-], so that any name
  * (spaces, quotes, slashes, unicode) gives a safe key and decodes back exactly.
  */
@@ -48,11 +51,15 @@ export function parseTimestamp(stamp: string): Date | undefined {
   return Number.isNaN(date.getTime()) ? undefined : date;
 }
 
-export function buildDumpKey(prefix: string, database: string, startedAt: Date): string {
+/** A run's id in a key: 8 lowercase hex digits. */
+export const RUN_ID = /^[0-9a-f]{8}$/;
+
+export function buildDumpKey(prefix: string, database: string, startedAt: Date, runId?: string): string {
+  if (runId !== undefined && !RUN_ID.test(runId)) throw new RangeError('run id must be 8 lowercase hex digits');
   const iso = startedAt.toISOString();
   const [yyyy, mm, dd] = [iso.slice(0, 4), iso.slice(5, 7), iso.slice(8, 10)];
   const enc = encodeDatabaseName(database);
-  return `${prefix}${enc}/${yyyy}/${mm}/${dd}/${enc}-${formatTimestamp(startedAt)}${DUMP_SUFFIX}`;
+  return `${prefix}${enc}/${yyyy}/${mm}/${dd}/${enc}-${formatTimestamp(startedAt)}${runId === undefined ? '' : `-${runId}`}${DUMP_SUFFIX}`;
 }
 
 export function manifestKeyFor(dumpKey: string): string {
@@ -65,6 +72,8 @@ export interface ParsedKey {
   readonly kind: 'dump' | 'manifest';
   /** The dump's key (for a manifest, the key it describes). */
   readonly dumpKey: string;
+  /** The run's id, for keys written on a store without conditional writes. */
+  readonly runId?: string | undefined;
 }
 
 /**
@@ -83,9 +92,9 @@ export function parseKey(prefix: string, key: string): ParsedKey | undefined {
   } else if (!rest.endsWith(DUMP_SUFFIX)) {
     return undefined;
   }
-  const m = /^([^/]+)\/(\d{4})\/(\d{2})\/(\d{2})\/([^/]+)-(\d{8}T\d{9}Z)\.dump$/.exec(rest);
+  const m = /^([^/]+)\/(\d{4})\/(\d{2})\/(\d{2})\/([^/]+)-(\d{8}T\d{9}Z)(?:-([0-9a-f]{8}))?\.dump$/.exec(rest);
   if (!m) return undefined;
-  const [, encDir, yyyy, mm, dd, encFile, stamp] = m as unknown as [string, string, string, string, string, string, string];
+  const [, encDir, yyyy, mm, dd, encFile, stamp, runId] = m as unknown as [string, string, string, string, string, string, string, string | undefined];
   if (encDir !== encFile) return undefined;
   const startedAt = parseTimestamp(stamp);
   if (!startedAt) return undefined;
@@ -98,7 +107,7 @@ export function parseKey(prefix: string, key: string): ParsedKey | undefined {
     return undefined;
   }
   if (encodeDatabaseName(database) !== encDir) return undefined;
-  return { database, startedAt, kind, dumpKey };
+  return { database, startedAt, kind, dumpKey, ...(runId === undefined ? {} : { runId }) };
 }
 
 /**
@@ -109,21 +118,16 @@ export function parseKey(prefix: string, key: string): ParsedKey | undefined {
  */
 export const GLOBALS_FOLDER = '_globals';
 export const GLOBALS_SUFFIX = '.sql';
-/**
- * Added to an object encrypted with age that has no manifest to say so (the globals): such a file
- * is opened with `age -d -i <identity file>`. Dumps keep their key: their manifest says it.
- */
-export const AGE_SUFFIX = '.age';
 
-export function buildGlobalsKey(prefix: string, startedAt: Date, options: { readonly encrypted?: boolean } = {}): string {
+export function buildGlobalsKey(prefix: string, startedAt: Date): string {
   const iso = startedAt.toISOString();
-  return `${prefix}${GLOBALS_FOLDER}/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/globals-${formatTimestamp(startedAt)}${GLOBALS_SUFFIX}${options.encrypted ? AGE_SUFFIX : ''}`;
+  return `${prefix}${GLOBALS_FOLDER}/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/globals-${formatTimestamp(startedAt)}${GLOBALS_SUFFIX}`;
 }
 
 /** True for keys written by `buildGlobalsKey` under `prefix`. */
 export function isGlobalsKey(prefix: string, key: string): boolean {
   if (!key.startsWith(`${prefix}${GLOBALS_FOLDER}/`)) return false;
-  const m = /^(\d{4})\/(\d{2})\/(\d{2})\/globals-(\d{8}T\d{9}Z)\.sql(?:\.age)?$/.exec(key.slice(prefix.length + GLOBALS_FOLDER.length + 1));
+  const m = /^(\d{4})\/(\d{2})\/(\d{2})\/globals-(\d{8}T\d{9}Z)\.sql$/.exec(key.slice(prefix.length + GLOBALS_FOLDER.length + 1));
   return m !== null && parseTimestamp(m[4]!) !== undefined;
 }
 

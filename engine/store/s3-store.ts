@@ -6,8 +6,6 @@
 import {
   DeleteObjectsCommand,
   GetObjectCommand,
-  GetObjectLockConfigurationCommand,
-  HeadObjectCommand,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
@@ -15,7 +13,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import { buildDumpKey, databasePrefix, decodeDatabaseName, manifestKeyFor, parseKey } from './backup-key.ts';
-import { ListError, ManifestError, PruneError, UnreadableManifestError } from '../errors.ts';
+import { KeyTakenError, ListError, ManifestError, PruneError, UnreadableManifestError } from '../errors.ts';
 import { ManifestSchema, parseManifest, type Manifest } from './manifest.ts';
 
 export interface S3Store {
@@ -316,22 +314,34 @@ async function keyInUse(store: S3Store, dumpKey: string): Promise<boolean> {
   return (res.Contents ?? []).some((o) => o.Key === dumpKey || o.Key === manifestKeyFor(dumpKey));
 }
 
-/** Writes the manifest; `If-None-Match: *` so that a manifest is never overwritten. */
-export async function putManifest(store: S3Store, manifest: Manifest): Promise<string> {
+/** The two features of the store the writes use (engine/store/capabilities.ts); both by default. */
+export interface WriteFeatures {
+  readonly conditionalWrites: boolean;
+  readonly checksumSha256: boolean;
+}
+
+/**
+ * Writes the manifest; `If-None-Match: *` so that a manifest is never overwritten. On a store
+ * without conditional writes the manifest's key holds the run's id (its dump's does), and the
+ * write is checked afterwards (`confirmSoleObject`): the listing must show exactly this object.
+ */
+export async function putManifest(store: S3Store, manifest: Manifest, features: WriteFeatures = { conditionalWrites: true, checksumSha256: true }): Promise<string> {
   const key = manifestKeyFor(manifest.key);
   const body = JSON.stringify(ManifestSchema.parse(manifest), null, 2);
   try {
-    await store.s3.send(
+    const res = await store.s3.send(
       new PutObjectCommand({
         Bucket: store.bucket,
         Key: key,
         Body: body,
         ContentType: 'application/json',
-        ChecksumAlgorithm: 'SHA256',
-        IfNoneMatch: '*',
+        ...(features.checksumSha256 ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
+        ...(features.conditionalWrites ? { IfNoneMatch: '*' } : {}),
       }),
     );
+    if (!features.conditionalWrites) await confirmSoleObject(store, key, { bytes: Buffer.byteLength(body), etag: res.ETag });
   } catch (err) {
+    if (err instanceof KeyTakenError) throw err;
     throw new ManifestError(`cannot write manifest s3://${store.bucket}/${key}: ${(err as Error).name}: ${(err as Error).message}`, {
       cause: err,
       hint: 'The dump is in S3 but is not a complete backup without its manifest; check s3:PutObject and run the backup again.',
@@ -375,43 +385,24 @@ export async function deleteKeys(store: S3Store, database: string, keys: readonl
   return deleted;
 }
 
-/** An object's Object Lock state, as HeadObject reports it (nothing when the bucket has no Object Lock). */
-export interface ObjectLockState {
-  /** The retain-until date of its retention (GOVERNANCE or COMPLIANCE), if any. */
-  readonly retainUntil: Date | undefined;
-  readonly mode: string | undefined;
-  readonly legalHold: boolean;
-}
-
 /**
- * Whether the bucket has Object Lock enabled: only then can an object carry a retention or a
- * legal hold, so pruning asks each object only then. `undefined` when S3 would not tell (no
- * s3:GetBucketObjectLockConfiguration, an S3-compatible store without the API): ask each object.
+ * After a write without `If-None-Match` (a store without conditional writes): the listing under
+ * `key` must show exactly one object at `key`, of our size and with the ETag the store answered
+ * us. Anything else means another writer took the key (or the store misbehaves): the object is not
+ * ours to trust or to delete, and the backup fails loudly instead of claiming it.
  */
-export async function bucketHasObjectLock(store: S3Store): Promise<boolean | undefined> {
-  try {
-    const res = await store.s3.send(new GetObjectLockConfigurationCommand({ Bucket: store.bucket }));
-    return res.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
-  } catch (err) {
-    if ((err as Error).name === 'ObjectLockConfigurationNotFoundError') return false;
-    return undefined;
-  }
-}
-
-/**
- * The Object Lock state of `key` by HeadObject: its retention and legal hold (S3 reports them to a
- * caller with s3:GetObjectRetention / s3:GetObjectLegalHold). A key that is already gone has none.
- */
-export async function objectLockState(store: S3Store, key: string): Promise<ObjectLockState> {
-  try {
-    const res = await store.s3.send(new HeadObjectCommand({ Bucket: store.bucket, Key: key }));
-    return { retainUntil: res.ObjectLockRetainUntilDate, mode: res.ObjectLockMode, legalHold: res.ObjectLockLegalHoldStatus === 'ON' };
-  } catch (err) {
-    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if ((err as Error).name === 'NotFound' || status === 404) return { retainUntil: undefined, mode: undefined, legalHold: false };
-    throw new PruneError(`cannot read the Object Lock state of s3://${store.bucket}/${key}: ${(err as Error).name}: ${(err as Error).message}`, {
-      cause: err,
-      hint: 'Pruning deletes nothing it cannot check: grant s3:GetObject (and s3:GetObjectRetention, s3:GetObjectLegalHold) under the prefix.',
+export async function confirmSoleObject(store: S3Store, key: string, ours: { bytes: number; etag: string | undefined }): Promise<void> {
+  const res = await store.s3.send(new ListObjectsV2Command({ Bucket: store.bucket, Prefix: key, MaxKeys: 10 }));
+  const at = (res.Contents ?? []).filter((o) => o.Key === key);
+  const o = at[0];
+  const why =
+    at.length !== 1 ? `the listing shows ${at.length} objects at the key`
+    : o!.Size !== ours.bytes ? `the object there has ${o!.Size} bytes, this run wrote ${ours.bytes}`
+    : ours.etag !== undefined && o!.ETag !== undefined && o!.ETag !== ours.etag ? `the object there has ETag ${o!.ETag}, this run's write answered ${ours.etag}`
+    : undefined;
+  if (why) {
+    throw new KeyTakenError(`s3://${store.bucket}/${key} is not this run's object after writing it (${why}): another writer took the key`, {
+      hint: 'The store does not honour If-None-Match, so keys carry a run id and are checked after writing; a clash means another process writes under the same prefix with the same run id, or the store lost the write. Nothing was deleted. Run the backup again and look for a second writer.',
     });
   }
 }
@@ -422,11 +413,13 @@ const reserved = new Set<string>();
 /**
  * A dump key for `database` at `startedAt` that no run in this process holds and that has no
  * object yet; on a clash it moves on by one millisecond (the layout has millisecond stamps).
- * Across processes the upload's `If-None-Match: *` is the last guard: it never overwrites.
+ * Across processes the upload's `If-None-Match: *` is the last guard: it never overwrites. On a
+ * store without conditional writes, `runId` (8 hex digits, random per run) is part of the key, so
+ * two processes never pick the same one; the upload is then checked by `confirmSoleObject`.
  */
-export async function reserveDumpKey(store: S3Store, database: string, startedAt: Date): Promise<{ key: string; release: () => void }> {
+export async function reserveDumpKey(store: S3Store, database: string, startedAt: Date, runId?: string): Promise<{ key: string; release: () => void }> {
   for (let offset = 0; offset < 1000; offset++) {
-    const key = buildDumpKey(store.prefix, database, new Date(startedAt.getTime() + offset));
+    const key = buildDumpKey(store.prefix, database, new Date(startedAt.getTime() + offset), runId);
     if (reserved.has(key)) continue;
     reserved.add(key);
     try {
