@@ -17,6 +17,7 @@ import { resolvePgTool } from '../engine/pg/tools.ts';
 import { latestBackup, listDatabases, openDump, readManifest, type S3Store } from '../engine/store/s3-store.ts';
 import type { BackupSource, RestoreDeps } from '../engine/restore/deps.ts';
 import { Output, type Stream } from './output.ts';
+import { loadIdentities, type IdentitySource } from '../engine/encryption.ts';
 import { LOCAL_PG_TOOLS } from './pg-tool.ts';
 
 export interface CliIo {
@@ -106,14 +107,29 @@ export class CliContext {
     return target;
   }
 
-  restoreDeps(tempDir: string | undefined): RestoreDeps {
+  restoreDeps(tempDir: string | undefined, identity: { readonly identityFile?: string; readonly identitySecret?: string } = {}): RestoreDeps {
     const store = this.store();
-    const source: BackupSource = {
+    const config = this.cfg({ needsCredentials: false });
+    // The options win over AGE_IDENTITY_FILE / AGE_IDENTITY_SECRET_ARN. Only paths and ARNs pass
+    // through argv; the identities are read here, and registered so that no output shows them.
+    const source: IdentitySource | undefined =
+      identity.identityFile !== undefined ? { kind: 'file', path: identity.identityFile }
+        : identity.identitySecret !== undefined ? { kind: 'secret', secretId: identity.identitySecret }
+          : config.identity;
+    const identities = source
+      ? async () => {
+          const ids = await loadIdentities(source, () => this.deps().secrets);
+          for (const id of ids) this.out.addSecret(id);
+          return ids;
+        }
+      : undefined;
+    const backups: BackupSource = {
       readManifest: (key) => readManifest(store, key),
       openDump: async (key) => (await openDump(store, key)).body,
     };
     return {
-      source,
+      source: backups,
+      identities,
       pgRestore: resolvePgTool('pg_restore', { ...LOCAL_PG_TOOLS, pgDumpBin: this.env.PG_DUMP_BIN?.trim() || undefined }),
       tempDir: tempDir ?? tmpdir(),
       now: this.now,

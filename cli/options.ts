@@ -29,6 +29,8 @@ export interface BackupSelectionOpts {
   readonly database?: string;
   readonly jobs: number;
   readonly tempDir?: string;
+  readonly identityFile?: string;
+  readonly identitySecret?: string;
 }
 
 /** Adds the options of `BackupSelectionOpts` (the URL option stays each command's own). */
@@ -38,5 +40,7 @@ export function backupSelectionOptions(command: Command): Command {
     .option('--key <key>', 'the dump key of the backup (from `list`)')
     .option('--database <name>', 'the backed-up database (needed with --latest when the bucket holds several)')
     .option('--jobs <n>', 'parallel pg_restore jobs', positiveInt, 1)
-    .option('--temp-dir <dir>', 'where to download the dump (needs its size free; default: TMPDIR)');
+    .option('--temp-dir <dir>', 'where to download the dump (needs its size free; default: TMPDIR)')
+    .addOption(new Option('--identity-file <path>', 'encrypted backups: the age identity file (AGE-SECRET-KEY-1…, as age-keygen writes it; default: AGE_IDENTITY_FILE)').conflicts('identitySecret'))
+    .option('--identity-secret <arn>', 'encrypted backups: a Secrets Manager secret whose text is the age identity file (default: AGE_IDENTITY_SECRET_ARN)');
 }

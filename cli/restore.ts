@@ -35,7 +35,7 @@ export function registerRestore(program: Command, ctx: CliContext): void {
     .action(async (opts: RestoreOpts) => {
       const target = ctx.target(opts.targetUrl, '--target-url');
       const key = await ctx.selectBackup(opts);
-      const result = await restoreBackup(ctx.restoreDeps(opts.tempDir), {
+      const result = await restoreBackup(ctx.restoreDeps(opts.tempDir, opts), {
         key,
         target,
         jobs: opts.jobs,
@@ -58,6 +58,7 @@ function describeRestore(r: RestoreResult): string {
     `  from database   ${r.sourceDatabase}`,
     `  into            ${r.target}${r.created ? ' (created)' : ''}`,
     `  size            ${formatBytes(r.bytes)}, sha256 ${r.sha256} (verified)`,
+    ...(r.decrypted ? [`  decrypted       ${formatBytes(r.decrypted.bytes)}, sha256 ${r.decrypted.sha256} (verified; age)`] : []),
     `  time            download ${formatDuration(r.downloadMs)}, pg_restore ${formatDuration(r.restoreMs)}, total ${formatDuration(r.totalMs)}`,
     ...(r.tables ? [`  tables          ${r.tables.join(', ')} (with what they need)`] : []),
     ...r.warnings.map((w) => `  warning         ${w}`),

@@ -40,7 +40,7 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       const layerRoot = opts.local ? resolveServerLayer(opts.serverLayer) : undefined;
       const scratch = opts.scratchUrl ? ctx.target(opts.scratchUrl, '--scratch-url') : undefined;
       const key = await ctx.selectBackup(opts);
-      const deps = ctx.restoreDeps(opts.tempDir);
+      const deps = ctx.restoreDeps(opts.tempDir, opts);
       const report = scratch
         ? await verifyBackup(deps, { key, scratch, jobs: opts.jobs })
         : await verifyOnThrowawayServer(deps, { key, jobs: opts.jobs, server: { layerRoot, parentDir: opts.tempDir } });
@@ -60,7 +60,7 @@ export function describeReport(r: VerifyReport): string {
   const lines = [
     `verify ${r.status === 'ok' ? 'OK' : 'FAILED'}: ${r.key}`,
     `  database        ${r.database ?? '?'} (backup started ${r.backupStartedAt ?? '?'})`,
-    `  size            ${r.bytes === undefined ? '?' : formatBytes(r.bytes)}, sha256 ${r.sha256Verified ? 'verified' : 'NOT verified'}`,
+    `  size            ${r.bytes === undefined ? '?' : formatBytes(r.bytes)}, sha256 ${r.sha256Verified ? 'verified' : 'NOT verified'}${r.encrypted ? (r.sha256Verified ? ', decrypted (age) and verified' : ', encrypted (age)') : ''}`,
     `  archive         ${r.tocEntries ?? '?'} TOC entries, data for ${r.tocTablesWithData ?? '?'} tables`,
     `  restored        ${r.tables.length} tables, ${r.totalRows} rows, ${r.restoredBytes === undefined ? '?' : formatBytes(r.restoredBytes)} (scratch database ${r.scratchDatabase}, dropped)`,
     `  time            ${Object.entries(r.timingsMs).map(([k, v]) => `${k} ${formatDuration(v ?? 0)}`).join(', ')}`,

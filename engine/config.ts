@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 import { ROW_COUNT_MODES, type RowCountMode } from './store/manifest.ts';
 import { STORAGE_PROFILE_SETTINGS, type StorageProfileSetting } from './store/capabilities.ts';
+import { recipientProblem, type IdentitySource } from './encryption.ts';
 
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];
@@ -83,6 +84,13 @@ export interface Config {
   readonly storageProfile: StorageProfileSetting | undefined;
   /** STORAGE_MAX_PARTS: the store's cap on the parts of one upload, instead of the profile's. */
   readonly storageMaxParts: number | undefined;
+  /**
+   * ENCRYPT_RECIPIENTS: age X25519 public keys (`age1…`); when set, every dump (and the globals) is
+   * encrypted to them while it streams. Undefined: stored as pg_dump wrote it (SSE-KMS only).
+   */
+  readonly encryptRecipients: readonly string[] | undefined;
+  /** AGE_IDENTITY_FILE or AGE_IDENTITY_SECRET_ARN: where restore, verify and the drill find the identity of encrypted backups. */
+  readonly identity: IdentitySource | undefined;
 }
 
 /**
@@ -180,6 +188,22 @@ const databaseList = z.preprocess(
     .optional(),
 );
 
+/** age recipients, comma-separated: each one checked (shape and bech32 checksum), the entry named by its position. */
+const recipientList = z.preprocess(
+  (v) => (typeof v === 'string' ? (v.trim() === '' ? undefined : v.split(',').map((d) => d.trim())) : v),
+  z
+    .array(z.string(), { error: 'a comma-separated list of age recipients (age1…)' })
+    .superRefine((list, ctx) => {
+      list.forEach((r, i) => {
+        const problem = r === '' ? 'is empty' : recipientProblem(r);
+        // A recipient is public and may be quoted; anything else (an identity pasted by mistake) is not.
+        const shown = /^age1[a-z0-9]*$/.test(r) ? ` (${r})` : '';
+        if (problem) ctx.addIssue({ code: 'custom', message: `a comma-separated list of age X25519 recipients (age1…, from age-keygen): entry ${i + 1}${shown} ${problem}` });
+      });
+    })
+    .optional(),
+);
+
 export const ENGINE_SETTINGS = {
   DB_SECRET_ID: text,
   DATABASE_URL: matching(/^postgres(?:ql)?:\/\//, 'a URL of the form postgresql://user:password@host:port/database'),
@@ -221,6 +245,10 @@ export const ENGINE_SETTINGS = {
   STALE_UPLOAD_AGE_SECONDS: wholeNumber(0, 365 * 86_400),
   STORAGE_PROFILE: text.pipe(z.enum(STORAGE_PROFILE_SETTINGS, { error: `one of ${STORAGE_PROFILE_SETTINGS.join(', ')}` }).optional()),
   STORAGE_MAX_PARTS: wholeNumber(1, 10_000),
+  ENCRYPT_RECIPIENTS: recipientList,
+  /** A path: restore, verify and the drill read the identity from it (never the backup). */
+  AGE_IDENTITY_FILE: text,
+  AGE_IDENTITY_SECRET_ARN: matching(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/, 'a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)'),
 } as const;
 
 export type EngineVariable = keyof typeof ENGINE_SETTINGS;
@@ -228,7 +256,7 @@ export type EngineVariable = keyof typeof ENGINE_SETTINGS;
 const EnvSchema = z.object(ENGINE_SETTINGS);
 
 /** Variables whose values may hold a password: never echoed in a message. */
-const SECRET_VARIABLES: ReadonlySet<string> = new Set(['DATABASE_URL', 'HEARTBEAT_URL']);
+const SECRET_VARIABLES: ReadonlySet<string> = new Set(['DATABASE_URL', 'HEARTBEAT_URL', 'ENCRYPT_RECIPIENTS']);
 
 /** The message for one problem with one variable, in the engine's words. */
 function describeEnvIssue(issue: z.core.$ZodIssue, env: Env): string {
@@ -293,6 +321,10 @@ export function loadConfig(env: Env = process.env, options: LoadConfigOptions = 
     problems.push(MISSING_CREDENTIALS);
   }
 
+  if (v.AGE_IDENTITY_FILE !== undefined && v.AGE_IDENTITY_SECRET_ARN !== undefined) {
+    problems.push('AGE_IDENTITY_FILE and AGE_IDENTITY_SECRET_ARN are both set: set at most one of them');
+  }
+
   const rawBucket = env.BACKUP_BUCKET;
   if (rawBucket === undefined || rawBucket.trim() === '') problems.push('BACKUP_BUCKET is required: the name of the bucket that receives the backups');
 
@@ -340,6 +372,10 @@ export function loadConfig(env: Env = process.env, options: LoadConfigOptions = 
     staleUploadAgeMs: (c.STALE_UPLOAD_AGE_SECONDS ?? DEFAULTS.staleUploadAgeSeconds) * 1000,
     storageProfile: c.STORAGE_PROFILE,
     storageMaxParts: c.STORAGE_MAX_PARTS,
+    encryptRecipients: c.ENCRYPT_RECIPIENTS && Object.freeze([...new Set(c.ENCRYPT_RECIPIENTS)]),
+    identity: c.AGE_IDENTITY_FILE !== undefined
+      ? Object.freeze({ kind: 'file' as const, path: c.AGE_IDENTITY_FILE })
+      : c.AGE_IDENTITY_SECRET_ARN !== undefined ? Object.freeze({ kind: 'secret' as const, secretId: c.AGE_IDENTITY_SECRET_ARN }) : undefined,
   });
 }
 

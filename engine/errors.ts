@@ -17,6 +17,7 @@ export type Stage =
   | 'download'
   | 'restore'
   | 'verify'
+  | 'decrypt'
   | 'drill'
   | 'usage';
 
@@ -311,5 +312,31 @@ export class ThrowawayServerError extends PgS3BackupError {
   constructor(message: string, options: PgS3BackupErrorOptions = {}) {
     super('drill', message, options);
     this.name = 'ThrowawayServerError';
+  }
+}
+
+// --- client-side encryption (issue 16 §2) ---
+
+/**
+ * An encrypted backup cannot be opened with what was given: no identity (neither
+ * --identity-file/AGE_IDENTITY_FILE nor --identity-secret/AGE_IDENTITY_SECRET_ARN), one that
+ * cannot be read or parsed, or one that is not among the backup's recipients. Raised before the
+ * target is touched. Its message never holds an identity.
+ */
+export class IdentityError extends PgS3BackupError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super('decrypt', message, options);
+    this.name = 'IdentityError';
+  }
+}
+
+/** The ciphertext is not a readable age file, or a chunk fails its authentication (damaged, truncated): nothing was restored. */
+export class DecryptionError extends PgS3BackupError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super('decrypt', message, {
+      hint: 'Do not use this object. Restore an older backup (pg-s3-backup list) and investigate who changed it (S3 server access logs, CloudTrail).',
+      ...options,
+    });
+    this.name = 'DecryptionError';
   }
 }

@@ -9,7 +9,8 @@ import { buildGlobalsKey } from '../store/backup-key.ts';
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { ConfigError, InterruptedError, PgS3BackupError, TimeBudgetError, type Stage } from '../errors.ts';
-import { MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
+import { ENCRYPTED_MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
+import { ENCRYPTION_FORMAT, recipientFingerprint } from '../encryption.ts';
 import { selectDatabases } from '../pg/discover.ts';
 import { withDumpSnapshot } from './row-counts.ts';
 import { formatFailure, formatSuccess, publish } from '../notify.ts';
@@ -53,9 +54,12 @@ export interface Invocation {
 export interface BackupSummary {
   readonly database: string;
   readonly key: string;
+  /** As stored: for an encrypted backup, the age file's. */
   readonly bytes: number;
   readonly sha256: string;
   readonly durationMs: number;
+  /** Encrypted with age (ENCRYPT_RECIPIENTS). */
+  readonly encrypted?: boolean;
 }
 
 export interface BackupFailure {
@@ -71,6 +75,8 @@ export interface GlobalsSummary {
   readonly key: string;
   readonly bytes: number;
   readonly sha256: string;
+  /** Encrypted with age: the key ends with `.sql.age`. */
+  readonly encrypted?: boolean;
 }
 
 export interface RunResult {
@@ -451,12 +457,20 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
     log.info('dump uploaded', { stage: 'upload', database, key, bytes: result.bytes, sha256: result.sha256, durationMs, bytesPerSecond: throughput(result.bytes, durationMs) });
 
     progress.stage = 'manifest';
+    const recipients = config.encryptRecipients;
     const manifest: Manifest = {
-      formatVersion: MANIFEST_FORMAT_VERSION,
+      formatVersion: result.plaintext ? ENCRYPTED_MANIFEST_FORMAT_VERSION : MANIFEST_FORMAT_VERSION,
       database,
       key,
       bytes: result.bytes,
       sha256: result.sha256,
+      ...(result.plaintext && recipients
+        ? {
+            encryption: { format: ENCRYPTION_FORMAT, recipients: recipients.map(recipientFingerprint) },
+            plaintextBytes: result.plaintext.bytes,
+            plaintextSha256: result.plaintext.sha256,
+          }
+        : {}),
       compression: config.compression,
       pgDumpVersion: pgDump.text,
       serverVersion: server.text,
@@ -481,7 +495,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
       throw err;
     }
     log.info('backup complete', { stage: 'manifest', database, key, bytes: result.bytes, sha256: result.sha256, durationMs });
-    return { database, key, bytes: result.bytes, sha256: result.sha256, durationMs };
+    return { database, key, bytes: result.bytes, sha256: result.sha256, durationMs, ...(result.plaintext ? { encrypted: true } : {}) };
   } finally {
     release();
   }
@@ -512,20 +526,22 @@ async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
   throwIfAborted(ctx.signal);
   const conn = connectionFor(ctx.creds, ctx.database, config);
   prepareTls(conn);
-  const key = buildGlobalsKey(store.prefix, ctx.startedAt);
+  const encrypted = (config.encryptRecipients?.length ?? 0) > 0;
+  // The globals have no manifest: the `.age` suffix is what says they are encrypted.
+  const key = buildGlobalsKey(store.prefix, ctx.startedAt, { encrypted });
   ctx.progress.key = key;
   const caps = await untilAborted(ctx.capabilities(), ctx.signal);
   const tool = startTool(deps.spawn, toolCommand('pg_dumpall', config, deps.pgTools), [...pgDumpallGlobalsArgs(), `--database=${ctx.database}`], { env: libpqEnv(conn), redact: ctx.redact, tool: 'pg_dumpall' });
   const result = await uploadToolOutput(deps, { ...ctx, capabilities: caps }, store, key, tool, {
     // Roles and tablespaces: kilobytes.
     partSize: deps.partSize ?? MIN_STREAM_PART_SIZE,
-    contentType: 'application/sql',
+    contentType: encrypted ? 'application/octet-stream' : 'application/sql',
     checkMagic: false,
     toolName: 'pg_dumpall',
   });
   if (!caps.conditionalWrites) await confirmSoleObject(store, key, { bytes: result.bytes, etag: result.etag });
-  deps.log.info('globals uploaded', { stage: 'upload', key, bytes: result.bytes, sha256: result.sha256 });
-  return { key, bytes: result.bytes, sha256: result.sha256 };
+  deps.log.info('globals uploaded', { stage: 'upload', key, bytes: result.bytes, sha256: result.sha256, encrypted });
+  return { key, bytes: result.bytes, sha256: result.sha256, ...(encrypted ? { encrypted } : {}) };
 }
 
 /** A tool's stdout streamed to `key`, with the part size and queue the deps set, bounded by the run's signal and the stall watchdog. */
@@ -551,6 +567,7 @@ function uploadToolOutput(
     maxParts: ctx.capabilities.maxParts,
     conditional: ctx.capabilities.conditionalWrites,
     ...(ctx.capabilities.checksumSha256 ? {} : { partChecksum: 'none' as const }),
+    encryptTo: ctx.config.encryptRecipients,
     ...extra,
   });
 }

@@ -19,6 +19,8 @@ import { DumpError, dumpHint, PgS3BackupError, TimeBudgetError, UploadError, typ
 import { describeExit, type RunningTool } from '../pg/process.ts';
 import { CompleteFailedError, uploadMultipart, type MultipartResult, type PartChecksum } from './multipart.ts';
 import { MAX_DUMP_BYTES, PART_CAP_HEADROOM, partSizeFor, PROFILE_CAPABILITIES, type StoreCapabilities } from '../store/capabilities.ts';
+import { encryptStream } from '../encryption.ts';
+import type { Readable } from 'node:stream';
 
 /** pg_dump's custom-format archives start with these bytes. */
 export const CUSTOM_FORMAT_MAGIC = Buffer.from('PGDMP');
@@ -157,6 +159,13 @@ export interface StreamUploadOptions {
   readonly maxParts?: number | undefined;
   /** Send `If-None-Match: *` (default true; false for stores without conditional writes). */
   readonly conditional?: boolean | undefined;
+  /**
+   * age recipients (ENCRYPT_RECIPIENTS): the tool's output is encrypted to them between the gate
+   * and the uploader, so what S3 receives (and the uploader hashes) is the age file. The gate
+   * still holds back the end until the tool succeeded: a failed dump never gets age's final
+   * chunk, and the upload is aborted as before.
+   */
+  readonly encryptTo?: readonly string[] | undefined;
 }
 
 export interface StreamUploadResult {
@@ -167,6 +176,8 @@ export interface StreamUploadResult {
   readonly outcome: ProcessOutcome;
   /** The ETag the store answered for the object (undefined when it said none, or the answer was lost). */
   readonly etag?: string | undefined;
+  /** With `encryptTo`: the tool's output before encryption (`bytes` and `sha256` are then the ciphertext's). */
+  readonly plaintext?: { readonly bytes: number; readonly sha256: string } | undefined;
 }
 
 /** Default bound of the clean-up (abort, key check, delete), every retry included. */
@@ -178,6 +189,9 @@ const IDLE_WORTH_NAMING_MS = 10_000;
 export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploadResult> {
   const { tool } = opts;
   const toolName = opts.toolName ?? 'pg_dump';
+  const encrypting = (opts.encryptTo?.length ?? 0) > 0;
+  /** The age stream the uploader reads, when encrypting. */
+  let encrypted: Readable | undefined;
   const now = Date.now;
   const started = now();
   let failure: Error | undefined;
@@ -195,7 +209,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   }, opts.checkMagic ?? true, (bytes) => {
     lastByteAt = now();
     opts.onProgress?.(bytes);
-  }, false);
+  }, encrypting);
 
   /**
    * Whether the bytes stopped because S3 stopped taking them: pg_dump has said everything, or the
@@ -222,6 +236,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
     killTimer.unref();
     local.abort(err);
     gate.destroy(err);
+    encrypted?.destroy(err);
   };
   tool.finished.catch((err: Error) => fail(err));
   gate.on('error', (err) => fail(err));
@@ -287,7 +302,11 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   let uploaded: MultipartResult | undefined;
   let completeFailed: CompleteFailedError | undefined;
   try {
-    uploaded = await uploadMultipart(gate, {
+    if (encrypting) {
+      encrypted = await encryptStream(gate, opts.encryptTo!);
+      encrypted.on('error', (err) => fail(err));
+    }
+    uploaded = await uploadMultipart(encrypted ?? gate, {
       s3: client,
       bucket: opts.bucket,
       key: opts.key,
@@ -332,7 +351,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
         bytes: completeFailed.result.bytes,
         error: completeFailed.message,
       });
-      return { bytes: gate.bytes, sha256: completeFailed.result.sha256, parts: completeFailed.result.parts, outcome: outcome ?? finalOutcome! };
+      return { bytes: encrypting ? completeFailed.result.bytes : gate.bytes, sha256: completeFailed.result.sha256, parts: completeFailed.result.parts, outcome: outcome ?? finalOutcome!, plaintext: plaintextOf(gate, encrypting) };
     }
     if (!failure) {
       const cause = completeFailed?.cause ?? completeFailed;
@@ -341,7 +360,11 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
     if (cleanup.leftover && failure instanceof PgS3BackupError) failure.leftover = cleanup.leftover;
     throw failure;
   }
-  return { bytes: gate.bytes, sha256: uploaded.sha256, parts: uploaded.parts, outcome: outcome ?? finalOutcome!, etag: uploaded.etag };
+  return { bytes: encrypting ? uploaded.bytes : gate.bytes, sha256: uploaded.sha256, parts: uploaded.parts, outcome: outcome ?? finalOutcome!, etag: uploaded.etag, plaintext: plaintextOf(gate, encrypting) };
+}
+
+function plaintextOf(gate: DumpGate, encrypting: boolean): StreamUploadResult['plaintext'] {
+  return encrypting ? { bytes: gate.bytes, sha256: gate.digest() } : undefined;
 }
 
 interface CleanUpRequest {

@@ -43,4 +43,10 @@ export interface RestoreDeps {
    * runs (temporary file removed, a database the command created dropped); the reason is thrown.
    */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * The age identities that open encrypted backups (`--identity-file`, `--identity-secret`,
+   * AGE_IDENTITY_FILE, AGE_IDENTITY_SECRET_ARN), read only when the backup is encrypted; absent:
+   * none was given, and an encrypted backup is refused before the target is touched.
+   */
+  readonly identities?: (() => Promise<readonly string[]>) | undefined;
 }

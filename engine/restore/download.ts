@@ -3,21 +3,32 @@
  * refused (file removed) unless its size and SHA-256 match the manifest, so a tampered or
  * truncated object never reaches a database. The free space of the temporary directory is
  * checked first.
+ *
+ * An encrypted backup (manifest `encryption`) is decrypted on the same pass: the object is hashed
+ * as it arrives (the manifest's `sha256` is the ciphertext's), the age header is opened with the
+ * identity in the first kilobytes (a wrong identity stops the download there), the plaintext goes
+ * to the file hashed again, and both digests and sizes must match before the file is handed on.
+ * Nothing decrypted is used before the ciphertext's SHA-256 is known to match; age authenticates
+ * every 64 KiB chunk as well, so a changed or missing byte stops the download where it is.
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DownloadError, IntegrityError, PgS3BackupError } from '../errors.ts';
+import { DownloadError, IdentityError, IntegrityError, PgS3BackupError } from '../errors.ts';
+import { decryptStream } from '../encryption.ts';
 import type { Manifest } from '../store/manifest.ts';
 import type { RestoreDeps } from './deps.ts';
 
 export interface DownloadedDump {
   readonly path: string;
+  /** As stored (an encrypted backup's: the ciphertext's), matched against the manifest. */
   readonly bytes: number;
   readonly sha256: string;
+  /** An encrypted backup: the archive in `path`, matched against the manifest's plaintext digest. */
+  readonly decrypted?: { readonly bytes: number; readonly sha256: string } | undefined;
   readonly ms: number;
   /** Removes the temporary directory. */
   remove(): Promise<void>;
@@ -29,12 +40,29 @@ export function requiredFreeBytes(dumpBytes: number): number {
 }
 
 /**
- * Downloads the dump to a private temporary file, hashing on the way, and throws IntegrityError
- * (file removed) when its size or SHA-256 differs from the manifest.
+ * The identities an encrypted backup needs, read from their source; undefined for a backup that
+ * is not encrypted. No identity given for an encrypted backup is an IdentityError.
  */
-export async function downloadVerified(deps: RestoreDeps, manifest: Manifest): Promise<DownloadedDump> {
+export async function identitiesFor(deps: Pick<RestoreDeps, 'identities'>, manifest: Manifest): Promise<readonly string[] | undefined> {
+  if (!manifest.encryption) return undefined;
+  if (!deps.identities) {
+    throw new IdentityError(`backup ${manifest.key} is encrypted with age (recipient fingerprints ${manifest.encryption.recipients.join(', ')}) and no identity was given; nothing was restored`, {
+      hint: 'Pass --identity-file PATH (the file age-keygen wrote) or --identity-secret ARN (a Secrets Manager secret holding it), or set AGE_IDENTITY_FILE / AGE_IDENTITY_SECRET_ARN.',
+    });
+  }
+  return deps.identities();
+}
+
+/**
+ * Downloads the dump to a private temporary file, hashing on the way, and throws IntegrityError
+ * (file removed) when its size or SHA-256 differs from the manifest. An encrypted backup is
+ * decrypted on the way (`identities`, else read through `deps.identities`): the file holds the
+ * archive, checked against the manifest's plaintext digest too.
+ */
+export async function downloadVerified(deps: RestoreDeps, manifest: Manifest, identities?: readonly string[]): Promise<DownloadedDump> {
   const now = deps.now ?? Date.now;
-  const need = requiredFreeBytes(manifest.bytes);
+  const ids = manifest.encryption ? (identities ?? (await identitiesFor(deps, manifest))) : undefined;
+  const need = requiredFreeBytes(manifest.plaintextBytes ?? manifest.bytes);
   const fs = await statfs(deps.tempDir).catch((err: unknown) => {
     throw new DownloadError(`temporary directory ${deps.tempDir} is not usable: ${(err as Error).message}`, {
       cause: err,
@@ -67,15 +95,40 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest): P
       done(null, chunk);
     },
   });
+  const plainHash = createHash('sha256');
+  let plainBytes = 0;
+  const plainMeter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      plainHash.update(chunk);
+      plainBytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  let body: Readable | undefined;
   try {
     deps.signal?.throwIfAborted();
-    const body = await deps.source.openDump(manifest.key);
+    body = await deps.source.openDump(manifest.key);
     // The dump is plaintext production data: 0600 in mkdtemp's 0700 directory. A signal stops
     // the copy; a stalled S3 answer ends on the client's socket timeout (AWS_SOCKET_TIMEOUT_SECONDS).
-    await pipeline(body, meter, createWriteStream(path, { mode: 0o600 }), ...(deps.signal ? [{ signal: deps.signal }] : []));
+    const options = deps.signal ? [{ signal: deps.signal }] : [];
+    if (ids) {
+      // pipe() does not forward errors: a failing S3 body must fail the decrypter's source.
+      const source = body;
+      source.once('error', (e) => meter.destroy(e));
+      const plain = await decryptStream(source.pipe(meter), ids, { key: manifest.key, fingerprints: manifest.encryption?.recipients });
+      deps.onProgress?.({ event: 'identity-matched', key: manifest.key });
+      await pipeline(plain, plainMeter, createWriteStream(path, { mode: 0o600 }), ...options);
+    } else {
+      await pipeline(body, meter, createWriteStream(path, { mode: 0o600 }), ...options);
+    }
   } catch (err) {
+    body?.destroy();
     await remove();
     if (deps.signal?.aborted) throw deps.signal.reason as Error;
+    // A truncated object fails age's last chunk: say what it is, as for an unencrypted one.
+    if (ids && !(err instanceof IdentityError) && bytes < manifest.bytes && body?.readableEnded) {
+      throw new IntegrityError(`backup ${manifest.key} does not match its manifest: ${bytes} bytes downloaded, manifest says ${manifest.bytes} (the age file is truncated: ${(err as Error).message.replace(/; nothing was restored$/, '')}); nothing was restored`, { cause: err });
+    }
     if (err instanceof PgS3BackupError) throw err;
     throw new DownloadError(`downloading s3 object ${manifest.key} failed: ${(err as Error).message}`, {
       cause: err,
@@ -94,6 +147,19 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest): P
     );
   }
   deps.onProgress?.({ event: 'sha256-verified', sha256, bytes });
+  if (ids) {
+    const plainSha256 = plainHash.digest('hex');
+    if (plainBytes !== manifest.plaintextBytes || plainSha256 !== manifest.plaintextSha256) {
+      await remove();
+      throw new IntegrityError(
+        `backup ${manifest.key} decrypted to an archive that does not match its manifest: ` +
+          (plainBytes !== manifest.plaintextBytes ? `${plainBytes} bytes, manifest says ${manifest.plaintextBytes}` : `sha256 ${plainSha256}, manifest says ${manifest.plaintextSha256}`) +
+          '; nothing was restored',
+      );
+    }
+    deps.onProgress?.({ event: 'decrypted', sha256: plainSha256, bytes: plainBytes });
+    return { path, bytes, sha256, decrypted: { bytes: plainBytes, sha256: plainSha256 }, ms, remove };
+  }
   return { path, bytes, sha256, ms, remove };
 }
 

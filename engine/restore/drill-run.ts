@@ -9,6 +9,7 @@ import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { publish } from '../notify.ts';
 import { toolCommand } from '../pg/pg-dump.ts';
+import { loadIdentities } from '../encryption.ts';
 import { latestBackup, listDatabases, openDump, readManifest } from '../store/s3-store.ts';
 import { runDrill, verifyReportKeyFor, type DrillDatabaseReport, type DrillRunSettings } from './drill.ts';
 
@@ -16,6 +17,9 @@ export async function runDrillFromConfig(config: Config, deps: Deps, settings: D
   const store = storeFor(config, deps);
   const databases = config.databases ?? (await listDatabases(store));
   const tempDir = settings.tempDir ?? tmpdir();
+  // Encrypted backups: the identity from AGE_IDENTITY_SECRET_ARN (or AGE_IDENTITY_FILE), read when
+  // an encrypted backup is drilled; without one such a drill fails before any restore, saying so.
+  const identity = config.identity;
   return runDrill(
     {
       restore: {
@@ -23,6 +27,7 @@ export async function runDrillFromConfig(config: Config, deps: Deps, settings: D
         pgRestore: toolCommand('pg_restore', config, deps.pgTools),
         spawn: deps.spawn,
         tempDir,
+        identities: identity ? () => loadIdentities(identity, () => deps.secrets) : undefined,
       },
       newestBackup: async (database) => (await latestBackup(store, database)).backup?.key,
       readManifest: (key) => readManifest(store, key),

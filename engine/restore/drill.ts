@@ -69,9 +69,11 @@ export function compareCounts(mode: RowCountMode | undefined, expected: readonly
 }
 
 /** Temporary space the drill of this backup needs: the dump, the restored database, the server's overhead. */
-export function requiredTempBytes(manifest: Pick<Manifest, 'bytes' | 'tables'>): number {
-  const restored = manifest.tables ? manifest.tables.reduce((s, t) => s + t.bytes, 0) : manifest.bytes * RESTORE_SIZE_FACTOR;
-  return manifest.bytes + restored + SERVER_OVERHEAD_BYTES;
+export function requiredTempBytes(manifest: Pick<Manifest, 'bytes' | 'tables'> & Partial<Pick<Manifest, 'plaintextBytes'>>): number {
+  // An encrypted dump is decrypted as it downloads: the file is the archive (only 16 bytes per 64 KiB smaller).
+  const dump = manifest.plaintextBytes ?? manifest.bytes;
+  const restored = manifest.tables ? manifest.tables.reduce((s, t) => s + t.bytes, 0) : dump * RESTORE_SIZE_FACTOR;
+  return dump + restored + SERVER_OVERHEAD_BYTES;
 }
 
 export interface DrillDatabaseReport {

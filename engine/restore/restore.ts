@@ -9,7 +9,7 @@
 import { RestoreError, TargetNotEmptyError, UsageError } from '../errors.ts';
 import { countUserObjects, createDatabase, databaseExists, dropDatabase } from './admin.ts';
 import type { RestoreDeps } from './deps.ts';
-import { checkedManifest, downloadVerified } from './download.ts';
+import { checkedManifest, downloadVerified, identitiesFor } from './download.ts';
 import { hintForPgRestore, pgRestoreInto, readDefinition, readDropStatements, readToc, summarizeErrors, writeUseList, type PgRestoreArgs } from './pg-restore.ts';
 import { withClient } from '../pg/client.ts';
 import { describeConnection, type PgConnection } from '../pg/connection.ts';
@@ -30,6 +30,8 @@ export interface RestoreResult {
   readonly target: string;
   readonly bytes: number;
   readonly sha256: string;
+  /** An encrypted backup: the archive it decrypted to, matched against the manifest. */
+  readonly decrypted?: { readonly bytes: number; readonly sha256: string };
   readonly created: boolean;
   /** `schema.table` of the tables restored with --table (with what they need). */
   readonly tables?: readonly string[];
@@ -59,6 +61,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const manifest = checkedManifest(await deps.source.readManifest(options.key), options.key);
   deps.onProgress?.({ event: 'manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
 
+  // An encrypted backup needs an identity: a missing or unreadable one is an error before the
+  // target is even looked at (a wrong one fails at the age header, the download's first bytes).
+  const identities = await identitiesFor(deps, manifest);
+
   // Read-only checks of the target first: no download when the restore is bound to be refused.
   if (options.create) {
     if (await databaseExists(target, target.database)) {
@@ -73,7 +79,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     }
   }
 
-  const dump = await downloadVerified(deps, manifest);
+  const dump = await downloadVerified(deps, manifest, identities);
   try {
     const toc = await readToc(deps, dump.path);
     // Unknown table names are refused here, before anything is created.
@@ -123,6 +129,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       target: describeConnection(target),
       bytes: dump.bytes,
       sha256: dump.sha256,
+      ...(dump.decrypted ? { decrypted: dump.decrypted } : {}),
       created: options.create === true,
       ...(selection ? { tables: selection.tables } : {}),
       downloadMs: dump.ms,

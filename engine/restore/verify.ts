@@ -47,6 +47,8 @@ export interface VerifyReport {
   readonly bytes: number | undefined;
   readonly sha256: string | undefined;
   readonly sha256Verified: boolean;
+  /** The backup is encrypted with age; with sha256Verified, its decrypted archive matched the manifest too. */
+  readonly encrypted?: boolean;
   /** Entries in the archive's table of contents (`pg_restore --list`). */
   readonly tocEntries: number | undefined;
   /** Tables whose data the archive holds (TOC `TABLE DATA` entries). */
@@ -158,6 +160,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     bytes: manifest?.bytes,
     sha256: manifest?.sha256,
     sha256Verified: dump !== undefined,
+    ...(manifest?.encryption ? { encrypted: true } : {}),
     tocEntries: toc?.entries.length,
     tocTablesWithData: toc?.tablesWithData.length,
     scratchDatabase,

@@ -118,16 +118,21 @@ export function parseKey(prefix: string, key: string): ParsedKey | undefined {
  */
 export const GLOBALS_FOLDER = '_globals';
 export const GLOBALS_SUFFIX = '.sql';
+/**
+ * Added to an object encrypted with age that has no manifest to say so (the globals): such a file
+ * is opened with `age -d -i <identity file>`. Dumps keep their key: their manifest says it.
+ */
+export const AGE_SUFFIX = '.age';
 
-export function buildGlobalsKey(prefix: string, startedAt: Date): string {
+export function buildGlobalsKey(prefix: string, startedAt: Date, options: { readonly encrypted?: boolean } = {}): string {
   const iso = startedAt.toISOString();
-  return `${prefix}${GLOBALS_FOLDER}/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/globals-${formatTimestamp(startedAt)}${GLOBALS_SUFFIX}`;
+  return `${prefix}${GLOBALS_FOLDER}/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/globals-${formatTimestamp(startedAt)}${GLOBALS_SUFFIX}${options.encrypted ? AGE_SUFFIX : ''}`;
 }
 
 /** True for keys written by `buildGlobalsKey` under `prefix`. */
 export function isGlobalsKey(prefix: string, key: string): boolean {
   if (!key.startsWith(`${prefix}${GLOBALS_FOLDER}/`)) return false;
-  const m = /^(\d{4})\/(\d{2})\/(\d{2})\/globals-(\d{8}T\d{9}Z)\.sql$/.exec(key.slice(prefix.length + GLOBALS_FOLDER.length + 1));
+  const m = /^(\d{4})\/(\d{2})\/(\d{2})\/globals-(\d{8}T\d{9}Z)\.sql(?:\.age)?$/.exec(key.slice(prefix.length + GLOBALS_FOLDER.length + 1));
   return m !== null && parseTimestamp(m[4]!) !== undefined;
 }
 

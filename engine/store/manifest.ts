@@ -9,8 +9,25 @@ import { z } from 'zod';
  * size). Version 1 manifests stay readable: they simply have neither.
  */
 export const MANIFEST_FORMAT_VERSION = 2;
+/**
+ * 3 (issue 16 §2): the dump is encrypted with age (`encryption`, `plaintextBytes`,
+ * `plaintextSha256`). Written for encrypted backups only, so that a version of this tool that
+ * cannot decrypt refuses them as unreadable instead of handing ciphertext to pg_restore;
+ * unencrypted backups keep version 2.
+ */
+export const ENCRYPTED_MANIFEST_FORMAT_VERSION = 3;
 /** Every version this code reads. */
-export const READABLE_FORMAT_VERSIONS = [1, 2] as const;
+export const READABLE_FORMAT_VERSIONS = [1, 2, 3] as const;
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** How the dump object is encrypted: age, to recipients known by their fingerprints. */
+export const EncryptionSchema = z.object({
+  format: z.literal('age'),
+  /** The first 16 hex digits of each recipient's SHA-256 (engine/encryption.ts, recipientFingerprint). */
+  recipients: z.array(z.string().regex(/^[0-9a-f]{16}$/)).min(1),
+});
+export type ManifestEncryption = z.infer<typeof EncryptionSchema>;
 
 /** How the manifest's row counts were taken (ROW_COUNTS). */
 export const ROW_COUNT_MODES = ['exact', 'estimate', 'off'] as const;
@@ -28,13 +45,14 @@ export const TableCountSchema = z.object({
 export type TableCount = z.infer<typeof TableCountSchema>;
 
 export const ManifestSchema = z.object({
-  formatVersion: z.union(READABLE_FORMAT_VERSIONS.map((v) => z.literal(v)) as [z.ZodLiteral<1>, z.ZodLiteral<2>]),
+  formatVersion: z.union(READABLE_FORMAT_VERSIONS.map((v) => z.literal(v)) as [z.ZodLiteral<1>, z.ZodLiteral<2>, z.ZodLiteral<3>]),
   database: z.string().min(1),
   /** The dump's object key. */
   key: z.string().min(1),
+  /** Size of the dump object as stored (for an encrypted dump: the ciphertext). */
   bytes: z.number().int().nonnegative(),
-  /** SHA-256 of the whole dump object, lowercase hex. */
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** SHA-256 of the whole dump object as stored (for an encrypted dump: the ciphertext, checked before decrypting), lowercase hex. */
+  sha256: z.string().regex(SHA256_HEX),
   /** pg_dump `--compress` spec, e.g. `zstd:1`. */
   compression: z.string().min(1),
   /** pg_dump's version, e.g. `18.1`. */
@@ -54,6 +72,21 @@ export const ManifestSchema = z.object({
   rowCounts: z.enum(ROW_COUNT_MODES).optional(),
   /** Version 2: the tables whose data the dump holds, counted in the dump's own snapshot. */
   tables: z.array(TableCountSchema).optional(),
+  /** Version 3: the object is an age file (absent: it is pg_dump's archive itself). */
+  encryption: EncryptionSchema.optional(),
+  /** Version 3: pg_dump's archive before encryption: its size and SHA-256, checked after decrypting. */
+  plaintextBytes: z.number().int().nonnegative().optional(),
+  plaintextSha256: z.string().regex(SHA256_HEX).optional(),
+}).superRefine((m, ctx) => {
+  // An encrypted dump must say so in a version that older readers refuse, and carry what the
+  // decrypted archive is checked against; an unencrypted one must not claim a plaintext digest.
+  const encrypted = m.encryption !== undefined;
+  if (encrypted !== (m.formatVersion === ENCRYPTED_MANIFEST_FORMAT_VERSION)) {
+    ctx.addIssue({ code: 'custom', path: ['encryption'], message: `formatVersion ${ENCRYPTED_MANIFEST_FORMAT_VERSION} goes with "encryption", and only with it` });
+  }
+  if (encrypted !== (m.plaintextSha256 !== undefined && m.plaintextBytes !== undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['plaintextSha256'], message: '"plaintextBytes" and "plaintextSha256" go with "encryption", and only with it' });
+  }
 });
 
 export type Manifest = z.infer<typeof ManifestSchema>;
