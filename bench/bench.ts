@@ -68,6 +68,7 @@ const LEVERS: readonly { readonly name: string; readonly job: Partial<EngineJob>
   { name: 'queue 1', job: { queueSize: 1 } },
   { name: 'queue 4', job: { queueSize: 4 } },
   { name: '16 MiB parts', job: { partSize: 16 * 1024 * 1024 } },
+  { name: 'encrypt: age to one recipient (ENCRYPT_RECIPIENTS), then the default uploader', job: { encrypt: true } },
 ];
 type Step = (typeof ALL_STEPS)[number];
 

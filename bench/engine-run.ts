@@ -10,6 +10,7 @@
  *   from dump cost.
  */
 import { S3Client } from '@aws-sdk/client-s3';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
@@ -32,6 +33,8 @@ export interface EngineJob {
   readonly partChecksum?: 'SHA256' | 'CRC32' | undefined;
   /** sink: the uploader before issue 14 (lib-storage, SHA-256 hashed three times), for comparison. */
   readonly libStorage?: boolean | undefined;
+  /** sink: encrypt with age to one fresh X25519 recipient (ENCRYPT_RECIPIENTS, issue 16 §2) before the uploader. */
+  readonly encrypt?: boolean | undefined;
 }
 
 export interface EngineRunResult {
@@ -98,10 +101,12 @@ async function main(): Promise<void> {
   } else if (job.mode === 'sink' && job.file && job.key) {
     const s3 = new S3Client({ forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true' });
     const { file, key } = job;
+    // The recipient is made before the clock starts: a deployment's is in its configuration.
+    const encryptTo = job.encrypt ? [await identityToRecipient(await generateX25519Identity())] : undefined;
     run = async () => {
       const tool = startTool(spawn as SpawnFn, { file: 'cat', args: [] }, [file], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
       if (job.libStorage) return { bytes: await libStorageSink(s3, key, tool.child.stdout!, job), key };
-      const res = await streamToS3({ s3, bucket: process.env.BACKUP_BUCKET!, key, tool, partSize: job.partSize ?? partSizeFor(), queueSize: job.queueSize, partChecksum: job.partChecksum });
+      const res = await streamToS3({ s3, bucket: process.env.BACKUP_BUCKET!, key, tool, partSize: job.partSize ?? partSizeFor(), queueSize: job.queueSize, partChecksum: job.partChecksum, encryptTo });
       return { bytes: res.bytes, key };
     };
   } else {

@@ -61,6 +61,7 @@ export class BackupStack extends Stack {
       ...(config.fanOut ? { runner: config.fanOut.runner } : {}),
       retentionCount: config.retentionCount,
       ...(config.pgDumpCompression ? { pgDumpCompression: config.pgDumpCompression } : {}),
+      ...(config.encryptRecipients ? { encryptRecipients: config.encryptRecipients } : {}),
       notifyOnSuccess: config.notifyOnSuccess,
       topic: this.alerts.topic,
       topicKey: this.alerts.key,

@@ -115,6 +115,8 @@ const ContextSchema = z
     retentionCount: engineSetting('RETENTION_COUNT', DEFAULTS.retentionCount),
     backupPrefix: engineSetting('BACKUP_PREFIX', DEFAULTS.prefix),
     pgDumpCompression: ENGINE_SETTINGS.PG_DUMP_COMPRESSION,
+    /** age public keys (age1…): the function encrypts every dump to them; a list or a comma-separated string. */
+    encryptRecipients: z.preprocess((v) => (Array.isArray(v) ? v.join(',') : v), ENGINE_SETTINGS.ENCRYPT_RECIPIENTS),
     notifyOnSuccess: bool.default(false),
 
     alertEmails: list(z.email('e-mail addresses')).default([]),
@@ -176,6 +178,8 @@ export interface BackupConfig {
   readonly retentionCount: number;
   readonly backupPrefix: string;
   readonly pgDumpCompression?: string;
+  /** ENCRYPT_RECIPIENTS: dumps are encrypted to these age public keys; the stack never sees an identity. */
+  readonly encryptRecipients?: readonly string[];
   readonly notifyOnSuccess: boolean;
   readonly alertEmails: readonly string[];
   readonly slack?: { readonly workspaceId: string; readonly channelId: string };
@@ -309,6 +313,7 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
     retentionCount: c.retentionCount,
     backupPrefix: c.backupPrefix,
     ...(c.pgDumpCompression ? { pgDumpCompression: c.pgDumpCompression } : {}),
+    ...(c.encryptRecipients ? { encryptRecipients: c.encryptRecipients } : {}),
     notifyOnSuccess: c.notifyOnSuccess,
     alertEmails: c.alertEmails,
     ...(c.slackWorkspaceId && c.slackChannelId ? { slack: { workspaceId: c.slackWorkspaceId, channelId: c.slackChannelId } } : {}),

@@ -52,6 +52,8 @@ export interface BackupFunctionProps {
   readonly runner?: RunnerChoice;
   readonly retentionCount: number;
   readonly pgDumpCompression?: string;
+  /** ENCRYPT_RECIPIENTS: age public keys the dumps are encrypted to (public: the function can never decrypt). */
+  readonly encryptRecipients?: readonly string[];
   readonly notifyOnSuccess: boolean;
   readonly topic: sns.ITopic;
   readonly topicKey: kms.IKey;
@@ -225,6 +227,7 @@ export class BackupFunction extends Construct {
           NOTIFY_ON_SUCCESS: props.notifyOnSuccess,
           DATABASES: props.databases.length > 0 ? props.databases : undefined,
           PG_DUMP_COMPRESSION: props.pgDumpCompression,
+          ENCRYPT_RECIPIENTS: props.encryptRecipients,
           DATABASE_INCLUDE: props.discover?.include,
           DATABASE_EXCLUDE: props.discover && props.discover.exclude.length > 0 ? props.discover.exclude : undefined,
           RUNNER: props.runner,

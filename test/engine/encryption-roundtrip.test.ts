@@ -19,8 +19,8 @@ import { noMetrics, type Log } from '../../engine/observability.ts';
 import { manifestKeyFor } from '../../engine/store/backup-key.ts';
 import { parseManifest, type Manifest } from '../../engine/store/manifest.ts';
 import { createDrillHandler, DrillFailedError } from '../../lambda/drill-handler.ts';
-import { awsEnv, createSecret } from '../support/aws.ts';
-import { createDatabase } from '../support/fixtures.ts';
+import { awsEnv, createSecret, listKeys, listMultipartUploads } from '../support/aws.ts';
+import { createDatabase, writeFakePgDump } from '../support/fixtures.ts';
 import { ensureLayer, ensureServerLayer, serverLayerRoot } from '../support/layer.ts';
 import { compareDatabases } from '../support/whole-database.ts';
 import { databases, expectNoSecret, runCli, startCliServices, type CliRun, type CliServices } from '../support/cli.ts';
@@ -119,6 +119,17 @@ describe('backup', () => {
     expect(globals).toHaveLength(1);
     expect(globals[0]).toMatch(/globals-\d{8}T\d{9}Z\.sql\.age$/);
     expect((await decrypt(await getBytes(globals[0]!))).toString()).toMatch(/PostgreSQL database cluster dump/);
+  });
+
+  it('fails closed when pg_dump fails after 20 MiB: age\'s final chunk is never written, the upload is aborted, nothing lands', async () => {
+    // Three 8 MiB parts' worth: parts were uploaded before the failure.
+    const pgDump = writeFakePgDump(dir, "printf PGDMP; head -c 20971520 /dev/urandom; echo 'pg_dump: error: connection lost' >&2; exit 1");
+    const run = await runCli(['run', '--reason', 'fail closed'], { ...encEnv, BACKUP_PREFIX: 'fail-closed/', PG_DUMP_BIN: pgDump, BACKUP_GLOBALS: 'false' });
+    expect(run.code).toBe(1);
+    expect(run.result).toMatchObject({ status: 'failed', failures: [{ database: 'app', stage: 'dump', message: expect.stringMatching(/pg_dump failed: exit code 1[\s\S]*connection lost/) }] });
+    expect(await listKeys(svc.clients, svc.bucket, 'fail-closed/')).toEqual([]);
+    expect(await listMultipartUploads(svc.clients, svc.bucket)).toEqual([]);
+    expectNoIdentity(run);
   });
 });
 

@@ -137,6 +137,20 @@ describe('CDK context → configuration', () => {
     expect(parseConfig({ dbSecretArn: SECRET, timeZone: 'UTC', scheduleHour: 2 }, { now }).schedule.hour).toBe(2);
   });
 
+  it('takes age recipients (encryptRecipients) as a list or a comma-separated string, checked by the engine\'s schema', () => {
+    const r1 = 'age1n5xe8w6gv4mkva4z60yr2vv55zuh5pvd6engura3cfp92y6vvq5qxqdu75';
+    const r2 = 'age1mplejazsj7mf5anvs0rspqtja2zz9m5pjgkhwcfxv3cg9h5tlgtq9thu87';
+    expect(parseConfig({ dbSecretArn: SECRET, encryptRecipients: [r1, r2] }, { now }).encryptRecipients).toEqual([r1, r2]);
+    expect(parseConfig({ dbSecretArn: SECRET, encryptRecipients: `${r1},${r2}` }, { now }).encryptRecipients).toEqual([r1, r2]);
+    expect(parseConfig({ dbSecretArn: SECRET }, { now }).encryptRecipients).toBeUndefined();
+    expect(errorOf({ dbSecretArn: SECRET, encryptRecipients: [r1, 'age1nope'] })).toMatch(/encryptRecipients.*entry 2 .*is not an age X25519 recipient/);
+    // An identity pasted by mistake is refused, and never echoed.
+    const identity = 'AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ';
+    const message = errorOf({ dbSecretArn: SECRET, encryptRecipients: identity });
+    expect(message).toMatch(/entry 1 is an age identity/);
+    expect(message).not.toContain(identity);
+  });
+
   it('reports every problem of a context at once', () => {
     const message = errorOf({ dbSecretArn: SECRET, bucketName: 'my-backups', objectLockDays: 30, slackChannelId: 'C0123ABCD', timeZone: 'Europe/Paris', scheduleHour: 2 });
     expect(message.split('\n  - ')).toHaveLength(4);

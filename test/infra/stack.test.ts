@@ -101,6 +101,7 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
         slackChannelId: 'C0123ABCD',
         notifyOnSuccess: true,
         pgDumpCompression: 'zstd:3',
+        encryptRecipients: ['age1n5xe8w6gv4mkva4z60yr2vv55zuh5pvd6engura3cfp92y6vvq5qxqdu75', 'age1mplejazsj7mf5anvs0rspqtja2zz9m5pjgkhwcfxv3cg9h5tlgtq9thu87'],
         memorySize: 2048,
         logRetentionDays: 30,
       },
@@ -170,6 +171,7 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
       RETENTION_COUNT: '10',
       ALERT_TOPIC_ARN: { Ref: logicalId(s, 'AWS::SNS::Topic') },
       PG_DUMP_COMPRESSION: 'zstd:3',
+      ENCRYPT_RECIPIENTS: 'age1n5xe8w6gv4mkva4z60yr2vv55zuh5pvd6engura3cfp92y6vvq5qxqdu75,age1mplejazsj7mf5anvs0rspqtja2zz9m5pjgkhwcfxv3cg9h5tlgtq9thu87',
       NOTIFY_ON_SUCCESS: 'true',
       NODE_OPTIONS: '--enable-source-maps',
     });
@@ -415,7 +417,7 @@ describe('the minimal deployment (secret only: no VPC, database from the secret,
       expect(JSON.stringify(st.Action)).not.toContain('*');
     }
     s.template.resourceCountIs('AWS::EC2::SecurityGroup', 0);
-    s.template.hasResourceProperties('AWS::Lambda::Function', { VpcConfig: Match.absent(), Environment: { Variables: Match.objectLike({ DATABASES: Match.absent(), PG_DUMP_COMPRESSION: Match.absent() }) } });
+    s.template.hasResourceProperties('AWS::Lambda::Function', { VpcConfig: Match.absent(), Environment: { Variables: Match.objectLike({ DATABASES: Match.absent(), PG_DUMP_COMPRESSION: Match.absent(), ENCRYPT_RECIPIENTS: Match.absent() }) } });
     s.template.resourceCountIs('AWS::Chatbot::SlackChannelConfiguration', 0);
     s.template.resourceCountIs('AWS::SNS::Subscription', 0);
   });
