@@ -10,6 +10,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { spawn } from 'node:child_process';
 import { DEFAULTS, type AwsTimeouts, type Config } from './config.ts';
+import { PROFILE_CAPABILITIES, type StorageProfileSetting } from './store/capabilities.ts';
 import { createLogger, createMetrics, type Log, type MetricsSink } from './observability.ts';
 import { queryServerInfo, type ServerInfo } from './pg/client.ts';
 import type { PgConnection } from './pg/connection.ts';
@@ -65,10 +66,20 @@ export function awsClientOptions(t: AwsTimeouts) {
   };
 }
 
-export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<Pick<Config, 'aws'>>, overrides: Partial<Deps> = {}): Deps {
+/**
+ * The S3 client's checksum settings for a store: the SDK adds a CRC32 header to every PutObject and
+ * UploadPart by default ("when supported"); a store whose profile takes no checksum header gets
+ * only the ones S3's API requires (DeleteObjects). The engine names its own checksum (SHA-256)
+ * wherever the store takes one, so nothing is lost on S3.
+ */
+export function s3ChecksumOptions(profile: StorageProfileSetting | undefined): { requestChecksumCalculation?: 'WHEN_REQUIRED' } {
+  return profile !== undefined && profile !== 'auto' && !PROFILE_CAPABILITIES[profile].checksumSha256 ? { requestChecksumCalculation: 'WHEN_REQUIRED' } : {};
+}
+
+export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<Pick<Config, 'aws' | 'storageProfile'>>, overrides: Partial<Deps> = {}): Deps {
   const aws = awsClientOptions(config.aws ?? DEFAULT_AWS_TIMEOUTS);
   return {
-    s3: overrides.s3 ?? new S3Client({ forcePathStyle: config.forcePathStyle, ...aws }),
+    s3: overrides.s3 ?? new S3Client({ forcePathStyle: config.forcePathStyle, ...aws, ...s3ChecksumOptions(config.storageProfile) }),
     secrets: overrides.secrets ?? new SecretsManagerClient(aws),
     sns: overrides.sns ?? new SNSClient(aws),
     spawn: overrides.spawn ?? (spawn as SpawnFn),

@@ -24,7 +24,7 @@
  * 5 MiB (5 GB on Scaleway), so it comes from the profile (aws's 10,000 when probing) or from
  * STORAGE_MAX_PARTS.
  */
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { buildCheckProbeKey, CHECK_FOLDER } from './backup-key.ts';
@@ -150,10 +150,17 @@ async function removeProbes(store: S3Store, written: readonly { key: string; ver
   }
 }
 
-/** The cached probe, if there is one that parses (anything else: probe again). */
+/**
+ * The cached probe, if there is one that parses (anything else: probe again). Listed first: under
+ * the least-privilege policy (s3:ListBucket only with the prefix condition) a GetObject of a
+ * missing key answers 403, which would put an AccessDenied in the access logs of every run.
+ */
 export async function readCachedProbe(store: S3Store): Promise<ProbeResult | undefined> {
+  const key = capabilitiesKey(store.prefix);
   try {
-    const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: capabilitiesKey(store.prefix) }));
+    const listed = await store.s3.send(new ListObjectsV2Command({ Bucket: store.bucket, Prefix: key, MaxKeys: 1 }));
+    if (!(listed.Contents ?? []).some((o) => o.Key === key)) return undefined;
+    const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
     const parsed = CacheSchema.safeParse(JSON.parse(await res.Body!.transformToString()));
     return parsed.success ? parsed.data : undefined;
   } catch {

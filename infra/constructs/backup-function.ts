@@ -231,6 +231,8 @@ export class BackupFunction extends Construct {
           DATABASE_INCLUDE: props.discover?.include,
           DATABASE_EXCLUDE: props.discover && props.discover.exclude.length > 0 ? props.discover.exclude : undefined,
           RUNNER: props.runner,
+          // The stack's bucket is S3: its capabilities are known, so no run probes or reads a cache.
+          STORAGE_PROFILE: 'aws',
         },
         { isDeployTimeValue: (v) => Token.isUnresolved(v) },
       ),

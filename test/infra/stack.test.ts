@@ -173,6 +173,7 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
       PG_DUMP_COMPRESSION: 'zstd:3',
       ENCRYPT_RECIPIENTS: 'age1n5xe8w6gv4mkva4z60yr2vv55zuh5pvd6engura3cfp92y6vvq5qxqdu75,age1mplejazsj7mf5anvs0rspqtja2zz9m5pjgkhwcfxv3cg9h5tlgtq9thu87',
       NOTIFY_ON_SUCCESS: 'true',
+      STORAGE_PROFILE: 'aws',
       NODE_OPTIONS: '--enable-source-maps',
     });
     s.template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });

@@ -39,6 +39,8 @@ export interface SeenRequest {
 export interface StoreProxyOptions {
   /** The part cap enforced for scaleway (default 1,000). */
   readonly maxParts?: number;
+  /** b2: refuse every `x-amz-checksum-*` header on writes (CRC32 too, as B2 did in 2025), DeleteObjects excepted (S3's API requires one there). */
+  readonly strictChecksums?: boolean;
 }
 
 export interface StoreProfileProxy {
@@ -67,10 +69,12 @@ function sha256Header(headers: IncomingHttpHeaders): string | undefined {
   return undefined;
 }
 
-function refusal(store: EmulatedStore, req: SeenRequest, maxParts: number): { status: number; code: string; message: string } | undefined {
+function refusal(store: EmulatedStore, req: SeenRequest, maxParts: number, strictChecksums: boolean): { status: number; code: string; message: string } | undefined {
   const write = isWrite(req.method, req.url);
   if (store === 'b2') {
     if (write && req.headers['if-none-match'] !== undefined) return { status: 501, code: 'NotImplemented', message: 'A header you provided implies functionality that is not implemented' };
+    const any = Object.keys(req.headers).find((k) => k.startsWith('x-amz-checksum-') || k === 'x-amz-sdk-checksum-algorithm');
+    if (strictChecksums && write && any) return { status: 400, code: 'InvalidArgument', message: `Unsupported header '${any}' received for this API call.` };
     const h = sha256Header(req.headers);
     if (h) return { status: 400, code: 'InvalidArgument', message: `Unsupported header '${h}' received for this API call.` };
   }
@@ -95,6 +99,7 @@ export async function startStoreProfileProxy(target: string, initial: EmulatedSt
   const t = new URL(target);
   let store = initial;
   let maxParts = 1000;
+  let strictChecksums = false;
   const log: SeenRequest[] = [];
   const proxy: StoreProfileProxy = {
     endpoint: '',
@@ -104,6 +109,7 @@ export async function startStoreProfileProxy(target: string, initial: EmulatedSt
     setStore(s, options = {}) {
       store = s;
       maxParts = options.maxParts ?? 1000;
+      strictChecksums = options.strictChecksums ?? false;
     },
     stop: async () => {},
   };
@@ -116,7 +122,7 @@ export async function startStoreProfileProxy(target: string, initial: EmulatedSt
   const server = createServer((req: IncomingMessage, res) => {
     const seen: SeenRequest = { method: req.method ?? 'GET', url: req.url ?? '/', key: keyOf(req.url ?? '/'), headers: { ...req.headers } };
     log.push(seen);
-    const refused = refusal(store, seen, maxParts);
+    const refused = refusal(store, seen, maxParts, strictChecksums);
     if (refused) {
       // Drain the body first, as a store would, so the client reads an answer, not a broken pipe.
       req.resume();

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { choosePartSize, DUMP_TO_DATABASE_BOUND, MIN_STREAM_PART_SIZE, partSizeForDatabase } from '../../../engine/backup/stream-upload.ts';
 import { loadConfig } from '../../../engine/config.ts';
+import { createDeps } from '../../../engine/deps.ts';
 import { buildDumpKey, manifestKeyFor, parseKey } from '../../../engine/store/backup-key.ts';
 import { MAX_DUMP_BYTES, maxDumpBytes, partSizeFor, PROFILE_CAPABILITIES, profileCapabilities, STORAGE_PROFILES } from '../../../engine/store/capabilities.ts';
 import { isCapabilityRefusal } from '../../../engine/store/probe.ts';
@@ -94,6 +95,17 @@ describe('a store refusing a feature, told from other failures', () => {
     ['503', err('ServiceUnavailable', 503), false],
   ])('%s', (_, e, expected) => {
     expect(isCapabilityRefusal(e)).toBe(expected);
+  });
+});
+
+describe('the S3 client of a store without checksum headers', () => {
+  it('sends only the checksums S3\'s API requires for b2, gcs, scaleway and ceph; the SDK default elsewhere', async () => {
+    for (const profile of ['b2', 'gcs', 'scaleway', 'ceph'] as const) {
+      expect(await createDeps({ forcePathStyle: true, storageProfile: profile }).s3.config.requestChecksumCalculation()).toBe('WHEN_REQUIRED');
+    }
+    for (const profile of ['aws', 'r2', 'minio', 'auto', undefined] as const) {
+      expect(await createDeps({ forcePathStyle: true, storageProfile: profile }).s3.config.requestChecksumCalculation()).toBe('WHEN_SUPPORTED');
+    }
   });
 });
 

@@ -9,7 +9,7 @@
  * writer's dump at the same key was overwritten), Scaleway's part cap (the upload failed at the
  * part after the cap), GCS's XML API refusing SHA-256 checksum headers (the backup failed).
  */
-import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,14 +17,14 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runBackup } from '../../../engine/backup/backup.ts';
 import { bucketChecks } from '../../../engine/check/bucket.ts';
 import { loadConfig } from '../../../engine/config.ts';
-import { createDeps } from '../../../engine/deps.ts';
+import { createDeps, s3ChecksumOptions } from '../../../engine/deps.ts';
 import { noMetrics, type Log } from '../../../engine/observability.ts';
 import { resolvePgTool } from '../../../engine/pg/tools.ts';
 import { verifyBackup } from '../../../engine/restore/verify.ts';
 import { buildDumpKey, parseKey } from '../../../engine/store/backup-key.ts';
 import { capabilitiesKey } from '../../../engine/store/probe.ts';
 import { listBackups, openDump, readManifest, type S3Store } from '../../../engine/store/s3-store.ts';
-import { createBucket, createSecret, listKeys, listMultipartUploads, putText, testClients, type TestClients } from '../../support/aws.ts';
+import { createBucket, createSecret, listKeys, listMultipartUploads, putText, TEST_REGION, testClients, type TestClients } from '../../support/aws.ts';
 import { createDatabase, loadSampleData } from '../../support/fixtures.ts';
 import { ensureLayer } from '../../support/layer.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
@@ -88,7 +88,7 @@ function capture(): { log: Log; lines: LogLine[] } {
 
 const store = (prefix: string): S3Store => ({ s3: viaProxy.s3, bucket, prefix });
 
-async function backup(prefix: string, env: Record<string, string> = {}, extra: { database?: string; partSize?: number; now?: () => Date } = {}) {
+async function backup(prefix: string, env: Record<string, string> = {}, extra: { database?: string; partSize?: number; now?: () => Date; s3?: S3Client } = {}) {
   const config = loadConfig({
     DB_SECRET_ID: secretArn,
     BACKUP_BUCKET: bucket,
@@ -100,7 +100,7 @@ async function backup(prefix: string, env: Record<string, string> = {}, extra: {
     ...env,
   });
   const { log, lines } = capture();
-  const deps = createDeps(config, { s3: viaProxy.s3, secrets: direct.secrets, sns: direct.sns, log, metrics: noMetrics, ...(extra.partSize ? { partSize: extra.partSize } : {}), ...(extra.now ? { now: extra.now } : {}) });
+  const deps = createDeps(config, { s3: extra.s3 ?? viaProxy.s3, secrets: direct.secrets, sns: direct.sns, log, metrics: noMetrics, ...(extra.partSize ? { partSize: extra.partSize } : {}), ...(extra.now ? { now: extra.now } : {}) });
   const result = await runBackup({ reason: 'store profile test' }, config, deps);
   return { result, lines };
 }
@@ -130,8 +130,10 @@ const refused = () => proxy.log.filter((r) => r.action === 'refused');
 
 describe('Backblaze B2 (If-None-Match → 501 NotImplemented, SHA-256 checksum headers → 400)', () => {
   it('STORAGE_PROFILE=b2: no conditional write, no checksum header; the key holds the run id; listed and verified', async () => {
-    proxy.setStore('b2');
-    const { result } = await backup('b2/', { STORAGE_PROFILE: 'b2' });
+    // Strict: no checksum header at all, the SDK's default CRC32 included (the engine's client for b2 sends none).
+    proxy.setStore('b2', { strictChecksums: true });
+    const s3 = new S3Client({ region: TEST_REGION, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' }, endpoint: proxy.endpoint, forcePathStyle: true, maxAttempts: 1, ...s3ChecksumOptions('b2') });
+    const { result } = await backup('b2/', { STORAGE_PROFILE: 'b2' }, { s3 });
     expect(result.failures).toEqual([]);
     expect(result.status).toBe('succeeded');
     expect(refused()).toEqual([]);
