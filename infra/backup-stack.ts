@@ -60,6 +60,7 @@ export class BackupStack extends Stack {
       ...(config.discover ? { discover: config.discover } : {}),
       ...(config.fanOut ? { runner: config.fanOut.runner } : {}),
       retentionCount: config.retentionCount,
+      gfs: { ...config.gfs, timeZone: config.schedule.timeZone },
       ...(config.pgDumpCompression ? { pgDumpCompression: config.pgDumpCompression } : {}),
       ...(config.encryptRecipients ? { encryptRecipients: config.encryptRecipients } : {}),
       notifyOnSuccess: config.notifyOnSuccess,
@@ -102,6 +103,8 @@ export class BackupStack extends Stack {
       ...config.schedule,
       deadLetterQueue: this.failureQueue.queue,
     });
+    // The second copy's failures and lag reach the same topic.
+    this.bucket.replication?.alarm(this.bucket.bucket, this.alerts.topic);
     this.alerts.watch({
       function: this.backupFunction.function,
       timeout: this.backupFunction.timeout,
@@ -124,6 +127,9 @@ export class BackupStack extends Stack {
     }
 
     new CfnOutput(this, 'BucketName', { value: this.bucket.bucket.bucketName, description: 'Bucket holding the backups' });
+    if (config.bucket.replication) {
+      new CfnOutput(this, 'ReplicaBucketArn', { value: config.bucket.replication.destinationBucketArn, description: 'The second copy (S3 Replication): restore from it with BACKUP_BUCKET set to its name' });
+    }
     new CfnOutput(this, 'BackupPrefix', { value: config.backupPrefix, description: 'Key prefix of every backup' });
     new CfnOutput(this, 'FunctionName', { value: this.backupFunction.function.functionName, description: 'The backup function' });
     new CfnOutput(this, 'AlertTopicArn', { value: this.alerts.topic.topicArn, description: 'SNS topic of failures and alarms: subscribe to it' });

@@ -36,6 +36,21 @@ export const DEFAULT_NONCURRENT_VERSION_DAYS = 30;
  * delivered late (Scheduler retries for up to 4 h, a 25-hour fall-back night).
  */
 export const BACKSTOP_MARGIN_DAYS = 2;
+/**
+ * The oldest backup pruning keeps, in days, with one backup a night: RETENTION_COUNT nights, the
+ * daily rule's days, a week per weekly backup, a month (31 days at most) per monthly one. The
+ * backstop must outlive it, or the lifecycle would expire backups the rules keep.
+ */
+export function longestKeepDays(r: { readonly retentionCount: number; readonly daily: number; readonly weekly: number; readonly monthly: number }): { days: number; key: string; formula: string } {
+  const candidates = [
+    { days: r.retentionCount, key: 'retentionCount', formula: `retentionCount ${r.retentionCount}` },
+    { days: r.daily, key: 'retentionDaily', formula: `retentionDaily ${r.daily}` },
+    { days: r.weekly * 7, key: 'retentionWeekly', formula: `retentionWeekly ${r.weekly} × 7` },
+    { days: r.monthly * 31, key: 'retentionMonthly', formula: `retentionMonthly ${r.monthly} × 31` },
+  ];
+  return candidates.reduce((a, b) => (b.days > a.days ? b : a));
+}
+
 /** Fargate's CPU sizes (vCPU units). */
 const FARGATE_CPU = [256, 512, 1024, 2048, 4096, 8192, 16384] as const;
 
@@ -84,8 +99,37 @@ const secretArn = z.preprocess(
 
 const kmsKeyArn = z.preprocess(fromString, z.string().regex(/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]{36}$/, 'a KMS key ARN, e.g. arn:aws:kms:eu-west-3:123456789012:key/<uuid>'));
 
+/** S3 storage classes a replication rule may write replicas in. */
+export const REPLICA_STORAGE_CLASSES = ['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE'] as const;
+
+/** `replication` (an object in cdk.json, a JSON string with `-c`): the second copy by S3 Replication. */
+const replicationSchema = z.preprocess(
+  (v) => {
+    if (typeof v !== 'string') return v;
+    try {
+      return JSON.parse(v) as unknown;
+    } catch {
+      return v;
+    }
+  },
+  z
+    .object(
+      {
+        destinationBucketArn: z.string().regex(/^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'a bucket ARN such as arn:aws:s3:::my-backups-replica'),
+        destinationKmsKeyArn: kmsKeyArn,
+        destinationAccount: z.string().regex(/^\d{12}$/, 'a 12-digit AWS account id').optional(),
+        storageClass: z.enum(REPLICA_STORAGE_CLASSES, { error: `one of ${REPLICA_STORAGE_CLASSES.join(', ')}` }).optional(),
+      },
+      { error: 'an object {"destinationBucketArn": …, "destinationKmsKeyArn": …, "destinationAccount"?: …, "storageClass"?: …} (a JSON string with -c)' },
+    )
+    .strict(),
+);
+
 /** An engine setting as a context key: same schema, numbers and booleans from cdk.json accepted as such. */
-function engineSetting<N extends 'RETENTION_COUNT' | 'BACKUP_PREFIX'>(name: N, fallback: NonNullable<z.output<(typeof ENGINE_SETTINGS)[N]>>) {
+function engineSetting<N extends 'RETENTION_COUNT' | 'RETENTION_DAILY' | 'RETENTION_WEEKLY' | 'RETENTION_MONTHLY' | 'BACKUP_PREFIX'>(
+  name: N,
+  fallback: NonNullable<z.output<(typeof ENGINE_SETTINGS)[N]>>,
+) {
   return z.preprocess((v) => (typeof v === 'number' ? String(v) : v), ENGINE_SETTINGS[name]).transform((v) => v ?? fallback);
 }
 
@@ -113,6 +157,10 @@ const ContextSchema = z
     allowDstSkip: bool.default(false),
 
     retentionCount: engineSetting('RETENTION_COUNT', DEFAULTS.retentionCount),
+    // GFS (docs/configuration.md, "Retention"): days, ISO weeks and months of the schedule's timeZone.
+    retentionDaily: engineSetting('RETENTION_DAILY', DEFAULTS.retentionDaily),
+    retentionWeekly: engineSetting('RETENTION_WEEKLY', DEFAULTS.retentionWeekly),
+    retentionMonthly: engineSetting('RETENTION_MONTHLY', DEFAULTS.retentionMonthly),
     backupPrefix: engineSetting('BACKUP_PREFIX', DEFAULTS.prefix),
     pgDumpCompression: ENGINE_SETTINGS.PG_DUMP_COMPRESSION,
     /** age public keys (age1…): the function encrypts every dump to them; a list or a comma-separated string. */
@@ -137,6 +185,7 @@ const ContextSchema = z
     objectLockDays: int(1, 36500).optional(),
     objectLockMode: z.enum(['GOVERNANCE', 'COMPLIANCE'], { error: '`GOVERNANCE` or `COMPLIANCE`' }).default('GOVERNANCE'),
     backstopExpirationDays: int(BACKSTOP_MARGIN_DAYS + 1, 36500).optional(),
+    replication: replicationSchema.optional(),
     noncurrentVersionDays: int(1, 36500).default(DEFAULT_NONCURRENT_VERSION_DAYS),
 
     // Fleets and long dumps (docs/architecture.md, "Fan-out and the Fargate runner").
@@ -176,6 +225,8 @@ export interface BackupConfig {
   readonly vpc?: VpcConfig;
   readonly schedule: { readonly hour: number; readonly minute: number; readonly timeZone: string; readonly allowDstSkip: boolean };
   readonly retentionCount: number;
+  /** RETENTION_DAILY / _WEEKLY / _MONTHLY (0: off); their calendar is the schedule's time zone. */
+  readonly gfs: { readonly daily: number; readonly weekly: number; readonly monthly: number };
   readonly backupPrefix: string;
   readonly pgDumpCompression?: string;
   /** ENCRYPT_RECIPIENTS: dumps are encrypted to these age public keys; the stack never sees an identity. */
@@ -201,7 +252,21 @@ export interface BackupConfig {
     readonly objectLock?: { readonly days: number; readonly mode: 'GOVERNANCE' | 'COMPLIANCE' };
     /** The created bucket's lifecycle backstop (an imported bucket's rules are its owner's). */
     readonly lifecycle?: LifecycleConfig;
+    /** A second copy of the prefix by S3 Replication (a created bucket only). */
+    readonly replication?: ReplicationConfig;
   };
+}
+
+/** The second copy by S3 Replication (infra/constructs/backup-replication.ts). */
+export interface ReplicationConfig {
+  /** The destination bucket: versioning on, in another region or account (its policy is the destination owner's). */
+  readonly destinationBucketArn: string;
+  /** The KMS key replicas are encrypted with, in the destination bucket's region. */
+  readonly destinationKmsKeyArn: string;
+  /** Cross-account: the destination account, which then owns the replicas. */
+  readonly destinationAccount?: string;
+  /** The replicas' storage class (default: the source's). */
+  readonly storageClass?: (typeof REPLICA_STORAGE_CLASSES)[number];
 }
 
 export interface LifecycleConfig {
@@ -268,16 +333,26 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
   if (c.bucketName && c.objectLockDays !== undefined) {
     problems.push('context "objectLockDays" applies to a bucket this stack creates, but "bucketName" imports an existing one: enable Object Lock on that bucket yourself, or drop "bucketName"');
   }
+  if (c.bucketName && c.replication) {
+    problems.push('context "replication" configures the replication of a bucket this stack creates, but "bucketName" imports an existing one: set up replication on that bucket yourself (README.md, "A second copy"), or drop "bucketName"');
+  }
+  if (c.replication?.destinationAccount && c.account && c.replication.destinationAccount === c.account) {
+    problems.push('context "replication.destinationAccount" is this stack\'s "account": leave it out for a replica in the same account (it makes the destination account own the replicas)');
+  }
   if (c.bucketKmsKeyArn && !c.bucketName) problems.push('context "bucketKmsKeyArn" describes an imported bucket\'s key: it needs "bucketName" (a created bucket gets its own key)');
-  const backstopDays = c.backstopExpirationDays ?? Math.max(DEFAULT_BACKSTOP_EXPIRATION_DAYS, c.retentionCount + BACKSTOP_MARGIN_DAYS);
+  const longest = longestKeepDays({ retentionCount: c.retentionCount, daily: c.retentionDaily, weekly: c.retentionWeekly, monthly: c.retentionMonthly });
+  const backstopDays = c.backstopExpirationDays ?? Math.max(DEFAULT_BACKSTOP_EXPIRATION_DAYS, longest.days + BACKSTOP_MARGIN_DAYS);
   if (c.bucketName && (own.backstopExpirationDays !== undefined || own.noncurrentVersionDays !== undefined)) {
     problems.push(
       `context "${own.backstopExpirationDays !== undefined ? 'backstopExpirationDays' : 'noncurrentVersionDays'}" configures the lifecycle rules of a bucket this stack creates, but "bucketName" imports an existing one: configure its lifecycle yourself (README.md, "Retention and the lifecycle backstop"), or drop "bucketName"`,
     );
-  } else if (backstopDays < c.retentionCount + BACKSTOP_MARGIN_DAYS) {
+  } else if (backstopDays < longest.days + BACKSTOP_MARGIN_DAYS) {
     problems.push(
-      `context "backstopExpirationDays": expected at least retentionCount + ${BACKSTOP_MARGIN_DAYS} = ${c.retentionCount + BACKSTOP_MARGIN_DAYS} days (retentionCount is ${c.retentionCount}): ` +
-        `a shorter backstop would expire backups that pruning keeps. Raise it (default ${DEFAULT_BACKSTOP_EXPIRATION_DAYS}) or lower "retentionCount"`,
+      longest.key === 'retentionCount'
+        ? `context "backstopExpirationDays": expected at least retentionCount + ${BACKSTOP_MARGIN_DAYS} = ${c.retentionCount + BACKSTOP_MARGIN_DAYS} days (retentionCount is ${c.retentionCount}): ` +
+            `a shorter backstop would expire backups that pruning keeps. Raise it (default ${DEFAULT_BACKSTOP_EXPIRATION_DAYS}) or lower "retentionCount"`
+        : `context "backstopExpirationDays": expected at least ${longest.days + BACKSTOP_MARGIN_DAYS} days (${longest.formula} = ${longest.days} days, + ${BACKSTOP_MARGIN_DAYS}), got ${backstopDays}: ` +
+            `a shorter backstop would expire backups that "${longest.key}" keeps. Raise "backstopExpirationDays" (or leave it unset: it then follows the retention) or lower "${longest.key}"`,
     );
   }
   if ((c.slackWorkspaceId === undefined) !== (c.slackChannelId === undefined)) {
@@ -311,6 +386,7 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
       : {}),
     schedule: { hour: c.scheduleHour, minute: c.scheduleMinute, timeZone: c.timeZone, allowDstSkip: c.allowDstSkip },
     retentionCount: c.retentionCount,
+    gfs: { daily: c.retentionDaily, weekly: c.retentionWeekly, monthly: c.retentionMonthly },
     backupPrefix: c.backupPrefix,
     ...(c.pgDumpCompression ? { pgDumpCompression: c.pgDumpCompression } : {}),
     ...(c.encryptRecipients ? { encryptRecipients: c.encryptRecipients } : {}),
@@ -337,6 +413,16 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
       ...(c.bucketKmsKeyArn ? { existingBucketKmsKeyArn: c.bucketKmsKeyArn } : {}),
       ...(c.objectLockDays !== undefined ? { objectLock: { days: c.objectLockDays, mode: c.objectLockMode } } : {}),
       ...(c.bucketName ? {} : { lifecycle: { backstopExpirationDays: backstopDays, noncurrentVersionDays: c.noncurrentVersionDays } }),
+      ...(c.replication
+        ? {
+            replication: {
+              destinationBucketArn: c.replication.destinationBucketArn,
+              destinationKmsKeyArn: c.replication.destinationKmsKeyArn,
+              ...(c.replication.destinationAccount ? { destinationAccount: c.replication.destinationAccount } : {}),
+              ...(c.replication.storageClass ? { storageClass: c.replication.storageClass } : {}),
+            },
+          }
+        : {}),
     },
   };
 }

@@ -10,7 +10,8 @@ import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import type { LifecycleConfig } from '../config.ts';
+import type { LifecycleConfig, ReplicationConfig } from '../config.ts';
+import { BackupReplication } from './backup-replication.ts';
 
 export interface BackupBucketProps {
   /** Key prefix of every backup object (ends with `/`). */
@@ -23,6 +24,8 @@ export interface BackupBucketProps {
   readonly existingBucketKmsKeyArn?: string;
   /** WORM retention for a created bucket. */
   readonly objectLock?: { readonly days: number; readonly mode: 'GOVERNANCE' | 'COMPLIANCE' };
+  /** A second copy of the prefix by S3 Replication (a created bucket only). */
+  readonly replication?: ReplicationConfig;
 }
 
 export class BackupBucket extends Construct {
@@ -30,6 +33,8 @@ export class BackupBucket extends Construct {
   /** The key objects are encrypted with, when known. */
   readonly key?: kms.IKey;
   readonly prefix: string;
+  /** The second copy, when configured: its role, rule and alarms. */
+  readonly replication?: BackupReplication;
 
   constructor(scope: Construct, id: string, props: BackupBucketProps) {
     super(scope, id);
@@ -59,6 +64,9 @@ export class BackupBucket extends Construct {
     Validations.of(logs).acknowledge({ id: 'AwsSolutions-S1', reason: 'This is the server access log bucket itself; logging it into itself would loop.' });
 
     if (!props.lifecycle) throw new Error('BackupBucket: a created bucket needs its lifecycle configuration');
+    const replication = props.replication
+      ? new BackupReplication(this, 'Replication', { ...props.replication, prefix: props.prefix, sourceKey: key, objectLock: props.objectLock !== undefined })
+      : undefined;
     const { backstopExpirationDays, noncurrentVersionDays } = props.lifecycle;
     const bucket = new s3.Bucket(this, 'Bucket', {
       encryption: s3.BucketEncryption.KMS,
@@ -72,6 +80,8 @@ export class BackupBucket extends Construct {
       serverAccessLogsBucket: asIBucket(logs),
       serverAccessLogsPrefix: 'backups/',
       removalPolicy: RemovalPolicy.RETAIN,
+      // Versioning (above) is what S3 Replication requires of the source.
+      ...(replication ? { replicationRole: replication.role, replicationRules: replication.rules } : {}),
       ...(props.objectLock
         ? {
             objectLockEnabled: true,
@@ -107,6 +117,10 @@ export class BackupBucket extends Construct {
     });
     this.bucket = asIBucket(bucket);
     this.key = key;
+    if (replication) {
+      replication.grant(this.bucket);
+      this.replication = replication;
+    }
   }
 }
 

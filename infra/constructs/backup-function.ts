@@ -51,6 +51,8 @@ export interface BackupFunctionProps {
   /** How the fan-out's plan places each database (RUNNER). @default lambda */
   readonly runner?: RunnerChoice;
   readonly retentionCount: number;
+  /** RETENTION_DAILY / _WEEKLY / _MONTHLY, and the zone of their calendar (the schedule's). */
+  readonly gfs?: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly timeZone: string };
   readonly pgDumpCompression?: string;
   /** ENCRYPT_RECIPIENTS: age public keys the dumps are encrypted to (public: the function can never decrypt). */
   readonly encryptRecipients?: readonly string[];
@@ -223,6 +225,10 @@ export class BackupFunction extends Construct {
           BACKUP_BUCKET: bucket.bucketName,
           BACKUP_PREFIX: prefix,
           RETENTION_COUNT: props.retentionCount,
+          // Only when a GFS rule is on: the environment of a count-only deployment stays as it was.
+          ...(props.gfs && props.gfs.daily + props.gfs.weekly + props.gfs.monthly > 0
+            ? { RETENTION_DAILY: props.gfs.daily, RETENTION_WEEKLY: props.gfs.weekly, RETENTION_MONTHLY: props.gfs.monthly, RETENTION_TIME_ZONE: props.gfs.timeZone }
+            : {}),
           ALERT_TOPIC_ARN: props.topic.topicArn,
           NOTIFY_ON_SUCCESS: props.notifyOnSuccess,
           DATABASES: props.databases.length > 0 ? props.databases : undefined,

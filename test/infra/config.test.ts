@@ -116,6 +116,21 @@ describe('CDK context → configuration', () => {
     expect(lifecycle({ bucketName: 'my-backups' })).toBeUndefined();
   });
 
+  it('GFS retention: the keys into the configuration, and a backstop that outlives the longest keep, naming the keys', () => {
+    const c = parseConfig({ dbSecretArn: SECRET, retentionDaily: '14', retentionWeekly: 8, retentionMonthly: 12 }, { now });
+    expect(c.gfs).toEqual({ daily: 14, weekly: 8, monthly: 12 });
+    // monthly 12 × 31 = 372 days, + 2: the default backstop follows.
+    expect(c.bucket.lifecycle).toEqual({ backstopExpirationDays: 374, noncurrentVersionDays: 30 });
+    expect(parseConfig({ dbSecretArn: SECRET }, { now }).gfs).toEqual({ daily: 0, weekly: 0, monthly: 0 });
+    expect(parseConfig({ dbSecretArn: SECRET, retentionWeekly: 20 }, { now }).bucket.lifecycle?.backstopExpirationDays).toBe(142);
+    expect(errorOf({ dbSecretArn: SECRET, retentionMonthly: 12, backstopExpirationDays: 365 })).toMatch(
+      /context "backstopExpirationDays": expected at least 374 days \(retentionMonthly 12 × 31 = 372 days, \+ 2\), got 365: a shorter backstop would expire backups that "retentionMonthly" keeps/,
+    );
+    expect(errorOf({ dbSecretArn: SECRET, retentionWeekly: 30, backstopExpirationDays: 200 })).toMatch(/at least 212 days \(retentionWeekly 30 × 7 = 210 days/);
+    expect(errorOf({ dbSecretArn: SECRET, retentionDaily: -1 })).toMatch(/context "retentionDaily": expected a whole number from 0 to 1000/);
+    expect(errorOf({ dbSecretArn: SECRET, retentionMonthly: 'twelve' })).toMatch(/context "retentionMonthly"/);
+  });
+
   it('rejects inconsistent network and Slack options', () => {
     expect(errorOf({ dbSecretArn: SECRET, subnetIds: ['subnet-0123456789abcdef0'] })).toMatch(/need "vpcId"/);
     expect(errorOf({ dbSecretArn: SECRET, vpcId: 'vpc-0123456789abcdef0', subnetIds: ['subnet-0123456789abcdef0'], subnetType: 'PRIVATE_ISOLATED' })).toMatch(/"subnetIds" and "subnetType" are exclusive/);

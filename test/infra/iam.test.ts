@@ -620,3 +620,88 @@ describe('the fan-out: the schedule, the state machine and the Fargate task', ()
   });
 });
 
+
+/**
+ * The simulator cannot carry a `kms:EncryptionContext:<key>` condition key (it expands a key's
+ * variable part only after a `/`, and `aws:s3:arn` has colons): the same condition — same
+ * operator, same values — is evaluated under a key it can carry, in the policies and the request.
+ */
+const ENCRYPTION_CONTEXT = 'kms:EncryptionContext:aws:s3:arn';
+const ENCRYPTION_CONTEXT_CARRIED = 'aws:RequestTag/kms-encryption-context-aws-s3-arn';
+function carryEncryptionContext<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value).replaceAll(ENCRYPTION_CONTEXT, ENCRYPTION_CONTEXT_CARRIED)) as T;
+}
+
+describe('the second copy: the replication role S3 assumes', () => {
+  const REPLICA_REGION = 'eu-central-1';
+  const REPLICA_KEY = `arn:aws:kms:${REPLICA_REGION}:${ACCOUNT}:key/${uuidOf('replica')}`;
+  const REPLICA = 'arn:aws:s3:::my-replica';
+
+  function replicationRole(d: Deployment): string {
+    return d.r.one('AWS::IAM::Role', (role) => JSON.stringify(role.Properties.AssumeRolePolicyDocument).includes('"s3.amazonaws.com"'));
+  }
+
+  it('may read the versions under the source prefix and replicate them under the destination prefix with the replica key, and nothing else', async () => {
+    // Same account: the destination bucket's own policy (the owner's) is then not needed for the evaluation.
+    const d = deploy({ replication: { destinationBucketArn: REPLICA, destinationKmsKeyArn: REPLICA_KEY } });
+    const role = replicationRole(d);
+    const policies = d.r.identityPolicies(role);
+    expect(JSON.stringify(policies)).toContain(ENCRYPTION_CONTEXT);
+    const who = { principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${role}/s3-replication`, identityPolicies: carryEncryptionContext(policies) };
+    const dump = buildDumpKey(d.prefix, 'app', new Date('2026-12-02T02:00:00.123Z'));
+    const source = { ...who, resourcePolicy: d.bucketPolicy };
+    const viaS3 = (region: string, arn: string) => ({ 'kms:ViaService': `s3.${region}.amazonaws.com`, [ENCRYPTION_CONTEXT_CARRIED]: arn });
+    const trust = d.r.value(d.r.resources[role]!.Properties.AssumeRolePolicyDocument);
+    const roleArn = d.r.getAtt(role, 'Arn');
+    await expectDecisions([
+      { label: 'S3 assumes the role', principal: 's3.amazonaws.com', action: 'sts:AssumeRole', resource: roleArn, context: { 'aws:SourceAccount': ACCOUNT }, resourcePolicy: trust, expected: 'Allowed' },
+      { label: 'S3 for another account', principal: 's3.amazonaws.com', action: 'sts:AssumeRole', resource: roleArn, context: { 'aws:SourceAccount': OTHER_ACCOUNT }, resourcePolicy: trust, expected: 'ImplicitlyDenied' },
+      { label: 'Lambda cannot assume it', principal: 'lambda.amazonaws.com', action: 'sts:AssumeRole', resource: roleArn, resourcePolicy: trust, expected: 'ImplicitlyDenied' },
+      { ...source, label: 'read the replication configuration', action: 's3:GetReplicationConfiguration', resource: d.bucketArn, expected: 'Allowed' },
+      { ...source, label: 'list the source', action: 's3:ListBucket', resource: d.bucketArn, expected: 'Allowed' },
+      ...['s3:GetObjectVersionForReplication', 's3:GetObjectVersionAcl', 's3:GetObjectVersionTagging'].flatMap((action) => [
+        { ...source, label: `${action} of a backup`, action, resource: `${d.bucketArn}/${dump}`, expected: 'Allowed' as const },
+        { ...source, label: `${action} of a manifest`, action, resource: `${d.bucketArn}/${manifestKeyFor(dump)}`, expected: 'Allowed' as const },
+        { ...source, label: `${action} outside the prefix`, action, resource: `${d.bucketArn}/elsewhere/x.dump`, expected: 'ImplicitlyDenied' as const },
+      ]),
+      { ...who, label: 'replicate a backup', action: 's3:ReplicateObject', resource: `${REPLICA}/${dump}`, expected: 'Allowed' },
+      { ...who, label: 'replicate its tags', action: 's3:ReplicateTags', resource: `${REPLICA}/${dump}`, expected: 'Allowed' },
+      { ...who, label: 'decrypt the source through S3', action: 'kms:Decrypt', resource: d.bucketKeyArn, context: viaS3(REGION, d.bucketArn), resourcePolicy: d.bucketKeyPolicy, expected: 'Allowed' },
+      { ...who, label: 'encrypt the replica through S3 there', action: 'kms:Encrypt', resource: REPLICA_KEY, context: viaS3(REPLICA_REGION, REPLICA), resourcePolicy: rootKeyPolicy(), expected: 'Allowed' },
+      { ...who, label: 'a data key for the replica', action: 'kms:GenerateDataKey', resource: REPLICA_KEY, context: viaS3(REPLICA_REGION, `${REPLICA}/${dump}`), resourcePolicy: rootKeyPolicy(), expected: 'Allowed' },
+      // Nothing else.
+      { ...source, label: 'read a backup', action: 's3:GetObject', resource: `${d.bucketArn}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...source, label: 'write the source', action: 's3:PutObject', resource: `${d.bucketArn}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...source, label: 'delete in the source', action: 's3:DeleteObject', resource: `${d.bucketArn}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...source, label: 'destroy a source version', action: 's3:DeleteObjectVersion', resource: `${d.bucketArn}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...source, label: 'change the replication', action: 's3:PutReplicationConfiguration', resource: d.bucketArn, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'replicate deletes', action: 's3:ReplicateDelete', resource: `${REPLICA}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'replicate outside the prefix', action: 's3:ReplicateObject', resource: `${REPLICA}/elsewhere/x.dump`, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'replicate to another bucket', action: 's3:ReplicateObject', resource: `arn:aws:s3:::someone-else/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'take ownership (same account: not granted)', action: 's3:ObjectOwnerOverrideToBucketOwner', resource: `${REPLICA}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'read the replica', action: 's3:GetObject', resource: `${REPLICA}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'decrypt the source key directly', action: 'kms:Decrypt', resource: d.bucketKeyArn, resourcePolicy: d.bucketKeyPolicy, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'decrypt another bucket\'s objects with it', action: 'kms:Decrypt', resource: d.bucketKeyArn, context: viaS3(REGION, 'arn:aws:s3:::someone-else'), resourcePolicy: d.bucketKeyPolicy, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'the replica key from another region', action: 'kms:Encrypt', resource: REPLICA_KEY, context: viaS3(REGION, REPLICA), resourcePolicy: rootKeyPolicy(), expected: 'ImplicitlyDenied' },
+      { ...who, label: 'decrypt with the replica key', action: 'kms:Decrypt', resource: REPLICA_KEY, context: viaS3(REPLICA_REGION, REPLICA), resourcePolicy: rootKeyPolicy(), expected: 'ImplicitlyDenied' },
+      { ...who, label: 'the topic', action: 'sns:Publish', resource: d.topicArn, resourcePolicy: d.topicPolicy, expected: 'ImplicitlyDenied' },
+    ]);
+  });
+
+  it('replicates Object Lock retention and legal holds when the source has Object Lock; cross-account, the destination owns the replicas', async () => {
+    const d = deploy({ objectLockDays: 30, replication: { destinationBucketArn: REPLICA, destinationKmsKeyArn: REPLICA_KEY, destinationAccount: OTHER_ACCOUNT } });
+    const role = replicationRole(d);
+    const who = { principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${role}/s3-replication`, identityPolicies: d.r.identityPolicies(role) };
+    const dump = buildDumpKey(d.prefix, 'app', new Date('2026-12-02T02:00:00.123Z'));
+    const source = { ...who, resourcePolicy: d.bucketPolicy };
+    await expectDecisions([
+      { ...source, label: 'read a version\'s retention', action: 's3:GetObjectRetention', resource: `${d.bucketArn}/${dump}`, expected: 'Allowed' },
+      { ...source, label: 'read a version\'s legal hold', action: 's3:GetObjectLegalHold', resource: `${d.bucketArn}/${dump}`, expected: 'Allowed' },
+      { ...source, label: 'never lift a retention', action: 's3:BypassGovernanceRetention', resource: `${d.bucketArn}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...source, label: 'never change a legal hold', action: 's3:PutObjectLegalHold', resource: `${d.bucketArn}/${dump}`, expected: 'ImplicitlyDenied' },
+    ]);
+    // The grant to hand the replicas to the destination account is in the identity policy (the destination's bucket policy must allow it too).
+    const statements = (d.r.identityPolicies(role) as { policy: { Statement: { Sid?: string; Action: string[] }[] } }[]).flatMap((p) => p.policy.Statement);
+    expect(statements.find((st) => st.Sid === 'ReplicateToDestination')!.Action).toContain('s3:ObjectOwnerOverrideToBucketOwner');
+  });
+});

@@ -14,6 +14,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
 import { DEFAULT_BACKSTOP_EXPIRATION_DAYS, DEFAULT_NONCURRENT_VERSION_DAYS } from '../../infra/config.ts';
+import { gfsKeep } from '../../engine/backup/gfs.ts';
 import { REPO_ROOT } from '../../layers/pg-dump/paths.ts';
 
 const SECRET = 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:prod/db-AbCdEf';
@@ -36,7 +37,15 @@ interface CfnRule {
 /** Rule fields the model understands; any other (a transition, a date, a filter) fails the test rather than being ignored. */
 const MODELLED = new Set(['Id', 'Status', 'Prefix', 'ExpirationInDays', 'NoncurrentVersionExpiration', 'AbortIncompleteMultipartUpload', 'ExpiredObjectDeleteMarker']);
 
-function synthRules(context: Record<string, unknown>): { rules: CfnRule[]; prefix: string; retentionCount: number } {
+interface SynthRules {
+  rules: CfnRule[];
+  prefix: string;
+  retentionCount: number;
+  /** The GFS rules the function is told (all 0 when unset) and their zone. */
+  gfs: { daily: number; weekly: number; monthly: number; timeZone: string };
+}
+
+function synthRules(context: Record<string, unknown>): SynthRules {
   const { stack } = buildApp({
     context: { dbSecretArn: SECRET, ...context },
     layerDir: resolve(FIXTURES, 'layer', 'arm64'),
@@ -51,7 +60,12 @@ function synthRules(context: Record<string, unknown>): { rules: CfnRule[]; prefi
   // The pruning side comes from the same template: what the function is told to keep, and where.
   const [fn] = Object.values(template.findResources('AWS::Lambda::Function')) as { Properties: { Environment: { Variables: Record<string, string> } } }[];
   const env = fn!.Properties.Environment.Variables;
-  return { rules: rules.filter((r) => r.Status === 'Enabled'), prefix: env.BACKUP_PREFIX!, retentionCount: Number(env.RETENTION_COUNT) };
+  return {
+    rules: rules.filter((r) => r.Status === 'Enabled'),
+    prefix: env.BACKUP_PREFIX!,
+    retentionCount: Number(env.RETENTION_COUNT),
+    gfs: { daily: Number(env.RETENTION_DAILY ?? 0), weekly: Number(env.RETENTION_WEEKLY ?? 0), monthly: Number(env.RETENTION_MONTHLY ?? 0), timeZone: env.RETENTION_TIME_ZONE ?? 'UTC' },
+  };
 }
 
 /** S3 rounds every lifecycle due time up to the next midnight UTC. */
@@ -68,6 +82,7 @@ interface Scenario {
   readonly rules: CfnRule[];
   readonly prefix: string;
   readonly retentionCount: number;
+  readonly gfs: SynthRules['gfs'];
   /** Successful nights before backups stop. */
   readonly goodNights: number;
   /** Minutes after midnight UTC the nightly run starts. */
@@ -119,9 +134,11 @@ function simulate(s: Scenario): Outcome {
       }
     }
   };
+  // The engine's own choice (engine/backup/gfs.ts), ordered by the manifest's S3 time as pruning does.
   const prune = (t: number, keep: number) => {
     const complete = completeBackups(t);
-    for (const dump of complete.slice(0, Math.max(0, complete.length - keep))) {
+    const kept = keep === 0 ? new Set<string>() : gfsKeep(complete.map((key) => ({ key, at: new Date(versions.find((v) => v.key === `${key}.json`)!.created) })), { ...s.gfs, count: keep });
+    for (const dump of complete.filter((k) => !kept.has(k))) {
       for (const v of versions) if ((v.key === dump || v.key === `${dump}.json`) && v.noncurrentSince === undefined) v.noncurrentSince = t;
     }
   };
@@ -181,6 +198,22 @@ describe('the lifecycle backstop never deletes the last good backups', () => {
       const out = simulate({ ...rules, goodNights: rules.retentionCount + 20, runMinute: 23 * 60 + 45, totalDays: rules.retentionCount + 20 + 400 });
       expect(out.failedNightsSurvived, JSON.stringify(context)).toBeGreaterThanOrEqual(REQUIRED_FAILED_NIGHTS);
       expect(out.expiredBeforePrune, JSON.stringify(context)).toEqual([]);
+    }
+  });
+
+  it('never expires a backup the GFS rules keep: the default backstop follows the longest keep (monthly × 31 days)', () => {
+    for (const context of [
+      { retentionCount: 7, retentionDaily: 14, retentionWeekly: 8, retentionMonthly: 12, timeZone: 'Pacific/Auckland', scheduleHour: 3 },
+      { retentionCount: 3, retentionWeekly: 20 },
+      { retentionCount: 2, retentionMonthly: 3, backstopExpirationDays: 95 },
+    ]) {
+      const rules = synthRules(context);
+      expect(rules.gfs.daily + rules.gfs.weekly + rules.gfs.monthly, JSON.stringify(context)).toBeGreaterThan(0);
+      // Long enough for the oldest monthly backup to reach its age before it is pruned.
+      const goodNights = 420;
+      const out = simulate({ ...rules, goodNights, runMinute: 23 * 60 + 45, totalDays: goodNights + 400 });
+      expect(out.expiredBeforePrune, JSON.stringify(context)).toEqual([]);
+      expect(out.failedNightsSurvived, JSON.stringify(context)).toBeGreaterThanOrEqual(REQUIRED_FAILED_NIGHTS);
     }
   });
 
