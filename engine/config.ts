@@ -8,6 +8,7 @@ import { ConfigError } from './errors.ts';
 import { ROW_COUNT_MODES, type RowCountMode } from './store/manifest.ts';
 import { STORAGE_PROFILE_SETTINGS, type StorageProfileSetting } from './store/capabilities.ts';
 import { recipientProblem, type IdentitySource } from './encryption.ts';
+import { isTimeZone } from './backup/gfs.ts';
 
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];
@@ -33,6 +34,12 @@ export interface Config {
   /** BACKUP_PREFIX, empty or ending with `/`. */
   readonly prefix: string;
   readonly retentionCount: number;
+  /**
+   * RETENTION_DAILY / _WEEKLY / _MONTHLY and RETENTION_TIME_ZONE: grandfather-father-son retention
+   * beside RETENTION_COUNT (engine/backup/gfs.ts); 0 turns a rule off. Periods are calendar days,
+   * ISO weeks and months in the IANA zone.
+   */
+  readonly gfs: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly timeZone: string };
   readonly alertTopicArn: string | undefined;
   /** pg_dump `--compress` spec. */
   readonly compression: string;
@@ -120,6 +127,11 @@ export const LAMBDA_TIMEOUT_SECONDS = 900;
 export const DEFAULTS = {
   prefix: 'pg-s3-backup/',
   retentionCount: 7,
+  /** GFS rules off by default: RETENTION_COUNT alone, as before. */
+  retentionDaily: 0,
+  retentionWeekly: 0,
+  retentionMonthly: 0,
+  retentionTimeZone: 'UTC',
   compression: 'zstd:1',
   /** Measured at 1 GB (docs/performance.md, "Row counts"): counting runs beside the dump, in its snapshot. */
   rowCounts: 'exact',
@@ -217,6 +229,10 @@ export const ENGINE_SETTINGS = {
     z.string().regex(PREFIX, 'empty or a key prefix ending with "/" (not starting with "/"), of letters, digits and !_.*\'()- , e.g. "pg-s3-backup/"').optional(),
   ),
   RETENTION_COUNT: wholeNumber(1, 1000),
+  RETENTION_DAILY: wholeNumber(0, 1000),
+  RETENTION_WEEKLY: wholeNumber(0, 520),
+  RETENTION_MONTHLY: wholeNumber(0, 1200),
+  RETENTION_TIME_ZONE: text.pipe(z.string().refine(isTimeZone, 'an IANA time zone such as UTC, Europe/Paris or Pacific/Auckland').optional()),
   ALERT_TOPIC_ARN: matching(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/, 'an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)'),
   PG_DUMP_COMPRESSION: matching(COMPRESSION, 'a pg_dump --compress spec such as "zstd:1", "gzip:6", "lz4" or "none"'),
   PG_DUMP_BIN: text,
@@ -344,6 +360,12 @@ export function loadConfig(env: Env = process.env, options: LoadConfigOptions = 
     bucket: c.BACKUP_BUCKET ?? '',
     prefix: c.BACKUP_PREFIX ?? DEFAULTS.prefix,
     retentionCount: c.RETENTION_COUNT ?? DEFAULTS.retentionCount,
+    gfs: Object.freeze({
+      daily: c.RETENTION_DAILY ?? DEFAULTS.retentionDaily,
+      weekly: c.RETENTION_WEEKLY ?? DEFAULTS.retentionWeekly,
+      monthly: c.RETENTION_MONTHLY ?? DEFAULTS.retentionMonthly,
+      timeZone: c.RETENTION_TIME_ZONE ?? DEFAULTS.retentionTimeZone,
+    }),
     alertTopicArn: c.ALERT_TOPIC_ARN,
     compression: c.PG_DUMP_COMPRESSION ?? DEFAULTS.compression,
     pgDumpBin: c.PG_DUMP_BIN,

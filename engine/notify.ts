@@ -105,7 +105,12 @@ export interface SuccessSummary {
   readonly durationMs: number;
 }
 
-export function formatSuccess(backups: readonly SuccessSummary[], pruned: readonly string[], bucket: string): Message {
+export function formatSuccess(
+  backups: readonly SuccessSummary[],
+  pruned: readonly string[],
+  bucket: string,
+  locked: readonly { readonly key: string; readonly retainUntil?: string; readonly legalHold: boolean }[] = [],
+): Message {
   const names = backups.map((b) => b.database).join(', ');
   return {
     subject: subjectText(`${SUBJECT_PREFIX} OK ${names}`),
@@ -115,6 +120,13 @@ export function formatSuccess(backups: readonly SuccessSummary[], pruned: readon
       ...backups.map((b) => `- ${b.database}: s3://${bucket}/${b.key} (${b.bytes} bytes, ${Math.round(b.durationMs / 1000)} s, sha256 ${b.sha256})`),
       '',
       `Pruned ${pruned.length} object(s).`,
+      // Retention would have deleted these, but Object Lock holds them: a later run deletes them.
+      ...(locked.length > 0
+        ? [
+            `Left ${locked.length} backup(s) in place under Object Lock (deleted by a later prune once the lock ends):`,
+            ...locked.map((l) => `- s3://${bucket}/${l.key}${l.retainUntil ? ` (retained until ${l.retainUntil})` : ''}${l.legalHold ? ' (legal hold)' : ''}`),
+          ]
+        : []),
     ].join('\n'),
   };
 }

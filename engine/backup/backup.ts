@@ -20,7 +20,7 @@ import { libpqEnv } from '../pg/env.ts';
 import { checkServerVersion, pgDumpallGlobalsArgs, pgDumpArgs, toolCommand, toolVersion, type Version } from '../pg/pg-dump.ts';
 import { startTool, type RunningTool } from '../pg/process.ts';
 import { prepareTls } from '../pg/tls.ts';
-import { pruneDatabase, pruneGlobals } from './retention.ts';
+import { pruneDatabase, pruneGlobals, type LockedBackup } from './retention.ts';
 import { confirmSoleObject, putManifest, reserveDumpKey, type S3Store } from '../store/s3-store.ts';
 import type { ResolvedCapabilities } from '../store/capabilities.ts';
 import { forgetCachedProbe, isCapabilityRefusal, resolveCapabilities } from '../store/probe.ts';
@@ -350,6 +350,8 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   // Prune only the databases whose backup succeeded in this run: a failing database keeps
   // every backup it has until it works again. A stopped run prunes nothing.
   const pruned: string[] = [];
+  /** Backups pruning left in place because Object Lock still holds them (reported in the notice). */
+  const locked: LockedBackup[] = [];
   for (const b of signal.aborted ? [] : backups) {
     current.database = b.database;
     current.stage = 'prune';
@@ -357,8 +359,9 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
       // Ages and order come from S3's clock (the listing's Date header, LastModified); this host's
       // clock is only the fallback when S3 sends no Date. What this run just wrote is never pruned,
       // whatever any clock says.
-      const res = await pruneDatabase(store, b.database, { retentionCount: config.retentionCount, now: new Date(), dryRun, log, protect: new Set([b.key]) });
+      const res = await pruneDatabase(store, b.database, { retentionCount: config.retentionCount, gfs: config.gfs, now: new Date(), dryRun, log, protect: new Set([b.key]) });
       pruned.push(...res.deleted);
+      locked.push(...res.locked);
     } catch (err) {
       // The key of the complete backup: the alert must say it exists, not that nothing was written.
       await report(b.database, err, 'prune', b.key, deps.now());
@@ -366,7 +369,9 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   }
   if (globals && !signal.aborted) {
     try {
-      pruned.push(...(await pruneGlobals(store, { retentionCount: config.retentionCount, dryRun, log, protect: new Set([globals.key]) })).deleted);
+      const res = await pruneGlobals(store, { retentionCount: config.retentionCount, gfs: config.gfs, dryRun, log, protect: new Set([globals.key]) });
+      pruned.push(...res.deleted);
+      locked.push(...res.locked);
     } catch (err) {
       await report(GLOBALS_ALERT_NAME, err, 'prune', globals.key, deps.now());
     }
@@ -374,7 +379,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   const status = failures.length === 0 ? 'succeeded' : 'failed';
   log.info('run finished', { status, backups: backups.length, failures: failures.length, pruned: pruned.length, dryRun });
   if (status === 'succeeded' && config.notifyOnSuccess) {
-    await publish(deps.sns, config.alertTopicArn, formatSuccess(backups, pruned, config.bucket), log, config.alertTimeoutMs);
+    await publish(deps.sns, config.alertTopicArn, formatSuccess(backups, pruned, config.bucket, locked), log, config.alertTimeoutMs);
   }
   return { status, backups, pruned, failures, globals, dryRun };
 }

@@ -7,12 +7,30 @@
 import { databasePrefix, GLOBALS_FOLDER, isGlobalsKey } from '../store/backup-key.ts';
 import { PruneError, UnreadableManifestError } from '../errors.ts';
 import type { Log } from '../observability.ts';
-import { deleteKeys, listBackups, listObjects, readManifest, type DatabaseListing, type S3Store, type StoredObject } from '../store/s3-store.ts';
+import { gfsKeep, type GfsRules, type KeepReason } from './gfs.ts';
+import {
+  deleteKeys,
+  listBackups,
+  listObjects,
+  bucketHasObjectLock,
+  objectLockState,
+  readManifest,
+  type DatabaseListing,
+  type ObjectLockState,
+  type S3Store,
+  type StoredObject,
+} from '../store/s3-store.ts';
 
 export const ORPHAN_MIN_AGE_MS = 24 * 60 * 60 * 1000;
 
 export interface RetentionOptions {
   readonly retentionCount: number;
+  /**
+   * RETENTION_DAILY / _WEEKLY / _MONTHLY in RETENTION_TIME_ZONE (engine/backup/gfs.ts): a backup
+   * is also kept when it is the newest of one of the newest N days, ISO weeks or months that hold
+   * a readable complete backup. Absent (or all 0): RETENTION_COUNT alone.
+   */
+  readonly gfs?: Omit<GfsRules, 'count'> | undefined;
   /**
    * This host's clock, used only when the listing carries no S3 time (`listing.serverTime`): ages
    * compare S3's LastModified with S3's clock, so a host whose clock is wrong cannot age objects.
@@ -33,6 +51,8 @@ export interface RetentionPlan {
   readonly database: string;
   /** Dump keys of the complete, readable backups kept, newest first (protected ones included). */
   readonly kept: readonly string[];
+  /** Why each kept backup is kept: RETENTION_COUNT, a GFS rule, or `protected` (this run's own). */
+  readonly keptBy: ReadonlyMap<string, readonly (KeepReason | 'protected')[]>;
   /** Dump keys of backups with an unreadable manifest that are left in place (not counted). */
   readonly unreadable: readonly string[];
   /** Every key to delete: old dumps with their manifests, old orphans and stray manifests. */
@@ -46,25 +66,39 @@ export function planRetention(listing: DatabaseListing, options: RetentionOption
   const minAge = options.orphanMinAgeMs ?? ORPHAN_MIN_AGE_MS;
   const unreadable = options.unreadable ?? new Set<string>();
   const protect = options.protect ?? new Set<string>();
+  // Only readable complete backups take part in the rules: an unreadable one is never counted,
+  // never a period's representative, so it can never stand in for a good backup that then goes.
+  const readable = listing.complete.filter((b) => !unreadable.has(b.key));
+  let keptBy: Map<string, (KeepReason | 'protected')[]>;
+  try {
+    keptBy = gfsKeep(
+      readable.map((b) => ({ key: b.key, at: b.storedAt })),
+      { daily: 0, weekly: 0, monthly: 0, timeZone: 'UTC', ...options.gfs, count: options.retentionCount },
+    );
+  } catch (err) {
+    throw new PruneError(`retention rules are invalid: ${(err as Error).message}`, { cause: err });
+  }
+  // An unreadable backup is left in place while it is newer than the oldest backup RETENTION_COUNT
+  // keeps (all of them when fewer are readable): a newer pg-s3-backup may have written it.
+  const countKept = readable.slice(0, options.retentionCount);
+  const oldestCounted = countKept.length < options.retentionCount ? undefined : countKept[countKept.length - 1];
+  const oldestCountedIndex = oldestCounted === undefined ? listing.complete.length : listing.complete.indexOf(oldestCounted);
   const kept: string[] = [];
   const leftUnreadable: string[] = [];
   const expired: (typeof listing.complete)[number][] = [];
-  let counted = 0;
-  for (const b of listing.complete) {
-    if (counted < options.retentionCount) {
-      if (unreadable.has(b.key)) {
-        leftUnreadable.push(b.key);
-      } else {
-        kept.push(b.key);
-        counted++;
-      }
+  listing.complete.forEach((b, i) => {
+    if (unreadable.has(b.key) && i < oldestCountedIndex) {
+      leftUnreadable.push(b.key);
+    } else if (keptBy.has(b.key)) {
+      kept.push(b.key);
     } else if (protect.has(b.key)) {
+      keptBy.set(b.key, ['protected']);
       kept.push(b.key);
     } else {
-      // Past the newest N readable backups: expired whether its manifest reads or not.
+      // Kept by no rule: expired whether its manifest reads or not.
       expired.push(b);
     }
-  }
+  });
   const now = (listing.serverTime ?? options.now).getTime();
   const old = (o: StoredObject) => o.lastModified !== undefined && now - o.lastModified.getTime() >= minAge && !protect.has(o.key);
   const keys = [
@@ -72,7 +106,7 @@ export function planRetention(listing: DatabaseListing, options: RetentionOption
     ...listing.orphans.filter(old).map((o) => o.key),
     ...listing.strayManifests.filter(old).map((o) => o.key),
   ];
-  return { database: listing.database, kept, unreadable: leftUnreadable, delete: keys };
+  return { database: listing.database, kept, keptBy, unreadable: leftUnreadable, delete: keys };
 }
 
 export interface PruneResult {
@@ -82,13 +116,61 @@ export interface PruneResult {
   readonly unreadable: readonly string[];
   /** Deleted keys, or with `dryRun` the keys that would be deleted. */
   readonly deleted: readonly string[];
+  /**
+   * Backups (or leftovers) retention would delete but Object Lock protects: a retain-until date
+   * still in the future (by S3's clock) or a legal hold. Left in place, reported; a later prune
+   * deletes them once the lock has ended.
+   */
+  readonly locked: readonly LockedBackup[];
   readonly dryRun: boolean;
 }
 
+export interface LockedBackup {
+  /** The dump's key (or the leftover's). */
+  readonly key: string;
+  /** The latest retain-until date among its objects (ISO), when a retention holds it. */
+  readonly retainUntil?: string;
+  readonly legalHold: boolean;
+}
+
+/** HeadObject calls in flight while checking Object Lock: a handful, so a long backlog stays quick. */
+const LOCK_CHECK_CONCURRENCY = 8;
+
 /**
- * Prunes one database; never touches a key outside `<prefix><database>/`. Reads the manifests of
- * the newest backups until RETENTION_COUNT of them are readable, so that a damaged (or
- * future-format) manifest never stands in for a good backup that would then be deleted.
+ * Leaves out of `keys` every backup with an object under Object Lock at `now` (S3's clock): a
+ * retain-until date after `now`, or a legal hold. A backup's objects (dump, manifest, reports
+ * beside it) go or stay together, so a locked manifest never leaves its dump an orphan.
+ */
+export async function withoutLocked(store: S3Store, keys: readonly string[], dumpKeys: ReadonlySet<string>, now: number): Promise<{ deletable: string[]; locked: LockedBackup[] }> {
+  // Without Object Lock on the bucket no object can be locked: one call instead of one per key.
+  if (keys.length === 0 || (await bucketHasObjectLock(store)) === false) return { deletable: [...keys], locked: [] };
+  // Objects beside a dump are named `<dump key>.<something>.json` or `<dump key>.json`.
+  const owner = (k: string) => [k.replace(/\.json$/, ''), k.replace(/\.[a-z]+\.json$/, '')].find((base) => base !== k && dumpKeys.has(base)) ?? k;
+  const states = new Map<string, ObjectLockState>();
+  const queue = [...keys];
+  await Promise.all(
+    Array.from({ length: Math.min(LOCK_CHECK_CONCURRENCY, queue.length) }, async () => {
+      for (let k = queue.shift(); k !== undefined; k = queue.shift()) states.set(k, await objectLockState(store, k));
+    }),
+  );
+  const held = new Map<string, LockedBackup>();
+  for (const k of keys) {
+    const s = states.get(k)!;
+    const retained = s.retainUntil !== undefined && s.retainUntil.getTime() > now;
+    if (!retained && !s.legalHold) continue;
+    const o = owner(k);
+    const before = held.get(o);
+    const until = [before?.retainUntil, retained ? s.retainUntil!.toISOString() : undefined].filter((d): d is string => d !== undefined).sort().pop();
+    held.set(o, { key: o, ...(until !== undefined ? { retainUntil: until } : {}), legalHold: (before?.legalHold ?? false) || s.legalHold });
+  }
+  return { deletable: keys.filter((k) => !held.has(owner(k))), locked: [...held.values()] };
+}
+
+/**
+ * Prunes one database; never touches a key outside `<prefix><database>/`. Reads the manifest of
+ * every backup the rules would keep, and plans again without the unreadable ones until all kept
+ * backups read, so that a damaged (or future-format) manifest never stands in for a good backup
+ * that would then be deleted. Never deletes a backup under Object Lock (skipped, reported).
  */
 export async function pruneDatabase(
   store: S3Store,
@@ -97,56 +179,85 @@ export async function pruneDatabase(
 ): Promise<PruneResult> {
   const listing = await listBackups(store, database);
   const unreadable = new Set<string>();
-  let readable = 0;
-  for (const b of listing.complete) {
-    if (readable >= options.retentionCount) break;
-    try {
-      await readManifest(store, b.key);
-      readable++;
-    } catch (err) {
-      if (!(err instanceof UnreadableManifestError)) throw err;
-      unreadable.add(b.key);
-      options.log?.warn('backup with an unreadable manifest: not counted by retention', { stage: 'prune', database, key: b.key, problem: err.message });
+  const checked = new Set<string>();
+  let plan = planRetention(listing, { ...options, unreadable });
+  for (;;) {
+    // The run's own backup is kept whatever its manifest says; every other kept one must read.
+    const toCheck = plan.kept.filter((k) => !checked.has(k) && !(plan.keptBy.get(k)?.length === 1 && plan.keptBy.get(k)?.[0] === 'protected'));
+    if (toCheck.length === 0) break;
+    let found = false;
+    for (const key of toCheck) {
+      checked.add(key);
+      try {
+        await readManifest(store, key);
+      } catch (err) {
+        if (!(err instanceof UnreadableManifestError)) throw err;
+        unreadable.add(key);
+        found = true;
+        options.log?.warn('backup with an unreadable manifest: not counted by retention', { stage: 'prune', database, key, problem: err.message });
+      }
     }
+    if (!found) break;
+    plan = planRetention(listing, { ...options, unreadable });
   }
-  const plan = planRetention(listing, { ...options, unreadable });
   const allowed = databasePrefix(store.prefix, database);
   const outside = plan.delete.find((k) => !k.startsWith(allowed));
   if (outside !== undefined) throw new PruneError(`refusing to prune ${outside}: it is outside ${allowed}`);
+  const now = (listing.serverTime ?? options.now).getTime();
+  const { deletable, locked } = await withoutLocked(store, plan.delete, new Set(listing.complete.map((b) => b.key)), now);
+  if (locked.length > 0) {
+    options.log?.warn('backups under Object Lock: left in place until their lock ends', { stage: 'prune', database, locked: locked.length, keys: locked.map((l) => l.key) });
+  }
   const dryRun = options.dryRun ?? false;
-  const deleted = dryRun || plan.delete.length === 0 ? [...plan.delete] : await deleteKeys(store, database, plan.delete);
+  const deleted = dryRun || deletable.length === 0 ? [...deletable] : await deleteKeys(store, database, deletable);
   options.log?.info(dryRun ? 'prune (dry run): would delete' : 'pruned', {
     stage: 'prune',
     database,
     kept: plan.kept.length,
     unreadable: plan.unreadable.length,
+    locked: locked.length,
     deleted: deleted.length,
     keys: deleted,
   });
-  return { database, kept: plan.kept, unreadable: plan.unreadable, deleted, dryRun };
+  return { database, kept: plan.kept, unreadable: plan.unreadable, deleted, locked, dryRun };
 }
 
 /**
  * Keeps the newest `retentionCount` globals files (`<prefix>_globals/`, BACKUP_GLOBALS) by S3's
- * clock (the key's time is the host's), and never the one this run wrote (`protect`): the run
- * prunes them after a globals backup, `pg-s3-backup prune` always does. Reported under the
- * database name `_globals`.
+ * clock (the key's time is the host's), plus those the GFS rules keep (so a monthly database
+ * backup has the roles of its month beside it), and never the one this run wrote (`protect`) or
+ * one under Object Lock: the run prunes them after a globals backup, `pg-s3-backup prune` always
+ * does. Reported under the database name `_globals`.
  */
 export async function pruneGlobals(
   store: S3Store,
-  options: { readonly retentionCount: number; readonly dryRun?: boolean | undefined; readonly log?: Log | undefined; readonly protect?: ReadonlySet<string> },
+  options: {
+    readonly retentionCount: number;
+    readonly gfs?: Omit<GfsRules, 'count'> | undefined;
+    readonly now?: Date | undefined;
+    readonly dryRun?: boolean | undefined;
+    readonly log?: Log | undefined;
+    readonly protect?: ReadonlySet<string>;
+  },
 ): Promise<PruneResult> {
   const files: { key: string; at: number }[] = [];
-  for await (const o of listObjects(store, `${store.prefix}${GLOBALS_FOLDER}/`)) {
+  let serverTime: Date | undefined;
+  for await (const o of listObjects(store, `${store.prefix}${GLOBALS_FOLDER}/`, (d) => (serverTime = d))) {
     if (isGlobalsKey(store.prefix, o.key)) files.push({ key: o.key, at: o.lastModified?.getTime() ?? 0 });
   }
-  const newestFirst = files.sort((a, b) => b.at - a.at || (a.key < b.key ? 1 : a.key > b.key ? -1 : 0)).map((f) => f.key);
+  const newestFirst = files.sort((a, b) => b.at - a.at || (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
   const protect = options.protect ?? new Set<string>();
-  const kept = [...newestFirst.slice(0, options.retentionCount), ...newestFirst.slice(options.retentionCount).filter((k) => protect.has(k))];
-  const old = newestFirst.slice(options.retentionCount).filter((k) => !protect.has(k));
+  const keep = gfsKeep(
+    newestFirst.map((f) => ({ key: f.key, at: new Date(f.at) })),
+    { daily: 0, weekly: 0, monthly: 0, timeZone: 'UTC', ...options.gfs, count: options.retentionCount },
+  );
+  const kept = newestFirst.filter((f) => keep.has(f.key) || protect.has(f.key)).map((f) => f.key);
+  const old = newestFirst.filter((f) => !keep.has(f.key) && !protect.has(f.key)).map((f) => f.key);
+  const now = (serverTime ?? options.now ?? new Date()).getTime();
+  const { deletable, locked } = await withoutLocked(store, old, new Set(), now);
   const dryRun = options.dryRun ?? false;
   // `_globals` is a folder name like a database's: deleteKeys checks every key stays inside it.
-  const deleted = dryRun || old.length === 0 ? old : await deleteKeys(store, GLOBALS_FOLDER, old);
-  options.log?.info(dryRun ? 'prune (dry run): would delete' : 'pruned', { stage: 'prune', database: GLOBALS_FOLDER, kept: kept.length, deleted: deleted.length, keys: deleted });
-  return { database: GLOBALS_FOLDER, kept, unreadable: [], deleted, dryRun };
+  const deleted = dryRun || deletable.length === 0 ? deletable : await deleteKeys(store, GLOBALS_FOLDER, deletable);
+  options.log?.info(dryRun ? 'prune (dry run): would delete' : 'pruned', { stage: 'prune', database: GLOBALS_FOLDER, kept: kept.length, locked: locked.length, deleted: deleted.length, keys: deleted });
+  return { database: GLOBALS_FOLDER, kept, unreadable: [], deleted, locked, dryRun };
 }

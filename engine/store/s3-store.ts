@@ -6,6 +6,8 @@
 import {
   DeleteObjectsCommand,
   GetObjectCommand,
+  GetObjectLockConfigurationCommand,
+  HeadObjectCommand,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
@@ -403,6 +405,47 @@ export async function confirmSoleObject(store: S3Store, key: string, ours: { byt
   if (why) {
     throw new KeyTakenError(`s3://${store.bucket}/${key} is not this run's object after writing it (${why}): another writer took the key`, {
       hint: 'The store does not honour If-None-Match, so keys carry a run id and are checked after writing; a clash means another process writes under the same prefix with the same run id, or the store lost the write. Nothing was deleted. Run the backup again and look for a second writer.',
+    });
+  }
+}
+
+/** An object's Object Lock state, as HeadObject reports it (nothing when the bucket has no Object Lock). */
+export interface ObjectLockState {
+  /** The retain-until date of its retention (GOVERNANCE or COMPLIANCE), if any. */
+  readonly retainUntil: Date | undefined;
+  readonly mode: string | undefined;
+  readonly legalHold: boolean;
+}
+
+/**
+ * Whether the bucket has Object Lock enabled: only then can an object carry a retention or a
+ * legal hold, so pruning asks each object only then. `undefined` when S3 would not tell (no
+ * s3:GetBucketObjectLockConfiguration, an S3-compatible store without the API): ask each object.
+ */
+export async function bucketHasObjectLock(store: S3Store): Promise<boolean | undefined> {
+  try {
+    const res = await store.s3.send(new GetObjectLockConfigurationCommand({ Bucket: store.bucket }));
+    return res.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
+  } catch (err) {
+    if ((err as Error).name === 'ObjectLockConfigurationNotFoundError') return false;
+    return undefined;
+  }
+}
+
+/**
+ * The Object Lock state of `key` by HeadObject: its retention and legal hold (S3 reports them to a
+ * caller with s3:GetObjectRetention / s3:GetObjectLegalHold). A key that is already gone has none.
+ */
+export async function objectLockState(store: S3Store, key: string): Promise<ObjectLockState> {
+  try {
+    const res = await store.s3.send(new HeadObjectCommand({ Bucket: store.bucket, Key: key }));
+    return { retainUntil: res.ObjectLockRetainUntilDate, mode: res.ObjectLockMode, legalHold: res.ObjectLockLegalHoldStatus === 'ON' };
+  } catch (err) {
+    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if ((err as Error).name === 'NotFound' || status === 404) return { retainUntil: undefined, mode: undefined, legalHold: false };
+    throw new PruneError(`cannot read the Object Lock state of s3://${store.bucket}/${key}: ${(err as Error).name}: ${(err as Error).message}`, {
+      cause: err,
+      hint: 'Pruning deletes nothing it cannot check: grant s3:GetObject (and s3:GetObjectRetention, s3:GetObjectLegalHold) under the prefix.',
     });
   }
 }

@@ -1,12 +1,14 @@
 /**
  * Pruning against a real S3 API: exactly RETENTION_COUNT complete backups kept, old orphans
  * gone, young orphans kept, other databases and other prefixes untouched, dry runs delete
- * nothing, and listings that span many pages.
+ * nothing, and listings that span many pages; GFS rules over months of nightly backups (S3's
+ * clock moved back by a client middleware: moto stamps every object "now"); Object Lock.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDumpKey, manifestKeyFor } from '../../../engine/store/backup-key.ts';
-import { pruneDatabase } from '../../../engine/backup/retention.ts';
+import { CreateBucketCommand, PutObjectCommand, PutObjectLegalHoldCommand, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
+import { buildDumpKey, buildGlobalsKey, manifestKeyFor, parseKey } from '../../../engine/store/backup-key.ts';
+import { pruneDatabase, pruneGlobals } from '../../../engine/backup/retention.ts';
 import { listBackups, readManifests, listDatabases, latestBackup, type S3Store } from '../../../engine/store/s3-store.ts';
 import { MANIFEST_FORMAT_VERSION } from '../../../engine/store/manifest.ts';
 import { createBucket, listKeys, putText, testClients, type TestClients } from '../../support/aws.ts';
@@ -111,3 +113,143 @@ describe('retention', () => {
     expect(await listKeys(c, bucket, prefix)).toEqual(keys.slice(-5).flatMap((k) => [k, manifestKeyFor(k)]).sort());
   });
 });
+
+/**
+ * A client whose listings carry S3 times from the past: each of our objects' LastModified becomes
+ * the time in its key (a manifest ten minutes later), as if S3 had stored them then. Counts the
+ * requests by command, so tests can tell which calls pruning made.
+ */
+function clientWithPastClock(endpoint: string, prefix: string): { s3: S3Client; calls: Map<string, number> } {
+  const { s3 } = testClients(endpoint);
+  const calls = new Map<string, number>();
+  type Next = (args: unknown) => Promise<{ output: unknown }>;
+  s3.middlewareStack.add(
+    ((next: Next, context: { commandName?: string }) => async (args: unknown) => {
+      calls.set(context.commandName ?? '?', (calls.get(context.commandName ?? '?') ?? 0) + 1);
+      const result = await next(args);
+      for (const o of (result.output as ListObjectsV2CommandOutput).Contents ?? []) {
+        const parsed = o.Key === undefined ? undefined : parseKey(prefix, o.Key);
+        if (parsed) o.LastModified = new Date(parsed.startedAt.getTime() + (parsed.kind === 'manifest' ? 600_000 : 0));
+      }
+      return result;
+    }) as never,
+    { step: 'initialize', name: 'testPastClock' },
+  );
+  return { s3, calls };
+}
+
+describe('GFS retention and Object Lock', () => {
+  let aws: TestAws;
+  let c: TestClients;
+  beforeAll(async () => {
+    aws = await startMoto();
+    c = testClients(aws.endpoint);
+  });
+  afterAll(async () => {
+    await aws?.stop();
+  });
+
+  const manifestFor = (database: string, key: string, at: Date) =>
+    JSON.stringify({
+      formatVersion: MANIFEST_FORMAT_VERSION, database, key, bytes: 5, sha256: 'a'.repeat(64), compression: 'zstd:1', pgDumpVersion: '18.6',
+      serverVersion: '18.4', startedAt: at.toISOString(), finishedAt: at.toISOString(), durationMs: 1, reason: 'test', toolVersion: '0.1.0',
+    });
+
+  it('keeps count, daily, weekly and monthly backups by the calendar of RETENTION_TIME_ZONE, never counting an unreadable one', async () => {
+    const bucket = await createBucket(c);
+    const prefix = 'gfs/';
+    const { s3, calls } = clientWithPastClock(aws.endpoint, prefix);
+    const store: S3Store = { s3, bucket, prefix };
+    // 100 nightly backups at 11:30 UTC, which is 00:30 the next day in Auckland (NZDT, UTC+13).
+    const day = (d: number) => new Date(Date.UTC(2026, 10, 1 + d, 11, 30));
+    const keys: string[] = [];
+    for (let d = 0; d < 100; d += 10) {
+      keys.push(
+        ...(await Promise.all(
+          Array.from({ length: 10 }, async (_, j) => {
+            const at = day(d + j);
+            const key = buildDumpKey(prefix, 'app', at);
+            await putText(c, bucket, key, 'PGDMP');
+            // The backup of 30 December (UTC) has a manifest this version cannot read.
+            await putText(c, bucket, manifestKeyFor(key), at.toISOString().startsWith('2026-12-30') ? '{"formatVersion": 99}' : manifestFor('app', key, at));
+            return key;
+          }),
+        )),
+      );
+    }
+    const utc = (iso: string) => buildDumpKey(prefix, 'app', new Date(`${iso}T11:30:00Z`));
+    // The same rules by UTC's calendar keep other backups: 31 January and 31 December UTC are their months' last.
+    const inUtc = await pruneDatabase(store, 'app', { retentionCount: 3, gfs: { daily: 7, weekly: 4, monthly: 3, timeZone: 'UTC' }, now: new Date(), dryRun: true });
+    expect(inUtc.kept).toEqual(expect.arrayContaining([utc('2027-01-31'), utc('2026-12-31')]));
+    const res = await pruneDatabase(store, 'app', {
+      retentionCount: 3,
+      gfs: { daily: 7, weekly: 4, monthly: 3, timeZone: 'Pacific/Auckland' },
+      now: new Date(),
+    });
+    // The newest is 8 February 2027 UTC = Tuesday 9 February in Auckland (ISO week 2027-W06).
+    // count 3: 6–8 Feb; daily 7: Auckland 3–9 Feb = UTC 2–8 Feb; weekly 4: W06 (9 Feb), W05
+    // (Sunday 7 Feb = UTC 6 Feb), W04 (31 Jan = UTC 30 Jan), W03 (24 Jan = UTC 23 Jan); monthly 3:
+    // February, January (31 Jan = UTC 30 Jan), December: 31 December in Auckland is 30 December
+    // UTC, whose manifest is unreadable, so December's newest readable backup stands for it
+    // (UTC 29 December, 30 December in Auckland).
+    const expected = ['2027-02-08', '2027-02-07', '2027-02-06', '2027-02-05', '2027-02-04', '2027-02-03', '2027-02-02', '2027-01-30', '2027-01-23', '2026-12-29'].map(utc);
+    expect(res.kept).toEqual(expected);
+    expect(res.unreadable).toEqual([]);
+    expect(res.locked).toEqual([]);
+    const left = await listKeys(c, bucket, prefix);
+    expect(left).toEqual(expected.flatMap((k) => [k, manifestKeyFor(k)]).sort());
+    expect(res.deleted).toHaveLength(2 * (keys.length - expected.length));
+    // No Object Lock on this bucket: one question for the bucket, none per object.
+    expect(calls.get('HeadObjectCommand') ?? 0).toBe(0);
+    expect(calls.get('GetObjectLockConfigurationCommand')).toBe(2);
+
+    // Tomorrow's prune with no new backup deletes nothing more.
+    const again = await pruneDatabase(store, 'app', { retentionCount: 3, gfs: { daily: 7, weekly: 4, monthly: 3, timeZone: 'Pacific/Auckland' }, now: new Date() });
+    expect(again.deleted).toEqual([]);
+  });
+
+  it('never deletes a backup under Object Lock (retention in the future, or a legal hold on any of its objects): skipped and reported', async () => {
+    const bucket = `pgs3b-lock-${randomUUID().slice(0, 8)}`;
+    await c.s3.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: true }));
+    const prefix = 'lock/';
+    const { s3, calls } = clientWithPastClock(aws.endpoint, prefix);
+    const store: S3Store = { s3, bucket, prefix };
+    const until = new Date(Date.now() + 2 * 86_400_000);
+    const keys: string[] = [];
+    for (let d = 0; d < 5; d++) {
+      const at = new Date(Date.UTC(2026, 0, 1 + d, 2));
+      const key = buildDumpKey(prefix, 'app', at);
+      // Day 0: the dump is retained (GOVERNANCE) for two more days. Day 1: its manifest is under a legal hold.
+      await c.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: 'PGDMP', ...(d === 0 ? { ObjectLockMode: 'GOVERNANCE', ObjectLockRetainUntilDate: until } : {}) }));
+      await c.s3.send(new PutObjectCommand({ Bucket: bucket, Key: manifestKeyFor(key), Body: manifestFor('app', key, at) }));
+      if (d === 1) await c.s3.send(new PutObjectLegalHoldCommand({ Bucket: bucket, Key: manifestKeyFor(key), LegalHold: { Status: 'ON' } }));
+      keys.push(key);
+    }
+    const res = await pruneDatabase(store, 'app', { retentionCount: 1, now: new Date() });
+    expect(res.kept).toEqual([keys[4]]);
+    expect([...res.deleted].sort()).toEqual([keys[2]!, keys[3]!].flatMap((k) => [k, manifestKeyFor(k)]).sort());
+    const locked = [...res.locked].sort((a, b) => (a.key < b.key ? -1 : 1));
+    expect(locked.map((l) => [l.key, l.legalHold])).toEqual([
+      [keys[0], false],
+      [keys[1], true],
+    ]);
+    // S3 keeps the retain-until date to the second (moto to the millisecond).
+    expect(Math.abs(new Date(locked[0]!.retainUntil!).getTime() - until.getTime())).toBeLessThan(1000);
+    expect(locked[1]!.retainUntil).toBeUndefined();
+    // Both locked backups are still complete backups in the listing.
+    expect((await listBackups({ ...store, s3: c.s3 }, 'app')).complete.map((b) => b.key).sort()).toEqual([keys[0]!, keys[1]!, keys[4]!].sort());
+    // Each object of each backup retention would delete: 4 backups × (dump + manifest).
+    expect(calls.get('HeadObjectCommand')).toBe(8);
+    // The globals files follow the same rule.
+    // (Both are stamped "now" by moto; within S3's one-second resolution the key breaks the tie.)
+    const g = buildGlobalsKey(prefix, new Date(Date.UTC(2026, 0, 1, 2)));
+    const newer = buildGlobalsKey(prefix, new Date(Date.UTC(2026, 0, 2, 2)));
+    await c.s3.send(new PutObjectCommand({ Bucket: bucket, Key: g, Body: '--', ObjectLockMode: 'GOVERNANCE', ObjectLockRetainUntilDate: until }));
+    await c.s3.send(new PutObjectCommand({ Bucket: bucket, Key: newer, Body: '--' }));
+    const globals = await pruneGlobals(store, { retentionCount: 1, now: new Date() });
+    expect(globals.kept).toEqual([newer]);
+    expect(globals.deleted).toEqual([]);
+    expect(globals.locked.map((l) => l.key)).toEqual([g]);
+  });
+});
+
