@@ -105,8 +105,16 @@ export class BackupFunction extends Construct {
       }),
       new iam.PolicyStatement({
         sid: 'BackupObjects',
-        actions: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:GetObject', 's3:DeleteObject'],
+        // GetObjectRetention / GetObjectLegalHold: HeadObject then reports an object's Object Lock,
+        // so pruning never deletes a backup still under a retention or a legal hold.
+        actions: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:GetObject', 's3:DeleteObject', 's3:GetObjectRetention', 's3:GetObjectLegalHold'],
         resources: [bucket.arnForObjects(`${prefix}*`)],
+      }),
+      new iam.PolicyStatement({
+        // Whether the bucket has Object Lock at all: if not, pruning asks no object about it.
+        sid: 'ReadBucketObjectLock',
+        actions: ['s3:GetBucketObjectLockConfiguration'],
+        resources: [bucket.bucketArn],
       }),
       new iam.PolicyStatement({
         sid: 'ListBackups',

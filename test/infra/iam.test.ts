@@ -51,7 +51,14 @@ const CALLS: Record<string, readonly Permission[]> = {
     { action: 's3:GetObject', on: 'object' },
     { action: 'kms:Decrypt', on: 'bucketKey' },
   ],
-  HeadObjectCommand: [{ action: 's3:GetObject', on: 'object' }],
+  // Pruning reads an object's Object Lock (retention, legal hold) with HeadObject: S3 reports them
+  // only to a caller with these two actions.
+  HeadObjectCommand: [
+    { action: 's3:GetObject', on: 'object' },
+    { action: 's3:GetObjectRetention', on: 'object' },
+    { action: 's3:GetObjectLegalHold', on: 'object' },
+  ],
+  GetObjectLockConfigurationCommand: [{ action: 's3:GetBucketObjectLockConfiguration', on: 'bucket' }],
   PutObjectCommand: [
     { action: 's3:PutObject', on: 'object' },
     { action: 'kms:GenerateDataKey', on: 'bucketKey' },
