@@ -18,7 +18,7 @@ import { redact as redactText, throughput } from '../observability.ts';
 import { connectionFor } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
 import { checkServerVersion, pgDumpallGlobalsArgs, pgDumpArgs, toolCommand, toolVersion, type Version } from '../pg/pg-dump.ts';
-import { startTool, type RunningTool } from '../pg/process.ts';
+import { openDirectChannel, startTool, startToolDirect, type RunningTool } from '../pg/process.ts';
 import { prepareTls } from '../pg/tls.ts';
 import { pruneDatabase, pruneGlobals, type LockedBackup } from './retention.ts';
 import { confirmSoleObject, putManifest, reserveDumpKey, type S3Store } from '../store/s3-store.ts';
@@ -440,10 +440,14 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
     throwIfAborted(ctx.signal);
     // pg_dump in a snapshot exported by a connection that counts the rows in that same snapshot
     // (ROW_COUNTS): the manifest then says exactly what the dump holds.
+    // pg_dump's stdout read straight into the upload's part buffers (engine/pg/direct-output.ts).
+    // The channel is opened first: pg_dump then starts at once in the snapshot, before the counts.
+    const stdout = await openDirectChannel();
     const { result, counts } = await withDumpSnapshot(conn, config.rowCounts, (snapshot) => {
       const tool = startTool(deps.spawn, toolCommand('pg_dump', config, deps.pgTools), [...pgDumpArgs(config.compression, config.lockWaitTimeoutSeconds), ...(snapshot ? [`--snapshot=${snapshot}`] : [])], {
         env: libpqEnv(conn),
         redact: ctx.redact,
+        stdout,
       });
       return uploadToolOutput(deps, { ...ctx, capabilities: caps }, store, key, tool, {
         partSize: choosePartSize(deps.partSize, server.databaseBytes, caps),
@@ -452,7 +456,11 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
           deps.onDumpProgress?.({ database, key, bytes: b });
         },
       });
-    }, { lockTimeoutSeconds: config.lockWaitTimeoutSeconds });
+    }, { lockTimeoutSeconds: config.lockWaitTimeoutSeconds }).finally(() => {
+      // Not used when the dump never started; closing a used one again does nothing.
+      stdout?.childEnd.destroy();
+      stdout?.output.destroy();
+    });
     for (const warning of counts.warnings) log.warn('row counts', { stage: 'dump', database, key, warning });
     progress.bytes = result.bytes;
     // Written without If-None-Match: the key must hold exactly what this run wrote.
@@ -536,7 +544,7 @@ async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
   const key = buildGlobalsKey(store.prefix, ctx.startedAt, { encrypted });
   ctx.progress.key = key;
   const caps = await untilAborted(ctx.capabilities(), ctx.signal);
-  const tool = startTool(deps.spawn, toolCommand('pg_dumpall', config, deps.pgTools), [...pgDumpallGlobalsArgs(), `--database=${ctx.database}`], { env: libpqEnv(conn), redact: ctx.redact, tool: 'pg_dumpall' });
+  const tool = await startToolDirect(deps.spawn, toolCommand('pg_dumpall', config, deps.pgTools), [...pgDumpallGlobalsArgs(), `--database=${ctx.database}`], { env: libpqEnv(conn), redact: ctx.redact, tool: 'pg_dumpall' });
   const result = await uploadToolOutput(deps, { ...ctx, capabilities: caps }, store, key, tool, {
     // Roles and tablespaces: kilobytes.
     partSize: deps.partSize ?? MIN_STREAM_PART_SIZE,

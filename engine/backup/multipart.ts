@@ -148,123 +148,232 @@ function partChecksumOf(algorithm: PartChecksum, res: { ChecksumSHA256?: string 
 }
 
 /**
- * Uploads `source` to `key`. Resolves once the object is complete; rejects (after aborting the
- * multipart upload) when the source errors or S3 fails.
+ * One upload in progress. Bytes come in two ways:
+ *
+ * - `region()` + `commit(n)`: the reader writes straight into the free end of the current part
+ *   buffer (the tool's output read by net's `onread`, stream-upload.ts) and says how much it wrote:
+ *   no copy, no per-read allocation;
+ * - `write(chunk)`: a chunk is copied into the part buffers (any other stream: encryption, tests).
+ *
+ * A full part is sealed at once (hashed, numbered, the next buffer taken), then sent; `commit`
+ * and `write` return a promise to wait on only when `queueSize` parts are in flight. At most
+ * `queueSize + 1` part buffers exist, reused: memory is flat whatever the dump size.
  */
-export async function uploadMultipart(source: AsyncIterable<Buffer>, opts: MultipartOptions): Promise<MultipartResult> {
-  const { s3, bucket, key, partSize } = opts;
-  const maxParts = opts.maxParts ?? S3_MAX_PARTS;
-  const ifNoneMatch = opts.conditional === false ? {} : { IfNoneMatch: '*' };
-  const queueSize = Math.max(1, opts.queueSize);
-  const whole = createHash('sha256');
-  const algorithm = opts.partChecksum ?? PART_CHECKSUM;
-  const pool: Buffer[] = [];
-  const take = () => pool.pop() ?? Buffer.allocUnsafe(partSize);
-  let current = take();
-  let fill = 0;
-  let bytes = 0;
-  let parts = 0;
-  const completed: CompletedPart[] = [];
-  const inflight = new Set<Promise<void>>();
-  let uploadId: string | undefined;
-  let failure: unknown;
+export class MultipartUpload {
+  private readonly queueSize: number;
+  private readonly maxParts: number;
+  private readonly ifNoneMatch: { IfNoneMatch?: string };
+  private readonly whole = createHash('sha256');
+  private readonly algorithm: PartChecksum;
+  private readonly pool: Buffer[] = [];
+  private current: Buffer;
+  private fill = 0;
+  private bytes = 0;
+  private parts = 0;
+  private readonly completed: CompletedPart[] = [];
+  private readonly inflight = new Set<Promise<void>>();
+  private creating: Promise<string> | undefined;
+  private uploadId: string | undefined;
+  private failure: unknown;
+  private hasFailed = false;
+  /** Resolves the wait of `commit`/`write` when a part slot frees or the upload fails. */
+  private wake: (() => void) | undefined;
 
-  /** The part in `current[0, fill)`: hashed into the whole-stream digest, with its own checksum. */
-  const seal = () => {
-    const body = current.subarray(0, fill);
-    whole.update(body);
-    if (algorithm === 'SHA256') {
+  constructor(private readonly opts: MultipartOptions) {
+    this.queueSize = Math.max(1, opts.queueSize);
+    this.maxParts = opts.maxParts ?? S3_MAX_PARTS;
+    this.ifNoneMatch = opts.conditional === false ? {} : { IfNoneMatch: '*' };
+    this.algorithm = opts.partChecksum ?? PART_CHECKSUM;
+    this.current = this.take();
+  }
+
+  private take(): Buffer {
+    return this.pool.pop() ?? Buffer.allocUnsafe(this.opts.partSize);
+  }
+
+  /** The first error of a part (or of the multipart upload's creation), if any. */
+  get error(): unknown {
+    return this.failure;
+  }
+
+  /** Where the next bytes go: the free end of the current part buffer (never empty). */
+  region(): Buffer {
+    return this.current.subarray(this.fill);
+  }
+
+  /**
+   * `n` bytes were written at the start of `region()`. Seals the part when it is full; returns a
+   * promise when the caller must wait (every part slot busy) before writing more, else
+   * undefined. Throws the upload's error once a part has failed.
+   */
+  commit(n: number): Promise<void> | undefined {
+    if (this.hasFailed) throw this.failure;
+    this.fill += n;
+    this.bytes += n;
+    if (this.fill < this.opts.partSize) return undefined;
+    this.sealAndSend();
+    return this.inflight.size >= this.queueSize ? this.slot() : undefined;
+  }
+
+  /** Copies `chunk` into the part buffers, waiting for a free slot as needed. */
+  async write(chunk: Buffer): Promise<void> {
+    let off = 0;
+    while (off < chunk.length) {
+      const into = this.region();
+      const n = Math.min(into.length, chunk.length - off);
+      chunk.copy(into, 0, off, off + n);
+      off += n;
+      const wait = this.commit(n);
+      if (wait) await wait;
+      if (this.hasFailed) throw this.failure;
+    }
+  }
+
+  /** Waits until fewer than `queueSize` parts are in flight (or one failed). */
+  private async slot(): Promise<void> {
+    while (this.inflight.size >= this.queueSize && !this.hasFailed) await new Promise<void>((resolve) => (this.wake = resolve));
+    if (this.hasFailed) throw this.failure;
+  }
+
+  private fail(err: unknown): void {
+    if (!this.hasFailed) {
+      this.hasFailed = true;
+      this.failure = err;
+    }
+  }
+
+  /**
+   * The part in `current[0, fill)`: hashed into the whole-stream digest and with its own checksum,
+   * numbered, sent; the next part buffer is taken at once, so `region()` is valid right away.
+   */
+  private sealAndSend(last = false): void {
+    const { s3, bucket, key, partSize } = this.opts;
+    if (this.parts >= this.maxParts) {
+      this.fail(new RangeError(`the dump outgrew the store's ${this.maxParts} parts of ${partSize} bytes: upload aborted`));
+      throw this.failure;
+    }
+    const buf = this.current;
+    const body = buf.subarray(0, this.fill);
+    this.whole.update(body);
+    let sha256Hex: string | undefined;
+    let checksum: { ChecksumAlgorithm: 'SHA256'; ChecksumSHA256: string } | { ChecksumAlgorithm: 'CRC32'; ChecksumCRC32: string } | Record<string, never> | undefined;
+    if (this.algorithm === 'SHA256') {
       const d = createHash('sha256').update(body).digest();
-      return { buf: current, body, sha256Hex: d.toString('hex'), checksum: { ChecksumAlgorithm: 'SHA256' as const, ChecksumSHA256: d.toString('base64') } };
+      sha256Hex = d.toString('hex');
+      checksum = { ChecksumAlgorithm: 'SHA256', ChecksumSHA256: d.toString('base64') };
+    } else if (this.algorithm === 'none') {
+      // No checksum header (stores that refuse them); the part's SHA-256 still signs the payload.
+      sha256Hex = createHash('sha256').update(body).digest('hex');
+      checksum = {};
+    } else {
+      const crc = crc32Base64(body);
+      checksum = crc ? { ChecksumAlgorithm: 'CRC32', ChecksumCRC32: crc } : undefined;
     }
-    if (algorithm === 'none') return { buf: current, body, sha256Hex: createHash('sha256').update(body).digest('hex'), checksum: {} };
-    const crc = crc32Base64(body);
-    return { buf: current, body, sha256Hex: undefined, checksum: crc ? { ChecksumAlgorithm: 'CRC32' as const, ChecksumCRC32: crc } : undefined };
-  };
+    const partNumber = ++this.parts;
+    // The last part takes no next buffer.
+    this.current = last ? Buffer.alloc(0) : this.take();
+    this.fill = 0;
+    this.creating ??= s3
+      .send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: this.opts.contentType, ...(this.algorithm === 'none' ? {} : { ChecksumAlgorithm: this.algorithm }) }))
+      .then((res) => {
+        if (!res.UploadId) throw new Error('CreateMultipartUpload returned no UploadId');
+        return (this.uploadId = res.UploadId);
+      });
+    const algorithm = this.algorithm;
+    const p: Promise<void> = this.creating
+      .then((uploadId) =>
+        s3.send(
+          prepareBody(
+            new UploadPartCommand({
+              Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length,
+              ...(checksum ?? { ChecksumAlgorithm: algorithm as 'CRC32' }),
+            }),
+            sha256Hex,
+          ),
+        ),
+      )
+      .then(
+        (res) => {
+          this.completed[partNumber - 1] = { PartNumber: partNumber, ETag: res.ETag, ...partChecksumOf(algorithm, res, checksum as { ChecksumSHA256?: string; ChecksumCRC32?: string } | undefined) };
+          // The SDK is done with the buffer (retries included): it can take a next part.
+          this.pool.push(buf);
+        },
+        (err: unknown) => this.fail(err),
+      )
+      .finally(() => {
+        this.inflight.delete(p);
+        const wake = this.wake;
+        this.wake = undefined;
+        wake?.();
+      });
+    this.inflight.add(p);
+  }
 
-  /** Sends the current part; waits while `queueSize` parts are in flight. */
-  const sendPart = async (): Promise<void> => {
-    uploadId ??= (
-      await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: opts.contentType, ...(algorithm === 'none' ? {} : { ChecksumAlgorithm: algorithm }) }))
-    ).UploadId;
-    if (!uploadId) throw new Error('CreateMultipartUpload returned no UploadId');
-    if (parts >= maxParts) throw new RangeError(`the dump outgrew the store's ${maxParts} parts of ${partSize} bytes: upload aborted`);
-    const { buf, body, sha256Hex, checksum } = seal();
-    const partNumber = ++parts;
-    const command = prepareBody(
-      new UploadPartCommand({
-        Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length,
-        ...(checksum ?? { ChecksumAlgorithm: algorithm as 'CRC32' }),
-      }),
-      sha256Hex,
-    );
-    const p: Promise<void> = s3.send(command).then(
-      (res) => {
-        completed[partNumber - 1] = { PartNumber: partNumber, ETag: res.ETag, ...partChecksumOf(algorithm, res, checksum) };
-        // The SDK is done with the buffer (retries included): it can take the next part.
-        pool.push(buf);
-      },
-      (err: unknown) => {
-        failure ??= err;
-      },
-    ).finally(() => inflight.delete(p));
-    inflight.add(p);
-    current = take();
-    fill = 0;
-    while (inflight.size >= queueSize && failure === undefined) await Promise.race(inflight);
-    if (failure !== undefined) throw failure;
-  };
-
-  try {
-    for await (const chunk of source) {
-      if (failure !== undefined) throw failure;
-      let off = 0;
-      while (off < chunk.length) {
-        const n = Math.min(partSize - fill, chunk.length - off);
-        chunk.copy(current, fill, off, off + n);
-        fill += n;
-        off += n;
-        if (fill === partSize) await sendPart();
-      }
-      bytes += chunk.length;
-    }
-    if (uploadId === undefined) {
+  /**
+   * The end of the stream: the last part and CompleteMultipartUpload, or for a stream shorter than
+   * one part a single PutObject. Throws CompleteFailedError when only the completion failed.
+   */
+  async finish(): Promise<MultipartResult> {
+    const { s3, bucket, key, partSize } = this.opts;
+    if (this.hasFailed) throw this.failure;
+    if (this.parts === 0) {
       // Shorter than one part: one PutObject, whose checksum is the whole object's SHA-256 (S3
       // keeps it) and doubles as the signed payload hash: one hash pass in all.
-      const body = current.subarray(0, fill);
-      const digest = whole.update(body).digest();
-      const checksum = algorithm === 'none' ? {} : { ChecksumAlgorithm: 'SHA256' as const, ChecksumSHA256: digest.toString('base64') };
+      const body = this.current.subarray(0, this.fill);
+      const digest = this.whole.update(body).digest();
+      const checksum = this.algorithm === 'none' ? {} : { ChecksumAlgorithm: 'SHA256' as const, ChecksumSHA256: digest.toString('base64') };
       const put = await s3.send(
         prepareBody(
-          new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length, ContentType: opts.contentType, ...ifNoneMatch, ...checksum }),
+          new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length, ContentType: this.opts.contentType, ...this.ifNoneMatch, ...checksum }),
           digest.toString('hex'),
         ),
       );
-      return { bytes, partSize, parts: 1, sha256: digest.toString('hex'), multipart: false, etag: put.ETag };
+      return { bytes: this.bytes, partSize, parts: 1, sha256: digest.toString('hex'), multipart: false, etag: put.ETag };
     }
-    if (fill > 0) await sendPart();
-    while (inflight.size > 0) await Promise.race(inflight);
-    if (failure !== undefined) throw failure;
-    const sha256 = whole.digest('hex');
+    if (this.fill > 0) this.sealAndSend(true);
+    while (this.inflight.size > 0) await Promise.race(this.inflight);
+    if (this.hasFailed) throw this.failure;
+    const sha256 = this.whole.digest('hex');
+    const result: MultipartResult = { bytes: this.bytes, partSize, parts: this.parts, sha256, multipart: true };
     let etag: string | undefined;
     try {
       etag = (await s3.send(
-        new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: completed }, ...ifNoneMatch }),
+        new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: this.uploadId, MultipartUpload: { Parts: this.completed }, ...this.ifNoneMatch }),
       )).ETag;
     } catch (err) {
       // S3 may have completed it and the answer was lost: the caller looks at the key, and needs
       // what a success would have returned.
-      throw new CompleteFailedError(err, { bytes, partSize, parts, sha256, multipart: true });
+      throw new CompleteFailedError(err, result);
     }
-    return { bytes, partSize, parts, sha256, multipart: true, etag };
-  } catch (err) {
-    // The parts in flight finish (or fail) first, as with lib-storage: the abort then finds no
-    // part being written.
-    await Promise.allSettled([...inflight]);
-    if (uploadId !== undefined) {
+    return { ...result, etag };
+  }
+
+  /**
+   * After a failure: the parts in flight finish (or fail) first, as with lib-storage, so that the
+   * abort finds no part being written; then the multipart upload (if one was created) is aborted.
+   */
+  async abort(reason?: unknown): Promise<void> {
+    this.fail(reason ?? new Error('upload aborted'));
+    this.wake?.();
+    await Promise.allSettled([...this.inflight, ...(this.creating ? [this.creating] : [])]);
+    if (this.uploadId !== undefined) {
       // Best effort: a failed abort leaves parts that the bucket's lifecycle rule removes.
-      await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => {});
+      await this.opts.s3.send(new AbortMultipartUploadCommand({ Bucket: this.opts.bucket, Key: this.opts.key, UploadId: this.uploadId })).catch(() => {});
     }
+  }
+}
+
+/**
+ * Uploads `source` to `key`. Resolves once the object is complete; rejects (after aborting the
+ * multipart upload) when the source errors or S3 fails.
+ */
+export async function uploadMultipart(source: AsyncIterable<Buffer>, opts: MultipartOptions): Promise<MultipartResult> {
+  const upload = new MultipartUpload(opts);
+  try {
+    for await (const chunk of source) await upload.write(chunk);
+    return await upload.finish();
+  } catch (err) {
+    await upload.abort(err);
     throw err;
   }
 }

@@ -16,8 +16,9 @@ import {
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { DumpError, dumpHint, PgS3BackupError, TimeBudgetError, UploadError, type Leftover, type ProcessOutcome } from '../errors.ts';
+import { outputStream, type DirectOutput } from '../pg/direct-output.ts';
 import { describeExit, type RunningTool } from '../pg/process.ts';
-import { CompleteFailedError, uploadMultipart, type MultipartResult, type PartChecksum } from './multipart.ts';
+import { CompleteFailedError, MultipartUpload, uploadMultipart, type MultipartOptions, type MultipartResult, type PartChecksum } from './multipart.ts';
 import { MAX_DUMP_BYTES, PART_CAP_HEADROOM, partSizeFor, PROFILE_CAPABILITIES, type StoreCapabilities } from '../store/capabilities.ts';
 import { encryptStream } from '../encryption.ts';
 import type { Readable } from 'node:stream';
@@ -96,9 +97,7 @@ export class DumpGate extends Transform {
     if (this.checkMagic && this.head.length < CUSTOM_FORMAT_MAGIC.length) {
       this.head = Buffer.concat([this.head, chunk.subarray(0, CUSTOM_FORMAT_MAGIC.length - this.head.length)]);
       if (!CUSTOM_FORMAT_MAGIC.subarray(0, this.head.length).equals(this.head)) {
-        cb(new DumpError(`pg_dump's output does not start with the custom-format signature PGDMP (got ${JSON.stringify(this.head.toString('latin1'))})`, {
-          hint: 'PG_DUMP_BIN must be pg_dump itself; the backup runs it with --format=custom.',
-        }));
+        cb(badMagic(this.head));
         return;
       }
     }
@@ -121,6 +120,118 @@ export class DumpGate extends Transform {
     if (!this.hash) throw new Error('DumpGate: built without hashing');
     return this.hash.digest('hex');
   }
+}
+
+/**
+ * The DumpGate's checks for a tool whose stdout is read straight into the part buffers
+ * (RunningTool.output, direct-output.ts): each read lands in the free end of the part being
+ * filled and is committed there (no copy, no chunk objects); reading pauses while every part slot
+ * is busy sending. It counts the bytes, checks the magic, and completes the upload only once
+ * `verdict` says the producer succeeded; otherwise the upload is aborted.
+ */
+export class DirectDumpReader {
+  bytes = 0;
+  private head = Buffer.alloc(0);
+  /** Reading is paused because every part slot is busy (S3 is the one not keeping up). */
+  waitingForUpload = false;
+  private stop: ((err: Error) => void) | undefined;
+  private stopped: Error | undefined;
+  constructor(
+    private readonly output: DirectOutput,
+    private readonly verdict: () => Promise<void>,
+    private readonly checkMagic = true,
+    private readonly onBytes?: (total: number) => void,
+    /** Hears of the failure first, before the upload is aborted (as the gate's 'error' event). */
+    private readonly onError?: (err: Error) => void,
+  ) {}
+
+  /** Stops reading and fails the upload with `err` (first call wins). */
+  destroy(err: Error): void {
+    this.stopped ??= err;
+    this.output.destroy();
+    this.stop?.(this.stopped);
+  }
+
+  /** Reads the tool's output to its end into a multipart upload; aborts the upload on any failure. */
+  async upload(opts: MultipartOptions): Promise<MultipartResult> {
+    const upload = new MultipartUpload(opts);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let done = false;
+        this.stop = (err) => {
+          if (!done) {
+            done = true;
+            this.onError?.(err);
+            reject(err);
+          }
+        };
+        if (this.stopped) return this.stop(this.stopped);
+        let region = upload.region();
+        this.output.start(
+          () => (region = upload.region()),
+          (n, buf) => {
+            if (done) return false;
+            try {
+              if (!this.headOk(buf.subarray(0, n))) return false;
+              let wait: Promise<void> | undefined;
+              if (buf === region) wait = upload.commit(n);
+              else {
+                // Only a read before the reader started lands elsewhere (a scratch buffer): copy it.
+                for (let off = 0; off < n && !wait; ) {
+                  const into = upload.region();
+                  const k = Math.min(into.length, n - off);
+                  buf.copy(into, 0, off, off + k);
+                  off += k;
+                  wait = upload.commit(k);
+                  if (wait && off < n) throw new Error('DirectDumpReader: a first read larger than a part');
+                }
+              }
+              this.bytes += n;
+              this.onBytes?.(this.bytes);
+              if (!wait) return true;
+              this.waitingForUpload = true;
+              wait.then(() => {
+                this.waitingForUpload = false;
+                if (!done) this.output.resume();
+              }, (err: unknown) => this.stop?.(err as Error));
+              return false;
+            } catch (err) {
+              this.stop?.(err as Error);
+              return false;
+            }
+          },
+        );
+        this.output.ended.then(() => this.verdict()).then(() => {
+          if (this.checkMagic && this.bytes < CUSTOM_FORMAT_MAGIC.length) {
+            throw new DumpError(`pg_dump exited 0 but wrote ${this.bytes} byte(s), not a dump`, { hint: 'Run PG_DUMP_BIN by hand to see what it does.' });
+          }
+          if (!done) {
+            done = true;
+            resolve();
+          }
+        }).catch((err: unknown) => this.stop?.(this.stopped ?? (err as Error)));
+      });
+      return await upload.finish();
+    } catch (err) {
+      await upload.abort(err);
+      throw err;
+    }
+  }
+
+  /** Checks the first bytes against the custom-format signature; false (and the upload failed) if they differ. */
+  private headOk(data: Buffer): boolean {
+    if (!this.checkMagic || this.head.length >= CUSTOM_FORMAT_MAGIC.length) return true;
+    this.head = Buffer.concat([this.head, data.subarray(0, CUSTOM_FORMAT_MAGIC.length - this.head.length)]);
+    if (CUSTOM_FORMAT_MAGIC.subarray(0, this.head.length).equals(this.head)) return true;
+    this.destroy(badMagic(this.head));
+    return false;
+  }
+}
+
+function badMagic(head: Buffer): DumpError {
+  return new DumpError(`pg_dump's output does not start with the custom-format signature PGDMP (got ${JSON.stringify(head.toString('latin1'))})`, {
+    hint: 'PG_DUMP_BIN must be pg_dump itself; the backup runs it with --format=custom.',
+  });
 }
 
 export interface StreamUploadOptions {
@@ -198,7 +309,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   let outcome: ProcessOutcome | undefined;
   let lastByteAt = started;
 
-  const gate = new DumpGate(async () => {
+  const verdict = async () => {
     outcome = await tool.finished;
     if (outcome.exitCode !== 0 || outcome.signal) {
       throw new DumpError(`${toolName} failed: ${describeExit(outcome.exitCode, outcome.signal, toolName)}${outcome.stderrTail.length ? `\n${outcome.stderrTail.join('\n')}` : ''}`, {
@@ -206,10 +317,17 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
         hint: dumpHint(outcome),
       });
     }
-  }, opts.checkMagic ?? true, (bytes) => {
+  };
+  const onBytes = (bytes: number) => {
     lastByteAt = now();
     opts.onProgress?.(bytes);
-  }, encrypting);
+  };
+  // Read straight into the part buffers when the tool was started that way (startToolDirect)
+  // and nothing transforms the bytes before the uploader; otherwise stdout goes through the gate,
+  // a stream (encryption reads the gate).
+  const direct = tool.output && !encrypting ? new DirectDumpReader(tool.output, verdict, opts.checkMagic ?? true, onBytes, (err) => fail(err)) : undefined;
+  const gate = direct ? undefined : new DumpGate(verdict, opts.checkMagic ?? true, onBytes, encrypting);
+  const bytesSoFar = () => direct?.bytes ?? gate?.bytes ?? 0;
 
   /**
    * Whether the bytes stopped because S3 stopped taking them: pg_dump has said everything, or the
@@ -218,7 +336,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
    */
   let toolExited = false;
   void tool.finished.then(() => (toolExited = true), () => {});
-  const s3Blocked = () => toolExited || gate.writableNeedDrain || gate.readableLength >= gate.readableHighWaterMark;
+  const s3Blocked = () => toolExited || (direct ? direct.waitingForUpload : gate!.writableNeedDrain || gate!.readableLength >= gate!.readableHighWaterMark);
 
   // Every request of this upload can be cancelled at once: a failure must not wait for parts in
   // flight to a black-holed endpoint.
@@ -231,23 +349,28 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
     tool.child.kill('SIGTERM');
     // Closing our end of the pipe makes any writer still holding it (a wrapper's child) die of SIGPIPE.
     tool.child.stdout?.destroy();
+    tool.output?.destroy();
     // pg_dump ends on SIGTERM; anything that ignores it is killed outright.
     killTimer = setTimeout(() => tool.child.kill('SIGKILL'), 5000);
     killTimer.unref();
     local.abort(err);
-    gate.destroy(err);
+    direct?.destroy(err);
+    gate?.destroy(err);
     encrypted?.destroy(err);
   };
   tool.finished.catch((err: Error) => fail(err));
-  gate.on('error', (err) => fail(err));
-  tool.child.stdout!.on('error', (err) => fail(err));
-  tool.child.stdout!.pipe(gate);
+  if (gate) {
+    const stdout = tool.child.stdout ?? (tool.output ? outputStream(tool.output) : undefined);
+    gate.on('error', (err) => fail(err));
+    stdout!.on('error', (err) => fail(err));
+    stdout!.pipe(gate);
+  }
 
   const onAbort = () => {
     const reason = opts.signal?.reason as unknown;
     const elapsedMs = now() - started;
     if (reason instanceof TimeBudgetError) {
-      fail(budgetExhausted({ bytes: gate.bytes, elapsedMs, idleMs: now() - lastByteAt, s3Blocked: s3Blocked(), toolName }));
+      fail(budgetExhausted({ bytes: bytesSoFar(), elapsedMs, idleMs: now() - lastByteAt, s3Blocked: s3Blocked(), toolName }));
     } else {
       fail(reason instanceof Error ? reason : new Error(String(reason)));
     }
@@ -264,7 +387,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
       // Once pg_dump has exited, only CompleteMultipartUpload is left: the request timeouts bound it.
       if (outcome || failure) return;
       const idle = now() - lastByteAt;
-      if (idle >= stallMs) fail(stallError({ idleMs: idle, bytes: gate.bytes, s3Blocked: s3Blocked(), toolName }));
+      if (idle >= stallMs) fail(stallError({ idleMs: idle, bytes: bytesSoFar(), s3Blocked: s3Blocked(), toolName }));
     }, Math.max(100, Math.min(1000, Math.floor(stallMs / 4))));
     watchdog.unref();
   }
@@ -303,10 +426,10 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   let completeFailed: CompleteFailedError | undefined;
   try {
     if (encrypting) {
-      encrypted = await encryptStream(gate, opts.encryptTo!);
+      encrypted = await encryptStream(gate!, opts.encryptTo!);
       encrypted.on('error', (err) => fail(err));
     }
-    uploaded = await uploadMultipart(encrypted ?? gate, {
+    const multipart: MultipartOptions = {
       s3: client,
       bucket: opts.bucket,
       key: opts.key,
@@ -316,7 +439,8 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
       partChecksum: opts.partChecksum,
       maxParts: opts.maxParts,
       conditional: opts.conditional,
-    });
+    };
+    uploaded = direct ? await direct.upload(multipart) : await uploadMultipart(encrypted ?? gate!, multipart);
   } catch (err) {
     if (!failure && err instanceof CompleteFailedError) {
       // CompleteMultipartUpload failed as far as we know; S3 may have completed it anyway (the
@@ -351,7 +475,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
         bytes: completeFailed.result.bytes,
         error: completeFailed.message,
       });
-      return { bytes: encrypting ? completeFailed.result.bytes : gate.bytes, sha256: completeFailed.result.sha256, parts: completeFailed.result.parts, outcome: outcome ?? finalOutcome!, plaintext: plaintextOf(gate, encrypting) };
+      return { bytes: encrypting ? completeFailed.result.bytes : bytesSoFar(), sha256: completeFailed.result.sha256, parts: completeFailed.result.parts, outcome: outcome ?? finalOutcome!, plaintext: plaintextOf(gate, encrypting) };
     }
     if (!failure) {
       const cause = completeFailed?.cause ?? completeFailed;
@@ -360,11 +484,11 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
     if (cleanup.leftover && failure instanceof PgS3BackupError) failure.leftover = cleanup.leftover;
     throw failure;
   }
-  return { bytes: encrypting ? uploaded.bytes : gate.bytes, sha256: uploaded.sha256, parts: uploaded.parts, outcome: outcome ?? finalOutcome!, etag: uploaded.etag, plaintext: plaintextOf(gate, encrypting) };
+  return { bytes: encrypting ? uploaded.bytes : bytesSoFar(), sha256: uploaded.sha256, parts: uploaded.parts, outcome: outcome ?? finalOutcome!, etag: uploaded.etag, plaintext: plaintextOf(gate, encrypting) };
 }
 
-function plaintextOf(gate: DumpGate, encrypting: boolean): StreamUploadResult['plaintext'] {
-  return encrypting ? { bytes: gate.bytes, sha256: gate.digest() } : undefined;
+function plaintextOf(gate: DumpGate | undefined, encrypting: boolean): StreamUploadResult['plaintext'] {
+  return encrypting && gate ? { bytes: gate.bytes, sha256: gate.digest() } : undefined;
 }
 
 interface CleanUpRequest {

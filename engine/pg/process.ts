@@ -5,6 +5,9 @@
  */
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { DumpError, RestoreError, type ProcessOutcome } from '../errors.ts';
+import { openDirectChannel, type DirectChannel, type DirectOutput } from './direct-output.ts';
+
+export { openDirectChannel };
 import type { PgTool, SpawnCommand } from './tools.ts';
 
 export type { ProcessOutcome };
@@ -88,6 +91,8 @@ export class TailBuffer {
 
 export interface RunningTool {
   readonly child: ChildProcess;
+  /** stdout read straight into the reader's buffers (startToolDirect); `child.stdout` is then null. */
+  readonly output?: DirectOutput | undefined;
   readonly stderr: TailBuffer;
   /** Resolves when the process has exited and its pipes are closed; rejects if it could not start. */
   readonly finished: Promise<ProcessOutcome>;
@@ -109,13 +114,51 @@ export interface StartToolOptions {
    * outlive the CLI) and the signal's reason is thrown.
    */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * startTool only: the tool's stdout is this channel's child end (openDirectChannel), read
+   * straight into the reader's buffers through `RunningTool.output`; `child.stdout` is then null.
+   * Opened beforehand (it is asynchronous) so that the spawn itself stays synchronous.
+   */
+  readonly stdout?: DirectChannel | undefined;
 }
 
 /** Spawns a client tool (no shell) with stdout piped and the stderr tail kept. */
 export function startTool(spawn: SpawnFn, command: SpawnCommand, toolArgs: readonly string[], options: StartToolOptions): RunningTool {
+  const channel = options.stdout;
+  let child: ChildProcess;
+  try {
+    child = spawnWithStdout(spawn, command, toolArgs, options.env, channel);
+  } catch (err) {
+    channel?.output.destroy();
+    throw err;
+  }
+  if (!channel) return watchTool(child, command, options);
+  // A child that could not start leaves nothing to read.
+  child.once('error', () => channel.output.destroy());
+  return { ...watchTool(child, command, options), output: channel.output };
+}
+
+function spawnWithStdout(spawn: SpawnFn, command: SpawnCommand, toolArgs: readonly string[], env: Record<string, string>, channel: DirectChannel | undefined): ChildProcess {
+  try {
+    return spawn(command.file, [...command.args, ...toolArgs], { env, stdio: ['ignore', channel?.childEnd ?? 'pipe', 'pipe'], shell: false });
+  } finally {
+    // The child has its own copy: ours must go, or the reader would never see the end.
+    channel?.childEnd.destroy();
+  }
+}
+
+/**
+ * startTool with stdout read straight into the reader's buffers (direct-output.ts: no 64 KiB
+ * allocation per read, no stream machinery): `output` is set and `child.stdout` is null. Falls
+ * back to a plain pipe (`output` unset) when the channel cannot be opened.
+ */
+export async function startToolDirect(spawn: SpawnFn, command: SpawnCommand, toolArgs: readonly string[], options: StartToolOptions): Promise<RunningTool> {
+  return startTool(spawn, command, toolArgs, { ...options, stdout: await openDirectChannel() });
+}
+
+function watchTool(child: ChildProcess, command: SpawnCommand, options: StartToolOptions): RunningTool {
   const redact = options.redact ?? ((s: string) => s);
   const tool = options.tool ?? 'pg_dump';
-  const child = spawn(command.file, [...command.args, ...toolArgs], { env: options.env, stdio: ['ignore', 'pipe', 'pipe'], shell: false });
   const stderr = new TailBuffer(options.stderrLines ?? 20, 500, options.onStderrLine);
   child.stderr?.on('data', (c: Buffer) => stderr.push(c));
   const finished = new Promise<ProcessOutcome>((resolve, reject) => {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNullS3, type NullS3 } from '../../../bench/null-s3.ts';
 import { streamToS3 } from '../../../engine/backup/stream-upload.ts';
-import { startTool, type SpawnFn } from '../../../engine/pg/process.ts';
+import { startTool, startToolDirect, type SpawnFn } from '../../../engine/pg/process.ts';
 
 const MiB = 1024 * 1024;
 
@@ -134,5 +134,62 @@ describe('streamToS3 over HTTPS (null endpoint, checksums verified)', () => {
     const ups = await s3.send(new ListMultipartUploadsCommand({ Bucket: 'b', Prefix: 'kept/partial' }));
     expect(ups.Uploads ?? []).toHaveLength(0);
     await expect(s3.send(new HeadObjectCommand({ Bucket: 'b', Key: 'kept/partial.dump' }))).rejects.toMatchObject({ name: 'NotFound' });
+  });
+
+  describe('stdout read straight into the part buffers (startToolDirect, as the engine starts pg_dump)', () => {
+    const catDirect = (path: string) => startToolDirect(spawn as SpawnFn, { file: 'cat', args: [] }, [path], { env });
+
+    it('copies no chunk: every read lands in the part being filled, pausing while the one slot is busy', async () => {
+      const { path, data } = dumpFile('direct.dump', 4 * 5 * MiB + 4321);
+      const tool = await catDirect(path);
+      expect(tool.child.stdout).toBeNull();
+      expect(tool.output).toBeDefined();
+      const proto = Buffer.prototype as { copy: (...a: unknown[]) => number };
+      const original = proto.copy;
+      let copied = 0;
+      proto.copy = function (this: Buffer, ...a: unknown[]) {
+        const n = original.apply(this, a);
+        copied += n;
+        return n;
+      };
+      let res;
+      try {
+        res = await streamToS3({ s3, bucket: 'b', key: 'kept/direct.dump', tool, partSize: 5 * MiB, queueSize: 1 });
+      } finally {
+        proto.copy = original;
+      }
+      expect(res.bytes).toBe(data.length);
+      expect(res.parts).toBe(5);
+      expect(res.sha256).toBe(createHash('sha256').update(data).digest('hex'));
+      // At most the first read (before the reader took over) is copied; the pipe path copies it all.
+      expect(copied).toBeLessThanOrEqual(64 * 1024);
+      const got = await s3.send(new GetObjectCommand({ Bucket: 'b', Key: 'kept/direct.dump' }));
+      expect(Buffer.from(await got.Body!.transformToByteArray()).equals(data)).toBe(true);
+    });
+
+    it('sends a small dump in one PutObject', async () => {
+      const { path, data } = dumpFile('direct-small.dump', 3000);
+      const res = await streamToS3({ s3, bucket: 'b', key: 'kept/direct-small.dump', tool: await catDirect(path), partSize: 5 * MiB });
+      expect(res).toMatchObject({ bytes: data.length, parts: 1, sha256: createHash('sha256').update(data).digest('hex') });
+    });
+
+    it('aborts the multipart upload when the producer fails after some parts went up', async () => {
+      const { path } = dumpFile('direct-partial.dump', 12 * MiB);
+      const tool = await startToolDirect(spawn as SpawnFn, { file: 'sh', args: [] }, ['-c', `cat "${path}"; exit 3`], { env });
+      await expect(streamToS3({ s3, bucket: 'b', key: 'kept/direct-partial.dump', tool, partSize: 5 * MiB })).rejects.toMatchObject({ stage: 'dump' });
+      const ups = await s3.send(new ListMultipartUploadsCommand({ Bucket: 'b', Prefix: 'kept/direct-partial' }));
+      expect(ups.Uploads ?? []).toHaveLength(0);
+      await expect(s3.send(new HeadObjectCommand({ Bucket: 'b', Key: 'kept/direct-partial.dump' }))).rejects.toMatchObject({ name: 'NotFound' });
+    });
+
+    it('stops the tool and uploads nothing when the output is not a custom-format dump', async () => {
+      const path = join(dir, 'not-a-dump.sql');
+      writeFileSync(path, Buffer.alloc(6 * MiB, 'x'));
+      const tool = await catDirect(path);
+      await expect(streamToS3({ s3, bucket: 'b', key: 'kept/not-a-dump', tool, partSize: 5 * MiB })).rejects.toThrow(/custom-format signature PGDMP \(got "xxxxx"\)/);
+      const ups = await s3.send(new ListMultipartUploadsCommand({ Bucket: 'b', Prefix: 'kept/not-a-dump' }));
+      expect(ups.Uploads ?? []).toHaveLength(0);
+      await expect(s3.send(new HeadObjectCommand({ Bucket: 'b', Key: 'kept/not-a-dump' }))).rejects.toMatchObject({ name: 'NotFound' });
+    });
   });
 });
