@@ -32,6 +32,8 @@ export interface ListedBackup {
   readonly pgDumpVersion: string | null;
   readonly serverVersion: string | null;
   readonly reason: string | null;
+  /** Encrypted with age (ENCRYPT_RECIPIENTS): its recipients' fingerprints; null when not encrypted or incomplete. */
+  readonly encryption: { readonly format: 'age'; readonly recipients: readonly string[] } | null;
 }
 
 interface ListOpts {
@@ -62,7 +64,7 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
   const store = ctx.store();
   const databases = opts.database !== undefined ? [opts.database] : await listDatabases(store);
   const rows: ListedBackup[] = [];
-  const none = { sha256: null, durationMs: null, compression: null, pgDumpVersion: null, serverVersion: null, reason: null } as const;
+  const none = { sha256: null, durationMs: null, compression: null, pgDumpVersion: null, serverVersion: null, reason: null, encryption: null } as const;
   for (const database of databases) {
     const dbRows: (ListedBackup & { order: number })[] = [];
     const listing = await listBackups(store, database);
@@ -71,7 +73,7 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
       dbRows.push({
         database, key: b.key, startedAt: m.startedAt, storedAt: iso(b.storedAt), clockSkewSeconds: seconds(clockSkewMs(b, m)), bytes: b.bytes, sha256: m.sha256,
         complete: true, problem: null, durationMs: m.durationMs, compression: m.compression, pgDumpVersion: m.pgDumpVersion, serverVersion: m.serverVersion,
-        reason: m.reason, order: b.storedAt?.getTime() ?? 0,
+        reason: m.reason, encryption: m.encryption ?? null, order: b.storedAt?.getTime() ?? 0,
       });
     }
     for (const b of unreadable) {
@@ -100,6 +102,8 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
 
 function note(r: ListedBackup): string {
   const notes: string[] = [];
+  // A restore of it needs an identity of one of these recipients.
+  if (r.encryption) notes.push(`ENCRYPTED (age, recipients ${r.encryption.recipients.join(', ')})`);
   if (r.clockSkewSeconds !== null) notes.push(`CLOCK SKEW ${r.clockSkewSeconds > 0 ? '+' : ''}${formatSeconds(r.clockSkewSeconds)} (stored ${r.storedAt ?? '?'})`);
   return notes.join('; ');
 }

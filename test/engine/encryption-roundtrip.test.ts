@@ -121,6 +121,16 @@ describe('backup', () => {
     expect((await decrypt(await getBytes(globals[0]!))).toString()).toMatch(/PostgreSQL database cluster dump/);
   });
 
+  it('list says which backups are encrypted, and to which recipients', async () => {
+    const json = await runCli(['list', '--database', 'app', '--json'], svc.env);
+    expect(json.code, json.stderr).toBe(0);
+    const rows = JSON.parse(json.stdout) as { key: string; encryption: unknown }[];
+    expect(rows.find((r) => r.key === key)?.encryption).toEqual(manifest.encryption);
+    const text = await runCli(['list', '--database', 'app'], svc.env);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain(`ENCRYPTED (age, recipients ${recipientFingerprint(recipient)}, ${recipientFingerprint(second)})`);
+  });
+
   it('fails closed when pg_dump fails after 20 MiB: age\'s final chunk is never written, the upload is aborted, nothing lands', async () => {
     // Three 8 MiB parts' worth: parts were uploaded before the failure.
     const pgDump = writeFakePgDump(dir, "printf PGDMP; head -c 20971520 /dev/urandom; echo 'pg_dump: error: connection lost' >&2; exit 1");
