@@ -96,6 +96,7 @@ describe('run, list, prune', () => {
         pgDumpVersion: expect.stringMatching(/^18\./),
         serverVersion: expect.stringMatching(/^18\./),
         reason: expect.any(String),
+        encryption: null,
       });
     }
     expect(String(rows[0]!.startedAt) > String(rows[1]!.startedAt)).toBe(true);
