@@ -13,7 +13,6 @@ import { createDeps } from '../engine/deps.ts';
 import { PgS3BackupError } from '../engine/errors.ts';
 import { pingHeartbeat } from '../engine/heartbeat.ts';
 import { formatFailure, publish, subjectText, SUBJECT_PREFIX, type Message } from '../engine/notify.ts';
-import { noMetrics } from '../engine/observability.ts';
 import type { CliContext } from './context.ts';
 import { EXIT, ExitCode } from './options.ts';
 
@@ -31,11 +30,11 @@ export async function deliverFailure(ctx: CliContext, message: Message): Promise
   let alerted: boolean | null = null;
   if (channels.alertTopicArn) {
     // Not ctx.deps(): that needs a configuration that loads, and this may be reporting that it does not.
-    const deps = createDeps({ forcePathStyle: false }, { log: ctx.log, metrics: noMetrics });
-    alerted = await publish(deps.sns, channels.alertTopicArn, text, ctx.log);
+    const deps = createDeps({ forcePathStyle: false }, { events: ctx.events });
+    alerted = await publish(deps.sns, channels.alertTopicArn, text, ctx.events);
   }
   const pinged = channels.heartbeatUrl
-    ? await pingHeartbeat(channels.heartbeatUrl, 'fail', { timeoutMs: channels.heartbeatTimeoutMs, log: ctx.log, body: `${text.subject}\n\n${text.body}` })
+    ? await pingHeartbeat(channels.heartbeatUrl, 'fail', { timeoutMs: channels.heartbeatTimeoutMs, events: ctx.events, body: `${text.subject}\n\n${text.body}` })
     : null;
   return { alerted, pinged };
 }

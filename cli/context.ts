@@ -11,11 +11,12 @@ import { storeFor } from '../engine/backup/backup.ts';
 import { loadConfig, type Config, type Env } from '../engine/config.ts';
 import { createDeps, type Deps } from '../engine/deps.ts';
 import { UsageError, PgS3BackupError } from '../engine/errors.ts';
-import { noMetrics, type Log, type LogAttributes } from '../engine/observability.ts';
+import type { EventSink } from '../engine/events.ts';
 import { parseTargetUrl, withConnectionDefaults, type PgConnection } from '../engine/pg/connection.ts';
 import { resolvePgTool } from '../engine/pg/tools.ts';
 import { latestBackup, listDatabases, openDump, readManifest, type S3Store } from '../engine/store/s3-store.ts';
 import type { BackupSource, RestoreDeps } from '../engine/restore/deps.ts';
+import { cliEvents } from './events.ts';
 import { Output, type Stream } from './output.ts';
 import { loadIdentities, type IdentitySource } from '../engine/encryption.ts';
 import { LOCAL_PG_TOOLS } from './pg-tool.ts';
@@ -35,6 +36,8 @@ export interface CliIo {
 
 export class CliContext {
   readonly out: Output;
+  /** Where the engine reports: the CLI's lines (cli/events.ts). */
+  readonly events: EventSink;
   readonly env: Env;
   readonly now: () => number;
   private config: Config | undefined;
@@ -52,6 +55,7 @@ export class CliContext {
     this.now = io.now ?? Date.now;
     this.out = new Output({ stdout: io.stdout, stderr: io.stderr, tty: io.stdout.isTTY === true, now: this.now });
     this.out.addSecret(passwordOf(io.env.DATABASE_URL));
+    this.events = cliEvents(this.out);
   }
 
   /**
@@ -66,34 +70,18 @@ export class CliContext {
 
   /**
    * The engine's dependencies (real AWS clients honouring AWS_ENDPOINT_URL*), with the engine's
-   * log events shown as CLI progress and no EMF metrics (they are for CloudWatch, not a terminal).
+   * events shown as CLI progress and JSON lines (cli/events.ts); no Powertools logs or EMF metrics
+   * (they are for CloudWatch, not a terminal).
    */
   deps(options: { readonly needsCredentials: boolean } = { needsCredentials: false }): Deps {
-    this.depsValue ??= createDeps(this.cfg(options), { log: this.log, metrics: noMetrics, onDumpProgress: this.dumpProgress, pgTools: LOCAL_PG_TOOLS });
+    this.depsValue ??= createDeps(this.cfg(options), { events: this.events, pgTools: LOCAL_PG_TOOLS });
     return this.depsValue;
   }
-
-  private lastDumpProgress = 0;
-  /** pg_dump's bytes as they stream, at most five redraws a second (the engine calls per chunk). */
-  private readonly dumpProgress = (p: { readonly database: string; readonly key: string; readonly bytes: number }): void => {
-    const t = Date.now();
-    if (t - this.lastDumpProgress < 200) return;
-    this.lastDumpProgress = t;
-    // No total: a dump's size is known only when it ends, so a rate but no time left.
-    this.out.progress({ event: 'dump', database: p.database, key: p.key, bytes: p.bytes, streaming: true });
-  };
 
   store(): S3Store {
     return storeFor(this.cfg({ needsCredentials: false }), this.deps());
   }
 
-  /** The engine's structured log, as CLI events (debug is left out). */
-  readonly log: Log = {
-    debug: () => {},
-    info: (message: string, attributes?: LogAttributes) => this.out.progress({ ...attributes, event: message }),
-    warn: (message: string, attributes?: LogAttributes) => this.out.progress({ ...attributes, event: message, level: 'warn' }),
-    error: (message: string, attributes?: LogAttributes) => this.out.progress({ ...attributes, event: message, level: 'error' }),
-  };
 
   /** A `postgresql://` URL option: parsed, its password registered for redaction, PGPASSWORD as fallback. */
   target(url: string, option: string): PgConnection {
@@ -133,7 +121,7 @@ export class CliContext {
       pgRestore: resolvePgTool('pg_restore', { ...LOCAL_PG_TOOLS, pgDumpBin: this.env.PG_DUMP_BIN?.trim() || undefined }),
       tempDir: tempDir ?? tmpdir(),
       now: this.now,
-      onProgress: this.out.progress,
+      events: this.events,
       env: this.env,
       signal: this.signal,
     };

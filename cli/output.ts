@@ -4,8 +4,17 @@
  *    (a pipe, a file, cron) gets one JSON object per line per event, the result last;
  *  - every secret the CLI was given (passwords in URLs) is scrubbed from every line written.
  */
-import type { ProgressEvent } from '../engine/restore/deps.ts';
 import { redact } from '../engine/observability.ts';
+
+/** What the CLI draws: an engine event (cli/events.ts adapts them) or the CLI's own. */
+export interface ProgressEvent {
+  readonly event: string;
+  /** Bytes done so far, for events that move (`download`, `dump`). */
+  readonly bytes?: number;
+  /** Bytes expected in total, when known. */
+  readonly total?: number;
+  readonly [detail: string]: unknown;
+}
 
 export interface Stream {
   write(text: string): unknown;

@@ -26,16 +26,16 @@ export function registerPrune(program: Command, ctx: CliContext): void {
       const databases = opts.database ?? (await listDatabases(store));
       const results: PruneResult[] = [];
       for (const database of databases) {
-        results.push(await pruneDatabase(store, database, { retentionCount: config.retentionCount, gfs: config.gfs, now: new Date(ctx.now()), dryRun: opts.dryRun, log: ctx.log }));
+        results.push(await pruneDatabase(store, database, { retentionCount: config.retentionCount, gfs: config.gfs, now: new Date(ctx.now()), dryRun: opts.dryRun, events: ctx.events }));
       }
       // The globals files (BACKUP_GLOBALS) follow the same retention as run applies to them.
       if (!opts.database) {
-        const globals = await pruneGlobals(store, { retentionCount: config.retentionCount, gfs: config.gfs, now: new Date(ctx.now()), dryRun: opts.dryRun, log: ctx.log });
+        const globals = await pruneGlobals(store, { retentionCount: config.retentionCount, gfs: config.gfs, now: new Date(ctx.now()), dryRun: opts.dryRun, events: ctx.events });
         if (globals.kept.length + globals.deleted.length > 0) results.push(globals);
       }
       // Multipart uploads nobody will complete (an abort that failed, a killed process): the whole
       // prefix, whatever the databases asked for, since their keys are not backups of anyone.
-      const uploads = await abortStaleUploads(store, { minAgeMs: config.staleUploadAgeMs, dryRun: opts.dryRun, log: ctx.log });
+      const uploads = await abortStaleUploads(store, { minAgeMs: config.staleUploadAgeMs, dryRun: opts.dryRun, events: ctx.events });
       const summary = { retentionCount: config.retentionCount, gfs: config.gfs, dryRun: opts.dryRun === true, databases: results, staleUploads: uploads };
       ctx.out.result(summary, describePrune(summary));
     });

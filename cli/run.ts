@@ -38,7 +38,7 @@ export function registerRun(program: Command, ctx: CliContext): void {
         // Before the result, which stays the last line of the output.
         await pingHeartbeat(config.heartbeatUrl, result.status === 'succeeded' ? 'success' : 'fail', {
           timeoutMs: config.heartbeatTimeoutMs,
-          log: ctx.log,
+          events: ctx.events,
           body: ctx.out.redact(describeRun(result)),
         });
       }

@@ -49,7 +49,7 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       if (opts.alert) {
         const config = ctx.cfg({ needsCredentials: false });
         const subject = subjectText(`${SUBJECT_PREFIX} restore drill ${report.status === 'ok' ? 'OK' : 'FAILED'}: ${report.database ?? report.key}`);
-        const sent = await publish(ctx.deps().sns, config.alertTopicArn, { subject, body: JSON.stringify(report, null, 2) }, ctx.log);
+        const sent = await publish(ctx.deps().sns, config.alertTopicArn, { subject, body: JSON.stringify(report, null, 2) }, ctx.events);
         if (!sent) throw new PgS3BackupError('config', 'the report could not be published', { hint: 'Set ALERT_TOPIC_ARN and check sns:Publish on it (the messages above say why).' });
       }
       if (report.status !== 'ok') throw new ExitCode(EXIT.failure);

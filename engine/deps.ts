@@ -1,5 +1,6 @@
 /**
- * Side effects, injected: AWS clients, process spawning, the clock, logs and metrics. Real
+ * Side effects, injected: AWS clients, process spawning, the clock, and the sink of the engine's
+ * events (logs and metrics in Lambda, progress lines in the CLI). Real
  * ones come from `createDeps`; tests pass their own pieces through `overrides`.
  * AWS endpoints come only from the SDK's standard variables (AWS_ENDPOINT_URL,
  * AWS_ENDPOINT_URL_S3, …) and the region from AWS_REGION.
@@ -11,7 +12,8 @@ import { SNSClient } from '@aws-sdk/client-sns';
 import { spawn } from 'node:child_process';
 import { DEFAULTS, type AwsTimeouts, type Config } from './config.ts';
 import { PROFILE_CAPABILITIES, type StorageProfileSetting } from './store/capabilities.ts';
-import { createLogger, createMetrics, type Log, type MetricsSink } from './observability.ts';
+import type { EventSink } from './events.ts';
+import { createLogger, createMetrics, powertoolsEvents, type Log, type MetricsSink } from './observability.ts';
 import { queryServerInfo, type ServerInfo } from './pg/client.ts';
 import type { PgConnection } from './pg/connection.ts';
 import type { SpawnFn } from './pg/process.ts';
@@ -24,8 +26,8 @@ export interface Deps {
   readonly spawn: SpawnFn;
   /** Timestamps for keys and manifests (durations and the time budget use the real clock). */
   readonly now: () => Date;
-  readonly log: Log;
-  readonly metrics: MetricsSink;
+  /** Everything the engine reports (engine/events.ts): Powertools logs and metrics by default, the CLI's lines in the CLI. */
+  readonly events: EventSink;
   /** Connects and reads the server version (node-postgres). */
   readonly serverInfo: (conn: PgConnection) => Promise<ServerInfo>;
   /** Where the client tools are besides PG_DUMP_BIN (default: the layer at /opt; the CLI adds the repository's layer and PATH). */
@@ -36,9 +38,13 @@ export interface Deps {
   readonly partSize?: number | undefined;
   /** Parts uploaded at once (default 2). */
   readonly queueSize?: number | undefined;
-  /** Bytes of one database's dump streamed so far (the CLI draws progress from it). */
-  readonly onDumpProgress?: ((progress: { readonly database: string; readonly key: string; readonly bytes: number }) => void) | undefined;
 }
+
+/**
+ * What callers may replace. `log` and `metrics` are the Powertools adapter's outputs (tests capture
+ * them); `events` replaces the adapter altogether (the CLI).
+ */
+export type DepsOverrides = Partial<Deps> & { readonly log?: Log | undefined; readonly metrics?: MetricsSink | undefined };
 
 /** The documented defaults, for callers that have no configuration. */
 export const DEFAULT_AWS_TIMEOUTS: AwsTimeouts = {
@@ -76,7 +82,7 @@ export function s3ChecksumOptions(profile: StorageProfileSetting | undefined): {
   return profile !== undefined && profile !== 'auto' && !PROFILE_CAPABILITIES[profile].checksumSha256 ? { requestChecksumCalculation: 'WHEN_REQUIRED' } : {};
 }
 
-export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<Pick<Config, 'aws' | 'storageProfile'>>, overrides: Partial<Deps> = {}): Deps {
+export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<Pick<Config, 'aws' | 'storageProfile'>>, overrides: DepsOverrides = {}): Deps {
   const aws = awsClientOptions(config.aws ?? DEFAULT_AWS_TIMEOUTS);
   return {
     s3: overrides.s3 ?? new S3Client({ forcePathStyle: config.forcePathStyle, ...aws, ...s3ChecksumOptions(config.storageProfile) }),
@@ -84,13 +90,11 @@ export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<Pick
     sns: overrides.sns ?? new SNSClient(aws),
     spawn: overrides.spawn ?? (spawn as SpawnFn),
     now: overrides.now ?? (() => new Date()),
-    log: overrides.log ?? createLogger(),
-    metrics: overrides.metrics ?? createMetrics(),
+    events: overrides.events ?? powertoolsEvents(overrides.log ?? createLogger(), overrides.metrics ?? createMetrics()),
     serverInfo: overrides.serverInfo ?? queryServerInfo,
     pgTools: overrides.pgTools,
     listDatabases: overrides.listDatabases ?? listServerDatabases,
     partSize: overrides.partSize,
     queueSize: overrides.queueSize,
-    onDumpProgress: overrides.onDumpProgress,
   };
 }

@@ -5,7 +5,7 @@
  * line removed, a run that never started. A ping never throws and never holds a run longer than
  * its timeout; its URL is a capability (whoever has it can ping), so only its origin is logged.
  */
-import type { Log } from './observability.ts';
+import type { EventSink } from './events.ts';
 
 export type HeartbeatOutcome = 'success' | 'fail';
 
@@ -20,7 +20,7 @@ const MAX_BODY = 10_000;
 
 export interface PingOptions {
   readonly timeoutMs: number;
-  readonly log: Log;
+  readonly events: EventSink;
   /** A short text the service shows beside the ping (a run summary: no secrets). */
   readonly body?: string | undefined;
   readonly fetch?: typeof fetch;
@@ -41,15 +41,15 @@ export async function pingHeartbeat(base: string, outcome: HeartbeatOutcome, opt
     // The body is not needed; reading it frees the connection.
     await res.arrayBuffer().catch(() => undefined);
     if (!res.ok) {
-      options.log.warn('heartbeat ping refused', { stage: 'notify', outcome, heartbeat: origin, status: res.status });
+      options.events({ event: 'heartbeat ping refused', stage: 'notify', outcome, heartbeat: origin, status: res.status });
       return false;
     }
-    options.log.info('heartbeat sent', { stage: 'notify', outcome, heartbeat: origin });
+    options.events({ event: 'heartbeat sent', stage: 'notify', outcome, heartbeat: origin });
     return true;
   } catch (err) {
     const e = err as Error;
     const why = e.name === 'TimeoutError' ? `no answer within ${Math.round(options.timeoutMs / 1000)} s (HEARTBEAT_TIMEOUT_SECONDS)` : `${e.name}: ${e.message}`;
-    options.log.warn('heartbeat ping failed', { stage: 'notify', outcome, heartbeat: origin, error: why });
+    options.events({ event: 'heartbeat ping failed', stage: 'notify', outcome, heartbeat: origin, error: why });
     return false;
   }
 }

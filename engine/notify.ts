@@ -5,7 +5,7 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { DEFAULTS } from './config.ts';
 import { PgS3BackupError, type Stage } from './errors.ts';
-import type { Log } from './observability.ts';
+import type { EventSink } from './events.ts';
 import { describeExit } from './pg/process.ts';
 
 export const SUBJECT_PREFIX = '[pg-s3-backup]';
@@ -136,16 +136,17 @@ export function formatSuccess(
  * Bounded by `timeoutMs` (ALERT_TIMEOUT_SECONDS, every attempt included): a black-holed SNS
  * endpoint costs one alert, never the run, so the next database is still backed up.
  */
-export async function publish(sns: SNSClient, topicArn: string | undefined, message: Message, log: Log, timeoutMs: number = DEFAULTS.alertTimeoutSeconds * 1000): Promise<boolean> {
+export async function publish(sns: SNSClient, topicArn: string | undefined, message: Message, events: EventSink, timeoutMs: number = DEFAULTS.alertTimeoutSeconds * 1000): Promise<boolean> {
   if (!topicArn) {
-    log.warn('no ALERT_TOPIC_ARN: alert only logged', { subject: message.subject, alert: message.body });
+    events({ event: 'no ALERT_TOPIC_ARN: alert only logged', subject: message.subject, alert: message.body });
     return false;
   }
   try {
     await sns.send(new PublishCommand({ TopicArn: topicArn, Subject: message.subject, Message: message.body }), { abortSignal: AbortSignal.timeout(timeoutMs) });
     return true;
   } catch (err) {
-    log.error('could not publish to SNS', {
+    events({
+      event: 'could not publish to SNS',
       stage: 'notify',
       topicArn,
       subject: message.subject,

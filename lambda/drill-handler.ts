@@ -9,7 +9,7 @@
 import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { loadConfig, type Config, type Env } from '../engine/config.ts';
-import { createDeps, type Deps } from '../engine/deps.ts';
+import { createDeps, type Deps, type DepsOverrides } from '../engine/deps.ts';
 import { PgS3BackupError, RequestError } from '../engine/errors.ts';
 import { runDrillFromConfig } from '../engine/restore/drill-run.ts';
 import type { DrillRunSettings } from '../engine/restore/drill.ts';
@@ -38,7 +38,7 @@ export class DrillFailedError extends PgS3BackupError {
   }
 }
 
-export function createDrillHandler(env: Env = process.env, overrides: Partial<Deps> = {}, settings: Omit<DrillRunSettings, 'serverLayerRoot'> = {}): (event: unknown, context: Pick<Context, 'awsRequestId'>) => Promise<DrillHandlerResult> {
+export function createDrillHandler(env: Env = process.env, overrides: DepsOverrides = {}, settings: Omit<DrillRunSettings, 'serverLayerRoot'> = {}): (event: unknown, context: Pick<Context, 'awsRequestId'>) => Promise<DrillHandlerResult> {
   let loaded: { config: Config; deps: Deps } | undefined;
   return async (event) => {
     const request = parseDrillEvent(event);

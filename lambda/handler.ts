@@ -8,10 +8,11 @@ import { z } from 'zod';
 import { ALL_DATABASES, runBackup, type BackupRequest } from '../engine/backup/backup.ts';
 import { planRun, summarizeRun, type FanOutSummary, type PlannedBackup } from '../engine/backup/fanout.ts';
 import { loadConfig, type Config, type Env } from '../engine/config.ts';
-import { awsClientOptions, createDeps, DEFAULT_AWS_TIMEOUTS, type Deps } from '../engine/deps.ts';
+import { awsClientOptions, createDeps, DEFAULT_AWS_TIMEOUTS, type Deps, type DepsOverrides } from '../engine/deps.ts';
 import { BackupRunError, PgS3BackupError, RequestError } from '../engine/errors.ts';
 import { formatFailure, publish } from '../engine/notify.ts';
-import { createLogger, type Log } from '../engine/observability.ts';
+import type { EventSink } from '../engine/events.ts';
+import { createLogger, noMetrics, powertoolsEvents, type Log } from '../engine/observability.ts';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { fail, report, type CheckReport } from '../engine/check/check.ts';
 import { runChecks, type CheckRequest } from '../engine/check/run-checks.ts';
@@ -116,7 +117,7 @@ type Loaded = { readonly config: Config; readonly deps: Deps };
  * The configuration and the clients, built once per container on first use and shared by every
  * kind of event (a failure is not kept: the next invocation tries again).
  */
-function loader(env: Env, overrides: Partial<Deps>): () => Loaded {
+function loader(env: Env, overrides: DepsOverrides): () => Loaded {
   let loaded: Loaded | undefined;
   return () => {
     if (!loaded) {
@@ -128,8 +129,9 @@ function loader(env: Env, overrides: Partial<Deps>): () => Loaded {
 }
 
 /** Builds a handler; `env` and `overrides` let tests run the real handler against test services. */
-export function createHandler(env: Env = process.env, overrides: Partial<Deps> = {}, load: () => Loaded = loader(env, overrides)): Handler {
+export function createHandler(env: Env = process.env, overrides: DepsOverrides = {}, load: () => Loaded = loader(env, overrides)): Handler {
   async function handler(event: unknown, context: InvocationContext): Promise<HandlerResult | HandlerCheckResult> {
+    // The handler's own log lines (a bad event, a broken configuration); the engine reports through deps.events.
     const log = overrides.log ?? createLogger();
     let check: CheckRequest | undefined;
     try {
@@ -154,7 +156,7 @@ export function createHandler(env: Env = process.env, overrides: Partial<Deps> =
     try {
       loaded = load();
     } catch (err) {
-      await alertConfigError(err, env, context.awsRequestId, overrides.sns, log);
+      await alertConfigError(err, env, context.awsRequestId, overrides.sns, log, overrides.events ?? powertoolsEvents(log, noMetrics));
       throw err;
     }
     const { config, deps } = loaded;
@@ -176,14 +178,14 @@ export function createHandler(env: Env = process.env, overrides: Partial<Deps> =
 }
 
 /** A broken configuration still alerts, if ALERT_TOPIC_ARN itself is usable. */
-async function alertConfigError(err: unknown, env: Env, requestId: string, sns: SNSClient | undefined, log: Log): Promise<void> {
+async function alertConfigError(err: unknown, env: Env, requestId: string, sns: SNSClient | undefined, log: Log, events: EventSink): Promise<void> {
   const topic = env.ALERT_TOPIC_ARN?.trim();
   log.error('configuration error', { stage: 'config', error: (err as Error).message });
   if (!topic || !(err instanceof PgS3BackupError)) return;
   const now = new Date();
   const message = formatFailure({ database: env.DATABASES?.trim() || ALL_DATABASES, stage: 'config', error: err, requestId, startedAt: now, failedAt: now, redact: (t) => t });
   // The configuration is broken, so its timeouts are unknown: the documented defaults bound it.
-  await publish(sns ?? new SNSClient(awsClientOptions(DEFAULT_AWS_TIMEOUTS)), topic, message, log);
+  await publish(sns ?? new SNSClient(awsClientOptions(DEFAULT_AWS_TIMEOUTS)), topic, message, events);
 }
 
 /**
@@ -191,7 +193,7 @@ async function alertConfigError(err: unknown, env: Env, requestId: string, sns: 
  * backup. One function serves both so that the steps share the backup's network, secret and
  * bucket access without a second role.
  */
-export function createEntry(env: Env = process.env, overrides: Partial<Deps> = {}) {
+export function createEntry(env: Env = process.env, overrides: DepsOverrides = {}) {
   // One configuration and one set of clients for the backups, the checks and the fan-out's steps.
   const load = loader(env, overrides);
   const backup = createHandler(env, overrides, load);

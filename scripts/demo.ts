@@ -23,7 +23,7 @@ import { createDrillHandler } from '../lambda/drill-handler.ts';
 import { verifyReportKeyFor, type DrillDatabaseReport } from '../engine/restore/drill.ts';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createHandler, type HandlerResult } from '../lambda/handler.ts';
-import { noMetrics } from '../engine/observability.ts';
+import { silentLog } from '../engine/observability.ts';
 import { findMotoPython, MOTO_HOWTO, startEmbeddedPostgres, startMotoServer, type EmbeddedPostgresServer, type MotoServer } from './local-services.ts';
 import { ensureLayer, ensureServerLayer, isLayerBuilt, isServerLayerBuilt } from './layer.ts';
 import { addOrders, countRows, createShop } from './sample-shop.ts';
@@ -102,7 +102,7 @@ async function demo(): Promise<void> {
     S3_FORCE_PATH_STYLE: 'true',
   };
   const ctx = new CliContext({ stdout: process.stdout, stderr: process.stderr, env: { ...process.env, ...env } });
-  const handler = createHandler(env, { log: ctx.log, metrics: noMetrics });
+  const handler = createHandler(env, { events: ctx.events, log: silentLog });
 
   const runs: { night: number; result: HandlerResult; ms: number }[] = [];
   for (let night = 1; night <= NIGHTS; night++) {
@@ -126,7 +126,7 @@ async function demo(): Promise<void> {
   // The drill reads the bucket only: no database credentials.
   const { DB_SECRET_ID: _secret, ...bucketOnly } = env;
   const drillEnv: Record<string, string | undefined> = { ...process.env, ...bucketOnly, PG_SERVER_LAYER: serverLayer, DATABASES: DATABASE };
-  const drilled = await createDrillHandler(drillEnv, { log: ctx.log, metrics: noMetrics })({ source: 'aws.scheduler' }, { awsRequestId: 'demo-drill' });
+  const drilled = await createDrillHandler(drillEnv, { events: ctx.events, log: silentLog })({ source: 'aws.scheduler' }, { awsRequestId: 'demo-drill' });
   const newest = drilled.databases[0]!.key!;
   const s3 = new S3Client({ forcePathStyle: true });
   const drillReport = JSON.parse(

@@ -195,7 +195,7 @@ interface RunScope {
 }
 
 async function runBounded(request: BackupRequest, config: Config, deps: Deps, invocation: Invocation, scope: RunScope): Promise<RunResult> {
-  const log = deps.log;
+  const emit = deps.events;
   const { signal, current, runStartedAt } = scope;
   const bounded: Deps = { ...deps, s3: boundedClient(deps.s3, signal), secrets: boundedClient(deps.secrets, signal) };
   const store = storeFor(config, bounded);
@@ -219,7 +219,8 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
       key,
     };
     failures.push(failure);
-    log.error('backup failed', {
+    emit({
+      event: 'backup failed',
       database,
       stage: failure.stage,
       key,
@@ -238,10 +239,10 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
       failedAt: deps.now(),
       redact,
     });
-    await publish(deps.sns, config.alertTopicArn, message, log, config.alertTimeoutMs);
+    await publish(deps.sns, config.alertTopicArn, message, emit, config.alertTimeoutMs);
   };
 
-  log.info('run started', { stage: 'config', reason, dryRun, requestId: invocation.requestId, bucket: config.bucket, prefix: config.prefix });
+  emit({ event: 'run started', stage: 'config', reason, dryRun, requestId: invocation.requestId, bucket: config.bucket, prefix: config.prefix });
 
   let creds: DbCredentials;
   try {
@@ -250,7 +251,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   } catch (err) {
     for (const db of request.databases ?? config.databases ?? [ALL_DATABASES]) {
       await report(db, err, 'secret', undefined, runStartedAt);
-      deps.metrics.backupFinished({ database: db, succeeded: false, bytes: 0, durationMs: 0 });
+      emit({ event: 'backup measured', database: db, succeeded: false, bytes: 0, durationMs: 0 });
     }
     return { status: 'failed', backups, pruned: [], failures, dryRun };
   }
@@ -274,12 +275,12 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   // What the store can do (STORAGE_PROFILE, a cached or fresh probe, AWS's by default), found at
   // the first upload of the run (its stage, its time budget): never fails the run, a probe's own
   // failure gives the fallbacks that work on every store.
-  const capabilityOptions = { profile: config.storageProfile, maxParts: config.storageMaxParts, onEvent: (message: string, attributes: Record<string, unknown>) => log.info(message, { stage: 'upload', ...attributes }) };
+  const capabilityOptions = { profile: config.storageProfile, maxParts: config.storageMaxParts, onEvent: (message: string, attributes: Record<string, unknown>) => emit({ event: 'store probe', ...attributes, stage: 'upload', message }) };
   let resolved: Promise<ResolvedCapabilities> | undefined;
   const capabilities = (force = false): Promise<ResolvedCapabilities> => {
     if (!resolved || force) {
       resolved = resolveCapabilities(store, { ...capabilityOptions, now: deps.now(), force }).then((c) => {
-        log.info('store capabilities', { stage: 'upload', profile: config.storageProfile ?? '(unset)', source: c.source, conditionalWrites: c.conditionalWrites, checksumSha256: c.checksumSha256, maxParts: c.maxParts });
+        emit({ event: 'store capabilities', stage: 'upload', profile: config.storageProfile ?? '(unset)', source: c.source, conditionalWrites: c.conditionalWrites, checksumSha256: c.checksumSha256, maxParts: c.maxParts });
         return c;
       });
     }
@@ -307,7 +308,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
         // The store refused a header the probe (or its cache) said it takes: the store changed, or
         // the cache is stale. Probe again at once and take this database once more.
         if ((await capabilities()).source === 'profile' || signal.aborted || !isCapabilityRefusal(err)) throw err;
-        log.warn('the store refused a feature the engine assumed it has: probing the store, then taking the database again', { stage: 'upload', database, error: redact(`${(err as Error).name}: ${(err as Error).message}`) });
+        emit({ event: 'the store refused a feature the engine assumed it has: probing the store, then taking the database again', stage: 'upload', database, error: redact(`${(err as Error).name}: ${(err as Error).message}`) });
         await forgetCachedProbe(store);
         await capabilities(true);
         progress.key = undefined;
@@ -315,10 +316,10 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
         summary = await attempt();
       }
       backups.push(summary);
-      deps.metrics.backupFinished({ database, succeeded: true, bytes: summary.bytes, durationMs: summary.durationMs });
+      emit({ event: 'backup measured', database, succeeded: true, bytes: summary.bytes, durationMs: summary.durationMs });
     } catch (err) {
       await report(database, err, progress.stage, progress.key, startedAt);
-      deps.metrics.backupFinished({ database, succeeded: false, bytes: progress.bytes, durationMs: Date.now() - t0 });
+      emit({ event: 'backup measured', database, succeeded: false, bytes: progress.bytes, durationMs: Date.now() - t0 });
     }
   }
 
@@ -327,12 +328,12 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
     const reasonErr = toError(signal.reason, 'timeout');
     for (const database of notStarted) {
       failures.push({ database, stage: reasonErr.stage, message: redact(`not started: ${reasonErr.message}`), hint: reasonErr.hint, key: undefined });
-      deps.metrics.backupFinished({ database, succeeded: false, bytes: 0, durationMs: 0 });
+      emit({ event: 'backup measured', database, succeeded: false, bytes: 0, durationMs: 0 });
     }
     const notStartedErr = new PgS3BackupError(reasonErr.stage, `not started: ${reasonErr.message}`, reasonErr.hint === undefined ? {} : { hint: reasonErr.hint });
-    log.error('backup not started', { databases: notStarted, stage: reasonErr.stage, error: redact(reasonErr.message) });
+    emit({ event: 'backup not started', databases: notStarted, stage: reasonErr.stage, error: redact(reasonErr.message) });
     const message = formatFailure({ database: notStarted.join(', '), stage: reasonErr.stage, error: notStartedErr, bucket: config.bucket, requestId: invocation.requestId, startedAt: runStartedAt, failedAt: deps.now(), redact });
-    await publish(deps.sns, config.alertTopicArn, message, log, config.alertTimeoutMs);
+    await publish(deps.sns, config.alertTopicArn, message, emit, config.alertTimeoutMs);
   }
 
   let globals: GlobalsSummary | undefined;
@@ -359,7 +360,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
       // Ages and order come from S3's clock (the listing's Date header, LastModified); this host's
       // clock is only the fallback when S3 sends no Date. What this run just wrote is never pruned,
       // whatever any clock says.
-      const res = await pruneDatabase(store, b.database, { retentionCount: config.retentionCount, gfs: config.gfs, now: new Date(), dryRun, log, protect: new Set([b.key]) });
+      const res = await pruneDatabase(store, b.database, { retentionCount: config.retentionCount, gfs: config.gfs, now: new Date(), dryRun, events: emit, protect: new Set([b.key]) });
       pruned.push(...res.deleted);
       locked.push(...res.locked);
     } catch (err) {
@@ -369,7 +370,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   }
   if (globals && !signal.aborted) {
     try {
-      const res = await pruneGlobals(store, { retentionCount: config.retentionCount, gfs: config.gfs, dryRun, log, protect: new Set([globals.key]) });
+      const res = await pruneGlobals(store, { retentionCount: config.retentionCount, gfs: config.gfs, dryRun, events: emit, protect: new Set([globals.key]) });
       pruned.push(...res.deleted);
       locked.push(...res.locked);
     } catch (err) {
@@ -377,9 +378,9 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
     }
   }
   const status = failures.length === 0 ? 'succeeded' : 'failed';
-  log.info('run finished', { status, backups: backups.length, failures: failures.length, pruned: pruned.length, dryRun });
+  emit({ event: 'run finished', status, backups: backups.length, failures: failures.length, pruned: pruned.length, dryRun });
   if (status === 'succeeded' && config.notifyOnSuccess) {
-    await publish(deps.sns, config.alertTopicArn, formatSuccess(backups, pruned, config.bucket, locked), log, config.alertTimeoutMs);
+    await publish(deps.sns, config.alertTopicArn, formatSuccess(backups, pruned, config.bucket, locked), emit, config.alertTimeoutMs);
   }
   return { status, backups, pruned, failures, globals, dryRun };
 }
@@ -418,12 +419,12 @@ interface DatabaseContext {
 
 async function backupDatabase(database: string, ctx: DatabaseContext): Promise<BackupSummary> {
   const { config, deps, store, progress } = ctx;
-  const log = deps.log;
+  const emit = deps.events;
   const t0 = Date.now();
   throwIfAborted(ctx.signal);
   const conn = connectionFor(ctx.creds, database, config);
   prepareTls(conn);
-  log.info('connecting', { stage: 'connect', database, host: conn.host, port: conn.port, sslmode: conn.sslmode });
+  emit({ event: 'connecting', stage: 'connect', database, host: conn.host, port: conn.port, sslmode: conn.sslmode });
   progress.stage = 'dump';
   const pgDump = await untilAborted(ctx.dumpVersion(), ctx.signal);
   progress.stage = 'connect';
@@ -436,7 +437,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
   progress.key = key;
   try {
     progress.stage = 'dump';
-    log.info('dump started', { stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression, databaseBytes: server.databaseBytes });
+    emit({ event: 'dump started', stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression, databaseBytes: server.databaseBytes });
     throwIfAborted(ctx.signal);
     // pg_dump in a snapshot exported by a connection that counts the rows in that same snapshot
     // (ROW_COUNTS): the manifest then says exactly what the dump holds.
@@ -453,7 +454,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
         partSize: choosePartSize(deps.partSize, server.databaseBytes, caps),
         onProgress: (b) => {
           progress.bytes = b;
-          deps.onDumpProgress?.({ database, key, bytes: b });
+          emit({ event: 'dump', database, key, bytes: b });
         },
       });
     }, { lockTimeoutSeconds: config.lockWaitTimeoutSeconds }).finally(() => {
@@ -461,13 +462,13 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
       stdout?.childEnd.destroy();
       stdout?.output.destroy();
     });
-    for (const warning of counts.warnings) log.warn('row counts', { stage: 'dump', database, key, warning });
+    for (const warning of counts.warnings) emit({ event: 'row counts', stage: 'dump', database, key, warning });
     progress.bytes = result.bytes;
     // Written without If-None-Match: the key must hold exactly what this run wrote.
     if (!caps.conditionalWrites) await confirmSoleObject(store, key, { bytes: result.bytes, etag: result.etag });
     const finishedAt = deps.now();
     const durationMs = Date.now() - t0;
-    log.info('dump uploaded', { stage: 'upload', database, key, bytes: result.bytes, sha256: result.sha256, durationMs, bytesPerSecond: throughput(result.bytes, durationMs) });
+    emit({ event: 'dump uploaded', stage: 'upload', database, key, bytes: result.bytes, sha256: result.sha256, durationMs, bytesPerSecond: throughput(result.bytes, durationMs) });
 
     progress.stage = 'manifest';
     const recipients = config.encryptRecipients;
@@ -507,7 +508,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
       if (deleted !== undefined && err instanceof PgS3BackupError) err.leftover = { objectKey: key, reason: deleted };
       throw err;
     }
-    log.info('backup complete', { stage: 'manifest', database, key, bytes: result.bytes, sha256: result.sha256, durationMs });
+    emit({ event: 'backup complete', stage: 'manifest', database, key, bytes: result.bytes, sha256: result.sha256, durationMs });
     return { database, key, bytes: result.bytes, sha256: result.sha256, durationMs, ...(result.plaintext ? { encrypted: true } : {}) };
   } finally {
     release();
@@ -553,7 +554,7 @@ async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
     toolName: 'pg_dumpall',
   });
   if (!caps.conditionalWrites) await confirmSoleObject(store, key, { bytes: result.bytes, etag: result.etag });
-  deps.log.info('globals uploaded', { stage: 'upload', key, bytes: result.bytes, sha256: result.sha256, encrypted });
+  deps.events({ event: 'globals uploaded', stage: 'upload', key, bytes: result.bytes, sha256: result.sha256, encrypted });
   return { key, bytes: result.bytes, sha256: result.sha256, ...(encrypted ? { encrypted } : {}) };
 }
 
@@ -576,7 +577,7 @@ function uploadToolOutput(
     queueSize: deps.queueSize,
     signal: ctx.signal,
     stallMs: ctx.config.dumpStallMs,
-    onNotice: (message, attributes) => deps.log.warn(message, { stage: 'upload', ...attributes }),
+    onNotice: (message, attributes) => deps.events({ event: 'upload notice', ...attributes, stage: 'upload', message }),
     maxParts: ctx.capabilities.maxParts,
     conditional: ctx.capabilities.conditionalWrites,
     ...(ctx.capabilities.checksumSha256 ? {} : { partChecksum: 'none' as const }),

@@ -102,11 +102,11 @@ function summarizeCause(cause: string | undefined): string {
 }
 
 /** The last step: publishes the summary when a database failed (always with NOTIFY_ON_SUCCESS). */
-export async function summarizeRun(outcomes: readonly FanOutOutcome[], config: Pick<Config, 'alertTopicArn' | 'notifyOnSuccess'>, deps: Pick<Deps, 'sns' | 'log'>): Promise<FanOutSummary> {
+export async function summarizeRun(outcomes: readonly FanOutOutcome[], config: Pick<Config, 'alertTopicArn' | 'notifyOnSuccess'>, deps: Pick<Deps, 'sns' | 'events'>): Promise<FanOutSummary> {
   const failed = outcomes.filter((o) => !o.ok);
   const message = formatFanOutSummary(outcomes);
-  const published = failed.length > 0 || config.notifyOnSuccess ? await publish(deps.sns, config.alertTopicArn, message, deps.log) : false;
-  deps.log.info('fan-out summary', { succeeded: outcomes.length - failed.length, failed: failed.length, published });
+  const published = failed.length > 0 || config.notifyOnSuccess ? await publish(deps.sns, config.alertTopicArn, message, deps.events) : false;
+  deps.events({ event: 'fan-out summary', succeeded: outcomes.length - failed.length, failed: failed.length, published });
   return {
     succeeded: outcomes.filter((o) => o.ok).map((o) => o.database),
     failed: failed.map((o) => ({ database: o.database, runner: o.runner, error: `${o.error ?? 'error'}: ${summarizeCause(o.cause)}` })),

@@ -6,7 +6,7 @@
  */
 import { databasePrefix, GLOBALS_FOLDER, isGlobalsKey } from '../store/backup-key.ts';
 import { PruneError, UnreadableManifestError } from '../errors.ts';
-import type { Log } from '../observability.ts';
+import type { EventSink } from '../events.ts';
 import { gfsKeep, type GfsRules, type KeepReason } from './gfs.ts';
 import {
   deleteKeys,
@@ -175,7 +175,7 @@ export async function withoutLocked(store: S3Store, keys: readonly string[], dum
 export async function pruneDatabase(
   store: S3Store,
   database: string,
-  options: Omit<RetentionOptions, 'unreadable'> & { readonly dryRun?: boolean | undefined; readonly log?: Log | undefined },
+  options: Omit<RetentionOptions, 'unreadable'> & { readonly dryRun?: boolean | undefined; readonly events?: EventSink | undefined },
 ): Promise<PruneResult> {
   const listing = await listBackups(store, database);
   const unreadable = new Set<string>();
@@ -194,7 +194,7 @@ export async function pruneDatabase(
         if (!(err instanceof UnreadableManifestError)) throw err;
         unreadable.add(key);
         found = true;
-        options.log?.warn('backup with an unreadable manifest: not counted by retention', { stage: 'prune', database, key, problem: err.message });
+        options.events?.({ event: 'backup with an unreadable manifest: not counted by retention', stage: 'prune', database, key, problem: err.message });
       }
     }
     if (!found) break;
@@ -206,11 +206,12 @@ export async function pruneDatabase(
   const now = (listing.serverTime ?? options.now).getTime();
   const { deletable, locked } = await withoutLocked(store, plan.delete, new Set(listing.complete.map((b) => b.key)), now);
   if (locked.length > 0) {
-    options.log?.warn('backups under Object Lock: left in place until their lock ends', { stage: 'prune', database, locked: locked.length, keys: locked.map((l) => l.key) });
+    options.events?.({ event: 'backups under Object Lock: left in place until their lock ends', stage: 'prune', database, locked: locked.length, keys: locked.map((l) => l.key) });
   }
   const dryRun = options.dryRun ?? false;
   const deleted = dryRun || deletable.length === 0 ? [...deletable] : await deleteKeys(store, database, deletable);
-  options.log?.info(dryRun ? 'prune (dry run): would delete' : 'pruned', {
+  options.events?.({
+    event: dryRun ? 'prune (dry run): would delete' : 'pruned',
     stage: 'prune',
     database,
     kept: plan.kept.length,
@@ -236,7 +237,7 @@ export async function pruneGlobals(
     readonly gfs?: Omit<GfsRules, 'count'> | undefined;
     readonly now?: Date | undefined;
     readonly dryRun?: boolean | undefined;
-    readonly log?: Log | undefined;
+    readonly events?: EventSink | undefined;
     readonly protect?: ReadonlySet<string>;
   },
 ): Promise<PruneResult> {
@@ -258,6 +259,6 @@ export async function pruneGlobals(
   const dryRun = options.dryRun ?? false;
   // `_globals` is a folder name like a database's: deleteKeys checks every key stays inside it.
   const deleted = dryRun || deletable.length === 0 ? deletable : await deleteKeys(store, GLOBALS_FOLDER, deletable);
-  options.log?.info(dryRun ? 'prune (dry run): would delete' : 'pruned', { stage: 'prune', database: GLOBALS_FOLDER, kept: kept.length, locked: locked.length, deleted: deleted.length, keys: deleted });
+  options.events?.({ event: dryRun ? 'prune (dry run): would delete' : 'pruned', stage: 'prune', database: GLOBALS_FOLDER, kept: kept.length, locked: locked.length, deleted: deleted.length, keys: deleted });
   return { database: GLOBALS_FOLDER, kept, unreadable: [], deleted, locked, dryRun };
 }

@@ -10,7 +10,7 @@
  */
 import { AbortMultipartUploadCommand, ListMultipartUploadsCommand, type ListMultipartUploadsCommandOutput } from '@aws-sdk/client-s3';
 import { PruneError } from '../errors.ts';
-import type { Log } from '../observability.ts';
+import type { EventSink } from '../events.ts';
 import type { S3Store } from '../store/s3-store.ts';
 
 export interface StaleUpload {
@@ -50,7 +50,7 @@ async function listPage(store: S3Store, prefix: string, keyMarker: string | unde
 
 export async function abortStaleUploads(
   store: S3Store,
-  options: { readonly minAgeMs: number; readonly dryRun?: boolean | undefined; readonly log?: Log | undefined; readonly prefix?: string | undefined },
+  options: { readonly minAgeMs: number; readonly dryRun?: boolean | undefined; readonly events?: EventSink | undefined; readonly prefix?: string | undefined },
 ): Promise<StaleUploadsResult> {
   const prefix = options.prefix ?? store.prefix;
   const dryRun = options.dryRun ?? false;
@@ -88,7 +88,8 @@ export async function abortStaleUploads(
     });
   }
   if (aborted.length > 0 || kept > 0) {
-    options.log?.info(dryRun ? 'stale multipart uploads (dry run): would abort' : 'stale multipart uploads aborted', {
+    options.events?.({
+      event: dryRun ? 'stale multipart uploads (dry run): would abort' : 'stale multipart uploads aborted',
       stage: 'prune',
       prefix,
       aborted: aborted.length,

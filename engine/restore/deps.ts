@@ -1,8 +1,9 @@
-/** What the restore side of the engine needs from outside: where backups come from, how to run pg_restore, where to report progress. */
+/** What the restore side of the engine needs from outside: where backups come from, how to run pg_restore, where to report progress (one event sink). */
 import type { Readable } from 'node:stream';
 import type { Manifest } from '../store/manifest.ts';
 import type { SpawnFn } from '../pg/process.ts';
 import type { SpawnCommand } from '../pg/tools.ts';
+import type { EventSink } from '../events.ts';
 
 /** Where backups come from: the engine's S3 store, adapted by the caller. */
 export interface BackupSource {
@@ -12,18 +13,6 @@ export interface BackupSource {
   openDump(dumpKey: string): Promise<Readable>;
 }
 
-/** Something happened that an operator may want to see: rendered by the CLI (bar or JSON line). */
-export interface ProgressEvent {
-  readonly event: string;
-  /** Bytes done so far, for events that move (`download`). */
-  readonly bytes?: number;
-  /** Bytes expected in total, when known. */
-  readonly total?: number;
-  readonly [detail: string]: unknown;
-}
-
-export type ProgressListener = (event: ProgressEvent) => void;
-
 export interface RestoreDeps {
   readonly source: BackupSource;
   /** How to run pg_restore (layer loader, PG_DUMP_BIN sibling, or PATH). */
@@ -32,7 +21,8 @@ export interface RestoreDeps {
   /** Directory for the downloaded dump (default: the OS temporary directory). */
   readonly tempDir: string;
   readonly now?: () => number;
-  readonly onProgress?: ProgressListener;
+  /** Progress and findings (engine/events.ts `RestoreEvent`): the CLI draws bars and JSON lines from them. */
+  readonly events?: EventSink | undefined;
   /**
    * The environment pg_restore's is built from (default: process.env): only PATH, HOME and
    * PGPASSFILE are taken from it (engine/pg/env.ts), never AWS credentials or DATABASE_URL.

@@ -35,10 +35,9 @@ export async function runDrillFromConfig(config: Config, deps: Deps, settings: D
         await deps.s3.send(new PutObjectCommand({ Bucket: store.bucket, Key: verifyReportKeyFor(dumpKey), Body: body, ContentType: 'application/json' }));
       },
       alert: async (message) => {
-        await publish(deps.sns, config.alertTopicArn, message, deps.log);
+        await publish(deps.sns, config.alertTopicArn, message, deps.events);
       },
-      drillFinished: (database, status) => deps.metrics.drillFinished?.({ database, succeeded: status === 'ok', failed: status === 'failed' }),
-      log: deps.log,
+      events: deps.events,
       freeBytes: settings.freeBytes,
     },
     { databases, server: { layerRoot: settings.serverLayerRoot, parentDir: tempDir }, jobs: settings.jobs },

@@ -15,7 +15,7 @@ import { statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import type { Message } from '../notify.ts';
 import { SUBJECT_PREFIX, subjectText } from '../notify.ts';
-import type { Log } from '../observability.ts';
+import type { EventSink } from '../events.ts';
 import type { Manifest, RowCountMode, TableCount } from '../store/manifest.ts';
 import type { RestoreDeps } from './deps.ts';
 import { sweepStaleServers, type ThrowawayServerOptions } from './throwaway-server.ts';
@@ -106,8 +106,8 @@ export interface DrillDeps {
   readonly writeReport: (dumpKey: string, body: string) => Promise<void>;
   /** Publishes an alert (never throws). */
   readonly alert: (message: Message) => Promise<void>;
-  readonly drillFinished: (database: string, status: DrillDatabaseReport['status']) => void;
-  readonly log: Log;
+  /** Where the drill reports (engine/events.ts): `drill finished` also makes DrillSucceeded/DrillFailed. */
+  readonly events: EventSink;
   /** Free bytes in `dir` (default: statfs). */
   readonly freeBytes?: ((dir: string) => number) | undefined;
   readonly now?: (() => Date) | undefined;
@@ -134,19 +134,18 @@ const FAILED_WHAT_TO_DO =
 export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<DrillDatabaseReport[]> {
   const parentDir = options.server.parentDir ?? tmpdir();
   // A sandbox reused after a run killed at its timeout may still hold that run's server.
-  for (const dir of sweepStaleServers(parentDir)) deps.log.warn('removed a throwaway server left by an earlier run', { stage: 'drill', dir });
+  for (const dir of sweepStaleServers(parentDir)) deps.events({ event: 'removed a throwaway server left by an earlier run', stage: 'drill', dir });
   const reports: DrillDatabaseReport[] = [];
   for (const database of options.databases) {
     const report = await drillDatabase(deps, options, database, parentDir);
     reports.push(report);
-    deps.drillFinished(database, report.status);
     if (report.key) {
       await deps.writeReport(report.key, JSON.stringify(report, null, 2)).catch((err: unknown) => {
-        deps.log.error('could not write the drill report', { stage: 'drill', database, key: report.key, error: (err as Error).message });
+        deps.events({ event: 'could not write the drill report', stage: 'drill', database, key: report.key, error: (err as Error).message });
       });
     }
     if (report.status !== 'ok') await deps.alert(formatDrillAlert(report));
-    deps.log.info('drill finished', { stage: 'drill', database, key: report.key, status: report.status, failingTables: report.failingTables });
+    deps.events({ event: 'drill finished', stage: 'drill', database, key: report.key, status: report.status, failingTables: report.failingTables });
   }
   return reports;
 }

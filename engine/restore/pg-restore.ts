@@ -210,12 +210,12 @@ export async function pgRestoreInto(
 ): Promise<PgRestoreRun> {
   const now = deps.now ?? Date.now;
   const started = now();
-  const progress = { event: 'restore', database, jobs: options.jobs ?? 1, tablesTotal: options.tablesTotal };
-  deps.onProgress?.({ ...progress, tablesDone: 0 });
+  const progress = { event: 'restore' as const, database, jobs: options.jobs ?? 1, tablesTotal: options.tablesTotal };
+  deps.events?.({ ...progress, tablesDone: 0 });
   let tablesDone = 0;
   const onLine = (line: string) => {
     const table = TABLE_DATA_LINE.exec(line);
-    if (table) deps.onProgress?.({ ...progress, tablesDone: ++tablesDone, table: table[1], elapsedMs: now() - started });
+    if (table) deps.events?.({ ...progress, tablesDone: ++tablesDone, table: table[1], elapsedMs: now() - started });
     return !VERBOSE_LINE.test(line);
   };
   const env = libpqEnv(target, deps.env ?? process.env, database);
@@ -247,8 +247,8 @@ export async function pgRestoreInto(
   }
   const ms = now() - started;
   const warnings = [...tolerated];
-  for (const w of warnings) deps.onProgress?.({ event: 'warning', message: w });
-  deps.onProgress?.({ event: 'restored', database, tables: tablesDone, ms, errors: errors.length });
+  for (const w of warnings) deps.events?.({ event: 'warning', message: w });
+  deps.events?.({ event: 'restored', database, tables: tablesDone, ms, errors: errors.length });
   return { ms, warnings, errors, tablesDone };
 }
 
