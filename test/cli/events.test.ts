@@ -37,11 +37,12 @@ const DECLARED = [
 const FIELDS: Record<string, readonly string[]> = {
   'run started': ['stage', 'reason', 'dryRun', 'bucket', 'prefix'],
   connecting: ['stage', 'database', 'host', 'port', 'sslmode'],
+  'store capabilities': ['stage', 'profile', 'source', 'conditionalWrites', 'checksumSha256', 'maxParts'],
   'dump started': ['stage', 'database', 'key', 'serverVersion', 'pgDumpVersion', 'compression', 'databaseBytes'],
   dump: ['database', 'key', 'bytes', 'streaming'],
   'dump uploaded': ['stage', 'database', 'key', 'bytes', 'sha256', 'durationMs'],
   'backup complete': ['stage', 'database', 'key', 'bytes', 'sha256', 'durationMs'],
-  pruned: ['stage', 'database', 'kept', 'unreadable', 'locked', 'deleted', 'keys'],
+  pruned: ['stage', 'database', 'kept', 'unreadable', 'locked?', 'deleted', 'keys'],
   'run finished': ['status', 'backups', 'failures', 'pruned', 'dryRun'],
   manifest: ['key', 'database', 'bytes', 'startedAt'],
   download: ['key', 'bytes', 'total', 'done?', 'ms?'],
@@ -140,14 +141,14 @@ describe('a run, a restore and a verify, as the CLI writes them', () => {
     const result = await runBackup({ reason: 'events test' }, config, deps);
     expect(result.status).toBe('succeeded');
     expect(logged).toEqual([]);
-    expect(sequence(events as unknown as Record<string, unknown>[])).toEqual(['run started', 'connecting', 'dump started', 'dump', 'dump uploaded', 'backup complete', 'backup measured', 'pruned', 'run finished']);
+    expect(sequence(events as unknown as Record<string, unknown>[])).toEqual(['run started', 'connecting', 'store capabilities', 'dump started', 'dump', 'dump uploaded', 'backup complete', 'backup measured', 'pruned', 'run finished']);
     expect(events.find((e) => e.event === 'backup complete')).toMatchObject({ database: 'app', key: result.backups[0]!.key, sha256: result.backups[0]!.sha256 });
   });
 
   it('run, restore and verify write exactly the declared events and fields, the result last', async () => {
     const run = await runCli(['run', '--reason', 'events'], svc.env);
     expect(run.code, run.stderr).toBe(0);
-    expect(sequence(run.events)).toEqual(['run started', 'connecting', 'dump started', 'dump', 'dump uploaded', 'backup complete', 'pruned', 'run finished', 'result']);
+    expect(sequence(run.events)).toEqual(['run started', 'connecting', 'store capabilities', 'dump started', 'dump', 'dump uploaded', 'backup complete', 'pruned', 'run finished', 'result']);
 
     const restore = await runCli(['restore', '--latest', '--database', 'app', '--target-url', svc.pg.urlFor('events_copy'), '--create'], svc.env);
     expect(restore.code, restore.stderr).toBe(0);
