@@ -17,7 +17,9 @@ import pg from 'pg';
 import { ThrowawayServerError } from '../errors.ts';
 import { TailBuffer, type SpawnFn } from '../pg/process.ts';
 import { findLoader, type SpawnCommand } from '../pg/tools.ts';
+import { withClient } from '../pg/client.ts';
 import type { PgConnection } from '../pg/connection.ts';
+import { libpqEnv } from '../pg/env.ts';
 
 /** Where the pg-server layer is on Lambda (it ships one folder, pg-server/, into /opt). */
 export const DEFAULT_SERVER_LAYER_ROOT = '/opt/pg-server';
@@ -313,14 +315,20 @@ export async function startThrowawayServer(options: ThrowawayServerOptions = {})
 
 function makeServer(dir: string, child: ChildProcess, _stopTimeoutMs: number, cleanup: () => Promise<void>): ThrowawayServer {
   let stopping: Promise<void> | undefined;
-  const clientConfig = (database: string): pg.ClientConfig => ({ host: dir, port: SERVER_PORT, user: SERVER_USER, database, connectionTimeoutMillis: 10_000 });
+  // One connection (throwawayTarget), seen by libpq through engine/pg's one environment builder
+  // (nothing inherited) and by node-postgres through the same settings withClient uses.
+  const at = { socketDir: dir, port: SERVER_PORT, user: SERVER_USER };
+  const clientConfig = (database: string): pg.ClientConfig => {
+    const conn = throwawayTarget(at, database);
+    return { host: conn.host, port: conn.port, user: conn.user, database, connectionTimeoutMillis: (conn.connectTimeoutSeconds ?? 0) * 1000 };
+  };
   return {
     dir,
     socketDir: dir,
     port: SERVER_PORT,
     user: SERVER_USER,
     pid: child.pid ?? -1,
-    libpqEnv: (database) => ({ PGHOST: dir, PGPORT: String(SERVER_PORT), PGUSER: SERVER_USER, PGDATABASE: database }),
+    libpqEnv: (database) => libpqEnv(throwawayTarget(at, database), {}),
     clientConfig,
     url: (database) => `postgresql://${SERVER_USER}@/${encodeURIComponent(database)}?host=${encodeURIComponent(dir)}&port=${SERVER_PORT}`,
     stop: () => (stopping ??= cleanup()),
@@ -337,14 +345,11 @@ async function waitReady(server: ThrowawayServer, child: ChildProcess, spawnErro
     if (startError) throw new ThrowawayServerError(`cannot start postgres: ${startError.message}`, { cause: startError });
     if (exited) throw new ThrowawayServerError(`postgres exited during start-up (${child.exitCode ?? child.signalCode}): ${log.get().join(' | ')}`);
     if (Date.now() > deadline) throw new ThrowawayServerError(`postgres did not accept connections within ${Math.round(startTimeoutMs / 1000)} s: ${log.get().join(' | ')}`);
-    const client = new pg.Client({ ...server.clientConfig('postgres'), connectionTimeoutMillis: 2_000 });
     try {
-      await client.connect();
-      await client.query('SELECT 1');
-      await client.end();
+      // engine/pg's withClient, as restore and verify will connect; 2 s per attempt.
+      await withClient({ ...throwawayTarget(server), connectTimeoutSeconds: 2 }, 'postgres', (c) => c.query('SELECT 1'));
       return;
     } catch {
-      await client.end().catch(() => {});
       await new Promise((r) => setTimeout(r, 100));
     }
   }
