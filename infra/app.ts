@@ -15,6 +15,9 @@ export interface BuildAppOptions {
   readonly outdir?: string;
   readonly layerDir?: string;
   readonly entry?: string;
+  /** The pg-server layer tree (tests pass a fixture). */
+  readonly serverLayerDir?: string;
+  readonly drillEntry?: string;
   /** The day the DST check starts from (default: now). */
   readonly now?: Date;
 }
@@ -33,6 +36,8 @@ export function buildApp(options: BuildAppOptions = {}): { app: App; stack: Back
     ...(config.env ? { env: config.env } : {}),
     ...(options.layerDir ? { layerDir: options.layerDir } : {}),
     ...(options.entry ? { entry: options.entry } : {}),
+    ...(options.serverLayerDir ? { serverLayerDir: options.serverLayerDir } : {}),
+    ...(options.drillEntry ? { drillEntry: options.drillEntry } : {}),
     description: 'pg-s3-backup: nightly PostgreSQL backups to S3 (Lambda, EventBridge Scheduler, SNS alerts)',
   });
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

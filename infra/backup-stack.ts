@@ -9,10 +9,12 @@ import { BackupAlerts } from './constructs/backup-alerts.ts';
 import { BackupBucket } from './constructs/backup-bucket.ts';
 import { BackupFunction } from './constructs/backup-function.ts';
 import { BackupSchedule } from './constructs/backup-schedule.ts';
+import { DrillFunction } from './constructs/drill-function.ts';
 import { BackupFanOut } from './constructs/fan-out.ts';
 import { FargateRunner } from './constructs/fargate-runner.ts';
 import { FailureQueue } from './constructs/failure-queue.ts';
 import { PgDumpLayer } from './constructs/pg-dump-layer.ts';
+import { PgServerLayer } from './constructs/pg-server-layer.ts';
 
 export interface BackupStackProps extends StackProps {
   readonly config: BackupConfig;
@@ -20,6 +22,10 @@ export interface BackupStackProps extends StackProps {
   readonly layerDir?: string;
   /** The handler module (default lambda/handler.ts). */
   readonly entry?: string;
+  /** The built pg-server layer tree, holding pg-server/ (default layers/pg-server/dist/<arch>). */
+  readonly serverLayerDir?: string;
+  /** The drill handler module (default lambda/drill-handler.ts). */
+  readonly drillEntry?: string;
 }
 
 export class BackupStack extends Stack {
@@ -31,6 +37,8 @@ export class BackupStack extends Stack {
   readonly schedule: BackupSchedule;
   readonly fanOut: BackupFanOut | undefined;
   readonly fargate: FargateRunner | undefined;
+  /** The restore drill (absent with drillSchedule=off). */
+  readonly drill: DrillFunction | undefined;
 
   constructor(scope: Construct, id: string, props: BackupStackProps) {
     super(scope, id, props);
@@ -112,6 +120,25 @@ export class BackupStack extends Stack {
       databases: config.discover ? [] : config.databases,
     });
 
+    if (config.drill) {
+      const serverLayer = new PgServerLayer(this, 'PgServer', { architecture: config.architecture, ...(props.serverLayerDir ? { dir: props.serverLayerDir } : {}) });
+      this.drill = new DrillFunction(this, 'Drill', {
+        ...(props.drillEntry ? { entry: props.drillEntry } : {}),
+        architecture: config.architecture,
+        pgDumpLayer: this.layer.layer,
+        serverLayer: serverLayer.layer,
+        bucket: this.bucket,
+        // Discovery lists databases on the server, which the drill cannot reach: it drills every database in the bucket.
+        databases: config.discover ? [] : config.databases,
+        topic: this.alerts.topic,
+        topicKey: this.alerts.key,
+        logRetentionDays: config.logRetentionDays,
+        memorySize: config.drill.memorySize,
+        ephemeralStorageMiB: config.drill.ephemeralStorageMiB,
+        schedule: { frequency: config.drill.frequency, hour: config.drill.hour, minute: config.drill.minute, timeZone: config.drill.timeZone },
+      });
+    }
+
     if (config.databases.length === 0) {
       Annotations.of(this).addWarningV2(
         'pg-s3-backup:databasesNotSet',
@@ -134,6 +161,9 @@ export class BackupStack extends Stack {
     new CfnOutput(this, 'FunctionName', { value: this.backupFunction.function.functionName, description: 'The backup function' });
     new CfnOutput(this, 'AlertTopicArn', { value: this.alerts.topic.topicArn, description: 'SNS topic of failures and alarms: subscribe to it' });
     new CfnOutput(this, 'ScheduleName', { value: this.schedule.schedule.scheduleName, description: 'The nightly schedule (EventBridge Scheduler, default group): pg-s3-backup doctor reads it' });
+    if (this.drill) {
+      new CfnOutput(this, 'DrillFunctionName', { value: this.drill.function.functionName, description: 'The restore drill function (its reports: <dump key>.verify.json)' });
+    }
     new CfnOutput(this, 'FailureQueueUrl', { value: this.failureQueue.queue.queueUrl, description: 'Runs that never completed land here' });
     new CfnOutput(this, 'InvokeCommand', {
       description: 'On-demand backup (synchronous; prints the result)',

@@ -50,6 +50,11 @@ export function longestKeepDays(r: { readonly retentionCount: number; readonly d
   ];
   return candidates.reduce((a, b) => (b.days > a.days ? b : a));
 }
+/** How often the restore drill runs: every night, once a week (Sundays), or never (no drill function). */
+export const DRILL_SCHEDULES = ['nightly', 'weekly', 'off'] as const;
+export type DrillFrequency = Exclude<(typeof DRILL_SCHEDULES)[number], 'off'>;
+/** The throwaway server and pg_restore share the function's memory: below 2 GB a mid-size restore swaps into failure. */
+export const DRILL_MIN_MEMORY_MB = 2048;
 
 /** Fargate's CPU sizes (vCPU units). */
 const FARGATE_CPU = [256, 512, 1024, 2048, 4096, 8192, 16384] as const;
@@ -200,6 +205,11 @@ const ContextSchema = z
     fargateMemoryMiB: int(512, 122880).default(2048),
     fargateEphemeralGiB: int(21, 200).default(21),
     fargateTimeoutHours: int(1, 22).default(6),
+
+    // The restore drill (issue 13): its own function and schedule, an hour after the backup.
+    drillSchedule: z.enum(DRILL_SCHEDULES, { error: '`nightly`, `weekly` or `off`' }).default('nightly'),
+    drillEphemeralStorageMiB: int(512, 10240).default(10240),
+    drillMemorySize: int(DRILL_MIN_MEMORY_MB, 10240).default(DRILL_MIN_MEMORY_MB),
   })
   .strict();
 
@@ -246,6 +256,8 @@ export interface BackupConfig {
     /** The Fargate runner's task (runner `fargate` or `auto`). */
     readonly fargate?: { readonly cpu: number; readonly memoryMiB: number; readonly ephemeralStorageGiB: number; readonly timeoutHours: number };
   };
+  /** The restore drill's function and schedule (absent: drillSchedule=off). */
+  readonly drill?: DrillConfig;
   readonly bucket: {
     readonly existingBucketName?: string;
     readonly existingBucketKmsKeyArn?: string;
@@ -267,6 +279,16 @@ export interface ReplicationConfig {
   readonly destinationAccount?: string;
   /** The replicas' storage class (default: the source's). */
   readonly storageClass?: (typeof REPLICA_STORAGE_CLASSES)[number];
+}
+
+export interface DrillConfig {
+  readonly frequency: DrillFrequency;
+  /** Local time of the drill in `timeZone`: the backup's plus one hour (or the first hour after that which never falls into a DST gap). */
+  readonly hour: number;
+  readonly minute: number;
+  readonly timeZone: string;
+  readonly ephemeralStorageMiB: number;
+  readonly memorySize: number;
 }
 
 export interface LifecycleConfig {
@@ -368,6 +390,17 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
 
   if (problems.length > 0) throw new InfraConfigError(`invalid CDK context:\n  - ${problems.join('\n  - ')}`);
 
+  const drill: DrillConfig | undefined =
+    c.drillSchedule === 'off'
+      ? undefined
+      : {
+          frequency: c.drillSchedule,
+          ...drillTime(c.timeZone, c.scheduleHour, c.scheduleMinute, c.allowDstSkip, options.now),
+          timeZone: c.timeZone,
+          ephemeralStorageMiB: c.drillEphemeralStorageMiB,
+          memorySize: c.drillMemorySize,
+        };
+
   return {
     stackName: c.stackName,
     ...(c.account || c.region ? { env: { ...(c.account ? { account: c.account } : {}), ...(c.region ? { region: c.region } : {}) } } : {}),
@@ -408,6 +441,7 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
           },
         }
       : {}),
+    ...(drill ? { drill } : {}),
     bucket: {
       ...(c.bucketName ? { existingBucketName: c.bucketName } : {}),
       ...(c.bucketKmsKeyArn ? { existingBucketKmsKeyArn: c.bucketKmsKeyArn } : {}),
@@ -425,4 +459,18 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
         : {}),
     },
   };
+}
+
+/**
+ * The drill's local time: one hour after the backup, so that it proves the night's backup (a
+ * Lambda backup ends within 15 minutes). When that hour falls into a DST gap (a backup at 01:30 in
+ * Europe/Paris), the first later hour that never does: a skipped drill night would trip the
+ * drill's dead-man alarm. With allowDstSkip the operator has accepted a skipped night already.
+ */
+export function drillTime(timeZone: string, hour: number, minute: number, allowDstSkip: boolean, now?: Date): { hour: number; minute: number } {
+  for (let d = 1; d < 24; d++) {
+    const h = (hour + d) % 24;
+    if (allowDstSkip || checkDailyTime(timeZone, h, minute, now ? { from: now } : {}).skipped.length === 0) return { hour: h, minute };
+  }
+  return { hour: (hour + 1) % 24, minute };
 }

@@ -31,7 +31,7 @@ const RDS_CA_SCRIPT = join(REPO_ROOT, 'infra', 'rds-ca-bundle.mjs');
 export const FUNCTION_TIMEOUT = Duration.seconds(LAMBDA_TIMEOUT_SECONDS);
 
 /** Node.js 22 or newer; the newest the installed CDK knows keeps cdk-nag's runtime check quiet. */
-const FUNCTION_RUNTIME = lambda.Runtime.NODEJS_24_X;
+export const FUNCTION_RUNTIME = lambda.Runtime.NODEJS_24_X;
 
 export interface BackupFunctionProps {
   /** The handler module (exports `handler`), default lambda/handler.ts. */
@@ -64,7 +64,7 @@ export interface BackupFunctionProps {
   readonly dbPort: number;
 }
 
-function packageVersion(): string {
+export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
@@ -304,7 +304,7 @@ export class BackupFunction extends Construct {
 }
 
 /** The logical id cdk-nag names a created bucket by in its findings (none for an imported bucket). */
-function bucketResourceLogicalId(backupBucket: BackupBucket): string | undefined {
+export function bucketResourceLogicalId(backupBucket: BackupBucket): string | undefined {
   const cfn = backupBucket.bucket.node.defaultChild;
   if (!(cfn instanceof CfnElement)) return undefined;
   const stack = Stack.of(cfn);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureLayer, REPO_ROOT } from '../support/layer.ts';
+import { ensureLayer, ensureServerLayer, REPO_ROOT } from '../support/layer.ts';
 
 type Assets = { files: Record<string, { source: { path: string; packaging: string } }> };
 
@@ -49,11 +49,14 @@ describe('npx cdk synth with the example context of cdk.json', () => {
   let out: string;
   let synth: Awaited<ReturnType<typeof cdkSynth>>;
   let layer: string;
+  let serverLayer: string;
   let template: { Resources: Record<string, { Type: string; Properties: Record<string, unknown> }> };
   let assets: Assets;
 
   beforeAll(async () => {
     layer = await ensureLayer('arm64');
+    // The drill function (on by default) ships the pg-server layer: built here when missing (1.5 to 5 minutes).
+    serverLayer = await ensureServerLayer('arm64');
     out = mkdtempSync(join(tmpdir(), 'pg-s3-backup-cdk-'));
     synth = await cdkSynth(out);
     if (synth.code === 0) {
@@ -85,8 +88,23 @@ describe('npx cdk synth with the example context of cdk.json', () => {
     expect(byType('AWS::Lambda::Function')[0]).toMatchObject({ Architectures: ['arm64'], VpcConfig: { SubnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'] } });
   });
 
+  it('deploys the drill function with both real layers, the pg-server one as build.sh\'s zip', () => {
+    const byType = (type: string) => Object.entries(template.Resources).filter(([, r]) => r.Type === type);
+    const [serverId, server] = byType('AWS::Lambda::LayerVersion').find(([, r]) => String(r.Properties.Description).includes('/opt/pg-server'))!;
+    const manifest = JSON.parse(readFileSync(join(serverLayer, 'manifest.json'), 'utf8')) as { postgresqlVersion: string };
+    expect(String(server.Properties.Description)).toContain(`PostgreSQL ${manifest.postgresqlVersion} server`);
+    const key = (server.Properties.Content as { S3Key: string }).S3Key.replace(/\.zip$/, '');
+    expect(assets.files[key]!.source.packaging).toBe('file');
+    expect(readFileSync(join(out, assets.files[key]!.source.path)).equals(readFileSync(`${join(serverLayer, '..')}.zip`))).toBe(true);
+    const [, drill] = byType('AWS::Lambda::Function').find(([, r]) => String(r.Properties.Description).includes('restore drill'))!;
+    expect(drill.Properties).toMatchObject({ Architectures: ['arm64'], MemorySize: 2048, EphemeralStorage: { Size: 10240 } });
+    expect((drill.Properties.Layers as { Ref: string }[]).map((l) => l.Ref)).toContain(serverId);
+    // cdk.json's example: a backup at 03:00 Europe/Paris, so the drill at 04:00.
+    expect(byType('AWS::Scheduler::Schedule').map(([, r]) => r.Properties.ScheduleExpression)).toEqual(['cron(0 3 * * ? *)', 'cron(0 4 * * ? *)']);
+  });
+
   it('bundles a handler that loads and runs: it fails cleanly at the secret when Secrets Manager is unreachable', async () => {
-    const fn = Object.values(template.Resources).find((r) => r.Type === 'AWS::Lambda::Function')!;
+    const fn = Object.values(template.Resources).find((r) => r.Type === 'AWS::Lambda::Function' && String(r.Properties.Description).includes('pg_dump of each database'))!;
     const key = (fn.Properties.Code as { S3Key: string }).S3Key.replace(/\.zip$/, '');
     const bundle = join(out, assets.files[key]!.source.path, 'index.mjs');
     const script = `

@@ -21,7 +21,7 @@ const now = new Date('2026-01-01T00:00:00Z');
 
 function synth(context: Record<string, unknown>) {
   const { app, stack } = buildApp({
-    context: { dbSecretArn: SECRET, ...context },
+    context: { dbSecretArn: SECRET, drillSchedule: 'off', ...context },
     layerDir: resolve(FIXTURES, 'layer', 'arm64'),
     now,
     entry: 'test/infra/fixtures/handler.ts',

@@ -11,14 +11,15 @@
  * (add it, and the permission), and so does a mapped call the role cannot make.
  */
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 import { Template } from 'aws-cdk-lib/assertions';
 import { build } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
+import { verifyReportKeyFor } from '../../engine/restore/drill.ts';
 import { buildCheckProbeKey, buildDumpKey, buildGlobalsKey, manifestKeyFor } from '../../engine/store/backup-key.ts';
 import { REPO_ROOT } from '../../layers/pg-dump/paths.ts';
 
@@ -102,28 +103,53 @@ const CALLS: Record<string, readonly Permission[]> = {
   ],
 };
 
-/** The source files (not dependencies) of the bundles of every Lambda entry point, and the AWS calls made in them. */
-async function functionCalls(): Promise<Map<string, string[]>> {
-  const entries = readdirSync(join(REPO_ROOT, 'lambda'))
-    .filter((f) => f.endsWith('.ts'))
-    .map((f) => join(REPO_ROOT, 'lambda', f));
-  const result = await build({ entryPoints: entries, bundle: true, write: false, metafile: true, platform: 'node', format: 'esm', outdir: '/nonexistent', external: ['pg-native'], logLevel: 'silent' });
-  const sources = Object.keys(result.metafile.inputs).filter((f) => !f.includes('node_modules') && f.endsWith('.ts'));
+/** Every Lambda entry point (lambda/*.ts) and the function that runs it, by its description in the template. */
+const ENTRY_FUNCTIONS: Record<string, RegExp> = {
+  'handler.ts': /^pg-s3-backup: pg_dump of each database/,
+  'drill-handler.ts': /^pg-s3-backup restore drill/,
+};
+
+function lambdaEntries(): string[] {
+  return readdirSync(join(REPO_ROOT, 'lambda')).filter((f) => f.endsWith('.ts'));
+}
+
+/**
+ * The AWS calls one entry point's bundle makes, each with the source files it is made in. The
+ * entry is bundled alone (esbuild, as CDK does) and only the code that survives tree shaking is
+ * read, module by module (esbuild's `// path` markers), dependencies left out: a function is
+ * asked only for the calls its own bundle holds, not every call some module it imports could make.
+ */
+async function entryCalls(entry: string): Promise<Map<string, string[]>> {
+  const result = await build({
+    entryPoints: [join(REPO_ROOT, 'lambda', entry)],
+    absWorkingDir: REPO_ROOT,
+    bundle: true,
+    write: false,
+    platform: 'node',
+    format: 'esm',
+    outdir: '/nonexistent',
+    external: ['pg-native'],
+    logLevel: 'silent',
+  });
+  const segments = result.outputFiles[0]!.text.split(/^\/\/ (\S+\.[cm]?[jt]s)$/m);
   const calls = new Map<string, string[]>();
-  for (const file of sources) {
-    const text = readFileSync(resolve(REPO_ROOT, file), 'utf8');
+  for (let i = 1; i < segments.length; i += 2) {
+    const file = segments[i]!;
+    if (file.includes('node_modules')) continue;
+    const text = segments[i + 1]!;
+    // Bundled code names an import through its module: `new import_client_s3.GetObjectCommand(`.
     const found = [
       // A call that names a version acts on versions: its own IAM action (s3:DeleteObjectVersion…).
-      ...[...text.matchAll(/new\s+([A-Z]\w*Command|Upload)\s*\(/g)].map((m) => {
+      ...[...text.matchAll(/new\s+(?:[\w$]+\.)?([A-Z]\w*?Command|Upload)\d*\s*\(/g)].map((m) => {
         const args = text.slice(m.index + m[0].length, text.indexOf('})', m.index));
         return /\bVersionId\b/.test(args) ? `${m[1]!}(VersionId)` : m[1]!;
       }),
       // Paginators send the command they are named after.
-      ...[...text.matchAll(/\bpaginate([A-Z]\w*)\s*\(/g)].map((m) => `${m[1]!}Command`),
+      ...[...text.matchAll(/\bpaginate([A-Z]\w*?)\d*\)?\s*\(/g)].map((m) => `${m[1]!}Command`),
       // Aggregated clients (`new S3(…).putObject(…)`) hide their calls from this scan: refuse them.
-      ...[...text.matchAll(/new\s+(S3|SNS|SecretsManager|KMS|SQS|Lambda)\s*\(/g)].map((m) => `aggregated client ${m[1]!} (use XxxCommand)`),
+      ...[...text.matchAll(/new\s+(?:[\w$]+\.)?(S3|SNS|SecretsManager|KMS|SQS|Lambda)\d*\s*\(/g)].map((m) => `aggregated client ${m[1]!} (use XxxCommand)`),
     ];
-    for (const call of found) calls.set(call, [...(calls.get(call) ?? []), relative(REPO_ROOT, resolve(REPO_ROOT, file))]);
+    for (const call of found) calls.set(call, [...new Set([...(calls.get(call) ?? []), file])]);
   }
   return calls;
 }
@@ -330,13 +356,28 @@ interface Deployment {
   readonly functionArn: string;
   readonly functionRole: string;
   readonly scheduleRole: string;
+  readonly drillFunctionArn: string;
+  readonly drillRole: string;
+  readonly drillScheduleRole: string;
 }
+
+/** The logical id of the function running `entry` (lambda/<entry>). */
+function functionOf(r: Resolved, entry: string): string {
+  const description = ENTRY_FUNCTIONS[entry];
+  if (!description) throw new Error(`lambda/${entry} has no function in ENTRY_FUNCTIONS`);
+  return r.one('AWS::Lambda::Function', (f) => description.test(String(f.Properties.Description)));
+}
+
+const roleOfFunction = (r: Resolved, fnId: string) => (r.resources[fnId]!.Properties.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+const roleOfSchedule = (r: Resolved, scheduleId: string) => (r.resources[scheduleId]!.Properties.Target as { RoleArn: { 'Fn::GetAtt': [string, string] } }).RoleArn['Fn::GetAtt'][0];
 
 function deploy(context: Record<string, unknown>): Deployment {
   const { stack } = buildApp({
     context: { dbSecretArn: SECRET, ...context },
     layerDir: resolve(FIXTURES, 'layer', 'arm64'),
+    serverLayerDir: resolve(FIXTURES, 'server-layer', 'arm64'),
     entry: 'test/infra/fixtures/handler.ts',
+    drillEntry: 'test/infra/fixtures/handler.ts',
     now: new Date('2026-01-01T00:00:00Z'),
   });
   const r = new Resolved((Template.fromStack(stack).toJSON() as { Resources: Record<string, CfnResource> }).Resources);
@@ -344,7 +385,8 @@ function deploy(context: Record<string, unknown>): Deployment {
   const keyId = (purpose: string) => r.one('AWS::KMS::Key', (k) => String(k.Properties.Description).includes(purpose));
   const topicId = r.one('AWS::SNS::Topic');
   const queueId = r.one('AWS::SQS::Queue');
-  const fnId = r.one('AWS::Lambda::Function');
+  const fnId = functionOf(r, 'handler.ts');
+  const drillId = functionOf(r, 'drill-handler.ts');
   const fn = r.resources[fnId]!.Properties;
   const env = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
   const keyPolicy = (id: string) => r.value(r.resources[id]!.Properties.KeyPolicy);
@@ -364,8 +406,11 @@ function deploy(context: Record<string, unknown>): Deployment {
     queueArn: r.getAtt(queueId, 'Arn'),
     queuePolicy: r.attachedPolicy('AWS::SQS::QueuePolicy', 'Queues', { Ref: queueId }),
     functionArn: r.getAtt(fnId, 'Arn'),
-    functionRole: (fn.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0],
-    scheduleRole: ((r.resources[r.one('AWS::Scheduler::Schedule')]!.Properties.Target as { RoleArn: { 'Fn::GetAtt': [string, string] } }).RoleArn)['Fn::GetAtt'][0],
+    functionRole: roleOfFunction(r, fnId),
+    scheduleRole: roleOfSchedule(r, r.one('AWS::Scheduler::Schedule', (sc) => !String(sc.Properties.Description).includes('drill'))),
+    drillFunctionArn: r.getAtt(drillId, 'Arn'),
+    drillRole: roleOfFunction(r, drillId),
+    drillScheduleRole: roleOfSchedule(r, r.one('AWS::Scheduler::Schedule', (sc) => String(sc.Properties.Description).includes('drill'))),
   };
 }
 
@@ -375,14 +420,16 @@ const sessionOf = (roleId: string) => `arn:aws:sts::${ACCOUNT}:assumed-role/${ro
 describe('every permission the system uses, evaluated by an IAM policy simulator', () => {
   let d: Deployment;
   let calls: Map<string, string[]>;
+  let drillCalls: Map<string, string[]>;
   beforeAll(async () => {
     d = deploy({ databases: ['app', 'my db'], dbSecretKmsKeyArn: SECRET_KEY, alertEmails: ['ops@example.com'] });
-    calls = await functionCalls();
+    calls = await entryCalls('handler.ts');
+    drillCalls = await entryCalls('drill-handler.ts');
   });
 
-  /** The request of one permission of a function call, for one object key. */
-  function functionRequest(p: Permission, key: string, label: string): Omit<Case, 'expected'> {
-    const who = { principal: sessionOf(d.functionRole), identityPolicies: d.r.identityPolicies(d.functionRole) };
+  /** The request of one permission of a function call, for one object key (by the backup function, or the role given). */
+  function functionRequest(p: Permission, key: string, label: string, role: string = d.functionRole): Omit<Case, 'expected'> {
+    const who = { principal: sessionOf(role), identityPolicies: d.r.identityPolicies(role) };
     const viaS3 = { 'kms:ViaService': `s3.${REGION}.amazonaws.com` };
     switch (p.on) {
       case 'bucket':
@@ -403,6 +450,11 @@ describe('every permission the system uses, evaluated by an IAM policy simulator
         return { ...who, label, action: p.action, resource: d.topicKeyArn, context: { 'kms:ViaService': `sns.${REGION}.amazonaws.com` }, resourcePolicy: d.topicKeyPolicy };
     }
   }
+
+  it('knows the function of every Lambda entry point', () => {
+    expect(lambdaEntries().sort(), 'a new lambda/*.ts entry: add its function to ENTRY_FUNCTIONS and its calls to a test below').toEqual(Object.keys(ENTRY_FUNCTIONS).sort());
+    for (const entry of lambdaEntries()) expect(() => functionOf(d.r, entry), entry).not.toThrow();
+  });
 
   it('finds the function\'s AWS calls in its bundle, and knows the IAM actions of each', () => {
     const unmapped = [...calls.keys()].filter((c) => !(c in CALLS)).map((c) => `${c} (${calls.get(c)!.join(', ')})`);
@@ -432,7 +484,8 @@ describe('every permission the system uses, evaluated by an IAM policy simulator
     // Lambda's on-failure destination sends with the function's role; its logs go to its log group.
     const who = { principal: sessionOf(d.functionRole), identityPolicies: d.r.identityPolicies(d.functionRole) };
     cases.push({ ...who, label: 'on-failure destination', action: 'sqs:SendMessage', resource: d.queueArn, resourcePolicy: d.queuePolicy, expected: 'Allowed' });
-    const logGroup = d.r.getAtt(d.r.one('AWS::Logs::LogGroup'), 'Arn').replace(/:\*$/, '');
+    const ownLogGroup = (d.r.resources[functionOf(d.r, 'handler.ts')]!.Properties.LoggingConfig as { LogGroup: { Ref: string } }).LogGroup.Ref;
+    const logGroup = d.r.getAtt(ownLogGroup, 'Arn').replace(/:\*$/, '');
     cases.push({ ...who, label: 'logs', action: 'logs:PutLogEvents', resource: `${logGroup}:log-stream:2026/12/02/[$LATEST]abc`, expected: 'Allowed' });
     expect(cases.length).toBeGreaterThan(20);
     await expectDecisions(cases);
@@ -465,6 +518,69 @@ describe('every permission the system uses, evaluated by an IAM policy simulator
       { ...who, label: 'another key', action: 'kms:Decrypt', resource: `arn:aws:kms:${REGION}:${ACCOUNT}:key/${uuidOf('other')}`, expected: 'ImplicitlyDenied' },
       { ...who, label: 'manage the backup key', action: 'kms:ScheduleKeyDeletion', resource: d.bucketKeyArn, resourcePolicy: d.bucketKeyPolicy, expected: 'ImplicitlyDenied' },
       { ...who, label: 'invoke itself', action: 'lambda:InvokeFunction', resource: d.functionArn, expected: 'ImplicitlyDenied' },
+    ]);
+  });
+
+  it('finds the drill function\'s AWS calls in its own bundle: it reads, lists, writes its reports and alerts, nothing more', () => {
+    const unmapped = [...drillCalls.keys()].filter((c) => !(c in CALLS)).map((c) => `${c} (${drillCalls.get(c)!.join(', ')})`);
+    expect(unmapped, 'new AWS calls: add their IAM actions to CALLS in this test, and the permissions to the drill role').toEqual([]);
+    expect([...drillCalls.keys()].sort()).toEqual(['GetObjectCommand', 'ListObjectsV2Command', 'PublishCommand', 'PutObjectCommand']);
+    // The tree-shaken bundle is what is read: the backup's calls (in modules the drill imports) are not in it.
+    expect(calls.has('DeleteObjectsCommand') && !drillCalls.has('DeleteObjectsCommand')).toBe(true);
+  });
+
+  it('lets the drill function make every call of its code: read each backup, write its .verify.json report, list, alert', async () => {
+    const at = new Date('2026-12-02T02:00:00.123Z');
+    const dumps = d.databases.map((db) => buildDumpKey(d.prefix, db, at));
+    const reads = dumps.flatMap((dump) => [dump, manifestKeyFor(dump)]);
+    const reports = dumps.map(verifyReportKeyFor);
+    const cases: Case[] = [];
+    for (const call of drillCalls.keys()) {
+      for (const p of CALLS[call] ?? []) {
+        // The drill writes its reports only; it reads dumps and manifests.
+        const keys = p.on === 'bucket' || p.on === 'object' ? (p.action === 's3:PutObject' ? reports : reads) : [dumps[0]!];
+        for (const key of keys) cases.push({ ...functionRequest(p, key, `drill ${call} → ${p.action} ${key}`, d.drillRole), expected: 'Allowed' });
+      }
+    }
+    cases.push({ ...functionRequest({ action: 's3:ListBucket', on: 'bucket' }, d.prefix, 'drill lists the prefix', d.drillRole), expected: 'Allowed' });
+    const who = { principal: sessionOf(d.drillRole), identityPolicies: d.r.identityPolicies(d.drillRole) };
+    const drillLogGroup = (d.r.resources[functionOf(d.r, 'drill-handler.ts')]!.Properties.LoggingConfig as { LogGroup: { Ref: string } }).LogGroup.Ref;
+    cases.push({ ...who, label: 'drill logs', action: 'logs:PutLogEvents', resource: `${d.r.getAtt(drillLogGroup, 'Arn').replace(/:\*$/, '')}:log-stream:2026/12/02/[$LATEST]abc`, expected: 'Allowed' });
+    expect(cases.length).toBeGreaterThan(10);
+    await expectDecisions(cases);
+  });
+
+  it('denies the drill function any write but its reports, anything outside the prefix, every secret, and other functions', async () => {
+    const who = { principal: sessionOf(d.drillRole), identityPolicies: d.r.identityPolicies(d.drillRole) };
+    const dump = buildDumpKey(d.prefix, 'app', new Date('2026-12-02T02:00:00Z'));
+    const bucket = { resourcePolicy: d.bucketPolicy };
+    await expectDecisions([
+      { ...who, ...bucket, label: 'overwrite a dump', action: 's3:PutObject', resource: `${d.bucketArn}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'overwrite a manifest', action: 's3:PutObject', resource: `${d.bucketArn}/${manifestKeyFor(dump)}`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'delete a dump', action: 's3:DeleteObject', resource: `${d.bucketArn}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'delete its report', action: 's3:DeleteObject', resource: `${d.bucketArn}/${verifyReportKeyFor(dump)}`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'destroy a version', action: 's3:DeleteObjectVersion', resource: `${d.bucketArn}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'a report outside the prefix', action: 's3:PutObject', resource: `${d.bucketArn}/elsewhere/${verifyReportKeyFor('app.dump')}`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'read outside the prefix', action: 's3:GetObject', resource: `${d.bucketArn}/elsewhere/app.dump`, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'list outside the prefix', action: 's3:ListBucket', resource: d.bucketArn, context: { 's3:prefix': 'elsewhere/' }, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'list the whole bucket', action: 's3:ListBucket', resource: d.bucketArn, context: { 's3:prefix': '' }, expected: 'ImplicitlyDenied' },
+      { ...who, ...bucket, label: 'read over plain HTTP', action: 's3:GetObject', resource: `${d.bucketArn}/${dump}`, context: { 'aws:SecureTransport': 'false' }, expected: 'ExplicitlyDenied' },
+      { ...who, label: 'the database secret', action: 'secretsmanager:GetSecretValue', resource: SECRET, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'the secret key', action: 'kms:Decrypt', resource: SECRET_KEY, context: { 'kms:ViaService': `secretsmanager.${REGION}.amazonaws.com` }, resourcePolicy: rootKeyPolicy(), expected: 'ImplicitlyDenied' },
+      { ...who, label: 'another topic', action: 'sns:Publish', resource: `arn:aws:sns:${REGION}:${ACCOUNT}:other`, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'invoke the backup', action: 'lambda:InvokeFunction', resource: d.functionArn, expected: 'ImplicitlyDenied' },
+    ]);
+  });
+
+  it('lets the drill schedule assume its role and invoke the drill function only', async () => {
+    const trust = d.r.value(d.r.resources[d.drillScheduleRole]!.Properties.AssumeRolePolicyDocument);
+    const who = { principal: sessionOf(d.drillScheduleRole), identityPolicies: d.r.identityPolicies(d.drillScheduleRole) };
+    await expectDecisions([
+      { label: 'assume the role', principal: 'scheduler.amazonaws.com', action: 'sts:AssumeRole', resource: d.r.getAtt(d.drillScheduleRole, 'Arn'), context: { 'aws:SourceAccount': ACCOUNT }, resourcePolicy: trust, expected: 'Allowed' },
+      { label: 'another account\'s schedule', principal: 'scheduler.amazonaws.com', action: 'sts:AssumeRole', resource: d.r.getAtt(d.drillScheduleRole, 'Arn'), context: { 'aws:SourceAccount': OTHER_ACCOUNT }, resourcePolicy: trust, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'invoke the drill', action: 'lambda:InvokeFunction', resource: d.drillFunctionArn, expected: 'Allowed' },
+      { ...who, label: 'invoke the backup', action: 'lambda:InvokeFunction', resource: d.functionArn, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'read the backups', action: 's3:GetObject', resource: `${d.bucketArn}/${d.prefix}app/x.dump`, resourcePolicy: d.bucketPolicy, expected: 'ImplicitlyDenied' },
     ]);
   });
 
@@ -559,6 +675,7 @@ describe('an imported bucket and its key', () => {
     const keyArn = `arn:aws:kms:${REGION}:${ACCOUNT}:key/${uuidOf('imported')}`;
     const d = deployImported(keyArn);
     const who = { principal: sessionOf(d.role), identityPolicies: d.r.identityPolicies(d.role) };
+    const drill = { principal: sessionOf(d.drillRole), identityPolicies: d.r.identityPolicies(d.drillRole) };
     const dump = buildDumpKey('db/nightly/', 'app', new Date('2026-12-02T02:00:00Z'));
     // The bucket's and the key's own policies belong to their owner: the usual defaults (no bucket
     // policy, a key policy delegating to IAM) are assumed.
@@ -569,20 +686,26 @@ describe('an imported bucket and its key', () => {
       { ...who, label: 'encrypt', action: 'kms:GenerateDataKey', resource: keyArn, resourcePolicy: rootKeyPolicy(), expected: 'Allowed' },
       { ...who, label: 'write elsewhere', action: 's3:PutObject', resource: 'arn:aws:s3:::my-backups/db/other/app.dump', expected: 'ImplicitlyDenied' },
       { ...who, label: 'list elsewhere', action: 's3:ListBucket', resource: 'arn:aws:s3:::my-backups', context: { 's3:prefix': 'db/' }, expected: 'ImplicitlyDenied' },
+      { ...drill, label: 'drill reads a dump', action: 's3:GetObject', resource: `arn:aws:s3:::my-backups/${dump}`, expected: 'Allowed' },
+      { ...drill, label: 'drill decrypts it', action: 'kms:Decrypt', resource: keyArn, resourcePolicy: rootKeyPolicy(), expected: 'Allowed' },
+      { ...drill, label: 'drill writes its report', action: 's3:PutObject', resource: `arn:aws:s3:::my-backups/${verifyReportKeyFor(dump)}`, expected: 'Allowed' },
+      { ...drill, label: 'drill overwrites no dump', action: 's3:PutObject', resource: `arn:aws:s3:::my-backups/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...drill, label: 'drill reads nothing elsewhere', action: 's3:GetObject', resource: 'arn:aws:s3:::my-backups/db/other/app.dump', expected: 'ImplicitlyDenied' },
     ]);
   });
 });
 
-function deployImported(keyArn: string): { r: Resolved; role: string } {
+function deployImported(keyArn: string): { r: Resolved; role: string; drillRole: string } {
   const { stack } = buildApp({
     context: { dbSecretArn: SECRET, bucketName: 'my-backups', bucketKmsKeyArn: keyArn, backupPrefix: 'db/nightly/' },
     layerDir: resolve(FIXTURES, 'layer', 'arm64'),
+    serverLayerDir: resolve(FIXTURES, 'server-layer', 'arm64'),
     entry: 'test/infra/fixtures/handler.ts',
+    drillEntry: 'test/infra/fixtures/handler.ts',
     now: new Date('2026-01-01T00:00:00Z'),
   });
   const r = new Resolved((Template.fromStack(stack).toJSON() as { Resources: Record<string, CfnResource> }).Resources);
-  const fn = r.resources[r.one('AWS::Lambda::Function')]!.Properties;
-  return { r, role: (fn.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0] };
+  return { r, role: roleOfFunction(r, functionOf(r, 'handler.ts')), drillRole: roleOfFunction(r, functionOf(r, 'drill-handler.ts')) };
 }
 
 /** A KMS key policy as AWS creates it by default: the account (IAM policies) decides. */

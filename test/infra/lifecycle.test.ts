@@ -47,7 +47,7 @@ interface SynthRules {
 
 function synthRules(context: Record<string, unknown>): SynthRules {
   const { stack } = buildApp({
-    context: { dbSecretArn: SECRET, ...context },
+    context: { dbSecretArn: SECRET, drillSchedule: 'off', ...context },
     layerDir: resolve(FIXTURES, 'layer', 'arm64'),
     entry: 'test/infra/fixtures/handler.ts',
     now: new Date('2026-01-01T00:00:00Z'),

