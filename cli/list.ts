@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { parseKey } from '../engine/store/backup-key.ts';
-import { clockSkewMs, listBackups, listDatabases, readManifests } from '../engine/store/s3-store.ts';
+import { clockSkewMs, listBackups, listDatabases, readDrillSummary, readManifests, type DrillSummary, type S3Store, type StoredBackup } from '../engine/store/s3-store.ts';
 import type { CliContext } from './context.ts';
 import { formatBytes, printable } from './output.ts';
 
@@ -34,6 +34,8 @@ export interface ListedBackup {
   readonly reason: string | null;
   /** Encrypted with age (ENCRYPT_RECIPIENTS): its recipients' fingerprints; null when not encrypted or incomplete. */
   readonly encryption: { readonly format: 'age'; readonly recipients: readonly string[] } | null;
+  /** The restore drill's last report on this backup (`<key>.verify.json`), or null when it was never drilled (or the report is unreadable). */
+  readonly lastDrill: DrillSummary | null;
 }
 
 interface ListOpts {
@@ -45,7 +47,7 @@ interface ListOpts {
 export function registerList(program: Command, ctx: CliContext): void {
   program
     .command('list')
-    .description('complete backups, newest first (by S3\'s clock): database, time, size, sha256, key; backups with an unreadable manifest are reported and skipped')
+    .description('complete backups, newest first (by S3\'s clock): database, time, size, sha256, key, and the last restore drill\'s result; backups with an unreadable manifest are reported and skipped')
     .option('--database <name>', 'only this database')
     .option('--all', 'also show incomplete backups (a dump without its manifest, or with an unreadable one), marked INCOMPLETE / UNREADABLE')
     .option('--json', 'print a JSON array')
@@ -64,7 +66,7 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
   const store = ctx.store();
   const databases = opts.database !== undefined ? [opts.database] : await listDatabases(store);
   const rows: ListedBackup[] = [];
-  const none = { sha256: null, durationMs: null, compression: null, pgDumpVersion: null, serverVersion: null, reason: null, encryption: null } as const;
+  const none = { sha256: null, durationMs: null, compression: null, pgDumpVersion: null, serverVersion: null, reason: null, encryption: null, lastDrill: null } as const;
   for (const database of databases) {
     const dbRows: (ListedBackup & { order: number })[] = [];
     const listing = await listBackups(store, database);
@@ -73,7 +75,7 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
       dbRows.push({
         database, key: b.key, startedAt: m.startedAt, storedAt: iso(b.storedAt), clockSkewSeconds: seconds(clockSkewMs(b, m)), bytes: b.bytes, sha256: m.sha256,
         complete: true, problem: null, durationMs: m.durationMs, compression: m.compression, pgDumpVersion: m.pgDumpVersion, serverVersion: m.serverVersion,
-        reason: m.reason, encryption: m.encryption ?? null, order: b.storedAt?.getTime() ?? 0,
+        reason: m.reason, encryption: m.encryption ?? null, lastDrill: await lastDrill(ctx, store, b), order: b.storedAt?.getTime() ?? 0,
       });
     }
     for (const b of unreadable) {
@@ -100,6 +102,23 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
   return rows;
 }
 
+/** The drill report beside a backup, read only when the listing holds one (no GET per backup otherwise). */
+async function lastDrill(ctx: CliContext, store: S3Store, backup: StoredBackup): Promise<DrillSummary | null> {
+  if (!backup.drillReport) return null;
+  try {
+    return await readDrillSummary(store, backup.drillReport.key);
+  } catch (err) {
+    ctx.out.warn(`drill result of ${backup.key} not shown: ${(err as Error).message}`);
+    return null;
+  }
+}
+
+/** `ok 2026-12-02 03:04Z`, `failed …`, `skipped …`; empty when never drilled. */
+function drillCell(r: ListedBackup): string {
+  if (!r.lastDrill) return '';
+  return `${r.lastDrill.status} ${r.lastDrill.drilledAt.replace('T', ' ').replace(/:\d{2}(\.\d+)?Z$/, 'Z')}`;
+}
+
 function note(r: ListedBackup): string {
   const notes: string[] = [];
   // A restore of it needs an identity of one of these recipients.
@@ -121,13 +140,14 @@ function table(rows: readonly ListedBackup[]): string {
     r.startedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
     formatBytes(r.bytes),
     r.sha256 ? r.sha256.slice(0, 16) : r.problem?.startsWith('no manifest') === false ? 'UNREADABLE' : 'INCOMPLETE',
+    drillCell(r),
     printable(r.key),
     note(r),
   ]);
-  // The NOTE column shows only when some row has one: the usual listing keeps its five columns.
-  const head = ['DATABASE', 'STARTED (UTC)', 'SIZE', 'SHA256', 'KEY', 'NOTE'];
-  const shown = cells.some((c) => c[5] !== '') ? head.length : head.length - 1;
+  // The DRILL and NOTE columns show only when some row has one: the usual listing keeps its five columns.
+  const head = ['DATABASE', 'STARTED (UTC)', 'SIZE', 'SHA256', 'DRILL', 'KEY', 'NOTE'];
+  const columns = head.map((_, i) => i).filter((i) => (i !== 4 && i !== 6) || cells.some((c) => c[i] !== ''));
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: readonly string[]) => c.slice(0, shown).map((v, i) => (i === 2 ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (c: readonly string[]) => columns.map((i) => (i === 2 ? c[i]!.padStart(widths[i]!) : c[i]!.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(head), ...cells.map(line)].join('\n');
 }

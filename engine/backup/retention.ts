@@ -1,7 +1,8 @@
 /**
  * Retention: a pure choice (what to delete from one database's listing) and the prune step
  * that applies it. Only complete backups whose manifest is readable count towards
- * RETENTION_COUNT; orphan dumps and stray manifests go once they are older than a day (younger
+ * RETENTION_COUNT; a backup goes with its drill report (`.verify.json`); orphan dumps and stray
+ * manifests and reports go once they are older than a day (younger
  * ones may belong to a run still finishing). Order and ages are S3's clock, never this host's.
  */
 import { databasePrefix, GLOBALS_FOLDER, isGlobalsKey } from '../store/backup-key.ts';
@@ -55,7 +56,7 @@ export interface RetentionPlan {
   readonly keptBy: ReadonlyMap<string, readonly (KeepReason | 'protected')[]>;
   /** Dump keys of backups with an unreadable manifest that are left in place (not counted). */
   readonly unreadable: readonly string[];
-  /** Every key to delete: old dumps with their manifests, old orphans and stray manifests. */
+  /** Every key to delete: old dumps with their manifests and drill reports, old orphans, stray manifests and reports. */
   readonly delete: readonly string[];
 }
 
@@ -102,9 +103,11 @@ export function planRetention(listing: DatabaseListing, options: RetentionOption
   const now = (listing.serverTime ?? options.now).getTime();
   const old = (o: StoredObject) => o.lastModified !== undefined && now - o.lastModified.getTime() >= minAge && !protect.has(o.key);
   const keys = [
-    ...expired.flatMap((b) => [b.key, b.manifestKey]),
+    // A backup goes with its drill report: a `.verify.json` left behind would outlive its dump.
+    ...expired.flatMap((b) => [b.key, b.manifestKey, ...(b.drillReport ? [b.drillReport.key] : [])]),
     ...listing.orphans.filter(old).map((o) => o.key),
     ...listing.strayManifests.filter(old).map((o) => o.key),
+    ...(listing.strayReports ?? []).filter(old).map((o) => o.key),
   ];
   return { database: listing.database, kept, keptBy, unreadable: leftUnreadable, delete: keys };
 }

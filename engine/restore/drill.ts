@@ -21,11 +21,9 @@ import type { RestoreDeps } from './deps.ts';
 import { sweepStaleServers, type ThrowawayServerOptions } from './throwaway-server.ts';
 import { verifyOnThrowawayServer, type TableReport, type VerifyProblem, type VerifyReport } from './verify.ts';
 
-/** `<dump key>.verify.json`: the drill's report, next to the backup. */
-export const VERIFY_REPORT_SUFFIX = '.verify.json';
-export function verifyReportKeyFor(dumpKey: string): string {
-  return `${dumpKey}${VERIFY_REPORT_SUFFIX}`;
-}
+/** `<dump key>.verify.json`: the drill's report, next to the backup (the store lists and prunes it). */
+export { VERIFY_REPORT_SUFFIX, verifyReportKeyFor } from '../store/backup-key.ts';
+import { verifyReportKeyFor } from '../store/backup-key.ts';
 
 /** Room kept free besides the dump and the restored data: WAL (max_wal_size 256 MB), catalogs, the server's own files. */
 export const SERVER_OVERHEAD_BYTES = 512 * 1024 ** 2;

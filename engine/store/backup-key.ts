@@ -66,6 +66,12 @@ export function manifestKeyFor(dumpKey: string): string {
   return `${dumpKey}${MANIFEST_SUFFIX}`;
 }
 
+/** `<dump key>.verify.json`: the restore drill's report, next to the backup (listed, pruned with it). */
+export const VERIFY_REPORT_SUFFIX = '.verify.json';
+export function verifyReportKeyFor(dumpKey: string): string {
+  return `${dumpKey}${VERIFY_REPORT_SUFFIX}`;
+}
+
 export interface ParsedKey {
   readonly database: string;
   readonly startedAt: Date;

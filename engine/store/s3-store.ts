@@ -14,7 +14,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
-import { buildDumpKey, databasePrefix, decodeDatabaseName, manifestKeyFor, parseKey } from './backup-key.ts';
+import { z } from 'zod';
+import { buildDumpKey, databasePrefix, decodeDatabaseName, manifestKeyFor, parseKey, VERIFY_REPORT_SUFFIX } from './backup-key.ts';
 import { KeyTakenError, ListError, ManifestError, PruneError, UnreadableManifestError } from '../errors.ts';
 import { ManifestSchema, parseManifest, type Manifest } from './manifest.ts';
 
@@ -56,6 +57,8 @@ export interface StoredBackup {
    * unknown). Backups are ordered by it, never by the key, whose time came from the host's clock.
    */
   readonly storedAt: Date | undefined;
+  /** The restore drill's report beside it (`<key>.verify.json`), when the listing holds one. */
+  readonly drillReport?: StoredObject;
 }
 
 export interface DatabaseListing {
@@ -66,6 +69,8 @@ export interface DatabaseListing {
   readonly orphans: readonly StoredObject[];
   /** Manifests whose dump is gone. Newest first (S3's clock). */
   readonly strayManifests: readonly StoredObject[];
+  /** Drill reports (`.verify.json`) whose dump is gone: left by an older prune. Newest first (S3's clock). */
+  readonly strayReports?: readonly StoredObject[];
   /** S3's clock when the listing was made (its `Date` response header): ages are measured against it. */
   readonly serverTime: Date | undefined;
 }
@@ -126,8 +131,16 @@ function newestFirst(a: { key: string; at: Date | undefined }, b: { key: string;
 export async function listBackups(store: S3Store, database: string): Promise<DatabaseListing> {
   const dumps = new Map<string, StoredObject & { startedAt: Date }>();
   const manifests = new Map<string, StoredObject>();
+  const reports = new Map<string, StoredObject>();
   let serverTime: Date | undefined;
   for await (const o of listObjects(store, databasePrefix(store.prefix, database), (d) => (serverTime = d))) {
+    if (o.key.endsWith(VERIFY_REPORT_SUFFIX)) {
+      // `<dump key>.verify.json`: kept by the dump's key, when that is one of this database's dumps.
+      const dumpKey = o.key.slice(0, -VERIFY_REPORT_SUFFIX.length);
+      const owner = parseKey(store.prefix, dumpKey);
+      if (owner?.kind === 'dump' && owner.database === database) reports.set(dumpKey, o);
+      continue;
+    }
     const parsed = parseKey(store.prefix, o.key);
     if (!parsed || parsed.database !== database) continue;
     if (parsed.kind === 'dump') dumps.set(o.key, { ...o, startedAt: parsed.startedAt });
@@ -138,15 +151,17 @@ export async function listBackups(store: S3Store, database: string): Promise<Dat
   for (const [key, d] of dumps) {
     const manifest = manifests.get(key);
     if (manifest) {
+      const report = reports.get(key);
       complete.push({
         database, key, manifestKey: manifestKeyFor(key), startedAt: d.startedAt, bytes: d.size, lastModified: d.lastModified,
-        storedAt: manifest.lastModified ?? d.lastModified,
+        storedAt: manifest.lastModified ?? d.lastModified, ...(report ? { drillReport: report } : {}),
       });
     } else {
       orphans.push({ key, size: d.size, lastModified: d.lastModified });
     }
   }
   const strayManifests = [...manifests].filter(([k]) => !dumps.has(k)).map(([, m]) => m);
+  const strayReports = [...reports].filter(([k]) => !dumps.has(k)).map(([, r]) => r);
   // Not by key: the key's time is the clock of whichever host ran pg_dump, and one host whose clock
   // was a year ahead would otherwise stay "newest" for a year (retention would prune every fresh
   // backup, --latest would restore the stale one). S3 stamps every object with one clock.
@@ -157,6 +172,7 @@ export async function listBackups(store: S3Store, database: string): Promise<Dat
     complete: byStored(complete, (b) => b.storedAt),
     orphans: byStored(orphans, (o) => o.lastModified),
     strayManifests: byStored(strayManifests, (o) => o.lastModified),
+    strayReports: byStored(strayReports, (o) => o.lastModified),
     serverTime,
   };
 }
@@ -260,6 +276,41 @@ function describeSchemaError(err: unknown): string {
   const issues = (err as { issues?: { path: PropertyKey[]; message: string }[] }).issues;
   if (!issues?.length) return (err as Error).message;
   return issues.slice(0, 3).map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`).join('; ');
+}
+
+/** What `list` shows of a drill report: its outcome and when. */
+export interface DrillSummary {
+  readonly status: 'ok' | 'failed' | 'skipped';
+  readonly drilledAt: string;
+  /** `schema.table: problem` of a failed drill. */
+  readonly failingTables: readonly string[];
+}
+
+const DrillSummarySchema = z.looseObject({
+  status: z.enum(['ok', 'failed', 'skipped']),
+  drilledAt: z.string().min(1),
+  failingTables: z.array(z.string()).default([]),
+});
+
+/**
+ * Reads a backup's drill report (`<dump key>.verify.json`, engine/restore/drill.ts) down to its
+ * outcome. Throws ManifestError when S3 cannot be asked or the report is not one.
+ */
+export async function readDrillSummary(store: S3Store, report: string): Promise<DrillSummary> {
+  const where = `s3://${store.bucket}/${report}`;
+  let text: string;
+  try {
+    const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: report }));
+    text = await res.Body!.transformToString();
+  } catch (err) {
+    throw new ManifestError(`cannot read drill report ${where}: ${(err as Error).name}: ${(err as Error).message}`, { cause: err, hint: 'Check s3:GetObject on the bucket.' });
+  }
+  try {
+    const { status, drilledAt, failingTables } = DrillSummarySchema.parse(JSON.parse(text));
+    return { status, drilledAt, failingTables };
+  } catch (err) {
+    throw new ManifestError(`drill report ${where} is unreadable: ${(err as Error).message.slice(0, 200)}`, { cause: err, hint: 'The next drill writes a new one.' });
+  }
 }
 
 export type CheckedBackup = StoredBackup & { readonly manifest: Manifest };

@@ -19,7 +19,7 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { toEnvironment } from '../../engine/config.ts';
 import { METRIC_DIMENSION, METRIC_NAMES, METRIC_NAMESPACE, metricDatabaseName } from '../../engine/observability.ts';
-import { VERIFY_REPORT_SUFFIX } from '../../engine/restore/drill.ts';
+import { VERIFY_REPORT_SUFFIX } from '../../engine/store/backup-key.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import { DRILL_MIN_MEMORY_MB, type DrillFrequency } from '../config.ts';
 import { formatHourMinute } from '../dst.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildDumpKey, manifestKeyFor } from '../../../engine/store/backup-key.ts';
+import { buildDumpKey, manifestKeyFor, verifyReportKeyFor } from '../../../engine/store/backup-key.ts';
 import { PruneError } from '../../../engine/errors.ts';
 import { planRetention } from '../../../engine/backup/retention.ts';
 import type { DatabaseListing, StoredBackup } from '../../../engine/store/s3-store.ts';
@@ -22,6 +22,19 @@ describe('planRetention (pure)', () => {
     const plan = planRetention(listing, { retentionCount: 7, now });
     expect(plan.kept).toEqual(complete.slice(0, 7).map((b) => b.key));
     expect(plan.delete).toEqual([complete[7]!.key, complete[7]!.manifestKey, complete[8]!.key, complete[8]!.manifestKey, oldOrphan.key, stray.key]);
+  });
+
+  it('deletes an expired backup with its drill report (.verify.json), keeps a kept backup\'s, and removes an old stray report', () => {
+    const withReport = (b: StoredBackup): StoredBackup => ({ ...b, drillReport: { key: verifyReportKeyFor(b.key), size: 1, lastModified: b.storedAt } });
+    const drilled = complete.map(withReport);
+    const strayReport = { key: verifyReportKeyFor(buildDumpKey('p/', 'app', new Date('2026-02-01T02:00:00Z'))), size: 1, lastModified: new Date('2026-02-01T03:00:00Z') };
+    const youngStrayReport = { key: verifyReportKeyFor(buildDumpKey('p/', 'app', new Date('2026-03-10T02:00:00Z'))), size: 1, lastModified: new Date('2026-03-10T02:40:00Z') };
+    const plan = planRetention({ ...listing, complete: drilled, orphans: [], strayManifests: [], strayReports: [youngStrayReport, strayReport] }, { retentionCount: 7, now });
+    expect(plan.delete).toEqual([
+      complete[7]!.key, complete[7]!.manifestKey, verifyReportKeyFor(complete[7]!.key),
+      complete[8]!.key, complete[8]!.manifestKey, verifyReportKeyFor(complete[8]!.key),
+      strayReport.key,
+    ]);
   });
 
   it('deletes nothing complete when there are fewer than N', () => {
