@@ -207,7 +207,8 @@ const ContextSchema = z
     fargateTimeoutHours: int(1, 22).default(6),
 
     // The restore drill (issue 13): its own function and schedule, an hour after the backup.
-    drillSchedule: z.enum(DRILL_SCHEDULES, { error: '`nightly`, `weekly` or `off`' }).default('nightly'),
+    // Default: nightly, or off when backups are encrypted (the stack never holds an age identity).
+    drillSchedule: z.enum(DRILL_SCHEDULES, { error: '`nightly`, `weekly` or `off`' }).optional(),
     drillEphemeralStorageMiB: int(512, 10240).default(10240),
     drillMemorySize: int(DRILL_MIN_MEMORY_MB, 10240).default(DRILL_MIN_MEMORY_MB),
   })
@@ -388,13 +389,19 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
   if (!fanOut && c.runner !== 'lambda') problems.push(`context "runner": \`${c.runner}\` runs through the Step Functions fan-out, but "fanOut" is false: drop "fanOut" or set runner=lambda`);
   if (c.runner !== 'lambda' && !c.vpcId) problems.push(`context "runner": \`${c.runner}\` needs "vpcId" (and "subnetIds"): a Fargate task always runs in a VPC, the function's`);
 
+  if (c.encryptRecipients && c.drillSchedule !== undefined && c.drillSchedule !== 'off') {
+    problems.push(
+      'context "drillSchedule": the drill function cannot restore encrypted backups ("encryptRecipients" is set and the stack never holds an age identity): set drillSchedule=off (the default with encryption) and drill from a host with `pg-s3-backup verify --latest --local --identity-file <file>`',
+    );
+  }
   if (problems.length > 0) throw new InfraConfigError(`invalid CDK context:\n  - ${problems.join('\n  - ')}`);
 
+  const drillSchedule = c.drillSchedule ?? (c.encryptRecipients ? 'off' : 'nightly');
   const drill: DrillConfig | undefined =
-    c.drillSchedule === 'off'
+    drillSchedule === 'off'
       ? undefined
       : {
-          frequency: c.drillSchedule,
+          frequency: drillSchedule,
           ...drillTime(c.timeZone, c.scheduleHour, c.scheduleMinute, c.allowDstSkip, options.now),
           timeZone: c.timeZone,
           ephemeralStorageMiB: c.drillEphemeralStorageMiB,

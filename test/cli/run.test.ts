@@ -97,6 +97,7 @@ describe('run, list, prune', () => {
         serverVersion: expect.stringMatching(/^18\./),
         reason: expect.any(String),
         encryption: null,
+        lastDrill: null,
       });
     }
     expect(String(rows[0]!.startedAt) > String(rows[1]!.startedAt)).toBe(true);

@@ -250,6 +250,10 @@ describe('the drill with named databases, a zone and the context keys', () => {
     expect(parseConfig({ dbSecretArn: SECRET, drillEphemeralStorageMiB: '2048', drillSchedule: 'weekly' }, { now }).drill).toMatchObject({ ephemeralStorageMiB: 2048, memorySize: 2048, frequency: 'weekly' });
     expect(parseConfig({ dbSecretArn: SECRET }, { now }).drill).toEqual({ frequency: 'nightly', hour: 3, minute: 0, timeZone: 'UTC', ephemeralStorageMiB: 10240, memorySize: 2048 });
     expect(parseConfig({ dbSecretArn: SECRET, drillSchedule: 'off' }, { now }).drill).toBeUndefined();
+    // Encrypted backups: the stack never holds an identity, so no drill by default, and none on request.
+    const recipient = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+    expect(parseConfig({ dbSecretArn: SECRET, encryptRecipients: recipient }, { now }).drill).toBeUndefined();
+    expect(problems({ encryptRecipients: recipient, drillSchedule: 'nightly' })).toContain('context "drillSchedule": the drill function cannot restore encrypted backups');
   });
 });
 
