@@ -1,14 +1,15 @@
 /**
- * The one process runner for the PostgreSQL client tools: no shell, argument lists, an explicit
- * environment (env.ts), stderr kept as a bounded tail with secrets redacted, and one outcome type
- * with one table of what exit codes and signals mean.
+ * The one process runner for the PostgreSQL programs (client tools, and the throwaway server's
+ * initdb/postgres): no shell, argument lists, an explicit environment (env.ts; nothing inherited),
+ * optionally another uid/gid, stderr kept as a bounded tail with secrets redacted, and one outcome
+ * type with one table of what exit codes and signals mean.
  */
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { DumpError, RestoreError, type ProcessOutcome } from '../errors.ts';
 import { openDirectChannel, type DirectChannel, type DirectOutput } from './direct-output.ts';
 
 export { openDirectChannel };
-import type { PgTool, SpawnCommand } from './tools.ts';
+import type { PgTool, ServerTool, SpawnCommand } from './tools.ts';
 
 export type { ProcessOutcome };
 
@@ -107,8 +108,28 @@ export interface StartToolOptions {
   readonly stderrLines?: number;
   /** Sees each stderr line as it comes; false leaves it out of the outcome. */
   readonly onStderrLine?: (line: string) => boolean;
-  /** Which tool this is, for the error when it cannot start (default pg_dump). */
-  readonly tool?: PgTool;
+  /** Which tool this is, for the error when it cannot start and the exit-code table (default pg_dump). */
+  readonly tool?: PgTool | ServerTool;
+  /**
+   * The uid/gid the program runs as (the throwaway server when we are root: initdb and postgres
+   * refuse root). Starting as another user needs root; the environment is still exactly `env`.
+   */
+  readonly runAs?: { readonly uid: number; readonly gid: number } | undefined;
+  /**
+   * stdout lines go to the kept tail too (the server programs write their messages to either
+   * stream); `child.stdout` is then consumed, and runTool's `stdout` is empty.
+   */
+  readonly stdoutInTail?: boolean | undefined;
+  /**
+   * The error for a program that cannot be started at all (spawn failed, synchronously or not);
+   * default: the client tools' DumpError/RestoreError with their hints.
+   */
+  readonly cannotStart?: ((err: NodeJS.ErrnoException) => Error) | undefined;
+  /**
+   * runTool only: the program is killed (SIGKILL) after this many ms; the outcome then says
+   * `timedOut`.
+   */
+  readonly timeoutMs?: number | undefined;
   /**
    * runTool only: aborted on SIGTERM/SIGINT of the command; the tool is stopped (it must not
    * outlive the CLI) and the signal's reason is thrown.
@@ -127,10 +148,10 @@ export function startTool(spawn: SpawnFn, command: SpawnCommand, toolArgs: reado
   const channel = options.stdout;
   let child: ChildProcess;
   try {
-    child = spawnWithStdout(spawn, command, toolArgs, options.env, channel);
+    child = spawnWithStdout(spawn, command, toolArgs, options, channel);
   } catch (err) {
     channel?.output.destroy();
-    throw err;
+    throw options.cannotStart ? options.cannotStart(err as NodeJS.ErrnoException) : err;
   }
   if (!channel) return watchTool(child, command, options);
   // A child that could not start leaves nothing to read.
@@ -138,9 +159,10 @@ export function startTool(spawn: SpawnFn, command: SpawnCommand, toolArgs: reado
   return { ...watchTool(child, command, options), output: channel.output };
 }
 
-function spawnWithStdout(spawn: SpawnFn, command: SpawnCommand, toolArgs: readonly string[], env: Record<string, string>, channel: DirectChannel | undefined): ChildProcess {
+function spawnWithStdout(spawn: SpawnFn, command: SpawnCommand, toolArgs: readonly string[], options: StartToolOptions, channel: DirectChannel | undefined): ChildProcess {
+  const ids = options.runAs ? { uid: options.runAs.uid, gid: options.runAs.gid } : {};
   try {
-    return spawn(command.file, [...command.args, ...toolArgs], { env, stdio: ['ignore', channel?.childEnd ?? 'pipe', 'pipe'], shell: false });
+    return spawn(command.file, [...command.args, ...toolArgs], { env: options.env, stdio: ['ignore', channel?.childEnd ?? 'pipe', 'pipe'], shell: false, ...ids });
   } finally {
     // The child has its own copy: ours must go, or the reader would never see the end.
     channel?.childEnd.destroy();
@@ -161,8 +183,9 @@ function watchTool(child: ChildProcess, command: SpawnCommand, options: StartToo
   const tool = options.tool ?? 'pg_dump';
   const stderr = new TailBuffer(options.stderrLines ?? 20, 500, options.onStderrLine);
   child.stderr?.on('data', (c: Buffer) => stderr.push(c));
+  if (options.stdoutInTail) child.stdout?.on('data', (c: Buffer) => stderr.push(c));
   const finished = new Promise<ProcessOutcome>((resolve, reject) => {
-    child.once('error', (err: NodeJS.ErrnoException) => reject(cannotStart(tool, command, err)));
+    child.once('error', (err: NodeJS.ErrnoException) => reject(options.cannotStart ? options.cannotStart(err) : cannotStart(tool, command, err)));
     child.once('close', (exitCode: number | null, signal: NodeJS.Signals | null) => {
       stderr.end();
       resolve({ exitCode, signal, stderrTail: stderr.get().map(redact) });
@@ -174,24 +197,38 @@ function watchTool(child: ChildProcess, command: SpawnCommand, options: StartToo
 }
 
 /** Runs a tool to its end, keeping its stdout (small outputs only: `--version`, `--list`). */
-export async function runTool(spawn: SpawnFn, command: SpawnCommand, toolArgs: readonly string[], options: StartToolOptions): Promise<ProcessOutcome & { readonly stdout: string }> {
+export async function runTool(
+  spawn: SpawnFn,
+  command: SpawnCommand,
+  toolArgs: readonly string[],
+  options: StartToolOptions,
+): Promise<ProcessOutcome & { readonly stdout: string; readonly timedOut: boolean }> {
   const signal = options.signal;
   signal?.throwIfAborted();
   const run = startTool(spawn, command, toolArgs, options);
   const onAbort = () => run.child.kill('SIGTERM');
   signal?.addEventListener('abort', onAbort, { once: true });
+  let timedOut = false;
+  const timer =
+    options.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          // Still running (kill fails once it has exited): the bound, not the program, ended it.
+          timedOut = run.child.kill('SIGKILL');
+        }, options.timeoutMs);
   const out: Buffer[] = [];
-  run.child.stdout?.on('data', (c: Buffer) => out.push(c));
+  if (!options.stdoutInTail) run.child.stdout?.on('data', (c: Buffer) => out.push(c));
   try {
     const outcome = await run.finished;
     signal?.throwIfAborted();
-    return { ...outcome, stdout: Buffer.concat(out).toString('utf8') };
+    return { ...outcome, stdout: Buffer.concat(out).toString('utf8'), timedOut };
   } finally {
+    clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
   }
 }
 
-function cannotStart(tool: PgTool, command: SpawnCommand, err: NodeJS.ErrnoException): DumpError | RestoreError {
+function cannotStart(tool: PgTool | ServerTool, command: SpawnCommand, err: NodeJS.ErrnoException): DumpError | RestoreError {
   if (tool === 'pg_restore') {
     return new RestoreError(`cannot run ${command.file}: ${err.message}`, {
       cause: err,

@@ -8,6 +8,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 export type PgTool = 'pg_dump' | 'pg_restore' | 'pg_dumpall';
+/** The server programs of the pg-server layer (the throwaway server of restore drills). */
+export type ServerTool = 'postgres' | 'initdb' | 'pg_ctl';
 
 /** Where Lambda mounts layers. */
 export const DEFAULT_LAYER_ROOT = '/opt';

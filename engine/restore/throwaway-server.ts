@@ -15,8 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { ThrowawayServerError } from '../errors.ts';
-import { TailBuffer, type SpawnFn } from '../pg/process.ts';
-import { findLoader, type SpawnCommand } from '../pg/tools.ts';
+import { describeExit, runTool, startTool, type ProcessOutcome, type RunningTool, type SpawnFn, type StartToolOptions } from '../pg/process.ts';
+import { findLoader, type ServerTool, type SpawnCommand } from '../pg/tools.ts';
 import { withClient } from '../pg/client.ts';
 import type { PgConnection } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
@@ -32,7 +32,7 @@ export const SERVER_DIR_PREFIX = 'pgs3-server-';
 /** Who runs the server when we are root (initdb and postgres refuse root): `nobody`. */
 export const NOBODY = { uid: 65534, gid: 65534 } as const;
 
-export type ServerTool = 'postgres' | 'initdb' | 'pg_ctl';
+export type { ServerTool };
 
 /** `lib/postgresql/<major>/bin` of the layer: where the tools' wrappers are, and where PostgreSQL looks for itself. */
 export function serverBinDir(layerRoot: string): string {
@@ -179,38 +179,31 @@ export interface ThrowawayServer {
   stop(): Promise<void>;
 }
 
-/** Runs a program to completion; rejects on a non-zero exit, with its last output lines. */
-function runToEnd(spawn: SpawnFn, cmd: SpawnCommand, args: readonly string[], env: Record<string, string>, ids: SpawnIds, timeoutMs: number, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const tail = new TailBuffer(30);
-    let child: ChildProcess;
-    try {
-      child = spawn(cmd.file, [...cmd.args, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], shell: false, ...ids });
-    } catch (err) {
-      reject(new ThrowawayServerError(`cannot start ${what}: ${String(err)}`, { cause: err }));
-      return;
-    }
-    child.stdout?.on('data', (c: Buffer) => tail.push(c));
-    child.stderr?.on('data', (c: Buffer) => tail.push(c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(new ThrowawayServerError(`cannot start ${what}: ${err.message}`, { cause: err, hint: 'Check that the pg-server layer is attached and built for this architecture.' }));
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) return resolve();
-      const timedOut = signal === 'SIGKILL';
-      reject(
-        new ThrowawayServerError(`${what} ${timedOut ? `did not finish within ${Math.round(timeoutMs / 1000)} s` : `failed (exit ${code ?? signal})`}: ${tail.get().join(' | ')}`, {
-          hint: 'The throwaway server could not be created in the temporary folder: check its free space and that the pg-server layer matches the function architecture.',
-        }),
-      );
-    });
-  });
+/** The error for a server program that could not be started at all. */
+function cannotStartServer(what: ServerTool) {
+  return (err: NodeJS.ErrnoException): ThrowawayServerError =>
+    new ThrowawayServerError(`cannot start ${what}: ${err.message}`, { cause: err, hint: 'Check that the pg-server layer is attached and built for this architecture.' });
 }
 
-type SpawnIds = { uid?: number; gid?: number };
+/**
+ * The one process runner's options for a server program: the exact environment, the uid/gid,
+ * stdout and stderr in one 30-line tail.
+ */
+function serverRunOptions(tool: ServerTool, env: Record<string, string>, runAs: RunAs | undefined): StartToolOptions {
+  return { env, runAs, tool, stderrLines: 30, stdoutInTail: true, cannotStart: cannotStartServer(tool) };
+}
+
+/** Runs a program to completion through the one runner; rejects on a non-zero exit, with its last output lines. */
+async function runToEnd(spawn: SpawnFn, cmd: SpawnCommand, args: readonly string[], env: Record<string, string>, runAs: RunAs | undefined, timeoutMs: number, what: ServerTool): Promise<void> {
+  const outcome = await runTool(spawn, cmd, args, { ...serverRunOptions(what, env, runAs), timeoutMs });
+  if (outcome.exitCode === 0) return;
+  throw new ThrowawayServerError(
+    `${what} ${outcome.timedOut ? `did not finish within ${Math.round(timeoutMs / 1000)} s` : `failed (${describeExit(outcome.exitCode, outcome.signal, what)})`}: ${outcome.stderrTail.join(' | ')}`,
+    { hint: 'The throwaway server could not be created in the temporary folder: check its free space and that the pg-server layer matches the function architecture.' },
+  );
+}
+
+type RunAs = { readonly uid: number; readonly gid: number };
 
 function defaultRunAs(): { uid: number; gid: number } | undefined {
   return process.getuid?.() === 0 ? { ...NOBODY } : undefined;
@@ -272,7 +265,6 @@ export async function startThrowawayServer(options: ThrowawayServerOptions = {})
   const stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
   const deadline = Date.now() + startTimeoutMs;
   const runAs = options.runAs ?? defaultRunAs();
-  const ids: SpawnIds = runAs ? { uid: runAs.uid, gid: runAs.gid } : {};
   const initdb = serverToolCommand(layerRoot, 'initdb');
   const postgres = serverToolCommand(layerRoot, 'postgres');
 
@@ -292,20 +284,13 @@ export async function startThrowawayServer(options: ThrowawayServerOptions = {})
       for (const p of [dir, dataDir, join(dir, 'passwd'), join(dir, 'group')]) chownSync(p, runAs.uid, runAs.gid);
     }
     const env = serverEnv(dir);
-    await runToEnd(spawn, initdb, initdbArgs(dataDir), env, ids, Math.max(1, deadline - Date.now()), 'initdb');
+    await runToEnd(spawn, initdb, initdbArgs(dataDir), env, runAs, Math.max(1, deadline - Date.now()), 'initdb');
 
-    const stderr = new TailBuffer(30);
-    child = spawn(postgres.file, [...postgres.args, ...postgresArgs(dataDir, serverSettings(dir, options.settings))], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      shell: false,
-      ...ids,
-    });
-    child.stdout?.on('data', (c: Buffer) => stderr.push(c));
-    child.stderr?.on('data', (c: Buffer) => stderr.push(c));
-    const spawnError = new Promise<Error>((resolve) => child!.once('error', resolve));
+    // Started and kept: the runner's startTool (the same spawn, environment, uid/gid and tail).
+    const run = startTool(spawn, postgres, postgresArgs(dataDir, serverSettings(dir, options.settings)), serverRunOptions('postgres', env, runAs));
+    child = run.child;
     const server = makeServer(dir, child, stopTimeoutMs, cleanup);
-    await waitReady(server, child, spawnError, stderr, deadline, startTimeoutMs);
+    await waitReady(server, run, deadline, startTimeoutMs);
     return server;
   } catch (err) {
     await cleanup();
@@ -336,15 +321,18 @@ function makeServer(dir: string, child: ChildProcess, _stopTimeoutMs: number, cl
 }
 
 /** Polls a connection until the server answers, the process dies, or the deadline passes. */
-async function waitReady(server: ThrowawayServer, child: ChildProcess, spawnError: Promise<Error>, log: TailBuffer, deadline: number, startTimeoutMs: number): Promise<void> {
-  let exited = false;
-  child.once('exit', () => (exited = true));
+async function waitReady(server: ThrowawayServer, run: RunningTool, deadline: number, startTimeoutMs: number): Promise<void> {
+  // The runner's one outcome: resolves when postgres has exited, rejects (cannotStartServer) if it could not start.
+  let exited: ProcessOutcome | undefined;
   let startError: Error | undefined;
-  void spawnError.then((e) => (startError = e));
+  run.finished.then(
+    (o) => (exited = o),
+    (e: Error) => (startError = e),
+  );
   for (;;) {
-    if (startError) throw new ThrowawayServerError(`cannot start postgres: ${startError.message}`, { cause: startError });
-    if (exited) throw new ThrowawayServerError(`postgres exited during start-up (${child.exitCode ?? child.signalCode}): ${log.get().join(' | ')}`);
-    if (Date.now() > deadline) throw new ThrowawayServerError(`postgres did not accept connections within ${Math.round(startTimeoutMs / 1000)} s: ${log.get().join(' | ')}`);
+    if (startError) throw startError;
+    if (exited) throw new ThrowawayServerError(`postgres exited during start-up (${describeExit(exited.exitCode, exited.signal, 'postgres')}): ${exited.stderrTail.join(' | ')}`);
+    if (Date.now() > deadline) throw new ThrowawayServerError(`postgres did not accept connections within ${Math.round(startTimeoutMs / 1000)} s: ${run.stderr.get().join(' | ')}`);
     try {
       // engine/pg's withClient, as restore and verify will connect; 2 s per attempt.
       await withClient({ ...throwawayTarget(server), connectTimeoutSeconds: 2 }, 'postgres', (c) => c.query('SELECT 1'));
