@@ -20,7 +20,7 @@ const REPLICA_KEY = 'arn:aws:kms:eu-central-1:210987654321:key/0b7f2f4e-1111-222
 const REPLICATION = { destinationBucketArn: 'arn:aws:s3:::my-replica', destinationKmsKeyArn: REPLICA_KEY, destinationAccount: '210987654321', storageClass: 'STANDARD_IA' };
 
 function synth(context: Record<string, unknown>): { app: App; template: Template } {
-  const { app, stack } = buildApp({ context: { dbSecretArn: SECRET, ...context }, layerDir: resolve(FIXTURES, 'layer', 'arm64'), entry: 'test/infra/fixtures/handler.ts', now });
+  const { app, stack } = buildApp({ context: { dbSecretArn: SECRET, drillSchedule: 'off', ...context }, layerDir: resolve(FIXTURES, 'layer', 'arm64'), entry: 'test/infra/fixtures/handler.ts', now });
   return { app, template: Template.fromStack(stack) };
 }
 
