@@ -68,6 +68,28 @@ export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
+/**
+ * How every function entry (the backup handler, the drill handler) is bundled: one ES module built
+ * on this machine by the installed esbuild, the AWS SDK included, so the versions tested are the
+ * versions run. Each function adds its own command hooks.
+ */
+export function handlerBundling(): nodejs.BundlingOptions {
+  return {
+    // Docker is never needed.
+    forceDockerBundling: false,
+    format: nodejs.OutputFormat.ESM,
+    target: 'node24',
+    mainFields: ['module', 'main'],
+    // CommonJS dependencies bundled into an ES module still call `require` for Node built-ins.
+    banner: "import { createRequire as __pgS3BackupCreateRequire } from 'node:module'; const require = __pgS3BackupCreateRequire(import.meta.url);",
+    minify: true,
+    sourceMap: true,
+    sourcesContent: false,
+    externalModules: ['pg-native'],
+    define: { 'process.env.PG_S3_BACKUP_VERSION': JSON.stringify(packageVersion()) },
+  };
+}
+
 export class BackupFunction extends Construct {
   readonly function: nodejs.NodejsFunction;
   readonly logGroup: logs.LogGroup;
@@ -274,19 +296,7 @@ export class BackupFunction extends Construct {
       maxEventAge: Duration.hours(6),
       onFailure: new destinations.SqsDestination(props.failureQueue),
       bundling: {
-        // Bundled on this machine by the installed esbuild; Docker is never needed.
-        forceDockerBundling: false,
-        format: nodejs.OutputFormat.ESM,
-        target: 'node24',
-        mainFields: ['module', 'main'],
-        // CommonJS dependencies bundled into an ES module still call `require` for Node built-ins.
-        banner: "import { createRequire as __pgS3BackupCreateRequire } from 'node:module'; const require = __pgS3BackupCreateRequire(import.meta.url);",
-        minify: true,
-        sourceMap: true,
-        sourcesContent: false,
-        // Everything is bundled, the AWS SDK included: the versions tested are the versions run.
-        externalModules: ['pg-native'],
-        define: { 'process.env.PG_S3_BACKUP_VERSION': JSON.stringify(packageVersion()) },
+        ...handlerBundling(),
         // The RDS CA bundle beside the handler: in Lambda the engine trusts the runtime's bundle
         // plus this one by default (engine/pg/tls.ts), so RDS's 2024 CAs verify.
         commandHooks: {

@@ -25,7 +25,7 @@ import { DRILL_MIN_MEMORY_MB, type DrillFrequency } from '../config.ts';
 import { formatHourMinute } from '../dst.ts';
 import { DEAD_MAN_HOURS } from './backup-alerts.ts';
 import type { BackupBucket } from './backup-bucket.ts';
-import { bucketResourceLogicalId, FUNCTION_RUNTIME, FUNCTION_TIMEOUT, packageVersion } from './backup-function.ts';
+import { bucketResourceLogicalId, FUNCTION_RUNTIME, FUNCTION_TIMEOUT, handlerBundling } from './backup-function.ts';
 import { SERVER_LAYER_MOUNT } from './pg-server-layer.ts';
 
 /** Lambda's bounds of /tmp. */
@@ -152,18 +152,7 @@ export class DrillFunction extends Construct {
       environment: this.environment,
       // A failed drill has alerted and thrown (Errors alarm); running it again would only repeat the alert.
       retryAttempts: 0,
-      bundling: {
-        forceDockerBundling: false,
-        format: nodejs.OutputFormat.ESM,
-        target: 'node24',
-        mainFields: ['module', 'main'],
-        banner: "import { createRequire as __pgS3BackupCreateRequire } from 'node:module'; const require = __pgS3BackupCreateRequire(import.meta.url);",
-        minify: true,
-        sourceMap: true,
-        sourcesContent: false,
-        externalModules: ['pg-native'],
-        define: { 'process.env.PG_S3_BACKUP_VERSION': JSON.stringify(packageVersion()) },
-      },
+      bundling: handlerBundling(),
     });
     this.function.node.addDependency(policy);
 
