@@ -8,6 +8,7 @@
  *                    [--endpoint null|moto] [--protocol https|http] [--layout lambda|shared]
  *                    [--verify-checksums] [--compressions gzip:6,gzip:1,lz4,zstd:1,zstd:3,none]
  *                    [--restore-repeat 1] [--seed 42] [--out bench/results] [--note "…"]
+ *   npm run bench -- --modes drill [--size demo,1GB]   (the restore drill: time per step, peak memory; bench/drill.ts)
  *   npm run bench -- --render bench/results/<date>-<size>.json   (recompute the figures from the runs)
  *
  * Lambda layout (the default on a machine with 2 CPUs or more and taskset): pg_dump and the
@@ -163,7 +164,18 @@ function parseOptions(argv: string[]): Options {
 
 const log = (msg: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 
+/** `--modes drill` (bench/drill.ts): the restore drill's time per step and peak memory; it runs on its own. */
+function isDrill(argv: readonly string[]): boolean {
+  const i = argv.findIndex((a) => a === '--modes' || a.startsWith('--modes='));
+  if (i < 0) return false;
+  const modes = (argv[i]!.includes('=') ? argv[i]!.slice('--modes='.length) : (argv[i + 1] ?? '')).split(',').map((m) => m.trim());
+  if (!modes.includes('drill')) return false;
+  if (modes.length > 1) throw new Error('--modes drill runs on its own (its own sizes: --size demo,1GB)');
+  return true;
+}
+
 async function main(): Promise<void> {
+  if (isDrill(process.argv.slice(2))) return (await import('./drill.ts')).drillBench(process.argv.slice(2));
   const opts = parseOptions(process.argv.slice(2));
   if (opts.render) return rerender(opts.render);
   // The SDK's notice about future Node versions is noise in a benchmark's output.

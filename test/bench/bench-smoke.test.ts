@@ -10,6 +10,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { DrillBenchResults } from '../../bench/drill.ts';
 import type { Results } from '../../bench/report.ts';
 import { REPO_ROOT } from '../support/layer.ts';
 
@@ -109,6 +110,41 @@ describe('npm run bench (smoke: 20 MB, 1 repeat)', () => {
       expect(md).not.toMatch(/NaN|undefined/);
     } finally {
       rmSync(lambdaOut, { recursive: true, force: true });
+    }
+  });
+  it('--modes drill: a 10 MB database backed up into the null endpoint and drilled (throwaway server), with time per step and peak memory', async () => {
+    const drillOut = mkdtempSync(join(tmpdir(), 'pgs3b-bench-smoke-drill-'));
+    try {
+      const args = ['--import', 'tsx', 'bench/bench.ts', '--modes', 'drill', '--size', '10MB', '--out', drillOut];
+      try {
+        await execFileAsync(process.execPath, args, { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024, timeout: 110_000 });
+      } catch (err) {
+        const e = err as { stdout?: string; stderr?: string };
+        throw new Error(`the drill bench failed:\n${e.stdout?.slice(-3000) ?? ''}\n${e.stderr?.slice(-3000) ?? ''}`, { cause: err });
+      }
+      expect(readdirSync(drillOut).sort()).toEqual([expect.stringMatching(/^\d{4}-\d{2}-\d{2}-drill\.json$/), expect.stringMatching(/^\d{4}-\d{2}-\d{2}-drill\.md$/)]);
+      const json = readdirSync(drillOut).find((f) => f.endsWith('-drill.json'))!;
+      const r = JSON.parse(readFileSync(join(drillOut, json), 'utf8')) as DrillBenchResults;
+      expect(r.runs).toHaveLength(1);
+      const run = r.runs[0]!;
+      expect(run.size).toBe('10MB');
+      expect(run.status).toBe('ok');
+      expect(run.tables).toBeGreaterThan(2);
+      expect(run.dumpBytes).toBeGreaterThan(512 * 1024);
+      for (const step of ['server', 'download', 'restore', 'inspect', 'total']) expect(run.stepsMs[step]).toBeGreaterThan(0);
+      expect(run.drillWallMs).toBeGreaterThanOrEqual(run.stepsMs.total!);
+      // The throwaway server was sampled (its processes are the drill's children), and the source server was not counted.
+      expect(run.memory.byGroupPssBytes.server).toBeGreaterThan(5 * 1024 ** 2);
+      expect(run.memory.byGroupPssBytes.node).toBeGreaterThan(20 * 1024 ** 2);
+      expect(run.memory.totalPssBytes).toBeLessThan(2 * 1024 ** 3);
+      expect(run.memory.totalRssBytes).toBeGreaterThanOrEqual(run.memory.totalPssBytes);
+      expect(run.memory.peakTempBytes).toBeGreaterThan(run.dumpBytes);
+      expect(run.loadBefore).toHaveLength(3);
+      const md = readFileSync(join(drillOut, json.replace(/\.json$/, '.md')), 'utf8');
+      for (const heading of ['## Time per step', '## Peak memory and temporary space']) expect(md).toContain(heading);
+      expect(md).not.toMatch(/NaN|undefined/);
+    } finally {
+      rmSync(drillOut, { recursive: true, force: true });
     }
   });
 });
