@@ -144,43 +144,80 @@ export class BackupAlerts extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
-    const deadMan = {
-      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      threshold: 1,
-      evaluationPeriods: DEAD_MAN_HOURS,
-      datapointsToAlarm: DEAD_MAN_HOURS,
-      // No data at all (never ran, denied before the code ran, function deleted) is the failure this alarm exists for.
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-    } as const;
-    if (props.databases.length === 0) {
+    for (const { id, props: alarmProps } of deadManAlarms({
+      function: props.function,
+      databases: props.databases,
+      metricName: METRIC_NAMES.succeeded,
+      label: 'successful invocations',
       // The database name comes from the secret at run time: watch that the function succeeds at all.
-      add('DeadManAlarm', {
-        ...deadMan,
-        alarmDescription: `pg-s3-backup: no successful invocation of the backup function in ${DEAD_MAN_HOURS} hours. Check the schedule, the function and the failure queue; set the "databases" context for one alarm per database.`,
-        metric: new cloudwatch.MathExpression({
-          expression: 'FILL(invocations, 0) - FILL(errors, 0)',
-          usingMetrics: {
-            invocations: props.function.metricInvocations({ period: Duration.hours(1), statistic: cloudwatch.Stats.SUM }),
-            errors: props.function.metricErrors({ period: Duration.hours(1), statistic: cloudwatch.Stats.SUM }),
-          },
-          period: Duration.hours(1),
-          label: 'successful invocations',
-        }),
-      });
-      return;
+      whole: `pg-s3-backup: no successful invocation of the backup function in ${DEAD_MAN_HOURS} hours. Check the schedule, the function and the failure queue; set the "databases" context for one alarm per database.`,
+      perDatabase: (database) =>
+        `pg-s3-backup: no successful backup of database "${database}" in ${DEAD_MAN_HOURS} hours (the schedule did not fire, the function was denied or deleted, or every run failed). Check the other alarms and the function's logs, then run a backup on demand.`,
+    })) {
+      add(id, alarmProps);
     }
-    props.databases.forEach((database, i) => {
-      add(`DeadManAlarm${i}`, {
-        ...deadMan,
-        alarmDescription: `pg-s3-backup: no successful backup of database "${database}" in ${DEAD_MAN_HOURS} hours (the schedule did not fire, the function was denied or deleted, or every run failed). Check the other alarms and the function's logs, then run a backup on demand.`,
-        metric: new cloudwatch.Metric({
-          namespace: METRIC_NAMESPACE,
-          metricName: METRIC_NAMES.succeeded,
-          dimensionsMap: { [METRIC_DIMENSION]: metricDatabaseName(database) },
-          statistic: cloudwatch.Stats.SUM,
-          period: Duration.hours(1),
-        }),
-      });
-    });
   }
+}
+
+/** What a dead-man alarm watches and says: one per named database, or one on the function's successes. */
+export interface DeadManProps {
+  readonly function: lambda.IFunction;
+  /** The databases with a per-database metric; empty: one alarm on invocations minus errors. */
+  readonly databases: readonly string[];
+  /** The engine's success metric (one datapoint per database per success). */
+  readonly metricName: string;
+  /** The label of the whole-function metric. */
+  readonly label: string;
+  /** The description of the whole-function alarm. */
+  readonly whole: string;
+  /** The description of a database's alarm. */
+  readonly perDatabase: (database: string) => string;
+}
+
+/**
+ * The dead-man alarms of a nightly job (the backup, the drill): no success in DEAD_MAN_HOURS, and
+ * no data at all (never ran, denied before the code ran, function deleted) counts as none.
+ */
+export function deadManAlarms(props: DeadManProps): { id: string; props: cloudwatch.AlarmProps }[] {
+  const deadMan = {
+    comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+    threshold: 1,
+    evaluationPeriods: DEAD_MAN_HOURS,
+    datapointsToAlarm: DEAD_MAN_HOURS,
+    treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+  } as const;
+  if (props.databases.length === 0) {
+    return [
+      {
+        id: 'DeadManAlarm',
+        props: {
+          ...deadMan,
+          alarmDescription: props.whole,
+          metric: new cloudwatch.MathExpression({
+            expression: 'FILL(invocations, 0) - FILL(errors, 0)',
+            usingMetrics: {
+              invocations: props.function.metricInvocations({ period: Duration.hours(1), statistic: cloudwatch.Stats.SUM }),
+              errors: props.function.metricErrors({ period: Duration.hours(1), statistic: cloudwatch.Stats.SUM }),
+            },
+            period: Duration.hours(1),
+            label: props.label,
+          }),
+        },
+      },
+    ];
+  }
+  return props.databases.map((database, i) => ({
+    id: `DeadManAlarm${i}`,
+    props: {
+      ...deadMan,
+      alarmDescription: props.perDatabase(database),
+      metric: new cloudwatch.Metric({
+        namespace: METRIC_NAMESPACE,
+        metricName: props.metricName,
+        dimensionsMap: { [METRIC_DIMENSION]: metricDatabaseName(database) },
+        statistic: cloudwatch.Stats.SUM,
+        period: Duration.hours(1),
+      }),
+    },
+  }));
 }

@@ -18,12 +18,12 @@ import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { toEnvironment } from '../../engine/config.ts';
-import { METRIC_DIMENSION, METRIC_NAMES, METRIC_NAMESPACE, metricDatabaseName } from '../../engine/observability.ts';
+import { METRIC_NAMES } from '../../engine/observability.ts';
 import { VERIFY_REPORT_SUFFIX } from '../../engine/store/backup-key.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import { DRILL_MIN_MEMORY_MB, type DrillFrequency } from '../config.ts';
 import { formatHourMinute } from '../dst.ts';
-import { DEAD_MAN_HOURS } from './backup-alerts.ts';
+import { DEAD_MAN_HOURS, deadManAlarms } from './backup-alerts.ts';
 import type { BackupBucket } from './backup-bucket.ts';
 import { bucketResourceLogicalId, FUNCTION_RUNTIME, FUNCTION_TIMEOUT, handlerBundling } from './backup-function.ts';
 import { SERVER_LAYER_MOUNT } from './pg-server-layer.ts';
@@ -214,43 +214,17 @@ export class DrillFunction extends Construct {
       );
       return;
     }
-    const deadMan = {
-      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      threshold: 1,
-      evaluationPeriods: DEAD_MAN_HOURS,
-      datapointsToAlarm: DEAD_MAN_HOURS,
-      // No data (never ran, denied, skipped for its size, function deleted) is what this alarm is for.
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-    } as const;
-    if (props.databases.length === 0) {
-      add('DeadManAlarm', {
-        ...deadMan,
-        alarmDescription: `pg-s3-backup: no successful restore drill in ${DEAD_MAN_HOURS} hours (the drill did not run, failed, or skipped a database too large for /tmp). Check the drill's alerts and logs; set the "databases" context for one alarm per database.`,
-        metric: new cloudwatch.MathExpression({
-          expression: 'FILL(invocations, 0) - FILL(errors, 0)',
-          usingMetrics: {
-            invocations: this.function.metricInvocations({ period: Duration.hours(1), statistic: cloudwatch.Stats.SUM }),
-            errors: this.function.metricErrors({ period: Duration.hours(1), statistic: cloudwatch.Stats.SUM }),
-          },
-          period: Duration.hours(1),
-          label: 'successful drill invocations',
-        }),
-      });
-      return;
+    for (const { id, props: alarmProps } of deadManAlarms({
+      function: this.function,
+      databases: props.databases,
+      metricName: METRIC_NAMES.drillSucceeded,
+      label: 'successful drill invocations',
+      whole: `pg-s3-backup: no successful restore drill in ${DEAD_MAN_HOURS} hours (the drill did not run, failed, or skipped a database too large for /tmp). Check the drill's alerts and logs; set the "databases" context for one alarm per database.`,
+      perDatabase: (database) =>
+        `pg-s3-backup: no successful restore drill of database "${database}" in ${DEAD_MAN_HOURS} hours (it did not run, its newest backup did not restore, or it was skipped as too large for /tmp). Read the drill's alert and the newest <dump key>.verify.json: docs/runbooks/database-restore.md, "When the nightly drill fails".`,
+    })) {
+      add(id, alarmProps);
     }
-    props.databases.forEach((database, i) => {
-      add(`DeadManAlarm${i}`, {
-        ...deadMan,
-        alarmDescription: `pg-s3-backup: no successful restore drill of database "${database}" in ${DEAD_MAN_HOURS} hours (it did not run, its newest backup did not restore, or it was skipped as too large for /tmp). Read the drill's alert and the newest <dump key>.verify.json: docs/runbooks/database-restore.md, "When the nightly drill fails".`,
-        metric: new cloudwatch.Metric({
-          namespace: METRIC_NAMESPACE,
-          metricName: METRIC_NAMES.drillSucceeded,
-          dimensionsMap: { [METRIC_DIMENSION]: metricDatabaseName(database) },
-          statistic: cloudwatch.Stats.SUM,
-          period: Duration.hours(1),
-        }),
-      });
-    });
   }
 }
 
