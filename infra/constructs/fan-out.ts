@@ -200,11 +200,15 @@ export class BackupFanOut extends Construct {
         id: `AwsSolutions-IAM5[Resource::arn:${part(1)}:${part(2)}:${part(3)}:${part(4)}:${slash(0)}/${slash(1)}:*]`,
         reason: "Written by the RunTask.sync task: ecs:RunTask on the runner's task definition family (any revision), nothing else.",
       });
-      role.acknowledge({
-        id: 'AwsSolutions-IAM5[Resource::*]',
-        reason: 'Written by the RunTask.sync task: ecs:StopTask and ecs:DescribeTasks take no resource-level permission at task start, and the managed EventBridge rule Step Functions uses to learn that the task ended.',
-      });
     }
+    // Present with any runner: tracingEnabled makes CDK grant the X-Ray writes, which take no
+    // resource (without this, databases=* with the Lambda runner failed synth on this finding).
+    role.acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: props.fargate
+        ? 'X-Ray tracing (xray:PutTraceSegments and friends take no resource), and the RunTask.sync task: ecs:StopTask and ecs:DescribeTasks take no resource-level permission at task start, and the managed EventBridge rule Step Functions uses to learn that the task ended.'
+        : 'X-Ray tracing of the state machine: xray:PutTraceSegments, PutTelemetryRecords and the sampling reads take no resource.',
+    });
   }
 }
 

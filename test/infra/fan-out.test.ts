@@ -95,6 +95,13 @@ describe('fan-out (runner=auto, databases=*)', () => {
   });
 });
 
+describe('fan-out (runner=lambda, databases=*)', () => {
+  it('is cdk-nag clean without a Fargate runner too (the state machine\'s X-Ray tracing writes Resource::*)', () => {
+    const { app } = synth({ runner: 'lambda', databases: '*' });
+    expect(new AwsSolutionsChecks().validateScope(app).violations.map((v) => `${v.ruleName} ${v.violatingResources.map((r) => r.constructPath).join(',')}`)).toEqual([]);
+  });
+});
+
 describe('fan-out configuration', () => {
   const errorOf = (context: Record<string, unknown>): string => {
     try {
