@@ -57,7 +57,7 @@ import {
   type Results,
   type Run,
 } from './report.ts';
-import { startEndpoint, type Endpoint, type EndpointKind } from './services.ts';
+import { cleanUpOnInterrupt, startEndpoint, type Endpoint, type EndpointKind } from './services.ts';
 
 const ALL_STEPS = [...MODES, 'levers', 'compression', 'restore'] as const;
 
@@ -195,12 +195,7 @@ async function main(): Promise<void> {
     await Promise.all([pgsrv?.stop().catch(() => {}), endpoint?.stop().catch(() => {})]);
     rmSync(work, { recursive: true, force: true });
   };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      console.error(`${signal}: cleaning up…`);
-      void cleanup().finally(() => process.exit(130));
-    });
-  }
+  cleanUpOnInterrupt(cleanup);
   try {
     log(`building the bundles, the layer (if missing), starting PostgreSQL and the S3 endpoint (${opts.endpoint}, ${opts.layout} layout)`);
     const bundle = join(work, 'engine-run.mjs');

@@ -35,7 +35,7 @@ import { ensureLayer, ensureServerLayer, REPO_ROOT } from '../scripts/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import { generateDatabase } from './generate.ts';
 import { parseSize } from './measure.ts';
-import { startEndpoint, type Endpoint } from './services.ts';
+import { cleanUpOnInterrupt, startEndpoint, type Endpoint } from './services.ts';
 
 const PREFIX = 'drill/';
 const REGION = 'us-east-1';
@@ -321,12 +321,7 @@ export async function drillBench(argv: string[]): Promise<void> {
     await Promise.all([pgsrv?.stop().catch(() => {}), endpoint?.stop().catch(() => {})]);
     rmSync(work, { recursive: true, force: true });
   };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      console.error(`${signal}: cleaning up…`);
-      void cleanup().finally(() => process.exit(130));
-    });
-  }
+  cleanUpOnInterrupt(cleanup);
   const runs: DrillBenchRun[] = [];
   try {
     log('building the null endpoint, the layers (if missing), starting PostgreSQL and the endpoint');

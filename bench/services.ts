@@ -133,3 +133,13 @@ function vmRss(pid: number | undefined): number | undefined {
     return undefined;
   }
 }
+
+/** On SIGINT/SIGTERM, run the bench's clean-up (servers, bucket, work dir) once, then exit 130. */
+export function cleanUpOnInterrupt(cleanup: () => Promise<void>): void {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      console.error(`${signal}: cleaning up…`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+}

@@ -53,7 +53,7 @@ function readLayerManifest(dir: string, architecture: Architecture): LayerManife
  * build.sh's own zip (`dist/<arch>.zip`) when it exists: it keeps the executable bits of the
  * loader and the programs exactly as built and checked. Otherwise the directory is zipped by CDK.
  */
-function layerArchive(dir: string): string {
+export function layerArchive(dir: string): string {
   const zip = `${dir}.zip`;
   return existsSync(zip) ? zip : dir;
 }

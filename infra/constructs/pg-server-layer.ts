@@ -10,7 +10,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import { z } from 'zod';
 import { serverLayerTree, type Architecture } from '../../layers/pg-server/paths.ts';
-import { LayerNotBuiltError } from './pg-dump-layer.ts';
+import { layerArchive, LayerNotBuiltError } from './pg-dump-layer.ts';
 
 /** Where the layer's root is on Lambda: the drill function's PG_SERVER_LAYER. */
 export const SERVER_LAYER_MOUNT = '/opt/pg-server';
@@ -55,12 +55,9 @@ export class PgServerLayer extends Construct {
     super(scope, id);
     const tree = resolve(props.dir ?? serverLayerTree(props.architecture));
     this.manifest = readServerLayerManifest(tree, props.architecture);
-    // build.sh's own zip keeps the wrappers' and programs' executable bits exactly as built and
-    // tested (build.sh moves the tree and the zip into place together); a tree without one (a
-    // test fixture) is zipped by CDK.
-    const zip = `${tree}.zip`;
+    // build.sh's zip keeps the wrappers' and programs' executable bits; a fixture tree is zipped by CDK.
     this.layer = new lambda.LayerVersion(this, 'Layer', {
-      code: lambda.Code.fromAsset(existsSync(zip) ? zip : tree),
+      code: lambda.Code.fromAsset(layerArchive(tree)),
       compatibleArchitectures: [props.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64],
       description: `PostgreSQL ${this.manifest.postgresqlVersion} server (postgres, initdb, pg_ctl; self-contained, ${props.architecture}) under ${SERVER_LAYER_MOUNT}: the restore drill's throwaway server`,
       license: 'PostgreSQL',
