@@ -132,7 +132,7 @@ const FAILED_WHAT_TO_DO =
 export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<DrillDatabaseReport[]> {
   const parentDir = options.server.parentDir ?? tmpdir();
   // A sandbox reused after a run killed at its timeout may still hold that run's server.
-  for (const dir of sweepStaleServers(parentDir)) deps.events({ event: 'removed a throwaway server left by an earlier run', stage: 'drill', dir });
+  for (const dir of await sweepStaleServers(parentDir)) deps.events({ event: 'removed a throwaway server left by an earlier run', stage: 'drill', dir });
   const reports: DrillDatabaseReport[] = [];
   for (const database of options.databases) {
     const report = await drillDatabase(deps, options, database, parentDir);

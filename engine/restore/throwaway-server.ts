@@ -227,10 +227,16 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
 
 /**
  * Removes what earlier runs left in `parentDir` (a Lambda sandbox is reused, and a run killed at
- * its timeout never reached stop()): folders named pgs3-server-*, after killing the postmaster
- * their postmaster.pid names if it still runs. Only our own folders are touched.
+ * its timeout never reached stop()): folders named pgs3-server-*, after stopping the postmaster
+ * their postmaster.pid names if it still runs. Only our own folders are touched; a folder is
+ * reported only once it is really gone.
+ *
+ * The postmaster must be gone before its folder is removed: while it shuts down it unlinks its own
+ * files (postmaster.pid, the socket and its lock), and Node 24's fs.rmSync (recursive, force)
+ * treats a file vanishing under it as "nothing to remove" and returns early without an error,
+ * leaving the folder behind (Node 20's JavaScript implementation carried on).
  */
-export function sweepStaleServers(parentDir: string = tmpdir()): string[] {
+export async function sweepStaleServers(parentDir: string = tmpdir()): Promise<string[]> {
   const removed: string[] = [];
   for (const name of existsSync(parentDir) ? readdirSync(parentDir) : []) {
     if (!name.startsWith(SERVER_DIR_PREFIX)) continue;
@@ -240,21 +246,40 @@ export function sweepStaleServers(parentDir: string = tmpdir()): string[] {
       const pidFile = join(dir, 'data', 'postmaster.pid');
       if (existsSync(pidFile)) {
         const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-        if (Number.isInteger(pid) && pid > 1) {
-          try {
-            process.kill(pid, 'SIGQUIT');
-          } catch {
-            // Already gone.
-          }
-        }
+        if (Number.isInteger(pid) && pid > 1) await stopPid(pid);
       }
-      rmSync(dir, { recursive: true, force: true });
-      removed.push(dir);
+      rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+      if (!existsSync(dir)) removed.push(dir);
     } catch {
       // Someone else's (another process's live server, or not ours to remove): leave it.
     }
   }
   return removed;
+}
+
+/** SIGQUIT (immediate shutdown), then SIGKILL; resolves once the process is gone or after ~10 s. */
+async function stopPid(pid: number): Promise<void> {
+  for (const [signal, waitMs] of [['SIGQUIT', 5_000], ['SIGKILL', 5_000]] as const) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      return; // Already gone (or not ours to signal).
+    }
+    const deadline = Date.now() + waitMs;
+    while (Date.now() < deadline) {
+      if (!isAlive(pid)) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** initdb, then postgres, in a new temporary folder; resolves when the server accepts connections. */

@@ -89,7 +89,7 @@ it('sweepStaleServers stops and removes a server an earlier run abandoned (a reu
   expect(alive(abandoned.pid)).toBe(true);
   // An unrelated folder is left alone.
   const other = mkdtempSync(join(parentDir, 'other-'));
-  const removed = sweepStaleServers(parentDir);
+  const removed = await sweepStaleServers(parentDir);
   expect(removed).toEqual([abandoned.dir]);
   const deadline = Date.now() + 30_000;
   while (alive(abandoned.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
