@@ -84,7 +84,8 @@ export async function deployedChecks(clients: DoctorClients, options: DeployedOp
   return [...checks, ...fn, ...subs, ...alarms, ...schedule];
 }
 
-async function listResources(clients: DoctorClients, stackName: string): Promise<{ type: string; id: string }[]> {
+/** The stack's resources (type and physical id), following pagination. */
+export async function listResources(clients: Pick<DoctorClients, 'cloudformation'>, stackName: string): Promise<{ type: string; id: string }[]> {
   const out: { type: string; id: string }[] = [];
   let token: string | undefined;
   do {
@@ -160,24 +161,37 @@ const STATE_REASON = 'pg-s3-backup doctor: testing that this alarm\'s notificati
  * alert topic (DescribeAlarms by action prefix): one check each.
  */
 async function alarmChecks(clients: DoctorClients, stackResources: () => Promise<{ type: string; id: string }[]>, topicArn: string, options: DeployedOptions): Promise<Check[]> {
-  const alarms = new Map<string, MetricAlarm>();
+  let alarms: MetricAlarm[];
   try {
-    const names = (await stackResources()).filter((r) => r.type === 'AWS::CloudWatch::Alarm').map((r) => r.id);
-    for (let i = 0; i < names.length; i += 100) {
-      const res = await clients.cloudwatch.send(new DescribeAlarmsCommand({ AlarmNames: names.slice(i, i + 100), AlarmTypes: ['MetricAlarm'] }));
-      for (const a of res.MetricAlarms ?? []) if (a.AlarmName) alarms.set(a.AlarmName, a);
-    }
-    let token: string | undefined;
+    alarms = await stackAlarms(clients, stackResources, topicArn);
+  } catch (err) {
+    return [fail('alarms', `cannot read the stack's alarms: ${describeError(err).detail}`, 'Check your cloudformation:ListStackResources and cloudwatch:DescribeAlarms permissions.')];
+  }
+  if (alarms.length === 0) return [fail('alarms', 'no CloudWatch alarm in the stack or notifying the alert topic', 'Deploy this version of the stack (npx cdk deploy).')];
+  return Promise.all(alarms.map((a) => alarmCheck(clients, a, topicArn, options)));
+}
+
+/**
+ * The stack's alarms (its AWS::CloudWatch::Alarm resources) and every alarm notifying the alert
+ * topic (DescribeAlarms by action prefix), by name. `doctor` tests each one's delivery; `status`
+ * shows their states.
+ */
+export async function stackAlarms(clients: Pick<DoctorClients, 'cloudwatch'>, stackResources: () => Promise<{ type: string; id: string }[]>, topicArn: string | undefined): Promise<MetricAlarm[]> {
+  const alarms = new Map<string, MetricAlarm>();
+  const names = (await stackResources()).filter((r) => r.type === 'AWS::CloudWatch::Alarm').map((r) => r.id);
+  for (let i = 0; i < names.length; i += 100) {
+    const res = await clients.cloudwatch.send(new DescribeAlarmsCommand({ AlarmNames: names.slice(i, i + 100), AlarmTypes: ['MetricAlarm'] }));
+    for (const a of res.MetricAlarms ?? []) if (a.AlarmName) alarms.set(a.AlarmName, a);
+  }
+  let token: string | undefined;
+  if (topicArn) {
     do {
       const res = await clients.cloudwatch.send(new DescribeAlarmsCommand({ ActionPrefix: topicArn, AlarmTypes: ['MetricAlarm'], NextToken: token }));
       for (const a of res.MetricAlarms ?? []) if (a.AlarmName) alarms.set(a.AlarmName, a);
       token = res.NextToken;
     } while (token);
-  } catch (err) {
-    return [fail('alarms', `cannot read the stack's alarms: ${describeError(err).detail}`, 'Check your cloudformation:ListStackResources and cloudwatch:DescribeAlarms permissions.')];
   }
-  if (alarms.size === 0) return [fail('alarms', 'no CloudWatch alarm in the stack or notifying the alert topic', 'Deploy this version of the stack (npx cdk deploy).')];
-  return Promise.all([...alarms.values()].sort((a, b) => (a.AlarmName! < b.AlarmName! ? -1 : 1)).map((a) => alarmCheck(clients, a, topicArn, options)));
+  return [...alarms.values()].sort((a, b) => (a.AlarmName! < b.AlarmName! ? -1 : 1));
 }
 
 async function alarmCheck(clients: DoctorClients, alarm: MetricAlarm, topicArn: string, options: DeployedOptions): Promise<Check> {

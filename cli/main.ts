@@ -14,6 +14,7 @@ import { registerList } from './list.ts';
 import { registerPrune } from './prune.ts';
 import { registerRestore } from './restore.ts';
 import { registerRun } from './run.ts';
+import { registerStatus } from './status.ts';
 import { EXIT, ExitCode } from './options.ts';
 import { registerVerify } from './verify.ts';
 
@@ -31,6 +32,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerRun(program, ctx);
   registerInvoke(program, ctx);
   registerList(program, ctx);
+  registerStatus(program, ctx);
   registerRestore(program, ctx);
   registerVerify(program, ctx);
   registerPrune(program, ctx);

@@ -43,11 +43,16 @@ export interface MotoServer {
   stop(): Promise<void>;
 }
 
-export async function startMotoServer(): Promise<MotoServer> {
+/**
+ * `wrap`: a command the server runs under (argv before Python's), with `env` added to its
+ * environment; the tests run moto under faketime to store objects with a past LastModified.
+ */
+export async function startMotoServer(options: { readonly wrap?: readonly string[]; readonly env?: Readonly<Record<string, string>> } = {}): Promise<MotoServer> {
   const python = findMotoPython();
   if (!python) throw new Error(`moto is not installed (python3 -m moto.server). ${MOTO_HOWTO}`);
   const port = await freePort();
-  const child = spawn(python, ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const argv = [...(options.wrap ?? []), python, '-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], ...(options.env ? { env: { ...process.env, ...options.env } } : {}) });
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
   let spawnError: Error | undefined;

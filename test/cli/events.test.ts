@@ -28,6 +28,8 @@ const DECLARED = [
   'manifest', 'download', 'sha256-verified', 'identity-matched', 'decrypted', 'toc', 'restore', 'restored', 'not-restored', 'warning', 'problem', 'server', 'verified',
   'removed a throwaway server left by an earlier run', 'could not write the drill report', 'drill finished',
   'result', 'error',
+  // `status`'s lines (cli/status.ts): one per database and alarm, before the result.
+  'database status', 'alarm state',
 ];
 
 /**

@@ -24,8 +24,8 @@ export interface CliServices {
   stop(): Promise<void>;
 }
 
-export async function startCliServices(options: { readonly retentionCount?: number } = {}): Promise<CliServices> {
-  const [pg, aws] = await Promise.all([startPostgres(), startMoto(), ensureLayer()]);
+export async function startCliServices(options: { readonly retentionCount?: number; readonly aws?: () => Promise<TestAws> } = {}): Promise<CliServices> {
+  const [pg, aws] = await Promise.all([startPostgres(), (options.aws ?? startMoto)(), ensureLayer()]);
   const clients = testClients(aws.endpoint);
   const bucket = await createBucket(clients);
   await createDatabase(pg, 'app');
@@ -68,8 +68,18 @@ export interface CliRun {
 }
 
 export async function runCli(args: readonly string[], env: Record<string, string>): Promise<CliRun> {
+  return runCliUnder([], args, env);
+}
+
+/** The real program with its clock (and its children's) moved by `offset` (faketime's "+400d", "-30h"). */
+export async function runCliAt(offset: string, args: readonly string[], env: Record<string, string>): Promise<CliRun> {
+  return runCliUnder(['faketime', '-f', offset], args, env);
+}
+
+async function runCliUnder(wrap: readonly string[], args: readonly string[], env: Record<string, string>): Promise<CliRun> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const argv = [...wrap, process.execPath, CLI, ...args];
+    const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
