@@ -74,7 +74,7 @@ export type RestoreEvent =
 export type DrillEvent =
   | Ev<'removed a throwaway server left by an earlier run', { stage: 'drill'; dir: string }>
   | Ev<'could not write the drill report', { stage: 'drill'; database: string; key: string | undefined; error: string }>
-  | Ev<'drill finished', { stage: 'drill'; database: string; key: string | undefined; status: 'ok' | 'failed' | 'skipped'; failingTables: readonly string[] }>;
+  | Ev<'drill finished', { stage: 'drill'; database: string; key: string | undefined; status: 'ok' | 'failed' | 'skipped'; failingTables: readonly string[]; durationMs: number }>;
 
 export type EngineEvent = BackupEvent | PruneEvent | DeliveryEvent | RestoreEvent | DrillEvent;
 export type EngineEventName = EngineEvent['event'];

@@ -18,6 +18,7 @@ export const METRIC_NAMES = {
   throughput: 'BackupThroughputBytesPerSecond',
   drillSucceeded: 'DrillSucceeded',
   drillFailed: 'DrillFailed',
+  drillDurationMs: 'DrillDurationMs',
 } as const;
 export const METRIC_DIMENSION = 'Database';
 
@@ -55,6 +56,8 @@ export interface DrillMetrics {
   readonly succeeded: boolean;
   /** false with succeeded false: skipped (too large), which is not proven either. */
   readonly failed: boolean;
+  /** The database's whole drill: download, restore, counts, report (the dashboard's drill duration). */
+  readonly durationMs: number;
 }
 
 export interface MetricsSink {
@@ -85,6 +88,7 @@ export function createMetrics(): MetricsSink {
       metrics.addDimension(METRIC_DIMENSION, metricDatabaseName(m.database));
       metrics.addMetric(METRIC_NAMES.drillSucceeded, MetricUnit.Count, m.succeeded ? 1 : 0);
       metrics.addMetric(METRIC_NAMES.drillFailed, MetricUnit.Count, m.failed ? 1 : 0);
+      metrics.addMetric(METRIC_NAMES.drillDurationMs, MetricUnit.Milliseconds, m.durationMs);
       metrics.publishStoredMetrics();
     },
   };
@@ -145,7 +149,7 @@ export function powertoolsEvents(log: Log, metrics: MetricsSink): EventSink {
       log[ENGINE_EVENTS[e.event]](message, rest);
       return;
     }
-    if (e.event === 'drill finished') metrics.drillFinished?.({ database: e.database, succeeded: e.status === 'ok', failed: e.status === 'failed' });
+    if (e.event === 'drill finished') metrics.drillFinished?.({ database: e.database, succeeded: e.status === 'ok', failed: e.status === 'failed', durationMs: e.durationMs });
     const kind = ENGINE_EVENTS[event];
     if (kind === 'progress' || kind === 'metric') return;
     log[kind](LOG_MESSAGES[event] ?? event, attributes);

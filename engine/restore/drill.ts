@@ -135,6 +135,7 @@ export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<
   for (const dir of await sweepStaleServers(parentDir)) deps.events({ event: 'removed a throwaway server left by an earlier run', stage: 'drill', dir });
   const reports: DrillDatabaseReport[] = [];
   for (const database of options.databases) {
+    const t0 = Date.now();
     const report = await drillDatabase(deps, options, database, parentDir);
     reports.push(report);
     if (report.key) {
@@ -143,7 +144,8 @@ export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<
       });
     }
     if (report.status !== 'ok') await deps.alert(formatDrillAlert(report));
-    deps.events({ event: 'drill finished', stage: 'drill', database, key: report.key, status: report.status, failingTables: report.failingTables });
+    // From the start of this database's drill to its report written and its alert sent (DrillDurationMs).
+    deps.events({ event: 'drill finished', stage: 'drill', database, key: report.key, status: report.status, failingTables: report.failingTables, durationMs: Date.now() - t0 });
   }
   return reports;
 }

@@ -114,14 +114,14 @@ describe('the declared interface', () => {
     emit({ event: 'backup measured', database: 'app', succeeded: true, bytes: 5, durationMs: 1 });
     emit({ event: 'backup failed', database: 'app', stage: 'dump', key: undefined, hint: 'h', requestId: 'r', error: 'x' });
     emit({ event: 'upload notice', stage: 'upload', message: 'CompleteMultipartUpload failed but S3 had completed the upload: the dump is kept', key: 'k' });
-    emit({ event: 'drill finished', stage: 'drill', database: 'app', key: 'k', status: 'failed', failingTables: ['public.t'] });
+    emit({ event: 'drill finished', stage: 'drill', database: 'app', key: 'k', status: 'failed', failingTables: ['public.t'], durationMs: 4200 });
     expect(lines).toEqual([
       { level: 'error', message: 'backup failed', attributes: { database: 'app', stage: 'dump', key: undefined, hint: 'h', requestId: 'r', error: 'x' } },
       { level: 'warn', message: 'CompleteMultipartUpload failed but S3 had completed the upload: the dump is kept', attributes: { stage: 'upload', key: 'k' } },
-      { level: 'info', message: 'drill finished', attributes: { stage: 'drill', database: 'app', key: 'k', status: 'failed', failingTables: ['public.t'] } },
+      { level: 'info', message: 'drill finished', attributes: { stage: 'drill', database: 'app', key: 'k', status: 'failed', failingTables: ['public.t'], durationMs: 4200 } },
     ]);
     expect(measured).toEqual([{ database: 'app', succeeded: true, bytes: 5, durationMs: 1 }]);
-    expect(drilled).toEqual([{ database: 'app', succeeded: false, failed: true }]);
+    expect(drilled).toEqual([{ database: 'app', succeeded: false, failed: true, durationMs: 4200 }]);
   });
 });
 

@@ -109,7 +109,7 @@ it('backup → drill → report: the newest backup restores into a throwaway ser
     ['public.orders', 4000, 4000, true],
   ]);
   expect(report.verify).toMatchObject({ status: 'ok', sha256Verified: true, timingsMs: { server: expect.any(Number), restore: expect.any(Number) } });
-  expect(drills).toEqual([{ database: 'shop', succeeded: true, failed: false }]);
+  expect(drills).toEqual([{ database: 'shop', succeeded: true, failed: false, durationMs: expect.any(Number) }]);
   // Nothing left in the temporary folder: no dump, no server.
   expect(readdirSync(tempDir)).toEqual([]);
 });
@@ -128,7 +128,7 @@ it('a tampered dump fails the drill (SHA-256 mismatch): nothing restored, report
     expect(report.status).toBe('failed');
     expect(report.verify?.sha256Verified).toBe(false);
     expect(report.problems.map((p) => p.message).join('\n')).toMatch(/does not match its manifest/);
-    expect(drills).toEqual([{ database: 'tampered', succeeded: false, failed: true }]);
+    expect(drills).toEqual([{ database: 'tampered', succeeded: false, failed: true, durationMs: expect.any(Number) }]);
     const alerts = await inbox.receive(1, 20_000);
     expect(alerts[0]?.subject).toBe('[pg-s3-backup] restore drill FAILED: tampered');
     expect(alerts[0]?.message).toMatch(/does not match its manifest[\s\S]*What to do:/);
@@ -170,7 +170,7 @@ it('a database over the temporary-space limit is skipped with a warning alert th
   expect(report).toMatchObject({ status: 'skipped', availableTempBytes: 100 * 1024 ** 2 });
   expect(report.requiredTempBytes).toBeGreaterThan(512 * 1024 ** 2);
   expect(report.whatToDo).toMatch(/ephemeral storage.*verify --latest --database <name> --local --temp-dir/);
-  expect(drills).toEqual([{ database: 'shop', succeeded: false, failed: false }]);
+  expect(drills).toEqual([{ database: 'shop', succeeded: false, failed: false, durationMs: expect.any(Number) }]);
   const alerts = await inbox.receive(1, 20_000);
   expect(alerts[0]?.subject).toBe('[pg-s3-backup] restore drill SKIPPED (too large): shop');
   expect(alerts[0]?.message).toMatch(/What to do: Raise the drill function's ephemeral storage/);
