@@ -3,10 +3,12 @@
  * them together and exposes what an operator needs (outputs).
  */
 import { Annotations, Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type { Construct } from 'constructs';
 import type { BackupConfig } from './config.ts';
 import { BackupAlerts } from './constructs/backup-alerts.ts';
 import { BackupBucket } from './constructs/backup-bucket.ts';
+import { BackupDashboard } from './constructs/backup-dashboard.ts';
 import { BackupFunction } from './constructs/backup-function.ts';
 import { BackupSchedule } from './constructs/backup-schedule.ts';
 import { DrillFunction } from './constructs/drill-function.ts';
@@ -39,6 +41,7 @@ export class BackupStack extends Stack {
   readonly fargate: FargateRunner | undefined;
   /** The restore drill (absent with drillSchedule=off). */
   readonly drill: DrillFunction | undefined;
+  readonly dashboard: BackupDashboard;
 
   constructor(scope: Construct, id: string, props: BackupStackProps) {
     super(scope, id, props);
@@ -139,6 +142,14 @@ export class BackupStack extends Stack {
       });
     }
 
+    // Last, so that it sees every alarm the constructs above made (backup, drill, fan-out, replication).
+    this.dashboard = new BackupDashboard(this, 'Dashboard', {
+      databases: config.discover ? [] : config.databases,
+      alarms: this.node.findAll().filter((c): c is cloudwatch.Alarm => c instanceof cloudwatch.Alarm),
+      runnerLogGroups: [{ runner: 'lambda', logGroup: this.backupFunction.logGroup }, ...(this.fargate ? [{ runner: 'fargate', logGroup: this.fargate.logGroup }] : [])],
+      drill: this.drill !== undefined,
+    });
+
     if (config.databases.length === 0) {
       Annotations.of(this).addWarningV2(
         'pg-s3-backup:databasesNotSet',
@@ -164,6 +175,7 @@ export class BackupStack extends Stack {
     if (this.drill) {
       new CfnOutput(this, 'DrillFunctionName', { value: this.drill.function.functionName, description: 'The restore drill function (its reports: <dump key>.verify.json)' });
     }
+    new CfnOutput(this, 'DashboardUrl', { value: this.dashboard.url, description: 'The CloudWatch dashboard: each database\'s last success, size, duration and drill, the runner, the alarms (pg-s3-backup status shows it too)' });
     new CfnOutput(this, 'FailureQueueUrl', { value: this.failureQueue.queue.queueUrl, description: 'Runs that never completed land here' });
     new CfnOutput(this, 'InvokeCommand', {
       description: 'On-demand backup (synchronous; prints the result)',
