@@ -12,6 +12,7 @@ import { loadConfig, type Config, type Env } from '../engine/config.ts';
 import { createDeps, type Deps } from '../engine/deps.ts';
 import { UsageError, PgS3BackupError } from '../engine/errors.ts';
 import type { EventSink } from '../engine/events.ts';
+import { createMetrics, powertoolsEvents, silentLog } from '../engine/observability.ts';
 import { parseTargetUrl, withConnectionDefaults, type PgConnection } from '../engine/pg/connection.ts';
 import { resolvePgTool } from '../engine/pg/tools.ts';
 import { latestBackup, listDatabases, openDump, readManifest, type S3Store } from '../engine/store/s3-store.ts';
@@ -74,7 +75,13 @@ export class CliContext {
    * (they are for CloudWatch, not a terminal).
    */
   deps(options: { readonly needsCredentials: boolean } = { needsCredentials: false }): Deps {
-    this.depsValue ??= createDeps(this.cfg(options), { events: this.events, pgTools: LOCAL_PG_TOOLS });
+    const config = this.cfg(options);
+    // On Fargate the CLI is the fan-out's runner: its backups must make the same EMF metrics as the
+    // function's (extracted from the task's log lines), or the dead-man alarms and the dashboard
+    // would never see a backup taken there.
+    const metrics = config.runningOn === 'fargate' ? powertoolsEvents(silentLog, createMetrics()) : undefined;
+    const events: EventSink = metrics ? (e) => (this.events(e), metrics(e)) : this.events;
+    this.depsValue ??= createDeps(config, { events, pgTools: LOCAL_PG_TOOLS });
     return this.depsValue;
   }
 
