@@ -159,7 +159,7 @@ export class CliContext {
       }
       database = all[0]!;
     }
-    // The newest by S3's clock whose manifest can be trusted; newer ones that cannot are named.
+    // The newest by its own time (backupTime) whose manifest can be trusted; newer ones that cannot are named.
     const { backup, skipped } = await latestBackup(store, database);
     for (const b of skipped) this.out.warn(`--latest skipped ${b.key}: ${b.problem}`);
     if (!backup) {
