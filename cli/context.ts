@@ -106,7 +106,7 @@ export class CliContext {
           : config.identity;
     const identities = source
       ? async () => {
-          const ids = await loadIdentities(source, () => this.deps().secrets);
+          const ids = await loadIdentities(source, () => this.deps().secrets, (warning) => this.out.warn(warning));
           for (const id of ids) this.out.addSecret(id);
           return ids;
         }
