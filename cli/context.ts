@@ -113,7 +113,7 @@ export class CliContext {
           : config.identity;
     const identities = source
       ? async () => {
-          const ids = await loadIdentities(source, () => this.deps().secrets);
+          const ids = await loadIdentities(source, () => this.deps().secrets, (warning) => this.out.warn(warning));
           for (const id of ids) this.out.addSecret(id);
           return ids;
         }
@@ -166,7 +166,7 @@ export class CliContext {
       }
       database = all[0]!;
     }
-    // The newest by S3's clock whose manifest can be trusted; newer ones that cannot are named.
+    // The newest by its own time (backupTime) whose manifest can be trusted; newer ones that cannot are named.
     const { backup, skipped } = await latestBackup(store, database);
     for (const b of skipped) this.out.warn(`--latest skipped ${b.key}: ${b.problem}`);
     if (!backup) {

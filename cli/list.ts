@@ -1,11 +1,11 @@
 /**
- * `pg-s3-backup list`: complete backups, newest first by S3's clock (incomplete ones with --all,
+ * `pg-s3-backup list`: complete backups, newest first by their time (incomplete ones with --all,
  * marked). A backup whose manifest cannot be trusted is not complete: it is left out (with --all,
  * shown as UNREADABLE) and reported on stderr, and the other backups are listed as usual.
  */
 import type { Command } from 'commander';
 import { parseKey } from '../engine/store/backup-key.ts';
-import { clockSkewMs, listBackups, listDatabases, readDrillSummary, readManifests, type DrillSummary, type S3Store, type StoredBackup } from '../engine/store/s3-store.ts';
+import { backupTime, clockSkewMs, listBackups, listDatabases, readDrillSummary, readManifests, type DrillSummary, type S3Store, type StoredBackup } from '../engine/store/s3-store.ts';
 import type { CliContext } from './context.ts';
 import { formatBytes, printable } from './output.ts';
 
@@ -14,7 +14,7 @@ export interface ListedBackup {
   readonly key: string;
   /** When pg_dump started (the manifest's for complete backups, else the key's): the clock of the host that ran it. */
   readonly startedAt: string;
-  /** When S3 stored it (the manifest's LastModified; the dump's for an incomplete one): the order of the list. */
+  /** When S3 stored it (the manifest's LastModified; the dump's for an incomplete one), as stored now (a copy in place changes it). */
   readonly storedAt: string | null;
   /**
    * How far the clock of the host that took it was off S3's (positive: ahead), in seconds, when off
@@ -47,7 +47,7 @@ interface ListOpts {
 export function registerList(program: Command, ctx: CliContext): void {
   program
     .command('list')
-    .description('complete backups, newest first (by S3\'s clock): database, time, size, sha256, key, and the last restore drill\'s result; backups with an unreadable manifest are reported and skipped')
+    .description('complete backups, newest first (by when they were taken, capped by S3\'s clock): database, time, size, sha256, key, and the last restore drill\'s result; backups with an unreadable manifest are reported and skipped')
     .option('--database <name>', 'only this database')
     .option('--all', 'also show incomplete backups (a dump without its manifest, or with an unreadable one), marked INCOMPLETE / UNREADABLE')
     .option('--json', 'print a JSON array')
@@ -75,7 +75,7 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
       dbRows.push({
         database, key: b.key, startedAt: m.startedAt, storedAt: iso(b.storedAt), clockSkewSeconds: seconds(clockSkewMs(b, m)), bytes: b.bytes, sha256: m.sha256,
         complete: true, problem: null, durationMs: m.durationMs, compression: m.compression, pgDumpVersion: m.pgDumpVersion, serverVersion: m.serverVersion,
-        reason: m.reason, encryption: m.encryption ?? null, lastDrill: await lastDrill(ctx, store, b), order: b.storedAt?.getTime() ?? 0,
+        reason: m.reason, encryption: m.encryption ?? null, lastDrill: await lastDrill(ctx, store, b), order: backupTime(b).getTime(),
       });
     }
     for (const b of unreadable) {
@@ -83,7 +83,7 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
       if (!opts.all) continue;
       dbRows.push({
         database, key: b.key, startedAt: b.startedAt.toISOString(), storedAt: iso(b.storedAt), clockSkewSeconds: seconds(clockSkewMs(b)), bytes: b.bytes,
-        complete: false, problem: b.problem, ...none, order: b.storedAt?.getTime() ?? 0,
+        complete: false, problem: b.problem, ...none, order: backupTime(b).getTime(),
       });
     }
     if (opts.all) {
@@ -91,11 +91,12 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
         const startedAt = parseKey(store.prefix, o.key)?.startedAt ?? new Date(0);
         dbRows.push({
           database, key: o.key, startedAt: startedAt.toISOString(), storedAt: iso(o.lastModified), clockSkewSeconds: seconds(clockSkewMs({ startedAt, storedAt: o.lastModified })),
-          bytes: o.size, complete: false, problem: 'no manifest: the run did not finish, or is still finishing', ...none, order: o.lastModified?.getTime() ?? 0,
+          bytes: o.size, complete: false, problem: 'no manifest: the run did not finish, or is still finishing', ...none, order: backupTime({ startedAt, storedAt: o.lastModified }).getTime(),
         });
       }
     }
-    // S3's clock orders the rows (the key's time is the backup host's clock); the key breaks ties.
+    // Each backup's own time orders the rows (backupTime: the key's, capped by S3's clock; a copy
+    // in place cannot change it); the key breaks ties.
     dbRows.sort((a, b) => b.order - a.order || (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
     rows.push(...dbRows.map(({ order: _o, ...r }) => r));
   }

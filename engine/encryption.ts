@@ -18,7 +18,7 @@
 import { Decrypter, Encrypter } from 'age-encryption';
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { DecryptionError, IdentityError } from './errors.ts';
 
@@ -123,12 +123,21 @@ export function parseIdentities(text: string, from: string): string[] {
 const IDENTITY_FORMAT_HINT = 'Give the file age-keygen wrote (lines starting AGE-SECRET-KEY-1; # comments are fine), or a secret whose text is that file.';
 
 /** Reads the identities from their source; a missing file or secret is an IdentityError that says where it looked. */
-export async function loadIdentities(source: IdentitySource, secrets: () => Pick<SecretsManagerClient, 'send'>): Promise<string[]> {
+export async function loadIdentities(source: IdentitySource, secrets: () => Pick<SecretsManagerClient, 'send'>, onWarning?: (message: string) => void): Promise<string[]> {
   const from = describeIdentitySource(source);
   let text: string | undefined;
   if (source.kind === 'file') {
     try {
-      text = await readFile(source.path, 'utf8');
+      // The mode of the very file read (fstat of the open handle), as ssh checks its keys: this key
+      // opens every backup. Accepted (a restore in an emergency must not fail on it), with a warning.
+      const file = await open(source.path, 'r');
+      try {
+        const mode = (await file.stat()).mode & 0o777;
+        if ((mode & 0o077) !== 0) onWarning?.(identityModeWarning(source.path, mode));
+        text = await file.readFile('utf8');
+      } finally {
+        await file.close();
+      }
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       throw new IdentityError(`${from} cannot be read (${code ?? (err as Error).name})`, {
@@ -151,6 +160,13 @@ export async function loadIdentities(source: IdentitySource, secrets: () => Pick
     if (text === undefined) throw new IdentityError(`${from} has no SecretString`, { hint: 'Store the identity file\'s text as the secret\'s string (not binary).' });
   }
   return parseIdentities(text, from);
+}
+
+/** What is said of an identity file that others (or its group) may read or write: its mode, and the fix. */
+export function identityModeWarning(path: string, mode: number): string {
+  const octal = `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
+  const who = (mode & 0o007) !== 0 ? 'every user of this machine' : 'its group';
+  return `the age identity file ${path} has mode ${octal}: ${who} may read the key that decrypts every backup. It is used anyway; make it yours alone: chmod 600 ${path}`;
 }
 
 /**

@@ -29,6 +29,8 @@ export interface FailureReport {
   readonly failedAt: Date;
   /** Every text here goes through it (secrets redacted). */
   readonly redact: (text: string) => string;
+  /** With stage "prune": the size of the complete backup at `key` (this run's). */
+  readonly completeBytes?: number | undefined;
 }
 
 /**
@@ -64,8 +66,8 @@ export function formatFailure(r: FailureReport): Message {
     ...(r.stage === 'prune' && r.key
       ? [
           // Pruning runs only after a complete backup: say so, never "nothing was written".
-          `The backup itself is complete: s3://${r.bucket ?? ''}/${r.key} (dump and manifest).`,
-          'Only the pruning of older backups failed: more than RETENTION_COUNT backups may remain until the next successful run prunes them (or run `pg-s3-backup prune`).',
+          `The backup itself is complete: s3://${r.bucket ?? ''}/${r.key} (dump and manifest${r.completeBytes === undefined ? '' : `, ${r.completeBytes} bytes`}).`,
+          'Only the pruning of older backups failed, and it stopped at the error above: more backups than the retention rules keep may remain until the next successful run prunes them (or run `pg-s3-backup prune` once the cause is fixed).',
         ]
       : [`Key attempted: ${r.key ? `s3://${r.bucket ?? ''}/${r.key}` : '(none: failed before choosing one)'}`, ...leftoverLines(e, r.bucket)]),
     `Request id: ${r.requestId ?? '(none)'}`,

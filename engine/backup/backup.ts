@@ -8,7 +8,7 @@
 import { buildGlobalsKey } from '../store/backup-key.ts';
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
-import { ConfigError, InterruptedError, PgS3BackupError, TimeBudgetError, type Stage } from '../errors.ts';
+import { ConfigError, InterruptedError, PgS3BackupError, PruneError, TimeBudgetError, type Stage } from '../errors.ts';
 import { ENCRYPTED_MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
 import { ENCRYPTION_FORMAT, recipientFingerprint } from '../encryption.ts';
 import { selectDatabases } from '../pg/discover.ts';
@@ -209,8 +209,9 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   /** After the run was stopped, whatever failed failed because of it: report the reason. */
   const why = (err: unknown): unknown =>
     signal.aborted && !(err instanceof TimeBudgetError) && !(err instanceof InterruptedError) ? signal.reason : err;
-  const report = async (database: string, err: unknown, stage: Stage, key: string | undefined, startedAt: Date) => {
-    const error = toError(why(err), stage);
+  /** `complete`: the backup this run wrote is whole, only a later step (pruning) failed. */
+  const report = async (database: string, err: unknown, stage: Stage, key: string | undefined, startedAt: Date, complete?: { readonly bytes: number }) => {
+    const error = complete ? pruneFailure(why(err)) : toError(why(err), stage);
     const failure: BackupFailure = {
       database,
       stage: error.stage,
@@ -238,6 +239,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
       startedAt,
       failedAt: deps.now(),
       redact,
+      ...(complete ? { completeBytes: complete.bytes } : {}),
     });
     await publish(deps.sns, config.alertTopicArn, message, emit, config.alertTimeoutMs);
   };
@@ -364,8 +366,9 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
       pruned.push(...res.deleted);
       locked.push(...res.locked);
     } catch (err) {
-      // The key of the complete backup: the alert must say it exists, not that nothing was written.
-      await report(b.database, err, 'prune', b.key, deps.now());
+      // The key of the complete backup: the alert must say it exists, not that nothing was written,
+      // whatever stage the error names (a manifest GET fails as ManifestError, stage "manifest").
+      await report(b.database, err, 'prune', b.key, deps.now(), b);
     }
   }
   if (globals && !signal.aborted) {
@@ -374,7 +377,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
       pruned.push(...res.deleted);
       locked.push(...res.locked);
     } catch (err) {
-      await report(GLOBALS_ALERT_NAME, err, 'prune', globals.key, deps.now());
+      await report(GLOBALS_ALERT_NAME, err, 'prune', globals.key, deps.now(), globals);
     }
   }
   const status = failures.length === 0 ? 'succeeded' : 'failed';
@@ -591,6 +594,22 @@ function toError(err: unknown, stage: Stage): PgS3BackupError {
   if (err instanceof PgS3BackupError) return err;
   const e = err instanceof Error ? err : new Error(String(err));
   return new PgS3BackupError(stage, `${e.name}: ${e.message}`, { cause: e });
+}
+
+/**
+ * An error of the prune step after a complete backup, as a PruneError (stage "prune") that keeps
+ * the original's message, hint and cause: the manifest reads of retention fail as ManifestError
+ * (stage "manifest"), the time budget as TimeBudgetError, and the alert must not read as if the
+ * backup itself had failed at that stage.
+ */
+function pruneFailure(err: unknown): PgS3BackupError {
+  if (err instanceof PgS3BackupError && err.stage === 'prune') return err;
+  const e = err instanceof Error ? err : new Error(String(err));
+  const hint = err instanceof PgS3BackupError ? err.hint : undefined;
+  return new PruneError(`pruning the older backups failed: ${e instanceof PgS3BackupError ? e.message : `${e.name}: ${e.message}`}`, {
+    cause: e,
+    hint: hint ?? 'Run `pg-s3-backup prune` once S3 answers again, or let the next run prune.',
+  });
 }
 
 /**

@@ -7,9 +7,9 @@
  *   each of the newest N calendar days / ISO weeks (Monday to Sunday, the ISO week-numbering year)
  *   / months that hold at least one backup. A period's representative is its newest backup.
  *
- * Periods are calendar periods in `timeZone` (an IANA zone: the schedule's), of the instant the
- * backup became complete by S3's clock (its manifest's LastModified), never of the key's time,
- * which is the clock of whichever host ran pg_dump.
+ * Periods are calendar periods in `timeZone` (an IANA zone: the schedule's), of the backup's time
+ * (engine/store/s3-store.ts, `backupTime`: when pg_dump started by the key, capped by S3's clock),
+ * which copying its objects in place cannot change.
  *
  * Gaps: "the newest N periods" counts periods that hold a backup, not calendar periods back from
  * today (as restic's and borg's --keep-daily do). A week without backups therefore does not make
@@ -33,7 +33,7 @@ export interface GfsRules {
 
 export interface GfsBackup {
   readonly key: string;
-  /** When the backup became complete by S3's clock; without it a backup belongs to no period (only `count` can keep it). */
+  /** The backup's time (`backupTime`); without it a backup belongs to no period (only `count` can keep it). */
   readonly at: Date | undefined;
 }
 

@@ -3,13 +3,16 @@
  * that applies it. Only complete backups whose manifest is readable count towards
  * RETENTION_COUNT; a backup goes with its drill report (`.verify.json`); orphan dumps and stray
  * manifests and reports go once they are older than a day (younger
- * ones may belong to a run still finishing). Order and ages are S3's clock, never this host's.
+ * ones may belong to a run still finishing). Backups are ordered by their own time
+ * (`backupTime`: the key's, capped by S3's clock), which a copy in place cannot change; ages are
+ * S3's clock, never this host's.
  */
-import { databasePrefix, GLOBALS_FOLDER, isGlobalsKey } from '../store/backup-key.ts';
+import { databasePrefix, GLOBALS_FOLDER, globalsKeyTime } from '../store/backup-key.ts';
 import { PruneError, UnreadableManifestError } from '../errors.ts';
 import type { EventSink } from '../events.ts';
 import { gfsKeep, type GfsRules, type KeepReason } from './gfs.ts';
 import {
+  backupTime,
   deleteKeys,
   listBackups,
   listObjects,
@@ -73,7 +76,7 @@ export function planRetention(listing: DatabaseListing, options: RetentionOption
   let keptBy: Map<string, (KeepReason | 'protected')[]>;
   try {
     keptBy = gfsKeep(
-      readable.map((b) => ({ key: b.key, at: b.storedAt })),
+      readable.map((b) => ({ key: b.key, at: backupTime(b) })),
       { daily: 0, weekly: 0, monthly: 0, timeZone: 'UTC', ...options.gfs, count: options.retentionCount },
     );
   } catch (err) {
@@ -192,7 +195,8 @@ export async function pruneDatabase(
     for (const key of toCheck) {
       checked.add(key);
       try {
-        await readManifest(store, key);
+        // With the listing's size of the dump: a manifest that disagrees with its object is no backup.
+        await readManifest(store, key, { bytes: listing.complete.find((b) => b.key === key)?.bytes });
       } catch (err) {
         if (!(err instanceof UnreadableManifestError)) throw err;
         unreadable.add(key);
@@ -227,8 +231,8 @@ export async function pruneDatabase(
 }
 
 /**
- * Keeps the newest `retentionCount` globals files (`<prefix>_globals/`, BACKUP_GLOBALS) by S3's
- * clock (the key's time is the host's), plus those the GFS rules keep (so a monthly database
+ * Keeps the newest `retentionCount` globals files (`<prefix>_globals/`, BACKUP_GLOBALS) by their
+ * time (`backupTime`), plus those the GFS rules keep (so a monthly database
  * backup has the roles of its month beside it), and never the one this run wrote (`protect`) or
  * one under Object Lock: the run prunes them after a globals backup, `pg-s3-backup prune` always
  * does. Reported under the database name `_globals`.
@@ -247,7 +251,9 @@ export async function pruneGlobals(
   const files: { key: string; at: number }[] = [];
   let serverTime: Date | undefined;
   for await (const o of listObjects(store, `${store.prefix}${GLOBALS_FOLDER}/`, (d) => (serverTime = d))) {
-    if (isGlobalsKey(store.prefix, o.key)) files.push({ key: o.key, at: o.lastModified?.getTime() ?? 0 });
+    const startedAt = globalsKeyTime(store.prefix, o.key);
+    // As the databases' backups: the key's time capped by S3's, which a copy in place cannot change.
+    if (startedAt) files.push({ key: o.key, at: backupTime({ startedAt, storedAt: o.lastModified }).getTime() });
   }
   const newestFirst = files.sort((a, b) => b.at - a.at || (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
   const protect = options.protect ?? new Set<string>();

@@ -503,18 +503,24 @@ interface CleanUpRequest {
   readonly timeoutMs: number;
 }
 
+/** Attempts of each clean-up step (abort, key check, delete), each bounded by its share of the clean-up's time. */
+export const CLEANUP_ATTEMPTS = 4;
+
 /**
  * After a failed upload: abort the multipart upload and make sure nothing is at the key, retrying
  * each step (S3 may be the thing that failed) within `timeoutMs`. Says what it could not remove.
+ * Each attempt gets at most a quarter of the time (at least a second): one request that S3 never
+ * answers must not use up the whole clean-up, as it did when the first attempt had all of it.
  */
 async function cleanUp(r: CleanUpRequest): Promise<{ kept: boolean; leftover: Leftover | undefined }> {
   const deadline = Date.now() + r.timeoutMs;
+  const attemptMs = Math.max(1000, Math.floor(r.timeoutMs / CLEANUP_ATTEMPTS));
   const retry = async <T>(what: (signal: AbortSignal) => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> => {
     let last: unknown;
-    for (let attempt = 0; attempt < 4 && Date.now() < deadline; attempt++) {
+    for (let attempt = 0; attempt < CLEANUP_ATTEMPTS && Date.now() < deadline; attempt++) {
       if (attempt > 0) await new Promise((res) => setTimeout(res, Math.min(250 * 2 ** attempt, Math.max(0, deadline - Date.now()))));
       try {
-        return { ok: true, value: await what(AbortSignal.timeout(Math.max(1, deadline - Date.now()))) };
+        return { ok: true, value: await what(AbortSignal.timeout(Math.max(1, Math.min(attemptMs, deadline - Date.now())))) };
       } catch (err) {
         last = err;
       }

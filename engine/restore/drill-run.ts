@@ -27,7 +27,7 @@ export async function runDrillFromConfig(config: Config, deps: Deps, settings: D
         pgRestore: toolCommand('pg_restore', config, deps.pgTools),
         spawn: deps.spawn,
         tempDir,
-        identities: identity ? () => loadIdentities(identity, () => deps.secrets) : undefined,
+        identities: identity ? () => loadIdentities(identity, () => deps.secrets, (message) => deps.events({ event: 'warning', message })) : undefined,
       },
       newestBackup: async (database) => (await latestBackup(store, database)).backup?.key,
       readManifest: (key) => readManifest(store, key),

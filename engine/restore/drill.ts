@@ -16,10 +16,10 @@ import { tmpdir } from 'node:os';
 import type { Message } from '../notify.ts';
 import { SUBJECT_PREFIX, subjectText } from '../notify.ts';
 import type { EventSink } from '../events.ts';
-import type { Manifest, RowCountMode, TableCount } from '../store/manifest.ts';
+import type { Manifest, RowCountMode } from '../store/manifest.ts';
 import type { RestoreDeps } from './deps.ts';
 import { sweepStaleServers, type ThrowawayServerOptions } from './throwaway-server.ts';
-import { verifyOnThrowawayServer, type TableReport, type VerifyProblem, type VerifyReport } from './verify.ts';
+import { verifyOnThrowawayServer, type TableCheck, type VerifyProblem, type VerifyReport } from './verify.ts';
 
 /** `<dump key>.verify.json`: the drill's report, next to the backup (the store lists and prunes it). */
 export { VERIFY_REPORT_SUFFIX, verifyReportKeyFor } from '../store/backup-key.ts';
@@ -30,41 +30,10 @@ export const SERVER_OVERHEAD_BYTES = 512 * 1024 ** 2;
 /** Without table sizes in the manifest (version 1, ROW_COUNTS=off): restored size ≈ 5 × the compressed dump. */
 export const RESTORE_SIZE_FACTOR = 5;
 
-/** With ROW_COUNTS=estimate the planner's figures are compared within 10 % or 100 rows, whichever is larger. */
-export function withinTolerance(mode: RowCountMode | undefined, expected: number, restored: number): boolean {
-  if (mode !== 'estimate') return expected === restored;
-  return Math.abs(restored - expected) <= Math.max(100, Math.ceil(expected * 0.1));
-}
-
-export interface DrillTable {
-  readonly schema: string;
-  readonly table: string;
-  /** From the manifest (null: not counted at backup time). */
-  readonly expectedRows: number | null;
-  /** After the restore (null: the table is missing, or its count failed). */
-  readonly restoredRows: number | null;
-  readonly ok: boolean;
-  readonly problem?: string;
-}
-
-/** Compares the manifest's tables with what the restore gave back. Pure. */
-export function compareCounts(mode: RowCountMode | undefined, expected: readonly TableCount[], restored: readonly TableReport[]): DrillTable[] {
-  const byName = new Map(restored.map((t) => [`${t.schema}.${t.table}`, t]));
-  return expected.map((e) => {
-    const r = byName.get(`${e.schema}.${e.table}`);
-    if (!r) return { schema: e.schema, table: e.table, expectedRows: e.rows, restoredRows: null, ok: false, problem: 'missing after the restore' };
-    if (e.rows === null) return { schema: e.schema, table: e.table, expectedRows: null, restoredRows: r.rows, ok: true };
-    const ok = withinTolerance(mode, e.rows, r.rows);
-    return {
-      schema: e.schema,
-      table: e.table,
-      expectedRows: e.rows,
-      restoredRows: r.rows,
-      ok,
-      ...(ok ? {} : { problem: `${r.rows} rows restored, the backup held ${e.rows}${mode === 'estimate' ? ' (estimate; tolerance 10 % or 100 rows)' : ''}` }),
-    };
-  });
-}
+/** The comparison of the manifest's tables with the restore lives in verify.ts: `verify` runs the same one. */
+export { compareCounts, withinTolerance } from './verify.ts';
+/** One table of the manifest against the restore (verify.ts, `TableCheck`). */
+export type DrillTable = TableCheck;
 
 /** Temporary space the drill of this backup needs: the dump, the restored database, the server's overhead. */
 export function requiredTempBytes(manifest: Pick<Manifest, 'bytes' | 'tables'> & Partial<Pick<Manifest, 'plaintextBytes'>>): number {
@@ -192,16 +161,11 @@ async function drillDatabase(deps: DrillDeps, options: DrillOptions, database: s
   }
 
   const verify = await verifyOnThrowawayServer(deps.restore, { key, ...(options.jobs === undefined ? {} : { jobs: options.jobs }), server: { ...options.server, parentDir } });
+  // verify compared the manifest's tables with the restore (and made each mismatch a problem).
   const problems = [...verify.problems];
   const warnings = [...verify.warnings];
-  let tables: DrillTable[] = [];
-  if (!manifest.tables) {
-    warnings.push('the manifest holds no row counts (written before row counts, or ROW_COUNTS=off): only the restore itself and the archive\'s tables are proven');
-  } else if (verify.sha256Verified && verify.tables.length + problems.length > 0) {
-    tables = compareCounts(manifest.rowCounts, manifest.tables, verify.tables);
-  }
-  const failingTables = tables.filter((t) => !t.ok).map((t) => `${t.schema}.${t.table}: ${t.problem}`);
-  for (const f of failingTables) problems.push({ stage: 'drill', message: f });
+  const tables = [...(verify.tableChecks ?? [])];
+  const failingTables = [...(verify.failingTables ?? [])];
   const status = problems.length === 0 ? 'ok' : 'failed';
   return { ...base, status, key, rowCounts, tables, failingTables, problems, warnings, requiredTempBytes: required, availableTempBytes: available, verify, whatToDo: status === 'ok' ? undefined : FAILED_WHAT_TO_DO };
 }

@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { PgS3BackupError } from '../errors.ts';
-import type { Manifest } from '../store/manifest.ts';
+import type { Manifest, RowCountMode, TableCount } from '../store/manifest.ts';
 import { createDatabase, dropDatabase } from './admin.ts';
 import type { RestoreDeps } from './deps.ts';
 import { checkedManifest, downloadVerified, type DownloadedDump } from './download.ts';
@@ -31,6 +31,47 @@ export interface TableReport {
   readonly table: string;
   readonly rows: number;
   readonly bytes: number;
+}
+
+/** With ROW_COUNTS=estimate the planner's figures are compared within 10 % or 100 rows, whichever is larger. */
+export function withinTolerance(mode: RowCountMode | undefined, expected: number, restored: number): boolean {
+  if (mode !== 'estimate') return expected === restored;
+  return Math.abs(restored - expected) <= Math.max(100, Math.ceil(expected * 0.1));
+}
+
+/** One table of the manifest against the restore. */
+export interface TableCheck {
+  readonly schema: string;
+  readonly table: string;
+  /** From the manifest (null: not counted at backup time). */
+  readonly expectedRows: number | null;
+  /** After the restore (null: the table is missing, or its count failed). */
+  readonly restoredRows: number | null;
+  readonly ok: boolean;
+  readonly problem?: string;
+}
+
+/**
+ * Compares the manifest's tables with what the restore gave back. Pure. The one comparison of
+ * `verify` (--local, --scratch-url) and the nightly drill: the drill's alert tells the operator to
+ * run `verify`, which must then fail on the same tables.
+ */
+export function compareCounts(mode: RowCountMode | undefined, expected: readonly TableCount[], restored: readonly TableReport[]): TableCheck[] {
+  const byName = new Map(restored.map((t) => [`${t.schema}.${t.table}`, t]));
+  return expected.map((e) => {
+    const r = byName.get(`${e.schema}.${e.table}`);
+    if (!r) return { schema: e.schema, table: e.table, expectedRows: e.rows, restoredRows: null, ok: false, problem: 'missing after the restore' };
+    if (e.rows === null) return { schema: e.schema, table: e.table, expectedRows: null, restoredRows: r.rows, ok: true };
+    const ok = withinTolerance(mode, e.rows, r.rows);
+    return {
+      schema: e.schema,
+      table: e.table,
+      expectedRows: e.rows,
+      restoredRows: r.rows,
+      ok,
+      ...(ok ? {} : { problem: `${r.rows} rows restored, the backup held ${e.rows}${mode === 'estimate' ? ' (estimate; tolerance 10 % or 100 rows)' : ''}` }),
+    };
+  });
 }
 
 export interface VerifyProblem {
@@ -60,6 +101,12 @@ export interface VerifyReport {
   readonly encoding: string | undefined;
   readonly locale: string | undefined;
   readonly tables: readonly TableReport[];
+  /** How the manifest's counts were taken; absent: it has none (version 1, or ROW_COUNTS=off). */
+  readonly rowCounts?: RowCountMode;
+  /** The manifest's tables against the restore (`compareCounts`); empty without counts in the manifest. */
+  readonly tableChecks?: readonly TableCheck[];
+  /** `schema.table: problem` of each table that does not match the manifest (each is also a problem). */
+  readonly failingTables?: readonly string[];
   readonly totalRows: number;
   /** pg_database_size of the restored scratch database. */
   readonly restoredBytes: number | undefined;
@@ -152,6 +199,14 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     }
   }
 
+  // Every table the manifest counted (format 2+) must be back with its rows, as the drill checks:
+  // once the dump was verified and the restore got somewhere.
+  const counted = manifest?.tables;
+  const tableChecks = counted && dump !== undefined && tables.length + problems.length > 0 ? compareCounts(manifest?.rowCounts, counted, tables) : [];
+  const failingTables = tableChecks.filter((t) => !t.ok).map((t) => `${t.schema}.${t.table}: ${t.problem}`);
+  for (const f of failingTables) problems.push({ stage: 'verify', message: f });
+  if (manifest && !counted) warnings.push('the manifest holds no row counts (written before row counts, or ROW_COUNTS=off): only the restore itself and the archive\'s tables are proven');
+
   const report: VerifyReport = {
     status: problems.length === 0 ? 'ok' : 'failed',
     key: manifest?.key ?? options.key,
@@ -168,6 +223,9 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     encoding: properties?.encoding,
     locale: properties?.locale,
     tables,
+    ...(counted && manifest?.rowCounts ? { rowCounts: manifest.rowCounts } : {}),
+    tableChecks,
+    failingTables,
     totalRows: tables.reduce((sum, t) => sum + t.rows, 0),
     restoredBytes,
     timingsMs: { ...timings, total: now() - started },

@@ -137,9 +137,14 @@ export function buildGlobalsKey(prefix: string, startedAt: Date, options: { read
 
 /** True for keys written by `buildGlobalsKey` under `prefix`. */
 export function isGlobalsKey(prefix: string, key: string): boolean {
-  if (!key.startsWith(`${prefix}${GLOBALS_FOLDER}/`)) return false;
+  return globalsKeyTime(prefix, key) !== undefined;
+}
+
+/** The time in a key written by `buildGlobalsKey` under `prefix` (undefined for any other key). */
+export function globalsKeyTime(prefix: string, key: string): Date | undefined {
+  if (!key.startsWith(`${prefix}${GLOBALS_FOLDER}/`)) return undefined;
   const m = /^(\d{4})\/(\d{2})\/(\d{2})\/globals-(\d{8}T\d{9}Z)\.sql(?:\.age)?$/.exec(key.slice(prefix.length + GLOBALS_FOLDER.length + 1));
-  return m !== null && parseTimestamp(m[4]!) !== undefined;
+  return m === null ? undefined : parseTimestamp(m[4]!);
 }
 
 /**

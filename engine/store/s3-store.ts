@@ -35,8 +35,8 @@ export interface StoredObject {
 }
 
 /**
- * How far a key's embedded time may be ahead of S3's clock before the key is flagged as written by
- * a host whose clock was wrong. Ordering never depends on it: backups are ordered by S3's clock.
+ * How far a key's embedded time may be off S3's clock before the backup is flagged (list's CLOCK
+ * SKEW) as written by a host whose clock was wrong. Ordering never depends on it (`backupTime`).
  */
 export const CLOCK_SKEW_TOLERANCE_MS = 5 * 60 * 1000;
 
@@ -54,18 +54,36 @@ export interface StoredBackup {
   readonly lastModified: Date | undefined;
   /**
    * When the backup became complete by S3's clock: its manifest's LastModified (the dump's when
-   * unknown). Backups are ordered by it, never by the key, whose time came from the host's clock.
+   * unknown), as stored now: a copy in place (a storage-class change, a restored version) makes
+   * it later. Shown by list and compared with the manifest's finishedAt (CLOCK SKEW); backups are
+   * ordered by `backupTime`, which a copy cannot change.
    */
   readonly storedAt: Date | undefined;
+  /** The manifest object's size in the listing. */
+  readonly manifestBytes?: number;
   /** The restore drill's report beside it (`<key>.verify.json`), when the listing holds one. */
   readonly drillReport?: StoredObject;
 }
 
+/**
+ * The time a backup is ordered by (list, `--latest`, retention and its GFS periods): when pg_dump
+ * started by the key, or when S3 stored it if that is earlier. Neither can be changed by copying
+ * the objects: the key is the key, and a copy only makes LastModified later, so rewriting an old
+ * manifest in place never makes its backup the newest. The key's time comes from the clock of the
+ * host that ran pg_dump: a host whose clock is ahead is capped by S3's clock (a backup is never
+ * newer than S3 saw it); one whose clock is behind makes its backups look older than they are
+ * (list flags both, CLOCK SKEW).
+ */
+export function backupTime(b: { readonly startedAt: Date; readonly storedAt: Date | undefined; readonly lastModified?: Date | undefined }): Date {
+  const times = [b.startedAt, b.storedAt, b.lastModified].filter((t): t is Date => t !== undefined && !Number.isNaN(t.getTime()));
+  return times.reduce((a, t) => (t.getTime() < a.getTime() ? t : a));
+}
+
 export interface DatabaseListing {
   readonly database: string;
-  /** Newest first by S3's clock (`storedAt`), then by key. */
+  /** Newest first by `backupTime`, then by key. */
   readonly complete: readonly StoredBackup[];
-  /** Dumps without a manifest (a failed manifest write, or a run still finishing). Newest first (S3's clock). */
+  /** Dumps without a manifest (a failed manifest write, or a run still finishing). Newest first (S3's clock: only their age matters). */
   readonly orphans: readonly StoredObject[];
   /** Manifests whose dump is gone. Newest first (S3's clock). */
   readonly strayManifests: readonly StoredObject[];
@@ -120,7 +138,7 @@ export async function* listObjects(store: S3Store, prefix: string, serverTime?: 
   }
 }
 
-/** Newest first by S3's clock; the key (its time, then its text) breaks ties within S3's one-second resolution. */
+/** Newest first by `at`; the key (its time, then its text) breaks ties. */
 function newestFirst(a: { key: string; at: Date | undefined }, b: { key: string; at: Date | undefined }): number {
   const d = (b.at?.getTime() ?? 0) - (a.at?.getTime() ?? 0);
   if (d !== 0) return d;
@@ -154,7 +172,7 @@ export async function listBackups(store: S3Store, database: string): Promise<Dat
       const report = reports.get(key);
       complete.push({
         database, key, manifestKey: manifestKeyFor(key), startedAt: d.startedAt, bytes: d.size, lastModified: d.lastModified,
-        storedAt: manifest.lastModified ?? d.lastModified, ...(report ? { drillReport: report } : {}),
+        storedAt: manifest.lastModified ?? d.lastModified, manifestBytes: manifest.size, ...(report ? { drillReport: report } : {}),
       });
     } else {
       orphans.push({ key, size: d.size, lastModified: d.lastModified });
@@ -162,14 +180,14 @@ export async function listBackups(store: S3Store, database: string): Promise<Dat
   }
   const strayManifests = [...manifests].filter(([k]) => !dumps.has(k)).map(([, m]) => m);
   const strayReports = [...reports].filter(([k]) => !dumps.has(k)).map(([, r]) => r);
-  // Not by key: the key's time is the clock of whichever host ran pg_dump, and one host whose clock
-  // was a year ahead would otherwise stay "newest" for a year (retention would prune every fresh
-  // backup, --latest would restore the stale one). S3 stamps every object with one clock.
+  // Not by LastModified alone: copying a manifest in place (a storage-class change, the runbook's
+  // "restore a deleted version") would make an old backup the newest. Not by the key alone: a
+  // host whose clock was a year ahead would stay "newest" for a year. backupTime() takes both.
   const byStored = <T extends { key: string }>(items: T[], at: (i: T) => Date | undefined) =>
     items.map((i) => ({ i, key: i.key, at: at(i) })).sort(newestFirst).map(({ i }) => i);
   return {
     database,
-    complete: byStored(complete, (b) => b.storedAt),
+    complete: byStored(complete, backupTime),
     orphans: byStored(orphans, (o) => o.lastModified),
     strayManifests: byStored(strayManifests, (o) => o.lastModified),
     strayReports: byStored(strayReports, (o) => o.lastModified),
@@ -232,7 +250,7 @@ async function hasDump(store: S3Store, database: string): Promise<boolean> {
  * Throws UnreadableManifestError for a manifest that was read but cannot be trusted, ManifestError
  * when S3 could not be asked.
  */
-export async function readManifest(store: S3Store, dumpKey: string): Promise<Manifest> {
+export async function readManifest(store: S3Store, dumpKey: string, dump: { readonly bytes?: number | undefined } = {}): Promise<Manifest> {
   const key = manifestKeyFor(dumpKey);
   const where = `s3://${store.bucket}/${key}`;
   const parsed = parseKey(store.prefix, dumpKey);
@@ -241,9 +259,13 @@ export async function readManifest(store: S3Store, dumpKey: string): Promise<Man
   }
   let text: string;
   try {
-    const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
-    text = await res.Body!.transformToString();
+    text = await readBoundedText(store, key, MAX_MANIFEST_BYTES);
   } catch (err) {
+    if (err instanceof TooLargeError) {
+      throw new UnreadableManifestError(`manifest ${where} is unreadable: ${err.message}, more than any manifest (at most ${MAX_MANIFEST_BYTES} bytes); not read`, {
+        hint: 'The backup is not complete without a readable manifest: it is skipped by list, not counted by retention, and --latest takes the one before. The manifest was replaced or damaged: investigate who can write to the bucket.',
+      });
+    }
     throw new ManifestError(`cannot read manifest ${where}: ${(err as Error).name}: ${(err as Error).message}`, {
       cause: err,
       hint: 'Check s3:GetObject on the bucket and the network path to S3, then retry.',
@@ -263,6 +285,9 @@ export async function readManifest(store: S3Store, dumpKey: string): Promise<Man
     manifest.key !== dumpKey ? `its key is ${JSON.stringify(manifest.key)}` : undefined,
     manifest.database !== parsed.database ? `its database is ${JSON.stringify(manifest.database)}, not ${JSON.stringify(parsed.database)}` : undefined,
     parseKey(store.prefix, manifest.key) === undefined ? `its key is outside the prefix "${store.prefix}"` : undefined,
+    // The listing's size of the dump: a manifest that says another size describes another object
+    // (or was altered); the download would fail on it anyway, so it cannot stand for a backup.
+    dump.bytes !== undefined && manifest.bytes !== dump.bytes ? `it says ${manifest.bytes} bytes, the dump object has ${dump.bytes}` : undefined,
   ].filter((m): m is string => m !== undefined);
   if (mismatch.length > 0) {
     throw new UnreadableManifestError(`manifest ${where} does not describe ${dumpKey}: ${mismatch.join('; ')}; refusing to trust it`, {
@@ -270,6 +295,45 @@ export async function readManifest(store: S3Store, dumpKey: string): Promise<Man
     });
   }
   return manifest;
+}
+
+/**
+ * The most a manifest may weigh: 16 MiB. A manifest is about 1 KB plus 120-130 bytes per table
+ * with data (pretty-printed `tables` entries; measured: 10,000 tables weigh 1.2-1.3 MB, 2.3 MB
+ * with 63-byte schema and table names), so 16 MiB holds some 130,000 tables (74,000 with the
+ * longest names). Anything larger was not written by this tool, and reading it whole would cost
+ * the 1 GB backup function its memory (a 50 MB one took list to 0.5-2.9 GB).
+ */
+export const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
+/** A drill report lists every table twice (the comparison and the restore's report): twice the bound. */
+export const MAX_DRILL_REPORT_BYTES = 2 * MAX_MANIFEST_BYTES;
+
+class TooLargeError extends Error {}
+
+/**
+ * An object's text, refusing one larger than `maxBytes` before reading it (its Content-Length)
+ * and, should the length be missing or wrong, as soon as more than that has arrived: the rest is
+ * never read (the connection is dropped).
+ */
+async function readBoundedText(store: S3Store, key: string, maxBytes: number): Promise<string> {
+  const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
+  const body = res.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
+  if (!body) return '';
+  if (res.ContentLength !== undefined && res.ContentLength > maxBytes) {
+    body.destroy?.();
+    throw new TooLargeError(`it has ${res.ContentLength} bytes`);
+  }
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    total += chunk.byteLength;
+    if (total > maxBytes) {
+      body.destroy?.();
+      throw new TooLargeError(`it has more than ${maxBytes} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function describeSchemaError(err: unknown): string {
@@ -300,9 +364,9 @@ export async function readDrillSummary(store: S3Store, report: string): Promise<
   const where = `s3://${store.bucket}/${report}`;
   let text: string;
   try {
-    const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: report }));
-    text = await res.Body!.transformToString();
+    text = await readBoundedText(store, report, MAX_DRILL_REPORT_BYTES);
   } catch (err) {
+    if (err instanceof TooLargeError) throw new ManifestError(`drill report ${where} is unreadable: ${err.message}; not read`, { hint: 'The next drill writes a new one.' });
     throw new ManifestError(`cannot read drill report ${where}: ${(err as Error).name}: ${(err as Error).message}`, { cause: err, hint: 'Check s3:GetObject on the bucket.' });
   }
   try {
@@ -327,7 +391,7 @@ export async function readManifests(store: S3Store, backups: readonly StoredBack
   // Sequential on purpose: a handful of small GETs, and a stable order without extra sorting.
   for (const b of backups) {
     try {
-      readable.push({ ...b, manifest: await readManifest(store, b.key) });
+      readable.push({ ...b, manifest: await readManifest(store, b.key, { bytes: b.bytes }) });
     } catch (err) {
       if (!(err instanceof UnreadableManifestError)) throw err;
       unreadable.push({ ...b, problem: err.message });
@@ -337,7 +401,7 @@ export async function readManifests(store: S3Store, backups: readonly StoredBack
 }
 
 /**
- * The newest backup of a database whose manifest is readable and describes it (by S3's clock),
+ * The newest backup of a database whose manifest is readable and describes it (by `backupTime`),
  * with the newer ones skipped on the way because their manifest could not be trusted.
  */
 export async function latestBackup(store: S3Store, database: string): Promise<{ backup: CheckedBackup | undefined; skipped: UnreadableBackup[] }> {

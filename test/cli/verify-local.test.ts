@@ -3,6 +3,7 @@
  * pg-server layer, so the operator provides no scratch server. Same report as with --scratch-url;
  * nothing is created on any real server, nothing is left in the temporary folder.
  */
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,4 +60,36 @@ it('verify needs exactly one of --local and --scratch-url (exit 2)', async () =>
   const badLayer = await runCli(['verify', '--latest', '--local', '--server-layer', join(tempDir, 'nothing')], svc.env);
   expect(badLayer.code).toBe(2);
   expect(badLayer.stderr).toMatch(/no pg-server layer/);
+});
+
+it('verify (--local and --scratch-url) compares the manifest\'s tables and row counts as the drill does: a changed count and an extra table fail it, named', async () => {
+  // The manifest says one row more in orders, and a table the dump never held (issue 22 §2): the
+  // drill fails on both, and its alert sends the operator to `verify --local`, which must too.
+  const manifestKey = `${key}.json`;
+  const original = await (await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: manifestKey }))).Body!.transformToString();
+  const manifest = JSON.parse(original) as { tables: { schema: string; table: string; rows: number | null; bytes: number }[] };
+  const orders = manifest.tables.find((t) => t.table === 'orders')!;
+  expect(orders.rows).toBe(4000);
+  orders.rows = 3999;
+  manifest.tables.push({ schema: 'public', table: 'ghost', rows: 5, bytes: 8192 });
+  await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: manifestKey, Body: JSON.stringify(manifest, null, 2) }));
+  try {
+    const failing = ['public.orders: 4000 rows restored, the backup held 3999', 'public.ghost: missing after the restore'];
+    for (const where of [['--local', '--server-layer', serverLayerRoot('x86_64')], ['--scratch-url', svc.pg.url]]) {
+      const run = await runCli(['verify', '--key', key, ...where, '--temp-dir', tempDir, '--json'], svc.env);
+      expect(run.code, `${where[0]}: ${run.stderr}`).toBe(1);
+      const report = JSON.parse(run.stdout) as { status: string; failingTables: string[]; problems: { message: string }[]; tableChecks: { table: string; ok: boolean }[] };
+      expect(report.status).toBe('failed');
+      expect(report.failingTables).toEqual(failing);
+      expect(report.problems.map((p) => p.message)).toEqual(expect.arrayContaining(failing));
+      expect(report.tableChecks.filter((t) => t.ok).map((t) => t.table)).toEqual(expect.arrayContaining(['customers', 'documents']));
+    }
+    // The text report names them too.
+    const text = await runCli(['verify', '--key', key, '--local', '--server-layer', serverLayerRoot('x86_64'), '--temp-dir', tempDir], svc.env);
+    expect(text.code).toBe(1);
+    for (const f of failing) expect(text.stdout + text.stderr).toContain(f);
+    expect(readdirSync(tempDir)).toEqual([]);
+  } finally {
+    await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: manifestKey, Body: original }));
+  }
 });

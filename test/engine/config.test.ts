@@ -1,9 +1,12 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, loadConfig, toEnvironment } from '../../engine/config.ts';
 import { parseConfig } from '../../infra/config.ts';
 import { ConfigError } from '../../engine/errors.ts';
 import { fetchCredentials } from '../../engine/secrets.ts';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { REPO_ROOT } from '../support/layer.ts';
 
 const base = { DB_SECRET_ID: 'prod/db', BACKUP_BUCKET: 'my-backups' };
 
@@ -153,5 +156,25 @@ describe('one schema for the engine and the CDK app', () => {
     expect(toEnvironment({ RETENTION_COUNT: 7, NOTIFY_ON_SUCCESS: false, DATABASES: ['app', 'billing'] })).toEqual({ RETENTION_COUNT: '7', NOTIFY_ON_SUCCESS: 'false', DATABASES: 'app,billing' });
     expect(() => toEnvironment({ PG_DUMP_COMPRESSION: 'fast' })).toThrow(/PG_DUMP_COMPRESSION must be/);
     expect(toEnvironment({ BACKUP_BUCKET: '${Token[TOKEN.1]}' }, { isDeployTimeValue: (v) => v.startsWith('${Token') })).toEqual({ BACKUP_BUCKET: '${Token[TOKEN.1]}' });
+  });
+});
+
+describe('docs/configuration.md and the schema agree', () => {
+  it('every range the variable table states is the range loadConfig accepts (RETENTION_COUNT said 1–100000, the code took 1000)', () => {
+    const doc = readFileSync(join(REPO_ROOT, 'docs', 'configuration.md'), 'utf8');
+    const ranges = [...doc.matchAll(/^\| `([A-Z_0-9]+)` \| ([^|]*?)\b(\d+)–(\d+)\b/gm)].map((m) => ({ name: m[1]!, min: Number(m[3]), max: Number(m[4]) }));
+    expect(ranges.map((r) => r.name)).toEqual(expect.arrayContaining(['RETENTION_COUNT', 'STORAGE_MAX_PARTS', 'HEARTBEAT_TIMEOUT_SECONDS']));
+    for (const { name, min, max } of ranges) {
+      const accepts = (v: number) => {
+        try {
+          loadConfig({ ...base, [name]: String(v) });
+          return true;
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err;
+          return false;
+        }
+      };
+      expect({ name, min: accepts(min), max: accepts(max), below: accepts(min - 1), above: accepts(max + 1) }).toEqual({ name, min: true, max: true, below: false, above: false });
+    }
   });
 });

@@ -152,6 +152,24 @@ describe('restore', () => {
     expect(order.slice(0, 4)).toEqual(['identity-matched', 'sha256-verified', 'decrypted', 'restore']);
     expect(await compareDatabases({ pg: svc.pg, database: 'app' }, { pg: svc.pg, database: 'enc_copy' })).toEqual([]);
     expectNoIdentity(run);
+    // Mode 0600: nothing to say about it.
+    expect(run.stderr).not.toMatch(/has mode/);
+  });
+
+  it('an identity file readable by others (0644) is used, with a warning naming its mode and the fix, as ssh does', async () => {
+    const open = join(dir, 'readable-key.txt');
+    writeFileSync(open, `${identity}\n`);
+    // chmod after writing: the mode asked of writeFileSync goes through the umask.
+    chmodSync(open, 0o644);
+    try {
+      const run = await runCli(['restore', '--key', key, '--identity-file', open, '--target-url', svc.pg.urlFor('enc_copy_0644'), '--create'], svc.env);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.result).toMatchObject({ status: 'restored', key });
+      expect(run.stderr).toContain(`warning: the age identity file ${open} has mode 0644: every user of this machine may read the key that decrypts every backup. It is used anyway; make it yours alone: chmod 600 ${open}`);
+      expectNoIdentity(run);
+    } finally {
+      rmSync(open, { force: true });
+    }
   });
 
   it('refuses a wrong identity at the age header, before the target is touched, naming the recipients\' fingerprints', async () => {

@@ -1,6 +1,6 @@
 /**
  * An HTTP proxy in front of an AWS API (S3, SNS, Secrets Manager) that injects faults: for each
- * request a rule decides to pass it on, answer 503 (S3's ServiceUnavailable), reset the
+ * request a rule decides to pass it on, answer 503 (S3's ServiceUnavailable) or 500 (InternalError), reset the
  * connection, black-hole it (read it, never answer: a dead NAT, a filtering firewall), stall the
  * response mid-body (headers and the first bytes, then silence), or pass it on and lose the
  * answer (the server did the work; the client sees a reset).
@@ -8,7 +8,7 @@
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type Fault = 'pass' | '503' | 'reset' | 'blackhole' | 'stall-body' | 'lose-answer';
+export type Fault = 'pass' | '500' | '503' | 'reset' | 'blackhole' | 'stall-body' | 'lose-answer';
 
 export interface ProxiedRequest {
   readonly method: string;
@@ -45,12 +45,12 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       req.resume();
       return;
     }
-    if (fault === '503') {
+    if (fault === '503' || fault === '500') {
       // Drain the body first, as S3 would, so the client sees a response and not a broken pipe.
       req.resume();
       req.on('end', () => {
-        res.writeHead(503, { 'content-type': 'application/xml' });
-        res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code><Message>Injected by the test fault proxy</Message></Error>');
+        res.writeHead(Number(fault), { 'content-type': 'application/xml' });
+        res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault === '503' ? 'ServiceUnavailable' : 'InternalError'}</Code><Message>Injected by the test fault proxy</Message></Error>`);
       });
       return;
     }

@@ -15,6 +15,8 @@ import { createDatabase } from '../../support/fixtures.ts';
 import { ensureLayer } from '../../support/layer.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
 import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
+import { baseEnv, runCli } from '../../support/cli.ts';
+import { startFaultProxy, type FaultProxy } from '../../support/fault-proxy.ts';
 
 describe('a prune failure after a good backup', () => {
   let pgsrv: TestPostgres;
@@ -22,10 +24,12 @@ describe('a prune failure after a good backup', () => {
   let c: TestClients;
   let inbox: AlertInbox;
   let env: Record<string, string>;
+  let proxy: FaultProxy;
 
   beforeAll(async () => {
     let layer: string;
     [pgsrv, aws, layer] = await Promise.all([startPostgres(), startMoto(), ensureLayer()]);
+    proxy = await startFaultProxy(aws.endpoint);
     c = testClients(aws.endpoint);
     inbox = await createAlertInbox(c);
     await createDatabase(pgsrv, 'app');
@@ -35,6 +39,7 @@ describe('a prune failure after a good backup', () => {
     Object.assign(process.env, awsEnv(aws.endpoint));
   });
   afterAll(async () => {
+    await proxy?.stop();
     await Promise.all([pgsrv?.stop(), aws?.stop()]);
   });
 
@@ -56,5 +61,32 @@ describe('a prune failure after a good backup', () => {
     expect(alert!.subject).toMatch(/FAILED app: prune/);
     expect(alert!.message).toContain(`The backup itself is complete: s3://${config.bucket}/${key}`);
     expect(alert!.message).not.toMatch(/Nothing was written|Key attempted: \(none/);
+  });
+
+  it('the real CLI: S3 answering 500 to the prune\'s manifest GET after a good backup alerts "backup complete, pruning failed", never stage "manifest"', async () => {
+    // Every S3 request through the fault proxy; only the GETs of manifests (the prune's reads of
+    // the backups it keeps: the run writes its own manifest with a PUT) get 500 InternalError.
+    const cliEnv = { ...baseEnv(), ...env, BACKUP_PREFIX: 'cli-prune/', RETENTION_COUNT: '2', AWS_ENDPOINT_URL_S3: proxy.endpoint, AWS_MAX_ATTEMPTS: '2' };
+    proxy.setRule(() => 'pass');
+    const first = await runCli(['run', '--reason', 'first'], cliEnv);
+    expect(first.code, first.stderr).toBe(0);
+    await inbox.receive(0, 0);
+    proxy.setRule((r) => (r.method === 'GET' && /\.dump\.json(\?|$)/.test(r.url) ? '500' : 'pass'));
+    const second = await runCli(['run', '--reason', 'second'], cliEnv);
+    const manifestGets = proxy.log.filter((e) => e.fault === '500').length;
+    proxy.setRule(() => 'pass');
+
+    expect(manifestGets).toBeGreaterThan(0);
+    expect(second.code).toBe(1);
+    const backup = (second.result!.backups as { key: string; bytes: number }[])[0]!;
+    expect(second.result!.failures).toEqual([expect.objectContaining({ database: 'app', stage: 'prune', key: backup.key })]);
+    expect((await listKeys(c, env.BACKUP_BUCKET!, backup.key))).toEqual([backup.key, `${backup.key}.json`]);
+    const [alert] = await inbox.receive(1, 20_000);
+    expect(alert!.subject).toBe('[pg-s3-backup] FAILED app: prune');
+    expect(alert!.message).toContain('pruning the older backups of database "app" FAILED (its new backup is complete)');
+    expect(alert!.message).toContain(`The backup itself is complete: s3://${env.BACKUP_BUCKET}/${backup.key} (dump and manifest, ${backup.bytes} bytes)`);
+    expect(alert!.message).toMatch(/InternalError/);
+    expect(alert!.message).toMatch(/What to do: .*s3:GetObject/);
+    expect(alert!.message).not.toMatch(/Nothing was written|stage "manifest"|Key attempted/);
   });
 });

@@ -97,6 +97,31 @@ describe('S3 faults', () => {
     expect(alert!.message).toMatch(/multipart upload was aborted/);
   });
 
+  it('S3 hanging on the first AbortMultipartUpload: the abort is retried within the clean-up\'s bound (a share per attempt) and nothing is left', async () => {
+    // The default clean-up bound is 20 s; a hung first attempt once took all of it (one attempt).
+    let hung = false;
+    proxy.setRule((r) => {
+      if (isUploadPart(r)) return '503';
+      if (isAbort(r) && !hung) {
+        hung = true;
+        return 'blackhole';
+      }
+      return 'pass';
+    });
+    const t0 = Date.now();
+    const res = await run('abort-hang/', fakePgDump('printf PGDMP; exec cat /dev/urandom'));
+    const ms = Date.now() - t0;
+    expect(res.failures).toEqual([expect.objectContaining({ database: 'app', stage: 'upload' })]);
+    expect(countBy(isAbort, 'blackhole')).toBe(1);
+    expect(countBy(isAbort, 'pass')).toBe(1);
+    expect(await listMultipartUploads(direct, bucket)).toEqual([]);
+    const [alert] = await inbox.receive(1);
+    expect(alert!.message).toMatch(/multipart upload was aborted/);
+    expect(alert!.message).not.toMatch(/could NOT be aborted/);
+    // The hung attempt was cut at its share (5 s), not at the whole bound.
+    expect(ms).toBeLessThan(20_000);
+  });
+
   it('pg_dump exiting 1 after 12 MB: the multipart upload it had started is aborted, never completed', async () => {
     const res = await run('exit1/', fakePgDump(`printf PGDMP; head -c 12000000 /dev/urandom; echo 'pg_dump: error: lost connection' >&2; exit 1`));
     expect(res.failures).toEqual([expect.objectContaining({ stage: 'dump', message: expect.stringMatching(/exit code 1[\s\S]*lost connection/) })]);
