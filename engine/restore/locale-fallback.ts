@@ -42,13 +42,16 @@ export interface LocaleFallback {
  * - last, any encoding: C.
  */
 export function localeFallbacks(create: string): LocaleFallback[] {
-  const stripped = create.replace(/;\s*$/, '').replace(LOCALE_OPTION, '');
-  const provider = optionValue(create, 'LOCALE_PROVIDER')?.toLowerCase();
-  const encoding = optionValue(create, 'ENCODING')?.toUpperCase();
+  // Options only: the database's name (a quoted one may hold anything) is kept as it is.
+  const name = /^CREATE DATABASE\s+(?:"(?:[^"]|"")*"|\S+)/i.exec(create)?.[0] ?? '';
+  const opts = create.slice(name.length).replace(/;\s*$/, '');
+  const stripped = name + opts.replace(LOCALE_OPTION, '');
+  const provider = optionValue(opts, 'LOCALE_PROVIDER')?.toLowerCase();
+  const encoding = optionValue(opts, 'ENCODING')?.toUpperCase();
   const candidates: string[] = [];
   if (provider === 'icu') {
-    const icu = optionValue(create, 'ICU_LOCALE') ?? optionValue(create, 'LOCALE');
-    const rules = optionValue(create, 'ICU_RULES');
+    const icu = optionValue(opts, 'ICU_LOCALE') ?? optionValue(opts, 'LOCALE');
+    const rules = optionValue(opts, 'ICU_RULES');
     if (icu) candidates.push(`LOCALE_PROVIDER = icu ICU_LOCALE = ${quote(icu)}${rules ? ` ICU_RULES = ${quote(rules)}` : ''} LC_COLLATE = 'C' LC_CTYPE = 'C'`);
   }
   if (encoding === 'UTF8' || encoding === 'UTF-8') {
