@@ -111,6 +111,47 @@ normalize_codeset() {
 # locale files are only guaranteed to be read by the glibc that wrote them. Also `locale`, a
 # script beside the wrappers: initdb imports the system's collations from `locale -a`, and
 # Lambda's own `locale` would list Amazon Linux's locales, not these.
+# The command that runs localedef (into LOCALEDEF): the layer's own, through the layer's loader
+# and libc, when this machine can run it (the same architecture, or qemu-user through binfmt);
+# else, for an arm64 layer built on x86_64 (the function's default architecture, built on a
+# laptop), the build machine's own libc-bin and libc6 of the SAME Debian version, through their
+# loader. Compiled locale files depend on the glibc version and the byte order, not on the
+# instruction set: both architectures are little-endian with 4-byte aligned 32-bit words.
+LOCALEDEF=()
+localedef_command() {
+  local out=$1 loader=$2 arch=$3 bin=$4 host found
+  if "$out/lib/$loader" --library-path "$out/lib" "$bin" --help >/dev/null 2>&1; then
+    LOCALEDEF=("$out/lib/$loader" --library-path "$out/lib" "$bin")
+    return
+  fi
+  host=$(dpkg --print-architecture)
+  log "$arch: this machine cannot run the $arch localedef: compiling the locales with Debian $host's libc-bin ${PKG_VERSION[libc6]}"
+  # A subshell: the host architecture's packages stay out of the layer's package lists.
+  found=$(
+    want=${PKG_VERSION[libc6]}
+    PKG_VERSION=() PKG_DEB=() PKG_SHA=() PKG_ROOT=() PKG_DEPS=() USED=()
+    WORK="$WORK/host-$host"
+    mkdir -p "$WORK/x"
+    case "$host" in
+      amd64) TRIPLET=x86_64-linux-gnu ;;
+      arm64) TRIPLET=aarch64-linux-gnu ;;
+      *) die "no locales for an $arch layer built on $host: build on $arch or amd64, or with PG_LAYER_LOCALES=''" ;;
+    esac
+    apt_update "$host"
+    fetch libc6
+    fetch libc-bin
+    [ "${PKG_VERSION[libc6]}" = "$want" ] && [ "${PKG_VERSION[libc-bin]}" = "$want" ] \
+      || die "Debian $host has libc6 ${PKG_VERSION[libc6]}, libc-bin ${PKG_VERSION[libc-bin]}, not $want as for $arch: build again later, or on $arch"
+    local_bin="${PKG_ROOT[libc-bin]}/usr/bin/localedef"
+    ld=$(find_lib "${PKG_ROOT[libc6]}" "$(basename "$(interp "$local_bin")")") || die "libc6 ($host) has no loader for localedef"
+    libc=$(find_lib "${PKG_ROOT[libc6]}" libc.so.6) || die "libc6 ($host) has no libc.so.6"
+    printf '%s\n%s\n%s\n' "$ld" "$(dirname "$libc")" "$local_bin"
+  )
+  mapfile -t LOCALEDEF <<<"$found"
+  [ "${#LOCALEDEF[@]}" -eq 3 ] || die "$arch: no localedef to run"
+  LOCALEDEF=("${LOCALEDEF[0]}" --library-path "${LOCALEDEF[1]}" "${LOCALEDEF[2]}")
+}
+
 compile_locales() {
   local out=$1 loader=$2 arch=$3 name base modifier input charmap dir
   cat >"$out/lib/postgresql/$PG_MAJOR/bin/locale" <<'EOF'
@@ -136,6 +177,7 @@ EOF
   local bin="${PKG_ROOT[libc-bin]}/usr/bin/localedef" i18n="${PKG_ROOT[locales]}/usr/share/i18n"
   [ -x "$bin" ] || die "libc-bin has no usr/bin/localedef"
   [ "${PKG_VERSION[libc-bin]}" = "${PKG_VERSION[libc6]:-}" ] || die "libc-bin ${PKG_VERSION[libc-bin]} differs from the layer's libc6 ${PKG_VERSION[libc6]:-?}: its locale files are only sure to be read by the same glibc"
+  localedef_command "$out" "$loader" "$arch" "$bin"
   mkdir -p "$WORK/charmaps"
   for name in "${LOCALES[@]}"; do
     base=${name%%@*}
@@ -149,12 +191,12 @@ EOF
       [ -f "$i18n/charmaps/$charmap.gz" ] || die "PG_LAYER_LOCALES: '$name': Debian's locales package has no charmap $charmap"
       gzip -dc "$i18n/charmaps/$charmap.gz" >"$WORK/charmaps/$charmap"
     fi
-    # Through the layer's loader and libc. -c: write the locale despite localedef's warnings
-    # (as Debian's locale-gen does); the LC_COLLATE check below catches a locale not written.
-    if ! I18NPATH=$i18n "$out/lib/$loader" --library-path "$out/lib" "$bin" --no-archive -c -i "$input" -f "$WORK/charmaps/$charmap" "$out/lib/locale/$dir" >"$WORK/localedef.log" 2>&1 \
+    # -c: write the locale despite localedef's warnings (as Debian's locale-gen does); the
+    # LC_COLLATE check below catches a locale not written.
+    if ! I18NPATH=$i18n "${LOCALEDEF[@]}" --no-archive -c -i "$input" -f "$WORK/charmaps/$charmap" "$out/lib/locale/$dir" >"$WORK/localedef.log" 2>&1 \
       && [ ! -f "$out/lib/locale/$dir/LC_COLLATE" ]; then
       cat "$WORK/localedef.log" >&2
-      die "$arch: localedef of $name failed (the $arch layer's own localedef must run on this machine: on another architecture install qemu-user-static; or build with PG_LAYER_LOCALES='' and the drill falls back to the C locale with a warning)"
+      die "$arch: localedef of $name failed (or build with PG_LAYER_LOCALES='': the drill then falls back to C.UTF-8 with a warning)"
     fi
     [ -f "$out/lib/locale/$dir/LC_COLLATE" ] && [ -f "$out/lib/locale/$dir/LC_CTYPE" ] || die "$arch: localedef of $name wrote no $dir/LC_COLLATE and LC_CTYPE"
   done
