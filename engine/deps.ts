@@ -10,6 +10,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { spawn } from 'node:child_process';
+import { homedir } from 'node:os';
 import { DEFAULTS, type AwsTimeouts, type Config } from './config.ts';
 import { PROFILE_CAPABILITIES, type StorageProfileSetting } from './store/capabilities.ts';
 import type { EventSink } from './events.ts';
@@ -82,8 +83,30 @@ export function s3ChecksumOptions(profile: StorageProfileSetting | undefined): {
   return profile !== undefined && profile !== 'auto' && !PROFILE_CAPABILITIES[profile].checksumSha256 ? { requestChecksumCalculation: 'WHEN_REQUIRED' } : {};
 }
 
+/**
+ * The AWS SDK looks for ~/.aws/config for every setting the environment does not give
+ * (request_checksum_calculation, retry_mode, …), and asks os.homedir() for "~" first, which
+ * throws (uv_os_homedir ENOENT) when HOME is unset and the uid has no passwd entry: Lambda's
+ * sandbox user, `env -i`. Every S3, SNS and Secrets Manager call then fails. There is no home to
+ * read a configuration from in that case, so HOME is set to a folder that does not exist: the SDK
+ * finds no file and uses its defaults, as it would with an empty home. A HOME that is set, or a
+ * home the system knows, is left alone.
+ */
+export function ensureHomeForAwsSdk(env: NodeJS.ProcessEnv = process.env): void {
+  if (env.HOME || env.USERPROFILE || env.HOMEPATH) return;
+  try {
+    homedir();
+  } catch {
+    env.HOME = NO_HOME;
+  }
+}
+
+/** HOME when the user has none (Debian's home of `nobody`): nothing to read there. */
+export const NO_HOME = '/nonexistent';
+
 export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<Pick<Config, 'aws' | 'storageProfile'>>, overrides: DepsOverrides = {}): Deps {
   const aws = awsClientOptions(config.aws ?? DEFAULT_AWS_TIMEOUTS);
+  ensureHomeForAwsSdk();
   return {
     s3: overrides.s3 ?? new S3Client({ forcePathStyle: config.forcePathStyle, ...aws, ...s3ChecksumOptions(config.storageProfile) }),
     secrets: overrides.secrets ?? new SecretsManagerClient(aws),

@@ -28,6 +28,9 @@ export async function runDrillFromConfig(config: Config, deps: Deps, settings: D
         spawn: deps.spawn,
         tempDir,
         identities: identity ? () => loadIdentities(identity, () => deps.secrets, (message) => deps.events({ event: 'warning', message })) : undefined,
+        // The restore's own events (a locale fallback's warning, each problem as it happens) reach
+        // the function's log, not only the report.
+        events: deps.events,
       },
       newestBackup: async (database) => (await latestBackup(store, database)).backup?.key,
       readManifest: (key) => readManifest(store, key),

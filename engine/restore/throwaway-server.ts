@@ -135,14 +135,24 @@ export function nssFiles(uid: number, gid: number, home: string): { passwd: stri
   };
 }
 
+/** The layer's compiled libc locales (layers/pg-server/build.sh, PG_LAYER_LOCALES): one folder per locale. */
+export function serverLocalePath(layerRoot: string): string {
+  return join(layerRoot, 'lib', 'locale');
+}
+
 /**
  * The whole environment of initdb and postgres: nss_wrapper's files and nothing else inherited
- * (no AWS credentials, no PG* variables of the caller). PATH only for the /bin/sh that initdb runs
- * the postgres wrapper through.
+ * (no AWS credentials, no PG* variables of the caller). PATH for the /bin/sh that initdb runs
+ * the postgres wrapper through, and for the layer's `locale -a` (initdb imports the collations it
+ * lists). With the layer, LOCPATH: a database created en_US.UTF-8 or C.UTF-8 needs locale data,
+ * and glibc then reads only the layer's (compiled for the layer's own glibc), never the host's
+ * (Lambda has none; an operator's may be of another glibc).
  */
-export function serverEnv(dir: string): Record<string, string> {
+export function serverEnv(dir: string, layerRoot?: string): Record<string, string> {
   // TZ: the zone initdb writes into postgresql.conf; GMT needs no time-zone files (see serverSettings).
-  return { NSS_WRAPPER_PASSWD: join(dir, 'passwd'), NSS_WRAPPER_GROUP: join(dir, 'group'), PATH: '/usr/bin:/bin', LC_ALL: 'C', TZ: 'GMT' };
+  const base = { NSS_WRAPPER_PASSWD: join(dir, 'passwd'), NSS_WRAPPER_GROUP: join(dir, 'group'), PATH: '/usr/bin:/bin', LC_ALL: 'C', TZ: 'GMT' };
+  if (layerRoot === undefined) return base;
+  return { ...base, PATH: `${serverBinDir(layerRoot)}:${base.PATH}`, LOCPATH: serverLocalePath(layerRoot) };
 }
 
 export interface ThrowawayServerOptions {
@@ -308,7 +318,7 @@ export async function startThrowawayServer(options: ThrowawayServerOptions = {})
     if (runAs) {
       for (const p of [dir, dataDir, join(dir, 'passwd'), join(dir, 'group')]) chownSync(p, runAs.uid, runAs.gid);
     }
-    const env = serverEnv(dir);
+    const env = serverEnv(dir, layerRoot);
     await runToEnd(spawn, initdb, initdbArgs(dataDir), env, runAs, Math.max(1, deadline - Date.now()), 'initdb');
 
     // Started and kept: the runner's startTool (the same spawn, environment, uid/gid and tail).

@@ -10,7 +10,8 @@
 import { randomBytes } from 'node:crypto';
 import { PgS3BackupError } from '../errors.ts';
 import type { Manifest, RowCountMode, TableCount } from '../store/manifest.ts';
-import { createDatabase, dropDatabase } from './admin.ts';
+import { dropDatabase } from './admin.ts';
+import { createScratchDatabase } from './locale-fallback.ts';
 import type { RestoreDeps } from './deps.ts';
 import { checkedManifest, downloadVerified, type DownloadedDump } from './download.ts';
 import { pgRestoreInto, readDefinition, readToc, type Toc } from './pg-restore.ts';
@@ -169,8 +170,13 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     const definition = await readDefinition(deps, dump.path, toc, manifest.database, scratchDatabase);
     // Owners, role settings and grants name roles of the production server that a scratch server need not have.
     const noRoles = { noOwner: true, noAcl: true };
-    const defined = await createDatabase(options.scratch, scratchDatabase, definition, noRoles);
+    // The backup's locale when the server has it, else the closest one and a warning (locale-fallback.ts).
+    const defined = await createScratchDatabase(options.scratch, scratchDatabase, definition, noRoles);
     created = true;
+    if (defined.warning) {
+      warnings.push(defined.warning);
+      deps.events?.({ event: 'warning', message: defined.warning });
+    }
     const restored = await pgRestoreInto(deps, options.scratch, scratchDatabase, dump.path, {
       jobs: options.jobs,
       ...noRoles,

@@ -72,6 +72,26 @@ function checkProps(props: DrillFunctionProps): string[] {
   return problems;
 }
 
+/**
+ * The drill function's environment (what `DrillFunction` deploys; test/lambda/drill-lambda-root.test.ts
+ * runs the bundled handler with the same).
+ */
+export function drillFunctionEnvironment(o: { readonly bucketName: string; readonly prefix: string; readonly topicArn: string; readonly databases: readonly string[] }): Record<string, string> {
+  return {
+    ...toEnvironment(
+      {
+        BACKUP_BUCKET: o.bucketName,
+        BACKUP_PREFIX: o.prefix,
+        ALERT_TOPIC_ARN: o.topicArn,
+        DATABASES: o.databases.length > 0 ? o.databases : undefined,
+        PG_SERVER_LAYER: SERVER_LAYER_MOUNT,
+      },
+      { isDeployTimeValue: (v) => Token.isUnresolved(v) },
+    ),
+    NODE_OPTIONS: '--enable-source-maps',
+  };
+}
+
 export class DrillFunction extends Construct {
   readonly function: nodejs.NodejsFunction;
   readonly role: iam.Role;
@@ -121,19 +141,7 @@ export class DrillFunction extends Construct {
       reason: 'Drill reports sit next to timestamped dumps (<dump key>.verify.json): the drill writes only those keys under the backup prefix.',
     });
 
-    this.environment = {
-      ...toEnvironment(
-        {
-          BACKUP_BUCKET: bucket.bucketName,
-          BACKUP_PREFIX: prefix,
-          ALERT_TOPIC_ARN: props.topic.topicArn,
-          DATABASES: props.databases.length > 0 ? props.databases : undefined,
-          PG_SERVER_LAYER: SERVER_LAYER_MOUNT,
-        },
-        { isDeployTimeValue: (v) => Token.isUnresolved(v) },
-      ),
-      NODE_OPTIONS: '--enable-source-maps',
-    };
+    this.environment = drillFunctionEnvironment({ bucketName: bucket.bucketName, prefix, topicArn: props.topic.topicArn, databases: props.databases });
 
     this.function = new nodejs.NodejsFunction(this, 'Function', {
       entry: resolve(REPO_ROOT, props.entry ?? join('lambda', 'drill-handler.ts')),

@@ -20,6 +20,10 @@
 #                       system's own apt sources)
 #   PG_LAYER_KEYRING    keyring that verifies the suite (default: the system's Debian archive keyring)
 #   PG_SERVER_LAYER_MAX_UNZIPPED_BYTES  size budget of the unzipped layer (default 180 MiB; see README)
+#   PG_LAYER_LOCALES    libc locales compiled into lib/locale/ (default "C.UTF-8 en_US.UTF-8"; space
+#                       separated <language_TERRITORY>.<charmap>[@modifier] names of Debian's
+#                       `locales` sources, e.g. "C.UTF-8 en_US.UTF-8 de_DE.UTF-8 fr_FR.UTF-8"; see
+#                       README). Changing it needs a build without --if-missing.
 #   PG_LAYER_KEYRING_FROM_STABLE=1  as in layers/pg-dump/build.sh
 set -euo pipefail
 umask 022
@@ -29,6 +33,7 @@ PG_MAJOR=${PG_MAJOR:-18}
 SUITE=${PG_LAYER_SUITE:-testing}
 KEYRING=${PG_LAYER_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 MAX_UNZIPPED_BYTES=${PG_SERVER_LAYER_MAX_UNZIPPED_BYTES:-188743680}
+read -r -a LOCALES <<<"${PG_LAYER_LOCALES-C.UTF-8 en_US.UTF-8}"
 CACHE="$HERE/cache"
 DIST="$HERE/dist"
 # The layer's own folder under /opt: Lambda merges every layer into /opt, and the pg_dump layer
@@ -57,7 +62,7 @@ for a in "$@"; do
 done
 [ "${#archs[@]}" -gt 0 ] || archs=(x86_64)
 
-for tool in apt-get apt-cache dpkg-deb readelf zip flock sha256sum; do
+for tool in apt-get apt-cache dpkg-deb readelf zip flock sha256sum gzip; do
   command -v "$tool" >/dev/null || die "'$tool' is missing (Debian packages: apt, dpkg, binutils, zip, util-linux, coreutils)"
 done
 [ -r "$KEYRING" ] || die "keyring $KEYRING is not readable (Debian package debian-archive-keyring, or set PG_LAYER_KEYRING)"
@@ -89,6 +94,113 @@ layer=\$(cd -P "\$bin/../../../.." && pwd) || exit 127
 exec "\$layer/lib/$loader" --preload "\$layer/lib/libnss_wrapper.so" --library-path "\$layer/lib" --argv0 "\$layer/lib/postgresql/$PG_MAJOR/bin/$tool" "\$layer/libexec/$tool" "\$@"
 EOF
   chmod 0755 "$out/lib/postgresql/$PG_MAJOR/bin/$tool"
+}
+
+# glibc's name of a charmap in a locale folder's name (_nl_normalize_codeset): letters lower-cased,
+# digits kept, everything else dropped; all digits get "iso" in front. UTF-8 -> utf8.
+normalize_codeset() {
+  local c
+  c=$(tr -cd '[:alnum:]' <<<"$1" | tr '[:upper:]' '[:lower:]')
+  case "$c" in *[a-z]*) echo "$c" ;; *) echo "iso$c" ;; esac
+}
+
+# The libc locales of PG_LAYER_LOCALES, compiled into <out>/lib/locale/<lang>.<codeset>[@modifier]
+# (the layout LOCPATH reads: one folder of LC_* files per locale, no locale-archive) by the
+# layer's OWN localedef (Debian's libc-bin, the same glibc as the layer's libc.so.6, run through
+# the layer's loader) from the sources of Debian's `locales` package of the same suite: compiled
+# locale files are only guaranteed to be read by the glibc that wrote them. Also `locale`, a
+# script beside the wrappers: initdb imports the system's collations from `locale -a`, and
+# Lambda's own `locale` would list Amazon Linux's locales, not these.
+# The command that runs localedef (into LOCALEDEF): the layer's own, through the layer's loader
+# and libc, when this machine can run it (the same architecture, or qemu-user through binfmt);
+# else, for an arm64 layer built on x86_64 (the function's default architecture, built on a
+# laptop), the build machine's own libc-bin and libc6 of the SAME Debian version, through their
+# loader. Compiled locale files depend on the glibc version and the byte order, not on the
+# instruction set: both architectures are little-endian with 4-byte aligned 32-bit words.
+LOCALEDEF=()
+localedef_command() {
+  local out=$1 loader=$2 arch=$3 bin=$4 host found
+  if "$out/lib/$loader" --library-path "$out/lib" "$bin" --help >/dev/null 2>&1; then
+    LOCALEDEF=("$out/lib/$loader" --library-path "$out/lib" "$bin")
+    return
+  fi
+  host=$(dpkg --print-architecture)
+  log "$arch: this machine cannot run the $arch localedef: compiling the locales with Debian $host's libc-bin ${PKG_VERSION[libc6]}"
+  # A subshell: the host architecture's packages stay out of the layer's package lists.
+  found=$(
+    want=${PKG_VERSION[libc6]}
+    PKG_VERSION=() PKG_DEB=() PKG_SHA=() PKG_ROOT=() PKG_DEPS=() USED=()
+    WORK="$WORK/host-$host"
+    mkdir -p "$WORK/x"
+    case "$host" in
+      amd64) TRIPLET=x86_64-linux-gnu ;;
+      arm64) TRIPLET=aarch64-linux-gnu ;;
+      *) die "no locales for an $arch layer built on $host: build on $arch or amd64, or with PG_LAYER_LOCALES=''" ;;
+    esac
+    apt_update "$host"
+    fetch libc6
+    fetch libc-bin
+    [ "${PKG_VERSION[libc6]}" = "$want" ] && [ "${PKG_VERSION[libc-bin]}" = "$want" ] \
+      || die "Debian $host has libc6 ${PKG_VERSION[libc6]}, libc-bin ${PKG_VERSION[libc-bin]}, not $want as for $arch: build again later, or on $arch"
+    local_bin="${PKG_ROOT[libc-bin]}/usr/bin/localedef"
+    ld=$(find_lib "${PKG_ROOT[libc6]}" "$(basename "$(interp "$local_bin")")") || die "libc6 ($host) has no loader for localedef"
+    libc=$(find_lib "${PKG_ROOT[libc6]}" libc.so.6) || die "libc6 ($host) has no libc.so.6"
+    printf '%s\n%s\n%s\n' "$ld" "$(dirname "$libc")" "$local_bin"
+  )
+  mapfile -t LOCALEDEF <<<"$found"
+  [ "${#LOCALEDEF[@]}" -eq 3 ] || die "$arch: no localedef to run"
+  LOCALEDEF=("${LOCALEDEF[0]}" --library-path "${LOCALEDEF[1]}" "${LOCALEDEF[2]}")
+}
+
+compile_locales() {
+  local out=$1 loader=$2 arch=$3 name base modifier input charmap dir
+  cat >"$out/lib/postgresql/$PG_MAJOR/bin/locale" <<'EOF'
+#!/bin/sh
+# `locale -a` for initdb's collation import: C, POSIX and the locales compiled into this layer
+# (LOCPATH, set by the engine). PostgreSQL needs nothing else of locale(1).
+[ "$1" = -a ] || { echo "locale: this layer's locale(1) only lists locales (-a)" >&2; exit 1; }
+echo C
+echo POSIX
+[ -n "$LOCPATH" ] || exit 0
+for d in "$LOCPATH"/*/; do
+  [ -f "${d}LC_CTYPE" ] || continue
+  d=${d%/}
+  echo "${d##*/}"
+done
+EOF
+  chmod 0755 "$out/lib/postgresql/$PG_MAJOR/bin/locale"
+  mkdir -p "$out/lib/locale"
+  [ "${#LOCALES[@]}" -gt 0 ] || { log "$arch: no locales (PG_LAYER_LOCALES is empty)"; return; }
+  fetch libc-bin
+  fetch locales
+  USED[libc-bin]=1 USED[locales]=1
+  local bin="${PKG_ROOT[libc-bin]}/usr/bin/localedef" i18n="${PKG_ROOT[locales]}/usr/share/i18n"
+  [ -x "$bin" ] || die "libc-bin has no usr/bin/localedef"
+  [ "${PKG_VERSION[libc-bin]}" = "${PKG_VERSION[libc6]:-}" ] || die "libc-bin ${PKG_VERSION[libc-bin]} differs from the layer's libc6 ${PKG_VERSION[libc6]:-?}: its locale files are only sure to be read by the same glibc"
+  localedef_command "$out" "$loader" "$arch" "$bin"
+  mkdir -p "$WORK/charmaps"
+  for name in "${LOCALES[@]}"; do
+    base=${name%%@*}
+    modifier=${name#"$base"}
+    [[ "$base" == *.* ]] || die "PG_LAYER_LOCALES: '$name' names no charmap (expected e.g. en_US.UTF-8)"
+    input=${base%%.*}$modifier
+    charmap=${base#*.}
+    dir=${base%%.*}.$(normalize_codeset "$charmap")$modifier
+    [ -f "$i18n/locales/$input" ] || die "PG_LAYER_LOCALES: '$name': Debian's locales package has no source usr/share/i18n/locales/$input"
+    if [ ! -f "$WORK/charmaps/$charmap" ]; then
+      [ -f "$i18n/charmaps/$charmap.gz" ] || die "PG_LAYER_LOCALES: '$name': Debian's locales package has no charmap $charmap"
+      gzip -dc "$i18n/charmaps/$charmap.gz" >"$WORK/charmaps/$charmap"
+    fi
+    # -c: write the locale despite localedef's warnings (as Debian's locale-gen does); the
+    # LC_COLLATE check below catches a locale not written.
+    if ! I18NPATH=$i18n "${LOCALEDEF[@]}" --no-archive -c -i "$input" -f "$WORK/charmaps/$charmap" "$out/lib/locale/$dir" >"$WORK/localedef.log" 2>&1 \
+      && [ ! -f "$out/lib/locale/$dir/LC_COLLATE" ]; then
+      cat "$WORK/localedef.log" >&2
+      die "$arch: localedef of $name failed (or build with PG_LAYER_LOCALES='': the drill then falls back to C.UTF-8 with a warning)"
+    fi
+    [ -f "$out/lib/locale/$dir/LC_COLLATE" ] && [ -f "$out/lib/locale/$dir/LC_CTYPE" ] || die "$arch: localedef of $name wrote no $dir/LC_COLLATE and LC_CTYPE"
+  done
+  log "$arch: locales ${LOCALES[*]} ($(du -sb --apparent-size "$out/lib/locale" | cut -f1) bytes)"
 }
 
 build_arch() {
@@ -149,6 +261,7 @@ build_arch() {
   [ -f "$out/lib/$loader" ] || die "$arch: the loader $loader was not found"
 
   for t in "${TOOLS[@]}"; do write_wrapper "$out" "$t" "$loader"; done
+  compile_locales "$out" "$loader" "$arch"
   copy_licenses "$out"
 
   local pg_version
@@ -174,6 +287,7 @@ build_arch() {
 file_package() {
   case "$1" in
     lib/libnss_wrapper.so) echo libnss-wrapper ;;
+    lib/locale/*) echo locales ;;
     libexec/* | lib/postgresql/* | share/*) echo "postgresql-$PG_MAJOR" ;;
     lib/*) echo "${RESOLVED[${1#lib/}]}" ;;
   esac
@@ -187,6 +301,7 @@ write_manifest() {
     printf '{\n  "postgresqlVersion": "%s",\n  "postgresqlMajor": %s,\n' "$pg_version" "$PG_MAJOR"
     printf '  "architecture": "%s",\n  "debianArchitecture": "%s",\n  "debianSuite": "%s",\n' "$arch" "$deb_arch" "$SUITE"
     printf '  "buildScriptSha256": "%s",\n' "$SCRIPT_SHA"
+    printf '  "locales": [%s],\n  "localePath": "lib/locale",\n' "$( ((${#LOCALES[@]})) && printf '"%s",' "${LOCALES[@]}" | sed 's/,$//')"
     printf '  "loader": "lib/%s",\n  "bin": "lib/postgresql/%s/bin",\n  "tools": [%s],\n  "packages": [\n' \
       "$loader" "$PG_MAJOR" "$(printf '"%s",' "${TOOLS[@]}" | sed 's/,$//')"
     for pkg in $(printf '%s\n' "${!USED[@]}" | sort); do
