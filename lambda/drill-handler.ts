@@ -15,8 +15,10 @@ import { runDrillFromConfig } from '../engine/restore/drill-run.ts';
 import type { DrillRunSettings } from '../engine/restore/drill.ts';
 
 export interface DrillHandlerResult {
-  readonly status: 'ok' | 'skipped';
+  /** `incomplete`: the time budget ran out before every database was reached (alerted; the next run starts with them). */
+  readonly status: 'ok' | 'skipped' | 'incomplete';
   readonly databases: readonly { database: string; key: string | undefined; status: string; failingTables: readonly string[] }[];
+  readonly notReached: readonly string[];
 }
 
 const DrillEvent = z.strictObject({ databases: z.array(z.string().min(1)).min(1).optional() });
@@ -38,9 +40,11 @@ export class DrillFailedError extends PgS3BackupError {
   }
 }
 
-export function createDrillHandler(env: Env = process.env, overrides: DepsOverrides = {}, settings: Omit<DrillRunSettings, 'serverLayerRoot'> = {}): (event: unknown, context: Pick<Context, 'awsRequestId'>) => Promise<DrillHandlerResult> {
+type DrillContext = Pick<Context, 'awsRequestId'> & Partial<Pick<Context, 'getRemainingTimeInMillis'>>;
+
+export function createDrillHandler(env: Env = process.env, overrides: DepsOverrides = {}, settings: Omit<DrillRunSettings, 'serverLayerRoot' | 'remainingTimeMs'> = {}): (event: unknown, context: DrillContext) => Promise<DrillHandlerResult> {
   let loaded: { config: Config; deps: Deps } | undefined;
-  return async (event) => {
+  return async (event, context) => {
     const request = parseDrillEvent(event);
     if (!loaded) {
       // The drill reads the bucket only: no database credentials.
@@ -48,13 +52,14 @@ export function createDrillHandler(env: Env = process.env, overrides: DepsOverri
       loaded = { config, deps: createDeps(config, overrides) };
     }
     const config = request.databases ? { ...loaded.config, databases: request.databases } : loaded.config;
-    const reports = await runDrillFromConfig(config, loaded.deps, { ...settings, serverLayerRoot: config.serverLayerRoot });
+    const remaining = context.getRemainingTimeInMillis?.bind(context);
+    const { reports, notReached } = await runDrillFromConfig(config, loaded.deps, { ...settings, serverLayerRoot: config.serverLayerRoot, ...(remaining ? { remainingTimeMs: remaining } : {}) });
     const databases = reports.map((r) => ({ database: r.database, key: r.key, status: r.status, failingTables: r.failingTables }));
     const failed = reports.filter((r) => r.status === 'failed');
     if (failed.length > 0) {
       throw new DrillFailedError(`restore drill failed for ${failed.map((r) => `${r.database} (${r.failingTables.length ? r.failingTables.join('; ') : r.problems.map((p) => p.message).join('; ')})`).join(', ')}`);
     }
-    return { status: reports.some((r) => r.status === 'skipped') ? 'skipped' : 'ok', databases };
+    return { status: notReached.length > 0 ? 'incomplete' : reports.some((r) => r.status === 'skipped') ? 'skipped' : 'ok', databases, notReached };
   };
 }
 
