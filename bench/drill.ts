@@ -383,10 +383,10 @@ export async function drillBench(argv: string[]): Promise<void> {
       const loadBefore = loadavg();
       const sampler = startSampler(exclude, tempDir);
       const d0 = Date.now();
-      let reports: DrillDatabaseReport[];
+      let reports: readonly DrillDatabaseReport[];
       let memory: MemoryPeaks;
       try {
-        reports = await runDrillFromConfig(config, deps, { serverLayerRoot: serverLayer, tempDir });
+        ({ reports } = await runDrillFromConfig(config, deps, { serverLayerRoot: serverLayer, tempDir }));
       } finally {
         memory = sampler.stop();
       }

@@ -1,6 +1,7 @@
 /**
  * What `pg-s3-backup doctor` checks from the operator's machine, on the deployed stack: its
- * outputs, the function's own check mode (`{"check": true}`), the alert topic's subscriptions,
+ * outputs, the function's own check mode (`{"check": true}`) and the drill function's (its throwaway
+ * server started and stopped in the bucket's locales), the alert topic's subscriptions,
  * each alarm's delivery to the topic (set-alarm-state, then the alarm history must show the SNS
  * action succeeded) and the schedule (enabled, targeting the function, next run in its zone).
  * Every AWS call goes through `DoctorClients`, so tests run it against moto and inject the rest.
@@ -75,13 +76,17 @@ export async function deployedChecks(clients: DoctorClients, options: DeployedOp
 
   const functionName = options.functionName ?? outputs.FunctionName;
   const topicArn = outputs.AlertTopicArn;
-  const [fn, subs, alarms, schedule] = await Promise.all([
+  const drillFunction = outputs.DrillFunctionName;
+  const [fn, drill, subs, alarms, schedule] = await Promise.all([
     functionName ? functionChecks(clients, functionName) : [notChecked('function: check mode', 'no FunctionName output (or --function)')],
+    // The drill's throwaway server needs what cannot be tried anywhere but on Lambda (SysV shared
+    // memory, the layer's locales): its check mode starts and stops it. No drill deployed: nothing to check.
+    drillFunction ? functionChecks(clients, drillFunction, 'drill') : [],
     topicArn ? subscriptionChecks(clients, topicArn) : [notChecked('alerts: subscriptions', 'no AlertTopicArn output')],
     topicArn ? alarmChecks(clients, stackResources, topicArn, options) : [notChecked('alarms', 'no AlertTopicArn output')],
     scheduleChecks(clients, stackResources, outputs, functionName, options),
   ]);
-  return [...checks, ...fn, ...subs, ...alarms, ...schedule];
+  return [...checks, ...fn, ...drill, ...subs, ...alarms, ...schedule];
 }
 
 /** The stack's resources (type and physical id), following pagination. */
@@ -96,9 +101,12 @@ export async function listResources(clients: Pick<DoctorClients, 'cloudformation
   return out;
 }
 
-/** The deployed function's own checks (Lambda Invoke of `{"check": true}`), each named `function: …`. */
-async function functionChecks(clients: DoctorClients, functionName: string): Promise<Check[]> {
-  const name = 'function: check mode';
+/**
+ * A deployed function's own checks (Lambda Invoke of `{"check": true}`), each named `<prefix>: …`:
+ * the backup function's (`function`) and the drill function's (`drill`).
+ */
+async function functionChecks(clients: DoctorClients, functionName: string, prefix: 'function' | 'drill' = 'function'): Promise<Check[]> {
+  const name = `${prefix}: check mode`;
   let text: string;
   let functionError: string | undefined;
   try {
@@ -116,14 +124,14 @@ async function functionChecks(clients: DoctorClients, functionName: string): Pro
   }
   if (functionError) {
     const e = (body ?? {}) as { errorType?: string; errorMessage?: string };
-    const old = /unknown field\(s\) "check"/.test(e.errorMessage ?? '');
+    const old = /unknown field\(s\) "check"|Unrecognized key.*"check"/.test(e.errorMessage ?? '');
     return [fail(name, `${functionName} failed: ${e.errorType ?? functionError}: ${e.errorMessage ?? text}`, old ? 'The deployed function predates check mode: deploy this version (npx cdk deploy).' : 'Read the function\'s log group (its request id is in the log) for the cause.')];
   }
   const result = body as { status?: string; checks?: Check[] } | undefined;
   if (result?.status !== 'checked' || !Array.isArray(result.checks)) {
     return [fail(name, `${functionName} answered without checks: ${text.slice(0, 300)}`, 'Deploy this version of the stack (npx cdk deploy): the function must support {"check": true}.')];
   }
-  return result.checks.map((c) => ({ ...c, name: `function: ${c.name}` }));
+  return result.checks.map((c) => ({ ...c, name: `${prefix}: ${c.name}` }));
 }
 
 async function subscriptionChecks(clients: DoctorClients, topicArn: string): Promise<Check[]> {

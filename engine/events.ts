@@ -74,7 +74,9 @@ export type RestoreEvent =
 export type DrillEvent =
   | Ev<'removed a throwaway server left by an earlier run', { stage: 'drill'; dir: string }>
   | Ev<'could not write the drill report', { stage: 'drill'; database: string; key: string | undefined; error: string }>
-  | Ev<'drill finished', { stage: 'drill'; database: string; key: string | undefined; status: 'ok' | 'failed' | 'skipped'; failingTables: readonly string[]; durationMs: number }>;
+  | Ev<'drill finished', { stage: 'drill'; database: string; key: string | undefined; status: 'ok' | 'failed' | 'skipped'; failingTables: readonly string[]; durationMs: number }>
+  /** The drill's time budget ran out before these databases were started: the next run starts with them. */
+  | Ev<'drill stopped at its time budget', { stage: 'drill'; notReached: readonly string[]; budgetMs: number }>;
 
 export type EngineEvent = BackupEvent | PruneEvent | DeliveryEvent | RestoreEvent | DrillEvent;
 export type EngineEventName = EngineEvent['event'];
@@ -133,6 +135,7 @@ export const ENGINE_EVENTS = {
   'removed a throwaway server left by an earlier run': 'warn',
   'could not write the drill report': 'error',
   'drill finished': 'info',
+  'drill stopped at its time budget': 'warn',
 } as const satisfies Record<EngineEventName, 'info' | 'warn' | 'error' | 'progress' | 'metric'>;
 
 export type EventKind = (typeof ENGINE_EVENTS)[EngineEventName];

@@ -139,6 +139,7 @@ export class BackupStack extends Stack {
         memorySize: config.drill.memorySize,
         ephemeralStorageMiB: config.drill.ephemeralStorageMiB,
         schedule: { frequency: config.drill.frequency, hour: config.drill.hour, minute: config.drill.minute, timeZone: config.drill.timeZone },
+        ...(config.drill.identitySecret ? { identitySecret: config.drill.identitySecret } : {}),
       });
     }
 

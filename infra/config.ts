@@ -210,6 +210,11 @@ const ContextSchema = z
     // Default: nightly, or off when backups are encrypted (the stack never holds an age identity).
     drillSchedule: z.enum(DRILL_SCHEDULES, { error: '`nightly`, `weekly` or `off`' }).optional(),
     drillEphemeralStorageMiB: int(512, 10240).default(10240),
+    // Encrypted backups drill too when the drill may read an age identity from this secret (its
+    // value is the identity; the function reads it at run time, it is never in the environment).
+    drillIdentitySecretArn: secretArn.optional(),
+    // The secret's customer-managed KMS key, if it has one (the AWS-managed key needs no grant).
+    drillIdentitySecretKmsKeyArn: kmsKeyArn.optional(),
     drillMemorySize: int(DRILL_MIN_MEMORY_MB, 10240).default(DRILL_MIN_MEMORY_MB),
   })
   .strict();
@@ -290,6 +295,13 @@ export interface DrillConfig {
   readonly timeZone: string;
   readonly ephemeralStorageMiB: number;
   readonly memorySize: number;
+  /** The age identity of encrypted backups (drillIdentitySecretArn), and its secret's customer-managed key. */
+  readonly identitySecret?: IdentitySecret;
+}
+
+export interface IdentitySecret {
+  readonly arn: string;
+  readonly kmsKeyArn?: string;
 }
 
 export interface LifecycleConfig {
@@ -389,14 +401,16 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
   if (!fanOut && c.runner !== 'lambda') problems.push(`context "runner": \`${c.runner}\` runs through the Step Functions fan-out, but "fanOut" is false: drop "fanOut" or set runner=lambda`);
   if (c.runner !== 'lambda' && !c.vpcId) problems.push(`context "runner": \`${c.runner}\` needs "vpcId" (and "subnetIds"): a Fargate task always runs in a VPC, the function's`);
 
-  if (c.encryptRecipients && c.drillSchedule !== undefined && c.drillSchedule !== 'off') {
+  if (c.encryptRecipients && !c.drillIdentitySecretArn && c.drillSchedule !== undefined && c.drillSchedule !== 'off') {
     problems.push(
-      'context "drillSchedule": the drill function cannot restore encrypted backups ("encryptRecipients" is set and the stack never holds an age identity): set drillSchedule=off (the default with encryption) and drill from a host with `pg-s3-backup verify --latest --local --identity-file <file>`',
+      'context "drillSchedule": the drill function cannot restore encrypted backups without their age identity ("encryptRecipients" is set): set "drillIdentitySecretArn" to a Secrets Manager secret holding the identity (AGE-SECRET-KEY-1…), or drillSchedule=off and drill from a host with `pg-s3-backup verify --latest --local --identity-file <file>`',
     );
   }
+  if (c.drillIdentitySecretKmsKeyArn && !c.drillIdentitySecretArn) problems.push('context "drillIdentitySecretKmsKeyArn" is the key of "drillIdentitySecretArn": set that too, or drop it');
+  if (c.drillIdentitySecretArn && c.drillSchedule === 'off') problems.push('context "drillIdentitySecretArn" is for the drill function, but drillSchedule=off: drop it or turn the drill on');
   if (problems.length > 0) throw new InfraConfigError(`invalid CDK context:\n  - ${problems.join('\n  - ')}`);
 
-  const drillSchedule = c.drillSchedule ?? (c.encryptRecipients ? 'off' : 'nightly');
+  const drillSchedule = c.drillSchedule ?? (c.encryptRecipients && !c.drillIdentitySecretArn ? 'off' : 'nightly');
   const drill: DrillConfig | undefined =
     drillSchedule === 'off'
       ? undefined
@@ -406,6 +420,7 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
           timeZone: c.timeZone,
           ephemeralStorageMiB: c.drillEphemeralStorageMiB,
           memorySize: c.drillMemorySize,
+          ...(c.drillIdentitySecretArn ? { identitySecret: { arn: c.drillIdentitySecretArn, ...(c.drillIdentitySecretKmsKeyArn ? { kmsKeyArn: c.drillIdentitySecretKmsKeyArn } : {}) } } : {}),
         };
 
   return {

@@ -6,7 +6,7 @@
 import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { ALL_DATABASES, runBackup, type BackupRequest } from '../engine/backup/backup.ts';
-import { planRun, summarizeRun, type FanOutSummary, type PlannedBackup } from '../engine/backup/fanout.ts';
+import { describeFailure, planRun, summarizeRun, type FanOutOutcome, type FanOutSummary, type PlannedBackup } from '../engine/backup/fanout.ts';
 import { loadConfig, type Config, type Env } from '../engine/config.ts';
 import { awsClientOptions, createDeps, DEFAULT_AWS_TIMEOUTS, type Deps, type DepsOverrides } from '../engine/deps.ts';
 import { BackupRunError, PgS3BackupError, RequestError } from '../engine/errors.ts';
@@ -86,9 +86,15 @@ export interface Handler {
   (event: unknown, context: InvocationContext): Promise<HandlerResult>;
 }
 
-/** The fan-out's first and last steps (the state machine sends them; see infra/constructs/fan-out.ts). */
+/** The fan-out's first and last steps, and a failure's description (the state machine sends them; see infra/constructs/fan-out.ts). */
 const FanOutEvent = z.discriminatedUnion('action', [
   z.strictObject({ action: z.literal('plan') }),
+  z.strictObject({
+    action: z.literal('failure'),
+    database: z.string(),
+    runner: z.enum(['lambda', 'fargate']),
+    caught: z.object({ Error: z.string().optional(), Cause: z.string().optional() }),
+  }),
   z.strictObject({
     action: z.literal('summarize'),
     results: z.array(
@@ -107,7 +113,7 @@ type FanOutRequest = z.infer<typeof FanOutEvent>;
 function fanOutRequest(event: unknown): FanOutRequest | undefined {
   if (event === null || typeof event !== 'object' || !('action' in event)) return undefined;
   const parsed = FanOutEvent.safeParse(event);
-  if (!parsed.success) throw new RequestError(`invalid event: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'event'}: ${i.message}`).join('; ')}`, { hint: 'The fan-out sends {"action":"plan"} and {"action":"summarize","results":[…]}.' });
+  if (!parsed.success) throw new RequestError(`invalid event: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'event'}: ${i.message}`).join('; ')}`, { hint: 'The fan-out sends {"action":"plan"}, {"action":"failure","database","runner","caught"} and {"action":"summarize","results":[…]}.' });
   return parsed.data;
 }
 
@@ -197,9 +203,11 @@ export function createEntry(env: Env = process.env, overrides: DepsOverrides = {
   // One configuration and one set of clients for the backups, the checks and the fan-out's steps.
   const load = loader(env, overrides);
   const backup = createHandler(env, overrides, load);
-  return async function entry(event: unknown, context: InvocationContext): Promise<HandlerResult | HandlerCheckResult | PlanResult | FanOutSummary> {
+  return async function entry(event: unknown, context: InvocationContext): Promise<HandlerResult | HandlerCheckResult | PlanResult | FanOutOutcome | FanOutSummary> {
     const fanOut = fanOutRequest(event);
     if (!fanOut) return backup(event, context);
+    // Pure: needs neither the configuration nor a client (and so works with a broken one).
+    if (fanOut.action === 'failure') return describeFailure(fanOut.database, fanOut.runner, fanOut.caught);
     const { config, deps } = load();
     return fanOut.action === 'plan' ? planRun(config, deps) : summarizeRun(fanOut.results, config, deps);
   };

@@ -87,18 +87,43 @@ export function formatFanOutSummary(outcomes: readonly FanOutOutcome[]): Message
   };
 }
 
+/**
+ * A failed database's cause as the Map keeps it, in characters: with a 63-byte name, an error name
+ * and the JSON around it, one failure stays under 500 bytes, so that a whole fleet failing stays
+ * far below Step Functions' 256 KB state limit (README: the largest fleet per execution).
+ */
+export const FAILURE_CAUSE_LIMIT = 300;
+
+/** What a Catch hands the state machine: the error's name and its cause (text, often JSON). */
+export interface CaughtError {
+  readonly Error?: string | undefined;
+  readonly Cause?: string | undefined;
+}
+
+/**
+ * Pure: one database's failure as the Map keeps it: the error's name and the cause's message
+ * (a Lambda error's `errorMessage`, a stopped task's `StoppedReason`), bounded.
+ */
+export function describeFailure(database: string, runner: Runner, caught: CaughtError): FanOutOutcome {
+  return { database, runner, ok: false, error: caught.Error || 'error', cause: summarizeCause(caught.Cause, FAILURE_CAUSE_LIMIT) };
+}
+
 /** Step Functions passes a task's error cause as JSON text: keep the message, bounded. */
-function summarizeCause(cause: string | undefined): string {
+function summarizeCause(cause: string | undefined, limit = 500): string {
   if (!cause) return '(no cause given)';
   let text = cause;
   try {
-    const parsed = JSON.parse(cause) as { errorMessage?: unknown; StoppedReason?: unknown };
+    const parsed = JSON.parse(cause) as { errorMessage?: unknown; StoppedReason?: unknown; Containers?: { ExitCode?: unknown }[] };
     if (typeof parsed.errorMessage === 'string') text = parsed.errorMessage;
-    else if (typeof parsed.StoppedReason === 'string') text = parsed.StoppedReason;
+    else if (typeof parsed.StoppedReason === 'string') {
+      // "Essential container in task exited" says little without the exit code.
+      const exit = Array.isArray(parsed.Containers) ? parsed.Containers.find((c) => typeof c?.ExitCode === 'number')?.ExitCode : undefined;
+      text = exit === undefined ? parsed.StoppedReason : `${parsed.StoppedReason} (exit code ${String(exit)})`;
+    }
   } catch {
     // not JSON: the text as it is
   }
-  return text.length > 500 ? `${text.slice(0, 500)}…` : text;
+  return text.length > limit ? `${text.slice(0, limit)}…` : text;
 }
 
 /** The last step: publishes the summary when a database failed (always with NOTIFY_ON_SUCCESS). */

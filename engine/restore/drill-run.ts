@@ -10,12 +10,42 @@ import type { Deps } from '../deps.ts';
 import { publish } from '../notify.ts';
 import { toolCommand } from '../pg/pg-dump.ts';
 import { loadIdentities } from '../encryption.ts';
-import { latestBackup, listDatabases, openDump, readManifest } from '../store/s3-store.ts';
-import { runDrill, verifyReportKeyFor, type DrillDatabaseReport, type DrillRunSettings } from './drill.ts';
+import { latestBackup, listBackups, listDatabases, openDump, readManifest, type S3Store } from '../store/s3-store.ts';
+import { runDrill, verifyReportKeyFor, type DrillRun, type DrillRunSettings } from './drill.ts';
 
-export async function runDrillFromConfig(config: Config, deps: Deps, settings: DrillRunSettings = {}): Promise<DrillDatabaseReport[]> {
+/**
+ * The least the drill keeps of the invocation's time after its budget: stopping the running
+ * restore and the throwaway server, the report and the alerts (TIME_MARGIN_SECONDS when larger).
+ */
+export const DRILL_MARGIN_MS = 60_000;
+
+/**
+ * The drill's order: the database whose last drill report is oldest first, never drilled first of
+ * all (name order breaks ties). The reports themselves are the state: a run stopped by its time
+ * budget writes none for the databases it did not reach, so the next run starts with them.
+ */
+export async function drillOrder(store: S3Store, databases: readonly string[]): Promise<string[]> {
+  const last = await Promise.all(
+    databases.map(async (database) => {
+      try {
+        const listing = await listBackups(store, database);
+        const times = [...listing.complete.map((b) => b.drillReport?.lastModified), ...(listing.strayReports ?? []).map((r) => r.lastModified)]
+          .flatMap((d) => (d ? [d.getTime()] : []));
+        return { database, at: times.length > 0 ? Math.max(...times) : -Infinity };
+      } catch {
+        // Its own drill reports the listing's failure; first, so that it is not starved.
+        return { database, at: -Infinity };
+      }
+    }),
+  );
+  return last.sort((a, b) => a.at - b.at || (a.database < b.database ? -1 : a.database > b.database ? 1 : 0)).map((l) => l.database);
+}
+
+export async function runDrillFromConfig(config: Config, deps: Deps, settings: DrillRunSettings = {}): Promise<DrillRun> {
   const store = storeFor(config, deps);
-  const databases = config.databases ?? (await listDatabases(store));
+  const databases = await drillOrder(store, config.databases ?? (await listDatabases(store)));
+  const margin = Math.max(DRILL_MARGIN_MS, config.timeMarginMs);
+  const remaining = settings.remainingTimeMs;
   const tempDir = settings.tempDir ?? tmpdir();
   // Encrypted backups: the identity from AGE_IDENTITY_SECRET_ARN (or AGE_IDENTITY_FILE), read when
   // an encrypted backup is drilled; without one such a drill fails before any restore, saying so.
@@ -43,6 +73,6 @@ export async function runDrillFromConfig(config: Config, deps: Deps, settings: D
       events: deps.events,
       freeBytes: settings.freeBytes,
     },
-    { databases, server: { layerRoot: settings.serverLayerRoot, parentDir: tempDir }, jobs: settings.jobs },
+    { databases, server: { layerRoot: settings.serverLayerRoot, parentDir: tempDir }, jobs: settings.jobs, timeLeftMs: remaining ? () => remaining() - margin : undefined },
   );
 }

@@ -80,12 +80,27 @@ export interface DrillDeps {
   readonly now?: (() => Date) | undefined;
 }
 
+/**
+ * A database is started only with at least this much of the budget left: less is too short to
+ * start a server and restore anything, and would only turn a database into a failed one.
+ */
+export const DRILL_MIN_START_MS = 60_000;
+
 export interface DrillOptions {
+  /** In this order (drill-run.ts puts the longest undrilled first). */
   readonly databases: readonly string[];
+  /**
+   * The time left for drilling, in ms (the invocation's remaining time less its margin): no
+   * database is started with less than DRILL_MIN_START_MS left, and one still running when it
+   * reaches 0 is stopped and reported failed. Absent: no bound (a host).
+   */
+  readonly timeLeftMs?: (() => number) | undefined;
   readonly server: ThrowawayServerOptions;
   readonly jobs?: number | undefined;
   /** Free bytes of the temporary folder (default: statfs); tests and the size check's doc use it. */
   readonly freeBytes?: ((dir: string) => number) | undefined;
+  /** Lambda's `context.getRemainingTimeInMillis`: the drill stops DRILL_MARGIN_MS (or TIME_MARGIN_SECONDS) before it runs out. */
+  readonly remainingTimeMs?: (() => number) | undefined;
 }
 
 function statfsFree(dir: string): number {
@@ -97,15 +112,35 @@ const FAILED_WHAT_TO_DO =
   'Do not count on this backup: check the report (<dump key>.verify.json), then run `pg-s3-backup verify --key <dump key> --local` from a host to see the restore in full. ' +
   'A SHA-256 mismatch means the object changed after the backup (S3 access logs, CloudTrail); a table missing or short means the restore lost data: keep older backups (raise RETENTION_COUNT) until it is understood.';
 
-/** Drills every database in turn; one database's problem never stops the others. */
-export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<DrillDatabaseReport[]> {
+export interface DrillRun {
+  readonly reports: readonly DrillDatabaseReport[];
+  /** Not started: the time budget ran out first (alerted; no report written, so the next run starts with them). */
+  readonly notReached: readonly string[];
+}
+
+/**
+ * Drills every database in turn; one database's problem never stops the others. With a time
+ * budget, the run stops before it runs out: the databases not reached are named in one alert and
+ * an event, and get no report (so their last report stays the oldest and the next run takes them
+ * first); the database the budget ran out on is stopped and reported failed (it alerts: it may not
+ * fit in one run, and it goes to the back of the next run's order).
+ */
+export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<DrillRun> {
   const parentDir = options.server.parentDir ?? tmpdir();
   // A sandbox reused after a run killed at its timeout may still hold that run's server.
   for (const dir of await sweepStaleServers(parentDir)) deps.events({ event: 'removed a throwaway server left by an earlier run', stage: 'drill', dir });
   const reports: DrillDatabaseReport[] = [];
-  for (const database of options.databases) {
+  const budgetAtStart = options.timeLeftMs?.();
+  for (const [i, database] of options.databases.entries()) {
     const t0 = Date.now();
-    const report = await drillDatabase(deps, options, database, parentDir);
+    const left = options.timeLeftMs?.();
+    if (left !== undefined && left < DRILL_MIN_START_MS) {
+      const notReached = options.databases.slice(i);
+      deps.events({ event: 'drill stopped at its time budget', stage: 'drill', notReached, budgetMs: budgetAtStart ?? 0 });
+      await deps.alert(formatNotReachedAlert(notReached, reports.length, budgetAtStart ?? 0));
+      return { reports, notReached };
+    }
+    const report = left === undefined ? await drillDatabase(deps, options, database, parentDir) : await withinBudget(deps, options, database, parentDir, left);
     reports.push(report);
     if (report.key) {
       await deps.writeReport(report.key, JSON.stringify(report, null, 2)).catch((err: unknown) => {
@@ -116,7 +151,44 @@ export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<
     // From the start of this database's drill to its report written and its alert sent (DrillDurationMs).
     deps.events({ event: 'drill finished', stage: 'drill', database, key: report.key, status: report.status, failingTables: report.failingTables, durationMs: Date.now() - t0 });
   }
-  return reports;
+  return { reports, notReached: [] };
+}
+
+/** One database's drill, stopped (download, pg_restore) when `leftMs` runs out: then it failed, saying why. */
+async function withinBudget(deps: DrillDeps, options: DrillOptions, database: string, parentDir: string, leftMs: number): Promise<DrillDatabaseReport> {
+  const budget = new AbortController();
+  const timer = setTimeout(() => budget.abort(new Error(`the drill's time budget ran out while this database was drilled (${Math.round(leftMs / 1000)} s were left when it started)`)), leftMs);
+  const signal = deps.restore.signal ? AbortSignal.any([deps.restore.signal, budget.signal]) : budget.signal;
+  try {
+    const report = await drillDatabase({ ...deps, restore: { ...deps.restore, signal } }, options, database, parentDir);
+    if (!budget.signal.aborted) return report;
+    return {
+      ...report,
+      status: 'failed',
+      problems: [...report.problems.filter((p) => !/abort/i.test(p.message)), { stage: 'drill', message: (budget.signal.reason as Error).message }],
+      whatToDo:
+        'This database does not fit in what is left of one drill run. Give it its own drill (the drill function with {"databases": ["<name>"]}, or a second drill schedule), or drill it from a host: ' +
+        '`pg-s3-backup verify --latest --database <name> --local`.',
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The alert of a run that stopped at its time budget: which databases it did not reach, and what happens next. */
+export function formatNotReachedAlert(notReached: readonly string[], drilled: number, budgetMs: number): Message {
+  const names = notReached.slice(0, 100).map((d) => `  - ${d}`);
+  return {
+    subject: subjectText(`${SUBJECT_PREFIX} restore drill stopped at its time budget: ${notReached.length} database(s) not drilled`),
+    body: [
+      `The restore drill stopped before the function's timeout: ${drilled} database(s) drilled in its ${Math.round(budgetMs / 1000)} s budget, ${notReached.length} not reached:`,
+      ...names,
+      ...(notReached.length > 100 ? [`  … and ${notReached.length - 100} more`] : []),
+      '',
+      'The next drill starts with them (databases are drilled oldest report first, never-drilled first of all).',
+      'What to do: if this repeats, the databases no longer fit in one 15-minute run: split DATABASES across two drill schedules, or drill the largest from a host (`pg-s3-backup verify --latest --database <name> --local`). A database left undrilled also trips its DrillSucceeded dead-man alarm (when the "databases" context names it).',
+    ].join('\n'),
+  };
 }
 
 async function drillDatabase(deps: DrillDeps, options: DrillOptions, database: string, parentDir: string): Promise<DrillDatabaseReport> {
@@ -199,4 +271,6 @@ export interface DrillRunSettings {
   readonly jobs?: number | undefined;
   /** Free bytes of the temporary folder (default: statfs); tests and the size check's doc use it. */
   readonly freeBytes?: ((dir: string) => number) | undefined;
+  /** Lambda's `context.getRemainingTimeInMillis`: the drill stops DRILL_MARGIN_MS (or TIME_MARGIN_SECONDS) before it runs out. */
+  readonly remainingTimeMs?: (() => number) | undefined;
 }

@@ -2,7 +2,8 @@
  * The restore drill (issue 13): its own function (lambda/drill-handler.ts with the pg_dump layer
  * for pg_restore and the pg-server layer for a throwaway PostgreSQL in /tmp), its own schedule an
  * hour after the backup, and its own alarms. It reads backups and writes `<dump key>.verify.json`
- * next to them; it never touches a database, so it has no secret, no VPC and no database port.
+ * next to them; it never touches a database, so it has no database secret, no VPC and no database
+ * port (with drillIdentitySecretArn, it reads the one secret holding encrypted backups' identity).
  */
 import { join, resolve } from 'node:path';
 import { Annotations, Aws, type CfnElement, Duration, Size, Stack, TimeZone, Token, Validations } from 'aws-cdk-lib';
@@ -21,7 +22,7 @@ import { toEnvironment } from '../../engine/config.ts';
 import { METRIC_NAMES } from '../../engine/observability.ts';
 import { VERIFY_REPORT_SUFFIX } from '../../engine/store/backup-key.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
-import { DRILL_MIN_MEMORY_MB, type DrillFrequency } from '../config.ts';
+import { DRILL_MIN_MEMORY_MB, type DrillFrequency, type IdentitySecret } from '../config.ts';
 import { formatHourMinute } from '../dst.ts';
 import { DEAD_MAN_HOURS, deadManAlarms } from './backup-alerts.ts';
 import type { BackupBucket } from './backup-bucket.ts';
@@ -52,6 +53,12 @@ export interface DrillFunctionProps {
   readonly memorySize?: number;
   /** /tmp in MiB: the downloaded dump plus the restored database must fit (else the drill skips that database and says so). @default 10240 (Lambda's maximum) */
   readonly ephemeralStorageMiB?: number;
+  /**
+   * The age identity of encrypted backups: the secret the drill reads it from at run time (its ARN
+   * in AGE_IDENTITY_SECRET_ARN; the identity itself never in the environment), and its
+   * customer-managed key if it has one. Absent: an encrypted backup's drill fails saying so.
+   */
+  readonly identitySecret?: IdentitySecret;
   /** When the drill runs: local time in the IANA zone, every night or on Sundays. */
   readonly schedule: { readonly frequency: DrillFrequency; readonly hour: number; readonly minute: number; readonly timeZone: string };
 }
@@ -76,7 +83,14 @@ function checkProps(props: DrillFunctionProps): string[] {
  * The drill function's environment (what `DrillFunction` deploys; test/lambda/drill-lambda-root.test.ts
  * runs the bundled handler with the same).
  */
-export function drillFunctionEnvironment(o: { readonly bucketName: string; readonly prefix: string; readonly topicArn: string; readonly databases: readonly string[] }): Record<string, string> {
+export function drillFunctionEnvironment(o: {
+  readonly bucketName: string;
+  readonly prefix: string;
+  readonly topicArn: string;
+  readonly databases: readonly string[];
+  /** The age identity's secret (drillIdentitySecretArn): its ARN only, never the identity. */
+  readonly identitySecretArn?: string | undefined;
+}): Record<string, string> {
   return {
     ...toEnvironment(
       {
@@ -85,6 +99,7 @@ export function drillFunctionEnvironment(o: { readonly bucketName: string; reado
         ALERT_TOPIC_ARN: o.topicArn,
         DATABASES: o.databases.length > 0 ? o.databases : undefined,
         PG_SERVER_LAYER: SERVER_LAYER_MOUNT,
+        AGE_IDENTITY_SECRET_ARN: o.identitySecretArn,
       },
       { isDeployTimeValue: (v) => Token.isUnresolved(v) },
     ),
@@ -129,6 +144,22 @@ export class DrillFunction extends Construct {
       // Decrypt to read a dump; GenerateDataKey to write a report under SSE-KMS.
       statements.push(new iam.PolicyStatement({ sid: 'UseBackupKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.bucket.key.keyArn] }));
     }
+    if (props.identitySecret) {
+      statements.push(new iam.PolicyStatement({ sid: 'ReadAgeIdentity', actions: ['secretsmanager:GetSecretValue'], resources: [props.identitySecret.arn] }));
+      if (props.identitySecret.kmsKeyArn) {
+        // Secrets Manager decrypts the value with the customer-managed key on the drill's behalf:
+        // Decrypt only, on that key only, through Secrets Manager only (as the backup function's
+        // DecryptDatabaseSecret). GetSecretValue on the one secret bounds which values it opens.
+        statements.push(
+          new iam.PolicyStatement({
+            sid: 'DecryptAgeIdentity',
+            actions: ['kms:Decrypt'],
+            resources: [props.identitySecret.kmsKeyArn],
+            conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Aws.REGION}.amazonaws.com` } },
+          }),
+        );
+      }
+    }
     const policy = new iam.Policy(this, 'Policy', { statements });
     this.role.attachInlinePolicy(policy);
     const bucketArn = bucketNagArn(props.bucket);
@@ -141,7 +172,7 @@ export class DrillFunction extends Construct {
       reason: 'Drill reports sit next to timestamped dumps (<dump key>.verify.json): the drill writes only those keys under the backup prefix.',
     });
 
-    this.environment = drillFunctionEnvironment({ bucketName: bucket.bucketName, prefix, topicArn: props.topic.topicArn, databases: props.databases });
+    this.environment = drillFunctionEnvironment({ bucketName: bucket.bucketName, prefix, topicArn: props.topic.topicArn, databases: props.databases, identitySecretArn: props.identitySecret?.arn });
 
     this.function = new nodejs.NodejsFunction(this, 'Function', {
       entry: resolve(REPO_ROOT, props.entry ?? join('lambda', 'drill-handler.ts')),

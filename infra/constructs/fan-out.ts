@@ -6,9 +6,17 @@
  * one summary. Execution failures, time-outs and aborts alarm to the alert topic.
  *
  *   Plan ──► Map(MaxConcurrency) ─┬─ runner = fargate ─► RunTask.sync ─► ok ─┐
- *                                 └─ otherwise ────────► Invoke ────────► ok ─┤ (Catch → failed)
+ *                                 │     ▲ task failed to start (pull, ENI, secrets): wait, again (≤ 3)
+ *                                 └─ otherwise ────────► Invoke ────────► ok ─┤
+ *                                   (Catch → the function bounds the cause → failed)
  *        ◄──────────────────────────────────────────────────────────────────────┘
  *   Summarize ──► all ok? ──► Succeed | Fail(BackupsFailed)
+ *
+ * Fleet size: a Standard execution holds 256 KB of state data and 25,000 history events. Each
+ * database's result is a few hundred bytes (its name, runner, error name and a cause the function
+ * bounds to FAILURE_CAUSE_LIMIT characters: a stopped ECS task's cause is its whole description,
+ * several KB), the plan is dropped once the Map has run, and test/infra/fan-out-fleet.test.ts runs
+ * 500 databases with 50 failures through this definition, measuring every state's output.
  */
 import { Duration, Stack, Validations, type CfnElement } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -33,8 +41,22 @@ export interface BackupFanOutProps {
 }
 
 /** Errors worth a retry: the Lambda service's own and throttling, ECS capacity; never an engine failure (it has alerted already). */
-const TRANSIENT_LAMBDA_ERRORS = ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException'];
-const TRANSIENT_ECS_ERRORS = ['ECS.AmazonECSException', 'ECS.ServerException', 'ECS.LimitExceededException'];
+export const TRANSIENT_LAMBDA_ERRORS = ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException'];
+/**
+ * RunTask's own errors, and `AmazonECS.Unknown`: with .sync, a RunTask answer with a non-empty
+ * `Failures` field (no Fargate capacity, RESOURCE:ENI …) fails the state with that name (Step
+ * Functions' ECS integration page).
+ */
+export const TRANSIENT_ECS_ERRORS = ['AmazonECS.Unknown', 'ECS.AmazonECSException', 'ECS.ServerException', 'ECS.LimitExceededException'];
+/**
+ * A task that stopped before its container ran reaches .sync as `States.TaskFailed` like any
+ * other stopped task; only its cause (the task's description) tells them apart, by the stopped
+ * reason's prefix. These are ECS's transient start failures (image pull, ENI or secrets fetch on
+ * a busy network); an engine failure (the container exited 1) is not retried.
+ */
+export const TASK_START_FAILURES = ['ResourceInitializationError', 'CannotPullContainerError'];
+/** Task start attempts after the first, and the wait before each (backoff ×2). */
+export const TASK_START_RETRY_SECONDS = [60, 120, 240];
 
 /** State names: the local execution test maps the tasks onto the real handler and CLI by these. */
 export const STATE_NAMES = {
@@ -46,11 +68,20 @@ export const STATE_NAMES = {
   fargate: 'Back up on Fargate',
   succeeded: 'Record success',
   failed: 'Record failure',
+  describe: 'Describe the failure',
+  startFailed: 'Did the task start',
+  countStart: 'Count the start attempt',
+  waitStart: 'Wait before starting again',
   summarize: 'Send the summary',
   allOk: 'All backed up',
   done: 'Done',
   someFailed: 'Some backups failed',
 } as const;
+
+/** Exponential backoff with full jitter, so that throttled iterations do not retry in step. */
+function backoff(errors: string[], interval: Duration, maxAttempts = 3): sfn.RetryProps {
+  return { errors, interval, backoffRate: 2, maxAttempts, jitterStrategy: sfn.JitterType.FULL, maxDelay: Duration.minutes(10) };
+}
 
 export class BackupFanOut extends Construct {
   readonly stateMachine: sfn.StateMachine;
@@ -62,14 +93,28 @@ export class BackupFanOut extends Construct {
       lambdaFunction: props.function,
       payload: sfn.TaskInput.fromObject({ action: 'plan' }),
       payloadResponseOnly: true,
+      retryOnServiceExceptions: false,
       resultPath: '$.plan',
       taskTimeout: sfn.Timeout.duration(Duration.minutes(5)),
     });
-    plan.addRetry({ errors: TRANSIENT_LAMBDA_ERRORS, interval: Duration.seconds(30), backoffRate: 2, maxAttempts: 3 });
+    plan.addRetry(backoff(TRANSIENT_LAMBDA_ERRORS, Duration.seconds(30)));
 
-    const recordFailure = new sfn.Pass(this, STATE_NAMES.failed, {
-      parameters: { 'database.$': '$.database', 'runner.$': '$.runner', ok: false, 'error.$': '$.caught.Error', 'cause.$': '$.caught.Cause' },
+    // A failure's cause can be several KB (a Lambda error's stack trace, a stopped task's whole
+    // description): the function keeps its message, bounded, so that the Map's results stay small.
+    const describeFailure = new tasks.LambdaInvoke(this, STATE_NAMES.describe, {
+      lambdaFunction: props.function,
+      // `caught` whole: a path to an absent Cause would fail the iteration, and with it the Map.
+      payload: sfn.TaskInput.fromObject({ action: 'failure', 'database.$': '$.database', 'runner.$': '$.runner', 'caught.$': '$.caught' }),
+      payloadResponseOnly: true,
+      retryOnServiceExceptions: false,
+      taskTimeout: sfn.Timeout.duration(Duration.minutes(1)),
     });
+    describeFailure.addRetry(backoff(TRANSIENT_LAMBDA_ERRORS, Duration.seconds(10)));
+    // Should even that fail, the failure is still recorded (its name, without the cause).
+    const recordFailure = new sfn.Pass(this, STATE_NAMES.failed, {
+      parameters: { 'database.$': '$.database', 'runner.$': '$.runner', ok: false, 'error.$': '$.caught.Error', cause: 'the cause could not be read: see the execution history' },
+    });
+    describeFailure.addCatch(recordFailure, { errors: ['States.ALL'], resultPath: '$.describeFailed' });
     const recordSuccess = new sfn.Pass(this, STATE_NAMES.succeeded, {
       parameters: { 'database.$': '$.database', 'runner.$': '$.runner', ok: true },
     });
@@ -78,12 +123,13 @@ export class BackupFanOut extends Construct {
       lambdaFunction: props.function,
       payload: sfn.TaskInput.fromObject({ 'databases.$': 'States.Array($.database)', reason: 'scheduled' }),
       payloadResponseOnly: true,
+      retryOnServiceExceptions: false,
       resultPath: sfn.JsonPath.DISCARD,
       // The function's own 15-minute timeout, plus the time to start it.
       taskTimeout: sfn.Timeout.duration(Duration.minutes(16)),
     });
-    onLambda.addRetry({ errors: TRANSIENT_LAMBDA_ERRORS, interval: Duration.seconds(30), backoffRate: 2, maxAttempts: 3 });
-    onLambda.addCatch(recordFailure, { errors: ['States.ALL'], resultPath: '$.caught' });
+    onLambda.addRetry(backoff(TRANSIENT_LAMBDA_ERRORS, Duration.seconds(30)));
+    onLambda.addCatch(describeFailure, { errors: ['States.ALL'], resultPath: '$.caught' });
     onLambda.next(recordSuccess);
 
     const choose = new sfn.Choice(this, STATE_NAMES.choose);
@@ -105,12 +151,34 @@ export class BackupFanOut extends Construct {
         resultPath: sfn.JsonPath.DISCARD,
         taskTimeout: sfn.Timeout.duration(f.runTimeout.plus(Duration.minutes(15))),
       });
-      onFargate.addRetry({ errors: TRANSIENT_ECS_ERRORS, interval: Duration.minutes(1), backoffRate: 2, maxAttempts: 3 });
-      onFargate.addCatch(recordFailure, { errors: ['States.ALL'], resultPath: '$.caught' });
+      onFargate.addRetry(backoff(TRANSIENT_ECS_ERRORS, Duration.minutes(1)));
+      // Was it a task that never started (transient), with start attempts left? Wait, start it again.
+      const countStart = new sfn.Pass(this, STATE_NAMES.countStart, {
+        parameters: {
+          'database.$': '$.database',
+          'runner.$': '$.runner',
+          'command.$': '$.command',
+          'attempt.$': 'States.MathAdd($.attempt, 1)',
+          'waitSeconds.$': `States.ArrayGetItem(States.Array(${TASK_START_RETRY_SECONDS.join(', ')}), $.attempt)`,
+        },
+      });
+      const waitStart = new sfn.Wait(this, STATE_NAMES.waitStart, { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
+      const startFailed = new sfn.Choice(this, STATE_NAMES.startFailed)
+        .when(
+          sfn.Condition.and(
+            sfn.Condition.numberLessThan('$.attempt', TASK_START_RETRY_SECONDS.length),
+            sfn.Condition.isPresent('$.caught.Cause'),
+            sfn.Condition.or(...TASK_START_FAILURES.map((name) => sfn.Condition.stringMatches('$.caught.Cause', `*${name}*`))),
+          ),
+          countStart.next(waitStart).next(onFargate),
+        )
+        .otherwise(describeFailure);
+      onFargate.addCatch(startFailed, { errors: ['States.TaskFailed'], resultPath: '$.caught' });
+      onFargate.addCatch(describeFailure, { errors: ['States.ALL'], resultPath: '$.caught' });
       onFargate.next(recordSuccess);
       // The container's command as a list (an intrinsic cannot stand where RunTask expects an array).
       const command = new sfn.Pass(this, STATE_NAMES.command, {
-        parameters: { 'database.$': '$.database', 'runner.$': '$.runner', 'command.$': "States.Array('run', '--database', $.database, '--reason', 'scheduled')" },
+        parameters: { 'database.$': '$.database', 'runner.$': '$.runner', 'command.$': "States.Array('run', '--database', $.database, '--reason', 'scheduled')", attempt: 0 },
       });
       choose.when(sfn.Condition.stringEquals('$.runner', 'fargate'), command.next(onFargate));
     }
@@ -119,7 +187,9 @@ export class BackupFanOut extends Construct {
     const map = new sfn.Map(this, STATE_NAMES.map, {
       itemsPath: '$.plan.backups',
       maxConcurrency: props.maxConcurrency,
-      resultPath: '$.results',
+      // The results replace the plan (its `why` per database has served): the state stays small.
+      // (No ResultPath: the default, `$`, replaces the state's input.)
+      resultSelector: { 'results.$': '$' },
     });
     map.itemProcessor(choose);
 
@@ -127,10 +197,12 @@ export class BackupFanOut extends Construct {
       lambdaFunction: props.function,
       payload: sfn.TaskInput.fromObject({ action: 'summarize', 'results.$': '$.results' }),
       payloadResponseOnly: true,
-      resultPath: '$.summary',
+      retryOnServiceExceptions: false,
+      // The execution's output: every failure (bounded causes) and the count of the rest.
+      resultSelector: { summary: { 'failed.$': '$.failed', 'succeeded.$': 'States.ArrayLength($.succeeded)', 'published.$': '$.published' } },
       taskTimeout: sfn.Timeout.duration(Duration.minutes(5)),
     });
-    summarize.addRetry({ errors: TRANSIENT_LAMBDA_ERRORS, interval: Duration.seconds(30), backoffRate: 2, maxAttempts: 3 });
+    summarize.addRetry(backoff(TRANSIENT_LAMBDA_ERRORS, Duration.seconds(30)));
 
     // The execution's status tells the truth: a night with a failed database is a failed execution
     // (its summary and each database's own alert say which and why).

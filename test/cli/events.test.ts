@@ -26,7 +26,7 @@ const DECLARED = [
   'stale multipart uploads aborted', 'stale multipart uploads (dry run): would abort',
   'no ALERT_TOPIC_ARN: alert only logged', 'could not publish to SNS', 'heartbeat sent', 'heartbeat ping refused', 'heartbeat ping failed',
   'manifest', 'download', 'sha256-verified', 'identity-matched', 'decrypted', 'toc', 'restore', 'restored', 'not-restored', 'warning', 'problem', 'server', 'verified',
-  'removed a throwaway server left by an earlier run', 'could not write the drill report', 'drill finished',
+  'removed a throwaway server left by an earlier run', 'could not write the drill report', 'drill finished', 'drill stopped at its time budget',
   'result', 'error',
   // `status`'s lines (cli/status.ts): one per database and alarm, before the result.
   'database status', 'alarm state',

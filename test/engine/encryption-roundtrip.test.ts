@@ -249,7 +249,7 @@ describe('verify and the drill', () => {
     // The SDK's default clients (createDeps) read the endpoint and credentials from the process.
     Object.assign(process.env, awsEnv(svc.aws.endpoint));
     const ok = await createDrillHandler({ ...drillEnv, AGE_IDENTITY_SECRET_ARN: secretArn }, { log, metrics: noMetrics }, { tempDir: dir })({}, { awsRequestId: 'req-age' });
-    expect(ok).toEqual({ status: 'ok', databases: [{ database: 'app', key, status: 'ok', failingTables: [] }] });
+    expect(ok).toEqual({ status: 'ok', databases: [{ database: 'app', key, status: 'ok', failingTables: [] }], notReached: [] });
 
     const err = await createDrillHandler(drillEnv, { log, metrics: noMetrics }, { tempDir: dir })({}, { awsRequestId: 'req-age-2' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DrillFailedError);

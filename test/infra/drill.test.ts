@@ -250,10 +250,17 @@ describe('the drill with named databases, a zone and the context keys', () => {
     expect(parseConfig({ dbSecretArn: SECRET, drillEphemeralStorageMiB: '2048', drillSchedule: 'weekly' }, { now }).drill).toMatchObject({ ephemeralStorageMiB: 2048, memorySize: 2048, frequency: 'weekly' });
     expect(parseConfig({ dbSecretArn: SECRET }, { now }).drill).toEqual({ frequency: 'nightly', hour: 3, minute: 0, timeZone: 'UTC', ephemeralStorageMiB: 10240, memorySize: 2048 });
     expect(parseConfig({ dbSecretArn: SECRET, drillSchedule: 'off' }, { now }).drill).toBeUndefined();
-    // Encrypted backups: the stack never holds an identity, so no drill by default, and none on request.
+    // Encrypted backups without an identity secret: no drill by default, and none on request (naming the key to set).
     const recipient = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
     expect(parseConfig({ dbSecretArn: SECRET, encryptRecipients: recipient }, { now }).drill).toBeUndefined();
-    expect(problems({ encryptRecipients: recipient, drillSchedule: 'nightly' })).toContain('context "drillSchedule": the drill function cannot restore encrypted backups');
+    expect(problems({ encryptRecipients: recipient, drillSchedule: 'nightly' })).toMatch(/context "drillSchedule": the drill function cannot restore encrypted backups without their age identity .*set "drillIdentitySecretArn"/);
+    // With one: the drill is on by default, and on request.
+    const identity = 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:prod/age-identity-Q1w2E3';
+    const key = 'arn:aws:kms:eu-west-3:123456789012:key/0b7f2f4e-1111-2222-3333-444455556666';
+    expect(parseConfig({ dbSecretArn: SECRET, encryptRecipients: recipient, drillIdentitySecretArn: identity }, { now }).drill).toMatchObject({ frequency: 'nightly', identitySecret: { arn: identity } });
+    expect(parseConfig({ dbSecretArn: SECRET, encryptRecipients: recipient, drillIdentitySecretArn: identity, drillIdentitySecretKmsKeyArn: key, drillSchedule: 'weekly' }, { now }).drill).toMatchObject({ frequency: 'weekly', identitySecret: { arn: identity, kmsKeyArn: key } });
+    expect(problems({ drillIdentitySecretKmsKeyArn: key })).toContain('context "drillIdentitySecretKmsKeyArn" is the key of "drillIdentitySecretArn"');
+    expect(problems({ drillIdentitySecretArn: identity, drillSchedule: 'off' })).toContain('context "drillIdentitySecretArn" is for the drill function, but drillSchedule=off');
   });
 });
 

@@ -51,10 +51,14 @@ describe('fan-out (runner=auto, databases=*)', () => {
     expect(map.ItemsPath).toBe('$.plan.backups');
     const inner = map.ItemProcessor.States;
     for (const name of [STATE_NAMES.lambda, STATE_NAMES.fargate]) {
-      expect(inner[name]?.Catch).toEqual([expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: STATE_NAMES.failed })]);
-      expect((inner[name]?.Retry as { ErrorEquals: string[]; BackoffRate: number }[])[0]!.BackoffRate).toBe(2);
+      // Every failure ends described (its cause bounded by the function), never lost.
+      expect((inner[name]?.Catch as { ErrorEquals: string[]; Next: string }[]).at(-1)).toEqual(expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: STATE_NAMES.describe }));
+      // One retrier each (not CDK's default one besides), with backoff and jitter, never for States.ALL.
+      expect(inner[name]?.Retry).toEqual([expect.objectContaining({ BackoffRate: 2, JitterStrategy: 'FULL', MaxAttempts: 3 })]);
       expect((inner[name]?.Retry as { ErrorEquals: string[] }[])[0]!.ErrorEquals).not.toContain('States.ALL');
     }
+    expect((inner[STATE_NAMES.fargate]?.Retry as { ErrorEquals: string[] }[])[0]!.ErrorEquals).toContain('AmazonECS.Unknown');
+    expect(inner[STATE_NAMES.describe]?.Catch).toEqual([expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: STATE_NAMES.failed })]);
     expect(inner[STATE_NAMES.fargate]?.Resource).toBe('arn:ARN:states:::ecs:runTask.sync');
     expect(definition.States[STATE_NAMES.summarize]?.Next).toBe(STATE_NAMES.allOk);
   });

@@ -682,6 +682,34 @@ describe('every permission the system uses, evaluated by an IAM policy simulator
   });
 });
 
+describe('encrypted backups drilled in the stack: the age identity secret', () => {
+  const IDENTITY = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:prod/age-identity-Q1w2E3`;
+  const IDENTITY_KEY = `arn:aws:kms:${REGION}:${ACCOUNT}:key/7a1c2d3e-4444-5555-6666-777788889999`;
+  const RECIPIENT = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+
+  it('lets the drill read that one secret (and decrypt with its key through Secrets Manager only), nothing else; its ARN, never the identity, in the environment', async () => {
+    const d = deploy({ databases: ['app'], encryptRecipients: RECIPIENT, drillIdentitySecretArn: IDENTITY, drillIdentitySecretKmsKeyArn: IDENTITY_KEY });
+    const who = { principal: sessionOf(d.drillRole), identityPolicies: d.r.identityPolicies(d.drillRole) };
+    const viaSecrets = { 'kms:ViaService': `secretsmanager.${REGION}.amazonaws.com` };
+    await expectDecisions([
+      { ...who, label: 'the identity secret', action: 'secretsmanager:GetSecretValue', resource: IDENTITY, expected: 'Allowed' },
+      { ...who, label: 'its key, through Secrets Manager', action: 'kms:Decrypt', resource: IDENTITY_KEY, context: viaSecrets, resourcePolicy: rootKeyPolicy(), expected: 'Allowed' },
+      { ...who, label: 'its key, not through Secrets Manager', action: 'kms:Decrypt', resource: IDENTITY_KEY, resourcePolicy: rootKeyPolicy(), expected: 'ImplicitlyDenied' },
+      { ...who, label: 'its key, through S3', action: 'kms:Decrypt', resource: IDENTITY_KEY, context: { 'kms:ViaService': `s3.${REGION}.amazonaws.com` }, resourcePolicy: rootKeyPolicy(), expected: 'ImplicitlyDenied' },
+      { ...who, label: 'the database secret\'s key', action: 'kms:Decrypt', resource: SECRET_KEY, context: viaSecrets, resourcePolicy: rootKeyPolicy(), expected: 'ImplicitlyDenied' },
+      { ...who, label: 'the database secret', action: 'secretsmanager:GetSecretValue', resource: SECRET, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'another secret', action: 'secretsmanager:GetSecretValue', resource: `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:prod/other-AbCdEf`, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'change the identity', action: 'secretsmanager:PutSecretValue', resource: IDENTITY, expected: 'ImplicitlyDenied' },
+      { ...who, label: 'encrypt with its key', action: 'kms:Encrypt', resource: IDENTITY_KEY, context: viaSecrets, resourcePolicy: rootKeyPolicy(), expected: 'ImplicitlyDenied' },
+      // The backup function never needs the identity (it encrypts to the recipients).
+      { principal: sessionOf(d.functionRole), identityPolicies: d.r.identityPolicies(d.functionRole), label: 'the backup function and the identity', action: 'secretsmanager:GetSecretValue', resource: IDENTITY, expected: 'ImplicitlyDenied' },
+    ]);
+    const env = (d.r.resources[functionOf(d.r, 'drill-handler.ts')]!.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    expect(env.AGE_IDENTITY_SECRET_ARN).toBe(IDENTITY);
+    expect(JSON.stringify(d.r.resources)).not.toMatch(/AGE-SECRET-KEY/i);
+  });
+});
+
 describe('an imported bucket and its key', () => {
   it('grants the function its calls on the imported bucket under the configured prefix, and nothing beside it', async () => {
     const keyArn = `arn:aws:kms:${REGION}:${ACCOUNT}:key/${uuidOf('imported')}`;

@@ -162,6 +162,7 @@ describe('the fan-out state machine, executed locally on the real handler and CL
               const command = input.Overrides.ContainerOverrides[0]!.Command;
               return counted(`fargate ${command.join(' ')}`, () => runContainer(command, containerEnv));
             },
+            [STATE_NAMES.describe]: async (input: unknown) => entry(input, context),
             [STATE_NAMES.summarize]: async (input: unknown) => entry(input, context),
           } as never,
         },

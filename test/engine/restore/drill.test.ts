@@ -15,6 +15,8 @@ import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
 import { noMetrics, silentLog, type DrillMetrics, type MetricsSink } from '../../../engine/observability.ts';
 import { verifyReportKeyFor, type DrillDatabaseReport } from '../../../engine/restore/drill.ts';
+import { DRILL_MARGIN_MS } from '../../../engine/restore/drill-run.ts';
+import type { EngineEvent } from '../../../engine/events.ts';
 import { manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { parseManifest } from '../../../engine/store/manifest.ts';
 import { createDrillHandler, DrillFailedError } from '../../../lambda/drill-handler.ts';
@@ -100,7 +102,7 @@ it('backup → drill → report: the newest backup restores into a throwaway ser
   drills.length = 0;
   const handler = createDrillHandler(drillEnv('shop'), { log: silentLog, metrics }, { tempDir });
   const result = await handler({ source: 'aws.scheduler', 'detail-type': 'Scheduled Event' }, context);
-  expect(result).toEqual({ status: 'ok', databases: [{ database: 'shop', key: keys.shop, status: 'ok', failingTables: [] }] });
+  expect(result).toEqual({ status: 'ok', databases: [{ database: 'shop', key: keys.shop, status: 'ok', failingTables: [] }], notReached: [] });
   const report = await readReport(keys.shop!);
   expect(report).toMatchObject({ kind: 'pg-s3-backup restore drill', status: 'ok', database: 'shop', key: keys.shop, rowCounts: 'exact', failingTables: [], problems: [] });
   expect(report.tables.map((t) => [`${t.schema}.${t.table}`, t.expectedRows, t.restoredRows, t.ok])).toEqual([
@@ -174,4 +176,53 @@ it('a database over the temporary-space limit is skipped with a warning alert th
   const alerts = await inbox.receive(1, 20_000);
   expect(alerts[0]?.subject).toBe('[pg-s3-backup] restore drill SKIPPED (too large): shop');
   expect(alerts[0]?.message).toMatch(/What to do: Raise the drill function's ephemeral storage/);
+});
+
+it('stops at its time budget before the timeout, names the databases it did not reach (event, alert, result), and the next run starts with them', async () => {
+  const names = ['budget_a', 'budget_b', 'budget_c'];
+  for (const db of names) {
+    await createDatabase(pgsrv, db);
+    await pgsrv.query('create table t (id int primary key); insert into t select generate_series(1, 100)', [], db);
+  }
+  const config = loadConfig({ ...env, DATABASES: names.join(',') });
+  const backup = await runBackup({ reason: 'drill budget test' }, config, createDeps(config, { log: silentLog, metrics: noMetrics }));
+  expect(backup.status).toBe('succeeded');
+  const keyOf = new Map(backup.backups.map((b) => [b.database, b.key]));
+  const hasReport = async (database: string) =>
+    c.s3.send(new GetObjectCommand({ Bucket: bucket, Key: verifyReportKeyFor(keyOf.get(database)!) })).then(
+      () => true,
+      () => false,
+    );
+
+  /**
+   * Lambda's remaining time as the drill sees it: plenty until the first database is finished,
+   * then only the margin and a few seconds: too little to start another database.
+   */
+  const run = async () => {
+    const events: EngineEvent[] = [];
+    let finished = false;
+    const handler = createDrillHandler(drillEnv(names.join(',')), { log: silentLog, metrics: noMetrics, events: (e) => {
+      events.push(e);
+      if (e.event === 'drill finished') finished = true;
+    } }, { tempDir });
+    const result = await handler({}, { awsRequestId: 'req-budget', getRemainingTimeInMillis: () => (finished ? DRILL_MARGIN_MS + 5_000 : 14 * 60_000) });
+    return { result, events };
+  };
+
+  // Never drilled: name order. One database fits; the other two are named, not drilled, not reported.
+  const first = await run();
+  expect(first.result).toMatchObject({ status: 'incomplete', databases: [{ database: 'budget_a', status: 'ok' }], notReached: ['budget_b', 'budget_c'] });
+  expect(first.events).toContainEqual(expect.objectContaining({ event: 'drill stopped at its time budget', notReached: ['budget_b', 'budget_c'] }));
+  expect(await Promise.all(names.map(hasReport))).toEqual([true, false, false]);
+  const [alert] = await inbox.receive(1, 20_000);
+  expect(alert!.subject).toBe('[pg-s3-backup] restore drill stopped at its time budget: 2 database(s) not drilled');
+  expect(alert!.message).toMatch(/1 database\(s\) drilled .* 2 not reached:\n {2}- budget_b\n {2}- budget_c\n/);
+  expect(alert!.message).toMatch(/The next drill starts with them/);
+
+  // The next run starts with the databases the first did not reach; the one drilled goes last.
+  const second = await run();
+  expect(second.result).toMatchObject({ status: 'incomplete', databases: [{ database: 'budget_b', status: 'ok' }], notReached: ['budget_c', 'budget_a'] });
+  expect(await Promise.all(names.map(hasReport))).toEqual([true, true, false]);
+  await inbox.receive(1, 20_000);
+  expect(readdirSync(tempDir)).toEqual([]);
 });
