@@ -10,6 +10,7 @@ import { parseKey } from '../engine/store/backup-key.ts';
 import { storeFor } from '../engine/backup/backup.ts';
 import { loadConfig, type Config, type Env } from '../engine/config.ts';
 import { createDeps, type Deps } from '../engine/deps.ts';
+import { metricsPublisher } from '../engine/cloudwatch-metrics.ts';
 import { UsageError, PgS3BackupError } from '../engine/errors.ts';
 import type { EventSink } from '../engine/events.ts';
 import { parseTargetUrl, withConnectionDefaults, type PgConnection } from '../engine/pg/connection.ts';
@@ -74,7 +75,10 @@ export class CliContext {
    * (they are for CloudWatch, not a terminal).
    */
   deps(options: { readonly needsCredentials: boolean } = { needsCredentials: false }): Deps {
-    this.depsValue ??= createDeps(this.cfg(options), { events: this.events, pgTools: LOCAL_PG_TOOLS });
+    if (this.depsValue) return this.depsValue;
+    const config = this.cfg(options);
+    // Off Lambda the engine's metrics reach CloudWatch only through the API (CLOUDWATCH_METRICS: the Fargate runner).
+    this.depsValue = createDeps(config, { events: this.events, pgTools: LOCAL_PG_TOOLS, publishMetrics: metricsPublisher(config, this.events) });
     return this.depsValue;
   }
 

@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { DEFAULTS, type AwsTimeouts, type Config } from './config.ts';
 import { PROFILE_CAPABILITIES, type StorageProfileSetting } from './store/capabilities.ts';
 import type { EventSink } from './events.ts';
+import type { PublishMetrics } from './cloudwatch-metrics.ts';
 import { createLogger, createMetrics, powertoolsEvents, type Log, type MetricsSink } from './observability.ts';
 import { queryServerInfo, type ServerInfo } from './pg/client.ts';
 import type { PgConnection } from './pg/connection.ts';
@@ -38,6 +39,12 @@ export interface Deps {
   readonly partSize?: number | undefined;
   /** Parts uploaded at once (default 2). */
   readonly queueSize?: number | undefined;
+  /**
+   * Off Lambda with CLOUDWATCH_METRICS: each database's backup metrics through PutMetricData,
+   * awaited by the run (in Lambda the EMF lines of `events` carry them). The CLI, the front door
+   * off Lambda, passes `metricsPublisher(config, events)`; the Lambda bundles never hold the client.
+   */
+  readonly publishMetrics?: PublishMetrics | undefined;
 }
 
 /**
@@ -96,5 +103,6 @@ export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<Pick
     listDatabases: overrides.listDatabases ?? listServerDatabases,
     partSize: overrides.partSize,
     queueSize: overrides.queueSize,
+    publishMetrics: overrides.publishMetrics,
   };
 }
