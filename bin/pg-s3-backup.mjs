@@ -4,4 +4,12 @@
 // No TypeScript loader at run time.
 import { ensureCliBundle } from '../scripts/cli-bundle.mjs';
 
-await import(await ensureCliBundle());
+let entry;
+try {
+  entry = await ensureCliBundle();
+} catch (err) {
+  // No bundle and no esbuild to build it: say what to do, not a stack trace.
+  process.stderr.write(`${err.message}\n`);
+  process.exit(1);
+}
+await import(entry);

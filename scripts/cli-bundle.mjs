@@ -106,7 +106,12 @@ export function staleReason() {
  * a CLI started before it may still load.
  */
 export async function buildCliBundle({ clean = false } = {}) {
-  const esbuild = await import('esbuild');
+  let esbuild;
+  try {
+    esbuild = await import('esbuild');
+  } catch (cause) {
+    throw new Error('pg-s3-backup: the CLI bundle (dist/cli) must be built, and esbuild (a dev dependency) is not installed: run `npm ci` (with the dev dependencies) in the repository, then run the command again', { cause });
+  }
   const { rdsCaBundlePem } = await import('../infra/rds-ca-bundle.mjs');
   mkdirSync(join(REPO_ROOT, 'dist'), { recursive: true });
   const staging = mkdtempSync(join(REPO_ROOT, 'dist', '.cli-'));
@@ -160,6 +165,11 @@ export async function ensureCliBundle({ clean = false } = {}) {
 
 // `node scripts/cli-bundle.mjs` (npm's prepare): a clean build. `--if-stale`: ensureCliBundle({ clean: true }).
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  if (process.argv.includes('--if-stale')) await ensureCliBundle({ clean: true });
-  else await buildCliBundle({ clean: true });
+  try {
+    if (process.argv.includes('--if-stale')) await ensureCliBundle({ clean: true });
+    else await buildCliBundle({ clean: true });
+  } catch (err) {
+    process.stderr.write(`${err.message}\n`);
+    process.exitCode = 1;
+  }
 }
