@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'cdk.out/', 'layers/pg-dump/dist/', 'layers/pg-dump/cache/', 'layers/pg-server/dist/', 'layers/pg-server/cache/', 'coverage/', '.tmp/'] },
+  { ignores: ['node_modules/', 'dist/', 'cdk.out/', 'layers/pg-dump/dist/', 'layers/pg-dump/cache/', 'layers/pg-server/dist/', 'layers/pg-server/cache/', 'coverage/', '.tmp/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

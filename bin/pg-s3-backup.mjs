@@ -1,11 +1,15 @@
 #!/usr/bin/env node
-// The `pg-s3-backup` command (package.json `bin`). The CLI is TypeScript run as is: tsx (a runtime
-// dependency) is registered as a module loader, so `npm ci` is all it needs — no build step.
-import { register } from 'tsx/esm/api';
+// The `pg-s3-backup` command (package.json `bin`): runs the prebuilt CLI bundle (dist/cli, built
+// by `npm ci`'s prepare step), rebuilding it first when a source changed since (scripts/cli-bundle.mjs).
+// No TypeScript loader at run time.
+import { ensureCliBundle } from '../scripts/cli-bundle.mjs';
 
-// The SDK warns on every run that its 2027 releases will need Node 22: not something an operator
-// restoring a database can act on. Set the variable to "false" to see it.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-register();
-const { runFromProcess } = await import('../cli/main.ts');
-await runFromProcess();
+let entry;
+try {
+  entry = await ensureCliBundle();
+} catch (err) {
+  // No bundle and no esbuild to build it: say what to do, not a stack trace.
+  process.stderr.write(`${err.message}\n`);
+  process.exit(1);
+}
+await import(entry);

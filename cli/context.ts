@@ -10,9 +10,9 @@ import { parseKey } from '../engine/store/backup-key.ts';
 import { storeFor } from '../engine/backup/backup.ts';
 import { loadConfig, type Config, type Env } from '../engine/config.ts';
 import { createDeps, type Deps } from '../engine/deps.ts';
+import { metricsPublisher } from '../engine/cloudwatch-metrics.ts';
 import { UsageError, PgS3BackupError } from '../engine/errors.ts';
 import type { EventSink } from '../engine/events.ts';
-import { createMetrics, powertoolsEvents, silentLog } from '../engine/observability.ts';
 import { parseTargetUrl, withConnectionDefaults, type PgConnection } from '../engine/pg/connection.ts';
 import { resolvePgTool } from '../engine/pg/tools.ts';
 import { latestBackup, listDatabases, openDump, readManifest, type S3Store } from '../engine/store/s3-store.ts';
@@ -75,13 +75,10 @@ export class CliContext {
    * (they are for CloudWatch, not a terminal).
    */
   deps(options: { readonly needsCredentials: boolean } = { needsCredentials: false }): Deps {
+    if (this.depsValue) return this.depsValue;
     const config = this.cfg(options);
-    // On Fargate the CLI is the fan-out's runner: its backups must make the same EMF metrics as the
-    // function's (extracted from the task's log lines), or the dead-man alarms and the dashboard
-    // would never see a backup taken there.
-    const metrics = config.runningOn === 'fargate' ? powertoolsEvents(silentLog, createMetrics()) : undefined;
-    const events: EventSink = metrics ? (e) => (this.events(e), metrics(e)) : this.events;
-    this.depsValue ??= createDeps(config, { events, pgTools: LOCAL_PG_TOOLS });
+    // Off Lambda the engine's metrics reach CloudWatch only through the API (CLOUDWATCH_METRICS: the Fargate runner).
+    this.depsValue = createDeps(config, { events: this.events, pgTools: LOCAL_PG_TOOLS, publishMetrics: metricsPublisher(config, this.events) });
     return this.depsValue;
   }
 

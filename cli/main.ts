@@ -2,42 +2,63 @@
  * `pg-s3-backup`: the operators' front door to the same core as the Lambda handler.
  * Exit codes: 0 success, 1 failure, 2 usage error (commander's parse errors included).
  */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Help } from 'commander';
 import { constants } from 'node:os';
 import { InterruptedError, PgS3BackupError } from '../engine/errors.ts';
+import { redactUrls } from '../engine/redact.ts';
 import { TOOL_VERSION } from '../engine/version.ts';
-import { CliContext, type CliIo } from './context.ts';
-import { registerAlert } from './alert.ts';
-import { registerDoctor } from './doctor.ts';
-import { registerInvoke } from './invoke.ts';
-import { registerList } from './list.ts';
-import { registerPrune } from './prune.ts';
-import { registerRestore } from './restore.ts';
-import { registerRun } from './run.ts';
-import { registerStatus } from './status.ts';
+import type { CliContext, CliIo } from './context.ts';
 import { EXIT, ExitCode } from './options.ts';
-import { registerVerify } from './verify.ts';
 
-export function buildProgram(ctx: CliContext): Command {
+type Register = (program: Command, ctx: CliContext) => void;
+
+/**
+ * Every command, in help order, with the one-line summary the command list shows. A command's
+ * module (its options, the engine and AWS clients it needs) is imported only when that command
+ * runs: `--help` and a mistyped command load none of them.
+ */
+export const COMMANDS: readonly { readonly name: string; readonly summary: string; readonly load: () => Promise<Register> }[] = [
+  { name: 'run', summary: 'take a backup now from this machine (the Lambda function\'s pipeline)', load: async () => (await import('./run.ts')).registerRun },
+  { name: 'invoke', summary: 'ask the deployed Lambda function for a backup now', load: async () => (await import('./invoke.ts')).registerInvoke },
+  { name: 'list', summary: 'complete backups, newest first, with the last restore drill\'s result', load: async () => (await import('./list.ts')).registerList },
+  { name: 'status', summary: 'one screen for the whole bucket: each database\'s newest backup, its age, size trend and last drill; exit 1 when one is overdue', load: async () => (await import('./status.ts')).registerStatus },
+  { name: 'restore', summary: 'download a backup, check its SHA-256, pg_restore it into --target-url', load: async () => (await import('./restore.ts')).registerRestore },
+  { name: 'verify', summary: 'the restore drill: restore into a scratch database and report; exit 1 on any problem', load: async () => (await import('./verify.ts')).registerVerify },
+  { name: 'prune', summary: 'delete backups kept by no retention rule, and day-old incomplete leftovers', load: async () => (await import('./prune.ts')).registerPrune },
+  { name: 'doctor', summary: 'check what tonight\'s backup needs, without taking one', load: async () => (await import('./doctor.ts')).registerDoctor },
+  { name: 'alert', summary: 'report a failure that happened outside a run (host mode uses it)', load: async () => (await import('./alert.ts')).registerAlert },
+];
+
+/** The command `argv` runs (`help X` asks about X), or undefined (top-level help, version, a typo). */
+export function commandIn(argv: readonly string[]): (typeof COMMANDS)[number] | undefined {
+  const words = argv.filter((a) => !a.startsWith('-'));
+  const name = words[0] === 'help' ? words[1] : words[0];
+  return COMMANDS.find((c) => c.name === name);
+}
+
+/**
+ * The program for `argv`: the command it runs fully registered (its module loaded), every other
+ * one as a name and a summary for the command list.
+ */
+export async function buildProgram(argv: readonly string[], ctx: () => Promise<CliContext>): Promise<Command> {
   const program = new Command('pg-s3-backup')
     .description('PostgreSQL backups in S3: back up, list, verify and restore (the same core as the Lambda function)')
     .version(TOOL_VERSION)
     .showHelpAfterError('(run with --help for usage)')
+    // Every command has options; the ones not loaded declare none yet.
+    .configureHelp({ subcommandTerm: (cmd) => (COMMANDS.some((c) => c.name === cmd.name()) ? `${cmd.name()} [options]` : new Help().subcommandTerm(cmd)) })
     .addHelpText(
       'after',
       '\nConfiguration comes from the environment: BACKUP_BUCKET, BACKUP_PREFIX, RETENTION_COUNT, DB_SECRET_ID or DATABASE_URL,\n' +
         'DATABASES, PG_DUMP_BIN, S3_FORCE_PATH_STYLE, AWS_REGION, AWS_ENDPOINT_URL_S3, … (see docs/operations.md).\n' +
+        'Run `pg-s3-backup <command> --help` for a command\'s options.\n' +
         'Exit codes: 0 success, 1 failure, 2 usage error.',
     );
-  registerRun(program, ctx);
-  registerInvoke(program, ctx);
-  registerList(program, ctx);
-  registerStatus(program, ctx);
-  registerRestore(program, ctx);
-  registerVerify(program, ctx);
-  registerPrune(program, ctx);
-  registerDoctor(program, ctx);
-  registerAlert(program, ctx);
+  const wanted = commandIn(argv);
+  for (const command of COMMANDS) {
+    if (command === wanted) (await command.load())(program, await ctx());
+    else program.command(command.name).summary(command.summary);
+  }
   return program;
 }
 
@@ -56,17 +77,21 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
 }
 
 async function mainInner(argv: readonly string[], io: CliIo): Promise<number> {
-  const ctx = new CliContext(io);
-  const program = buildProgram(ctx);
-  const configure = (cmd: Command) => {
-    cmd.exitOverride().configureOutput({
-      writeOut: (s) => io.stdout.write(s),
-      writeErr: (s) => io.stderr.write(ctx.out.redact(s)),
-    });
-    cmd.commands.forEach(configure);
-  };
-  configure(program);
+  // The context (configuration, output, the engine's dependencies) is only made for a command
+  // that runs: help and usage errors need none of it.
+  let ctx: CliContext | undefined;
+  const context = async () => (ctx ??= new (await import('./context.ts')).CliContext(io));
   try {
+    const program = await buildProgram(argv, context);
+    const configure = (cmd: Command) => {
+      cmd.exitOverride().configureOutput({
+        writeOut: (s) => io.stdout.write(s),
+        // A usage error may echo a URL with its password before any command has loaded.
+        writeErr: (s) => io.stderr.write(ctx ? ctx.out.redact(s) : redactUrls(s)),
+      });
+      cmd.commands.forEach(configure);
+    };
+    configure(program);
     await program.parseAsync([...argv], { from: 'user' });
     return EXIT.ok;
   } catch (err) {
@@ -75,13 +100,14 @@ async function mainInner(argv: readonly string[], io: CliIo): Promise<number> {
       // --help and --version end through here too, with exit code 0.
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
+    const out = (await context()).out;
     if (err instanceof PgS3BackupError) {
-      ctx.out.error(err);
+      out.error(err);
       return err.stage === 'usage' ? EXIT.usage : EXIT.failure;
     }
     const e = err instanceof Error ? err : new Error(String(err));
-    ctx.out.error({ name: e.name, message: e.message, hint: 'This is unexpected: run again with PG_S3_BACKUP_DEBUG=1 for the stack trace, and report it.' });
-    if (io.env.PG_S3_BACKUP_DEBUG) io.stderr.write(ctx.out.redact(`${e.stack ?? ''}\n`));
+    out.error({ name: e.name, message: e.message, hint: 'This is unexpected: run again with PG_S3_BACKUP_DEBUG=1 for the stack trace, and report it.' });
+    if (io.env.PG_S3_BACKUP_DEBUG) io.stderr.write(out.redact(`${e.stack ?? ''}\n`));
     return EXIT.failure;
   }
 }
@@ -92,7 +118,7 @@ const DUPLICATE_SIGNAL_MS = 2000;
 /** The longest an interrupted command may spend cleaning up before it exits anyway. */
 export const INTERRUPT_GRACE_MS = 60_000;
 
-// Run as a program (bin/pg-s3-backup.mjs imports this module).
+// Run as a program (cli/entry.ts, the bundle's entry, imports this module).
 export async function runFromProcess(): Promise<void> {
   const interrupt = new AbortController();
   let forced: NodeJS.Timeout | undefined;

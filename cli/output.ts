@@ -4,7 +4,7 @@
  *    (a pipe, a file, cron) gets one JSON object per line per event, the result last;
  *  - every secret the CLI was given (passwords in URLs) is scrubbed from every line written.
  */
-import { redact } from '../engine/observability.ts';
+import { redact } from '../engine/redact.ts';
 
 /** What the CLI draws: an engine event (cli/events.ts adapts them) or the CLI's own. */
 export interface ProgressEvent {

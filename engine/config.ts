@@ -58,6 +58,13 @@ export interface Config {
   readonly sslMode: SslMode | undefined;
   /** DB_SSLROOTCERT: CA bundle for verify-ca / verify-full. */
   readonly sslRootCert: string | undefined;
+  /**
+   * RDS_CA_BUNDLE: the RDS CA bundle shipped with a runner outside Lambda (the Fargate image's):
+   * TLS then defaults to verify-full against it, as in Lambda.
+   */
+  readonly rdsCaBundle: string | undefined;
+  /** CLOUDWATCH_METRICS: off Lambda, send the backup metrics with PutMetricData (the Fargate runner sets it). */
+  readonly cloudwatchMetrics: boolean;
   /** PG_CONNECT_TIMEOUT (seconds): bounds how long an unreachable server can hold a run. */
   readonly connectTimeoutSeconds: number;
   /** TIME_MARGIN_SECONDS: stop the dump when the Lambda has less than this left. */
@@ -243,6 +250,8 @@ export const ENGINE_SETTINGS = {
   PG_SERVER_LAYER: text,
   ROW_COUNTS: text.pipe(z.enum(ROW_COUNT_MODES, { error: `one of ${ROW_COUNT_MODES.join(', ')}` }).optional()),
   DB_SSLROOTCERT: text,
+  RDS_CA_BUNDLE: text,
+  CLOUDWATCH_METRICS: flag,
   PG_CONNECT_TIMEOUT: wholeNumber(1, 600),
   TIME_MARGIN_SECONDS: wholeNumber(0, 900),
   AWS_LAMBDA_FUNCTION_NAME: text,
@@ -376,6 +385,8 @@ export function loadConfig(env: Env = process.env, options: LoadConfigOptions = 
     rowCounts: c.ROW_COUNTS ?? DEFAULTS.rowCounts,
     serverLayerRoot: c.PG_SERVER_LAYER,
     sslRootCert: c.DB_SSLROOTCERT,
+    rdsCaBundle: c.RDS_CA_BUNDLE,
+    cloudwatchMetrics: c.CLOUDWATCH_METRICS ?? false,
     connectTimeoutSeconds: c.PG_CONNECT_TIMEOUT ?? DEFAULTS.connectTimeoutSeconds,
     timeMarginMs: (c.TIME_MARGIN_SECONDS ?? DEFAULTS.timeMarginSeconds) * 1000,
     inLambda,

@@ -14,6 +14,7 @@ import { homedir } from 'node:os';
 import { DEFAULTS, type AwsTimeouts, type Config } from './config.ts';
 import { PROFILE_CAPABILITIES, type StorageProfileSetting } from './store/capabilities.ts';
 import type { EventSink } from './events.ts';
+import type { PublishMetrics } from './cloudwatch-metrics.ts';
 import { createLogger, createMetrics, powertoolsEvents, type Log, type MetricsSink } from './observability.ts';
 import { queryServerInfo, type ServerInfo } from './pg/client.ts';
 import type { PgConnection } from './pg/connection.ts';
@@ -39,6 +40,12 @@ export interface Deps {
   readonly partSize?: number | undefined;
   /** Parts uploaded at once (default 2). */
   readonly queueSize?: number | undefined;
+  /**
+   * Off Lambda with CLOUDWATCH_METRICS: each database's backup metrics through PutMetricData,
+   * awaited by the run (in Lambda the EMF lines of `events` carry them). The CLI, the front door
+   * off Lambda, passes `metricsPublisher(config, events)`; the Lambda bundles never hold the client.
+   */
+  readonly publishMetrics?: PublishMetrics | undefined;
 }
 
 /**
@@ -119,5 +126,6 @@ export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<Pick
     listDatabases: overrides.listDatabases ?? listServerDatabases,
     partSize: overrides.partSize,
     queueSize: overrides.queueSize,
+    publishMetrics: overrides.publishMetrics,
   };
 }

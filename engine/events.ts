@@ -49,7 +49,9 @@ export type DeliveryEvent =
   | Ev<'could not publish to SNS', { stage: 'notify'; topicArn: string; subject: string; error: string; alert: string }>
   | Ev<'heartbeat sent', { stage: 'notify'; outcome: string; heartbeat: string }>
   | Ev<'heartbeat ping refused', { stage: 'notify'; outcome: string; heartbeat: string; status: number }>
-  | Ev<'heartbeat ping failed', { stage: 'notify'; outcome: string; heartbeat: string; error: string }>;
+  | Ev<'heartbeat ping failed', { stage: 'notify'; outcome: string; heartbeat: string; error: string }>
+  /** Off Lambda with CLOUDWATCH_METRICS: PutMetricData failed (the dead-man alarm will say so too). */
+  | Ev<'metrics not sent', { stage: 'notify'; database: string; error: string }>;
 
 /** Restore and verify (engine/restore/): what an operator watches while it runs. */
 export type RestoreEvent =
@@ -119,6 +121,7 @@ export const ENGINE_EVENTS = {
   'heartbeat sent': 'info',
   'heartbeat ping refused': 'warn',
   'heartbeat ping failed': 'warn',
+  'metrics not sent': 'warn',
   manifest: 'info',
   download: 'progress',
   'sha256-verified': 'info',

@@ -14,7 +14,7 @@ import { ENCRYPTION_FORMAT, recipientFingerprint } from '../encryption.ts';
 import { selectDatabases } from '../pg/discover.ts';
 import { withDumpSnapshot } from './row-counts.ts';
 import { formatFailure, formatSuccess, publish } from '../notify.ts';
-import { redact as redactText, throughput } from '../observability.ts';
+import { redact as redactText, throughput, type BackupMetrics } from '../observability.ts';
 import { connectionFor } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
 import { checkServerVersion, pgDumpallGlobalsArgs, pgDumpArgs, toolCommand, toolVersion, type Version } from '../pg/pg-dump.ts';
@@ -197,6 +197,11 @@ interface RunScope {
 async function runBounded(request: BackupRequest, config: Config, deps: Deps, invocation: Invocation, scope: RunScope): Promise<RunResult> {
   const emit = deps.events;
   const { signal, current, runStartedAt } = scope;
+  /** One database's metrics: the event (EMF lines in Lambda), and PutMetricData where configured. */
+  const measured = async (m: BackupMetrics) => {
+    emit({ event: 'backup measured', ...m });
+    await deps.publishMetrics?.(m);
+  };
   const bounded: Deps = { ...deps, s3: boundedClient(deps.s3, signal), secrets: boundedClient(deps.secrets, signal) };
   const store = storeFor(config, bounded);
   const reason = request.reason ?? 'on-demand';
@@ -253,7 +258,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   } catch (err) {
     for (const db of request.databases ?? config.databases ?? [ALL_DATABASES]) {
       await report(db, err, 'secret', undefined, runStartedAt);
-      emit({ event: 'backup measured', database: db, succeeded: false, bytes: 0, durationMs: 0 });
+      await measured({ database: db, succeeded: false, bytes: 0, durationMs: 0 });
     }
     return { status: 'failed', backups, pruned: [], failures, dryRun };
   }
@@ -318,10 +323,10 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
         summary = await attempt();
       }
       backups.push(summary);
-      emit({ event: 'backup measured', database, succeeded: true, bytes: summary.bytes, durationMs: summary.durationMs });
+      await measured({ database, succeeded: true, bytes: summary.bytes, durationMs: summary.durationMs });
     } catch (err) {
       await report(database, err, progress.stage, progress.key, startedAt);
-      emit({ event: 'backup measured', database, succeeded: false, bytes: progress.bytes, durationMs: Date.now() - t0 });
+      await measured({ database, succeeded: false, bytes: progress.bytes, durationMs: Date.now() - t0 });
     }
   }
 
@@ -330,7 +335,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
     const reasonErr = toError(signal.reason, 'timeout');
     for (const database of notStarted) {
       failures.push({ database, stage: reasonErr.stage, message: redact(`not started: ${reasonErr.message}`), hint: reasonErr.hint, key: undefined });
-      emit({ event: 'backup measured', database, succeeded: false, bytes: 0, durationMs: 0 });
+      await measured({ database, succeeded: false, bytes: 0, durationMs: 0 });
     }
     const notStartedErr = new PgS3BackupError(reasonErr.stage, `not started: ${reasonErr.message}`, reasonErr.hint === undefined ? {} : { hint: reasonErr.hint });
     emit({ event: 'backup not started', databases: notStarted, stage: reasonErr.stage, error: redact(reasonErr.message) });
@@ -618,7 +623,7 @@ function pruneFailure(err: unknown): PgS3BackupError {
  */
 export async function databasesToBackUp(
   request: Pick<BackupRequest, 'databases'>,
-  config: Pick<Config, 'databases' | 'discover' | 'sslMode' | 'sslRootCert' | 'inLambda' | 'connectTimeoutSeconds'>,
+  config: Pick<Config, 'databases' | 'discover' | 'sslMode' | 'sslRootCert' | 'rdsCaBundle' | 'inLambda' | 'connectTimeoutSeconds'>,
   creds: DbCredentials,
   deps: Pick<Deps, 'listDatabases'>,
 ): Promise<readonly string[]> {

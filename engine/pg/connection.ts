@@ -118,12 +118,14 @@ export function parseTargetUrl(url: string, what = '--target-url'): PgConnection
 /**
  * The backup's connection to `database`. TLS precedence: DB_SSLMODE, then the secret's sslmode,
  * then the default: `verify-full` in AWS Lambda against the runtime's CA bundle plus the RDS
- * bundle shipped with the function (tls.ts), `prefer` elsewhere (a developer's laptop, a host's cron).
+ * bundle shipped with the function (tls.ts), `verify-full` against RDS_CA_BUNDLE where a runner
+ * ships one (the Fargate image), `prefer` elsewhere (a developer's laptop, a host's cron).
  */
-export function connectionFor(creds: DbCredentials, database: string, config: Pick<Config, 'sslMode' | 'sslRootCert' | 'inLambda' | 'connectTimeoutSeconds'>): PgConnection {
-  const sslmode = config.sslMode ?? creds.sslmode ?? (config.inLambda ? 'verify-full' : 'prefer');
+export function connectionFor(creds: DbCredentials, database: string, config: Pick<Config, 'sslMode' | 'sslRootCert' | 'inLambda' | 'connectTimeoutSeconds'> & Partial<Pick<Config, 'rdsCaBundle'>>): PgConnection {
+  const defaultCa = config.inLambda ? LAMBDA_CA_BUNDLE : config.rdsCaBundle;
+  const sslmode = config.sslMode ?? creds.sslmode ?? (defaultCa !== undefined ? 'verify-full' : 'prefer');
   const wantsCa = sslmode === 'verify-full' || sslmode === 'verify-ca';
-  const sslrootcert = config.sslRootCert ?? creds.sslrootcert ?? (config.inLambda && wantsCa ? LAMBDA_CA_BUNDLE : undefined);
+  const sslrootcert = config.sslRootCert ?? creds.sslrootcert ?? (wantsCa ? defaultCa : undefined);
   return {
     host: creds.host,
     port: creds.port,

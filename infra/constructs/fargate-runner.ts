@@ -11,7 +11,9 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { METRIC_NAMESPACE } from '../../engine/observability.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
+import { assetExclude, DOCKERFILE_IN_CONTEXT, ensureImageBundle, IMAGE_RDS_CA_BUNDLE, IMAGE_TMP, IMAGE_USER } from '../container/image.ts';
 
 export interface FargateRunnerProps {
   readonly architecture: Architecture;
@@ -34,9 +36,6 @@ export interface FargateRunnerProps {
   readonly runTimeout: Duration;
   readonly logRetentionDays: number;
 }
-
-/** Files the image needs; everything else stays out of the staged asset (and its hash). */
-const ASSET_EXCLUDE = ['**', '!package.json', '!package-lock.json', '!bin/**', '!cli/**', '!engine/**', '!layers/pg-dump/paths.ts', '!layers/pg-dump/dist/*/**', '!infra/container/Dockerfile'];
 
 export const CONTAINER_NAME = 'engine';
 
@@ -62,7 +61,19 @@ export class FargateRunner extends Construct {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } } }),
       description: 'pg-s3-backup Fargate runner: the backup function\'s data permissions, nothing more',
     });
-    const policy = new iam.Policy(this, 'TaskPolicy', { statements: props.dataAccess.map((s) => s.copy()) });
+    const policy = new iam.Policy(this, 'TaskPolicy', {
+      statements: [
+        ...props.dataAccess.map((s) => s.copy()),
+        // The backup metrics the dead-man alarms watch: CloudWatch extracts EMF from Lambda's logs
+        // only, so the task puts them itself (CLOUDWATCH_METRICS below), into this namespace only.
+        new iam.PolicyStatement({
+          sid: 'PutBackupMetrics',
+          actions: ['cloudwatch:PutMetricData'],
+          resources: ['*'],
+          conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } },
+        }),
+      ],
+    });
     this.taskRole.attachInlinePolicy(policy);
 
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
@@ -76,10 +87,13 @@ export class FargateRunner extends Construct {
       },
     });
     this.logGroup = new logs.LogGroup(this, 'LogGroup', { retention: props.logRetentionDays as logs.RetentionDays });
+    // The image copies the CLI bundle: it must be today's, with no chunk of an earlier build.
+    ensureImageBundle();
     this.container = this.taskDefinition.addContainer(CONTAINER_NAME, {
       image: ecs.ContainerImage.fromAsset(REPO_ROOT, {
-        file: 'infra/container/Dockerfile',
-        exclude: ASSET_EXCLUDE,
+        file: DOCKERFILE_IN_CONTEXT,
+        // Exactly the files image-files.json lists (and the Dockerfile): nothing else is staged or hashed.
+        exclude: assetExclude(),
         buildArgs: { LAYER_ARCH: props.architecture },
         platform: props.architecture === 'arm64' ? ecrAssets.Platform.LINUX_ARM64 : ecrAssets.Platform.LINUX_AMD64,
       }),
@@ -91,11 +105,28 @@ export class FargateRunner extends Construct {
         RUN_TIMEOUT_SECONDS: String(props.runTimeout.toSeconds()),
         // The CLI's JSON lines, one per event, are what CloudWatch Logs keeps.
         NODE_OPTIONS: '--enable-source-maps',
+        // As in Lambda: TLS verify-full against the RDS CA bundle unless the secret says otherwise.
+        RDS_CA_BUNDLE: IMAGE_RDS_CA_BUNDLE,
+        // BackupSucceeded & co. through PutMetricData: the same dead-man alarms as the function's.
+        CLOUDWATCH_METRICS: 'true',
+        // The task's user has no passwd entry (nor a home): the AWS SDK and libpq look up HOME
+        // (~/.aws, ~/.postgresql), and os.homedir() without it fails with uv_os_homedir ENOENT.
+        HOME: IMAGE_TMP,
       },
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'backup', logGroup: this.logGroup }),
       readonlyRootFilesystem: true,
+      // No root, and no passwd entry needed: the numeric id of the base image's `node` user.
+      user: IMAGE_USER,
     });
+    // The only writable place: a task volume on the task's ephemeral storage (ECS gives it the
+    // image's /tmp permissions, 1777). pg_dump streams to S3; restores and scratch files use it.
+    this.taskDefinition.addVolume({ name: 'tmp' });
+    this.container.addMountPoints({ sourceVolume: 'tmp', containerPath: IMAGE_TMP, readOnly: false });
 
+    Validations.of(policy).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: `cloudwatch:PutMetricData supports no resource-level permission: the statement is limited to the ${METRIC_NAMESPACE} namespace by its cloudwatch:namespace condition.`,
+    });
     Validations.of(policy).acknowledge({
       id: props.objectsFinding,
       reason: "The backup function's own data statements: objects under the backup prefix only (timestamped keys), the one secret, the one topic, their keys.",

@@ -3,11 +3,25 @@
  * app, the demo, the benchmark and the tests all find the built layer here, so none of them has
  * to reach into another front door's folder for it.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The repository's root (this file is layers/pg-dump/paths.ts). */
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/**
+ * The repository's root: the nearest folder above this module whose package.json is this
+ * project's. This file is layers/pg-dump/paths.ts, but in the CLI bundle it is part of a chunk
+ * under dist/cli/, so a fixed `../..` would miss; where no such folder exists (the Fargate image,
+ * which holds the bundle alone) the fixed path stands, and nothing is found under it.
+ */
+export const REPO_ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
+
+function findRepoRoot(from: string): string {
+  for (let dir = from; dirname(dir) !== dir; dir = dirname(dir)) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'pg-s3-backup') return dir;
+  }
+  return resolve(from, '../..');
+}
 
 /** The one architecture type: Lambda's names (`arm64`, `x86_64`), used by the layers, the CDK app and the tests. */
 export const ARCHITECTURES = ['arm64', 'x86_64'] as const;

@@ -24,7 +24,7 @@ const DECLARED = [
   'the store refused a feature the engine assumed it has: probing the store, then taking the database again', 'run finished', 'fan-out summary',
   'backup with an unreadable manifest: not counted by retention', 'backups under Object Lock: left in place until their lock ends', 'pruned', 'prune (dry run): would delete',
   'stale multipart uploads aborted', 'stale multipart uploads (dry run): would abort',
-  'no ALERT_TOPIC_ARN: alert only logged', 'could not publish to SNS', 'heartbeat sent', 'heartbeat ping refused', 'heartbeat ping failed',
+  'no ALERT_TOPIC_ARN: alert only logged', 'could not publish to SNS', 'heartbeat sent', 'heartbeat ping refused', 'heartbeat ping failed', 'metrics not sent',
   'manifest', 'download', 'sha256-verified', 'identity-matched', 'decrypted', 'toc', 'restore', 'restored', 'not-restored', 'warning', 'problem', 'server', 'verified',
   'removed a throwaway server left by an earlier run', 'could not write the drill report', 'drill finished', 'drill stopped at its time budget',
   'result', 'error',

@@ -162,17 +162,3 @@ describe('status with the deployed stack', () => {
     expect(run.events.at(-1)!.event).toBe('result');
   });
 });
-
-describe('the metrics behind the dashboard and the dead-man alarms', () => {
-  it('are made by a backup on the Fargate runner too (the CLI in the task): one EMF line with BackupSucceeded for the database', async () => {
-    const run = await runCli(['run', '--database', 'app'], { ...svc.env, ECS_CONTAINER_METADATA_URI_V4: 'http://169.254.170.2/v4/task' });
-    expect(run.code, run.stderr).toBe(0);
-    const emf = run.events.filter((e) => '_aws' in e);
-    expect(emf).toEqual([expect.objectContaining({ Database: 'app', BackupSucceeded: 1, BackupBytes: expect.any(Number), BackupDurationMs: expect.any(Number) })]);
-    expect((emf[0]!._aws as { CloudWatchMetrics: { Namespace: string; Dimensions: string[][] }[] }).CloudWatchMetrics[0]).toMatchObject({ Namespace: 'PgS3Backup', Dimensions: [['Database']] });
-    expect(run.events.at(-1)).toBe(run.result);
-    // A host's run (no ECS metadata) makes none: its output is the CLI's lines only.
-    const host = await runCli(['run', '--database', 'app'], svc.env);
-    expect(host.events.filter((e) => '_aws' in e)).toEqual([]);
-  });
-});

@@ -81,7 +81,9 @@ describe('the fan-out state machine, executed locally on the real handler and CL
     }
     // The backup role may not connect to this one: its backup fails at the connect stage.
     await pgsrv.query('revoke connect on database app_locked from public');
-    secretArn = await createSecret(c, { engine: 'postgres', host: pgsrv.host, port: pgsrv.port, username: 'fleet_backup', password: PASSWORD, dbname: 'postgres' });
+    // The test server has no TLS, so the secret says so (as an operator's would): the task's own
+    // default, verify-full against the image's RDS bundle, is proven in test/infra/container-image.test.ts.
+    secretArn = await createSecret(c, { engine: 'postgres', host: pgsrv.host, port: pgsrv.port, username: 'fleet_backup', password: PASSWORD, dbname: 'postgres', sslmode: 'prefer' });
     Object.assign(process.env, awsEnv(aws.endpoint));
   });
   afterAll(async () => {

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../engine/config.ts';
 import { connectionFor } from '../../../engine/pg/connection.ts';
 import { LAMBDA_CA_BUNDLE, lambdaCaSources, nodePgSsl, prepareTls, RDS_CA_BUNDLE_FILE, writeCaBundle } from '../../../engine/pg/tls.ts';
 import type { DbCredentials } from '../../../engine/secrets.ts';
@@ -64,3 +65,15 @@ describe('node-postgres options from sslmode', () => {
   });
 });
 
+
+describe('the default off Lambda', () => {
+  const env = { BACKUP_BUCKET: 'backups-bucket', DB_SECRET_ID: 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:db' };
+  it('is verify-full against RDS_CA_BUNDLE where a runner ships it (the Fargate image), as in Lambda; the secret and DB_SSLMODE still decide first', () => {
+    const fargate = loadConfig({ ...env, RDS_CA_BUNDLE: '/app/rds-ca-bundle.pem', ECS_CONTAINER_METADATA_URI_V4: 'http://169.254.170.2/v4/x' });
+    expect(connectionFor(creds, 'app', fargate)).toMatchObject({ sslmode: 'verify-full', sslrootcert: '/app/rds-ca-bundle.pem' });
+    expect(connectionFor({ ...creds, sslmode: 'require' }, 'app', fargate)).toMatchObject({ sslmode: 'require', sslrootcert: undefined });
+    expect(connectionFor(creds, 'app', loadConfig({ ...env, RDS_CA_BUNDLE: '/app/rds-ca-bundle.pem', DB_SSLMODE: 'verify-ca' }))).toMatchObject({ sslmode: 'verify-ca', sslrootcert: '/app/rds-ca-bundle.pem' });
+    // A host without a shipped bundle keeps libpq's default.
+    expect(connectionFor(creds, 'app', loadConfig(env))).toMatchObject({ sslmode: 'prefer', sslrootcert: undefined });
+  });
+});
