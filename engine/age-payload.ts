@@ -39,32 +39,45 @@ function chunkNonce(counter: number, last: boolean): Buffer {
   return nonce;
 }
 
-/** One sealed chunk: the ciphertext of `plain` and its tag. Exported for tests that craft files age never writes. */
-export function sealChunk(key: Buffer, counter: number, last: boolean, plain: Uint8Array): Buffer {
+/**
+ * One sealed chunk, as pieces: the ciphertext of each piece of `plain`, then the tag. Never
+ * concatenated: a 64 KiB copy per chunk halved the throughput (allocation and GC of the
+ * copies). Exported for tests that craft files age never writes.
+ */
+export function sealChunk(key: Buffer, counter: number, last: boolean, plain: Uint8Array | readonly Uint8Array[]): Buffer[] {
   const cipher = createCipheriv('chacha20-poly1305', key, chunkNonce(counter, last), { authTagLength: TAG_BYTES });
-  const body = cipher.update(plain);
+  const out: Buffer[] = [];
+  for (const piece of plain instanceof Uint8Array ? [plain] : plain) {
+    const body = cipher.update(piece);
+    if (body.length > 0) out.push(body);
+  }
   cipher.final();
-  return Buffer.concat([body, cipher.getAuthTag()]);
+  out.push(cipher.getAuthTag());
+  return out;
 }
 
-/** The plaintext of one sealed chunk, or undefined when it does not authenticate (under this counter and flag). */
-function openChunk(key: Buffer, counter: number, last: boolean, sealed: Buffer): Buffer | undefined {
+/** The plaintext of one sealed chunk (its ciphertext as pieces, and its tag), or undefined when it does not authenticate under this counter and flag. */
+function openChunk(key: Buffer, counter: number, last: boolean, sealed: readonly Buffer[], tag: Buffer): Buffer[] | undefined {
   const decipher = createDecipheriv('chacha20-poly1305', key, chunkNonce(counter, last), { authTagLength: TAG_BYTES });
-  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+  decipher.setAuthTag(tag);
   // update() returns unauthenticated bytes: nothing leaves this function before final() accepts the tag.
-  const body = decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES));
+  const out: Buffer[] = [];
+  for (const piece of sealed) {
+    const body = decipher.update(piece);
+    if (body.length > 0) out.push(body);
+  }
   try {
     decipher.final();
   } catch {
     return undefined;
   }
-  return body;
+  return out;
 }
 
 /**
  * A FIFO of byte pieces from which fixed-size blocks are taken: the source's pieces have any size
- * (pg_dump's pipe reads, S3's socket reads), age's chunks are 64 KiB. A block within one piece is
- * a view of it, not a copy.
+ * (pg_dump's pipe reads, S3's socket reads), age's chunks are 64 KiB. Blocks are taken as views
+ * of the pieces, not copies.
  */
 export class ByteQueue {
   private pieces: Buffer[] = [];
@@ -80,28 +93,30 @@ export class ByteQueue {
     this.bytes += piece.length;
   }
 
-  /** The first `n` bytes (n ≤ length), removed from the queue. */
-  take(n: number): Buffer {
-    const first = this.pieces[0];
-    if (first !== undefined && first.length >= n) {
-      const block = first.subarray(0, n);
-      if (first.length === n) this.pieces.shift();
-      else this.pieces[0] = first.subarray(n);
-      this.bytes -= n;
-      return block;
-    }
-    const block = Buffer.allocUnsafe(n);
-    let filled = 0;
-    while (filled < n) {
+  /** The first `n` bytes (n ≤ length), removed from the queue, as views of the pieces they were in (no copy). */
+  takePieces(n: number): Buffer[] {
+    const out: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
       const piece = this.pieces[0]!;
-      const used = Math.min(piece.length, n - filled);
-      piece.copy(block, filled, 0, used);
-      filled += used;
-      if (used === piece.length) this.pieces.shift();
-      else this.pieces[0] = piece.subarray(used);
+      if (piece.length <= left) {
+        out.push(piece);
+        this.pieces.shift();
+        left -= piece.length;
+      } else {
+        out.push(piece.subarray(0, left));
+        this.pieces[0] = piece.subarray(left);
+        left = 0;
+      }
     }
     this.bytes -= n;
-    return block;
+    return out;
+  }
+
+  /** The first `n` bytes (n ≤ length), removed from the queue, as one buffer (a view when they are in one piece). */
+  take(n: number): Buffer {
+    const pieces = this.takePieces(n);
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, n);
   }
 
   /** A copy of everything queued, the queue left as it is (for the small header only). */
@@ -125,9 +140,9 @@ export async function* sealPayload(plain: AsyncIterable<Uint8Array>, fileKey: Ui
   let counter = 0;
   for await (const piece of plain) {
     queue.push(piece);
-    while (queue.length > CHUNK_BYTES) yield sealChunk(key, counter++, false, queue.take(CHUNK_BYTES));
+    while (queue.length > CHUNK_BYTES) yield* sealChunk(key, counter++, false, queue.takePieces(CHUNK_BYTES));
   }
-  yield sealChunk(key, counter, true, queue.take(queue.length));
+  yield* sealChunk(key, counter, true, queue.takePieces(queue.length));
 }
 
 /**
@@ -159,9 +174,9 @@ export async function* openPayload(queue: ByteQueue, source: AsyncIterator<Uint8
     await fill(SEALED_CHUNK_BYTES + 1);
     const where = `chunk ${counter} (plaintext offset ${counter * CHUNK_BYTES})`;
     if (queue.length > SEALED_CHUNK_BYTES) {
-      const plain = openChunk(key, counter, false, queue.take(SEALED_CHUNK_BYTES));
+      const plain = openChunk(key, counter, false, queue.takePieces(CHUNK_BYTES), queue.take(TAG_BYTES));
       if (plain === undefined) throw damaged(`${where} fails authentication`);
-      yield plain;
+      yield* plain;
       continue;
     }
     // The source has ended: what is left must be the final chunk.
@@ -169,10 +184,10 @@ export async function* openPayload(queue: ByteQueue, source: AsyncIterator<Uint8
       throw damaged(counter === 0 ? 'the payload has no chunk (not even the empty final one)' : `it ends after chunk ${counter - 1}, a non-final chunk (cut at a chunk boundary)`);
     }
     if (queue.length < TAG_BYTES) throw damaged(`${where} is ${queue.length} bytes, shorter than its tag`);
-    const plain = openChunk(key, counter, true, queue.take(queue.length));
+    const plain = openChunk(key, counter, true, queue.takePieces(queue.length - TAG_BYTES), queue.take(TAG_BYTES));
     if (plain === undefined) throw damaged(`${where} fails authentication as the final chunk`);
     if (plain.length === 0 && counter > 0) throw damaged(`${where}, the final chunk, is empty (age writes an empty final chunk only for an empty file)`);
-    if (plain.length > 0) yield plain;
+    yield* plain;
     return;
   }
 }

@@ -128,14 +128,14 @@ describe('age payload on node:crypto, byte-compatible with the age binary', () =
     const nonce = randomBytes(NONCE_BYTES);
     const key = payloadKey(fileKey, nonce);
     const full = randomBytes(CHUNK_BYTES);
-    const crafted = Buffer.concat([header, nonce, sealChunk(key, 0, false, full), sealChunk(key, 1, true, Buffer.alloc(0))]);
+    const crafted = Buffer.concat([header, nonce, ...sealChunk(key, 0, false, full), ...sealChunk(key, 1, true, Buffer.alloc(0))]);
     await expect(open(crafted)).rejects.toThrow(/chunk 1 .*, the final chunk, is empty/);
     const reference = ageOpen(crafted);
     expect(reference.ok).toBe(false);
     expect(reference.ok ? '' : reference.stderr).toMatch(/empty/);
     // The same plaintext with the full chunk flagged final instead: a good file, which both open
     // (so what failed above is the empty final chunk, not the crafting).
-    const good = Buffer.concat([header, nonce, sealChunk(key, 0, true, full)]);
+    const good = Buffer.concat([header, nonce, ...sealChunk(key, 0, true, full)]);
     const opened = ageOpen(good);
     expect(opened.ok ? opened.out.equals(full) : opened).toBe(true);
     expect((await open(good)).equals(full)).toBe(true);
