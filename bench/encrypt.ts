@@ -7,8 +7,10 @@
  *   npm run bench:encrypt -- [--size 256MB] [--compression zstd:1] [--repeat 3] [--seed 42] [--out bench/results] [--note "…"]
  *
  * One database of the bench's data (bench/generate.ts, seeded) on embedded PostgreSQL 18, dumped
- * `repeat` times with the layer's pg_dump to a file (its CPU time from GNU time: the
- * denominator). Then, in this process, round after round so that drifting machine load spreads
+ * once to a file (the input), then `repeat` times as the bench's floor does (`pg_dump -Fc` to
+ * /dev/null; its CPU time from GNU time: the denominator). Lambda layout as in bench.ts (the
+ * default with taskset and 2 CPUs): this process, hence pg_dump and the encryption, on CPU 0 (the
+ * function's), PostgreSQL on CPU 1. Then, in this process, round after round so that drifting machine load spreads
  * over every variant: read the dump file alone (the baseline), encrypt it to one X25519 recipient
  * the old way (the package's streaming Encrypter) and the new way (encryptStream), decrypt both
  * ciphertexts the old way (Decrypter) and the new way (decryptStream). Each variant's CPU is this
@@ -16,7 +18,7 @@
  * `<out>/<date>-encrypt-<size>.md` and `.json`.
  */
 import { Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -28,7 +30,7 @@ import { libpqEnv } from '../engine/pg/env.ts';
 import { ensureLayer } from '../scripts/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import { generateDatabase } from './generate.ts';
-import { parseSize, spawnTimed, spread, type Spread } from './measure.ts';
+import { hasTaskset, parseSize, pinProcessTree, spawnTimed, spread, type Spread } from './measure.ts';
 import { cleanUpOnInterrupt } from './services.ts';
 
 const { values } = parseArgs({
@@ -39,8 +41,11 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '42' },
     out: { type: 'string', default: 'bench/results' },
     note: { type: 'string', multiple: true, default: [] },
+    layout: { type: 'string', default: hasTaskset && cpus().length >= 2 ? 'lambda' : 'shared' },
   },
 });
+const RUNNER_CPU = '0';
+const SERVER_CPU = '1';
 const repeat = Number(values.repeat);
 const GiB = 1024 ** 3;
 const log = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
@@ -107,6 +112,13 @@ async function main(): Promise<void> {
     const load0 = loadavg();
     let layer: string;
     [layer, pg] = await Promise.all([ensureLayer(), startPostgres()]);
+    const lambda = values.layout === 'lambda';
+    if (lambda) {
+      // As bench.ts: the function's CPU runs pg_dump and the encryption; the server has the other.
+      const [row] = await pg.query<{ dir: string }>("SELECT current_setting('data_directory') AS dir");
+      await pinProcessTree(Number(readFileSync(join(row!.dir, 'postmaster.pid'), 'utf8').split('\n')[0]), SERVER_CPU);
+      await pinProcessTree(process.pid, RUNNER_CPU);
+    }
     const database = 'bench_encrypt';
     await pg.query(`CREATE DATABASE ${database}`);
     log(`generating ${values.size} (seed ${values.seed})`);
@@ -120,16 +132,22 @@ async function main(): Promise<void> {
     const databaseBytes = await databaseSize(pg, database);
 
     const dump = join(work, 'bench.dump');
+    const pgDump = join(layer, 'bin', 'pg_dump');
+    const dumpArgs = ['--format=custom', `--compress=${values.compression}`, '--no-sync'];
+    const env = libpqEnv(pg.connection(database));
+    await spawnTimed(pgDump, [...dumpArgs, `--file=${dump}`], { env, stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_dump (file)' }).done;
     const pgDumpCpu: number[] = [];
     for (let round = 1; round <= repeat; round++) {
-      const r = await spawnTimed(join(layer, 'bin', 'pg_dump'), ['--format=custom', `--compress=${values.compression}`, '--no-sync', `--file=${dump}`], {
-        env: libpqEnv(pg.connection(database)),
-        stdio: ['ignore', 'ignore', 'pipe'],
-        label: 'pg_dump',
-      }).done;
-      if (r.cpuMs === undefined) throw new Error('pg_dump CPU time needs GNU time (/usr/bin/time: apt-get install time)');
-      pgDumpCpu.push(r.cpuMs);
-      log(`pg_dump round ${round}: ${(r.ms / 1000).toFixed(2)} s wall, ${(r.cpuMs / 1000).toFixed(2)} CPU-s`);
+      // The bench's floor: to /dev/null, so that the figure is pg_dump's work, not a file system's.
+      const devNull = openSync('/dev/null', 'w');
+      try {
+        const r = await spawnTimed(pgDump, dumpArgs, { env, stdio: ['ignore', devNull, 'pipe'], label: 'pg_dump' }).done;
+        if (r.cpuMs === undefined) throw new Error('pg_dump CPU time needs GNU time (/usr/bin/time: apt-get install time)');
+        pgDumpCpu.push(r.cpuMs);
+        log(`pg_dump round ${round}: ${(r.ms / 1000).toFixed(2)} s wall, ${(r.cpuMs / 1000).toFixed(2)} CPU-s`);
+      } finally {
+        closeSync(devNull);
+      }
     }
     const dumpBytes = statSync(dump).size;
     const dumpGiB = dumpBytes / GiB;
@@ -163,8 +181,8 @@ async function main(): Promise<void> {
     const load1 = loadavg();
 
     const baseline = spread(cpu.get('read only (baseline)')!).median;
-    const pgDump = spread(pgDumpCpu);
-    const pgDumpPerGiB = pgDump.median / 1000 / dumpGiB;
+    const pgDumpSpread = spread(pgDumpCpu);
+    const pgDumpPerGiB = pgDumpSpread.median / 1000 / dumpGiB;
     /** CPU-s per GiB of dump of a variant, the file reading (baseline) taken out. */
     const net = (v: Variant) => (spread(cpu.get(v)!).median - (v === 'read only (baseline)' ? 0 : baseline)) / 1000 / dumpGiB;
     const rows = VARIANTS.map((v) => ({ variant: v, cpuMs: spread(cpu.get(v)!), wallMs: spread(wall.get(v)!), cpuSecondsPerDumpGiB: net(v), mibPerCpuSecond: v === 'read only (baseline)' ? undefined : 1024 / net(v) }));
@@ -190,7 +208,8 @@ async function main(): Promise<void> {
       machine: { cores: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, openssl: process.versions.openssl },
       loadAverage: { start: load0[0], end: load1[0] },
       headline,
-      pgDumpCpuMs: pgDump,
+      pgDumpCpuMs: pgDumpSpread,
+      layout: values.layout,
       variants: rows,
       notes: values.note,
     };
@@ -200,7 +219,7 @@ async function main(): Promise<void> {
       '',
       `Command: \`${results.command}\``,
       '',
-      `Database ${(databaseBytes / 1024 ** 2).toFixed(0)} MiB (the bench's data, bench/generate.ts, seed ${values.seed}), dump ${(dumpBytes / 1024 ** 2).toFixed(1)} MiB at \`${values.compression}\`; ${repeat} rounds, variants alternated, medians (min–max). ${cpus().length} × ${results.machine.cpuModel}, Node ${process.version}, OpenSSL ${process.versions.openssl}. Load average ${load0[0]!.toFixed(1)} at the start, ${load1[0]!.toFixed(1)} at the end.`,
+      `Database ${(databaseBytes / 1024 ** 2).toFixed(0)} MiB (the bench's data, bench/generate.ts, seed ${values.seed}), dump ${(dumpBytes / 1024 ** 2).toFixed(1)} MiB at \`${values.compression}\`; ${repeat} rounds, variants alternated, medians (min–max). ${lambda ? 'Lambda layout: pg_dump and this process (the encryption) pinned to CPU 0, PostgreSQL to CPU 1. ' : 'Not pinned. '}${cpus().length} × ${results.machine.cpuModel}, Node ${process.version}, OpenSSL ${process.versions.openssl}. Load average ${load0[0]!.toFixed(1)} at the start, ${load1[0]!.toFixed(1)} at the end.`,
       '',
       '## Headline',
       '',
@@ -209,7 +228,7 @@ async function main(): Promise<void> {
       `| **encryptCpuOverPgDump** (encryption CPU ÷ pg_dump CPU, same dump; target ≤ 0.3) | **${headline.encryptCpuOverPgDump.toFixed(3)}** (before: ${headline.encryptCpuOverPgDumpBefore.toFixed(2)}) |`,
       `| encryption, CPU-s per GiB of dump | ${after.toFixed(2)} (before: ${before.toFixed(2)}; ${headline.encryptSpeedup.toFixed(1)} × less) |`,
       `| decryption, CPU-s per GiB of dump | ${headline.decryptCpuPerDumpGiB.after.toFixed(2)} (before: ${headline.decryptCpuPerDumpGiB.before.toFixed(2)}) |`,
-      `| pg_dump, CPU-s per GiB of dump | ${pgDumpPerGiB.toFixed(2)} (${s(pgDump)} per dump) |`,
+      `| pg_dump, CPU-s per GiB of dump | ${pgDumpPerGiB.toFixed(2)} (${s(pgDumpSpread)} per dump) |`,
       '',
       '## Variants (this process: the dump file read, the work, the output discarded)',
       '',
@@ -217,7 +236,7 @@ async function main(): Promise<void> {
       '|---|---|---|---|---|',
       ...rows.map((r) => `| ${r.variant} | ${s(r.wallMs)} | ${s(r.cpuMs)} | ${r.cpuSecondsPerDumpGiB.toFixed(2)} | ${r.mibPerCpuSecond === undefined ? '—' : r.mibPerCpuSecond.toFixed(0)} |`),
       '',
-      'CPU is getrusage of this process (every thread: the file reads on libuv\'s pool included, hence the baseline), user + system. pg_dump\'s is GNU time\'s, the dump written to a local file. The uploader\'s own cost (SHA-256, TLS, HTTP) is not in these figures: see the `levers` mode of `npm run bench`.',
+      'CPU is getrusage of this process (every thread: the file reads on libuv\'s pool included, hence the baseline), user + system. pg_dump\'s is GNU time\'s, its archive written to /dev/null (the bench\'s floor). The uploader\'s own cost (SHA-256, TLS, HTTP) is not in these figures: see the `levers` mode of `npm run bench`.',
       ...values.note.map((n) => `\nNote: ${n}`),
     ];
     mkdirSync(values.out, { recursive: true });
