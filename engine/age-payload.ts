@@ -10,10 +10,12 @@
  * final chunk, 0x00 before). The final chunk may be short, and is empty only when the whole
  * payload is: an empty payload is one empty final chunk, never no chunk.
  *
- * Both directions are async generators pulled one chunk at a time (Readable.from), so memory is
- * two chunks whatever the size and backpressure reaches the producer.
+ * Both directions stream with bounded memory (a few chunks whatever the size), and backpressure
+ * reaches the producer: sealing is a Transform, opening an async generator pulled one chunk at a
+ * time (Readable.from).
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { Transform } from 'node:stream';
 import { DecryptionError } from './errors.ts';
 
 /** Plaintext bytes per chunk. */
@@ -126,23 +128,36 @@ export class ByteQueue {
 }
 
 /**
- * `plain` as age's payload under `fileKey`: the nonce, then the sealed chunks. A chunk is sealed
- * only once the next byte (or the end) is known, because the final chunk's flag differs; so a
- * payload whose length is a multiple of 64 KiB ends with a full final chunk, as age writes it. An
- * error of `plain` ends the generator with that error before any final chunk: what was written
- * does not decrypt (fail closed).
+ * A Transform that writes `prefix` (the header), then age's payload under `fileKey`: the nonce,
+ * then the sealed chunks. A chunk is sealed only once the next byte (or the end) is known,
+ * because the final chunk's flag differs; so a payload whose length is a multiple of 64 KiB ends
+ * with a full final chunk, as age writes it. Synchronous per input piece (a Transform, not an
+ * async generator: the per-chunk promise hops cost about as much CPU as the cipher). Its
+ * readable side holds at most `highWaterMark` before it stops taking input: backpressure reaches
+ * the producer. Destroyed with an error (the producer's, through pipeline), it never writes the
+ * final chunk: what was written does not decrypt (fail closed).
  */
-export async function* sealPayload(plain: AsyncIterable<Uint8Array>, fileKey: Uint8Array): AsyncGenerator<Buffer> {
+export function sealPayload(prefix: Buffer, fileKey: Uint8Array): Transform {
   const nonce = randomBytes(NONCE_BYTES);
   const key = payloadKey(fileKey, nonce);
-  yield nonce;
   const queue = new ByteQueue();
   let counter = 0;
-  for await (const piece of plain) {
-    queue.push(piece);
-    while (queue.length > CHUNK_BYTES) yield* sealChunk(key, counter++, false, queue.takePieces(CHUNK_BYTES));
-  }
-  yield* sealChunk(key, counter, true, queue.takePieces(queue.length));
+  const sealer = new Transform({
+    readableHighWaterMark: CHUNK_BYTES,
+    writableHighWaterMark: CHUNK_BYTES,
+    transform(piece: Buffer, _encoding, done) {
+      queue.push(piece);
+      while (queue.length > CHUNK_BYTES) for (const out of sealChunk(key, counter++, false, queue.takePieces(CHUNK_BYTES))) this.push(out);
+      done();
+    },
+    flush(done) {
+      for (const out of sealChunk(key, counter, true, queue.takePieces(queue.length))) this.push(out);
+      done();
+    },
+  });
+  sealer.push(prefix);
+  sealer.push(nonce);
+  return sealer;
 }
 
 /**

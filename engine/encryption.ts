@@ -21,7 +21,7 @@ import { Decrypter, Encrypter } from 'age-encryption';
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { ByteQueue, NONCE_BYTES, openPayload, sealPayload, TAG_BYTES } from './age-payload.ts';
 import { DecryptionError, IdentityError } from './errors.ts';
 
@@ -81,17 +81,17 @@ export async function ageHeader(recipients: readonly string[]): Promise<{ header
 
 /**
  * `plain`, encrypted to `recipients` as an age file, as a Node stream: the package's header, then
- * the payload sealed on OpenSSL (age-payload.ts), pulled one 64 KiB chunk at a time. `plain`'s
- * error ends it with that error (no final chunk: fail closed).
+ * the payload sealed on OpenSSL (age-payload.ts), 64 KiB at a time as the consumer reads.
+ * `plain`'s error ends it with that error (no final chunk: fail closed).
  */
 export async function encryptStream(plain: Readable, recipients: readonly string[]): Promise<Readable> {
   if (recipients.length === 0) throw new RangeError('encryptStream needs at least one recipient');
   const { header, fileKey } = await ageHeader(recipients);
-  async function* file(): AsyncGenerator<Buffer> {
-    yield header;
-    yield* sealPayload(plain, fileKey);
-  }
-  return Readable.from(file(), { objectMode: false, highWaterMark: 64 * 1024 });
+  const sealer = sealPayload(header, fileKey);
+  // pipeline, not pipe: an error of `plain` destroys the sealer with that error, and a sealer
+  // destroyed by its consumer (a failed upload) stops `plain`.
+  pipeline(plain, sealer, () => {});
+  return sealer;
 }
 
 /** The header of an age file is a few hundred bytes per recipient: past this, it is not one. */
