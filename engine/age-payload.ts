@@ -132,9 +132,9 @@ export class ByteQueue {
  * then the sealed chunks. A chunk is sealed only once the next byte (or the end) is known,
  * because the final chunk's flag differs; so a payload whose length is a multiple of 64 KiB ends
  * with a full final chunk, as age writes it. Synchronous per input piece (a Transform, not an
- * async generator: the per-chunk promise hops cost about as much CPU as the cipher). Its
- * readable side holds at most `highWaterMark` before it stops taking input: backpressure reaches
- * the producer. Destroyed with an error (the producer's, through pipeline), it never writes the
+ * async generator: the per-chunk promise hops cost about as much CPU as the cipher). It takes no
+ * more input while its readable side holds 64 KiB or more (one input piece's chunks beyond that at
+ * most): backpressure reaches the producer. Destroyed with an error (the producer's, through pipeline), it never writes the
  * final chunk: what was written does not decrypt (fail closed).
  */
 export function sealPayload(prefix: Buffer, fileKey: Uint8Array): Transform {
