@@ -15,7 +15,7 @@ import { RestoreError } from '../errors.ts';
 import type { PgConnection } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
 import { describeToolFailure, runTool, startTool, type SpawnFn } from '../pg/process.ts';
-import { parseDefinition, type DefinitionStatement } from './database-definition.ts';
+import { parseDefinition, splitStatements, type DefinitionStatement } from './database-definition.ts';
 import type { RestoreDeps } from './deps.ts';
 import { isDatabaseEntry, parseToc, tablesWithData, useList, type TocEntry } from './toc.ts';
 
@@ -284,7 +284,8 @@ export async function readDefinition(deps: RestoreDeps, file: string, toc: Toc, 
   if (run.exitCode !== 0 || run.signal) {
     throw new RestoreError(`the database's definition cannot be read from the archive: ${describeToolFailure('pg_restore', run)}`, { hint: hintForPgRestore(run.stderr) });
   }
-  return parseDefinition(run.stdout, source, database);
+  // Bytes, not text: a LATIN1 or SQL_ASCII database's comment is not UTF-8.
+  return parseDefinition(run.stdoutBytes, source, database);
 }
 
 /**
@@ -319,8 +320,6 @@ export async function readDropStatements(deps: RestoreDeps, file: string, listFi
   if (!stopped && (outcome.exitCode !== 0 || outcome.signal)) {
     throw new RestoreError(`the archive's drop statements cannot be read: ${describeToolFailure('pg_restore', outcome)}`, { hint: hintForPgRestore(outcome.stderrTail.join('\n')) });
   }
-  return head
-    .split('\n')
-    .filter((l) => !l.startsWith('--') && !l.startsWith('\\'))
-    .join('\n');
+  // Comments and psql meta-commands left out by a lexer, not by lines: a dropped object's name may hold a line break.
+  return splitStatements(head).join('\n');
 }
