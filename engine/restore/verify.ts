@@ -13,7 +13,7 @@ import type { Manifest } from '../store/manifest.ts';
 import { createDatabase, dropDatabase } from './admin.ts';
 import type { RestoreDeps } from './deps.ts';
 import { checkedManifest, downloadVerified, type DownloadedDump } from './download.ts';
-import { pgRestoreInto, readDefinition, readToc, type Toc } from './pg-restore.ts';
+import { pgRestoreInto, readDefinition, readToc, summarizeErrors, type Toc } from './pg-restore.ts';
 import { withClient } from '../pg/client.ts';
 import { describeConnection, type PgConnection } from '../pg/connection.ts';
 import { quoteIdent } from './database-definition.ts';
@@ -124,14 +124,18 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     const noRoles = { noOwner: true, noAcl: true };
     const defined = await createDatabase(options.scratch, scratchDatabase, definition, noRoles);
     created = true;
+    // Every pass runs whatever fails (keepGoing): one index that cannot be built must not hide the
+    // rows that did come back; the errors are the problems, the tables are still counted.
     const restored = await pgRestoreInto(deps, options.scratch, scratchDatabase, dump.path, {
       jobs: options.jobs,
       ...noRoles,
+      keepGoing: true,
       earlierErrors: defined.errors,
       tablesTotal: toc.tablesWithData.length,
     });
     timings.restore = restored.ms;
     warnings.push(...restored.warnings);
+    if (restored.errors.length > 0) problems.push(restoreErrorsProblem(restored.errors));
 
     const inspectStarted = now();
     const inspected = await inspect(options.scratch, scratchDatabase, problems);
@@ -177,6 +181,17 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   };
   deps.events?.({ event: 'verified', status: report.status, tables: tables.length, rows: report.totalRows, ms: report.timingsMs.total });
   return report;
+}
+
+/** pg_restore's errors as one problem: what failed, in its own words (the first ones hold the cause). */
+function restoreErrorsProblem(errors: readonly string[]): VerifyProblem {
+  return {
+    stage: 'restore',
+    message: `pg_restore reported ${errors.length} error${errors.length === 1 ? '' : 's'} (the rows that came back are counted all the same):\n${summarizeErrors(errors)}`,
+    hint:
+      'The backup does not restore cleanly: the objects named above are missing from a restore. A common cause is a function used by an index, a constraint or a default ' +
+      'that reads another table without its schema (pg_restore runs with an empty search_path): qualify the names in the function (or give it SET search_path), then take a new backup.',
+  };
 }
 
 /**
