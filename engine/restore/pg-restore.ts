@@ -11,7 +11,7 @@
 import { spawn as nodeSpawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { RestoreError } from '../errors.ts';
+import { DefinitionUnreadableError, RestoreError } from '../errors.ts';
 import type { PgConnection } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
 import { describeToolFailure, runTool, startTool, type SpawnFn } from '../pg/process.ts';
@@ -274,13 +274,23 @@ export async function writeUseList(dumpFile: string, name: string, entries: read
 /**
  * The database's own definition from the archive (`source`: its name there), renamed to
  * `database`: rendered by pg_restore itself (`--create`, only the database's entries, to a script).
- * Empty when the archive holds none.
+ * Empty when the archive holds none; DefinitionUnreadableError when pg_restore refuses the name.
  */
 export async function readDefinition(deps: RestoreDeps, file: string, toc: Toc, source: string, database: string): Promise<DefinitionStatement[]> {
   const ids = new Set(toc.entries.filter((e) => isDatabaseEntry(e, source)).map((e) => e.id));
   if (ids.size === 0) return [];
   const listFile = await writeUseList(file, 'database.list', toc.entries, ids);
   const run = await runPgRestore(deps, ['--create', '--use-list', listFile, '--file', '-', file], fileOnlyEnv(deps));
+  if (run.exitCode === 1 && /database name contains a newline or carriage return/.test(run.stderr)) {
+    throw new DefinitionUnreadableError(
+      `pg_restore refuses to write the definition (encoding, locale, comment, settings, grants) of database ${JSON.stringify(source)}: its name holds a line break`,
+      {
+        hint:
+          `Its tables restore into a database that exists: create one (CREATE DATABASE with the source's encoding and locale) and restore into it without --create. ` +
+          `To restore with --create from tomorrow's backup on, rename the source database without the line break (ALTER DATABASE … RENAME TO …).`,
+      },
+    );
+  }
   if (run.exitCode !== 0 || run.signal) {
     throw new RestoreError(`the database's definition cannot be read from the archive: ${describeToolFailure('pg_restore', run)}`, { hint: hintForPgRestore(run.stderr) });
   }

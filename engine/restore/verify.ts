@@ -8,7 +8,7 @@
  * the report (`status: "failed"`, `problems`), so the report is always there to print or publish.
  */
 import { randomBytes } from 'node:crypto';
-import { PgS3BackupError } from '../errors.ts';
+import { DefinitionUnreadableError, PgS3BackupError } from '../errors.ts';
 import type { Manifest } from '../store/manifest.ts';
 import { createDatabase, dropDatabase } from './admin.ts';
 import type { RestoreDeps } from './deps.ts';
@@ -119,7 +119,12 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
 
     // The scratch database as the backup defines its own (encoding, locale, provider, settings):
     // a drill on a database that differs from production proves less.
-    const definition = await readDefinition(deps, dump.path, toc, manifest.database, scratchDatabase);
+    const definition = await readDefinition(deps, dump.path, toc, manifest.database, scratchDatabase).catch((err: unknown) => {
+      // A name pg_restore will not write (a line break): the tables are still drilled, in a plain scratch database.
+      if (!(err instanceof DefinitionUnreadableError)) throw err;
+      warnings.push(`${err.message}: the scratch database was created from template0 with this server's defaults`);
+      return [];
+    });
     // Owners, role settings and grants name roles of the production server that a scratch server need not have.
     const noRoles = { noOwner: true, noAcl: true };
     const defined = await createDatabase(options.scratch, scratchDatabase, definition, noRoles);
