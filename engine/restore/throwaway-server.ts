@@ -11,6 +11,7 @@
  */
 import { type ChildProcess, spawn as nodeSpawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { markOwner, ownerAlive, sweepStaleDumps } from './leftovers.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -225,24 +226,45 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
+/** Waits (blocking: only when an earlier run left a server) until `pid` is gone; false after `ms`. */
+function waitGone(pid: number, ms: number): boolean {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (const end = Date.now() + ms; Date.now() < end; Atomics.wait(pause, 0, 0, 50)) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+  }
+  return false;
+}
+
 /**
  * Removes what earlier runs left in `parentDir` (a Lambda sandbox is reused, and a run killed at
- * its timeout never reached stop()): folders named pgs3-server-*, after killing the postmaster
- * their postmaster.pid names if it still runs. Only our own folders are touched.
+ * its timeout or by SIGKILL never reached stop()): folders named pgs3-server-*, after killing the
+ * postmaster their postmaster.pid names if it still runs, and downloaded dumps (leftovers.ts).
+ * Only our own folders are touched, and only those whose owner process is gone: a run going on
+ * beside this one keeps its server.
  */
 export function sweepStaleServers(parentDir: string = tmpdir()): string[] {
-  const removed: string[] = [];
+  const removed: string[] = sweepStaleDumps(parentDir);
   for (const name of existsSync(parentDir) ? readdirSync(parentDir) : []) {
     if (!name.startsWith(SERVER_DIR_PREFIX)) continue;
     const dir = join(parentDir, name);
     try {
-      if (!statSync(dir).isDirectory()) continue;
+      if (!statSync(dir).isDirectory() || ownerAlive(dir) === true) continue;
       const pidFile = join(dir, 'data', 'postmaster.pid');
       if (existsSync(pidFile)) {
         const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
         if (Number.isInteger(pid) && pid > 1) {
           try {
             process.kill(pid, 'SIGQUIT');
+            // Removing the folder under a postmaster still shutting down fails (it writes there):
+            // wait for it, bounded, then SIGKILL.
+            if (!waitGone(pid, 10_000)) {
+              process.kill(pid, 'SIGKILL');
+              waitGone(pid, 5_000);
+            }
           } catch {
             // Already gone.
           }
@@ -268,7 +290,10 @@ export async function startThrowawayServer(options: ThrowawayServerOptions = {})
   const initdb = serverToolCommand(layerRoot, 'initdb');
   const postgres = serverToolCommand(layerRoot, 'postgres');
 
+  // What a killed run left here goes first (its server may still hold memory and a port).
+  sweepStaleServers(options.parentDir ?? tmpdir());
   const dir = mkdtempSync(join(options.parentDir ?? tmpdir(), SERVER_DIR_PREFIX));
+  markOwner(dir);
   const dataDir = join(dir, 'data');
   let child: ChildProcess | undefined;
   const cleanup = async (): Promise<void> => {
