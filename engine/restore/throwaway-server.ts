@@ -226,7 +226,10 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
-/** Waits (blocking: only when an earlier run left a server) until `pid` is gone; false after `ms`. */
+/**
+ * Waits (blocking: only when an earlier run left a server) until `pid` is gone; false after `ms`.
+ * A zombie counts as gone: its parent (this very process, blocked here) may be the one to reap it.
+ */
 function waitGone(pid: number, ms: number): boolean {
   const pause = new Int32Array(new SharedArrayBuffer(4));
   for (const end = Date.now() + ms; Date.now() < end; Atomics.wait(pause, 0, 0, 50)) {
@@ -234,6 +237,16 @@ function waitGone(pid: number, ms: number): boolean {
       process.kill(pid, 0);
     } catch {
       return true;
+    }
+    const statFile = `/proc/${pid}/stat`;
+    if (existsSync(statFile)) {
+      let stat: string;
+      try {
+        stat = readFileSync(statFile, 'utf8');
+      } catch {
+        return true; // ended between the two looks
+      }
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return true;
     }
   }
   return false;
