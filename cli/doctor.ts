@@ -14,6 +14,7 @@ import { noMetrics, silentLog } from '../engine/observability.ts';
 import { deployedChecks, doctorClients } from './doctor-aws.ts';
 import type { CliContext } from './context.ts';
 import { collect, EXIT, ExitCode } from './options.ts';
+import { LOCAL_PG_TOOLS } from './pg-tool.ts';
 
 interface DoctorOpts {
   readonly stack: string;
@@ -67,8 +68,9 @@ async function localChecks(ctx: CliContext, opts: DoctorOpts): Promise<CheckRepo
   } catch (err) {
     return report([fail('configuration', (err as Error).message, (err as { hint?: string }).hint ?? 'Set the variables in docs/configuration.md.')]);
   }
-  // No engine log lines or metrics: the report is the output.
-  const deps = createDeps(config, { log: silentLog, metrics: noMetrics, now: () => new Date(ctx.now()) });
+  // No engine log lines or metrics: the report is the output. The CLI's tool search (PG_DUMP_BIN,
+  // /opt, the repository's layer, PATH), as `run` uses it: doctor must find what run will run.
+  const deps = createDeps(config, { log: silentLog, metrics: noMetrics, now: () => new Date(ctx.now()), pgTools: LOCAL_PG_TOOLS });
   return runChecks({ databases: opts.database }, config, deps, { source: 'pg-s3-backup doctor --local' });
 }
 

@@ -81,13 +81,18 @@ export function awsClientOptions(t: AwsTimeouts) {
 }
 
 /**
- * The S3 client's checksum settings for a store: the SDK adds a CRC32 header to every PutObject and
- * UploadPart by default ("when supported"); a store whose profile takes no checksum header gets
- * only the ones S3's API requires (DeleteObjects). The engine names its own checksum (SHA-256)
- * wherever the store takes one, so nothing is lost on S3.
+ * The S3 client's checksum settings for a store. The SDK adds a CRC32 header to every PutObject and
+ * UploadPart, and `x-amz-checksum-mode: ENABLED` to every GetObject, by default ("when supported");
+ * a store that implements no checksum refuses them (400, or 501 NotImplemented). Only a profile
+ * known to take them (aws, r2, minio) keeps the SDK's defaults. Every other store, and an unknown
+ * one (STORAGE_PROFILE unset or auto: the probe decides), gets only what S3's API requires
+ * (DeleteObjects): the engine names its own SHA-256 wherever the capabilities say the store takes
+ * one, and a download is checked against the manifest's SHA-256 whatever the store says.
  */
-export function s3ChecksumOptions(profile: StorageProfileSetting | undefined): { requestChecksumCalculation?: 'WHEN_REQUIRED' } {
-  return profile !== undefined && profile !== 'auto' && !PROFILE_CAPABILITIES[profile].checksumSha256 ? { requestChecksumCalculation: 'WHEN_REQUIRED' } : {};
+export function s3ChecksumOptions(profile: StorageProfileSetting | undefined): { requestChecksumCalculation?: 'WHEN_REQUIRED'; responseChecksumValidation?: 'WHEN_REQUIRED' } {
+  return profile !== undefined && profile !== 'auto' && PROFILE_CAPABILITIES[profile].checksumSha256
+    ? {}
+    : { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' };
 }
 
 /**

@@ -305,6 +305,18 @@ export class RestoreError extends PgS3BackupError {
   }
 }
 
+/**
+ * pg_restore (18) refuses to render the database's own definition (CREATE DATABASE, its comment,
+ * settings, grants): a database name holding a line break (CVE-2025-8714). The tables can still
+ * be restored into a database that exists; `--create` cannot make it as the backup defines it.
+ */
+export class DefinitionUnreadableError extends RestoreError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super(message, options);
+    this.name = 'DefinitionUnreadableError';
+  }
+}
+
 // --- restore drills (issue 13) ---
 
 /** The throwaway PostgreSQL server of a drill (or `verify --local`) could not be created, started or stopped. */

@@ -21,6 +21,7 @@ import { checkServerVersion, pgDumpallGlobalsArgs, pgDumpArgs, toolCommand, tool
 import { openDirectChannel, startTool, startToolDirect, type RunningTool } from '../pg/process.ts';
 import { prepareTls } from '../pg/tls.ts';
 import { pruneDatabase, pruneGlobals, type LockedBackup } from './retention.ts';
+import { abortStaleUploads } from './stale-uploads.ts';
 import { confirmSoleObject, putManifest, reserveDumpKey, type S3Store } from '../store/s3-store.ts';
 import type { ResolvedCapabilities } from '../store/capabilities.ts';
 import { forgetCachedProbe, isCapabilityRefusal, resolveCapabilities } from '../store/probe.ts';
@@ -384,6 +385,14 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
     } catch (err) {
       await report(GLOBALS_ALERT_NAME, err, 'prune', globals.key, deps.now(), globals);
     }
+  }
+  // Multipart uploads a killed run left under the prefix (SIGKILL, a Lambda timeout) keep their
+  // parts, billed and invisible: aborted here once older than STALE_UPLOAD_AGE_SECONDS, as prune
+  // does. A failure costs only the parts (the lifecycle rule is the backstop): a warning, not a failed backup.
+  if (!signal.aborted) {
+    await abortStaleUploads(store, { minAgeMs: config.staleUploadAgeMs, dryRun, events: emit }).catch((err: unknown) => {
+      emit({ event: 'warning', message: redact((err as Error).message) });
+    });
   }
   const status = failures.length === 0 ? 'succeeded' : 'failed';
   emit({ event: 'run finished', status, backups: backups.length, failures: failures.length, pruned: pruned.length, dryRun });

@@ -18,6 +18,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { DumpError, dumpHint, PgS3BackupError, TimeBudgetError, UploadError, type Leftover, type ProcessOutcome } from '../errors.ts';
 import { outputStream, type DirectOutput } from '../pg/direct-output.ts';
 import { describeExit, type RunningTool } from '../pg/process.ts';
+import { isCapabilityRefusal } from '../store/probe.ts';
 import { CompleteFailedError, MultipartUpload, uploadMultipart, type MultipartOptions, type MultipartResult, type PartChecksum } from './multipart.ts';
 import { MAX_DUMP_BYTES, PART_CAP_HEADROOM, partSizeFor, PROFILE_CAPABILITIES, type StoreCapabilities } from '../store/capabilities.ts';
 import { encryptStream } from '../encryption.ts';
@@ -601,6 +602,10 @@ function uploadHint(err: unknown): string {
   if (e.name === 'NoSuchBucket') return 'Check BACKUP_BUCKET and the region.';
   if (e.name === 'TimeoutError' || /timed? ?out/i.test(String((err as Error).message))) {
     return 'S3 did not answer within the AWS_*_TIMEOUT_SECONDS bounds (every attempt): check the network path to S3 (VPC endpoint, NAT, proxy) and S3\'s health, then run the backup again.';
+  }
+  if (isCapabilityRefusal(err)) {
+    return `The store refused a header it does not implement (${e.$metadata?.httpStatusCode ?? '?'} ${e.name ?? ''}: a conditional write or a checksum header), not a network failure: ` +
+      'set STORAGE_PROFILE to the store\'s name (docs/configuration.md lists what each one lacks), or to auto so that the engine probes the bucket.';
   }
   return 'S3 was unavailable or unreachable after retries. Run the backup again; check the VPC endpoint or NAT if it persists.';
 }

@@ -202,7 +202,7 @@ export async function runTool(
   command: SpawnCommand,
   toolArgs: readonly string[],
   options: StartToolOptions,
-): Promise<ProcessOutcome & { readonly stdout: string; readonly timedOut: boolean }> {
+): Promise<ProcessOutcome & { readonly stdout: string; readonly stdoutBytes: Buffer; readonly timedOut: boolean }> {
   const signal = options.signal;
   signal?.throwIfAborted();
   const run = startTool(spawn, command, toolArgs, options);
@@ -221,7 +221,9 @@ export async function runTool(
   try {
     const outcome = await run.finished;
     signal?.throwIfAborted();
-    return { ...outcome, stdout: Buffer.concat(out).toString('utf8'), timedOut };
+    // stdoutBytes: for output whose bytes are not UTF-8 text (a LATIN1 database's script).
+    const stdoutBytes = Buffer.concat(out);
+    return { ...outcome, stdout: stdoutBytes.toString('utf8'), stdoutBytes, timedOut };
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);

@@ -64,14 +64,19 @@ export async function createDatabase(
             'install the locale or use a server of the same or a newer major version; or create the database yourself with the closest definition and restore into it without --create (the differences are then yours to judge).',
       });
     }
-    for (const s of definition) {
-      if (s.kind === 'create') continue;
+  });
+  // The rest inside the new database, as `pg_restore --create` runs it after `\connect`: a
+  // comment's text is converted into this database's encoding, not the maintenance database's.
+  const rest = definition.filter((s) => s.kind !== 'create');
+  if (rest.length === 0) return { errors, notRestored };
+  await withClient(target, database, async (c) => {
+    for (const s of rest) {
       if ((options.noOwner && (s.kind === 'owner' || s.kind === 'role-setting')) || (options.noAcl && s.kind === 'acl')) {
         notRestored.push(s.sql);
         continue;
       }
       try {
-        await c.query(s.sql);
+        await c.query(s.run ?? s.sql);
       } catch (err) {
         errors.push(`${(err as Error).message}
 Command was: ${s.sql}`);

@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
+import { DUMP_DIR_PREFIX, markOwner, sweepStaleDumps } from './leftovers.ts';
 import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -75,7 +76,11 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest, id
       hint: 'Pass --temp-dir DIR (or set TMPDIR) to a disk with enough free space.',
     });
   }
-  const dir = await mkdtemp(join(deps.tempDir, 'pg-s3-backup-'));
+  // A dump an earlier run left behind (killed before it could remove it) goes first; ours is
+  // marked as this process's so that a run beside this one never removes it.
+  sweepStaleDumps(deps.tempDir);
+  const dir = await mkdtemp(join(deps.tempDir, DUMP_DIR_PREFIX));
+  markOwner(dir);
   const path = join(dir, 'backup.dump');
   const remove = () => rm(dir, { recursive: true, force: true });
   const started = now();

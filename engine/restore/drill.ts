@@ -128,7 +128,7 @@ export interface DrillRun {
 export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<DrillRun> {
   const parentDir = options.server.parentDir ?? tmpdir();
   // A sandbox reused after a run killed at its timeout may still hold that run's server.
-  for (const dir of await sweepStaleServers(parentDir)) deps.events({ event: 'removed a throwaway server left by an earlier run', stage: 'drill', dir });
+  for (const dir of sweepStaleServers(parentDir)) deps.events({ event: 'removed a throwaway server left by an earlier run', stage: 'drill', dir });
   const reports: DrillDatabaseReport[] = [];
   const budgetAtStart = options.timeLeftMs?.();
   for (const [i, database] of options.databases.entries()) {

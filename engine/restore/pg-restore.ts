@@ -11,11 +11,11 @@
 import { spawn as nodeSpawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { RestoreError } from '../errors.ts';
+import { DefinitionUnreadableError, RestoreError } from '../errors.ts';
 import type { PgConnection } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
 import { describeToolFailure, runTool, startTool, type SpawnFn } from '../pg/process.ts';
-import { parseDefinition, type DefinitionStatement } from './database-definition.ts';
+import { parseDefinition, splitStatements, type DefinitionStatement } from './database-definition.ts';
 import type { RestoreDeps } from './deps.ts';
 import { isDatabaseEntry, parseToc, tablesWithData, useList, type TocEntry } from './toc.ts';
 
@@ -274,17 +274,28 @@ export async function writeUseList(dumpFile: string, name: string, entries: read
 /**
  * The database's own definition from the archive (`source`: its name there), renamed to
  * `database`: rendered by pg_restore itself (`--create`, only the database's entries, to a script).
- * Empty when the archive holds none.
+ * Empty when the archive holds none; DefinitionUnreadableError when pg_restore refuses the name.
  */
 export async function readDefinition(deps: RestoreDeps, file: string, toc: Toc, source: string, database: string): Promise<DefinitionStatement[]> {
   const ids = new Set(toc.entries.filter((e) => isDatabaseEntry(e, source)).map((e) => e.id));
   if (ids.size === 0) return [];
   const listFile = await writeUseList(file, 'database.list', toc.entries, ids);
   const run = await runPgRestore(deps, ['--create', '--use-list', listFile, '--file', '-', file], fileOnlyEnv(deps));
+  if (run.exitCode === 1 && /database name contains a newline or carriage return/.test(run.stderr)) {
+    throw new DefinitionUnreadableError(
+      `pg_restore refuses to write the definition (encoding, locale, comment, settings, grants) of database ${JSON.stringify(source)}: its name holds a line break`,
+      {
+        hint:
+          `Its tables restore into a database that exists: create one (CREATE DATABASE with the source's encoding and locale) and restore into it without --create. ` +
+          `To restore with --create from tomorrow's backup on, rename the source database without the line break (ALTER DATABASE … RENAME TO …).`,
+      },
+    );
+  }
   if (run.exitCode !== 0 || run.signal) {
     throw new RestoreError(`the database's definition cannot be read from the archive: ${describeToolFailure('pg_restore', run)}`, { hint: hintForPgRestore(run.stderr) });
   }
-  return parseDefinition(run.stdout, source, database);
+  // Bytes, not text: a LATIN1 or SQL_ASCII database's comment is not UTF-8.
+  return parseDefinition(run.stdoutBytes, source, database);
 }
 
 /**
@@ -319,8 +330,6 @@ export async function readDropStatements(deps: RestoreDeps, file: string, listFi
   if (!stopped && (outcome.exitCode !== 0 || outcome.signal)) {
     throw new RestoreError(`the archive's drop statements cannot be read: ${describeToolFailure('pg_restore', outcome)}`, { hint: hintForPgRestore(outcome.stderrTail.join('\n')) });
   }
-  return head
-    .split('\n')
-    .filter((l) => !l.startsWith('--') && !l.startsWith('\\'))
-    .join('\n');
+  // Comments and psql meta-commands left out by a lexer, not by lines: a dropped object's name may hold a line break.
+  return splitStatements(head).join('\n');
 }

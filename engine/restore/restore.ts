@@ -6,7 +6,7 @@
  * pg_restore would touch the target before the checksum is known, and `--jobs` needs a seekable
  * file anyway. Targets, their redaction and clients are engine/pg's (connection.ts, client.ts).
  */
-import { RestoreError, TargetNotEmptyError, UsageError } from '../errors.ts';
+import { DefinitionUnreadableError, RestoreError, TargetNotEmptyError, UsageError } from '../errors.ts';
 import { countUserObjects, createDatabase, databaseExists, dropDatabase } from './admin.ts';
 import type { RestoreDeps } from './deps.ts';
 import { checkedManifest, downloadVerified, identitiesFor } from './download.ts';
@@ -86,7 +86,12 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const selection = options.tables?.length ? selectTables(toc.entries, options.tables) : undefined;
     const listFile = selection ? await writeUseList(dump.path, 'tables.list', toc.entries, selection.ids) : undefined;
     const notRestored: string[] = selection ? selection.leftOut.map((e) => `${e} (it needs a table that --table did not select)`) : [];
-    const definition = await readDefinition(deps, dump.path, toc, manifest.database, target.database);
+    const definition = await readDefinition(deps, dump.path, toc, manifest.database, target.database).catch((err: unknown) => {
+      // Without --create the definition is only reported: say why it cannot be, and restore the tables.
+      if (!(err instanceof DefinitionUnreadableError) || options.create) throw err;
+      notRestored.push(`${err.message} (database-level: its definition is not restored)`);
+      return [];
+    });
 
     let earlierErrors: string[] = [];
     if (options.create) {

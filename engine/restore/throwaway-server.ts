@@ -11,6 +11,7 @@
  */
 import { type ChildProcess, spawn as nodeSpawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { markOwner, ownerAlive, sweepStaleDumps } from './leftovers.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -236,27 +237,66 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
 }
 
 /**
+ * Waits (blocking: only when an earlier run left a server) until `pid` is gone; false after `ms`.
+ * A zombie counts as gone: its parent (this very process, blocked here) may be the one to reap it.
+ */
+function waitGone(pid: number, ms: number): boolean {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (const end = Date.now() + ms; Date.now() < end; Atomics.wait(pause, 0, 0, 50)) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+    const statFile = `/proc/${pid}/stat`;
+    if (existsSync(statFile)) {
+      let stat: string;
+      try {
+        stat = readFileSync(statFile, 'utf8');
+      } catch {
+        return true; // ended between the two looks
+      }
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return true;
+    }
+  }
+  return false;
+}
+
+/**
  * Removes what earlier runs left in `parentDir` (a Lambda sandbox is reused, and a run killed at
- * its timeout never reached stop()): folders named pgs3-server-*, after stopping the postmaster
- * their postmaster.pid names if it still runs. Only our own folders are touched; a folder is
- * reported only once it is really gone.
+ * its timeout or by SIGKILL never reached stop()): folders named pgs3-server-*, after killing the
+ * postmaster their postmaster.pid names if it still runs, and downloaded dumps (leftovers.ts).
+ * Only our own folders are touched, and only those whose owner process is gone: a run going on
+ * beside this one keeps its server. A folder is reported only once it is really gone.
  *
  * The postmaster must be gone before its folder is removed: while it shuts down it unlinks its own
  * files (postmaster.pid, the socket and its lock), and Node 24's fs.rmSync (recursive, force)
  * treats a file vanishing under it as "nothing to remove" and returns early without an error,
  * leaving the folder behind (Node 20's JavaScript implementation carried on).
  */
-export async function sweepStaleServers(parentDir: string = tmpdir()): Promise<string[]> {
-  const removed: string[] = [];
+export function sweepStaleServers(parentDir: string = tmpdir()): string[] {
+  const removed: string[] = sweepStaleDumps(parentDir);
   for (const name of existsSync(parentDir) ? readdirSync(parentDir) : []) {
     if (!name.startsWith(SERVER_DIR_PREFIX)) continue;
     const dir = join(parentDir, name);
     try {
-      if (!statSync(dir).isDirectory()) continue;
+      if (!statSync(dir).isDirectory() || ownerAlive(dir) === true) continue;
       const pidFile = join(dir, 'data', 'postmaster.pid');
       if (existsSync(pidFile)) {
         const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-        if (Number.isInteger(pid) && pid > 1) await stopPid(pid);
+        if (Number.isInteger(pid) && pid > 1) {
+          try {
+            process.kill(pid, 'SIGQUIT');
+            // Removing the folder under a postmaster still shutting down fails (it writes there):
+            // wait for it, bounded, then SIGKILL.
+            if (!waitGone(pid, 10_000)) {
+              process.kill(pid, 'SIGKILL');
+              waitGone(pid, 5_000);
+            }
+          } catch {
+            // Already gone.
+          }
+        }
       }
       rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
       if (!existsSync(dir)) removed.push(dir);
@@ -265,31 +305,6 @@ export async function sweepStaleServers(parentDir: string = tmpdir()): Promise<s
     }
   }
   return removed;
-}
-
-/** SIGQUIT (immediate shutdown), then SIGKILL; resolves once the process is gone or after ~10 s. */
-async function stopPid(pid: number): Promise<void> {
-  for (const [signal, waitMs] of [['SIGQUIT', 5_000], ['SIGKILL', 5_000]] as const) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      return; // Already gone (or not ours to signal).
-    }
-    const deadline = Date.now() + waitMs;
-    while (Date.now() < deadline) {
-      if (!isAlive(pid)) return;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** initdb, then postgres, in a new temporary folder; resolves when the server accepts connections. */
@@ -303,7 +318,10 @@ export async function startThrowawayServer(options: ThrowawayServerOptions = {})
   const initdb = serverToolCommand(layerRoot, 'initdb');
   const postgres = serverToolCommand(layerRoot, 'postgres');
 
+  // What a killed run left here goes first (its server may still hold memory and a port).
+  sweepStaleServers(options.parentDir ?? tmpdir());
   const dir = mkdtempSync(join(options.parentDir ?? tmpdir(), SERVER_DIR_PREFIX));
+  markOwner(dir);
   const dataDir = join(dir, 'data');
   let child: ChildProcess | undefined;
   const cleanup = async (): Promise<void> => {

@@ -76,7 +76,7 @@ export function tablesWithData(entries: readonly TocEntry[]): string[] {
 export interface TableSelection {
   /** TOC ids to restore (as a `--use-list` file: `useList`). */
   readonly ids: ReadonlySet<number>;
-  /** `schema.table` of each named relation. */
+  /** `schema.table` of each named relation, then of each table restored with them (partitions, and the tables a view reads). */
   readonly tables: readonly string[];
   /** Entries that belong to a selected table but need something not selected (a foreign key to another table). */
   readonly leftOut: readonly string[];
@@ -113,6 +113,21 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
     for (const d of byId.get(id)!.deps) addWithDeps(d);
   };
   for (const e of named) addWithDeps(e.id);
+  // A partitioned table is its partitions: each one's `TABLE ATTACH` depends on the partition and
+  // its parent (`<partition>` is its tag). Whatever brought the parent in (named, or read by a
+  // view), its partitions come too, level after level; else its rows stay behind.
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const attach of entries) {
+      if (attach.desc !== 'TABLE ATTACH' || ids.has(attach.id)) continue;
+      const tables = attach.deps.map((d) => byId.get(d)).filter((d): d is TocEntry => d?.desc === 'TABLE');
+      const child = tables.find((t) => t.schema === attach.schema && objectName(t) === objectName(attach));
+      const parent = tables.find((t) => t !== child);
+      if (!child || !parent || !ids.has(parent.id) || ids.has(child.id)) continue;
+      addWithDeps(child.id);
+      changed = true;
+    }
+  }
   // What the named relations rely on is restored with its own attachments (a sequence's value,
   // a type's comment), but a schema is not: that would pull in every table of the schema.
   const anchors = new Set([...ids].filter((id) => byId.get(id)!.desc !== 'SCHEMA'));
@@ -139,7 +154,10 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
     if (ids.has(e.id) || e.desc !== 'FK CONSTRAINT') continue;
     if (namedTables.has(`${e.schema}.${e.tagAndOwner.split(' ')[0]}`)) leftOut.push(`${e.desc} ${e.schema}.${objectName(e)}`);
   }
-  return { ids, tables: named.map((e) => `${e.schema}.${objectName(e)}`), leftOut };
+  // The tables restored besides the named ones (partitions; the tables a view or materialized view reads), so the result says so.
+  const namedIds = new Set(named.map((e) => e.id));
+  const alsoRestored = entries.filter((e) => ids.has(e.id) && !namedIds.has(e.id) && (e.desc === 'TABLE' || e.desc === 'MATERIALIZED VIEW'));
+  return { ids, tables: [...named, ...alsoRestored].map((e) => `${e.schema}.${objectName(e)}`), leftOut };
 }
 
 /** A `pg_restore --use-list` file holding the selected entries, in archive order. */

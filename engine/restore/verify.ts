@@ -8,13 +8,13 @@
  * the report (`status: "failed"`, `problems`), so the report is always there to print or publish.
  */
 import { randomBytes } from 'node:crypto';
-import { PgS3BackupError } from '../errors.ts';
+import { DefinitionUnreadableError, PgS3BackupError } from '../errors.ts';
 import type { Manifest, RowCountMode, TableCount } from '../store/manifest.ts';
 import { dropDatabase } from './admin.ts';
 import { createScratchDatabase } from './locale-fallback.ts';
 import type { RestoreDeps } from './deps.ts';
 import { checkedManifest, downloadVerified, type DownloadedDump } from './download.ts';
-import { pgRestoreInto, readDefinition, readToc, type Toc } from './pg-restore.ts';
+import { pgRestoreInto, readDefinition, readToc, summarizeErrors, type Toc } from './pg-restore.ts';
 import { withClient } from '../pg/client.ts';
 import { describeConnection, type PgConnection } from '../pg/connection.ts';
 import { quoteIdent } from './database-definition.ts';
@@ -167,7 +167,12 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
 
     // The scratch database as the backup defines its own (encoding, locale, provider, settings):
     // a drill on a database that differs from production proves less.
-    const definition = await readDefinition(deps, dump.path, toc, manifest.database, scratchDatabase);
+    const definition = await readDefinition(deps, dump.path, toc, manifest.database, scratchDatabase).catch((err: unknown) => {
+      // A name pg_restore will not write (a line break): the tables are still drilled, in a plain scratch database.
+      if (!(err instanceof DefinitionUnreadableError)) throw err;
+      warnings.push(`${err.message}: the scratch database was created from template0 with this server's defaults`);
+      return [];
+    });
     // Owners, role settings and grants name roles of the production server that a scratch server need not have.
     const noRoles = { noOwner: true, noAcl: true };
     // The backup's locale when the server has it, else the closest one and a warning (locale-fallback.ts).
@@ -177,14 +182,18 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
       warnings.push(defined.warning);
       deps.events?.({ event: 'warning', message: defined.warning });
     }
+    // Every pass runs whatever fails (keepGoing): one index that cannot be built must not hide the
+    // rows that did come back; the errors are the problems, the tables are still counted.
     const restored = await pgRestoreInto(deps, options.scratch, scratchDatabase, dump.path, {
       jobs: options.jobs,
       ...noRoles,
+      keepGoing: true,
       earlierErrors: defined.errors,
       tablesTotal: toc.tablesWithData.length,
     });
     timings.restore = restored.ms;
     warnings.push(...restored.warnings);
+    if (restored.errors.length > 0) problems.push(restoreErrorsProblem(restored.errors));
 
     const inspectStarted = now();
     const inspected = await inspect(options.scratch, scratchDatabase, problems);
@@ -241,6 +250,17 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   };
   deps.events?.({ event: 'verified', status: report.status, tables: tables.length, rows: report.totalRows, ms: report.timingsMs.total });
   return report;
+}
+
+/** pg_restore's errors as one problem: what failed, in its own words (the first ones hold the cause). */
+function restoreErrorsProblem(errors: readonly string[]): VerifyProblem {
+  return {
+    stage: 'restore',
+    message: `pg_restore reported ${errors.length} error${errors.length === 1 ? '' : 's'} (the rows that came back are counted all the same):\n${summarizeErrors(errors)}`,
+    hint:
+      'The backup does not restore cleanly: the objects named above are missing from a restore. A common cause is a function used by an index, a constraint or a default ' +
+      'that reads another table without its schema (pg_restore runs with an empty search_path): qualify the names in the function (or give it SET search_path), then take a new backup.',
+  };
 }
 
 /**

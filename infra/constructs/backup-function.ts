@@ -144,6 +144,13 @@ export class BackupFunction extends Construct {
         resources: [bucket.bucketArn],
         conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } },
       }),
+      new iam.PolicyStatement({
+        // Each run aborts the multipart uploads a killed run left under its prefix (stale-uploads.ts).
+        // IAM has no s3:prefix condition for this action: the listing names in-progress keys only.
+        sid: 'ListStaleUploads',
+        actions: ['s3:ListBucketMultipartUploads'],
+        resources: [bucket.bucketArn],
+      }),
       // Check mode ({"check": true}) writes a probe object and removes it with its versions, so a
       // versioned bucket keeps no trace; version deletion is for the probe keys only, never backups.
       new iam.PolicyStatement({

@@ -14,7 +14,10 @@
  *   (the XML API's completion "overwrites any existing object with the same name");
  * - scaleway: a part number above the cap (1,000, or `maxParts` to reach it with little data) →
  *   400 InvalidArgument "Part number must be an integer between 1 and 1000, inclusive";
- * - aws, r2, minio: passed through (moto behaves as S3 does).
+ * - aws, r2, minio: passed through (moto behaves as S3 does);
+ * - any store with `checksums501`: every `x-amz-checksum-*` header (`x-amz-checksum-mode` of a read
+ *   included) and `x-amz-sdk-checksum-algorithm` → 501 NotImplemented, on reads and writes alike
+ *   (a store that implements no checksum at all); DeleteObjects excepted, where S3's API requires one.
  *
  * Hooks let a test act as a second writer: `beforeWrite` runs before a write is forwarded,
  * `afterWrite` after the store answered it.
@@ -41,6 +44,8 @@ export interface StoreProxyOptions {
   readonly maxParts?: number;
   /** b2: refuse every `x-amz-checksum-*` header on writes (CRC32 too, as B2 did in 2025), DeleteObjects excepted (S3's API requires one there). */
   readonly strictChecksums?: boolean;
+  /** Any store: 501 NotImplemented for every checksum header on any request, DeleteObjects excepted. */
+  readonly checksums501?: boolean;
 }
 
 export interface StoreProfileProxy {
@@ -69,8 +74,12 @@ function sha256Header(headers: IncomingHttpHeaders): string | undefined {
   return undefined;
 }
 
-function refusal(store: EmulatedStore, req: SeenRequest, maxParts: number, strictChecksums: boolean): { status: number; code: string; message: string } | undefined {
+function refusal(store: EmulatedStore, req: SeenRequest, maxParts: number, strictChecksums: boolean, checksums501 = false): { status: number; code: string; message: string } | undefined {
   const write = isWrite(req.method, req.url);
+  if (checksums501 && !(req.method === 'POST' && /[?&]delete(=|&|$)/.test(req.url))) {
+    const any = Object.keys(req.headers).find((k) => k.startsWith('x-amz-checksum-') || k === 'x-amz-sdk-checksum-algorithm');
+    if (any) return { status: 501, code: 'NotImplemented', message: `A header you provided implies functionality that is not implemented: ${any}` };
+  }
   if (store === 'b2') {
     if (write && req.headers['if-none-match'] !== undefined) return { status: 501, code: 'NotImplemented', message: 'A header you provided implies functionality that is not implemented' };
     const any = Object.keys(req.headers).find((k) => k.startsWith('x-amz-checksum-') || k === 'x-amz-sdk-checksum-algorithm');
@@ -100,6 +109,7 @@ export async function startStoreProfileProxy(target: string, initial: EmulatedSt
   let store = initial;
   let maxParts = 1000;
   let strictChecksums = false;
+  let checksums501 = false;
   const log: SeenRequest[] = [];
   const proxy: StoreProfileProxy = {
     endpoint: '',
@@ -110,6 +120,7 @@ export async function startStoreProfileProxy(target: string, initial: EmulatedSt
       store = s;
       maxParts = options.maxParts ?? 1000;
       strictChecksums = options.strictChecksums ?? false;
+      checksums501 = options.checksums501 ?? false;
     },
     stop: async () => {},
   };
@@ -122,7 +133,7 @@ export async function startStoreProfileProxy(target: string, initial: EmulatedSt
   const server = createServer((req: IncomingMessage, res) => {
     const seen: SeenRequest = { method: req.method ?? 'GET', url: req.url ?? '/', key: keyOf(req.url ?? '/'), headers: { ...req.headers } };
     log.push(seen);
-    const refused = refusal(store, seen, maxParts, strictChecksums);
+    const refused = refusal(store, seen, maxParts, strictChecksums, checksums501);
     if (refused) {
       // Drain the body first, as a store would, so the client reads an answer, not a broken pipe.
       req.resume();

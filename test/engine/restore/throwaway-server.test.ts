@@ -3,7 +3,8 @@
  * answers on its socket only, and leaves nothing behind, whether it stops normally, fails to start
  * or was abandoned by an earlier run.
  */
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -87,9 +88,15 @@ it('sweepStaleServers stops and removes a server an earlier run abandoned (a reu
   const abandoned = await startThrowawayServer({ layerRoot, parentDir });
   started.push(abandoned);
   expect(alive(abandoned.pid)).toBe(true);
+  // A live run's server is never swept: here, this process's own.
+  expect(sweepStaleServers(parentDir)).toEqual([]);
+  // The run that started it is gone (its owner file names a process that has ended).
+  const gone = spawn(process.execPath, ['-e', '0']);
+  await new Promise((r) => gone.once('exit', r));
+  writeFileSync(join(abandoned.dir, 'owner'), `${gone.pid} 1\n`);
   // An unrelated folder is left alone.
   const other = mkdtempSync(join(parentDir, 'other-'));
-  const removed = await sweepStaleServers(parentDir);
+  const removed = sweepStaleServers(parentDir);
   expect(removed).toEqual([abandoned.dir]);
   const deadline = Date.now() + 30_000;
   while (alive(abandoned.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));

@@ -124,7 +124,23 @@ GRANT CONNECT ON DATABASE fidelity TO fid_reader;
       'CREATE DATABASE "x" WITH TEMPLATE = template0;',
       `COMMENT ON DATABASE "x" IS 'a;b';`,
     ]);
-    expect(splitStatements(`SELECT 'it''s; fine'; SELECT "a;b";`)).toEqual([`SELECT 'it''s; fine';`, ' SELECT "a;b";']);
+    expect(splitStatements(`SELECT 'it''s; fine'; SELECT "a;b";`)).toEqual([`SELECT 'it''s; fine';`, 'SELECT "a;b";']);
+  });
+  it('never drops or changes text inside quotes, whatever lines it spans (issue 22, item 12)', () => {
+    const comment = "COMMENT ON DATABASE d IS 'first line\n-- second\n\\x';";
+    const setting = "ALTER DATABASE d SET search_path TO 'a''b', \"x-- y\", $$c;d$$;";
+    const role = 'ALTER ROLE "r\n--\\q" IN DATABASE d SET work_mem TO E\'8\\\'MB\';';
+    const script = `--\n-- head\n--\n\\restrict k\nSET client_encoding = 'UTF8';\n/* a /* nested */ comment */\n${comment}\n\\connect d\n${setting}\n${role}\n\\unrestrict k\n`;
+    expect(parseDefinition(script, 'd', 'e').map((s) => s.sql)).toEqual([comment, setting, role].map((s) => s.replace(' d ', ' "e" ')));
+  });
+  it('keeps the bytes of a LATIN1 script and runs them converted from LATIN1 by the server', () => {
+    const script = Buffer.concat([Buffer.from("SET client_encoding = 'LATIN1';\nCOMMENT ON DATABASE lat IS 'caf"), Buffer.from([0xe9]), Buffer.from("';\n")]);
+    const [s] = parseDefinition(script, 'lat', 'copy');
+    expect(s).toEqual({
+      kind: 'comment',
+      sql: `COMMENT ON DATABASE "copy" IS 'caf\u00e9';`,
+      run: `DO $pgs3b$BEGIN EXECUTE convert_from(decode('${Buffer.from('COMMENT ON DATABASE ').toString('hex')}', 'hex'), 'LATIN1') || '"copy"' || convert_from(decode('${Buffer.from(" IS 'caf\u00e9';", 'latin1').toString('hex')}', 'hex'), 'LATIN1'); END$pgs3b$`,
+    });
   });
 });
 

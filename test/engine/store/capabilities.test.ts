@@ -99,12 +99,14 @@ describe('a store refusing a feature, told from other failures', () => {
 });
 
 describe('the S3 client of a store without checksum headers', () => {
-  it('sends only the checksums S3\'s API requires for b2, gcs, scaleway and ceph; the SDK default elsewhere', async () => {
-    for (const profile of ['b2', 'gcs', 'scaleway', 'ceph'] as const) {
-      expect(await createDeps({ forcePathStyle: true, storageProfile: profile }).s3.config.requestChecksumCalculation()).toBe('WHEN_REQUIRED');
+  it('sends and asks for only the checksums S3\'s API requires for b2, gcs, scaleway, ceph and an unknown store (unset, auto); the SDK default for aws, r2, minio', async () => {
+    for (const profile of ['b2', 'gcs', 'scaleway', 'ceph', 'auto', undefined] as const) {
+      const { config } = createDeps({ forcePathStyle: true, storageProfile: profile }).s3;
+      expect([await config.requestChecksumCalculation(), await config.responseChecksumValidation()]).toEqual(['WHEN_REQUIRED', 'WHEN_REQUIRED']);
     }
-    for (const profile of ['aws', 'r2', 'minio', 'auto', undefined] as const) {
-      expect(await createDeps({ forcePathStyle: true, storageProfile: profile }).s3.config.requestChecksumCalculation()).toBe('WHEN_SUPPORTED');
+    for (const profile of ['aws', 'r2', 'minio'] as const) {
+      const { config } = createDeps({ forcePathStyle: true, storageProfile: profile }).s3;
+      expect([await config.requestChecksumCalculation(), await config.responseChecksumValidation()]).toEqual(['WHEN_SUPPORTED', 'WHEN_SUPPORTED']);
     }
   });
 });
