@@ -223,6 +223,8 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
       // Pruning asks the bucket whether it has Object Lock before asking each object.
       { Sid: 'ReadBucketObjectLock', Effect: 'Allow', Action: 's3:GetBucketObjectLockConfiguration', Resource: { 'Fn::GetAtt': [bucket, 'Arn'] } },
       { Sid: 'ListBackups', Effect: 'Allow', Action: 's3:ListBucket', Resource: { 'Fn::GetAtt': [bucket, 'Arn'] }, Condition: { StringLike: { 's3:prefix': ['pg-s3-backup/*'] } } },
+      // Each run aborts its prefix's stale multipart uploads (the listing has no prefix condition key: the bucket).
+      { Sid: 'ListStaleUploads', Effect: 'Allow', Action: 's3:ListBucketMultipartUploads', Resource: { 'Fn::GetAtt': [bucket, 'Arn'] } },
       // Check mode removes its probe with every version: the probe keys only.
       { Sid: 'RemoveCheckProbes', Effect: 'Allow', Action: 's3:DeleteObjectVersion', Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket, 'Arn'] }, '/pg-s3-backup/_check/probe-*']] } },
       { Sid: 'ReadDatabaseSecret', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: SECRET },
@@ -415,7 +417,7 @@ describe('the minimal deployment (secret only: no VPC, database from the secret,
 
   it('has no wildcard resource at all and no network', () => {
     const statements = functionStatements(s);
-    expect(statements.map((st) => st.Sid)).toEqual(['WriteOwnLogs', 'BackupObjects', 'ReadBucketObjectLock', 'ListBackups', 'RemoveCheckProbes', 'ReadDatabaseSecret', 'PublishAlerts', 'EncryptAlerts', 'EncryptBackups', undefined]);
+    expect(statements.map((st) => st.Sid)).toEqual(['WriteOwnLogs', 'BackupObjects', 'ReadBucketObjectLock', 'ListBackups', 'ListStaleUploads', 'RemoveCheckProbes', 'ReadDatabaseSecret', 'PublishAlerts', 'EncryptAlerts', 'EncryptBackups', undefined]);
     for (const st of statements) {
       expect(JSON.stringify(st.Resource)).not.toMatch(/"\*"/);
       expect(JSON.stringify(st.Action)).not.toContain('*');

@@ -76,9 +76,10 @@ export async function runCliAt(offset: string, args: readonly string[], env: Rec
   return runCliUnder(['faketime', '-f', offset], args, env);
 }
 
-async function runCliUnder(wrap: readonly string[], args: readonly string[], env: Record<string, string>): Promise<CliRun> {
+/** The real program under `wrap` (a command prefix such as faketime's), with `nodeArgs` for node itself (`--import`). */
+export async function runCliUnder(wrap: readonly string[], args: readonly string[], env: Record<string, string>, nodeArgs: readonly string[] = []): Promise<CliRun> {
   return new Promise((resolvePromise, reject) => {
-    const argv = [...wrap, process.execPath, CLI, ...args];
+    const argv = [...wrap, process.execPath, ...nodeArgs, CLI, ...args];
     const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';

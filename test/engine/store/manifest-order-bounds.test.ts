@@ -12,12 +12,11 @@
  * that each case has its own prefix and the file stays quick.
  */
 import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDumpKey, manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { MAX_MANIFEST_BYTES } from '../../../engine/store/s3-store.ts';
 import { listKeys } from '../../support/aws.ts';
-import { CLI, jsonLines, runCli, startCliServices, type CliRun, type CliServices } from '../../support/cli.ts';
+import { runCli, runCliUnder, startCliServices, type CliRun, type CliServices } from '../../support/cli.ts';
 
 const MiB = 1024 * 1024;
 const DAY = 86_400_000;
@@ -66,22 +65,12 @@ async function rewriteInPlace(key: string, after: string): Promise<void> {
 }
 
 /** The real CLI, with its peak resident memory (KiB, process.resourceUsage) and wall time. */
-function runCliMeasured(args: readonly string[], env: Record<string, string>): Promise<CliRun & { maxRssKiB: number; ms: number }> {
+async function runCliMeasured(args: readonly string[], env: Record<string, string>): Promise<CliRun & { maxRssKiB: number; ms: number }> {
   const probe = `data:text/javascript,${encodeURIComponent("import { writeSync } from 'node:fs'; process.on('exit', () => writeSync(2, `\\nmaxrss-kib=${process.resourceUsage().maxRSS}\\n`));")}`;
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now();
-    const child = spawn(process.execPath, ['--import', probe, CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const events = jsonLines(stdout);
-      const rss = /maxrss-kib=(\d+)/.exec(stderr);
-      resolve({ code, stdout, stderr, events, result: events.find((e) => e.event === 'result'), maxRssKiB: rss ? Number(rss[1]) : Number.NaN, ms: Date.now() - t0 });
-    });
-  });
+  const t0 = Date.now();
+  const run = await runCliUnder([], args, env, ['--import', probe]);
+  const rss = /maxrss-kib=(\d+)/.exec(run.stderr);
+  return { ...run, maxRssKiB: rss ? Number(rss[1]) : Number.NaN, ms: Date.now() - t0 };
 }
 
 /**

@@ -4,11 +4,10 @@
  * just wrote, nor make `restore --latest` restore it instead of the fresh one; `list` flags it,
  * and a host whose clock is ahead cannot age a young orphan into a deletable one.
  */
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDumpKey } from '../../../engine/store/backup-key.ts';
 import { listKeys, putText } from '../../support/aws.ts';
-import { CLI, jsonLines, runCli, startCliServices, type CliRun, type CliServices } from '../../support/cli.ts';
+import { runCli, runCliAt, startCliServices, type CliRun, type CliServices } from '../../support/cli.ts';
 
 let svc: CliServices;
 
@@ -18,22 +17,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await svc?.stop();
 });
-
-/** The real program with its clock (and its children's) moved by `offset` (faketime's "+400d"). */
-function runCliAt(offset: string, args: readonly string[], env: Record<string, string>): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('faketime', ['-f', offset, process.execPath, CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const events = jsonLines(stdout);
-      resolve({ code, stdout, stderr, events, result: events.find((e) => e.event === 'result') });
-    });
-  });
-}
 
 const backupKey = (run: CliRun) => (run.result!.backups as { key: string }[])[0]!.key;
 
