@@ -62,6 +62,11 @@ export async function withClient<T>(conn: PgConnection, database: string, fn: (c
   }
 }
 
+/** The server's `server_version_num` (150018): which catalog columns and statement options it has depends on it. */
+export async function serverVersionNum(client: pg.Client): Promise<number> {
+  return Number((await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v);
+}
+
 /** Connects and reads the server version and the database's size: the backup's connect stage. */
 export async function queryServerInfo(conn: PgConnection): Promise<ServerInfo> {
   return withClient(conn, conn.database, async (client) => {

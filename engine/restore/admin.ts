@@ -1,9 +1,10 @@
 /** Administrative SQL on the target server: does a database exist, create it as the backup defines it, drop it, is it empty. */
 import type pg from 'pg';
 import { DatabaseMissingError, RestoreError } from '../errors.ts';
-import { withClient } from '../pg/client.ts';
+import { serverVersionNum, withClient } from '../pg/client.ts';
 import type { PgConnection } from '../pg/connection.ts';
 import { describeCreate, quoteIdent, type DefinitionStatement } from './database-definition.ts';
+import { fitCreateDatabase } from './server-versions.ts';
 
 /** A database to connect to for CREATE/DROP DATABASE. */
 const MAINTENANCE_DATABASES = ['postgres', 'template1'];
@@ -51,8 +52,19 @@ export async function createDatabase(
   const errors: string[] = [];
   const notRestored: string[] = [];
   await withMaintenanceClient(target, async (c) => {
+    // pg_dump 18 words the definition for PostgreSQL 18: fitted to this server, or refused naming
+    // what it lacks, before anything is created (server-versions.ts).
+    const version = await serverVersionNum(c);
+    const fitted = fitCreateDatabase(create, version);
+    if ('unsupported' in fitted) {
+      throw new RestoreError(`cannot create database "${database}" as the backup defines it (${describeCreate(create)}): ${fitted.unsupported.reason}; nothing was restored`, {
+        hint:
+          `Restore into a PostgreSQL ${fitted.unsupported.needs} or newer server; or create the database yourself with a locale this server has and restore into it ` +
+          'without --create (collation-dependent order and unique indexes may then differ: yours to judge).',
+      });
+    }
     try {
-      await c.query(create);
+      await c.query(fitted.sql);
     } catch (err) {
       const code = (err as { code?: string }).code;
       const privilege = code === '42501';
@@ -89,7 +101,7 @@ Command was: ${s.sql}`);
 export async function dropDatabase(target: PgConnection, database: string): Promise<void> {
   await withMaintenanceClient(target, async (c) => {
     // WITH (FORCE) (PostgreSQL 13+) ends sessions a failed pg_restore may have left behind.
-    const force = Number((await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v) >= 130000;
+    const force = (await serverVersionNum(c)) >= 130000;
     await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)}${force ? ' WITH (FORCE)' : ''}`);
   });
 }

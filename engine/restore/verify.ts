@@ -15,9 +15,10 @@ import { createScratchDatabase } from './locale-fallback.ts';
 import type { RestoreDeps } from './deps.ts';
 import { checkedManifest, downloadVerified, type DownloadedDump } from './download.ts';
 import { pgRestoreInto, readDefinition, readToc, summarizeErrors, type Toc } from './pg-restore.ts';
-import { withClient } from '../pg/client.ts';
+import { serverVersionNum, withClient } from '../pg/client.ts';
 import { describeConnection, type PgConnection } from '../pg/connection.ts';
 import { quoteIdent } from './database-definition.ts';
+import { databaseLocaleSql } from './server-versions.ts';
 import { startThrowawayServer, throwawayTarget, type ThrowawayServerOptions } from './throwaway-server.ts';
 
 export interface VerifyOptions {
@@ -290,10 +291,11 @@ async function inspect(
         "SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm', 'f')",
       )
     ).rows.map((r) => r.name);
+    // The locale's columns depend on the scratch server's version (datlocale is 17+).
+    const localeSql = databaseLocaleSql(await serverVersionNum(c));
     const db = (
       await c.query<{ s: string; encoding: string; locale: string }>(
-        `SELECT pg_database_size(current_database())::bigint AS s, pg_encoding_to_char(encoding) AS encoding,
-                CASE datlocprovider WHEN 'c' THEN 'libc:' || datcollate WHEN 'i' THEN 'icu:' || datlocale WHEN 'b' THEN 'builtin:' || datlocale ELSE datlocprovider::text END AS locale
+        `SELECT pg_database_size(current_database())::bigint AS s, pg_encoding_to_char(encoding) AS encoding, ${localeSql} AS locale
          FROM pg_database WHERE datname = current_database()`,
       )
     ).rows[0]!;

