@@ -25,18 +25,6 @@ import { ensureLayer, REPO_ROOT } from '../../support/layer.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
 import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
 
-// aws-local-stepfunctions 3 is written for Node 22 and uses Promise.withResolvers once; Node 20 lacks it.
-if (!('withResolvers' in Promise)) {
-  Object.assign(Promise, {
-    withResolvers<T>() {
-      let resolveFn!: (v: T) => void;
-      let rejectFn!: (e: unknown) => void;
-      const promise = new Promise<T>((res, rej) => ((resolveFn = res), (rejectFn = rej)));
-      return { promise, resolve: resolveFn, reject: rejectFn };
-    },
-  });
-}
-
 const FIXTURES = fileURLToPath(new URL('../../infra/fixtures/', import.meta.url));
 const NETWORK = { vpcId: 'vpc-0123456789abcdef0', subnetIds: ['subnet-0123456789abcdef0'] };
 const CLI = resolve(REPO_ROOT, 'bin', 'pg-s3-backup.mjs');
