@@ -75,8 +75,17 @@ export interface StoredBackup {
  * (list flags both, CLOCK SKEW).
  */
 export function backupTime(b: { readonly startedAt: Date; readonly storedAt: Date | undefined; readonly lastModified?: Date | undefined }): Date {
-  const times = [b.startedAt, b.storedAt, b.lastModified].filter((t): t is Date => t !== undefined && !Number.isNaN(t.getTime()));
-  return times.reduce((a, t) => (t.getTime() < a.getTime() ? t : a));
+  // S3 gives LastModified in whole seconds: an honest pg_dump start can be up to 999 ms after the
+  // second S3 reports for the object it wrote. Only a start at least a second past it is a clock
+  // running ahead, and only then does S3's time replace it. Capping honest times down to the
+  // second would tie a fresh backup with a skewed one stored in the same second, and the tie
+  // would go to the skewed key (the larger).
+  let at = b.startedAt;
+  for (const cap of [b.storedAt, b.lastModified]) {
+    if (cap === undefined || Number.isNaN(cap.getTime())) continue;
+    if (at.getTime() >= cap.getTime() + 1000) at = cap;
+  }
+  return at;
 }
 
 export interface DatabaseListing {

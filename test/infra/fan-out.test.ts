@@ -79,7 +79,7 @@ describe('fan-out (runner=auto, databases=*)', () => {
     expect(run.ItemProcessor.States[STATE_NAMES.fargate]!.Parameters.NetworkConfiguration.AwsvpcConfiguration.Subnets).toEqual(NETWORK.subnetIds);
     // The task role holds exactly the function's data statements, and puts the backup metrics.
     const taskPolicy = Object.entries(template.findResources('AWS::IAM::Policy')).find(([id]) => id.startsWith('FargateTaskPolicy'))![1] as { Properties: { PolicyDocument: { Statement: { Sid: string }[] } } };
-    expect(taskPolicy.Properties.PolicyDocument.Statement.map((s) => s.Sid).sort()).toEqual(['BackupObjects', 'EncryptAlerts', 'EncryptBackups', 'ListBackups', 'PublishAlerts', 'PutBackupMetrics', 'ReadBucketObjectLock', 'ReadDatabaseSecret']);
+    expect(taskPolicy.Properties.PolicyDocument.Statement.map((s) => s.Sid).sort()).toEqual(['BackupObjects', 'EncryptAlerts', 'EncryptBackups', 'ListBackups', 'ListStaleUploads', 'PublishAlerts', 'PutBackupMetrics', 'ReadBucketObjectLock', 'ReadDatabaseSecret']);
   });
 
   it('alarms to the topic when an execution fails, times out or is aborted, and when no night succeeded in 26 hours', () => {
