@@ -52,7 +52,10 @@ export async function startMotoServer(options: { readonly wrap?: readonly string
   if (!python) throw new Error(`moto is not installed (python3 -m moto.server). ${MOTO_HOWTO}`);
   const port = await freePort();
   const argv = [...(options.wrap ?? []), python, '-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], ...(options.env ? { env: { ...process.env, ...options.env } } : {}) });
+  // A wrapper may fork rather than exec (faketime forks, then waits for Python): the server then
+  // runs in its own process group, and stop() signals the whole group, or Python would outlive it.
+  const wrapped = (options.wrap ?? []).length > 0;
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], detached: wrapped, ...(options.env ? { env: { ...process.env, ...options.env } } : {}) });
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
   let spawnError: Error | undefined;
@@ -61,7 +64,8 @@ export async function startMotoServer(options: { readonly wrap?: readonly string
   const stop = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null || spawnError) return;
     const gone = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
+    if (wrapped && child.pid !== undefined) process.kill(-child.pid, 'SIGTERM');
+    else child.kill('SIGTERM');
     await gone;
   };
   const deadline = Date.now() + 30_000;
