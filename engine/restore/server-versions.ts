@@ -10,11 +10,8 @@
  * the builtin provider before 17) is refused, naming the reason: creating the database otherwise
  * would silently change its collation, and so its sort order and its unique indexes.
  */
+import { serverMajor } from '../pg/pg-dump.ts';
 
-/** `server_version_num` (150018) → major (15); supported targets are all 10+. */
-function major(versionNum: number): number {
-  return Math.floor(versionNum / 10000);
-}
 
 /**
  * The SQL expression (over `pg_database`) for a database's locale as `provider:locale`
@@ -41,7 +38,7 @@ export interface Unsupported {
  * differ, or what stands in the way.
  */
 export function fitCreateDatabase(sql: string, versionNum: number): { readonly sql: string } | { readonly unsupported: Unsupported } {
-  const m = major(versionNum);
+  const m = serverMajor(versionNum);
   const provider = /\sLOCALE_PROVIDER\s*=\s*'?(\w+)'?/i.exec(sql)?.[1]?.toLowerCase();
   if (provider === 'builtin' && versionNum < 170000) {
     return { unsupported: { reason: `the backup's database uses the builtin locale provider (LOCALE_PROVIDER = builtin), which PostgreSQL ${m} does not have: it needs PostgreSQL 17 or newer`, needs: 17 } };

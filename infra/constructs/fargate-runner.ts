@@ -109,9 +109,6 @@ export class FargateRunner extends Construct {
         RDS_CA_BUNDLE: IMAGE_RDS_CA_BUNDLE,
         // BackupSucceeded & co. through PutMetricData: the same dead-man alarms as the function's.
         CLOUDWATCH_METRICS: 'true',
-        // The task's user has no passwd entry (nor a home): the AWS SDK and libpq look up HOME
-        // (~/.aws, ~/.postgresql), and os.homedir() without it fails with uv_os_homedir ENOENT.
-        HOME: IMAGE_TMP,
       },
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'backup', logGroup: this.logGroup }),
       readonlyRootFilesystem: true,
