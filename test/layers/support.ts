@@ -74,7 +74,7 @@ export async function fingerprint(pg: TestPostgres, database: string): Promise<R
   const result: Record<string, string> = {};
   for (const table of TABLES) {
     const [row] = await pg.query<{ md5: string | null; n: string }>(
-      `SELECT md5(string_agg(t::text, E'\\n' ORDER BY t::text)) AS md5, count(*) AS n FROM ${table} t`,
+      `SELECT md5(string_agg(t::text, E'\\n' ORDER BY t::text COLLATE "C")) AS md5, count(*) AS n FROM ${table} t`,
       [],
       database,
     );

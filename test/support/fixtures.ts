@@ -53,7 +53,7 @@ export async function contentChecksums(pgsrv: TestPostgres, database: string): P
   for (const t of tables) {
     const q = `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
     const rows = await pgsrv.query<{ sum: string | null; n: string }>(
-      `select md5(string_agg(x::text, E'\\n' order by x::text)) as sum, count(*) as n from ${q} x`,
+      `select md5(string_agg(x::text, E'\\n' order by x::text COLLATE "C")) as sum, count(*) as n from ${q} x`,
       [],
       database,
     );

