@@ -54,6 +54,12 @@ export interface Config {
   readonly serverLayerRoot: string | undefined;
   /** ROW_COUNTS: per-table row counts in the dump's snapshot, recorded in the manifest (issue 13). */
   readonly rowCounts: RowCountMode;
+  /**
+   * DUMP_JOBS: data-only pg_dumps run side by side in the dump's snapshot, each streamed to its
+   * own object (issue 24, engine/backup/shards.ts); 1: one archive, as before. Default: the
+   * Lambda function's vCPUs by memory, else 1 (defaultDumpJobs).
+   */
+  readonly dumpJobs: number;
   /** DB_SSLMODE: overrides the secret's sslmode. */
   readonly sslMode: SslMode | undefined;
   /** DB_SSLROOTCERT: CA bundle for verify-ca / verify-full. */
@@ -127,6 +133,21 @@ export type Env = Readonly<Record<string, string | undefined>>;
 export const RUNNER_CHOICES = ['lambda', 'fargate', 'auto'] as const;
 export type RunnerChoice = (typeof RUNNER_CHOICES)[number];
 export type RunningOn = 'lambda' | 'fargate' | 'host';
+
+/** Lambda's vCPUs: one per 1,769 MB of memory, at most 6 (at 10,240 MB). */
+export const LAMBDA_MB_PER_VCPU = 1769;
+export const LAMBDA_MAX_VCPUS = 6;
+
+/**
+ * DUMP_JOBS when it is not set. Lambda: its vCPUs by memory (1 up to 1,769 MB: a second pg_dump on
+ * the same core only adds switching). Elsewhere 1: a host shares its cores with other work (and, in
+ * the measurements of docs/performance.md, often with the server itself), and the Fargate task
+ * gets DUMP_JOBS from its size through infra; an operator sets DUMP_JOBS for more.
+ */
+export function defaultDumpJobs(lambdaMemoryMb: number | undefined): number {
+  if (lambdaMemoryMb === undefined) return 1;
+  return Math.max(1, Math.min(LAMBDA_MAX_VCPUS, Math.ceil(lambdaMemoryMb / LAMBDA_MB_PER_VCPU)));
+}
 
 /** The function's timeout (Lambda's maximum): infra sets it, the fan-out's plan sizes runners against it. */
 export const LAMBDA_TIMEOUT_SECONDS = 900;
@@ -255,6 +276,9 @@ export const ENGINE_SETTINGS = {
   PG_CONNECT_TIMEOUT: wholeNumber(1, 600),
   TIME_MARGIN_SECONDS: wholeNumber(0, 900),
   AWS_LAMBDA_FUNCTION_NAME: text,
+  /** Set by Lambda: the function's memory, which gives its vCPUs (DUMP_JOBS's default). */
+  AWS_LAMBDA_FUNCTION_MEMORY_SIZE: wholeNumber(128, 10_240),
+  DUMP_JOBS: wholeNumber(1, 16),
   HEARTBEAT_URL: matching(/^https?:\/\/[^\s/?#]+(?:\/[^\s?#]*)?$/, 'an http(s) URL without query string, such as https://hc-ping.com/<uuid>'),
   HEARTBEAT_TIMEOUT_SECONDS: wholeNumber(1, 120),
   /** Set by ECS in every Fargate task: the engine then runs without Lambda's time budget. */
@@ -383,6 +407,7 @@ export function loadConfig(env: Env = process.env, options: LoadConfigOptions = 
     backupGlobals: c.BACKUP_GLOBALS ?? false,
     sslMode: c.DB_SSLMODE,
     rowCounts: c.ROW_COUNTS ?? DEFAULTS.rowCounts,
+    dumpJobs: c.DUMP_JOBS ?? defaultDumpJobs(inLambda ? c.AWS_LAMBDA_FUNCTION_MEMORY_SIZE : undefined),
     serverLayerRoot: c.PG_SERVER_LAYER,
     sslRootCert: c.DB_SSLROOTCERT,
     rdsCaBundle: c.RDS_CA_BUNDLE,

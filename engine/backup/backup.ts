@@ -9,7 +9,8 @@ import { buildGlobalsKey } from '../store/backup-key.ts';
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { ConfigError, InterruptedError, PgS3BackupError, PruneError, TimeBudgetError, type Stage } from '../errors.ts';
-import { ENCRYPTED_MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
+import { ENCRYPTED_MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSION, SHARDED_MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
+import { dumpSharded, whyNotSharded } from './shards.ts';
 import { ENCRYPTION_FORMAT, recipientFingerprint } from '../encryption.ts';
 import { selectDatabases } from '../pg/discover.ts';
 import { withDumpSnapshot } from './row-counts.ts';
@@ -461,28 +462,52 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
     // pg_dump's stdout read straight into the upload's part buffers (engine/pg/direct-output.ts).
     // The channel is opened first: pg_dump then starts at once in the snapshot, before the counts.
     const stdout = await openDirectChannel();
-    const { result, counts } = await withDumpSnapshot(conn, config.rowCounts, (snapshot) => {
+    // DUMP_JOBS > 1: data-only pg_dumps side by side in the same snapshot (shards.ts), unless it cannot apply.
+    const notSharded = whyNotSharded(config.dumpJobs, pgDump.major, (config.encryptRecipients?.length ?? 0) > 0);
+    if (notSharded) emit({ event: 'warning', message: notSharded });
+    const shardJobs = notSharded ? 1 : config.dumpJobs;
+    const partSize = choosePartSize(deps.partSize, server.databaseBytes, caps);
+    const { result, counts } = await withDumpSnapshot(conn, config.rowCounts, async (snapshot, client) => {
+      const sharded = shardJobs > 1 && snapshot && client
+        ? await dumpSharded(client, snapshot, {
+            spawn: deps.spawn, pgDump: toolCommand('pg_dump', config, deps.pgTools), env: libpqEnv(conn), redact: ctx.redact,
+            compression: config.compression, lockWaitTimeoutSeconds: config.lockWaitTimeoutSeconds, jobs: shardJobs, key, signal: ctx.signal,
+            upload: async (partKey, tool, signal, onBytes) => {
+              const r = await uploadToolOutput(deps, { ...ctx, signal, capabilities: caps }, store, partKey, tool, { partSize, onProgress: onBytes });
+              if (!caps.conditionalWrites) await confirmSoleObject(store, partKey, { bytes: r.bytes, etag: r.etag });
+              return r;
+            },
+            remove: (k) => ctx.cleanupS3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: k }), { abortSignal: AbortSignal.timeout(cleanupTimeoutMs(config)) })
+              .then(() => undefined, (e: unknown) => `${(e as Error).name}: ${(e as Error).message}`),
+            onProgress: (b) => {
+              progress.bytes = b;
+              emit({ event: 'dump', database, key, bytes: b });
+            },
+          })
+        : undefined;
+      if (sharded) return { ...sharded.schema, bytes: sharded.bytes, sharded };
       const tool = startTool(deps.spawn, toolCommand('pg_dump', config, deps.pgTools), [...pgDumpArgs(config.compression, config.lockWaitTimeoutSeconds), ...(snapshot ? [`--snapshot=${snapshot}`] : [])], {
         env: libpqEnv(conn),
         redact: ctx.redact,
         stdout,
       });
       return uploadToolOutput(deps, { ...ctx, capabilities: caps }, store, key, tool, {
-        partSize: choosePartSize(deps.partSize, server.databaseBytes, caps),
+        partSize,
         onProgress: (b) => {
           progress.bytes = b;
           emit({ event: 'dump', database, key, bytes: b });
         },
       });
-    }, { lockTimeoutSeconds: config.lockWaitTimeoutSeconds }).finally(() => {
+    }, { lockTimeoutSeconds: config.lockWaitTimeoutSeconds, exportAlways: shardJobs > 1 }).finally(() => {
       // Not used when the dump never started; closing a used one again does nothing.
       stdout?.childEnd.destroy();
       stdout?.output.destroy();
     });
     for (const warning of counts.warnings) emit({ event: 'row counts', stage: 'dump', database, key, warning });
+    const sharded = 'sharded' in result ? result.sharded : undefined;
     progress.bytes = result.bytes;
-    // Written without If-None-Match: the key must hold exactly what this run wrote.
-    if (!caps.conditionalWrites) await confirmSoleObject(store, key, { bytes: result.bytes, etag: result.etag });
+    // Written without If-None-Match: the key must hold exactly what this run wrote (a sharded dump's upload checked each).
+    if (!caps.conditionalWrites && !sharded) await confirmSoleObject(store, key, { bytes: result.bytes, etag: result.etag });
     const finishedAt = deps.now();
     const durationMs = Date.now() - t0;
     emit({ event: 'dump uploaded', stage: 'upload', database, key, bytes: result.bytes, sha256: result.sha256, durationMs, bytesPerSecond: throughput(result.bytes, durationMs) });
@@ -490,11 +515,13 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
     progress.stage = 'manifest';
     const recipients = config.encryptRecipients;
     const manifest: Manifest = {
-      formatVersion: result.plaintext ? ENCRYPTED_MANIFEST_FORMAT_VERSION : MANIFEST_FORMAT_VERSION,
+      formatVersion: sharded ? SHARDED_MANIFEST_FORMAT_VERSION : result.plaintext ? ENCRYPTED_MANIFEST_FORMAT_VERSION : MANIFEST_FORMAT_VERSION,
       database,
       key,
-      bytes: result.bytes,
+      // A sharded backup: the schema archive's, its data archives in `parts`.
+      bytes: sharded ? sharded.schema.bytes : result.bytes,
       sha256: result.sha256,
+      ...(sharded ? { parts: [...sharded.parts] } : {}),
       ...(result.plaintext && recipients
         ? {
             encryption: { format: ENCRYPTION_FORMAT, recipients: recipients.map(recipientFingerprint) },
@@ -519,10 +546,12 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
     } catch (err) {
       // Without its manifest the dump is not a backup: remove it now rather than leave an orphan
       // (through the unbounded client: the budget may be what failed the manifest).
-      const deleted = await ctx.cleanupS3
-        .send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key }), { abortSignal: AbortSignal.timeout(cleanupTimeoutMs(config)) })
-        .then(() => undefined, (e: unknown) => `${(e as Error).name}: ${(e as Error).message}`);
-      if (deleted !== undefined && err instanceof PgS3BackupError) err.leftover = { objectKey: key, reason: deleted };
+      const leftover = sharded
+        ? await sharded.removeAll()
+        : await ctx.cleanupS3
+            .send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key }), { abortSignal: AbortSignal.timeout(cleanupTimeoutMs(config)) })
+            .then(() => undefined, (e: unknown) => ({ objectKey: key, reason: `${(e as Error).name}: ${(e as Error).message}` }));
+      if (leftover !== undefined && err instanceof PgS3BackupError) err.leftover = leftover;
       throw err;
     }
     emit({ event: 'backup complete', stage: 'manifest', database, key, bytes: result.bytes, sha256: result.sha256, durationMs });

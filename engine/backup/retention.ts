@@ -107,7 +107,8 @@ export function planRetention(listing: DatabaseListing, options: RetentionOption
   const old = (o: StoredObject) => o.lastModified !== undefined && now - o.lastModified.getTime() >= minAge && !protect.has(o.key);
   const keys = [
     // A backup goes with its drill report: a `.verify.json` left behind would outlive its dump.
-    ...expired.flatMap((b) => [b.key, b.manifestKey, ...(b.drillReport ? [b.drillReport.key] : [])]),
+    // A sharded backup's data archives go with it too.
+    ...expired.flatMap((b) => [b.key, b.manifestKey, ...(b.drillReport ? [b.drillReport.key] : []), ...(b.parts ?? []).map((p) => p.key)]),
     ...listing.orphans.filter(old).map((o) => o.key),
     ...listing.strayManifests.filter(old).map((o) => o.key),
     ...(listing.strayReports ?? []).filter(old).map((o) => o.key),

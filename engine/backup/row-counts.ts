@@ -81,10 +81,17 @@ export async function countTables(client: Pick<pg.Client, 'query'>, mode: Exclud
 export async function withDumpSnapshot<T>(
   conn: PgConnection,
   mode: RowCountMode,
-  dump: (snapshot: string | undefined) => Promise<T>,
-  options: { readonly lockTimeoutSeconds?: number | undefined } = {},
+  dump: (snapshot: string | undefined, client?: Pick<pg.Client, 'query'>) => Promise<T>,
+  options: {
+    readonly lockTimeoutSeconds?: number | undefined;
+    /**
+     * Export a snapshot even with mode "off" (a sharded dump: its pg_dumps must share one), and
+     * hand `dump` the exporting connection (its first queries run before the counts').
+     */
+    readonly exportAlways?: boolean | undefined;
+  } = {},
 ): Promise<{ result: T; counts: SnapshotCounts }> {
-  if (mode === 'off') return { result: await dump(undefined), counts: { mode, warnings: [], ms: 0 } };
+  if (mode === 'off' && !options.exportAlways) return { result: await dump(undefined), counts: { mode, warnings: [], ms: 0 } };
   const warnings: string[] = [];
   let dumped = false;
   try {
@@ -99,9 +106,9 @@ export async function withDumpSnapshot<T>(
       if (options.lockTimeoutSeconds !== undefined) await client.query(`SET LOCAL lock_timeout = '${Math.trunc(options.lockTimeoutSeconds)}s'`);
       const snapshot = (await client.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
       dumped = true;
-      const dumping = dump(snapshot);
+      const dumping = dump(snapshot, client);
       const started = Date.now();
-      const counting = countTables(client, mode, warnings).then(
+      const counting = (mode === 'off' ? Promise.resolve(undefined) : countTables(client, mode, warnings)).then(
         (tables) => ({ tables, ms: Date.now() - started }),
         (err: unknown) => {
           warnings.push(`row counts unavailable: ${(err as Error).message}`);

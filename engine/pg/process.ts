@@ -141,6 +141,8 @@ export interface StartToolOptions {
    * Opened beforehand (it is asynchronous) so that the spawn itself stays synchronous.
    */
   readonly stdout?: DirectChannel | undefined;
+  /** startTool only: `child.stdin` is a pipe the caller writes (pg_restore reading an archive streamed from S3); default: none. */
+  readonly stdin?: 'pipe' | undefined;
 }
 
 /** Spawns a client tool (no shell) with stdout piped and the stderr tail kept. */
@@ -162,7 +164,7 @@ export function startTool(spawn: SpawnFn, command: SpawnCommand, toolArgs: reado
 function spawnWithStdout(spawn: SpawnFn, command: SpawnCommand, toolArgs: readonly string[], options: StartToolOptions, channel: DirectChannel | undefined): ChildProcess {
   const ids = options.runAs ? { uid: options.runAs.uid, gid: options.runAs.gid } : {};
   try {
-    return spawn(command.file, [...command.args, ...toolArgs], { env: options.env, stdio: ['ignore', channel?.childEnd ?? 'pipe', 'pipe'], shell: false, ...ids });
+    return spawn(command.file, [...command.args, ...toolArgs], { env: options.env, stdio: [options.stdin ?? 'ignore', channel?.childEnd ?? 'pipe', 'pipe'], shell: false, ...ids });
   } finally {
     // The child has its own copy: ours must go, or the reader would never see the end.
     channel?.childEnd.destroy();

@@ -113,9 +113,9 @@ export interface Toc {
 }
 
 /** `pg_restore --verbose` says when it starts each table's data: the restore's unit of progress. */
-const TABLE_DATA_LINE = /^pg_restore: processing data for table "(.*)"$/;
+export const TABLE_DATA_LINE = /^pg_restore: processing data for table "(.*)"$/;
 /** Every other `pg_restore: …` line that is neither an error, a warning nor an error's context is --verbose chatter. */
-const VERBOSE_LINE = /^pg_restore: (?!error: |warning: |detail: |hint: |from TOC entry )/;
+export const VERBOSE_LINE = /^pg_restore: (?!error: |warning: |detail: |hint: |from TOC entry )/;
 
 /** How many errors a failure message quotes in full: the first ones hold the root cause. */
 export const ERRORS_SHOWN = 10;
@@ -206,7 +206,17 @@ export async function pgRestoreInto(
   target: PgConnection,
   database: string,
   file: string,
-  options: PgRestoreArgs & { readonly tablesTotal?: number; readonly listFile?: string | undefined; readonly earlierErrors?: readonly string[]; readonly onFailure?: () => Promise<boolean> },
+  options: PgRestoreArgs & {
+    readonly tablesTotal?: number;
+    readonly listFile?: string | undefined;
+    readonly earlierErrors?: readonly string[];
+    readonly onFailure?: () => Promise<boolean>;
+    /**
+     * Runs right after the data pass (a sharded backup's data archives, sharded-restore.ts): its
+     * errors count as that pass's; `onLine` takes pg_restore's stderr lines for the progress.
+     */
+    readonly afterData?: ((onLine: (line: string) => boolean) => Promise<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>>) | undefined;
+  },
 ): Promise<PgRestoreRun> {
   const now = deps.now ?? Date.now;
   const started = now();
@@ -237,6 +247,15 @@ export async function pgRestoreInto(
     const outcome = classifyPgRestore(run.exitCode, run.stderr);
     outcome.tolerated.forEach((w) => tolerated.add(w));
     if (!outcome.ok) errors.push(...outcome.errors);
+    if (section === 'data' && options.afterData && (errors.length === 0 || options.keepGoing)) {
+      const after = await options.afterData(onLine).catch(async (err: unknown) => {
+        // A part that fails its checksum or cannot be read: undo what can be undone, as for a failed pass.
+        await options.onFailure?.();
+        throw err;
+      });
+      after.tolerated.forEach((w) => tolerated.add(w));
+      errors.push(...after.errors);
+    }
     if (errors.length > 0 && !options.keepGoing) {
       const dropped = (await options.onFailure?.()) ?? false;
       const how = outcome.ok ? 'the database definition could not be applied' : describeToolFailure(`pg_restore (${section} pass)`, { ...run, stderrTail: [] });

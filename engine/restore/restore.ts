@@ -14,6 +14,7 @@ import { hintForPgRestore, pgRestoreInto, readDefinition, readDropStatements, re
 import { withClient } from '../pg/client.ts';
 import { describeConnection, type PgConnection } from '../pg/connection.ts';
 import { selectTables } from './toc.ts';
+import { partTables, restoreDataParts } from './sharded-restore.ts';
 
 export interface RestoreOptions extends PgRestoreArgs {
   readonly key: string;
@@ -59,6 +60,11 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const { target } = options;
   checkOptions(options);
   const manifest = checkedManifest(await deps.source.readManifest(options.key), options.key);
+  if (manifest.parts && options.tables?.length) {
+    throw new UsageError(`--table is not available for a sharded backup (${manifest.parts.length} data archives); nothing was restored`, {
+      hint: 'Restore the whole backup into a new database and copy the tables from it, or follow the runbook (docs/runbook.md, "A sharded backup with pg_restore alone") with pg_restore --table.',
+    });
+  }
   deps.events?.({ event: 'manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
 
   // An encrypted backup needs an identity: a missing or unreadable one is an error before the
@@ -111,7 +117,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         });
       });
     }
-    const dataEntries = toc.entries.filter((e) => e.desc === 'TABLE DATA' && (!selection || selection.ids.has(e.id))).length;
+    const dataEntries = toc.entries.filter((e) => e.desc === 'TABLE DATA' && (!selection || selection.ids.has(e.id))).length + partTables(manifest);
     const restored = await pgRestoreInto(deps, target, target.database, dump.path, {
       ...options,
       listFile,
@@ -119,6 +125,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       tablesTotal: dataEntries,
       // A half-restored database we created is a trap: drop it so a retry starts clean.
       onFailure: async () => (options.create ? dropDatabase(target, target.database).then(() => true, () => false) : false),
+      // A sharded backup: its data archives streamed from S3, side by side, before the post-data pass.
+      afterData: manifest.parts ? (onLine) => restoreDataParts(deps, target, target.database, manifest, { noOwner: options.noOwner, noAcl: options.noAcl, onLine }) : undefined,
     });
     for (const n of notRestored) deps.events?.({ event: 'not-restored', message: n });
     if (restored.errors.length > 0) {

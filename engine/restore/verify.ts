@@ -18,6 +18,7 @@ import { pgRestoreInto, readDefinition, readToc, summarizeErrors, type Toc } fro
 import { serverVersionNum, withClient } from '../pg/client.ts';
 import { describeConnection, type PgConnection } from '../pg/connection.ts';
 import { quoteIdent } from './database-definition.ts';
+import { partTables, restoreDataParts } from './sharded-restore.ts';
 import { databaseLocaleSql } from './server-versions.ts';
 import { startThrowawayServer, throwawayTarget, type ThrowawayServerOptions } from './throwaway-server.ts';
 
@@ -154,6 +155,8 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   let tables: TableReport[] = [];
   let restoredBytes: number | undefined;
   let created = false;
+  /** A sharded backup's data archives all matched their SHA-256 as they streamed. */
+  let partsVerified = false;
   try {
     manifest = checkedManifest(await deps.source.readManifest(options.key), options.key);
     deps.events?.({ event: 'manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
@@ -164,6 +167,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     toc = await readToc(deps, dump.path);
     timings.list = now() - listStarted;
     const tocRead = toc;
+    const manifestRead = manifest;
     deps.events?.({ event: 'toc', entries: toc.entries.length, tablesWithData: toc.tablesWithData.length });
 
     // The scratch database as the backup defines its own (encoding, locale, provider, settings):
@@ -190,7 +194,14 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
       ...noRoles,
       keepGoing: true,
       earlierErrors: defined.errors,
-      tablesTotal: toc.tablesWithData.length,
+      tablesTotal: toc.tablesWithData.length + partTables(manifest),
+      afterData: manifest.parts
+        ? async (onLine) => {
+            const r = await restoreDataParts(deps, options.scratch, scratchDatabase, manifestRead, { ...noRoles, onLine });
+            partsVerified = true;
+            return r;
+          }
+        : undefined,
     });
     timings.restore = restored.ms;
     warnings.push(...restored.warnings);
@@ -230,10 +241,11 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     backupStartedAt: manifest?.startedAt,
     bytes: manifest?.bytes,
     sha256: manifest?.sha256,
-    sha256Verified: dump !== undefined,
+    sha256Verified: dump !== undefined && (manifest?.parts === undefined || partsVerified),
     ...(manifest?.encryption ? { encrypted: true } : {}),
     tocEntries: toc?.entries.length,
-    tocTablesWithData: toc?.tablesWithData.length,
+    // A sharded backup's tables with data are in its data archives too.
+    tocTablesWithData: toc === undefined ? undefined : toc.tablesWithData.length + (manifest ? partTables(manifest) : 0),
     scratchDatabase,
     scratchServer: describeConnection(options.scratch).replace(/\/[^/?]*(\?|$)/, '$1'),
     encoding: properties?.encoding,

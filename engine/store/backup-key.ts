@@ -67,6 +67,21 @@ export function manifestKeyFor(dumpKey: string): string {
 }
 
 /** `<dump key>.verify.json`: the restore drill's report, next to the backup (listed, pruned with it). */
+/**
+ * The data archives of a sharded backup (manifest format 4): `<dump key without .dump>.data-<n>.dump`,
+ * n from 1. Not a dump key (parseKey ignores it): listing and `--latest` see the backup by its
+ * schema archive and manifest only; retention deletes the parts with them.
+ */
+export function partKeyFor(dumpKey: string, n: number): string {
+  return `${dumpKey.slice(0, -DUMP_SUFFIX.length)}.data-${n}${DUMP_SUFFIX}`;
+}
+
+/** The dump key a data archive belongs to, or undefined when `key` is not one. */
+export function partOwner(key: string): string | undefined {
+  const m = /^(.*)\.data-[1-9]\d*\.dump$/.exec(key);
+  return m ? `${m[1]}${DUMP_SUFFIX}` : undefined;
+}
+
 export const VERIFY_REPORT_SUFFIX = '.verify.json';
 export function verifyReportKeyFor(dumpKey: string): string {
   return `${dumpKey}${VERIFY_REPORT_SUFFIX}`;

@@ -16,8 +16,16 @@ export const MANIFEST_FORMAT_VERSION = 2;
  * unencrypted backups keep version 2.
  */
 export const ENCRYPTED_MANIFEST_FORMAT_VERSION = 3;
+/**
+ * 4 (issue 24 §1): a sharded backup (DUMP_JOBS > 1). `key`, `bytes` and `sha256` are the schema
+ * archive's (everything but the sharded tables' data and the large objects); `parts` lists the
+ * data archives, each dumped in the same snapshot and restorable on its own. A version that does
+ * not know `parts` would restore the schema archive alone, a database without its rows: it must
+ * refuse the manifest, hence a version of its own.
+ */
+export const SHARDED_MANIFEST_FORMAT_VERSION = 4;
 /** Every version this code reads. */
-export const READABLE_FORMAT_VERSIONS = [1, 2, 3] as const;
+export const READABLE_FORMAT_VERSIONS = [1, 2, 3, 4] as const;
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -44,8 +52,24 @@ export const TableCountSchema = z.object({
 });
 export type TableCount = z.infer<typeof TableCountSchema>;
 
+/** One data archive of a sharded backup (format 4). */
+export const ManifestPartSchema = z.object({
+  /** The archive's object key (`<dump key without .dump>.data-<n>.dump`). */
+  key: z.string().min(1),
+  bytes: z.number().int().nonnegative(),
+  /** SHA-256 of the archive as stored, lowercase hex: checked as it streams into pg_restore. */
+  sha256: z.string().regex(SHA256_HEX),
+  /** Tables whose data it holds. */
+  tables: z.number().int().nonnegative(),
+  /** Their size in the snapshot (pg_table_size): what the plan balanced. */
+  tableBytes: z.number().int().nonnegative(),
+  /** It holds the large objects (the first part only). */
+  largeObjects: z.boolean(),
+});
+export type ManifestPart = z.infer<typeof ManifestPartSchema>;
+
 export const ManifestSchema = z.object({
-  formatVersion: z.union(READABLE_FORMAT_VERSIONS.map((v) => z.literal(v)) as [z.ZodLiteral<1>, z.ZodLiteral<2>, z.ZodLiteral<3>]),
+  formatVersion: z.union(READABLE_FORMAT_VERSIONS.map((v) => z.literal(v)) as [z.ZodLiteral<1>, z.ZodLiteral<2>, z.ZodLiteral<3>, z.ZodLiteral<4>]),
   database: z.string().min(1),
   /** The dump's object key. */
   key: z.string().min(1),
@@ -77,7 +101,12 @@ export const ManifestSchema = z.object({
   /** Version 3: pg_dump's archive before encryption: its size and SHA-256, checked after decrypting. */
   plaintextBytes: z.number().int().nonnegative().optional(),
   plaintextSha256: z.string().regex(SHA256_HEX).optional(),
+  /** Version 4: the data archives of a sharded backup (`key` is then the schema archive). */
+  parts: z.array(ManifestPartSchema).min(1).optional(),
 }).superRefine((m, ctx) => {
+  if ((m.parts !== undefined) !== (m.formatVersion === SHARDED_MANIFEST_FORMAT_VERSION)) {
+    ctx.addIssue({ code: 'custom', path: ['parts'], message: `formatVersion ${SHARDED_MANIFEST_FORMAT_VERSION} goes with "parts", and only with it` });
+  }
   // An encrypted dump must say so in a version that older readers refuse, and carry what the
   // decrypted archive is checked against; an unencrypted one must not claim a plaintext digest.
   const encrypted = m.encryption !== undefined;

@@ -15,7 +15,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
-import { buildDumpKey, databasePrefix, decodeDatabaseName, manifestKeyFor, parseKey, VERIFY_REPORT_SUFFIX } from './backup-key.ts';
+import { buildDumpKey, databasePrefix, decodeDatabaseName, manifestKeyFor, parseKey, partKeyFor, partOwner, VERIFY_REPORT_SUFFIX } from './backup-key.ts';
 import { KeyTakenError, ListError, ManifestError, PruneError, UnreadableManifestError } from '../errors.ts';
 import { ManifestSchema, parseManifest, type Manifest } from './manifest.ts';
 
@@ -63,6 +63,8 @@ export interface StoredBackup {
   readonly manifestBytes?: number;
   /** The restore drill's report beside it (`<key>.verify.json`), when the listing holds one. */
   readonly drillReport?: StoredObject;
+  /** A sharded backup's data archives (`partKeyFor`) the listing holds: deleted with it. */
+  readonly parts?: readonly StoredObject[];
 }
 
 /**
@@ -159,6 +161,7 @@ export async function listBackups(store: S3Store, database: string): Promise<Dat
   const dumps = new Map<string, StoredObject & { startedAt: Date }>();
   const manifests = new Map<string, StoredObject>();
   const reports = new Map<string, StoredObject>();
+  const parts = new Map<string, StoredObject[]>();
   let serverTime: Date | undefined;
   for await (const o of listObjects(store, databasePrefix(store.prefix, database), (d) => (serverTime = d))) {
     if (o.key.endsWith(VERIFY_REPORT_SUFFIX)) {
@@ -166,6 +169,12 @@ export async function listBackups(store: S3Store, database: string): Promise<Dat
       const dumpKey = o.key.slice(0, -VERIFY_REPORT_SUFFIX.length);
       const owner = parseKey(store.prefix, dumpKey);
       if (owner?.kind === 'dump' && owner.database === database) reports.set(dumpKey, o);
+      continue;
+    }
+    const partOf = partOwner(o.key);
+    if (partOf !== undefined) {
+      const owner = parseKey(store.prefix, partOf);
+      if (owner?.kind === 'dump' && owner.database === database) parts.set(partOf, [...(parts.get(partOf) ?? []), o]);
       continue;
     }
     const parsed = parseKey(store.prefix, o.key);
@@ -182,11 +191,14 @@ export async function listBackups(store: S3Store, database: string): Promise<Dat
       complete.push({
         database, key, manifestKey: manifestKeyFor(key), startedAt: d.startedAt, bytes: d.size, lastModified: d.lastModified,
         storedAt: manifest.lastModified ?? d.lastModified, manifestBytes: manifest.size, ...(report ? { drillReport: report } : {}),
+        ...(parts.has(key) ? { parts: parts.get(key)! } : {}),
       });
     } else {
       orphans.push({ key, size: d.size, lastModified: d.lastModified });
     }
   }
+  // Data archives of a sharded run that never wrote its manifest: orphans like its schema archive.
+  for (const [key, ps] of parts) if (!manifests.has(key) || !dumps.has(key)) orphans.push(...ps.map((p) => ({ key: p.key, size: p.size, lastModified: p.lastModified })));
   const strayManifests = [...manifests].filter(([k]) => !dumps.has(k)).map(([, m]) => m);
   const strayReports = [...reports].filter(([k]) => !dumps.has(k)).map(([, r]) => r);
   // Not by LastModified alone: copying a manifest in place (a storage-class change, the runbook's
@@ -297,6 +309,8 @@ export async function readManifest(store: S3Store, dumpKey: string, dump: { read
     // The listing's size of the dump: a manifest that says another size describes another object
     // (or was altered); the download would fail on it anyway, so it cannot stand for a backup.
     dump.bytes !== undefined && manifest.bytes !== dump.bytes ? `it says ${manifest.bytes} bytes, the dump object has ${dump.bytes}` : undefined,
+    // A sharded backup's data archives sit at keys derived from its own: never anywhere else.
+    ...(manifest.parts ?? []).map((p, i) => (p.key === partKeyFor(dumpKey, i + 1) ? undefined : `its part ${i + 1} is ${JSON.stringify(p.key)}, not ${JSON.stringify(partKeyFor(dumpKey, i + 1))}`)),
   ].filter((m): m is string => m !== undefined);
   if (mismatch.length > 0) {
     throw new UnreadableManifestError(`manifest ${where} does not describe ${dumpKey}: ${mismatch.join('; ')}; refusing to trust it`, {

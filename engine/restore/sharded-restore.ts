@@ -1,0 +1,150 @@
+/**
+ * The data archives of a sharded backup (manifest format 4), restored side by side: each streamed
+ * from S3 straight into its own `pg_restore`'s stdin, no temporary file (the drill's /tmp then
+ * holds the restored database only). Run between the schema archive's data pass and its post-data
+ * pass (pg-restore.ts `afterData`): the tables exist, no index, constraint or trigger does yet, so
+ * the archives load in any order and concurrently.
+ *
+ * Integrity: each archive is hashed as it streams and its size and SHA-256 must match the
+ * manifest's part; a mismatch fails the restore (IntegrityError) and the usual clean-up runs (a
+ * database `--create` made is dropped). Unlike a one-archive backup, rows reach the target before
+ * the checksum is known: that is the price of no download, and why a mismatch drops what it made.
+ *
+ * A data-only archive is restored without `--section`: its large objects' metadata (archive 1)
+ * is pre-data by section but data by content, and pg_restore keeps it with the data only when
+ * no section is named.
+ */
+import { spawn as nodeSpawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { IntegrityError, RestoreError } from '../errors.ts';
+import type { PgConnection } from '../pg/connection.ts';
+import { libpqEnv } from '../pg/env.ts';
+import { describeToolFailure, startTool, type SpawnFn } from '../pg/process.ts';
+import type { Manifest, ManifestPart } from '../store/manifest.ts';
+import type { RestoreDeps } from './deps.ts';
+import { classifyPgRestore, conninfoDbname, type PgRestoreOutcome } from './pg-restore.ts';
+
+export interface ShardedDataOptions {
+  readonly noOwner?: boolean | undefined;
+  readonly noAcl?: boolean | undefined;
+}
+
+/** pg_restore's arguments for one data archive read from stdin. */
+export function partRestoreArgs(database: string, options: ShardedDataOptions): string[] {
+  return ['--verbose', '--no-password', '--dbname', conninfoDbname(database), ...(options.noOwner ? ['--no-owner'] : []), ...(options.noAcl ? ['--no-privileges'] : [])];
+}
+
+/** Tables whose data a sharded backup's parts hold (for progress and the report). */
+export function partTables(manifest: Pick<Manifest, 'parts'>): number {
+  return (manifest.parts ?? []).reduce((n, p) => n + p.tables, 0);
+}
+
+/**
+ * Restores every data archive of `manifest` into `database`, concurrently; resolves with
+ * pg_restore's errors (sorted as classifyPgRestore does), rejects on a checksum mismatch, an
+ * archive S3 would not give, or the command's interruption (every pg_restore then stopped).
+ */
+export async function restoreDataParts(
+  deps: RestoreDeps,
+  target: PgConnection,
+  database: string,
+  manifest: Pick<Manifest, 'parts'>,
+  options: ShardedDataOptions & { readonly onLine?: ((line: string) => boolean) | undefined },
+): Promise<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>> {
+  const parts = manifest.parts ?? [];
+  const local = new AbortController();
+  const signal = deps.signal ? AbortSignal.any([deps.signal, local.signal]) : local.signal;
+  const outcomes = await Promise.allSettled(parts.map((p) => restorePart(deps, target, database, p, options, signal).catch((err: unknown) => {
+    // One archive that cannot be trusted or read stops the others: the restore has failed.
+    local.abort(err);
+    throw err;
+  })));
+  const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (failed) throw deps.signal?.aborted ? (deps.signal.reason as Error) : (local.signal.reason as Error);
+  const done = outcomes.map((o) => (o as PromiseFulfilledResult<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>>).value);
+  return { errors: done.flatMap((d) => d.errors), tolerated: done.flatMap((d) => d.tolerated) };
+}
+
+async function restorePart(
+  deps: RestoreDeps,
+  target: PgConnection,
+  database: string,
+  part: ManifestPart,
+  options: ShardedDataOptions & { readonly onLine?: ((line: string) => boolean) | undefined },
+  signal: AbortSignal,
+): Promise<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>> {
+  signal.throwIfAborted();
+  const body = await deps.source.openDump(part.key);
+  const tool = startTool(deps.spawn ?? (nodeSpawn as SpawnFn), deps.pgRestore, partRestoreArgs(database, options), {
+    env: libpqEnv(target, deps.env ?? process.env, database),
+    tool: 'pg_restore',
+    stderrLines: 100_000,
+    stdin: 'pipe',
+    ...(options.onLine ? { onStderrLine: options.onLine } : {}),
+  });
+  const onAbort = () => {
+    body.destroy();
+    tool.child.kill('SIGTERM');
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    let failedEarly = false;
+    void tool.finished.then((o) => (failedEarly = o.exitCode !== 0 || o.signal !== null), () => (failedEarly = true));
+    const streamed = await feed(body, tool.child.stdin!, () => failedEarly).catch(async (err: unknown) => {
+      // S3 stopped sending (or the restore was stopped): pg_restore must not wait for the rest.
+      tool.child.kill('SIGTERM');
+      await tool.finished.catch(() => {});
+      throw err;
+    });
+    const outcome = await tool.finished;
+    signal.throwIfAborted();
+    // pg_restore gave up before the end (its errors say why): the rest was not read, nor hashed.
+    if (streamed.complete && (streamed.bytes !== part.bytes || streamed.sha256 !== part.sha256)) {
+      throw new IntegrityError(
+        `data archive ${part.key} does not match its manifest: ${streamed.bytes} bytes with SHA-256 ${streamed.sha256}, the manifest says ${part.bytes} bytes with ${part.sha256}; the restore is stopped`,
+      );
+    }
+    if (outcome.signal) {
+      throw new RestoreError(`restoring data archive ${part.key} into database "${database}" failed: ${describeToolFailure('pg_restore', outcome)}`);
+    }
+    const classified = classifyPgRestore(outcome.exitCode, outcome.stderrTail.length ? `${outcome.stderrTail.join('\n')}\n` : '');
+    if (!streamed.complete && classified.errors.length === 0) return { ...classified, errors: [`pg_restore of ${part.key} ended before the archive did (${describeToolFailure('pg_restore', outcome)})`] };
+    return classified;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    body.destroy();
+  }
+}
+
+/**
+ * Copies `body` into pg_restore's stdin, hashing every byte. pg_restore may close its stdin
+ * before the end (it stops reading after the last entry it needs): the rest is still read and
+ * hashed, so the checksum always covers the whole object.
+ */
+async function feed(body: Readable, stdin: NodeJS.WritableStream, failed: () => boolean): Promise<{ bytes: number; sha256: string; complete: boolean }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let open = true;
+  // EPIPE when pg_restore has stopped reading (or failed): its own outcome says which.
+  stdin.on('error', () => (open = false));
+  stdin.on('close', () => (open = false));
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    if (!open && failed()) return { bytes, sha256: '', complete: false };
+    hash.update(chunk);
+    bytes += chunk.length;
+    if (open && !stdin.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          stdin.off('drain', done);
+          stdin.off('close', done);
+          resolve();
+        };
+        stdin.on('drain', done);
+        stdin.on('close', done);
+      });
+    }
+  }
+  if (open) stdin.end();
+  return { bytes, sha256: hash.digest('hex'), complete: true };
+}
