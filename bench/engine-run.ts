@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { createHandler } from '../lambda/handler.ts';
 import { processCpu, watchBusiestChild, type SchedTimes } from './measure.ts';
 import { noMetrics, silentLog } from '../engine/observability.ts';
-import { startToolDirect, type SpawnFn } from '../engine/pg/process.ts';
+import { startTool, startToolDirect, type SpawnFn } from '../engine/pg/process.ts';
 import { partSizeFor, streamToS3 } from '../engine/backup/stream-upload.ts';
 
 export interface EngineJob {
@@ -104,8 +104,10 @@ async function main(): Promise<void> {
     // The recipient is made before the clock starts: a deployment's is in its configuration.
     const encryptTo = job.encrypt ? [await identityToRecipient(await generateX25519Identity())] : undefined;
     run = async () => {
-      const tool = await startToolDirect(spawn as SpawnFn, { file: 'cat', args: [] }, [file], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
-      if (job.libStorage) return { bytes: await libStorageSink(s3, key, tool.child.stdout!, job), key };
+      const catArgs = [spawn as SpawnFn, { file: 'cat', args: [] }, [file], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }] as const;
+      // lib-storage reads a stream: a plain pipe (startToolDirect leaves child.stdout null).
+      if (job.libStorage) return { bytes: await libStorageSink(s3, key, startTool(...catArgs).child.stdout!, job), key };
+      const tool = await startToolDirect(...catArgs);
       const res = await streamToS3({ s3, bucket: process.env.BACKUP_BUCKET!, key, tool, partSize: job.partSize ?? partSizeFor(), queueSize: job.queueSize, partChecksum: job.partChecksum, encryptTo });
       return { bytes: res.bytes, key };
     };

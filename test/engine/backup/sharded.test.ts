@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { libpqEnv } from '../../../engine/pg/env.ts';
 import { resolvePgTool } from '../../../engine/pg/tools.ts';
@@ -124,9 +124,8 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     const part = manifests.skewed!.parts![1]!;
     const original = await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: part.key }));
     const bytes = Buffer.from(await original.Body!.transformToByteArray());
-    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
     const tampered = Buffer.from(bytes);
-    tampered[tampered.length - 3] ^= 0xff;
+    tampered.writeUInt8(tampered.readUInt8(tampered.length - 3) ^ 0xff, tampered.length - 3);
     await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: part.key, Body: tampered }));
     try {
       const run = await runCli(['restore', '--key', keys.skewed!, '--target-url', other.urlFor('skewed_bad'), '--create'], svc.env);
