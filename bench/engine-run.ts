@@ -20,9 +20,17 @@ import { processCpu, watchBusiestChild, type SchedTimes } from './measure.ts';
 import { noMetrics, silentLog } from '../engine/observability.ts';
 import { startTool, startToolDirect, type SpawnFn } from '../engine/pg/process.ts';
 import { partSizeFor, streamToS3 } from '../engine/backup/stream-upload.ts';
+import { tmpdir } from 'node:os';
+import { parseTargetUrl } from '../engine/pg/connection.ts';
+import { resolvePgTool } from '../engine/pg/tools.ts';
+import type { RestoreDeps } from '../engine/restore/deps.ts';
+import { restoreBackup } from '../engine/restore/restore.ts';
+import { openDump, readManifest } from '../engine/store/s3-store.ts';
 
 export interface EngineJob {
-  readonly mode: 'engine' | 'sink';
+  /** `restore`: restoreBackup of `key` into BENCH_TARGET_URL (the environment: it holds a password), with `jobs`. */
+  readonly mode: 'engine' | 'sink' | 'restore';
+  readonly jobs?: number | undefined;
   /** Multipart part size in bytes (engine default when absent). */
   readonly partSize?: number | undefined;
   readonly queueSize?: number | undefined;
@@ -110,6 +118,19 @@ async function main(): Promise<void> {
       const tool = await startToolDirect(...catArgs);
       const res = await streamToS3({ s3, bucket: process.env.BACKUP_BUCKET!, key, tool, partSize: job.partSize ?? partSizeFor(), queueSize: job.queueSize, partChecksum: job.partChecksum, encryptTo });
       return { bytes: res.bytes, key };
+    };
+  } else if (job.mode === 'restore' && job.key && process.env.BENCH_TARGET_URL) {
+    const store = { s3: new S3Client({ forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true' }), bucket: process.env.BACKUP_BUCKET!, prefix: process.env.BACKUP_PREFIX ?? '' };
+    const deps: RestoreDeps = {
+      source: { readManifest: (k) => readManifest(store, k), openDump: async (k) => (await openDump(store, k)).body },
+      pgRestore: resolvePgTool('pg_restore', { pgDumpBin: process.env.PG_DUMP_BIN }),
+      tempDir: tmpdir(),
+    };
+    const { key } = job;
+    const target = parseTargetUrl(process.env.BENCH_TARGET_URL);
+    run = async () => {
+      const r = await restoreBackup(deps, { key, target, create: true, noOwner: true, jobs: job.jobs });
+      return { bytes: r.bytes, key };
     };
   } else {
     throw new Error(`engine-run: bad job ${process.argv[2] ?? ''}`);

@@ -158,6 +158,33 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     await other.query('DROP DATABASE skewed');
   });
 
+  it("a manifest whose part points at another object is refused before anything is read; --table is refused too", async () => {
+    const manifestKey = `${keys.skewed!}.json`;
+    const original = await (await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: manifestKey }))).Body!.transformToString();
+    const m = JSON.parse(original) as Manifest;
+    await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: manifestKey, Body: JSON.stringify({ ...m, parts: [manifests.fidelity!.parts![0]!, ...m.parts!.slice(1)] }) }));
+    try {
+      const run = await runCli(['restore', '--key', keys.skewed!, '--target-url', other.urlFor('skewed_wrong'), '--create'], svc.env);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toMatch(/its part 1 is .*fidelity.*; refusing to trust it/);
+    } finally {
+      await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: manifestKey, Body: original }));
+    }
+    const table = await runCli(['restore', '--key', keys.skewed!, '--target-url', other.urlFor('skewed_t'), '--create', '--table', 'public.big'], svc.env);
+    expect(table.code).not.toBe(0);
+    expect(table.stderr).toMatch(/--table is not available for a sharded backup \(3 data archives\); nothing was restored/);
+  });
+
+  it('prune deletes an expired sharded backup with every data archive', async () => {
+    const run = await runCli(['run'], { ...svc.env, DATABASES: 'fidelity', DUMP_JOBS: '2' });
+    expect(run.code, run.stderr).toBe(0);
+    const newer = (run.result!.backups as { key: string }[])[0]!.key;
+    const prune = await runCli(['prune', '--database', 'fidelity'], { ...svc.env, RETENTION_COUNT: '1' });
+    expect(prune.code, prune.stderr).toBe(0);
+    const left = await listKeys(svc.clients, svc.bucket, 'pg-s3-backup/fidelity/');
+    expect(left.sort()).toEqual([newer, `${newer}.json`, partKeyFor(newer, 1), partKeyFor(newer, 2)].sort());
+  });
+
   it('a shard killed mid-way leaves no object and no multipart upload', async () => {
     const real = resolvePgTool('pg_dump', { layerRoots: [layerRoot()] });
     const realCmd = [real.file, ...real.args].map((a) => `'${a}'`).join(' ');

@@ -1,0 +1,339 @@
+/**
+ * `npm run bench:shard`: sharded dumps streamed to S3 (DUMP_JOBS, issue 24 §1) against the
+ * single-process floor and against bare `pg_dump -Fd -j N` to a local disk (the physical limit:
+ * parallel, no upload), and the sharded streamed restore (§2) against bare `pg_restore -j N` from
+ * a local file.
+ *
+ *   npm run bench:shard -- [--size 1GB] [--compressions gzip:6,zstd:1] [--jobs 1,2,4] [--repeat 3]
+ *                          [--restore-jobs 2] [--seed 42] [--out bench/results] [--note "…"]
+ *
+ * The database: the bench's data (bench/generate.ts, seeded) at half the size, then two more
+ * tables each holding half of `events`' rows: `events` is half the data (the skewed table), two
+ * more large tables a quarter each, and the small ones (customers, orders, large objects).
+ * Shared layout: every process on the machine's cores, the server too (as the issue's
+ * calibration); the null S3 endpoint (bench/null-s3.ts, HTTPS) counts and discards the uploads,
+ * except under the restore prefix, which it keeps for the restore.
+ *
+ * Per compression, round after round, the modes alternate (floor, -Fd -j N…, DUMP_JOBS=N…), so
+ * that the machine's drifting load (it is shared) spreads over all of them; medians are kept,
+ * with the CPU time of each side (the tool's processes, the engine's node, the server) and the
+ * load average at each run's start. Results: `<out>/<date>-shard-<size>.md` and `.json`.
+ */
+import { build } from 'esbuild';
+import { randomUUID } from 'node:crypto';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { Agent as HttpsAgent } from 'node:https';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { libpqEnv } from '../engine/pg/env.ts';
+import { resolvePgTool } from '../engine/pg/tools.ts';
+import { ensureLayer, REPO_ROOT } from '../scripts/layer.ts';
+import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
+import type { EngineJob, EngineRunResult } from './engine-run.ts';
+import { generateDatabase } from './generate.ts';
+import { capture, cpuDelta, parseSize, processCpu, spawnTimed, spread, type Spread } from './measure.ts';
+import { cleanUpOnInterrupt, startEndpoint, type Endpoint } from './services.ts';
+
+const { values } = parseArgs({
+  options: {
+    size: { type: 'string', default: '1GB' },
+    compressions: { type: 'string', default: 'gzip:6,zstd:1' },
+    jobs: { type: 'string', default: '1,2,4' },
+    'restore-jobs': { type: 'string', default: '2' },
+    repeat: { type: 'string', default: '3' },
+    seed: { type: 'string', default: '42' },
+    out: { type: 'string', default: 'bench/results' },
+    note: { type: 'string', multiple: true, default: [] },
+  },
+});
+const size = { label: values.size, bytes: parseSize(values.size) };
+const compressions = values.compressions.split(',').map((c) => c.trim());
+const jobsList = values.jobs.split(',').map(Number);
+const restoreJobs = Number(values['restore-jobs']);
+const repeat = Number(values.repeat);
+const PREFIX = 'bench/';
+const KEEP_PREFIX = `${PREFIX}restore/`;
+const REGION = 'us-east-1';
+const log = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
+
+interface Run {
+  readonly mode: string;
+  readonly compression: string;
+  readonly round: number;
+  readonly ms: number;
+  readonly bytes?: number | undefined;
+  /** pg_dump's processes (every one: -j workers, shards), ms. */
+  readonly toolCpuMs?: number | undefined;
+  /** The engine's node process, ms. */
+  readonly nodeCpuMs?: number | undefined;
+  /** The PostgreSQL server (postmaster and its reaped backends), ms. */
+  readonly serverCpuMs?: number | undefined;
+  readonly peakRssBytes?: number | undefined;
+  /** Load average (1 min) when the run started. */
+  readonly load1: number;
+}
+
+interface ModeSummary {
+  readonly mode: string;
+  readonly compression: string;
+  readonly ms: Spread;
+  readonly toolCpuMs?: number | undefined;
+  readonly nodeCpuMs?: number | undefined;
+  readonly serverCpuMs?: number | undefined;
+  readonly peakRssBytes?: number | undefined;
+  readonly bytes?: number | undefined;
+  readonly load1: Spread;
+}
+
+const median = (xs: readonly (number | undefined)[]): number | undefined => {
+  const v = xs.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+};
+
+async function main(): Promise<void> {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  const work = mkdtempSync(join(tmpdir(), 'pgs3b-bench-shard-'));
+  let pgsrv: TestPostgres | undefined;
+  let endpoint: Endpoint | undefined;
+  const cleanup = async () => {
+    await Promise.all([pgsrv?.stop().catch(() => {}), endpoint?.stop().catch(() => {})]);
+    rmSync(work, { recursive: true, force: true });
+  };
+  cleanUpOnInterrupt(cleanup);
+  try {
+    const bundle = join(work, 'engine-run.mjs');
+    const nullScript = join(work, 'null-s3.mjs');
+    await Promise.all(([['engine-run.ts', bundle], ['null-s3.ts', nullScript]] as const).map(([src, outfile]) => build({
+      entryPoints: [join(REPO_ROOT, 'bench', src)], bundle: true, platform: 'node', target: 'node20', format: 'esm', outfile, logLevel: 'error',
+      banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    })));
+    let layer: string;
+    [layer, pgsrv, endpoint] = await Promise.all([ensureLayer(), startPostgres(), startEndpoint('null', { script: nullScript, keepPrefixes: [KEEP_PREFIX], protocol: 'https' })]);
+    const pg = pgsrv;
+    const ep = endpoint;
+    const pgDump = resolvePgTool('pg_dump', { pgDumpBin: join(layer, 'bin', 'pg_dump') }).file;
+    const pgRestore = resolvePgTool('pg_restore', { pgDumpBin: join(layer, 'bin', 'pg_dump') }).file;
+    const bucket = `pg-s3-backup-bench-${randomUUID().slice(0, 8)}`;
+    const s3 = new S3Client({ endpoint: ep.url(), region: REGION, forcePathStyle: true, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' }, ...(ep.ca ? { requestHandler: { httpsAgent: new HttpsAgent({ ca: readFileSync(ep.ca) }) } } : {}) });
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    const serverPid = Number(readFileSync(join((await pg.query<{ d: string }>("SELECT current_setting('data_directory') AS d"))[0]!.d, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const load0 = loadavg();
+
+    const database = `shard_${size.label.toLowerCase()}`;
+    await pg.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await pg.query(`CREATE DATABASE ${database}`);
+    log(`generating ${size.label} (seed ${values.seed}): the bench's data at half the size, then two tables of half of events' rows each`);
+    await generateDatabase(pg.urlFor(database), { targetBytes: size.bytes / 2, seed: Number(values.seed), batchRows: Math.max(1000, Math.min(40_000, Math.floor(size.bytes / 2 / 1250 / 4))) });
+    for (const [t, r] of [['events_b', 0], ['events_c', 1]] as const) {
+      await pg.query(`CREATE TABLE ${t} (LIKE events INCLUDING ALL); INSERT INTO ${t} SELECT * FROM events WHERE id % 2 = ${r}`, [], database);
+      await pg.query(`VACUUM ANALYZE ${t}`, [], database);
+    }
+    const sizes = await pg.query<{ t: string; b: string }>(`SELECT relname AS t, pg_table_size(oid)::text AS b FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace ORDER BY 2 DESC`, [], database);
+    const databaseBytes = Number((await pg.query<{ s: string }>('SELECT pg_database_size($1)::text AS s', [database]))[0]!.s);
+    log(`database: ${(databaseBytes / 1024 ** 2).toFixed(0)} MiB; tables ${sizes.map((s) => `${s.t} ${(Number(s.b) / 1024 ** 2).toFixed(0)} MiB`).join(', ')}`);
+
+    const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
+      ...process.env,
+      AWS_ENDPOINT_URL: ep.url(), AWS_REGION: REGION, AWS_ACCESS_KEY_ID: 'bench', AWS_SECRET_ACCESS_KEY: 'bench', S3_FORCE_PATH_STYLE: 'true',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...(ep.ca ? { NODE_EXTRA_CA_CERTS: ep.ca } : {}),
+      BACKUP_BUCKET: bucket, PG_DUMP_BIN: join(layer, 'bin', 'pg_dump'), RETENTION_COUNT: '1000', ...extra,
+    });
+    const backendsGone = async () => {
+      const deadline = Date.now() + 5000;
+      while (Date.now() < deadline && (await pg.query<{ n: string }>('SELECT count(*)::text AS n FROM pg_stat_activity WHERE datname = $1', [database]))[0]!.n !== '0') await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 100));
+    };
+    const measured = async (mode: string, compression: string, round: number, f: () => Promise<Omit<Run, 'mode' | 'compression' | 'round' | 'load1' | 'serverCpuMs'>>): Promise<Run> => {
+      const load1 = loadavg()[0]!;
+      const s0 = processCpu(serverPid);
+      const r = await f();
+      await backendsGone();
+      const run = { mode, compression, round, load1, ...r, serverCpuMs: cpuDelta(s0, processCpu(serverPid)) };
+      log(`  ${mode} ${compression}: ${(run.ms / 1000).toFixed(2)} s (load ${load1.toFixed(1)})`);
+      return run;
+    };
+    const engine = async (compression: string, jobs: number, prefix: string, rowCounts = 'estimate') => {
+      const t0 = performance.now();
+      const out = await capture(process.execPath, [bundle, JSON.stringify({ mode: 'engine' } satisfies EngineJob)], env({ DATABASE_URL: pg.urlFor(database), PG_DUMP_COMPRESSION: compression, DUMP_JOBS: String(jobs), BACKUP_PREFIX: prefix, ROW_COUNTS: rowCounts }));
+      const r = JSON.parse(out.trim().split('\n').pop()!) as EngineRunResult;
+      return { ...r, processMs: performance.now() - t0 };
+    };
+
+    const runs: Run[] = [];
+    for (let round = 1; round <= repeat; round++) {
+      for (const compression of compressions) {
+        log(`round ${round}/${repeat}, ${compression}`);
+        runs.push(await measured('floor (pg_dump -Fc > /dev/null)', compression, round, async () => {
+          const devNull = openSync('/dev/null', 'w');
+          try {
+            const r = await spawnTimed(pgDump, ['--format=custom', `--compress=${compression}`, '--no-sync'], { env: libpqEnv(pg.connection(database)), stdio: ['ignore', devNull, 'pipe'], label: 'floor' }).done;
+            return { ms: r.ms, toolCpuMs: r.cpuMs, peakRssBytes: r.peakRssBytes };
+          } finally {
+            closeSync(devNull);
+          }
+        }));
+        for (const jobs of jobsList.filter((j) => j > 1)) {
+          runs.push(await measured(`pg_dump -Fd -j ${jobs} (local disk)`, compression, round, async () => {
+            const dir = join(work, 'fd');
+            try {
+              const r = await spawnTimed(pgDump, ['--format=directory', `--jobs=${jobs}`, `--compress=${compression}`, '--no-sync', `--file=${dir}`], { env: libpqEnv(pg.connection(database)), stdio: ['ignore', 'ignore', 'pipe'], label: '-Fd' }).done;
+              const bytes = Number((await capture('du', ['-sb', dir])).split('\t')[0]);
+              return { ms: r.ms, toolCpuMs: r.cpuMs, peakRssBytes: r.peakRssBytes, bytes };
+            } finally {
+              rmSync(dir, { recursive: true, force: true });
+            }
+          }));
+        }
+        for (const jobs of jobsList) {
+          runs.push(await measured(`DUMP_JOBS=${jobs} (streamed to S3)`, compression, round, async () => {
+            const r = await engine(compression, jobs, PREFIX);
+            return { ms: r.ms, bytes: r.bytes, toolCpuMs: r.childCpuMs, nodeCpuMs: r.cpuMs, peakRssBytes: r.peakRssBytes };
+          }));
+        }
+      }
+    }
+
+    // Restore: one sharded backup (DUMP_JOBS = restore jobs) kept by the endpoint, restored by the
+    // engine (streamed from S3, no temporary file); bare pg_restore -j N from a local -Fc file.
+    const restoreCompression = compressions.includes('zstd:1') ? 'zstd:1' : compressions[0]!;
+    log(`restore: a DUMP_JOBS=${restoreJobs} backup (${restoreCompression}), and a local -Fc file`);
+    const backup = await engine(restoreCompression, restoreJobs, KEEP_PREFIX);
+    const file = join(work, 'local.dump');
+    await spawnTimed(pgDump, ['--format=custom', `--compress=${restoreCompression}`, '--no-sync', `--file=${file}`], { env: libpqEnv(pg.connection(database)), stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_dump file' }).done;
+    const restores: Run[] = [];
+    const target = `${database}_restored`;
+    for (let round = 1; round <= repeat; round++) {
+      await pg.query(`DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
+      await pg.query(`CREATE DATABASE ${target}`);
+      restores.push(await measured(`bare pg_restore -j ${restoreJobs} (local file)`, restoreCompression, round, async () => {
+        const r = await spawnTimed(pgRestore, ['--no-owner', '--exit-on-error', `--jobs=${restoreJobs}`, `--dbname=${target}`, file], { env: libpqEnv(pg.connection(target)), stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_restore' }).done;
+        return { ms: r.ms, toolCpuMs: r.cpuMs };
+      }));
+      await pg.query(`DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
+      restores.push(await measured(`engine restore --jobs ${restoreJobs} (DUMP_JOBS=${restoreJobs} backup, streamed from S3)`, restoreCompression, round, async () => {
+        const out = await capture(process.execPath, [bundle, JSON.stringify({ mode: 'restore', key: backup.key, jobs: restoreJobs } satisfies EngineJob)], env({ BACKUP_PREFIX: KEEP_PREFIX, BENCH_TARGET_URL: pg.urlFor(target) }));
+        const r = JSON.parse(out.trim().split('\n').pop()!) as EngineRunResult;
+        return { ms: r.ms, nodeCpuMs: r.cpuMs, toolCpuMs: r.childCpuMs, peakRssBytes: r.peakRssBytes };
+      }));
+    }
+    await pg.query(`DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
+
+    const summarize = (rs: readonly Run[]): ModeSummary[] => {
+      const keys = [...new Set(rs.map((r) => `${r.mode}\u0000${r.compression}`))];
+      return keys.map((k) => {
+        const [mode, compression] = k.split('\u0000') as [string, string];
+        const xs = rs.filter((r) => r.mode === mode && r.compression === compression);
+        return {
+          mode, compression, ms: spread(xs.map((r) => r.ms)), load1: spread(xs.map((r) => r.load1)),
+          toolCpuMs: median(xs.map((r) => r.toolCpuMs)), nodeCpuMs: median(xs.map((r) => r.nodeCpuMs)), serverCpuMs: median(xs.map((r) => r.serverCpuMs)),
+          peakRssBytes: median(xs.map((r) => r.peakRssBytes)), bytes: median(xs.map((r) => r.bytes)),
+        };
+      });
+    };
+    const summary = summarize(runs);
+    const restoreSummary = summarize(restores);
+    /** Ratio of medians, and the median of the per-round ratios (alternated runs: each round's pair saw the same load). */
+    const ratio = (a: string, b: string, c: string, rs: readonly Run[] = runs) => {
+      const pairs = [...new Set(rs.map((r) => r.round))].map((round) => {
+        const x = rs.find((r) => r.mode === a && r.compression === c && r.round === round)?.ms;
+        const y = rs.find((r) => r.mode === b && r.compression === c && r.round === round)?.ms;
+        return x !== undefined && y !== undefined ? x / y : undefined;
+      });
+      return median(pairs);
+    };
+    const j = restoreJobs;
+    const sharded = `DUMP_JOBS=${j} (streamed to S3)`;
+    const dir = `pg_dump -Fd -j ${j} (local disk)`;
+    const floor = 'floor (pg_dump -Fc > /dev/null)';
+    const overDir = compressions.map((c) => ({ compression: c, ratio: ratio(sharded, dir, c) }));
+    const worst = overDir.reduce((a, b) => ((b.ratio ?? 0) > (a.ratio ?? 0) ? b : a));
+    const headline = {
+      shardedOverFloor: compressions.includes('gzip:6') ? ratio(sharded, floor, 'gzip:6') : undefined,
+      shardedOverDirectoryFormat: worst.ratio,
+      shardedOverDirectoryFormatCompression: worst.compression,
+      shardedOverDirectoryFormatByCompression: Object.fromEntries(overDir.map((o) => [o.compression, o.ratio])),
+      shardedOverFloorByCompression: Object.fromEntries(compressions.map((c) => [c, ratio(sharded, floor, c)])),
+      restoreOverBarePgRestore: ratio(restoreSummary[1]!.mode, restoreSummary[0]!.mode, restoreCompression, restores),
+      peakRssBytesByJobs: Object.fromEntries(jobsList.map((n) => [n, median(runs.filter((r) => r.mode === `DUMP_JOBS=${n} (streamed to S3)`).map((r) => r.peakRssBytes))])),
+    };
+    const results = {
+      date: new Date().toISOString().slice(0, 10),
+      size: size.label,
+      databaseBytes,
+      tables: sizes.map((s) => ({ table: s.t, bytes: Number(s.b) })),
+      compressions,
+      jobs: jobsList,
+      restoreJobs,
+      repeat,
+      layout: 'shared (every process on every core, the server too)',
+      endpoint: 'null (HTTPS)',
+      rowCounts: 'estimate',
+      command: `npm run bench:shard -- ${process.argv.slice(2).join(' ')}`.trim(),
+      machine: { cores: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown' },
+      versions: { 'pg_dump (layer)': (await capture(pgDump, ['--version'])).trim(), node: process.version, commit: (await capture('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'])).trim() },
+      loadAverage: { start: load0, end: loadavg() },
+      headline,
+      summary,
+      restore: restoreSummary,
+      notes: values.note,
+      runs,
+      restoreRuns: restores,
+    };
+    mkdirSync(values.out, { recursive: true });
+    const base = join(values.out, `${results.date}-shard-${size.label}`);
+    writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(`${base}.md`, render(results));
+    log(`wrote ${base}.md and .json`);
+    console.log(render(results));
+  } finally {
+    await cleanup();
+  }
+}
+
+const sec = (ms: number | undefined) => (ms === undefined ? '—' : (ms / 1000).toFixed(2));
+const x = (r: number | undefined) => (r === undefined ? '—' : `${r.toFixed(2)}×`);
+
+function render(r: {
+  date: string; size: string; databaseBytes: number; tables: { table: string; bytes: number }[]; command: string; machine: { cores: number; cpuModel: string };
+  versions: Record<string, string>; loadAverage: { start: number[]; end: number[] }; headline: Record<string, unknown>; summary: ModeSummary[]; restore: ModeSummary[]; notes: string[]; repeat: number;
+}): string {
+  const h = r.headline as { shardedOverFloor?: number; shardedOverDirectoryFormat?: number; shardedOverDirectoryFormatCompression: string; shardedOverDirectoryFormatByCompression: Record<string, number | undefined>; shardedOverFloorByCompression: Record<string, number | undefined>; restoreOverBarePgRestore?: number; peakRssBytesByJobs: Record<string, number | undefined> };
+  const row = (s: ModeSummary) => `| ${s.mode} | ${s.compression} | ${sec(s.ms.median)} (${sec(s.ms.min)}–${sec(s.ms.max)}) | ${sec(s.toolCpuMs)} | ${sec(s.nodeCpuMs)} | ${sec(s.serverCpuMs)} | ${s.peakRssBytes === undefined ? '—' : (s.peakRssBytes / 1024 ** 2).toFixed(0)} | ${s.bytes === undefined ? '—' : (s.bytes / 1024 ** 2).toFixed(0)} | ${s.load1.median.toFixed(1)} |`;
+  const head = '| mode | compression | wall s, median (min–max) | pg_dump / pg_restore CPU s | engine node CPU s | server CPU s | peak RSS MiB | output MiB | load (1 min) |\n|---|---|---|---|---|---|---|---|---|';
+  return `# Sharded dumps and restores — ${r.size} (${r.date})
+
+\`${r.command}\` · database ${(r.databaseBytes / 1024 ** 2).toFixed(0)} MiB: ${r.tables.map((t) => `${t.table} ${(t.bytes / 1024 ** 2).toFixed(0)} MiB`).join(', ')} · ${r.machine.cores} cores (${r.machine.cpuModel}), shared by other work: load average ${r.loadAverage.start.map((v) => v.toFixed(2)).join(', ')} at the start, ${r.loadAverage.end.map((v) => v.toFixed(2)).join(', ')} at the end · ${r.repeat} alternated rounds · ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(' · ')}
+
+## Headline (medians of per-round ratios)
+
+| figure | value |
+|---|---|
+| shardedOverFloor (gzip:6): DUMP_JOBS=2 ÷ \`pg_dump -Fc\` to /dev/null | ${x(h.shardedOverFloor)} |
+| shardedOverDirectoryFormat (worst compression, ${h.shardedOverDirectoryFormatCompression}): DUMP_JOBS=2 ÷ \`pg_dump -Fd -j 2\` to local disk | ${x(h.shardedOverDirectoryFormat)} |
+| restoreOverBarePgRestore: engine restore of a DUMP_JOBS=2 backup (streamed from S3) ÷ bare \`pg_restore -j 2\` from a local file | ${x(h.restoreOverBarePgRestore)} |
+${Object.entries(h.shardedOverDirectoryFormatByCompression).map(([c, v]) => `| DUMP_JOBS=2 ÷ -Fd -j 2 at ${c} | ${x(v)} |`).join('\n')}
+${Object.entries(h.shardedOverFloorByCompression).map(([c, v]) => `| DUMP_JOBS=2 ÷ floor at ${c} | ${x(v)} |`).join('\n')}
+${Object.entries(h.peakRssBytesByJobs).map(([n, v]) => `| engine peak RSS, DUMP_JOBS=${n} | ${v === undefined ? '—' : `${(v / 1024 ** 2).toFixed(0)} MiB`} |`).join('\n')}
+
+## Dumps
+
+${head}
+${r.summary.map(row).join('\n')}
+
+## Restores
+
+${head}
+${r.restore.map(row).join('\n')}
+
+${r.notes.map((n) => `- ${n}`).join('\n')}
+`;
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+  process.exitCode = 1;
+});
+
