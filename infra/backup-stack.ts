@@ -73,6 +73,7 @@ export class BackupStack extends Stack {
       retentionCount: config.retentionCount,
       gfs: { ...config.gfs, timeZone: config.schedule.timeZone },
       ...(config.pgDumpCompression ? { pgDumpCompression: config.pgDumpCompression } : {}),
+      ...(config.dumpJobs !== undefined ? { dumpJobs: config.dumpJobs } : {}),
       ...(config.encryptRecipients ? { encryptRecipients: config.encryptRecipients } : {}),
       notifyOnSuccess: config.notifyOnSuccess,
       topic: this.alerts.topic,

@@ -168,6 +168,8 @@ const ContextSchema = z
     retentionMonthly: engineSetting('RETENTION_MONTHLY', DEFAULTS.retentionMonthly),
     backupPrefix: engineSetting('BACKUP_PREFIX', DEFAULTS.prefix),
     pgDumpCompression: ENGINE_SETTINGS.PG_DUMP_COMPRESSION,
+    /** DUMP_JOBS: data-only pg_dumps side by side (issue 24); default: the function's vCPUs by memory, the Fargate task's vCPUs. */
+    dumpJobs: ENGINE_SETTINGS.DUMP_JOBS,
     /** age public keys (age1…): the function encrypts every dump to them; a list or a comma-separated string. */
     encryptRecipients: z.preprocess((v) => (Array.isArray(v) ? v.join(',') : v), ENGINE_SETTINGS.ENCRYPT_RECIPIENTS),
     notifyOnSuccess: bool.default(false),
@@ -245,6 +247,7 @@ export interface BackupConfig {
   readonly gfs: { readonly daily: number; readonly weekly: number; readonly monthly: number };
   readonly backupPrefix: string;
   readonly pgDumpCompression?: string;
+  readonly dumpJobs?: number;
   /** ENCRYPT_RECIPIENTS: dumps are encrypted to these age public keys; the stack never sees an identity. */
   readonly encryptRecipients?: readonly string[];
   readonly notifyOnSuccess: boolean;
@@ -444,6 +447,7 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
     gfs: { daily: c.retentionDaily, weekly: c.retentionWeekly, monthly: c.retentionMonthly },
     backupPrefix: c.backupPrefix,
     ...(c.pgDumpCompression ? { pgDumpCompression: c.pgDumpCompression } : {}),
+    ...(c.dumpJobs !== undefined ? { dumpJobs: c.dumpJobs } : {}),
     ...(c.encryptRecipients ? { encryptRecipients: c.encryptRecipients } : {}),
     notifyOnSuccess: c.notifyOnSuccess,
     alertEmails: c.alertEmails,

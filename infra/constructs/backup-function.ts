@@ -54,6 +54,8 @@ export interface BackupFunctionProps {
   /** RETENTION_DAILY / _WEEKLY / _MONTHLY, and the zone of their calendar (the schedule's). */
   readonly gfs?: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly timeZone: string };
   readonly pgDumpCompression?: string;
+  /** DUMP_JOBS; unset: the engine's default (the function's vCPUs by memory). */
+  readonly dumpJobs?: number;
   /** ENCRYPT_RECIPIENTS: age public keys the dumps are encrypted to (public: the function can never decrypt). */
   readonly encryptRecipients?: readonly string[];
   readonly notifyOnSuccess: boolean;
@@ -270,6 +272,7 @@ export class BackupFunction extends Construct {
           NOTIFY_ON_SUCCESS: props.notifyOnSuccess,
           DATABASES: props.databases.length > 0 ? props.databases : undefined,
           PG_DUMP_COMPRESSION: props.pgDumpCompression,
+          DUMP_JOBS: props.dumpJobs,
           ENCRYPT_RECIPIENTS: props.encryptRecipients,
           DATABASE_INCLUDE: props.discover?.include,
           DATABASE_EXCLUDE: props.discover && props.discover.exclude.length > 0 ? props.discover.exclude : undefined,

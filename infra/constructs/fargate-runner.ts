@@ -101,6 +101,8 @@ export class FargateRunner extends Construct {
       command: ['run'],
       environment: {
         ...props.environment,
+        // The task's vCPUs (1,024 CPU units each) unless dumpJobs says otherwise: off Lambda the engine defaults to 1.
+        DUMP_JOBS: props.environment.DUMP_JOBS ?? String(Math.max(1, Math.floor(props.cpu / 1024))),
         // In a task the engine has no Lambda budget: the run's own deadline bounds it instead.
         RUN_TIMEOUT_SECONDS: String(props.runTimeout.toSeconds()),
         // The CLI's JSON lines, one per event, are what CloudWatch Logs keeps.
