@@ -4,7 +4,7 @@
  * parallel, no upload), and the sharded streamed restore (§2) against bare `pg_restore -j N` from
  * a local file.
  *
- *   npm run bench:shard -- [--size 1GB] [--compressions gzip:6,zstd:1] [--jobs 1,2,4] [--repeat 3]
+ *   npm run bench:shard -- [--size 1GB] [--compressions gzip:6,zstd:1] [--jobs 1,2,4] [--dir-jobs 2] [--repeat 3]
  *                          [--restore-jobs 2] [--seed 42] [--out bench/results] [--note "…"]
  *
  * The database: the bench's data (bench/generate.ts, seeded) at half the size, then two more
@@ -41,6 +41,8 @@ const { values } = parseArgs({
     size: { type: 'string', default: '1GB' },
     compressions: { type: 'string', default: 'gzip:6,zstd:1' },
     jobs: { type: 'string', default: '1,2,4' },
+    /** `pg_dump -Fd -j N` for each N here (default: the N of the headline). */
+    'dir-jobs': { type: 'string', default: '2' },
     'restore-jobs': { type: 'string', default: '2' },
     repeat: { type: 'string', default: '3' },
     seed: { type: 'string', default: '42' },
@@ -51,6 +53,7 @@ const { values } = parseArgs({
 const size = { label: values.size, bytes: parseSize(values.size) };
 const compressions = values.compressions.split(',').map((c) => c.trim());
 const jobsList = values.jobs.split(',').map(Number);
+const dirJobs = values['dir-jobs'].split(',').map(Number);
 const restoreJobs = Number(values['restore-jobs']);
 const repeat = Number(values.repeat);
 const PREFIX = 'bench/';
@@ -175,7 +178,7 @@ async function main(): Promise<void> {
             closeSync(devNull);
           }
         }));
-        for (const jobs of jobsList.filter((j) => j > 1)) {
+        for (const jobs of dirJobs) {
           runs.push(await measured(`pg_dump -Fd -j ${jobs} (local disk)`, compression, round, async () => {
             const dir = join(work, 'fd');
             try {
