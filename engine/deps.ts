@@ -14,8 +14,7 @@ import { homedir } from 'node:os';
 import { DEFAULTS, type AwsTimeouts, type Config } from './config.ts';
 import { PROFILE_CAPABILITIES, type StorageProfileSetting } from './store/capabilities.ts';
 import type { EventSink } from './events.ts';
-import type { PublishMetrics } from './cloudwatch-metrics.ts';
-import { createLogger, createMetrics, powertoolsEvents, type Log, type MetricsSink } from './observability.ts';
+import { createLogger, createMetrics, powertoolsEvents, type BackupMetrics, type Log, type MetricsSink } from './observability.ts';
 import { queryServerInfo, type ServerInfo } from './pg/client.ts';
 import type { PgConnection } from './pg/connection.ts';
 import type { SpawnFn } from './pg/process.ts';
@@ -52,6 +51,9 @@ export interface Deps {
  * What callers may replace. `log` and `metrics` are the Powertools adapter's outputs (tests capture
  * them); `events` replaces the adapter altogether (the CLI).
  */
+/** Sends one database's metrics; never throws (a metric that did not arrive shows as the dead-man alarm). */
+export type PublishMetrics = (m: BackupMetrics) => Promise<void>;
+
 export type DepsOverrides = Partial<Deps> & { readonly log?: Log | undefined; readonly metrics?: MetricsSink | undefined };
 
 /** The documented defaults, for callers that have no configuration. */
