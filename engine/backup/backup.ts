@@ -13,7 +13,7 @@ import { ENCRYPTED_MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSION, type Manife
 import { ENCRYPTION_FORMAT, recipientFingerprint } from '../encryption.ts';
 import { selectDatabases } from '../pg/discover.ts';
 import { withDumpSnapshot } from './row-counts.ts';
-import { formatFailure, formatSuccess, publish } from '../notify.ts';
+import { formatFailure, formatSuccess } from '../notify.ts';
 import { redact as redactText, throughput, type BackupMetrics } from '../observability.ts';
 import { connectionFor } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
@@ -247,7 +247,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
       redact,
       ...(complete ? { completeBytes: complete.bytes } : {}),
     });
-    await publish(deps.sns, config.alertTopicArn, message, emit, config.alertTimeoutMs);
+    await deps.alerts.send({ kind: 'failed', message });
   };
 
   emit({ event: 'run started', stage: 'config', reason, dryRun, requestId: invocation.requestId, bucket: config.bucket, prefix: config.prefix });
@@ -341,7 +341,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
     const notStartedErr = new PgS3BackupError(reasonErr.stage, `not started: ${reasonErr.message}`, reasonErr.hint === undefined ? {} : { hint: reasonErr.hint });
     emit({ event: 'backup not started', databases: notStarted, stage: reasonErr.stage, error: redact(reasonErr.message) });
     const message = formatFailure({ database: notStarted.join(', '), stage: reasonErr.stage, error: notStartedErr, bucket: config.bucket, requestId: invocation.requestId, startedAt: runStartedAt, failedAt: deps.now(), redact });
-    await publish(deps.sns, config.alertTopicArn, message, emit, config.alertTimeoutMs);
+    await deps.alerts.send({ kind: 'failed', message });
   }
 
   let globals: GlobalsSummary | undefined;
@@ -397,7 +397,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   const status = failures.length === 0 ? 'succeeded' : 'failed';
   emit({ event: 'run finished', status, backups: backups.length, failures: failures.length, pruned: pruned.length, dryRun });
   if (status === 'succeeded' && config.notifyOnSuccess) {
-    await publish(deps.sns, config.alertTopicArn, formatSuccess(backups, pruned, config.bucket, locked), emit, config.alertTimeoutMs);
+    await deps.alerts.send({ kind: 'news', message: formatSuccess(backups, pruned, config.bucket, locked) });
   }
   return { status, backups, pruned, failures, globals, dryRun };
 }

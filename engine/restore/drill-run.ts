@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { storeFor } from '../backup/backup.ts';
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
-import { publish } from '../notify.ts';
 import { toolCommand } from '../pg/pg-dump.ts';
 import { loadIdentities } from '../encryption.ts';
 import { latestBackup, listBackups, listDatabases, openDump, readManifest, type S3Store } from '../store/s3-store.ts';
@@ -68,7 +67,7 @@ export async function runDrillFromConfig(config: Config, deps: Deps, settings: D
         await deps.s3.send(new PutObjectCommand({ Bucket: store.bucket, Key: verifyReportKeyFor(dumpKey), Body: body, ContentType: 'application/json' }));
       },
       alert: async (message) => {
-        await publish(deps.sns, config.alertTopicArn, message, deps.events);
+        await deps.alerts.send({ kind: 'failed', message });
       },
       events: deps.events,
       freeBytes: settings.freeBytes,
