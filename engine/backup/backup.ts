@@ -21,15 +21,15 @@ import { checkServerVersion, pgDumpallGlobalsArgs, pgDumpArgs, toolCommand, tool
 import { openDirectChannel, startTool, startToolDirect, type RunningTool } from '../pg/process.ts';
 import { prepareTls } from '../pg/tls.ts';
 import { pruneDatabase, pruneGlobals, type LockedBackup } from './retention.ts';
-import { abortStaleUploads } from './stale-uploads.ts';
-import { confirmSoleObject, putManifest, reserveDumpKey, type S3Store } from '../store/s3-store.ts';
+import { createStore } from '../store/create.ts';
+import type { BackupStore } from '../store/store.ts';
 import type { ResolvedCapabilities } from '../store/capabilities.ts';
-import { forgetCachedProbe, isCapabilityRefusal, resolveCapabilities } from '../store/probe.ts';
+import { isCapabilityRefusal } from '../store/probe.ts';
 import { randomBytes } from 'node:crypto';
 import { fetchCredentials, type DbCredentials } from '../secrets.ts';
-import { choosePartSize, DEFAULT_CLEANUP_TIMEOUT_MS, MIN_STREAM_PART_SIZE, streamToS3, type StreamUploadOptions } from './stream-upload.ts';
+import { choosePartSize, MIN_STREAM_PART_SIZE, type StreamUploadOptions, type StreamUploadResult } from '../store/stream-upload.ts';
+import { boundedClient, throwIfAborted, untilAborted } from '../run-budget.ts';
 import { TOOL_VERSION } from '../version.ts';
-import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 
 export interface BackupRequest {
   /** Overrides DATABASES for this run. */
@@ -96,50 +96,6 @@ export const ALL_DATABASES = '(all)';
 /** Pseudo database name used in alerts about the globals file. */
 export const GLOBALS_ALERT_NAME = '(globals)';
 
-export function storeFor(config: Pick<Config, 'bucket' | 'prefix'>, deps: Pick<Deps, 's3'>): S3Store {
-  return { s3: deps.s3, bucket: config.bucket, prefix: config.prefix };
-}
-
-/**
- * An AWS client whose every call is cancelled when `signal` fires: the run's time budget and its
- * interruption reach every stage (secret, key check, upload, manifest, prune) this way.
- */
-export function boundedClient<C extends { send: (...args: never[]) => Promise<unknown> }>(client: C, signal: AbortSignal): C {
-  return new Proxy(client, {
-    get(target, prop, receiver) {
-      if (prop !== 'send') return Reflect.get(target, prop, receiver) as unknown;
-      return (command: unknown, options?: { abortSignal?: AbortSignal }) => {
-        const abortSignal = options?.abortSignal ? AbortSignal.any([signal, options.abortSignal]) : signal;
-        return (target.send as (c: unknown, o: unknown) => Promise<unknown>)(command, { ...options, abortSignal });
-      };
-    },
-  });
-}
-
-/** Resolves or rejects with `work`, or rejects with the signal's reason as soon as it fires. */
-export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e as Error);
-      },
-    );
-  });
-}
-
-/** The bound of the clean-up after a failed upload: it must fit in the Lambda's margin with an alert. */
-function cleanupTimeoutMs(config: Config): number {
-  return Math.min(DEFAULT_CLEANUP_TIMEOUT_MS, 3 * config.aws.requestTimeoutMs);
-}
-
 export async function runBackup(request: BackupRequest, config: Config, deps: Deps, invocation: Invocation = {}): Promise<RunResult> {
   const runStartedAt = deps.now();
   const t0 = Date.now();
@@ -203,8 +159,9 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
     emit({ event: 'backup measured', ...m });
     await deps.publishMetrics?.(m);
   };
-  const bounded: Deps = { ...deps, s3: boundedClient(deps.s3, signal), secrets: boundedClient(deps.secrets, signal) };
-  const store = storeFor(config, bounded);
+  const bounded: Deps = { ...deps, secrets: boundedClient(deps.secrets, signal) };
+  // Every store request is cancelled with the run; the clean-up after a failure is not (it has its own bound).
+  const store = createStore(config, deps).bounded(signal);
   const reason = request.reason ?? 'on-demand';
   const dryRun = request.dryRun ?? false;
   const backups: BackupSummary[] = [];
@@ -287,7 +244,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   let resolved: Promise<ResolvedCapabilities> | undefined;
   const capabilities = (force = false): Promise<ResolvedCapabilities> => {
     if (!resolved || force) {
-      resolved = resolveCapabilities(store, { ...capabilityOptions, now: deps.now(), force }).then((c) => {
+      resolved = store.capabilities({ ...capabilityOptions, now: deps.now(), force }).then((c) => {
         emit({ event: 'store capabilities', stage: 'upload', profile: config.storageProfile ?? '(unset)', source: c.source, conditionalWrites: c.conditionalWrites, checksumSha256: c.checksumSha256, maxParts: c.maxParts });
         return c;
       });
@@ -308,7 +265,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
     current.database = database;
     const progress: { stage: Stage; key: string | undefined; bytes: number } = trackStage({ stage: 'connect', key: undefined, bytes: 0 }, current);
     try {
-      const attempt = () => backupDatabase(database, { config, deps: bounded, cleanupS3: deps.s3, store, creds, reason, signal, startedAt, dumpVersion, redact, progress, capabilities, runId });
+      const attempt = () => backupDatabase(database, { config, deps: bounded, store, creds, reason, signal, startedAt, dumpVersion, redact, progress, capabilities, runId });
       let summary: BackupSummary;
       try {
         summary = await attempt();
@@ -317,7 +274,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
         // the cache is stale. Probe again at once and take this database once more.
         if ((await capabilities()).source === 'profile' || signal.aborted || !isCapabilityRefusal(err)) throw err;
         emit({ event: 'the store refused a feature the engine assumed it has: probing the store, then taking the database again', stage: 'upload', database, error: redact(`${(err as Error).name}: ${(err as Error).message}`) });
-        await forgetCachedProbe(store);
+        await store.forgetCapabilities();
         await capabilities(true);
         progress.key = undefined;
         progress.bytes = 0;
@@ -350,7 +307,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
     current.database = GLOBALS_ALERT_NAME;
     const progress: { stage: Stage; key: string | undefined } = trackStage({ stage: 'dump', key: undefined }, current);
     try {
-      globals = await backupGlobals({ config, deps: bounded, cleanupS3: deps.s3, store, creds, database: databases[0]!, signal, startedAt, redact, progress, capabilities });
+      globals = await backupGlobals({ config, deps: bounded, store, creds, database: databases[0]!, signal, startedAt, redact, progress, capabilities });
     } catch (err) {
       await report(GLOBALS_ALERT_NAME, err, progress.stage, progress.key, startedAt);
     }
@@ -390,7 +347,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   // parts, billed and invisible: aborted here once older than STALE_UPLOAD_AGE_SECONDS, as prune
   // does. A failure costs only the parts (the lifecycle rule is the backstop): a warning, not a failed backup.
   if (!signal.aborted) {
-    await abortStaleUploads(store, { minAgeMs: config.staleUploadAgeMs, dryRun, events: emit }).catch((err: unknown) => {
+    await store.sweepStaleUploads({ minAgeMs: config.staleUploadAgeMs, dryRun, events: emit }).catch((err: unknown) => {
       emit({ event: 'warning', message: redact((err as Error).message) });
     });
   }
@@ -417,9 +374,8 @@ interface DatabaseContext {
   readonly config: Config;
   /** AWS clients bounded by the run's signal. */
   readonly deps: Deps;
-  /** The unbounded S3 client, for the clean-up after a failure (the run's signal may have fired). */
-  readonly cleanupS3: S3Client;
-  readonly store: S3Store;
+  /** Bounded by the run's signal; its clean-up after a failure is not. */
+  readonly store: BackupStore;
   readonly creds: DbCredentials;
   readonly reason: string;
   readonly signal: AbortSignal;
@@ -450,7 +406,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
 
   progress.stage = 'upload';
   const caps = await untilAborted(ctx.capabilities(), ctx.signal);
-  const { key, release } = await reserveDumpKey(store, database, ctx.startedAt, caps.conditionalWrites ? undefined : ctx.runId);
+  const { key, release } = await store.reserveDumpKey(database, ctx.startedAt, caps.conditionalWrites ? undefined : ctx.runId);
   progress.key = key;
   try {
     progress.stage = 'dump';
@@ -467,7 +423,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
         redact: ctx.redact,
         stdout,
       });
-      return uploadToolOutput(deps, { ...ctx, capabilities: caps }, store, key, tool, {
+      return uploadToolOutput(deps, { ...ctx, capabilities: caps }, key, tool, {
         partSize: choosePartSize(deps.partSize, server.databaseBytes, caps),
         onProgress: (b) => {
           progress.bytes = b;
@@ -482,7 +438,7 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
     for (const warning of counts.warnings) emit({ event: 'row counts', stage: 'dump', database, key, warning });
     progress.bytes = result.bytes;
     // Written without If-None-Match: the key must hold exactly what this run wrote.
-    if (!caps.conditionalWrites) await confirmSoleObject(store, key, { bytes: result.bytes, etag: result.etag });
+    if (!caps.conditionalWrites) await store.confirmSoleObject(key, { bytes: result.bytes, etag: result.etag });
     const finishedAt = deps.now();
     const durationMs = Date.now() - t0;
     emit({ event: 'dump uploaded', stage: 'upload', database, key, bytes: result.bytes, sha256: result.sha256, durationMs, bytesPerSecond: throughput(result.bytes, durationMs) });
@@ -515,13 +471,11 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
       ...(counts.tables ? { tables: [...counts.tables] } : {}),
     };
     try {
-      await putManifest(store, manifest, caps);
+      await store.putManifest(manifest, caps);
     } catch (err) {
       // Without its manifest the dump is not a backup: remove it now rather than leave an orphan
-      // (through the unbounded client: the budget may be what failed the manifest).
-      const deleted = await ctx.cleanupS3
-        .send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key }), { abortSignal: AbortSignal.timeout(cleanupTimeoutMs(config)) })
-        .then(() => undefined, (e: unknown) => `${(e as Error).name}: ${(e as Error).message}`);
+      // (through the store's clean-up: the budget may be what failed the manifest).
+      const deleted = await store.removeObject(key);
       if (deleted !== undefined && err instanceof PgS3BackupError) err.leftover = { objectKey: key, reason: deleted };
       throw err;
     }
@@ -532,16 +486,10 @@ async function backupDatabase(database: string, ctx: DatabaseContext): Promise<B
   }
 }
 
-/** Throws the run's reason (time budget, interruption) if it has been stopped. */
-function throwIfAborted(signal: AbortSignal): void {
-  if (signal.aborted) throw signal.reason as Error;
-}
-
 interface GlobalsContext {
   readonly config: Config;
   readonly deps: Deps;
-  readonly cleanupS3: S3Client;
-  readonly store: S3Store;
+  readonly store: BackupStore;
   readonly creds: DbCredentials;
   /** The database pg_dumpall connects to. */
   readonly database: string;
@@ -563,14 +511,14 @@ async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
   ctx.progress.key = key;
   const caps = await untilAborted(ctx.capabilities(), ctx.signal);
   const tool = await startToolDirect(deps.spawn, toolCommand('pg_dumpall', config, deps.pgTools), [...pgDumpallGlobalsArgs(), `--database=${ctx.database}`], { env: libpqEnv(conn), redact: ctx.redact, tool: 'pg_dumpall' });
-  const result = await uploadToolOutput(deps, { ...ctx, capabilities: caps }, store, key, tool, {
+  const result = await uploadToolOutput(deps, { ...ctx, capabilities: caps }, key, tool, {
     // Roles and tablespaces: kilobytes.
     partSize: deps.partSize ?? MIN_STREAM_PART_SIZE,
     contentType: encrypted ? 'application/octet-stream' : 'application/sql',
     checkMagic: false,
     toolName: 'pg_dumpall',
   });
-  if (!caps.conditionalWrites) await confirmSoleObject(store, key, { bytes: result.bytes, etag: result.etag });
+  if (!caps.conditionalWrites) await store.confirmSoleObject(key, { bytes: result.bytes, etag: result.etag });
   deps.events({ event: 'globals uploaded', stage: 'upload', key, bytes: result.bytes, sha256: result.sha256, encrypted });
   return { key, bytes: result.bytes, sha256: result.sha256, ...(encrypted ? { encrypted } : {}) };
 }
@@ -578,17 +526,12 @@ async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
 /** A tool's stdout streamed to `key`, with the part size and queue the deps set, bounded by the run's signal and the stall watchdog. */
 function uploadToolOutput(
   deps: Deps,
-  ctx: { readonly config: Config; readonly signal: AbortSignal; readonly cleanupS3: S3Client; readonly capabilities: ResolvedCapabilities },
-  store: S3Store,
+  ctx: { readonly config: Config; readonly signal: AbortSignal; readonly store: BackupStore; readonly capabilities: ResolvedCapabilities },
   key: string,
   tool: RunningTool,
   extra: Pick<StreamUploadOptions, 'partSize' | 'onProgress' | 'contentType' | 'checkMagic' | 'toolName'>,
-): ReturnType<typeof streamToS3> {
-  return streamToS3({
-    s3: deps.s3,
-    cleanupS3: ctx.cleanupS3,
-    cleanupTimeoutMs: cleanupTimeoutMs(ctx.config),
-    bucket: store.bucket,
+): Promise<StreamUploadResult> {
+  return ctx.store.upload({
     key,
     tool,
     queueSize: deps.queueSize,
