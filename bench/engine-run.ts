@@ -19,7 +19,7 @@ import { createHandler } from '../lambda/handler.ts';
 import { processCpu, watchBusiestChild, type SchedTimes } from './measure.ts';
 import { noMetrics, silentLog } from '../engine/observability.ts';
 import { startToolDirect, type SpawnFn } from '../engine/pg/process.ts';
-import { partSizeFor, streamToS3 } from '../engine/backup/stream-upload.ts';
+import { partSizeFor, streamToS3 } from '../engine/store/stream-upload.ts';
 
 export interface EngineJob {
   readonly mode: 'engine' | 'sink';

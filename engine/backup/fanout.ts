@@ -7,8 +7,8 @@ import { LAMBDA_TIMEOUT_SECONDS, type Config, type RunnerChoice } from '../confi
 import type { Deps } from '../deps.ts';
 import { SUBJECT_PREFIX, subjectText, type Message } from '../notify.ts';
 import { fetchCredentials } from '../secrets.ts';
-import { latestBackup } from '../store/s3-store.ts';
-import { databasesToBackUp, storeFor } from './backup.ts';
+import { createSource } from '../store/create.ts';
+import { databasesToBackUp } from './backup.ts';
 
 export type Runner = 'lambda' | 'fargate';
 
@@ -37,13 +37,13 @@ export function chooseRunner(choice: RunnerChoice, lastDurationMs: number | unde
 export async function planRun(config: Config, deps: Pick<Deps, 's3' | 'secrets' | 'listDatabases'>): Promise<{ readonly backups: readonly PlannedBackup[] }> {
   const creds = await fetchCredentials(config.credentials, deps.secrets);
   const databases = await databasesToBackUp({}, config, creds, deps);
-  const store = storeFor(config, deps);
+  const store = createSource(config, deps);
   const backups: PlannedBackup[] = [];
   for (const database of databases) {
     let last: number | undefined;
     if (config.runner === 'auto') {
       // The newest backup whose manifest reads and checks (an unreadable one gives no duration).
-      last = (await latestBackup(store, database)).backup?.manifest.durationMs;
+      last = (await store.latestBackup(database)).backup?.manifest.durationMs;
     }
     backups.push({ database, ...chooseRunner(config.runner, last) });
   }
