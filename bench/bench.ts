@@ -31,7 +31,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { partSizeForDatabase, DEFAULT_QUEUE_SIZE } from '../engine/backup/stream-upload.ts';
+import { partSizeForDatabase, DEFAULT_QUEUE_SIZE } from '../engine/store/stream-upload.ts';
 import { libpqEnv } from '../engine/pg/env.ts';
 import { resolvePgTool } from '../engine/pg/tools.ts';
 import { pgRestoreArgs, sections } from '../engine/restore/pg-restore.ts';

@@ -19,7 +19,7 @@ import { createHandler } from '../lambda/handler.ts';
 import { processCpu, watchBusiestChild, type SchedTimes } from './measure.ts';
 import { noMetrics, silentLog } from '../engine/observability.ts';
 import { startTool, startToolDirect, type SpawnFn } from '../engine/pg/process.ts';
-import { partSizeFor, streamToS3 } from '../engine/backup/stream-upload.ts';
+import { partSizeFor, streamToS3 } from '../engine/store/stream-upload.ts';
 import { tmpdir } from 'node:os';
 import { parseTargetUrl } from '../engine/pg/connection.ts';
 import { resolvePgTool } from '../engine/pg/tools.ts';

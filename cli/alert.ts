@@ -8,11 +8,12 @@
 import type { Command } from 'commander';
 import { hostname } from 'node:os';
 import { ALL_DATABASES } from '../engine/backup/backup.ts';
+import { createAlerts } from '../engine/alerts/alerts.ts';
 import { alertChannels } from '../engine/config.ts';
-import { createDeps } from '../engine/deps.ts';
+import { awsClientOptions, DEFAULT_AWS_TIMEOUTS, ensureHomeForAwsSdk } from '../engine/deps.ts';
 import { PgS3BackupError } from '../engine/errors.ts';
-import { pingHeartbeat } from '../engine/heartbeat.ts';
-import { formatFailure, publish, subjectText, SUBJECT_PREFIX, type Message } from '../engine/notify.ts';
+import { formatFailure, subjectText, SUBJECT_PREFIX, type Message } from '../engine/notify.ts';
+import { SNSClient } from '@aws-sdk/client-sns';
 import type { CliContext } from './context.ts';
 import { EXIT, ExitCode } from './options.ts';
 
@@ -27,16 +28,12 @@ export interface FailureDelivery {
 export async function deliverFailure(ctx: CliContext, message: Message): Promise<FailureDelivery> {
   const channels = alertChannels(ctx.env);
   const text = { subject: ctx.out.redact(message.subject), body: ctx.out.redact(message.body) };
-  let alerted: boolean | null = null;
-  if (channels.alertTopicArn) {
-    // Not ctx.deps(): that needs a configuration that loads, and this may be reporting that it does not.
-    const deps = createDeps({ forcePathStyle: false }, { events: ctx.events });
-    alerted = await publish(deps.sns, channels.alertTopicArn, text, ctx.events);
-  }
-  const pinged = channels.heartbeatUrl
-    ? await pingHeartbeat(channels.heartbeatUrl, 'fail', { timeoutMs: channels.heartbeatTimeoutMs, events: ctx.events, body: `${text.subject}\n\n${text.body}` })
-    : null;
-  return { alerted, pinged };
+  // Not ctx.deps(): that needs a configuration that loads, and this may be reporting that it does not.
+  // Each alert setting that parses on its own is used (ALERT_TIMEOUT_SECONDS too); the AWS timeouts are the documented defaults.
+  ensureHomeForAwsSdk();
+  const sns = new SNSClient(awsClientOptions(DEFAULT_AWS_TIMEOUTS));
+  const delivery = await createAlerts(channels, { sns, events: ctx.events }).send({ kind: 'run failed', message: text });
+  return { alerted: delivery.sns ?? null, pinged: delivery.heartbeat ?? null };
 }
 
 /** The alert for a configuration error of `run`, worded as the pipeline words its own. */

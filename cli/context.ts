@@ -7,7 +7,7 @@ import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { DoctorClients } from './doctor-aws.ts';
 import { tmpdir } from 'node:os';
 import { parseKey } from '../engine/store/backup-key.ts';
-import { storeFor } from '../engine/backup/backup.ts';
+import { createStore } from '../engine/store/create.ts';
 import { loadConfig, type Config, type Env } from '../engine/config.ts';
 import { createDeps, type Deps } from '../engine/deps.ts';
 import { metricsPublisher } from '../engine/cloudwatch-metrics.ts';
@@ -15,8 +15,8 @@ import { UsageError, PgS3BackupError } from '../engine/errors.ts';
 import type { EventSink } from '../engine/events.ts';
 import { parseTargetUrl, withConnectionDefaults, type PgConnection } from '../engine/pg/connection.ts';
 import { resolvePgTool } from '../engine/pg/tools.ts';
-import { latestBackup, listDatabases, openDump, readManifest, type S3Store } from '../engine/store/s3-store.ts';
-import type { BackupSource, RestoreDeps } from '../engine/restore/deps.ts';
+import type { BackupStore } from '../engine/store/store.ts';
+import type { RestoreDeps } from '../engine/restore/deps.ts';
 import { cliEvents } from './events.ts';
 import { Output, type Stream } from './output.ts';
 import { loadIdentities, type IdentitySource } from '../engine/encryption.ts';
@@ -43,6 +43,7 @@ export class CliContext {
   readonly now: () => number;
   private config: Config | undefined;
   private depsValue: Deps | undefined;
+  private storeValue: BackupStore | undefined;
   readonly lambda: (() => Pick<LambdaClient, 'send'>) | undefined;
   readonly aws: Partial<DoctorClients> | undefined;
   /** Never aborted when the caller gave none (tests running the program in-process). */
@@ -82,8 +83,9 @@ export class CliContext {
     return this.depsValue;
   }
 
-  store(): S3Store {
-    return storeFor(this.cfg({ needsCredentials: false }), this.deps());
+  store(): BackupStore {
+    this.storeValue ??= createStore(this.cfg({ needsCredentials: false }), this.deps());
+    return this.storeValue;
   }
 
 
@@ -115,12 +117,8 @@ export class CliContext {
           return ids;
         }
       : undefined;
-    const backups: BackupSource = {
-      readManifest: (key) => readManifest(store, key),
-      openDump: async (key) => (await openDump(store, key)).body,
-    };
     return {
-      source: backups,
+      source: store,
       identities,
       pgRestore: resolvePgTool('pg_restore', { ...LOCAL_PG_TOOLS, pgDumpBin: this.env.PG_DUMP_BIN?.trim() || undefined }),
       tempDir: tempDir ?? tmpdir(),
@@ -155,7 +153,7 @@ export class CliContext {
     }
     let database = options.database;
     if (database === undefined) {
-      const all = await listDatabases(store);
+      const all = await store.listDatabases();
       if (all.length !== 1) {
         throw new UsageError(all.length === 0 ? `no backups under s3://${store.bucket}/${store.prefix}` : `--latest needs --database: the bucket holds backups of ${all.map((d) => JSON.stringify(d)).join(', ')}`, {
           hint: 'Pass --database NAME (pg-s3-backup list shows them); check BACKUP_BUCKET and BACKUP_PREFIX.',
@@ -164,7 +162,7 @@ export class CliContext {
       database = all[0]!;
     }
     // The newest by its own time (backupTime) whose manifest can be trusted; newer ones that cannot are named.
-    const { backup, skipped } = await latestBackup(store, database);
+    const { backup, skipped } = await store.latestBackup(database);
     for (const b of skipped) this.out.warn(`--latest skipped ${b.key}: ${b.problem}`);
     if (!backup) {
       throw new PgS3BackupError('list', `no complete backup of database "${database}" in s3://${store.bucket}/${store.prefix}${skipped.length ? ` (${skipped.length} with an unreadable manifest)` : ''}`, {

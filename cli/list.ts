@@ -5,7 +5,8 @@
  */
 import type { Command } from 'commander';
 import { parseKey } from '../engine/store/backup-key.ts';
-import { backupTime, clockSkewMs, listBackups, listDatabases, readDrillSummary, readManifests, type DrillSummary, type S3Store, type StoredBackup } from '../engine/store/s3-store.ts';
+import { backupTime, clockSkewMs, type DrillSummary, type StoredBackup } from '../engine/store/s3-store.ts';
+import type { BackupSource } from '../engine/store/store.ts';
 import type { CliContext } from './context.ts';
 import { formatBytes, printable } from './output.ts';
 
@@ -64,13 +65,13 @@ const seconds = (ms: number | undefined) => (ms === undefined ? null : Math.roun
 
 export async function listAll(ctx: CliContext, opts: { readonly database?: string; readonly all?: boolean }): Promise<ListedBackup[]> {
   const store = ctx.store();
-  const databases = opts.database !== undefined ? [opts.database] : await listDatabases(store);
+  const databases = opts.database !== undefined ? [opts.database] : await store.listDatabases();
   const rows: ListedBackup[] = [];
   const none = { sha256: null, durationMs: null, compression: null, pgDumpVersion: null, serverVersion: null, reason: null, encryption: null, lastDrill: null } as const;
   for (const database of databases) {
     const dbRows: (ListedBackup & { order: number })[] = [];
-    const listing = await listBackups(store, database);
-    const { readable, unreadable } = await readManifests(store, listing.complete);
+    const listing = await store.listBackups(database);
+    const { readable, unreadable } = await store.readManifests(listing.complete);
     for (const { manifest: m, ...b } of readable) {
       dbRows.push({
         database, key: b.key, startedAt: m.startedAt, storedAt: iso(b.storedAt), clockSkewSeconds: seconds(clockSkewMs(b, m)), bytes: b.bytes, sha256: m.sha256,
@@ -104,10 +105,10 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
 }
 
 /** The drill report beside a backup, read only when the listing holds one (no GET per backup otherwise). */
-async function lastDrill(ctx: CliContext, store: S3Store, backup: StoredBackup): Promise<DrillSummary | null> {
+async function lastDrill(ctx: CliContext, store: BackupSource, backup: StoredBackup): Promise<DrillSummary | null> {
   if (!backup.drillReport) return null;
   try {
-    return await readDrillSummary(store, backup.drillReport.key);
+    return await store.readDrillSummary(backup.drillReport.key);
   } catch (err) {
     ctx.out.warn(`drill result of ${backup.key} not shown: ${(err as Error).message}`);
     return null;

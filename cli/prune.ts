@@ -3,9 +3,8 @@
  * database, and the GFS rules' daily/weekly/monthly backups; nothing under Object Lock is deleted).
  */
 import type { Command } from 'commander';
-import { listDatabases } from '../engine/store/s3-store.ts';
 import { pruneDatabase, pruneGlobals, type PruneResult } from '../engine/backup/retention.ts';
-import { abortStaleUploads, type StaleUploadsResult } from '../engine/backup/stale-uploads.ts';
+import type { StaleUploadsResult } from '../engine/store/stale-uploads.ts';
 import type { CliContext } from './context.ts';
 import { collect } from './options.ts';
 
@@ -23,7 +22,7 @@ export function registerPrune(program: Command, ctx: CliContext): void {
     .action(async (opts: PruneOpts) => {
       const config = ctx.cfg({ needsCredentials: false });
       const store = ctx.store();
-      const databases = opts.database ?? (await listDatabases(store));
+      const databases = opts.database ?? (await store.listDatabases());
       const results: PruneResult[] = [];
       for (const database of databases) {
         results.push(await pruneDatabase(store, database, { retentionCount: config.retentionCount, gfs: config.gfs, now: new Date(ctx.now()), dryRun: opts.dryRun, events: ctx.events }));
@@ -35,7 +34,7 @@ export function registerPrune(program: Command, ctx: CliContext): void {
       }
       // Multipart uploads nobody will complete (an abort that failed, a killed process): the whole
       // prefix, whatever the databases asked for, since their keys are not backups of anyone.
-      const uploads = await abortStaleUploads(store, { minAgeMs: config.staleUploadAgeMs, dryRun: opts.dryRun, events: ctx.events });
+      const uploads = await store.sweepStaleUploads({ minAgeMs: config.staleUploadAgeMs, dryRun: opts.dryRun, events: ctx.events });
       const summary = { retentionCount: config.retentionCount, gfs: config.gfs, dryRun: opts.dryRun === true, databases: results, staleUploads: uploads };
       ctx.out.result(summary, describePrune(summary));
     });

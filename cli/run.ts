@@ -3,7 +3,6 @@ import type { Command } from 'commander';
 import { runBackup, type RunResult } from '../engine/backup/backup.ts';
 import type { Config } from '../engine/config.ts';
 import { PgS3BackupError } from '../engine/errors.ts';
-import { pingHeartbeat } from '../engine/heartbeat.ts';
 import { configFailureMessage, deliverFailure } from './alert.ts';
 import type { CliContext } from './context.ts';
 import { collect, EXIT, ExitCode } from './options.ts';
@@ -33,15 +32,10 @@ export function registerRun(program: Command, ctx: CliContext): void {
         if (err instanceof PgS3BackupError) await deliverFailure(ctx, configFailureMessage(err, startedAt));
         throw err;
       }
-      const result = await runBackup({ databases: opts.database, reason: opts.reason, dryRun: opts.dryRun }, config, ctx.deps({ needsCredentials: true }), { signal: ctx.signal });
-      if (config.heartbeatUrl) {
-        // Before the result, which stays the last line of the output.
-        await pingHeartbeat(config.heartbeatUrl, result.status === 'succeeded' ? 'success' : 'fail', {
-          timeoutMs: config.heartbeatTimeoutMs,
-          events: ctx.events,
-          body: ctx.out.redact(describeRun(result)),
-        });
-      }
+      const deps = ctx.deps({ needsCredentials: true });
+      const result = await runBackup({ databases: opts.database, reason: opts.reason, dryRun: opts.dryRun }, config, deps, { signal: ctx.signal });
+      // The dead-man's switch (HEARTBEAT_URL), before the result, which stays the last line of the output.
+      await deps.alerts.send({ kind: 'run ended', status: result.status, summary: ctx.out.redact(describeRun(result)) });
       ctx.out.result(result, describeRun(result));
       if (result.status !== 'succeeded') throw new ExitCode(EXIT.failure);
     });

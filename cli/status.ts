@@ -13,7 +13,8 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { describeError } from '../engine/check/check.ts';
 import { awsClientOptions } from '../engine/deps.ts';
 import { computeStatus, DAILY_MAX_AGE_HOURS, formatHours, maxAgeForRuns, SIZE_WINDOW, type DatabaseFacts, type DatabaseStatus, type ReadBackup, type StatusReport } from '../engine/status.ts';
-import { listBackups, listDatabases, readDrillSummary, readManifests, type S3Store, type StoredBackup } from '../engine/store/s3-store.ts';
+import type { StoredBackup } from '../engine/store/s3-store.ts';
+import type { BackupSource } from '../engine/store/store.ts';
 import type { CliContext } from './context.ts';
 import { DEFAULT_STACK_NAME } from './doctor.ts';
 import { listResources, stackAlarms, type DoctorClients } from './doctor-aws.ts';
@@ -86,8 +87,8 @@ export function registerStatus(program: Command, ctx: CliContext): void {
 }
 
 /** Each database's listing, the manifests of its newest backups and its newest drill report. */
-async function bucketFacts(store: S3Store): Promise<DatabaseFacts[]> {
-  const names = await listDatabases(store);
+async function bucketFacts(store: BackupSource): Promise<DatabaseFacts[]> {
+  const names = await store.listDatabases();
   const out: DatabaseFacts[] = [];
   for (let i = 0; i < names.length; i += CONCURRENCY) {
     out.push(...(await Promise.all(names.slice(i, i + CONCURRENCY).map((name) => databaseFacts(store, name)))));
@@ -97,15 +98,15 @@ async function bucketFacts(store: S3Store): Promise<DatabaseFacts[]> {
 
 const storedAt = (b: StoredBackup) => (b.storedAt ?? b.lastModified ?? b.startedAt).getTime();
 
-async function databaseFacts(store: S3Store, database: string): Promise<DatabaseFacts> {
-  const listing = await listBackups(store, database);
+async function databaseFacts(store: BackupSource, database: string): Promise<DatabaseFacts> {
+  const listing = await store.listBackups(database);
   const newestFirst = [...listing.complete].sort((a, b) => storedAt(b) - storedAt(a));
   // The newest SIZE_WINDOW + 1 manifests give the age and the size trend; past them, only as many
   // as it takes to find one readable (older unreadable ones: `list --all`).
   const read: ReadBackup[] = [];
   let readable = 0;
   for (let i = 0; i < newestFirst.length && (i <= SIZE_WINDOW || readable === 0); i++) {
-    const { readable: ok, unreadable } = await readManifests(store, [newestFirst[i]!]);
+    const { readable: ok, unreadable } = await store.readManifests([newestFirst[i]!]);
     read.push(...ok, ...unreadable);
     readable += ok.length;
   }
@@ -113,7 +114,7 @@ async function databaseFacts(store: S3Store, database: string): Promise<Database
   let drill: DatabaseFacts['drill'];
   if (drilled) {
     try {
-      drill = { key: drilled.key, summary: await readDrillSummary(store, drilled.drillReport!.key) };
+      drill = { key: drilled.key, summary: await store.readDrillSummary(drilled.drillReport!.key) };
     } catch (err) {
       drill = { key: drilled.key, problem: (err as Error).message };
     }

@@ -1,7 +1,7 @@
 /** `pg-s3-backup verify`: the restore drill, with a report (JSON when asked or when not on a terminal). */
 import type { Command } from 'commander';
 import { PgS3BackupError } from '../engine/errors.ts';
-import { publish, subjectText, SUBJECT_PREFIX } from '../engine/notify.ts';
+import { subjectText, SUBJECT_PREFIX } from '../engine/notify.ts';
 import { UsageError } from '../engine/errors.ts';
 import { verifyBackup, verifyOnThrowawayServer, type VerifyReport } from '../engine/restore/verify.ts';
 import { resolveServerLayer } from './pg-tool.ts';
@@ -47,9 +47,9 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       if (opts.json) ctx.out.print(JSON.stringify(report, null, 2));
       else ctx.out.result(report, describeReport(report));
       if (opts.alert) {
-        const config = ctx.cfg({ needsCredentials: false });
         const subject = subjectText(`${SUBJECT_PREFIX} restore drill ${report.status === 'ok' ? 'OK' : 'FAILED'}: ${report.database ?? report.key}`);
-        const sent = await publish(ctx.deps().sns, config.alertTopicArn, { subject, body: JSON.stringify(report, null, 2) }, ctx.events);
+        const delivery = await ctx.deps().alerts.send({ kind: report.status === 'ok' ? 'news' : 'failed', message: { subject, body: JSON.stringify(report, null, 2) } });
+        const sent = delivery.sns === true;
         if (!sent) throw new PgS3BackupError('config', 'the report could not be published', { hint: 'Set ALERT_TOPIC_ARN and check sns:Publish on it (the messages above say why).' });
       }
       if (report.status !== 'ok') throw new ExitCode(EXIT.failure);

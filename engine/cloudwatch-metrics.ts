@@ -7,13 +7,10 @@
  */
 import { CloudWatchClient, PutMetricDataCommand, type MetricDatum } from '@aws-sdk/client-cloudwatch';
 import type { Config } from './config.ts';
-import { awsClientOptions, DEFAULT_AWS_TIMEOUTS } from './deps.ts';
+import { awsClientOptions, DEFAULT_AWS_TIMEOUTS, type PublishMetrics } from './deps.ts';
 import type { EventSink } from './events.ts';
 import { METRIC_DIMENSION, METRIC_NAMES, METRIC_NAMESPACE, metricDatabaseName, throughput, type BackupMetrics } from './observability.ts';
 import { redact } from './redact.ts';
-
-/** Sends one database's metrics; never throws (a metric that did not arrive shows as the dead-man alarm). */
-export type PublishMetrics = (m: BackupMetrics) => Promise<void>;
 
 /** The metric data of one database's backup: exactly what the EMF document of the Lambda holds. */
 export function backupMetricData(m: BackupMetrics, timestamp: Date): MetricDatum[] {

@@ -442,6 +442,7 @@ export interface AlertChannels {
   readonly alertTopicArn: string | undefined;
   readonly heartbeatUrl: string | undefined;
   readonly heartbeatTimeoutMs: number;
+  readonly alertTimeoutMs: number;
 }
 
 /**
@@ -458,6 +459,7 @@ export function alertChannels(env: Env): AlertChannels {
     alertTopicArn: field('ALERT_TOPIC_ARN'),
     heartbeatUrl: field('HEARTBEAT_URL'),
     heartbeatTimeoutMs: (field('HEARTBEAT_TIMEOUT_SECONDS') ?? DEFAULTS.heartbeatTimeoutSeconds) * 1000,
+    alertTimeoutMs: (field('ALERT_TIMEOUT_SECONDS') ?? DEFAULTS.alertTimeoutSeconds) * 1000,
   };
 }
 

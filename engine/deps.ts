@@ -11,11 +11,11 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { spawn } from 'node:child_process';
 import { homedir } from 'node:os';
-import { DEFAULTS, type AwsTimeouts, type Config } from './config.ts';
+import { createAlerts, type Alerts } from './alerts/alerts.ts';
+import { DEFAULTS, type AlertChannels, type AwsTimeouts, type Config } from './config.ts';
 import { PROFILE_CAPABILITIES, type StorageProfileSetting } from './store/capabilities.ts';
 import type { EventSink } from './events.ts';
-import type { PublishMetrics } from './cloudwatch-metrics.ts';
-import { createLogger, createMetrics, powertoolsEvents, type Log, type MetricsSink } from './observability.ts';
+import { createLogger, createMetrics, powertoolsEvents, type BackupMetrics, type Log, type MetricsSink } from './observability.ts';
 import { queryServerInfo, type ServerInfo } from './pg/client.ts';
 import type { PgConnection } from './pg/connection.ts';
 import type { SpawnFn } from './pg/process.ts';
@@ -24,7 +24,10 @@ import type { ToolSearch } from './pg/tools.ts';
 export interface Deps {
   readonly s3: S3Client;
   readonly secrets: SecretsManagerClient;
+  /** Only for what is not an alert (check mode's test message); alerts go through `alerts`. */
   readonly sns: SNSClient;
+  /** Where alerts go (engine/alerts/): SNS, the heartbeat, the log, composed under ALERT_TIMEOUT_SECONDS. */
+  readonly alerts: Alerts;
   readonly spawn: SpawnFn;
   /** Timestamps for keys and manifests (durations and the time budget use the real clock). */
   readonly now: () => Date;
@@ -52,6 +55,9 @@ export interface Deps {
  * What callers may replace. `log` and `metrics` are the Powertools adapter's outputs (tests capture
  * them); `events` replaces the adapter altogether (the CLI).
  */
+/** Sends one database's metrics; never throws (a metric that did not arrive shows as the dead-man alarm). */
+export type PublishMetrics = (m: BackupMetrics) => Promise<void>;
+
 export type DepsOverrides = Partial<Deps> & { readonly log?: Log | undefined; readonly metrics?: MetricsSink | undefined };
 
 /** The documented defaults, for callers that have no configuration. */
@@ -113,19 +119,32 @@ export function ensureHomeForAwsSdk(env: NodeJS.ProcessEnv = process.env): void 
   }
 }
 
+/** A configuration's alert channels; without one (a store probe, a test), the log alone under the documented bounds. */
+function alertSettings(config: Partial<AlertChannels>): AlertChannels {
+  return {
+    alertTopicArn: config.alertTopicArn,
+    heartbeatUrl: config.heartbeatUrl,
+    heartbeatTimeoutMs: config.heartbeatTimeoutMs ?? DEFAULTS.heartbeatTimeoutSeconds * 1000,
+    alertTimeoutMs: config.alertTimeoutMs ?? DEFAULTS.alertTimeoutSeconds * 1000,
+  };
+}
+
 /** HOME when the user has none (Debian's home of `nobody`): nothing to read there. */
 export const NO_HOME = '/nonexistent';
 
-export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<Pick<Config, 'aws' | 'storageProfile'>>, overrides: DepsOverrides = {}): Deps {
+export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<AlertChannels & Pick<Config, 'aws' | 'storageProfile'>>, overrides: DepsOverrides = {}): Deps {
   const aws = awsClientOptions(config.aws ?? DEFAULT_AWS_TIMEOUTS);
   ensureHomeForAwsSdk();
+  const sns = overrides.sns ?? new SNSClient(aws);
+  const events = overrides.events ?? powertoolsEvents(overrides.log ?? createLogger(), overrides.metrics ?? createMetrics());
   return {
     s3: overrides.s3 ?? new S3Client({ forcePathStyle: config.forcePathStyle, ...aws, ...s3ChecksumOptions(config.storageProfile) }),
     secrets: overrides.secrets ?? new SecretsManagerClient(aws),
-    sns: overrides.sns ?? new SNSClient(aws),
+    sns,
+    alerts: overrides.alerts ?? createAlerts(alertSettings(config), { sns, events }),
     spawn: overrides.spawn ?? (spawn as SpawnFn),
     now: overrides.now ?? (() => new Date()),
-    events: overrides.events ?? powertoolsEvents(overrides.log ?? createLogger(), overrides.metrics ?? createMetrics()),
+    events,
     serverInfo: overrides.serverInfo ?? queryServerInfo,
     pgTools: overrides.pgTools,
     listDatabases: overrides.listDatabases ?? listServerDatabases,

@@ -20,6 +20,8 @@ const MAX_BODY = 10_000;
 
 export interface PingOptions {
   readonly timeoutMs: number;
+  /** The deadline, when the caller holds one (engine/alerts' composition); else `timeoutMs` from now. */
+  readonly signal?: AbortSignal | undefined;
   readonly events: EventSink;
   /** A short text the service shows beside the ping (a run summary: no secrets). */
   readonly body?: string | undefined;
@@ -36,7 +38,7 @@ export async function pingHeartbeat(base: string, outcome: HeartbeatOutcome, opt
       method: 'POST',
       body: (options.body ?? '').slice(0, MAX_BODY),
       headers: { 'content-type': 'text/plain; charset=utf-8' },
-      signal: AbortSignal.timeout(options.timeoutMs),
+      signal: options.signal ?? AbortSignal.timeout(options.timeoutMs),
     });
     // The body is not needed; reading it frees the connection.
     await res.arrayBuffer().catch(() => undefined);

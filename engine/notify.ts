@@ -1,11 +1,8 @@
 /**
- * Alerts and notices through SNS. Formatting is pure; publishing never throws (an SNS outage is
- * logged, and the caller still fails with the original error).
+ * The wording of alerts and notices: pure formatting, the one place messages are written. Where
+ * they go, and how long that may take, is engine/alerts/'s.
  */
-import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
-import { DEFAULTS } from './config.ts';
 import { PgS3BackupError, type Stage } from './errors.ts';
-import type { EventSink } from './events.ts';
 import { describeExit } from './pg/process.ts';
 
 export const SUBJECT_PREFIX = '[pg-s3-backup]';
@@ -131,30 +128,4 @@ export function formatSuccess(
         : []),
     ].join('\n'),
   };
-}
-
-/**
- * Publishes; returns false (and logs) instead of throwing when SNS fails or no topic is set.
- * Bounded by `timeoutMs` (ALERT_TIMEOUT_SECONDS, every attempt included): a black-holed SNS
- * endpoint costs one alert, never the run, so the next database is still backed up.
- */
-export async function publish(sns: SNSClient, topicArn: string | undefined, message: Message, events: EventSink, timeoutMs: number = DEFAULTS.alertTimeoutSeconds * 1000): Promise<boolean> {
-  if (!topicArn) {
-    events({ event: 'no ALERT_TOPIC_ARN: alert only logged', subject: message.subject, alert: message.body });
-    return false;
-  }
-  try {
-    await sns.send(new PublishCommand({ TopicArn: topicArn, Subject: message.subject, Message: message.body }), { abortSignal: AbortSignal.timeout(timeoutMs) });
-    return true;
-  } catch (err) {
-    events({
-      event: 'could not publish to SNS',
-      stage: 'notify',
-      topicArn,
-      subject: message.subject,
-      error: `${(err as Error).name}: ${(err as Error).message}`,
-      alert: message.body,
-    });
-    return false;
-  }
 }

@@ -5,20 +5,11 @@
  */
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { z } from 'zod';
-import { MISSING_CREDENTIALS, SSL_MODES, type CredentialSource, type SslMode } from './config.ts';
+import { MISSING_CREDENTIALS, SSL_MODES, type CredentialSource } from './config.ts';
 import { ConfigError, SecretError, type PgS3BackupError } from './errors.ts';
-import { parsePgUrl, type PgUrl } from './pg/connection.ts';
+import { parsePgUrl, type DbCredentials, type PgUrl } from './pg/connection.ts';
 
-export interface DbCredentials {
-  readonly host: string;
-  readonly port: number;
-  readonly username: string;
-  readonly password: string;
-  /** The secret's (or URL's) database: the default when DATABASES is not set. */
-  readonly dbname: string | undefined;
-  readonly sslmode: SslMode | undefined;
-  readonly sslrootcert: string | undefined;
-}
+export type { DbCredentials } from './pg/connection.ts';
 
 /** RDS's secret JSON (`engine`, `dbClusterIdentifier`… may be there too and are ignored). */
 const RdsSecretSchema = z.object({

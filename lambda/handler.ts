@@ -7,10 +7,11 @@ import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { ALL_DATABASES, runBackup, type BackupRequest } from '../engine/backup/backup.ts';
 import { describeFailure, planRun, summarizeRun, type FanOutOutcome, type FanOutSummary, type PlannedBackup } from '../engine/backup/fanout.ts';
-import { loadConfig, type Config, type Env } from '../engine/config.ts';
+import { alertChannels, loadConfig, type Config, type Env } from '../engine/config.ts';
+import { createAlerts } from '../engine/alerts/alerts.ts';
 import { awsClientOptions, createDeps, DEFAULT_AWS_TIMEOUTS, type Deps, type DepsOverrides } from '../engine/deps.ts';
 import { BackupRunError, PgS3BackupError, RequestError } from '../engine/errors.ts';
-import { formatFailure, publish } from '../engine/notify.ts';
+import { formatFailure } from '../engine/notify.ts';
 import type { EventSink } from '../engine/events.ts';
 import { createLogger, noMetrics, powertoolsEvents, type Log } from '../engine/observability.ts';
 import { SNSClient } from '@aws-sdk/client-sns';
@@ -185,13 +186,13 @@ export function createHandler(env: Env = process.env, overrides: DepsOverrides =
 
 /** A broken configuration still alerts, if ALERT_TOPIC_ARN itself is usable. */
 async function alertConfigError(err: unknown, env: Env, requestId: string, sns: SNSClient | undefined, log: Log, events: EventSink): Promise<void> {
-  const topic = env.ALERT_TOPIC_ARN?.trim();
+  const channels = alertChannels(env);
   log.error('configuration error', { stage: 'config', error: (err as Error).message });
-  if (!topic || !(err instanceof PgS3BackupError)) return;
+  if (!channels.alertTopicArn || !(err instanceof PgS3BackupError)) return;
   const now = new Date();
   const message = formatFailure({ database: env.DATABASES?.trim() || ALL_DATABASES, stage: 'config', error: err, requestId, startedAt: now, failedAt: now, redact: (t) => t });
-  // The configuration is broken, so its timeouts are unknown: the documented defaults bound it.
-  await publish(sns ?? new SNSClient(awsClientOptions(DEFAULT_AWS_TIMEOUTS)), topic, message, events);
+  // The configuration is broken: each alert setting that parses on its own is used, the documented defaults bound the rest.
+  await createAlerts(channels, { sns: sns ?? new SNSClient(awsClientOptions(DEFAULT_AWS_TIMEOUTS)), events }).send({ kind: 'run failed', message });
 }
 
 /**

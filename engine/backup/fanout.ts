@@ -5,10 +5,10 @@
  */
 import { LAMBDA_TIMEOUT_SECONDS, type Config, type RunnerChoice } from '../config.ts';
 import type { Deps } from '../deps.ts';
-import { SUBJECT_PREFIX, publish, subjectText, type Message } from '../notify.ts';
+import { SUBJECT_PREFIX, subjectText, type Message } from '../notify.ts';
 import { fetchCredentials } from '../secrets.ts';
-import { latestBackup } from '../store/s3-store.ts';
-import { databasesToBackUp, storeFor } from './backup.ts';
+import { createSource } from '../store/create.ts';
+import { databasesToBackUp } from './backup.ts';
 
 export type Runner = 'lambda' | 'fargate';
 
@@ -37,13 +37,13 @@ export function chooseRunner(choice: RunnerChoice, lastDurationMs: number | unde
 export async function planRun(config: Config, deps: Pick<Deps, 's3' | 'secrets' | 'listDatabases'>): Promise<{ readonly backups: readonly PlannedBackup[] }> {
   const creds = await fetchCredentials(config.credentials, deps.secrets);
   const databases = await databasesToBackUp({}, config, creds, deps);
-  const store = storeFor(config, deps);
+  const store = createSource(config, deps);
   const backups: PlannedBackup[] = [];
   for (const database of databases) {
     let last: number | undefined;
     if (config.runner === 'auto') {
       // The newest backup whose manifest reads and checks (an unreadable one gives no duration).
-      last = (await latestBackup(store, database)).backup?.manifest.durationMs;
+      last = (await store.latestBackup(database)).backup?.manifest.durationMs;
     }
     backups.push({ database, ...chooseRunner(config.runner, last) });
   }
@@ -127,10 +127,10 @@ function summarizeCause(cause: string | undefined, limit = 500): string {
 }
 
 /** The last step: publishes the summary when a database failed (always with NOTIFY_ON_SUCCESS). */
-export async function summarizeRun(outcomes: readonly FanOutOutcome[], config: Pick<Config, 'alertTopicArn' | 'notifyOnSuccess'>, deps: Pick<Deps, 'sns' | 'events'>): Promise<FanOutSummary> {
+export async function summarizeRun(outcomes: readonly FanOutOutcome[], config: Pick<Config, 'notifyOnSuccess'>, deps: Pick<Deps, 'alerts' | 'events'>): Promise<FanOutSummary> {
   const failed = outcomes.filter((o) => !o.ok);
   const message = formatFanOutSummary(outcomes);
-  const published = failed.length > 0 || config.notifyOnSuccess ? await publish(deps.sns, config.alertTopicArn, message, deps.events) : false;
+  const published = failed.length > 0 || config.notifyOnSuccess ? (await deps.alerts.send({ kind: failed.length > 0 ? 'failed' : 'news', message })).sns === true : false;
   deps.events({ event: 'fan-out summary', succeeded: outcomes.length - failed.length, failed: failed.length, published });
   return {
     succeeded: outcomes.filter((o) => o.ok).map((o) => o.database),

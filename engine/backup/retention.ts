@@ -11,19 +11,8 @@ import { databasePrefix, GLOBALS_FOLDER, globalsKeyTime } from '../store/backup-
 import { PruneError, UnreadableManifestError } from '../errors.ts';
 import type { EventSink } from '../events.ts';
 import { gfsKeep, type GfsRules, type KeepReason } from './gfs.ts';
-import {
-  backupTime,
-  deleteKeys,
-  listBackups,
-  listObjects,
-  bucketHasObjectLock,
-  objectLockState,
-  readManifest,
-  type DatabaseListing,
-  type ObjectLockState,
-  type S3Store,
-  type StoredObject,
-} from '../store/s3-store.ts';
+import { backupTime, type DatabaseListing, type ObjectLockState, type StoredObject } from '../store/s3-store.ts';
+import type { BackupStore } from '../store/store.ts';
 
 export const ORPHAN_MIN_AGE_MS = 24 * 60 * 60 * 1000;
 
@@ -148,16 +137,16 @@ const LOCK_CHECK_CONCURRENCY = 8;
  * retain-until date after `now`, or a legal hold. A backup's objects (dump, manifest, reports
  * beside it) go or stay together, so a locked manifest never leaves its dump an orphan.
  */
-export async function withoutLocked(store: S3Store, keys: readonly string[], dumpKeys: ReadonlySet<string>, now: number): Promise<{ deletable: string[]; locked: LockedBackup[] }> {
+export async function withoutLocked(store: BackupStore, keys: readonly string[], dumpKeys: ReadonlySet<string>, now: number): Promise<{ deletable: string[]; locked: LockedBackup[] }> {
   // Without Object Lock on the bucket no object can be locked: one call instead of one per key.
-  if (keys.length === 0 || (await bucketHasObjectLock(store)) === false) return { deletable: [...keys], locked: [] };
+  if (keys.length === 0 || (await store.bucketHasObjectLock()) === false) return { deletable: [...keys], locked: [] };
   // Objects beside a dump are named `<dump key>.<something>.json` or `<dump key>.json`.
   const owner = (k: string) => [k.replace(/\.json$/, ''), k.replace(/\.[a-z]+\.json$/, '')].find((base) => base !== k && dumpKeys.has(base)) ?? k;
   const states = new Map<string, ObjectLockState>();
   const queue = [...keys];
   await Promise.all(
     Array.from({ length: Math.min(LOCK_CHECK_CONCURRENCY, queue.length) }, async () => {
-      for (let k = queue.shift(); k !== undefined; k = queue.shift()) states.set(k, await objectLockState(store, k));
+      for (let k = queue.shift(); k !== undefined; k = queue.shift()) states.set(k, await store.objectLockState(k));
     }),
   );
   const held = new Map<string, LockedBackup>();
@@ -180,11 +169,11 @@ export async function withoutLocked(store: S3Store, keys: readonly string[], dum
  * that would then be deleted. Never deletes a backup under Object Lock (skipped, reported).
  */
 export async function pruneDatabase(
-  store: S3Store,
+  store: BackupStore,
   database: string,
   options: Omit<RetentionOptions, 'unreadable'> & { readonly dryRun?: boolean | undefined; readonly events?: EventSink | undefined },
 ): Promise<PruneResult> {
-  const listing = await listBackups(store, database);
+  const listing = await store.listBackups(database);
   const unreadable = new Set<string>();
   const checked = new Set<string>();
   let plan = planRetention(listing, { ...options, unreadable });
@@ -197,7 +186,7 @@ export async function pruneDatabase(
       checked.add(key);
       try {
         // With the listing's size of the dump: a manifest that disagrees with its object is no backup.
-        await readManifest(store, key, { bytes: listing.complete.find((b) => b.key === key)?.bytes });
+        await store.readManifest(key, { bytes: listing.complete.find((b) => b.key === key)?.bytes });
       } catch (err) {
         if (!(err instanceof UnreadableManifestError)) throw err;
         unreadable.add(key);
@@ -217,7 +206,7 @@ export async function pruneDatabase(
     options.events?.({ event: 'backups under Object Lock: left in place until their lock ends', stage: 'prune', database, locked: locked.length, keys: locked.map((l) => l.key) });
   }
   const dryRun = options.dryRun ?? false;
-  const deleted = dryRun || deletable.length === 0 ? [...deletable] : await deleteKeys(store, database, deletable);
+  const deleted = dryRun || deletable.length === 0 ? [...deletable] : await store.deleteKeys(database, deletable);
   options.events?.({
     event: dryRun ? 'prune (dry run): would delete' : 'pruned',
     stage: 'prune',
@@ -239,7 +228,7 @@ export async function pruneDatabase(
  * does. Reported under the database name `_globals`.
  */
 export async function pruneGlobals(
-  store: S3Store,
+  store: BackupStore,
   options: {
     readonly retentionCount: number;
     readonly gfs?: Omit<GfsRules, 'count'> | undefined;
@@ -251,7 +240,7 @@ export async function pruneGlobals(
 ): Promise<PruneResult> {
   const files: { key: string; at: number }[] = [];
   let serverTime: Date | undefined;
-  for await (const o of listObjects(store, `${store.prefix}${GLOBALS_FOLDER}/`, (d) => (serverTime = d))) {
+  for await (const o of store.listObjects(`${store.prefix}${GLOBALS_FOLDER}/`, (d) => (serverTime = d))) {
     const startedAt = globalsKeyTime(store.prefix, o.key);
     // As the databases' backups: the key's time capped by S3's, which a copy in place cannot change.
     if (startedAt) files.push({ key: o.key, at: backupTime({ startedAt, storedAt: o.lastModified }).getTime() });
@@ -268,7 +257,7 @@ export async function pruneGlobals(
   const { deletable, locked } = await withoutLocked(store, old, new Set(), now);
   const dryRun = options.dryRun ?? false;
   // `_globals` is a folder name like a database's: deleteKeys checks every key stays inside it.
-  const deleted = dryRun || deletable.length === 0 ? deletable : await deleteKeys(store, GLOBALS_FOLDER, deletable);
+  const deleted = dryRun || deletable.length === 0 ? deletable : await store.deleteKeys(GLOBALS_FOLDER, deletable);
   options.events?.({ event: dryRun ? 'prune (dry run): would delete' : 'pruned', stage: 'prune', database: GLOBALS_FOLDER, kept: kept.length, locked: locked.length, deleted: deleted.length, keys: deleted });
   return { database: GLOBALS_FOLDER, kept, unreadable: [], deleted, locked, dryRun };
 }

@@ -21,7 +21,7 @@ import { startToolDirect, type RunningTool, type SpawnFn } from '../pg/process.t
 import type { SpawnCommand } from '../pg/tools.ts';
 import { dataFilter, filterable, planShards, schemaFilter, shardTables, type ShardPlan } from '../pg/shard-plan.ts';
 import { DUMP_DIR_PREFIX, markOwner } from '../restore/leftovers.ts';
-import type { StreamUploadResult } from './stream-upload.ts';
+import type { StreamUploadResult } from '../store/stream-upload.ts';
 import type pg from 'pg';
 
 /** Why a run with DUMP_JOBS > 1 dumps one archive after all; undefined: it can shard. */

@@ -9,19 +9,11 @@
  * name, its documented table; otherwise the capability probe, whose result is cached for the
  * backups. The write, read and multipart steps then use the headers a backup would send.
  */
-import {
-  AbortMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-} from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
 import { buildCheckProbeKey, checkProbePattern } from '../store/backup-key.ts';
-import type { S3Store } from '../store/s3-store.ts';
+import type { BackupStore } from '../store/store.ts';
 import { PROFILE_CAPABILITIES, profileCapabilities, type StorageProfileSetting } from '../store/capabilities.ts';
-import { capabilitiesKey, probeCapabilities, writeCachedProbe, type ProbeResult } from '../store/probe.ts';
+import { capabilitiesKey, type ProbeResult } from '../store/probe.ts';
 import { describeError, fail, notChecked, pass, warn, type Check } from './check.ts';
 
 export interface BucketProbeOptions {
@@ -35,7 +27,7 @@ export interface BucketProbeOptions {
   readonly maxParts?: number | undefined;
 }
 
-function s3Fix(err: unknown, actions: string, store: S3Store): string {
+function s3Fix(err: unknown, actions: string, store: Pick<BackupStore, 'bucket' | 'prefix'>): string {
   const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
   if (e.name === 'NoSuchBucket') return `The bucket ${store.bucket} does not exist here: check BACKUP_BUCKET and AWS_REGION.`;
   if (e.name === 'AccessDenied' || e.$metadata?.httpStatusCode === 403) {
@@ -44,7 +36,7 @@ function s3Fix(err: unknown, actions: string, store: S3Store): string {
   return 'S3 was not reachable or failed: check the network path (NAT gateway or S3 gateway endpoint) and retry.';
 }
 
-export async function bucketChecks(store: S3Store, options: BucketProbeOptions): Promise<Check[]> {
+export async function bucketChecks(store: BackupStore, options: BucketProbeOptions): Promise<Check[]> {
   const where = `s3://${store.bucket}/${store.prefix}`;
   const key = buildCheckProbeKey(store.prefix, options.now, options.id ?? randomBytes(6).toString('hex'));
   const body = `pg-s3-backup check probe, written ${options.now.toISOString()}${options.source ? ` by ${options.source}` : ''}; deleted right away.\n`;
@@ -72,31 +64,28 @@ export async function bucketChecks(store: S3Store, options: BucketProbeOptions):
     checks.push(pass(name.capabilities, `STORAGE_PROFILE=${explicit} (not probed): conditional writes ${limits.conditionalWrites ? 'yes' : 'no'}, SHA-256 checksum headers ${limits.checksumSha256 ? 'yes' : 'no'}, ${partsText}`));
   } else {
     try {
-      probe = await probeCapabilities(store, options.now);
+      probe = await store.probeCapabilities(options.now);
       features = probe;
       // Cached for the backups when it tells them something: with STORAGE_PROFILE unset they assume
       // AWS's behaviour, so a store that has everything needs no cache (and the check leaves nothing).
       const useful = setting === 'auto' || !probe.conditionalWrites || !probe.checksumSha256;
-      const cached = useful && (await writeCachedProbe(store, probe));
+      const cached = useful && (await store.cacheCapabilities(probe));
       checks.push(pass(name.capabilities, `probed: ${probe.conditionalDetail}; ${probe.checksumDetail}; ${partsText}${cached ? `; cached in ${capabilitiesKey(store.prefix)} for the backups` : ''}`));
     } catch (err) {
       checks.push(fail(name.capabilities, `the capability probe failed: ${describeError(err).detail}`, s3Fix(err, 's3:PutObject and s3:DeleteObject', store)));
     }
   }
   const put = () =>
-    store.s3.send(new PutObjectCommand({
-      Bucket: store.bucket,
-      Key: key,
-      Body: body,
-      ContentType: 'text/plain; charset=utf-8',
-      ...(features.checksumSha256 ? { ChecksumAlgorithm: 'SHA256' as const, ChecksumSHA256: sha256 } : {}),
-      ...(features.conditionalWrites ? { IfNoneMatch: '*' } : {}),
-    }));
+    store.objects.put(key, body, {
+      contentType: 'text/plain; charset=utf-8',
+      checksumSha256: features.checksumSha256 ? sha256 : undefined,
+      ifNoneMatch: features.conditionalWrites,
+    });
 
   let written = false;
   try {
     const res = await put();
-    versions.push(res.VersionId);
+    versions.push(res.versionId);
     written = true;
     checks.push(pass(name.write, `wrote s3://${store.bucket}/${key} (${Buffer.byteLength(body)} bytes)`));
   } catch (err) {
@@ -113,7 +102,7 @@ export async function bucketChecks(store: S3Store, options: BucketProbeOptions):
   if (written && features.conditionalWrites) {
     try {
       const res = await put();
-      versions.push(res.VersionId);
+      versions.push(res.versionId);
       checks.push(fail(name.overwrite, 'a second write to the same key with If-None-Match: * succeeded: two runs could overwrite each other\'s objects', `The store ignores conditional writes: set STORAGE_PROFILE to its profile (ceph, …) or to auto${explicit ? ` instead of ${explicit}` : ''}.`));
     } catch (err) {
       const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -123,11 +112,11 @@ export async function bucketChecks(store: S3Store, options: BucketProbeOptions):
   }
   if (written) {
     try {
-      const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key, ...(features.checksumSha256 ? { ChecksumMode: 'ENABLED' as const } : {}) }));
-      const text = await res.Body!.transformToString();
+      const res = await store.objects.getText(key, { checksum: features.checksumSha256 });
+      const text = res.text;
       if (text !== body) checks.push(fail(name.read, 'the probe read back differs from what was written', 'Check for a proxy or S3-compatible store that alters objects.'));
-      else if (res.ChecksumSHA256 !== undefined && res.ChecksumSHA256 !== sha256) checks.push(fail(name.read, `S3 reports SHA-256 ${res.ChecksumSHA256}, expected ${sha256}`, 'Check the S3 endpoint.'));
-      else checks.push(pass(name.read, res.ChecksumSHA256 ? `content and SHA-256 checksum match (${sha256})` : 'content matches (the store returned no checksum; the manifest\'s SHA-256 is checked at restore)'));
+      else if (res.checksumSha256 !== undefined && res.checksumSha256 !== sha256) checks.push(fail(name.read, `S3 reports SHA-256 ${res.checksumSha256}, expected ${sha256}`, 'Check the S3 endpoint.'));
+      else checks.push(pass(name.read, res.checksumSha256 ? `content and SHA-256 checksum match (${sha256})` : 'content matches (the store returned no checksum; the manifest\'s SHA-256 is checked at restore)'));
     } catch (err) {
       checks.push(fail(name.read, `cannot read the probe back: ${describeError(err).detail}`, s3Fix(err, 's3:GetObject', store)));
     }
@@ -136,8 +125,7 @@ export async function bucketChecks(store: S3Store, options: BucketProbeOptions):
   }
 
   try {
-    const res = await store.s3.send(new ListObjectsV2Command({ Bucket: store.bucket, Prefix: key, MaxKeys: 1 }));
-    const seen = (res.Contents ?? []).some((o) => o.Key === key);
+    const seen = await store.objects.listed(key);
     checks.push(written && !seen ? fail(name.list, 'the listing does not show the probe just written', 'Check the S3 endpoint (listings must be consistent).') : pass(name.list, `listed ${where}`));
   } catch (err) {
     checks.push(fail(name.list, `cannot list ${where}: ${describeError(err).detail}`, s3Fix(err, 's3:ListBucket (with the s3:prefix condition)', store)));
@@ -145,9 +133,9 @@ export async function bucketChecks(store: S3Store, options: BucketProbeOptions):
 
   const multipartKey = `${key}-multipart`;
   try {
-    const res = await store.s3.send(new CreateMultipartUploadCommand({ Bucket: store.bucket, Key: multipartKey, ...(features.checksumSha256 ? { ChecksumAlgorithm: 'SHA256' as const } : {}) }));
+    const uploadId = await store.objects.startMultipart(multipartKey, { checksum: features.checksumSha256 });
     try {
-      await store.s3.send(new AbortMultipartUploadCommand({ Bucket: store.bucket, Key: multipartKey, UploadId: res.UploadId }));
+      await store.objects.abortMultipart(multipartKey, uploadId);
       checks.push(pass(name.multipart, 'a dump\'s multipart upload can start, and be aborted when a backup fails'));
     } catch (err) {
       checks.push(fail(name.multipart, `started a multipart upload but cannot abort it (it stays until the lifecycle rule cleans it): ${describeError(err).detail}`, s3Fix(err, 's3:AbortMultipartUpload', store)));
@@ -166,18 +154,18 @@ export async function bucketChecks(store: S3Store, options: BucketProbeOptions):
  * s3:DeleteObjectVersion (a stack deployed before the check existed, Object Lock) it falls back
  * to a plain delete: a delete marker and a noncurrent version stay until the lifecycle rule.
  */
-async function removeProbe(store: S3Store, key: string, versions: readonly (string | undefined)[], name: string): Promise<Check> {
+async function removeProbe(store: BackupStore, key: string, versions: readonly (string | undefined)[], name: string): Promise<Check> {
   const ids = versions.filter((v): v is string => v !== undefined && v !== 'null');
   try {
     if (ids.length === 0) {
-      await store.s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key }));
+      await store.objects.delete(key);
       return pass(name, `deleted ${key}`);
     }
-    for (const VersionId of ids) await store.s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key, VersionId }));
+    for (const versionId of ids) await store.objects.delete(key, versionId);
     return pass(name, `deleted ${key} (every version: nothing left behind)`);
   } catch (versionErr) {
     try {
-      await store.s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key }));
+      await store.objects.delete(key);
     } catch (err) {
       return fail(name, `cannot delete the probe ${key}: ${describeError(err).detail}`, s3Fix(err, 's3:DeleteObject (pruning needs it)', store));
     }

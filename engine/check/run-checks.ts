@@ -8,7 +8,7 @@
  * nothing but its test message.
  */
 import { PublishCommand } from '@aws-sdk/client-sns';
-import { storeFor } from '../backup/backup.ts';
+import { createStore } from '../store/create.ts';
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { redact } from '../observability.ts';
@@ -78,7 +78,7 @@ export async function runChecks(request: CheckRequest, config: Config, deps: Che
     for (const database of databases) checks.push(...(await databaseChecks(database, creds, pgDump, config, deps)));
   }
 
-  checks.push(...(await bucketChecks(storeFor(config, deps), { now: deps.now(), source: context.source, profile: config.storageProfile, maxParts: config.storageMaxParts })));
+  checks.push(...(await bucketChecks(createStore(config, deps), { now: deps.now(), source: context.source, profile: config.storageProfile, maxParts: config.storageMaxParts })));
   checks.push(await topicCheck(config, deps, context));
 
   const clean = (t: string) => redact(t, secrets);

@@ -5,8 +5,7 @@
  */
 import { SSL_MODES, type Config, type SslMode } from '../config.ts';
 import { UsageError } from '../errors.ts';
-import type { DbCredentials } from '../secrets.ts';
-import { LAMBDA_CA_BUNDLE } from './tls.ts';
+import { LAMBDA_CA_BUNDLE, type TlsSettings } from './tls.ts';
 
 /** How the tool shows in pg_stat_activity. */
 export const APPLICATION_NAME = 'pg-s3-backup';
@@ -21,8 +20,20 @@ export const EXTRA_PARAMS = {
 } as const;
 export type ExtraParam = keyof typeof EXTRA_PARAMS;
 
+/** A database login, from the Secrets Manager secret or DATABASE_URL (engine/secrets.ts reads both). */
+export interface DbCredentials {
+  readonly host: string;
+  readonly port: number;
+  readonly username: string;
+  readonly password: string;
+  /** The secret's (or URL's) database: the default when DATABASES is not set. */
+  readonly dbname: string | undefined;
+  readonly sslmode: SslMode | undefined;
+  readonly sslrootcert: string | undefined;
+}
+
 /** Everything needed to reach one database, by libpq or node-postgres. */
-export interface PgConnection {
+export interface PgConnection extends TlsSettings {
   /** A host name, an address, or a Unix socket directory (starts with `/`). */
   readonly host: string;
   readonly port: number;

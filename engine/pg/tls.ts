@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
-import type { PgConnection } from './connection.ts';
+import type { SslMode } from '../config.ts';
 
 /** Lambda Node.js runtimes ship Amazon's CA bundle here; it may lack the newest RDS CAs. */
 export const LAMBDA_RUNTIME_CA = '/var/runtime/ca-cert.pem';
@@ -18,6 +18,16 @@ export const LAMBDA_RUNTIME_CA = '/var/runtime/ca-cert.pem';
  * function's bundling (infra/constructs/backup-function.ts).
  */
 export const RDS_CA_BUNDLE_FILE = 'rds-ca-bundle.pem';
+
+/**
+ * What TLS needs of a connection. PgConnection (connection.ts) has these fields; they are declared
+ * here so that tls.ts depends on nothing of connection.ts, which imports this module.
+ */
+export interface TlsSettings {
+  readonly sslmode: SslMode | undefined;
+  readonly sslrootcert: string | undefined;
+  readonly params: Readonly<{ sslcert?: string; sslkey?: string }>;
+}
 
 /**
  * The default CA file in Lambda: the runtime's bundle followed by the RDS bundle, written once
@@ -50,7 +60,7 @@ export function writeCaBundle(sources: readonly string[], target: string): void 
  * Makes sure the CA file `conn` names exists: the Lambda default is built on first use (once per
  * container); any other file is the operator's.
  */
-export function prepareTls(conn: Pick<PgConnection, 'sslrootcert'>, env: Readonly<Record<string, string | undefined>> = process.env): void {
+export function prepareTls(conn: Pick<TlsSettings, 'sslrootcert'>, env: Readonly<Record<string, string | undefined>> = process.env): void {
   if (conn.sslrootcert !== LAMBDA_CA_BUNDLE || written === LAMBDA_CA_BUNDLE) return;
   writeCaBundle(lambdaCaSources(env), LAMBDA_CA_BUNDLE);
   written = LAMBDA_CA_BUNDLE;
@@ -62,7 +72,7 @@ export function prepareTls(conn: Pick<PgConnection, 'sslrootcert'>, env: Readonl
  * see client.ts); verify-ca → the chain against the CA file; verify-full → chain and host name.
  * The CA file is libpq's: sslrootcert, else ~/.postgresql/root.crt; `system` means the default store.
  */
-export function nodePgSsl(conn: PgConnection): false | ConnectionOptions {
+export function nodePgSsl(conn: TlsSettings): false | ConnectionOptions {
   const client = {
     ...(conn.params.sslcert ? { cert: readFileSync(conn.params.sslcert) } : {}),
     ...(conn.params.sslkey ? { key: readFileSync(conn.params.sslkey) } : {}),

@@ -1,17 +1,11 @@
 /** What the restore side of the engine needs from outside: where backups come from, how to run pg_restore, where to report progress (one event sink). */
-import type { Readable } from 'node:stream';
-import type { Manifest } from '../store/manifest.ts';
+import type { BackupSource as StoreSource } from '../store/store.ts';
 import type { SpawnFn } from '../pg/process.ts';
 import type { SpawnCommand } from '../pg/tools.ts';
 import type { EventSink } from '../events.ts';
 
-/** Where backups come from: the engine's S3 store, adapted by the caller. */
-export interface BackupSource {
-  /** The manifest of a complete backup (throws when the backup has none). */
-  readManifest(dumpKey: string): Promise<Manifest>;
-  /** The dump's bytes, as stored. */
-  openDump(dumpKey: string): Promise<Readable>;
-}
+/** Where a restore's backup comes from: the read side of the store (engine/store/store.ts). */
+export type BackupSource = Pick<StoreSource, 'readManifest' | 'openDump'>;
 
 export interface RestoreDeps {
   readonly source: BackupSource;

@@ -7,14 +7,13 @@
  * newest drill reports: what the restore will ask the server for), and the server is stopped and
  * its folder removed. Each step is one ✓/✗ check with what to do.
  */
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { z } from 'zod';
-import { storeFor } from '../backup/backup.ts';
+import { createSource } from '../store/create.ts';
 import { describeError, fail, notChecked, pass, report, warn, type Check, type CheckReport } from '../check/check.ts';
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { withClient } from '../pg/client.ts';
-import { listBackups, listDatabases, type S3Store } from '../store/s3-store.ts';
+import type { BackupSource } from '../store/store.ts';
 import { quoteIdent } from './database-definition.ts';
 import { startThrowawayServer, throwawayTarget, type ThrowawayServer, type ThrowawayServerOptions } from './throwaway-server.ts';
 
@@ -46,16 +45,15 @@ export function createDatabaseSql(name: string, l: DatabaseLocale, literal: (s: 
 }
 
 /** The locales of the databases' newest drill reports, each with the databases using it. */
-export async function bucketLocales(store: S3Store, databases: readonly string[]): Promise<{ locales: Map<string, { locale: DatabaseLocale; databases: string[] }>; unknown: string[] }> {
+export async function bucketLocales(store: Pick<BackupSource, 'listBackups' | 'readReport'>, databases: readonly string[]): Promise<{ locales: Map<string, { locale: DatabaseLocale; databases: string[] }>; unknown: string[] }> {
   const locales = new Map<string, { locale: DatabaseLocale; databases: string[] }>();
   const unknown: string[] = [];
   for (const database of databases) {
     let found: DatabaseLocale | undefined;
     try {
-      const newest = (await listBackups(store, database)).complete.find((b) => b.drillReport);
+      const newest = (await store.listBackups(database)).complete.find((b) => b.drillReport);
       if (newest?.drillReport) {
-        const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: newest.drillReport.key }));
-        const parsed = ReportLocale.safeParse(JSON.parse(await res.Body!.transformToString()));
+        const parsed = ReportLocale.safeParse(await store.readReport(newest.drillReport.key));
         if (parsed.success && parsed.data.verify) found = parseLocale(parsed.data.verify.locale, parsed.data.verify.encoding);
       }
     } catch {
@@ -80,10 +78,10 @@ const START_FIX =
 /** Runs the check: start, a database per locale, stop. Never throws; every finding is a check. */
 export async function checkDrill(config: Config, deps: Pick<Deps, 's3'>, server: ThrowawayServerOptions): Promise<CheckReport> {
   const checks: Check[] = [];
-  const store = storeFor(config, deps);
+  const store = createSource(config, deps);
   let locales: Awaited<ReturnType<typeof bucketLocales>>;
   try {
-    const databases = config.databases ?? (await listDatabases(store));
+    const databases = config.databases ?? (await store.listDatabases());
     locales = await bucketLocales(store, databases);
   } catch (err) {
     const e = describeError(err);

@@ -2,16 +2,14 @@
  * The drill wired to the engine's real pieces (S3 store, SNS, metrics, logs): what the drill
  * function and the demo call. Databases: DATABASES when set, else every database in the bucket.
  */
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { tmpdir } from 'node:os';
-import { storeFor } from '../backup/backup.ts';
+import { createSource } from '../store/create.ts';
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
-import { publish } from '../notify.ts';
 import { toolCommand } from '../pg/pg-dump.ts';
 import { loadIdentities } from '../encryption.ts';
-import { latestBackup, listBackups, listDatabases, openDump, readManifest, type S3Store } from '../store/s3-store.ts';
-import { runDrill, verifyReportKeyFor, type DrillRun, type DrillRunSettings } from './drill.ts';
+import type { BackupSource } from '../store/store.ts';
+import { runDrill, type DrillRun, type DrillRunSettings } from './drill.ts';
 
 /**
  * The least the drill keeps of the invocation's time after its budget: stopping the running
@@ -24,11 +22,11 @@ export const DRILL_MARGIN_MS = 60_000;
  * all (name order breaks ties). The reports themselves are the state: a run stopped by its time
  * budget writes none for the databases it did not reach, so the next run starts with them.
  */
-export async function drillOrder(store: S3Store, databases: readonly string[]): Promise<string[]> {
+export async function drillOrder(store: Pick<BackupSource, 'listBackups'>, databases: readonly string[]): Promise<string[]> {
   const last = await Promise.all(
     databases.map(async (database) => {
       try {
-        const listing = await listBackups(store, database);
+        const listing = await store.listBackups(database);
         const times = [...listing.complete.map((b) => b.drillReport?.lastModified), ...(listing.strayReports ?? []).map((r) => r.lastModified)]
           .flatMap((d) => (d ? [d.getTime()] : []));
         return { database, at: times.length > 0 ? Math.max(...times) : -Infinity };
@@ -42,8 +40,9 @@ export async function drillOrder(store: S3Store, databases: readonly string[]): 
 }
 
 export async function runDrillFromConfig(config: Config, deps: Deps, settings: DrillRunSettings = {}): Promise<DrillRun> {
-  const store = storeFor(config, deps);
-  const databases = await drillOrder(store, config.databases ?? (await listDatabases(store)));
+  // The read side only: the drill's role reads dumps and manifests and writes its reports, nothing else.
+  const store = createSource(config, deps);
+  const databases = await drillOrder(store, config.databases ?? (await store.listDatabases()));
   const margin = Math.max(DRILL_MARGIN_MS, config.timeMarginMs);
   const remaining = settings.remainingTimeMs;
   const tempDir = settings.tempDir ?? tmpdir();
@@ -53,7 +52,7 @@ export async function runDrillFromConfig(config: Config, deps: Deps, settings: D
   return runDrill(
     {
       restore: {
-        source: { readManifest: (key) => readManifest(store, key), openDump: async (key) => (await openDump(store, key)).body },
+        source: store,
         pgRestore: toolCommand('pg_restore', config, deps.pgTools),
         spawn: deps.spawn,
         tempDir,
@@ -62,13 +61,11 @@ export async function runDrillFromConfig(config: Config, deps: Deps, settings: D
         // the function's log, not only the report.
         events: deps.events,
       },
-      newestBackup: async (database) => (await latestBackup(store, database)).backup?.key,
-      readManifest: (key) => readManifest(store, key),
-      writeReport: async (dumpKey, body) => {
-        await deps.s3.send(new PutObjectCommand({ Bucket: store.bucket, Key: verifyReportKeyFor(dumpKey), Body: body, ContentType: 'application/json' }));
-      },
+      newestBackup: async (database) => (await store.latestBackup(database)).backup?.key,
+      readManifest: (key) => store.readManifest(key),
+      writeReport: (dumpKey, body) => store.writeReport(dumpKey, body),
       alert: async (message) => {
-        await publish(deps.sns, config.alertTopicArn, message, deps.events);
+        await deps.alerts.send({ kind: 'failed', message });
       },
       events: deps.events,
       freeBytes: settings.freeBytes,

@@ -400,6 +400,11 @@ export async function readDrillSummary(store: S3Store, report: string): Promise<
   }
 }
 
+/** A report's JSON (a drill report: the drill's check reads its locale), bounded like a drill report. */
+export async function readReport(store: S3Store, report: string): Promise<unknown> {
+  return JSON.parse(await readBoundedText(store, report, MAX_DRILL_REPORT_BYTES)) as unknown;
+}
+
 export type CheckedBackup = StoredBackup & { readonly manifest: Manifest };
 export type UnreadableBackup = StoredBackup & { readonly problem: string };
 

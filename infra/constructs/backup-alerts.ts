@@ -7,7 +7,6 @@
 import { Aws, Duration } from 'aws-cdk-lib';
 import * as chatbot from 'aws-cdk-lib/aws-chatbot';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -15,6 +14,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { notifyTopic } from './alarm-actions.ts';
 import { METRIC_DIMENSION, METRIC_NAMES, METRIC_NAMESPACE, metricDatabaseName } from '../../engine/observability.ts';
 
 /**
@@ -108,12 +108,8 @@ export class BackupAlerts extends Construct {
 
   /** Creates the alarms, each notifying the topic when it fires and when it clears. */
   watch(props: WatchProps): void {
-    const action = new actions.SnsAction(this.topic);
     const add = (id: string, alarmProps: cloudwatch.AlarmProps): void => {
-      const alarm = new cloudwatch.Alarm(this, id, alarmProps);
-      alarm.addAlarmAction(action);
-      alarm.addOkAction(action);
-      this.alarms.push(alarm);
+      this.alarms.push(notifyTopic(new cloudwatch.Alarm(this, id, alarmProps), this.topic));
     };
 
     add('ErrorsAlarm', {

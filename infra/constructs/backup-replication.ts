@@ -11,13 +11,13 @@
  */
 import { Aws, Duration, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import type { ReplicationConfig } from '../config.ts';
+import { notifyTopic } from './alarm-actions.ts';
 
 /** The rule's id: a metric dimension of the replication metrics and alarms. */
 export const REPLICATION_RULE_ID = 'pg-s3-backup-second-copy';
@@ -144,7 +144,6 @@ export class BackupReplication extends Construct {
   alarm(bucket: s3.IBucket, topic: sns.ITopic): cloudwatch.Alarm[] {
     const dimensionsMap = { SourceBucket: bucket.bucketName, DestinationBucket: this.destinationBucketName, RuleId: REPLICATION_RULE_ID };
     const metric = (metricName: string, statistic: string) => new cloudwatch.Metric({ namespace: 'AWS/S3', metricName, dimensionsMap, statistic, period: Duration.minutes(5) });
-    const action = new actions.SnsAction(topic);
     const alarms = [
       new cloudwatch.Alarm(this, 'FailedAlarm', {
         alarmDescription: `pg-s3-backup: S3 could not replicate backup objects to the second copy (${this.destinationBucketName}). Check the destination bucket policy, its versioning, the replica KMS key policy, and the replication role; failed objects are not retried by S3 (copy them again, see docs/runbooks/database-restore.md, "Restore from the replica").`,
@@ -164,10 +163,6 @@ export class BackupReplication extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
     ];
-    for (const a of alarms) {
-      a.addAlarmAction(action);
-      a.addOkAction(action);
-    }
-    return alarms;
+    return alarms.map((a) => notifyTopic(a, topic));
   }
 }

@@ -8,7 +8,6 @@
 import { join, resolve } from 'node:path';
 import { Annotations, Aws, type CfnElement, Duration, Size, Stack, TimeZone, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -24,6 +23,7 @@ import { VERIFY_REPORT_SUFFIX } from '../../engine/store/backup-key.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import { DRILL_MIN_MEMORY_MB, type DrillFrequency, type IdentitySecret } from '../config.ts';
 import { formatHourMinute } from '../dst.ts';
+import { notifyTopic } from './alarm-actions.ts';
 import { DEAD_MAN_HOURS, deadManAlarms } from './backup-alerts.ts';
 import type { BackupBucket } from './backup-bucket.ts';
 import { bucketResourceLogicalId, FUNCTION_RUNTIME, FUNCTION_TIMEOUT, handlerBundling } from './backup-function.ts';
@@ -227,12 +227,8 @@ export class DrillFunction extends Construct {
   }
 
   private addAlarms(props: DrillFunctionProps): void {
-    const action = new actions.SnsAction(props.topic);
     const add = (alarmId: string, alarmProps: cloudwatch.AlarmProps): void => {
-      const alarm = new cloudwatch.Alarm(this, alarmId, alarmProps);
-      alarm.addAlarmAction(action);
-      alarm.addOkAction(action);
-      this.alarms.push(alarm);
+      this.alarms.push(notifyTopic(new cloudwatch.Alarm(this, alarmId, alarmProps), props.topic));
     };
     add('ErrorsAlarm', {
       alarmDescription: 'pg-s3-backup: the restore drill failed (a backup that does not restore, or a crash). Read the alert and the <dump key>.verify.json report: docs/runbooks/database-restore.md, "When the nightly drill fails".',

@@ -20,7 +20,6 @@
  */
 import { Duration, Stack, Validations, type CfnElement } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -28,6 +27,7 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { notifyTopic } from './alarm-actions.ts';
 import type { FargateRunner } from './fargate-runner.ts';
 
 export interface BackupFanOutProps {
@@ -223,29 +223,26 @@ export class BackupFanOut extends Construct {
       logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });
 
-    const action = new actions.SnsAction(props.topic);
     const metrics: [string, cloudwatch.Metric, string][] = [
       ['ExecutionsFailed', this.stateMachine.metricFailed({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }), 'a night ended with a failed database, or the fan-out itself failed'],
       ['ExecutionsTimedOut', this.stateMachine.metricTimedOut({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }), 'the fan-out ran past its 23-hour bound'],
       ['ExecutionsAborted', this.stateMachine.metricAborted({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }), 'someone stopped the fan-out before it finished'],
     ];
     for (const [id, metric, what] of metrics) {
-      const alarm = new cloudwatch.Alarm(this, id, {
+      const alarm = notifyTopic(new cloudwatch.Alarm(this, id, {
         metric,
         threshold: 1,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
         alarmDescription: `pg-s3-backup fan-out: ${what}. Read the execution in the Step Functions console (its summary step lists each database), fix the cause, then run the failed databases on demand.`,
-      });
-      alarm.addAlarmAction(action);
-      alarm.addOkAction(action);
+      }), props.topic);
       this.alarms.push(alarm);
     }
 
     // The fleet's dead-man: no successful night in 26 hours (no data = breaching: the schedule did
     // not fire, or every night failed). A night with one failed database is a failed execution.
-    const deadMan = new cloudwatch.Alarm(this, 'NoSuccessfulNight', {
+    const deadMan = notifyTopic(new cloudwatch.Alarm(this, 'NoSuccessfulNight', {
       metric: this.stateMachine.metricSucceeded({ period: Duration.hours(1), statistic: cloudwatch.Stats.SUM }),
       threshold: 1,
       evaluationPeriods: 26,
@@ -253,9 +250,7 @@ export class BackupFanOut extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       alarmDescription: 'pg-s3-backup fan-out: no night in the last 26 hours backed up every database. Check the ExecutionsFailed alarm and the executions in the Step Functions console, the schedule, then start an execution on demand.',
-    });
-    deadMan.addAlarmAction(action);
-    deadMan.addOkAction(action);
+    }), props.topic);
     this.alarms.push(deadMan);
 
     const role = Validations.of(this.stateMachine.role);

@@ -17,7 +17,7 @@ import { Agent } from 'node:https';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AwsChunkedDecoder, compositeChecksum, parseRange, startNullS3, xmlValues, type NullS3 } from '../../bench/null-s3.ts';
-import { uploadMultipart } from '../../engine/backup/multipart.ts';
+import { uploadMultipart } from '../../engine/store/multipart.ts';
 
 describe('null S3 endpoint: parsers', () => {
   it('decodes aws-chunked bodies in any chunking, trailers included', () => {

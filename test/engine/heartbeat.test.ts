@@ -26,6 +26,7 @@ describe('heartbeat settings', () => {
       alertTopicArn: arn,
       heartbeatUrl: 'http://127.0.0.1:9/x',
       heartbeatTimeoutMs: 10_000,
+      alertTimeoutMs: 10_000,
     });
     expect(alertChannels({ ALERT_TOPIC_ARN: 'not-an-arn' }).alertTopicArn).toBeUndefined();
   });

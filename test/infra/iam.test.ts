@@ -72,7 +72,7 @@ const CALLS: Record<string, readonly Permission[]> = {
     { action: 'kms:GenerateDataKey', on: 'bucketKey' },
   ],
   AbortMultipartUploadCommand: [{ action: 's3:AbortMultipartUpload', on: 'object' }],
-  // Each run aborts the uploads a killed run left (engine/backup/stale-uploads.ts).
+  // Each run aborts the uploads a killed run left (engine/store/stale-uploads.ts).
   ListMultipartUploadsCommand: [{ action: 's3:ListBucketMultipartUploads', on: 'bucket' }],
   DeleteObjectsCommand: [{ action: 's3:DeleteObject', on: 'object' }],
   // The engine's own multipart upload: each part and the completion are s3:PutObject; under SSE-KMS

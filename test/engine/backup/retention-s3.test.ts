@@ -10,6 +10,7 @@ import { CreateBucketCommand, PutObjectCommand, PutObjectLegalHoldCommand, S3Cli
 import { buildDumpKey, buildGlobalsKey, manifestKeyFor, parseKey } from '../../../engine/store/backup-key.ts';
 import { pruneDatabase, pruneGlobals } from '../../../engine/backup/retention.ts';
 import { listBackups, readManifests, listDatabases, latestBackup, type S3Store } from '../../../engine/store/s3-store.ts';
+import { s3Store } from '../../../engine/store/s3.ts';
 import { MANIFEST_FORMAT_VERSION } from '../../../engine/store/manifest.ts';
 import { createBucket, listKeys, putText, testClients, type TestClients } from '../../support/aws.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
@@ -67,11 +68,11 @@ describe('retention', () => {
     expect(listing.complete.map((b) => b.key)).toEqual([...complete].reverse());
     expect(listing.orphans.map((o) => o.key)).toEqual([...orphans].reverse());
 
-    const dry = await pruneDatabase(store, 'app', { retentionCount: 3, now, orphanMinAgeMs, dryRun: true });
+    const dry = await pruneDatabase(s3Store(store), 'app', { retentionCount: 3, now, orphanMinAgeMs, dryRun: true });
     expect(await listKeys(c, bucket)).toEqual(before);
     expect(dry.dryRun).toBe(true);
 
-    const res = await pruneDatabase(store, 'app', { retentionCount: 3, now, orphanMinAgeMs });
+    const res = await pruneDatabase(s3Store(store), 'app', { retentionCount: 3, now, orphanMinAgeMs });
     expect([...res.deleted].sort()).toEqual([...dry.deleted].sort());
     expect(res.kept).toEqual(complete.slice(-3).reverse());
     const expectedDeleted = [...complete.slice(0, 7).flatMap((k) => [k, manifestKeyFor(k)]), ...orphans].sort();
@@ -89,7 +90,7 @@ describe('retention', () => {
     const prefix = `young-${randomUUID().slice(0, 6)}/`;
     const store: S3Store = { s3: c.s3, bucket, prefix };
     const young = await putBackup(prefix, 'app', new Date(), false);
-    const res = await pruneDatabase(store, 'app', { retentionCount: 1, now: new Date() });
+    const res = await pruneDatabase(s3Store(store), 'app', { retentionCount: 1, now: new Date() });
     expect(res.deleted).toEqual([]);
     expect(await listKeys(c, bucket, prefix)).toEqual([young]);
   });
@@ -108,7 +109,7 @@ describe('retention', () => {
     const listing = await listBackups(store, 'big');
     expect(listing.complete).toHaveLength(560);
     expect(listing.complete[0]!.key).toBe(keys.at(-1));
-    const res = await pruneDatabase(store, 'big', { retentionCount: 5, now: new Date() });
+    const res = await pruneDatabase(s3Store(store), 'big', { retentionCount: 5, now: new Date() });
     expect(res.deleted).toHaveLength(555 * 2);
     expect(await listKeys(c, bucket, prefix)).toEqual(keys.slice(-5).flatMap((k) => [k, manifestKeyFor(k)]).sort());
   });
@@ -179,9 +180,9 @@ describe('GFS retention and Object Lock', () => {
     }
     const utc = (iso: string) => buildDumpKey(prefix, 'app', new Date(`${iso}T11:30:00Z`));
     // The same rules by UTC's calendar keep other backups: 31 January and 31 December UTC are their months' last.
-    const inUtc = await pruneDatabase(store, 'app', { retentionCount: 3, gfs: { daily: 7, weekly: 4, monthly: 3, timeZone: 'UTC' }, now: new Date(), dryRun: true });
+    const inUtc = await pruneDatabase(s3Store(store), 'app', { retentionCount: 3, gfs: { daily: 7, weekly: 4, monthly: 3, timeZone: 'UTC' }, now: new Date(), dryRun: true });
     expect(inUtc.kept).toEqual(expect.arrayContaining([utc('2027-01-31'), utc('2026-12-31')]));
-    const res = await pruneDatabase(store, 'app', {
+    const res = await pruneDatabase(s3Store(store), 'app', {
       retentionCount: 3,
       gfs: { daily: 7, weekly: 4, monthly: 3, timeZone: 'Pacific/Auckland' },
       now: new Date(),
@@ -204,7 +205,7 @@ describe('GFS retention and Object Lock', () => {
     expect(calls.get('GetObjectLockConfigurationCommand')).toBe(2);
 
     // Tomorrow's prune with no new backup deletes nothing more.
-    const again = await pruneDatabase(store, 'app', { retentionCount: 3, gfs: { daily: 7, weekly: 4, monthly: 3, timeZone: 'Pacific/Auckland' }, now: new Date() });
+    const again = await pruneDatabase(s3Store(store), 'app', { retentionCount: 3, gfs: { daily: 7, weekly: 4, monthly: 3, timeZone: 'Pacific/Auckland' }, now: new Date() });
     expect(again.deleted).toEqual([]);
   });
 
@@ -225,7 +226,7 @@ describe('GFS retention and Object Lock', () => {
       if (d === 1) await c.s3.send(new PutObjectLegalHoldCommand({ Bucket: bucket, Key: manifestKeyFor(key), LegalHold: { Status: 'ON' } }));
       keys.push(key);
     }
-    const res = await pruneDatabase(store, 'app', { retentionCount: 1, now: new Date() });
+    const res = await pruneDatabase(s3Store(store), 'app', { retentionCount: 1, now: new Date() });
     expect(res.kept).toEqual([keys[4]]);
     expect([...res.deleted].sort()).toEqual([keys[2]!, keys[3]!].flatMap((k) => [k, manifestKeyFor(k)]).sort());
     const locked = [...res.locked].sort((a, b) => (a.key < b.key ? -1 : 1));
@@ -246,7 +247,7 @@ describe('GFS retention and Object Lock', () => {
     const newer = buildGlobalsKey(prefix, new Date(Date.UTC(2026, 0, 2, 2)));
     await c.s3.send(new PutObjectCommand({ Bucket: bucket, Key: g, Body: '--', ObjectLockMode: 'GOVERNANCE', ObjectLockRetainUntilDate: until }));
     await c.s3.send(new PutObjectCommand({ Bucket: bucket, Key: newer, Body: '--' }));
-    const globals = await pruneGlobals(store, { retentionCount: 1, now: new Date() });
+    const globals = await pruneGlobals(s3Store(store), { retentionCount: 1, now: new Date() });
     expect(globals.kept).toEqual([newer]);
     expect(globals.deleted).toEqual([]);
     expect(globals.locked.map((l) => l.key)).toEqual([g]);

@@ -14,8 +14,7 @@ import { createDeps } from '../../../engine/deps.ts';
 import { noMetrics, silentLog } from '../../../engine/observability.ts';
 import { manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { MANIFEST_FORMAT_VERSION, parseManifest, type Manifest } from '../../../engine/store/manifest.ts';
-import { readManifest } from '../../../engine/store/s3-store.ts';
-import { storeFor } from '../../../engine/backup/backup.ts';
+import { createSource } from '../../../engine/store/create.ts';
 import { awsEnv, createBucket, testClients, type TestClients } from '../../support/aws.ts';
 import { createDatabase, pgRestore } from '../../support/fixtures.ts';
 import { ensureLayer } from '../../support/layer.ts';
@@ -63,7 +62,7 @@ async function backup(extra: Record<string, string>): Promise<Manifest> {
   const deps = createDeps(config, { log: silentLog, metrics: noMetrics });
   const result = await runBackup({ reason: 'row counts test' }, config, deps);
   expect(result.status).toBe('succeeded');
-  return readManifest(storeFor(config, deps), result.backups[0]!.key);
+  return createSource(config, deps).readManifest(result.backups[0]!.key);
 }
 
 it('ROW_COUNTS=exact (the default): every table with data, counted in the dump\'s snapshot while rows keep arriving; the restore holds exactly those counts', async () => {
@@ -121,7 +120,7 @@ it('a version 1 manifest (before row counts) is still read', async () => {
   const { rowCounts: _r, tables: _t, ...v1 } = { ...manifest, formatVersion: 1 };
   await c.s3.send(new PutObjectCommand({ Bucket: bucket, Key: manifestKeyFor(manifest.key), Body: JSON.stringify(v1) }));
   const config = loadConfig({ ...awsEnv(aws.endpoint), DATABASE_URL: pgsrv.url, BACKUP_BUCKET: bucket });
-  const read = await readManifest(storeFor(config, createDeps(config, { log: silentLog, metrics: noMetrics })), manifest.key);
+  const read = await createSource(config, createDeps(config, { log: silentLog, metrics: noMetrics })).readManifest(manifest.key);
   expect(read.formatVersion).toBe(1);
   expect(read.tables).toBeUndefined();
   expect(parseManifest(JSON.stringify(v1)).sha256).toBe(manifest.sha256);

@@ -3,7 +3,7 @@
  * which errors count as a store refusing a feature, and STORAGE_PROFILE / STORAGE_MAX_PARTS.
  */
 import { describe, expect, it } from 'vitest';
-import { choosePartSize, DUMP_TO_DATABASE_BOUND, MIN_STREAM_PART_SIZE, partSizeForDatabase } from '../../../engine/backup/stream-upload.ts';
+import { choosePartSize, DUMP_TO_DATABASE_BOUND, MIN_STREAM_PART_SIZE, partSizeForDatabase } from '../../../engine/store/stream-upload.ts';
 import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
 import { buildDumpKey, manifestKeyFor, parseKey } from '../../../engine/store/backup-key.ts';

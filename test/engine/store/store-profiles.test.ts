@@ -24,6 +24,7 @@ import { verifyBackup } from '../../../engine/restore/verify.ts';
 import { buildDumpKey, parseKey } from '../../../engine/store/backup-key.ts';
 import { capabilitiesKey } from '../../../engine/store/probe.ts';
 import { listBackups, openDump, readManifest, type S3Store } from '../../../engine/store/s3-store.ts';
+import { s3Store } from '../../../engine/store/s3.ts';
 import { createBucket, createSecret, listKeys, listMultipartUploads, putText, TEST_REGION, testClients, type TestClients } from '../../support/aws.ts';
 import { createDatabase, loadSampleData } from '../../support/fixtures.ts';
 import { ensureLayer } from '../../support/layer.ts';
@@ -219,11 +220,11 @@ describe('Ceph RGW (If-None-Match ignored: a write over an existing key succeeds
 
   it('doctor\'s bucket check warns when STORAGE_PROFILE is unset and the store ignores If-None-Match', async () => {
     proxy.setStore('ceph');
-    const checks = await bucketChecks(store('ceph-doctor/'), { now: new Date() });
+    const checks = await bucketChecks(s3Store(store('ceph-doctor/')), { now: new Date() });
     const byName = Object.fromEntries(checks.map((c) => [c.name, c]));
     expect(byName['bucket: store capabilities']).toMatchObject({ ok: true, detail: expect.stringMatching(/ignored[\s\S]*part cap 10000 \(the aws profile; not probed/) });
     expect(byName['bucket: never overwrites (If-None-Match)']).toMatchObject({ status: 'warn', fix: expect.stringMatching(/STORAGE_PROFILE/) });
-    const explicit = await bucketChecks(store('ceph-doctor2/'), { now: new Date(), profile: 'aws' });
+    const explicit = await bucketChecks(s3Store(store('ceph-doctor2/')), { now: new Date(), profile: 'aws' });
     expect(explicit.find((c) => c.name === 'bucket: never overwrites (If-None-Match)')).toMatchObject({ ok: false, fix: expect.stringMatching(/STORAGE_PROFILE/) });
   }, 60_000);
 });

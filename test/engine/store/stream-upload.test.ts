@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DumpError } from '../../../engine/errors.ts';
-import { DUMP_TO_DATABASE_BOUND, DumpGate, MAX_DUMP_BYTES, MIN_STREAM_PART_SIZE, partSizeFor, partSizeForDatabase, S3_MAX_PARTS, S3_MIN_PART_SIZE } from '../../../engine/backup/stream-upload.ts';
+import { DUMP_TO_DATABASE_BOUND, DumpGate, MAX_DUMP_BYTES, MIN_STREAM_PART_SIZE, partSizeFor, partSizeForDatabase, S3_MAX_PARTS, S3_MIN_PART_SIZE } from '../../../engine/store/stream-upload.ts';
 
 describe('part size', () => {
   it('fits a 200 GiB dump under 10,000 parts, in whole MiB, never under 5 MiB', () => {

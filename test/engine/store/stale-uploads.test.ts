@@ -7,7 +7,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { abortStaleUploads } from '../../../engine/backup/stale-uploads.ts';
+import { abortStaleUploads } from '../../../engine/store/stale-uploads.ts';
 
 const uploads = [
   { key: 'p/app/2020/01/01/app-old.dump', id: 'old-upload', initiated: '2026-01-01T00:00:00.000Z' },

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNullS3, type NullS3 } from '../../../bench/null-s3.ts';
-import { streamToS3 } from '../../../engine/backup/stream-upload.ts';
+import { streamToS3 } from '../../../engine/store/stream-upload.ts';
 import { startTool, startToolDirect, type SpawnFn } from '../../../engine/pg/process.ts';
 
 const MiB = 1024 * 1024;

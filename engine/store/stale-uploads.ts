@@ -11,7 +11,7 @@
 import { AbortMultipartUploadCommand, ListMultipartUploadsCommand, type ListMultipartUploadsCommandOutput } from '@aws-sdk/client-s3';
 import { PruneError } from '../errors.ts';
 import type { EventSink } from '../events.ts';
-import type { S3Store } from '../store/s3-store.ts';
+import type { S3Store } from './s3-store.ts';
 
 export interface StaleUpload {
   readonly key: string;

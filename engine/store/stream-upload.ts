@@ -18,9 +18,9 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { DumpError, dumpHint, PgS3BackupError, TimeBudgetError, UploadError, type Leftover, type ProcessOutcome } from '../errors.ts';
 import { outputStream, type DirectOutput } from '../pg/direct-output.ts';
 import { describeExit, type RunningTool } from '../pg/process.ts';
-import { isCapabilityRefusal } from '../store/probe.ts';
+import { isCapabilityRefusal } from './probe.ts';
 import { CompleteFailedError, MultipartUpload, uploadMultipart, type MultipartOptions, type MultipartResult, type PartChecksum } from './multipart.ts';
-import { MAX_DUMP_BYTES, PART_CAP_HEADROOM, partSizeFor, PROFILE_CAPABILITIES, type StoreCapabilities } from '../store/capabilities.ts';
+import { MAX_DUMP_BYTES, PART_CAP_HEADROOM, partSizeFor, PROFILE_CAPABILITIES, type StoreCapabilities } from './capabilities.ts';
 import { encryptStream } from '../encryption.ts';
 import type { Readable } from 'node:stream';
 
