@@ -94,7 +94,8 @@ export async function dumpSharded(client: Pick<pg.Client, 'query'>, snapshot: st
     const base = [...pgDumpArgs(options.compression, options.lockWaitTimeoutSeconds), `--snapshot=${snapshot}`];
     const archives = [
       { key: options.key, args: [...base, `--filter=${schemaFile}`, '--no-large-objects'] },
-      ...plan.shards.map((s, i) => ({ key: partKeyFor(options.key, i + 1), args: [...base, '--data-only', `--filter=${dataFiles[i]!}`, ...(s.largeObjects ? ['--large-objects'] : [])] })),
+      // --strict-names: a table a pattern fails to match fails the dump, never leaves its rows out silently.
+      ...plan.shards.map((s, i) => ({ key: partKeyFor(options.key, i + 1), args: [...base, '--data-only', '--strict-names', `--filter=${dataFiles[i]!}`, ...(s.largeObjects ? ['--large-objects'] : [])] })),
     ];
 
     // One signal for every archive: the run's, or the first failure of any of them.
