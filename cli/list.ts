@@ -74,7 +74,9 @@ export async function listAll(ctx: CliContext, opts: { readonly database?: strin
     const { readable, unreadable } = await store.readManifests(listing.complete);
     for (const { manifest: m, ...b } of readable) {
       dbRows.push({
-        database, key: b.key, startedAt: m.startedAt, storedAt: iso(b.storedAt), clockSkewSeconds: seconds(clockSkewMs(b, m)), bytes: b.bytes, sha256: m.sha256,
+        database, key: b.key, startedAt: m.startedAt, storedAt: iso(b.storedAt), clockSkewSeconds: seconds(clockSkewMs(b, m)),
+        // A sharded backup's size is its schema archive's and its data archives' (the manifest's figures: checked on restore).
+        bytes: b.bytes + (m.parts ?? []).reduce((n, p) => n + p.bytes, 0), sha256: m.sha256,
         complete: true, problem: null, durationMs: m.durationMs, compression: m.compression, pgDumpVersion: m.pgDumpVersion, serverVersion: m.serverVersion,
         reason: m.reason, encryption: m.encryption ?? null, lastDrill: await lastDrill(ctx, store, b), order: backupTime(b).getTime(),
       });

@@ -100,6 +100,10 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     expect(manifests.fidelity!.parts).toHaveLength(2);
     // Row counts still cover every table, taken in the snapshot the shards dumped.
     expect(m.tables?.find((t) => t.table === 'big')?.rows).toBe(6000);
+    // `list` shows the whole backup's size, not the schema archive's alone.
+    const list = await runCli(['list', '--database', 'skewed', '--json'], svc.env);
+    const listed = (JSON.parse(list.stdout) as { key: string; bytes: number }[]).find((b) => b.key === keys.skewed);
+    expect(listed?.bytes).toBe(m.bytes + m.parts!.reduce((n, p) => n + p.bytes, 0));
   });
 
   it('restore --create gives back the whole database (schema, rows, sequences, large objects, properties)', async () => {
