@@ -6,6 +6,7 @@
  *
  *   npm run bench:shard -- [--size 1GB] [--compressions gzip:6,zstd:1] [--jobs 1,2,4] [--dir-jobs 2] [--repeat 3]
  *                          [--restore-jobs 2] [--seed 42] [--out bench/results] [--note "…"]
+ *   npm run bench:shard -- --merge a.json,b.json [--out bench/results]   (several runs' rounds as one file)
  *
  * The database: the bench's data (bench/generate.ts, seeded) at half the size, then two more
  * tables each holding half of `events`' rows: `events` is half the data (the skewed table), two
@@ -48,6 +49,7 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '42' },
     out: { type: 'string', default: 'bench/results' },
     note: { type: 'string', multiple: true, default: [] },
+    merge: { type: 'string' },
   },
 });
 const size = { label: values.size, bytes: parseSize(values.size) };
@@ -224,44 +226,7 @@ async function main(): Promise<void> {
     }
     await pg.query(`DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
 
-    const summarize = (rs: readonly Run[]): ModeSummary[] => {
-      const keys = [...new Set(rs.map((r) => `${r.mode}\u0000${r.compression}`))];
-      return keys.map((k) => {
-        const [mode, compression] = k.split('\u0000') as [string, string];
-        const xs = rs.filter((r) => r.mode === mode && r.compression === compression);
-        return {
-          mode, compression, ms: spread(xs.map((r) => r.ms)), load1: spread(xs.map((r) => r.load1)),
-          toolCpuMs: median(xs.map((r) => r.toolCpuMs)), nodeCpuMs: median(xs.map((r) => r.nodeCpuMs)), serverCpuMs: median(xs.map((r) => r.serverCpuMs)),
-          peakRssBytes: median(xs.map((r) => r.peakRssBytes)), bytes: median(xs.map((r) => r.bytes)),
-        };
-      });
-    };
-    const summary = summarize(runs);
-    const restoreSummary = summarize(restores);
-    /** Ratio of medians, and the median of the per-round ratios (alternated runs: each round's pair saw the same load). */
-    const ratio = (a: string, b: string, c: string, rs: readonly Run[] = runs) => {
-      const pairs = [...new Set(rs.map((r) => r.round))].map((round) => {
-        const x = rs.find((r) => r.mode === a && r.compression === c && r.round === round)?.ms;
-        const y = rs.find((r) => r.mode === b && r.compression === c && r.round === round)?.ms;
-        return x !== undefined && y !== undefined ? x / y : undefined;
-      });
-      return median(pairs);
-    };
-    const j = restoreJobs;
-    const sharded = `DUMP_JOBS=${j} (streamed to S3)`;
-    const dir = `pg_dump -Fd -j ${j} (local disk)`;
-    const floor = 'floor (pg_dump -Fc > /dev/null)';
-    const overDir = compressions.map((c) => ({ compression: c, ratio: ratio(sharded, dir, c) }));
-    const worst = overDir.reduce((a, b) => ((b.ratio ?? 0) > (a.ratio ?? 0) ? b : a));
-    const headline = {
-      shardedOverFloor: compressions.includes('gzip:6') ? ratio(sharded, floor, 'gzip:6') : undefined,
-      shardedOverDirectoryFormat: worst.ratio,
-      shardedOverDirectoryFormatCompression: worst.compression,
-      shardedOverDirectoryFormatByCompression: Object.fromEntries(overDir.map((o) => [o.compression, o.ratio])),
-      shardedOverFloorByCompression: Object.fromEntries(compressions.map((c) => [c, ratio(sharded, floor, c)])),
-      restoreOverBarePgRestore: ratio(restoreSummary[1]!.mode, restoreSummary[0]!.mode, restoreCompression, restores),
-      peakRssBytesByJobs: Object.fromEntries(jobsList.map((n) => [n, median(runs.filter((r) => r.mode === `DUMP_JOBS=${n} (streamed to S3)`).map((r) => r.peakRssBytes))])),
-    };
+    const { summary, restore: restoreSummary, headline } = figures(runs, restores, { compressions, jobsList, restoreJobs, restoreCompression });
     const results = {
       date: new Date().toISOString().slice(0, 10),
       size: size.label,
@@ -294,6 +259,93 @@ async function main(): Promise<void> {
   } finally {
     await cleanup();
   }
+}
+
+
+/** Medians per mode, and the headline ratios (medians of per-round ratios), from the raw runs. */
+function figures(runs: readonly Run[], restores: readonly Run[], o: { compressions: readonly string[]; jobsList: readonly number[]; restoreJobs: number; restoreCompression: string }) {
+  const { compressions, jobsList, restoreJobs, restoreCompression } = o;
+  const summarize = (rs: readonly Run[]): ModeSummary[] => {
+    const keys = [...new Set(rs.map((r) => `${r.mode}\u0000${r.compression}`))];
+    return keys.map((k) => {
+      const [mode, compression] = k.split('\u0000') as [string, string];
+      const xs = rs.filter((r) => r.mode === mode && r.compression === compression);
+      return {
+        mode, compression, ms: spread(xs.map((r) => r.ms)), load1: spread(xs.map((r) => r.load1)),
+        toolCpuMs: median(xs.map((r) => r.toolCpuMs)), nodeCpuMs: median(xs.map((r) => r.nodeCpuMs)), serverCpuMs: median(xs.map((r) => r.serverCpuMs)),
+        peakRssBytes: median(xs.map((r) => r.peakRssBytes)), bytes: median(xs.map((r) => r.bytes)),
+      };
+    });
+  };
+  const summary = summarize(runs);
+  const restoreSummary = summarize(restores);
+  /** Ratio of medians, and the median of the per-round ratios (alternated runs: each round's pair saw the same load). */
+  const ratio = (a: string, b: string, c: string, rs: readonly Run[] = runs) => {
+    const pairs = [...new Set(rs.map((r) => r.round))].map((round) => {
+      const x = rs.find((r) => r.mode === a && r.compression === c && r.round === round)?.ms;
+      const y = rs.find((r) => r.mode === b && r.compression === c && r.round === round)?.ms;
+      return x !== undefined && y !== undefined ? x / y : undefined;
+    });
+    return median(pairs);
+  };
+  const j = restoreJobs;
+  const sharded = `DUMP_JOBS=${j} (streamed to S3)`;
+  const dir = `pg_dump -Fd -j ${j} (local disk)`;
+  const floor = 'floor (pg_dump -Fc > /dev/null)';
+  const overDir = compressions.map((c) => ({ compression: c, ratio: ratio(sharded, dir, c) }));
+  const worst = overDir.reduce((a, b) => ((b.ratio ?? 0) > (a.ratio ?? 0) ? b : a));
+  const headline = {
+    shardedOverFloor: compressions.includes('gzip:6') ? ratio(sharded, floor, 'gzip:6') : undefined,
+    shardedOverDirectoryFormat: worst.ratio,
+    shardedOverDirectoryFormatCompression: worst.compression,
+    shardedOverDirectoryFormatByCompression: Object.fromEntries(overDir.map((o) => [o.compression, o.ratio])),
+    shardedOverFloorByCompression: Object.fromEntries(compressions.map((c) => [c, ratio(sharded, floor, c)])),
+    restoreOverBarePgRestore: ratio(restoreSummary[1]!.mode, restoreSummary[0]!.mode, restoreCompression, restores),
+    peakRssBytesByJobs: Object.fromEntries(jobsList.map((n) => [n, median(runs.filter((r) => r.mode === `DUMP_JOBS=${n} (streamed to S3)`).map((r) => r.peakRssBytes))])),
+  };
+  return { summary, restore: restoreSummary, headline };
+}
+
+/**
+ * `--merge a.json,b.json`: the runs of several results files of the same command (each its own
+ * alternated rounds, renumbered) as one results file, figures recomputed: more rounds without
+ * one long run on a shared machine.
+ */
+function merge(files: readonly string[]): void {
+  interface Results {
+    readonly date: string; readonly size: string; readonly databaseBytes: number; readonly tables: { table: string; bytes: number }[];
+    readonly runs: Run[]; readonly restoreRuns: Run[]; readonly compressions: string[]; readonly jobs: number[]; readonly restoreJobs: number;
+    readonly loadAverage: { start: number[]; end: number[] }; readonly command: string; readonly notes: string[]; readonly versions: Record<string, string>;
+    readonly machine: { cores: number; cpuModel: string };
+  }
+  const all = files.map((f) => JSON.parse(readFileSync(f, 'utf8')) as Results);
+  let offset = 0;
+  const runs: Run[] = [];
+  const restores: Run[] = [];
+  for (const r of all) {
+    const rounds = Math.max(...r.runs.map((x) => x.round), ...r.restoreRuns.map((x) => x.round));
+    runs.push(...r.runs.map((x) => ({ ...x, round: x.round + offset })));
+    restores.push(...r.restoreRuns.map((x) => ({ ...x, round: x.round + offset })));
+    offset += rounds;
+  }
+  const first = all[0]!;
+  const restoreCompression = first.compressions.includes('zstd:1') ? 'zstd:1' : first.compressions[0]!;
+  const results = {
+    ...first,
+    repeat: offset,
+    command: all.map((r) => r.command).join(' ; then '),
+    versions: { ...first.versions, commit: all.map((r) => r.versions.commit).join(', ') },
+    loadAverage: { start: first.loadAverage.start, end: all[all.length - 1]!.loadAverage.end, byFile: all.map((r) => r.loadAverage) },
+    notes: [...new Set(all.flatMap((r) => r.notes)), `Merged from ${files.length} results files (npm run bench:shard -- --merge …): rounds renumbered in file order.`],
+    ...figures(runs, restores, { compressions: first.compressions, jobsList: first.jobs, restoreJobs: first.restoreJobs, restoreCompression }),
+    runs,
+    restoreRuns: restores,
+  };
+  mkdirSync(values.out, { recursive: true });
+  const base = join(values.out, `${results.date}-shard-${first.size}`);
+  writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(`${base}.md`, render(results));
+  log(`wrote ${base}.md and .json`);
 }
 
 const sec = (ms: number | undefined) => (ms === undefined ? '—' : (ms / 1000).toFixed(2));
@@ -335,7 +387,7 @@ ${r.notes.map((n) => `- ${n}`).join('\n')}
 `;
 }
 
-main().catch((err: unknown) => {
+(values.merge ? Promise.resolve().then(() => merge(values.merge!.split(','))) : main()).catch((err: unknown) => {
   console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
   process.exitCode = 1;
 });
