@@ -96,18 +96,23 @@ function describeEnvIssue(issue: z.core.$ZodIssue, env: Env): string {
   return `${name} must be ${issue.message}${got}`;
 }
 
+/** A setting's value as the CDK app holds it (a list is written comma-separated). */
+export type DeployedValue = string | number | boolean | readonly string[];
+
 /**
  * The function's environment from settings the CDK app holds: every literal value is checked by
  * the same field schema the engine parses it with (throws naming the variable); values for which
  * `isDeployTimeValue` is true (CloudFormation tokens such as a bucket name) are passed through.
  */
 export function toEnvironment(
-  values: Partial<Record<EngineVariable, string | number | boolean | readonly string[] | undefined>>,
+  values: Partial<Record<EngineVariable, DeployedValue | undefined>>,
   options: { readonly isDeployTimeValue?: (value: string) => boolean } = {},
 ): Record<string, string> {
   const out: Record<string, string> = {};
   const problems: string[] = [];
-  for (const [name, value] of Object.entries(values) as [EngineVariable, string | number | boolean | readonly string[] | undefined][]) {
+  // In the declarations' order, whatever the caller's: the template does not change with it.
+  for (const name of SETTING_NAMES) {
+    const value = values[name];
     if (value === undefined) continue;
     const str = Array.isArray(value) ? value.join(',') : String(value);
     if (!options.isDeployTimeValue?.(str)) {

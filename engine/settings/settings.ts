@@ -43,45 +43,11 @@ export interface SettingDeclaration {
 const seconds = (min: number, max: number) => wholeNumber(min, max);
 
 export const SETTINGS = {
+  // The stack's environments list their variables in this order.
   DB_SECRET_ID: {
     schema: text,
     doc: 'Secrets Manager secret (ARN or name) with the database credentials in RDS JSON format, read at every run',
     deployedBy: 'dbSecretArn',
-  },
-  DATABASE_URL: {
-    schema: matching(/^postgres(?:ql)?:\/\//, 'a URL of the form postgresql://user:password@host:port/database'),
-    doc: 'postgresql:// URL instead of the secret (CLI and host mode only)',
-    secret: true,
-  },
-  DATABASES: {
-    schema: databaseList,
-    doc: 'comma-separated databases to back up; * lists them on the server at run time',
-    context: {
-      key: 'databases',
-      // A JSON array in cdk.json: each entry checked, since a comma inside one would split it in the variable.
-      schema: z.preprocess(
-        (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : v),
-        z.array(z.string().min(1).refine((d) => !d.includes(','), 'database names without commas (DATABASES is comma-separated)'), { error: 'a JSON array of strings or a comma-separated string' }),
-      ).optional(),
-    },
-  },
-  DATABASE_INCLUDE: {
-    schema: patternList,
-    doc: 'with DATABASES=*: name patterns (* and ?) of the databases kept',
-    default: ['*'],
-    context: { key: 'databaseInclude' },
-  },
-  DATABASE_EXCLUDE: {
-    schema: patternList,
-    doc: 'with DATABASES=*: name patterns (* and ?) of the databases dropped (drop wins)',
-    context: { key: 'databaseExclude' },
-  },
-  RUNNER: {
-    schema: oneOf(RUNNER_CHOICES, '"lambda", "fargate" or "auto"'),
-    doc: 'where the fan-out runs each database: lambda, fargate, or auto (Fargate once the last backup took > 60 % of the Lambda timeout)',
-    default: 'lambda',
-    config: 'runner',
-    context: { key: 'runner', pinned: true },
   },
   BACKUP_BUCKET: {
     schema: matching(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)'),
@@ -145,12 +111,66 @@ export const SETTINGS = {
     config: 'notifyOnSuccess',
     context: { key: 'notifyOnSuccess', pinned: true },
   },
+  DATABASES: {
+    schema: databaseList,
+    doc: 'comma-separated databases to back up; * lists them on the server at run time',
+    context: {
+      key: 'databases',
+      // A JSON array in cdk.json: each entry checked, since a comma inside one would split it in the variable.
+      schema: z.preprocess(
+        (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : v),
+        z.array(z.string().min(1).refine((d) => !d.includes(','), 'database names without commas (DATABASES is comma-separated)'), { error: 'a JSON array of strings or a comma-separated string' }),
+      ).optional(),
+    },
+  },
   PG_DUMP_COMPRESSION: {
     schema: matching(COMPRESSION, 'a pg_dump --compress spec such as "zstd:1", "gzip:6", "lz4" or "none"'),
     doc: 'pg_dump --compress spec',
     default: 'zstd:1',
     config: 'compression',
     context: { key: 'pgDumpCompression' },
+  },
+  ENCRYPT_RECIPIENTS: {
+    schema: recipientList,
+    doc: 'age public keys (age1…) every dump is encrypted to while it streams',
+    config: 'encryptRecipients',
+    secret: true,
+    context: { key: 'encryptRecipients' },
+  },
+  DATABASE_INCLUDE: {
+    schema: patternList,
+    doc: 'with DATABASES=*: name patterns (* and ?) of the databases kept',
+    default: ['*'],
+    context: { key: 'databaseInclude' },
+  },
+  DATABASE_EXCLUDE: {
+    schema: patternList,
+    doc: 'with DATABASES=*: name patterns (* and ?) of the databases dropped (drop wins)',
+    context: { key: 'databaseExclude' },
+  },
+  RUNNER: {
+    schema: oneOf(RUNNER_CHOICES, '"lambda", "fargate" or "auto"'),
+    doc: 'where the fan-out runs each database: lambda, fargate, or auto (Fargate once the last backup took > 60 % of the Lambda timeout)',
+    default: 'lambda',
+    config: 'runner',
+    context: { key: 'runner', pinned: true },
+  },
+  STORAGE_PROFILE: {
+    schema: oneOf(STORAGE_PROFILE_SETTINGS),
+    doc: 'the S3-compatible store (its documented capabilities), or auto (probed at the first run)',
+    config: 'storageProfile',
+    deployedBy: 'the stack (aws: its bucket is S3)',
+  },
+  PG_SERVER_LAYER: { schema: text, doc: 'the drill: root of the pg-server layer (throwaway PostgreSQL)', config: 'serverLayerRoot', deployedBy: 'the drill function\'s pg-server layer' },
+  AGE_IDENTITY_SECRET_ARN: {
+    schema: matching(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/, 'a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)'),
+    doc: 'the same identity, from a Secrets Manager secret (the drill function\'s way)',
+    deployedBy: 'drillIdentitySecretArn (the drill function)',
+  },
+  DATABASE_URL: {
+    schema: matching(/^postgres(?:ql)?:\/\//, 'a URL of the form postgresql://user:password@host:port/database'),
+    doc: 'postgresql:// URL instead of the secret (CLI and host mode only)',
+    secret: true,
   },
   PG_DUMP_BIN: { schema: text, doc: 'the pg_dump to run (pg_dumpall from the same folder)', config: 'pgDumpBin' },
   ROW_COUNTS: {
@@ -159,21 +179,8 @@ export const SETTINGS = {
     default: 'exact',
     config: 'rowCounts',
   },
-  PG_SERVER_LAYER: { schema: text, doc: 'the drill: root of the pg-server layer (throwaway PostgreSQL)', config: 'serverLayerRoot', deployedBy: 'the drill function\'s pg-server layer' },
   BACKUP_GLOBALS: { schema: flag, doc: 'also store roles and tablespaces (pg_dumpall --globals-only) once per run', default: false, config: 'backupGlobals' },
-  ENCRYPT_RECIPIENTS: {
-    schema: recipientList,
-    doc: 'age public keys (age1…) every dump is encrypted to while it streams',
-    config: 'encryptRecipients',
-    secret: true,
-    context: { key: 'encryptRecipients' },
-  },
   AGE_IDENTITY_FILE: { schema: text, doc: 'restore, verify, the drill: the age identity file that opens encrypted backups' },
-  AGE_IDENTITY_SECRET_ARN: {
-    schema: matching(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/, 'a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)'),
-    doc: 'the same identity, from a Secrets Manager secret (the drill function\'s way)',
-    deployedBy: 'drillIdentitySecretArn (the drill function)',
-  },
   DB_SSLMODE: { schema: oneOf(SSL_MODES), doc: 'libpq sslmode, overriding the secret\'s', config: 'sslMode' },
   RDS_CA_BUNDLE: { schema: text, doc: 'the RDS CA bundle a runner ships off Lambda: TLS then defaults to verify-full against it', config: 'rdsCaBundle' },
   CLOUDWATCH_METRICS: { schema: flag, doc: 'off Lambda: send the backup metrics with PutMetricData', default: false, config: 'cloudwatchMetrics' },
@@ -208,12 +215,6 @@ export const SETTINGS = {
     ms: true,
   },
   S3_FORCE_PATH_STYLE: { schema: flag, doc: 'path-style S3 requests, for S3-compatible servers', default: false, config: 'forcePathStyle' },
-  STORAGE_PROFILE: {
-    schema: oneOf(STORAGE_PROFILE_SETTINGS),
-    doc: 'the S3-compatible store (its documented capabilities), or auto (probed at the first run)',
-    config: 'storageProfile',
-    deployedBy: 'the stack (aws: its bucket is S3)',
-  },
   STORAGE_MAX_PARTS: { schema: wholeNumber(1, 10_000), doc: 'the store\'s cap on the parts of one multipart upload, instead of the profile\'s', config: 'storageMaxParts' },
   HEARTBEAT_URL: {
     schema: matching(/^https?:\/\/[^\s/?#]+(?:\/[^\s?#]*)?$/, 'an http(s) URL without query string, such as https://hc-ping.com/<uuid>'),
