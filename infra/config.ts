@@ -219,7 +219,7 @@ export const CONTEXT_SETTINGS = {
   // The restore drill (issue 13): its own function and schedule, an hour after the backup.
   drillSchedule: {
     schema: z.enum(DRILL_SCHEDULES, { error: '`nightly`, `weekly` or `off`' }),
-    doc: 'the restore drill function, an hour after the backup: nightly, weekly (Sundays) or off (default: nightly; off with encryptRecipients and no drillIdentitySecretArn)',
+    doc: 'the restore drill function, an hour after the backup: nightly, weekly (Sundays) or off (default: nightly; off with encryptRecipients and no drillIdentitySecretArn); needs npm run build:layer:server -- <architecture> before synth',
   },
   drillEphemeralStorageMiB: { schema: int(512, 10240), default: 10240, doc: 'the drill\'s /tmp, MiB: the dump and the restored database must fit' },
   // Encrypted backups drill too when the drill may read an age identity from this secret (its
