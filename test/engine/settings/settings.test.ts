@@ -57,13 +57,30 @@ describe('docs/configuration.md and the declarations agree', () => {
   });
 
   it('documents every context key once, and no key that is not declared, with its default', () => {
+    // The stack's own keys in the context tables; a deployed engine setting in its variable's row.
     const rows = documented(/^## (CDK context|The drill function \(CDK context\))$/);
-    expect(rows.map((r) => r.name).sort()).toEqual(contextKeys().map((k) => k.key).sort());
+    expect(rows.map((r) => r.name).sort()).toEqual(Object.keys(CONTEXT_SETTINGS).sort());
     const byKey = new Map(contextKeys().map((k) => [k.key, k]));
     for (const row of rows) {
       const declared = byKey.get(row.name)!;
       if (declared.default !== undefined) expectDefault('docs/configuration.md', row, declared.default);
     }
+  });
+
+  it('names the context key of each deployed variable in its row, and no other', () => {
+    const lines = doc.split('\n').filter((l) => l.startsWith('| `'));
+    const named: Record<string, string[]> = {};
+    for (const line of lines) {
+      const [names, meaning] = line.split(' | ');
+      const keys = [.../Deployed from context ((?:`[^`]+`(?:, )?)+)/.exec(meaning ?? '')?.[1]?.matchAll(/`([^`]+)`/g) ?? []].map((m) => m[1]!);
+      for (const n of [...names!.matchAll(/`([^`]+)`/g)].map((m) => m[1]!)) if (keys.length > 0) named[n] = keys;
+    }
+    const declared = Object.fromEntries(Object.entries(CONTEXT_DEPLOYED).map(([key, name]) => [name, key]));
+    for (const name of SETTING_NAMES) {
+      if (declared[name]) expect({ name, keys: named[name] }).toEqual({ name, keys: expect.arrayContaining([declared[name]]) });
+      else expect({ name, keys: named[name] }).toEqual({ name, keys: undefined });
+    }
+    for (const [name, keys] of Object.entries(named)) for (const key of keys) expect({ name, key, declared: CONTEXT_DEPLOYED[key] !== undefined }).toEqual({ name, key, declared: true });
   });
 
   it('each declared default is what loadConfig and parseConfig apply', () => {
