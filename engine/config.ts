@@ -2,6 +2,10 @@
  * Configuration, parsed once from the environment into a frozen object. The Lambda, the CLI and
  * host mode share it. Every error names the variable and the form it expects; nothing here ever
  * echoes a value that could be a secret (DATABASE_URL is reported by name only).
+ *
+ * Nothing here declares a setting: `Config`, the schema and the defaults derive from
+ * engine/settings/settings.ts; this file adds only the fields composed from several variables
+ * (credentials, databases and discovery, identity, where the process runs) and their cross-checks.
  */
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
