@@ -11,6 +11,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { toEnvironment } from '../../engine/config.ts';
 import { METRIC_NAMESPACE } from '../../engine/observability.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import { assetExclude, DOCKERFILE_IN_CONTEXT, ensureImageBundle, IMAGE_RDS_CA_BUNDLE, IMAGE_TMP, IMAGE_USER } from '../container/image.ts';
@@ -101,14 +102,17 @@ export class FargateRunner extends Construct {
       command: ['run'],
       environment: {
         ...props.environment,
-        // In a task the engine has no Lambda budget: the run's own deadline bounds it instead.
-        RUN_TIMEOUT_SECONDS: String(props.runTimeout.toSeconds()),
         // The CLI's JSON lines, one per event, are what CloudWatch Logs keeps.
         NODE_OPTIONS: '--enable-source-maps',
-        // As in Lambda: TLS verify-full against the RDS CA bundle unless the secret says otherwise.
-        RDS_CA_BUNDLE: IMAGE_RDS_CA_BUNDLE,
-        // BackupSucceeded & co. through PutMetricData: the same dead-man alarms as the function's.
-        CLOUDWATCH_METRICS: 'true',
+        // Checked by the engine's schema, like the function's.
+        ...toEnvironment({
+          // In a task the engine has no Lambda budget: the run's own deadline bounds it instead.
+          RUN_TIMEOUT_SECONDS: props.runTimeout.toSeconds(),
+          // As in Lambda: TLS verify-full against the RDS CA bundle unless the secret says otherwise.
+          RDS_CA_BUNDLE: IMAGE_RDS_CA_BUNDLE,
+          // BackupSucceeded & co. through PutMetricData: the same dead-man alarms as the function's.
+          CLOUDWATCH_METRICS: true,
+        }),
       },
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'backup', logGroup: this.logGroup }),
       readonlyRootFilesystem: true,
