@@ -38,6 +38,11 @@ export interface BackupRequest {
   readonly reason?: string | undefined;
   /** Prune reports what it would delete without deleting; the backups themselves are taken. */
   readonly dryRun?: boolean | undefined;
+  /**
+   * false: no prune step at all (no retention, no stale-upload abort); the bucket's lifecycle
+   * rule still applies. The CLI's `backup --no-prune`. Default true.
+   */
+  readonly prune?: boolean | undefined;
 }
 
 /** Per-invocation facts (the Lambda context; the CLI passes its signal handling). */
@@ -361,7 +366,8 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   const pruned: string[] = [];
   /** Backups pruning left in place because Object Lock still holds them (reported in the notice). */
   const locked: LockedBackup[] = [];
-  for (const b of signal.aborted ? [] : backups) {
+  const prune = request.prune !== false && !signal.aborted;
+  for (const b of prune ? backups : []) {
     current.database = b.database;
     current.stage = 'prune';
     try {
@@ -377,7 +383,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
       await report(b.database, err, 'prune', b.key, deps.now(), b);
     }
   }
-  if (globals && !signal.aborted) {
+  if (globals && prune && !signal.aborted) {
     try {
       const res = await pruneGlobals(store, { retentionCount: config.retentionCount, gfs: config.gfs, dryRun, events: emit, protect: new Set([globals.key]) });
       pruned.push(...res.deleted);
@@ -389,7 +395,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   // Multipart uploads a killed run left under the prefix (SIGKILL, a Lambda timeout) keep their
   // parts, billed and invisible: aborted here once older than STALE_UPLOAD_AGE_SECONDS, as prune
   // does. A failure costs only the parts (the lifecycle rule is the backstop): a warning, not a failed backup.
-  if (!signal.aborted) {
+  if (prune && !signal.aborted) {
     await abortStaleUploads(store, { minAgeMs: config.staleUploadAgeMs, dryRun, events: emit }).catch((err: unknown) => {
       emit({ event: 'warning', message: redact((err as Error).message) });
     });
