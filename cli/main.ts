@@ -80,7 +80,7 @@ export async function buildProgram(argv: readonly string[], ctx: () => Promise<C
     .version(TOOL_VERSION)
     .showHelpAfterError('(run with --help for usage)')
     // Every command has options; the ones not loaded declare none yet. An alias shows as `backup|run`.
-    .configureHelp({ subcommandTerm: (cmd) => (COMMANDS.some((c) => c.name === cmd.name()) ? `${[cmd.name(), ...cmd.aliases()].join('|')} [options]` : new Help().subcommandTerm(cmd)) })
+    .configureHelp({ showGlobalOptions: true, subcommandTerm: (cmd) => (COMMANDS.some((c) => c.name === cmd.name()) ? `${[cmd.name(), ...cmd.aliases()].join('|')} [options]` : new Help().subcommandTerm(cmd)) })
     .addHelpText(
       'after',
       '\nConfiguration comes from the environment: BACKUP_BUCKET, BACKUP_PREFIX, RETENTION_COUNT, DB_SECRET_ID or DATABASE_URL,\n' +
@@ -90,7 +90,7 @@ export async function buildProgram(argv: readonly string[], ctx: () => Promise<C
         'Run `pg-s3-backup <command> --help` for a command\'s options.\n' +
         'Exit codes: 0 success, 1 failure, 2 usage error.',
     );
-  for (const o of GLOBAL_OPTIONS) program.option(o.flag, `${o.help} (default: ${o.variable})`);
+  for (const o of GLOBAL_OPTIONS) program.option(o.flag, `${o.help}; wins over ${o.variable}`);
   // Before any command's action reads its configuration or makes an AWS client.
   program.hook('preAction', async () => (await ctx()).useVariables(globalOptionVariables(program.opts())));
   const wanted = commandIn(argv);
