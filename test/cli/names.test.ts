@@ -61,14 +61,17 @@ describe('names', () => {
   });
 
   it('backup --dry-run writes nothing (no object, no version, no upload) and says what the run would write and prune; `run --dry-run` is the same', async () => {
-    // Two backups, as RETENTION_COUNT (2) keeps: tonight's third would make pruning delete the oldest.
-    for (const name of ['backup', 'run']) expect((await runCli([name, '--reason', 'seed'], svc.env)).code).toBe(0);
-    const seeded = await listJson([], svc.env);
+    // Two backups (and globals files), as RETENTION_COUNT (2) keeps: tonight's third would make
+    // pruning delete the oldest of each.
+    const env = { ...svc.env, BACKUP_GLOBALS: 'true' };
+    for (const name of ['backup', 'run']) expect((await runCli([name, '--reason', 'seed'], env)).code).toBe(0);
+    const seeded = await listJson([], env);
     expect(seeded).toHaveLength(2);
+    const oldestGlobals = (await listKeys(svc.clients, svc.bucket, 'pg-s3-backup/_globals/'))[0]!;
     const before = await bucketHistory(svc.bucket);
 
     for (const name of ['backup', 'run']) {
-      const dry = await runCli([name, '--dry-run'], svc.env);
+      const dry = await runCli([name, '--dry-run'], env);
       expect(dry.code, dry.stderr).toBe(0);
       expect(dry.result).toMatchObject({
         status: 'ready', dryRun: true, prune: true, pgDumpVersion: expect.stringMatching(/^18\./), failures: [],
@@ -76,6 +79,7 @@ describe('names', () => {
       });
       const planned = (dry.result!.backups as { wouldPrune: string[] }[])[0]!;
       expect([...planned.wouldPrune].sort()).toEqual([seeded[1]!.key, `${seeded[1]!.key}.json`]);
+      expect(dry.result!.globals).toEqual({ key: expect.stringMatching(/^pg-s3-backup\/_globals\//), wouldPrune: [oldestGlobals] });
       expect(dry.events.map((e) => e.event)).not.toContain('dump started');
       expectNoSecret(dry, NASTY_PASSWORD);
       expect(await bucketHistory(svc.bucket), `${name} --dry-run wrote to the bucket`).toEqual(before);
@@ -83,9 +87,9 @@ describe('names', () => {
     }
 
     // What it said is what the real run then does.
-    const real = await runCli(['backup'], svc.env);
+    const real = await runCli(['backup'], env);
     expect(real.code, real.stderr).toBe(0);
-    expect([...(real.result!.pruned as string[])].sort()).toEqual([seeded[1]!.key, `${seeded[1]!.key}.json`]);
+    expect([...(real.result!.pruned as string[])].sort()).toEqual([seeded[1]!.key, `${seeded[1]!.key}.json`, oldestGlobals].sort());
   });
 
   it('backup --dry-run exits 1 and names the database that would fail, still writing nothing', async () => {
