@@ -33,13 +33,23 @@ export interface CliIo {
   readonly aws?: Partial<DoctorClients>;
   /** Aborted on SIGTERM/SIGINT (reason: an InterruptedError): commands stop and clean up. */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * Where the AWS SDK reads AWS_REGION and AWS_PROFILE: the process's environment (the real
+   * program passes process.env). `--region` and `--profile` are written there; without it they
+   * reach only the configuration (tests running the program in-process inject their clients).
+   */
+  readonly sdkEnv?: NodeJS.ProcessEnv | undefined;
 }
+
+/** The variables of the global options the AWS SDK itself reads. */
+const SDK_VARIABLES = ['AWS_REGION', 'AWS_PROFILE'] as const;
 
 export class CliContext {
   readonly out: Output;
   /** Where the engine reports: the CLI's lines (cli/events.ts). */
   readonly events: EventSink;
-  readonly env: Env;
+  private envValue: Env;
+  private readonly sdkEnv: NodeJS.ProcessEnv | undefined;
   readonly now: () => number;
   private config: Config | undefined;
   private depsValue: Deps | undefined;
@@ -50,7 +60,8 @@ export class CliContext {
   readonly signal: AbortSignal;
 
   constructor(io: CliIo) {
-    this.env = io.env;
+    this.envValue = io.env;
+    this.sdkEnv = io.sdkEnv;
     this.signal = io.signal ?? new AbortController().signal;
     this.lambda = io.lambda;
     this.aws = io.aws;
@@ -58,6 +69,26 @@ export class CliContext {
     this.out = new Output({ stdout: io.stdout, stderr: io.stderr, tty: io.stdout.isTTY === true, now: this.now });
     this.out.addSecret(passwordOf(io.env.DATABASE_URL));
     this.events = cliEvents(this.out);
+  }
+
+  /** The environment, with the global options' variables (`--bucket` is BACKUP_BUCKET, …) over it. */
+  get env(): Env {
+    return this.envValue;
+  }
+
+  /**
+   * Sets variables for this command (the global options: main.ts GLOBAL_OPTIONS), winning over
+   * the environment; called before the command's action reads any configuration.
+   */
+  useVariables(variables: Readonly<Record<string, string>>): void {
+    if (Object.keys(variables).length === 0) return;
+    this.envValue = { ...this.envValue, ...variables };
+    for (const name of SDK_VARIABLES) {
+      const value = variables[name];
+      if (value !== undefined && this.sdkEnv) this.sdkEnv[name] = value;
+    }
+    this.config = undefined;
+    this.depsValue = undefined;
   }
 
   /**

@@ -28,7 +28,7 @@ export function registerInvoke(program: Command, ctx: CliContext): void {
     .option('--function <name>', 'function name or ARN (default: BACKUP_FUNCTION_NAME; stack output FunctionName)')
     .option('--database <name>', 'back up this database instead of the configured ones (repeatable)', collect)
     .option('--reason <text>', 'recorded in the manifest', 'on-demand')
-    .option('--dry-run', 'the function reports what pruning would delete without deleting')
+    .option('--dry-run', 'the function takes the backup but only reports what pruning would delete (the event\'s dryRun; `backup --dry-run` is the one that writes nothing)')
     .action(async (opts: InvokeOpts) => {
       const functionName = opts.function ?? ctx.env.BACKUP_FUNCTION_NAME?.trim();
       if (!functionName) {

@@ -105,7 +105,7 @@ export function dumpHint(outcome: ProcessOutcome): string {
     return 'The backup role lacks read access: grant it pg_read_all_data (PostgreSQL 14+) or SELECT on every table and sequence and USAGE on every schema (README.md, "The database role").';
   }
   if (/password authentication|connection to server/i.test(text)) return 'pg_dump could not connect: check the secret, the network path and sslmode.';
-  return 'Read pg_dump\'s messages above; run the same pg_dump by hand (CLI `pg-s3-backup run`) to reproduce.';
+  return 'Read pg_dump\'s messages above; run the same pg_dump by hand (CLI `pg-s3-backup backup`) to reproduce.';
 }
 
 /** The on-demand event is malformed: an unknown field or a wrong type, named in the message. */

@@ -32,6 +32,11 @@ export interface BackupRequest {
   readonly reason?: string | undefined;
   /** Prune reports what it would delete without deleting; the backups themselves are taken. */
   readonly dryRun?: boolean | undefined;
+  /**
+   * false: no prune step at all (no retention, no stale-upload abort); the bucket's lifecycle
+   * rule still applies. The CLI's `backup --no-prune`. Default true.
+   */
+  readonly prune?: boolean | undefined;
 }
 
 /** Per-invocation facts (the Lambda context; the CLI passes its signal handling). */
@@ -122,6 +127,8 @@ interface Run {
   readonly tracker: StageTracker;
   readonly invocation: Invocation;
   readonly dryRun: boolean;
+  /** false: `backup --no-prune`, no prune step (BackupRequest.prune). */
+  readonly prune: boolean;
   readonly backups: BackupSummary[];
   readonly failures: BackupFailure[];
   readonly redact: (t: string) => string;
@@ -150,6 +157,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
     tracker: budget.tracker,
     invocation,
     dryRun,
+    prune: request.prune !== false,
     backups: [],
     failures,
     redact,
@@ -339,7 +347,8 @@ async function prune(run: Run, globals: GlobalsSummary | undefined): Promise<{ p
   const pruned: string[] = [];
   /** Backups pruning left in place because Object Lock still holds them (reported in the notice). */
   const locked: LockedBackup[] = [];
-  for (const b of signal.aborted ? [] : run.backups) {
+  const prune = run.prune && !signal.aborted;
+  for (const b of prune ? run.backups : []) {
     run.tracker.enter(b.database, 'prune');
     try {
       // Ages and order come from S3's clock (the listing's Date header, LastModified); this host's
@@ -354,7 +363,7 @@ async function prune(run: Run, globals: GlobalsSummary | undefined): Promise<{ p
       await run.report(b.database, err, 'prune', b.key, deps.now(), b);
     }
   }
-  if (globals && !signal.aborted) {
+  if (globals && prune && !signal.aborted) {
     try {
       const res = await pruneGlobals(store, { retentionCount: config.retentionCount, gfs: config.gfs, dryRun, events: emit, protect: new Set([globals.key]) });
       pruned.push(...res.deleted);
@@ -366,7 +375,7 @@ async function prune(run: Run, globals: GlobalsSummary | undefined): Promise<{ p
   // Multipart uploads a killed run left under the prefix (SIGKILL, a Lambda timeout) keep their
   // parts, billed and invisible: aborted here once older than STALE_UPLOAD_AGE_SECONDS, as prune
   // does. A failure costs only the parts (the lifecycle rule is the backstop): a warning, not a failed backup.
-  if (!signal.aborted) {
+  if (prune && !signal.aborted) {
     await store.sweepStaleUploads({ minAgeMs: config.staleUploadAgeMs, dryRun, events: emit }).catch((err: unknown) => {
       emit({ event: 'warning', message: run.redact((err as Error).message) });
     });

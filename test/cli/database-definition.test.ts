@@ -48,7 +48,7 @@ beforeAll(async () => {
   await q("COMMENT ON DATABASE lat IS 'caf\u00e9 -- \u00e9t\u00e9'", 'lat');
   await q("ALTER DATABASE lat SET pgs3b.note TO '\u00e9'", 'lat');
   await q("CREATE TABLE t AS SELECT 'caf\u00e9'::text AS s", 'lat');
-  const run = await runCli(['run', '--database', 'defs', '--database', 'lat', '--reason', 'database definition test'], svc.env);
+  const run = await runCli(['backup', '--database', 'defs', '--database', 'lat', '--reason', 'database definition test'], svc.env);
   expect(run.code, run.stderr).toBe(0);
   tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-definition-'));
   chmodSync(tempDir, 0o711);

@@ -24,6 +24,6 @@ it('finds pg_dump where run finds it (the repository\'s layer), and run works wi
   const pgDump = report.checks.find((c) => c.name.startsWith('pg_dump'));
   expect(pgDump, doctor.stdout).toMatchObject({ name: 'pg_dump: runs', status: 'ok', detail: expect.stringMatching(/^pg_dump 18/) });
   expect(report.checks.filter((c) => c.status === 'fail'), doctor.stdout).toEqual([]);
-  const run = await runCli(['run', '--reason', 'doctor --local test'], env);
+  const run = await runCli(['backup', '--reason', 'doctor --local test'], env);
   expect(run.code, run.stderr).toBe(0);
 });

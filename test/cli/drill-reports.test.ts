@@ -36,7 +36,7 @@ function report(key: string, status: 'ok' | 'failed' | 'skipped', drilledAt: str
 beforeAll(async () => {
   svc = await startCliServices({ retentionCount: 10 });
   for (let i = 0; i < 3; i++) {
-    const run = await runCli(['run', '--database', 'app'], svc.env);
+    const run = await runCli(['backup', '--database', 'app'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     keys.push((run.result!.backups as { key: string }[])[0]!.key);
   }

@@ -148,7 +148,7 @@ describe('a run, a restore and a verify, as the CLI writes them', () => {
   });
 
   it('run, restore and verify write exactly the declared events and fields, the result last', async () => {
-    const run = await runCli(['run', '--reason', 'events'], svc.env);
+    const run = await runCli(['backup', '--reason', 'events'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     expect(sequence(run.events)).toEqual(['run started', 'connecting', 'store capabilities', 'dump started', 'dump', 'dump uploaded', 'backup complete', 'pruned', 'run finished', 'result']);
 

@@ -24,7 +24,7 @@ beforeAll(async () => {
   await svc.pg.query(`CREATE DATABASE ${quoteIdent(NAME)}`);
   await svc.pg.query(`COMMENT ON DATABASE ${quoteIdent(NAME)} IS 'kept'`);
   await svc.pg.query('CREATE TABLE t AS SELECT generate_series(1, 7) AS i', [], NAME);
-  const run = await runCli(['run', '--database', NAME, '--reason', 'newline name test'], svc.env);
+  const run = await runCli(['backup', '--database', NAME, '--reason', 'newline name test'], svc.env);
   expect(run.code, run.stderr).toBe(0);
   tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-newline-'));
   chmodSync(tempDir, 0o711);

@@ -1,6 +1,6 @@
 /**
  * `pg-s3-backup restore` and `verify`, end to end: the real program against PostgreSQL and moto,
- * with a backup taken by `pg-s3-backup run` (the Lambda's pipeline).
+ * with a backup taken by `pg-s3-backup backup` (the Lambda's pipeline).
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ let source: Record<string, string>;
 
 beforeAll(async () => {
   svc = await startCliServices();
-  const run = await runCli(['run', '--reason', 'cli-restore test'], svc.env);
+  const run = await runCli(['backup', '--reason', 'cli-restore test'], svc.env);
   expect(run.code, run.stderr).toBe(0);
   key = (run.result!.backups as { key: string }[])[0]!.key;
   source = await contentChecksums(svc.pg, 'app');
@@ -138,7 +138,7 @@ describe('restore into PostgreSQL 15 (a pg_dump 18 archive into a server older t
     // A role the archive does not know cannot own a table: with owners kept, pg_restore fails on a real error.
     await svc.pg.query('create role ghost_owner');
     await svc.pg.query('alter table customers owner to ghost_owner', [], 'app');
-    const again = await runCli(['run'], svc.env);
+    const again = await runCli(['backup'], svc.env);
     expect(again.code, again.stderr).toBe(0);
     const newest = (again.result!.backups as { key: string }[])[0]!.key;
     await svc.pg.query('alter table customers owner to postgres', [], 'app');

@@ -1,5 +1,5 @@
 /**
- * `pg-s3-backup run`, `list`, `prune`, `invoke` and the program's usage contract (help, exit
+ * `pg-s3-backup backup`, `list`, `prune`, `invoke` and the program's usage contract (help, exit
  * codes), end to end against PostgreSQL and moto. `invoke` runs against moto's Lambda API (a
  * function that does not execute: moto runs code only through Docker, which these machines do not
  * have), and with an injected client for the function-error path moto cannot produce that way.
@@ -22,7 +22,7 @@ afterAll(async () => {
 });
 
 describe('usage', () => {
-  it.each(['run', 'invoke', 'list', 'restore', 'verify', 'prune', 'doctor'])('%s --help exits 0 and describes its options', async (command) => {
+  it.each(['backup', 'invoke', 'list', 'restore', 'verify', 'prune', 'doctor'])('%s --help exits 0 and describes its options', async (command) => {
     const run = await runCli([command, '--help'], svc.env);
     expect(run.code).toBe(0);
     expect(run.stdout).toContain(`Usage: pg-s3-backup ${command}`);
@@ -54,9 +54,9 @@ describe('usage', () => {
   });
 });
 
-describe('run, list, prune', () => {
-  it('run takes a backup through the pipeline: JSON events, result last, exit 0, password never shown', async () => {
-    const run = await runCli(['run', '--reason', 'test run'], svc.env);
+describe('backup, list, prune', () => {
+  it('backup takes a backup through the pipeline: JSON events, result last, exit 0, password never shown', async () => {
+    const run = await runCli(['backup', '--reason', 'test run'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     expect(run.events.at(-1)).toBe(run.result);
     expect(run.events.map((e) => e.event)).toEqual(expect.arrayContaining(['run started', 'dump started', 'backup complete', 'run finished', 'result']));
@@ -66,8 +66,8 @@ describe('run, list, prune', () => {
     expectNoSecret(run, NASTY_PASSWORD);
   });
 
-  it('run exits 1 and says what failed when the database cannot be dumped', async () => {
-    const run = await runCli(['run', '--database', 'no_such_database'], svc.env);
+  it('backup exits 1 and says what failed when the database cannot be dumped', async () => {
+    const run = await runCli(['backup', '--database', 'no_such_database'], svc.env);
     expect(run.code).toBe(1);
     expect(run.result).toMatchObject({ status: 'failed', failures: [{ database: 'no_such_database' }] });
     expect(run.stdout).toMatch(/no_such_database/);
@@ -75,7 +75,7 @@ describe('run, list, prune', () => {
   });
 
   it('list shows complete backups newest first; --json has the documented shape; --all marks incomplete ones', async () => {
-    await runCli(['run'], svc.env);
+    await runCli(['backup'], svc.env);
     const listed = await runCli(['list', '--json'], svc.env);
     expect(listed.code, listed.stderr).toBe(0);
     const rows = JSON.parse(listed.stdout) as Record<string, unknown>[];
@@ -116,10 +116,10 @@ describe('run, list, prune', () => {
   });
 
   it('prune --dry-run reports, prune deletes beyond RETENTION_COUNT (2)', async () => {
-    await runCli(['run'], svc.env); // the pipeline prunes to 2 complete backups itself
+    await runCli(['backup'], svc.env); // the pipeline prunes to 2 complete backups itself
     const three = { ...svc.env, RETENTION_COUNT: '3' };
-    await runCli(['run'], three);
-    await runCli(['run'], three);
+    await runCli(['backup'], three);
+    await runCli(['backup'], three);
     const before = JSON.parse((await runCli(['list', '--json'], svc.env)).stdout) as { key: string }[];
     expect(before.length).toBe(3);
 

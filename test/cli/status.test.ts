@@ -42,11 +42,11 @@ beforeAll(async () => {
   await loadSampleData(svc.pg, 'ledger', 200);
   // ledger: one backup 30 hours ago (moto and the CLI both 30 hours back), then nothing.
   setMotoClock('-30h');
-  const old = await runCliAt('-30h', ['run', '--database', 'ledger'], svc.env);
+  const old = await runCliAt('-30h', ['backup', '--database', 'ledger'], svc.env);
   setMotoClock('+0');
   expect(old.code, old.stderr + old.stdout).toBe(0);
   // app: backed up now.
-  const fresh = await runCli(['run', '--database', 'app'], svc.env);
+  const fresh = await runCli(['backup', '--database', 'app'], svc.env);
   expect(fresh.code, fresh.stderr + fresh.stdout).toBe(0);
 }, 240_000);
 afterAll(async () => {

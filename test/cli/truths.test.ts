@@ -21,7 +21,7 @@ afterAll(async () => {
 
 describe('the CLI tells the truth, and only that', () => {
   it('run shows the dump progress (bytes streamed so far) as pg_dump streams', async () => {
-    const run = await runCli(['run', '--reason', 'progress'], svc.env);
+    const run = await runCli(['backup', '--reason', 'progress'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     const dump = run.events.filter((e) => e.event === 'dump');
     expect(dump.length, run.stdout).toBeGreaterThan(0);

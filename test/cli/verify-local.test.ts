@@ -20,7 +20,7 @@ let tempDir: string;
 beforeAll(async () => {
   await ensureServerLayer('x86_64');
   svc = await startCliServices();
-  const run = await runCli(['run', '--reason', 'verify --local test'], svc.env);
+  const run = await runCli(['backup', '--reason', 'verify --local test'], svc.env);
   expect(run.code, run.stderr).toBe(0);
   key = (run.result!.backups as { key: string }[])[0]!.key;
   tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-verify-local-'));

@@ -56,7 +56,7 @@ beforeAll(async () => {
   svc = await startCliServices();
   // Enough rows that the restore takes a while: the kill lands in the middle of it.
   await svc.pg.query("CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 400000) g", [], 'app');
-  const run = await runCli(['run', '--reason', 'verify sigkill test'], svc.env);
+  const run = await runCli(['backup', '--reason', 'verify sigkill test'], svc.env);
   expect(run.code, run.stderr).toBe(0);
   tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-sigkill-'));
   chmodSync(tempDir, 0o711);

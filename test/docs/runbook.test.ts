@@ -40,7 +40,7 @@ beforeAll(async () => {
   // which step 1b brings back from its noncurrent version.
   svc = await startCliServices({ retentionCount: 2 });
   await svc.clients.s3.send(new PutBucketVersioningCommand({ Bucket: svc.bucket, VersioningConfiguration: { Status: 'Enabled' } }));
-  for (let i = 0; i < 3; i++) expect((await runCli(['run', '--reason', 'scheduled'], svc.env)).code).toBe(0);
+  for (let i = 0; i < 3; i++) expect((await runCli(['backup', '--reason', 'scheduled'], svc.env)).code).toBe(0);
   pruned = (await runCli(['list', '--json'], svc.env)).stdout;
   dir = mkdtempSync(join(tmpdir(), 'pgs3b-runbook-'));
 });

@@ -1,6 +1,6 @@
 /**
  * Client-side encryption with age (issue 16 §2), end to end against PostgreSQL 18, moto and the
- * real layers: `pg-s3-backup run` with ENCRYPT_RECIPIENTS stores an age file (and the globals as
+ * real layers: `pg-s3-backup backup` with ENCRYPT_RECIPIENTS stores an age file (and the globals as
  * `.sql.age`) with a version-3 manifest; `restore`, `verify --scratch-url`, `verify --local` and
  * the drill decrypt with an identity from a file or a Secrets Manager secret and give back the
  * whole database; a wrong identity, a missing one and a truncated object fail with a clear error
@@ -57,7 +57,7 @@ beforeAll(async () => {
   secretArn = await createSecret(svc.clients, `# public key: ${recipient}\n${identity}\n`, 'age-identity');
   encEnv = { ...svc.env, ENCRYPT_RECIPIENTS: `${recipient},${second}`, BACKUP_GLOBALS: 'true' };
 
-  const run = await runCli(['run', '--reason', 'encryption test'], encEnv);
+  const run = await runCli(['backup', '--reason', 'encryption test'], encEnv);
   expect(run.code, run.stderr).toBe(0);
   key = (run.result!.backups as { key: string }[])[0]!.key;
   manifest = parseManifest(await getText(manifestKeyFor(key)));
@@ -134,7 +134,7 @@ describe('backup', () => {
   it('fails closed when pg_dump fails after 20 MiB: age\'s final chunk is never written, the upload is aborted, nothing lands', async () => {
     // Three 8 MiB parts' worth: parts were uploaded before the failure.
     const pgDump = writeFakePgDump(dir, "printf PGDMP; head -c 20971520 /dev/urandom; echo 'pg_dump: error: connection lost' >&2; exit 1");
-    const run = await runCli(['run', '--reason', 'fail closed'], { ...encEnv, BACKUP_PREFIX: 'fail-closed/', PG_DUMP_BIN: pgDump, BACKUP_GLOBALS: 'false' });
+    const run = await runCli(['backup', '--reason', 'fail closed'], { ...encEnv, BACKUP_PREFIX: 'fail-closed/', PG_DUMP_BIN: pgDump, BACKUP_GLOBALS: 'false' });
     expect(run.code).toBe(1);
     expect(run.result).toMatchObject({ status: 'failed', failures: [{ database: 'app', stage: 'dump', message: expect.stringMatching(/pg_dump failed: exit code 1[\s\S]*connection lost/) }] });
     expect(await listKeys(svc.clients, svc.bucket, 'fail-closed/')).toEqual([]);
@@ -262,7 +262,7 @@ describe('verify and the drill', () => {
 
 describe('without encryption', () => {
   it('a backup taken without ENCRYPT_RECIPIENTS is a version-2 manifest and restores without an identity (none is read)', async () => {
-    const run = await runCli(['run', '--reason', 'plain'], svc.env);
+    const run = await runCli(['backup', '--reason', 'plain'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     const plainKey = (run.result!.backups as { key: string }[])[0]!.key;
     const plainManifest = parseManifest(await getText(manifestKeyFor(plainKey)));

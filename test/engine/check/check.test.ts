@@ -116,7 +116,7 @@ describe('doctor --local (the engine checks with the CLI configuration)', () => 
 
     // What the check predicted is what pg_dump does.
     const { ALERT_TOPIC_ARN: _topic, ...quietEnv } = readerEnv;
-    const backup = await runCli(['run'], quietEnv);
+    const backup = await runCli(['backup'], quietEnv);
     expect(backup.code).toBe(1);
     expect(JSON.stringify(backup.result)).toMatch(/row-level security|large object/);
 
@@ -128,7 +128,7 @@ describe('doctor --local (the engine checks with the CLI configuration)', () => 
     expect(fixed.stdout).toContain('✓ database "app": row-level security: role reader is not subject to row-level security (BYPASSRLS)');
     expect(fixed.stdout).toMatch(/! alerts: publish to the topic: ALERT_TOPIC_ARN is not set/);
     expect(fixed.stdout).toMatch(/\d+ checks: \d+ passed, 1 warning\(s\), 0 failed\n$/);
-    expect((await runCli(['run'], quietEnv)).code).toBe(0);
+    expect((await runCli(['backup'], quietEnv)).code).toBe(0);
     expectNoSecret(fixed, READER_PASSWORD);
   });
 

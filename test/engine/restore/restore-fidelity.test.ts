@@ -1,7 +1,7 @@
 /**
  * Restore fidelity (issue 11): `restore` and `verify` give back the whole database, compared as a
  * whole with the source (test/support/whole-database.ts), with bare `pg_restore --create` as the
- * reference. The backups are taken by `pg-s3-backup run` (streamed: no data offsets in the TOC).
+ * reference. The backups are taken by `pg-s3-backup backup` (streamed: no data offsets in the TOC).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,7 +32,7 @@ beforeAll(async () => {
   await createFidelityDatabase(svc.pg);
   await createAsciiDatabase(svc.pg);
   await createBuiltinDatabase(svc.pg);
-  const run = await runCli(['run', '--reason', 'fidelity'], { ...svc.env, DATABASES: 'fidelity,fid_ascii,fid_builtin' });
+  const run = await runCli(['backup', '--reason', 'fidelity'], { ...svc.env, DATABASES: 'fidelity,fid_ascii,fid_builtin' });
   expect(run.code, run.stderr).toBe(0);
   for (const b of run.result!.backups as { database: string; key: string }[]) keys[b.database] = b.key;
 });

@@ -1,6 +1,6 @@
 /**
  * Every supported server version as a source and as a target (issue 20): a backup taken by
- * `pg-s3-backup run` (pg_dump 18 from the layer) from PostgreSQL 13, 14, 15, 16, 17 and 18 goes
+ * `pg-s3-backup backup` (pg_dump 18 from the layer) from PostgreSQL 13, 14, 15, 16, 17 and 18 goes
  * back with `restore --create`, `restore` into an existing database, and `verify --scratch-url`,
  * into PostgreSQL 13 … 18, and what comes back is compared as a whole with the source
  * (test/support/whole-database.ts). The source databases are production-shaped: en_US.UTF-8 (or
@@ -163,7 +163,7 @@ beforeAll(async () => {
       await createShop(pg, 'shop', `LOCALE '${locale}'`);
       const extra = extraDatabases(major);
       for (const d of extra) await createLocaleDatabase(pg, d.name, d.definition);
-      const run = await runCli(['run', '--reason', `versions ${major}`], { ...env, DATABASE_URL: pg.urlFor('shop'), DATABASES: ['shop', ...extra.map((d) => d.name)].join(',') });
+      const run = await runCli(['backup', '--reason', `versions ${major}`], { ...env, DATABASE_URL: pg.urlFor('shop'), DATABASES: ['shop', ...extra.map((d) => d.name)].join(',') });
       expect(run.code, run.stderr).toBe(0);
       for (const b of run.result!.backups as { database: string; key: string }[]) keys.set(`${major}/${b.database}`, b.key);
     }),

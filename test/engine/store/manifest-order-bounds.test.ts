@@ -8,7 +8,7 @@
  *   and small (the CLI's peak RSS is measured), and it counts as no backup;
  * - a manifest whose `bytes` disagree with its dump object counts as no backup for retention.
  *
- * The backups are copies of one real backup (`pg-s3-backup run`) under keys of chosen times, so
+ * The backups are copies of one real backup (`pg-s3-backup backup`) under keys of chosen times, so
  * that each case has its own prefix and the file stays quick.
  */
 import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -28,7 +28,7 @@ let seedManifest: Record<string, unknown>;
 
 beforeAll(async () => {
   svc = await startCliServices({ retentionCount: 7 });
-  const run = await runCli(['run', '--reason', 'seed'], { ...svc.env, BACKUP_PREFIX: 'seed/' });
+  const run = await runCli(['backup', '--reason', 'seed'], { ...svc.env, BACKUP_PREFIX: 'seed/' });
   expect(run.code, run.stderr).toBe(0);
   seedKey = (run.result!.backups as { key: string }[])[0]!.key;
   const res = await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: manifestKeyFor(seedKey) }));
@@ -134,7 +134,7 @@ describe('a manifest is read within a bound', () => {
     // Not counted, never deleted while newer than the backup kept, and the good one stays.
     expect(prune.result).toMatchObject({ databases: [expect.objectContaining({ database: 'app', kept: [good], unreadable: [huge], deleted: [] })] });
 
-    const run = await runCliMeasured(['run', '--reason', 'beside a huge manifest'], { ...env, RETENTION_COUNT: '1' });
+    const run = await runCliMeasured(['backup', '--reason', 'beside a huge manifest'], { ...env, RETENTION_COUNT: '1' });
     expectSmallAndFast('run', run);
     expect(run.code, run.stderr).toBe(0);
     const fresh = (run.result!.backups as { key: string }[])[0]!.key;

@@ -34,7 +34,7 @@ beforeAll(async () => {
   await createDatabase(svc.pg, 'app2');
   await svc.pg.query('create table secrets_of_app2 (id int primary key, v text); insert into secrets_of_app2 select g, md5(g::text) from generate_series(1, 50) g', [], 'app2');
   for (const db of ['app', 'app', 'app2']) {
-    const run = await runCli(['run', '--database', db], svc.env);
+    const run = await runCli(['backup', '--database', db], svc.env);
     expect(run.code, run.stderr).toBe(0);
     if (db === 'app2') app2 = backupKey(run);
     else if (appOld === undefined) appOld = backupKey(run);
