@@ -5,7 +5,7 @@
  */
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { DoctorClients } from './doctor-aws.ts';
-import type { RemoteClients } from './remote.ts';
+import type { RemoteDeps } from './remote.ts';
 import { tmpdir } from 'node:os';
 import { parseKey } from '../engine/store/backup-key.ts';
 import { storeFor } from '../engine/backup/backup.ts';
@@ -33,7 +33,7 @@ export interface CliIo {
   /** AWS clients `doctor` uses (tests inject them; default: real clients). */
   readonly aws?: Partial<DoctorClients>;
   /** AWS clients `restore --remote` / `verify --remote` use (tests inject them; default: real clients). */
-  readonly remote?: Partial<RemoteClients>;
+  readonly remote?: RemoteDeps;
   /** Aborted on SIGTERM/SIGINT (reason: an InterruptedError): commands stop and clean up. */
   readonly signal?: AbortSignal | undefined;
 }
@@ -48,7 +48,7 @@ export class CliContext {
   private depsValue: Deps | undefined;
   readonly lambda: (() => Pick<LambdaClient, 'send'>) | undefined;
   readonly aws: Partial<DoctorClients> | undefined;
-  readonly remote: Partial<RemoteClients> | undefined;
+  readonly remote: RemoteDeps | undefined;
   /** Never aborted when the caller gave none (tests running the program in-process). */
   readonly signal: AbortSignal;
 

@@ -25,6 +25,9 @@ export interface RemoteClients extends RemoteTaskClients {
   readonly cloudformation: Pick<CloudFormationClient, 'send'>;
 }
 
+/** What tests give instead of AWS: any of the clients, and the pause between two polls. */
+export type RemoteDeps = Partial<RemoteClients> & { readonly pollMs?: number };
+
 export interface RemoteOpts {
   readonly remote?: boolean;
   readonly stack: string;
@@ -144,6 +147,7 @@ export async function runRemote(ctx: CliContext, opts: RemoteOpts, run: RemoteRu
   const relay = new TaskRelay(ctx);
   const outcome: RemoteTaskOutcome = await runRemoteTask(clients, { ...out, command: run.command, startedBy: `pg-s3-backup/${run.command[0]}` }, {
     timeoutMs: opts.timeout,
+    ...(ctx.remote?.pollMs !== undefined ? { pollMs: ctx.remote.pollMs } : {}),
     signal: ctx.signal,
     onLine: (line) => relay.line(line),
     onStatus: (s) => ctx.out.progress({ event: 'remote task', status: s.lastStatus, taskArn: s.taskArn, logGroup: out.logGroup }),
@@ -181,7 +185,7 @@ export async function runRemote(ctx: CliContext, opts: RemoteOpts, run: RemoteRu
 }
 
 /** Real clients (region and endpoints from the SDK's own variables), with any given ones instead. */
-function remoteClients(given: Partial<RemoteClients> = {}): RemoteClients {
+function remoteClients(given: RemoteDeps = {}): RemoteClients {
   return {
     cloudformation: given.cloudformation ?? new CloudFormationClient({}),
     ecs: given.ecs ?? new ECSClient({}),
