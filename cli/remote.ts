@@ -155,7 +155,7 @@ export async function runRemote(ctx: CliContext, opts: RemoteOpts, run: RemoteRu
   const where = `task ${outcome.taskArn}`;
   if (outcome.stoppedByUs === 'timeout') {
     throw new RemoteTaskError(`the remote ${run.command[0]} did not finish within --timeout ${formatDuration(opts.timeout)}: ${where} was stopped${outcome.stopped ? '' : ' (it had not reported STOPPED yet)'}`, {
-      hint: 'A restore stopped so drops the database its --create made. Give it more time (--timeout; verify\'s report times a restore), or more task resources (fargateCpu, fargateMemoryMiB).',
+      hint: 'The task was sent SIGTERM, on which a restore cleans up (a database its --create made is dropped). Give it more time (--timeout; verify\'s report times a restore), or more task resources (fargateCpu, fargateMemoryMiB) and --jobs.',
     });
   }
   if (outcome.stoppedByUs === 'interrupted') {
@@ -167,7 +167,7 @@ export async function runRemote(ctx: CliContext, opts: RemoteOpts, run: RemoteRu
     throw new RemoteTaskError(neverRan ? `${where} did not start: ${reason}` : `${where} stopped before its ${run.command[0]} ended: ${reason}`, {
       hint: neverRan
         ? `Nothing was restored. ${NETWORK_HINT}`
-        : 'Something outside the restore stopped it (a StopTask, a Fargate maintenance): run the command again. A restore with --create dropped the database it made.',
+        : 'Something outside the restore stopped it (a StopTask, a Fargate maintenance): look for a half-restored target (a --create restore drops its database when it has the time to), then run the command again.',
     });
   }
   if (relay.result !== undefined) run.show(relay.result as never);

@@ -37,7 +37,7 @@ export interface RemoteTaskOptions {
   readonly timeoutMs: number;
   /** Between two polls. @default 3000 */
   readonly pollMs?: number;
-  /** After a StopTask, how long to wait for the task to report STOPPED. @default 120000 */
+  /** After a StopTask, how long to wait for the task to report STOPPED (within the CLI's 60 s interrupt grace). @default 45000 */
   readonly stopWaitMs?: number;
   readonly now?: () => number;
   readonly signal?: AbortSignal;
@@ -92,7 +92,7 @@ export async function runRemoteTask(clients: RemoteTaskClients, spec: RemoteTask
       if (interrupted || now() >= deadline) {
         stoppedByUs = interrupted ? 'interrupted' : 'timeout';
         await stopTask(clients, spec.cluster, taskArn, stoppedByUs === 'timeout' ? `pg-s3-backup --remote: --timeout of ${Math.round(options.timeoutMs / 1000)} s reached` : 'pg-s3-backup --remote: interrupted by the operator');
-        stopDeadline = now() + (options.stopWaitMs ?? 120_000);
+        stopDeadline = now() + (options.stopWaitMs ?? 45_000);
       }
     } else if (now() >= stopDeadline) {
       break;
