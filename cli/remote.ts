@@ -14,7 +14,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { z } from 'zod';
 import { RemoteTaskError, UsageError } from '../engine/errors.ts';
 import { connectionFor, type PgConnection } from '../engine/pg/connection.ts';
-import { NETWORK_HINT, runRemoteTask, type RemoteTaskClients, type RemoteTaskOutcome } from '../engine/restore/remote-task.ts';
+import { NETWORK_HINT, runRemoteTask, type RemoteTaskClients, type RemoteTaskOutcome, type RemoteTaskPlace } from '../engine/restore/remote-task.ts';
 import { fetchSecret } from '../engine/secrets.ts';
 import type { CliContext } from './context.ts';
 import { DEFAULT_STACK_NAME } from './doctor.ts';
@@ -60,7 +60,7 @@ const RemoteRestoreOutput = z.object({
   logGroup: z.string().min(1),
   logStreamPrefix: z.string().min(1),
   secretPrefix: z.string().min(1),
-});
+}) satisfies z.ZodType<RemoteTaskPlace & { readonly secretPrefix: string }>;
 export type RemoteRestoreOutput = z.infer<typeof RemoteRestoreOutput>;
 
 /** Options that cannot travel: a URL may hold a password (overrides are stored in clear text), a path is this machine's. */

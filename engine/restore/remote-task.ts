@@ -17,8 +17,8 @@ export interface RemoteTaskClients {
   readonly logs: Pick<CloudWatchLogsClient, 'send'>;
 }
 
-/** Where and what to run: the stack output `RemoteRestore` plus the command. */
-export interface RemoteTaskSpec {
+/** Where the task runs and logs: what the stack output `RemoteRestore` holds (infra/constructs/remote-restore.ts). */
+export interface RemoteTaskPlace {
   readonly cluster: string;
   readonly taskDefinition: string;
   readonly container: string;
@@ -26,6 +26,10 @@ export interface RemoteTaskSpec {
   readonly securityGroups: readonly string[];
   readonly logGroup: string;
   readonly logStreamPrefix: string;
+}
+
+/** Where and what to run. */
+export interface RemoteTaskSpec extends RemoteTaskPlace {
   /** The container's command (the image's entrypoint is the CLI): settings and names only, never a credential. */
   readonly command: readonly string[];
   /** ECS's startedBy (letters, digits, `-`, `_`, `/`; 128 at most). */

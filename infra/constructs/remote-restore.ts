@@ -17,6 +17,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import type { RemoteTaskPlace } from '../../engine/restore/remote-task.ts';
 import { IMAGE_RDS_CA_BUNDLE, IMAGE_TMP, IMAGE_USER } from '../container/image.ts';
 import type { BackupBucket } from './backup-bucket.ts';
 import { bucketResourceLogicalId } from './backup-function.ts';
@@ -46,17 +47,8 @@ export interface RemoteRestoreProps {
   readonly logRetentionDays: number;
 }
 
-/** What `--remote` reads from the stack output `RemoteRestore` (cli/remote.ts parses it). */
-export interface RemoteRestoreOutput {
-  readonly cluster: string;
-  readonly taskDefinition: string;
-  readonly container: string;
-  readonly subnets: readonly string[];
-  readonly securityGroups: readonly string[];
-  readonly logGroup: string;
-  readonly logStreamPrefix: string;
-  readonly secretPrefix: string;
-}
+/** What `--remote` reads from the stack output `RemoteRestore` (cli/remote.ts parses it): where the task runs, and the secrets it may read. */
+export type RemoteRestoreOutput = RemoteTaskPlace & { readonly secretPrefix: string };
 
 export class RemoteRestore extends Construct {
   readonly taskDefinition: ecs.FargateTaskDefinition;

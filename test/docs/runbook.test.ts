@@ -25,6 +25,20 @@ function runbookBlocks(markdown: string): string[] {
   return [...markdown.matchAll(/^```sh runbook-test\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
 }
 
+/** `script` in bash, in the test's folder, with exactly `env` and `input` on stdin (none: no stdin). */
+function bash(script: string, env: Record<string, string>, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-c', script], { env, cwd: dir, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    if (input !== undefined) child.stdin!.end(input);
+  });
+}
+
 function which(program: string): string | undefined {
   try {
     return execFileSync('bash', ['-c', `command -v ${program}`], { encoding: 'utf8' }).trim() || undefined;
@@ -90,15 +104,7 @@ it('runs every marked command of the restore runbook against local services', as
   for (const name of names) expect(env[name], `step 0 variable ${name}`).toBeDefined();
 
   const script = ['set -eu', ...blocks.map((b, i) => `echo "### runbook block ${i + 1}" >&2\n${b}`)].join('\n');
-  const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn('bash', ['-c', script], { env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  const result = await bash(script, env);
   const failedBlock = /### runbook block (\d+)(?![\s\S]*### runbook block)/.exec(result.stderr)?.[1];
   expect(result.code, `runbook block ${failedBlock} failed:\n${result.stderr.slice(-3000)}\n${result.stdout.slice(-2000)}`).toBe(0);
   expect(result.stderr).toContain(`### runbook block ${blocks.length}`);
@@ -142,17 +148,7 @@ it('restores from inside the VPC as its section says: the secret made from a typ
   chmodSync(join(bin, 'aws'), 0o755);
   const env = { ...svc.env, HOME: dir, PATH: [bin, process.env.PATH ?? ''].join(delimiter), AWS_DEFAULT_REGION: svc.env.AWS_REGION!, PGHOST: svc.pg.host, PGPORT: String(svc.pg.port), PGUSER: svc.pg.user, RESTORE_DB: 'app_vpc' };
   delete (env as Record<string, string>).DATABASE_URL;
-  const run = (script: string, input: string) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn('bash', ['-c', `set -eu\n${script}`], { env, cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-      child.stdin.end(`${input}\n`);
-    });
+  const run = (script: string, input: string) => bash(`set -eu\n${script}`, env, `${input}\n`);
   const made = await run(create, svc.pg.password);
   expect(made.code, made.stderr).toBe(0);
   const name = `${restoreSecretPrefix('PgS3Backup')}app_vpc`;
