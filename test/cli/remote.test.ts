@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
 import { imageFiles } from '../../infra/container/image.ts';
 import { main } from '../../cli/main.ts';
+import { InterruptedError } from '../../engine/errors.ts';
 import { hostArchitecture } from '../../layers/pg-dump/paths.ts';
 import { awsEnv, createBucket, createSecret, testClients, TEST_REGION } from '../support/aws.ts';
 import { baseEnv, jsonLines, runCli } from '../support/cli.ts';
@@ -179,7 +180,7 @@ describe('restore --remote / verify --remote (ECS and CloudWatch Logs emulated, 
   };
 
   /** The CLI in-process, as an operator's machine runs it: no AWS endpoint of its own, no database access. */
-  async function cli(argv: string[], behaviour: Behaviour = 'run') {
+  async function cli(argv: string[], behaviour: Behaviour = 'run', signal?: AbortSignal) {
     let stdout = '';
     let stderr = '';
     const from = requests.length;
@@ -188,6 +189,7 @@ describe('restore --remote / verify --remote (ECS and CloudWatch Logs emulated, 
       stderr: { write: (s: string) => (stderr += s) },
       env: { AWS_REGION: TEST_REGION },
       remote: { ecs: fakeEcs(behaviour) as never, logs: fakeLogs as never, cloudformation: fakeCloudFormation as never, pollMs: 100 },
+      signal,
     });
     const sent = requests.slice(from) as { command: string; input: Record<string, unknown> }[];
     return { code, stdout, stderr, events: jsonLines(stdout), sent, runTask: sent.find((r) => r.command === 'RunTaskCommand')?.input as RunTaskCommandInput | undefined };
@@ -225,6 +227,21 @@ describe('restore --remote / verify --remote (ECS and CloudWatch Logs emulated, 
     expect(r.stderr).toMatch(/fidelity_remote.*exists[\s\S]*\(in task arn:aws:ecs:.*, exit 1\)/);
     expect(r.events.at(-1)).toMatchObject({ event: 'error' });
     expectNoCredentials(JSON.stringify(r.sent), r.stdout, r.stderr);
+  });
+
+  it('exits with the task\'s own exit code: 2 for a usage error the task finds', async () => {
+    const r = await cli(['restore', '--remote', '--key', 'pg-s3-backup/nosuch.dump', '--target-secret', secretName, '--target-database', 'x']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--key pg-s3-backup\/nosuch\.dump is not a backup key[\s\S]*exit 2\)/);
+  });
+
+  it('stops the task when the operator interrupts (Ctrl-C), and exits 130', async () => {
+    const interrupt = new AbortController();
+    setTimeout(() => interrupt.abort(new InterruptedError('SIGINT')), 300);
+    const r = await cli(['restore', '--remote', '--latest', '--target-secret', secretName], 'hangs', interrupt.signal);
+    expect(r.code).toBe(130);
+    expect(r.sent.filter((s) => s.command === 'StopTaskCommand').map((s) => s.input.reason)).toEqual(['pg-s3-backup --remote: interrupted by the operator']);
+    expect(r.stderr).toMatch(/interrupted: task arn:aws:ecs:\S+ was stopped/);
   });
 
   it('verifies in the task on the scratch server named by a secret', async () => {
