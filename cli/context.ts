@@ -5,6 +5,7 @@
  */
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { DoctorClients } from './doctor-aws.ts';
+import type { RemoteDeps } from './remote.ts';
 import { tmpdir } from 'node:os';
 import { parseKey } from '../engine/store/backup-key.ts';
 import { createStore } from '../engine/store/create.ts';
@@ -31,6 +32,8 @@ export interface CliIo {
   readonly lambda?: () => Pick<LambdaClient, 'send'>;
   /** AWS clients `doctor` uses (tests inject them; default: real clients). */
   readonly aws?: Partial<DoctorClients>;
+  /** AWS clients `restore --remote` / `verify --remote` use (tests inject them; default: real clients). */
+  readonly remote?: RemoteDeps;
   /** Aborted on SIGTERM/SIGINT (reason: an InterruptedError): commands stop and clean up. */
   readonly signal?: AbortSignal | undefined;
   /**
@@ -56,6 +59,7 @@ export class CliContext {
   private storeValue: BackupStore | undefined;
   readonly lambda: (() => Pick<LambdaClient, 'send'>) | undefined;
   readonly aws: Partial<DoctorClients> | undefined;
+  readonly remote: RemoteDeps | undefined;
   /** Never aborted when the caller gave none (tests running the program in-process). */
   readonly signal: AbortSignal;
 
@@ -65,6 +69,7 @@ export class CliContext {
     this.signal = io.signal ?? new AbortController().signal;
     this.lambda = io.lambda;
     this.aws = io.aws;
+    this.remote = io.remote;
     this.now = io.now ?? Date.now;
     this.out = new Output({ stdout: io.stdout, stderr: io.stderr, tty: io.stdout.isTTY === true, now: this.now });
     this.out.addSecret(passwordOf(io.env.DATABASE_URL));

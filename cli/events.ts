@@ -8,7 +8,7 @@ import { ENGINE_EVENTS, type EngineEvent, type EngineEventName, type EventSink }
 import type { Output, ProgressEvent } from './output.ts';
 
 /** What the CLI itself writes besides the engine's events: the result (last), an error, a warning; `status`'s lines. */
-export const CLI_OWN_EVENTS = ['result', 'error', 'warning', 'database status', 'alarm state'] as const;
+export const CLI_OWN_EVENTS = ['result', 'error', 'warning', 'database status', 'alarm state', 'remote task'] as const;
 
 /** Every `event` a JSON line of the CLI can carry: the engine's (all but metrics-only ones) and the CLI's own. */
 export const CLI_EVENT_NAMES: readonly string[] = [

@@ -19,6 +19,7 @@ export type Stage =
   | 'verify'
   | 'decrypt'
   | 'drill'
+  | 'remote'
   | 'usage';
 
 export interface PgS3BackupErrorOptions extends ErrorOptions {
@@ -350,5 +351,17 @@ export class DecryptionError extends PgS3BackupError {
       ...options,
     });
     this.name = 'DecryptionError';
+  }
+}
+
+/**
+ * `restore --remote` / `verify --remote`: the Fargate task could not be started, was stopped, did
+ * not end in time, or could not be followed. The restore's own failure is not this: the task's
+ * error is reported as it is, with the task's exit code.
+ */
+export class RemoteTaskError extends PgS3BackupError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super('remote', message, options);
+    this.name = 'RemoteTaskError';
   }
 }

@@ -48,13 +48,18 @@ export class FargateRunner extends Construct {
   readonly logGroup: logs.LogGroup;
   readonly runTimeout: Duration;
   readonly securityGroup: ec2.ISecurityGroup;
+  readonly vpc: ec2.IVpc;
   readonly subnets: ec2.SubnetSelection;
+  /** The engine's image (the restore task of `restore --remote` runs it too). */
+  readonly image: ecs.ContainerImage;
+  readonly runtimePlatform: ecs.RuntimePlatform;
 
   constructor(scope: Construct, id: string, props: FargateRunnerProps) {
     super(scope, id);
     this.runTimeout = props.runTimeout;
     this.securityGroup = props.securityGroup;
     this.subnets = props.network.subnets;
+    this.vpc = props.network.vpc;
     // aws-cdk-lib types Cluster.defaultCloudMapNamespace as `INamespace | undefined` where ICluster
     // has an optional INamespace: exactOptionalPropertyTypes rejects the (sound) assignment.
     this.cluster = new ecs.Cluster(this, 'Cluster', { vpc: props.network.vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED }) as unknown as ecs.ICluster;
@@ -77,27 +82,29 @@ export class FargateRunner extends Construct {
     });
     this.taskRole.attachInlinePolicy(policy);
 
+    this.runtimePlatform = {
+      cpuArchitecture: props.architecture === 'arm64' ? ecs.CpuArchitecture.ARM64 : ecs.CpuArchitecture.X86_64,
+      operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
+    };
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: props.cpu,
       memoryLimitMiB: props.memoryMiB,
       ephemeralStorageGiB: props.ephemeralStorageGiB,
       taskRole: this.taskRole,
-      runtimePlatform: {
-        cpuArchitecture: props.architecture === 'arm64' ? ecs.CpuArchitecture.ARM64 : ecs.CpuArchitecture.X86_64,
-        operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
-      },
+      runtimePlatform: this.runtimePlatform,
     });
     this.logGroup = new logs.LogGroup(this, 'LogGroup', { retention: props.logRetentionDays as logs.RetentionDays });
     // The image copies the CLI bundle: it must be today's, with no chunk of an earlier build.
     ensureImageBundle();
+    this.image = ecs.ContainerImage.fromAsset(REPO_ROOT, {
+      file: DOCKERFILE_IN_CONTEXT,
+      // Exactly the files image-files.json lists (and the Dockerfile): nothing else is staged or hashed.
+      exclude: assetExclude(),
+      buildArgs: { LAYER_ARCH: props.architecture },
+      platform: props.architecture === 'arm64' ? ecrAssets.Platform.LINUX_ARM64 : ecrAssets.Platform.LINUX_AMD64,
+    });
     this.container = this.taskDefinition.addContainer(CONTAINER_NAME, {
-      image: ecs.ContainerImage.fromAsset(REPO_ROOT, {
-        file: DOCKERFILE_IN_CONTEXT,
-        // Exactly the files image-files.json lists (and the Dockerfile): nothing else is staged or hashed.
-        exclude: assetExclude(),
-        buildArgs: { LAYER_ARCH: props.architecture },
-        platform: props.architecture === 'arm64' ? ecrAssets.Platform.LINUX_ARM64 : ecrAssets.Platform.LINUX_AMD64,
-      }),
+      image: this.image,
       // The fan-out overrides the command per database: ["run", "--database", X, "--reason", "scheduled"].
       command: ['run'],
       environment: {

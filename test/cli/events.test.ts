@@ -30,6 +30,8 @@ const DECLARED = [
   'result', 'error',
   // `status`'s lines (cli/status.ts): one per database and alarm, before the result.
   'database status', 'alarm state',
+  // restore --remote / verify --remote (cli/remote.ts): the Fargate task's status as it changes.
+  'remote task',
 ];
 
 /**
