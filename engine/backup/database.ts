@@ -10,7 +10,7 @@ import type { Deps } from '../deps.ts';
 import { PgS3BackupError } from '../errors.ts';
 import { ENCRYPTED_MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
 import { ENCRYPTION_FORMAT, recipientFingerprint } from '../encryption.ts';
-import { withDumpSnapshot } from './row-counts.ts';
+import { withDumpSnapshot } from '../pg/row-counts.ts';
 import { throughput } from '../observability.ts';
 import { connectionFor } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
