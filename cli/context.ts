@@ -5,7 +5,8 @@
  */
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { DoctorClients } from './doctor-aws.ts';
-import type { RemoteDeps } from './remote.ts';
+import type { CloudFormationClient } from '@aws-sdk/client-cloudformation';
+import type { RemoteTaskClients } from '../engine/restore/remote-task.ts';
 import { tmpdir } from 'node:os';
 import { parseKey } from '../engine/store/backup-key.ts';
 import { createStore } from '../engine/store/create.ts';
@@ -22,6 +23,15 @@ import { cliEvents } from './events.ts';
 import { Output, type Stream } from './output.ts';
 import { loadIdentities, type IdentitySource } from '../engine/encryption.ts';
 import { LOCAL_PG_TOOLS } from './pg-tool.ts';
+
+
+/** The AWS clients of `restore --remote` / `verify --remote` (cli/remote.ts). */
+export interface RemoteClients extends RemoteTaskClients {
+  readonly cloudformation: Pick<CloudFormationClient, 'send'>;
+}
+
+/** What tests give instead of AWS: any of the remote clients, and the pause between two polls. */
+export type RemoteDeps = Partial<RemoteClients> & { readonly pollMs?: number };
 
 export interface CliIo {
   readonly stdout: Stream & { readonly isTTY?: boolean };

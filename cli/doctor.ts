@@ -13,7 +13,7 @@ import { createDeps } from '../engine/deps.ts';
 import { noMetrics, silentLog } from '../engine/observability.ts';
 import { deployedChecks, doctorClients } from './doctor-aws.ts';
 import type { CliContext } from './context.ts';
-import { collect, EXIT, ExitCode } from './options.ts';
+import { collect, DEFAULT_STACK_NAME, EXIT, ExitCode } from './options.ts';
 import { LOCAL_PG_TOOLS } from './pg-tool.ts';
 
 interface DoctorOpts {
@@ -26,7 +26,6 @@ interface DoctorOpts {
   readonly alarmTimeout: number;
 }
 
-export const DEFAULT_STACK_NAME = 'PgS3Backup';
 
 function seconds(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 900) throw new InvalidArgumentError('expected a whole number of seconds from 1 to 900');

@@ -1,6 +1,9 @@
 /** Small pieces the command modules share: exit codes and commander option parsers. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 
+/** The CloudFormation stack the CLI reads (outputs, alarms, schedule) when --stack and PG_S3_BACKUP_STACK are not set: the CDK app's default stackName. */
+export const DEFAULT_STACK_NAME = 'PgS3Backup';
+
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
 /** Thrown by a command that already reported its outcome and only needs the exit code set. */

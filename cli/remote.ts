@@ -14,19 +14,13 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { z } from 'zod';
 import { RemoteTaskError, UsageError } from '../engine/errors.ts';
 import { connectionFor, type PgConnection } from '../engine/pg/connection.ts';
-import { NETWORK_HINT, runRemoteTask, type RemoteTaskClients, type RemoteTaskOutcome, type RemoteTaskPlace } from '../engine/restore/remote-task.ts';
+import { NETWORK_HINT, runRemoteTask, type RemoteTaskOutcome, type RemoteTaskPlace } from '../engine/restore/remote-task.ts';
 import { fetchSecret } from '../engine/secrets.ts';
-import type { CliContext } from './context.ts';
-import { DEFAULT_STACK_NAME } from './doctor.ts';
+import type { CliContext, RemoteClients, RemoteDeps } from './context.ts';
+import { DEFAULT_STACK_NAME } from './options.ts';
 import { EXIT, ExitCode } from './options.ts';
 import { formatDuration, type ProgressEvent } from './output.ts';
 
-export interface RemoteClients extends RemoteTaskClients {
-  readonly cloudformation: Pick<CloudFormationClient, 'send'>;
-}
-
-/** What tests give instead of AWS: any of the clients, and the pause between two polls. */
-export type RemoteDeps = Partial<RemoteClients> & { readonly pollMs?: number };
 
 export interface RemoteOpts {
   readonly remote?: boolean;

@@ -16,7 +16,7 @@ import { computeStatus, DAILY_MAX_AGE_HOURS, formatHours, maxAgeForRuns, SIZE_WI
 import type { StoredBackup } from '../engine/store/s3-store.ts';
 import type { BackupSource } from '../engine/store/store.ts';
 import type { CliContext } from './context.ts';
-import { DEFAULT_STACK_NAME } from './doctor.ts';
+import { DEFAULT_STACK_NAME } from './options.ts';
 import { listResources, stackAlarms, type DoctorClients } from './doctor-aws.ts';
 import { nextRuns } from './next-run.ts';
 import { EXIT, ExitCode } from './options.ts';
