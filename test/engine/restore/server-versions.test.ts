@@ -157,14 +157,18 @@ beforeAll(async () => {
   await Promise.all(
     POSTGRES_MAJORS.map(async (major) => {
       const pg = server(major);
-      const [{ v } = { v: '' }] = await pg.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
-      expect(Math.floor(Number(v) / 10000)).toBe(major);
+      // Production-shaped on every major: the cluster itself (template1, `postgres`) in the locale.
+      const [{ v, collate } = { v: '', collate: '' }] = await pg.query<{ v: string; collate: string }>(
+        "SELECT current_setting('server_version_num') AS v, (SELECT datcollate FROM pg_database WHERE datname = 'template1') AS collate",
+      );
+      expect(Math.floor(Number(v) / 10000), `the PostgreSQL ${major} test server's version`).toBe(major);
+      expect(collate, `the PostgreSQL ${major} test cluster's locale`).toBe(locale);
       await createRoles(pg);
       await createShop(pg, 'shop', `LOCALE '${locale}'`);
       const extra = extraDatabases(major);
       for (const d of extra) await createLocaleDatabase(pg, d.name, d.definition);
       const run = await runCli(['backup', '--reason', `versions ${major}`], { ...env, DATABASE_URL: pg.urlFor('shop'), DATABASES: ['shop', ...extra.map((d) => d.name)].join(',') });
-      expect(run.code, run.stderr).toBe(0);
+      expect(run.code, `the backup of PostgreSQL ${major}: ${run.stderr}`).toBe(0);
       for (const b of run.result!.backups as { database: string; key: string }[]) keys.set(`${major}/${b.database}`, b.key);
     }),
   );
