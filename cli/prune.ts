@@ -7,6 +7,7 @@ import { listDatabases } from '../engine/store/s3-store.ts';
 import { pruneDatabase, pruneGlobals, type PruneResult } from '../engine/backup/retention.ts';
 import { abortStaleUploads, type StaleUploadsResult } from '../engine/backup/stale-uploads.ts';
 import type { CliContext } from './context.ts';
+import { databaseLabel } from './events.ts';
 import { collect } from './options.ts';
 
 interface PruneOpts {
@@ -51,7 +52,7 @@ function describePrune(s: { retentionCount: number; gfs: { daily: number; weekly
   return [
     ...s.databases.map((r) =>
       [
-        `${r.database}: kept ${r.kept.length} (${rules}), ${verb} ${r.deleted.length} object(s)`,
+        `${databaseLabel(r.database)}: kept ${r.kept.length} (${rules}), ${verb} ${r.deleted.length} object(s)`,
         ...r.deleted.map((k) => `  ${k}`),
         ...r.locked.map((l) => `  left in place, under Object Lock${l.retainUntil ? ` until ${l.retainUntil}` : ''}${l.legalHold ? ' (legal hold)' : ''}: ${l.key}`),
         ...r.unreadable.map((k) => `  left in place, not counted (unreadable manifest): ${k}`),

@@ -1,13 +1,13 @@
 /** `pg-s3-backup run`: a backup now, from where the CLI runs, through the Lambda's own pipeline. */
 import type { Command } from 'commander';
-import { runBackup, type RunResult } from '../engine/backup/backup.ts';
+import { runBackup } from '../engine/backup/backup.ts';
 import type { Config } from '../engine/config.ts';
 import { PgS3BackupError } from '../engine/errors.ts';
 import { pingHeartbeat } from '../engine/heartbeat.ts';
 import { configFailureMessage, deliverFailure } from './alert.ts';
 import type { CliContext } from './context.ts';
 import { collect, EXIT, ExitCode } from './options.ts';
-import { formatBytes, formatDuration } from './output.ts';
+import { describeRun } from './run-text.ts';
 
 interface RunOpts {
   readonly database?: string[];
@@ -45,12 +45,4 @@ export function registerRun(program: Command, ctx: CliContext): void {
       ctx.out.result(result, describeRun(result));
       if (result.status !== 'succeeded') throw new ExitCode(EXIT.failure);
     });
-}
-
-function describeRun(r: RunResult): string {
-  const lines = [`backup ${r.status}`];
-  for (const b of r.backups) lines.push(`  ${b.database}: ${formatBytes(b.bytes)} in ${formatDuration(b.durationMs)}, sha256 ${b.sha256}\n    ${b.key}`);
-  for (const f of r.failures) lines.push(`  FAILED ${f.database} (${f.stage}): ${f.message}${f.hint ? `\n    what to do: ${f.hint}` : ''}`);
-  if (r.pruned.length > 0) lines.push(`  ${r.dryRun ? 'would prune' : 'pruned'} ${r.pruned.length} object(s):`, ...r.pruned.map((k) => `    ${k}`));
-  return lines.join('\n');
 }

@@ -1,4 +1,4 @@
-/** `pg-s3-backup verify`: the restore drill, with a report (JSON when asked or when not on a terminal). */
+/** `pg-s3-backup verify`: the restore drill, with a report (the result line in JSON mode). */
 import type { Command } from 'commander';
 import { PgS3BackupError } from '../engine/errors.ts';
 import { publish, subjectText, SUBJECT_PREFIX } from '../engine/notify.ts';
@@ -13,7 +13,6 @@ interface VerifyOpts extends BackupSelectionOpts {
   readonly scratchUrl?: string;
   readonly local?: boolean;
   readonly serverLayer?: string;
-  readonly json?: boolean;
   readonly alert?: boolean;
 }
 
@@ -27,10 +26,8 @@ export function registerVerify(program: Command, ctx: CliContext): void {
     .option('--scratch-url <url>', 'postgresql://USER[:PASSWORD]@HOST:PORT/postgres: a server where a scratch database may be created (needs CREATEDB)')
     .option('--local', 'restore into a throwaway PostgreSQL 18 started in a temporary folder from the pg-server layer, and removed after (no server to provide)')
     .option('--server-layer <dir>', 'with --local: the pg-server layer root (default: /opt/pg-server, else the one built in this repository)')
-    .option('--json', 'print the report as JSON (the default when standard output is not a terminal)')
     .option('--alert', 'also publish the report to ALERT_TOPIC_ARN (whatever the outcome: a drill that passed is news too)')
     .action(async (opts: VerifyOpts) => {
-      if (opts.json) ctx.out.quiet();
       if (Boolean(opts.local) === Boolean(opts.scratchUrl)) {
         throw new UsageError('verify needs exactly one of --scratch-url and --local', {
           hint: '--local starts a throwaway server on this machine (npm run build:layer:server once); --scratch-url uses a server you provide.',
@@ -44,8 +41,7 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       const report = scratch
         ? await verifyBackup(deps, { key, scratch, jobs: opts.jobs })
         : await verifyOnThrowawayServer(deps, { key, jobs: opts.jobs, server: { layerRoot, parentDir: opts.tempDir } });
-      if (opts.json) ctx.out.print(JSON.stringify(report, null, 2));
-      else ctx.out.result(report, describeReport(report));
+      ctx.out.result(report, describeReport(report));
       if (opts.alert) {
         const config = ctx.cfg({ needsCredentials: false });
         const subject = subjectText(`${SUBJECT_PREFIX} restore drill ${report.status === 'ok' ? 'OK' : 'FAILED'}: ${report.database ?? report.key}`);
