@@ -47,7 +47,7 @@ afterAll(async () => {
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** The real program on a pseudo-terminal: stdout is what the terminal shows, stderr a file. */
-async function runOnPty(args: readonly string[], runEnv: Record<string, string> = env): Promise<CliRun> {
+async function runOnPty(args: readonly string[], runEnv: Record<string, string> = env): Promise<CliRun & { screen: string }> {
   const errFile = join(dir, `stderr-${Math.random().toString(36).slice(2)}`);
   const command = `exec ${[process.execPath, CLI, ...args].map(quote).join(' ')} 2>${quote(errFile)}`;
   return new Promise((resolve, reject) => {
@@ -57,14 +57,20 @@ async function runOnPty(args: readonly string[], runEnv: Record<string, string> 
     child.stderr.on('data', (b: Buffer) => (stdout += b.toString()));
     child.on('error', reject);
     child.on('close', (code) => {
-      // The terminal's line discipline turns \n into \r\n.
+      // The terminal's line discipline turns \n into \r\n; a redrawn line (`\r`, erase line) shows
+      // only its last drawing, which is what the assertions read (the raw text keeps the redraws).
       const text = stdout.replace(/\r\n/g, '\n');
       const stderr = readFileSync(errFile, 'utf8');
       rmSync(errFile, { force: true });
       const events = jsonLines(text);
-      resolve({ code, stdout: text, stderr, events, result: events.find((e) => e.event === 'result') });
+      resolve({ code, stdout: text, stderr, events, result: events.find((e) => e.event === 'result'), screen: screen(text) });
     });
   });
+}
+
+/** What a terminal shows of `text`: each line as last drawn after its carriage returns and erases. */
+function screen(text: string): string {
+  return text.split('\n').map((line) => line.split('\r').at(-1)!.replaceAll('\x1b[2K', '')).join('\n');
 }
 
 /** JSON lines: every non-empty stdout line is a JSON object with an `event`, the result last. */
@@ -107,10 +113,10 @@ describe('run', () => {
     const tty = await runOnPty(['run', '--reason', 'tty'], env);
     expect(tty.code, tty.stderr).toBe(0);
     expectText(tty);
-    expect(tty.stdout).toMatch(/^app: connecting to /m);
-    expect(tty.stdout).toMatch(/^app: uploaded .* in /m);
-    expect(tty.stdout).toMatch(/^roles and tablespaces \(globals\): uploaded /m);
-    expect(tty.stdout).toMatch(/^backup succeeded$/m);
+    expect(tty.screen).toMatch(/^app: connecting to /m);
+    expect(tty.screen).toMatch(/^app: uploaded .* in /m);
+    expect(tty.screen).toMatch(/^roles and tablespaces \(globals\): uploaded /m);
+    expect(tty.screen).toMatch(/^backup succeeded$/m);
   });
 });
 
@@ -135,7 +141,7 @@ describe('list', () => {
     const tty = await runOnPty(['list'], env);
     expect(tty.code, tty.stderr).toBe(0);
     expectText({ ...tty, stderr: '' });
-    expect(tty.stdout).toMatch(/^DATABASE\s+STARTED \(UTC\)/);
+    expect(tty.screen).toMatch(/^DATABASE\s+STARTED \(UTC\)/);
     expect(tty.stderr).toContain('warning: skipped');
     const json = await runOnPty(['list', '--output', 'json'], env);
     expect(json.code, json.stderr).toBe(0);
@@ -154,7 +160,7 @@ describe('status', () => {
     expect(text.stdout).toMatch(/^pg-s3-backup status: s3:\/\//);
     const tty = await runOnPty(['status', '--no-stack'], env);
     expect(tty.code, tty.stderr).toBe(0);
-    expect(tty.stdout).toMatch(/^pg-s3-backup status: s3:\/\//);
+    expect(tty.screen).toMatch(/^pg-s3-backup status: s3:\/\//);
     expectText({ ...tty, stderr: '' });
   });
 });
@@ -169,8 +175,8 @@ describe('restore', () => {
     expect(tty.code, tty.stderr).toBe(0);
     expectText(tty);
     expect(tty.stdout).toContain('\r\x1b[2Kdownloaded: ');
-    expect(tty.stdout).toMatch(/^SHA-256 verified/m);
-    expect(tty.stdout).toMatch(/^restored pg-s3-backup\/app\//m);
+    expect(tty.screen).toMatch(/^SHA-256 verified/m);
+    expect(tty.screen).toMatch(/^restored pg-s3-backup\/app\//m);
   });
 
   it('a failure, piped: the error line, then the result line (ok false), exit 1', async () => {
@@ -194,8 +200,8 @@ describe('verify', () => {
     expect(tty.code, tty.stderr).toBe(0);
     expectText(tty);
     expect(tty.stdout).not.toContain('\x1b[2K');
-    expect(tty.stdout).toMatch(/^downloaded: .* in /m);
-    expect(tty.stdout).toMatch(/^verify OK: pg-s3-backup\/app\//m);
+    expect(tty.screen).toMatch(/^downloaded: .* in /m);
+    expect(tty.screen).toMatch(/^verify OK: pg-s3-backup\/app\//m);
   });
 });
 
@@ -208,8 +214,8 @@ describe('prune', () => {
     const tty = await runOnPty(['prune', '--dry-run'], env);
     expect(tty.code, tty.stderr).toBe(0);
     expectText(tty);
-    expect(tty.stdout).toMatch(/^roles and tablespaces \(globals\): kept \d+/m);
-    expect(tty.stdout).toMatch(/^app: kept \d+/m);
+    expect(tty.screen).toMatch(/^roles and tablespaces \(globals\): kept \d+/m);
+    expect(tty.screen).toMatch(/^app: kept \d+/m);
   });
 
   it('--quiet: the result and warnings only (piped), the summary only (terminal)', async () => {
@@ -219,7 +225,7 @@ describe('prune', () => {
     expect(piped.events.filter((e) => e.event !== 'result').every((e) => e.level === 'warn' || e.level === 'error')).toBe(true);
     const tty = await runOnPty(['prune', '--dry-run', '--quiet'], env);
     expect(tty.code, tty.stderr).toBe(0);
-    expect(tty.stdout).toMatch(/^app: kept \d+ \(RETENTION_COUNT/);
+    expect(tty.screen).toMatch(/^app: kept \d+ \(RETENTION_COUNT/);
     expect(tty.stdout.match(/^app: kept/gm)).toHaveLength(1);
   });
 });
@@ -240,7 +246,7 @@ describe('doctor --local', () => {
 
     const tty = await runOnPty(['doctor', '--local'], env);
     expect(tty.code, tty.stderr).toBe(0);
-    expect(tty.stdout).toMatch(/^✓ /m);
+    expect(tty.screen).toMatch(/^✓ /m);
   });
 });
 
@@ -252,7 +258,7 @@ describe('alert', () => {
     const tty = await runOnPty(['alert', '--stage', 'lock', '--message', 'held'], env);
     expect(tty.code).toBe(1);
     expectText(tty);
-    expect(tty.stdout).toMatch(/^alert: no ALERT_TOPIC_ARN; no HEARTBEAT_URL/m);
+    expect(tty.screen).toMatch(/^alert: no ALERT_TOPIC_ARN; no HEARTBEAT_URL/m);
   });
 });
 
