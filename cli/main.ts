@@ -8,14 +8,16 @@ import { InterruptedError, PgS3BackupError } from '../engine/errors.ts';
 import { redactUrls } from '../engine/redact.ts';
 import { TOOL_VERSION } from '../engine/version.ts';
 import type { CliContext, CliIo } from './context.ts';
-import { EXIT, ExitCode } from './options.ts';
+import { EXIT, ExitCode, outputOptions } from './options.ts';
+import type { OutputFormat } from './output.ts';
 
 type Register = (program: Command, ctx: CliContext) => void;
 
 /**
  * Every command, in help order, with the one-line summary the command list shows. A command's
  * module (its options, the engine and AWS clients it needs) is imported only when that command
- * runs: `--help` and a mistyped command load none of them.
+ * runs: `--help` and a mistyped command load none of them. `piped`: the output format when stdout
+ * is not a terminal (cli/options.ts outputOptions; default json): text for the reports people read.
  */
 export const COMMANDS: readonly {
   readonly name: string;
@@ -25,15 +27,17 @@ export const COMMANDS: readonly {
   readonly hidden?: boolean;
   readonly summary: string;
   readonly load: () => Promise<Register>;
+  /** The output format when stdout is not a terminal (default json): text for the reports people read. */
+  readonly piped?: OutputFormat;
 }[] = [
   { name: 'backup', aliases: ['run'], summary: 'take a backup now from this machine (the Lambda function\'s pipeline; --dry-run writes nothing)', load: async () => (await import('./run.ts')).registerRun },
   { name: 'invoke', summary: 'ask the deployed Lambda function for a backup now', load: async () => (await import('./invoke.ts')).registerInvoke },
-  { name: 'list', summary: 'complete backups, newest first, with the last restore drill\'s result', load: async () => (await import('./list.ts')).registerList },
+  { name: 'list', summary: 'complete backups, newest first, with the last restore drill\'s result', load: async () => (await import('./list.ts')).registerList, piped: 'text' },
   { name: 'status', summary: 'one screen for the whole bucket: each database\'s newest backup, its age, size trend and last drill; exit 1 when one is overdue', load: async () => (await import('./status.ts')).registerStatus },
   { name: 'restore', summary: 'download a backup, check its SHA-256, pg_restore it into --target-url', load: async () => (await import('./restore.ts')).registerRestore },
   { name: 'verify', summary: 'the restore drill: restore into a scratch database and report; exit 1 on any problem', load: async () => (await import('./verify.ts')).registerVerify },
   { name: 'prune', summary: 'delete backups kept by no retention rule, and day-old incomplete leftovers', load: async () => (await import('./prune.ts')).registerPrune },
-  { name: 'doctor', summary: 'check what tonight\'s backup needs, without taking one', load: async () => (await import('./doctor.ts')).registerDoctor },
+  { name: 'doctor', summary: 'check what tonight\'s backup needs, without taking one', load: async () => (await import('./doctor.ts')).registerDoctor, piped: 'text' },
   { name: 'alert', hidden: true, summary: 'report a failure that happened outside a run (host mode uses it)', load: async () => (await import('./alert.ts')).registerAlert },
 ];
 
@@ -95,8 +99,11 @@ export async function buildProgram(argv: readonly string[], ctx: () => Promise<C
   program.hook('preAction', async () => (await ctx()).useVariables(globalOptionVariables(program.opts())));
   const wanted = commandIn(argv);
   for (const command of COMMANDS) {
-    if (command === wanted) (await command.load())(program, await ctx());
-    else program.command(command.name, { hidden: command.hidden === true }).aliases(command.aliases ?? []).summary(command.summary);
+    if (command === wanted) {
+      (await command.load())(program, await ctx());
+      // Every command has the same output options (docs/operations.md, "Output").
+      outputOptions(program.commands.at(-1)!, (await ctx()).out, command.piped ?? 'json');
+    } else program.command(command.name, { hidden: command.hidden === true }).aliases(command.aliases ?? []).summary(command.summary);
   }
   return program;
 }
@@ -108,25 +115,28 @@ export function signalExitCode(signal: NodeJS.Signals): number {
 
 /** Runs the CLI on `argv` (without node and script) and returns the exit code. */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
-  const code = await mainInner(argv, io);
-  // An interrupted command has cleaned up (pg_dump stopped, upload aborted, temp files and scratch
-  // database removed, alert sent) and says so by its exit status, whatever it ended with.
-  const reason = io.signal?.aborted ? (io.signal.reason as unknown) : undefined;
-  return reason instanceof InterruptedError ? signalExitCode(reason.signal) : code;
-}
-
-async function mainInner(argv: readonly string[], io: CliIo): Promise<number> {
   // The context (configuration, output, the engine's dependencies) is only made for a command
   // that runs: help and usage errors need none of it.
   let ctx: CliContext | undefined;
   const context = async () => (ctx ??= new (await import('./context.ts')).CliContext(io));
+  const inner = await mainInner(argv, io, context, () => ctx);
+  // An interrupted command has cleaned up (pg_dump stopped, upload aborted, temp files and scratch
+  // database removed, alert sent) and says so by its exit status, whatever it ended with.
+  const reason = io.signal?.aborted ? (io.signal.reason as unknown) : undefined;
+  const code = reason instanceof InterruptedError ? signalExitCode(reason.signal) : inner;
+  // JSON mode's last line is the result, a failed or interrupted command's too.
+  (ctx as CliContext | undefined)?.out.finish(code);
+  return code;
+}
+
+async function mainInner(argv: readonly string[], io: CliIo, context: () => Promise<CliContext>, made: () => CliContext | undefined): Promise<number> {
   try {
     const program = await buildProgram(argv, context);
     const configure = (cmd: Command) => {
       cmd.exitOverride().configureOutput({
         writeOut: (s) => io.stdout.write(s),
         // A usage error may echo a URL with its password before any command has loaded.
-        writeErr: (s) => io.stderr.write(ctx ? ctx.out.redact(s) : redactUrls(s)),
+        writeErr: (s) => io.stderr.write(made()?.out.redact(s) ?? redactUrls(s)),
       });
       cmd.commands.forEach(configure);
     };
@@ -145,8 +155,8 @@ async function mainInner(argv: readonly string[], io: CliIo): Promise<number> {
       return err.stage === 'usage' ? EXIT.usage : EXIT.failure;
     }
     const e = err instanceof Error ? err : new Error(String(err));
-    out.error({ name: e.name, message: e.message, hint: 'This is unexpected: run again with PG_S3_BACKUP_DEBUG=1 for the stack trace, and report it.' });
-    if (io.env.PG_S3_BACKUP_DEBUG) io.stderr.write(out.redact(`${e.stack ?? ''}\n`));
+    out.error({ name: e.name, message: e.message, hint: 'This is unexpected: run again with --verbose (or PG_S3_BACKUP_DEBUG=1) for the stack trace, and report it.' });
+    if (io.env.PG_S3_BACKUP_DEBUG || out.verbose) io.stderr.write(out.redact(`${e.stack ?? ''}\n`));
     return EXIT.failure;
   }
 }

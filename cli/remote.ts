@@ -19,6 +19,8 @@ import { fetchSecret } from '../engine/secrets.ts';
 import type { CliContext, RemoteClients, RemoteDeps } from './context.ts';
 import { DEFAULT_STACK_NAME } from './options.ts';
 import { EXIT, ExitCode } from './options.ts';
+import { ENGINE_EVENTS, type EngineEvent } from '../engine/events.ts';
+import { humanText } from './events.ts';
 import { formatDuration, type ProgressEvent } from './output.ts';
 
 
@@ -68,7 +70,9 @@ const LOCAL_ONLY: Record<string, string> = {
   '--alert': 'the restore task cannot publish: run verify --alert from a host',
 };
 /** Ours, not the task's. */
-const REMOTE_ONLY = new Set(['--remote', '--stack', '--timeout']);
+// The output options too: the task always writes JSON lines (it is piped), and this side renders
+// them as the operator asked.
+const REMOTE_ONLY = new Set(['--remote', '--stack', '--timeout', '--output', '--json', '--quiet', '--verbose', '--no-progress']);
 
 /**
  * The task's command: this command's name and every option the operator gave on the command line,
@@ -144,7 +148,7 @@ export async function runRemote(ctx: CliContext, opts: RemoteOpts, run: RemoteRu
     ...(ctx.remote?.pollMs !== undefined ? { pollMs: ctx.remote.pollMs } : {}),
     signal: ctx.signal,
     onLine: (line) => relay.line(line),
-    onStatus: (s) => ctx.out.progress({ event: 'remote task', status: s.lastStatus, taskArn: s.taskArn, logGroup: out.logGroup }),
+    onStatus: (s) => ctx.out.progress({ event: 'remote task', status: s.lastStatus, taskArn: s.taskArn, logGroup: out.logGroup }, { line: `remote task ${s.lastStatus}: ${s.taskArn}` }),
   });
   const where = `task ${outcome.taskArn}`;
   if (outcome.stoppedByUs === 'timeout') {
@@ -240,6 +244,7 @@ class TaskRelay {
       const r = rest as { error?: string; stage?: string; message?: string; hint?: string };
       this.error = { name: r.error ?? 'Error', message: r.message ?? 'unknown error', ...(r.stage ? { stage: r.stage } : {}), ...(r.hint ? { hint: r.hint } : {}) };
     } else if (event === 'warning') this.ctx.out.warn(String(rest.message));
-    else this.ctx.out.progress(e);
+    // The task's engine events read on this terminal as they would have there.
+    else this.ctx.out.progress(e, event in ENGINE_EVENTS ? humanText(e as unknown as EngineEvent) : {});
   }
 }

@@ -141,6 +141,62 @@ export const ENGINE_EVENTS = {
   'drill stopped at its time budget': 'warn',
 } as const satisfies Record<EngineEventName, 'info' | 'warn' | 'error' | 'progress' | 'metric'>;
 
+/**
+ * Each event's wording: the Lambda's log message (Powertools) and the `message` of the CLI's JSON
+ * line (an event with its own `message` field keeps it). The `event` tag is the stable identifier
+ * a program matches on; this wording is for people and may change. Double quotes on purpose: the
+ * wording is not an identifier, and the rename script (notes/output-rename.sh) replaces only
+ * single-quoted names.
+ */
+export const EVENT_MESSAGES = {
+  'run started': "run started",
+  connecting: "connecting",
+  'dump started': "dump started",
+  dump: "dump",
+  'row counts': "row counts",
+  'upload notice': "upload notice",
+  'dump uploaded': "dump uploaded",
+  'backup complete': "backup complete",
+  'backup failed': "backup failed",
+  'backup not started': "backup not started",
+  'backup measured': "backup measured",
+  'globals uploaded': "globals uploaded",
+  'store capabilities': "store capabilities",
+  'store probe': "store probe",
+  'the store refused a feature the engine assumed it has: probing the store, then taking the database again': "the store refused a feature the engine assumed it has: probing the store, then taking the database again",
+  'run finished': "run finished",
+  'fan-out summary': "fan-out summary",
+  'backup with an unreadable manifest: not counted by retention': "backup with an unreadable manifest: not counted by retention",
+  'backups under Object Lock: left in place until their lock ends': "backups under Object Lock: left in place until their lock ends",
+  pruned: "pruned",
+  'prune (dry run): would delete': "prune (dry run): would delete",
+  'stale multipart uploads aborted': "stale multipart uploads aborted",
+  'stale multipart uploads (dry run): would abort': "stale multipart uploads (dry run): would abort",
+  'no ALERT_TOPIC_ARN: alert only logged': "no ALERT_TOPIC_ARN: alert only logged",
+  'could not publish to SNS': "could not publish to SNS",
+  'heartbeat sent': "heartbeat sent",
+  'heartbeat ping refused': "heartbeat ping refused",
+  'heartbeat ping failed': "heartbeat ping failed",
+  'metrics not sent': "metrics not sent",
+  manifest: "manifest",
+  download: "download",
+  'sha256-verified': "sha256-verified",
+  'identity-matched': "identity-matched",
+  decrypted: "decrypted",
+  toc: "toc",
+  restore: "restore",
+  restored: "restored",
+  'not-restored': "not-restored",
+  warning: "warning",
+  problem: "problem",
+  server: "server",
+  verified: "verified",
+  'removed a throwaway server left by an earlier run': "removed a throwaway server left by an earlier run",
+  'could not write the drill report': "could not write the drill report",
+  'drill finished': "drill finished",
+  'drill stopped at its time budget': "drill stopped at its time budget",
+} as const satisfies Record<EngineEventName, string>;
+
 export type EventKind = (typeof ENGINE_EVENTS)[EngineEventName];
 
 export const ignoreEvents: EventSink = () => {};

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { serverLayerRoot } from '../../layers/pg-server/paths.ts';
 import { ensureServerLayer } from '../support/layer.ts';
 import { quoteIdent } from '../support/postgres.ts';
-import { runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { runCli, startCliServices, type CliServices, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 let tempDir: string;
@@ -80,7 +80,7 @@ it('verify --local restores them (it restored nothing: "unterminated quoted stri
   for (const db of ['defs', 'lat']) {
     const run = await runCli(['verify', '--latest', '--database', db, '--local', '--server-layer', serverLayerRoot('x86_64'), '--temp-dir', tempDir, '--json'], svc.env);
     expect(run.code, run.stdout + run.stderr).toBe(0);
-    const report = JSON.parse(run.stdout) as { status: string; problems: unknown[]; tables: { table: string; rows: number }[] };
+    const report = resultOf<{ status: string; problems: unknown[]; tables: { table: string; rows: number }[] }>(run);
     expect(report).toMatchObject({ status: 'ok', problems: [] });
     expect(report.tables).toEqual([expect.objectContaining({ table: 't', rows: db === 'defs' ? 3 : 1 })]);
   }

@@ -28,6 +28,8 @@ const DECLARED = [
   'manifest', 'download', 'sha256-verified', 'identity-matched', 'decrypted', 'toc', 'restore', 'restored', 'not-restored', 'warning', 'problem', 'server', 'verified',
   'removed a throwaway server left by an earlier run', 'could not write the drill report', 'drill finished', 'drill stopped at its time budget',
   'result', 'error',
+  // `invoke`'s start (cli/invoke.ts).
+  'invoking',
   // `status`'s lines (cli/status.ts): one per database and alarm, before the result.
   'database status', 'alarm state',
   // restore --remote / verify --remote (cli/remote.ts): the Fargate task's status as it changes.
@@ -56,7 +58,7 @@ const FIELDS: Record<string, readonly string[]> = {
   restored: ['database', 'tables', 'ms', 'errors'],
   verified: ['status', 'tables', 'rows', 'ms'],
 };
-const OUTPUT_FIELDS = new Set(['time', 'bytesPerSecond', 'etaSeconds']);
+const OUTPUT_FIELDS = new Set(['time', 'bytesPerSecond', 'etaSeconds', 'message']);
 
 function expectDeclaredFields(line: Record<string, unknown>): void {
   const name = String(line.event);
@@ -99,9 +101,11 @@ describe('the declared interface', () => {
   it('maps events to lines: warnings and errors marked with their level, the dump as a stream, metrics not shown', () => {
     expect(cliEvent({ event: 'heartbeat ping failed', stage: 'notify', outcome: 'fail', heartbeat: 'https://hc.example', error: 'x' })).toMatchObject({ level: 'warn' });
     expect(cliEvent({ event: 'backup failed', database: 'app', stage: 'dump', key: undefined, hint: undefined, requestId: undefined, error: 'x' })).toMatchObject({ level: 'error' });
-    expect(cliEvent({ event: 'dump', database: 'app', key: 'k', bytes: 5 })).toEqual({ event: 'dump', database: 'app', key: 'k', bytes: 5, streaming: true });
+    expect(cliEvent({ event: 'dump', database: 'app', key: 'k', bytes: 5 })).toEqual({ event: 'dump', message: 'dump', database: 'app', key: 'k', bytes: 5, streaming: true });
     expect(cliEvent({ event: 'backup measured', database: 'app', succeeded: true, bytes: 5, durationMs: 1 })).toBeUndefined();
-    expect(cliEvent({ event: 'pruned', stage: 'prune', database: 'app', kept: 1, locked: 0, deleted: 0, keys: [] })).toEqual({ event: 'pruned', stage: 'prune', database: 'app', kept: 1, locked: 0, deleted: 0, keys: [] });
+    expect(cliEvent({ event: 'pruned', stage: 'prune', database: 'app', kept: 1, locked: 0, deleted: 0, keys: [] })).toEqual({ event: 'pruned', message: 'pruned', stage: 'prune', database: 'app', kept: 1, locked: 0, deleted: 0, keys: [] });
+    // An event with words of its own keeps them as its message.
+    expect(cliEvent({ event: 'warning', message: 'transaction_timeout ignored' })).toMatchObject({ event: 'warning', message: 'transaction_timeout ignored', level: 'warn' });
   });
 
   it('the Lambda adapter logs the same events through Powertools and makes the metrics; progress is not logged', () => {

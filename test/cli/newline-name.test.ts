@@ -12,7 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { serverLayerRoot } from '../../layers/pg-server/paths.ts';
 import { ensureServerLayer } from '../support/layer.ts';
 import { quoteIdent } from '../support/postgres.ts';
-import { runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { runCli, startCliServices, type CliServices, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 let tempDir: string;
@@ -58,7 +58,7 @@ it('restore into an existing database gives the tables back; --create says why i
 it('verify --local', async () => {
   const run = await runCli(['verify', '--latest', '--database', NAME, '--local', '--server-layer', serverLayerRoot('x86_64'), '--temp-dir', tempDir, '--json'], svc.env);
   expect(run.code, run.stdout + run.stderr).toBe(0);
-  expect(JSON.parse(run.stdout)).toMatchObject({
+  expect(resultOf(run)).toMatchObject({
     status: 'ok',
     database: NAME,
     problems: [],

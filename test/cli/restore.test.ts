@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAlertInbox } from '../support/aws.ts';
 import { contentChecksums } from '../support/fixtures.ts';
 import { NASTY_PASSWORD, startPostgres, type TestPostgres } from '../support/postgres.ts';
-import { databases, expectNoSecret, runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { databases, expectNoSecret, runCli, startCliServices, type CliServices, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 let key: string;
@@ -161,7 +161,7 @@ describe('verify', () => {
     const run = await runCli(['verify', '--latest', '--database', 'app', '--scratch-url', svc.pg.url, '--json'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     // --json: stdout is the report and nothing else.
-    const report = JSON.parse(run.stdout) as Record<string, unknown>;
+    const report = resultOf<Record<string, unknown>>(run);
     expect(report).toMatchObject({ status: 'ok', database: 'app', sha256Verified: true, problems: [] });
     expect(report.tocEntries).toBeGreaterThan(10);
     const tables = report.tables as { schema: string; table: string; rows: number; bytes: number }[];

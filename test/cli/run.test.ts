@@ -10,7 +10,7 @@ import { main } from '../../cli/main.ts';
 import { buildGlobalsKey, GLOBALS_FOLDER } from '../../engine/store/backup-key.ts';
 import { listKeys, putText } from '../support/aws.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
-import { expectNoSecret, runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { expectNoSecret, runCli, startCliServices, type CliServices, listedOf } from '../support/cli.ts';
 
 let svc: CliServices;
 
@@ -78,7 +78,7 @@ describe('backup, list, prune', () => {
     await runCli(['backup'], svc.env);
     const listed = await runCli(['list', '--json'], svc.env);
     expect(listed.code, listed.stderr).toBe(0);
-    const rows = JSON.parse(listed.stdout) as Record<string, unknown>[];
+    const rows = listedOf<Record<string, unknown>>(listed);
     expect(rows.length).toBe(2);
     for (const r of rows) {
       expect(r).toEqual({
@@ -109,7 +109,7 @@ describe('backup, list, prune', () => {
     expect(plain.stdout).not.toContain(orphan);
     expect(plain.stdout.split('\n')[0]).toMatch(/^DATABASE\s+STARTED \(UTC\)\s+SIZE\s+SHA256\s+KEY$/);
     const all = await runCli(['list', '--all', '--json'], svc.env);
-    const allRows = JSON.parse(all.stdout) as { key: string; complete: boolean; sha256: string | null }[];
+    const allRows = listedOf<{ key: string; complete: boolean; sha256: string | null }>(all);
     expect(allRows.find((r) => r.key === orphan)).toMatchObject({ complete: false, sha256: null });
     const allText = await runCli(['list', '--all'], svc.env);
     expect(allText.stdout).toMatch(/INCOMPLETE\s+pg-s3-backup\/app\/2020/);
@@ -120,7 +120,7 @@ describe('backup, list, prune', () => {
     const three = { ...svc.env, RETENTION_COUNT: '3' };
     await runCli(['backup'], three);
     await runCli(['backup'], three);
-    const before = JSON.parse((await runCli(['list', '--json'], svc.env)).stdout) as { key: string }[];
+    const before = listedOf<{ key: string }>(await runCli(['list', '--json'], svc.env));
     expect(before.length).toBe(3);
 
     const dry = await runCli(['prune', '--dry-run'], svc.env);
@@ -129,11 +129,11 @@ describe('backup, list, prune', () => {
     // The oldest complete backup, dump and manifest (the orphan is younger than a day by its S3 date: kept).
     expect([...dryDb.deleted].sort()).toEqual([before[2]!.key, `${before[2]!.key}.json`]);
     expect(dryDb.kept).toEqual([before[0]!.key, before[1]!.key]);
-    expect((JSON.parse((await runCli(['list', '--json'], svc.env)).stdout) as unknown[]).length).toBe(3);
+    expect((listedOf<unknown>(await runCli(['list', '--json'], svc.env))).length).toBe(3);
 
     const real = await runCli(['prune'], svc.env);
     expect(real.code, real.stderr).toBe(0);
-    const after = JSON.parse((await runCli(['list', '--json'], svc.env)).stdout) as { key: string }[];
+    const after = listedOf<{ key: string }>(await runCli(['list', '--json'], svc.env));
     expect(after.map((r) => r.key)).toEqual([before[0]!.key, before[1]!.key]);
   });
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { serverLayerRoot } from '../../layers/pg-server/paths.ts';
 import { ensureServerLayer } from '../support/layer.ts';
-import { CLI, runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { CLI, runCli, startCliServices, type CliServices, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 let tempDir: string;
@@ -101,7 +101,7 @@ it('the next verify --local stops the orphaned server and removes its folder and
 
   const second = await runCli([...args, '--json'], svc.env);
   expect(second.code, second.stdout + second.stderr).toBe(0);
-  expect(JSON.parse(second.stdout)).toMatchObject({ status: 'ok', problems: [] });
+  expect(resultOf(second)).toMatchObject({ status: 'ok', problems: [] });
   // The postmaster got SIGQUIT: it ends at once, bounded here.
   for (let i = 0; i < 100 && alive(postmaster); i++) await new Promise((r) => setTimeout(r, 100));
   expect(alive(postmaster)).toBe(false);

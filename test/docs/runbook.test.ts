@@ -16,7 +16,7 @@ import { restoreSecretPrefix } from '../../infra/constructs/remote-restore.ts';
 import { parseSecret } from '../../engine/secrets.ts';
 import { layerRoot, REPO_ROOT } from '../support/layer.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
-import { CLI, databases, runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { CLI, databases, runCli, startCliServices, type CliServices, listedOf } from '../support/cli.ts';
 
 const RUNBOOK = join(REPO_ROOT, 'docs', 'runbooks', 'database-restore.md');
 
@@ -120,12 +120,12 @@ it('runs every marked command of the restore runbook against local services', as
   expect(pk).toHaveLength(1);
   expect(result.stdout).toMatch(/chosen backup: pg-s3-backup\/app\//);
   // Step 1b brought the pruned backup back as a complete one.
-  const before = (JSON.parse(pruned) as { key: string }[]).map((b) => b.key);
+  const before = listedOf<{ key: string }>({ stdout: pruned }).map((b) => b.key);
   const restored = /deleted backup: (\S+)/.exec(result.stdout)?.[1];
   expect(before).toHaveLength(2);
   expect(restored).toMatch(/^pg-s3-backup\/app\/.*\.dump$/);
   expect(before).not.toContain(restored);
-  const after = (JSON.parse((await runCli(['list', '--json'], svc.env)).stdout) as { key: string }[]).map((b) => b.key);
+  const after = (listedOf<{ key: string }>(await runCli(['list', '--json'], svc.env))).map((b) => b.key);
   expect(after).toEqual(expect.arrayContaining([...before, restored]));
   expect(result.stdout).toMatch(/verify OK|"status":"ok"/);
   expect(result.stdout).toMatch(/backup\.dump: OK/);

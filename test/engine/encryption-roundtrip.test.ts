@@ -23,7 +23,7 @@ import { awsEnv, createSecret, listKeys, listMultipartUploads } from '../support
 import { createDatabase, writeFakePgDump } from '../support/fixtures.ts';
 import { ensureLayer, ensureServerLayer, serverLayerRoot } from '../support/layer.ts';
 import { compareDatabases } from '../support/whole-database.ts';
-import { databases, expectNoSecret, runCli, startCliServices, type CliRun, type CliServices } from '../support/cli.ts';
+import { databases, expectNoSecret, runCli, startCliServices, type CliRun, type CliServices, listedOf, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 let dir: string;
@@ -124,7 +124,7 @@ describe('backup', () => {
   it('list says which backups are encrypted, and to which recipients', async () => {
     const json = await runCli(['list', '--database', 'app', '--json'], svc.env);
     expect(json.code, json.stderr).toBe(0);
-    const rows = JSON.parse(json.stdout) as { key: string; encryption: unknown }[];
+    const rows = listedOf<{ key: string; encryption: unknown }>(json);
     expect(rows.find((r) => r.key === key)?.encryption).toEqual(manifest.encryption);
     const text = await runCli(['list', '--database', 'app'], svc.env);
     expect(text.code, text.stderr).toBe(0);
@@ -215,7 +215,7 @@ describe('restore', () => {
 
       const verify = await runCli(['verify', '--key', key, '--identity-file', identityFile, '--scratch-url', svc.pg.urlFor('postgres'), '--json'], svc.env);
       expect(verify.code).toBe(1);
-      expect(JSON.parse(verify.stdout)).toMatchObject({ status: 'failed', sha256Verified: false, encrypted: true });
+      expect(resultOf(verify)).toMatchObject({ status: 'failed', sha256Verified: false, encrypted: true });
     } finally {
       await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: key, Body: cipher }));
     }
@@ -226,14 +226,14 @@ describe('verify and the drill', () => {
   it('verify --scratch-url with AGE_IDENTITY_SECRET_ARN, and verify --local with --identity-file, restore every table', async () => {
     const scratch = await runCli(['verify', '--key', key, '--scratch-url', svc.pg.urlFor('postgres'), '--json'], { ...svc.env, AGE_IDENTITY_SECRET_ARN: secretArn });
     expect(scratch.code, scratch.stderr).toBe(0);
-    const report = JSON.parse(scratch.stdout) as { status: string; encrypted: boolean; sha256Verified: boolean; tables: unknown[]; problems: unknown[] };
+    const report = resultOf<{ status: string; encrypted: boolean; sha256Verified: boolean; tables: unknown[]; problems: unknown[] }>(scratch);
     expect(report).toMatchObject({ status: 'ok', encrypted: true, sha256Verified: true, problems: [] });
     expect(report.tables).toHaveLength(4);
     expectNoIdentity(scratch);
 
     const local = await runCli(['verify', '--key', key, '--identity-file', identityFile, '--local', '--server-layer', serverLayerRoot('x86_64'), '--temp-dir', dir, '--json'], svc.env);
     expect(local.code, local.stderr).toBe(0);
-    expect(JSON.parse(local.stdout)).toMatchObject({ status: 'ok', encrypted: true, sha256Verified: true });
+    expect(resultOf(local)).toMatchObject({ status: 'ok', encrypted: true, sha256Verified: true });
     expectNoIdentity(local);
   });
 

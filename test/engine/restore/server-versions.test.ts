@@ -15,7 +15,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { awsEnv, createBucket, testClients } from '../../support/aws.ts';
-import { baseEnv, databases, runCli, type CliRun } from '../../support/cli.ts';
+import { baseEnv, databases, runCli, type CliRun, resultOf } from '../../support/cli.ts';
 import { ensureLayer } from '../../support/layer.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
 import { POSTGRES_MAJORS, quoteIdent, startPostgres, type PostgresMajor, type TestPostgres } from '../../support/postgres.ts';
@@ -194,7 +194,7 @@ interface Report {
   locale: string;
   tables: { schema: string; table: string; rows: number }[];
 }
-const report = (run: CliRun) => JSON.parse(run.stdout) as Report;
+const report = (run: CliRun) => resultOf<Report>(run);
 
 /** What a restore without --create leaves out by design: the database's own definition (its comment, grants, settings, owner, limit). */
 const DATABASE_LEVEL = /^property (comment|acl|settings|connection_limit|owner): |^schema [-+] (COMMENT ON DATABASE|ALTER DATABASE|ALTER ROLE .* IN DATABASE|GRANT .* ON DATABASE|REVOKE .* ON DATABASE|CREATE DATABASE)/;

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDumpKey, manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { MAX_MANIFEST_BYTES } from '../../../engine/store/s3-store.ts';
 import { listKeys } from '../../support/aws.ts';
-import { runCli, runCliUnder, startCliServices, type CliRun, type CliServices } from '../../support/cli.ts';
+import { runCli, runCliUnder, startCliServices, type CliRun, type CliServices, listedOf } from '../../support/cli.ts';
 
 const MiB = 1024 * 1024;
 const DAY = 86_400_000;
@@ -82,7 +82,7 @@ function expectSmallAndFast(name: string, r: { maxRssKiB: number; ms: number }):
   expect(r.ms, `${name}: ${r.ms} ms`).toBeLessThan(45_000);
 }
 
-const listed = (run: CliRun) => (JSON.parse(run.stdout) as { key: string }[]).map((r) => r.key);
+const listed = (run: CliRun) => (listedOf<{ key: string }>(run)).map((r) => r.key);
 
 describe('ordering is defined by the backup, not by a copy of its manifest', () => {
   it('an old manifest rewritten in place: list order, restore --latest and prune unchanged', async () => {

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { listKeys } from '../../support/aws.ts';
 import { contentChecksums, createDatabase } from '../../support/fixtures.ts';
-import { databases, runCli, startCliServices, type CliRun, type CliServices } from '../../support/cli.ts';
+import { databases, runCli, startCliServices, type CliRun, type CliServices, listedOf } from '../../support/cli.ts';
 
 let svc: CliServices;
 /** Two backups of app (older, newer) and one of app2. */
@@ -101,7 +101,7 @@ describe('an unreadable manifest makes its backup incomplete, nothing more', () 
     try {
       const list = await runCli(['list', '--json'], svc.env);
       expect(list.code, list.stderr).toBe(0);
-      const rows = JSON.parse(list.stdout) as { key: string }[];
+      const rows = listedOf<{ key: string }>(list);
       expect(rows.map((r) => r.key).sort()).toEqual([appOld, app2].sort());
       expect(list.stderr).toMatch(new RegExp(`warning: skipped ${appNew.replace(/\./g, '\\.')}: manifest .* is unreadable: ${text ? 'not JSON' : 'not a manifest this version understands \\(formatVersion'}`));
 

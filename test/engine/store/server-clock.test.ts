@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDumpKey } from '../../../engine/store/backup-key.ts';
 import { listKeys, putText } from '../../support/aws.ts';
-import { runCli, runCliAt, startCliServices, type CliRun, type CliServices } from '../../support/cli.ts';
+import { runCli, runCliAt, startCliServices, type CliRun, type CliServices, listedOf } from '../../support/cli.ts';
 
 let svc: CliServices;
 
@@ -48,7 +48,7 @@ describe("S3's clock, not the host's", () => {
     // list: newest first by S3's clock, the skewed backup flagged with how far its host was off.
     const listed = await runCli(['list', '--json'], svc.env);
     expect(listed.code, listed.stderr).toBe(0);
-    const rows = JSON.parse(listed.stdout) as { key: string; clockSkewSeconds: number | null; storedAt: string }[];
+    const rows = listedOf<{ key: string; clockSkewSeconds: number | null; storedAt: string }>(listed);
     expect(rows.map((r) => r.key)).toEqual([fresh, skewed]);
     expect(rows[0]!.clockSkewSeconds).toBeNull();
     expect(rows[1]!.clockSkewSeconds).toBeGreaterThan(399 * 86_400);
