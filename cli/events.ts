@@ -10,7 +10,7 @@ import { GLOBALS_FOLDER } from '../engine/store/backup-key.ts';
 import { formatBytes, formatDuration, printable, type HumanText, type Output, type ProgressEvent } from './output.ts';
 
 /** What the CLI itself writes besides the engine's events: the result (last), an error, a warning; `invoke`'s start; `status`'s lines; `--remote`'s task. */
-export const CLI_OWN_EVENTS = ['result', 'error', 'warning', 'invoking', 'database status', 'alarm state', 'remote task'] as const;
+export const CLI_OWN_EVENTS = ['result', 'error', 'warning', 'invoke.started', 'status.database', 'status.alarm', 'remote.task'] as const;
 
 /** Every `event` a JSON line of the CLI can carry: the engine's (all but metrics-only ones) and the CLI's own. */
 export const CLI_EVENT_NAMES: readonly string[] = [
@@ -25,7 +25,7 @@ export function cliEvent(e: EngineEvent): ProgressEvent | undefined {
   // The wording beside the identifier; an event with words of its own (a notice, a warning) keeps them.
   const line = { ...e, message: 'message' in e && typeof e.message === 'string' ? e.message : EVENT_MESSAGES[e.event] };
   // pg_dump's output has bytes and a rate but no total: its size is known only when it ends.
-  if (e.event === 'dump') return { ...line, streaming: true };
+  if (e.event === 'backup.dump.progress') return { ...line, streaming: true };
   return kind === 'warn' || kind === 'error' ? { ...line, level: kind } : line;
 }
 
@@ -43,92 +43,92 @@ const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? o
  */
 export function humanText(e: EngineEvent): HumanText {
   switch (e.event) {
-    case 'run started':
+    case 'backup.started':
       return { line: `backing up to s3://${printable(e.bucket)}/${printable(e.prefix)} (reason: ${printable(e.reason)})${e.dryRun ? '; dry run: pruning only reports' : ''}` };
-    case 'connecting':
+    case 'backup.connecting':
       return { line: `${databaseLabel(e.database)}: connecting to ${printable(e.host)}:${e.port}${e.sslmode ? ` (sslmode ${e.sslmode})` : ''}` };
-    case 'dump started':
+    case 'backup.dump.started':
       return { line: `${databaseLabel(e.database)}: pg_dump ${e.pgDumpVersion} of PostgreSQL ${e.serverVersion}, ${e.compression}${e.databaseBytes !== undefined ? `, database ${formatBytes(e.databaseBytes)}` : ''}` };
-    case 'dump':
+    case 'backup.dump.progress':
       return { label: `${databaseLabel(e.database)}: dumped` };
-    case 'row counts':
+    case 'backup.row-counts.incomplete':
       return { line: `${databaseLabel(e.database)}: ${e.warning}`, level: 'warn' };
-    case 'upload notice':
-    case 'store probe':
-      return e.event === 'upload notice' ? { line: e.message, level: 'warn' } : {};
-    case 'dump uploaded':
+    case 'backup.upload.notice':
+    case 'store.probe':
+      return e.event === 'backup.upload.notice' ? { line: e.message, level: 'warn' } : {};
+    case 'backup.dump.uploaded':
       return { line: `${databaseLabel(e.database)}: uploaded ${formatBytes(e.bytes)} in ${formatDuration(e.durationMs)} (${formatBytes(e.bytesPerSecond)}/s)` };
-    case 'backup complete':
+    case 'backup.complete':
       return { line: `${databaseLabel(e.database)}: backup complete, ${printable(e.key)}` };
-    case 'backup failed':
+    case 'backup.failed':
       return { line: `${databaseLabel(e.database)}: backup FAILED (${e.stage}): ${e.error}${e.hint ? `\n    what to do: ${e.hint}` : ''}`, level: 'error' };
-    case 'backup not started':
+    case 'backup.not-started':
       return { line: `no backup started (${e.stage}): ${e.error}`, level: 'error' };
-    case 'backup measured':
-    case 'store capabilities':
-    case 'run finished':
+    case 'backup.measured':
+    case 'store.capabilities':
+    case 'backup.finished':
       return {};
-    case 'globals uploaded':
+    case 'backup.globals.uploaded':
       return { line: `${databaseLabel(GLOBALS_FOLDER)}: uploaded ${formatBytes(e.bytes)}${e.encrypted ? ' (encrypted)' : ''}` };
-    case 'the store refused a feature the engine assumed it has: probing the store, then taking the database again':
+    case 'store.feature-refused':
       return { line: `${databaseLabel(e.database)}: the store refused a feature it was assumed to have (${e.error}): probing the store, then taking the database again`, level: 'warn' };
-    case 'fan-out summary':
+    case 'backup.fan-out.summary':
       return { line: `fan-out: ${e.succeeded} succeeded, ${e.failed} failed${e.published ? '' : ' (summary not published)'}` };
-    case 'backup with an unreadable manifest: not counted by retention':
+    case 'prune.unreadable-manifest':
       return { line: `${databaseLabel(e.database)}: ${printable(e.key)}: unreadable manifest (${e.problem}): not counted by retention, left in place`, level: 'warn' };
-    case 'backups under Object Lock: left in place until their lock ends':
+    case 'prune.locked':
       return { line: `${databaseLabel(e.database)}: ${plural(e.locked, 'backup')} under Object Lock, left in place until their lock ends`, level: 'warn' };
-    case 'pruned':
-    case 'prune (dry run): would delete':
-      return { line: `${databaseLabel(e.database)}: kept ${e.kept}, ${e.event === 'pruned' ? 'deleted' : 'would delete'} ${plural(e.deleted, 'object')}${e.locked ? `, ${e.locked} under Object Lock` : ''}` };
-    case 'stale multipart uploads aborted':
-    case 'stale multipart uploads (dry run): would abort':
-      return e.aborted === 0 ? {} : { line: `${e.event === 'stale multipart uploads aborted' ? 'aborted' : 'would abort'} ${plural(e.aborted, 'stale multipart upload')} under ${printable(e.prefix)}` };
-    case 'no ALERT_TOPIC_ARN: alert only logged':
+    case 'prune.done':
+    case 'prune.dry-run':
+      return { line: `${databaseLabel(e.database)}: kept ${e.kept}, ${e.event === 'prune.done' ? 'deleted' : 'would delete'} ${plural(e.deleted, 'object')}${e.locked ? `, ${e.locked} under Object Lock` : ''}` };
+    case 'prune.stale-uploads.aborted':
+    case 'prune.stale-uploads.dry-run':
+      return e.aborted === 0 ? {} : { line: `${e.event === 'prune.stale-uploads.aborted' ? 'aborted' : 'would abort'} ${plural(e.aborted, 'stale multipart upload')} under ${printable(e.prefix)}` };
+    case 'alert.not-configured':
       return { line: `no ALERT_TOPIC_ARN: alert "${e.subject}" not sent`, level: 'warn' };
-    case 'could not publish to SNS':
+    case 'alert.publish-failed':
       return { line: `could not publish the alert "${e.subject}" to SNS: ${e.error}`, level: 'error' };
-    case 'heartbeat sent':
+    case 'heartbeat.sent':
       return { line: `heartbeat sent (${e.outcome})` };
-    case 'heartbeat ping refused':
+    case 'heartbeat.refused':
       return { line: `heartbeat ping refused: HTTP ${e.status}`, level: 'warn' };
-    case 'heartbeat ping failed':
+    case 'heartbeat.failed':
       return { line: `heartbeat ping failed: ${e.error}`, level: 'warn' };
-    case 'metrics not sent':
+    case 'metrics.not-sent':
       return { line: `${databaseLabel(e.database)}: CloudWatch metrics not sent: ${e.error}`, level: 'warn' };
-    case 'manifest':
+    case 'restore.manifest':
       return { line: `backup of ${databaseLabel(e.database)} taken ${e.startedAt}, ${formatBytes(e.bytes)}: ${printable(e.key)}` };
-    case 'download':
+    case 'restore.download.progress':
       return { label: 'downloaded' };
-    case 'sha256-verified':
+    case 'restore.sha256-verified':
       return { line: `SHA-256 verified (${formatBytes(e.bytes)})` };
-    case 'identity-matched':
+    case 'restore.identity-matched':
       return { line: 'age identity matched' };
-    case 'decrypted':
+    case 'restore.decrypted':
       return { line: `decrypted ${formatBytes(e.bytes)}, SHA-256 verified` };
-    case 'toc':
+    case 'verify.toc':
       return { line: `archive: ${plural(e.entries, 'entry', 'entries')}, data for ${plural(e.tablesWithData, 'table')}` };
-    case 'restore':
+    case 'restore.progress':
       return { label: `restoring into ${printable(e.database)}` };
-    case 'restored':
+    case 'restore.done':
       return { line: `restored ${plural(e.tables, 'table')} into ${printable(e.database)} in ${formatDuration(e.ms)}${e.errors ? `, ${plural(e.errors, 'error')}` : ''}` };
-    case 'not-restored':
+    case 'restore.not-restored':
       return { line: `not restored: ${e.message}` };
     case 'warning':
       return { line: e.message, level: 'warn' };
-    case 'problem':
+    case 'verify.problem':
       return { line: `(${e.stage}) ${e.message}`, level: 'error' };
-    case 'server':
+    case 'verify.server':
       return { line: e.status === 'starting' ? 'starting a throwaway PostgreSQL server' : `throwaway PostgreSQL server started${e.ms !== undefined ? ` in ${formatDuration(e.ms)}` : ''}` };
-    case 'verified':
+    case 'verify.finished':
       return {};
-    case 'removed a throwaway server left by an earlier run':
+    case 'drill.stale-server-removed':
       return { line: `removed a throwaway server left by an earlier run (${e.dir})`, level: 'warn' };
-    case 'could not write the drill report':
+    case 'drill.report-failed':
       return { line: `${databaseLabel(e.database)}: could not write the drill report: ${e.error}`, level: 'error' };
-    case 'drill finished':
+    case 'drill.finished':
       return { line: `${databaseLabel(e.database)}: drill ${e.status}${e.failingTables.length ? `, failing: ${e.failingTables.map(printable).join(', ')}` : ''} (${formatDuration(e.durationMs)})` };
-    case 'drill stopped at its time budget':
+    case 'drill.budget-exhausted':
       return { line: `drill stopped at its time budget; not reached: ${e.notReached.map(databaseLabel).join(', ')}`, level: 'warn' };
   }
 }
@@ -140,7 +140,7 @@ export function humanText(e: EngineEvent): HumanText {
 export function cliEvents(out: Output, now: () => number = Date.now): EventSink {
   let lastDump = 0;
   return (e) => {
-    if (e.event === 'dump') {
+    if (e.event === 'backup.dump.progress') {
       const t = now();
       if (t - lastDump < 200) return;
       lastDump = t;

@@ -42,7 +42,7 @@ export function registerInvoke(program: Command, ctx: CliContext): void {
         throw new UsageError('no function to invoke', { hint: 'Pass --function NAME or set BACKUP_FUNCTION_NAME (the stack output FunctionName).' });
       }
       const payload = invokePayload(opts);
-      ctx.out.progress({ event: 'invoking', function: functionName, payload }, { line: `invoking ${functionName} (waits for the backup, up to 15 minutes)` });
+      ctx.out.progress({ event: 'invoke.started', function: functionName, payload }, { line: `invoking ${functionName} (waits for the backup, up to 15 minutes)` });
       // A backup may run for the function's whole 15 minutes: the HTTP request must outlive it,
       // and no longer (without throwOnRequestTimeout the SDK only logs a breached timeout).
       const client = ctx.lambda?.() ?? new LambdaClient({ requestHandler: { connectionTimeout: 10_000, requestTimeout: 16 * 60_000, throwOnRequestTimeout: true }, maxAttempts: 1 });

@@ -148,7 +148,7 @@ export async function runRemote(ctx: CliContext, opts: RemoteOpts, run: RemoteRu
     ...(ctx.remote?.pollMs !== undefined ? { pollMs: ctx.remote.pollMs } : {}),
     signal: ctx.signal,
     onLine: (line) => relay.line(line),
-    onStatus: (s) => ctx.out.progress({ event: 'remote task', status: s.lastStatus, taskArn: s.taskArn, logGroup: out.logGroup }, { line: `remote task ${s.lastStatus}: ${s.taskArn}` }),
+    onStatus: (s) => ctx.out.progress({ event: 'remote.task', status: s.lastStatus, taskArn: s.taskArn, logGroup: out.logGroup }, { line: `remote task ${s.lastStatus}: ${s.taskArn}` }),
   });
   const where = `task ${outcome.taskArn}`;
   if (outcome.stoppedByUs === 'timeout') {

@@ -71,8 +71,8 @@ export function registerStatus(program: Command, ctx: CliContext): void {
         alarmsInAlarm: (deployed.alarms ?? []).filter((a) => a.state === 'ALARM').map((a) => a.name),
       };
       // JSON: one line per database and alarm, then the result; text: the screen.
-      for (const d of report.databases) ctx.out.event({ event: 'database status', ...d });
-      for (const a of deployed.alarms ?? []) ctx.out.event({ event: 'alarm state', ...a });
+      for (const d of report.databases) ctx.out.event({ event: 'status.database', ...d });
+      for (const a of deployed.alarms ?? []) ctx.out.event({ event: 'status.alarm', ...a });
       ctx.out.result(result, formatStatus(report, { bucket: store.bucket, prefix: store.prefix, maxAgeFrom: maxAge.source, deployed }));
       if (!result.ok) throw new ExitCode(EXIT.failure);
     });

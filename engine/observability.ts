@@ -117,17 +117,17 @@ export { redact, redactUrls } from './redact.ts';
 export function powertoolsEvents(log: Log, metrics: MetricsSink): EventSink {
   return (e) => {
     const { event, ...attributes } = e;
-    if (e.event === 'backup measured') {
+    if (e.event === 'backup.measured') {
       metrics.backupFinished({ database: e.database, succeeded: e.succeeded, bytes: e.bytes, durationMs: e.durationMs });
       return;
     }
-    if (e.event === 'upload notice' || e.event === 'store probe') {
+    if (e.event === 'backup.upload.notice' || e.event === 'store.probe') {
       // The notice's own words are the log line, as they always were.
       const { event: _event, message, ...rest } = e;
       log[ENGINE_EVENTS[e.event]](message, rest);
       return;
     }
-    if (e.event === 'drill finished') metrics.drillFinished?.({ database: e.database, succeeded: e.status === 'ok', failed: e.status === 'failed', durationMs: e.durationMs });
+    if (e.event === 'drill.finished') metrics.drillFinished?.({ database: e.database, succeeded: e.status === 'ok', failed: e.status === 'failed', durationMs: e.durationMs });
     const kind = ENGINE_EVENTS[event];
     if (kind === 'progress' || kind === 'metric') return;
     // The wording, not the identifier: a log search for "backup failed" keeps working whatever the tag.

@@ -202,7 +202,7 @@ export async function pruneDatabase(
         if (!(err instanceof UnreadableManifestError)) throw err;
         unreadable.add(key);
         found = true;
-        options.events?.({ event: 'backup with an unreadable manifest: not counted by retention', stage: 'prune', database, key, problem: err.message });
+        options.events?.({ event: 'prune.unreadable-manifest', stage: 'prune', database, key, problem: err.message });
       }
     }
     if (!found) break;
@@ -214,12 +214,12 @@ export async function pruneDatabase(
   const now = (listing.serverTime ?? options.now).getTime();
   const { deletable, locked } = await withoutLocked(store, plan.delete, new Set(listing.complete.map((b) => b.key)), now);
   if (locked.length > 0) {
-    options.events?.({ event: 'backups under Object Lock: left in place until their lock ends', stage: 'prune', database, locked: locked.length, keys: locked.map((l) => l.key) });
+    options.events?.({ event: 'prune.locked', stage: 'prune', database, locked: locked.length, keys: locked.map((l) => l.key) });
   }
   const dryRun = options.dryRun ?? false;
   const deleted = dryRun || deletable.length === 0 ? [...deletable] : await store.deleteKeys(database, deletable);
   options.events?.({
-    event: dryRun ? 'prune (dry run): would delete' : 'pruned',
+    event: dryRun ? 'prune.dry-run' : 'prune.done',
     stage: 'prune',
     database,
     kept: plan.kept.length,
@@ -273,6 +273,6 @@ export async function pruneGlobals(
   const dryRun = options.dryRun ?? false;
   // `_globals` is a folder name like a database's: deleteKeys checks every key stays inside it.
   const deleted = dryRun || deletable.length === 0 ? deletable : await store.deleteKeys(GLOBALS_FOLDER, deletable);
-  options.events?.({ event: dryRun ? 'prune (dry run): would delete' : 'pruned', stage: 'prune', database: GLOBALS_FOLDER, kept: kept.length, locked: locked.length, deleted: deleted.length, keys: deleted });
+  options.events?.({ event: dryRun ? 'prune.dry-run' : 'prune.done', stage: 'prune', database: GLOBALS_FOLDER, kept: kept.length, locked: locked.length, deleted: deleted.length, keys: deleted });
   return { database: GLOBALS_FOLDER, kept, unreadable: [], deleted, locked, dryRun };
 }

@@ -59,7 +59,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const { target } = options;
   checkOptions(options);
   const manifest = checkedManifest(await deps.source.readManifest(options.key), options.key);
-  deps.events?.({ event: 'manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
+  deps.events?.({ event: 'restore.manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
 
   // An encrypted backup needs an identity: a missing or unreadable one is an error before the
   // target is even looked at (a wrong one fails at the age header, the download's first bytes).
@@ -120,7 +120,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       // A half-restored database we created is a trap: drop it so a retry starts clean.
       onFailure: async () => (options.create ? dropDatabase(target, target.database).then(() => true, () => false) : false),
     });
-    for (const n of notRestored) deps.events?.({ event: 'not-restored', message: n });
+    for (const n of notRestored) deps.events?.({ event: 'restore.not-restored', message: n });
     if (restored.errors.length > 0) {
       throw new RestoreError(
         `restored into database "${target.database}" with ${restored.errors.length} error${restored.errors.length === 1 ? '' : 's'}; the database was kept (--keep-going):\n${summarizeErrors(restored.errors, Infinity)}`,

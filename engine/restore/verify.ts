@@ -144,7 +144,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   const fail = (stage: string, err: unknown) => {
     const e = err as Error;
     problems.push({ stage: err instanceof PgS3BackupError ? err.stage : stage, message: e.message, ...(err instanceof PgS3BackupError && err.hint ? { hint: err.hint } : {}) });
-    deps.events?.({ event: 'problem', stage, message: e.message });
+    deps.events?.({ event: 'verify.problem', stage, message: e.message });
   };
 
   let manifest: Manifest | undefined;
@@ -156,7 +156,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   let created = false;
   try {
     manifest = checkedManifest(await deps.source.readManifest(options.key), options.key);
-    deps.events?.({ event: 'manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
+    deps.events?.({ event: 'restore.manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
     dump = await downloadVerified(deps, manifest);
     timings.download = dump.ms;
 
@@ -164,7 +164,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     toc = await readToc(deps, dump.path);
     timings.list = now() - listStarted;
     const tocRead = toc;
-    deps.events?.({ event: 'toc', entries: toc.entries.length, tablesWithData: toc.tablesWithData.length });
+    deps.events?.({ event: 'verify.toc', entries: toc.entries.length, tablesWithData: toc.tablesWithData.length });
 
     // The scratch database as the backup defines its own (encoding, locale, provider, settings):
     // a drill on a database that differs from production proves less.
@@ -249,7 +249,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     problems,
     verifiedAt: new Date(now()).toISOString(),
   };
-  deps.events?.({ event: 'verified', status: report.status, tables: tables.length, rows: report.totalRows, ms: report.timingsMs.total });
+  deps.events?.({ event: 'verify.finished', status: report.status, tables: tables.length, rows: report.totalRows, ms: report.timingsMs.total });
   return report;
 }
 
@@ -318,9 +318,9 @@ export async function verifyOnThrowawayServer(deps: RestoreDeps, options: Verify
   const started = now();
   let server;
   try {
-    deps.events?.({ event: 'server', status: 'starting' });
+    deps.events?.({ event: 'verify.server', status: 'starting' });
     server = await startThrowawayServer(options.server);
-    deps.events?.({ event: 'server', status: 'started', ms: now() - started });
+    deps.events?.({ event: 'verify.server', status: 'started', ms: now() - started });
   } catch (err) {
     const e = err as Error;
     return {

@@ -80,7 +80,7 @@ describe('names', () => {
       const planned = (dry.result!.backups as { wouldPrune: string[] }[])[0]!;
       expect([...planned.wouldPrune].sort()).toEqual([seeded[1]!.key, `${seeded[1]!.key}.json`]);
       expect(dry.result!.globals).toEqual({ key: expect.stringMatching(/^pg-s3-backup\/_globals\//), wouldPrune: [oldestGlobals] });
-      expect(dry.events.map((e) => e.event)).not.toContain('dump started');
+      expect(dry.events.map((e) => e.event)).not.toContain('backup.dump.started');
       expectNoSecret(dry, NASTY_PASSWORD);
       expect(await bucketHistory(svc.bucket), `${name} --dry-run wrote to the bucket`).toEqual(before);
       expect(await listMultipartUploads(svc.clients, svc.bucket)).toEqual([]);

@@ -290,7 +290,7 @@ describe('invoke (in-process: the injected Lambda client)', () => {
     const piped = await invoke(false);
     expect(piped.code).toBe(0);
     expect(expectJsonLines(piped)).toMatchObject({ function: 'backup-fn', result });
-    expect(piped.events.map((e) => e.event)).toEqual(['invoking', 'result']);
+    expect(piped.events.map((e) => e.event)).toEqual(['invoke.started', 'result']);
     const tty = await invoke(true);
     expect(tty.code).toBe(0);
     expectText(tty);

@@ -19,14 +19,14 @@ describe('progress output', () => {
     const stdout = sink();
     let now = 0;
     const out = new Output({ stdout, stderr: sink(), tty: true, now: () => now });
-    out.progress({ event: 'download', bytes: 0, total: 100 * 1024 * 1024 }, { label: 'downloaded' });
+    out.progress({ event: 'restore.download.progress', bytes: 0, total: 100 * 1024 * 1024 }, { label: 'downloaded' });
     now = 2000;
-    out.progress({ event: 'download', bytes: 20 * 1024 * 1024, total: 100 * 1024 * 1024 }, { label: 'downloaded' });
+    out.progress({ event: 'restore.download.progress', bytes: 20 * 1024 * 1024, total: 100 * 1024 * 1024 }, { label: 'downloaded' });
     expect(stdout.text).toContain('\r\x1b[2Kdownloaded: 20.0 MiB / 100.0 MiB 20%  10.0 MiB/s  ETA 8.0 s');
     now = 10_000;
-    out.progress({ event: 'download', bytes: 100 * 1024 * 1024, total: 100 * 1024 * 1024, done: true, ms: 10_000 }, { label: 'downloaded' });
+    out.progress({ event: 'restore.download.progress', bytes: 100 * 1024 * 1024, total: 100 * 1024 * 1024, done: true, ms: 10_000 }, { label: 'downloaded' });
     expect(stdout.text).toMatch(/100%.*done in 10\.0 s\n$/);
-    out.progress({ event: 'restored', database: 'app', ms: 12 }, { line: 'restored into app' });
+    out.progress({ event: 'restore.done', database: 'app', ms: 12 }, { line: 'restored into app' });
     expect(stdout.text.endsWith('done in 10.0 s\nrestored into app\n')).toBe(true);
   });
 
@@ -34,19 +34,19 @@ describe('progress output', () => {
     const stdout = sink();
     let now = 0;
     const out = new Output({ stdout, stderr: sink(), tty: true, now: () => now });
-    out.progress({ event: 'dump', database: 'app', bytes: 1024 * 1024, streaming: true }, { label: 'app: dumped' });
+    out.progress({ event: 'backup.dump.progress', database: 'app', bytes: 1024 * 1024, streaming: true }, { label: 'app: dumped' });
     now = 1000;
-    out.progress({ event: 'dump', database: 'app', bytes: 6 * 1024 * 1024, streaming: true }, { label: 'app: dumped' });
+    out.progress({ event: 'backup.dump.progress', database: 'app', bytes: 6 * 1024 * 1024, streaming: true }, { label: 'app: dumped' });
     expect(stdout.text.endsWith('\r\x1b[2Kapp: dumped: 6.0 MiB  5.0 MiB/s')).toBe(true);
-    out.progress({ event: 'dump uploaded', database: 'app' }, { line: 'app: uploaded' });
+    out.progress({ event: 'backup.dump.uploaded', database: 'app' }, { line: 'app: uploaded' });
     expect(stdout.text.endsWith('5.0 MiB/s\r\x1b[2Kapp: uploaded\n')).toBe(true);
   });
 
   it('on a terminal: pg_restore progress as tables done out of the total', () => {
     const stdout = sink();
     const out = new Output({ stdout, stderr: sink(), tty: true, now: () => 0 });
-    out.progress({ event: 'restore', database: 'app', tablesDone: 0, tablesTotal: 4 }, { label: 'restoring into app' });
-    out.progress({ event: 'restore', database: 'app', tablesDone: 3, tablesTotal: 4, table: 'public.orders', elapsedMs: 1500 }, { label: 'restoring into app' });
+    out.progress({ event: 'restore.progress', database: 'app', tablesDone: 0, tablesTotal: 4 }, { label: 'restoring into app' });
+    out.progress({ event: 'restore.progress', database: 'app', tablesDone: 3, tablesTotal: 4, table: 'public.orders', elapsedMs: 1500 }, { label: 'restoring into app' });
     expect(stdout.text.endsWith('\r\x1b[2Krestoring into app: 3/4 tables, public.orders, 1.5 s')).toBe(true);
   });
 
@@ -54,16 +54,16 @@ describe('progress output', () => {
     const stdout = sink();
     let now = 0;
     const out = new Output({ stdout, stderr: sink(), tty: false, now: () => now });
-    out.progress({ event: 'download', bytes: 0, total: 1000 });
+    out.progress({ event: 'restore.download.progress', bytes: 0, total: 1000 });
     now = 500;
-    out.progress({ event: 'download', bytes: 100, total: 1000 });
+    out.progress({ event: 'restore.download.progress', bytes: 100, total: 1000 });
     now = 1000;
-    out.progress({ event: 'download', bytes: 500, total: 1000 });
+    out.progress({ event: 'restore.download.progress', bytes: 500, total: 1000 });
     now = 1200;
-    out.progress({ event: 'download', bytes: 1000, total: 1000, done: true });
+    out.progress({ event: 'restore.download.progress', bytes: 1000, total: 1000, done: true });
     const lines = stdout.text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.map((l) => l.bytes)).toEqual([0, 500, 1000]);
-    expect(lines[1]).toMatchObject({ event: 'download', bytesPerSecond: 500, etaSeconds: 1, time: '1970-01-01T00:00:01.000Z' });
+    expect(lines[1]).toMatchObject({ event: 'restore.download.progress', bytesPerSecond: 500, etaSeconds: 1, time: '1970-01-01T00:00:01.000Z' });
   });
 
   it('scrubs registered secrets (raw and URL-encoded) from every stream', () => {
@@ -120,7 +120,7 @@ describe('the output contract (docs/operations.md, "Output")', () => {
     const stdout = sink();
     const out = new Output({ stdout, stderr: sink(), tty: false });
     out.configure({ format: 'json', quiet: true });
-    out.progress({ event: 'manifest', key: 'k' }, { line: 'backup of app' });
+    out.progress({ event: 'restore.manifest', key: 'k' }, { line: 'backup of app' });
     out.progress(event, { line: 'x', level: 'warn' });
     out.result({}, 'done');
     expect(stdout.text.trim().split('\n').map((l) => (JSON.parse(l) as { event: string }).event)).toEqual(['x.warned', 'result']);
@@ -136,14 +136,14 @@ describe('the output contract (docs/operations.md, "Output")', () => {
     const stdout = sink();
     const out = new Output({ stdout, stderr: sink(), tty: true, now: () => 0 });
     out.configure({ format: 'text', progress: false });
-    out.progress({ event: 'download', bytes: 0, total: 10 }, { label: 'downloaded' });
-    out.progress({ event: 'download', bytes: 10, total: 10, done: true, ms: 1500 }, { label: 'downloaded' });
+    out.progress({ event: 'restore.download.progress', bytes: 0, total: 10 }, { label: 'downloaded' });
+    out.progress({ event: 'restore.download.progress', bytes: 10, total: 10, done: true, ms: 1500 }, { label: 'downloaded' });
     expect(stdout.text).toBe('downloaded: 10 B in 1.5 s\n');
     const json = sink();
     const j = new Output({ stdout: json, stderr: sink(), tty: false, now: () => 0 });
     j.configure({ format: 'json', progress: false });
-    j.progress({ event: 'download', bytes: 0, total: 10 });
-    j.progress({ event: 'download', bytes: 10, total: 10, done: true, ms: 1500 });
+    j.progress({ event: 'restore.download.progress', bytes: 0, total: 10 });
+    j.progress({ event: 'restore.download.progress', bytes: 10, total: 10, done: true, ms: 1500 });
     expect(json.text.trim().split('\n')).toHaveLength(1);
   });
 });

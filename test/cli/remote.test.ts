@@ -207,12 +207,12 @@ describe('restore --remote / verify --remote (ECS and CloudWatch Logs emulated, 
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(await compareDatabases({ pg, database: 'fidelity' }, { pg, database: 'fidelity_remote' })).toEqual([]);
     // The task's command: the operator's options minus --remote and --timeout, the secret by name only.
-    expect(r.runTask!.overrides!.containerOverrides![0]!.command).toEqual(['restore', '--latest', '--database', 'fidelity', '--target-secret', secretName, '--target-database', 'fidelity_remote', '--create']);
+    expect(r.runTask!.overrides!.containerOverrides![0]!.command).toEqual(['restore.progress', '--latest', '--database', 'fidelity', '--target-secret', secretName, '--target-database', 'fidelity_remote', '--create']);
     expect(r.runTask!.overrides!.containerOverrides![0]!.environment).toBeUndefined();
     // Streamed: the task's status, then its own events (download, restore…), then its result as this command's.
     const names = r.events.map((e) => e.event);
-    expect(r.events.filter((e) => e.event === 'remote task').map((e) => e.status)).toEqual(['RUNNING', 'STOPPED']);
-    expect(names).toEqual(expect.arrayContaining(['manifest', 'download', 'sha256-verified', 'restored']));
+    expect(r.events.filter((e) => e.event === 'remote.task').map((e) => e.status)).toEqual(['RUNNING', 'STOPPED']);
+    expect(names).toEqual(expect.arrayContaining(['restore.manifest', 'restore.download.progress', 'restore.sha256-verified', 'restore.done']));
     expect(names.at(-1)).toBe('result');
     expect(r.events.at(-1)).toMatchObject({ event: 'result', created: true, sourceDatabase: 'fidelity' });
     // The password is in no request (RunTask, its overrides, the polls), no line of the task, no output here.

@@ -41,10 +41,10 @@ describe('restore', () => {
     const run = await runCli(['restore', '--latest', '--database', 'app', '--target-url', svc.pg.urlFor('copy1'), '--create'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     expect(run.result).toMatchObject({ status: 'restored', key, sourceDatabase: 'app', created: true });
-    expect(run.events.map((e) => e.event)).toEqual(expect.arrayContaining(['manifest', 'download', 'sha256-verified', 'restore', 'restored', 'result']));
+    expect(run.events.map((e) => e.event)).toEqual(expect.arrayContaining(['restore.manifest', 'restore.download.progress', 'restore.sha256-verified', 'restore.progress', 'restore.done', 'result']));
     // pg_restore's progress: tables done out of the archive's tables with data.
-    expect(run.events.find((e) => e.event === 'restore')).toMatchObject({ database: 'copy1', tablesDone: 0, tablesTotal: 4 });
-    expect(run.events.find((e) => e.event === 'restored')).toMatchObject({ database: 'copy1', tables: 4 });
+    expect(run.events.find((e) => e.event === 'restore.progress')).toMatchObject({ database: 'copy1', tablesDone: 0, tablesTotal: 4 });
+    expect(run.events.find((e) => e.event === 'restore.done')).toMatchObject({ database: 'copy1', tables: 4 });
     expect(await contentChecksums(svc.pg, 'copy1')).toEqual(source);
     expectNoSecret(run, NASTY_PASSWORD);
   });
@@ -60,7 +60,7 @@ describe('restore', () => {
     expect(refused.stderr).toMatch(/what to do: .*--clean/);
     expect(refused.events.find((e) => e.event === 'error')).toMatchObject({ error: 'TargetNotEmptyError', stage: 'restore' });
     // Refused before any download.
-    expect(refused.events.some((e) => e.event === 'download')).toBe(false);
+    expect(refused.events.some((e) => e.event === 'restore.download.progress')).toBe(false);
     expect((await svc.pg.query<{ n: string }>('select count(*) as n from orders', [], 'copy2'))[0]!.n).toBe('10');
 
     const cleaned = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('copy2'), '--clean', '--jobs', '2'], svc.env);
@@ -78,7 +78,7 @@ describe('restore', () => {
       expect(run.code).toBe(1);
       expect(run.stderr).toMatch(/does not match its manifest: sha256 [0-9a-f]{64}, manifest says [0-9a-f]{64}; nothing was restored/);
       expect(run.events.find((e) => e.event === 'error')).toMatchObject({ error: 'IntegrityError' });
-      expect(run.events.some((e) => e.event === 'restore')).toBe(false);
+      expect(run.events.some((e) => e.event === 'restore.progress')).toBe(false);
       expect(await databases(svc.pg)).not.toContain('never_created');
 
       await svc.pg.query('create database empty_target');

@@ -59,7 +59,7 @@ describe('backup, list, prune', () => {
     const run = await runCli(['backup', '--reason', 'test run'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     expect(run.events.at(-1)).toBe(run.result);
-    expect(run.events.map((e) => e.event)).toEqual(expect.arrayContaining(['run started', 'dump started', 'backup complete', 'run finished', 'result']));
+    expect(run.events.map((e) => e.event)).toEqual(expect.arrayContaining(['backup.started', 'backup.dump.started', 'backup.complete', 'backup.finished', 'result']));
     expect(run.result).toMatchObject({ status: 'succeeded', failures: [], backups: [{ database: 'app', bytes: expect.any(Number), sha256: expect.stringMatching(/^[0-9a-f]{64}$/) }] });
     const key = (run.result!.backups as { key: string }[])[0]!.key;
     expect(await listKeys(svc.clients, svc.bucket)).toEqual(expect.arrayContaining([key, `${key}.json`]));

@@ -23,7 +23,7 @@ describe('the CLI tells the truth, and only that', () => {
   it('run shows the dump progress (bytes streamed so far) as pg_dump streams', async () => {
     const run = await runCli(['backup', '--reason', 'progress'], svc.env);
     expect(run.code, run.stderr).toBe(0);
-    const dump = run.events.filter((e) => e.event === 'dump');
+    const dump = run.events.filter((e) => e.event === 'backup.dump.progress');
     expect(dump.length, run.stdout).toBeGreaterThan(0);
     expect(dump[0]).toMatchObject({ database: 'app', streaming: true, bytes: expect.any(Number) });
     expect(dump[0]!.bytes as number).toBeGreaterThan(0);

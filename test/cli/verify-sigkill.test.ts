@@ -80,7 +80,7 @@ it('the next verify --local stops the orphaned server and removes its folder and
     const timer = setTimeout(() => reject(new Error(`no restore event within 120 s: ${out.slice(-2000)}`)), 120_000);
     child.stdout.on('data', (b: Buffer) => {
       out += b.toString();
-      if (/"event":"restore"/.test(out)) {
+      if (/"event":"restore.progress"/.test(out)) {
         clearTimeout(timer);
         resolve();
       }

@@ -148,8 +148,8 @@ describe('restore', () => {
     const run = await runCli(['restore', '--key', key, '--identity-file', identityFile, '--target-url', svc.pg.urlFor('enc_copy'), '--create'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     expect(run.result).toMatchObject({ status: 'restored', key, sha256: manifest.sha256, decrypted: { bytes: manifest.plaintextBytes, sha256: manifest.plaintextSha256 } });
-    const order = run.events.map((e) => e.event).filter((e) => ['identity-matched', 'sha256-verified', 'decrypted', 'restore'].includes(e as string));
-    expect(order.slice(0, 4)).toEqual(['identity-matched', 'sha256-verified', 'decrypted', 'restore']);
+    const order = run.events.map((e) => e.event).filter((e) => ['restore.identity-matched', 'restore.sha256-verified', 'restore.decrypted', 'restore.progress'].includes(e as string));
+    expect(order.slice(0, 4)).toEqual(['restore.identity-matched', 'restore.sha256-verified', 'restore.decrypted', 'restore.progress']);
     expect(await compareDatabases({ pg: svc.pg, database: 'app' }, { pg: svc.pg, database: 'enc_copy' })).toEqual([]);
     expectNoIdentity(run);
     // Mode 0600: nothing to say about it.
@@ -180,7 +180,7 @@ describe('restore', () => {
       expect(run.code).toBe(1);
       expect(run.events.find((e) => e.event === 'error')).toMatchObject({ error: 'IdentityError', stage: 'decrypt' });
       expect(run.stderr).toMatch(new RegExp(`does not open backup .*fingerprints ${recipientFingerprint(recipient)}, ${recipientFingerprint(second)}.*nothing was restored`));
-      expect(run.events.some((e) => e.event === 'restore' || e.event === 'sha256-verified')).toBe(false);
+      expect(run.events.some((e) => e.event === 'restore.progress' || e.event === 'restore.sha256-verified')).toBe(false);
       expectNoIdentity(run);
     }
     expect(await databases(svc.pg)).not.toContain('never_wrong');
@@ -195,7 +195,7 @@ describe('restore', () => {
     expect(run.events.find((e) => e.event === 'error')).toMatchObject({ error: 'IdentityError' });
     expect(run.stderr).toMatch(/is encrypted with age .* no identity was given; nothing was restored/);
     expect(run.stderr).toMatch(/--identity-file .*--identity-secret .*AGE_IDENTITY_FILE/);
-    expect(run.events.some((e) => e.event === 'download')).toBe(false);
+    expect(run.events.some((e) => e.event === 'restore.download.progress')).toBe(false);
     expect(await state()).toBe(before);
   });
 
@@ -209,7 +209,7 @@ describe('restore', () => {
       expect(run.code).toBe(1);
       expect(run.events.find((e) => e.event === 'error')).toMatchObject({ error: 'IntegrityError' });
       expect(run.stderr).toMatch(/does not match its manifest: \d+ bytes downloaded, manifest says \d+ \(the age file is truncated/);
-      expect(run.events.some((e) => e.event === 'restore')).toBe(false);
+      expect(run.events.some((e) => e.event === 'restore.progress')).toBe(false);
       expect(await state()).toBe(before);
       expect(readdirSync(temp)).toEqual([]);
 

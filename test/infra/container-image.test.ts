@@ -188,8 +188,8 @@ describe('the Fargate image', () => {
       const r = await run(['run', '--database', 'app'], environmentFor(await secretFor({})));
       expect(r.code).toBe(1);
       const events = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-      expect(events.find((e) => e.event === 'connecting')).toMatchObject({ sslmode: 'verify-full' });
-      expect(events.find((e) => e.event === 'backup failed')).toMatchObject({ stage: 'connect', error: expect.stringMatching(/certificate/i) });
+      expect(events.find((e) => e.event === 'backup.connecting')).toMatchObject({ sslmode: 'verify-full' });
+      expect(events.find((e) => e.event === 'backup.failed')).toMatchObject({ stage: 'connect', error: expect.stringMatching(/certificate/i) });
     });
 
     it('restores the backup into a new database', async () => {

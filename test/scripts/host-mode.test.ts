@@ -85,7 +85,7 @@ describe('scripts/backup.sh', () => {
     const lines = run.out.trim().split('\n');
     for (const l of lines) expect(l).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z /);
     expect(run.out).toMatch(/backup starting \(reason: host-cron\)/);
-    expect(run.out).toMatch(/"event":"backup complete"/);
+    expect(run.out).toMatch(/"event":"backup.complete"/);
     expect(run.out).toMatch(/backup finished in \d+s/);
     expect(run.out).not.toContain(NASTY_PASSWORD);
     expect(run.out).not.toContain(encodeURIComponent(NASTY_PASSWORD));

@@ -55,7 +55,7 @@ describe('a manifest that describes another object is refused', () => {
       const restore = await runCli(['restore', '--key', appNew, '--target-url', svc.pg.urlFor('wrong_copy'), '--create'], svc.env);
       expect(restore.code, restore.stdout).toBe(1);
       expect(restore.stderr).toMatch(/does not describe .*its key is .*app2.*its database is "app2", not "app"; refusing to trust it/);
-      expect(restore.events.some((e) => e.event === 'download')).toBe(false);
+      expect(restore.events.some((e) => e.event === 'restore.download.progress')).toBe(false);
       expect(await databases(svc.pg)).not.toContain('wrong_copy');
 
       const verify = await runCli(['verify', '--key', appNew, '--scratch-url', svc.pg.urlFor('postgres')], svc.env);
