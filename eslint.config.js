@@ -29,6 +29,22 @@ export default tseslint.config(
     },
   },
   {
+    // Settings sit below every feature: the declarations, their checks and config.ts import none of
+    // them (a validator a setting needs moves down into engine/settings/).
+    files: ['engine/settings/**', 'engine/config.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['**/cli/*', '**/lambda/*', '**/infra/*', '**/scripts/*', '**/bench/*'], message: 'engine/ must not import a front door, infra, scripts or bench.' },
+            { regex: '^\\.\\.?/(?!settings/|errors\\.ts$|values\\.ts$|fields\\.ts$|settings\\.ts$)', message: 'config and settings import only engine/settings/ and errors.ts: move the validator down.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['cli/**', 'scripts/**', 'bench/**', 'test/**', 'infra/app.ts', 'bin/**'],
     rules: { 'no-console': 'off' },
   },

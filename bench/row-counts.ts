@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { withDumpSnapshot } from '../engine/backup/row-counts.ts';
+import { withDumpSnapshot } from '../engine/pg/row-counts.ts';
 import type { PgConnection } from '../engine/pg/connection.ts';
 import type { RowCountMode } from '../engine/store/manifest.ts';
 import { startEmbeddedPostgres } from '../scripts/local-services.ts';

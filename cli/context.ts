@@ -5,6 +5,8 @@
  */
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { DoctorClients } from './doctor-aws.ts';
+import type { CloudFormationClient } from '@aws-sdk/client-cloudformation';
+import type { RemoteTaskClients } from '../engine/restore/remote-task.ts';
 import { tmpdir } from 'node:os';
 import { parseKey } from '../engine/store/backup-key.ts';
 import { createStore } from '../engine/store/create.ts';
@@ -22,6 +24,15 @@ import { Output, type Stream } from './output.ts';
 import { loadIdentities, type IdentitySource } from '../engine/encryption.ts';
 import { LOCAL_PG_TOOLS } from './pg-tool.ts';
 
+
+/** The AWS clients of `restore --remote` / `verify --remote` (cli/remote.ts). */
+export interface RemoteClients extends RemoteTaskClients {
+  readonly cloudformation: Pick<CloudFormationClient, 'send'>;
+}
+
+/** What tests give instead of AWS: any of the remote clients, and the pause between two polls. */
+export type RemoteDeps = Partial<RemoteClients> & { readonly pollMs?: number };
+
 export interface CliIo {
   readonly stdout: Stream & { readonly isTTY?: boolean };
   readonly stderr: Stream;
@@ -31,33 +42,68 @@ export interface CliIo {
   readonly lambda?: () => Pick<LambdaClient, 'send'>;
   /** AWS clients `doctor` uses (tests inject them; default: real clients). */
   readonly aws?: Partial<DoctorClients>;
+  /** AWS clients `restore --remote` / `verify --remote` use (tests inject them; default: real clients). */
+  readonly remote?: RemoteDeps;
   /** Aborted on SIGTERM/SIGINT (reason: an InterruptedError): commands stop and clean up. */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * Where the AWS SDK reads AWS_REGION and AWS_PROFILE: the process's environment (the real
+   * program passes process.env). `--region` and `--profile` are written there; without it they
+   * reach only the configuration (tests running the program in-process inject their clients).
+   */
+  readonly sdkEnv?: NodeJS.ProcessEnv | undefined;
 }
+
+/** The variables of the global options the AWS SDK itself reads. */
+const SDK_VARIABLES = ['AWS_REGION', 'AWS_PROFILE'] as const;
 
 export class CliContext {
   readonly out: Output;
   /** Where the engine reports: the CLI's lines (cli/events.ts). */
   readonly events: EventSink;
-  readonly env: Env;
+  private envValue: Env;
+  private readonly sdkEnv: NodeJS.ProcessEnv | undefined;
   readonly now: () => number;
   private config: Config | undefined;
   private depsValue: Deps | undefined;
   private storeValue: BackupStore | undefined;
   readonly lambda: (() => Pick<LambdaClient, 'send'>) | undefined;
   readonly aws: Partial<DoctorClients> | undefined;
+  readonly remote: RemoteDeps | undefined;
   /** Never aborted when the caller gave none (tests running the program in-process). */
   readonly signal: AbortSignal;
 
   constructor(io: CliIo) {
-    this.env = io.env;
+    this.envValue = io.env;
+    this.sdkEnv = io.sdkEnv;
     this.signal = io.signal ?? new AbortController().signal;
     this.lambda = io.lambda;
     this.aws = io.aws;
+    this.remote = io.remote;
     this.now = io.now ?? Date.now;
     this.out = new Output({ stdout: io.stdout, stderr: io.stderr, tty: io.stdout.isTTY === true, now: this.now });
     this.out.addSecret(passwordOf(io.env.DATABASE_URL));
     this.events = cliEvents(this.out);
+  }
+
+  /** The environment, with the global options' variables (`--bucket` is BACKUP_BUCKET, …) over it. */
+  get env(): Env {
+    return this.envValue;
+  }
+
+  /**
+   * Sets variables for this command (the global options: main.ts GLOBAL_OPTIONS), winning over
+   * the environment; called before the command's action reads any configuration.
+   */
+  useVariables(variables: Readonly<Record<string, string>>): void {
+    if (Object.keys(variables).length === 0) return;
+    this.envValue = { ...this.envValue, ...variables };
+    for (const name of SDK_VARIABLES) {
+      const value = variables[name];
+      if (value !== undefined && this.sdkEnv) this.sdkEnv[name] = value;
+    }
+    this.config = undefined;
+    this.depsValue = undefined;
   }
 
   /**

@@ -2,7 +2,7 @@
  * `pg-s3-backup doctor`: what would fail tonight, before it does. By default it checks the
  * deployed stack from the operator's machine (cli/doctor-aws.ts), the function's own check mode
  * included; `--local` runs the engine's checks here with the CLI's configuration (host mode).
- * Human output with ✓/!/✗ and what to do, or `--json`; exit 0 when nothing failed (warnings
+ * Human output with ✓/!/✗ and what to do, or JSON (the checks in the result line); exit 0 when nothing failed (warnings
  * allowed), 1 when a check failed, 2 on a usage error.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
@@ -13,7 +13,7 @@ import { createDeps } from '../engine/deps.ts';
 import { noMetrics, silentLog } from '../engine/observability.ts';
 import { deployedChecks, doctorClients } from './doctor-aws.ts';
 import type { CliContext } from './context.ts';
-import { collect, EXIT, ExitCode } from './options.ts';
+import { collect, DEFAULT_STACK_NAME, EXIT, ExitCode } from './options.ts';
 import { LOCAL_PG_TOOLS } from './pg-tool.ts';
 
 interface DoctorOpts {
@@ -21,12 +21,10 @@ interface DoctorOpts {
   readonly function?: string;
   readonly local?: boolean;
   readonly database?: string[];
-  readonly json?: boolean;
   readonly alarmTest: boolean;
   readonly alarmTimeout: number;
 }
 
-export const DEFAULT_STACK_NAME = 'PgS3Backup';
 
 function seconds(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 900) throw new InvalidArgumentError('expected a whole number of seconds from 1 to 900');
@@ -43,7 +41,6 @@ export function registerDoctor(program: Command, ctx: CliContext): void {
     .option('--database <name>', 'with --local: check this database instead of the configured ones (repeatable)', collect)
     .option('--no-alarm-test', 'do not set each alarm\'s state to test its delivery (the test sends one notification per alarm)')
     .option('--alarm-timeout <seconds>', 'how long to wait for each alarm\'s notification to show in its history', seconds, 60)
-    .option('--json', 'print the checks as one JSON document')
     .action(async (opts: DoctorOpts, command: Command) => {
       if (opts.database && !opts.local) throw new UsageError('--database goes with --local (the deployed function checks its configured databases)', { hint: 'Run pg-s3-backup doctor --help.' });
       if (opts.local && command.getOptionValueSource('stack') === 'cli') throw new UsageError('--stack and --local exclude each other', { hint: 'Run pg-s3-backup doctor --help.' });
@@ -55,8 +52,10 @@ export function registerDoctor(program: Command, ctx: CliContext): void {
         now: ctx.now,
       }));
       const mode = opts.local ? 'local' : 'deployed';
-      if (opts.json) ctx.out.print(JSON.stringify({ ok: result.ok, mode, ...(opts.local ? {} : { stack: opts.stack }), checks: result.checks }, null, 2));
-      else ctx.out.print(formatReport(result, opts.local ? 'pg-s3-backup doctor --local: this machine\'s configuration' : `pg-s3-backup doctor: stack ${opts.stack}`));
+      ctx.out.result(
+        { ok: result.ok, mode, ...(opts.local ? {} : { stack: opts.stack }), checks: result.checks },
+        formatReport(result, opts.local ? 'pg-s3-backup doctor --local: this machine\'s configuration' : `pg-s3-backup doctor: stack ${opts.stack}`),
+      );
       if (!result.ok) throw new ExitCode(EXIT.failure);
     });
 }

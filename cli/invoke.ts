@@ -4,6 +4,13 @@ import type { Command } from 'commander';
 import { ConnectError, UsageError } from '../engine/errors.ts';
 import type { CliContext } from './context.ts';
 import { collect, EXIT, ExitCode } from './options.ts';
+import { describeRun } from './run-text.ts';
+import type { RunResult } from '../engine/backup/backup.ts';
+
+function isRunResult(body: unknown): body is RunResult {
+  const b = body as Partial<Record<keyof RunResult, unknown>> | null;
+  return typeof b === 'object' && b !== null && typeof b.status === 'string' && Array.isArray(b.backups) && Array.isArray(b.failures) && Array.isArray(b.pruned);
+}
 
 interface InvokeOpts {
   readonly function?: string;
@@ -28,14 +35,14 @@ export function registerInvoke(program: Command, ctx: CliContext): void {
     .option('--function <name>', 'function name or ARN (default: BACKUP_FUNCTION_NAME; stack output FunctionName)')
     .option('--database <name>', 'back up this database instead of the configured ones (repeatable)', collect)
     .option('--reason <text>', 'recorded in the manifest', 'on-demand')
-    .option('--dry-run', 'the function reports what pruning would delete without deleting')
+    .option('--dry-run', 'the function takes the backup but only reports what pruning would delete (the event\'s dryRun; `backup --dry-run` is the one that writes nothing)')
     .action(async (opts: InvokeOpts) => {
       const functionName = opts.function ?? ctx.env.BACKUP_FUNCTION_NAME?.trim();
       if (!functionName) {
         throw new UsageError('no function to invoke', { hint: 'Pass --function NAME or set BACKUP_FUNCTION_NAME (the stack output FunctionName).' });
       }
       const payload = invokePayload(opts);
-      ctx.out.progress({ event: 'invoking', function: functionName, payload });
+      ctx.out.progress({ event: 'invoke.started', function: functionName, payload }, { line: `invoking ${functionName} (waits for the backup, up to 15 minutes)` });
       // A backup may run for the function's whole 15 minutes: the HTTP request must outlive it,
       // and no longer (without throwOnRequestTimeout the SDK only logs a breached timeout).
       const client = ctx.lambda?.() ?? new LambdaClient({ requestHandler: { connectionTimeout: 10_000, requestTimeout: 16 * 60_000, throwOnRequestTimeout: true }, maxAttempts: 1 });
@@ -65,6 +72,8 @@ export function registerInvoke(program: Command, ctx: CliContext): void {
         });
         throw new ExitCode(EXIT.failure);
       }
-      ctx.out.result({ function: functionName, statusCode: res.StatusCode, result: body }, `${functionName} answered:\n${JSON.stringify(body, null, 2)}`);
+      // A backup's result reads as `run`'s does; anything else (an older function's answer) as it came.
+      const shown = isRunResult(body) ? describeRun(body) : JSON.stringify(body, null, 2);
+      ctx.out.result({ function: functionName, statusCode: res.StatusCode, result: body }, `${functionName} answered:\n${shown}`);
     });
 }

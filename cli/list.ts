@@ -41,7 +41,6 @@ export interface ListedBackup {
 
 interface ListOpts {
   readonly database?: string;
-  readonly json?: boolean;
   readonly all?: boolean;
 }
 
@@ -51,12 +50,10 @@ export function registerList(program: Command, ctx: CliContext): void {
     .description('complete backups, newest first (by when they were taken, capped by S3\'s clock): database, time, size, sha256, key, and the last restore drill\'s result; backups with an unreadable manifest are reported and skipped')
     .option('--database <name>', 'only this database')
     .option('--all', 'also show incomplete backups (a dump without its manifest, or with an unreadable one), marked INCOMPLETE / UNREADABLE')
-    .option('--json', 'print a JSON array')
     .action(async (opts: ListOpts) => {
-      if (opts.json) ctx.out.quiet();
       const rows = await listAll(ctx, opts);
-      if (opts.json) ctx.out.print(JSON.stringify(rows, null, 2));
-      else ctx.out.print(table(rows));
+      // JSON: the rows in the result line (`{"event":"result","backups":[…]}`), warnings before it.
+      ctx.out.result({ backups: rows }, table(rows));
     });
 }
 

@@ -8,32 +8,70 @@ import { InterruptedError, PgS3BackupError } from '../engine/errors.ts';
 import { redactUrls } from '../engine/redact.ts';
 import { TOOL_VERSION } from '../engine/version.ts';
 import type { CliContext, CliIo } from './context.ts';
-import { EXIT, ExitCode } from './options.ts';
+import { EXIT, ExitCode, outputOptions } from './options.ts';
+import type { OutputFormat } from './output.ts';
 
 type Register = (program: Command, ctx: CliContext) => void;
 
 /**
  * Every command, in help order, with the one-line summary the command list shows. A command's
  * module (its options, the engine and AWS clients it needs) is imported only when that command
- * runs: `--help` and a mistyped command load none of them.
+ * runs: `--help` and a mistyped command load none of them. `piped`: the output format when stdout
+ * is not a terminal (cli/options.ts outputOptions; default json): text for the reports people read.
  */
-export const COMMANDS: readonly { readonly name: string; readonly summary: string; readonly load: () => Promise<Register> }[] = [
-  { name: 'run', summary: 'take a backup now from this machine (the Lambda function\'s pipeline)', load: async () => (await import('./run.ts')).registerRun },
+export const COMMANDS: readonly {
+  readonly name: string;
+  /** Other names that run it (`run`, the backup's first name: crontabs and scripts use it). */
+  readonly aliases?: readonly string[];
+  /** Plumbing for scripts, left out of the command list. */
+  readonly hidden?: boolean;
+  readonly summary: string;
+  readonly load: () => Promise<Register>;
+  /** The output format when stdout is not a terminal (default json): text for the reports people read. */
+  readonly piped?: OutputFormat;
+}[] = [
+  { name: 'backup', aliases: ['run'], summary: 'take a backup now from this machine (the Lambda function\'s pipeline; --dry-run writes nothing)', load: async () => (await import('./run.ts')).registerRun },
   { name: 'invoke', summary: 'ask the deployed Lambda function for a backup now', load: async () => (await import('./invoke.ts')).registerInvoke },
-  { name: 'list', summary: 'complete backups, newest first, with the last restore drill\'s result', load: async () => (await import('./list.ts')).registerList },
+  { name: 'list', summary: 'complete backups, newest first, with the last restore drill\'s result', load: async () => (await import('./list.ts')).registerList, piped: 'text' },
   { name: 'status', summary: 'one screen for the whole bucket: each database\'s newest backup, its age, size trend and last drill; exit 1 when one is overdue', load: async () => (await import('./status.ts')).registerStatus },
   { name: 'restore', summary: 'download a backup, check its SHA-256, pg_restore it into --target-url', load: async () => (await import('./restore.ts')).registerRestore },
   { name: 'verify', summary: 'the restore drill: restore into a scratch database and report; exit 1 on any problem', load: async () => (await import('./verify.ts')).registerVerify },
   { name: 'prune', summary: 'delete backups kept by no retention rule, and day-old incomplete leftovers', load: async () => (await import('./prune.ts')).registerPrune },
-  { name: 'doctor', summary: 'check what tonight\'s backup needs, without taking one', load: async () => (await import('./doctor.ts')).registerDoctor },
-  { name: 'alert', summary: 'report a failure that happened outside a run (host mode uses it)', load: async () => (await import('./alert.ts')).registerAlert },
+  { name: 'doctor', summary: 'check what tonight\'s backup needs, without taking one', load: async () => (await import('./doctor.ts')).registerDoctor, piped: 'text' },
+  { name: 'alert', hidden: true, summary: 'report a failure that happened outside a run (host mode uses it)', load: async () => (await import('./alert.ts')).registerAlert },
 ];
+
+/**
+ * The options every command takes, each the same as its variable set for this one command (the
+ * option wins over the environment). `--profile` is AWS_PROFILE: it picks a profile of the AWS
+ * shared config and credentials files for every AWS client (credentials in AWS_ACCESS_KEY_ID…
+ * still come first, as with AWS_PROFILE).
+ */
+export const GLOBAL_OPTIONS = [
+  { flag: '--bucket <name>', key: 'bucket', variable: 'BACKUP_BUCKET', help: 'the bucket of the backups (e.g. the replica\'s)' },
+  { flag: '--prefix <prefix>', key: 'prefix', variable: 'BACKUP_PREFIX', help: 'the key prefix of the backups' },
+  { flag: '--region <region>', key: 'region', variable: 'AWS_REGION', help: 'the AWS region of every AWS call' },
+  { flag: '--profile <name>', key: 'profile', variable: 'AWS_PROFILE', help: 'the AWS shared-config profile for credentials and region' },
+] as const;
+
+/** The environment variables the global options given set (program.opts() of commander). */
+export function globalOptionVariables(opts: Readonly<Record<string, unknown>>): Record<string, string> {
+  const set: Record<string, string> = {};
+  for (const o of GLOBAL_OPTIONS) if (typeof opts[o.key] === 'string') set[o.variable] = opts[o.key] as string;
+  return set;
+}
 
 /** The command `argv` runs (`help X` asks about X), or undefined (top-level help, version, a typo). */
 export function commandIn(argv: readonly string[]): (typeof COMMANDS)[number] | undefined {
-  const words = argv.filter((a) => !a.startsWith('-'));
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    // `--bucket replica list`: the option's value is no command.
+    if (GLOBAL_OPTIONS.some((o) => o.flag.split(' ')[0] === a)) i++;
+    else if (!a.startsWith('-')) words.push(a);
+  }
   const name = words[0] === 'help' ? words[1] : words[0];
-  return COMMANDS.find((c) => c.name === name);
+  return COMMANDS.find((c) => c.name === name || c.aliases?.includes(name ?? '') === true);
 }
 
 /**
@@ -45,19 +83,27 @@ export async function buildProgram(argv: readonly string[], ctx: () => Promise<C
     .description('PostgreSQL backups in S3: back up, list, verify and restore (the same core as the Lambda function)')
     .version(TOOL_VERSION)
     .showHelpAfterError('(run with --help for usage)')
-    // Every command has options; the ones not loaded declare none yet.
-    .configureHelp({ subcommandTerm: (cmd) => (COMMANDS.some((c) => c.name === cmd.name()) ? `${cmd.name()} [options]` : new Help().subcommandTerm(cmd)) })
+    // Every command has options; the ones not loaded declare none yet. An alias shows as `backup|run`.
+    .configureHelp({ showGlobalOptions: true, subcommandTerm: (cmd) => (COMMANDS.some((c) => c.name === cmd.name()) ? `${[cmd.name(), ...cmd.aliases()].join('|')} [options]` : new Help().subcommandTerm(cmd)) })
     .addHelpText(
       'after',
       '\nConfiguration comes from the environment: BACKUP_BUCKET, BACKUP_PREFIX, RETENTION_COUNT, DB_SECRET_ID or DATABASE_URL,\n' +
         'DATABASES, PG_DUMP_BIN, S3_FORCE_PATH_STYLE, AWS_REGION, AWS_ENDPOINT_URL_S3, … (see docs/operations.md).\n' +
+        '--bucket, --prefix, --region and --profile win over BACKUP_BUCKET, BACKUP_PREFIX, AWS_REGION and AWS_PROFILE\n' +
+        '(e.g. `pg-s3-backup --bucket my-backups-replica --region eu-central-1 list`); they go before or after the command.\n' +
         'Run `pg-s3-backup <command> --help` for a command\'s options.\n' +
         'Exit codes: 0 success, 1 failure, 2 usage error.',
     );
+  for (const o of GLOBAL_OPTIONS) program.option(o.flag, `${o.help}; wins over ${o.variable}`);
+  // Before any command's action reads its configuration or makes an AWS client.
+  program.hook('preAction', async () => (await ctx()).useVariables(globalOptionVariables(program.opts())));
   const wanted = commandIn(argv);
   for (const command of COMMANDS) {
-    if (command === wanted) (await command.load())(program, await ctx());
-    else program.command(command.name).summary(command.summary);
+    if (command === wanted) {
+      (await command.load())(program, await ctx());
+      // Every command has the same output options (docs/operations.md, "Output").
+      outputOptions(program.commands.at(-1)!, (await ctx()).out, command.piped ?? 'json');
+    } else program.command(command.name, { hidden: command.hidden === true }).aliases(command.aliases ?? []).summary(command.summary);
   }
   return program;
 }
@@ -69,25 +115,28 @@ export function signalExitCode(signal: NodeJS.Signals): number {
 
 /** Runs the CLI on `argv` (without node and script) and returns the exit code. */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
-  const code = await mainInner(argv, io);
-  // An interrupted command has cleaned up (pg_dump stopped, upload aborted, temp files and scratch
-  // database removed, alert sent) and says so by its exit status, whatever it ended with.
-  const reason = io.signal?.aborted ? (io.signal.reason as unknown) : undefined;
-  return reason instanceof InterruptedError ? signalExitCode(reason.signal) : code;
-}
-
-async function mainInner(argv: readonly string[], io: CliIo): Promise<number> {
   // The context (configuration, output, the engine's dependencies) is only made for a command
   // that runs: help and usage errors need none of it.
   let ctx: CliContext | undefined;
   const context = async () => (ctx ??= new (await import('./context.ts')).CliContext(io));
+  const inner = await mainInner(argv, io, context, () => ctx);
+  // An interrupted command has cleaned up (pg_dump stopped, upload aborted, temp files and scratch
+  // database removed, alert sent) and says so by its exit status, whatever it ended with.
+  const reason = io.signal?.aborted ? (io.signal.reason as unknown) : undefined;
+  const code = reason instanceof InterruptedError ? signalExitCode(reason.signal) : inner;
+  // JSON mode's last line is the result, a failed or interrupted command's too.
+  (ctx as CliContext | undefined)?.out.finish(code);
+  return code;
+}
+
+async function mainInner(argv: readonly string[], io: CliIo, context: () => Promise<CliContext>, made: () => CliContext | undefined): Promise<number> {
   try {
     const program = await buildProgram(argv, context);
     const configure = (cmd: Command) => {
       cmd.exitOverride().configureOutput({
         writeOut: (s) => io.stdout.write(s),
         // A usage error may echo a URL with its password before any command has loaded.
-        writeErr: (s) => io.stderr.write(ctx ? ctx.out.redact(s) : redactUrls(s)),
+        writeErr: (s) => io.stderr.write(made()?.out.redact(s) ?? redactUrls(s)),
       });
       cmd.commands.forEach(configure);
     };
@@ -106,8 +155,8 @@ async function mainInner(argv: readonly string[], io: CliIo): Promise<number> {
       return err.stage === 'usage' ? EXIT.usage : EXIT.failure;
     }
     const e = err instanceof Error ? err : new Error(String(err));
-    out.error({ name: e.name, message: e.message, hint: 'This is unexpected: run again with PG_S3_BACKUP_DEBUG=1 for the stack trace, and report it.' });
-    if (io.env.PG_S3_BACKUP_DEBUG) io.stderr.write(out.redact(`${e.stack ?? ''}\n`));
+    out.error({ name: e.name, message: e.message, hint: 'This is unexpected: run again with --verbose (or PG_S3_BACKUP_DEBUG=1) for the stack trace, and report it.' });
+    if (io.env.PG_S3_BACKUP_DEBUG || out.verbose) io.stderr.write(out.redact(`${e.stack ?? ''}\n`));
     return EXIT.failure;
   }
 }
@@ -145,7 +194,7 @@ export async function runFromProcess(): Promise<void> {
     if (!interrupt.signal.aborted) process.exit(process.exitCode ?? EXIT.ok);
   });
   process.stderr.on('error', () => {});
-  const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: interrupt.signal });
+  const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, sdkEnv: process.env, signal: interrupt.signal });
   if (forced) clearTimeout(forced);
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);

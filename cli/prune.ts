@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { pruneDatabase, pruneGlobals, type PruneResult } from '../engine/backup/retention.ts';
 import type { StaleUploadsResult } from '../engine/store/stale-uploads.ts';
 import type { CliContext } from './context.ts';
+import { databaseLabel } from './events.ts';
 import { collect } from './options.ts';
 
 interface PruneOpts {
@@ -50,7 +51,7 @@ function describePrune(s: { retentionCount: number; gfs: { daily: number; weekly
   return [
     ...s.databases.map((r) =>
       [
-        `${r.database}: kept ${r.kept.length} (${rules}), ${verb} ${r.deleted.length} object(s)`,
+        `${databaseLabel(r.database)}: kept ${r.kept.length} (${rules}), ${verb} ${r.deleted.length} object(s)`,
         ...r.deleted.map((k) => `  ${k}`),
         ...r.locked.map((l) => `  left in place, under Object Lock${l.retainUntil ? ` until ${l.retainUntil}` : ''}${l.legalHold ? ' (legal hold)' : ''}: ${l.key}`),
         ...r.unreadable.map((k) => `  left in place, not counted (unreadable manifest): ${k}`),

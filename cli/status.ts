@@ -16,7 +16,7 @@ import { computeStatus, DAILY_MAX_AGE_HOURS, formatHours, maxAgeForRuns, SIZE_WI
 import type { StoredBackup } from '../engine/store/s3-store.ts';
 import type { BackupSource } from '../engine/store/store.ts';
 import type { CliContext } from './context.ts';
-import { DEFAULT_STACK_NAME } from './doctor.ts';
+import { DEFAULT_STACK_NAME } from './options.ts';
 import { listResources, stackAlarms, type DoctorClients } from './doctor-aws.ts';
 import { nextRuns } from './next-run.ts';
 import { EXIT, ExitCode } from './options.ts';
@@ -26,7 +26,6 @@ interface StatusOpts {
   readonly maxAgeHours?: number;
   /** false with --no-stack. */
   readonly stack: string | false;
-  readonly json?: boolean;
 }
 
 /** Databases read at once: a bucket of twenty databases is one screen in a few seconds, not twenty round trips in a row. */
@@ -45,9 +44,7 @@ export function registerStatus(program: Command, ctx: CliContext): void {
     .option('--max-age-hours <hours>', `how old the newest complete backup may be (default: the deployed schedule's interval + 2 h; without a readable stack ${DAILY_MAX_AGE_HOURS} h, a daily schedule)`, hours)
     .addOption(new Option('--stack <name>', 'CloudFormation stack name, for its alarms and schedule (the context key stackName)').env('PG_S3_BACKUP_STACK').default(DEFAULT_STACK_NAME))
     .option('--no-stack', 'do not look for the deployed stack (host mode, another S3-compatible store)')
-    .option('--json', 'print JSON lines: one event per database and alarm, then a final result line')
     .action(async (opts: StatusOpts) => {
-      const json = opts.json === true || !ctx.out.tty;
       const config = ctx.cfg({ needsCredentials: false });
       const store = ctx.store();
       const now = new Date(ctx.now());
@@ -73,15 +70,10 @@ export function registerStatus(program: Command, ctx: CliContext): void {
         stack: { name: deployed.stack, state: deployed.state, ...(deployed.detail ? { detail: deployed.detail } : {}), ...(deployed.dashboardUrl ? { dashboardUrl: deployed.dashboardUrl } : {}) },
         alarmsInAlarm: (deployed.alarms ?? []).filter((a) => a.state === 'ALARM').map((a) => a.name),
       };
-      if (json) {
-        const time = now.toISOString();
-        const line = (value: object) => ctx.out.print(JSON.stringify(value));
-        for (const d of report.databases) line({ event: 'database status', time, ...d });
-        for (const a of deployed.alarms ?? []) line({ event: 'alarm state', time, ...a });
-        line({ event: 'result', ...result });
-      } else {
-        ctx.out.print(formatStatus(report, { bucket: store.bucket, prefix: store.prefix, maxAgeFrom: maxAge.source, deployed }));
-      }
+      // JSON: one line per database and alarm, then the result; text: the screen.
+      for (const d of report.databases) ctx.out.event({ event: 'status.database', ...d });
+      for (const a of deployed.alarms ?? []) ctx.out.event({ event: 'status.alarm', ...a });
+      ctx.out.result(result, formatStatus(report, { bucket: store.bucket, prefix: store.prefix, maxAgeFrom: maxAge.source, deployed }));
       if (!result.ok) throw new ExitCode(EXIT.failure);
     });
 }

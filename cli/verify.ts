@@ -1,4 +1,4 @@
-/** `pg-s3-backup verify`: the restore drill, with a report (JSON when asked or when not on a terminal). */
+/** `pg-s3-backup verify`: the restore drill, with a report (the result line in JSON mode). */
 import type { Command } from 'commander';
 import { PgS3BackupError } from '../engine/errors.ts';
 import { subjectText, SUBJECT_PREFIX } from '../engine/notify.ts';
@@ -8,44 +8,49 @@ import { resolveServerLayer } from './pg-tool.ts';
 import type { CliContext } from './context.ts';
 import { backupSelectionOptions, EXIT, ExitCode, type BackupSelectionOpts } from './options.ts';
 import { formatBytes, formatDuration } from './output.ts';
+import { remoteOptions, runRemote, secretServer, taskCommand, type RemoteOpts } from './remote.ts';
 
-interface VerifyOpts extends BackupSelectionOpts {
+interface VerifyOpts extends BackupSelectionOpts, RemoteOpts {
   readonly scratchUrl?: string;
+  readonly scratchSecret?: string;
   readonly local?: boolean;
   readonly serverLayer?: string;
-  readonly json?: boolean;
   readonly alert?: boolean;
 }
 
 export function registerVerify(program: Command, ctx: CliContext): void {
-  backupSelectionOptions(program.command('verify'))
+  remoteOptions(backupSelectionOptions(program.command('verify')))
     .description(
       'the restore drill: SHA-256 against the manifest, pg_restore --list, a full restore into a scratch database ' +
         'created and dropped on --scratch-url\'s server, or on a throwaway server started for it (--local), then a report ' +
         '(tables, rows, sizes, time); exit 1 on any problem',
     )
     .option('--scratch-url <url>', 'postgresql://USER[:PASSWORD]@HOST:PORT/postgres: a server where a scratch database may be created (needs CREATEDB)')
+    .option('--scratch-secret <arn|name>', 'instead of --scratch-url: a Secrets Manager secret in RDS format naming that server (its dbname, default postgres, is where to connect)')
     .option('--local', 'restore into a throwaway PostgreSQL 18 started in a temporary folder from the pg-server layer, and removed after (no server to provide)')
     .option('--server-layer <dir>', 'with --local: the pg-server layer root (default: /opt/pg-server, else the one built in this repository)')
-    .option('--json', 'print the report as JSON (the default when standard output is not a terminal)')
     .option('--alert', 'also publish the report to ALERT_TOPIC_ARN (whatever the outcome: a drill that passed is news too)')
-    .action(async (opts: VerifyOpts) => {
-      if (opts.json) ctx.out.quiet();
-      if (Boolean(opts.local) === Boolean(opts.scratchUrl)) {
-        throw new UsageError('verify needs exactly one of --scratch-url and --local', {
+    .action(async (opts: VerifyOpts, command: Command) => {
+      if ([opts.local, opts.scratchUrl, opts.scratchSecret].filter(Boolean).length !== 1) {
+        throw new UsageError('verify needs exactly one of --scratch-url, --scratch-secret and --local', {
           hint: '--local starts a throwaway server on this machine (npm run build:layer:server once); --scratch-url uses a server you provide.',
         });
       }
       if (opts.serverLayer && !opts.local) throw new UsageError('--server-layer goes with --local');
       const layerRoot = opts.local ? resolveServerLayer(opts.serverLayer) : undefined;
-      const scratch = opts.scratchUrl ? ctx.target(opts.scratchUrl, '--scratch-url') : undefined;
+      if (opts.remote) {
+        const secrets = [opts.scratchSecret, opts.identitySecret].filter((s): s is string => s !== undefined);
+        // The task prints its report as its result line; this side renders it as the operator asked.
+        const command_ = taskCommand(command, ['--scratch-secret']);
+        return runRemote(ctx, opts, { command: command_, secrets, show: (r: VerifyReport) => ctx.out.result(r, describeReport(r)) });
+      }
+      const scratch = opts.scratchUrl ? ctx.target(opts.scratchUrl, '--scratch-url') : opts.scratchSecret ? await secretServer(ctx, opts.scratchSecret, undefined, 'postgres') : undefined;
       const key = await ctx.selectBackup(opts);
       const deps = ctx.restoreDeps(opts.tempDir, opts);
       const report = scratch
         ? await verifyBackup(deps, { key, scratch, jobs: opts.jobs })
         : await verifyOnThrowawayServer(deps, { key, jobs: opts.jobs, server: { layerRoot, parentDir: opts.tempDir } });
-      if (opts.json) ctx.out.print(JSON.stringify(report, null, 2));
-      else ctx.out.result(report, describeReport(report));
+      ctx.out.result(report, describeReport(report));
       if (opts.alert) {
         const subject = subjectText(`${SUBJECT_PREFIX} restore drill ${report.status === 'ok' ? 'OK' : 'FAILED'}: ${report.database ?? report.key}`);
         const delivery = await ctx.deps().alerts.send({ kind: report.status === 'ok' ? 'news' : 'failed', message: { subject, body: JSON.stringify(report, null, 2) } });

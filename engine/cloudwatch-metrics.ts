@@ -34,7 +34,7 @@ export function cloudWatchMetrics(client: Pick<CloudWatchClient, 'send'>, emit: 
     try {
       await client.send(new PutMetricDataCommand({ Namespace: METRIC_NAMESPACE, MetricData: backupMetricData(m, now()) }));
     } catch (err) {
-      emit({ event: 'metrics not sent', stage: 'notify', database: m.database, error: redact(`${(err as Error).name}: ${(err as Error).message}`, []) });
+      emit({ event: 'metrics.not-sent', stage: 'notify', database: m.database, error: redact(`${(err as Error).name}: ${(err as Error).message}`, []) });
     }
   };
 }

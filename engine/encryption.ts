@@ -24,24 +24,13 @@ import { open } from 'node:fs/promises';
 import { pipeline, Readable } from 'node:stream';
 import { ByteQueue, NONCE_BYTES, openPayload, sealPayload, TAG_BYTES } from './age-payload.ts';
 import { DecryptionError, IdentityError } from './errors.ts';
+import type { IdentitySource } from './settings/values.ts';
 
 /** What the manifest says about an encrypted dump. */
 export const ENCRYPTION_FORMAT = 'age';
 
-/** An X25519 recipient: `age1` and 58 bech32 characters (32 bytes and the checksum). */
-const RECIPIENT_SHAPE = /^age1[02-9ac-hj-np-z]{58}$/;
-
-/** Why `recipient` is not an age X25519 recipient, or undefined when it is one. */
-export function recipientProblem(recipient: string): string | undefined {
-  if (recipient.startsWith('AGE-SECRET-KEY-')) return 'is an age identity (a secret key), not a recipient: give the public key (age1…) that age-keygen prints, and keep the identity away from the backup function';
-  if (!RECIPIENT_SHAPE.test(recipient)) return 'is not an age X25519 recipient (age1 followed by 58 lowercase bech32 characters)';
-  try {
-    new Encrypter().addRecipient(recipient);
-  } catch {
-    return 'is not a valid age recipient (its bech32 checksum does not match: a character was changed or lost)';
-  }
-  return undefined;
-}
+/** The recipient check lives below the configuration, which checks ENCRYPT_RECIPIENTS with it. */
+export { recipientProblem } from './settings/values.ts';
 
 /**
  * The fingerprint the manifest records for a recipient: the first 16 hex digits (64 bits) of the
@@ -119,7 +108,7 @@ async function readHeader(source: AsyncIterator<Uint8Array>, queue: ByteQueue): 
 }
 
 /** Where the identity comes from: a file (`--identity-file`, AGE_IDENTITY_FILE) or a secret (`--identity-secret`, AGE_IDENTITY_SECRET_ARN). */
-export type IdentitySource = { readonly kind: 'file'; readonly path: string } | { readonly kind: 'secret'; readonly secretId: string };
+export type { IdentitySource };
 
 export function describeIdentitySource(source: IdentitySource): string {
   return source.kind === 'file' ? `identity file ${source.path}` : `identity secret ${source.secretId}`;

@@ -19,6 +19,7 @@ export type Stage =
   | 'verify'
   | 'decrypt'
   | 'drill'
+  | 'remote'
   | 'usage';
 
 export interface PgS3BackupErrorOptions extends ErrorOptions {
@@ -105,7 +106,7 @@ export function dumpHint(outcome: ProcessOutcome): string {
     return 'The backup role lacks read access: grant it pg_read_all_data (PostgreSQL 14+) or SELECT on every table and sequence and USAGE on every schema (README.md, "The database role").';
   }
   if (/password authentication|connection to server/i.test(text)) return 'pg_dump could not connect: check the secret, the network path and sslmode.';
-  return 'Read pg_dump\'s messages above; run the same pg_dump by hand (CLI `pg-s3-backup run`) to reproduce.';
+  return 'Read pg_dump\'s messages above; run the same pg_dump by hand (CLI `pg-s3-backup backup`) to reproduce.';
 }
 
 /** The on-demand event is malformed: an unknown field or a wrong type, named in the message. */
@@ -350,5 +351,17 @@ export class DecryptionError extends PgS3BackupError {
       ...options,
     });
     this.name = 'DecryptionError';
+  }
+}
+
+/**
+ * `restore --remote` / `verify --remote`: the Fargate task could not be started, was stopped, did
+ * not end in time, or could not be followed. The restore's own failure is not this: the task's
+ * error is reported as it is, with the task's exit code.
+ */
+export class RemoteTaskError extends PgS3BackupError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super('remote', message, options);
+    this.name = 'RemoteTaskError';
   }
 }

@@ -43,15 +43,15 @@ export async function pingHeartbeat(base: string, outcome: HeartbeatOutcome, opt
     // The body is not needed; reading it frees the connection.
     await res.arrayBuffer().catch(() => undefined);
     if (!res.ok) {
-      options.events({ event: 'heartbeat ping refused', stage: 'notify', outcome, heartbeat: origin, status: res.status });
+      options.events({ event: 'heartbeat.refused', stage: 'notify', outcome, heartbeat: origin, status: res.status });
       return false;
     }
-    options.events({ event: 'heartbeat sent', stage: 'notify', outcome, heartbeat: origin });
+    options.events({ event: 'heartbeat.sent', stage: 'notify', outcome, heartbeat: origin });
     return true;
   } catch (err) {
     const e = err as Error;
     const why = e.name === 'TimeoutError' ? `no answer within ${Math.round(options.timeoutMs / 1000)} s (HEARTBEAT_TIMEOUT_SECONDS)` : `${e.name}: ${e.message}`;
-    options.events({ event: 'heartbeat ping failed', stage: 'notify', outcome, heartbeat: origin, error: why });
+    options.events({ event: 'heartbeat.failed', stage: 'notify', outcome, heartbeat: origin, error: why });
     return false;
   }
 }

@@ -5,7 +5,7 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { ENGINE_EVENTS, type EngineEventName, type EventSink } from './events.ts';
+import { ENGINE_EVENTS, EVENT_MESSAGES, type EventSink } from './events.ts';
 import { encodeDatabaseName } from './store/backup-key.ts';
 
 export const SERVICE_NAME = 'pg-s3-backup';
@@ -110,29 +110,27 @@ export { redact, redactUrls } from './redact.ts';
 
 /**
  * The Lambda's adapter of the engine's events (engine/events.ts): each is one Powertools log line
- * at its level, its message the log wording below (free to change: the CLI does not read it),
+ * at its level, its message the event's wording (EVENT_MESSAGES: free to change, no program reads it),
  * its fields the attributes; `backup measured` and `drill finished` also make the metrics the
  * alarms watch. Moving progress (a dump's bytes per chunk, a download) is not logged.
  */
 export function powertoolsEvents(log: Log, metrics: MetricsSink): EventSink {
   return (e) => {
     const { event, ...attributes } = e;
-    if (e.event === 'backup measured') {
+    if (e.event === 'backup.measured') {
       metrics.backupFinished({ database: e.database, succeeded: e.succeeded, bytes: e.bytes, durationMs: e.durationMs });
       return;
     }
-    if (e.event === 'upload notice' || e.event === 'store probe') {
+    if (e.event === 'backup.upload.notice' || e.event === 'store.probe') {
       // The notice's own words are the log line, as they always were.
       const { event: _event, message, ...rest } = e;
       log[ENGINE_EVENTS[e.event]](message, rest);
       return;
     }
-    if (e.event === 'drill finished') metrics.drillFinished?.({ database: e.database, succeeded: e.status === 'ok', failed: e.status === 'failed', durationMs: e.durationMs });
+    if (e.event === 'drill.finished') metrics.drillFinished?.({ database: e.database, succeeded: e.status === 'ok', failed: e.status === 'failed', durationMs: e.durationMs });
     const kind = ENGINE_EVENTS[event];
     if (kind === 'progress' || kind === 'metric') return;
-    log[kind](LOG_MESSAGES[event] ?? event, attributes);
+    // The wording, not the identifier: a log search for "backup failed" keeps working whatever the tag.
+    log[kind](EVENT_MESSAGES[event], attributes);
   };
 }
-
-/** Log wording where it differs from the event's name (none today: the names were the log lines). */
-const LOG_MESSAGES: Partial<Record<EngineEventName, string>> = {};

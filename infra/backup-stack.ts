@@ -17,6 +17,7 @@ import { FargateRunner } from './constructs/fargate-runner.ts';
 import { FailureQueue } from './constructs/failure-queue.ts';
 import { PgDumpLayer } from './constructs/pg-dump-layer.ts';
 import { PgServerLayer } from './constructs/pg-server-layer.ts';
+import { RemoteRestore } from './constructs/remote-restore.ts';
 
 export interface BackupStackProps extends StackProps {
   readonly config: BackupConfig;
@@ -39,6 +40,8 @@ export class BackupStack extends Stack {
   readonly schedule: BackupSchedule;
   readonly fanOut: BackupFanOut | undefined;
   readonly fargate: FargateRunner | undefined;
+  /** `restore --remote` / `verify --remote`: with the Fargate runner (its image, cluster and network). */
+  readonly remoteRestore: RemoteRestore | undefined;
   /** The restore drill (absent with drillSchedule=off). */
   readonly drill: DrillFunction | undefined;
   readonly dashboard: BackupDashboard;
@@ -67,15 +70,7 @@ export class BackupStack extends Stack {
       bucket: this.bucket,
       dbSecretArn: config.dbSecretArn,
       ...(config.dbSecretKmsKeyArn ? { dbSecretKmsKeyArn: config.dbSecretKmsKeyArn } : {}),
-      databases: config.discover ? ['*'] : config.databases,
-      ...(config.discover ? { discover: config.discover } : {}),
-      ...(config.fanOut ? { runner: config.fanOut.runner } : {}),
-      retentionCount: config.retentionCount,
-      gfs: { ...config.gfs, timeZone: config.schedule.timeZone },
-      ...(config.pgDumpCompression ? { pgDumpCompression: config.pgDumpCompression } : {}),
-      ...(config.dumpJobs !== undefined ? { dumpJobs: config.dumpJobs } : {}),
-      ...(config.encryptRecipients ? { encryptRecipients: config.encryptRecipients } : {}),
-      notifyOnSuccess: config.notifyOnSuccess,
+      settings: config.functionSettings,
       topic: this.alerts.topic,
       topicKey: this.alerts.key,
       failureQueue: this.failureQueue.queue,
@@ -99,6 +94,19 @@ export class BackupStack extends Stack {
               memoryMiB: fargate.memoryMiB,
               ephemeralStorageGiB: fargate.ephemeralStorageGiB,
               runTimeout: Duration.hours(fargate.timeoutHours),
+              logRetentionDays: config.logRetentionDays,
+            })
+          : undefined;
+      this.remoteRestore =
+        this.fargate && fargate
+          ? new RemoteRestore(this, 'Remote', {
+              stackName: config.stackName,
+              runner: this.fargate,
+              bucket: this.bucket,
+              environment: fn.environment,
+              cpu: fargate.cpu,
+              memoryMiB: fargate.memoryMiB,
+              ephemeralStorageGiB: fargate.ephemeralStorageGiB,
               logRetentionDays: config.logRetentionDays,
             })
           : undefined;
@@ -176,6 +184,10 @@ export class BackupStack extends Stack {
     new CfnOutput(this, 'ScheduleName', { value: this.schedule.schedule.scheduleName, description: 'The nightly schedule (EventBridge Scheduler, default group): pg-s3-backup doctor reads it' });
     if (this.drill) {
       new CfnOutput(this, 'DrillFunctionName', { value: this.drill.function.functionName, description: 'The restore drill function (its reports: <dump key>.verify.json)' });
+    }
+    if (this.remoteRestore) {
+      new CfnOutput(this, 'RemoteRestore', { value: this.toJsonString(this.remoteRestore.output), description: 'What restore --remote and verify --remote run: the task definition, cluster, network, log group and the restore secrets\' name prefix' });
+      new CfnOutput(this, 'OperatorPolicyArn', { value: this.remoteRestore.operatorPolicy.managedPolicyArn, description: 'Attach to the operators who run restore --remote / verify --remote: run, follow and stop the restore task, nothing else' });
     }
     new CfnOutput(this, 'DashboardUrl', { value: this.dashboard.url, description: 'The CloudWatch dashboard: each database\'s last success, size, duration and drill, the runner, the alarms (pg-s3-backup status shows it too)' });
     new CfnOutput(this, 'FailureQueueUrl', { value: this.failureQueue.queue.queueUrl, description: 'Runs that never completed land here' });

@@ -9,7 +9,8 @@
  * so a typo never silently falls back to a default.
  */
 import { z } from 'zod';
-import { DEFAULTS, ENGINE_SETTINGS, RUNNER_CHOICES, type RunnerChoice } from '../engine/config.ts';
+import type { DeployedValue, RunnerChoice } from '../engine/config.ts';
+import { SETTINGS, SETTING_NAMES, defaultOf, type ParsedSetting, type SettingDeclaration, type SettingName } from '../engine/settings/settings.ts';
 import { ARCHITECTURES, type Architecture } from '../layers/pg-dump/paths.ts';
 import { checkDailyTime, formatHourMinute, isValidTimeZone, proposeSafeTimes } from './dst.ts';
 
@@ -130,94 +131,139 @@ const replicationSchema = z.preprocess(
     .strict(),
 );
 
-/** An engine setting as a context key: same schema, numbers and booleans from cdk.json accepted as such. */
-function engineSetting<N extends 'RETENTION_COUNT' | 'RETENTION_DAILY' | 'RETENTION_WEEKLY' | 'RETENTION_MONTHLY' | 'BACKUP_PREFIX'>(
-  name: N,
-  fallback: NonNullable<z.output<(typeof ENGINE_SETTINGS)[N]>>,
-) {
-  return z.preprocess((v) => (typeof v === 'number' ? String(v) : v), ENGINE_SETTINGS[name]).transform((v) => v ?? fallback);
+/** One context key the stack itself reads (not an engine variable): its schema, default and one-line doc. */
+export interface ContextDeclaration {
+  readonly schema: z.ZodType;
+  readonly default?: unknown;
+  /** Documented in cdk.json's `//` and docs/configuration.md; a test holds both to this table. */
+  readonly doc: string;
+  /** No default: synth fails without it. */
+  readonly required?: true;
 }
+
+/**
+ * The stack's own context keys, declared once. The engine's settings the stack deploys from the
+ * context (retentionCount, encryptRecipients, …) are declared with the engine's variable
+ * (engine/settings/settings.ts, `context`) and join these in `ContextSchema`.
+ */
+export const CONTEXT_SETTINGS = {
+  stackName: { schema: z.preprocess(fromString, z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/, 'a CloudFormation stack name (letters, digits, hyphens)')), default: 'PgS3Backup', doc: 'CloudFormation stack name' },
+  account: { schema: z.preprocess(fromString, z.string().regex(/^\d{12}$/, 'a 12-digit AWS account id')), doc: 'pins the stack to an account (default: environment-agnostic)' },
+  region: { schema: z.preprocess(fromString, z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'an AWS region such as eu-west-3')), doc: 'pins the stack to a region (default: environment-agnostic)' },
+
+  dbSecretArn: { schema: secretArn, required: true, doc: 'complete ARN of the Secrets Manager secret in RDS JSON format (host, port, username, password, dbname)' },
+  dbSecretKmsKeyArn: { schema: kmsKeyArn, doc: 'the secret\'s customer-managed KMS key, if it has one (omit for aws/secretsmanager)' },
+  dbPort: { schema: int(1, 65535), default: 5432, doc: 'PostgreSQL port' },
+
+  vpcId: { schema: idOf('vpc'), doc: 'the database\'s VPC (omit only for a database reachable from the internet)' },
+  subnetIds: { schema: list(z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'subnet ids like subnet-0123456789abcdef0')), doc: 'the function\'s subnets, imported by id (synth stays offline)' },
+  subnetType: {
+    schema: z.enum(['PRIVATE_WITH_EGRESS', 'PRIVATE_ISOLATED'], { error: '`PRIVATE_WITH_EGRESS` or `PRIVATE_ISOLATED`' }),
+    doc: 'instead of subnetIds: the VPC is looked up (needs account, region, credentials once; cached in cdk.context.json)',
+  },
+  dbSecurityGroupId: { schema: idOf('sg'), doc: 'the database\'s security group: gets an ingress rule from the function\'s group on dbPort' },
+
+  scheduleHour: { schema: int(0, 23), default: 2, doc: 'local hour of the nightly backup' },
+  scheduleMinute: { schema: int(0, 59), default: 0, doc: 'its minute' },
+  timeZone: {
+    schema: z.preprocess(fromString, z.string().refine(isValidTimeZone, 'an IANA time zone such as UTC, Europe/Paris or America/New_York')),
+    default: 'UTC',
+    doc: 'IANA zone of the schedule (and of the GFS retention\'s calendar); synth rejects a time that falls into a DST gap',
+  },
+  allowDstSkip: { schema: bool, default: false, doc: 'accept a time inside a DST gap (one skipped night a year)' },
+
+  alertEmails: { schema: list(z.email('e-mail addresses')), default: [], doc: 'e-mail subscriptions of the alert topic (each address confirms once)' },
+  slackWorkspaceId: {
+    schema: z.preprocess(fromString, z.string().regex(/^[A-Z0-9]{9,11}$/, 'the Slack workspace (team) id, e.g. T0123ABCD, as AWS Chatbot shows it')),
+    doc: 'AWS Chatbot Slack workspace, with slackChannelId (authorise the workspace in the AWS Chatbot console first)',
+  },
+  slackChannelId: { schema: z.preprocess(fromString, z.string().regex(/^[A-Z0-9]{9,11}$/, 'the Slack channel id, e.g. C0123ABCD')), doc: 'the Slack channel, with slackWorkspaceId' },
+
+  architecture: { schema: z.enum(ARCHITECTURES, { error: '`arm64` or `x86_64`' }), default: 'arm64', doc: 'arm64 or x86_64 (the layer must be built for it)' },
+  memorySize: { schema: int(128, 10240), default: 1024, doc: 'function memory, MB (CPU grows with it)' },
+  logRetentionDays: {
+    schema: z.preprocess(
+      (v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v.trim()) : v),
+      z.number().refine((n) => (LOG_RETENTION_DAYS as readonly number[]).includes(n), `one of ${LOG_RETENTION_DAYS.join(', ')}`),
+    ),
+    default: 90,
+    doc: 'log retention of the functions (a CloudWatch Logs value: 30, 90, 365…)',
+  },
+
+  bucketName: {
+    schema: z.preprocess(fromString, z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)')),
+    doc: 'use this existing bucket instead of creating one',
+  },
+  bucketKmsKeyArn: { schema: kmsKeyArn, doc: 'the imported bucket\'s SSE-KMS key (with bucketName only)' },
+  objectLockDays: { schema: int(1, 36500), doc: 'Object Lock (WORM) default retention of the created bucket, days' },
+  objectLockMode: { schema: z.enum(['GOVERNANCE', 'COMPLIANCE'], { error: '`GOVERNANCE` or `COMPLIANCE`' }), default: 'GOVERNANCE', doc: 'GOVERNANCE or COMPLIANCE' },
+  backstopExpirationDays: {
+    schema: int(BACKSTOP_MARGIN_DAYS + 1, 36500),
+    doc: `lifecycle backstop: days before a backup pruning never removed expires (${DEFAULT_BACKSTOP_EXPIRATION_DAYS}, or the longest keep + ${BACKSTOP_MARGIN_DAYS} if larger)`,
+  },
+  replication: { schema: replicationSchema, doc: 'a second copy by S3 Replication (created bucket only): {"destinationBucketArn", "destinationKmsKeyArn", "destinationAccount"?, "storageClass"?}' },
+  noncurrentVersionDays: { schema: int(1, 36500), default: DEFAULT_NONCURRENT_VERSION_DAYS, doc: 'pruned or expired backups stay recoverable (noncurrent versions) this long' },
+
+  // Fleets and long dumps (docs/architecture.md, "Fan-out and the Fargate runner").
+  fanOut: { schema: bool, doc: 'a Step Functions state machine runs one backup per database (default: on with databases=* or runner other than lambda)' },
+  maxConcurrency: { schema: int(1, 40), default: 4, doc: 'backups running at once in the fan-out' },
+  fargateCpu: {
+    schema: z.preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v.trim()) : v), z.number().refine((n) => FARGATE_CPU.includes(n as never), `one of ${FARGATE_CPU.join(', ')} (vCPU units)`)),
+    default: 1024,
+    doc: 'the Fargate task\'s CPU (vCPU units)',
+  },
+  fargateMemoryMiB: { schema: int(512, 122880), default: 2048, doc: 'the Fargate task\'s memory, MiB' },
+  fargateEphemeralGiB: { schema: int(21, 200), default: 21, doc: 'the Fargate task\'s storage, GiB' },
+  fargateTimeoutHours: { schema: int(1, 22), default: 6, doc: 'the bound of one Fargate backup, hours' },
+
+  // The restore drill (issue 13): its own function and schedule, an hour after the backup.
+  drillSchedule: {
+    schema: z.enum(DRILL_SCHEDULES, { error: '`nightly`, `weekly` or `off`' }),
+    doc: 'the restore drill function, an hour after the backup: nightly, weekly (Sundays) or off (default: nightly; off with encryptRecipients and no drillIdentitySecretArn); needs npm run build:layer:server -- <architecture> before synth',
+  },
+  drillEphemeralStorageMiB: { schema: int(512, 10240), default: 10240, doc: 'the drill\'s /tmp, MiB: the dump and the restored database must fit' },
+  // Encrypted backups drill too when the drill may read an age identity from this secret (its
+  // value is the identity; the function reads it at run time, it is never in the environment).
+  drillIdentitySecretArn: { schema: secretArn, doc: 'the Secrets Manager secret holding the age identity, so that the drill restores encrypted backups' },
+  drillIdentitySecretKmsKeyArn: { schema: kmsKeyArn, doc: 'that secret\'s customer-managed KMS key, if it has one' },
+  drillMemorySize: { schema: int(DRILL_MIN_MEMORY_MB, 10240), default: DRILL_MIN_MEMORY_MB, doc: 'the drill function\'s memory, MB: the throwaway server and pg_restore share it' },
+} as const satisfies Record<string, ContextDeclaration>;
+
+type ContextSettings = typeof CONTEXT_SETTINGS;
+/** The engine settings deployed from a context key, by that key. */
+type DeployedByContext = { [N in SettingName as (typeof SETTINGS)[N] extends { context: { key: infer K extends string } } ? K : never]: N };
+type ContextValue<N extends SettingName> = (typeof SETTINGS)[N] extends { context: { pinned: true } } ? NonNullable<ParsedSetting<N>> : ParsedSetting<N>;
+type ContextValues = { readonly [K in keyof ContextSettings]: ContextSettings[K] extends { default: unknown } | { required: true } ? z.output<ContextSettings[K]['schema']> : z.output<ContextSettings[K]['schema']> | undefined } & {
+  readonly [K in keyof DeployedByContext]: ContextValue<DeployedByContext[K]>;
+};
+
+/** The engine settings the stack deploys from the context: context key → variable. */
+export const CONTEXT_DEPLOYED = Object.fromEntries(
+  SETTING_NAMES.flatMap((n) => {
+    const key = (SETTINGS[n] as SettingDeclaration).context?.key;
+    return key ? [[key, n]] : [];
+  }),
+) as Readonly<Record<string, SettingName>>;
+
+/** A context value as the engine variable would hold it: numbers, booleans and lists from cdk.json taken as their text. */
+const asVariable = (v: unknown): unknown => (typeof v === 'number' || typeof v === 'boolean' ? String(v) : Array.isArray(v) ? v.join(',') : v);
 
 const ContextSchema = z
   .object({
-    stackName: z.preprocess(fromString, z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/, 'a CloudFormation stack name (letters, digits, hyphens)')).default('PgS3Backup'),
-    account: z.preprocess(fromString, z.string().regex(/^\d{12}$/, 'a 12-digit AWS account id')).optional(),
-    region: z.preprocess(fromString, z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'an AWS region such as eu-west-3')).optional(),
-
-    dbSecretArn: secretArn,
-    dbSecretKmsKeyArn: kmsKeyArn.optional(),
-    // The keys that become the function's environment use the engine's own field schemas, so a
-    // value synth accepts is a value the function accepts (and the other way round).
-    databases: list(z.string().min(1).refine((d) => !d.includes(','), 'database names without commas (DATABASES is comma-separated)')).optional(),
-    dbPort: int(1, 65535).default(5432),
-
-    vpcId: idOf('vpc').optional(),
-    subnetIds: list(z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'subnet ids like subnet-0123456789abcdef0')).optional(),
-    subnetType: z.enum(['PRIVATE_WITH_EGRESS', 'PRIVATE_ISOLATED'], { error: '`PRIVATE_WITH_EGRESS` or `PRIVATE_ISOLATED`' }).optional(),
-    dbSecurityGroupId: idOf('sg').optional(),
-
-    scheduleHour: int(0, 23).default(2),
-    scheduleMinute: int(0, 59).default(0),
-    timeZone: z.preprocess(fromString, z.string().refine(isValidTimeZone, 'an IANA time zone such as UTC, Europe/Paris or America/New_York')).default('UTC'),
-    allowDstSkip: bool.default(false),
-
-    retentionCount: engineSetting('RETENTION_COUNT', DEFAULTS.retentionCount),
-    // GFS (docs/configuration.md, "Retention"): days, ISO weeks and months of the schedule's timeZone.
-    retentionDaily: engineSetting('RETENTION_DAILY', DEFAULTS.retentionDaily),
-    retentionWeekly: engineSetting('RETENTION_WEEKLY', DEFAULTS.retentionWeekly),
-    retentionMonthly: engineSetting('RETENTION_MONTHLY', DEFAULTS.retentionMonthly),
-    backupPrefix: engineSetting('BACKUP_PREFIX', DEFAULTS.prefix),
-    pgDumpCompression: ENGINE_SETTINGS.PG_DUMP_COMPRESSION,
-    /** DUMP_JOBS: data-only pg_dumps side by side (issue 24); default: the function's vCPUs by memory, the Fargate task's vCPUs. */
-    dumpJobs: ENGINE_SETTINGS.DUMP_JOBS,
-    /** age public keys (age1…): the function encrypts every dump to them; a list or a comma-separated string. */
-    encryptRecipients: z.preprocess((v) => (Array.isArray(v) ? v.join(',') : v), ENGINE_SETTINGS.ENCRYPT_RECIPIENTS),
-    notifyOnSuccess: bool.default(false),
-
-    alertEmails: list(z.email('e-mail addresses')).default([]),
-    slackWorkspaceId: z.preprocess(fromString, z.string().regex(/^[A-Z0-9]{9,11}$/, 'the Slack workspace (team) id, e.g. T0123ABCD, as AWS Chatbot shows it')).optional(),
-    slackChannelId: z.preprocess(fromString, z.string().regex(/^[A-Z0-9]{9,11}$/, 'the Slack channel id, e.g. C0123ABCD')).optional(),
-
-    architecture: z.enum(ARCHITECTURES, { error: '`arm64` or `x86_64`' }).default('arm64'),
-    memorySize: int(128, 10240).default(1024),
-    logRetentionDays: z
-      .preprocess(
-        (v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v.trim()) : v),
-        z.number().refine((n) => (LOG_RETENTION_DAYS as readonly number[]).includes(n), `one of ${LOG_RETENTION_DAYS.join(', ')}`),
-      )
-      .default(90),
-
-    bucketName: z.preprocess(fromString, z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)')).optional(),
-    bucketKmsKeyArn: kmsKeyArn.optional(),
-    objectLockDays: int(1, 36500).optional(),
-    objectLockMode: z.enum(['GOVERNANCE', 'COMPLIANCE'], { error: '`GOVERNANCE` or `COMPLIANCE`' }).default('GOVERNANCE'),
-    backstopExpirationDays: int(BACKSTOP_MARGIN_DAYS + 1, 36500).optional(),
-    replication: replicationSchema.optional(),
-    noncurrentVersionDays: int(1, 36500).default(DEFAULT_NONCURRENT_VERSION_DAYS),
-
-    // Fleets and long dumps (docs/architecture.md, "Fan-out and the Fargate runner").
-    runner: z.enum(RUNNER_CHOICES, { error: '`lambda`, `fargate` or `auto`' }).default('lambda'),
-    fanOut: bool.optional(),
-    maxConcurrency: int(1, 40).default(4),
-    databaseInclude: list(z.string().regex(/^[^,\s]+$/, 'database name patterns (* and ? wildcards)')).optional(),
-    databaseExclude: list(z.string().regex(/^[^,\s]+$/, 'database name patterns (* and ? wildcards)')).optional(),
-    fargateCpu: z
-      .preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v.trim()) : v), z.number().refine((n) => FARGATE_CPU.includes(n as never), `one of ${FARGATE_CPU.join(', ')} (vCPU units)`))
-      .default(1024),
-    fargateMemoryMiB: int(512, 122880).default(2048),
-    fargateEphemeralGiB: int(21, 200).default(21),
-    fargateTimeoutHours: int(1, 22).default(6),
-
-    // The restore drill (issue 13): its own function and schedule, an hour after the backup.
-    // Default: nightly, or off when backups are encrypted (the stack never holds an age identity).
-    drillSchedule: z.enum(DRILL_SCHEDULES, { error: '`nightly`, `weekly` or `off`' }).optional(),
-    drillEphemeralStorageMiB: int(512, 10240).default(10240),
-    // Encrypted backups drill too when the drill may read an age identity from this secret (its
-    // value is the identity; the function reads it at run time, it is never in the environment).
-    drillIdentitySecretArn: secretArn.optional(),
-    // The secret's customer-managed KMS key, if it has one (the AWS-managed key needs no grant).
-    drillIdentitySecretKmsKeyArn: kmsKeyArn.optional(),
-    drillMemorySize: int(DRILL_MIN_MEMORY_MB, 10240).default(DRILL_MIN_MEMORY_MB),
+    ...(Object.fromEntries(
+      Object.entries(CONTEXT_SETTINGS).map(([key, d]: [string, ContextDeclaration]) => [
+        key,
+        'required' in d ? d.schema : d.default !== undefined ? d.schema.default(d.default as never) : d.schema.optional(),
+      ]),
+    ) as Record<string, z.ZodType>),
+    // The engine's own field schemas: a value synth accepts is a value the function accepts (and the other way round).
+    ...(Object.fromEntries(
+      Object.entries(CONTEXT_DEPLOYED).map(([key, name]) => {
+        const d = SETTINGS[name] as SettingDeclaration;
+        const schema = d.context?.schema ?? z.preprocess(asVariable, d.schema);
+        return [key, d.context?.pinned ? schema.transform((v) => v ?? d.default) : schema];
+      }),
+    ) as Record<string, z.ZodType>),
   })
   .strict();
 
@@ -234,6 +280,11 @@ export interface VpcConfig {
 
 export interface BackupConfig {
   readonly stackName: string;
+  /**
+   * The engine settings deployed from the context (engine/settings/settings.ts, `context`), as the
+   * backup function's environment takes them (`functionSettings`).
+   */
+  readonly functionSettings: Readonly<Partial<Record<SettingName, DeployedValue>>>;
   readonly env?: { readonly account?: string; readonly region?: string };
   readonly dbSecretArn: string;
   readonly dbSecretKmsKeyArn?: string;
@@ -247,7 +298,6 @@ export interface BackupConfig {
   readonly gfs: { readonly daily: number; readonly weekly: number; readonly monthly: number };
   readonly backupPrefix: string;
   readonly pgDumpCompression?: string;
-  readonly dumpJobs?: number;
   /** ENCRYPT_RECIPIENTS: dumps are encrypted to these age public keys; the stack never sees an identity. */
   readonly encryptRecipients?: readonly string[];
   readonly notifyOnSuccess: boolean;
@@ -342,7 +392,7 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
   // The schedule is checked even when other keys are wrong, so that one run reports everything.
   const schedule = ScheduleSchema.safeParse({ scheduleHour: own.scheduleHour, scheduleMinute: own.scheduleMinute, timeZone: own.timeZone, allowDstSkip: own.allowDstSkip });
   if (schedule.success && !schedule.data.allowDstSkip) {
-    const { scheduleHour: hour, scheduleMinute: minute, timeZone } = schedule.data;
+    const { scheduleHour: hour, scheduleMinute: minute, timeZone } = schedule.data as unknown as Pick<ContextValues, 'scheduleHour' | 'scheduleMinute' | 'timeZone'>;
     const when = { from: options.now ?? new Date() };
     const report = checkDailyTime(timeZone, hour, minute, when);
     if (report.skipped.length > 0) {
@@ -355,7 +405,7 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
     }
   }
   if (!parsed.success) throw new InfraConfigError(`invalid CDK context:\n  - ${problems.join('\n  - ')}`);
-  const c = parsed.data;
+  const c = parsed.data as ContextValues;
 
   if (!c.vpcId && (c.subnetIds || c.subnetType || c.dbSecurityGroupId)) {
     problems.push('context "subnetIds", "subnetType" and "dbSecurityGroupId" need "vpcId" (the VPC of the database)');
@@ -428,6 +478,7 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
 
   return {
     stackName: c.stackName,
+    functionSettings: functionSettings(c, { discover, fanOut }),
     ...(c.account || c.region ? { env: { ...(c.account ? { account: c.account } : {}), ...(c.region ? { region: c.region } : {}) } } : {}),
     dbSecretArn: c.dbSecretArn,
     ...(c.dbSecretKmsKeyArn ? { dbSecretKmsKeyArn: c.dbSecretKmsKeyArn } : {}),
@@ -447,7 +498,6 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
     gfs: { daily: c.retentionDaily, weekly: c.retentionWeekly, monthly: c.retentionMonthly },
     backupPrefix: c.backupPrefix,
     ...(c.pgDumpCompression ? { pgDumpCompression: c.pgDumpCompression } : {}),
-    ...(c.dumpJobs !== undefined ? { dumpJobs: c.dumpJobs } : {}),
     ...(c.encryptRecipients ? { encryptRecipients: c.encryptRecipients } : {}),
     notifyOnSuccess: c.notifyOnSuccess,
     alertEmails: c.alertEmails,
@@ -485,6 +535,27 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
         : {}),
     },
   };
+}
+
+/**
+ * The backup function's settings from the context: every engine setting deployed from a context
+ * key whose value is set (given, or `pinned` to its default), and the stack's three rules.
+ */
+function functionSettings(c: ContextValues, stack: { readonly discover: boolean; readonly fanOut: boolean }): Partial<Record<SettingName, DeployedValue>> {
+  const out: Partial<Record<SettingName, DeployedValue>> = {};
+  for (const [key, name] of Object.entries(CONTEXT_DEPLOYED)) {
+    const value = (c as unknown as Record<string, DeployedValue | undefined>)[key];
+    if (value !== undefined && !(Array.isArray(value) && value.length === 0)) out[name] = value;
+  }
+  // GFS only when a rule is on (a count-only deployment's environment stays as it was), its
+  // calendar the schedule's zone.
+  if (c.retentionDaily + c.retentionWeekly + c.retentionMonthly > 0) out.RETENTION_TIME_ZONE = c.timeZone;
+  else for (const name of ['RETENTION_DAILY', 'RETENTION_WEEKLY', 'RETENTION_MONTHLY'] as const) delete out[name];
+  // Discovery takes every database unless told otherwise; the filters need it (checked above).
+  if (stack.discover) out.DATABASE_INCLUDE ??= defaultOf('DATABASE_INCLUDE');
+  // The runner is the fan-out's plan: without the fan-out the schedule invokes the function itself.
+  if (!stack.fanOut) delete out.RUNNER;
+  return out;
 }
 
 /**

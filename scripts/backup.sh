@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Host mode: the nightly backup from a server, run by cron or a systemd timer. It runs the same
-# pipeline as the Lambda function (`pg-s3-backup run`), so the backups, manifests, retention and
+# pipeline as the Lambda function (`pg-s3-backup backup`), so the backups, manifests, retention and
 # alerts are identical.
 #
 #   scripts/backup.sh [--env-file FILE] [--reason TEXT]
@@ -138,7 +138,7 @@ mkfifo "$work/out"
   done < "$work/out"
 ) &
 reader=$!
-"$node_bin" "$repo/bin/pg-s3-backup.mjs" run --reason "$reason" > "$work/out" 2>&1 &
+"$node_bin" "$repo/bin/pg-s3-backup.mjs" backup --reason "$reason" > "$work/out" 2>&1 &
 cli=$!
 interrupted=
 # Passed on to the CLI (it takes a second signal within 2 s of the first as the same one, as
@@ -165,7 +165,7 @@ if [ "$status" -ne 0 ]; then
   # Exit 1 is the CLI's own verdict: it has alerted and failed the heartbeat (its lines above say
   # whether SNS took it). Anything else (killed, crashed) may have left no alert: send one.
   if [ "$status" -ne 1 ]; then
-    report run "pg-s3-backup run ended with exit code $status after ${elapsed}s (killed or crashed): its own alert may not have gone out; see the host's log"
+    report run "pg-s3-backup backup ended with exit code $status after ${elapsed}s (killed or crashed): its own alert may not have gone out; see the host's log"
   fi
   exit "$status"
 fi

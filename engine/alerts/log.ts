@@ -8,7 +8,7 @@ export function logChannel(events: EventSink): AlertChannel {
     carries: (alert) => messageOf(alert) !== undefined,
     send(alert) {
       const message = messageOf(alert);
-      if (message) events({ event: 'no ALERT_TOPIC_ARN: alert only logged', subject: message.subject, alert: message.body });
+      if (message) events({ event: 'alert.not-configured', subject: message.subject, alert: message.body });
       // Logged is not delivered: nobody was told.
       return Promise.resolve(false);
     },

@@ -16,7 +16,7 @@ export function snsChannel(sns: Pick<SNSClient, 'send'>, topicArn: string, event
       } catch (err) {
         // An SNS outage is logged with the whole alert, and the caller goes on (the next database is still backed up).
         events({
-          event: 'could not publish to SNS',
+          event: 'alert.publish-failed',
           stage: 'notify',
           topicArn,
           subject: message.subject,

@@ -32,6 +32,11 @@ export interface BackupRequest {
   readonly reason?: string | undefined;
   /** Prune reports what it would delete without deleting; the backups themselves are taken. */
   readonly dryRun?: boolean | undefined;
+  /**
+   * false: no prune step at all (no retention, no stale-upload abort); the bucket's lifecycle
+   * rule still applies. The CLI's `backup --no-prune`. Default true.
+   */
+  readonly prune?: boolean | undefined;
 }
 
 /** Per-invocation facts (the Lambda context; the CLI passes its signal handling). */
@@ -122,6 +127,8 @@ interface Run {
   readonly tracker: StageTracker;
   readonly invocation: Invocation;
   readonly dryRun: boolean;
+  /** false: `backup --no-prune`, no prune step (BackupRequest.prune). */
+  readonly prune: boolean;
   readonly backups: BackupSummary[];
   readonly failures: BackupFailure[];
   readonly redact: (t: string) => string;
@@ -150,11 +157,12 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
     tracker: budget.tracker,
     invocation,
     dryRun,
+    prune: request.prune !== false,
     backups: [],
     failures,
     redact,
     measured: async (m) => {
-      emit({ event: 'backup measured', ...m });
+      emit({ event: 'backup.measured', ...m });
       await deps.publishMetrics?.(m);
     },
     report: async (database, err, stage, key, startedAt, complete) => {
@@ -168,7 +176,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
       };
       failures.push(failure);
       emit({
-        event: 'backup failed',
+        event: 'backup.failed',
         database,
         stage: failure.stage,
         key,
@@ -193,7 +201,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   };
   const { backups } = run;
 
-  emit({ event: 'run started', stage: 'config', reason: request.reason ?? 'on-demand', dryRun, requestId: invocation.requestId, bucket: config.bucket, prefix: config.prefix });
+  emit({ event: 'backup.started', stage: 'config', reason: request.reason ?? 'on-demand', dryRun, requestId: invocation.requestId, bucket: config.bucket, prefix: config.prefix });
 
   let creds: DbCredentials;
   try {
@@ -237,7 +245,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
 
   const { pruned, locked } = await prune(run, globals);
   const status = failures.length === 0 ? 'succeeded' : 'failed';
-  emit({ event: 'run finished', status, backups: backups.length, failures: failures.length, pruned: pruned.length, dryRun });
+  emit({ event: 'backup.finished', status, backups: backups.length, failures: failures.length, pruned: pruned.length, dryRun });
   if (status === 'succeeded' && config.notifyOnSuccess) {
     await deps.alerts.send({ kind: 'news', message: formatSuccess(backups, pruned, config.bucket, locked) });
   }
@@ -252,7 +260,7 @@ function sharedContext(run: Run, creds: DbCredentials, reason: string): Omit<Dat
   // What the store can do (STORAGE_PROFILE, a cached or fresh probe, AWS's by default), found at
   // the first upload of the run (its stage, its time budget): never fails the run, a probe's own
   // failure gives the fallbacks that work on every store.
-  const capabilityOptions = { profile: config.storageProfile, maxParts: config.storageMaxParts, onEvent: (message: string, attributes: Record<string, unknown>) => emit({ event: 'store probe', ...attributes, stage: 'upload', message }) };
+  const capabilityOptions = { profile: config.storageProfile, maxParts: config.storageMaxParts, onEvent: (message: string, attributes: Record<string, unknown>) => emit({ event: 'store.probe', ...attributes, stage: 'upload', message }) };
   let resolved: Promise<ResolvedCapabilities> | undefined;
   return {
     config,
@@ -266,7 +274,7 @@ function sharedContext(run: Run, creds: DbCredentials, reason: string): Omit<Dat
     capabilities: (force = false) => {
       if (!resolved || force) {
         resolved = store.capabilities({ ...capabilityOptions, now: deps.now(), force }).then((c) => {
-          emit({ event: 'store capabilities', stage: 'upload', profile: config.storageProfile ?? '(unset)', source: c.source, conditionalWrites: c.conditionalWrites, checksumSha256: c.checksumSha256, maxParts: c.maxParts });
+          emit({ event: 'store.capabilities', stage: 'upload', profile: config.storageProfile ?? '(unset)', source: c.source, conditionalWrites: c.conditionalWrites, checksumSha256: c.checksumSha256, maxParts: c.maxParts });
           return c;
         });
       }
@@ -298,7 +306,7 @@ async function backUpDatabases(run: Run, shared: Omit<DatabaseContext, 'startedA
         // The store refused a header the probe (or its cache) said it takes: the store changed, or
         // the cache is stale. Probe again at once and take this database once more.
         if ((await shared.capabilities()).source === 'profile' || run.signal.aborted || !isCapabilityRefusal(err)) throw err;
-        emit({ event: 'the store refused a feature the engine assumed it has: probing the store, then taking the database again', stage: 'upload', database, error: run.redact(`${(err as Error).name}: ${(err as Error).message}`) });
+        emit({ event: 'store.feature-refused', stage: 'upload', database, error: run.redact(`${(err as Error).name}: ${(err as Error).message}`) });
         await run.store.forgetCapabilities();
         await shared.capabilities(true);
         progress.key = undefined;
@@ -324,7 +332,7 @@ async function reportNotStarted(run: Run, notStarted: readonly string[], runStar
     await run.measured({ database, succeeded: false, bytes: 0, durationMs: 0 });
   }
   const notStartedErr = new PgS3BackupError(reasonErr.stage, `not started: ${reasonErr.message}`, reasonErr.hint === undefined ? {} : { hint: reasonErr.hint });
-  deps.events({ event: 'backup not started', databases: notStarted, stage: reasonErr.stage, error: redact(reasonErr.message) });
+  deps.events({ event: 'backup.not-started', databases: notStarted, stage: reasonErr.stage, error: redact(reasonErr.message) });
   const message = formatFailure({ database: notStarted.join(', '), stage: reasonErr.stage, error: notStartedErr, bucket: config.bucket, requestId: run.invocation.requestId, startedAt: runStartedAt, failedAt: deps.now(), redact });
   await deps.alerts.send({ kind: 'failed', message });
 }
@@ -339,7 +347,8 @@ async function prune(run: Run, globals: GlobalsSummary | undefined): Promise<{ p
   const pruned: string[] = [];
   /** Backups pruning left in place because Object Lock still holds them (reported in the notice). */
   const locked: LockedBackup[] = [];
-  for (const b of signal.aborted ? [] : run.backups) {
+  const prune = run.prune && !signal.aborted;
+  for (const b of prune ? run.backups : []) {
     run.tracker.enter(b.database, 'prune');
     try {
       // Ages and order come from S3's clock (the listing's Date header, LastModified); this host's
@@ -354,7 +363,7 @@ async function prune(run: Run, globals: GlobalsSummary | undefined): Promise<{ p
       await run.report(b.database, err, 'prune', b.key, deps.now(), b);
     }
   }
-  if (globals && !signal.aborted) {
+  if (globals && prune && !signal.aborted) {
     try {
       const res = await pruneGlobals(store, { retentionCount: config.retentionCount, gfs: config.gfs, dryRun, events: emit, protect: new Set([globals.key]) });
       pruned.push(...res.deleted);
@@ -366,7 +375,7 @@ async function prune(run: Run, globals: GlobalsSummary | undefined): Promise<{ p
   // Multipart uploads a killed run left under the prefix (SIGKILL, a Lambda timeout) keep their
   // parts, billed and invisible: aborted here once older than STALE_UPLOAD_AGE_SECONDS, as prune
   // does. A failure costs only the parts (the lifecycle rule is the backstop): a warning, not a failed backup.
-  if (!signal.aborted) {
+  if (prune && !signal.aborted) {
     await store.sweepStaleUploads({ minAgeMs: config.staleUploadAgeMs, dryRun, events: emit }).catch((err: unknown) => {
       emit({ event: 'warning', message: run.redact((err as Error).message) });
     });

@@ -11,7 +11,7 @@ import { PgS3BackupError } from '../errors.ts';
 import { ENCRYPTED_MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSION, SHARDED_MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
 import { dumpSharded, whyNotSharded } from './shards.ts';
 import { ENCRYPTION_FORMAT, recipientFingerprint } from '../encryption.ts';
-import { withDumpSnapshot } from './row-counts.ts';
+import { withDumpSnapshot } from '../pg/row-counts.ts';
 import { throughput } from '../observability.ts';
 import { connectionFor } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
@@ -71,7 +71,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
   throwIfAborted(ctx.signal);
   const conn = connectionFor(ctx.creds, database, config);
   prepareTls(conn);
-  emit({ event: 'connecting', stage: 'connect', database, host: conn.host, port: conn.port, sslmode: conn.sslmode });
+  emit({ event: 'backup.connecting', stage: 'connect', database, host: conn.host, port: conn.port, sslmode: conn.sslmode });
   progress.enter('dump');
   const pgDump = await untilAborted(ctx.dumpVersion(), ctx.signal);
   progress.enter('connect');
@@ -84,7 +84,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
   progress.key = key;
   try {
     progress.enter('dump');
-    emit({ event: 'dump started', stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression, databaseBytes: server.databaseBytes });
+    emit({ event: 'backup.dump.started', stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression, databaseBytes: server.databaseBytes });
     throwIfAborted(ctx.signal);
     // pg_dump in a snapshot exported by a connection that counts the rows in that same snapshot
     // (ROW_COUNTS): the manifest then says exactly what the dump holds.
@@ -109,7 +109,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
             remove: (k) => store.removeObject(k),
             onProgress: (b) => {
               progress.bytes = b;
-              emit({ event: 'dump', database, key, bytes: b });
+              emit({ event: 'backup.dump.progress', database, key, bytes: b });
             },
           })
         : undefined;
@@ -123,7 +123,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
         partSize,
         onProgress: (b) => {
           progress.bytes = b;
-          emit({ event: 'dump', database, key, bytes: b });
+          emit({ event: 'backup.dump.progress', database, key, bytes: b });
         },
       });
     }, { lockTimeoutSeconds: config.lockWaitTimeoutSeconds, exportAlways: shardJobs > 1 }).finally(() => {
@@ -131,14 +131,14 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
       stdout?.childEnd.destroy();
       stdout?.output.destroy();
     });
-    for (const warning of counts.warnings) emit({ event: 'row counts', stage: 'dump', database, key, warning });
+    for (const warning of counts.warnings) emit({ event: 'backup.row-counts.incomplete', stage: 'dump', database, key, warning });
     const sharded = 'sharded' in result ? result.sharded : undefined;
     progress.bytes = result.bytes;
     // Written without If-None-Match: the key must hold exactly what this run wrote (a sharded dump's upload checked each).
     if (!caps.conditionalWrites && !sharded) await store.confirmSoleObject(key, { bytes: result.bytes, etag: result.etag });
     const finishedAt = deps.now();
     const durationMs = Date.now() - t0;
-    emit({ event: 'dump uploaded', stage: 'upload', database, key, bytes: result.bytes, sha256: result.sha256, durationMs, bytesPerSecond: throughput(result.bytes, durationMs) });
+    emit({ event: 'backup.dump.uploaded', stage: 'upload', database, key, bytes: result.bytes, sha256: result.sha256, durationMs, bytesPerSecond: throughput(result.bytes, durationMs) });
 
     progress.enter('manifest');
     const recipients = config.encryptRecipients;
@@ -180,7 +180,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
       if (leftover !== undefined && err instanceof PgS3BackupError) err.leftover = leftover;
       throw err;
     }
-    emit({ event: 'backup complete', stage: 'manifest', database, key, bytes: result.bytes, sha256: result.sha256, durationMs });
+    emit({ event: 'backup.complete', stage: 'manifest', database, key, bytes: result.bytes, sha256: result.sha256, durationMs });
     return { database, key, bytes: result.bytes, sha256: result.sha256, durationMs, ...(result.plaintext ? { encrypted: true } : {}) };
   } finally {
     release();
@@ -211,7 +211,7 @@ export async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary
     toolName: 'pg_dumpall',
   });
   if (!caps.conditionalWrites) await store.confirmSoleObject(key, { bytes: result.bytes, etag: result.etag });
-  deps.events({ event: 'globals uploaded', stage: 'upload', key, bytes: result.bytes, sha256: result.sha256, encrypted });
+  deps.events({ event: 'backup.globals.uploaded', stage: 'upload', key, bytes: result.bytes, sha256: result.sha256, encrypted });
   return { key, bytes: result.bytes, sha256: result.sha256, ...(encrypted ? { encrypted } : {}) };
 }
 
@@ -229,7 +229,7 @@ function uploadToolOutput(
     queueSize: deps.queueSize,
     signal: ctx.signal,
     stallMs: ctx.config.dumpStallMs,
-    onNotice: (message, attributes) => deps.events({ event: 'upload notice', ...attributes, stage: 'upload', message }),
+    onNotice: (message, attributes) => deps.events({ event: 'backup.upload.notice', ...attributes, stage: 'upload', message }),
     maxParts: ctx.capabilities.maxParts,
     conditional: ctx.capabilities.conditionalWrites,
     ...(ctx.capabilities.checksumSha256 ? {} : { partChecksum: 'none' as const }),

@@ -131,7 +131,7 @@ export async function summarizeRun(outcomes: readonly FanOutOutcome[], config: P
   const failed = outcomes.filter((o) => !o.ok);
   const message = formatFanOutSummary(outcomes);
   const published = failed.length > 0 || config.notifyOnSuccess ? (await deps.alerts.send({ kind: failed.length > 0 ? 'failed' : 'news', message })).sns === true : false;
-  deps.events({ event: 'fan-out summary', succeeded: outcomes.length - failed.length, failed: failed.length, published });
+  deps.events({ event: 'backup.fan-out.summary', succeeded: outcomes.length - failed.length, failed: failed.length, published });
   return {
     succeeded: outcomes.filter((o) => o.ok).map((o) => o.database),
     failed: failed.map((o) => ({ database: o.database, runner: o.runner, error: `${o.error ?? 'error'}: ${summarizeCause(o.cause)}` })),

@@ -56,16 +56,9 @@ function formatter(timeZone: string): Intl.DateTimeFormat {
   return f;
 }
 
-/** Whether `timeZone` is an IANA zone this runtime knows. */
-export function isTimeZone(timeZone: string): boolean {
-  if (timeZone.trim() === '') return false;
-  try {
-    formatter(timeZone);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** The zone check lives below the configuration, which checks RETENTION_TIME_ZONE with it. */
+import { isTimeZone } from '../settings/values.ts';
+export { isTimeZone };
 
 const pad = (n: number, width = 2) => String(n).padStart(width, '0');
 

@@ -11,7 +11,7 @@ import { databasePrefix, GLOBALS_FOLDER, globalsKeyTime } from '../store/backup-
 import { PruneError, UnreadableManifestError } from '../errors.ts';
 import type { EventSink } from '../events.ts';
 import { gfsKeep, type GfsRules, type KeepReason } from './gfs.ts';
-import { backupTime, type DatabaseListing, type ObjectLockState, type StoredObject } from '../store/s3-store.ts';
+import { backupTime, newestFirst, type DatabaseListing, type ObjectLockState, type StoredBackup, type StoredObject } from '../store/s3-store.ts';
 import type { BackupStore } from '../store/store.ts';
 
 export const ORPHAN_MIN_AGE_MS = 24 * 60 * 60 * 1000;
@@ -171,12 +171,24 @@ export async function withoutLocked(store: BackupStore, keys: readonly string[],
 export async function pruneDatabase(
   store: BackupStore,
   database: string,
-  options: Omit<RetentionOptions, 'unreadable'> & { readonly dryRun?: boolean | undefined; readonly events?: EventSink | undefined },
+  options: Omit<RetentionOptions, 'unreadable'> & {
+    readonly dryRun?: boolean | undefined;
+    readonly events?: EventSink | undefined;
+    /**
+     * A backup not written yet, counted as if it were (a dry run's prediction: the backup a run
+     * would take now ranks among the kept ones, so one more old backup goes). Kept, never read.
+     */
+    readonly incoming?: StoredBackup | undefined;
+  },
 ): Promise<PruneResult> {
-  const listing = await store.listBackups(database);
+  const listed = await store.listBackups(database);
+  const { incoming, ...rules } = options;
+  const listing = incoming ? { ...listed, complete: [...listed.complete, incoming].map((b) => ({ b, key: b.key, at: backupTime(b) })).sort(newestFirst).map(({ b }) => b) } : listed;
+  const protect = new Set([...(rules.protect ?? []), ...(incoming ? [incoming.key] : [])]);
   const unreadable = new Set<string>();
-  const checked = new Set<string>();
-  let plan = planRetention(listing, { ...options, unreadable });
+  // The incoming backup has no manifest to read yet.
+  const checked = new Set<string>(incoming ? [incoming.key] : []);
+  let plan = planRetention(listing, { ...rules, protect, unreadable });
   for (;;) {
     // The run's own backup is kept whatever its manifest says; every other kept one must read.
     const toCheck = plan.kept.filter((k) => !checked.has(k) && !(plan.keptBy.get(k)?.length === 1 && plan.keptBy.get(k)?.[0] === 'protected'));
@@ -191,11 +203,11 @@ export async function pruneDatabase(
         if (!(err instanceof UnreadableManifestError)) throw err;
         unreadable.add(key);
         found = true;
-        options.events?.({ event: 'backup with an unreadable manifest: not counted by retention', stage: 'prune', database, key, problem: err.message });
+        options.events?.({ event: 'prune.unreadable-manifest', stage: 'prune', database, key, problem: err.message });
       }
     }
     if (!found) break;
-    plan = planRetention(listing, { ...options, unreadable });
+    plan = planRetention(listing, { ...rules, protect, unreadable });
   }
   const allowed = databasePrefix(store.prefix, database);
   const outside = plan.delete.find((k) => !k.startsWith(allowed));
@@ -203,12 +215,12 @@ export async function pruneDatabase(
   const now = (listing.serverTime ?? options.now).getTime();
   const { deletable, locked } = await withoutLocked(store, plan.delete, new Set(listing.complete.map((b) => b.key)), now);
   if (locked.length > 0) {
-    options.events?.({ event: 'backups under Object Lock: left in place until their lock ends', stage: 'prune', database, locked: locked.length, keys: locked.map((l) => l.key) });
+    options.events?.({ event: 'prune.locked', stage: 'prune', database, locked: locked.length, keys: locked.map((l) => l.key) });
   }
   const dryRun = options.dryRun ?? false;
   const deleted = dryRun || deletable.length === 0 ? [...deletable] : await store.deleteKeys(database, deletable);
   options.events?.({
-    event: dryRun ? 'prune (dry run): would delete' : 'pruned',
+    event: dryRun ? 'prune.dry-run' : 'prune.done',
     stage: 'prune',
     database,
     kept: plan.kept.length,
@@ -236,9 +248,13 @@ export async function pruneGlobals(
     readonly dryRun?: boolean | undefined;
     readonly events?: EventSink | undefined;
     readonly protect?: ReadonlySet<string>;
+    /** A globals key not written yet, counted as if it were (a dry run's prediction); kept. */
+    readonly incoming?: string | undefined;
   },
 ): Promise<PruneResult> {
   const files: { key: string; at: number }[] = [];
+  const incomingAt = options.incoming === undefined ? undefined : globalsKeyTime(store.prefix, options.incoming);
+  if (options.incoming !== undefined && incomingAt) files.push({ key: options.incoming, at: incomingAt.getTime() });
   let serverTime: Date | undefined;
   for await (const o of store.listObjects(`${store.prefix}${GLOBALS_FOLDER}/`, (d) => (serverTime = d))) {
     const startedAt = globalsKeyTime(store.prefix, o.key);
@@ -246,7 +262,7 @@ export async function pruneGlobals(
     if (startedAt) files.push({ key: o.key, at: backupTime({ startedAt, storedAt: o.lastModified }).getTime() });
   }
   const newestFirst = files.sort((a, b) => b.at - a.at || (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
-  const protect = options.protect ?? new Set<string>();
+  const protect = new Set([...(options.protect ?? []), ...(options.incoming === undefined ? [] : [options.incoming])]);
   const keep = gfsKeep(
     newestFirst.map((f) => ({ key: f.key, at: new Date(f.at) })),
     { daily: 0, weekly: 0, monthly: 0, timeZone: 'UTC', ...options.gfs, count: options.retentionCount },
@@ -258,6 +274,6 @@ export async function pruneGlobals(
   const dryRun = options.dryRun ?? false;
   // `_globals` is a folder name like a database's: deleteKeys checks every key stays inside it.
   const deleted = dryRun || deletable.length === 0 ? deletable : await store.deleteKeys(GLOBALS_FOLDER, deletable);
-  options.events?.({ event: dryRun ? 'prune (dry run): would delete' : 'pruned', stage: 'prune', database: GLOBALS_FOLDER, kept: kept.length, locked: locked.length, deleted: deleted.length, keys: deleted });
+  options.events?.({ event: dryRun ? 'prune.dry-run' : 'prune.done', stage: 'prune', database: GLOBALS_FOLDER, kept: kept.length, locked: locked.length, deleted: deleted.length, keys: deleted });
   return { database: GLOBALS_FOLDER, kept, unreadable: [], deleted, locked, dryRun };
 }

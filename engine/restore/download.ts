@@ -87,7 +87,7 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest, id
   const hash = createHash('sha256');
   let bytes = 0;
   let lastEmit = 0;
-  deps.events?.({ event: 'download', bytes: 0, total: manifest.bytes, key: manifest.key });
+  deps.events?.({ event: 'restore.download.progress', bytes: 0, total: manifest.bytes, key: manifest.key });
   const meter = new Transform({
     transform(chunk: Buffer, _enc, done) {
       hash.update(chunk);
@@ -95,7 +95,7 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest, id
       const t = now();
       if (t - lastEmit >= 200) {
         lastEmit = t;
-        deps.events?.({ event: 'download', bytes, total: manifest.bytes, key: manifest.key });
+        deps.events?.({ event: 'restore.download.progress', bytes, total: manifest.bytes, key: manifest.key });
       }
       done(null, chunk);
     },
@@ -121,7 +121,7 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest, id
       const source = body;
       source.once('error', (e) => meter.destroy(e));
       const plain = await decryptStream(source.pipe(meter), ids, { key: manifest.key, fingerprints: manifest.encryption?.recipients });
-      deps.events?.({ event: 'identity-matched', key: manifest.key });
+      deps.events?.({ event: 'restore.identity-matched', key: manifest.key });
       await pipeline(plain, plainMeter, createWriteStream(path, { mode: 0o600 }), ...options);
     } else {
       await pipeline(body, meter, createWriteStream(path, { mode: 0o600 }), ...options);
@@ -142,7 +142,7 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest, id
   }
   const sha256 = hash.digest('hex');
   const ms = now() - started;
-  deps.events?.({ event: 'download', bytes, total: manifest.bytes, key: manifest.key, done: true, ms });
+  deps.events?.({ event: 'restore.download.progress', bytes, total: manifest.bytes, key: manifest.key, done: true, ms });
   if (bytes !== manifest.bytes || sha256 !== manifest.sha256) {
     await remove();
     throw new IntegrityError(
@@ -151,7 +151,7 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest, id
         '; nothing was restored',
     );
   }
-  deps.events?.({ event: 'sha256-verified', sha256, bytes });
+  deps.events?.({ event: 'restore.sha256-verified', sha256, bytes });
   if (ids) {
     const plainSha256 = plainHash.digest('hex');
     if (plainBytes !== manifest.plaintextBytes || plainSha256 !== manifest.plaintextSha256) {
@@ -162,7 +162,7 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest, id
           '; nothing was restored',
       );
     }
-    deps.events?.({ event: 'decrypted', sha256: plainSha256, bytes: plainBytes });
+    deps.events?.({ event: 'restore.decrypted', sha256: plainSha256, bytes: plainBytes });
     return { path, bytes, sha256, decrypted: { bytes: plainBytes, sha256: plainSha256 }, ms, remove };
   }
   return { path, bytes, sha256, ms, remove };

@@ -128,7 +128,7 @@ export interface DrillRun {
 export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<DrillRun> {
   const parentDir = options.server.parentDir ?? tmpdir();
   // A sandbox reused after a run killed at its timeout may still hold that run's server.
-  for (const dir of sweepStaleServers(parentDir)) deps.events({ event: 'removed a throwaway server left by an earlier run', stage: 'drill', dir });
+  for (const dir of sweepStaleServers(parentDir)) deps.events({ event: 'drill.stale-server-removed', stage: 'drill', dir });
   const reports: DrillDatabaseReport[] = [];
   const budgetAtStart = options.timeLeftMs?.();
   for (const [i, database] of options.databases.entries()) {
@@ -136,7 +136,7 @@ export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<
     const left = options.timeLeftMs?.();
     if (left !== undefined && left < DRILL_MIN_START_MS) {
       const notReached = options.databases.slice(i);
-      deps.events({ event: 'drill stopped at its time budget', stage: 'drill', notReached, budgetMs: budgetAtStart ?? 0 });
+      deps.events({ event: 'drill.budget-exhausted', stage: 'drill', notReached, budgetMs: budgetAtStart ?? 0 });
       await deps.alert(formatNotReachedAlert(notReached, reports.length, budgetAtStart ?? 0));
       return { reports, notReached };
     }
@@ -144,12 +144,12 @@ export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<
     reports.push(report);
     if (report.key) {
       await deps.writeReport(report.key, JSON.stringify(report, null, 2)).catch((err: unknown) => {
-        deps.events({ event: 'could not write the drill report', stage: 'drill', database, key: report.key, error: (err as Error).message });
+        deps.events({ event: 'drill.report-failed', stage: 'drill', database, key: report.key, error: (err as Error).message });
       });
     }
     if (report.status !== 'ok') await deps.alert(formatDrillAlert(report));
     // From the start of this database's drill to its report written and its alert sent (DrillDurationMs).
-    deps.events({ event: 'drill finished', stage: 'drill', database, key: report.key, status: report.status, failingTables: report.failingTables, durationMs: Date.now() - t0 });
+    deps.events({ event: 'drill.finished', stage: 'drill', database, key: report.key, status: report.status, failingTables: report.failingTables, durationMs: Date.now() - t0 });
   }
   return { reports, notReached: [] };
 }

@@ -6,7 +6,7 @@
  * sandbox for one), so that a later run removes only folders whose owner is gone, never those of
  * a run still going on beside it.
  */
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Folders of downloaded dumps (download.ts): `<tempDir>/pgs3-dump-XXXXXX/backup.dump`. */
@@ -24,12 +24,18 @@ function startTime(pid: number): string | undefined {
   }
 }
 
-/** Marks `dir` as this process's. */
+/**
+ * Marks `dir` as this process's. The file is written under another name and renamed into place: a
+ * sweep beside us then finds either no owner file (left alone) or the whole one, never the empty
+ * file writeFileSync creates before it writes (read as "owner gone", it removed a live run's dump).
+ */
 export function markOwner(dir: string): void {
-  writeFileSync(join(dir, OWNER_FILE), `${process.pid} ${startTime(process.pid) ?? '-'}\n`, { mode: 0o600 });
+  const partial = join(dir, `${OWNER_FILE}.${process.pid}.partial`);
+  writeFileSync(partial, `${process.pid} ${startTime(process.pid) ?? '-'}\n`, { mode: 0o600 });
+  renameSync(partial, join(dir, OWNER_FILE));
 }
 
-/** Whether the process that made `dir` still runs; undefined when `dir` names none (made before owner files). */
+/** Whether the process that made `dir` still runs; undefined when `dir` names none (made before owner files, or its owner file not complete yet). */
 export function ownerAlive(dir: string): boolean | undefined {
   let text: string;
   try {
@@ -37,6 +43,9 @@ export function ownerAlive(dir: string): boolean | undefined {
   } catch {
     return undefined;
   }
+  // Whole owner files end with a newline. One without is being written by a run that does not
+  // rename it into place (an earlier release beside this one): not ours to judge either.
+  if (!text.endsWith('\n')) return undefined;
   const [pidText, start] = text.trim().split(' ');
   const pid = Number(pidText);
   if (!Number.isInteger(pid) || pid < 1) return false;

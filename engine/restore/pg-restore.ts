@@ -220,7 +220,7 @@ export async function pgRestoreInto(
 ): Promise<PgRestoreRun> {
   const now = deps.now ?? Date.now;
   const started = now();
-  const progress = { event: 'restore' as const, database, jobs: options.jobs ?? 1, tablesTotal: options.tablesTotal };
+  const progress = { event: 'restore.progress' as const, database, jobs: options.jobs ?? 1, tablesTotal: options.tablesTotal };
   deps.events?.({ ...progress, tablesDone: 0 });
   let tablesDone = 0;
   const onLine = (line: string) => {
@@ -267,7 +267,7 @@ export async function pgRestoreInto(
   const ms = now() - started;
   const warnings = [...tolerated];
   for (const w of warnings) deps.events?.({ event: 'warning', message: w });
-  deps.events?.({ event: 'restored', database, tables: tablesDone, ms, errors: errors.length });
+  deps.events?.({ event: 'restore.done', database, tables: tablesDone, ms, errors: errors.length });
   return { ms, warnings, errors, tablesDone };
 }
 

@@ -62,10 +62,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const manifest = checkedManifest(await deps.source.readManifest(options.key), options.key);
   if (manifest.parts && options.tables?.length) {
     throw new UsageError(`--table is not available for a sharded backup (${manifest.parts.length} data archives); nothing was restored`, {
-      hint: 'Restore the whole backup into a new database and copy the tables from it, or follow the runbook (docs/runbook.md, "A sharded backup with pg_restore alone") with pg_restore --table.',
+      hint: 'Restore the whole backup into a new database and copy the tables from it, or follow the runbook (docs/runbooks/database-restore.md, "A sharded backup with pg_restore alone") with pg_restore --table.',
     });
   }
-  deps.events?.({ event: 'manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
+  deps.events?.({ event: 'restore.manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
 
   // An encrypted backup needs an identity: a missing or unreadable one is an error before the
   // target is even looked at (a wrong one fails at the age header, the download's first bytes).
@@ -128,7 +128,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       // A sharded backup: its data archives streamed from S3, side by side, before the post-data pass.
       afterData: manifest.parts ? (onLine) => restoreDataParts(deps, target, target.database, manifest, { noOwner: options.noOwner, noAcl: options.noAcl, onLine }) : undefined,
     });
-    for (const n of notRestored) deps.events?.({ event: 'not-restored', message: n });
+    for (const n of notRestored) deps.events?.({ event: 'restore.not-restored', message: n });
     if (restored.errors.length > 0) {
       throw new RestoreError(
         `restored into database "${target.database}" with ${restored.errors.length} error${restored.errors.length === 1 ? '' : 's'}; the database was kept (--keep-going):\n${summarizeErrors(restored.errors, Infinity)}`,

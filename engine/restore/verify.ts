@@ -145,7 +145,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   const fail = (stage: string, err: unknown) => {
     const e = err as Error;
     problems.push({ stage: err instanceof PgS3BackupError ? err.stage : stage, message: e.message, ...(err instanceof PgS3BackupError && err.hint ? { hint: err.hint } : {}) });
-    deps.events?.({ event: 'problem', stage, message: e.message });
+    deps.events?.({ event: 'verify.problem', stage, message: e.message });
   };
 
   let manifest: Manifest | undefined;
@@ -159,7 +159,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   let partsVerified = false;
   try {
     manifest = checkedManifest(await deps.source.readManifest(options.key), options.key);
-    deps.events?.({ event: 'manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
+    deps.events?.({ event: 'restore.manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
     dump = await downloadVerified(deps, manifest);
     timings.download = dump.ms;
 
@@ -168,7 +168,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     timings.list = now() - listStarted;
     const tocRead = toc;
     const manifestRead = manifest;
-    deps.events?.({ event: 'toc', entries: toc.entries.length, tablesWithData: toc.tablesWithData.length });
+    deps.events?.({ event: 'verify.toc', entries: toc.entries.length, tablesWithData: toc.tablesWithData.length });
 
     // The scratch database as the backup defines its own (encoding, locale, provider, settings):
     // a drill on a database that differs from production proves less.
@@ -261,7 +261,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     problems,
     verifiedAt: new Date(now()).toISOString(),
   };
-  deps.events?.({ event: 'verified', status: report.status, tables: tables.length, rows: report.totalRows, ms: report.timingsMs.total });
+  deps.events?.({ event: 'verify.finished', status: report.status, tables: tables.length, rows: report.totalRows, ms: report.timingsMs.total });
   return report;
 }
 
@@ -330,9 +330,9 @@ export async function verifyOnThrowawayServer(deps: RestoreDeps, options: Verify
   const started = now();
   let server;
   try {
-    deps.events?.({ event: 'server', status: 'starting' });
+    deps.events?.({ event: 'verify.server', status: 'starting' });
     server = await startThrowawayServer(options.server);
-    deps.events?.({ event: 'server', status: 'started', ms: now() - started });
+    deps.events?.({ event: 'verify.server', status: 'started', ms: now() - started });
   } catch (err) {
     const e = err as Error;
     return {

@@ -42,11 +42,9 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const TiB = 1024 * GiB;
 
-export const STORAGE_PROFILES = ['aws', 'gcs', 'r2', 'b2', 'minio', 'scaleway', 'ceph'] as const;
-export type StorageProfile = (typeof STORAGE_PROFILES)[number];
-/** STORAGE_PROFILE's values: a store's name, or `auto` (probe the bucket at the first run). */
-export const STORAGE_PROFILE_SETTINGS = [...STORAGE_PROFILES, 'auto'] as const;
-export type StorageProfileSetting = (typeof STORAGE_PROFILE_SETTINGS)[number];
+// The names live below the configuration, which checks STORAGE_PROFILE with them.
+import { STORAGE_PROFILES, STORAGE_PROFILE_SETTINGS, type StorageProfile, type StorageProfileSetting } from '../settings/values.ts';
+export { STORAGE_PROFILES, STORAGE_PROFILE_SETTINGS, type StorageProfile, type StorageProfileSetting };
 
 export interface StoreCapabilities {
   /** `If-None-Match: *` on PutObject and CompleteMultipartUpload is honoured (412 on an existing key). */

@@ -38,8 +38,8 @@ export const EncryptionSchema = z.object({
 export type ManifestEncryption = z.infer<typeof EncryptionSchema>;
 
 /** How the manifest's row counts were taken (ROW_COUNTS). */
-export const ROW_COUNT_MODES = ['exact', 'estimate', 'off'] as const;
-export type RowCountMode = (typeof ROW_COUNT_MODES)[number];
+import { ROW_COUNT_MODES, type RowCountMode } from '../settings/values.ts';
+export { ROW_COUNT_MODES, type RowCountMode };
 
 /** One table the dump holds data for, as it was in the dump's snapshot. */
 export const TableCountSchema = z.object({

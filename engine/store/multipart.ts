@@ -151,7 +151,7 @@ function partChecksumOf(algorithm: PartChecksum, res: { ChecksumSHA256?: string 
  * One upload in progress. Bytes come in two ways:
  *
  * - `region()` + `commit(n)`: the reader writes straight into the free end of the current part
- *   buffer (the tool's output read by net's `onread`, stream-upload.ts) and says how much it wrote:
+ *   buffer (the tool's output read by net's `onread`, engine/pg/dump-gate.ts) and says how much it wrote:
  *   no copy, no per-read allocation;
  * - `write(chunk)`: a chunk is copied into the part buffers (any other stream: encryption, tests).
  *

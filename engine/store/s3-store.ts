@@ -150,7 +150,7 @@ export async function* listObjects(store: S3Store, prefix: string, serverTime?: 
 }
 
 /** Newest first by `at`; the key (its time, then its text) breaks ties. */
-function newestFirst(a: { key: string; at: Date | undefined }, b: { key: string; at: Date | undefined }): number {
+export function newestFirst(a: { key: string; at: Date | undefined }, b: { key: string; at: Date | undefined }): number {
   const d = (b.at?.getTime() ?? 0) - (a.at?.getTime() ?? 0);
   if (d !== 0) return d;
   return a.key < b.key ? 1 : a.key > b.key ? -1 : 0;

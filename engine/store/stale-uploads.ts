@@ -89,7 +89,7 @@ export async function abortStaleUploads(
   }
   if (aborted.length > 0 || kept > 0) {
     options.events?.({
-      event: dryRun ? 'stale multipart uploads (dry run): would abort' : 'stale multipart uploads aborted',
+      event: dryRun ? 'prune.stale-uploads.dry-run' : 'prune.stale-uploads.aborted',
       stage: 'prune',
       prefix,
       aborted: aborted.length,

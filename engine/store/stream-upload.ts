@@ -1,8 +1,10 @@
 /**
- * pg_dump's stdout → S3 multipart upload, with SHA-256 on the fly and bounded memory, failing
+ * A tool's stdout → S3 multipart upload, with SHA-256 on the fly and bounded memory, failing
  * closed. The stream that feeds the upload does not end when pg_dump's stdout ends: it ends only
- * once pg_dump has exited 0 and its output began with `PGDMP`. Otherwise it errors, the uploader
- * (multipart.ts) aborts the multipart upload (or never sends the single PutObject) and nothing lands at the key.
+ * once pg_dump has exited 0 and its output began with `PGDMP` (the gate: engine/pg/dump-gate.ts).
+ * Otherwise it errors, the uploader (multipart.ts) aborts the multipart upload (or never sends the
+ * single PutObject) and nothing lands at the key. Encryption (upload-encryption.ts) and the stall
+ * watchdog (stall-watchdog.ts) are their own modules; this one wires them to S3 and cleans up.
  */
 import {
   AbortMultipartUploadCommand,
@@ -13,25 +15,22 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { createHash, type Hash } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
-import { DumpError, dumpHint, PgS3BackupError, TimeBudgetError, UploadError, type Leftover, type ProcessOutcome } from '../errors.ts';
-import { outputStream, type DirectOutput } from '../pg/direct-output.ts';
-import { describeExit, type RunningTool } from '../pg/process.ts';
+import { PgS3BackupError, TimeBudgetError, UploadError, type Leftover, type ProcessOutcome } from '../errors.ts';
+import { outputStream } from '../pg/direct-output.ts';
+import { DirectDumpReader, DumpGate, toolVerdict } from '../pg/dump-gate.ts';
+import type { RunningTool } from '../pg/process.ts';
+import { budgetExhausted, watchForStall } from './stall-watchdog.ts';
 import { isCapabilityRefusal } from './probe.ts';
 import { CompleteFailedError, MultipartUpload, uploadMultipart, type MultipartOptions, type MultipartResult, type PartChecksum } from './multipart.ts';
 import { MAX_DUMP_BYTES, PART_CAP_HEADROOM, partSizeFor, PROFILE_CAPABILITIES, type StoreCapabilities } from './capabilities.ts';
-import { encryptStream } from '../encryption.ts';
-import type { Readable } from 'node:stream';
-
-/** pg_dump's custom-format archives start with these bytes. */
-export const CUSTOM_FORMAT_MAGIC = Buffer.from('PGDMP');
+import { UploadEncryption } from './upload-encryption.ts';
 
 const MiB = 1024 * 1024;
 /** AWS's cap on the parts of one upload (other stores: engine/store/capabilities.ts). */
 export const S3_MAX_PARTS = PROFILE_CAPABILITIES.aws.maxParts;
 export const S3_MIN_PART_SIZE = PROFILE_CAPABILITIES.aws.minPartBytes;
 export { MAX_DUMP_BYTES, partSizeFor };
+
 
 /** The smallest part the engine uses: below it, request overhead shows; memory is (queue + 1) parts. */
 export const MIN_STREAM_PART_SIZE = 8 * MiB;
@@ -75,165 +74,6 @@ export function choosePartSize(requested: number | undefined, databaseBytes: num
 
 /** Parts in flight at once. */
 export const DEFAULT_QUEUE_SIZE = 2;
-
-/**
- * Counts the bytes (and hashes them, unless `hashWhole` is false: the uploader hashes each part
- * itself), checks the magic, and holds back end-of-stream until `verdict` says the producer
- * succeeded.
- */
-export class DumpGate extends Transform {
-  bytes = 0;
-  private readonly hash: Hash | undefined;
-  private head = Buffer.alloc(0);
-  constructor(
-    private readonly verdict: () => Promise<void>,
-    private readonly checkMagic = true,
-    private readonly onBytes?: (total: number) => void,
-    hashWhole = true,
-  ) {
-    super({ highWaterMark: MiB });
-    this.hash = hashWhole ? createHash('sha256') : undefined;
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.checkMagic && this.head.length < CUSTOM_FORMAT_MAGIC.length) {
-      this.head = Buffer.concat([this.head, chunk.subarray(0, CUSTOM_FORMAT_MAGIC.length - this.head.length)]);
-      if (!CUSTOM_FORMAT_MAGIC.subarray(0, this.head.length).equals(this.head)) {
-        cb(badMagic(this.head));
-        return;
-      }
-    }
-    this.bytes += chunk.length;
-    this.hash?.update(chunk);
-    this.onBytes?.(this.bytes);
-    cb(null, chunk);
-  }
-  override _flush(cb: TransformCallback): void {
-    const fail = (err: unknown) => cb(err as Error);
-    this.verdict().then(() => {
-      if (this.checkMagic && this.bytes < CUSTOM_FORMAT_MAGIC.length) {
-        cb(new DumpError(`pg_dump exited 0 but wrote ${this.bytes} byte(s), not a dump`, { hint: 'Run PG_DUMP_BIN by hand to see what it does.' }));
-      } else {
-        cb();
-      }
-    }, fail);
-  }
-  digest(): string {
-    if (!this.hash) throw new Error('DumpGate: built without hashing');
-    return this.hash.digest('hex');
-  }
-}
-
-/**
- * The DumpGate's checks for a tool whose stdout is read straight into the part buffers
- * (RunningTool.output, direct-output.ts): each read lands in the free end of the part being
- * filled and is committed there (no copy, no chunk objects); reading pauses while every part slot
- * is busy sending. It counts the bytes, checks the magic, and completes the upload only once
- * `verdict` says the producer succeeded; otherwise the upload is aborted.
- */
-export class DirectDumpReader {
-  bytes = 0;
-  private head = Buffer.alloc(0);
-  /** Reading is paused because every part slot is busy (S3 is the one not keeping up). */
-  waitingForUpload = false;
-  private stop: ((err: Error) => void) | undefined;
-  private stopped: Error | undefined;
-  constructor(
-    private readonly output: DirectOutput,
-    private readonly verdict: () => Promise<void>,
-    private readonly checkMagic = true,
-    private readonly onBytes?: (total: number) => void,
-    /** Hears of the failure first, before the upload is aborted (as the gate's 'error' event). */
-    private readonly onError?: (err: Error) => void,
-  ) {}
-
-  /** Stops reading and fails the upload with `err` (first call wins). */
-  destroy(err: Error): void {
-    this.stopped ??= err;
-    this.output.destroy();
-    this.stop?.(this.stopped);
-  }
-
-  /** Reads the tool's output to its end into a multipart upload; aborts the upload on any failure. */
-  async upload(opts: MultipartOptions): Promise<MultipartResult> {
-    const upload = new MultipartUpload(opts);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        let done = false;
-        this.stop = (err) => {
-          if (!done) {
-            done = true;
-            this.onError?.(err);
-            reject(err);
-          }
-        };
-        if (this.stopped) return this.stop(this.stopped);
-        let region = upload.region();
-        this.output.start(
-          () => (region = upload.region()),
-          (n, buf) => {
-            if (done) return false;
-            try {
-              if (!this.headOk(buf.subarray(0, n))) return false;
-              let wait: Promise<void> | undefined;
-              if (buf === region) wait = upload.commit(n);
-              else {
-                // Only a read before the reader started lands elsewhere (a scratch buffer): copy it.
-                for (let off = 0; off < n && !wait; ) {
-                  const into = upload.region();
-                  const k = Math.min(into.length, n - off);
-                  buf.copy(into, 0, off, off + k);
-                  off += k;
-                  wait = upload.commit(k);
-                  if (wait && off < n) throw new Error('DirectDumpReader: a first read larger than a part');
-                }
-              }
-              this.bytes += n;
-              this.onBytes?.(this.bytes);
-              if (!wait) return true;
-              this.waitingForUpload = true;
-              wait.then(() => {
-                this.waitingForUpload = false;
-                if (!done) this.output.resume();
-              }, (err: unknown) => this.stop?.(err as Error));
-              return false;
-            } catch (err) {
-              this.stop?.(err as Error);
-              return false;
-            }
-          },
-        );
-        this.output.ended.then(() => this.verdict()).then(() => {
-          if (this.checkMagic && this.bytes < CUSTOM_FORMAT_MAGIC.length) {
-            throw new DumpError(`pg_dump exited 0 but wrote ${this.bytes} byte(s), not a dump`, { hint: 'Run PG_DUMP_BIN by hand to see what it does.' });
-          }
-          if (!done) {
-            done = true;
-            resolve();
-          }
-        }).catch((err: unknown) => this.stop?.(this.stopped ?? (err as Error)));
-      });
-      return await upload.finish();
-    } catch (err) {
-      await upload.abort(err);
-      throw err;
-    }
-  }
-
-  /** Checks the first bytes against the custom-format signature; false (and the upload failed) if they differ. */
-  private headOk(data: Buffer): boolean {
-    if (!this.checkMagic || this.head.length >= CUSTOM_FORMAT_MAGIC.length) return true;
-    this.head = Buffer.concat([this.head, data.subarray(0, CUSTOM_FORMAT_MAGIC.length - this.head.length)]);
-    if (CUSTOM_FORMAT_MAGIC.subarray(0, this.head.length).equals(this.head)) return true;
-    this.destroy(badMagic(this.head));
-    return false;
-  }
-}
-
-function badMagic(head: Buffer): DumpError {
-  return new DumpError(`pg_dump's output does not start with the custom-format signature PGDMP (got ${JSON.stringify(head.toString('latin1'))})`, {
-    hint: 'PG_DUMP_BIN must be pg_dump itself; the backup runs it with --format=custom.',
-  });
-}
 
 export interface StreamUploadOptions {
   readonly s3: S3Client;
@@ -295,15 +135,11 @@ export interface StreamUploadResult {
 /** Default bound of the clean-up (abort, key check, delete), every retry included. */
 export const DEFAULT_CLEANUP_TIMEOUT_MS = 20_000;
 
-/** No dump byte for this long is worth naming as the cause when the time budget ends. */
-const IDLE_WORTH_NAMING_MS = 10_000;
-
 export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploadResult> {
   const { tool } = opts;
   const toolName = opts.toolName ?? 'pg_dump';
-  const encrypting = (opts.encryptTo?.length ?? 0) > 0;
-  /** The age stream the uploader reads, when encrypting. */
-  let encrypted: Readable | undefined;
+  const encryption = new UploadEncryption(opts.encryptTo);
+  const encrypting = encryption.active;
   const now = Date.now;
   const started = now();
   let failure: Error | undefined;
@@ -311,13 +147,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   let lastByteAt = started;
 
   const verdict = async () => {
-    outcome = await tool.finished;
-    if (outcome.exitCode !== 0 || outcome.signal) {
-      throw new DumpError(`${toolName} failed: ${describeExit(outcome.exitCode, outcome.signal, toolName)}${outcome.stderrTail.length ? `\n${outcome.stderrTail.join('\n')}` : ''}`, {
-        outcome,
-        hint: dumpHint(outcome),
-      });
-    }
+    outcome = await toolVerdict(tool, toolName);
   };
   const onBytes = (bytes: number) => {
     lastByteAt = now();
@@ -357,7 +187,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
     local.abort(err);
     direct?.destroy(err);
     gate?.destroy(err);
-    encrypted?.destroy(err);
+    encryption.destroy(err);
   };
   tool.finished.catch((err: Error) => fail(err));
   if (gate) {
@@ -381,17 +211,16 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
 
   // The stall watchdog: the time budget and the request timeouts bound the run, but a dump that
   // merely stopped (a lock taken mid-dump, a stalled server, a trickling S3) would use all of it.
-  let watchdog: NodeJS.Timeout | undefined;
-  const stallMs = opts.stallMs;
-  if (stallMs !== undefined && stallMs > 0) {
-    watchdog = setInterval(() => {
-      // Once pg_dump has exited, only CompleteMultipartUpload is left: the request timeouts bound it.
-      if (outcome || failure) return;
-      const idle = now() - lastByteAt;
-      if (idle >= stallMs) fail(stallError({ idleMs: idle, bytes: bytesSoFar(), s3Blocked: s3Blocked(), toolName }));
-    }, Math.max(100, Math.min(1000, Math.floor(stallMs / 4))));
-    watchdog.unref();
-  }
+  // Once pg_dump has exited, only CompleteMultipartUpload is left: the request timeouts bound it.
+  const stopWatchdog = watchForStall({
+    stallMs: opts.stallMs,
+    idleMs: () => now() - lastByteAt,
+    over: () => outcome !== undefined || failure !== undefined,
+    bytes: bytesSoFar,
+    s3Blocked,
+    toolName,
+    onStall: fail,
+  });
 
   let uploadId: string | undefined;
   /** CreateMultipartUpload is never cancelled: a cancelled one may still create an upload we could not name. */
@@ -426,10 +255,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
   let uploaded: MultipartResult | undefined;
   let completeFailed: CompleteFailedError | undefined;
   try {
-    if (encrypting) {
-      encrypted = await encryptStream(gate!, opts.encryptTo!);
-      encrypted.on('error', (err) => fail(err));
-    }
+    const encrypted = encrypting ? await encryption.start(gate!, (err) => fail(err)) : undefined;
     const multipart: MultipartOptions = {
       s3: client,
       bucket: opts.bucket,
@@ -441,7 +267,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
       maxParts: opts.maxParts,
       conditional: opts.conditional,
     };
-    uploaded = direct ? await direct.upload(multipart) : await uploadMultipart(encrypted ?? gate!, multipart);
+    uploaded = direct ? await direct.upload(new MultipartUpload(multipart)) : await uploadMultipart(encrypted ?? gate!, multipart);
   } catch (err) {
     if (!failure && err instanceof CompleteFailedError) {
       // CompleteMultipartUpload failed as far as we know; S3 may have completed it anyway (the
@@ -451,7 +277,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
       fail(err instanceof Error && 'stage' in err ? err : new UploadError(`upload to s3://${opts.bucket}/${opts.key} failed: ${(err as Error).name}: ${(err as Error).message}`, { cause: err, hint: uploadHint(err) }));
     }
   } finally {
-    if (watchdog) clearInterval(watchdog);
+    stopWatchdog();
     opts.signal?.removeEventListener('abort', onAbort);
   }
   // Whatever happened, wait for the process: no stray pg_dump keeps running into the next step.
@@ -476,7 +302,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
         bytes: completeFailed.result.bytes,
         error: completeFailed.message,
       });
-      return { bytes: encrypting ? completeFailed.result.bytes : bytesSoFar(), sha256: completeFailed.result.sha256, parts: completeFailed.result.parts, outcome: outcome ?? finalOutcome!, plaintext: plaintextOf(gate, encrypting) };
+      return { bytes: encrypting ? completeFailed.result.bytes : bytesSoFar(), sha256: completeFailed.result.sha256, parts: completeFailed.result.parts, outcome: outcome ?? finalOutcome!, plaintext: encryption.plaintext(gate) };
     }
     if (!failure) {
       const cause = completeFailed?.cause ?? completeFailed;
@@ -485,11 +311,7 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
     if (cleanup.leftover && failure instanceof PgS3BackupError) failure.leftover = cleanup.leftover;
     throw failure;
   }
-  return { bytes: encrypting ? uploaded.bytes : bytesSoFar(), sha256: uploaded.sha256, parts: uploaded.parts, outcome: outcome ?? finalOutcome!, etag: uploaded.etag, plaintext: plaintextOf(gate, encrypting) };
-}
-
-function plaintextOf(gate: DumpGate | undefined, encrypting: boolean): StreamUploadResult['plaintext'] {
-  return encrypting && gate ? { bytes: gate.bytes, sha256: gate.digest() } : undefined;
+  return { bytes: encrypting ? uploaded.bytes : bytesSoFar(), sha256: uploaded.sha256, parts: uploaded.parts, outcome: outcome ?? finalOutcome!, etag: uploaded.etag, plaintext: encryption.plaintext(gate) };
 }
 
 interface CleanUpRequest {
@@ -560,39 +382,6 @@ async function cleanUp(r: CleanUpRequest): Promise<{ kept: boolean; leftover: Le
     if (!aborted.ok) return { kept: false, leftover: { uploadId, reason: describe(aborted.error) } };
   }
   return { kept: false, leftover: undefined };
-}
-
-/** The time budget ended mid-dump: the message and hint say what the dump was doing. */
-export function budgetExhausted(s: { bytes: number; elapsedMs: number; idleMs: number; s3Blocked: boolean; toolName?: string }): TimeBudgetError {
-  const tool = s.toolName ?? 'pg_dump';
-  const idle = Math.round(s.idleMs / 1000);
-  let hint: string;
-  // Idle for half the run (or 10 s) is no longer throughput: name what stopped.
-  if (s.idleMs < Math.min(IDLE_WORTH_NAMING_MS, s.elapsedMs / 2)) {
-    hint = 'The dump was still running: give the function more memory (more CPU and network) or a longer timeout (15 min at most); for databases that cannot be dumped within 15 minutes, run the CLI or scripts/backup.sh on a host (host mode).';
-  } else if (s.s3Blocked) {
-    hint = `S3 stopped accepting data ${idle} s before the end (the parts in flight got no answer): check the network path to S3 (VPC endpoint, NAT, proxy) and S3's health; AWS_SOCKET_TIMEOUT_SECONDS and AWS_REQUEST_TIMEOUT_SECONDS bound each request.`;
-  } else if (s.bytes === 0) {
-    hint = `${tool} wrote nothing for ${idle} s: it was most likely waiting for a lock held by another session (ACCESS EXCLUSIVE: a migration, VACUUM FULL, ALTER TABLE) or for a server that does not answer; look at pg_stat_activity (application_name pg-s3-backup) and lower PG_LOCK_WAIT_TIMEOUT.`;
-  } else {
-    hint = `${tool} stopped receiving data from the server ${idle} s before the end: a stalled server or network path, or a lock taken after the dump started (pg_stat_activity, application_name pg-s3-backup); DUMP_STALL_TIMEOUT_SECONDS stops such a dump sooner.`;
-  }
-  return new TimeBudgetError(`time budget exhausted after ${Math.round(s.elapsedMs / 1000)} s with ${s.bytes} bytes uploaded: dump stopped, upload aborted`, { bytesWritten: s.bytes, elapsedMs: s.elapsedMs }, { hint });
-}
-
-/** The stall watchdog fired: S3 or the dump stopped, and the error says which. */
-function stallError(s: { idleMs: number; bytes: number; s3Blocked: boolean; toolName: string }): PgS3BackupError {
-  const idle = Math.round(s.idleMs / 1000);
-  if (s.s3Blocked) {
-    return new UploadError(`S3 accepted no data for ${idle} s (DUMP_STALL_TIMEOUT_SECONDS) after ${s.bytes} bytes: ${s.toolName} stopped, upload aborted`, {
-      hint: 'The parts in flight got no answer: check the network path to S3 (VPC endpoint, NAT, proxy) and S3\'s health, then run the backup again.',
-    });
-  }
-  return new DumpError(`${s.toolName} wrote no data for ${idle} s (DUMP_STALL_TIMEOUT_SECONDS) after ${s.bytes} bytes: stopped, upload aborted`, {
-    hint: s.bytes === 0
-      ? `${s.toolName} is most likely waiting for a lock another session holds, or for a server that does not answer: look at pg_stat_activity (application_name pg-s3-backup); PG_LOCK_WAIT_TIMEOUT bounds lock waits.`
-      : 'The server stopped sending data: a stalled server or network path, or a lock taken after the dump started (look at pg_stat_activity, application_name pg-s3-backup). Run the backup again.',
-  });
 }
 
 function uploadHint(err: unknown): string {

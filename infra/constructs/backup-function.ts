@@ -17,7 +17,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { LAMBDA_TIMEOUT_SECONDS, toEnvironment, type RunnerChoice } from '../../engine/config.ts';
+import { LAMBDA_TIMEOUT_SECONDS, toEnvironment, type DeployedValue, type EngineVariable } from '../../engine/config.ts';
 import type { VpcConfig } from '../config.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import type { BackupBucket } from './backup-bucket.ts';
@@ -44,21 +44,12 @@ export interface BackupFunctionProps {
   readonly dbSecretArn: string;
   /** The customer-managed key of the secret, when it has one. */
   readonly dbSecretKmsKeyArn?: string;
-  /** Databases to back up; `["*"]`: discover them on the server (filtered by `discover`). */
-  readonly databases: readonly string[];
-  /** DATABASE_INCLUDE / DATABASE_EXCLUDE patterns for `databases: ["*"]`. @default none */
-  readonly discover?: { readonly include: readonly string[]; readonly exclude: readonly string[] };
-  /** How the fan-out's plan places each database (RUNNER). @default lambda */
-  readonly runner?: RunnerChoice;
-  readonly retentionCount: number;
-  /** RETENTION_DAILY / _WEEKLY / _MONTHLY, and the zone of their calendar (the schedule's). */
-  readonly gfs?: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly timeZone: string };
-  readonly pgDumpCompression?: string;
-  /** DUMP_JOBS; unset: the engine's default (the function's vCPUs by memory). */
-  readonly dumpJobs?: number;
-  /** ENCRYPT_RECIPIENTS: age public keys the dumps are encrypted to (public: the function can never decrypt). */
-  readonly encryptRecipients?: readonly string[];
-  readonly notifyOnSuccess: boolean;
+  /**
+   * The engine settings deployed from the context (BackupConfig.functionSettings: databases,
+   * retention, compression, recipients, …), written into the environment beside the stack's own
+   * (secret, bucket, prefix, topic, storage profile).
+   */
+  readonly settings: Readonly<Partial<Record<EngineVariable, DeployedValue>>>;
   readonly topic: sns.ITopic;
   readonly topicKey: kms.IKey;
   readonly failureQueue: sqs.IQueue;
@@ -260,23 +251,11 @@ export class BackupFunction extends Construct {
     const environment: Record<string, string> = {
       ...toEnvironment(
         {
+          ...props.settings,
           DB_SECRET_ID: props.dbSecretArn,
           BACKUP_BUCKET: bucket.bucketName,
           BACKUP_PREFIX: prefix,
-          RETENTION_COUNT: props.retentionCount,
-          // Only when a GFS rule is on: the environment of a count-only deployment stays as it was.
-          ...(props.gfs && props.gfs.daily + props.gfs.weekly + props.gfs.monthly > 0
-            ? { RETENTION_DAILY: props.gfs.daily, RETENTION_WEEKLY: props.gfs.weekly, RETENTION_MONTHLY: props.gfs.monthly, RETENTION_TIME_ZONE: props.gfs.timeZone }
-            : {}),
           ALERT_TOPIC_ARN: props.topic.topicArn,
-          NOTIFY_ON_SUCCESS: props.notifyOnSuccess,
-          DATABASES: props.databases.length > 0 ? props.databases : undefined,
-          PG_DUMP_COMPRESSION: props.pgDumpCompression,
-          DUMP_JOBS: props.dumpJobs,
-          ENCRYPT_RECIPIENTS: props.encryptRecipients,
-          DATABASE_INCLUDE: props.discover?.include,
-          DATABASE_EXCLUDE: props.discover && props.discover.exclude.length > 0 ? props.discover.exclude : undefined,
-          RUNNER: props.runner,
           // The stack's bucket is S3: its capabilities are known, so no run probes or reads a cache.
           STORAGE_PROFILE: 'aws',
         },

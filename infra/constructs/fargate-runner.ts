@@ -11,6 +11,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { toEnvironment } from '../../engine/config.ts';
 import { METRIC_NAMESPACE } from '../../engine/observability.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import { assetExclude, DOCKERFILE_IN_CONTEXT, ensureImageBundle, IMAGE_RDS_CA_BUNDLE, IMAGE_TMP, IMAGE_USER } from '../container/image.ts';
@@ -47,13 +48,18 @@ export class FargateRunner extends Construct {
   readonly logGroup: logs.LogGroup;
   readonly runTimeout: Duration;
   readonly securityGroup: ec2.ISecurityGroup;
+  readonly vpc: ec2.IVpc;
   readonly subnets: ec2.SubnetSelection;
+  /** The engine's image (the restore task of `restore --remote` runs it too). */
+  readonly image: ecs.ContainerImage;
+  readonly runtimePlatform: ecs.RuntimePlatform;
 
   constructor(scope: Construct, id: string, props: FargateRunnerProps) {
     super(scope, id);
     this.runTimeout = props.runTimeout;
     this.securityGroup = props.securityGroup;
     this.subnets = props.network.subnets;
+    this.vpc = props.network.vpc;
     // aws-cdk-lib types Cluster.defaultCloudMapNamespace as `INamespace | undefined` where ICluster
     // has an optional INamespace: exactOptionalPropertyTypes rejects the (sound) assignment.
     this.cluster = new ecs.Cluster(this, 'Cluster', { vpc: props.network.vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED }) as unknown as ecs.ICluster;
@@ -76,41 +82,46 @@ export class FargateRunner extends Construct {
     });
     this.taskRole.attachInlinePolicy(policy);
 
+    this.runtimePlatform = {
+      cpuArchitecture: props.architecture === 'arm64' ? ecs.CpuArchitecture.ARM64 : ecs.CpuArchitecture.X86_64,
+      operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
+    };
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: props.cpu,
       memoryLimitMiB: props.memoryMiB,
       ephemeralStorageGiB: props.ephemeralStorageGiB,
       taskRole: this.taskRole,
-      runtimePlatform: {
-        cpuArchitecture: props.architecture === 'arm64' ? ecs.CpuArchitecture.ARM64 : ecs.CpuArchitecture.X86_64,
-        operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
-      },
+      runtimePlatform: this.runtimePlatform,
     });
     this.logGroup = new logs.LogGroup(this, 'LogGroup', { retention: props.logRetentionDays as logs.RetentionDays });
     // The image copies the CLI bundle: it must be today's, with no chunk of an earlier build.
     ensureImageBundle();
+    this.image = ecs.ContainerImage.fromAsset(REPO_ROOT, {
+      file: DOCKERFILE_IN_CONTEXT,
+      // Exactly the files image-files.json lists (and the Dockerfile): nothing else is staged or hashed.
+      exclude: assetExclude(),
+      buildArgs: { LAYER_ARCH: props.architecture },
+      platform: props.architecture === 'arm64' ? ecrAssets.Platform.LINUX_ARM64 : ecrAssets.Platform.LINUX_AMD64,
+    });
     this.container = this.taskDefinition.addContainer(CONTAINER_NAME, {
-      image: ecs.ContainerImage.fromAsset(REPO_ROOT, {
-        file: DOCKERFILE_IN_CONTEXT,
-        // Exactly the files image-files.json lists (and the Dockerfile): nothing else is staged or hashed.
-        exclude: assetExclude(),
-        buildArgs: { LAYER_ARCH: props.architecture },
-        platform: props.architecture === 'arm64' ? ecrAssets.Platform.LINUX_ARM64 : ecrAssets.Platform.LINUX_AMD64,
-      }),
+      image: this.image,
       // The fan-out overrides the command per database: ["run", "--database", X, "--reason", "scheduled"].
       command: ['run'],
       environment: {
         ...props.environment,
         // The task's vCPUs (1,024 CPU units each) unless dumpJobs says otherwise: off Lambda the engine defaults to 1.
         DUMP_JOBS: props.environment.DUMP_JOBS ?? String(Math.max(1, Math.floor(props.cpu / 1024))),
-        // In a task the engine has no Lambda budget: the run's own deadline bounds it instead.
-        RUN_TIMEOUT_SECONDS: String(props.runTimeout.toSeconds()),
         // The CLI's JSON lines, one per event, are what CloudWatch Logs keeps.
         NODE_OPTIONS: '--enable-source-maps',
-        // As in Lambda: TLS verify-full against the RDS CA bundle unless the secret says otherwise.
-        RDS_CA_BUNDLE: IMAGE_RDS_CA_BUNDLE,
-        // BackupSucceeded & co. through PutMetricData: the same dead-man alarms as the function's.
-        CLOUDWATCH_METRICS: 'true',
+        // Checked by the engine's schema, like the function's.
+        ...toEnvironment({
+          // In a task the engine has no Lambda budget: the run's own deadline bounds it instead.
+          RUN_TIMEOUT_SECONDS: props.runTimeout.toSeconds(),
+          // As in Lambda: TLS verify-full against the RDS CA bundle unless the secret says otherwise.
+          RDS_CA_BUNDLE: IMAGE_RDS_CA_BUNDLE,
+          // BackupSucceeded & co. through PutMetricData: the same dead-man alarms as the function's.
+          CLOUDWATCH_METRICS: true,
+        }),
       },
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'backup', logGroup: this.logGroup }),
       readonlyRootFilesystem: true,

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { serverLayerRoot } from '../../layers/pg-server/paths.ts';
 import { ensureServerLayer } from '../support/layer.ts';
 import { quoteIdent } from '../support/postgres.ts';
-import { runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { runCli, startCliServices, type CliServices, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 let tempDir: string;
@@ -48,7 +48,7 @@ beforeAll(async () => {
   await q("COMMENT ON DATABASE lat IS 'caf\u00e9 -- \u00e9t\u00e9'", 'lat');
   await q("ALTER DATABASE lat SET pgs3b.note TO '\u00e9'", 'lat');
   await q("CREATE TABLE t AS SELECT 'caf\u00e9'::text AS s", 'lat');
-  const run = await runCli(['run', '--database', 'defs', '--database', 'lat', '--reason', 'database definition test'], svc.env);
+  const run = await runCli(['backup', '--database', 'defs', '--database', 'lat', '--reason', 'database definition test'], svc.env);
   expect(run.code, run.stderr).toBe(0);
   tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-definition-'));
   chmodSync(tempDir, 0o711);
@@ -80,7 +80,7 @@ it('verify --local restores them (it restored nothing: "unterminated quoted stri
   for (const db of ['defs', 'lat']) {
     const run = await runCli(['verify', '--latest', '--database', db, '--local', '--server-layer', serverLayerRoot('x86_64'), '--temp-dir', tempDir, '--json'], svc.env);
     expect(run.code, run.stdout + run.stderr).toBe(0);
-    const report = JSON.parse(run.stdout) as { status: string; problems: unknown[]; tables: { table: string; rows: number }[] };
+    const report = resultOf<{ status: string; problems: unknown[]; tables: { table: string; rows: number }[] }>(run);
     expect(report).toMatchObject({ status: 'ok', problems: [] });
     expect(report.tables).toEqual([expect.objectContaining({ table: 't', rows: db === 'defs' ? 3 : 1 })]);
   }

@@ -4,7 +4,7 @@
  * (cli/pg-tool.ts), so doctor must find the same one (issue 22, item 7).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { runCli, startCliServices, type CliServices, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 
@@ -20,10 +20,10 @@ it('finds pg_dump where run finds it (the repository\'s layer), and run works wi
   const env = { ...svc.env };
   delete env.PG_DUMP_BIN;
   const doctor = await runCli(['doctor', '--local', '--json'], env);
-  const report = JSON.parse(doctor.stdout) as { checks: { name: string; status: string; detail: string }[] };
+  const report = resultOf<{ checks: { name: string; status: string; detail: string }[] }>(doctor);
   const pgDump = report.checks.find((c) => c.name.startsWith('pg_dump'));
   expect(pgDump, doctor.stdout).toMatchObject({ name: 'pg_dump: runs', status: 'ok', detail: expect.stringMatching(/^pg_dump 18/) });
   expect(report.checks.filter((c) => c.status === 'fail'), doctor.stdout).toEqual([]);
-  const run = await runCli(['run', '--reason', 'doctor --local test'], env);
+  const run = await runCli(['backup', '--reason', 'doctor --local test'], env);
   expect(run.code, run.stderr).toBe(0);
 });

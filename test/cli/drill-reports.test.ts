@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manifestKeyFor, verifyReportKeyFor } from '../../engine/store/backup-key.ts';
 import { listKeys, putText } from '../support/aws.ts';
-import { runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { runCli, startCliServices, type CliServices, listedOf } from '../support/cli.ts';
 
 let svc: CliServices;
 /** Three backups of app, oldest first. */
@@ -36,7 +36,7 @@ function report(key: string, status: 'ok' | 'failed' | 'skipped', drilledAt: str
 beforeAll(async () => {
   svc = await startCliServices({ retentionCount: 10 });
   for (let i = 0; i < 3; i++) {
-    const run = await runCli(['run', '--database', 'app'], svc.env);
+    const run = await runCli(['backup', '--database', 'app'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     keys.push((run.result!.backups as { key: string }[])[0]!.key);
   }
@@ -52,7 +52,7 @@ describe('list shows the last drill of each backup', () => {
   it('--json has lastDrill (status, drilledAt, failingTables), null for a backup never drilled', async () => {
     const listed = await runCli(['list', '--json'], svc.env);
     expect(listed.code, listed.stderr).toBe(0);
-    const rows = JSON.parse(listed.stdout) as { key: string; lastDrill: unknown }[];
+    const rows = listedOf<{ key: string; lastDrill: unknown }>(listed);
     expect(rows.map((r) => r.key)).toEqual([keys[2], keys[1], keys[0]]);
     expect(rows.map((r) => r.lastDrill)).toEqual([
       { status: 'ok', drilledAt: '2026-12-02T03:04:05.678Z', failingTables: [] },
@@ -77,7 +77,7 @@ describe('list shows the last drill of each backup', () => {
     await putText(svc.clients, svc.bucket, verifyReportKeyFor(keys[0]!), 'not json');
     const listed = await runCli(['list', '--json'], svc.env);
     expect(listed.code, listed.stderr).toBe(0);
-    expect((JSON.parse(listed.stdout) as { lastDrill: unknown }[])[2]!.lastDrill).toBeNull();
+    expect((listedOf<{ lastDrill: unknown }>(listed))[2]!.lastDrill).toBeNull();
     expect(listed.stderr).toMatch(/drill result of .* not shown: drill report .*\.verify\.json is unreadable/);
   });
 });

@@ -19,17 +19,21 @@ import { runCli, startCliServices, type CliServices } from '../support/cli.ts';
 
 /** The declared interface: changing it is a visible change of the CLI's output (docs/operations.md). */
 const DECLARED = [
-  'run started', 'connecting', 'dump started', 'dump', 'row counts', 'upload notice', 'dump uploaded', 'backup complete',
-  'backup failed', 'backup not started', 'globals uploaded', 'store capabilities', 'store probe',
-  'the store refused a feature the engine assumed it has: probing the store, then taking the database again', 'run finished', 'fan-out summary',
-  'backup with an unreadable manifest: not counted by retention', 'backups under Object Lock: left in place until their lock ends', 'pruned', 'prune (dry run): would delete',
-  'stale multipart uploads aborted', 'stale multipart uploads (dry run): would abort',
-  'no ALERT_TOPIC_ARN: alert only logged', 'could not publish to SNS', 'heartbeat sent', 'heartbeat ping refused', 'heartbeat ping failed', 'metrics not sent',
-  'manifest', 'download', 'sha256-verified', 'identity-matched', 'decrypted', 'toc', 'restore', 'restored', 'not-restored', 'warning', 'problem', 'server', 'verified',
-  'removed a throwaway server left by an earlier run', 'could not write the drill report', 'drill finished', 'drill stopped at its time budget',
+  'backup.started', 'backup.connecting', 'backup.dump.started', 'backup.dump.progress', 'backup.row-counts.incomplete', 'backup.upload.notice', 'backup.dump.uploaded', 'backup.complete',
+  'backup.failed', 'backup.not-started', 'backup.globals.uploaded', 'store.capabilities', 'store.probe',
+  'store.feature-refused', 'backup.finished', 'backup.fan-out.summary',
+  'prune.unreadable-manifest', 'prune.locked', 'prune.done', 'prune.dry-run',
+  'prune.stale-uploads.aborted', 'prune.stale-uploads.dry-run',
+  'alert.not-configured', 'alert.publish-failed', 'heartbeat.sent', 'heartbeat.refused', 'heartbeat.failed', 'metrics.not-sent',
+  'restore.manifest', 'restore.download.progress', 'restore.sha256-verified', 'restore.identity-matched', 'restore.decrypted', 'verify.toc', 'restore.progress', 'restore.done', 'restore.not-restored', 'warning', 'verify.problem', 'verify.server', 'verify.finished',
+  'drill.stale-server-removed', 'drill.report-failed', 'drill.finished', 'drill.budget-exhausted',
   'result', 'error',
+  // `invoke`'s start (cli/invoke.ts).
+  'invoke.started',
   // `status`'s lines (cli/status.ts): one per database and alarm, before the result.
-  'database status', 'alarm state',
+  'status.database', 'status.alarm',
+  // restore --remote / verify --remote (cli/remote.ts): the Fargate task's status as it changes.
+  'remote.task',
 ];
 
 /**
@@ -37,24 +41,24 @@ const DECLARED = [
  * has `time`; the output adds `bytesPerSecond`/`etaSeconds` to lines with bytes while a transfer moves.
  */
 const FIELDS: Record<string, readonly string[]> = {
-  'run started': ['stage', 'reason', 'dryRun', 'bucket', 'prefix'],
-  connecting: ['stage', 'database', 'host', 'port', 'sslmode'],
-  'store capabilities': ['stage', 'profile', 'source', 'conditionalWrites', 'checksumSha256', 'maxParts'],
-  'dump started': ['stage', 'database', 'key', 'serverVersion', 'pgDumpVersion', 'compression', 'databaseBytes'],
-  dump: ['database', 'key', 'bytes', 'streaming'],
-  'dump uploaded': ['stage', 'database', 'key', 'bytes', 'sha256', 'durationMs'],
-  'backup complete': ['stage', 'database', 'key', 'bytes', 'sha256', 'durationMs'],
-  pruned: ['stage', 'database', 'kept', 'unreadable', 'locked?', 'deleted', 'keys'],
-  'run finished': ['status', 'backups', 'failures', 'pruned', 'dryRun'],
-  manifest: ['key', 'database', 'bytes', 'startedAt'],
-  download: ['key', 'bytes', 'total', 'done?', 'ms?'],
-  'sha256-verified': ['sha256', 'bytes'],
-  toc: ['entries', 'tablesWithData'],
-  restore: ['database', 'jobs', 'tablesTotal', 'tablesDone', 'table?', 'elapsedMs?'],
-  restored: ['database', 'tables', 'ms', 'errors'],
-  verified: ['status', 'tables', 'rows', 'ms'],
+  'backup.started': ['stage', 'reason', 'dryRun', 'bucket', 'prefix'],
+  'backup.connecting': ['stage', 'database', 'host', 'port', 'sslmode'],
+  'store.capabilities': ['stage', 'profile', 'source', 'conditionalWrites', 'checksumSha256', 'maxParts'],
+  'backup.dump.started': ['stage', 'database', 'key', 'serverVersion', 'pgDumpVersion', 'compression', 'databaseBytes'],
+  'backup.dump.progress': ['database', 'key', 'bytes', 'streaming'],
+  'backup.dump.uploaded': ['stage', 'database', 'key', 'bytes', 'sha256', 'durationMs'],
+  'backup.complete': ['stage', 'database', 'key', 'bytes', 'sha256', 'durationMs'],
+  'prune.done': ['stage', 'database', 'kept', 'unreadable', 'locked?', 'deleted', 'keys'],
+  'backup.finished': ['status', 'backups', 'failures', 'pruned', 'dryRun'],
+  'restore.manifest': ['key', 'database', 'bytes', 'startedAt'],
+  'restore.download.progress': ['key', 'bytes', 'total', 'done?', 'ms?'],
+  'restore.sha256-verified': ['sha256', 'bytes'],
+  'verify.toc': ['entries', 'tablesWithData'],
+  'restore.progress': ['database', 'jobs', 'tablesTotal', 'tablesDone', 'table?', 'elapsedMs?'],
+  'restore.done': ['database', 'tables', 'ms', 'errors'],
+  'verify.finished': ['status', 'tables', 'rows', 'ms'],
 };
-const OUTPUT_FIELDS = new Set(['time', 'bytesPerSecond', 'etaSeconds']);
+const OUTPUT_FIELDS = new Set(['time', 'bytesPerSecond', 'etaSeconds', 'message']);
 
 function expectDeclaredFields(line: Record<string, unknown>): void {
   const name = String(line.event);
@@ -90,16 +94,18 @@ describe('the declared interface', () => {
     // What rewording the engine's "dump started" log line looked like to the CLI.
     deps.log?.info('dump started, reworded', { stage: 'dump', database: 'app' });
     expect(out.text()).toBe('');
-    deps.events({ event: 'dump started', stage: 'dump', database: 'app', key: 'k', serverVersion: '18.1', pgDumpVersion: '18.1', compression: 'zstd:3', databaseBytes: 1 });
-    expect(JSON.parse(out.text())).toMatchObject({ event: 'dump started', database: 'app', key: 'k' });
+    deps.events({ event: 'backup.dump.started', stage: 'dump', database: 'app', key: 'k', serverVersion: '18.1', pgDumpVersion: '18.1', compression: 'zstd:3', databaseBytes: 1 });
+    expect(JSON.parse(out.text())).toMatchObject({ event: 'backup.dump.started', database: 'app', key: 'k' });
   });
 
   it('maps events to lines: warnings and errors marked with their level, the dump as a stream, metrics not shown', () => {
-    expect(cliEvent({ event: 'heartbeat ping failed', stage: 'notify', outcome: 'fail', heartbeat: 'https://hc.example', error: 'x' })).toMatchObject({ level: 'warn' });
-    expect(cliEvent({ event: 'backup failed', database: 'app', stage: 'dump', key: undefined, hint: undefined, requestId: undefined, error: 'x' })).toMatchObject({ level: 'error' });
-    expect(cliEvent({ event: 'dump', database: 'app', key: 'k', bytes: 5 })).toEqual({ event: 'dump', database: 'app', key: 'k', bytes: 5, streaming: true });
-    expect(cliEvent({ event: 'backup measured', database: 'app', succeeded: true, bytes: 5, durationMs: 1 })).toBeUndefined();
-    expect(cliEvent({ event: 'pruned', stage: 'prune', database: 'app', kept: 1, locked: 0, deleted: 0, keys: [] })).toEqual({ event: 'pruned', stage: 'prune', database: 'app', kept: 1, locked: 0, deleted: 0, keys: [] });
+    expect(cliEvent({ event: 'heartbeat.failed', stage: 'notify', outcome: 'fail', heartbeat: 'https://hc.example', error: 'x' })).toMatchObject({ level: 'warn' });
+    expect(cliEvent({ event: 'backup.failed', database: 'app', stage: 'dump', key: undefined, hint: undefined, requestId: undefined, error: 'x' })).toMatchObject({ level: 'error' });
+    expect(cliEvent({ event: 'backup.dump.progress', database: 'app', key: 'k', bytes: 5 })).toEqual({ event: 'backup.dump.progress', message: 'dump', database: 'app', key: 'k', bytes: 5, streaming: true });
+    expect(cliEvent({ event: 'backup.measured', database: 'app', succeeded: true, bytes: 5, durationMs: 1 })).toBeUndefined();
+    expect(cliEvent({ event: 'prune.done', stage: 'prune', database: 'app', kept: 1, locked: 0, deleted: 0, keys: [] })).toEqual({ event: 'prune.done', message: 'pruned', stage: 'prune', database: 'app', kept: 1, locked: 0, deleted: 0, keys: [] });
+    // An event with words of its own keeps them as its message.
+    expect(cliEvent({ event: 'warning', message: 'transaction_timeout ignored' })).toMatchObject({ event: 'warning', message: 'transaction_timeout ignored', level: 'warn' });
   });
 
   it('the Lambda adapter logs the same events through Powertools and makes the metrics; progress is not logged', () => {
@@ -110,11 +116,11 @@ describe('the declared interface', () => {
     const drilled: unknown[] = [];
     const metrics: MetricsSink = { backupFinished: (m) => void measured.push(m), drillFinished: (m) => void drilled.push(m) };
     const emit = powertoolsEvents(log, metrics);
-    emit({ event: 'dump', database: 'app', key: 'k', bytes: 5 });
-    emit({ event: 'backup measured', database: 'app', succeeded: true, bytes: 5, durationMs: 1 });
-    emit({ event: 'backup failed', database: 'app', stage: 'dump', key: undefined, hint: 'h', requestId: 'r', error: 'x' });
-    emit({ event: 'upload notice', stage: 'upload', message: 'CompleteMultipartUpload failed but S3 had completed the upload: the dump is kept', key: 'k' });
-    emit({ event: 'drill finished', stage: 'drill', database: 'app', key: 'k', status: 'failed', failingTables: ['public.t'], durationMs: 4200 });
+    emit({ event: 'backup.dump.progress', database: 'app', key: 'k', bytes: 5 });
+    emit({ event: 'backup.measured', database: 'app', succeeded: true, bytes: 5, durationMs: 1 });
+    emit({ event: 'backup.failed', database: 'app', stage: 'dump', key: undefined, hint: 'h', requestId: 'r', error: 'x' });
+    emit({ event: 'backup.upload.notice', stage: 'upload', message: 'CompleteMultipartUpload failed but S3 had completed the upload: the dump is kept', key: 'k' });
+    emit({ event: 'drill.finished', stage: 'drill', database: 'app', key: 'k', status: 'failed', failingTables: ['public.t'], durationMs: 4200 });
     expect(lines).toEqual([
       { level: 'error', message: 'backup failed', attributes: { database: 'app', stage: 'dump', key: undefined, hint: 'h', requestId: 'r', error: 'x' } },
       { level: 'warn', message: 'CompleteMultipartUpload failed but S3 had completed the upload: the dump is kept', attributes: { stage: 'upload', key: 'k' } },
@@ -143,22 +149,22 @@ describe('a run, a restore and a verify, as the CLI writes them', () => {
     const result = await runBackup({ reason: 'events test' }, config, deps);
     expect(result.status).toBe('succeeded');
     expect(logged).toEqual([]);
-    expect(sequence(events as unknown as Record<string, unknown>[])).toEqual(['run started', 'connecting', 'store capabilities', 'dump started', 'dump', 'dump uploaded', 'backup complete', 'backup measured', 'pruned', 'run finished']);
-    expect(events.find((e) => e.event === 'backup complete')).toMatchObject({ database: 'app', key: result.backups[0]!.key, sha256: result.backups[0]!.sha256 });
+    expect(sequence(events as unknown as Record<string, unknown>[])).toEqual(['backup.started', 'backup.connecting', 'store.capabilities', 'backup.dump.started', 'backup.dump.progress', 'backup.dump.uploaded', 'backup.complete', 'backup.measured', 'prune.done', 'backup.finished']);
+    expect(events.find((e) => e.event === 'backup.complete')).toMatchObject({ database: 'app', key: result.backups[0]!.key, sha256: result.backups[0]!.sha256 });
   });
 
   it('run, restore and verify write exactly the declared events and fields, the result last', async () => {
-    const run = await runCli(['run', '--reason', 'events'], svc.env);
+    const run = await runCli(['backup', '--reason', 'events'], svc.env);
     expect(run.code, run.stderr).toBe(0);
-    expect(sequence(run.events)).toEqual(['run started', 'connecting', 'store capabilities', 'dump started', 'dump', 'dump uploaded', 'backup complete', 'pruned', 'run finished', 'result']);
+    expect(sequence(run.events)).toEqual(['backup.started', 'backup.connecting', 'store.capabilities', 'backup.dump.started', 'backup.dump.progress', 'backup.dump.uploaded', 'backup.complete', 'prune.done', 'backup.finished', 'result']);
 
     const restore = await runCli(['restore', '--latest', '--database', 'app', '--target-url', svc.pg.urlFor('events_copy'), '--create'], svc.env);
     expect(restore.code, restore.stderr).toBe(0);
-    expect(sequence(restore.events)).toEqual(['manifest', 'download', 'sha256-verified', 'restore', 'restored', 'result']);
+    expect(sequence(restore.events)).toEqual(['restore.manifest', 'restore.download.progress', 'restore.sha256-verified', 'restore.progress', 'restore.done', 'result']);
 
     const verify = await runCli(['verify', '--latest', '--database', 'app', '--scratch-url', svc.pg.url], svc.env);
     expect(verify.code, verify.stderr).toBe(0);
-    expect(sequence(verify.events)).toEqual(['manifest', 'download', 'sha256-verified', 'toc', 'restore', 'restored', 'verified', 'result']);
+    expect(sequence(verify.events)).toEqual(['restore.manifest', 'restore.download.progress', 'restore.sha256-verified', 'verify.toc', 'restore.progress', 'restore.done', 'verify.finished', 'result']);
 
     for (const line of [...run.events, ...restore.events, ...verify.events]) {
       expect(CLI_EVENT_NAMES).toContain(line.event);

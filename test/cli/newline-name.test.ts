@@ -12,7 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { serverLayerRoot } from '../../layers/pg-server/paths.ts';
 import { ensureServerLayer } from '../support/layer.ts';
 import { quoteIdent } from '../support/postgres.ts';
-import { runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { runCli, startCliServices, type CliServices, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 let tempDir: string;
@@ -24,7 +24,7 @@ beforeAll(async () => {
   await svc.pg.query(`CREATE DATABASE ${quoteIdent(NAME)}`);
   await svc.pg.query(`COMMENT ON DATABASE ${quoteIdent(NAME)} IS 'kept'`);
   await svc.pg.query('CREATE TABLE t AS SELECT generate_series(1, 7) AS i', [], NAME);
-  const run = await runCli(['run', '--database', NAME, '--reason', 'newline name test'], svc.env);
+  const run = await runCli(['backup', '--database', NAME, '--reason', 'newline name test'], svc.env);
   expect(run.code, run.stderr).toBe(0);
   tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-newline-'));
   chmodSync(tempDir, 0o711);
@@ -58,7 +58,7 @@ it('restore into an existing database gives the tables back; --create says why i
 it('verify --local', async () => {
   const run = await runCli(['verify', '--latest', '--database', NAME, '--local', '--server-layer', serverLayerRoot('x86_64'), '--temp-dir', tempDir, '--json'], svc.env);
   expect(run.code, run.stdout + run.stderr).toBe(0);
-  expect(JSON.parse(run.stdout)).toMatchObject({
+  expect(resultOf(run)).toMatchObject({
     status: 'ok',
     database: NAME,
     problems: [],

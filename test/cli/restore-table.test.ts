@@ -22,7 +22,7 @@ beforeAll(async () => {
     'INSERT INTO rental SELECT generate_series(0, 9)',
     'CREATE MATERIALIZED VIEW sales AS SELECT count(*) AS n, sum(amount) AS total FROM payment JOIN rental ON rental.id = payment.id % 10',
   ]) await svc.pg.query(sql, [], 'shop');
-  const run = await runCli(['run', '--database', 'shop', '--reason', 'restore --table test'], svc.env);
+  const run = await runCli(['backup', '--database', 'shop', '--reason', 'restore --table test'], svc.env);
   expect(run.code, run.stderr).toBe(0);
 }, 300_000);
 

@@ -1,13 +1,13 @@
 /**
  * `pg-s3-backup restore` and `verify`, end to end: the real program against PostgreSQL and moto,
- * with a backup taken by `pg-s3-backup run` (the Lambda's pipeline).
+ * with a backup taken by `pg-s3-backup backup` (the Lambda's pipeline).
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAlertInbox } from '../support/aws.ts';
 import { contentChecksums } from '../support/fixtures.ts';
 import { NASTY_PASSWORD, startPostgres, type TestPostgres } from '../support/postgres.ts';
-import { databases, expectNoSecret, runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { databases, expectNoSecret, runCli, startCliServices, type CliServices, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 let key: string;
@@ -15,7 +15,7 @@ let source: Record<string, string>;
 
 beforeAll(async () => {
   svc = await startCliServices();
-  const run = await runCli(['run', '--reason', 'cli-restore test'], svc.env);
+  const run = await runCli(['backup', '--reason', 'cli-restore test'], svc.env);
   expect(run.code, run.stderr).toBe(0);
   key = (run.result!.backups as { key: string }[])[0]!.key;
   source = await contentChecksums(svc.pg, 'app');
@@ -41,10 +41,10 @@ describe('restore', () => {
     const run = await runCli(['restore', '--latest', '--database', 'app', '--target-url', svc.pg.urlFor('copy1'), '--create'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     expect(run.result).toMatchObject({ status: 'restored', key, sourceDatabase: 'app', created: true });
-    expect(run.events.map((e) => e.event)).toEqual(expect.arrayContaining(['manifest', 'download', 'sha256-verified', 'restore', 'restored', 'result']));
+    expect(run.events.map((e) => e.event)).toEqual(expect.arrayContaining(['restore.manifest', 'restore.download.progress', 'restore.sha256-verified', 'restore.progress', 'restore.done', 'result']));
     // pg_restore's progress: tables done out of the archive's tables with data.
-    expect(run.events.find((e) => e.event === 'restore')).toMatchObject({ database: 'copy1', tablesDone: 0, tablesTotal: 4 });
-    expect(run.events.find((e) => e.event === 'restored')).toMatchObject({ database: 'copy1', tables: 4 });
+    expect(run.events.find((e) => e.event === 'restore.progress')).toMatchObject({ database: 'copy1', tablesDone: 0, tablesTotal: 4 });
+    expect(run.events.find((e) => e.event === 'restore.done')).toMatchObject({ database: 'copy1', tables: 4 });
     expect(await contentChecksums(svc.pg, 'copy1')).toEqual(source);
     expectNoSecret(run, NASTY_PASSWORD);
   });
@@ -60,7 +60,7 @@ describe('restore', () => {
     expect(refused.stderr).toMatch(/what to do: .*--clean/);
     expect(refused.events.find((e) => e.event === 'error')).toMatchObject({ error: 'TargetNotEmptyError', stage: 'restore' });
     // Refused before any download.
-    expect(refused.events.some((e) => e.event === 'download')).toBe(false);
+    expect(refused.events.some((e) => e.event === 'restore.download.progress')).toBe(false);
     expect((await svc.pg.query<{ n: string }>('select count(*) as n from orders', [], 'copy2'))[0]!.n).toBe('10');
 
     const cleaned = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('copy2'), '--clean', '--jobs', '2'], svc.env);
@@ -78,7 +78,7 @@ describe('restore', () => {
       expect(run.code).toBe(1);
       expect(run.stderr).toMatch(/does not match its manifest: sha256 [0-9a-f]{64}, manifest says [0-9a-f]{64}; nothing was restored/);
       expect(run.events.find((e) => e.event === 'error')).toMatchObject({ error: 'IntegrityError' });
-      expect(run.events.some((e) => e.event === 'restore')).toBe(false);
+      expect(run.events.some((e) => e.event === 'restore.progress')).toBe(false);
       expect(await databases(svc.pg)).not.toContain('never_created');
 
       await svc.pg.query('create database empty_target');
@@ -138,7 +138,7 @@ describe('restore into PostgreSQL 15 (a pg_dump 18 archive into a server older t
     // A role the archive does not know cannot own a table: with owners kept, pg_restore fails on a real error.
     await svc.pg.query('create role ghost_owner');
     await svc.pg.query('alter table customers owner to ghost_owner', [], 'app');
-    const again = await runCli(['run'], svc.env);
+    const again = await runCli(['backup'], svc.env);
     expect(again.code, again.stderr).toBe(0);
     const newest = (again.result!.backups as { key: string }[])[0]!.key;
     await svc.pg.query('alter table customers owner to postgres', [], 'app');
@@ -161,7 +161,7 @@ describe('verify', () => {
     const run = await runCli(['verify', '--latest', '--database', 'app', '--scratch-url', svc.pg.url, '--json'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     // --json: stdout is the report and nothing else.
-    const report = JSON.parse(run.stdout) as Record<string, unknown>;
+    const report = resultOf<Record<string, unknown>>(run);
     expect(report).toMatchObject({ status: 'ok', database: 'app', sha256Verified: true, problems: [] });
     expect(report.tocEntries).toBeGreaterThan(10);
     const tables = report.tables as { schema: string; table: string; rows: number; bytes: number }[];

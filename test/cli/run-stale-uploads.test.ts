@@ -26,9 +26,9 @@ async function orphan(key: string): Promise<void> {
 it('aborts the orphan uploads under its prefix older than STALE_UPLOAD_AGE_SECONDS, and no other', async () => {
   await orphan('pg-s3-backup/app/2026/12/05/app-20261205T020000000Z.dump');
   await orphan('elsewhere/app/x.dump');
-  const run = await runCli(['run', '--reason', 'stale uploads test'], { ...svc.env, STALE_UPLOAD_AGE_SECONDS: '0' });
+  const run = await runCli(['backup', '--reason', 'stale uploads test'], { ...svc.env, STALE_UPLOAD_AGE_SECONDS: '0' });
   expect(run.code, run.stderr).toBe(0);
-  expect(run.events.find((e) => e.event === 'stale multipart uploads aborted')).toMatchObject({ prefix: 'pg-s3-backup/', aborted: 1 });
+  expect(run.events.find((e) => e.event === 'prune.stale-uploads.aborted')).toMatchObject({ prefix: 'pg-s3-backup/', aborted: 1 });
   expect(await listMultipartUploads(svc.clients, svc.bucket)).toEqual(['elsewhere/app/x.dump']);
   // Leave none behind.
   await runCli(['prune'], { ...svc.env, BACKUP_PREFIX: 'elsewhere/', STALE_UPLOAD_AGE_SECONDS: '0' });

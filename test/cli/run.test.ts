@@ -1,5 +1,5 @@
 /**
- * `pg-s3-backup run`, `list`, `prune`, `invoke` and the program's usage contract (help, exit
+ * `pg-s3-backup backup`, `list`, `prune`, `invoke` and the program's usage contract (help, exit
  * codes), end to end against PostgreSQL and moto. `invoke` runs against moto's Lambda API (a
  * function that does not execute: moto runs code only through Docker, which these machines do not
  * have), and with an injected client for the function-error path moto cannot produce that way.
@@ -10,7 +10,7 @@ import { main } from '../../cli/main.ts';
 import { buildGlobalsKey, GLOBALS_FOLDER } from '../../engine/store/backup-key.ts';
 import { listKeys, putText } from '../support/aws.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
-import { expectNoSecret, runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { expectNoSecret, runCli, startCliServices, type CliServices, listedOf } from '../support/cli.ts';
 
 let svc: CliServices;
 
@@ -22,7 +22,7 @@ afterAll(async () => {
 });
 
 describe('usage', () => {
-  it.each(['run', 'invoke', 'list', 'restore', 'verify', 'prune', 'doctor'])('%s --help exits 0 and describes its options', async (command) => {
+  it.each(['backup', 'invoke', 'list', 'restore', 'verify', 'prune', 'doctor'])('%s --help exits 0 and describes its options', async (command) => {
     const run = await runCli([command, '--help'], svc.env);
     expect(run.code).toBe(0);
     expect(run.stdout).toContain(`Usage: pg-s3-backup ${command}`);
@@ -54,20 +54,20 @@ describe('usage', () => {
   });
 });
 
-describe('run, list, prune', () => {
-  it('run takes a backup through the pipeline: JSON events, result last, exit 0, password never shown', async () => {
-    const run = await runCli(['run', '--reason', 'test run'], svc.env);
+describe('backup, list, prune', () => {
+  it('backup takes a backup through the pipeline: JSON events, result last, exit 0, password never shown', async () => {
+    const run = await runCli(['backup', '--reason', 'test run'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     expect(run.events.at(-1)).toBe(run.result);
-    expect(run.events.map((e) => e.event)).toEqual(expect.arrayContaining(['run started', 'dump started', 'backup complete', 'run finished', 'result']));
+    expect(run.events.map((e) => e.event)).toEqual(expect.arrayContaining(['backup.started', 'backup.dump.started', 'backup.complete', 'backup.finished', 'result']));
     expect(run.result).toMatchObject({ status: 'succeeded', failures: [], backups: [{ database: 'app', bytes: expect.any(Number), sha256: expect.stringMatching(/^[0-9a-f]{64}$/) }] });
     const key = (run.result!.backups as { key: string }[])[0]!.key;
     expect(await listKeys(svc.clients, svc.bucket)).toEqual(expect.arrayContaining([key, `${key}.json`]));
     expectNoSecret(run, NASTY_PASSWORD);
   });
 
-  it('run exits 1 and says what failed when the database cannot be dumped', async () => {
-    const run = await runCli(['run', '--database', 'no_such_database'], svc.env);
+  it('backup exits 1 and says what failed when the database cannot be dumped', async () => {
+    const run = await runCli(['backup', '--database', 'no_such_database'], svc.env);
     expect(run.code).toBe(1);
     expect(run.result).toMatchObject({ status: 'failed', failures: [{ database: 'no_such_database' }] });
     expect(run.stdout).toMatch(/no_such_database/);
@@ -75,10 +75,10 @@ describe('run, list, prune', () => {
   });
 
   it('list shows complete backups newest first; --json has the documented shape; --all marks incomplete ones', async () => {
-    await runCli(['run'], svc.env);
+    await runCli(['backup'], svc.env);
     const listed = await runCli(['list', '--json'], svc.env);
     expect(listed.code, listed.stderr).toBe(0);
-    const rows = JSON.parse(listed.stdout) as Record<string, unknown>[];
+    const rows = listedOf<Record<string, unknown>>(listed);
     expect(rows.length).toBe(2);
     for (const r of rows) {
       expect(r).toEqual({
@@ -109,18 +109,18 @@ describe('run, list, prune', () => {
     expect(plain.stdout).not.toContain(orphan);
     expect(plain.stdout.split('\n')[0]).toMatch(/^DATABASE\s+STARTED \(UTC\)\s+SIZE\s+SHA256\s+KEY$/);
     const all = await runCli(['list', '--all', '--json'], svc.env);
-    const allRows = JSON.parse(all.stdout) as { key: string; complete: boolean; sha256: string | null }[];
+    const allRows = listedOf<{ key: string; complete: boolean; sha256: string | null }>(all);
     expect(allRows.find((r) => r.key === orphan)).toMatchObject({ complete: false, sha256: null });
     const allText = await runCli(['list', '--all'], svc.env);
     expect(allText.stdout).toMatch(/INCOMPLETE\s+pg-s3-backup\/app\/2020/);
   });
 
   it('prune --dry-run reports, prune deletes beyond RETENTION_COUNT (2)', async () => {
-    await runCli(['run'], svc.env); // the pipeline prunes to 2 complete backups itself
+    await runCli(['backup'], svc.env); // the pipeline prunes to 2 complete backups itself
     const three = { ...svc.env, RETENTION_COUNT: '3' };
-    await runCli(['run'], three);
-    await runCli(['run'], three);
-    const before = JSON.parse((await runCli(['list', '--json'], svc.env)).stdout) as { key: string }[];
+    await runCli(['backup'], three);
+    await runCli(['backup'], three);
+    const before = listedOf<{ key: string }>(await runCli(['list', '--json'], svc.env));
     expect(before.length).toBe(3);
 
     const dry = await runCli(['prune', '--dry-run'], svc.env);
@@ -129,11 +129,11 @@ describe('run, list, prune', () => {
     // The oldest complete backup, dump and manifest (the orphan is younger than a day by its S3 date: kept).
     expect([...dryDb.deleted].sort()).toEqual([before[2]!.key, `${before[2]!.key}.json`]);
     expect(dryDb.kept).toEqual([before[0]!.key, before[1]!.key]);
-    expect((JSON.parse((await runCli(['list', '--json'], svc.env)).stdout) as unknown[]).length).toBe(3);
+    expect((listedOf<unknown>(await runCli(['list', '--json'], svc.env))).length).toBe(3);
 
     const real = await runCli(['prune'], svc.env);
     expect(real.code, real.stderr).toBe(0);
-    const after = JSON.parse((await runCli(['list', '--json'], svc.env)).stdout) as { key: string }[];
+    const after = listedOf<{ key: string }>(await runCli(['list', '--json'], svc.env));
     expect(after.map((r) => r.key)).toEqual([before[0]!.key, before[1]!.key]);
   });
 

@@ -42,11 +42,11 @@ beforeAll(async () => {
   await loadSampleData(svc.pg, 'ledger', 200);
   // ledger: one backup 30 hours ago (moto and the CLI both 30 hours back), then nothing.
   setMotoClock('-30h');
-  const old = await runCliAt('-30h', ['run', '--database', 'ledger'], svc.env);
+  const old = await runCliAt('-30h', ['backup', '--database', 'ledger'], svc.env);
   setMotoClock('+0');
   expect(old.code, old.stderr + old.stdout).toBe(0);
   // app: backed up now.
-  const fresh = await runCli(['run', '--database', 'app'], svc.env);
+  const fresh = await runCli(['backup', '--database', 'app'], svc.env);
   expect(fresh.code, fresh.stderr + fresh.stdout).toBe(0);
 }, 240_000);
 afterAll(async () => {
@@ -55,7 +55,7 @@ afterAll(async () => {
 });
 
 type DbLine = { event: string; database: string; verdict: string; newest: { ageHours: number; key: string; runner: string | null } | null; unreadable: { key: string; problem: string }[]; problems: string[] };
-const dbLines = (run: CliRun) => run.events.filter((e) => e.event === 'database status') as unknown as DbLine[];
+const dbLines = (run: CliRun) => run.events.filter((e) => e.event === 'status.database') as unknown as DbLine[];
 const byDb = (run: CliRun) => Object.fromEntries(dbLines(run).map((d) => [d.database, d]));
 
 describe('status: exit codes from the newest complete backup\'s age', () => {
@@ -63,7 +63,7 @@ describe('status: exit codes from the newest complete backup\'s age', () => {
     const run = await runCli(['status', '--json'], svc.env);
     expect(run.code, run.stderr).toBe(1);
     expect(run.events.at(-1)).toBe(run.result);
-    expect(run.events.map((e) => e.event)).toEqual(['database status', 'database status', 'result']);
+    expect(run.events.map((e) => e.event)).toEqual(['status.database', 'status.database', 'result']);
     expect(run.result).toMatchObject({ ok: false, stale: ['ledger'], maxAgeHours: 26, databases: 2, bucket: svc.bucket, stack: { name: 'PgS3Backup', state: 'absent' } });
     const dbs = byDb(run);
     expect(dbs.ledger).toMatchObject({ verdict: 'stale', problems: [expect.stringMatching(/^newest complete backup is 30(\.\d)? h old \(allowed: 26 h\)$/)] });
@@ -155,7 +155,7 @@ describe('status with the deployed stack', () => {
       stack: { name: STACK, state: 'found', dashboardUrl: expect.stringContaining('#dashboards:name=pg-s3-backup') },
       alarmsInAlarm: [`${STACK}-DeadManAlarm0`],
     });
-    expect(run.events.filter((e) => e.event === 'alarm state')).toEqual([
+    expect(run.events.filter((e) => e.event === 'status.alarm')).toEqual([
       expect.objectContaining({ name: `${STACK}-DeadManAlarm0`, state: 'ALARM', reason: 'no BackupSucceeded for ledger in 26 hours' }),
       expect.objectContaining({ name: `${STACK}-ErrorsAlarm`, state: 'OK' }),
     ]);

@@ -8,7 +8,7 @@ import { buildDumpKey, manifestKeyFor } from '../../engine/store/backup-key.ts';
 import { MANIFEST_FORMAT_VERSION } from '../../engine/store/manifest.ts';
 import { printable } from '../../cli/output.ts';
 import { putText } from '../support/aws.ts';
-import { runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { runCli, startCliServices, type CliServices, listedOf } from '../support/cli.ts';
 
 let svc: CliServices;
 
@@ -21,9 +21,9 @@ afterAll(async () => {
 
 describe('the CLI tells the truth, and only that', () => {
   it('run shows the dump progress (bytes streamed so far) as pg_dump streams', async () => {
-    const run = await runCli(['run', '--reason', 'progress'], svc.env);
+    const run = await runCli(['backup', '--reason', 'progress'], svc.env);
     expect(run.code, run.stderr).toBe(0);
-    const dump = run.events.filter((e) => e.event === 'dump');
+    const dump = run.events.filter((e) => e.event === 'backup.dump.progress');
     expect(dump.length, run.stdout).toBeGreaterThan(0);
     expect(dump[0]).toMatchObject({ database: 'app', streaming: true, bytes: expect.any(Number) });
     expect(dump[0]!.bytes as number).toBeGreaterThan(0);
@@ -59,7 +59,7 @@ describe('the CLI tells the truth, and only that', () => {
     expect(plain.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
     expect(plain.stdout).toContain('evil\\x1b[2J\\x1b[31m\\x0dname\\u{202e}fdp.exe\\x07');
     const json = await runCli(['list', '--json', '--database', hostile], svc.env);
-    expect((JSON.parse(json.stdout) as { database: string }[])[0]!.database).toBe(hostile);
+    expect((listedOf<{ database: string }>(json))[0]!.database).toBe(hostile);
   });
 
   it('printable leaves ordinary names alone and escapes backslashes so an escape cannot be faked', () => {

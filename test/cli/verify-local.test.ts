@@ -11,7 +11,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { serverLayerRoot } from '../../layers/pg-server/paths.ts';
 import { ensureServerLayer } from '../support/layer.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
-import { databases, expectNoSecret, runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { databases, expectNoSecret, runCli, startCliServices, type CliServices, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 let key: string;
@@ -20,7 +20,7 @@ let tempDir: string;
 beforeAll(async () => {
   await ensureServerLayer('x86_64');
   svc = await startCliServices();
-  const run = await runCli(['run', '--reason', 'verify --local test'], svc.env);
+  const run = await runCli(['backup', '--reason', 'verify --local test'], svc.env);
   expect(run.code, run.stderr).toBe(0);
   key = (run.result!.backups as { key: string }[])[0]!.key;
   tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-verify-local-'));
@@ -37,7 +37,7 @@ it('verify --local restores the newest backup into a throwaway server and report
   const before = await databases(svc.pg);
   const run = await runCli(['verify', '--latest', '--database', 'app', '--local', '--server-layer', serverLayerRoot('x86_64'), '--temp-dir', tempDir, '--json'], svc.env);
   expect(run.code, run.stderr).toBe(0);
-  const report = JSON.parse(run.stdout) as Record<string, unknown>;
+  const report = resultOf<Record<string, unknown>>(run);
   expect(report).toMatchObject({ status: 'ok', key, database: 'app', sha256Verified: true, problems: [], scratchServer: expect.stringMatching(/throwaway/) });
   const tables = report.tables as { schema: string; table: string; rows: number }[];
   expect(tables.find((t) => t.table === 'orders')).toMatchObject({ schema: 'public', rows: 4000 });
@@ -78,7 +78,7 @@ it('verify (--local and --scratch-url) compares the manifest\'s tables and row c
     for (const where of [['--local', '--server-layer', serverLayerRoot('x86_64')], ['--scratch-url', svc.pg.url]]) {
       const run = await runCli(['verify', '--key', key, ...where, '--temp-dir', tempDir, '--json'], svc.env);
       expect(run.code, `${where[0]}: ${run.stderr}`).toBe(1);
-      const report = JSON.parse(run.stdout) as { status: string; failingTables: string[]; problems: { message: string }[]; tableChecks: { table: string; ok: boolean }[] };
+      const report = resultOf<{ status: string; failingTables: string[]; problems: { message: string }[]; tableChecks: { table: string; ok: boolean }[] }>(run);
       expect(report.status).toBe('failed');
       expect(report.failingTables).toEqual(failing);
       expect(report.problems.map((p) => p.message)).toEqual(expect.arrayContaining(failing));

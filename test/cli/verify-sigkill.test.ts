@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { serverLayerRoot } from '../../layers/pg-server/paths.ts';
 import { ensureServerLayer } from '../support/layer.ts';
-import { CLI, runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { CLI, runCli, startCliServices, type CliServices, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 let tempDir: string;
@@ -56,7 +56,7 @@ beforeAll(async () => {
   svc = await startCliServices();
   // Enough rows that the restore takes a while: the kill lands in the middle of it.
   await svc.pg.query("CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 400000) g", [], 'app');
-  const run = await runCli(['run', '--reason', 'verify sigkill test'], svc.env);
+  const run = await runCli(['backup', '--reason', 'verify sigkill test'], svc.env);
   expect(run.code, run.stderr).toBe(0);
   tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-sigkill-'));
   chmodSync(tempDir, 0o711);
@@ -80,7 +80,7 @@ it('the next verify --local stops the orphaned server and removes its folder and
     const timer = setTimeout(() => reject(new Error(`no restore event within 120 s: ${out.slice(-2000)}`)), 120_000);
     child.stdout.on('data', (b: Buffer) => {
       out += b.toString();
-      if (/"event":"restore"/.test(out)) {
+      if (/"event":"restore.progress"/.test(out)) {
         clearTimeout(timer);
         resolve();
       }
@@ -101,7 +101,7 @@ it('the next verify --local stops the orphaned server and removes its folder and
 
   const second = await runCli([...args, '--json'], svc.env);
   expect(second.code, second.stdout + second.stderr).toBe(0);
-  expect(JSON.parse(second.stdout)).toMatchObject({ status: 'ok', problems: [] });
+  expect(resultOf(second)).toMatchObject({ status: 'ok', problems: [] });
   // The postmaster got SIGQUIT: it ends at once, bounded here.
   for (let i = 0; i < 100 && alive(postmaster); i++) await new Promise((r) => setTimeout(r, 100));
   expect(alive(postmaster)).toBe(false);

@@ -6,20 +6,37 @@
  * read AWS_ENDPOINT_URL); `pg-s3-backup` is this repository's bin; pg_restore is the layer's (18).
  */
 import { PutBucketVersioningCommand } from '@aws-sdk/client-s3';
+import { GetSecretValueCommand, ListSecretsCommand } from '@aws-sdk/client-secrets-manager';
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { restoreSecretPrefix } from '../../infra/constructs/remote-restore.ts';
+import { parseSecret } from '../../engine/secrets.ts';
 import { layerRoot, REPO_ROOT } from '../support/layer.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
-import { CLI, databases, runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { CLI, databases, runCli, startCliServices, type CliServices, listedOf } from '../support/cli.ts';
 
 const RUNBOOK = join(REPO_ROOT, 'docs', 'runbooks', 'database-restore.md');
 
 /** The marked blocks, in document order. */
 function runbookBlocks(markdown: string): string[] {
   return [...markdown.matchAll(/^```sh runbook-test\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+}
+
+/** `script` in bash, in the test's folder, with exactly `env` and `input` on stdin (none: no stdin). */
+function bash(script: string, env: Record<string, string>, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-c', script], { env, cwd: dir, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    if (input !== undefined) child.stdin!.end(input);
+  });
 }
 
 function which(program: string): string | undefined {
@@ -40,7 +57,7 @@ beforeAll(async () => {
   // which step 1b brings back from its noncurrent version.
   svc = await startCliServices({ retentionCount: 2 });
   await svc.clients.s3.send(new PutBucketVersioningCommand({ Bucket: svc.bucket, VersioningConfiguration: { Status: 'Enabled' } }));
-  for (let i = 0; i < 3; i++) expect((await runCli(['run', '--reason', 'scheduled'], svc.env)).code).toBe(0);
+  for (let i = 0; i < 3; i++) expect((await runCli(['backup', '--reason', 'scheduled'], svc.env)).code).toBe(0);
   pruned = (await runCli(['list', '--json'], svc.env)).stdout;
   dir = mkdtempSync(join(tmpdir(), 'pgs3b-runbook-'));
 });
@@ -87,15 +104,7 @@ it('runs every marked command of the restore runbook against local services', as
   for (const name of names) expect(env[name], `step 0 variable ${name}`).toBeDefined();
 
   const script = ['set -eu', ...blocks.map((b, i) => `echo "### runbook block ${i + 1}" >&2\n${b}`)].join('\n');
-  const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn('bash', ['-c', script], { env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  const result = await bash(script, env);
   const failedBlock = /### runbook block (\d+)(?![\s\S]*### runbook block)/.exec(result.stderr)?.[1];
   expect(result.code, `runbook block ${failedBlock} failed:\n${result.stderr.slice(-3000)}\n${result.stdout.slice(-2000)}`).toBe(0);
   expect(result.stderr).toContain(`### runbook block ${blocks.length}`);
@@ -111,14 +120,56 @@ it('runs every marked command of the restore runbook against local services', as
   expect(pk).toHaveLength(1);
   expect(result.stdout).toMatch(/chosen backup: pg-s3-backup\/app\//);
   // Step 1b brought the pruned backup back as a complete one.
-  const before = (JSON.parse(pruned) as { key: string }[]).map((b) => b.key);
+  const before = listedOf<{ key: string }>({ stdout: pruned }).map((b) => b.key);
   const restored = /deleted backup: (\S+)/.exec(result.stdout)?.[1];
   expect(before).toHaveLength(2);
   expect(restored).toMatch(/^pg-s3-backup\/app\/.*\.dump$/);
   expect(before).not.toContain(restored);
-  const after = (JSON.parse((await runCli(['list', '--json'], svc.env)).stdout) as { key: string }[]).map((b) => b.key);
+  const after = (listedOf<{ key: string }>(await runCli(['list', '--json'], svc.env))).map((b) => b.key);
   expect(after).toEqual(expect.arrayContaining([...before, restored]));
   expect(result.stdout).toMatch(/verify OK|"status":"ok"/);
   expect(result.stdout).toMatch(/backup\.dump: OK/);
   for (const text of [result.stdout, result.stderr]) expect(text).not.toContain(NASTY_PASSWORD);
+});
+
+it('restores from inside the VPC as its section says: the secret made from a typed password through a pipe, under the restore prefix, and commands the CLI accepts', async () => {
+  const markdown = readFileSync(RUNBOOK, 'utf8');
+  const section = /^## Restore from inside the VPC[^\n]*\n([\s\S]*?)^## /m.exec(markdown)?.[1];
+  expect(section, 'the runbook has a "Restore from inside the VPC" section').toBeDefined();
+  const blocks = [...section!.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+  expect(blocks).toHaveLength(3);
+  const [create, commands, remove] = blocks as [string, string, string];
+
+  // The secret, as an operator makes it: the password typed (stdin), never in an argument.
+  const realAws = which('aws')!;
+  const bin = join(dir, 'vpc-bin');
+  execFileSync('mkdir', ['-p', bin]);
+  writeFileSync(join(bin, 'aws'), `#!/bin/sh\nexec "${realAws}" --endpoint-url "${svc.aws.endpoint}" "$@"\n`);
+  chmodSync(join(bin, 'aws'), 0o755);
+  const env = { ...svc.env, HOME: dir, PATH: [bin, process.env.PATH ?? ''].join(delimiter), AWS_DEFAULT_REGION: svc.env.AWS_REGION!, PGHOST: svc.pg.host, PGPORT: String(svc.pg.port), PGUSER: svc.pg.user, RESTORE_DB: 'app_vpc' };
+  delete (env as Record<string, string>).DATABASE_URL;
+  const run = (script: string, input: string) => bash(`set -eu\n${script}`, env, `${input}\n`);
+  const made = await run(create, svc.pg.password);
+  expect(made.code, made.stderr).toBe(0);
+  const name = `${restoreSecretPrefix('PgS3Backup')}app_vpc`;
+  expect(made.stdout).toMatch(new RegExp(`^arn:aws:secretsmanager:.*:secret:${name}-`));
+  const value = await svc.clients.secrets.send(new GetSecretValueCommand({ SecretId: name }));
+  expect(parseSecret(name, value.SecretString)).toMatchObject({ host: svc.pg.host, port: svc.pg.port, username: svc.pg.user, password: svc.pg.password, dbname: 'postgres' });
+  for (const text of [made.stdout, made.stderr, create]) expect(text).not.toContain(NASTY_PASSWORD);
+
+  // Every option of its commands is one the command has, --remote among them, the secret by name.
+  const lines = commands.split('\n').filter((l) => l.startsWith('pg-s3-backup '));
+  expect(lines.map((l) => l.split(' ')[1])).toEqual(['verify', 'restore.progress']);
+  for (const line of lines) {
+    const command = line.split(' ')[1]!;
+    const help = (await runCli([command, '--help'], svc.env)).stdout;
+    for (const flag of line.match(/--[a-z][a-z-]*/g) ?? []) expect(help, `${command} ${flag}`).toContain(flag);
+    expect(line).toMatch(/--remote .*--(target|scratch)-secret "\$TARGET_SECRET"/);
+  }
+
+  // The same shell session as the secret's creation, in the runbook.
+  const removed = await run(`TARGET_SECRET='${name}'\n${remove}`, '');
+  expect(removed.code, removed.stderr).toBe(0);
+  const left = await svc.clients.secrets.send(new ListSecretsCommand({}));
+  expect(left.SecretList?.filter((sec) => sec.Name === name && sec.DeletedDate === undefined)).toEqual([]);
 });

@@ -44,7 +44,7 @@ describe('CloudWatch metrics off Lambda', () => {
     const client = new CloudWatchClient({ region: TEST_REGION, endpoint: `http://127.0.0.1:${await freePort()}`, credentials, maxAttempts: 1 });
     const events: EngineEvent[] = [];
     await cloudWatchMetrics(client, (e) => events.push(e))({ database: 'shop', succeeded: true, bytes: 1, durationMs: 1 });
-    expect(events).toMatchObject([{ event: 'metrics not sent', stage: 'notify', database: 'shop', error: expect.stringMatching(/ECONNREFUSED/) }]);
+    expect(events).toMatchObject([{ event: 'metrics.not-sent', stage: 'notify', database: 'shop', error: expect.stringMatching(/ECONNREFUSED/) }]);
   });
 
   it('is on only off Lambda and with CLOUDWATCH_METRICS', () => {

@@ -1,6 +1,6 @@
 /**
  * Client-side encryption with age (issue 16 §2), end to end against PostgreSQL 18, moto and the
- * real layers: `pg-s3-backup run` with ENCRYPT_RECIPIENTS stores an age file (and the globals as
+ * real layers: `pg-s3-backup backup` with ENCRYPT_RECIPIENTS stores an age file (and the globals as
  * `.sql.age`) with a version-3 manifest; `restore`, `verify --scratch-url`, `verify --local` and
  * the drill decrypt with an identity from a file or a Secrets Manager secret and give back the
  * whole database; a wrong identity, a missing one and a truncated object fail with a clear error
@@ -23,7 +23,7 @@ import { awsEnv, createSecret, listKeys, listMultipartUploads } from '../support
 import { createDatabase, writeFakePgDump } from '../support/fixtures.ts';
 import { ensureLayer, ensureServerLayer, serverLayerRoot } from '../support/layer.ts';
 import { compareDatabases } from '../support/whole-database.ts';
-import { databases, expectNoSecret, runCli, startCliServices, type CliRun, type CliServices } from '../support/cli.ts';
+import { databases, expectNoSecret, runCli, startCliServices, type CliRun, type CliServices, listedOf, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 let dir: string;
@@ -57,7 +57,7 @@ beforeAll(async () => {
   secretArn = await createSecret(svc.clients, `# public key: ${recipient}\n${identity}\n`, 'age-identity');
   encEnv = { ...svc.env, ENCRYPT_RECIPIENTS: `${recipient},${second}`, BACKUP_GLOBALS: 'true' };
 
-  const run = await runCli(['run', '--reason', 'encryption test'], encEnv);
+  const run = await runCli(['backup', '--reason', 'encryption test'], encEnv);
   expect(run.code, run.stderr).toBe(0);
   key = (run.result!.backups as { key: string }[])[0]!.key;
   manifest = parseManifest(await getText(manifestKeyFor(key)));
@@ -124,7 +124,7 @@ describe('backup', () => {
   it('list says which backups are encrypted, and to which recipients', async () => {
     const json = await runCli(['list', '--database', 'app', '--json'], svc.env);
     expect(json.code, json.stderr).toBe(0);
-    const rows = JSON.parse(json.stdout) as { key: string; encryption: unknown }[];
+    const rows = listedOf<{ key: string; encryption: unknown }>(json);
     expect(rows.find((r) => r.key === key)?.encryption).toEqual(manifest.encryption);
     const text = await runCli(['list', '--database', 'app'], svc.env);
     expect(text.code, text.stderr).toBe(0);
@@ -134,7 +134,7 @@ describe('backup', () => {
   it('fails closed when pg_dump fails after 20 MiB: age\'s final chunk is never written, the upload is aborted, nothing lands', async () => {
     // Three 8 MiB parts' worth: parts were uploaded before the failure.
     const pgDump = writeFakePgDump(dir, "printf PGDMP; head -c 20971520 /dev/urandom; echo 'pg_dump: error: connection lost' >&2; exit 1");
-    const run = await runCli(['run', '--reason', 'fail closed'], { ...encEnv, BACKUP_PREFIX: 'fail-closed/', PG_DUMP_BIN: pgDump, BACKUP_GLOBALS: 'false' });
+    const run = await runCli(['backup', '--reason', 'fail closed'], { ...encEnv, BACKUP_PREFIX: 'fail-closed/', PG_DUMP_BIN: pgDump, BACKUP_GLOBALS: 'false' });
     expect(run.code).toBe(1);
     expect(run.result).toMatchObject({ status: 'failed', failures: [{ database: 'app', stage: 'dump', message: expect.stringMatching(/pg_dump failed: exit code 1[\s\S]*connection lost/) }] });
     expect(await listKeys(svc.clients, svc.bucket, 'fail-closed/')).toEqual([]);
@@ -148,8 +148,8 @@ describe('restore', () => {
     const run = await runCli(['restore', '--key', key, '--identity-file', identityFile, '--target-url', svc.pg.urlFor('enc_copy'), '--create'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     expect(run.result).toMatchObject({ status: 'restored', key, sha256: manifest.sha256, decrypted: { bytes: manifest.plaintextBytes, sha256: manifest.plaintextSha256 } });
-    const order = run.events.map((e) => e.event).filter((e) => ['identity-matched', 'sha256-verified', 'decrypted', 'restore'].includes(e as string));
-    expect(order.slice(0, 4)).toEqual(['identity-matched', 'sha256-verified', 'decrypted', 'restore']);
+    const order = run.events.map((e) => e.event).filter((e) => ['restore.identity-matched', 'restore.sha256-verified', 'restore.decrypted', 'restore.progress'].includes(e as string));
+    expect(order.slice(0, 4)).toEqual(['restore.identity-matched', 'restore.sha256-verified', 'restore.decrypted', 'restore.progress']);
     expect(await compareDatabases({ pg: svc.pg, database: 'app' }, { pg: svc.pg, database: 'enc_copy' })).toEqual([]);
     expectNoIdentity(run);
     // Mode 0600: nothing to say about it.
@@ -180,7 +180,7 @@ describe('restore', () => {
       expect(run.code).toBe(1);
       expect(run.events.find((e) => e.event === 'error')).toMatchObject({ error: 'IdentityError', stage: 'decrypt' });
       expect(run.stderr).toMatch(new RegExp(`does not open backup .*fingerprints ${recipientFingerprint(recipient)}, ${recipientFingerprint(second)}.*nothing was restored`));
-      expect(run.events.some((e) => e.event === 'restore' || e.event === 'sha256-verified')).toBe(false);
+      expect(run.events.some((e) => e.event === 'restore.progress' || e.event === 'restore.sha256-verified')).toBe(false);
       expectNoIdentity(run);
     }
     expect(await databases(svc.pg)).not.toContain('never_wrong');
@@ -195,7 +195,7 @@ describe('restore', () => {
     expect(run.events.find((e) => e.event === 'error')).toMatchObject({ error: 'IdentityError' });
     expect(run.stderr).toMatch(/is encrypted with age .* no identity was given; nothing was restored/);
     expect(run.stderr).toMatch(/--identity-file .*--identity-secret .*AGE_IDENTITY_FILE/);
-    expect(run.events.some((e) => e.event === 'download')).toBe(false);
+    expect(run.events.some((e) => e.event === 'restore.download.progress')).toBe(false);
     expect(await state()).toBe(before);
   });
 
@@ -209,13 +209,13 @@ describe('restore', () => {
       expect(run.code).toBe(1);
       expect(run.events.find((e) => e.event === 'error')).toMatchObject({ error: 'IntegrityError' });
       expect(run.stderr).toMatch(/does not match its manifest: \d+ bytes downloaded, manifest says \d+ \(the age file is truncated/);
-      expect(run.events.some((e) => e.event === 'restore')).toBe(false);
+      expect(run.events.some((e) => e.event === 'restore.progress')).toBe(false);
       expect(await state()).toBe(before);
       expect(readdirSync(temp)).toEqual([]);
 
       const verify = await runCli(['verify', '--key', key, '--identity-file', identityFile, '--scratch-url', svc.pg.urlFor('postgres'), '--json'], svc.env);
       expect(verify.code).toBe(1);
-      expect(JSON.parse(verify.stdout)).toMatchObject({ status: 'failed', sha256Verified: false, encrypted: true });
+      expect(resultOf(verify)).toMatchObject({ status: 'failed', sha256Verified: false, encrypted: true });
     } finally {
       await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: key, Body: cipher }));
     }
@@ -226,14 +226,14 @@ describe('verify and the drill', () => {
   it('verify --scratch-url with AGE_IDENTITY_SECRET_ARN, and verify --local with --identity-file, restore every table', async () => {
     const scratch = await runCli(['verify', '--key', key, '--scratch-url', svc.pg.urlFor('postgres'), '--json'], { ...svc.env, AGE_IDENTITY_SECRET_ARN: secretArn });
     expect(scratch.code, scratch.stderr).toBe(0);
-    const report = JSON.parse(scratch.stdout) as { status: string; encrypted: boolean; sha256Verified: boolean; tables: unknown[]; problems: unknown[] };
+    const report = resultOf<{ status: string; encrypted: boolean; sha256Verified: boolean; tables: unknown[]; problems: unknown[] }>(scratch);
     expect(report).toMatchObject({ status: 'ok', encrypted: true, sha256Verified: true, problems: [] });
     expect(report.tables).toHaveLength(4);
     expectNoIdentity(scratch);
 
     const local = await runCli(['verify', '--key', key, '--identity-file', identityFile, '--local', '--server-layer', serverLayerRoot('x86_64'), '--temp-dir', dir, '--json'], svc.env);
     expect(local.code, local.stderr).toBe(0);
-    expect(JSON.parse(local.stdout)).toMatchObject({ status: 'ok', encrypted: true, sha256Verified: true });
+    expect(resultOf(local)).toMatchObject({ status: 'ok', encrypted: true, sha256Verified: true });
     expectNoIdentity(local);
   });
 
@@ -262,7 +262,7 @@ describe('verify and the drill', () => {
 
 describe('without encryption', () => {
   it('a backup taken without ENCRYPT_RECIPIENTS is a version-2 manifest and restores without an identity (none is read)', async () => {
-    const run = await runCli(['run', '--reason', 'plain'], svc.env);
+    const run = await runCli(['backup', '--reason', 'plain'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     const plainKey = (run.result!.backups as { key: string }[])[0]!.key;
     const plainManifest = parseManifest(await getText(manifestKeyFor(plainKey)));

@@ -190,7 +190,7 @@ describe('nothing may hang', () => {
     it('S3 black-holed: RUN_TIMEOUT_SECONDS ends `run` (exit 1) with an alert', async () => {
       s3Proxy.setRule(() => 'blackhole');
       const env = cliEnv({ RUN_TIMEOUT_SECONDS: '3', AWS_REQUEST_TIMEOUT_SECONDS: '600', AWS_SOCKET_TIMEOUT_SECONDS: '600' });
-      const run = await runCliBounded(['run'], env, 45_000);
+      const run = await runCliBounded(['backup'], env, 45_000);
       expect(run.code).toBe(1);
       expect(run.ms).toBeLessThan(40_000);
       const result = jsonLines(run.stdout).find((e) => e.event === 'result') as { failures: { stage: string; message: string }[] } | undefined;
@@ -204,7 +204,7 @@ describe('nothing may hang', () => {
       await holder.connect();
       try {
         await holder.query('begin; lock table orders in access exclusive mode');
-        const run = await runCliBounded(['run'], cliEnv({ PG_LOCK_WAIT_TIMEOUT: '2' }), 45_000);
+        const run = await runCliBounded(['backup'], cliEnv({ PG_LOCK_WAIT_TIMEOUT: '2' }), 45_000);
         expect(run.code).toBe(1);
         const result = jsonLines(run.stdout).find((e) => e.event === 'result') as { failures: { stage: string; message: string; hint: string }[] } | undefined;
         expect(result?.failures[0]).toMatchObject({ stage: 'dump', message: expect.stringMatching(/lock/i), hint: expect.stringMatching(/holds a lock/) });
@@ -223,7 +223,7 @@ describe('nothing may hang', () => {
       const pidFile = join(scripts, `stall-${n}.pid`);
       const bin = writeFakePgDump(scripts, `echo $$ > ${pidFile}; printf PGDMP; head -c 6000000 /dev/urandom; exec sleep 60`);
       try {
-        const run = await runCliBounded(['run'], cliEnv({ PG_DUMP_BIN: bin, DUMP_STALL_TIMEOUT_SECONDS: '2' }), 45_000);
+        const run = await runCliBounded(['backup'], cliEnv({ PG_DUMP_BIN: bin, DUMP_STALL_TIMEOUT_SECONDS: '2' }), 45_000);
         expect(run.code).toBe(1);
         const result = jsonLines(run.stdout).find((e) => e.event === 'result') as { failures: { stage: string; message: string; hint: string }[] } | undefined;
         expect(result?.failures[0]).toMatchObject({ stage: 'dump', message: expect.stringMatching(/wrote no data for 2 s/), hint: expect.stringMatching(/stopped sending data/) });

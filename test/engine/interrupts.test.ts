@@ -110,7 +110,7 @@ describe('interrupts and partial failures', () => {
       [],
       'slowsrc',
     );
-    const backup = await runCli(['run', '--database', 'slowsrc'], { ...svc.env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
+    const backup = await runCli(['backup', '--database', 'slowsrc'], { ...svc.env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
     expect(backup.code, backup.stderr).toBe(0);
   }, 120_000);
   afterAll(async () => {
@@ -155,7 +155,7 @@ describe('interrupts and partial failures', () => {
   ])('%s of `run` mid-upload: pg_dump stopped, upload aborted, alert "interrupted", exit %i', async (signal, exitCode) => {
     const pidFile = join(dir, `run-${signal}.pid`);
     const e = env({ PG_DUMP_BIN: slowPgDump(pidFile) });
-    const cli = start(process.execPath, [CLI, 'run'], e);
+    const cli = start(process.execPath, [CLI, 'backup'], e);
     try {
       await waitFor('the multipart upload', uploadOpen);
       const pgDumpPid = Number(readFileSync(pidFile, 'utf8'));
@@ -177,7 +177,7 @@ describe('interrupts and partial failures', () => {
   it('SIGTERM while the real pg_dump waits on a lock: no pg_dump outlives the CLI', async () => {
     const holder = new pg.Client({ connectionString: svc.pg.urlFor('app') });
     await holder.connect();
-    const cli = start(process.execPath, [CLI, 'run'], env({ PG_LOCK_WAIT_TIMEOUT: '600' }));
+    const cli = start(process.execPath, [CLI, 'backup'], env({ PG_LOCK_WAIT_TIMEOUT: '600' }));
     try {
       await holder.query('begin; lock table orders in access exclusive mode');
       const waiting = async () =>
@@ -227,7 +227,7 @@ describe('interrupts and partial failures', () => {
     const isAbort = (r: { method: string; url: string }) => r.method === 'DELETE' && /[?&]uploadId=/.test(r.url);
     proxy.setRule((r) => ((isUploadPart(r) && /[?&]partNumber=2(&|$)/.test(r.url)) || isAbort(r) ? '503' : 'pass'));
     const e = env({ PG_DUMP_BIN: writeFakePgDump(dir, 'printf PGDMP; head -c 20000000 /dev/urandom'), AWS_MAX_ATTEMPTS: '2' });
-    const res = await runCli(['run'], e);
+    const res = await runCli(['backup'], e);
     expect(res.code).toBe(1);
     expect(proxy.log.filter((l) => isAbort(l.request)).length).toBeGreaterThanOrEqual(2);
     const [upload] = (await svc.clients.s3.send(new ListMultipartUploadsCommand({ Bucket: svc.bucket }))).Uploads ?? [];
@@ -252,7 +252,7 @@ describe('interrupts and partial failures', () => {
     const isComplete = (r: { method: string; url: string }) => r.method === 'POST' && /[?&]uploadId=/.test(r.url);
     proxy.setRule((r) => (isComplete(r) ? 'lose-answer' : 'pass'));
     const e = env({ PG_DUMP_BIN: writeFakePgDump(dir, 'printf PGDMP; head -c 12000000 /dev/urandom') });
-    const res = await runCli(['run'], e);
+    const res = await runCli(['backup'], e);
     expect(res.code, res.stdout).toBe(0);
     const backup = (res.result as { backups: { key: string; bytes: number }[] }).backups[0]!;
     expect(backup.bytes).toBe(12_000_005);

@@ -14,12 +14,12 @@ import { join } from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
-import { assetExclude, dockerCopyBlock, dockerfileCopyBlock, DOCKERFILE, imageFiles, IMAGE_RDS_CA_BUNDLE } from '../../infra/container/image.ts';
+import { assetExclude, dockerCopyBlock, dockerfileCopyBlock, imageFiles, IMAGE_RDS_CA_BUNDLE } from '../../infra/container/image.ts';
 import { ARCHITECTURES, hostArchitecture, REPO_ROOT } from '../../layers/pg-dump/paths.ts';
 import { listFiles } from '../../scripts/cli-bundle.mjs';
 import { awsEnv, createAlertInbox, createBucket, createSecret, listKeys, testClients, TEST_REGION, type TestClients } from '../support/aws.ts';
 import { createDatabase, loadSampleData } from '../support/fixtures.ts';
-import { assembleImageTree, BASE_IMAGE_PATH, runInImage, type ImageTree } from '../support/image-tree.ts';
+import { assembleImageTree, BASE_IMAGE_PATH, entrypoint, runInImage, taskEnvironment, type ContainerDefinition, type ImageTree } from '../support/image-tree.ts';
 import { ensureLayer } from '../support/layer.ts';
 import { startMoto, type TestAws } from '../support/moto.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
@@ -29,14 +29,6 @@ const SECRET = 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:prod/db-AbC
 const NETWORK = { vpcId: 'vpc-0123456789abcdef0', subnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'] };
 const ARCH = hostArchitecture();
 
-interface ContainerDefinition {
-  Environment: { Name: string; Value: unknown }[];
-  User?: string;
-  ReadonlyRootFilesystem?: boolean;
-  MountPoints?: { ContainerPath: string; SourceVolume: string; ReadOnly: boolean }[];
-  Command: string[];
-}
-
 function synth() {
   const { app, stack } = buildApp({
     context: { dbSecretArn: SECRET, drillSchedule: 'off', ...NETWORK, runner: 'fargate', databases: 'app', architecture: ARCH },
@@ -44,7 +36,8 @@ function synth() {
     entry: 'test/infra/fixtures/handler.ts',
   });
   const template = Template.fromStack(stack);
-  const task = Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0] as { Properties: { ContainerDefinitions: ContainerDefinition[]; Volumes: unknown[] } };
+  // The backup runner's task (restore --remote has its own: test/cli/remote.test.ts).
+  const task = Object.entries(template.findResources('AWS::ECS::TaskDefinition')).find(([id]) => id.startsWith('FargateTask'))![1] as { Properties: { ContainerDefinitions: ContainerDefinition[]; Volumes: unknown[] } };
   const taskRole = Object.keys(template.findResources('AWS::IAM::Role')).find((id) => id.startsWith('FargateTaskRole'))!;
   const policies = Object.entries(template.findResources('AWS::IAM::Policy'))
     .filter(([, p]) => JSON.stringify((p as { Properties: { Roles: unknown } }).Properties.Roles).includes(`{"Ref":"${taskRole}"}`))
@@ -65,28 +58,6 @@ function resolveTokens(value: unknown): unknown {
     return Object.fromEntries(entries.map(([k, v]) => [k, resolveTokens(v)]));
   }
   return value;
-}
-
-/** The Dockerfile's ENTRYPOINT (exec form). */
-function entrypoint(): string[] {
-  const line = readFileSync(DOCKERFILE, 'utf8').split('\n').find((l) => l.startsWith('ENTRYPOINT '));
-  return JSON.parse(line!.slice('ENTRYPOINT '.length)) as string[];
-}
-
-/**
- * The container's environment, exactly: its values as synthesized, except the deployment's own
- * resources (the bucket, the secret, the topic), which are the local services' here; a deploy-time
- * value (a token) that is not one of them fails the test, and so does a resource the task lacks.
- */
-function taskEnvironment(container: ContainerDefinition, resources: Record<string, string>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const { Name, Value } of container.Environment) {
-    if (resources[Name] !== undefined) env[Name] = resources[Name];
-    else if (typeof Value === 'string') env[Name] = Value;
-    else throw new Error(`${Name} is a deploy-time value the test does not resolve: ${JSON.stringify(Value)}`);
-  }
-  for (const name of Object.keys(resources)) if (!(name in env)) throw new Error(`the task's environment has no ${name}`);
-  return env;
 }
 
 describe('the Fargate image', () => {
@@ -217,8 +188,8 @@ describe('the Fargate image', () => {
       const r = await run(['run', '--database', 'app'], environmentFor(await secretFor({})));
       expect(r.code).toBe(1);
       const events = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-      expect(events.find((e) => e.event === 'connecting')).toMatchObject({ sslmode: 'verify-full' });
-      expect(events.find((e) => e.event === 'backup failed')).toMatchObject({ stage: 'connect', error: expect.stringMatching(/certificate/i) });
+      expect(events.find((e) => e.event === 'backup.connecting')).toMatchObject({ sslmode: 'verify-full' });
+      expect(events.find((e) => e.event === 'backup.failed')).toMatchObject({ stage: 'connect', error: expect.stringMatching(/certificate/i) });
     });
 
     it('restores the backup into a new database', async () => {

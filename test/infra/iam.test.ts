@@ -762,7 +762,8 @@ describe('the fan-out: the schedule, the state machine and the Fargate task', ()
     const roleOf = (value: unknown) => (value as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
     const smId = r.one('AWS::StepFunctions::StateMachine');
     const smRole = roleOf(r.resources[smId]!.Properties.RoleArn);
-    const taskDefId = r.one('AWS::ECS::TaskDefinition');
+    // The backup runner's (the other one is restore --remote's, below).
+    const taskDefId = r.one('AWS::ECS::TaskDefinition', (t) => JSON.stringify(t.Properties.TaskRoleArn).includes('FargateTaskRole'));
     const taskDef = r.resources[taskDefId]!.Properties;
     const taskRole = roleOf(taskDef.TaskRoleArn);
     const executionRole = roleOf(taskDef.ExecutionRoleArn);
@@ -789,6 +790,91 @@ describe('the fan-out: the schedule, the state machine and the Fargate task', ()
       { ...task, label: 'task reads no other secret', action: 'secretsmanager:GetSecretValue', resource: `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:other-AbCdEf`, expected: 'ImplicitlyDenied' },
       { ...task, label: 'task destroys no version (no check probes)', action: 's3:DeleteObjectVersion', resource: `${d.bucketArn}/${buildCheckProbeKey(d.prefix, new Date('2026-12-02T02:00:00.123Z'), 'a1b2c3')}`, resourcePolicy: d.bucketPolicy, expected: 'ImplicitlyDenied' },
     ]);
+  });
+});
+
+
+describe('restore --remote: the operator policy and the restore task', () => {
+  let d: Deployment;
+  beforeAll(() => {
+    d = deploy({ vpcId: 'vpc-0123456789abcdef0', subnetIds: ['subnet-0123456789abcdef0'], runner: 'fargate', databases: 'app' });
+  });
+
+  it('lets an operator with OperatorPolicyArn run, follow and stop the restore task only, and pass its two roles to ECS only', async () => {
+    const { r } = d;
+    const roleOf = (value: unknown) => (value as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+    const roleArn = (id: string) => r.getAtt(id, 'Arn');
+    const taskDefs = (role: string) => r.one('AWS::ECS::TaskDefinition', (t) => JSON.stringify(t.Properties.TaskRoleArn).includes(role));
+    const restoreDef = taskDefs('RemoteTaskRole');
+    const backupDef = taskDefs('FargateTaskRole');
+    const restore = r.resources[restoreDef]!.Properties;
+    const [taskRole, executionRole] = [roleOf(restore.TaskRoleArn), roleOf(restore.ExecutionRoleArn)];
+    const backupTaskRole = roleOf(r.resources[backupDef]!.Properties.TaskRoleArn);
+    const cluster = r.getAtt(r.one('AWS::ECS::Cluster'), 'Arn');
+    const clusterName = r.ref(r.one('AWS::ECS::Cluster'));
+    const groupOf = (id: string) => `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${r.ref(id)}`;
+    const restoreLogs = groupOf(r.ofType('AWS::Logs::LogGroup').find(([id]) => id.startsWith('RemoteLogGroup'))![0]);
+    const backupLogs = groupOf(r.ofType('AWS::Logs::LogGroup').find(([id]) => id.startsWith('FargateLogGroup'))![0]);
+    const [policyId, policy] = r.ofType('AWS::IAM::ManagedPolicy').find(([id]) => id.startsWith('RemoteOperatorPolicy'))!;
+    const operator = { principal: `arn:aws:iam::${ACCOUNT}:user/operator`, identityPolicies: [{ name: policyId, policy: r.value(policy.Properties.PolicyDocument) }] };
+    const inCluster = { 'ecs:cluster': cluster };
+    const toEcs = { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' };
+    const task = (name: string) => `arn:aws:ecs:${REGION}:${ACCOUNT}:task/${name}/0123456789abcdef0123456789abcdef`;
+    const stream = `restore/engine/0123456789abcdef0123456789abcdef`;
+    const dump = buildDumpKey(d.prefix, 'app', new Date('2026-12-02T02:00:00.123Z'));
+    await expectDecisions([
+      { ...operator, label: 'reads the stack outputs', action: 'cloudformation:DescribeStacks', resource: `arn:aws:cloudformation:${REGION}:${ACCOUNT}:stack/PgS3Backup/4f2e1c00-1111-2222-3333-444455556666`, expected: 'Allowed' },
+      { ...operator, label: 'runs the restore task in its cluster', action: 'ecs:RunTask', resource: r.ref(restoreDef), context: inCluster, expected: 'Allowed' },
+      { ...operator, label: 'passes the restore task role to ECS tasks', action: 'iam:PassRole', resource: roleArn(taskRole), context: toEcs, expected: 'Allowed' },
+      { ...operator, label: 'passes the restore execution role to ECS tasks', action: 'iam:PassRole', resource: roleArn(executionRole), context: toEcs, expected: 'Allowed' },
+      { ...operator, label: 'follows the task', action: 'ecs:DescribeTasks', resource: task(clusterName), context: inCluster, expected: 'Allowed' },
+      { ...operator, label: 'stops the task', action: 'ecs:StopTask', resource: task(clusterName), context: inCluster, expected: 'Allowed' },
+      { ...operator, label: 'reads the task\'s log stream', action: 'logs:GetLogEvents', resource: `${restoreLogs}:log-stream:${stream}`, expected: 'Allowed' },
+      { ...operator, label: 'searches the restore log group', action: 'logs:FilterLogEvents', resource: restoreLogs, expected: 'Allowed' },
+      // Denied: every other task definition, cluster, role, service and log group; the data itself.
+      { ...operator, label: 'not the backup runner\'s task', action: 'ecs:RunTask', resource: r.ref(backupDef), context: inCluster, expected: 'ImplicitlyDenied' },
+      { ...operator, label: 'not in another cluster', action: 'ecs:RunTask', resource: r.ref(restoreDef), context: { 'ecs:cluster': `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/other` }, expected: 'ImplicitlyDenied' },
+      { ...operator, label: 'not a new task definition', action: 'ecs:RegisterTaskDefinition', resource: '*', expected: 'ImplicitlyDenied' },
+      { ...operator, label: 'no shell in the task', action: 'ecs:ExecuteCommand', resource: task(clusterName), context: inCluster, expected: 'ImplicitlyDenied' },
+      { ...operator, label: 'the task role to another service', action: 'iam:PassRole', resource: roleArn(taskRole), context: { 'iam:PassedToService': 'lambda.amazonaws.com' }, expected: 'ImplicitlyDenied' },
+      { ...operator, label: 'not the backup runner\'s role', action: 'iam:PassRole', resource: roleArn(backupTaskRole), context: toEcs, expected: 'ImplicitlyDenied' },
+      { ...operator, label: 'not the function\'s role', action: 'iam:PassRole', resource: roleArn(d.functionRole), context: toEcs, expected: 'ImplicitlyDenied' },
+      { ...operator, label: 'no task of another cluster', action: 'ecs:StopTask', resource: task('other'), context: { 'ecs:cluster': `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/other` }, expected: 'ImplicitlyDenied' },
+      { ...operator, label: 'not the backup runner\'s logs', action: 'logs:GetLogEvents', resource: `${backupLogs}:log-stream:backup/engine/abc`, expected: 'ImplicitlyDenied' },
+      { ...operator, label: 'never the database secret', action: 'secretsmanager:GetSecretValue', resource: SECRET, expected: 'ImplicitlyDenied' },
+      { ...operator, label: 'never a restore secret (the task reads it, not the operator)', action: 'secretsmanager:GetSecretValue', resource: `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:PgS3Backup/restore/target-AbCdEf`, expected: 'ImplicitlyDenied' },
+      { ...operator, label: 'never the backups', action: 's3:GetObject', resource: `${d.bucketArn}/${dump}`, resourcePolicy: d.bucketPolicy, expected: 'ImplicitlyDenied' },
+    ]);
+  });
+
+  it('lets the restore task read the backups and the secrets named PgS3Backup/restore/*, write nothing and read no other secret', async () => {
+    const { r } = d;
+    const restoreDef = r.one('AWS::ECS::TaskDefinition', (t) => JSON.stringify(t.Properties.TaskRoleArn).includes('RemoteTaskRole'));
+    const taskRole = (r.resources[restoreDef]!.Properties.TaskRoleArn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+    const task = { principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${taskRole}/task`, identityPolicies: r.identityPolicies(taskRole) };
+    const dump = buildDumpKey(d.prefix, 'app', new Date('2026-12-02T02:00:00.123Z'));
+    const bucket = { resourcePolicy: d.bucketPolicy };
+    const secret = (name: string) => `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${name}-AbCdEf`;
+    await expectDecisions([
+      { ...task, ...bucket, label: 'reads a dump', action: 's3:GetObject', resource: `${d.bucketArn}/${dump}`, expected: 'Allowed' },
+      { ...task, ...bucket, label: 'reads its manifest', action: 's3:GetObject', resource: `${d.bucketArn}/${manifestKeyFor(dump)}`, expected: 'Allowed' },
+      { ...task, ...bucket, label: 'lists the prefix', action: 's3:ListBucket', resource: d.bucketArn, context: { 's3:prefix': `${d.prefix}app/` }, expected: 'Allowed' },
+      { ...task, label: 'decrypts the dump', action: 'kms:Decrypt', resource: d.bucketKeyArn, context: { 'kms:ViaService': `s3.${REGION}.amazonaws.com` }, resourcePolicy: d.bucketKeyPolicy, expected: 'Allowed' },
+      { ...task, label: 'reads a restore target secret', action: 'secretsmanager:GetSecretValue', resource: secret('PgS3Backup/restore/target'), expected: 'Allowed' },
+      { ...task, label: 'reads an age identity under the prefix', action: 'secretsmanager:GetSecretValue', resource: secret('PgS3Backup/restore/age-identity'), expected: 'Allowed' },
+      { ...task, label: 'not the database secret', action: 'secretsmanager:GetSecretValue', resource: SECRET, expected: 'ImplicitlyDenied' },
+      { ...task, label: 'not a secret beside the prefix', action: 'secretsmanager:GetSecretValue', resource: secret('PgS3Backup/restored'), expected: 'ImplicitlyDenied' },
+      { ...task, label: 'not another stack\'s restore secrets', action: 'secretsmanager:GetSecretValue', resource: secret('Other/restore/target'), expected: 'ImplicitlyDenied' },
+      { ...task, ...bucket, label: 'writes no dump', action: 's3:PutObject', resource: `${d.bucketArn}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...task, ...bucket, label: 'deletes no backup', action: 's3:DeleteObject', resource: `${d.bucketArn}/${dump}`, expected: 'ImplicitlyDenied' },
+      { ...task, ...bucket, label: 'reads nothing outside the prefix', action: 's3:GetObject', resource: `${d.bucketArn}/elsewhere/x.dump`, expected: 'ImplicitlyDenied' },
+      { ...task, label: 'publishes nothing', action: 'sns:Publish', resource: d.topicArn, resourcePolicy: d.topicPolicy, expected: 'ImplicitlyDenied' },
+      { ...task, label: 'puts no metric', action: 'cloudwatch:PutMetricData', resource: '*', context: { 'cloudwatch:namespace': 'PgS3Backup' }, expected: 'ImplicitlyDenied' },
+    ]);
+    // Its container: the restore's settings only (no database secret, no topic), read-only root, uid 1000.
+    const container = (r.resources[restoreDef]!.Properties.ContainerDefinitions as { Environment: { Name: string }[]; ReadonlyRootFilesystem: boolean; User: string }[])[0]!;
+    expect(container.Environment.map((e) => e.Name).sort()).toEqual(['BACKUP_BUCKET', 'BACKUP_PREFIX', 'NODE_OPTIONS', 'RDS_CA_BUNDLE', 'STORAGE_PROFILE']);
+    expect({ ro: container.ReadonlyRootFilesystem, user: container.User }).toEqual({ ro: true, user: '1000:1000' });
   });
 });
 

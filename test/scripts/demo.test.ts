@@ -48,7 +48,7 @@ it('npm run demo backs up, prunes, lists and verifies, in under two minutes, and
   expect(ms).toBeLessThan(120_000);
 
   for (let night = 1; night <= 4; night++) expect(out).toContain(`Night ${night}/4: the Lambda handler runs`);
-  expect(out.match(/"event":"pruned"|pruned: /g)?.length).toBe(4);
+  expect(out.match(/"event":"prune.done"|pruned: /g)?.length).toBe(4);
   expect(out).toMatch(/night 3: backup .* pruned 2/);
   expect(out).toMatch(/night 4: backup .* pruned 2/);
   expect(out).toMatch(/DATABASE\s+STARTED \(UTC\)\s+SIZE\s+SHA256\s+KEY/);

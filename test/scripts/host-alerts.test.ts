@@ -159,7 +159,7 @@ describe('host mode alerts every failure and keeps a heartbeat', () => {
   it('a heartbeat that never answers holds the run no longer than HEARTBEAT_TIMEOUT_SECONDS', async () => {
     const run = await runScript(['--env-file', envFile('hang.env', { HEARTBEAT_URL: `${pings.url}/hang/x`, HEARTBEAT_TIMEOUT_SECONDS: '2' })]);
     expect(run.code, run.out).toBe(0);
-    const line = run.out.split('\n').find((l) => l.includes('"event":"heartbeat ping failed"'));
+    const line = run.out.split('\n').find((l) => l.includes('"event":"heartbeat.failed"'));
     expect(line, run.out).toMatch(/"error":"no answer within 2 s \(HEARTBEAT_TIMEOUT_SECONDS\)"/);
     expect(pings.received.some((p) => p.path === '/hang/x')).toBe(true);
     // A backup of the sample database takes seconds; an unbounded ping would hang until killed.

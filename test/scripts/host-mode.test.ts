@@ -10,7 +10,7 @@ import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../support/layer.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
-import { runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { runCli, startCliServices, type CliServices, listedOf } from '../support/cli.ts';
 
 const SCRIPT = join(REPO_ROOT, 'scripts', 'backup.sh');
 let svc: CliServices;
@@ -74,7 +74,7 @@ async function runScript(args: string[], env = cronEnv()): Promise<{ code: numbe
 
 async function backupCount(): Promise<number> {
   const run = await runCli(['list', '--json'], svc.env);
-  return (JSON.parse(run.stdout) as unknown[]).length;
+  return (listedOf<unknown>(run)).length;
 }
 
 describe('scripts/backup.sh', () => {
@@ -85,7 +85,7 @@ describe('scripts/backup.sh', () => {
     const lines = run.out.trim().split('\n');
     for (const l of lines) expect(l).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z /);
     expect(run.out).toMatch(/backup starting \(reason: host-cron\)/);
-    expect(run.out).toMatch(/"event":"backup complete"/);
+    expect(run.out).toMatch(/"event":"backup.complete"/);
     expect(run.out).toMatch(/backup finished in \d+s/);
     expect(run.out).not.toContain(NASTY_PASSWORD);
     expect(run.out).not.toContain(encodeURIComponent(NASTY_PASSWORD));
@@ -93,7 +93,7 @@ describe('scripts/backup.sh', () => {
     expect(syslog).toMatch(/-t pg-s3-backup .*backup finished/);
     expect(syslog).not.toContain(encodeURIComponent(NASTY_PASSWORD));
 
-    const listed = JSON.parse((await runCli(['list', '--json'], svc.env)).stdout) as { reason: string; database: string }[];
+    const listed = listedOf<{ reason: string; database: string }>(await runCli(['list', '--json'], svc.env));
     expect(listed[0]).toMatchObject({ database: 'app', reason: 'host-cron' });
   });
 

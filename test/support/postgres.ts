@@ -111,7 +111,9 @@ async function startOlderPostgres(major: Exclude<PostgresMajor, 18>, password: s
   }
   const port = await freePort();
   try {
-    await execFileAsync(bin.initdb, ['-D', dataDir, '-U', 'postgres', `--pwfile=${pwFile}`, '-A', 'scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-sync'], ids);
+    // The same production shape as the 18 server: an en_US.UTF-8 cluster (RDS's and Aurora's), so
+    // `postgres`, template1 and every database created without a locale are en_US.UTF-8 on every major.
+    await execFileAsync(bin.initdb, ['-D', dataDir, '-U', 'postgres', `--pwfile=${pwFile}`, '-A', 'scram-sha-256', '-E', 'UTF8', '--locale=en_US.UTF-8', '--no-sync'], ids);
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`initdb of the PostgreSQL ${major} test server failed: ${(err as { stderr?: string }).stderr ?? String(err)}`, { cause: err });

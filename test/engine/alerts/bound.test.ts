@@ -67,7 +67,7 @@ describe('an alert to an SNS endpoint that never answers gives up within ALERT_T
     const ms = Date.now() - t0;
     expect(publishes()).toBeGreaterThan(before);
     expect(summary.published).toBe(false);
-    expect(events.map((e) => e.event)).toContain('could not publish to SNS');
+    expect(events.map((e) => e.event)).toContain('alert.publish-failed');
     expect(ms).toBeLessThan(WITHIN_MS);
   });
 
@@ -80,7 +80,7 @@ describe('an alert to an SNS endpoint that never answers gives up within ALERT_T
     const ms = Date.now() - t0;
     expect(run.notReached).toEqual(['app']);
     expect(publishes()).toBeGreaterThan(before);
-    const failed = events.find((e) => e.event === 'could not publish to SNS');
+    const failed = events.find((e) => e.event === 'alert.publish-failed');
     expect(failed && 'subject' in failed ? failed.subject : undefined).toMatch(/drill/i);
     expect(ms).toBeLessThan(WITHIN_MS);
   });
@@ -99,7 +99,7 @@ describe('an alert to an SNS endpoint that never answers gives up within ALERT_T
     expect(run.result).toMatchObject({ alerted: false, pinged: null });
     // From the alert's own time (written when it was made) to the line saying SNS failed: the
     // delivery alone, whatever the program's start-up cost.
-    const failed = run.events.find((e) => e.event === 'could not publish to SNS');
+    const failed = run.events.find((e) => e.event === 'alert.publish-failed');
     expect(failed, run.stdout).toBeDefined();
     const madeAt = /Time: (\S+)/.exec(String(failed!.alert))?.[1];
     expect(Date.parse(String(failed!.time)) - Date.parse(madeAt ?? '')).toBeLessThan(WITHIN_MS);

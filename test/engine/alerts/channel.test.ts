@@ -44,7 +44,7 @@ describe('composeAlerts', () => {
 
     const alone = composeAlerts([], { timeoutMs: 1_000, fallback: logChannel((e) => void events.push(e)) });
     expect(await alone.send({ kind: 'news', message })).toEqual({ log: false });
-    expect(events).toEqual([{ event: 'no ALERT_TOPIC_ARN: alert only logged', subject: message.subject, alert: message.body }]);
+    expect(events).toEqual([{ event: 'alert.not-configured', subject: message.subject, alert: message.body }]);
   });
 
   it('bounds each delivery: the composition\'s ALERT_TIMEOUT_SECONDS, or the channel\'s own', async () => {
@@ -105,6 +105,6 @@ describe('createAlerts with HEARTBEAT_URL', () => {
       { path: '/ping/x/fail', body: `${message.subject}\n\n${message.body}` },
       { path: '/ping/x', body: 'backup succeeded' },
     ]);
-    expect(events.map((e) => e.event)).toEqual(['no ALERT_TOPIC_ARN: alert only logged', 'heartbeat sent', 'heartbeat sent', 'heartbeat sent']);
+    expect(events.map((e) => e.event)).toEqual(['alert.not-configured', 'heartbeat.sent', 'heartbeat.sent', 'heartbeat.sent']);
   });
 });

@@ -68,11 +68,11 @@ describe('a prune failure after a good backup', () => {
     // the backups it keeps: the run writes its own manifest with a PUT) get 500 InternalError.
     const cliEnv = { ...baseEnv(), ...env, BACKUP_PREFIX: 'cli-prune/', RETENTION_COUNT: '2', AWS_ENDPOINT_URL_S3: proxy.endpoint, AWS_MAX_ATTEMPTS: '2' };
     proxy.setRule(() => 'pass');
-    const first = await runCli(['run', '--reason', 'first'], cliEnv);
+    const first = await runCli(['backup', '--reason', 'first'], cliEnv);
     expect(first.code, first.stderr).toBe(0);
     await inbox.receive(0, 0);
     proxy.setRule((r) => (r.method === 'GET' && /\.dump\.json(\?|$)/.test(r.url) ? '500' : 'pass'));
-    const second = await runCli(['run', '--reason', 'second'], cliEnv);
+    const second = await runCli(['backup', '--reason', 'second'], cliEnv);
     const manifestGets = proxy.log.filter((e) => e.fault === '500').length;
     proxy.setRule(() => 'pass');
 

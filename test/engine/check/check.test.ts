@@ -31,7 +31,7 @@ import { createDatabase, loadSampleData, writeFakePgDump } from '../../support/f
 import { ensureLayer } from '../../support/layer.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
 import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
-import { baseEnv, expectNoSecret, runCli } from '../../support/cli.ts';
+import { baseEnv, expectNoSecret, runCli, resultOf } from '../../support/cli.ts';
 
 const READER_PASSWORD = `rëader 'pw' "x" ${'%'}20`;
 const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
@@ -94,7 +94,7 @@ describe('doctor --local (the engine checks with the CLI configuration)', () => 
     const readerEnv: Record<string, string> = { ...env, DATABASE_URL: userUrl('reader', READER_PASSWORD) };
     const run = await runCli(['doctor', '--local', '--json'], readerEnv);
     expect(run.code, run.stderr).toBe(1);
-    const doc = JSON.parse(run.stdout) as { ok: boolean; mode: string; checks: Check[] };
+    const doc = resultOf<{ ok: boolean; mode: string; checks: Check[] }>(run);
     expect(doc).toMatchObject({ ok: false, mode: 'local' });
     const checks = byName(doc.checks);
     expect(failed(doc.checks)).toEqual(['database "app": row-level security', 'database "app": large objects readable']);
@@ -116,7 +116,7 @@ describe('doctor --local (the engine checks with the CLI configuration)', () => 
 
     // What the check predicted is what pg_dump does.
     const { ALERT_TOPIC_ARN: _topic, ...quietEnv } = readerEnv;
-    const backup = await runCli(['run'], quietEnv);
+    const backup = await runCli(['backup'], quietEnv);
     expect(backup.code).toBe(1);
     expect(JSON.stringify(backup.result)).toMatch(/row-level security|large object/);
 
@@ -128,7 +128,7 @@ describe('doctor --local (the engine checks with the CLI configuration)', () => 
     expect(fixed.stdout).toContain('✓ database "app": row-level security: role reader is not subject to row-level security (BYPASSRLS)');
     expect(fixed.stdout).toMatch(/! alerts: publish to the topic: ALERT_TOPIC_ARN is not set/);
     expect(fixed.stdout).toMatch(/\d+ checks: \d+ passed, 1 warning\(s\), 0 failed\n$/);
-    expect((await runCli(['run'], quietEnv)).code).toBe(0);
+    expect((await runCli(['backup'], quietEnv)).code).toBe(0);
     expectNoSecret(fixed, READER_PASSWORD);
   });
 
@@ -321,7 +321,7 @@ describe('doctor (the deployed stack, from the operator\'s machine)', () => {
     await inbox.receive(10, 1000);
     const res = await doctor(['--json']);
     expect(res.code, res.stdout + res.stderr).toBe(0);
-    const doc = JSON.parse(res.stdout) as { ok: boolean; mode: string; stack: string; checks: Check[] };
+    const doc = resultOf<{ ok: boolean; mode: string; stack: string; checks: Check[] }>(res);
     expect(doc).toMatchObject({ ok: true, mode: 'deployed', stack: STACK });
     const checks = byName(doc.checks);
     expect(checks[`stack ${STACK}: outputs found`]).toMatchObject({ ok: true, detail: expect.stringContaining(`FunctionName ${FUNCTION}`) });
@@ -359,7 +359,7 @@ describe('doctor (the deployed stack, from the operator\'s machine)', () => {
 
     const none = await doctor(['--stack', 'NoSuchStack', '--no-alarm-test', '--json']);
     expect(none.code).toBe(1);
-    const doc = JSON.parse(none.stdout) as { checks: Check[] };
+    const doc = resultOf<{ checks: Check[] }>(none);
     expect(doc.checks[0]).toMatchObject({ name: 'stack NoSuchStack: outputs found', ok: false, fix: expect.stringContaining('--stack') });
     expect(doc.checks.slice(1).every((ch) => ch.detail.startsWith('not checked'))).toBe(true);
     await inbox.receive(10, 1000);

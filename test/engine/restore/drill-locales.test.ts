@@ -133,7 +133,7 @@ it('en_US.UTF-8, C.UTF-8 and ICU databases drill as they are defined, with the l
     ]);
     expect(report.verify, db).toMatchObject({ encoding: 'UTF8', locale, warnings: [] });
   }
-  expect(events.filter((e) => e.event === 'warning' || e.event === 'problem')).toEqual([]);
+  expect(events.filter((e) => e.event === 'warning' || e.event === 'verify.problem')).toEqual([]);
   expect(readdirSync(tempDir)).toEqual([]);
 });
 

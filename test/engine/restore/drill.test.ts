@@ -203,7 +203,7 @@ it('stops at its time budget before the timeout, names the databases it did not 
     let finished = false;
     const handler = createDrillHandler(drillEnv(names.join(',')), { log: silentLog, metrics: noMetrics, events: (e) => {
       events.push(e);
-      if (e.event === 'drill finished') finished = true;
+      if (e.event === 'drill.finished') finished = true;
     } }, { tempDir });
     const result = await handler({}, { awsRequestId: 'req-budget', getRemainingTimeInMillis: () => (finished ? DRILL_MARGIN_MS + 5_000 : 14 * 60_000) });
     return { result, events };
@@ -212,7 +212,7 @@ it('stops at its time budget before the timeout, names the databases it did not 
   // Never drilled: name order. One database fits; the other two are named, not drilled, not reported.
   const first = await run();
   expect(first.result).toMatchObject({ status: 'incomplete', databases: [{ database: 'budget_a', status: 'ok' }], notReached: ['budget_b', 'budget_c'] });
-  expect(first.events).toContainEqual(expect.objectContaining({ event: 'drill stopped at its time budget', notReached: ['budget_b', 'budget_c'] }));
+  expect(first.events).toContainEqual(expect.objectContaining({ event: 'drill.budget-exhausted', notReached: ['budget_b', 'budget_c'] }));
   expect(await Promise.all(names.map(hasReport))).toEqual([true, false, false]);
   const [alert] = await inbox.receive(1, 20_000);
   expect(alert!.subject).toBe('[pg-s3-backup] restore drill stopped at its time budget: 2 database(s) not drilled');

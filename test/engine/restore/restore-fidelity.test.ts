@@ -1,7 +1,7 @@
 /**
  * Restore fidelity (issue 11): `restore` and `verify` give back the whole database, compared as a
  * whole with the source (test/support/whole-database.ts), with bare `pg_restore --create` as the
- * reference. The backups are taken by `pg-s3-backup run` (streamed: no data offsets in the TOC).
+ * reference. The backups are taken by `pg-s3-backup backup` (streamed: no data offsets in the TOC).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,7 +17,7 @@ import { createAsciiDatabase, createBuiltinDatabase, createFidelityDatabase, cre
 import { layerRoot } from '../../support/layer.ts';
 import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
 import { compareDatabases } from '../../support/whole-database.ts';
-import { databases, runCli, startCliServices, type CliServices } from '../../support/cli.ts';
+import { databases, runCli, startCliServices, type CliServices, resultOf } from '../../support/cli.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -32,7 +32,7 @@ beforeAll(async () => {
   await createFidelityDatabase(svc.pg);
   await createAsciiDatabase(svc.pg);
   await createBuiltinDatabase(svc.pg);
-  const run = await runCli(['run', '--reason', 'fidelity'], { ...svc.env, DATABASES: 'fidelity,fid_ascii,fid_builtin' });
+  const run = await runCli(['backup', '--reason', 'fidelity'], { ...svc.env, DATABASES: 'fidelity,fid_ascii,fid_builtin' });
   expect(run.code, run.stderr).toBe(0);
   for (const b of run.result!.backups as { database: string; key: string }[]) keys[b.database] = b.key;
 });
@@ -137,7 +137,7 @@ describe('restore --create: the database as the archive defines it', () => {
 describe('verify', () => {
   it('reports ok with exact per-table counts: ONLY for partitions, WITH NO DATA views skipped', async () => {
     const run = await runCli(['verify', '--key', keys.fidelity!, '--scratch-url', svc.pg.url, '--json', '--jobs', '2'], svc.env);
-    const report = JSON.parse(run.stdout) as { status: string; problems: unknown[]; tables: { schema: string; table: string; rows: number }[]; totalRows: number };
+    const report = resultOf<{ status: string; problems: unknown[]; tables: { schema: string; table: string; rows: number }[]; totalRows: number }>(run);
     expect(report.problems).toEqual([]);
     expect(report.status).toBe('ok');
     expect(run.code).toBe(0);
@@ -148,7 +148,7 @@ describe('verify', () => {
   it('keeps a SQL_ASCII backup SQL_ASCII in the drill', async () => {
     const run = await runCli(['verify', '--key', keys.fid_ascii!, '--scratch-url', svc.pg.url, '--json'], svc.env);
     expect(run.code, run.stdout).toBe(0);
-    expect(JSON.parse(run.stdout)).toMatchObject({ status: 'ok', database: 'fid_ascii', encoding: 'SQL_ASCII' });
+    expect(resultOf(run)).toMatchObject({ status: 'ok', database: 'fid_ascii', encoding: 'SQL_ASCII' });
   });
 });
 

@@ -1,6 +1,6 @@
 /**
  * Every supported server version as a source and as a target (issue 20): a backup taken by
- * `pg-s3-backup run` (pg_dump 18 from the layer) from PostgreSQL 13, 14, 15, 16, 17 and 18 goes
+ * `pg-s3-backup backup` (pg_dump 18 from the layer) from PostgreSQL 13, 14, 15, 16, 17 and 18 goes
  * back with `restore --create`, `restore` into an existing database, and `verify --scratch-url`,
  * into PostgreSQL 13 … 18, and what comes back is compared as a whole with the source
  * (test/support/whole-database.ts). The source databases are production-shaped: en_US.UTF-8 (or
@@ -15,7 +15,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { awsEnv, createBucket, testClients } from '../../support/aws.ts';
-import { baseEnv, databases, runCli, type CliRun } from '../../support/cli.ts';
+import { baseEnv, databases, runCli, type CliRun, resultOf } from '../../support/cli.ts';
 import { ensureLayer } from '../../support/layer.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
 import { POSTGRES_MAJORS, quoteIdent, startPostgres, type PostgresMajor, type TestPostgres } from '../../support/postgres.ts';
@@ -157,14 +157,18 @@ beforeAll(async () => {
   await Promise.all(
     POSTGRES_MAJORS.map(async (major) => {
       const pg = server(major);
-      const [{ v } = { v: '' }] = await pg.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
-      expect(Math.floor(Number(v) / 10000)).toBe(major);
+      // Production-shaped on every major: the cluster itself (template1, `postgres`) in the locale.
+      const [{ v, collate } = { v: '', collate: '' }] = await pg.query<{ v: string; collate: string }>(
+        "SELECT current_setting('server_version_num') AS v, (SELECT datcollate FROM pg_database WHERE datname = 'template1') AS collate",
+      );
+      expect(Math.floor(Number(v) / 10000), `the PostgreSQL ${major} test server's version`).toBe(major);
+      expect(collate, `the PostgreSQL ${major} test cluster's locale`).toBe(locale);
       await createRoles(pg);
       await createShop(pg, 'shop', `LOCALE '${locale}'`);
       const extra = extraDatabases(major);
       for (const d of extra) await createLocaleDatabase(pg, d.name, d.definition);
-      const run = await runCli(['run', '--reason', `versions ${major}`], { ...env, DATABASE_URL: pg.urlFor('shop'), DATABASES: ['shop', ...extra.map((d) => d.name)].join(',') });
-      expect(run.code, run.stderr).toBe(0);
+      const run = await runCli(['backup', '--reason', `versions ${major}`], { ...env, DATABASE_URL: pg.urlFor('shop'), DATABASES: ['shop', ...extra.map((d) => d.name)].join(',') });
+      expect(run.code, `the backup of PostgreSQL ${major}: ${run.stderr}`).toBe(0);
       for (const b of run.result!.backups as { database: string; key: string }[]) keys.set(`${major}/${b.database}`, b.key);
     }),
   );
@@ -190,7 +194,7 @@ interface Report {
   locale: string;
   tables: { schema: string; table: string; rows: number }[];
 }
-const report = (run: CliRun) => JSON.parse(run.stdout) as Report;
+const report = (run: CliRun) => resultOf<Report>(run);
 
 /** What a restore without --create leaves out by design: the database's own definition (its comment, grants, settings, owner, limit). */
 const DATABASE_LEVEL = /^property (comment|acl|settings|connection_limit|owner): |^schema [-+] (COMMENT ON DATABASE|ALTER DATABASE|ALTER ROLE .* IN DATABASE|GRANT .* ON DATABASE|REVOKE .* ON DATABASE|CREATE DATABASE)/;

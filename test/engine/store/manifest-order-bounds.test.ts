@@ -8,7 +8,7 @@
  *   and small (the CLI's peak RSS is measured), and it counts as no backup;
  * - a manifest whose `bytes` disagree with its dump object counts as no backup for retention.
  *
- * The backups are copies of one real backup (`pg-s3-backup run`) under keys of chosen times, so
+ * The backups are copies of one real backup (`pg-s3-backup backup`) under keys of chosen times, so
  * that each case has its own prefix and the file stays quick.
  */
 import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDumpKey, manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { MAX_MANIFEST_BYTES } from '../../../engine/store/s3-store.ts';
 import { listKeys } from '../../support/aws.ts';
-import { runCli, runCliUnder, startCliServices, type CliRun, type CliServices } from '../../support/cli.ts';
+import { runCli, runCliUnder, startCliServices, type CliRun, type CliServices, listedOf } from '../../support/cli.ts';
 
 const MiB = 1024 * 1024;
 const DAY = 86_400_000;
@@ -28,7 +28,7 @@ let seedManifest: Record<string, unknown>;
 
 beforeAll(async () => {
   svc = await startCliServices({ retentionCount: 7 });
-  const run = await runCli(['run', '--reason', 'seed'], { ...svc.env, BACKUP_PREFIX: 'seed/' });
+  const run = await runCli(['backup', '--reason', 'seed'], { ...svc.env, BACKUP_PREFIX: 'seed/' });
   expect(run.code, run.stderr).toBe(0);
   seedKey = (run.result!.backups as { key: string }[])[0]!.key;
   const res = await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: manifestKeyFor(seedKey) }));
@@ -82,7 +82,7 @@ function expectSmallAndFast(name: string, r: { maxRssKiB: number; ms: number }):
   expect(r.ms, `${name}: ${r.ms} ms`).toBeLessThan(45_000);
 }
 
-const listed = (run: CliRun) => (JSON.parse(run.stdout) as { key: string }[]).map((r) => r.key);
+const listed = (run: CliRun) => (listedOf<{ key: string }>(run)).map((r) => r.key);
 
 describe('ordering is defined by the backup, not by a copy of its manifest', () => {
   it('an old manifest rewritten in place: list order, restore --latest and prune unchanged', async () => {
@@ -134,7 +134,7 @@ describe('a manifest is read within a bound', () => {
     // Not counted, never deleted while newer than the backup kept, and the good one stays.
     expect(prune.result).toMatchObject({ databases: [expect.objectContaining({ database: 'app', kept: [good], unreadable: [huge], deleted: [] })] });
 
-    const run = await runCliMeasured(['run', '--reason', 'beside a huge manifest'], { ...env, RETENTION_COUNT: '1' });
+    const run = await runCliMeasured(['backup', '--reason', 'beside a huge manifest'], { ...env, RETENTION_COUNT: '1' });
     expectSmallAndFast('run', run);
     expect(run.code, run.stderr).toBe(0);
     const fresh = (run.result!.backups as { key: string }[])[0]!.key;

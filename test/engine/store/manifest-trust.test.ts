@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { listKeys } from '../../support/aws.ts';
 import { contentChecksums, createDatabase } from '../../support/fixtures.ts';
-import { databases, runCli, startCliServices, type CliRun, type CliServices } from '../../support/cli.ts';
+import { databases, runCli, startCliServices, type CliRun, type CliServices, listedOf } from '../../support/cli.ts';
 
 let svc: CliServices;
 /** Two backups of app (older, newer) and one of app2. */
@@ -34,7 +34,7 @@ beforeAll(async () => {
   await createDatabase(svc.pg, 'app2');
   await svc.pg.query('create table secrets_of_app2 (id int primary key, v text); insert into secrets_of_app2 select g, md5(g::text) from generate_series(1, 50) g', [], 'app2');
   for (const db of ['app', 'app', 'app2']) {
-    const run = await runCli(['run', '--database', db], svc.env);
+    const run = await runCli(['backup', '--database', db], svc.env);
     expect(run.code, run.stderr).toBe(0);
     if (db === 'app2') app2 = backupKey(run);
     else if (appOld === undefined) appOld = backupKey(run);
@@ -55,7 +55,7 @@ describe('a manifest that describes another object is refused', () => {
       const restore = await runCli(['restore', '--key', appNew, '--target-url', svc.pg.urlFor('wrong_copy'), '--create'], svc.env);
       expect(restore.code, restore.stdout).toBe(1);
       expect(restore.stderr).toMatch(/does not describe .*its key is .*app2.*its database is "app2", not "app"; refusing to trust it/);
-      expect(restore.events.some((e) => e.event === 'download')).toBe(false);
+      expect(restore.events.some((e) => e.event === 'restore.download.progress')).toBe(false);
       expect(await databases(svc.pg)).not.toContain('wrong_copy');
 
       const verify = await runCli(['verify', '--key', appNew, '--scratch-url', svc.pg.urlFor('postgres')], svc.env);
@@ -101,7 +101,7 @@ describe('an unreadable manifest makes its backup incomplete, nothing more', () 
     try {
       const list = await runCli(['list', '--json'], svc.env);
       expect(list.code, list.stderr).toBe(0);
-      const rows = JSON.parse(list.stdout) as { key: string }[];
+      const rows = listedOf<{ key: string }>(list);
       expect(rows.map((r) => r.key).sort()).toEqual([appOld, app2].sort());
       expect(list.stderr).toMatch(new RegExp(`warning: skipped ${appNew.replace(/\./g, '\\.')}: manifest .* is unreadable: ${text ? 'not JSON' : 'not a manifest this version understands \\(formatVersion'}`));
 

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDumpKey } from '../../../engine/store/backup-key.ts';
 import { listKeys, putText } from '../../support/aws.ts';
-import { runCli, runCliAt, startCliServices, type CliRun, type CliServices } from '../../support/cli.ts';
+import { runCli, runCliAt, startCliServices, type CliRun, type CliServices, listedOf } from '../../support/cli.ts';
 
 let svc: CliServices;
 
@@ -22,13 +22,13 @@ const backupKey = (run: CliRun) => (run.result!.backups as { key: string }[])[0]
 
 describe("S3's clock, not the host's", () => {
   it('a correct run never prunes the backup it just wrote, after a backup from a clock 400 days ahead', async () => {
-    const skewedRun = await runCliAt('+400d', ['run', '--reason', 'clock ahead'], svc.env);
+    const skewedRun = await runCliAt('+400d', ['backup', '--reason', 'clock ahead'], svc.env);
     expect(skewedRun.code, skewedRun.stderr + skewedRun.stdout).toBe(0);
     const skewed = backupKey(skewedRun);
     expect(skewed).toMatch(new RegExp(`app-${new Date(Date.now() + 399 * 86_400_000).getUTCFullYear()}`));
 
     // Keeping one backup, a correct run keeps the one it wrote (S3 stored it last).
-    const run = await runCli(['run', '--reason', 'right clock'], { ...svc.env, RETENTION_COUNT: '1' });
+    const run = await runCli(['backup', '--reason', 'right clock'], { ...svc.env, RETENTION_COUNT: '1' });
     expect(run.code, run.stderr).toBe(0);
     expect(run.result).toMatchObject({ status: 'succeeded' });
     const fresh = backupKey(run);
@@ -38,17 +38,17 @@ describe("S3's clock, not the host's", () => {
   });
 
   it('list flags a backup from a clock 400 days ahead and orders by S3; restore --latest takes the fresh backup', async () => {
-    const skewedRun = await runCliAt('+400d', ['run', '--reason', 'clock ahead'], svc.env);
+    const skewedRun = await runCliAt('+400d', ['backup', '--reason', 'clock ahead'], svc.env);
     expect(skewedRun.code, skewedRun.stderr + skewedRun.stdout).toBe(0);
     const skewed = backupKey(skewedRun);
-    const run = await runCli(['run', '--reason', 'right clock'], svc.env);
+    const run = await runCli(['backup', '--reason', 'right clock'], svc.env);
     expect(run.code, run.stderr).toBe(0);
     const fresh = backupKey(run);
 
     // list: newest first by S3's clock, the skewed backup flagged with how far its host was off.
     const listed = await runCli(['list', '--json'], svc.env);
     expect(listed.code, listed.stderr).toBe(0);
-    const rows = JSON.parse(listed.stdout) as { key: string; clockSkewSeconds: number | null; storedAt: string }[];
+    const rows = listedOf<{ key: string; clockSkewSeconds: number | null; storedAt: string }>(listed);
     expect(rows.map((r) => r.key)).toEqual([fresh, skewed]);
     expect(rows[0]!.clockSkewSeconds).toBeNull();
     expect(rows[1]!.clockSkewSeconds).toBeGreaterThan(399 * 86_400);

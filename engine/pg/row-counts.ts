@@ -11,8 +11,8 @@
  * `rows: null`, a snapshot that cannot be exported gives a backup without counts and a warning.
  */
 import type pg from 'pg';
-import { withClient } from '../pg/client.ts';
-import type { PgConnection } from '../pg/connection.ts';
+import { withClient } from './client.ts';
+import type { PgConnection } from './connection.ts';
 import type { RowCountMode, TableCount } from '../store/manifest.ts';
 
 /**
