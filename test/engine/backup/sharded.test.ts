@@ -19,7 +19,7 @@ import { resolvePgTool } from '../../../engine/pg/tools.ts';
 import { partKeyFor } from '../../../engine/store/backup-key.ts';
 import { parseManifest, type Manifest } from '../../../engine/store/manifest.ts';
 import { listKeys, listMultipartUploads } from '../../support/aws.ts';
-import { runCli, startCliServices, type CliServices } from '../../support/cli.ts';
+import { listedOf, resultOf, runCli, startCliServices, type CliServices } from '../../support/cli.ts';
 import { createFidelityDatabase, createFidelityRoles } from '../../support/fidelity-fixtures.ts';
 import { writeFakePgDump } from '../../support/fixtures.ts';
 import { layerRoot } from '../../support/layer.ts';
@@ -102,7 +102,7 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     expect(m.tables?.find((t) => t.table === 'big')?.rows).toBe(6000);
     // `list` shows the whole backup's size, not the schema archive's alone.
     const list = await runCli(['list', '--database', 'skewed', '--json'], svc.env);
-    const listed = (JSON.parse(list.stdout) as { key: string; bytes: number }[]).find((b) => b.key === keys.skewed);
+    const listed = listedOf<{ key: string; bytes: number }>(list).find((b) => b.key === keys.skewed);
     expect(listed?.bytes).toBe(m.bytes + m.parts!.reduce((n, p) => n + p.bytes, 0));
   });
 
@@ -119,7 +119,7 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     for (const args of [['--local'], ['--scratch-url', other.urlFor('postgres')]]) {
       const run = await runCli(['verify', '--key', keys.skewed!, ...args, '--json'], svc.env);
       expect(run.code, run.stdout + run.stderr).toBe(0);
-      const report = JSON.parse(run.stdout.slice(run.stdout.indexOf('{\n'))) as { status: string; sha256Verified: boolean; failingTables: string[]; tocTablesWithData: number };
+      const report = resultOf<{ status: string; sha256Verified: boolean; failingTables: string[]; tocTablesWithData: number }>(run);
       expect(report).toMatchObject({ status: 'ok', sha256Verified: true, failingTables: [] });
     }
   });
