@@ -23,7 +23,7 @@ import { createDrillHandler } from '../lambda/drill-handler.ts';
 import { verifyReportKeyFor, type DrillDatabaseReport } from '../engine/restore/drill.ts';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createHandler, type HandlerResult } from '../lambda/handler.ts';
-import { silentLog } from '../engine/observability.ts';
+import { silentLog } from '../lambda/powertools.ts';
 import { findMotoPython, MOTO_HOWTO, startEmbeddedPostgres, startMotoServer, type EmbeddedPostgresServer, type MotoServer } from './local-services.ts';
 import { ensureLayer, ensureServerLayer, isLayerBuilt, isServerLayerBuilt } from './layer.ts';
 import { addOrders, countRows, createShop } from './sample-shop.ts';
