@@ -30,7 +30,7 @@ import { ensureCliBundle, CLI_BUNDLE_ENTRY } from '../scripts/cli-bundle.mjs';
 import { ensureLayer, REPO_ROOT } from '../scripts/layer.ts';
 import { startEmbeddedPostgres, startMotoServer, type EmbeddedPostgresServer, type MotoServer } from '../scripts/local-services.ts';
 import { createShop } from '../scripts/sample-shop.ts';
-import { spawnTimed, spread, type Spread, type TimedResult } from './measure.ts';
+import { cpuDelta, processCpu, spawnTimed, spread, type Spread, type TimedResult } from './measure.ts';
 import { cleanUpOnInterrupt } from './services.ts';
 
 const { values: args } = parseArgs({
@@ -52,21 +52,32 @@ const log = (s: string) => console.error(`bench:cli: ${s}  [load ${load()}]`);
 interface Series {
   readonly label: string;
   readonly runs: TimedResult[];
+  /** CPU time the S3 API server (moto) spent on each run, ms: the local stand-in for S3's latency. */
+  readonly endpointCpuMs: number[];
   /** Load averages (1, 5, 15 min) before the first run and after the last. */
   readonly loadBefore: string;
   loadAfter: string;
 }
 
-function summary(s: Series): { wallS: Spread; cpuS: Spread; peakMiB: Spread } {
+function summary(s: Series): { wallS: Spread; cpuS: Spread; peakMiB: Spread; endpointCpuS: Spread } {
   return {
+    endpointCpuS: spread(s.endpointCpuMs.map((ms) => ms / 1000)),
     wallS: spread(s.runs.map((r) => r.ms / 1000)),
     cpuS: spread(s.runs.map((r) => (r.cpuMs ?? Number.NaN) / 1000)),
     peakMiB: spread(s.runs.map((r) => (r.peakRssBytes ?? Number.NaN) / MiB)),
   };
 }
 
-async function timed(label: string, file: string, argv: readonly string[], env: NodeJS.ProcessEnv): Promise<TimedResult> {
-  return spawnTimed(file, argv, { env, stdio: ['ignore', 'ignore', 'pipe'], label }).done;
+/** Runs one program to its end; its figures go to `series` (when given), with the S3 API server's CPU time meanwhile. */
+async function timed(series: Series | undefined, endpointPid: number | undefined, file: string, argv: readonly string[], env: NodeJS.ProcessEnv): Promise<TimedResult> {
+  const before = processCpu(endpointPid);
+  const r = await spawnTimed(file, argv, { env, stdio: ['ignore', 'ignore', 'pipe'], label: series?.label ?? file }).done;
+  const endpoint = cpuDelta(before, processCpu(endpointPid));
+  if (series) {
+    series.runs.push(r);
+    series.endpointCpuMs.push(endpoint ?? Number.NaN);
+  }
+  return r;
 }
 
 /** `n` complete backups under `prefix`: copies of one real backup, each with its own key and manifest, a second apart (no clock skew). */
@@ -89,7 +100,7 @@ function render(r: { date: string; machine: string; node: string; rounds: number
   const row = (s: Series) => {
     const m = summary(s);
     const f = (x: Spread, d: number) => `${x.median.toFixed(d)} (${x.min.toFixed(d)}–${x.max.toFixed(d)})`;
-    return `| ${s.label} | ${f(m.wallS, 2)} | ${f(m.cpuS, 2)} | ${f(m.peakMiB, 0)} | ${s.loadBefore} → ${s.loadAfter} |`;
+    return `| ${s.label} | ${f(m.wallS, 2)} | ${f(m.cpuS, 2)} | ${f(m.peakMiB, 0)} | ${f(m.endpointCpuS, 2)} | ${s.loadBefore} → ${s.loadAfter} |`;
   };
   const listWall = summary(r.list).wallS.median;
   return `# CLI figures, ${r.date} (npm run bench:cli)
@@ -100,13 +111,16 @@ for the backups) and peak RSS (the largest process). Median (min–max). The mac
 the load average (1, 5, 15 min) is given before the first and after the last run of each series;
 read the CPU figures, wall time grows with the load.
 
-| command | wall s | CPU s | peak RSS MiB | load before → after |
-|---|---|---|---|---|
+| command | wall s | CPU s | peak RSS MiB | moto's CPU s meanwhile | load before → after |
+|---|---|---|---|---|---|
 ${row(r.list)}
 ${row(r.cli)}
 ${row(r.handler)}
 
 - **\`list\` of ${r.backups} backups**: ${listWall.toFixed(2)} s median wall — target ≤ 1 s: ${listWall <= 1 ? 'met' : 'missed'} at this load.
+  Its own CPU is ${summary(r.list).cpuS.median.toFixed(2)} s; the local S3 API (moto, Python) spends
+  ${summary(r.list).endpointCpuS.median.toFixed(2)} s of CPU answering the listing and the ${r.backups} manifest GETs (eight at a time),
+  on the same two shared cores.
 - **host-mode backup vs the bundled function**, pair by pair (CLI − function, same round): CPU
   ${r.pairs.cpuS.median.toFixed(2)} s (${r.pairs.cpuS.min.toFixed(2)} to ${r.pairs.cpuS.max.toFixed(2)}), peak RSS
   ${r.pairs.peakMiB.median.toFixed(0)} MiB (${r.pairs.peakMiB.min.toFixed(0)} to ${r.pairs.peakMiB.max.toFixed(0)}) — target within 0.2 CPU-s and 20 MiB:
@@ -176,15 +190,15 @@ async function main(): Promise<void> {
       PG_DUMP_BIN: join(layer, 'bin', 'pg_dump'), S3_FORCE_PATH_STYLE: 'true',
     };
     const node = process.execPath;
-    const cli: Series = { label: 'CLI: `pg-s3-backup run` (host mode)', runs: [], loadBefore: load(), loadAfter: '' };
-    const handler: Series = { label: 'function: bundled `handler`, one invocation', runs: [], loadBefore: load(), loadAfter: '' };
+    const cli: Series = { label: 'CLI: `pg-s3-backup run` (host mode)', runs: [], endpointCpuMs: [], loadBefore: load(), loadAfter: '' };
+    const handler: Series = { label: 'function: bundled `handler`, one invocation', runs: [], endpointCpuMs: [], loadBefore: load(), loadAfter: '' };
     log(`backup: CLI and function in turn, 1 warm-up + ${ROUNDS} rounds`);
+    const motoPid = moto.child.pid;
     for (let round = 0; round <= ROUNDS; round++) {
-      const a = await timed('CLI run', node, [CLI_BUNDLE_ENTRY, 'run'], env);
-      const h = await timed('function', node, [handlerBundle], env);
+      // Round 0 warms up (file cache, moto's first requests): not counted.
+      const a = await timed(round > 0 ? cli : undefined, motoPid, node, [CLI_BUNDLE_ENTRY, 'run'], env);
+      const h = await timed(round > 0 ? handler : undefined, motoPid, node, [handlerBundle], env);
       if (round === 0) continue;
-      cli.runs.push(a);
-      handler.runs.push(h);
       log(`round ${round}: CLI ${(a.cpuMs! / 1000).toFixed(2)} CPU-s ${(a.peakRssBytes! / MiB).toFixed(0)} MiB; function ${(h.cpuMs! / 1000).toFixed(2)} CPU-s ${(h.peakRssBytes! / MiB).toFixed(0)} MiB`);
     }
     cli.loadAfter = handler.loadAfter = load();
@@ -195,12 +209,9 @@ async function main(): Promise<void> {
     if (!sourceKey) throw new Error('no backup to copy');
     await seedBackups(s3, { key: sourceKey, prefix: 'pg-s3-backup/' }, LIST_PREFIX, BACKUPS);
     const listEnv = { ...env, BACKUP_PREFIX: LIST_PREFIX };
-    const list: Series = { label: `CLI: \`pg-s3-backup list\`, ${BACKUPS} backups`, runs: [], loadBefore: load(), loadAfter: '' };
+    const list: Series = { label: `CLI: \`pg-s3-backup list\`, ${BACKUPS} backups`, runs: [], endpointCpuMs: [], loadBefore: load(), loadAfter: '' };
     log(`list: 1 warm-up + ${ROUNDS} runs`);
-    for (let round = 0; round <= ROUNDS; round++) {
-      const r = await timed('CLI list', node, [CLI_BUNDLE_ENTRY, 'list'], listEnv);
-      if (round > 0) list.runs.push(r);
-    }
+    for (let round = 0; round <= ROUNDS; round++) await timed(round > 0 ? list : undefined, motoPid, node, [CLI_BUNDLE_ENTRY, 'list'], listEnv);
     list.loadAfter = load();
 
     const date = new Date().toISOString().slice(0, 10);
