@@ -159,7 +159,7 @@ it('restores from inside the VPC as its section says: the secret made from a typ
 
   // Every option of its commands is one the command has, --remote among them, the secret by name.
   const lines = commands.split('\n').filter((l) => l.startsWith('pg-s3-backup '));
-  expect(lines.map((l) => l.split(' ')[1])).toEqual(['verify', 'restore.progress']);
+  expect(lines.map((l) => l.split(' ')[1])).toEqual(['verify', 'restore']);
   for (const line of lines) {
     const command = line.split(' ')[1]!;
     const help = (await runCli([command, '--help'], svc.env)).stdout;
