@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { runBackup } from '../engine/backup/backup.ts';
 import { loadConfig } from '../engine/config.ts';
 import { createDeps } from '../engine/deps.ts';
-import { noMetrics, silentLog } from '../engine/observability.ts';
+import { ignoreEvents } from '../engine/events.ts';
 import { runDrillFromConfig } from '../engine/restore/drill-run.ts';
 import type { DrillDatabaseReport } from '../engine/restore/drill.ts';
 import { TOOL_VERSION } from '../engine/version.ts';
@@ -369,7 +369,7 @@ export async function drillBench(argv: string[]): Promise<void> {
       // The SDK clients read region, endpoint and credentials from the process environment, as in Lambda.
       Object.assign(process.env, env);
       const config = loadConfig(env);
-      const deps = createDeps(config, { log: silentLog, metrics: noMetrics });
+      const deps = createDeps(config, { events: ignoreEvents });
       log(`${size}: backup (${mib(Number(bytes))})`);
       const b0 = Date.now();
       const backup = await runBackup({ reason: 'drill bench' }, config, deps);

@@ -17,7 +17,7 @@ import { Transform, type Readable } from 'node:stream';
 import { spawn } from 'node:child_process';
 import { createHandler } from '../lambda/handler.ts';
 import { processCpu, watchBusiestChild, type SchedTimes } from './measure.ts';
-import { noMetrics, silentLog } from '../engine/observability.ts';
+import { ignoreEvents } from '../engine/events.ts';
 import { startTool, startToolDirect, type SpawnFn } from '../engine/pg/process.ts';
 import { partSizeFor, streamToS3 } from '../engine/store/stream-upload.ts';
 import { tmpdir } from 'node:os';
@@ -95,7 +95,7 @@ async function libStorageSink(s3: S3Client, key: string, input: Readable, job: E
 
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2] ?? '{}') as EngineJob;
-  const overrides = { log: silentLog, metrics: noMetrics, partSize: job.partSize, queueSize: job.queueSize };
+  const overrides = { events: ignoreEvents, partSize: job.partSize, queueSize: job.queueSize };
   let run: () => Promise<{ bytes: number; key: string }>;
   if (job.mode === 'engine') {
     const handler = createHandler(process.env, overrides);

@@ -10,7 +10,7 @@ import { UsageError } from '../engine/errors.ts';
 import { fail, report, type Check, type CheckReport } from '../engine/check/check.ts';
 import { runChecks } from '../engine/check/run-checks.ts';
 import { createDeps } from '../engine/deps.ts';
-import { noMetrics, silentLog } from '../engine/observability.ts';
+import { ignoreEvents } from '../engine/events.ts';
 import { deployedChecks, doctorClients } from './doctor-aws.ts';
 import type { CliContext } from './context.ts';
 import { collect, DEFAULT_STACK_NAME, EXIT, ExitCode } from './options.ts';
@@ -69,7 +69,7 @@ async function localChecks(ctx: CliContext, opts: DoctorOpts): Promise<CheckRepo
   }
   // No engine log lines or metrics: the report is the output. The CLI's tool search (PG_DUMP_BIN,
   // /opt, the repository's layer, PATH), as `run` uses it: doctor must find what run will run.
-  const deps = createDeps(config, { log: silentLog, metrics: noMetrics, now: () => new Date(ctx.now()), pgTools: LOCAL_PG_TOOLS });
+  const deps = createDeps(config, { events: ignoreEvents, now: () => new Date(ctx.now()), pgTools: LOCAL_PG_TOOLS });
   return runChecks({ databases: opts.database }, config, deps, { source: 'pg-s3-backup doctor --local' });
 }
 

@@ -15,7 +15,7 @@ import { createAlerts, type Alerts } from './alerts/alerts.ts';
 import { DEFAULTS, type AlertChannels, type AwsTimeouts, type Config } from './config.ts';
 import { PROFILE_CAPABILITIES, type StorageProfileSetting } from './store/capabilities.ts';
 import type { EventSink } from './events.ts';
-import { createLogger, createMetrics, powertoolsEvents, type BackupMetrics, type Log, type MetricsSink } from './observability.ts';
+import type { BackupMetrics } from './observability.ts';
 import { queryServerInfo, type ServerInfo } from './pg/client.ts';
 import type { PgConnection } from './pg/connection.ts';
 import type { SpawnFn } from './pg/process.ts';
@@ -51,14 +51,15 @@ export interface Deps {
   readonly publishMetrics?: PublishMetrics | undefined;
 }
 
-/**
- * What callers may replace. `log` and `metrics` are the Powertools adapter's outputs (tests capture
- * them); `events` replaces the adapter altogether (the CLI).
- */
 /** Sends one database's metrics; never throws (a metric that did not arrive shows as the dead-man alarm). */
 export type PublishMetrics = (m: BackupMetrics) => Promise<void>;
 
-export type DepsOverrides = Partial<Deps> & { readonly log?: Log | undefined; readonly metrics?: MetricsSink | undefined };
+/**
+ * What callers may replace, and the one thing each must give: `events`, how the engine's events are
+ * shown (the Lambda's Powertools logs and metrics, lambda/powertools.ts; the CLI's lines,
+ * cli/events.ts; `ignoreEvents` where nobody reads them).
+ */
+export type DepsOverrides = Partial<Deps> & { readonly events: EventSink };
 
 /** The documented defaults, for callers that have no configuration. */
 export const DEFAULT_AWS_TIMEOUTS: AwsTimeouts = {
@@ -132,11 +133,11 @@ function alertSettings(config: Partial<AlertChannels>): AlertChannels {
 /** HOME when the user has none (Debian's home of `nobody`): nothing to read there. */
 export const NO_HOME = '/nonexistent';
 
-export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<AlertChannels & Pick<Config, 'aws' | 'storageProfile'>>, overrides: DepsOverrides = {}): Deps {
+export function createDeps(config: Pick<Config, 'forcePathStyle'> & Partial<AlertChannels & Pick<Config, 'aws' | 'storageProfile'>>, overrides: DepsOverrides): Deps {
   const aws = awsClientOptions(config.aws ?? DEFAULT_AWS_TIMEOUTS);
   ensureHomeForAwsSdk();
   const sns = overrides.sns ?? new SNSClient(aws);
-  const events = overrides.events ?? powertoolsEvents(overrides.log ?? createLogger(), overrides.metrics ?? createMetrics());
+  const { events } = overrides;
   return {
     s3: overrides.s3 ?? new S3Client({ forcePathStyle: config.forcePathStyle, ...aws, ...s3ChecksumOptions(config.storageProfile) }),
     secrets: overrides.secrets ?? new SecretsManagerClient(aws),

@@ -2,7 +2,7 @@
  * What the engine reports, as one typed union: backup, prune, alert and heartbeat delivery,
  * restore/verify progress, drill. The engine emits through one sink (`Deps.events`,
  * `RestoreDeps.events`); front doors choose the adapter: Powertools logs and metrics in Lambda
- * (engine/observability.ts `powertoolsEvents`), progress lines and JSON lines in the CLI
+ * (lambda/powertools.ts `powertoolsEvents`), progress lines and JSON lines in the CLI
  * (cli/events.ts). The CLI's JSON `event` is the `event` tag below, never a log message: a log
  * line can be reworded without changing the CLI's output, and a new or renamed event is a
  * declared change (ENGINE_EVENTS, test/cli/events.test.ts).

@@ -9,7 +9,8 @@
 import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { loadConfig, type Config, type Env } from '../engine/config.ts';
-import { createDeps, type Deps, type DepsOverrides } from '../engine/deps.ts';
+import { createDeps, type Deps } from '../engine/deps.ts';
+import { lambdaDeps, type LambdaOverrides } from './powertools.ts';
 import { PgS3BackupError, RequestError } from '../engine/errors.ts';
 import { fail, report, type CheckReport } from '../engine/check/check.ts';
 import { checkDrill } from '../engine/restore/drill-check.ts';
@@ -58,7 +59,7 @@ export interface DrillHandler {
   (event: unknown, context: DrillContext): Promise<DrillHandlerResult>;
 }
 
-export function createDrillHandler(env: Env = process.env, overrides: DepsOverrides = {}, settings: Omit<DrillRunSettings, 'serverLayerRoot' | 'remainingTimeMs'> = {}): DrillHandler {
+export function createDrillHandler(env: Env = process.env, overrides: LambdaOverrides = {}, settings: Omit<DrillRunSettings, 'serverLayerRoot' | 'remainingTimeMs'> = {}): DrillHandler {
   let loaded: { config: Config; deps: Deps } | undefined;
   return (async (event: unknown, context: DrillContext): Promise<DrillHandlerResult | DrillCheckResult> => {
     const request = parseDrillEvent(event);
@@ -66,7 +67,7 @@ export function createDrillHandler(env: Env = process.env, overrides: DepsOverri
       try {
         // The drill reads the bucket only: no database credentials.
         const config = loadConfig(env, { requireCredentials: false });
-        loaded = { config, deps: createDeps(config, overrides) };
+        loaded = { config, deps: createDeps(config, lambdaDeps(overrides)) };
       } catch (err) {
         // Check mode answers with its findings, even about the configuration.
         if (request.check) return { status: 'checked', ...report([fail('configuration', (err as Error).message, (err as { hint?: string }).hint ?? 'Fix the drill function\'s environment variables (docs/configuration.md) and redeploy.')]) };

@@ -13,7 +13,7 @@ import { awsClientOptions, createDeps, DEFAULT_AWS_TIMEOUTS, type Deps, type Dep
 import { BackupRunError, PgS3BackupError, RequestError } from '../engine/errors.ts';
 import { formatFailure } from '../engine/notify.ts';
 import type { EventSink } from '../engine/events.ts';
-import { createLogger, noMetrics, powertoolsEvents, type Log } from '../engine/observability.ts';
+import { createLogger, lambdaDeps, noMetrics, powertoolsEvents, type LambdaOverrides, type Log } from './powertools.ts';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { fail, report, type CheckReport } from '../engine/check/check.ts';
 import { runChecks, type CheckRequest } from '../engine/check/run-checks.ts';
@@ -136,7 +136,7 @@ function loader(env: Env, overrides: DepsOverrides): () => Loaded {
 }
 
 /** Builds a handler; `env` and `overrides` let tests run the real handler against test services. */
-export function createHandler(env: Env = process.env, overrides: DepsOverrides = {}, load: () => Loaded = loader(env, overrides)): Handler {
+export function createHandler(env: Env = process.env, overrides: LambdaOverrides = {}, load: () => Loaded = loader(env, lambdaDeps(overrides))): Handler {
   async function handler(event: unknown, context: InvocationContext): Promise<HandlerResult | HandlerCheckResult> {
     // The handler's own log lines (a bad event, a broken configuration); the engine reports through deps.events.
     const log = overrides.log ?? createLogger();
@@ -200,9 +200,9 @@ async function alertConfigError(err: unknown, env: Env, requestId: string, sns: 
  * backup. One function serves both so that the steps share the backup's network, secret and
  * bucket access without a second role.
  */
-export function createEntry(env: Env = process.env, overrides: DepsOverrides = {}) {
+export function createEntry(env: Env = process.env, overrides: LambdaOverrides = {}) {
   // One configuration and one set of clients for the backups, the checks and the fan-out's steps.
-  const load = loader(env, overrides);
+  const load = loader(env, lambdaDeps(overrides));
   const backup = createHandler(env, overrides, load);
   return async function entry(event: unknown, context: InvocationContext): Promise<HandlerResult | HandlerCheckResult | PlanResult | FanOutOutcome | FanOutSummary> {
     const fanOut = fanOutRequest(event);

@@ -1,12 +1,24 @@
 # Sourced, not run. Building blocks of a self-contained layer made from Debian packages: a
-# private apt configuration, verified downloads, and the shared-library closure of a set of ELF
-# files (loader and libc included). Used by layers/pg-server/build.sh; it follows the same approach
-# as layers/pg-dump/build.sh (see its README), which keeps its own copy so that its built output,
-# shared by every checkout, is not rebuilt for a refactoring.
+# private apt configuration, verified downloads into a cache shared by both layers, and the
+# shared-library closure of a set of ELF files (loader and libc included). Used by
+# layers/pg-dump/build.sh and layers/pg-server/build.sh (see layers/pg-dump/README.md).
 #
-# The caller sets: PG_MAJOR, SUITE, KEYRING, MIRROR, CACHE, WORK (per-architecture scratch) and
-# defines die() and log(). Globals filled here: PKG_VERSION PKG_DEB PKG_SHA PKG_ROOT PKG_DEPS
-# (per fetched package), USED (packages that contribute files), RESOLVED (soname -> package).
+# The caller sets: PG_MAJOR, SUITE, KEYRING, MIRROR, WORK (per-architecture scratch) and defines
+# die() and log(). Globals filled here: PKG_RECORD (the candidate's index record), PKG_VERSION
+# PKG_DEB PKG_SHA PKG_ROOT PKG_DEPS (per fetched package), USED (packages that contribute files),
+# RESOLVED (soname -> package).
+#
+# The download cache lives outside the checkout, so that `git clean` of the build folders (or a
+# fresh clone) does not download everything again: PG_LAYER_CACHE, else
+# $XDG_CACHE_HOME/pg-s3-backup, else ~/.cache/pg-s3-backup. It holds the apt state per Debian
+# architecture (apt-<arch>/: sources, signed indexes, binary cache) and the packages
+# (debs/<name>_<version>_<sha256>.deb, checked against the signed index's sha256 at every use).
+# Both layers' builds may run at once: apt-<arch>/.lock is held exclusively while the index is
+# updated and shared by every read; debs/.lock serializes downloads, so a package is fetched once.
+PG_LAYER_CACHE=${PG_LAYER_CACHE:-${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/pg-s3-backup}
+# An index younger than this is not updated again: both layers' builds (run together) and a
+# rebuild after `git clean` share one update. 0 always updates.
+INDEX_MAX_AGE=${PG_LAYER_INDEX_MAX_AGE:-900}
 
 # The mirror comes from the system's own apt sources so that no host name is written in the repo.
 system_mirror() {
@@ -33,12 +45,21 @@ apt_owner() { if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then chown -R _a
 # Private apt configuration for one Debian architecture: own sources, lists, cache and an empty
 # dpkg status, so nothing of the host's apt state is read or changed.
 APT_OPTS=()
+APT_LOCK=
 apt_setup() {
-  local deb_arch=$1 keyring=$2 dir="$CACHE/apt-$1"
-  mkdir -p "$dir/etc/sources.list.d" "$dir/etc/preferences.d" "$dir/lists/partial" "$dir/cache/archives/partial"
-  : >"$dir/status"
-  echo "deb [arch=$deb_arch signed-by=$keyring] $MIRROR $SUITE main" >"$dir/etc/sources.list"
+  local deb_arch=$1 keyring=$2 dir="$PG_LAYER_CACHE/apt-$1" line
+  mkdir -p "$dir/etc/sources.list.d" "$dir/etc/preferences.d" "$dir/lists/partial" "$dir/cache/archives/partial" \
+    || die "cannot create the download cache $PG_LAYER_CACHE (set PG_LAYER_CACHE to a writable folder)"
+  [ -e "$dir/status" ] || : >"$dir/status"
+  # Rewritten only when it changes: the other layer's build may be reading it.
+  line="deb [arch=$deb_arch signed-by=$keyring] $MIRROR $SUITE main"
+  if [ "$(cat "$dir/etc/sources.list" 2>/dev/null)" != "$line" ]; then
+    echo "$line" >"$dir/etc/sources.list.tmp.$$" && mv "$dir/etc/sources.list.tmp.$$" "$dir/etc/sources.list"
+  fi
   apt_owner "$dir/lists/partial" "$dir/cache/archives/partial"
+  APT_LOCK="$dir/.lock"
+  : >>"$APT_LOCK"
+  PKG_RECORD=() REC_VERSION=() REC_SHA=() REC_FILE=() REC_DEPS=()
   APT_OPTS=(
     -o "Dir::Etc::SourceList=$dir/etc/sources.list"
     -o "Dir::Etc::SourceParts=$dir/etc/sources.list.d"
@@ -48,7 +69,7 @@ apt_setup() {
     -o "Dir::State::status=$dir/status"
     -o "Dir::Cache=$dir/cache"
     # Debian's container images turn apt's binary cache off (docker-clean); without it every
-    # apt-cache call re-parses the whole index (seconds each, dozens of calls).
+    # apt-cache call re-parses the whole index (seconds each).
     -o "Dir::Cache::pkgcache=pkgcache.bin"
     -o "Dir::Cache::srcpkgcache=srcpkgcache.bin"
     -o "APT::Architecture=$deb_arch"
@@ -58,18 +79,39 @@ apt_setup() {
   )
 }
 
-# Updates the private indexes, signatures on. When the system keyring is too old to know the
-# suite's signing key, a newer debian-archive-keyring is taken from Debian stable, whose index the
-# system keyring does verify (chain of trust), as in layers/pg-dump/build.sh.
+# Runs an apt command that reads the index, while no update replaces it.
+apt_read() { flock -s "$APT_LOCK" "$@"; }
+
+# Updates the private indexes, signatures on, unless they were updated for this suite less than
+# INDEX_MAX_AGE seconds ago. When the system keyring is too old to know the suite's signing key, a
+# newer debian-archive-keyring is taken from Debian stable, whose index the system keyring does
+# verify (chain of trust).
 apt_update() {
-  local deb_arch=$1 out
+  local deb_arch=$1 stamp lock_fd
   apt_setup "$deb_arch" "$KEYRING"
+  stamp="$(dirname "$APT_LOCK")/updated"
+  exec {lock_fd}>>"$APT_LOCK"
+  flock -x "$lock_fd"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$MIRROR $SUITE" ] && [ $(($(date +%s) - $(stat -c %Y "$stamp"))) -lt "$INDEX_MAX_AGE" ]; then
+    log "index of Debian $SUITE ($deb_arch) updated $(($(date +%s) - $(stat -c %Y "$stamp"))) s ago: kept"
+  else
+    rm -f "$stamp"
+    apt_update_locked "$deb_arch"
+    # The binary cache is built now, under the lock, rather than by the first concurrent reader.
+    apt-cache "${APT_OPTS[@]}" gencaches >/dev/null
+    echo "$MIRROR $SUITE" >"$stamp"
+  fi
+  exec {lock_fd}>&-
+}
+
+apt_update_locked() {
+  local deb_arch=$1 out
   if [ -z "${PG_LAYER_KEYRING_FROM_STABLE:-}" ] && out=$(apt-get "${APT_OPTS[@]}" update 2>&1) && ! grep -qE '^(W|E): .*(NO_PUBKEY|not signed|EXPKEYSIG|signature)' <<<"$out"; then
     return
   fi
   [ -n "${PG_LAYER_KEYRING_FROM_STABLE:-}" ] || grep -qE 'NO_PUBKEY|EXPKEYSIG' <<<"$out" || die "apt-get update of $SUITE failed:"$'\n'"$out"
   log "verifying $SUITE with the debian-archive-keyring of Debian stable, itself verified by the system keyring"
-  local boot="$CACHE/keyring-bootstrap" saved_suite=$SUITE
+  local boot="$PG_LAYER_CACHE/keyring-bootstrap" saved_suite=$SUITE
   SUITE=stable apt_setup "$deb_arch" "$KEYRING"
   apt-get "${APT_OPTS[@]}" update >&2 || die "apt-get update of stable failed with the system keyring $KEYRING"
   rm -rf "$boot" && mkdir -p "$boot/x" && apt_owner "$boot"
@@ -82,33 +124,110 @@ apt_update() {
   apt-get "${APT_OPTS[@]}" update >&2 || die "apt-get update of $SUITE failed even with stable's keyring"
 }
 
-declare -gA PKG_VERSION PKG_DEB PKG_SHA PKG_ROOT PKG_DEPS USED RESOLVED FROM
-# Downloads (once, into the cache) and extracts the candidate version of a package; its sha256 is
-# checked against the signed index.
-fetch() {
-  local pkg=$1 ver debs="$CACHE/debs" root record want_sha file sha
-  [ -n "${PKG_ROOT[$pkg]:-}" ] && return
+declare -gA PKG_RECORD REC_VERSION REC_SHA REC_FILE REC_DEPS PKG_VERSION PKG_DEB PKG_SHA PKG_ROOT PKG_DEPS USED RESOLVED FROM
+
+# Reads the candidates' index records of the packages not read yet, with one apt-cache run (each
+# run reads the whole binary cache), into REC_VERSION, REC_SHA, REC_FILE (the pool's file name)
+# and REC_DEPS (direct dependencies: first alternative, no version, no :any). PKG_RECORD marks a
+# name as read; a name with no candidate (a virtual package) has no REC_VERSION.
+read_records() {
+  local p name ver sha file deps missing=()
+  for p; do [ -n "${PKG_RECORD[$p]:-}" ] || missing+=("$p"); done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  for p in "${missing[@]}"; do PKG_RECORD[$p]=1; done
+  while IFS=$'\t' read -r name ver sha file deps; do
+    REC_VERSION[$name]=$ver REC_SHA[$name]=$sha REC_FILE[$name]=$file REC_DEPS[$name]=$deps
+  done < <(apt_read apt-cache "${APT_OPTS[@]}" --no-all-versions show "${missing[@]}" 2>/dev/null | awk '
+    function flush() { if (name != "") printf "%s\t%s\t%s\t%s\t%s\n", name, ver, sha, file, deps; name = ver = sha = file = deps = "" }
+    NF == 0 { flush(); next }
+    $1 == "Package:" { name = $2 } $1 == "Version:" { ver = $2 } $1 == "SHA256:" { sha = $2 }
+    $1 == "Filename:" { n = split($2, p, "/"); file = p[n] }
+    /^(Pre-)?Depends:/ { sub(/^[^:]*:/, ""); n = split($0, d, ","); for (i = 1; i <= n; i++) {
+      split(d[i], alt, "|"); gsub(/\(.*\)|:any|[ \t]/, "", alt[1]); if (!((alt[1]) in seen)) deps = deps alt[1] " "; seen[alt[1]] = 1 } }
+    NF == 0 || /^Package:/ { delete seen }
+    END { flush() }')
+}
+
+# The cache's file of a read package: name, version (its epoch colon escaped, as apt does) and the
+# signed index's sha256.
+cached_deb() {
+  local ver=${REC_VERSION[$1]}
+  CACHED_DEB="$PG_LAYER_CACHE/debs/$1_${ver//:/%3a}_${REC_SHA[$1]}.deb"
+}
+
+# Downloads, with ONE apt-get run (one connection, requests pipelined), those of the given read
+# packages that the cache lacks, and files each under its cache name, matched by sha256 (apt
+# names files after the version, the pool after the upstream file name).
+download() {
+  local debs="$PG_LAYER_CACHE/debs" p want=() tmp sha file lock_fd
+  declare -A by_sha=()
   mkdir -p "$debs"
-  record=$(apt-cache "${APT_OPTS[@]}" --no-all-versions show "$pkg" 2>/dev/null | awk 'NF == 0 { exit } { print }') || true
-  ver=$(awk '/^Version:/ { print $2 }' <<<"$record")
-  [ -n "$ver" ] || die "package $pkg has no candidate in Debian $SUITE"
-  want_sha=$(awk '/^SHA256:/ { print $2 }' <<<"$record")
-  file=$(awk '/^Filename:/ { n = split($2, p, "/"); print p[n] }' <<<"$record")
-  if [ ! -f "$debs/$file" ] || [ "$(sha256sum <"$debs/$file" | cut -d' ' -f1)" != "$want_sha" ]; then
-    local tmp="$debs/.dl-$pkg"
-    rm -rf "$tmp" && mkdir -p "$tmp" && apt_owner "$tmp"
-    (cd "$tmp" && apt-get "${APT_OPTS[@]}" download "$pkg=$ver") >&2 || die "could not download $pkg=$ver"
-    mv "$tmp"/*.deb "$debs/$file" && rm -rf "$tmp"
+  exec {lock_fd}>>"$debs/.lock"
+  flock -x "$lock_fd"
+  for p; do
+    cached_deb "$p"
+    [ -f "$CACHED_DEB" ] && continue
+    want+=("$p=${REC_VERSION[$p]}")
+    by_sha[${REC_SHA[$p]}]=$p
+  done
+  if [ "${#want[@]}" -gt 0 ]; then
+    log "downloading ${#want[@]} packages: ${want[*]}"
+    tmp=$(mktemp -d "$debs/.dl-XXXXXX") && apt_owner "$tmp"
+    (cd "$tmp" && apt_read apt-get "${APT_OPTS[@]}" download "${want[@]}") >&2 || { rm -rf "$tmp"; die "could not download ${want[*]}"; }
+    while read -r sha file; do
+      p=${by_sha[$sha]:-}
+      [ -n "$p" ] || { rm -rf "$tmp"; die "$(basename "$file"): sha256 $sha matches none of the packages asked for (the signed index says otherwise)"; }
+      cached_deb "$p"
+      mv "$file" "$CACHED_DEB"
+      unset "by_sha[$sha]"
+    done < <(sha256sum "$tmp"/*.deb)
+    rm -rf "$tmp"
+    [ "${#by_sha[@]}" -eq 0 ] || die "apt-get download left out ${by_sha[*]}"
   fi
-  sha=$(sha256sum <"$debs/$file" | cut -d' ' -f1)
-  [ "$sha" = "$want_sha" ] || die "$file: sha256 $sha differs from the signed index ($want_sha)"
+  exec {lock_fd}>&-
+}
+
+# Resolves from the index alone, before anything is downloaded, the packages the closure walk
+# (closure below) can ask for, and downloads the missing ones in one go: the given packages, and
+# the direct dependencies of each of them and of every library package (lib*, zlib*) reached, as
+# the walk fetches the dependencies of the packages whose libraries it uses. A package the walk
+# asks for beyond this guess is still fetched, alone, when asked for.
+prefetch() {
+  local frontier=("$@") next p dep want=()
+  declare -A seen=() root=()
+  for p; do root[$p]=1; done
+  while [ "${#frontier[@]}" -gt 0 ]; do
+    read_records "${frontier[@]}"
+    next=()
+    for p in "${frontier[@]}"; do
+      [ -z "${seen[$p]:-}" ] || continue
+      seen[$p]=1
+      [ -n "${REC_VERSION[$p]:-}" ] || continue
+      want+=("$p")
+      case "$p" in lib* | zlib*) ;; *) [ -n "${root[$p]:-}" ] || continue ;; esac
+      for dep in ${REC_DEPS[$p]}; do [ -n "${seen[$dep]:-}" ] || next+=("$dep"); done
+    done
+    frontier=("${next[@]}")
+  done
+  download "${want[@]}"
+}
+
+# Extracts the candidate version of a package from the cache (downloading it first when
+# prefetch did not); its sha256 is checked against the signed index.
+fetch() {
+  local pkg=$1 root sha
+  [ -n "${PKG_ROOT[$pkg]:-}" ] && return
+  read_records "$pkg"
+  [ -n "${REC_VERSION[$pkg]:-}" ] || die "package $pkg has no candidate in Debian $SUITE"
+  cached_deb "$pkg"
+  [ -f "$CACHED_DEB" ] || download "$pkg"
+  sha=$(sha256sum <"$CACHED_DEB" | cut -d' ' -f1)
+  [ "$sha" = "${REC_SHA[$pkg]}" ] || { rm -f "$CACHED_DEB"; die "$CACHED_DEB: sha256 $sha differs from the signed index (${REC_SHA[$pkg]}); removed, build again"; }
   root="$WORK/x/$pkg"
   rm -rf "$root" && mkdir -p "$root"
-  dpkg-deb -x "$debs/$file" "$root"
-  PKG_VERSION[$pkg]=$ver PKG_DEB[$pkg]=$file PKG_SHA[$pkg]=$sha PKG_ROOT[$pkg]=$root
-  # Direct dependencies (first alternative, no version, no :any): candidates for missing libraries.
-  PKG_DEPS[$pkg]=$(awk '/^(Pre-)?Depends:/ { sub(/^[^:]*:/, ""); n = split($0, d, ","); for (i = 1; i <= n; i++) {
-      split(d[i], alt, "|"); gsub(/\(.*\)|:any|[ \t]/, "", alt[1]); print alt[1] } }' <<<"$record" | sort -u | tr '\n' ' ')
+  dpkg-deb -x "$CACHED_DEB" "$root"
+  # PKG_DEB: the pool's file name, as the manifest has always recorded it.
+  PKG_VERSION[$pkg]=${REC_VERSION[$pkg]} PKG_SHA[$pkg]=$sha PKG_ROOT[$pkg]=$root PKG_DEB[$pkg]=${REC_FILE[$pkg]} PKG_DEPS[$pkg]=${REC_DEPS[$pkg]}
 }
 
 needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'; }

@@ -10,19 +10,25 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { BUILD_SCRIPT, LAYER_DIR, layerRoot, REPO_ROOT, type Architecture } from '../layers/pg-dump/paths.ts';
+import { BUILD_SCRIPT, BUILD_SOURCES, LAYER_DIR, layerRoot, REPO_ROOT, type Architecture } from '../layers/pg-dump/paths.ts';
 import { SERVER_BUILD_SCRIPT, SERVER_BUILD_SOURCES, serverLayerRoot, serverLayerZip } from '../layers/pg-server/paths.ts';
 
 const execFileAsync = promisify(execFile);
 
 export { BUILD_SCRIPT, LAYER_DIR, layerRoot, REPO_ROOT, serverLayerRoot, type Architecture };
 
-/** Built, and by the current build.sh (a checkout that pulled a new build.sh rebuilds). */
+/** Built, and by the current build.sh and debian-closure.sh (a checkout that pulled a new one rebuilds). */
 export function isLayerBuilt(arch: Architecture): boolean {
   const manifest = join(layerRoot(arch), 'manifest.json');
   if (!existsSync(manifest) || !existsSync(join(LAYER_DIR, 'dist', `${arch}.zip`))) return false;
-  const script = createHash('sha256').update(readFileSync(BUILD_SCRIPT)).digest('hex');
-  return (JSON.parse(readFileSync(manifest, 'utf8')) as { buildScriptSha256?: string }).buildScriptSha256 === script;
+  return builtBy(manifest, BUILD_SOURCES);
+}
+
+/** Whether a layer's manifest.json was written by exactly these build sources (build.sh's SCRIPT_SHA). */
+function builtBy(manifest: string, sources: readonly string[]): boolean {
+  const script = createHash('sha256');
+  for (const f of sources) script.update(readFileSync(f));
+  return (JSON.parse(readFileSync(manifest, 'utf8')) as { buildScriptSha256?: string }).buildScriptSha256 === script.digest('hex');
 }
 
 /** Returns the root of the built layer for `arch`, building it (20 to 45 s) when missing or stale. */
@@ -46,9 +52,7 @@ export async function ensureLayer(arch: Architecture = 'x86_64'): Promise<string
 export function isServerLayerBuilt(arch: Architecture): boolean {
   const manifest = join(serverLayerRoot(arch), 'manifest.json');
   if (!existsSync(manifest) || !existsSync(serverLayerZip(arch))) return false;
-  const script = createHash('sha256');
-  for (const f of SERVER_BUILD_SOURCES) script.update(readFileSync(f));
-  return (JSON.parse(readFileSync(manifest, 'utf8')) as { buildScriptSha256?: string }).buildScriptSha256 === script.digest('hex');
+  return builtBy(manifest, SERVER_BUILD_SOURCES);
 }
 
 /**
@@ -57,10 +61,11 @@ export function isServerLayerBuilt(arch: Architecture): boolean {
  * packages, most of the time reading Debian's index); the same lock and `--if-missing` re-check as
  * the pg_dump layer.
  */
-export async function ensureServerLayer(arch: Architecture = 'x86_64'): Promise<string> {
+export async function ensureServerLayer(arch: Architecture = 'x86_64', options: { readonly signal?: AbortSignal } = {}): Promise<string> {
   if (isServerLayerBuilt(arch)) return serverLayerRoot(arch);
   try {
-    await execFileAsync('bash', [SERVER_BUILD_SCRIPT, '--if-missing', arch], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024 });
+    // signal: the demo stops a build it no longer needs (it failed elsewhere) rather than leave it running.
+    await execFileAsync('bash', [SERVER_BUILD_SCRIPT, '--if-missing', arch], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024, ...(options.signal ? { signal: options.signal } : {}) });
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr ?? '';
     throw new Error(

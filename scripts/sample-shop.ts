@@ -82,8 +82,16 @@ JOIN products p ON p.id = pick.pid`;
 
 const ROW_COUNT = 'SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM products) + (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_items) AS n';
 
+/** How many rows of each: the default (≈ 300,000 rows, 39 MiB) is the benchmarks' "demo" size. */
+export interface ShopSize {
+  readonly customers: number;
+  readonly products: number;
+  readonly orders: number;
+}
+export const SHOP_SIZE: ShopSize = { customers: 20000, products: 1000, orders: 80000 };
+
 /** Creates `database` on the server of `admin` and fills it; returns its row count and size. */
-export async function createShop(admin: pg.ClientConfig, database: string): Promise<{ rows: number; bytes: number }> {
+export async function createShop(admin: pg.ClientConfig, database: string, shop: ShopSize = SHOP_SIZE): Promise<{ rows: number; bytes: number }> {
   const server = new pg.Client(admin);
   await server.connect();
   try {
@@ -96,9 +104,9 @@ export async function createShop(admin: pg.ClientConfig, database: string): Prom
   try {
     await c.query('SELECT setseed(0.42)');
     await c.query(SCHEMA);
-    await c.query(CUSTOMERS, [20000]);
-    await c.query(PRODUCTS, [1000]);
-    await c.query(ORDERS, [80000]);
+    await c.query(CUSTOMERS, [shop.customers]);
+    await c.query(PRODUCTS, [shop.products]);
+    await c.query(ORDERS, [shop.orders]);
     await c.query('ANALYZE');
     const rows = await c.query<{ n: string }>(ROW_COUNT);
     const size = await c.query<{ s: string }>('SELECT pg_database_size(current_database()) AS s');

@@ -13,4 +13,10 @@ describe('imports', () => {
     expect(Object.keys(tree).length).toBeGreaterThan(50);
     expect(parseCircular(tree)).toEqual([]);
   });
+
+  it('keep the engine free of any front door\'s presentation: Powertools is the Lambda\'s (lambda/powertools.ts)', async () => {
+    const tree = await parseDependencyTree(['engine/**/*.ts'], { context: ROOT, transform: false, skipDynamicImports: false });
+    const powertools = Object.entries(tree).filter(([, deps]) => (deps ?? []).some((d) => d.issuer && d.request.startsWith('@aws-lambda-powertools/'))).map(([file]) => file);
+    expect(powertools).toEqual([]);
+  });
 });

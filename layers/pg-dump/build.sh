@@ -8,7 +8,8 @@
 # Output: layers/pg-dump/dist/<arch>/{bin,libexec,lib,licenses,manifest.json} and dist/<arch>.zip.
 # --if-missing: build only when dist/<arch> is missing or was built by another version of this file.
 # Needs: apt-get, dpkg-deb, readelf (binutils), zip, flock, sha256sum; no root, no change to the
-# system's apt setup (a private apt configuration lives in layers/pg-dump/cache/).
+# system's apt setup (a private apt configuration and the downloaded packages live in the download
+# cache shared with the pg-server layer, ~/.cache/pg-s3-backup: see layers/debian-closure.sh).
 #
 # Environment (all optional):
 #   PG_MAJOR            PostgreSQL major to ship (default 18)
@@ -19,6 +20,9 @@
 #   PG_LAYER_MAX_ZIP_BYTES  size budget of each zip (default 10 MB)
 #   PG_LAYER_KEYRING_FROM_STABLE=1  take the keyring from Debian stable's debian-archive-keyring
 #                       (verified with the system keyring) even when the system keyring suffices
+#   PG_LAYER_CACHE      the download cache (default $XDG_CACHE_HOME/pg-s3-backup or
+#                       ~/.cache/pg-s3-backup); survives `git clean` of this folder
+#   PG_LAYER_INDEX_MAX_AGE  seconds an updated package index is reused without a new update (900)
 set -euo pipefail
 umask 022
 
@@ -27,13 +31,17 @@ PG_MAJOR=${PG_MAJOR:-18}
 SUITE=${PG_LAYER_SUITE:-testing}
 KEYRING=${PG_LAYER_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 MAX_ZIP_BYTES=${PG_LAYER_MAX_ZIP_BYTES:-10485760}
+# Scratch space and the build lock (the downloads are in PG_LAYER_CACHE).
 CACHE="$HERE/cache"
-SCRIPT_SHA=$(sha256sum <"$HERE/build.sh" | cut -d' ' -f1)
 DIST="$HERE/dist"
 TOOLS=(pg_dump pg_restore pg_dumpall)
 
 die() { echo "build.sh: error: $*" >&2; exit 1; }
 log() { echo "build.sh: $*" >&2; }
+
+# shellcheck source=../debian-closure.sh
+. "$HERE/../debian-closure.sh"
+SCRIPT_SHA=$(cat "$HERE/build.sh" "$HERE/../debian-closure.sh" | sha256sum | cut -d' ' -f1)
 
 if_missing=false
 archs=()
@@ -42,7 +50,7 @@ for a in "$@"; do
     --if-missing) if_missing=true ;;
     x86_64 | arm64) archs+=("$a") ;;
     all) archs+=(x86_64 arm64) ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
     *) die "unknown argument '$a' (expected x86_64, arm64, all or --if-missing)" ;;
   esac
 done
@@ -53,122 +61,9 @@ for tool in apt-get apt-cache dpkg-deb readelf zip flock sha256sum; do
 done
 [ -r "$KEYRING" ] || die "keyring $KEYRING is not readable (Debian package debian-archive-keyring, or set PG_LAYER_KEYRING)"
 
-# The mirror comes from the system's own apt sources so that no host name is written in the repo.
-system_mirror() {
-  local f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -r "$f" ] || continue
-    # deb822: the URIs of a stanza whose suites are not the security archive's.
-    uri=$(awk 'BEGIN { RS = ""; FS = "\n" }
-      /(^|\n)Types:[^\n]*deb([ \t\n]|$)/ && !/(^|\n)Suites:[^\n]*-security/ {
-        for (i = 1; i <= NF; i++) if ($i ~ /^URIs:/) { split($i, u, /[ \t]+/); print u[2]; exit } }' "$f")
-    [ -n "$uri" ] && { echo "$uri"; return; }
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -r "$f" ] || continue
-    uri=$(awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-      if ($(i + 1) !~ /-security/ && $i ~ /debian\/?$/) { print $i; exit } }' "$f")
-    [ -n "$uri" ] && { echo "$uri"; return; }
-  done
-}
 MIRROR=${PG_LAYER_MIRROR:-$(system_mirror)}
 [ -n "$MIRROR" ] || die "no Debian mirror found in /etc/apt/sources.list{,.d}; set PG_LAYER_MIRROR"
 MIRROR=${MIRROR%/}
-
-# apt as root drops privileges to _apt for downloads; let it write our private directories.
-apt_owner() { if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then chown -R _apt "$@"; fi; }
-
-# Private apt configuration for one Debian architecture: own sources, lists, cache and an empty
-# dpkg status, so nothing of the host's apt state is read or changed.
-APT_OPTS=()
-apt_setup() {
-  local deb_arch=$1 keyring=$2 dir="$CACHE/apt-$1"
-  mkdir -p "$dir/etc/sources.list.d" "$dir/etc/preferences.d" "$dir/lists/partial" "$dir/cache/archives/partial"
-  : >"$dir/status"
-  echo "deb [arch=$deb_arch signed-by=$keyring] $MIRROR $SUITE main" >"$dir/etc/sources.list"
-  apt_owner "$dir/lists/partial" "$dir/cache/archives/partial"
-  APT_OPTS=(
-    -o "Dir::Etc::SourceList=$dir/etc/sources.list"
-    -o "Dir::Etc::SourceParts=$dir/etc/sources.list.d"
-    -o "Dir::Etc::Preferences=$dir/etc/preferences"
-    -o "Dir::Etc::PreferencesParts=$dir/etc/preferences.d"
-    -o "Dir::State::Lists=$dir/lists"
-    -o "Dir::State::status=$dir/status"
-    -o "Dir::Cache=$dir/cache"
-    -o "APT::Architecture=$deb_arch"
-    -o "APT::Architectures=$deb_arch"
-    -o "Acquire::Languages=none"
-    -q
-  )
-}
-
-# Updates the private indexes. apt verifies the suite's signed InRelease with the keyring; when the
-# system's keyring is too old to know the suite's signing key, a newer debian-archive-keyring is
-# taken from Debian stable, whose index the system keyring does verify (chain of trust).
-apt_update() {
-  local deb_arch=$1 out
-  apt_setup "$deb_arch" "$KEYRING"
-  if [ -z "${PG_LAYER_KEYRING_FROM_STABLE:-}" ] && out=$(apt-get "${APT_OPTS[@]}" update 2>&1) && ! grep -qE '^(W|E): .*(NO_PUBKEY|not signed|EXPKEYSIG|signature)' <<<"$out"; then
-    return
-  fi
-  [ -n "${PG_LAYER_KEYRING_FROM_STABLE:-}" ] || grep -qE 'NO_PUBKEY|EXPKEYSIG' <<<"$out" || die "apt-get update of $SUITE failed:"$'\n'"$out"
-  log "verifying $SUITE with the debian-archive-keyring of Debian stable, itself verified by the system keyring"
-  local boot="$CACHE/keyring-bootstrap" saved_suite=$SUITE
-  SUITE=stable apt_setup "$deb_arch" "$KEYRING"
-  apt-get "${APT_OPTS[@]}" update >&2 || die "apt-get update of stable failed with the system keyring $KEYRING"
-  rm -rf "$boot" && mkdir -p "$boot/x" && apt_owner "$boot"
-  (cd "$boot" && apt-get "${APT_OPTS[@]}" download debian-archive-keyring) >&2
-  dpkg-deb -x "$boot"/debian-archive-keyring_*.deb "$boot/x"
-  local newer="$boot/x/usr/share/keyrings/debian-archive-keyring.gpg"
-  [ -r "$newer" ] || die "debian-archive-keyring from stable has no usr/share/keyrings/debian-archive-keyring.gpg"
-  SUITE=$saved_suite
-  apt_setup "$deb_arch" "$newer"
-  apt-get "${APT_OPTS[@]}" update >&2 || die "apt-get update of $SUITE failed even with stable's keyring"
-}
-
-declare -A PKG_VERSION PKG_DEB PKG_SHA PKG_ROOT PKG_DEPS
-# Downloads (once, into the cache) and extracts the candidate version of a package.
-fetch() {
-  local pkg=$1 deb_arch=$2 ver debs="$CACHE/debs" root
-  [ -n "${PKG_ROOT[$pkg]:-}" ] && return
-  local record want_sha file sha
-  mkdir -p "$debs"
-  # The candidate's record (one apt-cache run: each one reads the whole package index).
-  record=$(apt-cache "${APT_OPTS[@]}" --no-all-versions show "$pkg" 2>/dev/null | awk 'NF == 0 { exit } { print }') || true
-  ver=$(awk '/^Version:/ { print $2 }' <<<"$record")
-  [ -n "$ver" ] || die "package $pkg has no candidate in Debian $SUITE ($deb_arch)"
-  want_sha=$(awk '/^SHA256:/ { print $2 }' <<<"$record")
-  file=$(awk '/^Filename:/ { n = split($2, p, "/"); print p[n] }' <<<"$record")
-  if [ ! -f "$debs/$file" ] || [ "$(sha256sum <"$debs/$file" | cut -d' ' -f1)" != "$want_sha" ]; then
-    # apt-get download names the file after the version (epoch escaped): download alone in a
-    # fresh directory, then file it under the pool's name.
-    local tmp="$debs/.dl-$pkg"
-    rm -rf "$tmp" && mkdir -p "$tmp" && apt_owner "$tmp"
-    (cd "$tmp" && apt-get "${APT_OPTS[@]}" download "$pkg=$ver") >&2 || die "could not download $pkg=$ver"
-    mv "$tmp"/*.deb "$debs/$file" && rm -rf "$tmp"
-  fi
-  sha=$(sha256sum <"$debs/$file" | cut -d' ' -f1)
-  [ "$sha" = "$want_sha" ] || die "$file: sha256 $sha differs from the signed index ($want_sha)"
-  root="$WORK/x/$pkg"
-  rm -rf "$root" && mkdir -p "$root"
-  dpkg-deb -x "$debs/$file" "$root"
-  PKG_VERSION[$pkg]=$ver PKG_DEB[$pkg]=$file PKG_SHA[$pkg]=$sha PKG_ROOT[$pkg]=$root
-  # Direct dependencies (first alternative, no version, no :any): candidates for missing libraries.
-  PKG_DEPS[$pkg]=$(awk '/^(Pre-)?Depends:/ { sub(/^[^:]*:/, ""); n = split($0, d, ","); for (i = 1; i <= n; i++) {
-      split(d[i], alt, "|"); gsub(/\(.*\)|:any|[ \t]/, "", alt[1]); print alt[1] } }' <<<"$record" | sort -u | tr '\n' ' ')
-}
-
-needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'; }
-interp() { readelf -l "$1" | sed -n 's/.*Requesting program interpreter: \(.*\)\]$/\1/p'; }
-
-# Finds a library by soname in an extracted package, in the directories the loader searches.
-find_lib() {
-  local root=$1 soname=$2 d
-  for d in "usr/lib/$TRIPLET" "lib/$TRIPLET" usr/lib lib usr/lib64 lib64; do
-    if [ -e "$root/$d/$soname" ]; then echo "$root/$d/$soname"; return; fi
-  done
-  return 1
-}
 
 build_arch() {
   local arch=$1 deb_arch triplet machine
@@ -183,7 +78,7 @@ build_arch() {
     return
   fi
   local started=$SECONDS
-  PKG_VERSION=() PKG_DEB=() PKG_SHA=() PKG_ROOT=() PKG_DEPS=()
+  PKG_VERSION=() PKG_DEB=() PKG_SHA=() PKG_ROOT=() PKG_DEPS=() USED=() RESOLVED=() FROM=()
   WORK="$CACHE/work-$arch"
   rm -rf "$WORK" && mkdir -p "$WORK/x"
   local out="$DIST/.$arch.tmp"
@@ -191,65 +86,21 @@ build_arch() {
 
   log "$arch: indexes of Debian $SUITE ($deb_arch)"
   apt_update "$deb_arch"
-  local client="postgresql-client-$PG_MAJOR"
-  fetch "$client" "$deb_arch"
-
-  declare -A used=([$client]=1) resolved=() from_pkg=()
-  local queue=() t f
+  local client="postgresql-client-$PG_MAJOR" elfs=() t f
+  # Every package the build can need, downloaded in one go (or taken from the cache).
+  prefetch "$client"
+  fetch "$client"
+  USED[$client]=1
   for t in "${TOOLS[@]}"; do
     f="${PKG_ROOT[$client]}/usr/lib/postgresql/$PG_MAJOR/bin/$t"
     [ -f "$f" ] || die "$client has no usr/lib/postgresql/$PG_MAJOR/bin/$t"
     cp "$f" "$out/libexec/$t"
-    queue+=("$out/libexec/$t")
+    elfs+=("$out/libexec/$t")
   done
   local loader
   loader=$(basename "$(interp "$out/libexec/pg_dump")")
   [ -n "$loader" ] || die "pg_dump has no program interpreter"
-
-  # Breadth-first walk of NEEDED entries. A library not found in the packages fetched so far is
-  # looked for in the direct dependencies of the packages used so far; nothing left: fail.
-  local pending=("$loader") soname pkg path dep progress elf
-  while [ "${#queue[@]}" -gt 0 ] || [ "${#pending[@]}" -gt 0 ]; do
-    for elf in "${queue[@]}"; do
-      readelf -h "$elf" | grep -q "Machine: *$machine" || die "$elf is not a $machine ELF"
-      for soname in $(needed "$elf"); do
-        [ -n "${resolved[$soname]:-}" ] || pending+=("$soname")
-        : "${from_pkg[$soname]:=$(basename "$elf")}"
-      done
-    done
-    queue=()
-    local still=()
-    for soname in $(printf '%s\n' "${pending[@]}" | sort -u); do
-      [ -n "${resolved[$soname]:-}" ] && continue
-      path=
-      for pkg in "${!PKG_ROOT[@]}"; do
-        if path=$(find_lib "${PKG_ROOT[$pkg]}" "$soname"); then used[$pkg]=1; break; fi
-      done
-      if [ -n "$path" ]; then
-        resolved[$soname]=$pkg
-        cp -L "$path" "$out/lib/$soname"
-        chmod 0755 "$out/lib/$soname"
-        queue+=("$out/lib/$soname")
-      else
-        still+=("$soname")
-      fi
-    done
-    pending=("${still[@]}")
-    if [ "${#pending[@]}" -gt 0 ] && [ "${#queue[@]}" -eq 0 ]; then
-      progress=false
-      for pkg in "${!used[@]}"; do
-        for dep in ${PKG_DEPS[$pkg]}; do
-          [ -n "${PKG_ROOT[$dep]:-}" ] && continue
-          fetch "$dep" "$deb_arch"
-          progress=true
-        done
-      done
-      if ! $progress; then
-        for soname in "${pending[@]}"; do echo "build.sh: error: $arch: library $soname (needed by ${from_pkg[$soname]:-the loader}) is in none of the packages: ${!PKG_ROOT[*]}" >&2; done
-        exit 1
-      fi
-    fi
-  done
+  closure "$out/lib" "$machine" "$loader" "${elfs[@]}"
   [ -f "$out/lib/$loader" ] || die "$arch: the loader $loader was not found"
 
   # Wrappers for humans and for pg_dumpall, which runs "<its dir>/pg_dump" through /bin/sh: the
@@ -272,17 +123,11 @@ EOF
   done
 
   # Licenses of every package whose files are redistributed.
-  local doc
-  for pkg in $(printf '%s\n' "${!used[@]}" | sort); do
-    doc="${PKG_ROOT[$pkg]}/usr/share/doc/$pkg/copyright"
-    [ -f "$doc" ] || doc=$(find "${PKG_ROOT[$pkg]}/usr/share/doc" -name copyright -type f 2>/dev/null | head -n1)
-    [ -n "$doc" ] && [ -f "$doc" ] || die "$pkg ships no copyright file"
-    mkdir -p "$out/licenses/$pkg" && cp "$doc" "$out/licenses/$pkg/copyright"
-  done
+  copy_licenses "$out"
 
   local pg_version
   pg_version=$(strings_version "$out/libexec/pg_dump")
-  write_manifest "$out" "$arch" "$deb_arch" "$pg_version" "$loader" "${!used[@]}"
+  write_manifest "$out" "$arch" "$deb_arch" "$pg_version" "$loader" "${!USED[@]}"
 
   # A reproducible zip (same packages, same bytes): fixed timestamps from the client package,
   # sorted entries, no directory entries, no extra attributes. The CDK asset hash then changes
@@ -302,7 +147,7 @@ EOF
   mv "$out" "$DIST/$arch" && mv "$DIST/$arch.zip.tmp" "$DIST/$arch.zip"
   rm -rf "$DIST/.$arch.old"
   rm -rf "$WORK"
-  log "$arch: PostgreSQL $pg_version, ${#used[@]} packages, zip $zip_bytes bytes, unzipped $unzipped_bytes bytes, $((SECONDS - started)) s -> $DIST/$arch"
+  log "$arch: PostgreSQL $pg_version, ${#USED[@]} packages, zip $zip_bytes bytes, unzipped $unzipped_bytes bytes, $((SECONDS - started)) s -> $DIST/$arch"
 }
 
 # PostgreSQL's version as compiled into pg_dump ("pg_dump (PostgreSQL) 18.1"), read without running
@@ -341,7 +186,7 @@ write_manifest() {
 file_package() {
   case "$1" in
     libexec/*) echo "postgresql-client-$PG_MAJOR" ;;
-    lib/*) echo "${resolved[${1#lib/}]}" ;;
+    lib/*) echo "${RESOLVED[${1#lib/}]}" ;;
   esac
 }
 

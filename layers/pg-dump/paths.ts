@@ -29,6 +29,22 @@ export type Architecture = (typeof ARCHITECTURES)[number];
 
 export const LAYER_DIR = join(REPO_ROOT, 'layers', 'pg-dump');
 export const BUILD_SCRIPT = join(LAYER_DIR, 'build.sh');
+/** The script and the shared building blocks it sources; a change to either rebuilds the layer. */
+export const BUILD_SOURCES = [BUILD_SCRIPT, join(REPO_ROOT, 'layers', 'debian-closure.sh')] as const;
+
+/**
+ * The download cache both layers' builds share (layers/debian-closure.sh): outside the checkout, so
+ * that `git clean` of the build folders and a fresh clone reuse what was downloaded.
+ */
+export function debianCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.PG_LAYER_CACHE) return env.PG_LAYER_CACHE;
+  return join(env.XDG_CACHE_HOME || join(env.HOME ?? '/nonexistent', '.cache'), 'pg-s3-backup');
+}
+
+/** Where the cache keeps a package: name, version (epoch colon escaped as apt does) and the signed index's sha256. */
+export function cachedDebPath(p: { name: string; version: string; sha256: string }, env: NodeJS.ProcessEnv = process.env): string {
+  return join(debianCacheDir(env), 'debs', `${p.name}_${p.version.replaceAll(':', '%3a')}_${p.sha256}.deb`);
+}
 
 /** The layer architecture matching this machine. */
 export function hostArchitecture(arch: string = process.arch): Architecture {

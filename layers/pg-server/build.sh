@@ -11,7 +11,8 @@
 # --if-missing: build only when dist/<arch> is missing or was built by another version of this file
 # (or of layers/debian-closure.sh).
 # Needs: apt-get, dpkg-deb, readelf (binutils), zip, flock, sha256sum; no root, no change to the
-# system's apt setup (a private apt configuration lives in layers/pg-server/cache/).
+# system's apt setup (a private apt configuration and the downloaded packages live in the download
+# cache shared with the pg_dump layer, ~/.cache/pg-s3-backup: see layers/debian-closure.sh).
 #
 # Environment (all optional):
 #   PG_MAJOR            PostgreSQL major to ship (default 18)
@@ -25,6 +26,8 @@
 #                       `locales` sources, e.g. "C.UTF-8 en_US.UTF-8 de_DE.UTF-8 fr_FR.UTF-8"; see
 #                       README). Changing it needs a build without --if-missing.
 #   PG_LAYER_KEYRING_FROM_STABLE=1  as in layers/pg-dump/build.sh
+#   PG_LAYER_CACHE, PG_LAYER_INDEX_MAX_AGE  the download cache and its index's reuse (see
+#                       layers/debian-closure.sh)
 set -euo pipefail
 umask 022
 
@@ -34,6 +37,7 @@ SUITE=${PG_LAYER_SUITE:-testing}
 KEYRING=${PG_LAYER_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 MAX_UNZIPPED_BYTES=${PG_SERVER_LAYER_MAX_UNZIPPED_BYTES:-188743680}
 read -r -a LOCALES <<<"${PG_LAYER_LOCALES-C.UTF-8 en_US.UTF-8}"
+# Scratch space and the build lock (the downloads are in PG_LAYER_CACHE).
 CACHE="$HERE/cache"
 DIST="$HERE/dist"
 # The layer's own folder under /opt: Lambda merges every layer into /opt, and the pg_dump layer
@@ -56,7 +60,7 @@ for a in "$@"; do
     --if-missing) if_missing=true ;;
     x86_64 | arm64) archs+=("$a") ;;
     all) archs+=(x86_64 arm64) ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) die "unknown argument '$a' (expected x86_64, arm64, all or --if-missing)" ;;
   esac
 done
@@ -138,6 +142,7 @@ localedef_command() {
       *) die "no locales for an $arch layer built on $host: build on $arch or amd64, or with PG_LAYER_LOCALES=''" ;;
     esac
     apt_update "$host"
+    prefetch libc6 libc-bin
     fetch libc6
     fetch libc-bin
     [ "${PKG_VERSION[libc6]}" = "$want" ] && [ "${PKG_VERSION[libc-bin]}" = "$want" ] \
@@ -224,6 +229,8 @@ build_arch() {
   log "$arch: indexes of Debian $SUITE ($deb_arch)"
   apt_update "$deb_arch"
   local server="postgresql-$PG_MAJOR" src elfs=() t f
+  # Every package the build can need, downloaded in one go (or taken from the cache).
+  if [ "${#LOCALES[@]}" -gt 0 ]; then prefetch "$server" libnss-wrapper libc-bin locales; else prefetch "$server" libnss-wrapper; fi
   fetch "$server"
   fetch libnss-wrapper
   src="${PKG_ROOT[$server]}"

@@ -11,7 +11,7 @@ import { runBackup } from '../../engine/backup/backup.ts';
 import { loadConfig } from '../../engine/config.ts';
 import { createDeps, type Deps } from '../../engine/deps.ts';
 import type { EngineEvent } from '../../engine/events.ts';
-import { powertoolsEvents, type Log, type MetricsSink } from '../../engine/observability.ts';
+import { powertoolsEvents, type Log, type MetricsSink, lambdaDeps } from '../../lambda/powertools.ts';
 import { CliContext } from '../../cli/context.ts';
 import { CLI_EVENT_NAMES, cliEvent } from '../../cli/events.ts';
 import { LOCAL_PG_TOOLS } from '../../cli/pg-tool.ts';
@@ -145,7 +145,7 @@ describe('a run, a restore and a verify, as the CLI writes them', () => {
     const logged: string[] = [];
     const log: Log = { debug: (m) => void logged.push(m), info: (m) => void logged.push(m), warn: (m) => void logged.push(m), error: (m) => void logged.push(m) };
     const config = loadConfig(svc.env);
-    const deps = createDeps(config, { s3: svc.clients.s3, secrets: svc.clients.secrets, sns: svc.clients.sns, pgTools: LOCAL_PG_TOOLS, log, events: (e) => void events.push(e) });
+    const deps = createDeps(config, lambdaDeps({ s3: svc.clients.s3, secrets: svc.clients.secrets, sns: svc.clients.sns, pgTools: LOCAL_PG_TOOLS, log, events: (e) => void events.push(e) }));
     const result = await runBackup({ reason: 'events test' }, config, deps);
     expect(result.status).toBe('succeeded');
     expect(logged).toEqual([]);

@@ -207,7 +207,7 @@ describe('restore --remote / verify --remote (ECS and CloudWatch Logs emulated, 
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(await compareDatabases({ pg, database: 'fidelity' }, { pg, database: 'fidelity_remote' })).toEqual([]);
     // The task's command: the operator's options minus --remote and --timeout, the secret by name only.
-    expect(r.runTask!.overrides!.containerOverrides![0]!.command).toEqual(['restore.progress', '--latest', '--database', 'fidelity', '--target-secret', secretName, '--target-database', 'fidelity_remote', '--create']);
+    expect(r.runTask!.overrides!.containerOverrides![0]!.command).toEqual(['restore', '--latest', '--database', 'fidelity', '--target-secret', secretName, '--target-database', 'fidelity_remote', '--create']);
     expect(r.runTask!.overrides!.containerOverrides![0]!.environment).toBeUndefined();
     // Streamed: the task's status, then its own events (download, restore…), then its result as this command's.
     const names = r.events.map((e) => e.event);

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recipientFingerprint } from '../../engine/encryption.ts';
-import { noMetrics, type Log } from '../../engine/observability.ts';
+import { noMetrics, type Log } from '../../lambda/powertools.ts';
 import { manifestKeyFor } from '../../engine/store/backup-key.ts';
 import { parseManifest, type Manifest } from '../../engine/store/manifest.ts';
 import { createDrillHandler, DrillFailedError } from '../../lambda/drill-handler.ts';

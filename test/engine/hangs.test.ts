@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BackupRunError } from '../../engine/errors.ts';
-import { noMetrics, type Log } from '../../engine/observability.ts';
+import { noMetrics, type Log } from '../../lambda/powertools.ts';
 import { createHandler } from '../../lambda/handler.ts';
 import { awsEnv, createAlertInbox, createSecret, listKeys, listMultipartUploads, type AlertInbox } from '../support/aws.ts';
 import { isUploadPart, startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts';

@@ -1,5 +1,5 @@
-import { describe, expect, it, vi } from 'vitest';
-import { createMetrics, METRIC_NAMES, METRIC_NAMESPACE, metricDatabaseName, redact, throughput } from '../../engine/observability.ts';
+import { describe, expect, it } from 'vitest';
+import { metricDatabaseName, redact, throughput } from '../../engine/observability.ts';
 
 describe('metrics helpers', () => {
   it('uses the database name as dimension when it is printable ASCII, the key encoding otherwise', () => {
@@ -18,25 +18,5 @@ describe('redact', () => {
     expect(redact("error: unknown option '--scratch-url=postgresql://admin:pw%40x@h:5432/db'", [])).toBe("error: unknown option '--scratch-url=postgresql://admin:***@h:5432/db'");
     expect(redact('postgres://u:raw@at@h/db and http://user@host/x', [])).toBe('postgres://u:***@h/db and http://user@host/x');
     expect(redact('secret s3cr3t here', ['s3cr3t'])).toBe('secret *** here');
-  });
-});
-
-describe('the drill\'s EMF metrics', () => {
-  it('are one document per database with the Database dimension only: DrillSucceeded, DrillFailed and DrillDurationMs (the dashboard\'s drill duration)', () => {
-    const writes: string[] = [];
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      writes.push(String(chunk));
-      return true;
-    });
-    try {
-      createMetrics().drillFinished!({ database: 'app', succeeded: false, failed: true, durationMs: 4200 });
-    } finally {
-      spy.mockRestore();
-    }
-    const emf = writes.join('').split('\n').filter((l) => l.includes('_aws')).map((l) => JSON.parse(l) as Record<string, unknown> & { _aws: { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string; Unit: string }[] }[] } });
-    expect(emf).toHaveLength(1);
-    expect(emf[0]!._aws.CloudWatchMetrics[0]).toMatchObject({ Namespace: METRIC_NAMESPACE, Dimensions: [['Database']] });
-    expect(emf[0]!._aws.CloudWatchMetrics[0]!.Metrics).toEqual(expect.arrayContaining([{ Name: METRIC_NAMES.drillDurationMs, Unit: 'Milliseconds' }]));
-    expect(emf[0]).toMatchObject({ Database: 'app', [METRIC_NAMES.drillSucceeded]: 0, [METRIC_NAMES.drillFailed]: 1, DrillDurationMs: 4200 });
   });
 });

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Template } from 'aws-cdk-lib/assertions';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { noMetrics, silentLog } from '../../engine/observability.ts';
+import { noMetrics, silentLog } from '../../lambda/powertools.ts';
 import { buildApp } from '../../infra/app.ts';
 import { STATE_NAMES } from '../../infra/constructs/fan-out.ts';
 import { createEntry } from '../../lambda/handler.ts';

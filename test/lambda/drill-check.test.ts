@@ -10,7 +10,7 @@ import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { noMetrics, silentLog } from '../../engine/observability.ts';
+import { noMetrics, silentLog } from '../../lambda/powertools.ts';
 import { buildDumpKey, manifestKeyFor, verifyReportKeyFor } from '../../engine/store/backup-key.ts';
 import { createDrillHandler } from '../../lambda/drill-handler.ts';
 import { awsEnv, createAlertInbox, createBucket, testClients, type AlertInbox, type TestClients } from '../support/aws.ts';

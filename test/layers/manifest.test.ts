@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { layerCommand } from '../../engine/pg/tools.ts';
+import { BUILD_SOURCES, cachedDebPath } from '../../layers/pg-dump/paths.ts';
 import { ensureLayer, LAYER_DIR, type Architecture } from '../support/layer.ts';
 import { run } from './support.ts';
 
@@ -56,7 +57,7 @@ describe.each(['x86_64', 'arm64'] as const)('%s manifest', (arch: Architecture) 
     expect(manifest.postgresqlMajor).toBeGreaterThanOrEqual(18);
     expect(manifest.tools).toEqual(['pg_dump', 'pg_restore', 'pg_dumpall']);
     expect(existsSync(join(root, manifest.loader))).toBe(true);
-    expect(manifest.buildScriptSha256).toBe(sha256(join(LAYER_DIR, 'build.sh')));
+    expect(manifest.buildScriptSha256).toBe(createHash('sha256').update(Buffer.concat(BUILD_SOURCES.map((f) => readFileSync(f)))).digest('hex'));
     const client = manifest.packages.find((p) => p.name === `postgresql-client-${manifest.postgresqlMajor}`);
     expect(client?.version.startsWith(`${manifest.postgresqlVersion}-`)).toBe(true);
   });
@@ -74,9 +75,11 @@ describe.each(['x86_64', 'arm64'] as const)('%s manifest', (arch: Architecture) 
 
   it('matches the downloaded packages: name, exact version, architecture, sha256, and the files inside them', async () => {
     for (const p of manifest.packages) {
-      const deb = join(LAYER_DIR, 'cache', 'debs', p.deb);
+      // The download cache (outside the checkout) keeps each package under its name, version and sha256.
+      const deb = cachedDebPath(p);
       expect(existsSync(deb), `${deb} (rebuild with npm run build:layer -- ${arch})`).toBe(true);
       expect(sha256(deb), p.deb).toBe(p.sha256);
+      expect(p.deb).toMatch(new RegExp(`^${p.name.replaceAll('+', '\\+')}_[^_]+_(${manifest.debianArchitecture}|all)\\.deb$`));
       const { stdout } = await execFileAsync('dpkg-deb', ['--showformat=${Package} ${Version} ${Architecture}', '--show', deb]);
       expect(stdout.split(' ')[0]).toBe(p.name);
       expect(stdout.split(' ')[1]).toBe(p.version);

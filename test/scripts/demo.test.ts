@@ -1,7 +1,8 @@
 /**
- * Smoke run of `npm run demo`, the README's first command: it must succeed on its own, show the
- * backups, the pruning and the restore drill, finish well under two minutes, and leave nothing
- * running or on disk.
+ * Smoke run of `npm run demo`, the README's first command: it must succeed on its own, tell its
+ * story (the backups, the pruning, the CLI's own table, the restore drill) in human text, with no
+ * JSON line unless asked for with --json, finish well under two minutes, and leave nothing running
+ * or on disk.
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,9 +27,9 @@ async function listening(port: number): Promise<boolean> {
   });
 }
 
-async function runDemo(env: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string }> {
+async function runDemo(env: NodeJS.ProcessEnv, args: readonly string[] = []): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('npm', ['run', '--silent', 'demo'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('npm', ['run', '--silent', 'demo', ...(args.length > 0 ? ['--', ...args] : [])], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
     child.stdout.on('data', (b: Buffer) => (text += b.toString()));
     child.stderr.on('data', (b: Buffer) => (text += b.toString()));
@@ -48,7 +49,11 @@ it('npm run demo backs up, prunes, lists and verifies, in under two minutes, and
   expect(ms).toBeLessThan(120_000);
 
   for (let night = 1; night <= 4; night++) expect(out).toContain(`Night ${night}/4: the Lambda handler runs`);
-  expect(out.match(/"event":"prune.done"|pruned: /g)?.length).toBe(4);
+  // The story in human text, piped as here too: no engine event as a JSON line, no raw event
+  // line (`pruned: database=…`); each night told in one line.
+  expect(out.split('\n').filter((l) => l.trimStart().startsWith('{'))).toEqual([]);
+  expect(out).not.toMatch(/^\w[\w ]*: \w+=/m);
+  expect(out.match(/^ {2}→ pg-s3-backup\/shop\/.*\.dump: .* in .*; pruned [02] object\(s\)$/gm)).toHaveLength(4);
   expect(out).toMatch(/night 3: backup .* pruned 2/);
   expect(out).toMatch(/night 4: backup .* pruned 2/);
   expect(out).toMatch(/DATABASE\s+STARTED \(UTC\)\s+SIZE\s+SHA256\s+KEY/);
@@ -68,6 +73,14 @@ it('npm run demo backs up, prunes, lists and verifies, in under two minutes, and
   expect(await listening(Number(m![1]))).toBe(false);
   expect(await listening(Number(m![2]))).toBe(false);
 }, 900_000); // includes building the pg-server layer when missing
+
+it('npm run demo -- --bogus names its one option, exits 2 and starts nothing', async () => {
+  const before = demoDirs();
+  const { code, out } = await runDemo(process.env, ['--bogus']);
+  expect(code).toBe(2);
+  expect(out).toMatch(/demo: unknown argument --bogus \(the only option is --json/);
+  expect(demoDirs()).toEqual(before);
+});
 
 it('npm run demo says how to get moto when it is missing, exits 1 and starts nothing', async () => {
   const before = demoDirs();

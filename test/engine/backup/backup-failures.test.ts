@@ -16,7 +16,7 @@ import { createDeps } from '../../../engine/deps.ts';
 import { BackupRunError, ConfigError, RequestError } from '../../../engine/errors.ts';
 import { createHandler } from '../../../lambda/handler.ts';
 import { MANIFEST_FORMAT_VERSION } from '../../../engine/store/manifest.ts';
-import { createLogger, noMetrics, type Log } from '../../../engine/observability.ts';
+import { createLogger, noMetrics, type Log, lambdaDeps } from '../../../lambda/powertools.ts';
 import { awsEnv, createAlertInbox, createBucket, createSecret, listKeys, listMultipartUploads, putText, testClients, type AlertInbox, type TestClients } from '../../support/aws.ts';
 import { createDatabase, writeFakePgDump } from '../../support/fixtures.ts';
 import { ensureLayer } from '../../support/layer.ts';
@@ -215,7 +215,7 @@ describe('fail closed', () => {
     const env = envFor(prefix);
     const cap = captureLog();
     const config = loadConfig(env);
-    const deps = createDeps(config, { s3: c.s3, secrets: c.secrets, sns: c.sns, log: cap.log, metrics: noMetrics });
+    const deps = createDeps(config, lambdaDeps({ s3: c.s3, secrets: c.secrets, sns: c.sns, log: cap.log, metrics: noMetrics }));
     // Seed an old backup for the missing database too: it must survive.
     const ghostKey = buildDumpKey(prefix, 'ghost', new Date(Date.UTC(2020, 0, 1)));
     await putText(c, bucket, ghostKey, 'PGDMP');

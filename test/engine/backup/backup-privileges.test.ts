@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup } from '../../../engine/backup/backup.ts';
 import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
-import { noMetrics, type Log } from '../../../engine/observability.ts';
+import { noMetrics, type Log, lambdaDeps } from '../../../lambda/powertools.ts';
 import { REPO_ROOT } from '../../../layers/pg-dump/paths.ts';
 import { awsEnv, createAlertInbox, createBucket, createSecret, listKeys, testClients, type AlertInbox, type TestClients } from '../../support/aws.ts';
 import { createDatabase } from '../../support/fixtures.ts';
@@ -80,7 +80,7 @@ describe('the recommended backup role', () => {
 
   const run = () => {
     const config = loadConfig(env);
-    return runBackup({}, config, createDeps(config, { s3: c.s3, secrets: c.secrets, sns: c.sns, log: quiet, metrics: noMetrics }));
+    return runBackup({}, config, createDeps(config, lambdaDeps({ s3: c.s3, secrets: c.secrets, sns: c.sns, log: quiet, metrics: noMetrics })));
   };
 
   it('with pg_read_all_data alone, fails on large objects and row-level security, and the alerts name what to grant', async () => {

@@ -14,7 +14,8 @@ import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
 import { createHandler } from '../../../lambda/handler.ts';
 import { parseManifest } from '../../../engine/store/manifest.ts';
-import { METRIC_NAMES, METRIC_NAMESPACE, noMetrics, silentLog } from '../../../engine/observability.ts';
+import { METRIC_NAMES, METRIC_NAMESPACE } from '../../../engine/observability.ts';
+import { noMetrics, silentLog, lambdaDeps } from '../../../lambda/powertools.ts';
 import { awsEnv, createAlertInbox, createBucket, createSecret, listKeys, listMultipartUploads, testClients, type AlertInbox, type TestClients } from '../../support/aws.ts';
 import { contentChecksums, createDatabase, loadSampleData, pgRestore } from '../../support/fixtures.ts';
 import { ensureLayer } from '../../support/layer.ts';
@@ -146,7 +147,7 @@ describe('backup round trip (handler, PostgreSQL 18, moto)', () => {
   it('gives two runs started in the same millisecond two distinct complete backups', async () => {
     const config = loadConfig({ ...env, NOTIFY_ON_SUCCESS: 'false', RETENTION_COUNT: '100' });
     const at = new Date('2031-05-06T07:08:09.010Z');
-    const deps = createDeps(config, { s3: c.s3, secrets: c.secrets, sns: c.sns, now: () => at, ...quiet });
+    const deps = createDeps(config, lambdaDeps({ s3: c.s3, secrets: c.secrets, sns: c.sns, now: () => at, ...quiet }));
     const [a, b] = await Promise.all([runBackup({ reason: 'one' }, config, deps), runBackup({ reason: 'two' }, config, deps)]);
     expect(a.status).toBe('succeeded');
     expect(b.status).toBe('succeeded');

@@ -15,7 +15,7 @@ import { StateMachine } from 'aws-local-stepfunctions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { parseManifest } from '../../../engine/store/manifest.ts';
-import { noMetrics, silentLog } from '../../../engine/observability.ts';
+import { noMetrics, silentLog } from '../../../lambda/powertools.ts';
 import { buildApp } from '../../../infra/app.ts';
 import { STATE_NAMES } from '../../../infra/constructs/fan-out.ts';
 import { createEntry, createHandler } from '../../../lambda/handler.ts';

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup } from '../../../engine/backup/backup.ts';
 import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
-import { noMetrics, silentLog } from '../../../engine/observability.ts';
+import { noMetrics, silentLog, lambdaDeps } from '../../../lambda/powertools.ts';
 import { awsEnv, createAlertInbox, createBucket, createSecret, listKeys, testClients, type AlertInbox, type TestClients } from '../../support/aws.ts';
 import { createDatabase } from '../../support/fixtures.ts';
 import { ensureLayer } from '../../support/layer.ts';
@@ -46,13 +46,13 @@ describe('a prune failure after a good backup', () => {
   it('alerts that pruning failed, naming the complete backup, never "nothing was written"', async () => {
     const config = loadConfig(env);
     const quiet = { log: silentLog, metrics: noMetrics };
-    await runBackup({ reason: 'first' }, config, createDeps(config, quiet));
+    await runBackup({ reason: 'first' }, config, createDeps(config, lambdaDeps(quiet)));
     await inbox.receive(0, 0);
     // S3 refuses the deletes of the second run's prune (an SCP, a legal hold…), nothing else.
     const s3 = new S3Client({ forcePathStyle: true });
     const send = s3.send.bind(s3) as (command: unknown) => Promise<unknown>;
     Object.assign(s3, { send: (command: unknown) => (command instanceof DeleteObjectsCommand ? Promise.reject(Object.assign(new Error('Access Denied'), { name: 'AccessDenied' })) : send(command)) });
-    const result = await runBackup({ reason: 'second' }, config, createDeps(config, { ...quiet, s3 }));
+    const result = await runBackup({ reason: 'second' }, config, createDeps(config, lambdaDeps({ ...quiet, s3 })));
 
     const key = result.backups[0]!.key;
     expect((await listKeys(c, config.bucket)).filter((k) => k.startsWith(key))).toEqual([key, `${key}.json`]);

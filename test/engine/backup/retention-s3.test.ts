@@ -2,11 +2,13 @@
  * Pruning against a real S3 API: exactly RETENTION_COUNT complete backups kept, old orphans
  * gone, young orphans kept, other databases and other prefixes untouched, dry runs delete
  * nothing, and listings that span many pages; GFS rules over months of nightly backups (S3's
- * clock moved back by a client middleware: moto stamps every object "now"); Object Lock.
+ * clock moved back by a client middleware: moto stamps every object "now"); Object Lock; many
+ * manifests read a few at a time (`list` of 100 backups must not wait for 100 round trips one after
+ * another: bench/results/2026-12-06-cli.md), in the listing's order.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreateBucketCommand, PutObjectCommand, PutObjectLegalHoldCommand, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, PutObjectLegalHoldCommand, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import { buildDumpKey, buildGlobalsKey, manifestKeyFor, parseKey } from '../../../engine/store/backup-key.ts';
 import { pruneDatabase, pruneGlobals } from '../../../engine/backup/retention.ts';
 import { listBackups, readManifests, listDatabases, latestBackup, type S3Store } from '../../../engine/store/s3-store.ts';
@@ -95,6 +97,31 @@ describe('retention', () => {
     expect(await listKeys(c, bucket, prefix)).toEqual([young]);
   });
 
+  it('reads many manifests a few at a time, in the listing\'s order, the unreadable ones set apart', async () => {
+    const prefix = `many-${randomUUID().slice(0, 6)}/`;
+    const base = Date.now() - 60_000;
+    const keys: string[] = [];
+    for (let i = 0; i < 24; i++) {
+      const at = new Date(base + i * 1000);
+      const key = await putBackup(prefix, 'app', at);
+      keys.push(key);
+      // Every fifth one damaged: not JSON.
+      if (i % 5 === 2) await putText(c, bucket, manifestKeyFor(key), '{ not json');
+    }
+    const { s3 } = testClients(aws.endpoint);
+    const inFlight = countGetsInFlight(s3);
+    const store: S3Store = { s3, bucket, prefix };
+    const { readable, unreadable } = await readManifests(store, (await listBackups(store, 'app')).complete);
+
+    const damaged = (key: string) => keys.indexOf(key) % 5 === 2;
+    const newestFirst = [...keys].reverse();
+    expect(readable.map((b) => b.manifest.key)).toEqual(newestFirst.filter((k) => !damaged(k)));
+    expect(unreadable.map((b) => b.key)).toEqual(newestFirst.filter(damaged));
+    for (const u of unreadable) expect(u.problem).toMatch(/is unreadable: not JSON/);
+    expect(inFlight.max()).toBeGreaterThan(1);
+    expect(inFlight.max()).toBeLessThanOrEqual(8);
+  });
+
   it('follows pagination: more than 1,000 keys listed 100 per page, pruned in batches', async () => {
     const prefix = `many-${randomUUID().slice(0, 6)}/`;
     const store: S3Store = { s3: c.s3, bucket, prefix, pageSize: 100 };
@@ -114,6 +141,26 @@ describe('retention', () => {
     expect(await listKeys(c, bucket, prefix)).toEqual(keys.slice(-5).flatMap((k) => [k, manifestKeyFor(k)]).sort());
   });
 });
+
+/** Counts the GETs in flight at once (a client middleware: the requests are real). */
+function countGetsInFlight(s3: S3Client): { readonly max: () => number } {
+  let now = 0;
+  let max = 0;
+  type Next = (args: unknown) => Promise<unknown>;
+  s3.middlewareStack.add(
+    ((next: Next, context: { commandName?: string }) => async (args: unknown) => {
+      if (context.commandName !== GetObjectCommand.name) return next(args);
+      max = Math.max(max, ++now);
+      try {
+        return await next(args);
+      } finally {
+        now--;
+      }
+    }) as never,
+    { step: 'initialize', name: 'countGetsInFlight' },
+  );
+  return { max: () => max };
+}
 
 /**
  * A client whose listings carry S3 times from the past: each of our objects' LastModified becomes

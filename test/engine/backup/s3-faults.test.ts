@@ -14,7 +14,8 @@ import { runBackup } from '../../../engine/backup/backup.ts';
 import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
 import { parseManifest } from '../../../engine/store/manifest.ts';
-import { noMetrics, silentLog, type BackupMetrics, type MetricsSink } from '../../../engine/observability.ts';
+import { type BackupMetrics } from '../../../engine/observability.ts';
+import { noMetrics, silentLog, type MetricsSink, lambdaDeps } from '../../../lambda/powertools.ts';
 import { createAlertInbox, createBucket, createSecret, listKeys, listMultipartUploads, putText, testClients, type AlertInbox, type TestClients } from '../../support/aws.ts';
 import { isUploadPart, startFaultProxy, type Fault, type FaultProxy, type ProxiedRequest } from '../../support/fault-proxy.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
@@ -57,7 +58,7 @@ describe('S3 faults', () => {
 
   async function run(prefix: string, pgDumpBin: string, metrics: MetricsSink = noMetrics) {
     const config = loadConfig({ DB_SECRET_ID: secretArn, BACKUP_BUCKET: bucket, BACKUP_PREFIX: prefix, ALERT_TOPIC_ARN: inbox.topicArn, PG_DUMP_BIN: pgDumpBin, RETENTION_COUNT: '1' });
-    const deps = createDeps(config, {
+    const deps = createDeps(config, lambdaDeps({
       s3: viaProxy.s3,
       secrets: direct.secrets,
       sns: direct.sns,
@@ -65,7 +66,7 @@ describe('S3 faults', () => {
       metrics,
       serverInfo: async () => ({ versionNum: 180004, text: '18.4' }),
       partSize: 5 * MiB,
-    });
+    }));
     return runBackup({ reason: 'fault test' }, config, deps);
   }
 

@@ -24,7 +24,7 @@ import { runChecks } from '../../../engine/check/run-checks.ts';
 import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
 import { RequestError } from '../../../engine/errors.ts';
-import { silentLog, type MetricsSink } from '../../../engine/observability.ts';
+import { silentLog, type MetricsSink, lambdaDeps } from '../../../lambda/powertools.ts';
 import { createHandler } from '../../../lambda/handler.ts';
 import { awsEnv, createAlertInbox, createBucket, createSecret, listMultipartUploads, TEST_REGION, testClients, type AlertInbox, type TestClients } from '../../support/aws.ts';
 import { createDatabase, loadSampleData, writeFakePgDump } from '../../support/fixtures.ts';
@@ -134,14 +134,14 @@ describe('doctor --local (the engine checks with the CLI configuration)', () => 
 
   it('names the tables a role without privileges cannot read, and what fails before the database', async () => {
     const config = loadConfig({ ...env, DATABASE_URL: userUrl('nobody', 'nobody-pw') });
-    const deps = createDeps(config, { s3: c.s3, secrets: c.secrets, sns: c.sns, log: silentLog });
+    const deps = createDeps(config, lambdaDeps({ s3: c.s3, secrets: c.secrets, sns: c.sns, log: silentLog }));
     const nobody = byName((await runChecks({}, config, deps, { source: 'test' })).checks);
     expect(nobody['database "app": every table readable']).toMatchObject({ ok: false, fix: expect.stringContaining('GRANT pg_read_all_data TO nobody;') });
     expect(nobody['database "app": every table readable']!.detail).toMatch(/cannot read 7 of 7 table\(s\) and sequence\(s\): public\."Odd ""Table"" ñame", public\.customers, .* and 2 more; pg_dump would stop/);
     expect(nobody['database "app": row-level security']).toMatchObject({ ok: false });
 
     const badConfig = loadConfig({ ...env, DATABASE_URL: userUrl('nobody', 'wrong'), PG_DUMP_BIN: '/nonexistent/pg_dump' });
-    const bad = await runChecks({}, badConfig, createDeps(badConfig, { s3: c.s3, secrets: c.secrets, sns: c.sns, log: silentLog }), { source: 'test' });
+    const bad = await runChecks({}, badConfig, createDeps(badConfig, lambdaDeps({ s3: c.s3, secrets: c.secrets, sns: c.sns, log: silentLog })), { source: 'test' });
     const b = byName(bad.checks);
     expect(bad.ok).toBe(false);
     expect(b['pg_dump: runs']).toMatchObject({ ok: false, fix: expect.stringContaining('PG_DUMP_BIN') });
@@ -156,7 +156,7 @@ describe('doctor --local (the engine checks with the CLI configuration)', () => 
     try {
       const fake = writeFakePgDump(dir, `echo "pg_dump: error: connection to server at $PGHOST failed: SSL error: certificate verify failed" >&2; exit 1`);
       const libpqConfig = loadConfig({ ...env, DATABASE_URL: pgsrv.urlFor('app'), PG_DUMP_BIN: fake });
-      const libpq = byName((await runChecks({}, libpqConfig, createDeps(libpqConfig, { s3: c.s3, secrets: c.secrets, sns: c.sns, log: silentLog }), { source: 'test' })).checks);
+      const libpq = byName((await runChecks({}, libpqConfig, createDeps(libpqConfig, lambdaDeps({ s3: c.s3, secrets: c.secrets, sns: c.sns, log: silentLog })), { source: 'test' })).checks);
       expect(libpq['database "app": reachable']).toMatchObject({ ok: true });
       expect(libpq['database "app": pg_dump connects (libpq)']).toMatchObject({
         ok: false,

@@ -2,6 +2,7 @@
  * The store capability table and the part sizing at the stores' limits (pure), the run id in keys,
  * which errors count as a store refusing a feature, and STORAGE_PROFILE / STORAGE_MAX_PARTS.
  */
+import { ignoreEvents } from '../../../engine/events.ts';
 import { describe, expect, it } from 'vitest';
 import { choosePartSize, DUMP_TO_DATABASE_BOUND, MIN_STREAM_PART_SIZE, partSizeForDatabase } from '../../../engine/store/stream-upload.ts';
 import { loadConfig } from '../../../engine/config.ts';
@@ -101,11 +102,11 @@ describe('a store refusing a feature, told from other failures', () => {
 describe('the S3 client of a store without checksum headers', () => {
   it('sends and asks for only the checksums S3\'s API requires for b2, gcs, scaleway, ceph and an unknown store (unset, auto); the SDK default for aws, r2, minio', async () => {
     for (const profile of ['b2', 'gcs', 'scaleway', 'ceph', 'auto', undefined] as const) {
-      const { config } = createDeps({ forcePathStyle: true, storageProfile: profile }).s3;
+      const { config } = createDeps({ forcePathStyle: true, storageProfile: profile }, { events: ignoreEvents }).s3;
       expect([await config.requestChecksumCalculation(), await config.responseChecksumValidation()]).toEqual(['WHEN_REQUIRED', 'WHEN_REQUIRED']);
     }
     for (const profile of ['aws', 'r2', 'minio'] as const) {
-      const { config } = createDeps({ forcePathStyle: true, storageProfile: profile }).s3;
+      const { config } = createDeps({ forcePathStyle: true, storageProfile: profile }, { events: ignoreEvents }).s3;
       expect([await config.requestChecksumCalculation(), await config.responseChecksumValidation()]).toEqual(['WHEN_SUPPORTED', 'WHEN_SUPPORTED']);
     }
   });

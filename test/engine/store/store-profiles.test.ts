@@ -18,7 +18,7 @@ import { runBackup } from '../../../engine/backup/backup.ts';
 import { bucketChecks } from '../../../engine/check/bucket.ts';
 import { loadConfig } from '../../../engine/config.ts';
 import { createDeps, s3ChecksumOptions } from '../../../engine/deps.ts';
-import { noMetrics, type Log } from '../../../engine/observability.ts';
+import { noMetrics, type Log, lambdaDeps } from '../../../lambda/powertools.ts';
 import { resolvePgTool } from '../../../engine/pg/tools.ts';
 import { verifyBackup } from '../../../engine/restore/verify.ts';
 import { buildDumpKey, parseKey } from '../../../engine/store/backup-key.ts';
@@ -101,7 +101,7 @@ async function backup(prefix: string, env: Record<string, string> = {}, extra: {
     ...env,
   });
   const { log, lines } = capture();
-  const deps = createDeps(config, { s3: extra.s3 ?? viaProxy.s3, secrets: direct.secrets, sns: direct.sns, log, metrics: noMetrics, ...(extra.partSize ? { partSize: extra.partSize } : {}), ...(extra.now ? { now: extra.now } : {}) });
+  const deps = createDeps(config, lambdaDeps({ s3: extra.s3 ?? viaProxy.s3, secrets: direct.secrets, sns: direct.sns, log, metrics: noMetrics, ...(extra.partSize ? { partSize: extra.partSize } : {}), ...(extra.now ? { now: extra.now } : {}) }));
   const result = await runBackup({ reason: 'store profile test' }, config, deps);
   return { result, lines };
 }
