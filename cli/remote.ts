@@ -239,7 +239,10 @@ class TaskRelay {
       return;
     }
     const { event, time: _time, ...rest } = e;
-    if (event === 'result') this.result = rest;
+    // A failed command's last line is a result too ({ok: false, exitCode, error}): the error line before it says what failed.
+    if (event === 'result') {
+      if (rest.ok !== false) this.result = rest;
+    }
     else if (event === 'error') {
       const r = rest as { error?: string; stage?: string; message?: string; hint?: string };
       this.error = { name: r.error ?? 'Error', message: r.message ?? 'unknown error', ...(r.stage ? { stage: r.stage } : {}), ...(r.hint ? { hint: r.hint } : {}) };

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBucket, listKeys, listMultipartUploads } from '../support/aws.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
-import { baseEnv, databases, expectNoSecret, runCli, startCliServices, type CliServices } from '../support/cli.ts';
+import { baseEnv, databases, expectNoSecret, runCli, startCliServices, type CliServices, listedOf } from '../support/cli.ts';
 
 let svc: CliServices;
 
@@ -38,7 +38,7 @@ type Listed = { key: string; database: string }[];
 const listJson = async (args: readonly string[], env: Record<string, string>) => {
   const run = await runCli(['list', '--json', ...args], env);
   expect(run.code, run.stderr).toBe(0);
-  return JSON.parse(run.stdout) as Listed;
+  return listedOf<Listed[number]>(run);
 };
 
 describe('names', () => {
@@ -158,7 +158,7 @@ describe('global options', () => {
 
       const profiled = await runCli(['--profile', 'replica', 'list', '--json'], env);
       expect(profiled.code, profiled.stderr).toBe(0);
-      expect((JSON.parse(profiled.stdout) as Listed).map((b) => b.key)).toEqual(expected);
+      expect(listedOf<Listed[number]>(profiled).map((b) => b.key)).toEqual(expected);
       for (const run of [bare, regionOnly, profiled]) expectNoSecret(run, secretKey);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -225,7 +225,8 @@ describe('restore --remote / verify --remote (ECS and CloudWatch Logs emulated, 
     const r = await cli(['restore', '--remote', '--latest', '--database', 'fidelity', '--create', '--target-secret', secretName, '--target-database', 'fidelity_remote']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/fidelity_remote.*exists[\s\S]*\(in task arn:aws:ecs:.*, exit 1\)/);
-    expect(r.events.at(-1)).toMatchObject({ event: 'error' });
+    // The output contract: the error line, then the failed command's result line, last.
+    expect(r.events.slice(-2)).toMatchObject([{ event: 'error' }, { event: 'result', ok: false, exitCode: 1 }]);
     expectNoCredentials(JSON.stringify(r.sent), r.stdout, r.stderr);
   });
 

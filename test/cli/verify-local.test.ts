@@ -54,7 +54,7 @@ it('verify --local restores the newest backup into a throwaway server and report
 it('verify needs exactly one of --local and --scratch-url (exit 2)', async () => {
   const neither = await runCli(['verify', '--latest'], svc.env);
   expect(neither.code).toBe(2);
-  expect(neither.stderr).toMatch(/exactly one of --scratch-url and --local/);
+  expect(neither.stderr).toMatch(/exactly one of --scratch-url, --scratch-secret and --local/);
   const both = await runCli(['verify', '--latest', '--local', '--scratch-url', svc.pg.url], svc.env);
   expect(both.code).toBe(2);
   const badLayer = await runCli(['verify', '--latest', '--local', '--server-layer', join(tempDir, 'nothing')], svc.env);

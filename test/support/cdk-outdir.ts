@@ -4,6 +4,12 @@
 // (CDK_OUTDIR, which the App reads when no outdir is given) and removes it after the file. Apps of
 // one file synthesize one after another, so they never write the same assembly at once; files
 // running in parallel each have their own.
+//
+// With CDK_OUTDIR set, every App also registers `process.once('beforeExit', synth)` (its autoSynth
+// default): a worker process that ends on its own would synthesize every app of the file again,
+// into the folder removed here, an uncaught ENOENT that fails the run although every test passed
+// (seen in the full suite, from test/infra/stack.test.ts). Those listeners are this file's apps',
+// so they go with the folder.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,4 +17,8 @@ import { afterAll } from 'vitest';
 
 const outdir = mkdtempSync(join(tmpdir(), 'pgs3b-cdk-'));
 process.env.CDK_OUTDIR = outdir;
-afterAll(() => rmSync(outdir, { recursive: true, force: true }));
+const before = new Set(process.listeners('beforeExit'));
+afterAll(() => {
+  for (const listener of process.listeners('beforeExit')) if (!before.has(listener)) process.removeListener('beforeExit', listener);
+  rmSync(outdir, { recursive: true, force: true });
+});
