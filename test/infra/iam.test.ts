@@ -11,7 +11,7 @@
  * (add it, and the permission), and so does a mapped call the role cannot make.
  */
 import { createHash } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
@@ -119,8 +119,9 @@ const ENTRY_FUNCTIONS: Record<string, RegExp> = {
   'drill-handler.ts': /^pg-s3-backup restore drill/,
 };
 
+/** lambda/'s entry points: the files that export a `handler` (powertools.ts, the handlers' presentation, is none). */
 function lambdaEntries(): string[] {
-  return readdirSync(join(REPO_ROOT, 'lambda')).filter((f) => f.endsWith('.ts'));
+  return readdirSync(join(REPO_ROOT, 'lambda')).filter((f) => f.endsWith('.ts') && /^export const handler = /m.test(readFileSync(join(REPO_ROOT, 'lambda', f), 'utf8')));
 }
 
 /**
