@@ -37,13 +37,14 @@ export function registerVerify(program: Command, ctx: CliContext): void {
         });
       }
       if (opts.serverLayer && !opts.local) throw new UsageError('--server-layer goes with --local');
-      const layerRoot = opts.local ? resolveServerLayer(opts.serverLayer) : undefined;
       if (opts.remote) {
         const secrets = [opts.scratchSecret, opts.identitySecret].filter((s): s is string => s !== undefined);
         // The task prints its report as its result line; this side renders it as the operator asked.
         const command_ = taskCommand(command, ['--scratch-secret']);
         return runRemote(ctx, opts, { command: command_, secrets, show: (r: VerifyReport) => ctx.out.result(r, describeReport(r)) });
       }
+      // After --remote's branch: --local there is refused for what it is, not for a layer this machine lacks.
+      const layerRoot = opts.local ? resolveServerLayer(opts.serverLayer) : undefined;
       const scratch = opts.scratchUrl ? ctx.target(opts.scratchUrl, '--scratch-url') : opts.scratchSecret ? await secretServer(ctx, opts.scratchSecret, undefined, 'postgres') : undefined;
       const key = await ctx.selectBackup(opts);
       const deps = ctx.restoreDeps(opts.tempDir, opts);
