@@ -274,13 +274,21 @@ function waitGone(pid: number, ms: number): boolean {
  * treats a file vanishing under it as "nothing to remove" and returns early without an error,
  * leaving the folder behind (Node 20's JavaScript implementation carried on).
  */
+/** How old a server folder without an owner file must be before a sweep takes it for a leftover. */
+export const UNOWNED_GRACE_MS = 10 * 60_000;
+
 export function sweepStaleServers(parentDir: string = tmpdir()): string[] {
   const removed: string[] = sweepStaleDumps(parentDir);
   for (const name of existsSync(parentDir) ? readdirSync(parentDir) : []) {
     if (!name.startsWith(SERVER_DIR_PREFIX)) continue;
     const dir = join(parentDir, name);
     try {
-      if (!statSync(dir).isDirectory() || ownerAlive(dir) === true) continue;
+      const stat = statSync(dir);
+      const owner = ownerAlive(dir);
+      if (!stat.isDirectory() || owner === true) continue;
+      // No owner file: a run beside this one that has made its folder and not marked it yet
+      // (mkdtemp, then markOwner), or a folder from before owner files. Only an old one is left over.
+      if (owner === undefined && Date.now() - stat.mtimeMs < UNOWNED_GRACE_MS) continue;
       const pidFile = join(dir, 'data', 'postmaster.pid');
       if (existsSync(pidFile)) {
         const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);

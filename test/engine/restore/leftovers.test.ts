@@ -7,11 +7,12 @@
  * exists, empty, between writeFileSync's open and its write, and an empty owner read as pid 0,
  * "owner gone".
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { DUMP_DIR_PREFIX, markOwner, sweepStaleDumps } from '../../../engine/restore/leftovers.ts';
+import { SERVER_DIR_PREFIX, sweepStaleServers, UNOWNED_GRACE_MS } from '../../../engine/restore/throwaway-server.ts';
 
 let parent: string;
 beforeEach(() => {
@@ -52,4 +53,17 @@ it('markOwner puts the whole owner file in place at once, leaving nothing else b
   markOwner(dir);
   expect(readdirSync(dir).sort()).toEqual(['backup.dump', 'owner']);
   expect(readFileSync(join(dir, 'owner'), 'utf8')).toMatch(new RegExp(`^${process.pid} \\d+\\n$`));
+});
+
+it('a server folder a run beside the sweep has just made (no owner file yet) is left alone; an old unowned one is a leftover', () => {
+  // startThrowawayServer makes its folder, then marks it: a drill or `verify --local` sweeping at
+  // that instant removed the other's brand-new server folder.
+  const fresh = join(parent, `${SERVER_DIR_PREFIX}fresh`);
+  mkdirSync(fresh);
+  const old = join(parent, `${SERVER_DIR_PREFIX}old`);
+  mkdirSync(old);
+  const past = (Date.now() - UNOWNED_GRACE_MS - 60_000) / 1000;
+  utimesSync(old, past, past);
+  expect(sweepStaleServers(parent)).toEqual([old]);
+  expect(existsSync(fresh)).toBe(true);
 });
