@@ -16,7 +16,7 @@ export function parseSize(text: string): number {
   return Math.round(Number(m[1]) * UNITS[m[2]!.toUpperCase()]!);
 }
 
-function median(values: readonly number[]): number {
+export function median(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN;
   const s = [...values].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);

@@ -34,7 +34,7 @@ import { ensureLayer, REPO_ROOT } from '../scripts/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import type { EngineJob, EngineRunResult } from './engine-run.ts';
 import { generateDatabase } from './generate.ts';
-import { capture, cpuDelta, parseSize, processCpu, spawnTimed, spread, type Spread } from './measure.ts';
+import { capture, cpuDelta, median as medianOf, parseSize, processCpu, spawnTimed, spread, type Spread } from './measure.ts';
 import { cleanUpOnInterrupt, startEndpoint, type Endpoint } from './services.ts';
 
 const { values } = parseArgs({
@@ -92,10 +92,10 @@ interface ModeSummary {
   readonly load1: Spread;
 }
 
+/** measure.ts's median over the figures a run has (undefined when none has it). */
 const median = (xs: readonly (number | undefined)[]): number | undefined => {
-  const v = xs.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return undefined;
-  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+  const v = xs.filter((x): x is number => x !== undefined && Number.isFinite(x));
+  return v.length === 0 ? undefined : medianOf(v);
 };
 
 async function main(): Promise<void> {

@@ -28,7 +28,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runBackup } from '../../engine/backup/backup.ts';
 import { loadConfig } from '../../engine/config.ts';
 import { createDeps } from '../../engine/deps.ts';
-import { noMetrics, silentLog, lambdaDeps } from '../../lambda/powertools.ts';
+import { ignoreEvents } from '../../engine/events.ts';
 import { verifyReportKeyFor, type DrillDatabaseReport } from '../../engine/restore/drill.ts';
 import { handlerBundling } from '../../infra/constructs/backup-function.ts';
 import { drillFunctionEnvironment } from '../../infra/constructs/drill-function.ts';
@@ -182,7 +182,7 @@ beforeAll(async () => {
   }
   const env = { ...awsEnv(aws.endpoint), DATABASE_URL: pgsrv.urlFor('postgres'), BACKUP_BUCKET: bucket, PG_DUMP_BIN: join(LAYER_DIR, 'dist', 'x86_64', 'bin', 'pg_dump'), DATABASES: Object.keys(DATABASES).join(',') };
   const config = loadConfig(env);
-  const result = await runBackup({ reason: 'lambda root test' }, config, createDeps(config, lambdaDeps({ log: silentLog, metrics: noMetrics })));
+  const result = await runBackup({ reason: 'lambda root test' }, config, createDeps(config, { events: ignoreEvents }));
   expect(result.status, JSON.stringify(result.failures)).toBe('succeeded');
   for (const b of result.backups) keys[b.database as Db] = b.key;
 

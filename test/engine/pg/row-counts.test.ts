@@ -11,7 +11,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runBackup } from '../../../engine/backup/backup.ts';
 import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
-import { noMetrics, silentLog, lambdaDeps } from '../../../lambda/powertools.ts';
+import { ignoreEvents } from '../../../engine/events.ts';
 import { manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { MANIFEST_FORMAT_VERSION, parseManifest, type Manifest } from '../../../engine/store/manifest.ts';
 import { createSource } from '../../../engine/store/create.ts';
@@ -59,7 +59,7 @@ async function backup(extra: Record<string, string>): Promise<Manifest> {
     PG_DUMP_BIN: join(layer, 'bin', 'pg_dump'),
     ...extra,
   });
-  const deps = createDeps(config, lambdaDeps({ log: silentLog, metrics: noMetrics }));
+  const deps = createDeps(config, { events: ignoreEvents });
   const result = await runBackup({ reason: 'row counts test' }, config, deps);
   expect(result.status).toBe('succeeded');
   return createSource(config, deps).readManifest(result.backups[0]!.key);
@@ -120,7 +120,7 @@ it('a version 1 manifest (before row counts) is still read', async () => {
   const { rowCounts: _r, tables: _t, ...v1 } = { ...manifest, formatVersion: 1 };
   await c.s3.send(new PutObjectCommand({ Bucket: bucket, Key: manifestKeyFor(manifest.key), Body: JSON.stringify(v1) }));
   const config = loadConfig({ ...awsEnv(aws.endpoint), DATABASE_URL: pgsrv.url, BACKUP_BUCKET: bucket });
-  const read = await createSource(config, createDeps(config, lambdaDeps({ log: silentLog, metrics: noMetrics }))).readManifest(manifest.key);
+  const read = await createSource(config, createDeps(config, { events: ignoreEvents })).readManifest(manifest.key);
   expect(read.formatVersion).toBe(1);
   expect(read.tables).toBeUndefined();
   expect(parseManifest(JSON.stringify(v1)).sha256).toBe(manifest.sha256);

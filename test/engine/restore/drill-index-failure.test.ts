@@ -14,7 +14,8 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runBackup } from '../../../engine/backup/backup.ts';
 import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
-import { noMetrics, silentLog, lambdaDeps } from '../../../lambda/powertools.ts';
+import { noMetrics, silentLog } from '../../../lambda/powertools.ts';
+import { ignoreEvents } from '../../../engine/events.ts';
 import { verifyReportKeyFor, type DrillDatabaseReport } from '../../../engine/restore/drill.ts';
 import { createDrillHandler, DrillFailedError } from '../../../lambda/drill-handler.ts';
 import { awsEnv, createAlertInbox, createBucket, testClients, type AlertInbox, type TestClients } from '../../support/aws.ts';
@@ -62,7 +63,7 @@ beforeAll(async () => {
     DATABASES: 'catalog',
   };
   const config = loadConfig(env);
-  const result = await runBackup({ reason: 'drill index test' }, config, createDeps(config, lambdaDeps({ log: silentLog, metrics: noMetrics })));
+  const result = await runBackup({ reason: 'drill index test' }, config, createDeps(config, { events: ignoreEvents }));
   expect(result.status, JSON.stringify(result.failures)).toBe('succeeded');
   key = result.backups[0]!.key;
 }, 900_000);

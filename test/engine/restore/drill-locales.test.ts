@@ -20,7 +20,8 @@ import { runBackup } from '../../../engine/backup/backup.ts';
 import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
 import type { EngineEvent } from '../../../engine/events.ts';
-import { noMetrics, silentLog, lambdaDeps } from '../../../lambda/powertools.ts';
+import { noMetrics, silentLog } from '../../../lambda/powertools.ts';
+import { ignoreEvents } from '../../../engine/events.ts';
 import { verifyReportKeyFor, type DrillDatabaseReport } from '../../../engine/restore/drill.ts';
 import { createDrillHandler } from '../../../lambda/drill-handler.ts';
 import { awsEnv, createBucket, testClients, type TestClients } from '../../support/aws.ts';
@@ -88,7 +89,7 @@ beforeAll(async () => {
     DATABASES: Object.keys(DATABASES).join(','),
   };
   const config = loadConfig(env);
-  const result = await runBackup({ reason: 'drill locales test' }, config, createDeps(config, lambdaDeps({ log: silentLog, metrics: noMetrics })));
+  const result = await runBackup({ reason: 'drill locales test' }, config, createDeps(config, { events: ignoreEvents }));
   expect(result.status, JSON.stringify(result)).toBe('succeeded');
   for (const b of result.backups) keys[b.database as Db] = b.key;
 }, 900_000); // the first run builds the pg-server layer (up to 6 minutes cold, on a busy machine)

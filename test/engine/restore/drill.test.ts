@@ -14,7 +14,8 @@ import { runBackup } from '../../../engine/backup/backup.ts';
 import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
 import { type DrillMetrics } from '../../../engine/observability.ts';
-import { noMetrics, silentLog, type MetricsSink, lambdaDeps } from '../../../lambda/powertools.ts';
+import { noMetrics, silentLog, type MetricsSink } from '../../../lambda/powertools.ts';
+import { ignoreEvents } from '../../../engine/events.ts';
 import { verifyReportKeyFor, type DrillDatabaseReport } from '../../../engine/restore/drill.ts';
 import { DRILL_MARGIN_MS } from '../../../engine/restore/drill-run.ts';
 import type { EngineEvent } from '../../../engine/events.ts';
@@ -70,7 +71,7 @@ beforeAll(async () => {
     DATABASES: 'shop,tampered,lossy',
   };
   const config = loadConfig(env);
-  const result = await runBackup({ reason: 'drill test' }, config, createDeps(config, lambdaDeps({ log: silentLog, metrics: noMetrics })));
+  const result = await runBackup({ reason: 'drill test' }, config, createDeps(config, { events: ignoreEvents }));
   expect(result.status).toBe('succeeded');
   for (const b of result.backups) keys[b.database] = b.key;
 }, 900_000); // the first run builds the pg-server layer (up to 6 minutes cold, on a busy machine)
@@ -186,7 +187,7 @@ it('stops at its time budget before the timeout, names the databases it did not 
     await pgsrv.query('create table t (id int primary key); insert into t select generate_series(1, 100)', [], db);
   }
   const config = loadConfig({ ...env, DATABASES: names.join(',') });
-  const backup = await runBackup({ reason: 'drill budget test' }, config, createDeps(config, lambdaDeps({ log: silentLog, metrics: noMetrics })));
+  const backup = await runBackup({ reason: 'drill budget test' }, config, createDeps(config, { events: ignoreEvents }));
   expect(backup.status).toBe('succeeded');
   const keyOf = new Map(backup.backups.map((b) => [b.database, b.key]));
   const hasReport = async (database: string) =>

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { runBackup } from '../../../engine/backup/backup.ts';
 import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
-import { noMetrics, silentLog, lambdaDeps } from '../../../lambda/powertools.ts';
+import { ignoreEvents } from '../../../engine/events.ts';
 import { resolvePgTool } from '../../../engine/pg/tools.ts';
 import { verifyBackup } from '../../../engine/restore/verify.ts';
 import { capabilitiesKey, readCachedProbe } from '../../../engine/store/probe.ts';
@@ -77,7 +77,7 @@ function configFor(prefix: string, env: Record<string, string> = {}) {
 
 async function backup(prefix: string, env: Record<string, string> = {}) {
   const config = configFor(prefix, env);
-  const deps = createDeps(config, lambdaDeps({ log: silentLog, metrics: noMetrics }));
+  const deps = createDeps(config, { events: ignoreEvents });
   return { result: await runBackup({ reason: 'checksum refusal test' }, config, deps), deps };
 }
 
