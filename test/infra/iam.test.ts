@@ -16,6 +16,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 import { Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { build } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
@@ -930,7 +931,9 @@ describe('restore --remote: secrets under customer-managed KMS keys (context res
     // Only the restore task uses them: without the Fargate runner there is none.
     expect(() => deploy({ restoreSecretKmsKeyArns: [TARGET_KEY] })).toThrow(/context "restoreSecretKmsKeyArns" is for the task of restore --remote, which comes with the Fargate runner/);
     // The construct checks its own props (another app may build it without the context's schema).
-    const { stack } = buildApp({ context: { dbSecretArn: SECRET, ...NETWORK, runner: 'fargate' }, layerDir: resolve(FIXTURES, 'layer', 'arm64'), serverLayerDir: resolve(FIXTURES, 'server-layer', 'arm64'), entry: 'test/infra/fixtures/handler.ts', drillEntry: 'test/infra/fixtures/handler.ts', now: new Date('2026-01-01T00:00:00Z') });
+    const { app, stack } = buildApp({ context: { dbSecretArn: SECRET, ...NETWORK, runner: 'fargate', restoreSecretKmsKeyArns: [TARGET_KEY] }, layerDir: resolve(FIXTURES, 'layer', 'arm64'), serverLayerDir: resolve(FIXTURES, 'server-layer', 'arm64'), entry: 'test/infra/fixtures/handler.ts', drillEntry: 'test/infra/fixtures/handler.ts', now: new Date('2026-01-01T00:00:00Z') });
+    // The grant names its keys: nothing for cdk-nag to acknowledge.
+    expect(new AwsSolutionsChecks().validateScope(app).violations.map((v) => v.ruleName)).toEqual([]);
     const malformed = `arn:aws:kms:${REGION}:${ACCOUNT}:key/not-a-key-id`;
     const props = { stackName: 'PgS3Backup', runner: stack.fargate!, bucket: stack.bucket, environment: {}, cpu: 1024, memoryMiB: 2048, ephemeralStorageGiB: 21, logRetentionDays: 90 };
     expect(() => new RemoteRestore(stack, 'Direct', { ...props, secretKmsKeyArns: [TARGET_KEY, malformed] })).toThrow(`RemoteRestore: restoreSecretKmsKeyArns entry 2, ${malformed}, is not a KMS key ARN`);
