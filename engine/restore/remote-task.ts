@@ -173,7 +173,7 @@ async function describe(clients: RemoteTaskClients, cluster: string, taskArn: st
   } catch (err) {
     throw new RemoteTaskError(`cannot follow task ${taskArn}: ECS DescribeTasks failed: ${(err as Error).name}: ${(err as Error).message}`, {
       cause: err,
-      hint: `The task may still be running: stop it with aws ecs stop-task --cluster ${cluster} --task ${taskArn} (or let it finish), and check ecs:DescribeTasks in the operator policy.`,
+      hint: `The task goes on without this machine until it ends or reaches its deadline (--timeout, which it keeps itself): follow it in its log group, or stop it with aws ecs stop-task --cluster ${cluster} --task ${taskArn}; check ecs:DescribeTasks in the operator policy.`,
     });
   }
 }
