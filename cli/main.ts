@@ -189,7 +189,7 @@ export function deadlineError(timeoutMs: number): TimeBudgetError {
   const seconds = Math.round(timeoutMs / 1000);
   return new TimeBudgetError(`stopped at its deadline, ${seconds} s after it started (TASK_TIMEOUT_SECONDS=${seconds}: restore --remote / verify --remote pass their --timeout)`, { bytesWritten: 0, elapsedMs: timeoutMs }, {
     hint:
-      'Nothing of this run goes on: pg_restore was stopped and, as after any failed restore, a database this restore created (--create) or verify\'s scratch database is dropped; a restore into an existing database leaves it partly restored (run it again with --clean). ' +
+      'Nothing of this run goes on: pg_restore was stopped and, as after any failed restore, a database this restore created (--create) or verify\'s scratch database is dropped if the server still answers (check that it is gone); a restore into an existing database leaves it partly restored (run it again with --clean). ' +
       'Give it more time (--timeout, at most 24h), more task resources (context fargateCpu, fargateMemoryMiB) or more --jobs; verify\'s report shows how long each step takes.',
   });
 }
