@@ -1,9 +1,10 @@
 /**
  * What bounds a piece of work in time, for every feature that has a bound (the backup run, the
  * drill's databases, a restore or verify): one signal, aborted when the deadline passes or when
- * the work is interrupted, and the helpers that make a wait end with it. The signal's reason is
+ * the work is interrupted, and the helper that makes a wait end with it. The signal's reason is
  * the error the work ends with: the owner's TimeBudgetError (it knows what ran out and what to do)
  * or the interruption's own reason (InterruptedError, a caller's signal), whichever came first.
+ * `signal.throwIfAborted()` (the platform's) throws that reason where a step checks before it starts.
  */
 import type { TimeBudgetError } from './errors.ts';
 
@@ -24,11 +25,6 @@ export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<
       },
     );
   });
-}
-
-/** Throws the work's reason (time budget, interruption) if it has been stopped. */
-export function throwIfAborted(signal: AbortSignal): void {
-  if (signal.aborted) throw signal.reason as Error;
 }
 
 export interface TimeBudgetOptions {

@@ -23,7 +23,7 @@ import type { BackupStore } from '../store/store.ts';
 import type { ResolvedCapabilities } from '../store/capabilities.ts';
 import type { DbCredentials } from '../pg/connection.ts';
 import { choosePartSize, MIN_STREAM_PART_SIZE, type StreamUploadOptions, type StreamUploadResult } from '../store/stream-upload.ts';
-import { throwIfAborted, untilAborted } from '../budget.ts';
+import { untilAborted } from '../budget.ts';
 import type { WorkProgress } from './run-budget.ts';
 import { TOOL_VERSION } from '../version.ts';
 
@@ -70,7 +70,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
   const { config, deps, store, progress } = ctx;
   const emit = deps.events;
   const t0 = Date.now();
-  throwIfAborted(ctx.signal);
+  ctx.signal.throwIfAborted();
   const conn = connectionFor(ctx.creds, database, config);
   prepareTls(conn);
   emit({ event: 'backup.connecting', stage: 'connect', database, host: conn.host, port: conn.port, sslmode: conn.sslmode });
@@ -91,7 +91,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
   try {
     progress.enter('dump');
     emit({ event: 'backup.dump.started', stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression, databaseBytes: server.databaseBytes });
-    throwIfAborted(ctx.signal);
+    ctx.signal.throwIfAborted();
     // pg_dump in a snapshot exported by a connection that counts the rows in that same snapshot
     // (ROW_COUNTS): the manifest then says exactly what the dump holds.
     // pg_dump's stdout read straight into the upload's part buffers (engine/pg/direct-output.ts).
@@ -197,7 +197,7 @@ export type GlobalsContext = Pick<DatabaseContext, 'config' | 'deps' | 'store' |
 
 export async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
   const { config, deps, store } = ctx;
-  throwIfAborted(ctx.signal);
+  ctx.signal.throwIfAborted();
   const conn = connectionFor(ctx.creds, ctx.database, config);
   prepareTls(conn);
   const encrypted = (config.encryptRecipients?.length ?? 0) > 0;

@@ -6,7 +6,7 @@
 import { getEventListeners } from 'node:events';
 import { setTimeout as after } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { throwIfAborted, TimeBudget, untilAborted } from '../../engine/budget.ts';
+import { TimeBudget, untilAborted } from '../../engine/budget.ts';
 import { InterruptedError, TimeBudgetError } from '../../engine/errors.ts';
 
 const aborted = (signal: AbortSignal) => new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
@@ -25,7 +25,7 @@ describe('TimeBudget', () => {
     expect(reason.elapsedMs).toBeGreaterThanOrEqual(4);
     expect(reason.message).toBe(`the test ran out after ${reason.elapsedMs} ms`);
     expect(budget.expired).toBe(true);
-    expect(() => throwIfAborted(budget.signal)).toThrow(reason);
+    expect(() => budget.signal.throwIfAborted()).toThrow(reason);
     budget.end();
   });
 
