@@ -9,9 +9,10 @@ import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { PgS3BackupError } from '../errors.ts';
 import { ENCRYPTED_MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSION, SHARDED_MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
-import { dumpSharded, whyNotSharded } from './shards.ts';
+import { dumpSharded } from './shards.ts';
 import { ENCRYPTION_FORMAT, recipientFingerprint } from '../encryption.ts';
 import { withDumpSnapshot } from '../pg/row-counts.ts';
+import { whyNotSharded } from '../pg/shard-plan.ts';
 import { throughput } from '../observability.ts';
 import { connectionFor } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
@@ -22,7 +23,8 @@ import type { BackupStore } from '../store/store.ts';
 import type { ResolvedCapabilities } from '../store/capabilities.ts';
 import type { DbCredentials } from '../pg/connection.ts';
 import { choosePartSize, MIN_STREAM_PART_SIZE, type StreamUploadOptions, type StreamUploadResult } from '../store/stream-upload.ts';
-import { throwIfAborted, untilAborted, type WorkProgress } from './run-budget.ts';
+import { throwIfAborted, untilAborted } from '../budget.ts';
+import type { WorkProgress } from './run-budget.ts';
 import { TOOL_VERSION } from '../version.ts';
 
 export interface BackupSummary {
