@@ -20,9 +20,9 @@ import { openDirectChannel, startTool, startToolDirect, type RunningTool } from 
 import { prepareTls } from '../pg/tls.ts';
 import type { BackupStore } from '../store/store.ts';
 import type { ResolvedCapabilities } from '../store/capabilities.ts';
-import type { DbCredentials } from '../secrets.ts';
+import type { DbCredentials } from '../pg/connection.ts';
 import { choosePartSize, MIN_STREAM_PART_SIZE, type StreamUploadOptions, type StreamUploadResult } from '../store/stream-upload.ts';
-import { throwIfAborted, untilAborted, type WorkProgress } from '../run-budget.ts';
+import { throwIfAborted, untilAborted, type WorkProgress } from './run-budget.ts';
 import { TOOL_VERSION } from '../version.ts';
 
 export interface BackupSummary {
@@ -46,7 +46,7 @@ export interface GlobalsSummary {
 
 export interface DatabaseContext {
   readonly config: Config;
-  /** AWS clients bounded by the run's signal. */
+  /** The run's deps: its waits are bounded by `signal`, its store requests by `store`. */
   readonly deps: Deps;
   /** Bounded by the run's signal; its clean-up after a failure is not. */
   readonly store: BackupStore;
@@ -77,9 +77,13 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
   progress.enter('connect');
   const server = await untilAborted(deps.serverInfo(conn), ctx.signal);
   checkServerVersion(server, pgDump);
+  // DUMP_JOBS > 1: data-only pg_dumps side by side in the same snapshot (shards.ts), unless this
+  // pg_dump or the run's settings rule it out (said below, once the dump starts).
+  const notSharded = whyNotSharded(config.dumpJobs, pgDump.major, (config.encryptRecipients?.length ?? 0) > 0);
 
   progress.enter('upload');
   const caps = await untilAborted(ctx.capabilities(), ctx.signal);
+  const partSize = choosePartSize(deps.partSize, server.databaseBytes, caps);
   const { key, release } = await store.reserveDumpKey(database, ctx.startedAt, caps.conditionalWrites ? undefined : ctx.runId);
   progress.key = key;
   try {
@@ -91,11 +95,8 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
     // pg_dump's stdout read straight into the upload's part buffers (engine/pg/direct-output.ts).
     // The channel is opened first: pg_dump then starts at once in the snapshot, before the counts.
     const stdout = await openDirectChannel();
-    // DUMP_JOBS > 1: data-only pg_dumps side by side in the same snapshot (shards.ts), unless it cannot apply.
-    const notSharded = whyNotSharded(config.dumpJobs, pgDump.major, (config.encryptRecipients?.length ?? 0) > 0);
     if (notSharded) emit({ event: 'warning', message: notSharded });
     const shardJobs = notSharded ? 1 : config.dumpJobs;
-    const partSize = choosePartSize(deps.partSize, server.databaseBytes, caps);
     const { result, counts } = await withDumpSnapshot(conn, config.rowCounts, async (snapshot, client) => {
       const sharded = shardJobs > 1 && snapshot && client
         ? await dumpSharded(client, snapshot, {
