@@ -19,7 +19,7 @@
  */
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { build } from 'esbuild';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, lstatSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, lstatSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -34,8 +34,9 @@ import { createShop } from '../scripts/sample-shop.ts';
 import { ensureLayer, ensureServerLayer, REPO_ROOT } from '../scripts/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import { generateDatabase } from './generate.ts';
+import { localS3Client } from './local-s3.ts';
 import { parseSize } from './measure.ts';
-import { cleanUpOnInterrupt, startEndpoint, type Endpoint } from './services.ts';
+import { cleanUpOnInterrupt, startEndpoint, writeResults, type Endpoint } from './services.ts';
 
 const PREFIX = 'drill/';
 const REGION = 'us-east-1';
@@ -337,7 +338,7 @@ export async function drillBench(argv: string[]): Promise<void> {
       startEndpoint('null', { script: nullScript, keepPrefixes: [PREFIX], protocol: 'http' }),
     ]);
     const url = endpoint.url();
-    s3 = new S3Client({ endpoint: url, region: REGION, forcePathStyle: true, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } });
+    s3 = localS3Client(url);
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     // The source server, the endpoint and esbuild's service are children of this process too, all
     // started before any drill: whatever descends from this process now is left out of the drill's memory.
@@ -428,12 +429,8 @@ export async function drillBench(argv: string[]): Promise<void> {
     version: TOOL_VERSION,
     runs,
   };
-  mkdirSync(opts.out, { recursive: true });
-  const base = join(opts.out, `${date}-drill`);
-  writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
   const md = renderDrillMarkdown(results);
-  writeFileSync(`${base}.md`, `${md}\n`);
-  log(`wrote ${base}.md and .json`);
+  log(`wrote ${writeResults(opts.out, `${date}-drill`, results, `${md}\n`)}.md and .json`);
   console.log(md);
   const failed = runs.filter((r) => r.status !== 'ok');
   if (failed.length) throw new Error(`drill not ok for ${failed.map((r) => r.size).join(', ')}`);

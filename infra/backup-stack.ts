@@ -108,6 +108,8 @@ export class BackupStack extends Stack {
               memoryMiB: fargate.memoryMiB,
               ephemeralStorageGiB: fargate.ephemeralStorageGiB,
               logRetentionDays: config.logRetentionDays,
+              secretKmsKeyArns: config.restoreSecretKmsKeyArns,
+              topic: this.alerts.topic,
             })
           : undefined;
       this.fanOut = new BackupFanOut(this, 'FanOut', {

@@ -1,5 +1,5 @@
 /**
- * The backup run: its time budget (engine/run-budget.ts) → credentials → for each database
+ * The backup run: its time budget (run-budget.ts) → credentials → for each database
  * (independently) its backup (database.ts: connect and check versions → pg_dump streamed into the
  * store → manifest) → optional globals → prune the databases that succeeded → alerts and metrics. The Lambda handler, the CLI and host mode all call
  * `runBackup`; it never throws for a database's failure, it reports it (status "failed") after
@@ -8,10 +8,9 @@
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { ConfigError, InterruptedError, PgS3BackupError, PruneError, TimeBudgetError, type Stage } from '../errors.ts';
-import { selectDatabases } from '../pg/discover.ts';
+import { databasesToBackUp } from '../pg/discover.ts';
 import { formatFailure, formatSuccess } from '../notify.ts';
 import { redact as redactText, type BackupMetrics } from '../observability.ts';
-import { connectionFor } from '../pg/connection.ts';
 import { toolCommand, toolVersion, type Version } from '../pg/pg-dump.ts';
 import { pruneDatabase, pruneGlobals, type LockedBackup } from './retention.ts';
 import { createStore } from '../store/create.ts';
@@ -19,8 +18,9 @@ import type { BackupStore } from '../store/store.ts';
 import type { ResolvedCapabilities } from '../store/capabilities.ts';
 import { isCapabilityRefusal } from '../store/probe.ts';
 import { randomBytes } from 'node:crypto';
-import { fetchCredentials, type DbCredentials } from '../secrets.ts';
-import { boundedClient, RunBudget, untilAborted, type StageTracker } from '../run-budget.ts';
+import { fetchCredentials, type DbCredentials } from '../pg/credentials.ts';
+import { untilAborted } from '../budget.ts';
+import { RunBudget, type StageTracker } from './run-budget.ts';
 import { backupDatabase, backupGlobals, type BackupSummary, type DatabaseContext, type GlobalsSummary } from './database.ts';
 
 export type { BackupSummary, GlobalsSummary };
@@ -117,10 +117,8 @@ function budgetHint(stage: Stage, lambda: boolean): string {
 /** What every step of one run shares: its bounded clients and store, where it is, and how it reports. */
 interface Run {
   readonly config: Config;
-  /** The caller's deps (unbounded: alerts). */
+  /** The caller's deps (unbounded: alerts); the run's waits are bounded by `signal`. */
   readonly deps: Deps;
-  /** Secrets Manager bounded by the run's signal. */
-  readonly bounded: Deps;
   /** Every request cancelled with the run; the clean-up after a failure is not (it has its own bound). */
   readonly store: BackupStore;
   readonly signal: AbortSignal;
@@ -151,7 +149,6 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   const run: Run = {
     config,
     deps,
-    bounded: { ...deps, secrets: boundedClient(deps.secrets, signal) },
     store: createStore(config, deps).bounded(signal),
     signal,
     tracker: budget.tracker,
@@ -205,7 +202,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
 
   let creds: DbCredentials;
   try {
-    creds = await untilAborted(fetchCredentials(config.credentials, run.bounded.secrets), signal);
+    creds = await untilAborted(fetchCredentials(config.credentials, deps.secrets, signal), signal);
     secrets = [creds.password];
   } catch (err) {
     for (const db of request.databases ?? config.databases ?? [ALL_DATABASES]) {
@@ -217,7 +214,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
 
   let databases: readonly string[];
   try {
-    databases = await databasesToBackUp(request, config, creds, deps);
+    databases = await databasesToBackUp(request.databases, config, creds, deps);
   } catch (err) {
     await run.report(ALL_DATABASES, err, 'connect', undefined, runStartedAt);
     return { status: 'failed', backups, pruned: [], failures, dryRun };
@@ -264,7 +261,7 @@ function sharedContext(run: Run, creds: DbCredentials, reason: string): Omit<Dat
   let resolved: Promise<ResolvedCapabilities> | undefined;
   return {
     config,
-    deps: run.bounded,
+    deps,
     store,
     creds,
     reason,
@@ -404,24 +401,4 @@ function pruneFailure(err: unknown): PgS3BackupError {
     cause: e,
     hint: hint ?? 'Run `pg-s3-backup prune` once S3 answers again, or let the next run prune.',
   });
-}
-
-/**
- * The databases of this run: the request's, else DATABASES, else (DATABASES=*) the server's list
- * filtered by the patterns, else the secret's own database.
- */
-export async function databasesToBackUp(
-  request: Pick<BackupRequest, 'databases'>,
-  config: Pick<Config, 'databases' | 'discover' | 'sslMode' | 'sslRootCert' | 'rdsCaBundle' | 'inLambda' | 'connectTimeoutSeconds'>,
-  creds: DbCredentials,
-  deps: Pick<Deps, 'listDatabases'>,
-): Promise<readonly string[]> {
-  if (request.databases) return request.databases;
-  if (config.databases) return config.databases;
-  if (config.discover) {
-    // The maintenance database every PostgreSQL (and RDS) has, unless the secret names another.
-    const names = await deps.listDatabases(connectionFor(creds, creds.dbname ?? 'postgres', config));
-    return selectDatabases(names, config.discover);
-  }
-  return creds.dbname ? [creds.dbname] : [];
 }

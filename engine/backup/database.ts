@@ -9,9 +9,10 @@ import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { PgS3BackupError } from '../errors.ts';
 import { ENCRYPTED_MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSION, SHARDED_MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
-import { dumpSharded, whyNotSharded } from './shards.ts';
+import { dumpSharded } from './shards.ts';
 import { ENCRYPTION_FORMAT, recipientFingerprint } from '../encryption.ts';
 import { withDumpSnapshot } from '../pg/row-counts.ts';
+import { whyNotSharded } from '../pg/shard-plan.ts';
 import { throughput } from '../observability.ts';
 import { connectionFor } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
@@ -20,9 +21,10 @@ import { openDirectChannel, startTool, startToolDirect, type RunningTool } from 
 import { prepareTls } from '../pg/tls.ts';
 import type { BackupStore } from '../store/store.ts';
 import type { ResolvedCapabilities } from '../store/capabilities.ts';
-import type { DbCredentials } from '../secrets.ts';
+import type { DbCredentials } from '../pg/connection.ts';
 import { choosePartSize, MIN_STREAM_PART_SIZE, type StreamUploadOptions, type StreamUploadResult } from '../store/stream-upload.ts';
-import { throwIfAborted, untilAborted, type WorkProgress } from '../run-budget.ts';
+import { untilAborted } from '../budget.ts';
+import type { WorkProgress } from './run-budget.ts';
 import { TOOL_VERSION } from '../version.ts';
 
 export interface BackupSummary {
@@ -46,7 +48,7 @@ export interface GlobalsSummary {
 
 export interface DatabaseContext {
   readonly config: Config;
-  /** AWS clients bounded by the run's signal. */
+  /** The run's deps: its waits are bounded by `signal`, its store requests by `store`. */
   readonly deps: Deps;
   /** Bounded by the run's signal; its clean-up after a failure is not. */
   readonly store: BackupStore;
@@ -68,7 +70,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
   const { config, deps, store, progress } = ctx;
   const emit = deps.events;
   const t0 = Date.now();
-  throwIfAborted(ctx.signal);
+  ctx.signal.throwIfAborted();
   const conn = connectionFor(ctx.creds, database, config);
   prepareTls(conn);
   emit({ event: 'backup.connecting', stage: 'connect', database, host: conn.host, port: conn.port, sslmode: conn.sslmode });
@@ -77,25 +79,26 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
   progress.enter('connect');
   const server = await untilAborted(deps.serverInfo(conn), ctx.signal);
   checkServerVersion(server, pgDump);
+  // DUMP_JOBS > 1: data-only pg_dumps side by side in the same snapshot (shards.ts), unless this
+  // pg_dump or the run's settings rule it out (said below, once the dump starts).
+  const notSharded = whyNotSharded(config.dumpJobs, pgDump.major, (config.encryptRecipients?.length ?? 0) > 0);
 
   progress.enter('upload');
   const caps = await untilAborted(ctx.capabilities(), ctx.signal);
+  const partSize = choosePartSize(deps.partSize, server.databaseBytes, caps);
   const { key, release } = await store.reserveDumpKey(database, ctx.startedAt, caps.conditionalWrites ? undefined : ctx.runId);
   progress.key = key;
   try {
     progress.enter('dump');
     emit({ event: 'backup.dump.started', stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression, databaseBytes: server.databaseBytes });
-    throwIfAborted(ctx.signal);
+    ctx.signal.throwIfAborted();
     // pg_dump in a snapshot exported by a connection that counts the rows in that same snapshot
     // (ROW_COUNTS): the manifest then says exactly what the dump holds.
     // pg_dump's stdout read straight into the upload's part buffers (engine/pg/direct-output.ts).
     // The channel is opened first: pg_dump then starts at once in the snapshot, before the counts.
     const stdout = await openDirectChannel();
-    // DUMP_JOBS > 1: data-only pg_dumps side by side in the same snapshot (shards.ts), unless it cannot apply.
-    const notSharded = whyNotSharded(config.dumpJobs, pgDump.major, (config.encryptRecipients?.length ?? 0) > 0);
     if (notSharded) emit({ event: 'warning', message: notSharded });
     const shardJobs = notSharded ? 1 : config.dumpJobs;
-    const partSize = choosePartSize(deps.partSize, server.databaseBytes, caps);
     const { result, counts } = await withDumpSnapshot(conn, config.rowCounts, async (snapshot, client) => {
       const sharded = shardJobs > 1 && snapshot && client
         ? await dumpSharded(client, snapshot, {
@@ -194,7 +197,7 @@ export type GlobalsContext = Pick<DatabaseContext, 'config' | 'deps' | 'store' |
 
 export async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
   const { config, deps, store } = ctx;
-  throwIfAborted(ctx.signal);
+  ctx.signal.throwIfAborted();
   const conn = connectionFor(ctx.creds, ctx.database, config);
   prepareTls(conn);
   const encrypted = (config.encryptRecipients?.length ?? 0) > 0;
