@@ -92,7 +92,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
     // The channel is opened first: pg_dump then starts at once in the snapshot, before the counts.
     const stdout = await openDirectChannel();
     // DUMP_JOBS > 1: data-only pg_dumps side by side in the same snapshot (shards.ts), unless it cannot apply.
-    const notSharded = whyNotSharded(config.dumpJobs, pgDump.major, (config.encryptRecipients?.length ?? 0) > 0);
+    const notSharded = whyNotSharded(config.dumpJobs, pgDump.major);
     if (notSharded) emit({ event: 'warning', message: notSharded });
     const shardJobs = notSharded ? 1 : config.dumpJobs;
     const partSize = choosePartSize(deps.partSize, server.databaseBytes, caps);

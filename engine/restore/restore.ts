@@ -126,7 +126,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       // A half-restored database we created is a trap: drop it so a retry starts clean.
       onFailure: async () => (options.create ? dropDatabase(target, target.database).then(() => true, () => false) : false),
       // A sharded backup: its data archives streamed from S3, side by side, before the post-data pass.
-      afterData: manifest.parts ? (onLine) => restoreDataParts(deps, target, target.database, manifest, { noOwner: options.noOwner, noAcl: options.noAcl, onLine }) : undefined,
+      afterData: manifest.parts ? (onLine) => restoreDataParts(deps, target, target.database, manifest, { noOwner: options.noOwner, noAcl: options.noAcl, identities, onLine }) : undefined,
     });
     for (const n of notRestored) deps.events?.({ event: 'restore.not-restored', message: n });
     if (restored.errors.length > 0) {

@@ -10,14 +10,19 @@
  * database `--create` made is dropped). Unlike a one-archive backup, rows reach the target before
  * the checksum is known: that is the price of no download, and why a mismatch drops what it made.
  *
+ * An encrypted backup's parts are age files: each is decrypted as it streams (partPlaintext), its
+ * stored bytes hashed before the decrypter and its plaintext as it is written to pg_restore, both
+ * checked against the part's figures; no plaintext touches a disk.
+ *
  * A data-only archive is restored without `--section`: its large objects' metadata (archive 1)
  * is pre-data by section but data by content, and pg_restore keeps it with the data only when
  * no section is named.
  */
 import { spawn as nodeSpawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
-import { IntegrityError, RestoreError } from '../errors.ts';
+import { pipeline, Transform, type Readable } from 'node:stream';
+import { decryptStream } from '../encryption.ts';
+import { DecryptionError, IdentityError, IntegrityError, RestoreError } from '../errors.ts';
 import type { PgConnection } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
 import { describeToolFailure, startTool, type SpawnFn } from '../pg/process.ts';
@@ -28,6 +33,8 @@ import { classifyPgRestore, conninfoDbname, type PgRestoreOutcome } from './pg-r
 export interface ShardedDataOptions {
   readonly noOwner?: boolean | undefined;
   readonly noAcl?: boolean | undefined;
+  /** An encrypted backup: the identities that open its parts (download.ts identitiesFor). */
+  readonly identities?: readonly string[] | undefined;
 }
 
 /** pg_restore's arguments for one data archive read from stdin. */
@@ -49,13 +56,14 @@ export async function restoreDataParts(
   deps: RestoreDeps,
   target: PgConnection,
   database: string,
-  manifest: Pick<Manifest, 'parts'>,
+  manifest: Pick<Manifest, 'parts' | 'encryption'>,
   options: ShardedDataOptions & { readonly onLine?: ((line: string) => boolean) | undefined },
 ): Promise<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>> {
   const parts = manifest.parts ?? [];
+  const decrypt = encryptedParts(manifest, options);
   const local = new AbortController();
   const signal = deps.signal ? AbortSignal.any([deps.signal, local.signal]) : local.signal;
-  const outcomes = await Promise.allSettled(parts.map((p) => restorePart(deps, target, database, p, options, signal).catch((err: unknown) => {
+  const outcomes = await Promise.allSettled(parts.map((p) => restorePart(deps, target, database, p, options, signal, decrypt).catch((err: unknown) => {
     // One archive that cannot be trusted or read stops the others: the restore has failed.
     local.abort(err);
     throw err;
@@ -73,9 +81,12 @@ async function restorePart(
   part: ManifestPart,
   options: ShardedDataOptions & { readonly onLine?: ((line: string) => boolean) | undefined },
   signal: AbortSignal,
+  decrypt?: PartDecryption,
 ): Promise<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>> {
   signal.throwIfAborted();
-  const body = await deps.source.openDump(part.key);
+  const stored = await deps.source.openDump(part.key);
+  // What pg_restore reads: the object itself, or (encrypted) its plaintext; `stored` is hashed as it arrives.
+  const { body, storedDigest } = decrypt ? await partPlaintext(stored, part, decrypt) : { body: stored, storedDigest: undefined };
   const tool = startTool(deps.spawn ?? (nodeSpawn as SpawnFn), deps.pgRestore, partRestoreArgs(database, options), {
     env: libpqEnv(target, deps.env ?? process.env, database),
     tool: 'pg_restore',
@@ -95,16 +106,12 @@ async function restorePart(
       // S3 stopped sending (or the restore was stopped): pg_restore must not wait for the rest.
       tool.child.kill('SIGTERM');
       await tool.finished.catch(() => {});
-      throw err;
+      throw asStopped(err);
     });
     const outcome = await tool.finished;
     signal.throwIfAborted();
     // pg_restore gave up before the end (its errors say why): the rest was not read, nor hashed.
-    if (streamed.complete && (streamed.bytes !== part.bytes || streamed.sha256 !== part.sha256)) {
-      throw new IntegrityError(
-        `data archive ${part.key} does not match its manifest: ${streamed.bytes} bytes with SHA-256 ${streamed.sha256}, the manifest says ${part.bytes} bytes with ${part.sha256}; the restore is stopped`,
-      );
-    }
+    if (streamed.complete) checkPart(part, storedDigest?.() ?? streamed, storedDigest ? streamed : undefined);
     if (outcome.signal) {
       throw new RestoreError(`restoring data archive ${part.key} into database "${database}" failed: ${describeToolFailure('pg_restore', outcome)}`);
     }
@@ -114,6 +121,7 @@ async function restorePart(
   } finally {
     signal.removeEventListener('abort', onAbort);
     body.destroy();
+    stored.destroy();
   }
 }
 
@@ -147,4 +155,67 @@ async function feed(body: Readable, stdin: NodeJS.WritableStream, failed: () => 
   }
   if (open) stdin.end();
   return { bytes, sha256: hash.digest('hex'), complete: true };
+}
+
+/** Throws IntegrityError unless what was stored (and, encrypted, what it decrypted to) is what the manifest's part says. */
+function checkPart(part: ManifestPart, stored: { bytes: number; sha256: string }, plain: { bytes: number; sha256: string } | undefined): void {
+  if (stored.bytes !== part.bytes || stored.sha256 !== part.sha256) {
+    throw new IntegrityError(
+      `data archive ${part.key} does not match its manifest: ${stored.bytes} bytes with SHA-256 ${stored.sha256}, the manifest says ${part.bytes} bytes with ${part.sha256}; the restore is stopped`,
+    );
+  }
+  if (plain && (plain.bytes !== part.plaintextBytes || plain.sha256 !== part.plaintextSha256)) {
+    throw new IntegrityError(
+      `data archive ${part.key} decrypted to an archive that does not match its manifest: ${plain.bytes} bytes with SHA-256 ${plain.sha256}, the manifest says ${part.plaintextBytes ?? '?'} bytes with ${part.plaintextSha256 ?? '?'}; the restore is stopped`,
+    );
+  }
+}
+
+interface PartDecryption {
+  readonly identities: readonly string[];
+  readonly fingerprints: readonly string[];
+}
+
+/** How an encrypted backup's parts are opened; undefined for one that is not encrypted. */
+function encryptedParts(manifest: Pick<Manifest, 'encryption'>, options: Pick<ShardedDataOptions, 'identities'>): PartDecryption | undefined {
+  if (!manifest.encryption) return undefined;
+  // The caller read them for the schema archive (an encrypted backup without one never gets here).
+  if (!options.identities) throw new IdentityError('an encrypted sharded backup\'s data archives were to be restored without an identity; the restore is stopped');
+  return { identities: options.identities, fingerprints: manifest.encryption.recipients };
+}
+
+/**
+ * An encrypted part as pg_restore reads it: `stored` hashed as it arrives (the manifest's
+ * `sha256` is the age file's), then decrypted (age-payload.ts, node:crypto) as it is read.
+ * Resolves once the age header is open (a wrong identity rejects here, before pg_restore starts);
+ * a damaged chunk errors the plaintext stream, which stops the restore.
+ */
+async function partPlaintext(stored: Readable, part: ManifestPart, decrypt: PartDecryption): Promise<{ body: Readable; storedDigest: () => { bytes: number; sha256: string } }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const meter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  // pipeline: S3's body failing or destroyed (the restore stopped) fails the decrypter's source too.
+  pipeline(stored, meter, () => {});
+  const body = await decryptStream(meter, decrypt.identities, { key: part.key, fingerprints: decrypt.fingerprints }).catch((err: unknown) => {
+    meter.destroy();
+    throw asStopped(err);
+  });
+  return { body, storedDigest: () => ({ bytes, sha256: hash.digest('hex') }) };
+}
+
+/**
+ * The decrypter's errors say "nothing was restored", true of a one-archive backup checked before
+ * pg_restore starts; a part is decrypted while the other parts' rows go in: say what is true.
+ */
+function asStopped(err: unknown): unknown {
+  if (!(err instanceof DecryptionError) && !(err instanceof IdentityError)) return err;
+  const message = err.message.replace(/; nothing was restored$/, '; the restore is stopped');
+  const options = { cause: err.cause, ...(err.hint ? { hint: err.hint } : {}) };
+  return err instanceof IdentityError ? new IdentityError(message, options) : new DecryptionError(message, options);
 }
