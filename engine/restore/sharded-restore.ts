@@ -35,11 +35,13 @@ export interface ShardedDataOptions {
   readonly noAcl?: boolean | undefined;
   /** An encrypted backup: the identities that open its parts (download.ts identitiesFor). */
   readonly identities?: readonly string[] | undefined;
+  /** `restore --table`: each part's `--use-list` file (by its key), its selected entries (sharded-table.ts). */
+  readonly useLists?: ReadonlyMap<string, string> | undefined;
 }
 
-/** pg_restore's arguments for one data archive read from stdin. */
-export function partRestoreArgs(database: string, options: ShardedDataOptions): string[] {
-  return ['--verbose', '--no-password', '--dbname', conninfoDbname(database), ...(options.noOwner ? ['--no-owner'] : []), ...(options.noAcl ? ['--no-privileges'] : [])];
+/** pg_restore's arguments for one data archive read from stdin (`listFile`: only its entries). */
+export function partRestoreArgs(database: string, options: ShardedDataOptions, listFile?: string): string[] {
+  return ['--verbose', '--no-password', '--dbname', conninfoDbname(database), ...(options.noOwner ? ['--no-owner'] : []), ...(options.noAcl ? ['--no-privileges'] : []), ...(listFile ? ['--use-list', listFile] : [])];
 }
 
 /** Tables whose data a sharded backup's parts hold (for progress and the report). */
@@ -87,7 +89,7 @@ async function restorePart(
   const stored = await deps.source.openDump(part.key);
   // What pg_restore reads: the object itself, or (encrypted) its plaintext; `stored` is hashed as it arrives.
   const { body, storedDigest } = decrypt ? await partPlaintext(stored, part, decrypt) : { body: stored, storedDigest: undefined };
-  const tool = startTool(deps.spawn ?? (nodeSpawn as SpawnFn), deps.pgRestore, partRestoreArgs(database, options), {
+  const tool = startTool(deps.spawn ?? (nodeSpawn as SpawnFn), deps.pgRestore, partRestoreArgs(database, options, options.useLists?.get(part.key)), {
     env: libpqEnv(target, deps.env ?? process.env, database),
     tool: 'pg_restore',
     stderrLines: 100_000,
@@ -171,13 +173,13 @@ function checkPart(part: ManifestPart, stored: { bytes: number; sha256: string }
   }
 }
 
-interface PartDecryption {
+export interface PartDecryption {
   readonly identities: readonly string[];
   readonly fingerprints: readonly string[];
 }
 
 /** How an encrypted backup's parts are opened; undefined for one that is not encrypted. */
-function encryptedParts(manifest: Pick<Manifest, 'encryption'>, options: Pick<ShardedDataOptions, 'identities'>): PartDecryption | undefined {
+export function encryptedParts(manifest: Pick<Manifest, 'encryption'>, options: Pick<ShardedDataOptions, 'identities'>): PartDecryption | undefined {
   if (!manifest.encryption) return undefined;
   // The caller read them for the schema archive (an encrypted backup without one never gets here).
   if (!options.identities) throw new IdentityError('an encrypted sharded backup\'s data archives were to be restored without an identity; the restore is stopped');
@@ -190,7 +192,7 @@ function encryptedParts(manifest: Pick<Manifest, 'encryption'>, options: Pick<Sh
  * Resolves once the age header is open (a wrong identity rejects here, before pg_restore starts);
  * a damaged chunk errors the plaintext stream, which stops the restore.
  */
-async function partPlaintext(stored: Readable, part: ManifestPart, decrypt: PartDecryption): Promise<{ body: Readable; storedDigest: () => { bytes: number; sha256: string } }> {
+export async function partPlaintext(stored: Readable, part: ManifestPart, decrypt: PartDecryption): Promise<{ body: Readable; storedDigest: () => { bytes: number; sha256: string } }> {
   const hash = createHash('sha256');
   let bytes = 0;
   const meter = new Transform({

@@ -54,6 +54,8 @@ async function createSkewedDatabase(pg: TestPostgres, name: string): Promise<voi
     CREATE SCHEMA "Odd ""Schema""";
     CREATE TABLE "Odd ""Schema"""."*.?tab" (k text PRIMARY KEY);
     INSERT INTO "Odd ""Schema"""."*.?tab" VALUES ('x'), ('y');
+    CREATE TABLE "Line-Items.v2" (id int PRIMARY KEY, "Qty" int NOT NULL);
+    INSERT INTO "Line-Items.v2" SELECT g, g % 5 FROM generate_series(1, 300) g;
     CREATE UNLOGGED TABLE scratch (n int);
     INSERT INTO scratch SELECT generate_series(1, 50);
     CREATE TABLE events (at date NOT NULL, what text) PARTITION BY RANGE (at);
@@ -98,7 +100,7 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     expect(m.parts!.map((p) => p.key)).toEqual([1, 2, 3].map((n) => partKeyFor(keys.skewed!, n)));
     // Largest first: `big` is half the data and has an archive to itself.
     const tables = m.parts!.map((p) => p.tables);
-    expect(tables.reduce((a, b) => a + b)).toBe(7);
+    expect(tables.reduce((a, b) => a + b)).toBe(8);
     expect(tables).toContain(1);
     expect(m.parts!.map((p) => p.largeObjects)).toEqual([true, false, false]);
     const stored = await listKeys(svc.clients, svc.bucket, keys.skewed!.replace(/\.dump$/, ''));
@@ -168,7 +170,7 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     await other.query('DROP DATABASE skewed');
   });
 
-  it("a manifest whose part points at another object is refused before anything is read; --table is refused too", async () => {
+  it('a manifest whose part points at another object is refused before anything is read', async () => {
     const manifestKey = `${keys.skewed!}.json`;
     const original = await (await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: manifestKey }))).Body!.transformToString();
     const m = JSON.parse(original) as Manifest;
@@ -180,9 +182,35 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     } finally {
       await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: manifestKey, Body: original }));
     }
-    const table = await runCli(['restore', '--key', keys.skewed!, '--target-url', other.urlFor('skewed_t'), '--create', '--table', 'public.big'], svc.env);
-    expect(table.code).not.toBe(0);
-    expect(table.stderr).toMatch(/--table is not available for a sharded backup \(3 data archives\); nothing was restored/);
+  });
+
+  it('restore --table takes the definitions from the schema archive and the rows from the data archives that hold them: the same database as --table of a one-archive backup', async () => {
+    const one = await runCli(['run', '--reason', 'one archive'], { ...svc.env, DATABASES: 'skewed', DUMP_JOBS: '1' });
+    expect(one.code, one.stderr).toBe(0);
+    const oneKey = (one.result!.backups as { key: string }[])[0]!.key;
+    // A name that needs quoting everywhere, a table with an identity sequence, a partitioned one (its partitions' rows are in the data archives).
+    const tables = ['--table', 'public.Line-Items.v2', '--table', 'public.big', '--table', 'events'];
+    for (const [key, database] of [[oneKey, 'skewed_t1'], [keys.skewed!, 'skewed_t3']] as const) {
+      const run = await runCli(['restore', '--key', key, '--target-url', other.urlFor(database), '--create', '--json', ...tables], svc.env);
+      expect(run.code, run.stdout + run.stderr).toBe(0);
+      expect(resultOf<{ tables: string[] }>(run).tables).toEqual(expect.arrayContaining(['public.Line-Items.v2', 'public.big', 'public.events', 'public.events_2025']));
+    }
+    expect(await compareDatabases({ pg: other, database: 'skewed_t1' }, { pg: other, database: 'skewed_t3' })).toEqual([]);
+    const rows = await other.query<{ big: string; odd: string; events: string; small: string | null }>(
+      `SELECT (SELECT count(*) FROM big) AS big, (SELECT sum("Qty") FROM "Line-Items.v2") AS odd, (SELECT count(*) FROM events) AS events, to_regclass('small_a')::text AS small`,
+      [],
+      'skewed_t3',
+    );
+    expect(rows[0]).toEqual({ big: '6000', odd: '600', events: '400', small: null });
+    for (const database of ['skewed_t1', 'skewed_t3']) await other.query(`DROP DATABASE ${database}`);
+
+    // A table the backup does not hold: refused as for a one-archive backup, before anything is created.
+    const missing = await runCli(['restore', '--key', keys.skewed!, '--target-url', other.urlFor('skewed_t'), '--create', '--table', 'public.nope'], svc.env);
+    const missingOne = await runCli(['restore', '--key', oneKey, '--target-url', other.urlFor('skewed_t'), '--create', '--table', 'public.nope'], svc.env);
+    expect(missing.code).toBe(missingOne.code);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/no table "public\.nope" in the backup/);
+    expect(await databases(other)).not.toContain('skewed_t');
   });
 
   it('prune deletes an expired sharded backup with every data archive', async () => {
@@ -278,6 +306,14 @@ describe('an encrypted sharded backup (ENCRYPT_RECIPIENTS and DUMP_JOBS=3)', () 
       expect(verify.code, verify.stdout + verify.stderr).toBe(0);
       expect(resultOf(verify)).toMatchObject({ status: 'ok', sha256Verified: true, encrypted: true, failingTables: [] });
     }
+  });
+
+  it('restore --table on it takes the rows from the data archive that holds them, decrypted as they stream', async () => {
+    const run = await runCli(['restore', '--key', key, '--target-url', other.urlFor('skewed_enc_t'), '--create', '--table', 'public.Line-Items.v2', '--identity-file', identityFile], svc.env);
+    expect(run.code, run.stderr).toBe(0);
+    const rows = await other.query<{ n: string; small: string | null }>(`SELECT sum("Qty") AS n, to_regclass('big')::text AS small FROM "Line-Items.v2"`, [], 'skewed_enc_t');
+    expect(rows[0]).toEqual({ n: '600', small: null });
+    await other.query('DROP DATABASE skewed_enc_t');
   });
 
   it('a wrong or missing identity fails before the target is touched', async () => {
