@@ -25,9 +25,9 @@ import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, GetObje
 import { build } from 'esbuild';
 import { randomUUID } from 'node:crypto';
 import { Agent as HttpsAgent } from 'node:https';
-import { closeSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
@@ -57,7 +57,7 @@ import {
   type Results,
   type Run,
 } from './report.ts';
-import { cleanUpOnInterrupt, startEndpoint, type Endpoint, type EndpointKind } from './services.ts';
+import { cleanUpOnInterrupt, startEndpoint, writeResults, type Endpoint, type EndpointKind } from './services.ts';
 
 const ALL_STEPS = [...MODES, 'levers', 'compression', 'restore'] as const;
 
@@ -237,11 +237,7 @@ async function main(): Promise<void> {
     for (const size of opts.sizes) {
       const results = await benchSize(ctx, size, versions, awsCliVersion !== undefined, command, done);
       done.set(size.label, results);
-      mkdirSync(opts.out, { recursive: true });
-      const base = join(opts.out, `${results.date}-${size.label}`);
-      writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
-      writeFileSync(`${base}.md`, renderMarkdown(results));
-      log(`wrote ${base}.md and .json`);
+      log(`wrote ${writeResults(opts.out, `${results.date}-${size.label}`, results, renderMarkdown(results))}.md and .json`);
       console.log(renderMarkdown(results));
     }
   } finally {
@@ -265,10 +261,7 @@ function rerender(file: string): void {
     headline: h,
     targets: targets(h),
   };
-  const base = file.replace(/\.json$/, '');
-  writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(`${base}.md`, renderMarkdown(results));
-  log(`rewrote ${base}.md and .json`);
+  log(`rewrote ${writeResults(out, basename(file, '.json'), results, renderMarkdown(results))}.md and .json`);
 }
 
 interface BenchContext {

@@ -20,18 +20,17 @@ import { CopyObjectCommand, CreateBucketCommand, GetObjectCommand, ListObjectsV2
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { build } from 'esbuild';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { handlerBundling } from '../infra/constructs/backup-function.ts';
 import { buildDumpKey, manifestKeyFor } from '../engine/store/backup-key.ts';
 import { ensureCliBundle, CLI_BUNDLE_ENTRY } from '../scripts/cli-bundle.mjs';
 import { ensureLayer, REPO_ROOT } from '../scripts/layer.ts';
-import { startEmbeddedPostgres, startMotoServer, type EmbeddedPostgresServer, type MotoServer } from '../scripts/local-services.ts';
+import { startEmbeddedPostgres, startMotoServer } from '../scripts/local-services.ts';
 import { createShop } from '../scripts/sample-shop.ts';
 import { cpuDelta, processCpu, spawnTimed, spread, type Spread, type TimedResult } from './measure.ts';
-import { cleanUpOnInterrupt } from './services.ts';
+import { benchWork, writeResults } from './services.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -137,24 +136,16 @@ manifest) under their own prefix.
 }
 
 async function main(): Promise<void> {
-  const work = mkdtempSync(join(tmpdir(), 'pgs3b-bench-cli-'));
-  let postgres: EmbeddedPostgresServer | undefined;
-  let moto: MotoServer | undefined;
-  const cleanup = async () => {
-    await Promise.all([postgres?.stop().catch(() => {}), moto?.stop().catch(() => {})]);
-    rmSync(work, { recursive: true, force: true });
-  };
-  cleanUpOnInterrupt(cleanup);
+  const { dir: work, own, cleanup } = benchWork('pgs3b-bench-cli-');
   try {
     log('building the CLI bundle and the function bundle, the layer if missing; starting PostgreSQL and moto');
     const handlerBundle = join(work, 'handler-once.mjs');
     const b = handlerBundling();
     const password = randomBytes(12).toString('base64url');
-    let layer: string;
-    [layer, postgres, moto] = await Promise.all([
+    const [layer, postgres, moto] = await Promise.all([
       ensureLayer(),
-      startEmbeddedPostgres({ password, tempPrefix: 'pgs3b-bench-cli-pg-' }),
-      startMotoServer(),
+      startEmbeddedPostgres({ password, tempPrefix: 'pgs3b-bench-cli-pg-' }).then(own),
+      startMotoServer().then(own),
       ensureCliBundle(),
       build({
         entryPoints: [join(REPO_ROOT, 'bench', 'handler-once.ts')],
@@ -227,10 +218,7 @@ async function main(): Promise<void> {
       backups: BACKUPS,
       list, cli, handler, pairs,
     };
-    mkdirSync(args.out, { recursive: true });
-    const base = join(args.out, `${date}-cli`);
-    writeFileSync(`${base}.json`, `${JSON.stringify({ ...results, summary: { list: summary(list), cli: summary(cli), handler: summary(handler) } }, null, 2)}\n`);
-    writeFileSync(`${base}.md`, render(results));
+    const base = writeResults(args.out, `${date}-cli`, { ...results, summary: { list: summary(list), cli: summary(cli), handler: summary(handler) } }, render(results));
     log(`wrote ${base}.md and .json`);
     console.log(render(results));
   } finally {

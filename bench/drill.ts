@@ -19,7 +19,7 @@
  */
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { build } from 'esbuild';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, lstatSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, lstatSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,7 +35,7 @@ import { ensureLayer, ensureServerLayer, REPO_ROOT } from '../scripts/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import { generateDatabase } from './generate.ts';
 import { parseSize } from './measure.ts';
-import { cleanUpOnInterrupt, startEndpoint, type Endpoint } from './services.ts';
+import { cleanUpOnInterrupt, startEndpoint, writeResults, type Endpoint } from './services.ts';
 
 const PREFIX = 'drill/';
 const REGION = 'us-east-1';
@@ -428,12 +428,8 @@ export async function drillBench(argv: string[]): Promise<void> {
     version: TOOL_VERSION,
     runs,
   };
-  mkdirSync(opts.out, { recursive: true });
-  const base = join(opts.out, `${date}-drill`);
-  writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
   const md = renderDrillMarkdown(results);
-  writeFileSync(`${base}.md`, `${md}\n`);
-  log(`wrote ${base}.md and .json`);
+  log(`wrote ${writeResults(opts.out, `${date}-drill`, results, `${md}\n`)}.md and .json`);
   console.log(md);
   const failed = runs.filter((r) => r.status !== 'ok');
   if (failed.length) throw new Error(`drill not ok for ${failed.map((r) => r.size).join(', ')}`);

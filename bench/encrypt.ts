@@ -18,7 +18,7 @@
  * `<out>/<date>-encrypt-<size>.md` and `.json`.
  */
 import { Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { closeSync, createReadStream, createWriteStream, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -31,7 +31,7 @@ import { ensureLayer } from '../scripts/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import { generateDatabase } from './generate.ts';
 import { hasTaskset, parseSize, pinProcessTree, spawnTimed, spread, type Spread } from './measure.ts';
-import { cleanUpOnInterrupt } from './services.ts';
+import { cleanUpOnInterrupt, writeResults } from './services.ts';
 
 const { values } = parseArgs({
   options: {
@@ -239,10 +239,7 @@ async function main(): Promise<void> {
       'CPU is getrusage of this process (every thread: the file reads on libuv\'s pool included, hence the baseline), user + system. pg_dump\'s is GNU time\'s, its archive written to /dev/null (the bench\'s floor). The uploader\'s own cost (SHA-256, TLS, HTTP) is not in these figures: see the `levers` mode of `npm run bench`.',
       ...values.note.map((n) => `\nNote: ${n}`),
     ];
-    mkdirSync(values.out, { recursive: true });
-    const base = join(values.out, `${date}-encrypt-${values.size}`);
-    writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
-    writeFileSync(`${base}.md`, `${lines.join('\n')}\n`);
+    const base = writeResults(values.out, `${date}-encrypt-${values.size}`, results, `${lines.join('\n')}\n`);
     console.log(`\n${lines.join('\n')}`);
     log(`written to ${base}.md and .json`);
   } finally {

@@ -6,9 +6,14 @@
  * - `moto`: a local moto server that stores everything (the old bench; the bench deletes each
  *   upload after its run and restarts moto when its RSS still grows);
  * - `external`: `AWS_ENDPOINT_URL` (any S3 API, credentials from the environment).
+ *
+ * And what every bench does around its runs: a scratch folder and servers removed by one clean-up
+ * (on SIGINT/SIGTERM too), and its results written as `.json` and `.md`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startMotoServer } from '../scripts/local-services.ts';
 import type { NullS3Stats } from './null-s3.ts';
 
@@ -142,4 +147,44 @@ export function cleanUpOnInterrupt(cleanup: () => Promise<void>): void {
       void cleanup().finally(() => process.exit(130));
     });
   }
+}
+
+/** A bench's scratch folder and the servers it starts, removed by one clean-up. */
+export interface BenchWork {
+  readonly dir: string;
+  /** Stops `server` at clean-up; returns it (`startPostgres().then(work.own)`: owned as soon as it runs, even if a sibling start fails). */
+  own<T extends { stop(): Promise<void> }>(server: T): T;
+  /** Stops the servers (each on its own: one failing stop must not leave the others running), then removes the folder. */
+  cleanup(): Promise<void>;
+}
+
+/** A scratch folder `<tmp>/<prefix>XXXXXX`, cleaned up by `cleanup()` and on SIGINT/SIGTERM. */
+export function benchWork(prefix: string): BenchWork {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const servers: { stop(): Promise<void> }[] = [];
+  const cleanup = async () => {
+    await Promise.all(servers.map((s) => s.stop().catch(() => {})));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  cleanUpOnInterrupt(cleanup);
+  return {
+    dir,
+    own: <T extends { stop(): Promise<void> }>(server: T): T => {
+      servers.push(server);
+      return server;
+    },
+    cleanup,
+  };
+}
+
+/**
+ * Writes a bench's results as `<dir>/<name>.json` (every figure and run) and `<name>.md` (the
+ * rendering); returns their path without the extension.
+ */
+export function writeResults(dir: string, name: string, results: unknown, markdown: string): string {
+  mkdirSync(dir, { recursive: true });
+  const base = join(dir, name);
+  writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(`${base}.md`, markdown);
+  return base;
 }

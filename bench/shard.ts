@@ -24,18 +24,18 @@ import { build } from 'esbuild';
 import { randomUUID } from 'node:crypto';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Agent as HttpsAgent } from 'node:https';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { libpqEnv } from '../engine/pg/env.ts';
 import { resolvePgTool } from '../engine/pg/tools.ts';
 import { ensureLayer, REPO_ROOT } from '../scripts/layer.ts';
-import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
+import { startPostgres } from '../test/support/postgres.ts';
 import type { EngineJob, EngineRunResult } from './engine-run.ts';
 import { generateDatabase } from './generate.ts';
 import { capture, cpuDelta, median as medianOf, parseSize, processCpu, spawnTimed, spread, type Spread } from './measure.ts';
-import { cleanUpOnInterrupt, startEndpoint, type Endpoint } from './services.ts';
+import { benchWork, startEndpoint, writeResults } from './services.ts';
 
 const { values } = parseArgs({
   options: {
@@ -63,32 +63,26 @@ const KEEP_PREFIX = `${PREFIX}restore/`;
 const REGION = 'us-east-1';
 const log = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
 
-interface Run {
+/**
+ * The figures a run has where its mode measures them: toolCpuMs, pg_dump's or pg_restore's
+ * processes (every one: -j workers, shards); nodeCpuMs, the engine's node process; serverCpuMs,
+ * the PostgreSQL server (postmaster and its reaped backends); the peak RSS; the output's bytes.
+ * A mode's summary has the median of each.
+ */
+const FIGURES = ['toolCpuMs', 'nodeCpuMs', 'serverCpuMs', 'peakRssBytes', 'bytes'] as const;
+type Figures = { readonly [F in (typeof FIGURES)[number]]?: number | undefined };
+
+interface Run extends Figures {
   readonly mode: string;
   readonly compression: string;
   readonly round: number;
   readonly ms: number;
-  readonly bytes?: number | undefined;
-  /** pg_dump's processes (every one: -j workers, shards), ms. */
-  readonly toolCpuMs?: number | undefined;
-  /** The engine's node process, ms. */
-  readonly nodeCpuMs?: number | undefined;
-  /** The PostgreSQL server (postmaster and its reaped backends), ms. */
-  readonly serverCpuMs?: number | undefined;
-  readonly peakRssBytes?: number | undefined;
   /** Load average (1 min) when the run started. */
   readonly load1: number;
 }
 
-interface ModeSummary {
-  readonly mode: string;
-  readonly compression: string;
+interface ModeSummary extends Figures, Pick<Run, 'mode' | 'compression'> {
   readonly ms: Spread;
-  readonly toolCpuMs?: number | undefined;
-  readonly nodeCpuMs?: number | undefined;
-  readonly serverCpuMs?: number | undefined;
-  readonly peakRssBytes?: number | undefined;
-  readonly bytes?: number | undefined;
   readonly load1: Spread;
 }
 
@@ -100,14 +94,7 @@ const median = (xs: readonly (number | undefined)[]): number | undefined => {
 
 async function main(): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
-  const work = mkdtempSync(join(tmpdir(), 'pgs3b-bench-shard-'));
-  let pgsrv: TestPostgres | undefined;
-  let endpoint: Endpoint | undefined;
-  const cleanup = async () => {
-    await Promise.all([pgsrv?.stop().catch(() => {}), endpoint?.stop().catch(() => {})]);
-    rmSync(work, { recursive: true, force: true });
-  };
-  cleanUpOnInterrupt(cleanup);
+  const { dir: work, own, cleanup } = benchWork('pgs3b-bench-shard-');
   try {
     const bundle = join(work, 'engine-run.mjs');
     const nullScript = join(work, 'null-s3.mjs');
@@ -115,10 +102,7 @@ async function main(): Promise<void> {
       entryPoints: [join(REPO_ROOT, 'bench', src)], bundle: true, platform: 'node', target: 'node20', format: 'esm', outfile, logLevel: 'error',
       banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     })));
-    let layer: string;
-    [layer, pgsrv, endpoint] = await Promise.all([ensureLayer(), startPostgres(), startEndpoint('null', { script: nullScript, keepPrefixes: [KEEP_PREFIX], protocol: 'https' })]);
-    const pg = pgsrv;
-    const ep = endpoint;
+    const [layer, pg, ep] = await Promise.all([ensureLayer(), startPostgres().then(own), startEndpoint('null', { script: nullScript, keepPrefixes: [KEEP_PREFIX], protocol: 'https' }).then(own)]);
     const pgDump = resolvePgTool('pg_dump', { pgDumpBin: join(layer, 'bin', 'pg_dump') }).file;
     const pgRestore = resolvePgTool('pg_restore', { pgDumpBin: join(layer, 'bin', 'pg_dump') }).file;
     const bucket = `pg-s3-backup-bench-${randomUUID().slice(0, 8)}`;
@@ -250,11 +234,7 @@ async function main(): Promise<void> {
       runs,
       restoreRuns: restores,
     };
-    mkdirSync(values.out, { recursive: true });
-    const base = join(values.out, `${results.date}-shard-${size.label}`);
-    writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
-    writeFileSync(`${base}.md`, render(results));
-    log(`wrote ${base}.md and .json`);
+    log(`wrote ${writeResults(values.out, `${results.date}-shard-${size.label}`, results, render(results))}.md and .json`);
     console.log(render(results));
   } finally {
     await cleanup();
@@ -272,8 +252,7 @@ function figures(runs: readonly Run[], restores: readonly Run[], o: { compressio
       const xs = rs.filter((r) => r.mode === mode && r.compression === compression);
       return {
         mode, compression, ms: spread(xs.map((r) => r.ms)), load1: spread(xs.map((r) => r.load1)),
-        toolCpuMs: median(xs.map((r) => r.toolCpuMs)), nodeCpuMs: median(xs.map((r) => r.nodeCpuMs)), serverCpuMs: median(xs.map((r) => r.serverCpuMs)),
-        peakRssBytes: median(xs.map((r) => r.peakRssBytes)), bytes: median(xs.map((r) => r.bytes)),
+        ...Object.fromEntries(FIGURES.map((f) => [f, median(xs.map((r) => r[f]))])),
       };
     });
   };
@@ -341,11 +320,7 @@ function merge(files: readonly string[]): void {
     runs,
     restoreRuns: restores,
   };
-  mkdirSync(values.out, { recursive: true });
-  const base = join(values.out, `${results.date}-shard-${first.size}`);
-  writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(`${base}.md`, render(results));
-  log(`wrote ${base}.md and .json`);
+  log(`wrote ${writeResults(values.out, `${results.date}-shard-${first.size}`, results, render(results))}.md and .json`);
 }
 
 const sec = (ms: number | undefined) => (ms === undefined ? '—' : (ms / 1000).toFixed(2));

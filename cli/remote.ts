@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { RemoteTaskError, UsageError } from '../engine/errors.ts';
 import { connectionFor, type PgConnection } from '../engine/pg/connection.ts';
 import { NETWORK_HINT, runRemoteTask, type RemoteTaskOutcome, type RemoteTaskPlace } from '../engine/restore/remote-task.ts';
-import { fetchSecret } from '../engine/secrets.ts';
+import { fetchSecret } from '../engine/pg/credentials.ts';
 import type { CliContext, RemoteClients, RemoteDeps } from './context.ts';
 import { DEFAULT_STACK_NAME } from './options.ts';
 import { EXIT, ExitCode } from './options.ts';

@@ -1,5 +1,5 @@
 /**
- * The backup run: its time budget (engine/run-budget.ts) → credentials → for each database
+ * The backup run: its time budget (run-budget.ts) → credentials → for each database
  * (independently) its backup (database.ts: connect and check versions → pg_dump streamed into the
  * store → manifest) → optional globals → prune the databases that succeeded → alerts and metrics. The Lambda handler, the CLI and host mode all call
  * `runBackup`; it never throws for a database's failure, it reports it (status "failed") after
@@ -19,8 +19,8 @@ import type { BackupStore } from '../store/store.ts';
 import type { ResolvedCapabilities } from '../store/capabilities.ts';
 import { isCapabilityRefusal } from '../store/probe.ts';
 import { randomBytes } from 'node:crypto';
-import { fetchCredentials, type DbCredentials } from '../secrets.ts';
-import { boundedClient, RunBudget, untilAborted, type StageTracker } from '../run-budget.ts';
+import { fetchCredentials, type DbCredentials } from '../pg/credentials.ts';
+import { RunBudget, untilAborted, type StageTracker } from './run-budget.ts';
 import { backupDatabase, backupGlobals, type BackupSummary, type DatabaseContext, type GlobalsSummary } from './database.ts';
 
 export type { BackupSummary, GlobalsSummary };
@@ -117,10 +117,8 @@ function budgetHint(stage: Stage, lambda: boolean): string {
 /** What every step of one run shares: its bounded clients and store, where it is, and how it reports. */
 interface Run {
   readonly config: Config;
-  /** The caller's deps (unbounded: alerts). */
+  /** The caller's deps (unbounded: alerts); the run's waits are bounded by `signal`. */
   readonly deps: Deps;
-  /** Secrets Manager bounded by the run's signal. */
-  readonly bounded: Deps;
   /** Every request cancelled with the run; the clean-up after a failure is not (it has its own bound). */
   readonly store: BackupStore;
   readonly signal: AbortSignal;
@@ -151,7 +149,6 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
   const run: Run = {
     config,
     deps,
-    bounded: { ...deps, secrets: boundedClient(deps.secrets, signal) },
     store: createStore(config, deps).bounded(signal),
     signal,
     tracker: budget.tracker,
@@ -205,7 +202,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
 
   let creds: DbCredentials;
   try {
-    creds = await untilAborted(fetchCredentials(config.credentials, run.bounded.secrets), signal);
+    creds = await untilAborted(fetchCredentials(config.credentials, deps.secrets, signal), signal);
     secrets = [creds.password];
   } catch (err) {
     for (const db of request.databases ?? config.databases ?? [ALL_DATABASES]) {
@@ -264,7 +261,7 @@ function sharedContext(run: Run, creds: DbCredentials, reason: string): Omit<Dat
   let resolved: Promise<ResolvedCapabilities> | undefined;
   return {
     config,
-    deps: run.bounded,
+    deps,
     store,
     creds,
     reason,

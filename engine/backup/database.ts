@@ -20,9 +20,9 @@ import { openDirectChannel, startTool, startToolDirect, type RunningTool } from 
 import { prepareTls } from '../pg/tls.ts';
 import type { BackupStore } from '../store/store.ts';
 import type { ResolvedCapabilities } from '../store/capabilities.ts';
-import type { DbCredentials } from '../secrets.ts';
+import type { DbCredentials } from '../pg/connection.ts';
 import { choosePartSize, MIN_STREAM_PART_SIZE, type StreamUploadOptions, type StreamUploadResult } from '../store/stream-upload.ts';
-import { throwIfAborted, untilAborted, type WorkProgress } from '../run-budget.ts';
+import { throwIfAborted, untilAborted, type WorkProgress } from './run-budget.ts';
 import { TOOL_VERSION } from '../version.ts';
 
 export interface BackupSummary {
@@ -46,7 +46,7 @@ export interface GlobalsSummary {
 
 export interface DatabaseContext {
   readonly config: Config;
-  /** AWS clients bounded by the run's signal. */
+  /** The run's deps: its waits are bounded by `signal`, its store requests by `store`. */
   readonly deps: Deps;
   /** Bounded by the run's signal; its clean-up after a failure is not. */
   readonly store: BackupStore;

@@ -6,7 +6,7 @@
 import { LAMBDA_TIMEOUT_SECONDS, type Config, type RunnerChoice } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { SUBJECT_PREFIX, subjectText, type Message } from '../notify.ts';
-import { fetchCredentials } from '../secrets.ts';
+import { fetchCredentials } from '../pg/credentials.ts';
 import { createSource } from '../store/create.ts';
 import { databasesToBackUp } from './backup.ts';
 

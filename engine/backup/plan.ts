@@ -12,10 +12,9 @@ import { PgS3BackupError, type Stage } from '../errors.ts';
 import { redact as redactText } from '../observability.ts';
 import { connectionFor } from '../pg/connection.ts';
 import { checkServerVersion, toolCommand, toolVersion, type Version } from '../pg/pg-dump.ts';
-import { fetchCredentials } from '../secrets.ts';
+import { fetchCredentials } from '../pg/credentials.ts';
 import { buildDumpKey, buildGlobalsKey, manifestKeyFor } from '../store/backup-key.ts';
 import { ALL_DATABASES, databasesToBackUp, GLOBALS_ALERT_NAME, type BackupFailure, type BackupRequest } from './backup.ts';
-import { boundedClient } from '../run-budget.ts';
 import { createStore } from '../store/create.ts';
 import { pruneDatabase, pruneGlobals, type LockedBackup } from './retention.ts';
 
@@ -66,7 +65,7 @@ export async function planBackup(request: Pick<BackupRequest, 'databases' | 'pru
 
   let creds;
   try {
-    creds = await fetchCredentials(config.credentials, boundedClient(deps.secrets, signal));
+    creds = await fetchCredentials(config.credentials, deps.secrets, signal);
     secrets = [creds.password];
   } catch (err) {
     fail(ALL_DATABASES, err, 'secret');

@@ -19,7 +19,7 @@ import { libpqEnv } from '../pg/env.ts';
 import { checkServerVersion, toolCommand, toolVersion, type Version } from '../pg/pg-dump.ts';
 import { describeExit, startTool } from '../pg/process.ts';
 import { prepareTls } from '../pg/tls.ts';
-import { fetchCredentials, type DbCredentials } from '../secrets.ts';
+import { fetchCredentials, type DbCredentials } from '../pg/credentials.ts';
 import { SUBJECT_PREFIX } from '../notify.ts';
 import { bucketChecks } from './bucket.ts';
 import { describeError, fail, notChecked, pass, report, warn, type Check, type CheckReport } from './check.ts';

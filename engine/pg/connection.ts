@@ -20,7 +20,7 @@ export const EXTRA_PARAMS = {
 } as const;
 export type ExtraParam = keyof typeof EXTRA_PARAMS;
 
-/** A database login, from the Secrets Manager secret or DATABASE_URL (engine/secrets.ts reads both). */
+/** A database login, from the Secrets Manager secret or DATABASE_URL (credentials.ts reads both). */
 export interface DbCredentials {
   readonly host: string;
   readonly port: number;

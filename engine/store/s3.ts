@@ -13,7 +13,6 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { boundedClient } from '../run-budget.ts';
 import { verifyReportKeyFor } from './backup-key.ts';
 import { forgetCachedProbe, probeCapabilities, resolveCapabilities, writeCachedProbe } from './probe.ts';
 import {
@@ -37,6 +36,22 @@ import {
 import { abortStaleUploads } from './stale-uploads.ts';
 import type { BackupSource, BackupStore, ObjectProbe } from './store.ts';
 import { DEFAULT_CLEANUP_TIMEOUT_MS, streamToS3 } from './stream-upload.ts';
+
+/**
+ * An S3 client whose every call is cancelled when `signal` fires: a run's time budget and its
+ * interruption reach every request of the bounded store (key check, upload, manifest, prune).
+ */
+function boundedClient<C extends { send: (...args: never[]) => Promise<unknown> }>(client: C, signal: AbortSignal): C {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      if (prop !== 'send') return Reflect.get(target, prop, receiver) as unknown;
+      return (command: unknown, options?: { abortSignal?: AbortSignal }) => {
+        const abortSignal = options?.abortSignal ? AbortSignal.any([signal, options.abortSignal]) : signal;
+        return (target.send as (c: unknown, o: unknown) => Promise<unknown>)(command, { ...options, abortSignal });
+      };
+    },
+  });
+}
 
 /** The read side over one bucket and prefix. */
 export function s3Source(store: S3Store): BackupSource {

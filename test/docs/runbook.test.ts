@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { restoreSecretPrefix } from '../../infra/constructs/remote-restore.ts';
-import { parseSecret } from '../../engine/secrets.ts';
+import { parseSecret } from '../../engine/pg/credentials.ts';
 import { layerRoot, REPO_ROOT } from '../support/layer.ts';
 import { NASTY_PASSWORD } from '../support/postgres.ts';
 import { CLI, databases, runCli, startCliServices, type CliServices, listedOf } from '../support/cli.ts';

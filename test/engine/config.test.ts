@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULTS, loadConfig, toEnvironment } from '../../engine/config.ts';
 import { parseConfig } from '../../infra/config.ts';
 import { ConfigError } from '../../engine/errors.ts';
-import { fetchCredentials } from '../../engine/secrets.ts';
+import { fetchCredentials } from '../../engine/pg/credentials.ts';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { REPO_ROOT } from '../support/layer.ts';
 

@@ -5,7 +5,7 @@ import { libpqEnv as pgEnv } from '../../../engine/pg/env.ts';
 import { checkServerVersion, parsePgDumpVersion, pgDumpArgs, serverMajor } from '../../../engine/pg/pg-dump.ts';
 import { describeExit, TailBuffer } from '../../../engine/pg/process.ts';
 import { LAMBDA_CA_BUNDLE } from '../../../engine/pg/tls.ts';
-import type { DbCredentials } from '../../../engine/secrets.ts';
+import type { DbCredentials } from '../../../engine/pg/connection.ts';
 import { NASTY_PASSWORD } from '../../support/postgres.ts';
 
 const creds: DbCredentials = { host: 'db.example', port: 5432, username: 'backup', password: NASTY_PASSWORD, dbname: 'app', sslmode: undefined, sslrootcert: undefined };

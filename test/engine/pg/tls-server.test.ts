@@ -23,7 +23,7 @@ import { pgRestoreInto } from '../../../engine/restore/pg-restore.ts';
 import { restoreBackup } from '../../../engine/restore/restore.ts';
 import { verifyBackup } from '../../../engine/restore/verify.ts';
 import type { Manifest } from '../../../engine/store/manifest.ts';
-import type { DbCredentials } from '../../../engine/secrets.ts';
+import type { DbCredentials } from '../../../engine/pg/connection.ts';
 import { ensureLayer } from '../../support/layer.ts';
 import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
 import { makeTestCertificates, type TestCertificates } from '../../support/tls.ts';

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../engine/config.ts';
 import { connectionFor } from '../../../engine/pg/connection.ts';
 import { LAMBDA_CA_BUNDLE, lambdaCaSources, nodePgSsl, prepareTls, RDS_CA_BUNDLE_FILE, writeCaBundle } from '../../../engine/pg/tls.ts';
-import type { DbCredentials } from '../../../engine/secrets.ts';
+import type { DbCredentials } from '../../../engine/pg/connection.ts';
 import { rdsCaBundlePem } from '../../../infra/rds-ca-bundle.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgs3b-tls-'));

@@ -1,15 +1,16 @@
 /**
  * Database credentials: the Secrets Manager secret in RDS format, fetched at every run so that
  * rotation just works, or DATABASE_URL (CLI and host mode). Error messages never quote the
- * secret's content.
+ * secret's content. Beside the connection it feeds (connection.ts): what to log in with is part
+ * of reaching PostgreSQL.
  */
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { z } from 'zod';
-import { MISSING_CREDENTIALS, SSL_MODES, type CredentialSource } from './config.ts';
-import { ConfigError, SecretError, type PgS3BackupError } from './errors.ts';
-import { parsePgUrl, type DbCredentials, type PgUrl } from './pg/connection.ts';
+import { MISSING_CREDENTIALS, SSL_MODES, type CredentialSource } from '../config.ts';
+import { ConfigError, SecretError, type PgS3BackupError } from '../errors.ts';
+import { parsePgUrl, type DbCredentials, type PgUrl } from './connection.ts';
 
-export type { DbCredentials } from './pg/connection.ts';
+export type { DbCredentials } from './connection.ts';
 
 /** RDS's secret JSON (`engine`, `dbClusterIdentifier`… may be there too and are ignored). */
 const RdsSecretSchema = z.object({
@@ -22,21 +23,22 @@ const RdsSecretSchema = z.object({
   sslrootcert: z.string().min(1).optional(),
 });
 
-export async function fetchCredentials(source: CredentialSource, secrets: SecretsManagerClient): Promise<DbCredentials> {
+/** `signal`: the run's (time budget, interruption), which cancels the Secrets Manager request. */
+export async function fetchCredentials(source: CredentialSource, secrets: SecretsManagerClient, signal?: AbortSignal): Promise<DbCredentials> {
   switch (source.kind) {
     case 'url':
       return credentialsFromUrl(source.url);
     case 'secret':
-      return fetchSecret(secrets, source.secretId);
+      return fetchSecret(secrets, source.secretId, signal);
     case 'none':
       throw new ConfigError(MISSING_CREDENTIALS);
   }
 }
 
-export async function fetchSecret(client: SecretsManagerClient, secretId: string): Promise<DbCredentials> {
+export async function fetchSecret(client: SecretsManagerClient, secretId: string, signal?: AbortSignal): Promise<DbCredentials> {
   let text: string | undefined;
   try {
-    const res = await client.send(new GetSecretValueCommand({ SecretId: secretId }));
+    const res = await client.send(new GetSecretValueCommand({ SecretId: secretId }), signal ? { abortSignal: signal } : {});
     text = res.SecretString;
   } catch (err) {
     const name = (err as { name?: string }).name ?? 'Error';

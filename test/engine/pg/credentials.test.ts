@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { SecretError } from '../../engine/errors.ts';
-import { credentialsFromUrl, parseSecret } from '../../engine/secrets.ts';
-import { NASTY_PASSWORD } from '../support/postgres.ts';
+import { SecretError } from '../../../engine/errors.ts';
+import { credentialsFromUrl, parseSecret } from '../../../engine/pg/credentials.ts';
+import { NASTY_PASSWORD } from '../../support/postgres.ts';
 
 describe('parseSecret (RDS format)', () => {
   it('reads the RDS fields, port as number or string, optional sslmode', () => {
