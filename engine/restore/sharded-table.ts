@@ -85,7 +85,12 @@ async function readPartToc(deps: RestoreDeps, part: ManifestPart, decrypt: PartD
     tool.child.stdout?.on('data', (c: Buffer) => out.push(c));
     // pg_restore stops reading once it has the TOC: the rest of the stream goes nowhere (EPIPE is expected).
     tool.child.stdin!.on('error', () => {});
-    body.on('error', () => tool.child.kill('SIGTERM'));
+    // S3 (or, encrypted, the age header or a chunk) failing before pg_restore had its TOC: that is the reason, not pg_restore's end.
+    let bodyError: unknown;
+    body.on('error', (err) => {
+      bodyError ??= err;
+      tool.child.kill('SIGTERM');
+    });
     body.pipe(tool.child.stdin!);
     const onAbort = () => tool.child.kill('SIGTERM');
     deps.signal?.addEventListener('abort', onAbort, { once: true });
@@ -93,6 +98,7 @@ async function readPartToc(deps: RestoreDeps, part: ManifestPart, decrypt: PartD
       const outcome = await tool.finished;
       deps.signal?.throwIfAborted();
       if (outcome.exitCode !== 0 || outcome.signal) {
+        if (bodyError !== undefined) throw bodyError;
         throw new RestoreError(`the table of contents of data archive ${part.key} cannot be read: ${describeToolFailure('pg_restore --list', outcome)}`, {
           hint: hintForPgRestore(outcome.stderrTail.join('\n')),
         });
