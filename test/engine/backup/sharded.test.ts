@@ -211,6 +211,20 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/no table "public\.nope" in the backup/);
     expect(await databases(other)).not.toContain('skewed_t');
+
+    // A data archive whose table of contents lists another number of tables than its manifest part: refused before anything is created.
+    const manifestKey = `${keys.skewed!}.json`;
+    const original = await (await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: manifestKey }))).Body!.transformToString();
+    const m = JSON.parse(original) as Manifest;
+    await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: manifestKey, Body: JSON.stringify({ ...m, parts: m.parts!.map((p, i) => (i === 1 ? { ...p, tables: p.tables + 1 } : p)) }) }));
+    try {
+      const counted = await runCli(['restore', '--key', keys.skewed!, '--target-url', other.urlFor('skewed_t'), '--create', '--table', 'public.big'], svc.env);
+      expect(counted.code).toBe(1);
+      expect(counted.stderr).toMatch(/data archive .*\.data-2\.dump lists \d+ tables in its table of contents, the manifest says it holds \d+; nothing was restored/);
+      expect(await databases(other)).not.toContain('skewed_t');
+    } finally {
+      await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: manifestKey, Body: original }));
+    }
   });
 
   it('prune deletes an expired sharded backup with every data archive', async () => {
