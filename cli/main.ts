@@ -1,10 +1,11 @@
 /**
  * `pg-s3-backup`: the operators' front door to the same core as the Lambda handler.
- * Exit codes: 0 success, 1 failure, 2 usage error (commander's parse errors included).
+ * Exit codes: 0 success, 1 failure, 2 usage error (commander's parse errors included), 124 stopped
+ * at its deadline (TASK_TIMEOUT_SECONDS), 130/143 stopped by SIGINT/SIGTERM.
  */
 import { Command, CommanderError, Help } from 'commander';
 import { constants } from 'node:os';
-import { InterruptedError, PgS3BackupError } from '../engine/errors.ts';
+import { InterruptedError, PgS3BackupError, TimeBudgetError } from '../engine/errors.ts';
 import { redactUrls } from '../engine/redact.ts';
 import { TOOL_VERSION } from '../engine/version.ts';
 import type { CliContext, CliIo } from './context.ts';
@@ -92,7 +93,7 @@ export async function buildProgram(argv: readonly string[], ctx: () => Promise<C
         '--bucket, --prefix, --region and --profile win over BACKUP_BUCKET, BACKUP_PREFIX, AWS_REGION and AWS_PROFILE\n' +
         '(e.g. `pg-s3-backup --bucket my-backups-replica --region eu-central-1 list`); they go before or after the command.\n' +
         'Run `pg-s3-backup <command> --help` for a command\'s options.\n' +
-        'Exit codes: 0 success, 1 failure, 2 usage error.',
+        'Exit codes: 0 success, 1 failure, 2 usage error, 124 stopped at its deadline (--remote --timeout), 130/143 stopped by SIGINT/SIGTERM.',
     );
   for (const o of GLOBAL_OPTIONS) program.option(o.flag, `${o.help}; wins over ${o.variable}`);
   // Before any command's action reads its configuration or makes an AWS client.
@@ -123,7 +124,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   // An interrupted command has cleaned up (pg_dump stopped, upload aborted, temp files and scratch
   // database removed, alert sent) and says so by its exit status, whatever it ended with.
   const reason = io.signal?.aborted ? (io.signal.reason as unknown) : undefined;
-  const code = reason instanceof InterruptedError ? signalExitCode(reason.signal) : inner;
+  const code = reason instanceof InterruptedError ? signalExitCode(reason.signal) : reason instanceof TimeBudgetError ? EXIT.timeout : inner;
   // JSON mode's last line is the result, a failed or interrupted command's too.
   (ctx as CliContext | undefined)?.out.finish(code);
   return code;
@@ -167,10 +168,47 @@ const DUPLICATE_SIGNAL_MS = 2000;
 /** The longest an interrupted command may spend cleaning up before it exits anyway. */
 export const INTERRUPT_GRACE_MS = 60_000;
 
+/**
+ * TASK_TIMEOUT_SECONDS in milliseconds, or undefined when unset. Read here, before any command
+ * loads the configuration (which checks it again and names it when it is malformed): the deadline
+ * starts with the process.
+ */
+export function taskTimeoutMs(env: Readonly<Record<string, string | undefined>>): number | undefined {
+  const text = env.TASK_TIMEOUT_SECONDS?.trim();
+  if (!text || !/^\d+$/.test(text)) return undefined;
+  const seconds = Number(text);
+  return seconds >= 1 && seconds <= 86_400 ? seconds * 1000 : undefined;
+}
+
+/**
+ * The error a command stops with at its deadline: what happened and what to do. Restore and verify
+ * clean up on it as on SIGTERM (engine/restore: pg_restore stopped, the temporary dump removed, a
+ * database `--create` made or verify's scratch database dropped).
+ */
+export function deadlineError(timeoutMs: number): TimeBudgetError {
+  const seconds = Math.round(timeoutMs / 1000);
+  return new TimeBudgetError(`stopped at its deadline, ${seconds} s after it started (TASK_TIMEOUT_SECONDS=${seconds}: restore --remote / verify --remote pass their --timeout)`, { bytesWritten: 0, elapsedMs: timeoutMs }, {
+    hint:
+      'Nothing of this run goes on: pg_restore was stopped and, as after any failed restore, a database this restore created (--create) or verify\'s scratch database is dropped if the server still answers (check that it is gone); a restore into an existing database leaves it partly restored (run it again with --clean). ' +
+      'Give it more time (--timeout, at most 24h), more task resources (context fargateCpu, fargateMemoryMiB) or more --jobs; verify\'s report shows how long each step takes.',
+  });
+}
+
 // Run as a program (cli/entry.ts, the bundle's entry, imports this module).
 export async function runFromProcess(): Promise<void> {
   const interrupt = new AbortController();
   let forced: NodeJS.Timeout | undefined;
+  // The command's own deadline (the restore task's: nothing stops it if the operator who started
+  // it went away): it stops as on a signal, and exits anyway after the same grace.
+  const timeoutMs = taskTimeoutMs(process.env);
+  const deadline =
+    timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          if (interrupt.signal.aborted) return;
+          interrupt.abort(deadlineError(timeoutMs));
+          forced = setTimeout(() => process.exit(EXIT.timeout), INTERRUPT_GRACE_MS);
+        }, timeoutMs);
   let firstAt = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     if (interrupt.signal.aborted) {
@@ -196,6 +234,7 @@ export async function runFromProcess(): Promise<void> {
   process.stderr.on('error', () => {});
   const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, sdkEnv: process.env, signal: interrupt.signal });
   if (forced) clearTimeout(forced);
+  if (deadline) clearTimeout(deadline);
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   process.exitCode = code;

@@ -6,7 +6,8 @@ import type { Output, OutputFormat } from './output.ts';
 /** The CloudFormation stack the CLI reads (outputs, alarms, schedule) when --stack and PG_S3_BACKUP_STACK are not set: the CDK app's default stackName. */
 export const DEFAULT_STACK_NAME = 'PgS3Backup';
 
-export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+/** 124 as coreutils' `timeout` says it: the command was stopped at its deadline (TASK_TIMEOUT_SECONDS, `--remote --timeout`). */
+export const EXIT = { ok: 0, failure: 1, usage: 2, timeout: 124 } as const;
 
 /** Thrown by a command that already reported its outcome and only needs the exit code set. */
 export class ExitCode extends Error {

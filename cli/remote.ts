@@ -43,7 +43,7 @@ export function remoteOptions(command: Command): Command {
   return command
     .option('--remote', 'run this command as a Fargate task in the stack\'s VPC (the Fargate runner\'s subnets and security group), streaming its output here')
     .addOption(new Option('--stack <name>', 'with --remote: the CloudFormation stack (its output RemoteRestore)').env('PG_S3_BACKUP_STACK').default(DEFAULT_STACK_NAME))
-    .option('--timeout <duration>', 'with --remote: stop the task and fail after this long (90s, 45m, 6h)', parseTimeout, 6 * 3_600_000);
+    .option('--timeout <duration>', 'with --remote: stop the task and fail (exit 124) after this long (90s, 45m, 6h); the task keeps this deadline itself should this machine go away', parseTimeout, 6 * 3_600_000);
 }
 
 /** The stack output `RemoteRestore` (infra/constructs/remote-restore.ts). */
@@ -143,7 +143,10 @@ export async function runRemote(ctx: CliContext, opts: RemoteOpts, run: RemoteRu
     }
   }
   const relay = new TaskRelay(ctx);
-  const outcome: RemoteTaskOutcome = await runRemoteTask(clients, { ...out, command: run.command, startedBy: `pg-s3-backup/${run.command[0]}` }, {
+  // The task's own deadline, counted from its start (no clock of this machine involved): it stops
+  // itself, cleanly, even when nobody follows it any more (this machine closed, its network lost).
+  const environment = { TASK_TIMEOUT_SECONDS: String(Math.ceil(opts.timeout / 1000)) };
+  const outcome: RemoteTaskOutcome = await runRemoteTask(clients, { ...out, command: run.command, environment, startedBy: `pg-s3-backup/${run.command[0]}` }, {
     timeoutMs: opts.timeout,
     ...(ctx.remote?.pollMs !== undefined ? { pollMs: ctx.remote.pollMs } : {}),
     signal: ctx.signal,
@@ -152,9 +155,11 @@ export async function runRemote(ctx: CliContext, opts: RemoteOpts, run: RemoteRu
   });
   const where = `task ${outcome.taskArn}`;
   if (outcome.stoppedByUs === 'timeout') {
-    throw new RemoteTaskError(`the remote ${run.command[0]} did not finish within --timeout ${formatDuration(opts.timeout)}: ${where} was stopped${outcome.stopped ? '' : ' (it had not reported STOPPED yet)'}`, {
+    // Exit 124, as when the task stops itself at the same deadline (TASK_TIMEOUT_SECONDS).
+    ctx.out.error(new RemoteTaskError(`the remote ${run.command[0]} did not finish within --timeout ${formatDuration(opts.timeout)}: ${where} was stopped${outcome.stopped ? '' : ' (it had not reported STOPPED yet)'}`, {
       hint: 'The task was sent SIGTERM, on which a restore cleans up (a database its --create made is dropped). Give it more time (--timeout; verify\'s report times a restore), or more task resources (fargateCpu, fargateMemoryMiB) and --jobs.',
-    });
+    }));
+    throw new ExitCode(EXIT.timeout);
   }
   if (outcome.stoppedByUs === 'interrupted') {
     throw new RemoteTaskError(`interrupted: ${where} was stopped`, { hint: 'Run the command again when you are ready.' });

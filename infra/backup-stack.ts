@@ -108,6 +108,7 @@ export class BackupStack extends Stack {
               memoryMiB: fargate.memoryMiB,
               ephemeralStorageGiB: fargate.ephemeralStorageGiB,
               logRetentionDays: config.logRetentionDays,
+              secretKmsKeyArns: config.restoreSecretKmsKeyArns,
             })
           : undefined;
       this.fanOut = new BackupFanOut(this, 'FanOut', {

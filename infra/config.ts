@@ -105,6 +105,19 @@ const secretArn = z.preprocess(
 
 const kmsKeyArn = z.preprocess(fromString, z.string().regex(/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]{36}$/, 'a KMS key ARN, e.g. arn:aws:kms:eu-west-3:123456789012:key/<uuid>'));
 
+/**
+ * Why `arn` is not the ARN of a KMS key an IAM policy can name, or undefined when it is one: a key
+ * id is a UUID, or `mrk-` and 32 hex digits for a multi-Region key; an alias ARN names no key in
+ * an IAM policy (a grant on it allows nothing).
+ */
+export function kmsKeyArnProblem(arn: string): string | undefined {
+  if (/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:alias\//.test(arn)) return 'is an alias ARN, which an IAM policy cannot grant: give the key\'s ARN (aws kms describe-key --key-id <alias> --query KeyMetadata.Arn)';
+  if (!/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$/.test(arn)) {
+    return 'is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<uuid or mrk-…>)';
+  }
+  return undefined;
+}
+
 /** S3 storage classes a replication rule may write replicas in. */
 export const REPLICA_STORAGE_CLASSES = ['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE'] as const;
 
@@ -227,6 +240,16 @@ export const CONTEXT_SETTINGS = {
   drillIdentitySecretArn: { schema: secretArn, doc: 'the Secrets Manager secret holding the age identity, so that the drill restores encrypted backups' },
   drillIdentitySecretKmsKeyArn: { schema: kmsKeyArn, doc: 'that secret\'s customer-managed KMS key, if it has one' },
   drillMemorySize: { schema: int(DRILL_MIN_MEMORY_MB, 10240), default: DRILL_MIN_MEMORY_MB, doc: 'the drill function\'s memory, MB: the throwaway server and pg_restore share it' },
+
+  // restore --remote (with the Fargate runner): the customer-managed keys of its secrets.
+  restoreSecretKmsKeyArns: {
+    schema: list(z.string().superRefine((arn, ctx) => {
+      const problem = kmsKeyArnProblem(arn);
+      if (problem) ctx.addIssue({ code: 'custom', message: `a KMS key ARN, but ${arn} ${problem}` });
+    })),
+    default: [],
+    doc: 'KMS key ARNs the restore task may decrypt its secrets (<stackName>/restore/…) with, through Secrets Manager only (omit for aws/secretsmanager)',
+  },
 } as const satisfies Record<string, ContextDeclaration>;
 
 type ContextSettings = typeof CONTEXT_SETTINGS;
@@ -288,6 +311,8 @@ export interface BackupConfig {
   readonly env?: { readonly account?: string; readonly region?: string };
   readonly dbSecretArn: string;
   readonly dbSecretKmsKeyArn?: string;
+  /** The customer-managed keys the restore task (restore --remote) may decrypt its secrets with. */
+  readonly restoreSecretKmsKeyArns: readonly string[];
   /** Empty: the secret's `dbname`. */
   readonly databases: readonly string[];
   readonly dbPort: number;
@@ -460,6 +485,9 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
     );
   }
   if (c.drillIdentitySecretKmsKeyArn && !c.drillIdentitySecretArn) problems.push('context "drillIdentitySecretKmsKeyArn" is the key of "drillIdentitySecretArn": set that too, or drop it');
+  if (c.restoreSecretKmsKeyArns.length > 0 && (!fanOut || c.runner === 'lambda')) {
+    problems.push('context "restoreSecretKmsKeyArns" is for the task of restore --remote, which comes with the Fargate runner: set runner=fargate or auto (with vpcId, subnetIds), or drop it');
+  }
   if (c.drillIdentitySecretArn && c.drillSchedule === 'off') problems.push('context "drillIdentitySecretArn" is for the drill function, but drillSchedule=off: drop it or turn the drill on');
   if (problems.length > 0) throw new InfraConfigError(`invalid CDK context:\n  - ${problems.join('\n  - ')}`);
 
@@ -482,6 +510,7 @@ export function parseConfig(context: Record<string, unknown>, options: ParseOpti
     ...(c.account || c.region ? { env: { ...(c.account ? { account: c.account } : {}), ...(c.region ? { region: c.region } : {}) } } : {}),
     dbSecretArn: c.dbSecretArn,
     ...(c.dbSecretKmsKeyArn ? { dbSecretKmsKeyArn: c.dbSecretKmsKeyArn } : {}),
+    restoreSecretKmsKeyArns: c.restoreSecretKmsKeyArns,
     databases: c.databases ?? [],
     dbPort: c.dbPort,
     ...(c.vpcId

@@ -8,10 +8,9 @@
 import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { ConfigError, InterruptedError, PgS3BackupError, PruneError, TimeBudgetError, type Stage } from '../errors.ts';
-import { selectDatabases } from '../pg/discover.ts';
+import { databasesToBackUp } from '../pg/discover.ts';
 import { formatFailure, formatSuccess } from '../notify.ts';
 import { redact as redactText, type BackupMetrics } from '../observability.ts';
-import { connectionFor } from '../pg/connection.ts';
 import { toolCommand, toolVersion, type Version } from '../pg/pg-dump.ts';
 import { pruneDatabase, pruneGlobals, type LockedBackup } from './retention.ts';
 import { createStore } from '../store/create.ts';
@@ -214,7 +213,7 @@ async function runBounded(request: BackupRequest, config: Config, deps: Deps, in
 
   let databases: readonly string[];
   try {
-    databases = await databasesToBackUp(request, config, creds, deps);
+    databases = await databasesToBackUp(request.databases, config, creds, deps);
   } catch (err) {
     await run.report(ALL_DATABASES, err, 'connect', undefined, runStartedAt);
     return { status: 'failed', backups, pruned: [], failures, dryRun };
@@ -401,24 +400,4 @@ function pruneFailure(err: unknown): PgS3BackupError {
     cause: e,
     hint: hint ?? 'Run `pg-s3-backup prune` once S3 answers again, or let the next run prune.',
   });
-}
-
-/**
- * The databases of this run: the request's, else DATABASES, else (DATABASES=*) the server's list
- * filtered by the patterns, else the secret's own database.
- */
-export async function databasesToBackUp(
-  request: Pick<BackupRequest, 'databases'>,
-  config: Pick<Config, 'databases' | 'discover' | 'sslMode' | 'sslRootCert' | 'rdsCaBundle' | 'inLambda' | 'connectTimeoutSeconds'>,
-  creds: DbCredentials,
-  deps: Pick<Deps, 'listDatabases'>,
-): Promise<readonly string[]> {
-  if (request.databases) return request.databases;
-  if (config.databases) return config.databases;
-  if (config.discover) {
-    // The maintenance database every PostgreSQL (and RDS) has, unless the secret names another.
-    const names = await deps.listDatabases(connectionFor(creds, creds.dbname ?? 'postgres', config));
-    return selectDatabases(names, config.discover);
-  }
-  return creds.dbname ? [creds.dbname] : [];
 }

@@ -77,9 +77,13 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
   progress.enter('connect');
   const server = await untilAborted(deps.serverInfo(conn), ctx.signal);
   checkServerVersion(server, pgDump);
+  // DUMP_JOBS > 1: data-only pg_dumps side by side in the same snapshot (shards.ts), unless this
+  // pg_dump rules it out (said below, once the dump starts). Encrypted or not: each archive is its own age file.
+  const notSharded = whyNotSharded(config.dumpJobs, pgDump.major);
 
   progress.enter('upload');
   const caps = await untilAborted(ctx.capabilities(), ctx.signal);
+  const partSize = choosePartSize(deps.partSize, server.databaseBytes, caps);
   const { key, release } = await store.reserveDumpKey(database, ctx.startedAt, caps.conditionalWrites ? undefined : ctx.runId);
   progress.key = key;
   try {
@@ -91,11 +95,8 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
     // pg_dump's stdout read straight into the upload's part buffers (engine/pg/direct-output.ts).
     // The channel is opened first: pg_dump then starts at once in the snapshot, before the counts.
     const stdout = await openDirectChannel();
-    // DUMP_JOBS > 1: data-only pg_dumps side by side in the same snapshot (shards.ts), unless it cannot apply.
-    const notSharded = whyNotSharded(config.dumpJobs, pgDump.major);
     if (notSharded) emit({ event: 'warning', message: notSharded });
     const shardJobs = notSharded ? 1 : config.dumpJobs;
-    const partSize = choosePartSize(deps.partSize, server.databaseBytes, caps);
     const { result, counts } = await withDumpSnapshot(conn, config.rowCounts, async (snapshot, client) => {
       const sharded = shardJobs > 1 && snapshot && client
         ? await dumpSharded(client, snapshot, {

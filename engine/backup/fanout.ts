@@ -8,7 +8,7 @@ import type { Deps } from '../deps.ts';
 import { SUBJECT_PREFIX, subjectText, type Message } from '../notify.ts';
 import { fetchCredentials } from '../pg/credentials.ts';
 import { createSource } from '../store/create.ts';
-import { databasesToBackUp } from './backup.ts';
+import { databasesToBackUp } from '../pg/discover.ts';
 
 export type Runner = 'lambda' | 'fargate';
 
@@ -36,7 +36,7 @@ export function chooseRunner(choice: RunnerChoice, lastDurationMs: number | unde
 /** The night's plan: the databases (configured or discovered) and the runner of each. */
 export async function planRun(config: Config, deps: Pick<Deps, 's3' | 'secrets' | 'listDatabases'>): Promise<{ readonly backups: readonly PlannedBackup[] }> {
   const creds = await fetchCredentials(config.credentials, deps.secrets);
-  const databases = await databasesToBackUp({}, config, creds, deps);
+  const databases = await databasesToBackUp(undefined, config, creds, deps);
   const store = createSource(config, deps);
   const backups: PlannedBackup[] = [];
   for (const database of databases) {

@@ -13,8 +13,9 @@ import { redact as redactText } from '../observability.ts';
 import { connectionFor } from '../pg/connection.ts';
 import { checkServerVersion, toolCommand, toolVersion, type Version } from '../pg/pg-dump.ts';
 import { fetchCredentials } from '../pg/credentials.ts';
+import { databasesToBackUp } from '../pg/discover.ts';
 import { buildDumpKey, buildGlobalsKey, manifestKeyFor } from '../store/backup-key.ts';
-import { ALL_DATABASES, databasesToBackUp, GLOBALS_ALERT_NAME, type BackupFailure, type BackupRequest } from './backup.ts';
+import { ALL_DATABASES, GLOBALS_ALERT_NAME, type BackupFailure, type BackupRequest } from './backup.ts';
 import { createStore } from '../store/create.ts';
 import { pruneDatabase, pruneGlobals, type LockedBackup } from './retention.ts';
 
@@ -73,7 +74,7 @@ export async function planBackup(request: Pick<BackupRequest, 'databases' | 'pru
   }
   let databases: readonly string[];
   try {
-    databases = await databasesToBackUp(request, config, creds, deps);
+    databases = await databasesToBackUp(request.databases, config, creds, deps);
   } catch (err) {
     fail(ALL_DATABASES, err, 'connect');
     return result(undefined);

@@ -3,7 +3,10 @@
  * DescribeTasks and the task's CloudWatch log stream (GetLogEvents) polled until the task stops,
  * and the container's exit code. Every wait is bounded by one deadline: past it the task is
  * stopped (StopTask) and the outcome says so; an interrupt (Ctrl-C) stops it the same way, so a
- * restore never goes on unseen. The clients come in as deps (tests give fakes that run the image).
+ * restore never goes on unseen. Should this side go away (a closed laptop, a lost network), the
+ * task keeps its own deadline (TASK_TIMEOUT_SECONDS in `environment`; the restore task's entry
+ * enforces it too, infra/constructs/remote-restore.ts). The clients come in as deps (tests give
+ * fakes that run the image).
  */
 import type { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
@@ -32,6 +35,8 @@ export interface RemoteTaskPlace {
 export interface RemoteTaskSpec extends RemoteTaskPlace {
   /** The container's command (the image's entrypoint is the CLI): settings and names only, never a credential. */
   readonly command: readonly string[];
+  /** Variables added to the container's environment (ECS stores them in clear text too): settings only, never a credential. */
+  readonly environment?: Readonly<Record<string, string>>;
   /** ECS's startedBy (letters, digits, `-`, `_`, `/`; 128 at most). */
   readonly startedBy: string;
 }
@@ -129,7 +134,15 @@ async function startTask(clients: RemoteTaskClients, spec: RemoteTaskSpec): Prom
         count: 1,
         startedBy: spec.startedBy,
         networkConfiguration: { awsvpcConfiguration: { subnets: [...spec.subnets], securityGroups: [...spec.securityGroups], assignPublicIp: 'DISABLED' } },
-        overrides: { containerOverrides: [{ name: spec.container, command: [...spec.command] }] },
+        overrides: {
+          containerOverrides: [
+            {
+              name: spec.container,
+              command: [...spec.command],
+              ...(spec.environment ? { environment: Object.entries(spec.environment).map(([name, value]) => ({ name, value })) } : {}),
+            },
+          ],
+        },
       }),
     );
   } catch (err) {
@@ -160,7 +173,7 @@ async function describe(clients: RemoteTaskClients, cluster: string, taskArn: st
   } catch (err) {
     throw new RemoteTaskError(`cannot follow task ${taskArn}: ECS DescribeTasks failed: ${(err as Error).name}: ${(err as Error).message}`, {
       cause: err,
-      hint: `The task may still be running: stop it with aws ecs stop-task --cluster ${cluster} --task ${taskArn} (or let it finish), and check ecs:DescribeTasks in the operator policy.`,
+      hint: `The task goes on without this machine until it ends or reaches its deadline (--timeout, which it keeps itself): follow it in its log group, or stop it with aws ecs stop-task --cluster ${cluster} --task ${taskArn}; check ecs:DescribeTasks in the operator policy.`,
     });
   }
 }

@@ -195,6 +195,11 @@ export const SETTINGS = {
     ms: true,
     deployedBy: 'the Fargate runner (fargateTimeoutHours)',
   },
+  TASK_TIMEOUT_SECONDS: {
+    schema: seconds(1, 86_400),
+    doc: 'the restore task\'s own deadline: the command stops this long after it started (pg_restore stopped, a --create\'d database dropped) and exits 124',
+    deployedBy: 'the restore task (86400), and restore/verify --remote per task (their --timeout)',
+  },
   RDS_CA_BUNDLE: { schema: text, doc: 'the RDS CA bundle a runner ships off Lambda: TLS then defaults to verify-full against it', config: 'rdsCaBundle', deployedBy: 'the Fargate runner (its image\'s bundle)' },
   CLOUDWATCH_METRICS: { schema: flag, doc: 'off Lambda: send the backup metrics with PutMetricData', default: false, config: 'cloudwatchMetrics', deployedBy: 'the Fargate runner' },
   DB_SSLROOTCERT: { schema: text, doc: 'CA bundle for verify-ca / verify-full', config: 'sslRootCert' },

@@ -10,15 +10,28 @@
  * `<stackName>/restore/` (`RESTORE_SECRET_PREFIX`): a secret's name is fixed at creation (Secrets
  * Manager cannot rename), unlike a tag, which anyone allowed to tag the production secret could
  * add to it; and the production database's secret is not under the prefix, so a restore task can
- * never read it. The runbook ("Restore from inside the VPC") says how to create such a secret.
+ * never read it. The runbook ("Restore from inside the VPC") says how to create such a secret. A
+ * secret under a customer-managed KMS key needs that key listed (context `restoreSecretKmsKeyArns`):
+ * the task may then decrypt with it through Secrets Manager in the stack's region, and only so.
+ *
+ * The task keeps its own deadline, so that a restore whose operator went away (laptop closed,
+ * network lost) ends anyway: `--remote` passes its `--timeout` as TASK_TIMEOUT_SECONDS, at which
+ * the CLI in the task stops cleanly (as on SIGTERM: pg_restore stopped, a `--create`d database
+ * dropped) and exits 124; 60 s later it exits whatever it is doing. Behind both, the container's
+ * entry runs the CLI under coreutils `timeout`, the task's first process, which SIGKILLs it
+ * `DEADLINE_BACKSTOP_SECONDS` after the deadline: a process that is not node, so that neither a
+ * blocked event loop nor a wait in the kernel can keep the task (its bill, its locks on the
+ * target) alive. Both count from the container's start, so no clock of the operator's machine is
+ * involved. A task started by hand gets the longest deadline `--timeout` allows (24 h).
  */
-import { ArnFormat, Stack, Validations } from 'aws-cdk-lib';
+import { ArnFormat, Aws, Duration, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { RemoteTaskPlace } from '../../engine/restore/remote-task.ts';
-import { IMAGE_RDS_CA_BUNDLE, IMAGE_TMP, IMAGE_USER } from '../container/image.ts';
+import { kmsKeyArnProblem } from '../config.ts';
+import { IMAGE_CLI, IMAGE_RDS_CA_BUNDLE, IMAGE_TMP, IMAGE_USER } from '../container/image.ts';
 import type { BackupBucket } from './backup-bucket.ts';
 import { bucketResourceLogicalId } from './backup-function.ts';
 import { CONTAINER_NAME, type FargateRunner } from './fargate-runner.ts';
@@ -30,6 +43,27 @@ export function restoreSecretPrefix(stackName: string): string {
 
 /** The awslogs stream prefix: a task's stream is `<prefix>/<container>/<task id>`. */
 export const RESTORE_LOG_STREAM_PREFIX = 'restore';
+
+/** The deadline of a task started without `--remote` (by hand): the longest `--timeout` allows. */
+export const TASK_DEFAULT_TIMEOUT_SECONDS = 86_400;
+/**
+ * After the deadline, the time the CLI has to stop cleanly (it exits by itself 60 s after it)
+ * before the container's entry SIGKILLs it: a DROP DATABASE of a large half-restored database may
+ * take minutes, and the operator who set the deadline expects it kept within minutes.
+ */
+export const DEADLINE_BACKSTOP_SECONDS = 300;
+
+/**
+ * The restore container's entry: the CLI (as the image's ENTRYPOINT runs it) under coreutils
+ * `timeout` (in the base image), which stays the first process and passes ECS's SIGTERM (StopTask)
+ * on to the CLI; `$@` is the task's command (`restore …`), TASK_TIMEOUT_SECONDS its deadline.
+ */
+export const RESTORE_ENTRY_POINT = [
+  '/bin/sh',
+  '-c',
+  `exec timeout --signal=KILL "$((\${TASK_TIMEOUT_SECONDS:-${TASK_DEFAULT_TIMEOUT_SECONDS}} + ${DEADLINE_BACKSTOP_SECONDS}))" node ${IMAGE_CLI} "$@"`,
+  'pg-s3-backup',
+];
 
 /** Engine settings a restore reads; the backup's others (secret, topic, retention…) are not its business. */
 const RESTORE_SETTINGS = ['BACKUP_BUCKET', 'BACKUP_PREFIX', 'STORAGE_PROFILE'] as const;
@@ -45,6 +79,8 @@ export interface RemoteRestoreProps {
   readonly memoryMiB: number;
   readonly ephemeralStorageGiB: number;
   readonly logRetentionDays: number;
+  /** Customer-managed KMS keys of the restore secrets (context `restoreSecretKmsKeyArns`): kms:Decrypt through Secrets Manager only. */
+  readonly secretKmsKeyArns?: readonly string[];
 }
 
 /** What `--remote` reads from the stack output `RemoteRestore` (cli/remote.ts parses it): where the task runs, and the secrets it may read. */
@@ -66,6 +102,7 @@ export class RemoteRestore extends Construct {
     const { bucket, prefix, key } = props.bucket;
     this.secretPrefix = restoreSecretPrefix(props.stackName);
     const secrets = stack.formatArn({ service: 'secretsmanager', resource: 'secret', resourceName: `${this.secretPrefix}*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    const secretKeys = checkedSecretKeys(props.secretKmsKeyArns ?? [], stack.region);
 
     this.taskRole = new iam.Role(this, 'TaskRole', {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
@@ -76,9 +113,20 @@ export class RemoteRestore extends Construct {
       new iam.PolicyStatement({ sid: 'ReadBackupObjects', actions: ['s3:GetObject'], resources: [bucket.arnForObjects(`${prefix}*`)] }),
       new iam.PolicyStatement({ sid: 'ListBackupKeys', actions: ['s3:ListBucket'], resources: [bucket.bucketArn], conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } } }),
       ...(key ? [new iam.PolicyStatement({ sid: 'DecryptBackups', actions: ['kms:Decrypt'], resources: [key.keyArn] })] : []),
-      // Secrets under the default aws/secretsmanager key need no KMS grant (its key policy allows
-      // Secrets Manager's callers in the account); a customer key is the operator's to grant.
       new iam.PolicyStatement({ sid: 'ReadRestoreSecrets', actions: ['secretsmanager:GetSecretValue'], resources: [secrets] }),
+      // Secrets under the default aws/secretsmanager key need no KMS grant (its key policy allows
+      // Secrets Manager's callers in the account); a customer key must be listed, and is usable
+      // only by Secrets Manager on the task's behalf (never to decrypt anything else with it).
+      ...(secretKeys.length > 0
+        ? [
+            new iam.PolicyStatement({
+              sid: 'DecryptRestoreSecrets',
+              actions: ['kms:Decrypt'],
+              resources: [...secretKeys],
+              conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Aws.REGION}.amazonaws.com` } },
+            }),
+          ]
+        : []),
     ];
     const policy = new iam.Policy(this, 'TaskPolicy', { statements });
     this.taskRole.attachInlinePolicy(policy);
@@ -94,10 +142,16 @@ export class RemoteRestore extends Construct {
     const environment = Object.fromEntries(RESTORE_SETTINGS.filter((k) => props.environment[k] !== undefined).map((k) => [k, props.environment[k]!]));
     const container = this.taskDefinition.addContainer(CONTAINER_NAME, {
       image: runner.image,
+      entryPoint: RESTORE_ENTRY_POINT,
       // `--remote` always overrides it with the operator's restore or verify.
       command: ['--help'],
+      // StopTask (--timeout, Ctrl-C) sends SIGTERM: the CLI cleans up within 60 s (a database its
+      // --create made is dropped); ECS's default of 30 s would SIGKILL it half-way.
+      stopTimeout: Duration.seconds(120),
       environment: {
         ...environment,
+        // `--remote` overrides it with its --timeout.
+        TASK_TIMEOUT_SECONDS: String(TASK_DEFAULT_TIMEOUT_SECONDS),
         NODE_OPTIONS: '--enable-source-maps',
         // TLS verify-full against the RDS CA bundle unless the target's secret says otherwise.
         RDS_CA_BUNDLE: IMAGE_RDS_CA_BUNDLE,
@@ -187,4 +241,17 @@ export class RemoteRestore extends Construct {
       reason: 'Written by ECS for the execution role: ecr:GetAuthorizationToken, which supports no resource-level permission, beside pulls of this image and writes to this log group.',
     });
   }
+}
+
+/**
+ * The restore secrets' keys, each checked (the error names the context key): a key ARN, in the
+ * stack's region (Secrets Manager uses only a key of its own region) when the stack has one.
+ */
+function checkedSecretKeys(arns: readonly string[], region: string): readonly string[] {
+  arns.forEach((arn, i) => {
+    if (Token.isUnresolved(arn)) return;
+    const problem = kmsKeyArnProblem(arn) ?? (!Token.isUnresolved(region) && arn.split(':')[3] !== region ? `is in region ${arn.split(':')[3]}, not the stack's ${region}: Secrets Manager decrypts a secret only with a key of its own region` : undefined);
+    if (problem) throw new Error(`RemoteRestore: restoreSecretKmsKeyArns entry ${i + 1}, ${arn}, ${problem}`);
+  });
+  return arns;
 }

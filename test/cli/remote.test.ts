@@ -63,10 +63,12 @@ interface FakeTask {
   stopCode?: string;
   stoppedReason?: string;
   readonly lines: string[];
+  started?: number;
   done?: Promise<unknown>;
 }
 
-type Behaviour = 'run' | 'never starts' | 'no capacity' | 'hangs';
+/** `operator gone`: the task runs, but this side loses ECS after RunTask (a closed laptop, a lost network): nobody follows or stops it. */
+type Behaviour = 'run' | 'never starts' | 'no capacity' | 'hangs' | 'operator gone';
 
 describe('restore --remote / verify --remote (ECS and CloudWatch Logs emulated, the task run in the image)', () => {
   const { container, outputs, output } = synth();
@@ -110,6 +112,7 @@ describe('restore --remote / verify --remote (ECS and CloudWatch Logs emulated, 
       send: async (cmd: RunTaskCommand | DescribeTasksCommand | StopTaskCommand): Promise<unknown> => {
         requests.push({ command: cmd.constructor.name, input: cmd.input });
         if (cmd instanceof RunTaskCommand) return runTask(cmd.input, behaviour);
+        if (behaviour === 'operator gone' && !(cmd instanceof RunTaskCommand)) throw Object.assign(new Error('getaddrinfo EAI_AGAIN ecs.eu-west-3.amazonaws.com'), { name: 'Error', code: 'EAI_AGAIN' });
         if (cmd instanceof DescribeTasksCommand) {
           expect(cmd.input.cluster).toBe(output.cluster);
           const t = tasks.get(cmd.input.tasks![0]!)!;
@@ -148,7 +151,8 @@ describe('restore --remote / verify --remote (ECS and CloudWatch Logs emulated, 
       // Exactly the task definition's environment, then the overrides' (none are sent), as ECS merges them.
       const env = { ...platformEnv(), ...taskEnvironment(container, { BACKUP_BUCKET: bucket }), ...Object.fromEntries((overrides[0]!.environment ?? []).map((e) => [e.name!, e.value!])) };
       task.status = 'RUNNING';
-      task.done = runInImage(tree, [...entrypoint(), ...(overrides[0]!.command ?? container.Command)], env, {
+      task.started = Date.now();
+      task.done = runInImage(tree, [...(container.EntryPoint ?? entrypoint()), ...(overrides[0]!.command ?? container.Command)], env, {
         user: container.User!,
         writableTmp: true,
         onLine: (line) => {
@@ -208,7 +212,8 @@ describe('restore --remote / verify --remote (ECS and CloudWatch Logs emulated, 
     expect(await compareDatabases({ pg, database: 'fidelity' }, { pg, database: 'fidelity_remote' })).toEqual([]);
     // The task's command: the operator's options minus --remote and --timeout, the secret by name only.
     expect(r.runTask!.overrides!.containerOverrides![0]!.command).toEqual(['restore', '--latest', '--database', 'fidelity', '--target-secret', secretName, '--target-database', 'fidelity_remote', '--create']);
-    expect(r.runTask!.overrides!.containerOverrides![0]!.environment).toBeUndefined();
+    // Its own deadline, from --timeout: the task keeps it should this side go away.
+    expect(r.runTask!.overrides!.containerOverrides![0]!.environment).toEqual([{ name: 'TASK_TIMEOUT_SECONDS', value: '600' }]);
     // Streamed: the task's status, then its own events (download, restore…), then its result as this command's.
     const names = r.events.map((e) => e.event);
     expect(r.events.filter((e) => e.event === 'remote.task').map((e) => e.status)).toEqual(['RUNNING', 'STOPPED']);
@@ -282,9 +287,83 @@ describe('restore --remote / verify --remote (ECS and CloudWatch Logs emulated, 
   it('stops the task and fails when --timeout passes', async () => {
     const started = Date.now();
     const r = await cli(['restore', '--remote', '--latest', '--target-secret', secretName, '--timeout', '1s'], 'hangs');
-    expect(r.code).toBe(1);
+    // 124, as when the task stops itself at the same deadline (below).
+    expect(r.code).toBe(124);
+    expect(r.events.at(-1)).toMatchObject({ event: 'result', ok: false, exitCode: 124 });
     expect(Date.now() - started).toBeLessThan(15_000);
     expect(r.sent.filter((s) => s.command === 'StopTaskCommand').map((s) => s.input.reason)).toEqual(['pg-s3-backup --remote: --timeout of 1 s reached']);
     expect(r.stderr).toMatch(/did not finish within --timeout 1\.0 s: task arn:aws:ecs:\S+ was stopped/);
+  });
+  it('stops itself at its deadline when nobody follows it any more (the operator\'s machine gone): pg_restore stopped, the --create\'d database dropped, exit 124', async () => {
+    // A backup whose restore stalls on the server, as behind a lock or a server that stopped
+    // answering: each row of the table calls a domain check that waits ten minutes anywhere but
+    // in the source database.
+    await pg.query('CREATE DATABASE stallsrc');
+    await pg.query(
+      `CREATE FUNCTION stall_outside_source(v int) RETURNS boolean LANGUAGE plpgsql AS $$
+       BEGIN
+         IF current_database() <> 'stallsrc' THEN PERFORM pg_sleep(600); END IF;
+         RETURN v IS NOT NULL;
+       END $$;
+       CREATE DOMAIN stalling_int AS int CHECK (stall_outside_source(VALUE));
+       CREATE TABLE stalls (v stalling_int);
+       INSERT INTO stalls SELECT generate_series(1, 10);`,
+      undefined,
+      'stallsrc',
+    );
+    const backup = await runCli(['run', '--reason', 'remote-deadline'], { ...baseEnv(), ...awsEnv(aws.endpoint), BACKUP_BUCKET: bucket, DATABASE_URL: pg.urlFor('stallsrc') });
+    expect(backup.code, backup.stderr).toBe(0);
+
+    const deadlineSeconds = 15;
+    const r = await cli(['restore', '--remote', '--latest', '--database', 'stallsrc', '--create', '--target-secret', secretName, '--target-database', 'stall_remote', '--timeout', `${deadlineSeconds}s`], 'operator gone');
+    // This side lost ECS right after RunTask: it says so and leaves; it could not stop the task.
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot follow task/);
+    expect(r.sent.filter((s) => s.command === 'StopTaskCommand')).toEqual([]);
+    expect(r.runTask!.overrides!.containerOverrides![0]!.environment).toEqual([{ name: 'TASK_TIMEOUT_SECONDS', value: String(deadlineSeconds) }]);
+    const task = [...tasks.values()].at(-1)!;
+
+    // The restore reaches the stall: the database --create made, a COPY waiting on the server.
+    const stalled = async () => (await pg.query(`SELECT 1 FROM pg_stat_activity WHERE datname = 'stall_remote' AND wait_event = 'PgSleep'`)).length > 0;
+    const seen = Date.now();
+    while (!(await stalled()) && task.status !== 'STOPPED' && Date.now() - seen < deadlineSeconds * 1000) await new Promise((res) => setTimeout(res, 100));
+    expect(await stalled(), `the restore did not reach its stall; the task's lines:\n${task.lines.join('\n')}`).toBe(true);
+
+    // Nobody polls, nobody stops it: the task ends by itself, at its deadline and not much later.
+    const bound = (deadlineSeconds + 45) * 1000;
+    const ended = await Promise.race([task.done!.then(() => true), new Promise<false>((res) => setTimeout(() => res(false), bound - (Date.now() - task.started!)))]);
+    expect(ended, `the task did not stop by itself within ${bound / 1000} s of its start (deadline ${deadlineSeconds} s)`).toBe(true);
+    const took = Date.now() - task.started!;
+    expect(took).toBeGreaterThanOrEqual(deadlineSeconds * 1000);
+    expect(task.exitCode, task.lines.join('\n')).toBe(124);
+    // Its log says what happened and what to do, then the failed command's result line.
+    const events = task.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.find((e) => e.event === 'error')).toMatchObject({ stage: 'timeout', message: expect.stringMatching(/stopped at its deadline, 15 s after it started \(TASK_TIMEOUT_SECONDS=15/), hint: expect.stringMatching(/--timeout/) });
+    expect(events.at(-1)).toMatchObject({ event: 'result', ok: false, exitCode: 124 });
+    // The half-restored database is gone, and no session of the restore is left on the server.
+    expect(await pg.query(`SELECT datname FROM pg_database WHERE datname = 'stall_remote'`)).toEqual([]);
+    expect(await pg.query(`SELECT pid FROM pg_stat_activity WHERE datname IN ('stall_remote') OR application_name = 'pg_restore'`)).toEqual([]);
+    expectNoCredentials(task.lines.join('\n'), r.stdout, r.stderr);
+  });
+
+  it('runs the CLI under a backstop that kills it TASK_TIMEOUT_SECONDS + 300 s after the start, should the CLI itself hang', async () => {
+    // The entry as synthesized, in the image; the CLI hung before it can do anything (its event
+    // loop blocked, SIGTERM ignored). TASK_TIMEOUT_SECONDS=-297 puts the backstop 3 s after the
+    // start instead of 5 minutes after the deadline (the CLI ignores a value out of range).
+    expect(container.EntryPoint).toBeDefined();
+    const env = {
+      ...platformEnv(),
+      ...taskEnvironment(container, { BACKUP_BUCKET: bucket }),
+      TASK_TIMEOUT_SECONDS: '-297',
+      NODE_OPTIONS: "--import=data:text/javascript,process.on(`SIGTERM`,()=>{});for(;;){}",
+    };
+    const started = Date.now();
+    const run = await runInImage(tree, [...(container.EntryPoint ?? entrypoint()), 'restore', '--latest', '--target-secret', secretName], env, { user: container.User!, writableTmp: true, timeoutMs: 30_000 });
+    const took = Date.now() - started;
+    expect(took, `the hung CLI was not killed by the entry (${run.stderr})`).toBeLessThan(20_000);
+    expect(took, run.stderr).toBeGreaterThanOrEqual(3_000);
+    // Killed (no exit code): here with its process group, `timeout` included; as the task's first
+    // process `timeout` outlives the SIGKILL and ECS reports exit 137 (128 + 9).
+    expect(run.code).toBeNull();
   });
 });

