@@ -20,14 +20,14 @@
  */
 import { spawn as nodeSpawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { pipeline, Transform, type Readable } from 'node:stream';
-import { decryptStream } from '../encryption.ts';
-import { DecryptionError, IdentityError, IntegrityError, RestoreError } from '../errors.ts';
+import type { Readable } from 'node:stream';
+import { IntegrityError, RestoreError } from '../errors.ts';
 import type { PgConnection } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
 import { describeToolFailure, startTool, type SpawnFn } from '../pg/process.ts';
 import type { Manifest, ManifestPart } from '../store/manifest.ts';
 import type { RestoreDeps } from './deps.ts';
+import { asStopped, encryptedParts, partPlaintext, type PartDecryption } from './part-decrypt.ts';
 import { classifyPgRestore, conninfoDbname, type PgRestoreOutcome } from './pg-restore.ts';
 
 export interface ShardedDataOptions {
@@ -74,6 +74,20 @@ export async function restoreDataParts(
   if (failed) throw deps.signal?.aborted ? (deps.signal.reason as Error) : (local.signal.reason as Error);
   const done = outcomes.map((o) => (o as PromiseFulfilledResult<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>>).value);
   return { errors: done.flatMap((d) => d.errors), tolerated: done.flatMap((d) => d.tolerated) };
+}
+
+/** Throws IntegrityError unless what was stored (and, encrypted, what it decrypted to) is what the manifest's part says. */
+function checkPart(part: ManifestPart, stored: { bytes: number; sha256: string }, plain: { bytes: number; sha256: string } | undefined): void {
+  if (stored.bytes !== part.bytes || stored.sha256 !== part.sha256) {
+    throw new IntegrityError(
+      `data archive ${part.key} does not match its manifest: ${stored.bytes} bytes with SHA-256 ${stored.sha256}, the manifest says ${part.bytes} bytes with ${part.sha256}; the restore is stopped`,
+    );
+  }
+  if (plain && (plain.bytes !== part.plaintextBytes || plain.sha256 !== part.plaintextSha256)) {
+    throw new IntegrityError(
+      `data archive ${part.key} decrypted to an archive that does not match its manifest: ${plain.bytes} bytes with SHA-256 ${plain.sha256}, the manifest says ${part.plaintextBytes ?? '?'} bytes with ${part.plaintextSha256 ?? '?'}; the restore is stopped`,
+    );
+  }
 }
 
 async function restorePart(
@@ -157,67 +171,4 @@ async function feed(body: Readable, stdin: NodeJS.WritableStream, failed: () => 
   }
   if (open) stdin.end();
   return { bytes, sha256: hash.digest('hex'), complete: true };
-}
-
-/** Throws IntegrityError unless what was stored (and, encrypted, what it decrypted to) is what the manifest's part says. */
-function checkPart(part: ManifestPart, stored: { bytes: number; sha256: string }, plain: { bytes: number; sha256: string } | undefined): void {
-  if (stored.bytes !== part.bytes || stored.sha256 !== part.sha256) {
-    throw new IntegrityError(
-      `data archive ${part.key} does not match its manifest: ${stored.bytes} bytes with SHA-256 ${stored.sha256}, the manifest says ${part.bytes} bytes with ${part.sha256}; the restore is stopped`,
-    );
-  }
-  if (plain && (plain.bytes !== part.plaintextBytes || plain.sha256 !== part.plaintextSha256)) {
-    throw new IntegrityError(
-      `data archive ${part.key} decrypted to an archive that does not match its manifest: ${plain.bytes} bytes with SHA-256 ${plain.sha256}, the manifest says ${part.plaintextBytes ?? '?'} bytes with ${part.plaintextSha256 ?? '?'}; the restore is stopped`,
-    );
-  }
-}
-
-export interface PartDecryption {
-  readonly identities: readonly string[];
-  readonly fingerprints: readonly string[];
-}
-
-/** How an encrypted backup's parts are opened; undefined for one that is not encrypted. */
-export function encryptedParts(manifest: Pick<Manifest, 'encryption'>, options: Pick<ShardedDataOptions, 'identities'>): PartDecryption | undefined {
-  if (!manifest.encryption) return undefined;
-  // The caller read them for the schema archive (an encrypted backup without one never gets here).
-  if (!options.identities) throw new IdentityError('an encrypted sharded backup\'s data archives were to be restored without an identity; the restore is stopped');
-  return { identities: options.identities, fingerprints: manifest.encryption.recipients };
-}
-
-/**
- * An encrypted part as pg_restore reads it: `stored` hashed as it arrives (the manifest's
- * `sha256` is the age file's), then decrypted (age-payload.ts, node:crypto) as it is read.
- * Resolves once the age header is open (a wrong identity rejects here, before pg_restore starts);
- * a damaged chunk errors the plaintext stream, which stops the restore.
- */
-export async function partPlaintext(stored: Readable, part: ManifestPart, decrypt: PartDecryption): Promise<{ body: Readable; storedDigest: () => { bytes: number; sha256: string } }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const meter = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      done(null, chunk);
-    },
-  });
-  // pipeline: S3's body failing or destroyed (the restore stopped) fails the decrypter's source too.
-  pipeline(stored, meter, () => {});
-  const body = await decryptStream(meter, decrypt.identities, { key: part.key, fingerprints: decrypt.fingerprints }).catch((err: unknown) => {
-    meter.destroy();
-    throw asStopped(err);
-  });
-  return { body, storedDigest: () => ({ bytes, sha256: hash.digest('hex') }) };
-}
-
-/**
- * The decrypter's errors say "nothing was restored", true of a one-archive backup checked before
- * pg_restore starts; a part is decrypted while the other parts' rows go in: say what is true.
- */
-function asStopped(err: unknown): unknown {
-  if (!(err instanceof DecryptionError) && !(err instanceof IdentityError)) return err;
-  const message = err.message.replace(/; nothing was restored$/, '; the restore is stopped');
-  const options = { cause: err.cause, ...(err.hint ? { hint: err.hint } : {}) };
-  return err instanceof IdentityError ? new IdentityError(message, options) : new DecryptionError(message, options);
 }

@@ -18,7 +18,7 @@ import { describeToolFailure, startTool, type SpawnFn } from '../pg/process.ts';
 import type { Manifest, ManifestPart } from '../store/manifest.ts';
 import type { RestoreDeps } from './deps.ts';
 import { fileOnlyEnv, hintForPgRestore, writeUseList } from './pg-restore.ts';
-import { encryptedParts, partPlaintext, type PartDecryption } from './sharded-restore.ts';
+import { encryptedParts, partPlaintext, type PartDecryption } from './part-decrypt.ts';
 import { parseToc, type TableSelection, type TocEntry } from './toc.ts';
 
 export interface PartDataSelection {
