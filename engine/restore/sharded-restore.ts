@@ -19,8 +19,6 @@
  * no section is named.
  */
 import { spawn as nodeSpawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import { IntegrityError, RestoreError } from '../errors.ts';
 import type { PgConnection } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
@@ -29,6 +27,7 @@ import type { Manifest, ManifestPart } from '../store/manifest.ts';
 import type { RestoreDeps } from './deps.ts';
 import { asStopped, encryptedParts, partPlaintext, type PartDecryption } from './part-decrypt.ts';
 import { classifyPgRestore, conninfoDbname, type PgRestoreOutcome } from './pg-restore.ts';
+import { feedStdin } from './stdin-feed.ts';
 
 export interface ShardedDataOptions {
   readonly noOwner?: boolean | undefined;
@@ -118,7 +117,7 @@ async function restorePart(
   try {
     let failedEarly = false;
     void tool.finished.then((o) => (failedEarly = o.exitCode !== 0 || o.signal !== null), () => (failedEarly = true));
-    const streamed = await feed(body, tool.child.stdin!, () => failedEarly).catch(async (err: unknown) => {
+    const streamed = await feedStdin(body, tool.child.stdin!, () => failedEarly).catch(async (err: unknown) => {
       // S3 stopped sending (or the restore was stopped): pg_restore must not wait for the rest.
       tool.child.kill('SIGTERM');
       await tool.finished.catch(() => {});
@@ -139,36 +138,4 @@ async function restorePart(
     body.destroy();
     stored.destroy();
   }
-}
-
-/**
- * Copies `body` into pg_restore's stdin, hashing every byte. pg_restore may close its stdin
- * before the end (it stops reading after the last entry it needs): the rest is still read and
- * hashed, so the checksum always covers the whole object.
- */
-async function feed(body: Readable, stdin: NodeJS.WritableStream, failed: () => boolean): Promise<{ bytes: number; sha256: string; complete: boolean }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  let open = true;
-  // EPIPE when pg_restore has stopped reading (or failed): its own outcome says which.
-  stdin.on('error', () => (open = false));
-  stdin.on('close', () => (open = false));
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    if (!open && failed()) return { bytes, sha256: '', complete: false };
-    hash.update(chunk);
-    bytes += chunk.length;
-    if (open && !stdin.write(chunk)) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          stdin.off('drain', done);
-          stdin.off('close', done);
-          resolve();
-        };
-        stdin.on('drain', done);
-        stdin.on('close', done);
-      });
-    }
-  }
-  if (open) stdin.end();
-  return { bytes, sha256: hash.digest('hex'), complete: true };
 }
