@@ -34,6 +34,7 @@ import { createShop } from '../scripts/sample-shop.ts';
 import { ensureLayer, ensureServerLayer, REPO_ROOT } from '../scripts/layer.ts';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import { generateDatabase } from './generate.ts';
+import { localS3Client } from './local-s3.ts';
 import { parseSize } from './measure.ts';
 import { cleanUpOnInterrupt, startEndpoint, writeResults, type Endpoint } from './services.ts';
 
@@ -337,7 +338,7 @@ export async function drillBench(argv: string[]): Promise<void> {
       startEndpoint('null', { script: nullScript, keepPrefixes: [PREFIX], protocol: 'http' }),
     ]);
     const url = endpoint.url();
-    s3 = new S3Client({ endpoint: url, region: REGION, forcePathStyle: true, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } });
+    s3 = localS3Client(url);
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     // The source server, the endpoint and esbuild's service are children of this process too, all
     // started before any drill: whatever descends from this process now is left out of the drill's memory.

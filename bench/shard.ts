@@ -22,8 +22,7 @@
  */
 import { build } from 'esbuild';
 import { randomUUID } from 'node:crypto';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { Agent as HttpsAgent } from 'node:https';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +33,7 @@ import { ensureLayer, REPO_ROOT } from '../scripts/layer.ts';
 import { startPostgres } from '../test/support/postgres.ts';
 import type { EngineJob, EngineRunResult } from './engine-run.ts';
 import { generateDatabase } from './generate.ts';
+import { localS3Client } from './local-s3.ts';
 import { capture, cpuDelta, median as medianOf, parseSize, processCpu, spawnTimed, spread, type Spread } from './measure.ts';
 import { benchWork, startEndpoint, writeResults } from './services.ts';
 
@@ -112,7 +112,7 @@ async function main(): Promise<void> {
     const pgDump = resolvePgTool('pg_dump', { pgDumpBin: join(layer, 'bin', 'pg_dump') }).file;
     const pgRestore = resolvePgTool('pg_restore', { pgDumpBin: join(layer, 'bin', 'pg_dump') }).file;
     const bucket = `pg-s3-backup-bench-${randomUUID().slice(0, 8)}`;
-    const s3 = new S3Client({ endpoint: ep.url(), region: REGION, forcePathStyle: true, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' }, ...(ep.ca ? { requestHandler: { httpsAgent: new HttpsAgent({ ca: readFileSync(ep.ca) }) } } : {}) });
+    const s3 = localS3Client(ep.url(), ep.ca);
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     const serverPid = Number(readFileSync(join((await pg.query<{ d: string }>("SELECT current_setting('data_directory') AS d"))[0]!.d, 'postmaster.pid'), 'utf8').split('\n')[0]);
     const load0 = loadavg();

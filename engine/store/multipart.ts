@@ -41,14 +41,9 @@ import * as zlib from 'node:zlib';
 /** S3's cap on the parts of one multipart upload (other stores: `maxParts`). */
 const S3_MAX_PARTS = 10_000;
 
-export interface MultipartOptions {
-  readonly s3: Pick<S3Client, 'send'>;
-  readonly bucket: string;
-  readonly key: string;
-  readonly partSize: number;
-  readonly queueSize: number;
-  readonly contentType: string;
-  /** Checksum of each part of a multipart upload (default `PART_CHECKSUM`). */
+/** What a write must do for the store it goes to (engine/store/capabilities.ts): the uploader's and its callers' one list. */
+export interface StoreWriteOptions {
+  /** Checksum of each part of a multipart upload (default `PART_CHECKSUM`; the bench measures both); `none` for stores that refuse checksum headers. */
   readonly partChecksum?: PartChecksum | undefined;
   /**
    * The store's cap on parts (default S3's 10,000; Scaleway's is 1,000): the upload fails closed
@@ -61,6 +56,15 @@ export interface MultipartOptions {
    * to a key of its own run and checks the key afterwards (engine/store/s3-store.ts).
    */
   readonly conditional?: boolean | undefined;
+}
+
+export interface MultipartOptions extends StoreWriteOptions {
+  readonly s3: Pick<S3Client, 'send'>;
+  readonly bucket: string;
+  readonly key: string;
+  readonly partSize: number;
+  readonly queueSize: number;
+  readonly contentType: string;
 }
 
 /**

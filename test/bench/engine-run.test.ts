@@ -11,27 +11,22 @@ import { promisify } from 'node:util';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineRunResult } from '../../bench/engine-run.ts';
-import { awsEnv, createBucket, testClients, type TestClients } from '../support/aws.ts';
+import { awsEnv } from '../support/aws.ts';
 import { baseEnv } from '../support/cli.ts';
 import { REPO_ROOT } from '../support/layer.ts';
-import { startMoto, type TestAws } from '../support/moto.ts';
+import { startMotoBucket, type TestBucket } from '../support/services.ts';
 
 const execFileAsync = promisify(execFile);
 
-let aws: TestAws;
-let c: TestClients;
-let bucket: string;
-let dir: string;
+let s3: TestBucket;
+const dir = mkdtempSync(join(tmpdir(), 'pgs3b-engine-run-'));
 
 beforeAll(async () => {
-  aws = await startMoto();
-  c = testClients(aws.endpoint);
-  bucket = await createBucket(c);
-  dir = mkdtempSync(join(tmpdir(), 'pgs3b-engine-run-'));
+  s3 = await startMotoBucket();
 });
 afterAll(async () => {
-  await aws?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await s3?.stop();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('bench/engine-run.ts sink', () => {
@@ -46,12 +41,12 @@ describe('bench/engine-run.ts sink', () => {
     const job = { mode: 'sink', file, key, partSize: 5 * 1024 * 1024, libStorage };
     const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', 'bench/engine-run.ts', JSON.stringify(job)], {
       cwd: REPO_ROOT,
-      env: { ...baseEnv(), ...awsEnv(aws.endpoint), BACKUP_BUCKET: bucket },
+      env: { ...baseEnv(), ...awsEnv(s3.aws.endpoint), BACKUP_BUCKET: s3.bucket },
       timeout: 60_000,
     });
     const result = JSON.parse(stdout.trim().split('\n').pop()!) as EngineRunResult;
     expect(result.bytes).toBe(body.length);
-    const stored = await c.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const stored = await s3.c.s3.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }));
     expect(Buffer.from(await stored.Body!.transformToByteArray()).equals(body)).toBe(true);
   });
 });

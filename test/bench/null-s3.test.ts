@@ -3,7 +3,6 @@
  * the bench and restore make, through the real SDK over HTTPS with its self-signed certificate.
  */
 import {
-  CreateBucketCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -12,11 +11,10 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { Agent } from 'node:https';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AwsChunkedDecoder, compositeChecksum, parseRange, startNullS3, xmlValues, type NullS3 } from '../../bench/null-s3.ts';
+import { startNullS3Bucket, type NullS3Bucket } from '../../bench/local-s3.ts';
+import { AwsChunkedDecoder, compositeChecksum, parseRange, xmlValues, type NullS3 } from '../../bench/null-s3.ts';
 import { uploadMultipart } from '../../engine/store/multipart.ts';
 
 describe('null S3 endpoint: parsers', () => {
@@ -52,21 +50,12 @@ describe('null S3 endpoint: parsers', () => {
 describe('null S3 endpoint: the SDK over HTTPS', () => {
   let ep: NullS3;
   let s3: S3Client;
+  let endpoint: NullS3Bucket | undefined;
   beforeAll(async () => {
-    ep = await startNullS3({ verify: true, keepPrefixes: ['kept/'] });
-    s3 = new S3Client({
-      endpoint: ep.https,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-      requestHandler: { httpsAgent: new Agent({ ca: readFileSync(ep.ca) }) },
-    });
-    await s3.send(new CreateBucketCommand({ Bucket: 'b' }));
+    endpoint = await startNullS3Bucket('b', { verify: true, keepPrefixes: ['kept/'] });
+    ({ ep, s3 } = endpoint);
   });
-  afterAll(async () => {
-    s3?.destroy();
-    await ep?.close();
-  });
+  afterAll(() => endpoint?.close());
 
   it('keeps small objects, lists with a delimiter and pages, deletes', async () => {
     for (const k of ['p/a.json', 'p/b.json', 'p/sub/c.json', 'q/d.json']) await s3.send(new PutObjectCommand({ Bucket: 'b', Key: k, Body: `{"k":"${k}"}` }));

@@ -17,11 +17,11 @@ import { BackupRunError, ConfigError, RequestError } from '../../../engine/error
 import { createHandler } from '../../../lambda/handler.ts';
 import { MANIFEST_FORMAT_VERSION } from '../../../engine/store/manifest.ts';
 import { createLogger, noMetrics, type Log, lambdaDeps } from '../../../lambda/powertools.ts';
-import { awsEnv, createAlertInbox, createBucket, createSecret, listKeys, listMultipartUploads, putText, testClients, type AlertInbox, type TestClients } from '../../support/aws.ts';
+import { awsEnv, createAlertInbox, createSecret, listKeys, listMultipartUploads, putText, type AlertInbox, type TestClients } from '../../support/aws.ts';
 import { createDatabase, writeFakePgDump } from '../../support/fixtures.ts';
-import { ensureLayer } from '../../support/layer.ts';
-import { startMoto, type TestAws } from '../../support/moto.ts';
-import { NASTY_PASSWORD, startPostgres, type TestPostgres } from '../../support/postgres.ts';
+import type { TestAws } from '../../support/moto.ts';
+import { NASTY_PASSWORD, type TestPostgres } from '../../support/postgres.ts';
+import { startBackupServices } from '../../support/services.ts';
 
 const MiB = 1024 * 1024;
 const context = { awsRequestId: 'req-failures', getRemainingTimeInMillis: () => 600_000 };
@@ -48,9 +48,7 @@ describe('fail closed', () => {
   let n = 0;
 
   beforeAll(async () => {
-    [pgsrv, aws, layer] = await Promise.all([startPostgres(), startMoto(), ensureLayer()]);
-    c = testClients(aws.endpoint);
-    bucket = await createBucket(c);
+    ({ pg: pgsrv, aws, layer, c, bucket } = await startBackupServices());
     inbox = await createAlertInbox(c);
     secretArn = await createSecret(c, { host: pgsrv.host, port: pgsrv.port, username: pgsrv.user, password: pgsrv.password, dbname: 'app' });
     await createDatabase(pgsrv, 'app');

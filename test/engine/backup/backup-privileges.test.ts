@@ -12,11 +12,11 @@ import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
 import { noMetrics, type Log, lambdaDeps } from '../../../lambda/powertools.ts';
 import { REPO_ROOT } from '../../../layers/pg-dump/paths.ts';
-import { awsEnv, createAlertInbox, createBucket, createSecret, listKeys, testClients, type AlertInbox, type TestClients } from '../../support/aws.ts';
+import { awsEnv, createAlertInbox, createSecret, listKeys, type AlertInbox, type TestClients } from '../../support/aws.ts';
 import { createDatabase } from '../../support/fixtures.ts';
-import { ensureLayer } from '../../support/layer.ts';
-import { startMoto, type TestAws } from '../../support/moto.ts';
-import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
+import type { TestAws } from '../../support/moto.ts';
+import type { TestPostgres } from '../../support/postgres.ts';
+import { startBackupServices } from '../../support/services.ts';
 
 const ROLE_PASSWORD = 'backup-role-pw-7Hq';
 const quiet: Log = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
@@ -39,9 +39,7 @@ describe('the recommended backup role', () => {
   let env: Record<string, string>;
 
   beforeAll(async () => {
-    [pgsrv, aws, layer] = await Promise.all([startPostgres(), startMoto(), ensureLayer()]);
-    c = testClients(aws.endpoint);
-    bucket = await createBucket(c);
+    ({ pg: pgsrv, aws, layer, c, bucket } = await startBackupServices());
     inbox = await createAlertInbox(c);
     // The application: its own role owns a large object in `media` and an RLS table in `tenants`.
     await pgsrv.query('CREATE ROLE app LOGIN');

@@ -16,11 +16,11 @@ import { createHandler } from '../../../lambda/handler.ts';
 import { parseManifest } from '../../../engine/store/manifest.ts';
 import { METRIC_NAMES, METRIC_NAMESPACE } from '../../../engine/observability.ts';
 import { noMetrics, silentLog, lambdaDeps } from '../../../lambda/powertools.ts';
-import { awsEnv, createAlertInbox, createBucket, createSecret, listKeys, listMultipartUploads, testClients, type AlertInbox, type TestClients } from '../../support/aws.ts';
+import { awsEnv, createAlertInbox, createSecret, listKeys, listMultipartUploads, type AlertInbox, type TestClients } from '../../support/aws.ts';
 import { contentChecksums, createDatabase, loadSampleData, pgRestore } from '../../support/fixtures.ts';
-import { ensureLayer } from '../../support/layer.ts';
-import { startMoto, type TestAws } from '../../support/moto.ts';
-import { NASTY_PASSWORD, startPostgres, type TestPostgres } from '../../support/postgres.ts';
+import type { TestAws } from '../../support/moto.ts';
+import { NASTY_PASSWORD, type TestPostgres } from '../../support/postgres.ts';
+import { startBackupServices } from '../../support/services.ts';
 
 const quiet = { log: silentLog, metrics: noMetrics };
 const ODD_NAMES = ['my db', `it's "quoted"`, 'données Ünïcødé'];
@@ -36,9 +36,7 @@ describe('backup round trip (handler, PostgreSQL 18, moto)', () => {
   let env: Record<string, string>;
 
   beforeAll(async () => {
-    [pgsrv, aws, layer] = await Promise.all([startPostgres(), startMoto(), ensureLayer()]);
-    c = testClients(aws.endpoint);
-    bucket = await createBucket(c);
+    ({ pg: pgsrv, aws, layer, c, bucket } = await startBackupServices());
     inbox = await createAlertInbox(c);
     secretArn = await createSecret(c, { engine: 'postgres', host: pgsrv.host, port: pgsrv.port, username: pgsrv.user, password: pgsrv.password, dbname: 'app' });
     await createDatabase(pgsrv, 'app');

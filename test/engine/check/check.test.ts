@@ -26,11 +26,11 @@ import { createDeps } from '../../../engine/deps.ts';
 import { RequestError } from '../../../engine/errors.ts';
 import { silentLog, type MetricsSink, lambdaDeps } from '../../../lambda/powertools.ts';
 import { createHandler } from '../../../lambda/handler.ts';
-import { awsEnv, createAlertInbox, createBucket, createSecret, listMultipartUploads, TEST_REGION, testClients, type AlertInbox, type TestClients } from '../../support/aws.ts';
+import { awsEnv, createAlertInbox, createSecret, listMultipartUploads, TEST_REGION, type AlertInbox, type TestClients } from '../../support/aws.ts';
 import { createDatabase, loadSampleData, writeFakePgDump } from '../../support/fixtures.ts';
-import { ensureLayer } from '../../support/layer.ts';
-import { startMoto, type TestAws } from '../../support/moto.ts';
-import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
+import type { TestAws } from '../../support/moto.ts';
+import type { TestPostgres } from '../../support/postgres.ts';
+import { startBackupServices } from '../../support/services.ts';
 import { baseEnv, expectNoSecret, runCli, resultOf } from '../../support/cli.ts';
 
 const READER_PASSWORD = `rëader 'pw' "x" ${'%'}20`;
@@ -49,9 +49,7 @@ const byName = (checks: readonly Check[]) => Object.fromEntries(checks.map((ch) 
 const failed = (checks: readonly Check[]) => checks.filter((ch) => !ch.ok).map((ch) => ch.name);
 
 beforeAll(async () => {
-  [pgsrv, aws, layer] = await Promise.all([startPostgres(), startMoto(), ensureLayer()]);
-  c = testClients(aws.endpoint);
-  bucket = await createBucket(c);
+  ({ pg: pgsrv, aws, layer, c, bucket } = await startBackupServices());
   // Versioned, like the stack's bucket: the probe must leave no version and no delete marker.
   await c.s3.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
   inbox = await createAlertInbox(c);

@@ -15,25 +15,17 @@ import { ignoreEvents } from '../../../engine/events.ts';
 import { manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { MANIFEST_FORMAT_VERSION, parseManifest, type Manifest } from '../../../engine/store/manifest.ts';
 import { createSource } from '../../../engine/store/create.ts';
-import { awsEnv, createBucket, testClients, type TestClients } from '../../support/aws.ts';
+import { awsEnv } from '../../support/aws.ts';
 import { createDatabase, pgRestore } from '../../support/fixtures.ts';
-import { ensureLayer } from '../../support/layer.ts';
-import { startMoto, type TestAws } from '../../support/moto.ts';
-import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
+import { startBackupServices, type BackupServices } from '../../support/services.ts';
 
-let pgsrv: TestPostgres;
-let aws: TestAws;
-let c: TestClients;
-let layer: string;
-let bucket: string;
+let svc: BackupServices;
 
 beforeAll(async () => {
-  [pgsrv, aws, layer] = await Promise.all([startPostgres(), startMoto(), ensureLayer()]);
-  c = testClients(aws.endpoint);
-  bucket = await createBucket(c);
-  Object.assign(process.env, awsEnv(aws.endpoint));
-  await createDatabase(pgsrv, 'busy');
-  await pgsrv.query(
+  svc = await startBackupServices();
+  Object.assign(process.env, awsEnv(svc.aws.endpoint));
+  await createDatabase(svc.pg, 'busy');
+  await svc.pg.query(
     `create table orders (id bigserial primary key, note text);
      insert into orders (note) select repeat('x', 200) from generate_series(1, 200000);
      create table empty_one (id int);
@@ -48,15 +40,15 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([pgsrv?.stop(), aws?.stop()]);
+  await svc?.stop();
 });
 
 async function backup(extra: Record<string, string>): Promise<Manifest> {
   const config = loadConfig({
-    ...awsEnv(aws.endpoint),
-    DATABASE_URL: pgsrv.urlFor('busy'),
-    BACKUP_BUCKET: bucket,
-    PG_DUMP_BIN: join(layer, 'bin', 'pg_dump'),
+    ...awsEnv(svc.aws.endpoint),
+    DATABASE_URL: svc.pg.urlFor('busy'),
+    BACKUP_BUCKET: svc.bucket,
+    PG_DUMP_BIN: join(svc.layer, 'bin', 'pg_dump'),
     ...extra,
   });
   const deps = createDeps(config, { events: ignoreEvents });
@@ -67,7 +59,7 @@ async function backup(extra: Record<string, string>): Promise<Manifest> {
 
 it('ROW_COUNTS=exact (the default): every table with data, counted in the dump\'s snapshot while rows keep arriving; the restore holds exactly those counts', async () => {
   // A writer inserts all along the backup: counts taken outside the dump's snapshot would differ.
-  const writer = new pg.Client({ connectionString: pgsrv.urlFor('busy') });
+  const writer = new pg.Client({ connectionString: svc.pg.urlFor('busy') });
   await writer.connect();
   let writing = true;
   const inserts = (async () => {
@@ -92,15 +84,15 @@ it('ROW_COUNTS=exact (the default): every table with data, counted in the dump\'
   expect(byName['public.parted_2024']!.rows).toBe(300);
   expect(byName['public.orders']!.rows).toBeGreaterThanOrEqual(200000);
   expect(byName['public.orders']!.bytes).toBeGreaterThan(200000 * 200);
-  const [now] = await pgsrv.query<{ n: string }>('select count(*) as n from orders', [], 'busy');
+  const [now] = await svc.pg.query<{ n: string }>('select count(*) as n from orders', [], 'busy');
   expect(Number(now!.n)).toBeGreaterThan(byName['public.orders']!.rows!);
 
   // The dump holds exactly the manifest's counts.
-  const res = await c.s3.send(new GetObjectCommand({ Bucket: bucket, Key: manifest.key }));
-  await createDatabase(pgsrv, 'busy_restored');
-  const restoredRun = await pgRestore(join(layer, 'bin', 'pg_restore'), pgsrv, 'busy_restored', res.Body as Readable);
+  const res = await svc.c.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: manifest.key }));
+  await createDatabase(svc.pg, 'busy_restored');
+  const restoredRun = await pgRestore(join(svc.layer, 'bin', 'pg_restore'), svc.pg, 'busy_restored', res.Body as Readable);
   expect(restoredRun.code, restoredRun.stderr).toBe(0);
-  const [restored] = await pgsrv.query<{ n: string }>('select count(*) as n from orders', [], 'busy_restored');
+  const [restored] = await svc.pg.query<{ n: string }>('select count(*) as n from orders', [], 'busy_restored');
   expect(Number(restored!.n)).toBe(byName['public.orders']!.rows);
 });
 
@@ -112,14 +104,14 @@ it('ROW_COUNTS=estimate records the planner\'s figures; off records no table lis
   const off = await backup({ ROW_COUNTS: 'off' });
   expect(off.rowCounts).toBe('off');
   expect(off.tables).toBeUndefined();
-  expect(() => loadConfig({ DATABASE_URL: pgsrv.url, BACKUP_BUCKET: bucket, ROW_COUNTS: 'sometimes' })).toThrow(/ROW_COUNTS.*exact, estimate, off/);
+  expect(() => loadConfig({ DATABASE_URL: svc.pg.url, BACKUP_BUCKET: svc.bucket, ROW_COUNTS: 'sometimes' })).toThrow(/ROW_COUNTS.*exact, estimate, off/);
 });
 
 it('a version 1 manifest (before row counts) is still read', async () => {
   const manifest = await backup({ ROW_COUNTS: 'off' });
   const { rowCounts: _r, tables: _t, ...v1 } = { ...manifest, formatVersion: 1 };
-  await c.s3.send(new PutObjectCommand({ Bucket: bucket, Key: manifestKeyFor(manifest.key), Body: JSON.stringify(v1) }));
-  const config = loadConfig({ ...awsEnv(aws.endpoint), DATABASE_URL: pgsrv.url, BACKUP_BUCKET: bucket });
+  await svc.c.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: manifestKeyFor(manifest.key), Body: JSON.stringify(v1) }));
+  const config = loadConfig({ ...awsEnv(svc.aws.endpoint), DATABASE_URL: svc.pg.url, BACKUP_BUCKET: svc.bucket });
   const read = await createSource(config, createDeps(config, { events: ignoreEvents })).readManifest(manifest.key);
   expect(read.formatVersion).toBe(1);
   expect(read.tables).toBeUndefined();

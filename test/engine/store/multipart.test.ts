@@ -3,15 +3,15 @@
  * (issue 14): checked through streamToS3 against the bench's null S3 endpoint over HTTPS, which
  * records what every request declared and verifies it.
  */
-import { S3Client, CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { S3Client, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent } from 'node:https';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNullS3, type NullS3 } from '../../../bench/null-s3.ts';
+import { startNullS3Bucket, type NullS3Bucket } from '../../../bench/local-s3.ts';
+import type { NullS3 } from '../../../bench/null-s3.ts';
 import { streamToS3 } from '../../../engine/store/stream-upload.ts';
 import { startTool, startToolDirect, type SpawnFn } from '../../../engine/pg/process.ts';
 
@@ -20,21 +20,14 @@ const MiB = 1024 * 1024;
 describe('streamToS3 over HTTPS (null endpoint, checksums verified)', () => {
   let ep: NullS3;
   let s3: S3Client;
+  let endpoint: NullS3Bucket | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'pgs3b-multipart-'));
   beforeAll(async () => {
-    ep = await startNullS3({ verify: true, keepPrefixes: ['kept/'] });
-    s3 = new S3Client({
-      endpoint: ep.https,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-      requestHandler: { httpsAgent: new Agent({ ca: readFileSync(ep.ca) }) },
-    });
-    await s3.send(new CreateBucketCommand({ Bucket: 'b' }));
+    endpoint = await startNullS3Bucket('b', { verify: true, keepPrefixes: ['kept/'] });
+    ({ ep, s3 } = endpoint);
   });
   afterAll(async () => {
-    s3?.destroy();
-    await ep?.close();
+    await endpoint?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 

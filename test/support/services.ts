@@ -1,0 +1,50 @@
+/**
+ * What most integration tests start in their `beforeAll`: moto with the test clients and a fresh
+ * bucket and, for a backup, PostgreSQL and the pg_dump layer beside it (started together). Each
+ * `stop()` stops what it started, every part on its own: one failing stop leaves no other server
+ * running.
+ */
+import { createBucket, testClients, type TestClients } from './aws.ts';
+import { ensureLayer } from './layer.ts';
+import { startMoto, type TestAws } from './moto.ts';
+import { startPostgres, type StartPostgresOptions, type TestPostgres } from './postgres.ts';
+
+export interface TestBucket {
+  readonly aws: TestAws;
+  readonly c: TestClients;
+  readonly bucket: string;
+  stop(): Promise<void>;
+}
+
+export async function startMotoBucket(): Promise<TestBucket> {
+  const aws = await startMoto();
+  try {
+    const c = testClients(aws.endpoint);
+    return { aws, c, bucket: await createBucket(c), stop: () => aws.stop() };
+  } catch (err) {
+    await aws.stop().catch(() => {});
+    throw err;
+  }
+}
+
+export interface BackupServices extends TestBucket {
+  readonly pg: TestPostgres;
+  /** The pg_dump layer's root (`PG_DUMP_BIN` is `<layer>/bin/pg_dump`). */
+  readonly layer: string;
+}
+
+export async function startBackupServices(postgres: StartPostgresOptions = {}): Promise<BackupServices> {
+  const results = await Promise.allSettled([startPostgres(postgres), startMotoBucket(), ensureLayer()] as const);
+  const [pg, s3, layer] = results;
+  const stop = () => settleAll([pg, s3].map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+  if (pg.status === 'fulfilled' && s3.status === 'fulfilled' && layer.status === 'fulfilled') return { ...s3.value, pg: pg.value, layer: layer.value, stop };
+  // What failed to start is the error to report; what did start is stopped first.
+  await stop().catch(() => {});
+  throw results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason;
+}
+
+/** Waits for every one, then rejects with the first failure: a failing stop leaves no other server running. */
+async function settleAll(all: readonly (Promise<void> | undefined)[]): Promise<void> {
+  const failed = (await Promise.allSettled(all)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
