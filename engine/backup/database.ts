@@ -80,8 +80,8 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
   const server = await untilAborted(deps.serverInfo(conn), ctx.signal);
   checkServerVersion(server, pgDump);
   // DUMP_JOBS > 1: data-only pg_dumps side by side in the same snapshot (shards.ts), unless this
-  // pg_dump or the run's settings rule it out (said below, once the dump starts).
-  const notSharded = whyNotSharded(config.dumpJobs, pgDump.major, (config.encryptRecipients?.length ?? 0) > 0);
+  // pg_dump rules it out (said below, once the dump starts). Encrypted or not: each archive is its own age file.
+  const notSharded = whyNotSharded(config.dumpJobs, pgDump.major);
 
   progress.enter('upload');
   const caps = await untilAborted(ctx.capabilities(), ctx.signal);

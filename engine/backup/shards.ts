@@ -9,6 +9,8 @@
  * deleted, so a failed sharded backup leaves no object and no multipart upload behind; only then
  * is the failure thrown. The manifest (format 4, listing the parts) is written by the caller after
  * every archive is complete. Memory: each stream holds its own (queue + 1) parts, bounded per shard.
+ * Encrypted backups (ENCRYPT_RECIPIENTS): `upload` encrypts each archive to the recipients, so
+ * every part is its own age file, hashed as stored, with its plaintext digest beside it.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -134,6 +136,7 @@ export async function dumpSharded(client: Pick<pg.Client, 'query'>, snapshot: st
       tables: s.tables.length,
       tableBytes: s.bytes,
       largeObjects: s.largeObjects,
+      ...plaintextOf(results[i + 1]!),
     }));
     return {
       plan,
@@ -145,4 +148,9 @@ export async function dumpSharded(client: Pick<pg.Client, 'query'>, snapshot: st
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** An encrypted archive's plaintext size and digest, as a manifest part records them (nothing for a plain one). */
+function plaintextOf(r: StreamUploadResult): Pick<ManifestPart, 'plaintextBytes' | 'plaintextSha256'> {
+  return r.plaintext ? { plaintextBytes: r.plaintext.bytes, plaintextSha256: r.plaintext.sha256 } : {};
 }

@@ -16,10 +16,9 @@
  */
 import type pg from 'pg';
 
-/** Why a run with DUMP_JOBS > 1 dumps one archive after all; undefined: it can shard. */
-export function whyNotSharded(jobs: number, pgDumpMajor: number, encrypted: boolean): string | undefined {
+/** Why a run with DUMP_JOBS > 1 dumps one archive after all; undefined: it can shard (encrypted or not: each archive is its own age file). */
+export function whyNotSharded(jobs: number, pgDumpMajor: number): string | undefined {
   if (jobs <= 1) return undefined;
-  if (encrypted) return `DUMP_JOBS=${jobs} is not applied to encrypted backups (ENCRYPT_RECIPIENTS): one archive is dumped`;
   // --filter is pg_dump 17's.
   if (pgDumpMajor < 17) return `DUMP_JOBS=${jobs} needs pg_dump 17 or newer (--filter), this one is ${pgDumpMajor}: one archive is dumped`;
   return undefined;
