@@ -104,8 +104,11 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
         ? await dumpSharded(client, snapshot, {
             spawn: deps.spawn, pgDump: toolCommand('pg_dump', config, deps.pgTools), env: libpqEnv(conn), redact: ctx.redact,
             compression: config.compression, lockWaitTimeoutSeconds: config.lockWaitTimeoutSeconds, jobs: shardJobs, key, signal: ctx.signal,
-            upload: async (partKey, tool, signal, onBytes) => {
-              const r = await uploadToolOutput(deps, { ...ctx, signal, capabilities: caps }, partKey, tool, { partSize, onProgress: onBytes });
+            databaseBytes: server.databaseBytes,
+            upload: async (partKey, tool, signal, onBytes, boundBytes) => {
+              // Each archive's parts sized for its share of the database, not all of it (archiveBounds).
+              const archivePartSize = boundBytes === undefined ? partSize : choosePartSize(deps.partSize, boundBytes, caps);
+              const r = await uploadToolOutput(deps, { ...ctx, signal, capabilities: caps }, partKey, tool, { partSize: archivePartSize, onProgress: onBytes });
               if (!caps.conditionalWrites) await store.confirmSoleObject(partKey, { bytes: r.bytes, etag: r.etag });
               return r;
             },

@@ -21,7 +21,7 @@ import { partKeyFor } from '../store/backup-key.ts';
 import { pgDumpArgs } from '../pg/pg-dump.ts';
 import { startToolDirect, type RunningTool, type SpawnFn } from '../pg/process.ts';
 import type { SpawnCommand } from '../pg/tools.ts';
-import { dataFilter, filterable, planShards, schemaFilter, shardTables, type ShardPlan } from '../pg/shard-plan.ts';
+import { archiveBounds, dataFilter, filterable, planShards, schemaFilter, shardTables, type ShardPlan } from '../pg/shard-plan.ts';
 import { DUMP_DIR_PREFIX, markOwner } from '../restore/leftovers.ts';
 import type { StreamUploadResult } from '../store/stream-upload.ts';
 import type pg from 'pg';
@@ -39,8 +39,13 @@ export interface ShardedDumpOptions {
   readonly key: string;
   /** The run's signal (time budget, interruption). */
   readonly signal: AbortSignal;
-  /** Streams one archive to `key` (stream-upload.ts), stopped by `signal`; `onBytes` its progress. */
-  readonly upload: (key: string, tool: RunningTool, signal: AbortSignal, onBytes: (bytes: number) => void) => Promise<StreamUploadResult>;
+  /** The database's size (pg_database_size), for sizing each archive's parts by its share; undefined: unknown. */
+  readonly databaseBytes?: number | undefined;
+  /**
+   * Streams one archive to `key` (stream-upload.ts), stopped by `signal`; `onBytes` its progress;
+   * `boundBytes` the database bytes it holds at most (its parts are sized for it: archiveBounds).
+   */
+  readonly upload: (key: string, tool: RunningTool, signal: AbortSignal, onBytes: (bytes: number) => void, boundBytes: number | undefined) => Promise<StreamUploadResult>;
   /** Deletes a complete archive again (the clean-up after another one failed): undefined, or why it could not. */
   readonly remove: (key: string) => Promise<string | undefined>;
   /** Where the filter files go (default: the OS temporary directory). */
@@ -85,10 +90,11 @@ export async function dumpSharded(client: Pick<pg.Client, 'query'>, snapshot: st
     );
 
     const base = [...pgDumpArgs(options.compression, options.lockWaitTimeoutSeconds), `--snapshot=${snapshot}`];
+    const bounds = archiveBounds(plan, options.databaseBytes);
     const archives = [
-      { key: options.key, args: [...base, `--filter=${schemaFile}`, '--no-large-objects'] },
+      { key: options.key, bound: bounds.schema, args: [...base, `--filter=${schemaFile}`, '--no-large-objects'] },
       // --strict-names: a table a pattern fails to match fails the dump, never leaves its rows out silently.
-      ...plan.shards.map((s, i) => ({ key: partKeyFor(options.key, i + 1), args: [...base, '--data-only', '--strict-names', `--filter=${dataFiles[i]!}`, ...(s.largeObjects ? ['--large-objects'] : [])] })),
+      ...plan.shards.map((s, i) => ({ key: partKeyFor(options.key, i + 1), bound: bounds.shards[i], args: [...base, '--data-only', '--strict-names', `--filter=${dataFiles[i]!}`, ...(s.largeObjects ? ['--large-objects'] : [])] })),
     ];
 
     // One signal for every archive: the run's, or the first failure of any of them.
@@ -103,7 +109,7 @@ export async function dumpSharded(client: Pick<pg.Client, 'query'>, snapshot: st
         return await options.upload(a.key, tool, signal, (b) => {
           progress[i] = b;
           options.onProgress?.(progress.reduce((x, y) => x + y, 0));
-        });
+        }, a.bound);
       } catch (err) {
         // The first failure is the backup's; the others are its consequence (aborted by it).
         if (first === undefined) {

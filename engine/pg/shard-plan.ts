@@ -88,6 +88,21 @@ export function planShards(tables: readonly PlannedTable[], jobs: number): Shard
   };
 }
 
+/**
+ * How large each archive of a plan may be sized for, in database bytes (the uploader's part size
+ * follows it): a data archive its tables' size, the schema archive what the tables do not account
+ * for (indexes, catalogs, any unsharded table), and the large objects' archive that too (large
+ * objects are not among the tables). So the shards' part buffers together stay about what one
+ * archive's would be for the whole database, instead of each sized for all of it (DUMP_JOBS × as
+ * much memory, GiBs for a TiB database). Undefined when the database's size is unknown: each
+ * archive then gets the uploader's default bound.
+ */
+export function archiveBounds(plan: ShardPlan, databaseBytes: number | undefined): { readonly schema: number | undefined; readonly shards: readonly (number | undefined)[] } {
+  if (databaseBytes === undefined || !Number.isFinite(databaseBytes)) return { schema: undefined, shards: plan.shards.map(() => undefined) };
+  const rest = Math.max(0, databaseBytes - plan.shards.reduce((sum, sh) => sum + sh.bytes, 0));
+  return { schema: rest, shards: plan.shards.map((sh) => sh.bytes + (sh.largeObjects ? rest : 0)) };
+}
+
 function compareNames(a: PlannedTable, b: PlannedTable): number {
   const x = `${a.schema}\u0000${a.table}`;
   const y = `${b.schema}\u0000${b.table}`;

@@ -3,7 +3,8 @@
  * What the plan does against a real server is in test/engine/backup/sharded.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { dataFilter, filterable, filterPattern, planShards, schemaFilter, type PlannedTable } from '../../../engine/pg/shard-plan.ts';
+import { archiveBounds, dataFilter, filterable, filterPattern, planShards, schemaFilter, type PlannedTable } from '../../../engine/pg/shard-plan.ts';
+import { DEFAULT_QUEUE_SIZE, partSizeForDatabase } from '../../../engine/store/stream-upload.ts';
 import { defaultDumpJobs, loadConfig } from '../../../engine/config.ts';
 
 const t = (table: string, bytes: number, schema = 'public'): PlannedTable => ({ schema, table, bytes });
@@ -24,6 +25,36 @@ describe('planShards', () => {
   it('is the same for the same catalog (names break size ties), whatever the order it was read in', () => {
     const tables = [t('x', 5), t('y', 5), t('z', 5), t('w', 5)];
     expect(planShards(tables, 3)).toEqual(planShards([...tables].reverse(), 3));
+  });
+});
+
+describe('archiveBounds: each archive\'s parts sized for its share of the database', () => {
+  const GiB = 1024 ** 3;
+  const TiB = 1024 * GiB;
+  // What the archives' part buffers hold at once: each upload keeps its queue of parts plus the one filling.
+  const buffers = (partSizes: readonly number[]) => partSizes.reduce((sum, p) => sum + p * (DEFAULT_QUEUE_SIZE + 1), 0);
+
+  it('keeps the part buffers of a 1 TiB database in 6 shards at about one archive\'s, not 7 archives\' worth', () => {
+    // Six equal tables of 120 GiB (720 GiB of tables) in a 1 TiB database (indexes, catalogs: the rest).
+    const plan = planShards(Array.from({ length: 6 }, (_, i) => t(`events_${i}`, 120 * GiB)), 6)!;
+    const bounds = archiveBounds(plan, TiB);
+    expect(bounds.shards).toEqual([120 * GiB + 304 * GiB, ...Array.from({ length: 5 }, () => 120 * GiB)]);
+    expect(bounds.schema).toBe(304 * GiB);
+    const sharded = buffers([partSizeForDatabase(bounds.schema), ...bounds.shards.map((b) => partSizeForDatabase(b))]);
+    const oneArchive = buffers([partSizeForDatabase(TiB)]);
+    // Before: every archive sized for the whole database, 7 × one archive's buffers (≈ 3.5 GiB here).
+    expect(sharded).toBeLessThanOrEqual(1.5 * oneArchive);
+    expect(sharded).toBeLessThan(0.25 * 7 * oneArchive);
+  });
+
+  it('sizes every archive for the uploader\'s default bound when the database\'s size is unknown', () => {
+    const plan = planShards([t('a', 10), t('b', 20)], 2)!;
+    expect(archiveBounds(plan, undefined)).toEqual({ schema: undefined, shards: [undefined, undefined] });
+  });
+
+  it('never gives a negative bound when the tables measure more than the database (sizes read at different moments)', () => {
+    const plan = planShards([t('a', 100), t('b', 200)], 2)!;
+    expect(archiveBounds(plan, 250)).toEqual({ schema: 0, shards: [200, 100] });
   });
 });
 
