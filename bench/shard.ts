@@ -5,7 +5,7 @@
  * a local file.
  *
  *   npm run bench:shard -- [--size 1GB] [--compressions gzip:6,zstd:1] [--jobs 1,2,4] [--dir-jobs 2] [--repeat 3]
- *                          [--restore-jobs 2] [--seed 42] [--out bench/results] [--note "…"]
+ *                          [--restore-jobs 2] [--modes dump,restore] [--cpu-prof DIR] [--seed 42] [--out bench/results] [--note "…"]
  *   npm run bench:shard -- --merge a.json,b.json [--out bench/results]   (several runs' rounds as one file)
  *
  * The database: the bench's data (bench/generate.ts, seeded) at half the size, then two more
@@ -45,6 +45,10 @@ const { values } = parseArgs({
     /** `pg_dump -Fd -j N` for each N here (default: the N of the headline). */
     'dir-jobs': { type: 'string', default: '2' },
     'restore-jobs': { type: 'string', default: '2' },
+    /** Which halves to run: `restore` alone skips every dump mode (the restore's backup is still made). */
+    modes: { type: 'string', default: 'dump,restore' },
+    /** A directory: the engine's restore runs write a V8 CPU profile there (node --cpu-prof). */
+    'cpu-prof': { type: 'string' },
     repeat: { type: 'string', default: '3' },
     seed: { type: 'string', default: '42' },
     out: { type: 'string', default: 'bench/results' },
@@ -58,6 +62,7 @@ const jobsList = values.jobs.split(',').map(Number);
 const dirJobs = values['dir-jobs'].split(',').map(Number);
 const restoreJobs = Number(values['restore-jobs']);
 const repeat = Number(values.repeat);
+const modes = new Set(values.modes.split(',').map((m) => m.trim()));
 const PREFIX = 'bench/';
 const KEEP_PREFIX = `${PREFIX}restore/`;
 const REGION = 'us-east-1';
@@ -66,10 +71,11 @@ const log = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19
 /**
  * The figures a run has where its mode measures them: toolCpuMs, pg_dump's or pg_restore's
  * processes (every one: -j workers, shards); nodeCpuMs, the engine's node process; serverCpuMs,
- * the PostgreSQL server (postmaster and its reaped backends); the peak RSS; the output's bytes.
- * A mode's summary has the median of each.
+ * the PostgreSQL server (postmaster and its reaped backends); endpointCpuMs, the null S3
+ * endpoint's process (on the same cores here, remote in production); the peak RSS; the output's
+ * bytes. A mode's summary has the median of each.
  */
-const FIGURES = ['toolCpuMs', 'nodeCpuMs', 'serverCpuMs', 'peakRssBytes', 'bytes'] as const;
+const FIGURES = ['toolCpuMs', 'nodeCpuMs', 'serverCpuMs', 'endpointCpuMs', 'peakRssBytes', 'bytes'] as const;
 type Figures = { readonly [F in (typeof FIGURES)[number]]?: number | undefined };
 
 interface Run extends Figures {
@@ -135,12 +141,13 @@ async function main(): Promise<void> {
       while (Date.now() < deadline && (await pg.query<{ n: string }>('SELECT count(*)::text AS n FROM pg_stat_activity WHERE datname = $1', [database]))[0]!.n !== '0') await new Promise((r) => setTimeout(r, 50));
       await new Promise((r) => setTimeout(r, 100));
     };
-    const measured = async (mode: string, compression: string, round: number, f: () => Promise<Omit<Run, 'mode' | 'compression' | 'round' | 'load1' | 'serverCpuMs'>>): Promise<Run> => {
+    const measured = async (mode: string, compression: string, round: number, f: () => Promise<Omit<Run, 'mode' | 'compression' | 'round' | 'load1' | 'serverCpuMs' | 'endpointCpuMs'>>): Promise<Run> => {
       const load1 = loadavg()[0]!;
       const s0 = processCpu(serverPid);
+      const e0 = processCpu(ep.pid());
       const r = await f();
       await backendsGone();
-      const run = { mode, compression, round, load1, ...r, serverCpuMs: cpuDelta(s0, processCpu(serverPid)) };
+      const run = { mode, compression, round, load1, ...r, serverCpuMs: cpuDelta(s0, processCpu(serverPid)), endpointCpuMs: cpuDelta(e0, processCpu(ep.pid())) };
       log(`  ${mode} ${compression}: ${(run.ms / 1000).toFixed(2)} s (load ${load1.toFixed(1)})`);
       return run;
     };
@@ -152,7 +159,7 @@ async function main(): Promise<void> {
     };
 
     const runs: Run[] = [];
-    for (let round = 1; round <= repeat; round++) {
+    for (let round = 1; round <= (modes.has('dump') ? repeat : 0); round++) {
       for (const compression of compressions) {
         log(`round ${round}/${repeat}, ${compression}`);
         runs.push(await measured('floor (pg_dump -Fc > /dev/null)', compression, round, async () => {
@@ -194,16 +201,20 @@ async function main(): Promise<void> {
     await spawnTimed(pgDump, ['--format=custom', `--compress=${restoreCompression}`, '--no-sync', `--file=${file}`], { env: libpqEnv(pg.connection(database)), stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_dump file' }).done;
     const restores: Run[] = [];
     const target = `${database}_restored`;
-    for (let round = 1; round <= repeat; round++) {
+    for (let round = 1; round <= (modes.has('restore') ? repeat : 0); round++) {
       await pg.query(`DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
-      await pg.query(`CREATE DATABASE ${target}`);
       restores.push(await measured(`bare pg_restore -j ${restoreJobs} (local file)`, restoreCompression, round, async () => {
+        // The engine's restore --create makes its database within its time: so does this side.
+        const t0 = performance.now();
+        await pg.query(`CREATE DATABASE ${target}`);
+        const createMs = performance.now() - t0;
         const r = await spawnTimed(pgRestore, ['--no-owner', '--exit-on-error', `--jobs=${restoreJobs}`, `--dbname=${target}`, file], { env: libpqEnv(pg.connection(target)), stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_restore' }).done;
-        return { ms: r.ms, toolCpuMs: r.cpuMs };
+        return { ms: createMs + r.ms, toolCpuMs: r.cpuMs };
       }));
       await pg.query(`DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
       restores.push(await measured(`engine restore --jobs ${restoreJobs} (DUMP_JOBS=${restoreJobs} backup, streamed from S3)`, restoreCompression, round, async () => {
-        const out = await capture(process.execPath, [bundle, JSON.stringify({ mode: 'restore', key: backup.key, jobs: restoreJobs } satisfies EngineJob)], env({ BACKUP_PREFIX: KEEP_PREFIX, BENCH_TARGET_URL: pg.urlFor(target) }));
+        const prof = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : [];
+        const out = await capture(process.execPath, [...prof, bundle, JSON.stringify({ mode: 'restore', key: backup.key, jobs: restoreJobs } satisfies EngineJob)], env({ BACKUP_PREFIX: KEEP_PREFIX, BENCH_TARGET_URL: pg.urlFor(target) }));
         const r = JSON.parse(out.trim().split('\n').pop()!) as EngineRunResult;
         return { ms: r.ms, nodeCpuMs: r.cpuMs, toolCpuMs: r.childCpuMs, peakRssBytes: r.peakRssBytes };
       }));
@@ -331,8 +342,8 @@ function render(r: {
   versions: Record<string, string>; loadAverage: { start: number[]; end: number[] }; headline: Record<string, unknown>; summary: ModeSummary[]; restore: ModeSummary[]; notes: string[]; repeat: number;
 }): string {
   const h = r.headline as { shardedOverFloor?: number; shardedOverDirectoryFormat?: number; shardedOverDirectoryFormatCompression: string; shardedOverDirectoryFormatByCompression: Record<string, number | undefined>; shardedOverFloorByCompression: Record<string, number | undefined>; restoreOverBarePgRestore?: number; peakRssBytesByJobs: Record<string, number | undefined> };
-  const row = (s: ModeSummary) => `| ${s.mode} | ${s.compression} | ${sec(s.ms.median)} (${sec(s.ms.min)}–${sec(s.ms.max)}) | ${sec(s.toolCpuMs)} | ${sec(s.nodeCpuMs)} | ${sec(s.serverCpuMs)} | ${s.peakRssBytes === undefined ? '—' : (s.peakRssBytes / 1024 ** 2).toFixed(0)} | ${s.bytes === undefined ? '—' : (s.bytes / 1024 ** 2).toFixed(0)} | ${s.load1.median.toFixed(1)} |`;
-  const head = '| mode | compression | wall s, median (min–max) | pg_dump / pg_restore CPU s | engine node CPU s | server CPU s | peak RSS MiB | output MiB | load (1 min) |\n|---|---|---|---|---|---|---|---|---|';
+  const row = (s: ModeSummary) => `| ${s.mode} | ${s.compression} | ${sec(s.ms.median)} (${sec(s.ms.min)}–${sec(s.ms.max)}) | ${sec(s.toolCpuMs)} | ${sec(s.nodeCpuMs)} | ${sec(s.serverCpuMs)} | ${sec(s.endpointCpuMs)} | ${s.peakRssBytes === undefined ? '—' : (s.peakRssBytes / 1024 ** 2).toFixed(0)} | ${s.bytes === undefined ? '—' : (s.bytes / 1024 ** 2).toFixed(0)} | ${s.load1.median.toFixed(1)} |`;
+  const head = '| mode | compression | wall s, median (min–max) | pg_dump / pg_restore CPU s | engine node CPU s | server CPU s | S3 endpoint CPU s | peak RSS MiB | output MiB | load (1 min) |\n|---|---|---|---|---|---|---|---|---|---|';
   return `# Sharded dumps and restores — ${r.size} (${r.date})
 
 \`${r.command}\` · database ${(r.databaseBytes / 1024 ** 2).toFixed(0)} MiB: ${r.tables.map((t) => `${t.table} ${(t.bytes / 1024 ** 2).toFixed(0)} MiB`).join(', ')} · ${r.machine.cores} cores (${r.machine.cpuModel}), shared by other work: load average ${r.loadAverage.start.map((v) => v.toFixed(2)).join(', ')} at the start, ${r.loadAverage.end.map((v) => v.toFixed(2)).join(', ')} at the end · ${r.repeat} alternated rounds · ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(' · ')}

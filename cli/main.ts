@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError, Help } from 'commander';
 import { constants } from 'node:os';
+import { TimeBudget } from '../engine/budget.ts';
 import { InterruptedError, PgS3BackupError, TimeBudgetError } from '../engine/errors.ts';
 import { redactUrls } from '../engine/redact.ts';
 import { TOOL_VERSION } from '../engine/version.ts';
@@ -201,17 +202,15 @@ export async function runFromProcess(): Promise<void> {
   // The command's own deadline (the restore task's: nothing stops it if the operator who started
   // it went away): it stops as on a signal, and exits anyway after the same grace.
   const timeoutMs = taskTimeoutMs(process.env);
-  const deadline =
-    timeoutMs === undefined
-      ? undefined
-      : setTimeout(() => {
-          if (interrupt.signal.aborted) return;
-          interrupt.abort(deadlineError(timeoutMs));
-          forced = setTimeout(() => process.exit(EXIT.timeout), INTERRUPT_GRACE_MS);
-        }, timeoutMs);
+  const budget = timeoutMs === undefined ? undefined : new TimeBudget({ ms: timeoutMs, interrupt: interrupt.signal, expired: () => deadlineError(timeoutMs) });
+  budget?.signal.addEventListener('abort', () => {
+    if (budget.expired) forced = setTimeout(() => process.exit(EXIT.timeout), INTERRUPT_GRACE_MS);
+  }, { once: true });
+  // What stops the command: a signal, or the deadline first.
+  const stop = budget?.signal ?? interrupt.signal;
   let firstAt = 0;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (interrupt.signal.aborted) {
+    if (stop.aborted) {
       // The same stop reaching us twice (systemd signals the group, backup.sh passes it on).
       if (Date.now() - firstAt < DUPLICATE_SIGNAL_MS) return;
       // A second signal: the operator insists. Children got SIGTERM with the first one.
@@ -229,12 +228,12 @@ export async function runFromProcess(): Promise<void> {
   // but the clean-up must go on.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EPIPE') throw err;
-    if (!interrupt.signal.aborted) process.exit(process.exitCode ?? EXIT.ok);
+    if (!stop.aborted) process.exit(process.exitCode ?? EXIT.ok);
   });
   process.stderr.on('error', () => {});
-  const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, sdkEnv: process.env, signal: interrupt.signal });
+  const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, sdkEnv: process.env, signal: stop });
   if (forced) clearTimeout(forced);
-  if (deadline) clearTimeout(deadline);
+  budget?.end();
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   process.exitCode = code;

@@ -109,6 +109,7 @@ export class BackupStack extends Stack {
               ephemeralStorageGiB: fargate.ephemeralStorageGiB,
               logRetentionDays: config.logRetentionDays,
               secretKmsKeyArns: config.restoreSecretKmsKeyArns,
+              topic: this.alerts.topic,
             })
           : undefined;
       this.fanOut = new BackupFanOut(this, 'FanOut', {

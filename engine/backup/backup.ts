@@ -19,7 +19,8 @@ import type { ResolvedCapabilities } from '../store/capabilities.ts';
 import { isCapabilityRefusal } from '../store/probe.ts';
 import { randomBytes } from 'node:crypto';
 import { fetchCredentials, type DbCredentials } from '../pg/credentials.ts';
-import { RunBudget, untilAborted, type StageTracker } from './run-budget.ts';
+import { untilAborted } from '../budget.ts';
+import { RunBudget, type StageTracker } from './run-budget.ts';
 import { backupDatabase, backupGlobals, type BackupSummary, type DatabaseContext, type GlobalsSummary } from './database.ts';
 
 export type { BackupSummary, GlobalsSummary };

@@ -9,9 +9,10 @@ import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { PgS3BackupError } from '../errors.ts';
 import { ENCRYPTED_MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSION, SHARDED_MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
-import { dumpSharded, whyNotSharded } from './shards.ts';
+import { dumpSharded } from './shards.ts';
 import { ENCRYPTION_FORMAT, recipientFingerprint } from '../encryption.ts';
 import { withDumpSnapshot } from '../pg/row-counts.ts';
+import { whyNotSharded } from '../pg/shard-plan.ts';
 import { throughput } from '../observability.ts';
 import { connectionFor } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
@@ -22,7 +23,8 @@ import type { BackupStore } from '../store/store.ts';
 import type { ResolvedCapabilities } from '../store/capabilities.ts';
 import type { DbCredentials } from '../pg/connection.ts';
 import { choosePartSize, MIN_STREAM_PART_SIZE, type StreamUploadOptions, type StreamUploadResult } from '../store/stream-upload.ts';
-import { throwIfAborted, untilAborted, type WorkProgress } from './run-budget.ts';
+import { untilAborted } from '../budget.ts';
+import type { WorkProgress } from './run-budget.ts';
 import { TOOL_VERSION } from '../version.ts';
 
 export interface BackupSummary {
@@ -68,7 +70,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
   const { config, deps, store, progress } = ctx;
   const emit = deps.events;
   const t0 = Date.now();
-  throwIfAborted(ctx.signal);
+  ctx.signal.throwIfAborted();
   const conn = connectionFor(ctx.creds, database, config);
   prepareTls(conn);
   emit({ event: 'backup.connecting', stage: 'connect', database, host: conn.host, port: conn.port, sslmode: conn.sslmode });
@@ -78,8 +80,8 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
   const server = await untilAborted(deps.serverInfo(conn), ctx.signal);
   checkServerVersion(server, pgDump);
   // DUMP_JOBS > 1: data-only pg_dumps side by side in the same snapshot (shards.ts), unless this
-  // pg_dump or the run's settings rule it out (said below, once the dump starts).
-  const notSharded = whyNotSharded(config.dumpJobs, pgDump.major, (config.encryptRecipients?.length ?? 0) > 0);
+  // pg_dump rules it out (said below, once the dump starts). Encrypted or not: each archive is its own age file.
+  const notSharded = whyNotSharded(config.dumpJobs, pgDump.major);
 
   progress.enter('upload');
   const caps = await untilAborted(ctx.capabilities(), ctx.signal);
@@ -89,7 +91,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
   try {
     progress.enter('dump');
     emit({ event: 'backup.dump.started', stage: 'dump', database, key, serverVersion: server.text, pgDumpVersion: pgDump.text, compression: config.compression, databaseBytes: server.databaseBytes });
-    throwIfAborted(ctx.signal);
+    ctx.signal.throwIfAborted();
     // pg_dump in a snapshot exported by a connection that counts the rows in that same snapshot
     // (ROW_COUNTS): the manifest then says exactly what the dump holds.
     // pg_dump's stdout read straight into the upload's part buffers (engine/pg/direct-output.ts).
@@ -195,7 +197,7 @@ export type GlobalsContext = Pick<DatabaseContext, 'config' | 'deps' | 'store' |
 
 export async function backupGlobals(ctx: GlobalsContext): Promise<GlobalsSummary> {
   const { config, deps, store } = ctx;
-  throwIfAborted(ctx.signal);
+  ctx.signal.throwIfAborted();
   const conn = connectionFor(ctx.creds, ctx.database, config);
   prepareTls(conn);
   const encrypted = (config.encryptRecipients?.length ?? 0) > 0;

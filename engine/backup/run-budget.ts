@@ -1,34 +1,10 @@
 /**
- * What bounds a backup run: one signal, aborted when its time budget ends or when it is
- * interrupted, and the helpers that make every wait of the run end with it (a promise raced
- * against it). The store bounds its own requests with the same signal (BackupStore.bounded). Only
- * the backup run has a budget today, so it lives here; a restore or drill budget would move it up.
+ * What bounds a backup run: the shared TimeBudget (engine/budget.ts: one signal, aborted when the
+ * run's time ends or when it is interrupted) with what only a backup run has, the stage tracker
+ * its error names. The store bounds its own requests with the same signal (BackupStore.bounded).
  */
+import { TimeBudget } from '../budget.ts';
 import { TimeBudgetError, type Stage } from '../errors.ts';
-
-/** Resolves or rejects with `work`, or rejects with the signal's reason as soon as it fires. */
-export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e as Error);
-      },
-    );
-  });
-}
-
-/** Throws the run's reason (time budget, interruption) if it has been stopped. */
-export function throwIfAborted(signal: AbortSignal): void {
-  if (signal.aborted) throw signal.reason as Error;
-}
 
 /**
  * Where a run is: the database (or pseudo name) it works on and its stage. The budget's message
@@ -96,14 +72,10 @@ export interface RunBudgetOptions {
  * TimeBudgetError naming the stage and database the tracker holds, or the interruption's reason.
  * `end()` once the run is over (clears the timer, stops listening to the interruption).
  */
-export class RunBudget {
-  readonly signal: AbortSignal;
+export class RunBudget extends TimeBudget {
   readonly tracker: StageTracker;
-  private readonly timer: NodeJS.Timeout;
-  private readonly onInterrupt: () => void;
 
-  constructor(private readonly options: RunBudgetOptions) {
-    const t0 = Date.now();
+  constructor(options: RunBudgetOptions) {
     const remaining = options.remainingTimeMs?.();
     const lambdaBudget = remaining === undefined ? Infinity : remaining - options.timeMarginMs;
     const lambda = lambdaBudget <= options.runTimeoutMs;
@@ -111,21 +83,14 @@ export class RunBudget {
       ? `the invocation's remaining time less TIME_MARGIN_SECONDS (${Math.round(options.timeMarginMs / 1000)} s)`
       : `RUN_TIMEOUT_SECONDS (${Math.round(options.runTimeoutMs / 1000)} s)`;
     const tracker = new StageTracker(options.start.database, options.start.stage);
+    super({
+      ms: Math.min(options.runTimeoutMs, lambdaBudget),
+      interrupt: options.interrupt,
+      expired: (elapsedMs) =>
+        new TimeBudgetError(`time budget exhausted after ${Math.round(elapsedMs / 1000)} s, at stage "${tracker.stage}" of database ${JSON.stringify(tracker.database)} (${budgetName})`, { bytesWritten: 0, elapsedMs }, {
+          hint: options.hint(tracker.stage, lambda),
+        }),
+    });
     this.tracker = tracker;
-    const run = new AbortController();
-    this.signal = run.signal;
-    this.timer = setTimeout(() => {
-      run.abort(new TimeBudgetError(`time budget exhausted after ${Math.round((Date.now() - t0) / 1000)} s, at stage "${tracker.stage}" of database ${JSON.stringify(tracker.database)} (${budgetName})`, { bytesWritten: 0, elapsedMs: Date.now() - t0 }, {
-        hint: options.hint(tracker.stage, lambda),
-      }));
-    }, Math.max(0, Math.min(options.runTimeoutMs, lambdaBudget)));
-    this.onInterrupt = () => run.abort(options.interrupt?.reason);
-    if (options.interrupt?.aborted) this.onInterrupt();
-    else options.interrupt?.addEventListener('abort', this.onInterrupt, { once: true });
-  }
-
-  end(): void {
-    clearTimeout(this.timer);
-    this.options.interrupt?.removeEventListener('abort', this.onInterrupt);
   }
 }

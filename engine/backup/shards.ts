@@ -9,6 +9,8 @@
  * deleted, so a failed sharded backup leaves no object and no multipart upload behind; only then
  * is the failure thrown. The manifest (format 4, listing the parts) is written by the caller after
  * every archive is complete. Memory: each stream holds its own (queue + 1) parts, bounded per shard.
+ * Encrypted backups (ENCRYPT_RECIPIENTS): `upload` encrypts each archive to the recipients, so
+ * every part is its own age file, hashed as stored, with its plaintext digest beside it.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,15 +25,6 @@ import { dataFilter, filterable, planShards, schemaFilter, shardTables, type Sha
 import { DUMP_DIR_PREFIX, markOwner } from '../restore/leftovers.ts';
 import type { StreamUploadResult } from '../store/stream-upload.ts';
 import type pg from 'pg';
-
-/** Why a run with DUMP_JOBS > 1 dumps one archive after all; undefined: it can shard. */
-export function whyNotSharded(jobs: number, pgDumpMajor: number, encrypted: boolean): string | undefined {
-  if (jobs <= 1) return undefined;
-  if (encrypted) return `DUMP_JOBS=${jobs} is not applied to encrypted backups (ENCRYPT_RECIPIENTS): one archive is dumped`;
-  // --filter is pg_dump 17's.
-  if (pgDumpMajor < 17) return `DUMP_JOBS=${jobs} needs pg_dump 17 or newer (--filter), this one is ${pgDumpMajor}: one archive is dumped`;
-  return undefined;
-}
 
 export interface ShardedDumpOptions {
   readonly spawn: SpawnFn;
@@ -143,6 +136,7 @@ export async function dumpSharded(client: Pick<pg.Client, 'query'>, snapshot: st
       tables: s.tables.length,
       tableBytes: s.bytes,
       largeObjects: s.largeObjects,
+      ...plaintextOf(results[i + 1]!),
     }));
     return {
       plan,
@@ -154,4 +148,9 @@ export async function dumpSharded(client: Pick<pg.Client, 'query'>, snapshot: st
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** An encrypted archive's plaintext size and digest, as a manifest part records them (nothing for a plain one). */
+function plaintextOf(r: StreamUploadResult): Pick<ManifestPart, 'plaintextBytes' | 'plaintextSha256'> {
+  return r.plaintext ? { plaintextBytes: r.plaintext.bytes, plaintextSha256: r.plaintext.sha256 } : {};
 }

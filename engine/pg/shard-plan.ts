@@ -16,6 +16,14 @@
  */
 import type pg from 'pg';
 
+/** Why a run with DUMP_JOBS > 1 dumps one archive after all; undefined: it can shard (encrypted or not: each archive is its own age file). */
+export function whyNotSharded(jobs: number, pgDumpMajor: number): string | undefined {
+  if (jobs <= 1) return undefined;
+  // --filter is pg_dump 17's.
+  if (pgDumpMajor < 17) return `DUMP_JOBS=${jobs} needs pg_dump 17 or newer (--filter), this one is ${pgDumpMajor}: one archive is dumped`;
+  return undefined;
+}
+
 /**
  * The tables whose rows pg_dump writes, with their size in the snapshot: ordinary tables (a
  * partition is one; a partitioned parent holds no rows), not temporary, outside the system

@@ -16,6 +16,8 @@ import { tmpdir } from 'node:os';
 import type { Message } from '../notify.ts';
 import { SUBJECT_PREFIX, subjectText } from '../notify.ts';
 import type { EventSink } from '../events.ts';
+import { TimeBudget } from '../budget.ts';
+import { TimeBudgetError } from '../errors.ts';
 import type { Manifest, RowCountMode } from '../store/manifest.ts';
 import type { RestoreDeps } from './deps.ts';
 import { sweepStaleServers, type ThrowawayServerOptions } from './throwaway-server.ts';
@@ -156,24 +158,30 @@ export async function runDrill(deps: DrillDeps, options: DrillOptions): Promise<
 
 /** One database's drill, stopped (download, pg_restore) when `leftMs` runs out: then it failed, saying why. */
 async function withinBudget(deps: DrillDeps, options: DrillOptions, database: string, parentDir: string, leftMs: number): Promise<DrillDatabaseReport> {
-  const budget = new AbortController();
-  const timer = setTimeout(() => budget.abort(new Error(`the drill's time budget ran out while this database was drilled (${Math.round(leftMs / 1000)} s were left when it started)`)), leftMs);
-  const signal = deps.restore.signal ? AbortSignal.any([deps.restore.signal, budget.signal]) : budget.signal;
+  // An interruption of the drill (deps.restore.signal) stops it too, with its own reason.
+  const budget = new TimeBudget({
+    ms: leftMs,
+    interrupt: deps.restore.signal,
+    expired: (elapsedMs) =>
+      new TimeBudgetError(`the drill's time budget ran out while this database was drilled (${Math.round(leftMs / 1000)} s were left when it started)`, { bytesWritten: 0, elapsedMs }, { hint: DOES_NOT_FIT }),
+  });
   try {
-    const report = await drillDatabase({ ...deps, restore: { ...deps.restore, signal } }, options, database, parentDir);
-    if (!budget.signal.aborted) return report;
+    const report = await drillDatabase({ ...deps, restore: { ...deps.restore, signal: budget.signal } }, options, database, parentDir);
+    if (!budget.expired) return report;
     return {
       ...report,
       status: 'failed',
       problems: [...report.problems.filter((p) => !/abort/i.test(p.message)), { stage: 'drill', message: (budget.signal.reason as Error).message }],
-      whatToDo:
-        'This database does not fit in what is left of one drill run. Give it its own drill (the drill function with {"databases": ["<name>"]}, or a second drill schedule), or drill it from a host: ' +
-        '`pg-s3-backup verify --latest --database <name> --local`.',
+      whatToDo: DOES_NOT_FIT,
     };
   } finally {
-    clearTimeout(timer);
+    budget.end();
   }
 }
+
+const DOES_NOT_FIT =
+  'This database does not fit in what is left of one drill run. Give it its own drill (the drill function with {"databases": ["<name>"]}, or a second drill schedule), or drill it from a host: ' +
+  '`pg-s3-backup verify --latest --database <name> --local`.';
 
 /** The alert of a run that stopped at its time budget: which databases it did not reach, and what happens next. */
 export function formatNotReachedAlert(notReached: readonly string[], drilled: number, budgetMs: number): Message {

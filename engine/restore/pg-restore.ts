@@ -100,7 +100,7 @@ async function runPgRestore(deps: Pick<RestoreDeps, 'spawn' | 'pgRestore' | 'sig
 }
 
 /** For the runs that only read the archive file: no connection settings at all (libpqEnv is for connecting). */
-function fileOnlyEnv(deps: Pick<RestoreDeps, 'env'>): Record<string, string> {
+export function fileOnlyEnv(deps: Pick<RestoreDeps, 'env'>): Record<string, string> {
   const path = (deps.env ?? process.env).PATH;
   return path === undefined ? {} : { PATH: path };
 }

@@ -15,6 +15,7 @@ import { withClient } from '../pg/client.ts';
 import { describeConnection, type PgConnection } from '../pg/connection.ts';
 import { selectTables } from './toc.ts';
 import { partTables, restoreDataParts } from './sharded-restore.ts';
+import { selectPartData } from './sharded-table.ts';
 
 export interface RestoreOptions extends PgRestoreArgs {
   readonly key: string;
@@ -60,11 +61,6 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const { target } = options;
   checkOptions(options);
   const manifest = checkedManifest(await deps.source.readManifest(options.key), options.key);
-  if (manifest.parts && options.tables?.length) {
-    throw new UsageError(`--table is not available for a sharded backup (${manifest.parts.length} data archives); nothing was restored`, {
-      hint: 'Restore the whole backup into a new database and copy the tables from it, or follow the runbook (docs/runbooks/database-restore.md, "A sharded backup with pg_restore alone") with pg_restore --table.',
-    });
-  }
   deps.events?.({ event: 'restore.manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
 
   // An encrypted backup needs an identity: a missing or unreadable one is an error before the
@@ -91,6 +87,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // Unknown table names are refused here, before anything is created.
     const selection = options.tables?.length ? selectTables(toc.entries, options.tables) : undefined;
     const listFile = selection ? await writeUseList(dump.path, 'tables.list', toc.entries, selection.ids) : undefined;
+    // A sharded backup: the selected tables' rows are in some of its data archives (their TOCs say which).
+    const partData = selection && manifest.parts && !options.schemaOnly ? await selectPartData(deps, manifest, identities, toc.entries, selection, dump.path) : undefined;
     const notRestored: string[] = selection ? selection.leftOut.map((e) => `${e} (it needs a table that --table did not select)`) : [];
     const definition = await readDefinition(deps, dump.path, toc, manifest.database, target.database).catch((err: unknown) => {
       // Without --create the definition is only reported: say why it cannot be, and restore the tables.
@@ -117,7 +115,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         });
       });
     }
-    const dataEntries = toc.entries.filter((e) => e.desc === 'TABLE DATA' && (!selection || selection.ids.has(e.id))).length + partTables(manifest);
+    const dataEntries = toc.entries.filter((e) => e.desc === 'TABLE DATA' && (!selection || selection.ids.has(e.id))).length + (selection ? (partData?.tables ?? 0) : partTables(manifest));
     const restored = await pgRestoreInto(deps, target, target.database, dump.path, {
       ...options,
       listFile,
@@ -126,7 +124,9 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       // A half-restored database we created is a trap: drop it so a retry starts clean.
       onFailure: async () => (options.create ? dropDatabase(target, target.database).then(() => true, () => false) : false),
       // A sharded backup: its data archives streamed from S3, side by side, before the post-data pass.
-      afterData: manifest.parts ? (onLine) => restoreDataParts(deps, target, target.database, manifest, { noOwner: options.noOwner, noAcl: options.noAcl, onLine }) : undefined,
+      afterData: manifest.parts
+        ? (onLine) => restoreDataParts(deps, target, target.database, partData ? { ...manifest, parts: [...partData.parts] } : manifest, { noOwner: options.noOwner, noAcl: options.noAcl, identities, useLists: partData?.useLists, onLine })
+        : undefined,
     });
     for (const n of notRestored) deps.events?.({ event: 'restore.not-restored', message: n });
     if (restored.errors.length > 0) {

@@ -10,29 +10,37 @@
  * database `--create` made is dropped). Unlike a one-archive backup, rows reach the target before
  * the checksum is known: that is the price of no download, and why a mismatch drops what it made.
  *
+ * An encrypted backup's parts are age files: each is decrypted as it streams (partPlaintext), its
+ * stored bytes hashed before the decrypter and its plaintext as it is written to pg_restore, both
+ * checked against the part's figures; no plaintext touches a disk.
+ *
  * A data-only archive is restored without `--section`: its large objects' metadata (archive 1)
  * is pre-data by section but data by content, and pg_restore keeps it with the data only when
  * no section is named.
  */
 import { spawn as nodeSpawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import { IntegrityError, RestoreError } from '../errors.ts';
 import type { PgConnection } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
 import { describeToolFailure, startTool, type SpawnFn } from '../pg/process.ts';
 import type { Manifest, ManifestPart } from '../store/manifest.ts';
 import type { RestoreDeps } from './deps.ts';
+import { asStopped, encryptedParts, partPlaintext, type PartDecryption } from './part-decrypt.ts';
 import { classifyPgRestore, conninfoDbname, type PgRestoreOutcome } from './pg-restore.ts';
+import { feedStdin } from './stdin-feed.ts';
 
 export interface ShardedDataOptions {
   readonly noOwner?: boolean | undefined;
   readonly noAcl?: boolean | undefined;
+  /** An encrypted backup: the identities that open its parts (download.ts identitiesFor). */
+  readonly identities?: readonly string[] | undefined;
+  /** `restore --table`: each part's `--use-list` file (by its key), its selected entries (sharded-table.ts). */
+  readonly useLists?: ReadonlyMap<string, string> | undefined;
 }
 
-/** pg_restore's arguments for one data archive read from stdin. */
-export function partRestoreArgs(database: string, options: ShardedDataOptions): string[] {
-  return ['--verbose', '--no-password', '--dbname', conninfoDbname(database), ...(options.noOwner ? ['--no-owner'] : []), ...(options.noAcl ? ['--no-privileges'] : [])];
+/** pg_restore's arguments for one data archive read from stdin (`listFile`: only its entries). */
+export function partRestoreArgs(database: string, options: ShardedDataOptions, listFile?: string): string[] {
+  return ['--verbose', '--no-password', '--dbname', conninfoDbname(database), ...(options.noOwner ? ['--no-owner'] : []), ...(options.noAcl ? ['--no-privileges'] : []), ...(listFile ? ['--use-list', listFile] : [])];
 }
 
 /** Tables whose data a sharded backup's parts hold (for progress and the report). */
@@ -49,13 +57,14 @@ export async function restoreDataParts(
   deps: RestoreDeps,
   target: PgConnection,
   database: string,
-  manifest: Pick<Manifest, 'parts'>,
+  manifest: Pick<Manifest, 'parts' | 'encryption'>,
   options: ShardedDataOptions & { readonly onLine?: ((line: string) => boolean) | undefined },
 ): Promise<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>> {
   const parts = manifest.parts ?? [];
+  const decrypt = encryptedParts(manifest, options);
   const local = new AbortController();
   const signal = deps.signal ? AbortSignal.any([deps.signal, local.signal]) : local.signal;
-  const outcomes = await Promise.allSettled(parts.map((p) => restorePart(deps, target, database, p, options, signal).catch((err: unknown) => {
+  const outcomes = await Promise.allSettled(parts.map((p) => restorePart(deps, target, database, p, options, signal, decrypt).catch((err: unknown) => {
     // One archive that cannot be trusted or read stops the others: the restore has failed.
     local.abort(err);
     throw err;
@@ -66,6 +75,20 @@ export async function restoreDataParts(
   return { errors: done.flatMap((d) => d.errors), tolerated: done.flatMap((d) => d.tolerated) };
 }
 
+/** Throws IntegrityError unless what was stored (and, encrypted, what it decrypted to) is what the manifest's part says. */
+function checkPart(part: ManifestPart, stored: { bytes: number; sha256: string }, plain: { bytes: number; sha256: string } | undefined): void {
+  if (stored.bytes !== part.bytes || stored.sha256 !== part.sha256) {
+    throw new IntegrityError(
+      `data archive ${part.key} does not match its manifest: ${stored.bytes} bytes with SHA-256 ${stored.sha256}, the manifest says ${part.bytes} bytes with ${part.sha256}; the restore is stopped`,
+    );
+  }
+  if (plain && (plain.bytes !== part.plaintextBytes || plain.sha256 !== part.plaintextSha256)) {
+    throw new IntegrityError(
+      `data archive ${part.key} decrypted to an archive that does not match its manifest: ${plain.bytes} bytes with SHA-256 ${plain.sha256}, the manifest says ${part.plaintextBytes ?? '?'} bytes with ${part.plaintextSha256 ?? '?'}; the restore is stopped`,
+    );
+  }
+}
+
 async function restorePart(
   deps: RestoreDeps,
   target: PgConnection,
@@ -73,10 +96,13 @@ async function restorePart(
   part: ManifestPart,
   options: ShardedDataOptions & { readonly onLine?: ((line: string) => boolean) | undefined },
   signal: AbortSignal,
+  decrypt?: PartDecryption,
 ): Promise<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>> {
   signal.throwIfAborted();
-  const body = await deps.source.openDump(part.key);
-  const tool = startTool(deps.spawn ?? (nodeSpawn as SpawnFn), deps.pgRestore, partRestoreArgs(database, options), {
+  const stored = await deps.source.openDump(part.key);
+  // What pg_restore reads: the object itself, or (encrypted) its plaintext; `stored` is hashed as it arrives.
+  const { body, storedDigest } = decrypt ? await partPlaintext(stored, part, decrypt) : { body: stored, storedDigest: undefined };
+  const tool = startTool(deps.spawn ?? (nodeSpawn as SpawnFn), deps.pgRestore, partRestoreArgs(database, options, options.useLists?.get(part.key)), {
     env: libpqEnv(target, deps.env ?? process.env, database),
     tool: 'pg_restore',
     stderrLines: 100_000,
@@ -91,20 +117,16 @@ async function restorePart(
   try {
     let failedEarly = false;
     void tool.finished.then((o) => (failedEarly = o.exitCode !== 0 || o.signal !== null), () => (failedEarly = true));
-    const streamed = await feed(body, tool.child.stdin!, () => failedEarly).catch(async (err: unknown) => {
+    const streamed = await feedStdin(body, tool.child.stdin!, () => failedEarly).catch(async (err: unknown) => {
       // S3 stopped sending (or the restore was stopped): pg_restore must not wait for the rest.
       tool.child.kill('SIGTERM');
       await tool.finished.catch(() => {});
-      throw err;
+      throw asStopped(err);
     });
     const outcome = await tool.finished;
     signal.throwIfAborted();
     // pg_restore gave up before the end (its errors say why): the rest was not read, nor hashed.
-    if (streamed.complete && (streamed.bytes !== part.bytes || streamed.sha256 !== part.sha256)) {
-      throw new IntegrityError(
-        `data archive ${part.key} does not match its manifest: ${streamed.bytes} bytes with SHA-256 ${streamed.sha256}, the manifest says ${part.bytes} bytes with ${part.sha256}; the restore is stopped`,
-      );
-    }
+    if (streamed.complete) checkPart(part, storedDigest?.() ?? streamed, storedDigest ? streamed : undefined);
     if (outcome.signal) {
       throw new RestoreError(`restoring data archive ${part.key} into database "${database}" failed: ${describeToolFailure('pg_restore', outcome)}`);
     }
@@ -114,37 +136,6 @@ async function restorePart(
   } finally {
     signal.removeEventListener('abort', onAbort);
     body.destroy();
+    stored.destroy();
   }
-}
-
-/**
- * Copies `body` into pg_restore's stdin, hashing every byte. pg_restore may close its stdin
- * before the end (it stops reading after the last entry it needs): the rest is still read and
- * hashed, so the checksum always covers the whole object.
- */
-async function feed(body: Readable, stdin: NodeJS.WritableStream, failed: () => boolean): Promise<{ bytes: number; sha256: string; complete: boolean }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  let open = true;
-  // EPIPE when pg_restore has stopped reading (or failed): its own outcome says which.
-  stdin.on('error', () => (open = false));
-  stdin.on('close', () => (open = false));
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    if (!open && failed()) return { bytes, sha256: '', complete: false };
-    hash.update(chunk);
-    bytes += chunk.length;
-    if (open && !stdin.write(chunk)) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          stdin.off('drain', done);
-          stdin.off('close', done);
-          resolve();
-        };
-        stdin.on('drain', done);
-        stdin.on('close', done);
-      });
-    }
-  }
-  if (open) stdin.end();
-  return { bytes, sha256: hash.digest('hex'), complete: true };
 }

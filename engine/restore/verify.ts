@@ -13,7 +13,7 @@ import type { Manifest, RowCountMode, TableCount } from '../store/manifest.ts';
 import { dropDatabase } from './admin.ts';
 import { createScratchDatabase } from './locale-fallback.ts';
 import type { RestoreDeps } from './deps.ts';
-import { checkedManifest, downloadVerified, type DownloadedDump } from './download.ts';
+import { checkedManifest, downloadVerified, identitiesFor, type DownloadedDump } from './download.ts';
 import { pgRestoreInto, readDefinition, readToc, summarizeErrors, type Toc } from './pg-restore.ts';
 import { serverVersionNum, withClient } from '../pg/client.ts';
 import { describeConnection, type PgConnection } from '../pg/connection.ts';
@@ -160,7 +160,9 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   try {
     manifest = checkedManifest(await deps.source.readManifest(options.key), options.key);
     deps.events?.({ event: 'restore.manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
-    dump = await downloadVerified(deps, manifest);
+    // Read once: a sharded backup's data archives need them too.
+    const identities = await identitiesFor(deps, manifest);
+    dump = await downloadVerified(deps, manifest, identities);
     timings.download = dump.ms;
 
     const listStarted = now();
@@ -197,7 +199,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
       tablesTotal: toc.tablesWithData.length + partTables(manifest),
       afterData: manifest.parts
         ? async (onLine) => {
-            const r = await restoreDataParts(deps, options.scratch, scratchDatabase, manifestRead, { ...noRoles, onLine });
+            const r = await restoreDataParts(deps, options.scratch, scratchDatabase, manifestRead, { ...noRoles, identities, onLine });
             partsVerified = true;
             return r;
           }

@@ -21,7 +21,9 @@ export const ENCRYPTED_MANIFEST_FORMAT_VERSION = 3;
  * archive's (everything but the sharded tables' data and the large objects); `parts` lists the
  * data archives, each dumped in the same snapshot and restorable on its own. A version that does
  * not know `parts` would restore the schema archive alone, a database without its rows: it must
- * refuse the manifest, hence a version of its own.
+ * refuse the manifest, hence a version of its own. An encrypted sharded backup is version 4 with
+ * `encryption`: every archive is its own age file to the same recipients, the top-level plaintext
+ * digest is the schema archive's and each part carries its own (version 3 alone never has parts).
  */
 export const SHARDED_MANIFEST_FORMAT_VERSION = 4;
 /** Every version this code reads. */
@@ -65,6 +67,9 @@ export const ManifestPartSchema = z.object({
   tableBytes: z.number().int().nonnegative(),
   /** It holds the large objects (the first part only). */
   largeObjects: z.boolean(),
+  /** An encrypted backup's part: pg_dump's archive before encryption (`bytes` and `sha256` are the age file's), checked as it decrypts. */
+  plaintextBytes: z.number().int().nonnegative().optional(),
+  plaintextSha256: z.string().regex(SHA256_HEX).optional(),
 });
 export type ManifestPart = z.infer<typeof ManifestPartSchema>;
 
@@ -109,13 +114,20 @@ export const ManifestSchema = z.object({
   }
   // An encrypted dump must say so in a version that older readers refuse, and carry what the
   // decrypted archive is checked against; an unencrypted one must not claim a plaintext digest.
+  // A sharded one (version 4) may be encrypted too: then each of its parts carries its plaintext digest.
   const encrypted = m.encryption !== undefined;
-  if (encrypted !== (m.formatVersion === ENCRYPTED_MANIFEST_FORMAT_VERSION)) {
-    ctx.addIssue({ code: 'custom', path: ['encryption'], message: `formatVersion ${ENCRYPTED_MANIFEST_FORMAT_VERSION} goes with "encryption", and only with it` });
+  const sharded = m.formatVersion === SHARDED_MANIFEST_FORMAT_VERSION;
+  if (encrypted !== (m.formatVersion === ENCRYPTED_MANIFEST_FORMAT_VERSION) && !sharded) {
+    ctx.addIssue({ code: 'custom', path: ['encryption'], message: `formatVersion ${ENCRYPTED_MANIFEST_FORMAT_VERSION} goes with "encryption", and only with it (a sharded backup, version ${SHARDED_MANIFEST_FORMAT_VERSION}, may have it too)` });
   }
   if (encrypted !== (m.plaintextSha256 !== undefined && m.plaintextBytes !== undefined)) {
     ctx.addIssue({ code: 'custom', path: ['plaintextSha256'], message: '"plaintextBytes" and "plaintextSha256" go with "encryption", and only with it' });
   }
+  (m.parts ?? []).forEach((p, i) => {
+    if (encrypted !== (p.plaintextSha256 !== undefined && p.plaintextBytes !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['parts', i, 'plaintextSha256'], message: 'a part\'s "plaintextBytes" and "plaintextSha256" go with the manifest\'s "encryption", and only with it' });
+    }
+  });
 });
 
 export type Manifest = z.infer<typeof ManifestSchema>;

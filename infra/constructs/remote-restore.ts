@@ -28,6 +28,7 @@ import { ArnFormat, Aws, Duration, Stack, Token, Validations } from 'aws-cdk-lib
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import type { RemoteTaskPlace } from '../../engine/restore/remote-task.ts';
 import { kmsKeyArnProblem } from '../config.ts';
@@ -35,6 +36,7 @@ import { IMAGE_CLI, IMAGE_RDS_CA_BUNDLE, IMAGE_TMP, IMAGE_USER } from '../contai
 import type { BackupBucket } from './backup-bucket.ts';
 import { bucketResourceLogicalId } from './backup-function.ts';
 import { CONTAINER_NAME, type FargateRunner } from './fargate-runner.ts';
+import { TaskFailureAlert } from './task-failure-alert.ts';
 
 /** The secrets a restore task may read: `<stackName>/restore/…` (targets, scratch servers, age identities). */
 export function restoreSecretPrefix(stackName: string): string {
@@ -81,6 +83,12 @@ export interface RemoteRestoreProps {
   readonly logRetentionDays: number;
   /** Customer-managed KMS keys of the restore secrets (context `restoreSecretKmsKeyArns`): kms:Decrypt through Secrets Manager only. */
   readonly secretKmsKeyArns?: readonly string[];
+  /**
+   * The alert topic: a task that fails with nobody following it (the operator's machine went
+   * away) is reported there from ECS's own event (the task cannot publish).
+   * @default no alert: the operator's `--remote` is the only one to learn of a failure
+   */
+  readonly topic?: sns.ITopic;
 }
 
 /** What `--remote` reads from the stack output `RemoteRestore` (cli/remote.ts parses it): where the task runs, and the secrets it may read. */
@@ -202,6 +210,18 @@ export class RemoteRestore extends Construct {
         }),
       ],
     });
+
+    if (props.topic) {
+      new TaskFailureAlert(this, 'FailureAlert', {
+        taskDefinition: this.taskDefinition,
+        cluster,
+        topic: props.topic,
+        what: 'restore --remote / verify --remote',
+        consequence: 'The restore or verification it ran did not finish: a database it created was dropped if the server still answered; check the target before using it.',
+        logGroupName: this.logGroup.logGroupName,
+        whatToDo: 'Run it again with pg-s3-backup restore --remote (or verify --remote), a longer --timeout if it reached its deadline; see docs/runbooks/database-restore.md, "Restore from inside the VPC".',
+      });
+    }
 
     this.output = {
       cluster: cluster.clusterArn,

@@ -258,6 +258,20 @@ describe('manifest and keys', () => {
     expect(() => parseManifest(JSON.stringify({ ...encrypted, encryption: { format: 'gpg', recipients: ['0123456789abcdef'] } }))).toThrow();
   });
 
+  it('reads an encrypted sharded manifest (version 4 with "encryption"), whose every part carries its plaintext digest, and only then', () => {
+    const part = { key: 'p/app/2026/12/02/app-20261202T030000000Z.data-1.dump', bytes: 50, sha256: 'c'.repeat(64), tables: 2, tableBytes: 8192, largeObjects: true };
+    const plainPart = { plaintextBytes: 40, plaintextSha256: 'd'.repeat(64) };
+    const sharded = { ...manifest, formatVersion: 4, encryption, plaintextBytes: 80, plaintextSha256: 'b'.repeat(64), parts: [{ ...part, ...plainPart }] };
+    expect(parseManifest(JSON.stringify(sharded)).parts![0]).toMatchObject(plainPart);
+    // A part without its plaintext digest could not be checked after decrypting; a plain backup's part must not claim one.
+    expect(() => parseManifest(JSON.stringify({ ...sharded, parts: [part] }))).toThrow(/a part's .*plaintextSha256.* go with the manifest's/);
+    const { encryption: _e, plaintextBytes: _b, plaintextSha256: _s, ...plain } = sharded;
+    expect(() => parseManifest(JSON.stringify(plain))).toThrow(/a part's .*plaintextSha256.* go with the manifest's/);
+    expect(parseManifest(JSON.stringify({ ...plain, parts: [part] })).encryption).toBeUndefined();
+    // Version 3 is one archive: parts never go with it.
+    expect(() => parseManifest(JSON.stringify({ ...sharded, formatVersion: 3 }))).toThrow(/formatVersion 4 goes with .*parts/);
+  });
+
   it('gives encrypted globals the .age suffix, and listing and pruning still see them', () => {
     const at = new Date('2026-12-02T03:00:00.000Z');
     const key = buildGlobalsKey('p/', at, { encrypted: true });

@@ -850,6 +850,49 @@ describe('restore --remote: the operator policy and the restore task', () => {
     ]);
   });
 
+  it('alerts the topic when a restore task fails with nobody following it: ECS\'s stop event for its family and cluster, published by a role of the rule\'s own', async () => {
+    const { r } = d;
+    const ruleId = r.one('AWS::Events::Rule', (x) => JSON.stringify(x.Properties.EventPattern).includes('ECS Task State Change'));
+    const rule = r.value(r.resources[ruleId]!.Properties) as { EventPattern: unknown; Targets: { Arn: string; RoleArn: string; InputTransformer: { InputPathsMap: Record<string, string>; InputTemplate: string } }[] };
+    const restoreDef = r.one('AWS::ECS::TaskDefinition', (t) => JSON.stringify(t.Properties.TaskRoleArn).includes('RemoteTaskRole'));
+    const family = String(r.resources[restoreDef]!.Properties.Family);
+    const topicId = r.one('AWS::SNS::Topic');
+    // A task of this family in this cluster that stopped by itself with a non-zero exit code (the
+    // deadline's 124 included); not one the operator stopped (UserInitiated), nor any exit 0.
+    expect(rule.EventPattern).toEqual({
+      source: ['aws.ecs'],
+      'detail-type': ['ECS Task State Change'],
+      detail: {
+        clusterArn: [r.getAtt(r.one('AWS::ECS::Cluster'), 'Arn')],
+        taskDefinitionArn: [{ prefix: `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/${family}:` }],
+        lastStatus: ['STOPPED'],
+        stopCode: [{ 'anything-but': ['UserInitiated'] }],
+        containers: { exitCode: [{ 'anything-but': [0] }] },
+      },
+    });
+    expect(rule.Targets).toHaveLength(1);
+    const [target] = rule.Targets as [(typeof rule.Targets)[number]];
+    expect(target.Arn).toBe(r.ref(topicId));
+    // What failed, where its log is and what to do, in the message itself.
+    const { InputPathsMap: paths, InputTemplate: message } = target.InputTransformer;
+    expect(Object.values(paths).sort()).toEqual(['$.detail.containers[0].exitCode', '$.detail.stoppedReason', '$.detail.taskArn']);
+    for (const name of Object.keys(paths)) expect(message).toContain(`<${name}>`);
+    expect(message).toContain(`log group ${r.ref(r.ofType('AWS::Logs::LogGroup').find(([id]) => id.startsWith('RemoteLogGroup'))![0])}`);
+    expect(message).toContain('Restore from inside the VPC');
+    const role = target.RoleArn.split('/').pop()!;
+    const events = { principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${role}/events`, identityPolicies: r.identityPolicies(role) };
+    const keyId = r.one('AWS::KMS::Key', (k) => JSON.stringify(k.Properties.Description ?? '').includes('alert topic'));
+    const key = { resourcePolicy: r.value(r.resources[keyId]!.Properties.KeyPolicy) };
+    const restoreTaskRole = (r.resources[restoreDef]!.Properties.TaskRoleArn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+    await expectDecisions([
+      { ...events, label: 'the rule publishes to the alert topic', action: 'sns:Publish', resource: r.ref(topicId), context: TLS, expected: 'Allowed' },
+      { ...events, ...key, label: 'with the topic\'s key', action: 'kms:GenerateDataKey', resource: r.getAtt(keyId, 'Arn'), expected: 'Allowed' },
+      { ...events, label: 'to no other topic', action: 'sns:Publish', resource: `arn:aws:sns:${REGION}:${ACCOUNT}:other`, context: TLS, expected: 'ImplicitlyDenied' },
+      { ...events, label: 'and reads no backup', action: 's3:GetObject', resource: `${d.bucketArn}/${d.prefix}x`, resourcePolicy: d.bucketPolicy, expected: 'ImplicitlyDenied' },
+      { principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${restoreTaskRole}/task`, identityPolicies: r.identityPolicies(restoreTaskRole), label: 'the task itself still cannot publish', action: 'sns:Publish', resource: r.ref(topicId), context: TLS, expected: 'ImplicitlyDenied' },
+    ]);
+  });
+
   it('lets the restore task read the backups and the secrets named PgS3Backup/restore/*, write nothing and read no other secret', async () => {
     const { r } = d;
     const restoreDef = r.one('AWS::ECS::TaskDefinition', (t) => JSON.stringify(t.Properties.TaskRoleArn).includes('RemoteTaskRole'));

@@ -6,23 +6,29 @@
  * sequences, grants, ICU locale) and a skewed schema (one table half the data, a populated
  * materialized view over two shards, an unowned sequence, awkward names); stock pg_restore alone
  * restores it as the runbook says; a shard killed mid-way leaves no object and no upload.
+ * Encrypted (ENCRYPT_RECIPIENTS) and sharded: every archive its own age file, each restored by
+ * decrypting as it streams; Debian's `age` opens each part as the runbook says; a wrong or
+ * missing identity and a damaged part fail cleanly.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recipientFingerprint } from '../../../engine/encryption.ts';
 import { libpqEnv } from '../../../engine/pg/env.ts';
 import { resolvePgTool } from '../../../engine/pg/tools.ts';
 import { partKeyFor } from '../../../engine/store/backup-key.ts';
 import { parseManifest, type Manifest } from '../../../engine/store/manifest.ts';
 import { listKeys, listMultipartUploads } from '../../support/aws.ts';
-import { listedOf, resultOf, runCli, startCliServices, type CliServices } from '../../support/cli.ts';
+import { databases, listedOf, resultOf, runCli, startCliServices, type CliServices } from '../../support/cli.ts';
 import { createFidelityDatabase, createFidelityRoles } from '../../support/fidelity-fixtures.ts';
 import { writeFakePgDump } from '../../support/fixtures.ts';
-import { layerRoot } from '../../support/layer.ts';
+import { layerRoot, REPO_ROOT } from '../../support/layer.ts';
 import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
 import { compareDatabases } from '../../support/whole-database.ts';
 
@@ -48,6 +54,8 @@ async function createSkewedDatabase(pg: TestPostgres, name: string): Promise<voi
     CREATE SCHEMA "Odd ""Schema""";
     CREATE TABLE "Odd ""Schema"""."*.?tab" (k text PRIMARY KEY);
     INSERT INTO "Odd ""Schema"""."*.?tab" VALUES ('x'), ('y');
+    CREATE TABLE "Line-Items.v2" (id int PRIMARY KEY, "Qty" int NOT NULL);
+    INSERT INTO "Line-Items.v2" SELECT g, g % 5 FROM generate_series(1, 300) g;
     CREATE UNLOGGED TABLE scratch (n int);
     INSERT INTO scratch SELECT generate_series(1, 50);
     CREATE TABLE events (at date NOT NULL, what text) PARTITION BY RANGE (at);
@@ -92,7 +100,7 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     expect(m.parts!.map((p) => p.key)).toEqual([1, 2, 3].map((n) => partKeyFor(keys.skewed!, n)));
     // Largest first: `big` is half the data and has an archive to itself.
     const tables = m.parts!.map((p) => p.tables);
-    expect(tables.reduce((a, b) => a + b)).toBe(7);
+    expect(tables.reduce((a, b) => a + b)).toBe(8);
     expect(tables).toContain(1);
     expect(m.parts!.map((p) => p.largeObjects)).toEqual([true, false, false]);
     const stored = await listKeys(svc.clients, svc.bucket, keys.skewed!.replace(/\.dump$/, ''));
@@ -162,7 +170,7 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     await other.query('DROP DATABASE skewed');
   });
 
-  it("a manifest whose part points at another object is refused before anything is read; --table is refused too", async () => {
+  it('a manifest whose part points at another object is refused before anything is read', async () => {
     const manifestKey = `${keys.skewed!}.json`;
     const original = await (await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: manifestKey }))).Body!.transformToString();
     const m = JSON.parse(original) as Manifest;
@@ -174,9 +182,49 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     } finally {
       await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: manifestKey, Body: original }));
     }
-    const table = await runCli(['restore', '--key', keys.skewed!, '--target-url', other.urlFor('skewed_t'), '--create', '--table', 'public.big'], svc.env);
-    expect(table.code).not.toBe(0);
-    expect(table.stderr).toMatch(/--table is not available for a sharded backup \(3 data archives\); nothing was restored/);
+  });
+
+  it('restore --table takes the definitions from the schema archive and the rows from the data archives that hold them: the same database as --table of a one-archive backup', async () => {
+    const one = await runCli(['run', '--reason', 'one archive'], { ...svc.env, DATABASES: 'skewed', DUMP_JOBS: '1' });
+    expect(one.code, one.stderr).toBe(0);
+    const oneKey = (one.result!.backups as { key: string }[])[0]!.key;
+    // A name that needs quoting everywhere, a table with an identity sequence, a partitioned one (its partitions' rows are in the data archives).
+    const tables = ['--table', 'public.Line-Items.v2', '--table', 'public.big', '--table', 'events'];
+    for (const [key, database] of [[oneKey, 'skewed_t1'], [keys.skewed!, 'skewed_t3']] as const) {
+      const run = await runCli(['restore', '--key', key, '--target-url', other.urlFor(database), '--create', '--json', ...tables], svc.env);
+      expect(run.code, run.stdout + run.stderr).toBe(0);
+      expect(resultOf<{ tables: string[] }>(run).tables).toEqual(expect.arrayContaining(['public.Line-Items.v2', 'public.big', 'public.events', 'public.events_2025']));
+    }
+    expect(await compareDatabases({ pg: other, database: 'skewed_t1' }, { pg: other, database: 'skewed_t3' })).toEqual([]);
+    const rows = await other.query<{ big: string; odd: string; events: string; small: string | null }>(
+      `SELECT (SELECT count(*) FROM big) AS big, (SELECT sum("Qty") FROM "Line-Items.v2") AS odd, (SELECT count(*) FROM events) AS events, to_regclass('small_a')::text AS small`,
+      [],
+      'skewed_t3',
+    );
+    expect(rows[0]).toEqual({ big: '6000', odd: '600', events: '400', small: null });
+    for (const database of ['skewed_t1', 'skewed_t3']) await other.query(`DROP DATABASE ${database}`);
+
+    // A table the backup does not hold: refused as for a one-archive backup, before anything is created.
+    const missing = await runCli(['restore', '--key', keys.skewed!, '--target-url', other.urlFor('skewed_t'), '--create', '--table', 'public.nope'], svc.env);
+    const missingOne = await runCli(['restore', '--key', oneKey, '--target-url', other.urlFor('skewed_t'), '--create', '--table', 'public.nope'], svc.env);
+    expect(missing.code).toBe(missingOne.code);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/no table "public\.nope" in the backup/);
+    expect(await databases(other)).not.toContain('skewed_t');
+
+    // A data archive whose table of contents lists another number of tables than its manifest part: refused before anything is created.
+    const manifestKey = `${keys.skewed!}.json`;
+    const original = await (await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: manifestKey }))).Body!.transformToString();
+    const m = JSON.parse(original) as Manifest;
+    await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: manifestKey, Body: JSON.stringify({ ...m, parts: m.parts!.map((p, i) => (i === 1 ? { ...p, tables: p.tables + 1 } : p)) }) }));
+    try {
+      const counted = await runCli(['restore', '--key', keys.skewed!, '--target-url', other.urlFor('skewed_t'), '--create', '--table', 'public.big'], svc.env);
+      expect(counted.code).toBe(1);
+      expect(counted.stderr).toMatch(/data archive .*\.data-2\.dump lists \d+ tables in its table of contents, the manifest says it holds \d+; nothing was restored/);
+      expect(await databases(other)).not.toContain('skewed_t');
+    } finally {
+      await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: manifestKey, Body: original }));
+    }
   });
 
   it('prune deletes an expired sharded backup with every data archive', async () => {
@@ -203,5 +251,110 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
     expect(run.stdout + run.stderr).toMatch(/pg_dump failed: .*SIGKILL/s);
     expect(await listKeys(svc.clients, svc.bucket, 'pg-s3-backup/skewed/')).toEqual(before);
     expect(await listMultipartUploads(svc.clients, svc.bucket)).toEqual([]);
+  });
+});
+
+describe('an encrypted sharded backup (ENCRYPT_RECIPIENTS and DUMP_JOBS=3)', () => {
+  let key: string;
+  let m: Manifest;
+  let identityFile: string;
+  let wrongFile: string;
+  const stored = async (k: string) => Buffer.from(await (await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: k }))).Body!.transformToByteArray());
+
+  beforeAll(async () => {
+    const identity = await generateX25519Identity();
+    const recipient = await identityToRecipient(identity);
+    identityFile = join(dir, 'backup-key.txt');
+    writeFileSync(identityFile, `# public key: ${recipient}\n${identity}\n`, { mode: 0o600 });
+    wrongFile = join(dir, 'other-key.txt');
+    writeFileSync(wrongFile, `${await generateX25519Identity()}\n`, { mode: 0o600 });
+    const run = await runCli(['run', '--reason', 'encrypted sharded'], { ...svc.env, DATABASES: 'skewed', DUMP_JOBS: '3', ENCRYPT_RECIPIENTS: recipient });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout + run.stderr).not.toMatch(/not applied to encrypted/);
+    key = (run.result!.backups as { key: string }[])[0]!.key;
+    m = parseManifest((await stored(`${key}.json`)).toString('utf8'));
+    expect(m.encryption).toEqual({ format: 'age', recipients: [recipientFingerprint(recipient)] });
+  });
+
+  it('is N + 1 age files, each with the SHA-256 of what is stored and of the archive inside; Debian\'s age opens each as the runbook says, and stock pg_restore restores the whole database from them', async () => {
+    expect(m.formatVersion).toBe(4);
+    expect(m.parts).toHaveLength(3);
+    const work = join(dir, 'encrypted-work');
+    mkdirSync(work);
+    writeFileSync(join(work, 'manifest.json'), JSON.stringify(m));
+    for (const [k, sha256, bytes] of [[m.key, m.sha256, m.bytes] as const, ...m.parts!.map((p) => [p.key, p.sha256, p.bytes] as const)]) {
+      const body = await stored(k);
+      expect(body.subarray(0, 22).toString(), k).toBe('age-encryption.org/v1\n');
+      expect({ bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') }, k).toEqual({ bytes, sha256 });
+      writeFileSync(join(work, k === m.key ? 'backup.dump' : k.split('/').pop()!), body);
+    }
+    for (const p of m.parts!) expect(p).toMatchObject({ plaintextBytes: expect.any(Number), plaintextSha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+
+    // The runbook's block, as written, with the age binary (.ci/run installs it).
+    const runbook = readFileSync(join(REPO_ROOT, 'docs', 'runbooks', 'database-restore.md'), 'utf8');
+    const block = /^```sh sharded-encrypted\n([\s\S]*?)^```$/m.exec(runbook)?.[1];
+    expect(block, 'the runbook has the sharded-encrypted block').toBeDefined();
+    await execFileAsync('bash', ['-c', `set -eu -o pipefail\n${block!}`], { env: { PATH: process.env.PATH ?? '', WORK: work, AGE_IDENTITY_FILE: identityFile } });
+    const cmd = resolvePgTool('pg_restore', { layerRoots: [layerRoot()] });
+    const plain = m.parts!.map((p) => join(work, p.key.split('/').pop()!.replace(/\.dump$/, '.plain.dump')));
+    // Each decrypted part is a pg_dump archive pg_restore reads.
+    for (const f of plain) expect((await execFileAsync(cmd.file, [...cmd.args, '--list', f])).stdout).toMatch(/TABLE DATA/);
+    const pgRestore = (database: string, ...args: string[]) =>
+      execFileAsync(cmd.file, [...cmd.args, '--exit-on-error', '--dbname', database, ...args], { env: libpqEnv({ ...other.connection(database), sslmode: 'disable' }, {}) });
+    const schema = join(work, 'backup.plain.dump');
+    await pgRestore('postgres', '--create', '--section=pre-data', schema);
+    await pgRestore('skewed', '--section=data', schema);
+    await Promise.all(plain.map((p) => pgRestore('skewed', p)));
+    await pgRestore('skewed', '--section=post-data', '--jobs=2', schema);
+    expect(await compareDatabases({ pg: svc.pg, database: 'skewed' }, { pg: other, database: 'skewed' })).toEqual([]);
+    await other.query('DROP DATABASE skewed');
+  });
+
+  it('restore --create, verify --local and verify --scratch-url decrypt every part as it streams and give back the whole database', async () => {
+    const run = await runCli(['restore', '--key', key, '--target-url', other.urlFor('skewed'), '--create', '--jobs', '2', '--identity-file', identityFile], svc.env);
+    expect(run.code, run.stderr).toBe(0);
+    expect(await compareDatabases({ pg: svc.pg, database: 'skewed' }, { pg: other, database: 'skewed' })).toEqual([]);
+    await other.query('DROP DATABASE skewed');
+    for (const args of [['--local'], ['--scratch-url', other.urlFor('postgres')]]) {
+      const verify = await runCli(['verify', '--key', key, ...args, '--json'], { ...svc.env, AGE_IDENTITY_FILE: identityFile });
+      expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+      expect(resultOf(verify)).toMatchObject({ status: 'ok', sha256Verified: true, encrypted: true, failingTables: [] });
+    }
+  });
+
+  it('restore --table on it takes the rows from the data archive that holds them, decrypted as they stream', async () => {
+    const run = await runCli(['restore', '--key', key, '--target-url', other.urlFor('skewed_enc_t'), '--create', '--table', 'public.Line-Items.v2', '--identity-file', identityFile], svc.env);
+    expect(run.code, run.stderr).toBe(0);
+    const rows = await other.query<{ n: string; small: string | null }>(`SELECT sum("Qty") AS n, to_regclass('big')::text AS small FROM "Line-Items.v2"`, [], 'skewed_enc_t');
+    expect(rows[0]).toEqual({ n: '600', small: null });
+    await other.query('DROP DATABASE skewed_enc_t');
+  });
+
+  it('a wrong or missing identity fails before the target is touched', async () => {
+    const wrong = await runCli(['restore', '--key', key, '--target-url', other.urlFor('skewed_wrong_id'), '--create', '--identity-file', wrongFile], svc.env);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/error \(decrypt\): the identity given does not open backup .*nothing was restored/);
+    const missing = await runCli(['restore', '--key', key, '--target-url', other.urlFor('skewed_no_id'), '--create'], svc.env);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/is encrypted with age .* and no identity was given; nothing was restored/);
+    expect(await databases(other)).not.toEqual(expect.arrayContaining(['skewed_wrong_id']));
+    expect(await databases(other)).not.toContain('skewed_no_id');
+  });
+
+  it('a damaged encrypted data archive stops the restore, and the database it created is dropped', async () => {
+    const part = m.parts!.find((p) => p.tables === 1)!;
+    const original = await stored(part.key);
+    const tampered = Buffer.from(original);
+    const at = Math.floor(tampered.length / 2);
+    tampered.writeUInt8(tampered.readUInt8(at) ^ 0x01, at);
+    await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: part.key, Body: tampered }));
+    try {
+      const run = await runCli(['restore', '--key', key, '--target-url', other.urlFor('skewed_bad_age'), '--create', '--identity-file', identityFile], svc.env);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toMatch(/error \(decrypt\): backup .*\.data-\d\.dump could not be decrypted: .*fails authentication.*; the restore is stopped/);
+      expect(await databases(other)).not.toContain('skewed_bad_age');
+    } finally {
+      await svc.clients.s3.send(new PutObjectCommand({ Bucket: svc.bucket, Key: part.key, Body: original }));
+    }
   });
 });
