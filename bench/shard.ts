@@ -18,7 +18,9 @@
  * Per compression, round after round, the modes alternate (floor, -Fd -j N…, DUMP_JOBS=N…), so
  * that the machine's drifting load (it is shared) spreads over all of them; medians are kept,
  * with the CPU time of each side (the tool's processes, the engine's node, the server) and the
- * load average at each run's start. Results: `<out>/<date>-shard-<size>.md` and `.json`.
+ * load average at each run's start. Results: `<out>/<date>-shard-<size>.md` and `.json`, written
+ * again after each compression of each round (a 4 GB run takes an hour on a shared machine: the
+ * rounds done are kept if it is stopped).
  */
 import { build } from 'esbuild';
 import { randomUUID } from 'node:crypto';
@@ -158,6 +160,36 @@ async function main(): Promise<void> {
       return { ...r, processMs: performance.now() - t0 };
     };
 
+    const restoreCompression = compressions.includes('zstd:1') ? 'zstd:1' : compressions[0]!;
+    const write = async (runs: readonly Run[], restores: readonly Run[]) => {
+      const { summary, restore: restoreSummary, headline } = figures(runs, restores, { compressions, jobsList, restoreJobs, restoreCompression });
+      const results = {
+        date: new Date().toISOString().slice(0, 10),
+        size: size.label,
+        databaseBytes,
+        tables: sizes.map((s) => ({ table: s.t, bytes: Number(s.b) })),
+        compressions,
+        jobs: jobsList,
+        restoreJobs,
+        /** Rounds done (fewer than --repeat in a partial write). */
+        repeat: Math.max(0, ...runs.map((r) => r.round)),
+        layout: 'shared (every process on every core, the server too)',
+        endpoint: 'null (HTTPS)',
+        rowCounts: 'estimate',
+        command: `npm run bench:shard -- ${process.argv.slice(2).join(' ')}`.trim(),
+        machine: { cores: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown' },
+        versions: { 'pg_dump (layer)': (await capture(pgDump, ['--version'])).trim(), node: process.version, commit: (await capture('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'])).trim() },
+        loadAverage: { start: load0, end: loadavg() },
+        headline,
+        summary,
+        restore: restoreSummary,
+        notes: values.note,
+        runs,
+        restoreRuns: restores,
+      };
+      log(`wrote ${writeResults(values.out, `${results.date}-shard-${size.label}`, results, render(results))}.md and .json`);
+      return results;
+    };
     const runs: Run[] = [];
     for (let round = 1; round <= (modes.has('dump') ? repeat : 0); round++) {
       for (const compression of compressions) {
@@ -189,12 +221,16 @@ async function main(): Promise<void> {
             return { ms: r.ms, bytes: r.bytes, toolCpuMs: r.childCpuMs, nodeCpuMs: r.cpuMs, peakRssBytes: r.peakRssBytes };
           }));
         }
+        await write(runs, []);
       }
     }
 
+    if (!modes.has('restore')) {
+      console.log(render(await write(runs, [])));
+      return;
+    }
     // Restore: one sharded backup (DUMP_JOBS = restore jobs) kept by the endpoint, restored by the
     // engine (streamed from S3, no temporary file); bare pg_restore -j N from a local -Fc file.
-    const restoreCompression = compressions.includes('zstd:1') ? 'zstd:1' : compressions[0]!;
     log(`restore: a DUMP_JOBS=${restoreJobs} backup (${restoreCompression}), and a local -Fc file`);
     const backup = await engine(restoreCompression, restoreJobs, KEEP_PREFIX);
     const file = join(work, 'local.dump');
@@ -221,31 +257,7 @@ async function main(): Promise<void> {
     }
     await pg.query(`DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
 
-    const { summary, restore: restoreSummary, headline } = figures(runs, restores, { compressions, jobsList, restoreJobs, restoreCompression });
-    const results = {
-      date: new Date().toISOString().slice(0, 10),
-      size: size.label,
-      databaseBytes,
-      tables: sizes.map((s) => ({ table: s.t, bytes: Number(s.b) })),
-      compressions,
-      jobs: jobsList,
-      restoreJobs,
-      repeat,
-      layout: 'shared (every process on every core, the server too)',
-      endpoint: 'null (HTTPS)',
-      rowCounts: 'estimate',
-      command: `npm run bench:shard -- ${process.argv.slice(2).join(' ')}`.trim(),
-      machine: { cores: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown' },
-      versions: { 'pg_dump (layer)': (await capture(pgDump, ['--version'])).trim(), node: process.version, commit: (await capture('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'])).trim() },
-      loadAverage: { start: load0, end: loadavg() },
-      headline,
-      summary,
-      restore: restoreSummary,
-      notes: values.note,
-      runs,
-      restoreRuns: restores,
-    };
-    log(`wrote ${writeResults(values.out, `${results.date}-shard-${size.label}`, results, render(results))}.md and .json`);
+    const results = await write(runs, restores);
     console.log(render(results));
   } finally {
     await cleanup();
@@ -290,7 +302,7 @@ function figures(runs: readonly Run[], restores: readonly Run[], o: { compressio
     shardedOverDirectoryFormatCompression: worst.compression,
     shardedOverDirectoryFormatByCompression: Object.fromEntries(overDir.map((o) => [o.compression, o.ratio])),
     shardedOverFloorByCompression: Object.fromEntries(compressions.map((c) => [c, ratio(sharded, floor, c)])),
-    restoreOverBarePgRestore: ratio(restoreSummary[1]!.mode, restoreSummary[0]!.mode, restoreCompression, restores),
+    restoreOverBarePgRestore: restoreSummary[1] && restoreSummary[0] ? ratio(restoreSummary[1].mode, restoreSummary[0].mode, restoreCompression, restores) : undefined,
     peakRssBytesByJobs: Object.fromEntries(jobsList.map((n) => [n, median(runs.filter((r) => r.mode === `DUMP_JOBS=${n} (streamed to S3)`).map((r) => r.peakRssBytes))])),
   };
   return { summary, restore: restoreSummary, headline };
