@@ -21,7 +21,7 @@ import { DirectDumpReader, DumpGate, toolVerdict } from '../pg/dump-gate.ts';
 import type { RunningTool } from '../pg/process.ts';
 import { budgetExhausted, watchForStall } from './stall-watchdog.ts';
 import { isCapabilityRefusal } from './probe.ts';
-import { CompleteFailedError, MultipartUpload, uploadMultipart, type MultipartOptions, type MultipartResult, type PartChecksum } from './multipart.ts';
+import { CompleteFailedError, MultipartUpload, uploadMultipart, type MultipartOptions, type MultipartResult, type StoreWriteOptions } from './multipart.ts';
 import { MAX_DUMP_BYTES, PART_CAP_HEADROOM, partSizeFor, PROFILE_CAPABILITIES, type StoreCapabilities } from './capabilities.ts';
 import { UploadEncryption } from './upload-encryption.ts';
 
@@ -75,7 +75,7 @@ export function choosePartSize(requested: number | undefined, databaseBytes: num
 /** Parts in flight at once. */
 export const DEFAULT_QUEUE_SIZE = 2;
 
-export interface StreamUploadOptions {
+export interface StreamUploadOptions extends StoreWriteOptions {
   readonly s3: S3Client;
   readonly bucket: string;
   readonly key: string;
@@ -105,12 +105,6 @@ export interface StreamUploadOptions {
   readonly onProgress?: (bytes: number) => void;
   /** Told when the upload ends in a state worth a log line (a completion S3 did despite an error). */
   readonly onNotice?: (message: string, attributes: Record<string, unknown>) => void;
-  /** Checksum of each multipart part (multipart.ts; the bench measures both); `none` for stores that refuse checksum headers. */
-  readonly partChecksum?: PartChecksum | undefined;
-  /** The store's part cap (default S3's 10,000). */
-  readonly maxParts?: number | undefined;
-  /** Send `If-None-Match: *` (default true; false for stores without conditional writes). */
-  readonly conditional?: boolean | undefined;
   /**
    * age recipients (ENCRYPT_RECIPIENTS): the tool's output is encrypted to them between the gate
    * and the uploader, so what S3 receives (and the uploader hashes) is the age file. The gate
@@ -120,14 +114,12 @@ export interface StreamUploadOptions {
   readonly encryptTo?: readonly string[] | undefined;
 }
 
-export interface StreamUploadResult {
-  readonly bytes: number;
-  /** SHA-256 of the whole dump, lowercase hex (computed by the uploader in its one pass). */
-  readonly sha256: string;
-  readonly parts: number;
+/**
+ * The uploader's figures of the object (`sha256`: the whole dump's, computed in its one pass;
+ * `etag` undefined when the store said none, or the answer was lost) and the tool's outcome.
+ */
+export interface StreamUploadResult extends Pick<MultipartResult, 'bytes' | 'sha256' | 'parts' | 'etag'> {
   readonly outcome: ProcessOutcome;
-  /** The ETag the store answered for the object (undefined when it said none, or the answer was lost). */
-  readonly etag?: string | undefined;
   /** With `encryptTo`: the tool's output before encryption (`bytes` and `sha256` are then the ciphertext's). */
   readonly plaintext?: { readonly bytes: number; readonly sha256: string } | undefined;
 }
