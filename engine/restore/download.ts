@@ -11,12 +11,12 @@
  * Nothing decrypted is used before the ciphertext's SHA-256 is known to match; age authenticates
  * every 64 KiB chunk as well, so a changed or missing byte stops the download where it is.
  */
-import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
+import { digestMeter } from './digest-meter.ts';
 import { DUMP_DIR_PREFIX, markOwner, sweepStaleDumps } from './leftovers.ts';
 import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DownloadError, IdentityError, IntegrityError, PgS3BackupError } from '../errors.ts';
 import { decryptStream } from '../encryption.ts';
@@ -84,31 +84,19 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest, id
   const path = join(dir, 'backup.dump');
   const remove = () => rm(dir, { recursive: true, force: true });
   const started = now();
-  const hash = createHash('sha256');
   let bytes = 0;
   let lastEmit = 0;
   deps.events?.({ event: 'restore.download.progress', bytes: 0, total: manifest.bytes, key: manifest.key });
-  const meter = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      const t = now();
-      if (t - lastEmit >= 200) {
-        lastEmit = t;
-        deps.events?.({ event: 'restore.download.progress', bytes, total: manifest.bytes, key: manifest.key });
-      }
-      done(null, chunk);
-    },
+  const stored = digestMeter((b) => {
+    bytes = b;
+    const t = now();
+    if (t - lastEmit >= 200) {
+      lastEmit = t;
+      deps.events?.({ event: 'restore.download.progress', bytes, total: manifest.bytes, key: manifest.key });
+    }
   });
-  const plainHash = createHash('sha256');
-  let plainBytes = 0;
-  const plainMeter = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      plainHash.update(chunk);
-      plainBytes += chunk.length;
-      done(null, chunk);
-    },
-  });
+  const meter = stored.stream;
+  const plainMeter = digestMeter();
   let body: Readable | undefined;
   try {
     deps.signal?.throwIfAborted();
@@ -122,7 +110,7 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest, id
       source.once('error', (e) => meter.destroy(e));
       const plain = await decryptStream(source.pipe(meter), ids, { key: manifest.key, fingerprints: manifest.encryption?.recipients });
       deps.events?.({ event: 'restore.identity-matched', key: manifest.key });
-      await pipeline(plain, plainMeter, createWriteStream(path, { mode: 0o600 }), ...options);
+      await pipeline(plain, plainMeter.stream, createWriteStream(path, { mode: 0o600 }), ...options);
     } else {
       await pipeline(body, meter, createWriteStream(path, { mode: 0o600 }), ...options);
     }
@@ -140,7 +128,7 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest, id
       hint: 'Check network access to S3 and s3:GetObject permission on the bucket, then retry.',
     });
   }
-  const sha256 = hash.digest('hex');
+  const { sha256 } = stored.digest();
   const ms = now() - started;
   deps.events?.({ event: 'restore.download.progress', bytes, total: manifest.bytes, key: manifest.key, done: true, ms });
   if (bytes !== manifest.bytes || sha256 !== manifest.sha256) {
@@ -153,7 +141,7 @@ export async function downloadVerified(deps: RestoreDeps, manifest: Manifest, id
   }
   deps.events?.({ event: 'restore.sha256-verified', sha256, bytes });
   if (ids) {
-    const plainSha256 = plainHash.digest('hex');
+    const { bytes: plainBytes, sha256: plainSha256 } = plainMeter.digest();
     if (plainBytes !== manifest.plaintextBytes || plainSha256 !== manifest.plaintextSha256) {
       await remove();
       throw new IntegrityError(

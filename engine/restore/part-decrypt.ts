@@ -5,11 +5,11 @@
  * as for a one-archive encrypted backup); the payload is opened on node:crypto (age-payload.ts
  * through encryption.ts decryptStream). No plaintext touches a disk.
  */
-import { createHash } from 'node:crypto';
-import { pipeline, Transform, type Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { decryptStream } from '../encryption.ts';
 import { DecryptionError, IdentityError } from '../errors.ts';
 import type { Manifest, ManifestPart } from '../store/manifest.ts';
+import { digestMeter } from './digest-meter.ts';
 
 export interface PartDecryption {
   readonly identities: readonly string[];
@@ -31,22 +31,14 @@ export function encryptedParts(manifest: Pick<Manifest, 'encryption'>, options: 
  * a damaged chunk errors the plaintext stream, which stops the restore.
  */
 export async function partPlaintext(stored: Readable, part: ManifestPart, decrypt: PartDecryption): Promise<{ body: Readable; storedDigest: () => { bytes: number; sha256: string } }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const meter = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      done(null, chunk);
-    },
-  });
+  const { stream: meter, digest } = digestMeter();
   // pipeline: S3's body failing or destroyed (the restore stopped) fails the decrypter's source too.
   pipeline(stored, meter, () => {});
   const body = await decryptStream(meter, decrypt.identities, { key: part.key, fingerprints: decrypt.fingerprints }).catch((err: unknown) => {
     meter.destroy();
     throw asStopped(err);
   });
-  return { body, storedDigest: () => ({ bytes, sha256: hash.digest('hex') }) };
+  return { body, storedDigest: digest };
 }
 
 /**

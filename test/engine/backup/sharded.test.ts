@@ -159,13 +159,7 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
       files.push(file);
     }
     const [schema, ...parts] = files as [string, ...string[]];
-    const cmd = resolvePgTool('pg_restore', { layerRoots: [layerRoot()] });
-    const pgRestore = (database: string, ...args: string[]) =>
-      execFileAsync(cmd.file, [...cmd.args, '--exit-on-error', '--dbname', database, ...args], { env: libpqEnv({ ...other.connection(database), sslmode: 'disable' }, {}) });
-    await pgRestore('postgres', '--create', '--section=pre-data', schema);
-    await pgRestore('skewed', '--section=data', schema);
-    await Promise.all(parts.map((p) => pgRestore('skewed', p)));
-    await pgRestore('skewed', '--section=post-data', '--jobs=2', schema);
+    await stockShardedRestore('skewed', schema, parts);
     expect(await compareDatabases({ pg: svc.pg, database: 'skewed' }, { pg: other, database: 'skewed' })).toEqual([]);
     await other.query('DROP DATABASE skewed');
   });
@@ -299,13 +293,7 @@ describe('an encrypted sharded backup (ENCRYPT_RECIPIENTS and DUMP_JOBS=3)', () 
     const plain = m.parts!.map((p) => join(work, p.key.split('/').pop()!.replace(/\.dump$/, '.plain.dump')));
     // Each decrypted part is a pg_dump archive pg_restore reads.
     for (const f of plain) expect((await execFileAsync(cmd.file, [...cmd.args, '--list', f])).stdout).toMatch(/TABLE DATA/);
-    const pgRestore = (database: string, ...args: string[]) =>
-      execFileAsync(cmd.file, [...cmd.args, '--exit-on-error', '--dbname', database, ...args], { env: libpqEnv({ ...other.connection(database), sslmode: 'disable' }, {}) });
-    const schema = join(work, 'backup.plain.dump');
-    await pgRestore('postgres', '--create', '--section=pre-data', schema);
-    await pgRestore('skewed', '--section=data', schema);
-    await Promise.all(plain.map((p) => pgRestore('skewed', p)));
-    await pgRestore('skewed', '--section=post-data', '--jobs=2', schema);
+    await stockShardedRestore('skewed', join(work, 'backup.plain.dump'), plain);
     expect(await compareDatabases({ pg: svc.pg, database: 'skewed' }, { pg: other, database: 'skewed' })).toEqual([]);
     await other.query('DROP DATABASE skewed');
   });
@@ -358,3 +346,17 @@ describe('an encrypted sharded backup (ENCRYPT_RECIPIENTS and DUMP_JOBS=3)', () 
     }
   });
 });
+
+/**
+ * The runbook's restore of a sharded backup with stock pg_restore alone, into `other`: the schema
+ * archive's pre-data (with --create), its data, every data archive at once, then its post-data.
+ */
+async function stockShardedRestore(database: string, schema: string, parts: readonly string[]): Promise<void> {
+  const cmd = resolvePgTool('pg_restore', { layerRoots: [layerRoot()] });
+  const pgRestore = (db: string, ...args: string[]) =>
+    execFileAsync(cmd.file, [...cmd.args, '--exit-on-error', '--dbname', db, ...args], { env: libpqEnv({ ...other.connection(db), sslmode: 'disable' }, {}) });
+  await pgRestore('postgres', '--create', '--section=pre-data', schema);
+  await pgRestore(database, '--section=data', schema);
+  await Promise.all(parts.map((p) => pgRestore(database, p)));
+  await pgRestore(database, '--section=post-data', '--jobs=2', schema);
+}
