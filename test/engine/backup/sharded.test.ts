@@ -31,6 +31,7 @@ import { writeFakePgDump } from '../../support/fixtures.ts';
 import { layerRoot, REPO_ROOT } from '../../support/layer.ts';
 import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
 import { compareDatabases } from '../../support/whole-database.ts';
+import { createShop } from '../../../scripts/sample-shop.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -78,8 +79,10 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pgs3b-sharded-'));
   await createFidelityDatabase(svc.pg);
   await createSkewedDatabase(svc.pg, 'skewed');
+  // The demo's database (scripts/sample-shop.ts), smaller: what a new user first backs up.
+  await createShop({ host: svc.pg.host, port: svc.pg.port, user: svc.pg.user, password: svc.pg.password, database: 'postgres' }, 'shop', { customers: 2000, products: 100, orders: 8000 });
   await createFidelityRoles(other);
-  for (const [database, jobs] of [['fidelity', '2'], ['skewed', '3']] as const) {
+  for (const [database, jobs] of [['fidelity', '2'], ['skewed', '3'], ['shop', '4']] as const) {
     const run = await runCli(['run', '--reason', 'sharded'], { ...svc.env, DATABASES: database, DUMP_JOBS: jobs });
     expect(run.code, run.stderr).toBe(0);
     const b = (run.result!.backups as { database: string; key: string }[])[0]!;
@@ -115,7 +118,8 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
   });
 
   it('restore --create gives back the whole database (schema, rows, sequences, large objects, properties)', async () => {
-    for (const database of ['fidelity', 'skewed']) {
+    expect(manifests.shop!.parts).toHaveLength(4);
+    for (const database of ['fidelity', 'skewed', 'shop']) {
       const run = await runCli(['restore', '--key', keys[database]!, '--target-url', other.urlFor(database), '--create', '--jobs', '2'], svc.env);
       expect(run.code, run.stderr).toBe(0);
       expect(await compareDatabases({ pg: svc.pg, database }, { pg: other, database })).toEqual([]);
