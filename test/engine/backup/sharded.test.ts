@@ -28,7 +28,7 @@ import { listKeys, listMultipartUploads } from '../../support/aws.ts';
 import { databases, listedOf, resultOf, runCli, startCliServices, type CliServices } from '../../support/cli.ts';
 import { createFidelityDatabase, createFidelityRoles } from '../../support/fidelity-fixtures.ts';
 import { writeFakePgDump } from '../../support/fixtures.ts';
-import { layerRoot, REPO_ROOT } from '../../support/layer.ts';
+import { ensureServerLayer, layerRoot, REPO_ROOT } from '../../support/layer.ts';
 import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
 import { compareDatabases } from '../../support/whole-database.ts';
 import { createShop } from '../../../scripts/sample-shop.ts';
@@ -75,7 +75,9 @@ async function createSkewedDatabase(pg: TestPostgres, name: string): Promise<voi
 }
 
 beforeAll(async () => {
-  [svc, other] = await Promise.all([startCliServices(), startPostgres()]);
+  // verify --local restores into the pg-server layer's throwaway server: built here, not by
+  // whichever test file happened to run first (a fresh clone has none).
+  [svc, other] = await Promise.all([startCliServices(), startPostgres(), ensureServerLayer('x86_64')]);
   dir = mkdtempSync(join(tmpdir(), 'pgs3b-sharded-'));
   await createFidelityDatabase(svc.pg);
   await createSkewedDatabase(svc.pg, 'skewed');
