@@ -172,7 +172,7 @@ async function main(): Promise<void> {
         jobs: jobsList,
         restoreJobs,
         /** Rounds done (fewer than --repeat in a partial write). */
-        repeat: Math.max(0, ...runs.map((r) => r.round)),
+        repeat: Math.max(0, ...runs.map((r) => r.round), ...restores.map((r) => r.round)),
         layout: 'shared (every process on every core, the server too)',
         endpoint: 'null (HTTPS)',
         rowCounts: 'estimate',
