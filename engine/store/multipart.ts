@@ -65,6 +65,13 @@ export interface MultipartOptions extends StoreWriteOptions {
   readonly partSize: number;
   readonly queueSize: number;
   readonly contentType: string;
+  /**
+   * The caller aborts the multipart upload after a failure itself (stream-upload.ts's clean-up,
+   * retried within its own bound): `abort()` then only lets the parts in flight finish, so the
+   * upload is not aborted twice (once here, with the failed run's signal, and once there).
+   * @default false: `abort()` sends AbortMultipartUpload (best effort)
+   */
+  readonly callerAborts?: boolean | undefined;
 }
 
 /**
@@ -360,7 +367,7 @@ export class MultipartUpload {
     this.fail(reason ?? new Error('upload aborted'));
     this.wake?.();
     await Promise.allSettled([...this.inflight, ...(this.creating ? [this.creating] : [])]);
-    if (this.uploadId !== undefined) {
+    if (this.uploadId !== undefined && !this.opts.callerAborts) {
       // Best effort: a failed abort leaves parts that the bucket's lifecycle rule removes.
       await this.opts.s3.send(new AbortMultipartUploadCommand({ Bucket: this.opts.bucket, Key: this.opts.key, UploadId: this.uploadId })).catch(() => {});
     }
