@@ -34,7 +34,7 @@ export function registerRestore(program: Command, ctx: CliContext): void {
     .option('--clean', 'drop the objects the backup contains before recreating them (a non-empty target needs it)')
     .option('--no-owner', 'do not restore owners (nor ALTER ROLE … IN DATABASE settings) when the source roles do not exist on the target')
     .option('--no-acl', 'do not restore grants (GRANT/REVOKE)')
-    .option('--table <name>', 'restore only this table ([schema.]name, repeatable), with what it needs (schema, types, sequences) and what belongs to it (identity, indexes, constraints, grants)', collect)
+    .option('--table <name>', 'restore only this table ([schema.]name as written, or "schema"."name" as in SQL; repeatable), with what it needs (schema, types, sequences) and what belongs to it (identity, indexes, constraints, grants)', collect)
     .addOption(new Option('--schema-only', 'restore the definitions, no data').conflicts('dataOnly'))
     .addOption(new Option('--data-only', 'restore the data only, into tables that exist').conflicts(['create', 'clean']))
     .option('--keep-going', 'on errors, keep the database as restored, list every error and exit 1 (default: stop, and drop a database --create made)')

@@ -33,8 +33,8 @@ export interface PartDataSelection {
 /**
  * The data archives of `manifest` that hold rows of the tables `selection` chose in the schema
  * archive's `entries`, with a `--use-list` file for each (written beside `dumpFile`, the schema
- * archive's private folder). Matching is by schema and name (with the owner, as pg_dump tags
- * both): TOC ids differ from one archive to another.
+ * archive's private folder). Matching is by OID, schema, name and owner (tableKey): TOC ids
+ * differ from one archive to another.
  */
 export async function selectPartData(
   deps: RestoreDeps,
@@ -66,9 +66,14 @@ export async function selectPartData(
   return { parts: chosen, useLists, tables };
 }
 
-/** A table's identity across archives: schema, then name and owner (the tag pg_dump gives both TABLE and TABLE DATA). */
+/**
+ * A table's identity across archives: its OID (a TABLE DATA entry carries its table's, and every
+ * archive was dumped in one snapshot), with its schema, name and owner as printed, compared whole.
+ * Not the parsed schema and name: a data archive has no SCHEMA entries to tell where a schema's
+ * name ends. Nor the text alone: "Sales" "Data Line Items" prints as "Sales Data" "Line Items" does.
+ */
 function tableKey(e: TocEntry): string {
-  return `${e.schema}\u0000${e.tagAndOwner}`;
+  return `${e.oid}\u0000${e.subject}`;
 }
 
 /**

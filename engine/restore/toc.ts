@@ -9,10 +9,18 @@ export interface TocEntry {
   readonly id: number;
   /** pg_dump's object type: TABLE, TABLE DATA, SEQUENCE SET, FK CONSTRAINT, … */
   readonly desc: string;
+  /** The catalog object's OID (0 when it has none); a TABLE DATA entry carries its table's. */
+  readonly oid: number;
   /** `-` when the object has none. */
   readonly schema: string;
+  /** The object's name (pg_dump's tag): `Line Items`; `accounts accounts_pkey` for a constraint (table, then constraint). */
+  readonly tag: string;
+  /** The object's owner (empty for ENCODING, STDSTRINGS, SEARCHPATH). */
+  readonly owner: string;
   /** The rest of the line: the object's name (tag), then its owner. */
   readonly tagAndOwner: string;
+  /** Schema, tag and owner as `--list` prints them: the same text for a table and its data, in any archive of one backup. */
+  readonly subject: string;
   readonly deps: readonly number[];
   /** The `--list` line itself, for a `--use-list` file. */
   readonly line: string;
@@ -20,57 +28,170 @@ export interface TocEntry {
 
 /**
  * Object types pg_dump writes, longest first so that `TABLE DATA` is not read as `TABLE`. A line
- * is `<id>; <catalog oid> <oid> <type> <schema> <tag> <owner>`, and both type and tag may hold spaces.
+ * is `<id>; <catalog oid> <oid> <type> <schema> <tag> <owner>`: pg_restore prints the fields
+ * separated by single spaces, unquoted (a line break in a name becomes a space), so type, schema,
+ * tag and owner may all hold spaces. The type is one of these (or one word); the rest is resolved
+ * by parseToc.
  */
 const DESCS = [
   'MATERIALIZED VIEW DATA', 'DATABASE PROPERTIES', 'SEQUENCE OWNED BY', 'TEXT SEARCH CONFIGURATION', 'TEXT SEARCH DICTIONARY', 'TEXT SEARCH PARSER',
   'TEXT SEARCH TEMPLATE', 'FOREIGN DATA WRAPPER', 'PUBLICATION TABLES IN SCHEMA', 'PUBLICATION TABLE', 'MATERIALIZED VIEW', 'CONSTRAINT TRIGGER',
-  'DEFAULT ACL', 'FK CONSTRAINT', 'FOREIGN TABLE', 'SEQUENCE SET', 'SECURITY LABEL', 'BLOB METADATA', 'TABLE ATTACH', 'INDEX ATTACH', 'EVENT TRIGGER',
-  'USER MAPPING', 'ACCESS METHOD', 'OPERATOR CLASS', 'OPERATOR FAMILY', 'LARGE OBJECT', 'TABLE DATA', 'SHELL TYPE', 'STATISTICS DATA',
+  'DEFAULT ACL', 'FK CONSTRAINT', 'CHECK CONSTRAINT', 'FOREIGN TABLE', 'FOREIGN SERVER', 'SEQUENCE SET', 'SECURITY LABEL', 'BLOB METADATA', 'TABLE ATTACH',
+  'INDEX ATTACH', 'EVENT TRIGGER', 'USER MAPPING', 'ACCESS METHOD', 'OPERATOR CLASS', 'OPERATOR FAMILY', 'LARGE OBJECT', 'LARGE OBJECTS', 'TABLE DATA',
+  'SHELL TYPE', 'STATISTICS DATA', 'PROCEDURAL LANGUAGE', 'ROW SECURITY', 'SUBSCRIPTION TABLE', 'BLOB COMMENTS', 'ACL LANGUAGE',
 ].sort((a, b) => b.length - a.length);
 
 const LINE = /^(\d+); (\d+) (\d+) (.*)$/;
-
-export function parseToc(list: string): TocEntry[] {
-  const entries: { id: number; desc: string; schema: string; tagAndOwner: string; deps: number[]; line: string }[] = [];
-  for (const line of list.split('\n')) {
-    const dep = /^;\s*depends on:(.*)$/.exec(line);
-    if (dep && entries.length > 0) {
-      entries[entries.length - 1]!.deps.push(...dep[1]!.trim().split(/\s+/).filter(Boolean).map(Number));
-      continue;
-    }
-    const m = LINE.exec(line);
-    if (!m) continue;
-    const rest = m[4]!;
-    const desc = DESCS.find((d) => rest.startsWith(`${d} `)) ?? rest.split(' ')[0]!;
-    const afterDesc = rest.slice(desc.length + 1);
-    const space = afterDesc.indexOf(' ');
-    entries.push({
-      id: Number(m[1]),
-      desc,
-      schema: space < 0 ? afterDesc : afterDesc.slice(0, space),
-      tagAndOwner: space < 0 ? '' : afterDesc.slice(space + 1),
-      deps: [],
-      line,
-    });
-  }
-  return entries;
-}
-
-/** The object's name: the tag without the trailing owner (tags of tables, sequences and views hold no space unless quoted in the name). */
-function objectName(e: TocEntry): string {
-  const i = e.tagAndOwner.lastIndexOf(' ');
-  return i < 0 ? e.tagAndOwner : e.tagAndOwner.slice(0, i);
-}
 
 /** Table-like entries `--table` may name (as `pg_restore --table` matches them). */
 const RELATIONS = new Set(['TABLE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE', 'SEQUENCE']);
 /** Data entries, restored with the relation they fill. */
 const DATA = new Set(['TABLE DATA', 'MATERIALIZED VIEW DATA', 'SEQUENCE SET']);
 
+/** The relation each data type fills: its schema and name are the relation's (same OID, or its dependency). */
+const DATA_OF: Readonly<Record<string, string>> = { 'TABLE DATA': 'TABLE', 'MATERIALIZED VIEW DATA': 'MATERIALIZED VIEW', 'SEQUENCE SET': 'SEQUENCE' };
+
+/**
+ * The entries of a `pg_restore --list --verbose` listing.
+ *
+ * `<schema> <tag> <owner>` is ambiguous as text once a name holds a space (`Sales Data Line Items
+ * alice` may be schema `Sales`, table `Data Line Items`). What the archive says elsewhere decides:
+ * the owner is the last word (a role name with a space is not told apart); a schema's own SCHEMA
+ * entry (`- <name> <owner>`) names it; an object in that schema depends on that entry (pg_dump
+ * records it), a data entry carries its relation's OID, and what belongs to a table depends on
+ * it (resolve's steps, in order). Else the schema is the first word: `public`, whose entry
+ * pg_dump leaves out, or any schema of an archive with no SCHEMA entries (a sharded backup's data
+ * archive, whose entries sharded-table.ts matches by OID and text, never by parsed name).
+ */
+export function parseToc(list: string): TocEntry[] {
+  const raw: { id: number; desc: string; oid: number; subject: string; deps: number[]; line: string }[] = [];
+  for (const line of list.split('\n')) {
+    const dep = /^;\s*depends on:(.*)$/.exec(line);
+    if (dep && raw.length > 0) {
+      raw[raw.length - 1]!.deps.push(...dep[1]!.trim().split(/\s+/).filter(Boolean).map(Number));
+      continue;
+    }
+    const m = LINE.exec(line);
+    if (!m) continue;
+    const rest = m[4]!;
+    const desc = DESCS.find((d) => rest.startsWith(`${d} `)) ?? rest.split(' ')[0]!;
+    raw.push({ id: Number(m[1]), desc, oid: Number(m[3]), subject: rest.slice(desc.length + 1), deps: [], line });
+  }
+  const split = (subject: string) => {
+    const i = subject.lastIndexOf(' ');
+    return i < 0 ? { head: subject, owner: '' } : { head: subject.slice(0, i), owner: subject.slice(i + 1) };
+  };
+  // Schemas by their SCHEMA entry's id: `- <name> <owner>`.
+  const schemaById = new Map<number, string>();
+  for (const r of raw) {
+    if (r.desc === 'SCHEMA' && r.subject.startsWith('- ')) schemaById.set(r.id, split(r.subject).head.slice(2));
+  }
+  const known = [...new Set(schemaById.values())].sort((a, b) => b.length - a.length);
+  const byId = new Map(raw.map((r) => [r.id, r]));
+  const relationByOid = new Map(raw.filter((r) => RELATIONS.has(r.desc) && r.oid !== 0).map((r) => [`${r.desc}\u0000${r.oid}`, r]));
+  const resolved = new Map<number, { schema: string; tag: string; owner: string }>();
+  const resolve = (r: (typeof raw)[number]): { schema: string; tag: string; owner: string } => {
+    const done = resolved.get(r.id);
+    if (done) return done;
+    const { head, owner } = split(r.subject);
+    const fits = (s: string) => head.startsWith(`${s} `);
+    const relationsOf = (ids: readonly number[]) => ids.map((d) => byId.get(d)).filter((d): d is (typeof raw)[number] => d !== undefined && RELATIONS.has(d.desc) && d !== r);
+    const pick = (): string | undefined => {
+      if (head.startsWith('- ') || head === '-') return '-';
+      // 1. The schema whose entry it depends on (every relation in a schema the archive defines does).
+      const own = r.deps.map((d) => schemaById.get(d)).find((s) => s !== undefined && fits(s));
+      if (own !== undefined) return own;
+      // 2. Data: the relation it fills (same OID; a sequence's value: its dependency).
+      const filled = DATA_OF[r.desc];
+      if (filled !== undefined) {
+        const relation = relationByOid.get(`${filled}\u0000${r.oid}`) ?? relationsOf(r.deps).find((d) => d.desc === filled);
+        const s = relation && resolve(relation).schema;
+        if (s !== undefined && fits(s)) return s;
+      }
+      // A relation with neither is in a schema the archive leaves out (`public`), whatever other schema its text starts with.
+      if (RELATIONS.has(r.desc) || filled !== undefined) return undefined;
+      // 3. What belongs to a relation (constraint, index, trigger, default, comment, grant) is in
+      //    its schema: the relation whose schema and name its text starts with (a foreign key
+      //    depends on both tables), else the one schema of the relations it depends on.
+      const relations = relationsOf(r.deps).map(resolve).filter((d) => fits(d.schema));
+      const owning = relations.find((d) => head.startsWith(`${d.schema} ${d.tag} `));
+      if (owning) return owning.schema;
+      const schemas = new Set(relations.map((d) => d.schema));
+      if (schemas.size === 1) return [...schemas][0];
+      // 4. The longest schema the archive defines that its text starts with.
+      return known.find(fits);
+    };
+    const picked = pick();
+    const schema = picked ?? (head.includes(' ') ? head.slice(0, head.indexOf(' ')) : head);
+    const result = { schema, tag: head === schema ? '' : head.slice(schema.length + 1), owner };
+    resolved.set(r.id, result);
+    return result;
+  };
+  return raw.map((r) => {
+    const { schema, tag, owner } = resolve(r);
+    return { id: r.id, desc: r.desc, oid: r.oid, schema, tag, owner, tagAndOwner: r.subject.slice(schema.length + 1), subject: r.subject, deps: r.deps, line: r.line };
+  });
+}
+
+/** `schema.table`, as results and messages name a relation. */
+function qualified(e: TocEntry): string {
+  return `${e.schema}.${e.tag}`;
+}
+
+/** The relation as SQL names it (and as `--table` takes it when a name holds a dot or a quote). */
+function quoted(e: TocEntry): string {
+  return `"${e.schema.replace(/"/g, '""')}"."${e.tag.replace(/"/g, '""')}"`;
+}
+
+/**
+ * The (schema, name) pairs `--table` may mean. As written, names are taken literally (as
+ * `pg_restore --table` takes them: no case folding, quotes are part of the name), and a dot may
+ * be part of a name: each way of cutting at a dot is a reading. Written as in SQL, with double
+ * quotes (`"Sales Data"."Line Items"`, `""` for a quote inside), it is read as one or two
+ * identifiers too. The archive decides which reading names a relation (selectTables refuses two).
+ */
+function readings(name: string): { schema: string | undefined; table: string }[] {
+  const cuts = [...name.matchAll(/\./g)].map((m) => m.index).filter((i) => i > 0 && i < name.length - 1);
+  const literal = [{ schema: undefined, table: name }, ...cuts.map((i) => ({ schema: name.slice(0, i), table: name.slice(i + 1) }))];
+  const sql = name.includes('"') ? sqlIdentifiers(name) : undefined;
+  if (sql?.length === 1) return [{ schema: undefined, table: sql[0]! }, ...literal];
+  if (sql?.length === 2) return [{ schema: sql[0]!, table: sql[1]! }, ...literal];
+  return literal;
+}
+
+/** `a."b.c"` → [a, b.c]: dot-separated identifiers, each in double quotes or not; undefined when it is not that. */
+function sqlIdentifiers(name: string): string[] | undefined {
+  const parts: string[] = [];
+  let i = 0;
+  for (;;) {
+    let part = '';
+    if (name[i] === '"') {
+      for (i++; ; i++) {
+        if (i >= name.length) return undefined;
+        if (name[i] === '"') {
+          if (name[i + 1] !== '"') break;
+          i++;
+        }
+        part += name[i];
+      }
+      i++;
+    } else {
+      const end = name.indexOf('.', i);
+      part = name.slice(i, end < 0 ? name.length : end);
+      if (part.includes('"')) return undefined;
+      i += part.length;
+    }
+    if (part === '') return undefined;
+    parts.push(part);
+    if (i >= name.length) return parts;
+    if (name[i] !== '.') return undefined;
+    i++;
+  }
+}
+
 /** `schema.table` of every table whose data the archive holds. */
 export function tablesWithData(entries: readonly TocEntry[]): string[] {
-  return entries.filter((e) => e.desc === 'TABLE DATA').map((e) => `${e.schema}.${objectName(e)}`);
+  return entries.filter((e) => e.desc === 'TABLE DATA').map(qualified);
 }
 
 export interface TableSelection {
@@ -95,14 +216,15 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
   const relations = entries.filter((e) => RELATIONS.has(e.desc));
   const named: TocEntry[] = [];
   for (const name of names) {
-    const dot = name.indexOf('.');
-    const [schema, table] = dot > 0 ? [name.slice(0, dot), name.slice(dot + 1)] : [undefined, name];
-    const found = relations.filter((e) => objectName(e) === table && (schema === undefined || e.schema === schema));
+    const read = readings(name);
+    const found = relations.filter((e) => read.some((r) => e.tag === r.table && (r.schema === undefined || e.schema === r.schema)));
     if (found.length === 0) {
-      throw new UsageError(`no table "${name}" in the backup`, { hint: 'Name it as in the source database, optionally schema-qualified (--table schema.table); `pg_restore --list` of the dump shows every table.' });
+      throw new UsageError(`no table "${name}" in the backup`, { hint: 'Name it as in the source database, optionally schema-qualified (--table schema.table, or --table \'"Sales Data"."Line Items"\' in double quotes as in SQL); `pg_restore --list` of the dump shows every table.' });
     }
     if (found.length > 1) {
-      throw new UsageError(`--table ${name} matches ${found.map((e) => `${e.schema}.${objectName(e)}`).join(', ')}`, { hint: 'Qualify it with its schema: --table schema.table.' });
+      throw new UsageError(`--table ${name} matches ${found.map(qualified).join(', ')}`, {
+        hint: `Name one with its schema, in double quotes when a name holds a dot: --table '${quoted(found[0]!)}'.`,
+      });
     }
     named.push(found[0]!);
   }
@@ -121,7 +243,7 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
     for (const attach of entries) {
       if (attach.desc !== 'TABLE ATTACH' || ids.has(attach.id)) continue;
       const tables = attach.deps.map((d) => byId.get(d)).filter((d): d is TocEntry => d?.desc === 'TABLE');
-      const child = tables.find((t) => t.schema === attach.schema && objectName(t) === objectName(attach));
+      const child = tables.find((t) => t.schema === attach.schema && t.tag === attach.tag);
       const parent = tables.find((t) => t !== child);
       if (!child || !parent || !ids.has(parent.id) || ids.has(child.id)) continue;
       addWithDeps(child.id);
@@ -148,16 +270,16 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
       changed = true;
     }
   }
-  // A foreign key of a selected table to a table that is not: its tag is "<table> <constraint>".
-  const namedTables = new Set(named.map((n) => `${n.schema}.${objectName(n)}`));
+  // A foreign key of a selected table to a table that is not: its tag is "<table> <constraint>"
+  // (either may hold a space), and it depends on its table (and on the key it references).
   for (const e of entries) {
     if (ids.has(e.id) || e.desc !== 'FK CONSTRAINT') continue;
-    if (namedTables.has(`${e.schema}.${e.tagAndOwner.split(' ')[0]}`)) leftOut.push(`${e.desc} ${e.schema}.${objectName(e)}`);
+    if (named.some((n) => n.schema === e.schema && e.deps.includes(n.id) && e.tag.startsWith(`${n.tag} `))) leftOut.push(`${e.desc} ${qualified(e)}`);
   }
   // The tables restored besides the named ones (partitions; the tables a view or materialized view reads), so the result says so.
   const namedIds = new Set(named.map((e) => e.id));
   const alsoRestored = entries.filter((e) => ids.has(e.id) && !namedIds.has(e.id) && (e.desc === 'TABLE' || e.desc === 'MATERIALIZED VIEW'));
-  return { ids, tables: [...named, ...alsoRestored].map((e) => `${e.schema}.${objectName(e)}`), leftOut };
+  return { ids, tables: [...named, ...alsoRestored].map(qualified), leftOut };
 }
 
 /** A `pg_restore --use-list` file holding the selected entries, in archive order. */

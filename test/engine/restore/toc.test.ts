@@ -90,6 +90,86 @@ describe('the table of contents', () => {
   });
 });
 
+/**
+ * `pg_restore --list --verbose` (pg_dump 18) of schemas "Sales Data" and "Sales" whose tables print
+ * the same text ("Sales Data" "Line Items", "Sales" "Data Line Items"), and public's "Sales.Data Line Items".
+ */
+const SPACES = `;
+; Selected TOC Entries:
+;
+3320; 0 0 ENCODING - ENCODING 
+3323; 1262 16384 DATABASE - names postgres
+7; 2615 16407 SCHEMA - Sales postgres
+6; 2615 16385 SCHEMA - Sales Data postgres
+224; 1259 16408 TABLE Sales Data Line Items postgres
+;	depends on: 7
+223; 1259 16393 TABLE Sales Data Line Items postgres
+;	depends on: 6
+222; 1259 16392 SEQUENCE Sales Data Line Items_id_seq postgres
+;	depends on: 6 223
+221; 1259 16386 TABLE Sales Data Order Heads postgres
+;	depends on: 6
+225; 1259 16414 TABLE public Sales.Data Line Items postgres
+3316; 0 16408 TABLE DATA Sales Data Line Items postgres
+;	depends on: 224
+3315; 0 16393 TABLE DATA Sales Data Line Items postgres
+;	depends on: 223
+3313; 0 16386 TABLE DATA Sales Data Order Heads postgres
+;	depends on: 221
+3317; 0 16414 TABLE DATA public Sales.Data Line Items postgres
+;	depends on: 225
+3324; 0 0 SEQUENCE SET Sales Data Line Items_id_seq postgres
+;	depends on: 222
+3164; 2606 16413 CONSTRAINT Sales Data Line Items Data Line Items_pkey postgres
+;	depends on: 224
+3162; 2606 16400 CONSTRAINT Sales Data Line Items Line Items_pkey postgres
+;	depends on: 223
+3159; 2606 16391 CONSTRAINT Sales Data Order Heads Order Heads_pkey postgres
+;	depends on: 221
+3160; 1259 16406 INDEX Sales Data Line Items by note postgres
+;	depends on: 223
+3165; 2606 16401 FK CONSTRAINT Sales Data Line Items Line Items_order_id_fkey postgres
+;	depends on: 221 223 3159
+`;
+
+describe('names with spaces, dots and quotes', () => {
+  const toc = parseToc(SPACES);
+  const named = (id: number) => {
+    const e = toc.find((x) => x.id === id)!;
+    return { schema: e.schema, tag: e.tag, owner: e.owner };
+  };
+  it('reads each entry\'s schema from what the archive says of it, not from where the first space falls', () => {
+    expect(named(6)).toEqual({ schema: '-', tag: 'Sales Data', owner: 'postgres' });
+    expect(named(223)).toEqual({ schema: 'Sales Data', tag: 'Line Items', owner: 'postgres' });
+    expect(named(224)).toEqual({ schema: 'Sales', tag: 'Data Line Items', owner: 'postgres' });
+    expect(named(225)).toEqual({ schema: 'public', tag: 'Sales.Data Line Items', owner: 'postgres' });
+    expect(named(3315)).toEqual(named(223));
+    expect(named(3316)).toEqual(named(224));
+    expect(named(3324)).toEqual({ schema: 'Sales Data', tag: 'Line Items_id_seq', owner: 'postgres' });
+    expect(named(3164)).toEqual({ schema: 'Sales', tag: 'Data Line Items Data Line Items_pkey', owner: 'postgres' });
+    expect(named(3160)).toEqual({ schema: 'Sales Data', tag: 'Line Items by note', owner: 'postgres' });
+    expect(named(3165)).toEqual({ schema: 'Sales Data', tag: 'Line Items Line Items_order_id_fkey', owner: 'postgres' });
+    expect(named(3320)).toEqual({ schema: '-', tag: 'ENCODING', owner: '' });
+    expect(tablesWithData(toc)).toEqual(['Sales.Data Line Items', 'Sales Data.Line Items', 'Sales Data.Order Heads', 'public.Sales.Data Line Items']);
+  });
+
+  it('--table takes names as written or in SQL\'s double quotes; a dot cuts where the archive has a table', () => {
+    for (const name of ['"Sales Data"."Line Items"', 'Sales Data.Line Items', '"Sales Data".Line Items', 'Line Items']) {
+      const sel = selectTables(toc, [name]);
+      expect(sel.tables).toEqual(['Sales Data.Line Items']);
+      expect([...sel.ids].sort((a, b) => a - b)).toEqual([6, 222, 223, 3160, 3162, 3315, 3324]);
+      expect(sel.leftOut).toEqual(['FK CONSTRAINT Sales Data.Line Items Line Items_order_id_fkey']);
+    }
+    expect([...selectTables(toc, ['"Sales"."Data Line Items"']).ids].sort((a, b) => a - b)).toEqual([7, 224, 3164, 3316]);
+    expect(selectTables(toc, ['Data Line Items']).tables).toEqual(['Sales.Data Line Items']);
+    expect(selectTables(toc, ['"Sales.Data Line Items"']).tables).toEqual(['public.Sales.Data Line Items']);
+    expect(selectTables(toc, ['Sales Data.Line Items', 'Sales Data.Order Heads']).leftOut).toEqual([]);
+    expect(() => selectTables(toc, ['Sales.Data Line Items'])).toThrow(/--table Sales\.Data Line Items matches Sales\.Data Line Items, public\.Sales\.Data Line Items/);
+    expect(() => selectTables(toc, ['"Sales Data"."Data Line Items"'])).toThrow(/no table/);
+    expect(() => selectTables(toc, ['"Sales Data'])).toThrow(/no table/);
+  });
+});
+
 describe('the database definition', () => {
   const script = `--
 -- PostgreSQL database dump
