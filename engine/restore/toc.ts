@@ -55,17 +55,21 @@ const DATA_OF: Readonly<Record<string, string>> = { 'TABLE DATA': 'TABLE', 'MATE
  * The entries of a `pg_restore --list --verbose` listing.
  *
  * `<schema> <tag> <owner>` is ambiguous as text once a name holds a space (`Sales Data Line Items
- * alice` may be schema `Sales`, table `Data Line Items`). What the archive says elsewhere decides:
- * the owner is the last word (a role name with a space is not told apart); a schema's own SCHEMA
- * entry (`- <name> <owner>`) names it; an object in that schema depends on that entry (pg_dump
- * records it), a data entry carries its relation's OID, and what belongs to a table depends on
- * it (resolve's steps, in order). Else the schema is the first word: `public`, whose entry
- * pg_dump leaves out, or any schema of an archive with no SCHEMA entries (a sharded backup's data
- * archive, whose entries sharded-table.ts matches by OID and text, never by parsed name).
+ * alice` may be schema `Sales`, table `Data Line Items`). What the archive says elsewhere decides.
+ * The owner is the database's owner when the line ends with it (the DATABASE entry names it after
+ * the database the header names), else the last word (another role whose name holds a space is
+ * not told apart). A schema's own SCHEMA entry (`- <name> <owner>`) names it; an object in that
+ * schema depends on that entry (pg_dump records it), a data entry carries its relation's OID, and
+ * what belongs to a table depends on it (resolve's steps, in order). Else the schema is the first
+ * word: `public`, whose entry pg_dump leaves out, or any schema of an archive with no SCHEMA
+ * entries (a sharded backup's data archive, whose entries sharded-table.ts matches by OID and
+ * text, never by parsed name).
  */
 export function parseToc(list: string): TocEntry[] {
   const raw: { id: number; desc: string; oid: number; subject: string; deps: number[]; line: string }[] = [];
+  let database: string | undefined;
   for (const line of list.split('\n')) {
+    database ??= /^;\s+dbname: (.*)$/.exec(line)?.[1];
     const dep = /^;\s*depends on:(.*)$/.exec(line);
     if (dep && raw.length > 0) {
       raw[raw.length - 1]!.deps.push(...dep[1]!.trim().split(/\s+/).filter(Boolean).map(Number));
@@ -77,7 +81,10 @@ export function parseToc(list: string): TocEntry[] {
     const desc = DESCS.find((d) => rest.startsWith(`${d} `)) ?? rest.split(' ')[0]!;
     raw.push({ id: Number(m[1]), desc, oid: Number(m[3]), subject: rest.slice(desc.length + 1), deps: [], line });
   }
+  const databaseEntry = database === undefined ? undefined : raw.find((r) => r.desc === 'DATABASE' && r.subject.startsWith(`- ${database} `));
+  const databaseOwner = databaseEntry?.subject.slice(`- ${database} `.length);
   const split = (subject: string) => {
+    if (databaseOwner && subject.endsWith(` ${databaseOwner}`)) return { head: subject.slice(0, -databaseOwner.length - 1), owner: databaseOwner };
     const i = subject.lastIndexOf(' ');
     return i < 0 ? { head: subject, owner: '' } : { head: subject.slice(0, i), owner: subject.slice(i + 1) };
   };

@@ -5,7 +5,8 @@
  * "Sales Data Line Items" as schema "Sales", table "Data Line Items": `--table` could not name the
  * table ("no table … in the backup", exit 2). A second schema "Sales" holding a table "Data Line
  * Items" prints the very same text: each must be told apart. The table comes back as stock
- * `pg_restore --schema --table` gives it (columns and rows), with what belongs to it.
+ * `pg_restore --schema --table` gives it (columns and rows), with what belongs to it. Its owner's
+ * name ("Data Team", the database's owner too) holds a space as well.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,7 +29,9 @@ const keys: { one?: string; sharded?: string } = {};
 beforeAll(async () => {
   svc = await startCliServices();
   dir = mkdtempSync(join(tmpdir(), 'pgs3b-table-names-'));
-  await svc.pg.query('CREATE DATABASE names');
+  // A role whose name holds a space owns the database, the schema and the table: the owner ends each `--list` line.
+  await svc.pg.query('CREATE ROLE "Data Team"');
+  await svc.pg.query('CREATE DATABASE names OWNER "Data Team"');
   await svc.pg.query(
     `
     CREATE SCHEMA "Sales Data";
@@ -48,6 +51,8 @@ beforeAll(async () => {
     CREATE TABLE "Sales"."Data Line Items" (k int PRIMARY KEY);
     INSERT INTO "Sales"."Data Line Items" SELECT generate_series(1, 7);
     CREATE TABLE public."Sales.Data Line Items" (k int);
+    ALTER SCHEMA "Sales Data" OWNER TO "Data Team";
+    ALTER TABLE "Sales Data"."Line Items" OWNER TO "Data Team";
     `,
     [],
     'names',
@@ -109,13 +114,14 @@ it('--table names a table whose schema and name hold spaces, a quote and a dot: 
     expect(await table(database, 'Sales Data', 'Line Items')).toEqual(stockLines);
     expect(await table(database, 'Sales Data', 'Q "uoted".v2')).toEqual(stockQuoted);
     // What belongs to it came too; the table whose text reads the same ("Sales" "Data Line Items") did not.
-    const [state] = await svc.pg.query<{ index: string | null; identity: string | null; other: string | null; heads: string | null }>(
-      `SELECT to_regclass('"Sales Data"."Line Items by note"')::text AS index, pg_get_serial_sequence('"Sales Data"."Line Items"', 'id') AS identity,
+    const [state] = await svc.pg.query<{ owner: string; index: string | null; identity: string | null; other: string | null; heads: string | null }>(
+      `SELECT (SELECT tableowner FROM pg_tables WHERE schemaname = 'Sales Data' AND tablename = 'Line Items') AS owner,
+              to_regclass('"Sales Data"."Line Items by note"')::text AS index, pg_get_serial_sequence('"Sales Data"."Line Items"', 'id') AS identity,
               to_regclass('"Sales"."Data Line Items"')::text AS other, to_regclass('"Sales Data"."Order Heads"')::text AS heads`,
       [],
       database,
     );
-    expect(state).toEqual({ index: '"Sales Data"."Line Items by note"', identity: '"Sales Data"."Line Items_id_seq"', other: null, heads: null });
+    expect(state).toEqual({ owner: 'Data Team', index: '"Sales Data"."Line Items by note"', identity: '"Sales Data"."Line Items_id_seq"', other: null, heads: null });
   }
 
   // The other one, by its own name, from the sharded backup: its rows, not the first one's.

@@ -168,6 +168,15 @@ describe('names with spaces, dots and quotes', () => {
     expect(() => selectTables(toc, ['"Sales Data"."Data Line Items"'])).toThrow(/no table/);
     expect(() => selectTables(toc, ['"Sales Data'])).toThrow(/no table/);
   });
+
+  it('reads an owner whose name holds a space when it owns the database', () => {
+    const list = SPACES.replace('; Selected TOC Entries:', ';     dbname: names\n;\n; Selected TOC Entries:').replaceAll(' postgres\n', ' Data Team\n');
+    const owned = parseToc(list);
+    expect(owned.find((e) => e.id === 223)).toMatchObject({ schema: 'Sales Data', tag: 'Line Items', owner: 'Data Team' });
+    expect(owned.find((e) => e.id === 6)).toMatchObject({ schema: '-', tag: 'Sales Data', owner: 'Data Team' });
+    expect(owned.find((e) => e.id === 3320)).toMatchObject({ tag: 'ENCODING', owner: '' });
+    expect(selectTables(owned, ['Sales Data.Line Items']).tables).toEqual(['Sales Data.Line Items']);
+  });
 });
 
 describe('the database definition', () => {
