@@ -55,8 +55,10 @@ const { values } = parseArgs({
     /**
      * Where the processes run. `shared`: every process on every core, the server too (the issue's
      * calibration). `client`: the dumping or restoring host apart from the database server, as
-     * against RDS: pg_dump, pg_restore and the engine pinned to CPU 0; PostgreSQL, the S3 endpoint
-     * and the bench on CPU 1 (bench.ts's Lambda layout).
+     * against RDS: pg_dump, pg_restore and the engine pinned to CPU 0; PostgreSQL and the bench on
+     * CPU 1. S3 costs neither side in production: its stand-in (the null endpoint) is kept off the
+     * side that bounds the run, on CPU 1 for the dumps (the client bounds them, as in bench.ts's
+     * Lambda layout) and on CPU 0 for the restores (the server bounds them).
      */
     layout: { type: 'string', default: 'shared' },
     /**
@@ -202,7 +204,7 @@ async function main(): Promise<void> {
         restoreJobs,
         /** Rounds done (fewer than --repeat in a partial write). */
         repeat: Math.max(0, ...runs.map((r) => r.round), ...restores.map((r) => r.round)),
-        layout: layout === 'shared' ? 'shared (every process on every core, the server too)' : `client (pg_dump, pg_restore and the engine on CPU ${CLIENT_CPU}; PostgreSQL, the S3 endpoint and the bench on CPU ${SERVER_CPU}, as a host apart from its RDS server)`,
+        layout: layout === 'shared' ? 'shared (every process on every core, the server too)' : `client (pg_dump, pg_restore and the engine on CPU ${CLIENT_CPU}; PostgreSQL and the bench on CPU ${SERVER_CPU}, as a host apart from its RDS server; the S3 endpoint on CPU ${SERVER_CPU} for the dumps, on CPU ${CLIENT_CPU} for the restores: off the side that bounds them)`,
         endpoint: 'null (HTTPS)',
         rowCounts: 'estimate',
         command: `npm run bench:shard -- ${process.argv.slice(2).join(' ')}`.trim(),
@@ -264,6 +266,8 @@ async function main(): Promise<void> {
     // engine (streamed from S3, no temporary file); bare pg_restore -j N from a local -Fc file.
     log(`restore: a DUMP_JOBS=${restoreJobs} backup (${restoreCompression}), and a local -Fc file`);
     const backup = await engine(restoreCompression, restoreJobs, KEEP_PREFIX);
+    // The restores are bound by the server: S3's stand-in goes to the client's CPU (see --layout).
+    if (layout === 'client') await pinProcessTree(ep.pid()!, CLIENT_CPU);
     const file = join(work, 'local.dump');
     await spawnTimed(pgDump, ['--format=custom', `--compress=${restoreCompression}`, '--no-sync', `--file=${file}`], { env: libpqEnv(pg.connection(database)), stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_dump file' }).done;
     const restores: Run[] = [];
