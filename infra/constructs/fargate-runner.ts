@@ -15,6 +15,7 @@ import { toEnvironment } from '../../engine/config.ts';
 import { METRIC_NAMESPACE } from '../../engine/observability.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import { assetExclude, DOCKERFILE_IN_CONTEXT, ensureImageBundle, IMAGE_RDS_CA_BUNDLE, IMAGE_TMP, IMAGE_USER } from '../container/image.ts';
+import { RUNNER_NODE_OPTIONS } from '../node-options.ts';
 
 export interface FargateRunnerProps {
   readonly architecture: Architecture;
@@ -112,7 +113,7 @@ export class FargateRunner extends Construct {
         // The task's vCPUs (1,024 CPU units each) unless dumpJobs says otherwise: off Lambda the engine defaults to 1.
         DUMP_JOBS: props.environment.DUMP_JOBS ?? String(Math.max(1, Math.floor(props.cpu / 1024))),
         // The CLI's JSON lines, one per event, are what CloudWatch Logs keeps.
-        NODE_OPTIONS: '--enable-source-maps',
+        NODE_OPTIONS: RUNNER_NODE_OPTIONS,
         // Checked by the engine's schema, like the function's.
         ...toEnvironment({
           // In a task the engine has no Lambda budget: the run's own deadline bounds it instead.

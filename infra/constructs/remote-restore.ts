@@ -37,6 +37,7 @@ import type { BackupBucket } from './backup-bucket.ts';
 import { bucketResourceLogicalId } from './backup-function.ts';
 import { CONTAINER_NAME, type FargateRunner } from './fargate-runner.ts';
 import { TaskFailureAlert } from './task-failure-alert.ts';
+import { RUNNER_NODE_OPTIONS } from '../node-options.ts';
 
 /** The secrets a restore task may read: `<stackName>/restore/…` (targets, scratch servers, age identities). */
 export function restoreSecretPrefix(stackName: string): string {
@@ -160,7 +161,7 @@ export class RemoteRestore extends Construct {
         ...environment,
         // `--remote` overrides it with its --timeout.
         TASK_TIMEOUT_SECONDS: String(TASK_DEFAULT_TIMEOUT_SECONDS),
-        NODE_OPTIONS: '--enable-source-maps',
+        NODE_OPTIONS: RUNNER_NODE_OPTIONS,
         // TLS verify-full against the RDS CA bundle unless the target's secret says otherwise.
         RDS_CA_BUNDLE: IMAGE_RDS_CA_BUNDLE,
       },
