@@ -7,7 +7,10 @@
  * objects, grants and database settings), then:
  * - `restore --create` into the same server gives back the whole database (whole-database.ts);
  * - `verify --local` restores it on the pg-server layer's throwaway PostgreSQL 18, finds every
- *   counted table, and says which server it proved the backup on: the source's major is not it.
+ *   counted table, and names both servers: the restore it tried is one into 18, not the backup's major.
+ * And on 13, a database with what 18 no longer accepts (a view over pg_stat_bgwriter's checkpoint
+ * columns, gone in 17): verify --local fails, saying the errors may be 18's alone, and verify
+ * --scratch-url on the backup's own 13 passes.
  *
  * `npm test` runs PostgreSQL 13 (the oldest: every catalog and pg_dump branch for a server before
  * 14, 15, 16 and 17) and 15 (the first with locale providers and the public schema of 15+);
@@ -16,9 +19,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
+import type { VerifyReport } from '../../../engine/restore/verify.ts';
 import { parseManifest, type Manifest } from '../../../engine/store/manifest.ts';
 import { awsEnv, createBucket, testClients, type TestClients } from '../../support/aws.ts';
-import { baseEnv, databases, resultOf, runCli } from '../../support/cli.ts';
+import { baseEnv, resultOf, runCli } from '../../support/cli.ts';
 import { createShopDatabase, createShopRoles } from '../../support/fidelity-fixtures.ts';
 import { ensureLayer, ensureServerLayer } from '../../support/layer.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
@@ -152,12 +156,18 @@ describe.concurrent('a sharded backup (DUMP_JOBS=3) of an older server', { timeo
       else expect(warnings).toEqual([]);
     });
 
-    it('verify --local restores it on the throwaway PostgreSQL 18, finds every counted table, and says it proved it on 18, not on the source major', async () => {
-      const { pg, key } = source(major);
+    it('verify --local restores it on the throwaway PostgreSQL 18, finds every counted table, and says it restored it on 18, not on the backup\'s major', async () => {
+      const { key } = source(major);
       const run = await runCli(['verify', '--key', key, '--local', '--json'], env);
-      const report = resultOf<{ status: string; sha256Verified: boolean; failingTables: string[]; problems: unknown[]; warnings: string[]; tables: { schema: string; table: string; rows: number }[]; locale: string }>(run);
+      const report = resultOf<VerifyReport>(run);
       expect(report.problems).toEqual([]);
-      expect(report).toMatchObject({ status: 'ok', sha256Verified: true, failingTables: [], locale: 'libc:en_US.UTF-8' });
+      expect(report).toMatchObject({ status: 'ok', sha256Verified: true, failingTables: [], warnings: [], locale: 'libc:en_US.UTF-8' });
+      // Restored on the layer's 18, not on the backup's major: the report says which, and what that tried.
+      expect(report.backupServerVersion).toBe(source(major).manifest.serverVersion);
+      expect(report.scratchServerVersion).toMatch(/^18\.\d+$/);
+      expect(report.versionNote).toBe(
+        `the backup is of PostgreSQL ${report.backupServerVersion!} and was restored on PostgreSQL ${report.scratchServerVersion!}: this tried a restore into PostgreSQL 18, not into ${major} (verify --scratch-url on a PostgreSQL ${major} server tries that)`,
+      );
       expect(run.code).toBe(0);
       expect(Object.fromEntries(report.tables.map((t) => [`${t.schema}.${t.table}`, t.rows]))).toEqual({
         'public.documents': 2,
@@ -178,7 +188,46 @@ describe.concurrent('a sharded backup (DUMP_JOBS=3) of an older server', { timeo
         'sales.secrets': 40,
         'sales.top_customers': 20,
       });
-      expect(await databases(pg)).not.toContain(expect.stringMatching(/^pgs3b_verify_/));
     });
+  });
+});
+
+describe('a sharded backup of PostgreSQL 13 holding what PostgreSQL 18 no longer accepts', { timeout: 300_000 }, () => {
+  it('verify --local fails on 18 and says the errors may be 18\'s alone; verify --scratch-url on the backup\'s own 13 proves it restores', async () => {
+    const { pg } = source(13);
+    // A monitoring view over pg_stat_bgwriter's checkpoint columns: PostgreSQL 17 moved them to pg_stat_checkpointer.
+    await pg.query("CREATE DATABASE ops TEMPLATE template0 LOCALE 'en_US.UTF-8'");
+    await pg.query(
+      `CREATE TABLE runs (id int PRIMARY KEY, note text); INSERT INTO runs SELECT g, 'r' || g FROM generate_series(1, 500) g;
+       CREATE TABLE hosts (name text PRIMARY KEY); INSERT INTO hosts SELECT 'h' || g FROM generate_series(1, 50) g;
+       CREATE VIEW checkpoints AS SELECT checkpoints_timed, checkpoints_req, buffers_backend FROM pg_stat_bgwriter;`,
+      [],
+      'ops',
+    );
+    const backup = await runCli(['run', '--reason', 'ops 13'], { ...env, DATABASE_URL: pg.urlFor('ops'), DATABASES: 'ops', DUMP_JOBS: '2' });
+    expect(backup.code, backup.stderr).toBe(0);
+    const key = (backup.result!.backups as { key: string }[])[0]!.key;
+
+    const [local, own] = await Promise.all([
+      runCli(['verify', '--key', key, '--local', '--output', 'text'], env),
+      runCli(['verify', '--key', key, '--scratch-url', pg.url, '--json'], env),
+    ]);
+    const text = local.stdout + local.stderr;
+    expect(local.code, text).toBe(1);
+    expect(text).toMatch(/^ {2}servers {9}backup of PostgreSQL 13\.\d+, restored on PostgreSQL 18\.\d+$/m);
+    expect(text).toMatch(/^ {2}note: the backup is of PostgreSQL 13\.\d+ and was restored on PostgreSQL 18\.\d+: this tried a restore into PostgreSQL 18, not into 13 /m);
+    expect(text).toMatch(/PROBLEM \(restore\): pg_restore reported 1 error .*; the backup is of PostgreSQL 13\.\d+ and was restored on PostgreSQL 18\.\d+: .*\n(.*\n)*.*column pg_stat_bgwriter\.checkpoints_timed does not exist/);
+    expect(text).toMatch(/what to do: The backup was restored on another PostgreSQL major than its own server's, so these errors may be that major's alone/);
+    // The progress line counts the tables whose data the data archives hold, as the report does.
+    expect(text).toMatch(/^archive: \d+ entries, data for 2 tables$/m);
+    expect(text).toMatch(/^ {2}archive {9}\d+ TOC entries, data for 2 tables$/m);
+    // Every row came back all the same: no table fails.
+    expect(text).not.toMatch(/rows restored, the backup held/);
+
+    const report = resultOf<VerifyReport>(own);
+    expect(report.problems).toEqual([]);
+    expect(report).toMatchObject({ status: 'ok', sha256Verified: true, failingTables: [], backupServerVersion: report.scratchServerVersion });
+    expect(report.versionNote).toBeUndefined();
+    expect(own.code).toBe(0);
   });
 });
