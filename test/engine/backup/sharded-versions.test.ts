@@ -144,16 +144,31 @@ describe.concurrent('a sharded backup (DUMP_JOBS=3) of an older server', { timeo
       expect(manifest.tables?.find((t) => t.table === 'orders')?.rows).toBe(1500);
     });
 
-    it('restore --create into the same server gives back the whole database', async () => {
+    it('restore --create into the same server gives back the whole database, and so does restore --clean over it', async () => {
       const { pg, key } = source(major);
       const run = await runCli(['restore', '--key', key, '--target-url', pg.urlFor('shop_restored'), '--create', '--jobs', '2', '--json'], env);
       expect(run.code, run.stdout + run.stderr).toBe(0);
       const diff = await compareDatabases({ pg, database: 'shop' }, { pg, database: 'shop_restored' });
       expect(diff, diff.join('\n')).toEqual([]);
       // pg_dump 18 sets transaction_timeout, unknown before 17: a warning naming why, nothing else.
-      const warnings = resultOf<{ warnings: string[] }>(run).warnings;
-      if (major < 17) expect(warnings.join('\n')).toMatch(/^(SET transaction_timeout failed: the server is older than PostgreSQL 17 \(harmless: pg_dump 18 archives set it\)\n?)+$/);
-      else expect(warnings).toEqual([]);
+      const harmless = (warnings: string[]) => {
+        if (major < 17) expect(warnings.join('\n')).toMatch(/^(SET transaction_timeout failed: the server is older than PostgreSQL 17 \(harmless: pg_dump 18 archives set it\)\n?)+$/);
+        else expect(warnings).toEqual([]);
+      };
+      harmless(resultOf<{ warnings: string[] }>(run).warnings);
+
+      // Over the restored database, changed since: its objects (large objects too) dropped and restored again.
+      await pg.query("UPDATE sales.orders SET total = 0 WHERE id < 100; SELECT lo_unlink(777001); SELECT lo_from_bytea(777001, '\\xff'::bytea)", [], 'shop_restored');
+      const clean = await runCli(['restore', '--key', key, '--target-url', pg.urlFor('shop_restored'), '--clean', '--jobs', '2', '--json'], env);
+      expect(clean.code, clean.stdout + clean.stderr).toBe(0);
+      const again = await compareDatabases({ pg, database: 'shop' }, { pg, database: 'shop_restored' });
+      expect(again, again.join('\n')).toEqual([]);
+      harmless(resultOf<{ warnings: string[] }>(clean).warnings);
+
+      // --data-only into it again: the data archives' rows collide with its own, and the error says it was them.
+      const twice = await runCli(['restore', '--key', key, '--target-url', pg.urlFor('shop_restored'), '--data-only'], env);
+      expect(twice.code).toBe(1);
+      expect(twice.stderr).toMatch(/restoring into database "shop_restored" failed: the backup's data archives could not be restored, \d+ errors?; the first:\n.*duplicate key value/);
     });
 
     it('verify --local restores it on the throwaway PostgreSQL 18, finds every counted table, and says it restored it on 18, not on the backup\'s major', async () => {
