@@ -4,8 +4,9 @@
  * three data-only pg_dump 18s, a format-4 manifest) is taken of each major's production-shaped
  * `shop` database (test/support/fidelity-fixtures.ts: en_US.UTF-8 cluster and database, an
  * identity and a bigserial sequence, a partitioned table, a populated materialized view, large
- * objects, grants and database settings), then:
- * - `restore --create` into the same server gives back the whole database (whole-database.ts);
+ * objects, grants and database settings; more in MORE_SHOP), backed up by its non-superuser owner, then:
+ * - `restore --create` into the same server gives back the whole database (whole-database.ts), and
+ *   so does `restore --clean` over that copy (its drop script on 13-16, its large objects);
  * - `verify --local` restores it on the pg-server layer's throwaway PostgreSQL 18, finds every
  *   counted table, and names both servers: the restore it tried is one into 18, not the backup's major.
  * And on 13, a database with what 18 no longer accepts (a view over pg_stat_bgwriter's checkpoint
