@@ -66,6 +66,7 @@ export function describeReport(r: VerifyReport): string {
   const lines = [
     `verify ${r.status === 'ok' ? 'OK' : 'FAILED'}: ${r.key}`,
     `  database        ${r.database ?? '?'} (backup started ${r.backupStartedAt ?? '?'})`,
+    ...(r.backupServerVersion || r.scratchServerVersion ? [`  servers         backup of PostgreSQL ${r.backupServerVersion ?? '?'}, restored on PostgreSQL ${r.scratchServerVersion ?? '?'}`] : []),
     `  size            ${r.bytes === undefined ? '?' : formatBytes(r.bytes)}, sha256 ${r.sha256Verified ? 'verified' : 'NOT verified'}${r.encrypted ? (r.sha256Verified ? ', decrypted (age) and verified' : ', encrypted (age)') : ''}`,
     `  archive         ${r.tocEntries ?? '?'} TOC entries, data for ${r.tocTablesWithData ?? '?'} tables`,
     `  restored        ${r.tables.length} tables, ${r.totalRows} rows, ${r.restoredBytes === undefined ? '?' : formatBytes(r.restoredBytes)} (scratch database ${r.scratchDatabase}, dropped)`,
@@ -76,6 +77,7 @@ export function describeReport(r: VerifyReport): string {
     lines.push('', `  ${'table'.padEnd(width)}  ${'rows'.padStart(12)}  ${'size'.padStart(10)}`);
     for (const t of r.tables) lines.push(`  ${`${t.schema}.${t.table}`.padEnd(width)}  ${String(t.rows).padStart(12)}  ${formatBytes(t.bytes).padStart(10)}`);
   }
+  if (r.versionNote) lines.push(`  note: ${r.versionNote}`);
   for (const w of r.warnings) lines.push(`  warning: ${w}`);
   for (const p of r.problems) lines.push(`  PROBLEM (${p.stage}): ${p.message}${p.hint ? `\n    what to do: ${p.hint}` : ''}`);
   return lines.join('\n');

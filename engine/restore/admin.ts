@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { DatabaseMissingError, RestoreError } from '../errors.ts';
 import { serverVersionNum, withClient } from '../pg/client.ts';
 import type { PgConnection } from '../pg/connection.ts';
+import { serverMajor } from '../pg/pg-dump.ts';
 import { describeCreate, quoteIdent, type DefinitionStatement } from './database-definition.ts';
 import { fitCreateDatabase } from './server-versions.ts';
 
@@ -20,6 +21,14 @@ async function withMaintenanceClient<T>(target: PgConnection, fn: (client: pg.Cl
     }
   }
   throw last;
+}
+
+/** The server's version as a manifest records its source's (`18.1`, `13.23`), and its major. */
+export async function serverVersion(target: PgConnection): Promise<{ readonly text: string; readonly major: number }> {
+  return withMaintenanceClient(target, async (c) => {
+    const row = (await c.query<{ n: string; v: string }>("SELECT current_setting('server_version_num') AS n, current_setting('server_version') AS v")).rows[0]!;
+    return { text: row.v.split(' ')[0]!, major: serverMajor(Number(row.n)) };
+  });
 }
 
 export async function databaseExists(target: PgConnection, database: string): Promise<boolean> {

@@ -264,6 +264,8 @@ export function formatDrillAlert(r: DrillDatabaseReport): Message {
     ...(r.failingTables.length ? ['', 'Failing tables:', ...r.failingTables.slice(0, 50).map((t) => `  - ${t}`), ...(r.failingTables.length > 50 ? [`  … and ${r.failingTables.length - 50} more`] : [])] : []),
     ...(r.problems.length ? ['', 'Problems:', ...r.problems.filter((p) => !r.failingTables.includes(p.message)).slice(0, 20).map((p) => `  - (${p.stage}) ${p.message}`)] : []),
     ...(r.warnings.length ? ['', 'Warnings:', ...r.warnings.map((w) => `  - ${w}`)] : []),
+    // Restored on the layer's major, not the backup's: errors may be that major's alone.
+    ...(r.verify?.versionNote ? ['', `Note: ${r.verify.versionNote}.`] : []),
     ...(r.whatToDo ? ['', `What to do: ${r.whatToDo}`] : []),
     ...(r.key ? ['', `Full report: ${verifyReportKeyFor(r.key)}`] : []),
   ];

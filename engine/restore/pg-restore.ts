@@ -232,6 +232,8 @@ export async function pgRestoreInto(
   const errors: string[] = [...(options.earlierErrors ?? [])];
   const tolerated = new Set<string>();
   let stderrSeen = '';
+  /** Errors of the data archives (afterData): theirs, not the definition's nor this pass's pg_restore's. */
+  let partErrors = 0;
   for (const section of sections(options)) {
     const args = ['--verbose', ...pgRestoreArgs(database, file, { section, jobs: options.jobs, noOwner: options.noOwner, noAcl: options.noAcl, listFile: options.listFile })];
     const run = await runPgRestore(deps, args, env, onLine).catch(async (err: unknown) => {
@@ -255,10 +257,15 @@ export async function pgRestoreInto(
       });
       after.tolerated.forEach((w) => tolerated.add(w));
       errors.push(...after.errors);
+      partErrors = after.errors.length;
     }
     if (errors.length > 0 && !options.keepGoing) {
       const dropped = (await options.onFailure?.()) ?? false;
-      const how = outcome.ok ? 'the database definition could not be applied' : describeToolFailure(`pg_restore (${section} pass)`, { ...run, stderrTail: [] });
+      const how = !outcome.ok
+        ? describeToolFailure(`pg_restore (${section} pass)`, { ...run, stderrTail: [] })
+        : partErrors > 0
+          ? "the backup's data archives could not be restored"
+          : 'the database definition could not be applied';
       throw new RestoreError(`restoring into database "${database}" failed: ${how}, ${errors.length} error${errors.length === 1 ? '' : 's'}; the first:\n${summarizeErrors(errors)}`, {
         hint: hintForPgRestore(stderrSeen + errors.join('\n'), { dropped }),
       });
@@ -323,7 +330,7 @@ export async function readDefinition(deps: RestoreDeps, file: string, toc: Toc, 
  * Run before the pre-data pass, since that pass alone would not drop post-data objects (a foreign
  * key from another table blocks DROP TABLE).
  */
-export async function readDropStatements(deps: RestoreDeps, file: string, listFile: string | undefined): Promise<string> {
+export async function readDropStatements(deps: RestoreDeps, file: string, listFile: string | undefined): Promise<string[]> {
   const args = ['--clean', '--if-exists', ...(listFile ? ['--use-list', listFile] : []), '--file', '-', file];
   // The script: header comments and SETs, the drops, then `--\n-- Name: …` before each object.
   // Only that head is read: pg_restore is stopped there, before it writes any data.
@@ -350,5 +357,5 @@ export async function readDropStatements(deps: RestoreDeps, file: string, listFi
     throw new RestoreError(`the archive's drop statements cannot be read: ${describeToolFailure('pg_restore', outcome)}`, { hint: hintForPgRestore(outcome.stderrTail.join('\n')) });
   }
   // Comments and psql meta-commands left out by a lexer, not by lines: a dropped object's name may hold a line break.
-  return splitStatements(head).join('\n');
+  return splitStatements(head);
 }

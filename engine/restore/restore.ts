@@ -11,8 +11,9 @@ import { countUserObjects, createDatabase, databaseExists, dropDatabase } from '
 import type { RestoreDeps } from './deps.ts';
 import { checkedManifest, downloadVerified, identitiesFor } from './download.ts';
 import { hintForPgRestore, pgRestoreInto, readDefinition, readDropStatements, readToc, summarizeErrors, writeUseList, type PgRestoreArgs } from './pg-restore.ts';
-import { withClient } from '../pg/client.ts';
+import { serverVersionNum, withClient } from '../pg/client.ts';
 import { describeConnection, type PgConnection } from '../pg/connection.ts';
+import { fitSessionStatements } from './server-versions.ts';
 import { selectTables } from './toc.ts';
 import { partTables, restoreDataParts } from './sharded-restore.ts';
 import { selectPartData } from './sharded-table.ts';
@@ -108,7 +109,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     }
     if (options.clean) {
       const drops = await readDropStatements(deps, dump.path, listFile);
-      await withClient(target, target.database, (c) => c.query(drops)).catch((err: unknown) => {
+      // The script's session settings as this server knows them (transaction_timeout is 17's).
+      await withClient(target, target.database, async (c) => c.query(fitSessionStatements(drops, await serverVersionNum(c)).join('\n'))).catch((err: unknown) => {
         throw new RestoreError(`--clean could not drop the objects of the backup in database "${target.database}": ${(err as Error).message}`, {
           cause: err,
           hint: 'Nothing was restored and the drops were rolled back. Fix the cause (often: objects of other schemas that depend on these), or restore into a new database with --create.',
@@ -125,7 +127,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       onFailure: async () => (options.create ? dropDatabase(target, target.database).then(() => true, () => false) : false),
       // A sharded backup: its data archives streamed from S3, side by side, before the post-data pass.
       afterData: manifest.parts
-        ? (onLine) => restoreDataParts(deps, target, target.database, partData ? { ...manifest, parts: [...partData.parts] } : manifest, { noOwner: options.noOwner, noAcl: options.noAcl, identities, useLists: partData?.useLists, onLine })
+        ? (onLine) => restoreDataParts(deps, target, target.database, partData ? { ...manifest, parts: [...partData.parts] } : manifest, { noOwner: options.noOwner, noAcl: options.noAcl, clean: options.clean, identities, useLists: partData?.useLists, onLine })
         : undefined,
     });
     for (const n of notRestored) deps.events?.({ event: 'restore.not-restored', message: n });

@@ -58,3 +58,14 @@ export function fitCreateDatabase(sql: string, versionNum: number): { readonly s
   if (provider === 'libc' && versionNum < 150000) return { sql: sql.replace(/\s+LOCALE_PROVIDER\s*=\s*'?libc'?/i, '') };
   return { sql };
 }
+
+/**
+ * pg_dump 17+ scripts set `transaction_timeout`, which servers before 17 do not know: statements
+ * run as they are (the drops of `restore --clean`) then fail on it, and the rest with it, as one
+ * query. Before 17 it is left out (pg_restore's one error for it is tolerated likewise: pg-restore.ts);
+ * it only protects the session from a server-side timeout, which such a server does not have.
+ */
+export function fitSessionStatements(statements: readonly string[], versionNum: number): string[] {
+  if (versionNum >= 170000) return [...statements];
+  return statements.filter((s) => !/^\s*SET\s+transaction_timeout\s*(=|TO\b)/i.test(s));
+}

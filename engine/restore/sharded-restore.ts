@@ -36,11 +36,21 @@ export interface ShardedDataOptions {
   readonly identities?: readonly string[] | undefined;
   /** `restore --table`: each part's `--use-list` file (by its key), its selected entries (sharded-table.ts). */
   readonly useLists?: ReadonlyMap<string, string> | undefined;
+  /**
+   * `restore --clean`: the archive with the large objects drops them before creating them again
+   * (`--clean --if-exists`), as a one-archive restore does: the schema archive has no large
+   * objects, so its drops (pg-restore.ts readDropStatements) leave them in place.
+   */
+  readonly clean?: boolean | undefined;
 }
 
-/** pg_restore's arguments for one data archive read from stdin (`listFile`: only its entries). */
-export function partRestoreArgs(database: string, options: ShardedDataOptions, listFile?: string): string[] {
-  return ['--verbose', '--no-password', '--dbname', conninfoDbname(database), ...(options.noOwner ? ['--no-owner'] : []), ...(options.noAcl ? ['--no-privileges'] : []), ...(listFile ? ['--use-list', listFile] : [])];
+/** pg_restore's arguments for one data archive read from stdin (`listFile`: only its entries; `largeObjects`: it holds them). */
+export function partRestoreArgs(database: string, options: ShardedDataOptions, listFile?: string, largeObjects = false): string[] {
+  return [
+    '--verbose', '--no-password', '--dbname', conninfoDbname(database),
+    ...(options.clean && largeObjects ? ['--clean', '--if-exists'] : []),
+    ...(options.noOwner ? ['--no-owner'] : []), ...(options.noAcl ? ['--no-privileges'] : []), ...(listFile ? ['--use-list', listFile] : []),
+  ];
 }
 
 /** Tables whose data a sharded backup's parts hold (for progress and the report). */
@@ -102,7 +112,7 @@ async function restorePart(
   const stored = await deps.source.openDump(part.key);
   // What pg_restore reads: the object itself, or (encrypted) its plaintext; `stored` is hashed as it arrives.
   const { body, storedDigest } = decrypt ? await partPlaintext(stored, part, decrypt) : { body: stored, storedDigest: undefined };
-  const tool = startTool(deps.spawn ?? (nodeSpawn as SpawnFn), deps.pgRestore, partRestoreArgs(database, options, options.useLists?.get(part.key)), {
+  const tool = startTool(deps.spawn ?? (nodeSpawn as SpawnFn), deps.pgRestore, partRestoreArgs(database, options, options.useLists?.get(part.key), part.largeObjects), {
     env: libpqEnv(target, deps.env ?? process.env, database),
     tool: 'pg_restore',
     stderrLines: 100_000,

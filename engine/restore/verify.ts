@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { DefinitionUnreadableError, PgS3BackupError } from '../errors.ts';
 import type { Manifest, RowCountMode, TableCount } from '../store/manifest.ts';
-import { dropDatabase } from './admin.ts';
+import { dropDatabase, serverVersion } from './admin.ts';
 import { createScratchDatabase } from './locale-fallback.ts';
 import type { RestoreDeps } from './deps.ts';
 import { checkedManifest, downloadVerified, identitiesFor, type DownloadedDump } from './download.ts';
@@ -88,6 +88,12 @@ export interface VerifyReport {
   readonly key: string;
   readonly database: string | undefined;
   readonly backupStartedAt: string | undefined;
+  /** The backup's source server (the manifest's `serverVersion`, `13.23`). */
+  readonly backupServerVersion?: string;
+  /** The server the scratch database was restored on (`18.1`): --local's and the drill's is the pg-server layer's. */
+  readonly scratchServerVersion?: string;
+  /** Set when those two are different majors: what the restore tried, and what it did not (versionNote). */
+  readonly versionNote?: string;
   readonly bytes: number | undefined;
   readonly sha256: string | undefined;
   readonly sha256Verified: boolean;
@@ -125,6 +131,32 @@ export function scratchDatabaseName(now: Date, random = randomBytes(3).toString(
   return `pgs3b_verify_${now.toISOString().replace(/\D/g, '').slice(0, 14)}_${random}`;
 }
 
+/** A version's major (`13.23` → 13, `9.6.24` → 9.6), undefined when unreadable. */
+function majorOf(version: string): number | undefined {
+  const m = /^(\d+)(?:\.(\d+))?/.exec(version);
+  if (!m) return undefined;
+  const first = Number(m[1]);
+  return first >= 10 ? first : Number(`${m[1]}.${m[2] ?? 0}`);
+}
+
+/**
+ * When the backup's server and the scratch server are different majors (a PostgreSQL 13 backup on
+ * --local's and the drill's throwaway 18): what the restore tried, and what it did not. pg_dump
+ * 18 writes what each major can load, but a database may hold what a newer major no longer accepts
+ * (a view over a catalog column it removed, a postfix operator before 14): restored on 18 it fails
+ * where a restore into 13 works, and a restore that works on 18 says nothing of one into 13.
+ */
+export function versionNote(backupServerVersion: string | undefined, scratchServerVersion: string | undefined): string | undefined {
+  if (backupServerVersion === undefined || scratchServerVersion === undefined) return undefined;
+  const source = majorOf(backupServerVersion);
+  const scratch = majorOf(scratchServerVersion);
+  if (source === undefined || scratch === undefined || source === scratch) return undefined;
+  return (
+    `the backup is of PostgreSQL ${backupServerVersion} and was restored on PostgreSQL ${scratchServerVersion}: this tried a restore into PostgreSQL ${scratch}, ` +
+    `not into ${source} (verify --scratch-url on a PostgreSQL ${source} server tries that)`
+  );
+}
+
 /**
  * Tables, partitioned parents and populated materialized views (one created WITH NO DATA has no
  * rows to count, and counting it is an error).
@@ -154,6 +186,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   let properties: { encoding: string; locale: string } | undefined;
   let tables: TableReport[] = [];
   let restoredBytes: number | undefined;
+  let scratchServerVersion: string | undefined;
   let created = false;
   /** A sharded backup's data archives all matched their SHA-256 as they streamed. */
   let partsVerified = false;
@@ -170,7 +203,8 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     timings.list = now() - listStarted;
     const tocRead = toc;
     const manifestRead = manifest;
-    deps.events?.({ event: 'verify.toc', entries: toc.entries.length, tablesWithData: toc.tablesWithData.length });
+    // A sharded backup's schema archive holds no table's data: its data archives do (as the report counts them).
+    deps.events?.({ event: 'verify.toc', entries: toc.entries.length, tablesWithData: toc.tablesWithData.length + partTables(manifest) });
 
     // The scratch database as the backup defines its own (encoding, locale, provider, settings):
     // a drill on a database that differs from production proves less.
@@ -180,6 +214,8 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
       warnings.push(`${err.message}: the scratch database was created from template0 with this server's defaults`);
       return [];
     });
+    // Which server proves the restore: the report names it beside the backup's.
+    scratchServerVersion = (await serverVersion(options.scratch)).text;
     // Owners, role settings and grants name roles of the production server that a scratch server need not have.
     const noRoles = { noOwner: true, noAcl: true };
     // The backup's locale when the server has it, else the closest one and a warning (locale-fallback.ts).
@@ -207,7 +243,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     });
     timings.restore = restored.ms;
     warnings.push(...restored.warnings);
-    if (restored.errors.length > 0) problems.push(restoreErrorsProblem(restored.errors));
+    if (restored.errors.length > 0) problems.push(restoreErrorsProblem(restored.errors, versionNote(manifest.serverVersion, scratchServerVersion)));
 
     const inspectStarted = now();
     const inspected = await inspect(options.scratch, scratchDatabase, problems);
@@ -245,6 +281,9 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     key: manifest?.key ?? options.key,
     database: manifest?.database,
     backupStartedAt: manifest?.startedAt,
+    ...(manifest ? { backupServerVersion: manifest.serverVersion } : {}),
+    ...(scratchServerVersion === undefined ? {} : { scratchServerVersion }),
+    ...withVersionNote(manifest?.serverVersion, scratchServerVersion),
     bytes: manifest?.bytes,
     sha256: manifest?.sha256,
     sha256Verified: dump !== undefined && (manifest?.parts === undefined || partsVerified),
@@ -271,14 +310,29 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   return report;
 }
 
-/** pg_restore's errors as one problem: what failed, in its own words (the first ones hold the cause). */
-function restoreErrorsProblem(errors: readonly string[]): VerifyProblem {
+function withVersionNote(backup: string | undefined, scratch: string | undefined): { versionNote?: string } {
+  const note = versionNote(backup, scratch);
+  return note === undefined ? {} : { versionNote: note };
+}
+
+/**
+ * pg_restore's errors as one problem: what failed, in its own words (the first ones hold the
+ * cause). `across`: the versionNote of a restore on another major than the backup's server, where
+ * the errors may be that major's alone, not the backup's.
+ */
+function restoreErrorsProblem(errors: readonly string[], across?: string): VerifyProblem {
+  const sameMajor =
+    'the objects named above are missing from a restore. A common cause is a function used by an index, a constraint or a default ' +
+    'that reads another table without its schema (pg_restore runs with an empty search_path): qualify the names in the function (or give it SET search_path), then take a new backup.';
   return {
     stage: 'restore',
-    message: `pg_restore reported ${errors.length} error${errors.length === 1 ? '' : 's'} (the rows that came back are counted all the same):\n${summarizeErrors(errors)}`,
-    hint:
-      'The backup does not restore cleanly: the objects named above are missing from a restore. A common cause is a function used by an index, a constraint or a default ' +
-      'that reads another table without its schema (pg_restore runs with an empty search_path): qualify the names in the function (or give it SET search_path), then take a new backup.',
+    message: `pg_restore reported ${errors.length} error${errors.length === 1 ? '' : 's'} (the rows that came back are counted all the same)${across ? `; ${across}` : ''}:\n${summarizeErrors(errors)}`,
+    hint: across
+      ? 'The backup was restored on another PostgreSQL major than its own server\'s, so these errors may be that major\'s alone: an object it no longer accepts (a view or ' +
+        'function over a catalog column or feature it removed, a postfix operator before 14, …) fails here and restores on the backup\'s own major. Verify on a server of ' +
+        'the backup\'s major (verify --scratch-url) to prove the restore you would run today; fix those objects in the source before upgrading to this major. ' +
+        `If the errors are not about such objects: ${sameMajor}`
+      : `The backup does not restore cleanly: ${sameMajor}`,
   };
 }
 

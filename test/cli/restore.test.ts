@@ -134,6 +134,13 @@ describe('restore into PostgreSQL 15 (a pg_dump 18 archive into a server older t
     expect(await contentChecksums(old, 'app')).toEqual(source);
   });
 
+  it('--clean replaces that database: the drop script runs without pg_dump 18\'s SET transaction_timeout, which 15 does not know', async () => {
+    await old.query('INSERT INTO customers (id, name) SELECT -g, \'stray\' FROM generate_series(1, 3) g', [], 'app');
+    const run = await runCli(['restore', '--key', key, '--target-url', old.urlFor('app'), '--clean', '--jobs', '2'], svc.env);
+    expect(run.code, run.stderr).toBe(0);
+    expect(await contentChecksums(old, 'app')).toEqual(source);
+  });
+
   it('reports any other error and drops the database it created', async () => {
     // A role the archive does not know cannot own a table: with owners kept, pg_restore fails on a real error.
     await svc.pg.query('create role ghost_owner');

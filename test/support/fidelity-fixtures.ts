@@ -11,6 +11,7 @@
  *   SQL_ASCII and refuses in UTF8.
  * - `fid_builtin` (the `builtin` locale provider, PostgreSQL 17+): a definition an older server
  *   cannot honour.
+ * - `shop` (createShopDatabase): the version matrices' database, in SQL PostgreSQL 13 runs.
  */
 import { quoteIdent, type TestPostgres } from './postgres.ts';
 
@@ -98,4 +99,72 @@ export async function createAsciiDatabase(pgsrv: TestPostgres, name = 'fid_ascii
 export async function createBuiltinDatabase(pgsrv: TestPostgres, name = 'fid_builtin'): Promise<void> {
   await pgsrv.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8' LOCALE 'C.UTF-8'`);
   await pgsrv.query('CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10)', [], name);
+}
+
+/** Roles are cluster-wide: every server has them, as a target restoring owners and grants needs. */
+export async function createShopRoles(pgsrv: TestPostgres): Promise<void> {
+  await pgsrv.query('CREATE ROLE shop_owner LOGIN; CREATE ROLE shop_app LOGIN');
+}
+
+/**
+ * `shop`: a production-shaped database in SQL every supported version runs (13+), owned by
+ * shop_owner (createShopRoles first): a comment, grants, `ALTER DATABASE … SET`, `ALTER ROLE … IN
+ * DATABASE … SET`, a connection limit; an enum, a domain, an identity and a bigserial sequence
+ * (set past its rows), a partitioned table, a view, a populated materialized view, a trigger,
+ * large objects. `definition`: the locale part of CREATE DATABASE.
+ */
+export async function createShopDatabase(pgsrv: TestPostgres, name: string, definition: string): Promise<void> {
+  const db = quoteIdent(name);
+  await pgsrv.query(`CREATE DATABASE ${db} OWNER shop_owner TEMPLATE template0 ENCODING 'UTF8' ${definition} CONNECTION LIMIT 50`);
+  await pgsrv.query(`COMMENT ON DATABASE ${db} IS 'orders; production'`);
+  await pgsrv.query(`REVOKE ALL ON DATABASE ${db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE ${db} TO shop_app`);
+  await pgsrv.query(`ALTER DATABASE ${db} SET search_path TO sales, public`);
+  await pgsrv.query(`ALTER ROLE shop_app IN DATABASE ${db} SET work_mem TO '8MB'`);
+  await pgsrv.query(
+    `
+    SET ROLE shop_owner;
+    CREATE SCHEMA sales;
+    GRANT USAGE ON SCHEMA sales TO shop_app;
+    CREATE TYPE sales.status AS ENUM ('new', 'paid', 'shipped');
+    CREATE DOMAIN sales.email AS text CHECK (VALUE LIKE '%@%');
+    CREATE TABLE sales.customers (
+      id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      email sales.email NOT NULL UNIQUE,
+      name text NOT NULL,
+      tags text[],
+      profile jsonb
+    );
+    CREATE INDEX customers_name ON sales.customers (name);
+    INSERT INTO sales.customers (email, name, tags, profile)
+      SELECT 'c' || g || '@example.com', (ARRAY['Åsa', 'Zoë', 'Ärla', 'anna', 'Zorro', 'Örn'])[1 + g % 6] || ' ' || g,
+             ARRAY['t' || g % 7, 'ü'], jsonb_build_object('n', g, 'vip', g % 10 = 0)
+      FROM generate_series(1, 300) g;
+    CREATE TABLE sales.orders (
+      id bigserial PRIMARY KEY,
+      customer_id int NOT NULL REFERENCES sales.customers (id),
+      status sales.status NOT NULL DEFAULT 'new',
+      total numeric(12, 2) CHECK (total >= 0),
+      placed_at timestamptz NOT NULL
+    );
+    INSERT INTO sales.orders (customer_id, status, total, placed_at)
+      SELECT 1 + g % 300, (ARRAY['new', 'paid', 'shipped']::sales.status[])[1 + g % 3], (g * 13 % 5000) / 10.0, '2026-01-01'::timestamptz + g * interval '1 hour'
+      FROM generate_series(1, 1500) g;
+    CREATE TABLE sales.events (id int NOT NULL, at date NOT NULL, payload text) PARTITION BY RANGE (at);
+    CREATE TABLE sales.events_2025 PARTITION OF sales.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+    CREATE TABLE sales.events_2026 PARTITION OF sales.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+    INSERT INTO sales.events SELECT g, '2025-06-01'::date + g, 'e' || g FROM generate_series(1, 400) g;
+    CREATE VIEW sales.order_totals AS SELECT customer_id, sum(total) AS total, count(*) AS n FROM sales.orders GROUP BY customer_id;
+    CREATE MATERIALIZED VIEW sales.top_customers AS SELECT c.name, t.total FROM sales.order_totals t JOIN sales.customers c ON c.id = t.customer_id ORDER BY t.total DESC, c.id LIMIT 20;
+    CREATE FUNCTION sales.stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.placed_at := coalesce(NEW.placed_at, now()); RETURN NEW; END $$;
+    CREATE TRIGGER orders_stamp BEFORE INSERT ON sales.orders FOR EACH ROW EXECUTE FUNCTION sales.stamp();
+    GRANT SELECT ON ALL TABLES IN SCHEMA sales TO shop_app;
+    GRANT SELECT, INSERT ON sales.orders TO shop_app;
+    CREATE TABLE public.documents (id int PRIMARY KEY, content oid);
+    INSERT INTO public.documents VALUES (1, lo_from_bytea(0, convert_to(repeat('invoice ', 3000), 'UTF8'))), (2, lo_from_bytea(0, '\\x00ff00ff'::bytea));
+    SELECT setval('sales.orders_id_seq', 9000);
+    RESET ROLE;
+    `,
+    [],
+    name,
+  );
 }

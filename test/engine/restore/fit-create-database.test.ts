@@ -5,7 +5,7 @@
  * (server-versions.test.ts) runs the same definitions against real servers 13 to 18.
  */
 import { describe, expect, it } from 'vitest';
-import { databaseLocaleSql, fitCreateDatabase } from '../../../engine/restore/server-versions.ts';
+import { databaseLocaleSql, fitCreateDatabase, fitSessionStatements } from '../../../engine/restore/server-versions.ts';
 
 const LIBC = `CREATE DATABASE "shop" WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = libc LOCALE = 'en_US.UTF-8';`;
 const ICU = `CREATE DATABASE "shop" WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = icu LOCALE = 'C.UTF-8' ICU_LOCALE = 'sv-SE';`;
@@ -53,5 +53,16 @@ describe('databaseLocaleSql', () => {
       expect(databaseLocaleSql(v)).not.toMatch(/datlocale/);
     }
     for (const v of [130023, 140020]) expect(databaseLocaleSql(v)).toBe("'libc:' || datcollate");
+  });
+});
+
+describe('fitSessionStatements (the drop script of restore --clean)', () => {
+  const script = ['SET statement_timeout = 0;', 'SET transaction_timeout = 0;', "SELECT pg_catalog.set_config('search_path', '', false);", 'DROP TABLE IF EXISTS public."SET transaction_timeout = 0;";'];
+  it('leaves out pg_dump 18\'s SET transaction_timeout before 17, and only that statement', () => {
+    for (const v of [130023, 150018, 160010]) expect(fitSessionStatements(script, v)).toEqual([script[0], script[2], script[3]]);
+  });
+  it('keeps every statement from 17 on', () => {
+    expect(fitSessionStatements(script, 170006)).toEqual(script);
+    expect(fitSessionStatements(script, 180001)).toEqual(script);
   });
 });

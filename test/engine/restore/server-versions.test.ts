@@ -16,6 +16,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { awsEnv, createBucket, testClients } from '../../support/aws.ts';
 import { baseEnv, databases, runCli, type CliRun, resultOf } from '../../support/cli.ts';
+import { createShopDatabase, createShopRoles } from '../../support/fidelity-fixtures.ts';
 import { ensureLayer } from '../../support/layer.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
 import { POSTGRES_MAJORS, quoteIdent, startPostgres, type PostgresMajor, type TestPostgres } from '../../support/postgres.ts';
@@ -67,68 +68,6 @@ async function compareWithSource(source: PostgresMajor, database: string, target
 }
 const key = (major: PostgresMajor, database: string) => keys.get(`${major}/${database}`)!;
 
-/** Roles are cluster-wide: every server has them, as a target restoring owners and grants needs. */
-async function createRoles(pg: TestPostgres): Promise<void> {
-  await pg.query('CREATE ROLE shop_owner LOGIN; CREATE ROLE shop_app LOGIN');
-}
-
-/** A production-shaped database in SQL every supported version runs (13+). */
-async function createShop(pg: TestPostgres, name: string, definition: string): Promise<void> {
-  const db = quoteIdent(name);
-  await pg.query(`CREATE DATABASE ${db} OWNER shop_owner TEMPLATE template0 ENCODING 'UTF8' ${definition} CONNECTION LIMIT 50`);
-  await pg.query(`COMMENT ON DATABASE ${db} IS 'orders; production'`);
-  await pg.query(`REVOKE ALL ON DATABASE ${db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE ${db} TO shop_app`);
-  await pg.query(`ALTER DATABASE ${db} SET search_path TO sales, public`);
-  await pg.query(`ALTER ROLE shop_app IN DATABASE ${db} SET work_mem TO '8MB'`);
-  await pg.query(
-    `
-    SET ROLE shop_owner;
-    CREATE SCHEMA sales;
-    GRANT USAGE ON SCHEMA sales TO shop_app;
-    CREATE TYPE sales.status AS ENUM ('new', 'paid', 'shipped');
-    CREATE DOMAIN sales.email AS text CHECK (VALUE LIKE '%@%');
-    CREATE TABLE sales.customers (
-      id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-      email sales.email NOT NULL UNIQUE,
-      name text NOT NULL,
-      tags text[],
-      profile jsonb
-    );
-    CREATE INDEX customers_name ON sales.customers (name);
-    INSERT INTO sales.customers (email, name, tags, profile)
-      SELECT 'c' || g || '@example.com', (ARRAY['Åsa', 'Zoë', 'Ärla', 'anna', 'Zorro', 'Örn'])[1 + g % 6] || ' ' || g,
-             ARRAY['t' || g % 7, 'ü'], jsonb_build_object('n', g, 'vip', g % 10 = 0)
-      FROM generate_series(1, 300) g;
-    CREATE TABLE sales.orders (
-      id bigserial PRIMARY KEY,
-      customer_id int NOT NULL REFERENCES sales.customers (id),
-      status sales.status NOT NULL DEFAULT 'new',
-      total numeric(12, 2) CHECK (total >= 0),
-      placed_at timestamptz NOT NULL
-    );
-    INSERT INTO sales.orders (customer_id, status, total, placed_at)
-      SELECT 1 + g % 300, (ARRAY['new', 'paid', 'shipped']::sales.status[])[1 + g % 3], (g * 13 % 5000) / 10.0, '2026-01-01'::timestamptz + g * interval '1 hour'
-      FROM generate_series(1, 1500) g;
-    CREATE TABLE sales.events (id int NOT NULL, at date NOT NULL, payload text) PARTITION BY RANGE (at);
-    CREATE TABLE sales.events_2025 PARTITION OF sales.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
-    CREATE TABLE sales.events_2026 PARTITION OF sales.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
-    INSERT INTO sales.events SELECT g, '2025-06-01'::date + g, 'e' || g FROM generate_series(1, 400) g;
-    CREATE VIEW sales.order_totals AS SELECT customer_id, sum(total) AS total, count(*) AS n FROM sales.orders GROUP BY customer_id;
-    CREATE MATERIALIZED VIEW sales.top_customers AS SELECT c.name, t.total FROM sales.order_totals t JOIN sales.customers c ON c.id = t.customer_id ORDER BY t.total DESC, c.id LIMIT 20;
-    CREATE FUNCTION sales.stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.placed_at := coalesce(NEW.placed_at, now()); RETURN NEW; END $$;
-    CREATE TRIGGER orders_stamp BEFORE INSERT ON sales.orders FOR EACH ROW EXECUTE FUNCTION sales.stamp();
-    GRANT SELECT ON ALL TABLES IN SCHEMA sales TO shop_app;
-    GRANT SELECT, INSERT ON sales.orders TO shop_app;
-    CREATE TABLE public.documents (id int PRIMARY KEY, content oid);
-    INSERT INTO public.documents VALUES (1, lo_from_bytea(0, convert_to(repeat('invoice ', 3000), 'UTF8'))), (2, lo_from_bytea(0, '\\x00ff00ff'::bytea));
-    SELECT setval('sales.orders_id_seq', 9000);
-    RESET ROLE;
-    `,
-    [],
-    name,
-  );
-}
-
 /** A small database whose definition only some targets can honour. */
 async function createLocaleDatabase(pg: TestPostgres, name: string, definition: string): Promise<void> {
   await pg.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE template0 ENCODING 'UTF8' ${definition}`);
@@ -163,8 +102,8 @@ beforeAll(async () => {
       );
       expect(Math.floor(Number(v) / 10000), `the PostgreSQL ${major} test server's version`).toBe(major);
       expect(collate, `the PostgreSQL ${major} test cluster's locale`).toBe(locale);
-      await createRoles(pg);
-      await createShop(pg, 'shop', `LOCALE '${locale}'`);
+      await createShopRoles(pg);
+      await createShopDatabase(pg, 'shop', `LOCALE '${locale}'`);
       const extra = extraDatabases(major);
       for (const d of extra) await createLocaleDatabase(pg, d.name, d.definition);
       const run = await runCli(['backup', '--reason', `versions ${major}`], { ...env, DATABASE_URL: pg.urlFor('shop'), DATABASES: ['shop', ...extra.map((d) => d.name)].join(',') });
