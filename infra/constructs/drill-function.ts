@@ -26,9 +26,8 @@ import { formatHourMinute } from '../dst.ts';
 import { notifyTopic } from './alarm-actions.ts';
 import { DEAD_MAN_HOURS, deadManAlarms } from './backup-alerts.ts';
 import type { BackupBucket } from './backup-bucket.ts';
-import { bucketResourceLogicalId, FUNCTION_RUNTIME, FUNCTION_TIMEOUT, handlerBundling } from './backup-function.ts';
+import { bucketResourceLogicalId, FUNCTION_NODE_ENVIRONMENT, FUNCTION_RUNTIME, FUNCTION_TIMEOUT, handlerBundling } from './backup-function.ts';
 import { SERVER_LAYER_MOUNT } from './pg-server-layer.ts';
-import { RUNNER_NODE_OPTIONS } from '../node-options.ts';
 
 /** Lambda's bounds of /tmp. */
 export const EPHEMERAL_STORAGE_MIB = { min: 512, max: 10240 } as const;
@@ -104,7 +103,7 @@ export function drillFunctionEnvironment(o: {
       },
       { isDeployTimeValue: (v) => Token.isUnresolved(v) },
     ),
-    NODE_OPTIONS: RUNNER_NODE_OPTIONS,
+    ...FUNCTION_NODE_ENVIRONMENT,
   };
 }
 

@@ -19,7 +19,7 @@ import { DEAD_MAN_HOURS } from '../../infra/constructs/backup-alerts.ts';
 import { BackupBucket } from '../../infra/constructs/backup-bucket.ts';
 import { DrillFunction, type DrillFunctionProps } from '../../infra/constructs/drill-function.ts';
 import { LayerNotBuiltError } from '../../infra/constructs/pg-dump-layer.ts';
-import { RUNNER_NODE_OPTIONS } from '../../infra/node-options.ts';
+import { FUNCTION_NODE_ENVIRONMENT } from '../../infra/constructs/backup-function.ts';
 
 const SECRET = 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:prod/db-AbCdEf';
 const FIXTURES = fileURLToPath(new URL('fixtures/', import.meta.url));
@@ -117,7 +117,7 @@ describe('the default drill (database from the secret, UTC, backup at 02:00)', (
       BACKUP_PREFIX: 'pg-s3-backup/',
       ALERT_TOPIC_ARN: { Ref: idsOf(s, 'AWS::SNS::Topic')[0] },
       PG_SERVER_LAYER: '/opt/pg-server',
-      NODE_OPTIONS: RUNNER_NODE_OPTIONS,
+      ...FUNCTION_NODE_ENVIRONMENT,
     });
   });
 

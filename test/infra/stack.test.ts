@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
 import { DEAD_MAN_HOURS } from '../../infra/constructs/backup-alerts.ts';
 import { LayerNotBuiltError } from '../../infra/constructs/pg-dump-layer.ts';
-import { RUNNER_NODE_OPTIONS } from '../../infra/node-options.ts';
+import { FUNCTION_NODE_ENVIRONMENT } from '../../infra/constructs/backup-function.ts';
 
 const SECRET = 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:prod/db-AbCdEf';
 const FIXTURES = fileURLToPath(new URL('fixtures/', import.meta.url));
@@ -176,7 +176,7 @@ describe('the full deployment (VPC, several databases, Slack, real handler)', ()
       ENCRYPT_RECIPIENTS: 'age1n5xe8w6gv4mkva4z60yr2vv55zuh5pvd6engura3cfp92y6vvq5qxqdu75,age1mplejazsj7mf5anvs0rspqtja2zz9m5pjgkhwcfxv3cg9h5tlgtq9thu87',
       NOTIFY_ON_SUCCESS: 'true',
       STORAGE_PROFILE: 'aws',
-      NODE_OPTIONS: RUNNER_NODE_OPTIONS,
+      ...FUNCTION_NODE_ENVIRONMENT,
     });
     s.template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
   });
