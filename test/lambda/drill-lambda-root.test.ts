@@ -33,6 +33,7 @@ import { verifyReportKeyFor, type DrillDatabaseReport } from '../../engine/resto
 import { handlerBundling } from '../../infra/constructs/backup-function.ts';
 import { drillFunctionEnvironment } from '../../infra/constructs/drill-function.ts';
 import { DRILL_MIN_MEMORY_MB } from '../../infra/config.ts';
+import { LAMBDA_EXEC_WRAPPER_FILE } from '../../infra/node-options.ts';
 import { LAYER_DIR, REPO_ROOT } from '../../layers/pg-dump/paths.ts';
 import { serverLayerZip } from '../../layers/pg-server/paths.ts';
 import { awsEnv, createAlertInbox, createBucket, testClients, type TestClients } from '../support/aws.ts';
@@ -97,7 +98,7 @@ const { handler } = await import('/var/task/index.mjs');
 const context = { awsRequestId: 'lambda-root-test', functionName: process.env.AWS_LAMBDA_FUNCTION_NAME, getRemainingTimeInMillis: () => 900000 - (Date.now() - started) };
 try {
   const result = await handler({}, context);
-  console.log('HARNESS ' + JSON.stringify({ ok: true, result, maxRssKiB: process.resourceUsage().maxRSS }));
+  console.log('HARNESS ' + JSON.stringify({ ok: true, result, maxRssKiB: process.resourceUsage().maxRSS, execArgv: process.execArgv }));
 } catch (err) {
   console.log('HARNESS ' + JSON.stringify({ ok: false, error: { name: err.name, message: err.message }, maxRssKiB: process.resourceUsage().maxRSS }));
   process.exitCode = 1;
@@ -142,6 +143,9 @@ async function assembleRoot(dir: string): Promise<void> {
   // Lambda extracts each layer's zip into /opt, in the function's order.
   for (const zip of [join(LAYER_DIR, 'dist', 'x86_64.zip'), serverLayerZip('x86_64')]) await execFileAsync('unzip', ['-q', '-o', zip, '-d', join(dir, 'opt')]);
   await bundleHandler(join(dir, 'var', 'task'));
+  // The exec wrapper the bundling puts beside the handler (AWS_LAMBDA_EXEC_WRAPPER).
+  copyFileSync(join(REPO_ROOT, 'infra', 'lambda-exec-wrapper.sh'), join(dir, 'var', 'task', LAMBDA_EXEC_WRAPPER_FILE));
+  chmodSync(join(dir, 'var', 'task', LAMBDA_EXEC_WRAPPER_FILE), 0o755);
   writeFileSync(join(dir, 'var', 'runtime', 'harness.mjs'), HARNESS);
   copyFileSync(NODE24, join(dir, 'var', 'lang', 'bin', 'node'));
   chmodSync(join(dir, 'var', 'lang', 'bin', 'node'), 0o755);
@@ -246,7 +250,11 @@ async function runInLambdaRoot(env: Record<string, string>, timeoutMs: number): 
     `exec unshare --mount --pid --fork --kill-child --propagation private sh -c '` +
       `mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && mount --bind "$1" "$0/tmp" && mount -t proc proc "$0/proc" && shift && exec "$@"' "$@"`,
   ].join('\n');
-  const argv = [root, hostTmp, 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), chrootBinary(), `--userspec=${UID}:${GID}`, root, '/var/lang/bin/node', '/var/runtime/harness.mjs'];
+  // As Lambda's Node.js runtime starts node: its own heap sizes from the function's memory on the
+  // command line, through the function's exec wrapper when it has one.
+  const runtimeNode = ['/var/lang/bin/node', '--expose-gc', '--max-http-header-size', '81920', `--max-semi-space-size=${Math.floor(DRILL_MIN_MEMORY_MB / 20)}`, `--max-old-space-size=${DRILL_MIN_MEMORY_MB - Math.floor(DRILL_MIN_MEMORY_MB / 10)}`];
+  const wrapper = env.AWS_LAMBDA_EXEC_WRAPPER ? [env.AWS_LAMBDA_EXEC_WRAPPER] : [];
+  const argv = [root, hostTmp, 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), chrootBinary(), `--userspec=${UID}:${GID}`, root, ...wrapper, ...runtimeNode, '/var/runtime/harness.mjs'];
   const started = Date.now();
   const child = spawn('sh', ['-c', script, 'lambda-root', ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
   let stdout = '';
@@ -290,6 +298,8 @@ it('the bundled drill handler succeeds in a Lambda-shaped root (Node 24, read-on
   const reported = outcome?.ok ? [] : await Promise.all(Object.values(keys).map(async (k) => (await readReport(k).catch(() => undefined))?.problems.map((p) => p.message)));
   expect(outcome?.ok, `exit ${run.code}\n${run.stderr}\n${run.stdout.slice(-3000)}\nproblems: ${JSON.stringify(reported, null, 1)}`).toBe(true);
   expect(run.code).toBe(0);
+  // The runtime's own young-generation size was left out by the exec wrapper: NODE_OPTIONS' applies.
+  expect((outcome as { execArgv?: string[] } | undefined)?.execArgv).toEqual(['--expose-gc', '--max-http-header-size', '81920', `--max-old-space-size=${DRILL_MIN_MEMORY_MB - Math.floor(DRILL_MIN_MEMORY_MB / 10)}`]);
   // The drill's own order (oldest report first, never drilled first of all) is not the list's.
   const result = outcome?.result as { databases: { database: string }[] } | undefined;
   expect({ ...result, databases: [...(result?.databases ?? [])].sort((a, b) => a.database.localeCompare(b.database)) }).toEqual({
