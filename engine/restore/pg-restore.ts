@@ -17,7 +17,7 @@ import { libpqEnv } from '../pg/env.ts';
 import { describeToolFailure, runTool, startTool, type SpawnFn } from '../pg/process.ts';
 import { parseDefinition, splitStatements, type DefinitionStatement } from './database-definition.ts';
 import type { RestoreDeps } from './deps.ts';
-import { isDatabaseEntry, parseToc, tablesWithData, useList, type TocEntry } from './toc.ts';
+import { databaseEntries, parseToc, tablesWithData, useList, type TocEntry } from './toc.ts';
 
 /**
  * pg_dump 17+ writes `SET transaction_timeout = 0;` into every archive; a server older than 17
@@ -303,7 +303,7 @@ export async function writeUseList(dumpFile: string, name: string, entries: read
  * Empty when the archive holds none; DefinitionUnreadableError when pg_restore refuses the name.
  */
 export async function readDefinition(deps: RestoreDeps, file: string, toc: Toc, source: string, database: string): Promise<DefinitionStatement[]> {
-  const ids = new Set(toc.entries.filter((e) => isDatabaseEntry(e, source)).map((e) => e.id));
+  const ids = new Set(databaseEntries(toc.entries, source).map((e) => e.id));
   if (ids.size === 0) return [];
   const listFile = await writeUseList(file, 'database.list', toc.entries, ids);
   const run = await runPgRestore(deps, ['--create', '--use-list', listFile, '--file', '-', file], fileOnlyEnv(deps));

@@ -121,7 +121,9 @@ export function parseToc(list: string): TocEntry[] {
       //    its schema: the relation whose schema and name its text starts with (a foreign key
       //    depends on both tables), else the one schema of the relations it depends on.
       const relations = relationsOf(r.deps).map(resolve).filter((d) => fits(d.schema));
-      const owning = relations.find((d) => head.startsWith(`${d.schema} ${d.tag} `));
+      //    A partition's TABLE ATTACH is named after the partition alone (its text is exactly
+      //    `<schema> <partition>`), and its parent may be in another schema.
+      const owning = relations.find((d) => head === `${d.schema} ${d.tag}` || head.startsWith(`${d.schema} ${d.tag} `));
       if (owning) return owning.schema;
       const schemas = new Set(relations.map((d) => d.schema));
       if (schemas.size === 1) return [...schemas][0];
@@ -201,6 +203,21 @@ export function tablesWithData(entries: readonly TocEntry[]): string[] {
   return entries.filter((e) => e.desc === 'TABLE DATA').map(qualified);
 }
 
+/**
+ * `schema.table` (as parsed) of each table whose data the archive holds but that none of
+ * `relations` (what a restore gave back, named by the catalog) fills. A relation fills a data
+ * entry when the entry's text starts with its schema and name: the owner follows, whatever it is
+ * (a role whose name holds a space is not told from the table's name by the text alone).
+ */
+export function dataWithoutRelation(entries: readonly TocEntry[], relations: readonly { schema: string; name: string }[]): string[] {
+  const prefixes = new Set(relations.map((r) => `${r.schema} ${r.name} `));
+  const filled = (subject: string) => {
+    for (let i = subject.indexOf(' '); i >= 0; i = subject.indexOf(' ', i + 1)) if (prefixes.has(subject.slice(0, i + 1))) return true;
+    return false;
+  };
+  return entries.filter((e) => e.desc === 'TABLE DATA' && !filled(e.subject)).map(qualified);
+}
+
 export interface TableSelection {
   /** TOC ids to restore (as a `--use-list` file: `useList`). */
   readonly ids: ReadonlySet<number>;
@@ -224,7 +241,16 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
   const named: TocEntry[] = [];
   for (const name of names) {
     const read = readings(name);
-    const found = relations.filter((e) => read.some((r) => e.tag === r.table && (r.schema === undefined || e.schema === r.schema)));
+    const exact = relations.filter((e) => read.some((r) => e.tag === r.table && (r.schema === undefined || e.schema === r.schema)));
+    // Else the name as the start of the text (`public t1 bob smith`): the owner is a role whose
+    // name holds a space, read as part of the table's name; the name given says where it ends.
+    const found =
+      exact.length > 0
+        ? exact
+        : relations.flatMap((e) => {
+            const r = read.find((r) => (r.schema === undefined || e.schema === r.schema) && e.subject.startsWith(`${e.schema} ${r.table} `));
+            return r ? [{ ...e, tag: r.table, owner: e.subject.slice(`${e.schema} ${r.table} `.length), tagAndOwner: e.subject.slice(e.schema.length + 1) }] : [];
+          });
     if (found.length === 0) {
       throw new UsageError(`no table "${name}" in the backup`, { hint: 'Name it as in the source database, optionally schema-qualified (--table schema.table, or --table \'"Sales Data"."Line Items"\' in double quotes as in SQL); `pg_restore --list` of the dump shows every table.' });
     }
@@ -250,7 +276,8 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
     for (const attach of entries) {
       if (attach.desc !== 'TABLE ATTACH' || ids.has(attach.id)) continue;
       const tables = attach.deps.map((d) => byId.get(d)).filter((d): d is TocEntry => d?.desc === 'TABLE');
-      const child = tables.find((t) => t.schema === attach.schema && t.tag === attach.tag);
+      // The partition's own entry reads the same as its attachment (name and owner), whatever the schemas' names.
+      const child = tables.find((t) => t.subject === attach.subject) ?? tables.find((t) => t.schema === attach.schema && t.tag === attach.tag);
       const parent = tables.find((t) => t !== child);
       if (!child || !parent || !ids.has(parent.id) || ids.has(child.id)) continue;
       addWithDeps(child.id);
@@ -278,10 +305,17 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
     }
   }
   // A foreign key of a selected table to a table that is not: its tag is "<table> <constraint>"
-  // (either may hold a space), and it depends on its table (and on the key it references).
+  // (either may hold a space), and it depends on its table and on the table it references. Its
+  // table is the one whose name its tag starts with; of two (`orders`, `orders x`), the longer
+  // name: a foreign key of `orders x` is not one of `orders`.
+  const namedById = new Map(named.map((n) => [n.id, n]));
   for (const e of entries) {
     if (ids.has(e.id) || e.desc !== 'FK CONSTRAINT') continue;
-    if (named.some((n) => n.schema === e.schema && e.deps.includes(n.id) && e.tag.startsWith(`${n.tag} `))) leftOut.push(`${e.desc} ${qualified(e)}`);
+    const own = e.deps
+      .map((d) => namedById.get(d) ?? byId.get(d))
+      .filter((d): d is TocEntry => d?.desc === 'TABLE' && d.schema === e.schema && e.tag.startsWith(`${d.tag} `))
+      .sort((a, b) => b.tag.length - a.tag.length)[0];
+    if (own && namedById.has(own.id)) leftOut.push(`${e.desc} ${qualified(e)}`);
   }
   // The tables restored besides the named ones (partitions; the tables a view or materialized view reads), so the result says so.
   const namedIds = new Set(named.map((e) => e.id));
@@ -294,8 +328,21 @@ export function useList(entries: readonly TocEntry[], ids: ReadonlySet<number>):
   return entries.filter((e) => ids.has(e.id)).map((e) => `${e.line}\n`).join('');
 }
 
-/** Entries that define the database itself (restored by `--create`). */
-export function isDatabaseEntry(e: TocEntry, database: string): boolean {
-  if (e.desc === 'DATABASE' || e.desc === 'DATABASE PROPERTIES') return true;
-  return (e.desc === 'COMMENT' || e.desc === 'ACL' || e.desc === 'SECURITY LABEL') && e.schema === '-' && e.tagAndOwner.startsWith(`DATABASE ${database} `);
+/**
+ * Entries that define the database itself (restored by `--create`): the DATABASE entry and its
+ * properties, and the comment, grants and security labels that depend on the DATABASE entry.
+ * Their tag names the database as SQL does (`DATABASE "my-app"`, `DATABASE "My Shop"`): the
+ * dependency finds them whatever quoting the name needs.
+ */
+export function databaseEntries(entries: readonly TocEntry[], database: string): TocEntry[] {
+  const own = new Set(entries.filter((e) => e.desc === 'DATABASE').map((e) => e.id));
+  const names = [`DATABASE ${database} `, `DATABASE "${database.replace(/"/g, '""')}" `];
+  return entries.filter(
+    (e) =>
+      e.desc === 'DATABASE' ||
+      e.desc === 'DATABASE PROPERTIES' ||
+      ((e.desc === 'COMMENT' || e.desc === 'ACL' || e.desc === 'SECURITY LABEL') &&
+        e.schema === '-' &&
+        (e.deps.some((d) => own.has(d)) || names.some((n) => e.tagAndOwner.startsWith(n)))),
+  );
 }
