@@ -278,15 +278,19 @@ export async function pgRestoreInto(
   return { ms, warnings, errors, tablesDone };
 }
 
-/** The archive's table of contents, with dependencies: proves pg_restore can read it. */
-export async function readToc(deps: RestoreDeps, file: string): Promise<Toc> {
+/**
+ * The archive's table of contents, with dependencies: proves pg_restore can read it. `tables`
+ * (the manifest's, when it has them) name the tables exactly: they tell an owner whose name holds
+ * a space from the table's name (parseToc).
+ */
+export async function readToc(deps: RestoreDeps, file: string, tables?: readonly { readonly schema: string; readonly table: string }[]): Promise<Toc> {
   const list = await runPgRestore(deps, ['--list', '--verbose', file], fileOnlyEnv(deps));
   if (list.exitCode !== 0 || list.signal) {
     throw new RestoreError(`the archive's table of contents cannot be read: ${describeToolFailure('pg_restore --list', list)}`, {
       hint: `${hintForPgRestore(list.stderr)} The object must be a pg_dump custom-format archive written by pg-s3-backup.`,
     });
   }
-  const entries = parseToc(list.stdout);
+  const entries = parseToc(list.stdout, tables);
   return { entries, tablesWithData: tablesWithData(entries) };
 }
 

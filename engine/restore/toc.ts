@@ -57,15 +57,17 @@ const DATA_OF: Readonly<Record<string, string>> = { 'TABLE DATA': 'TABLE', 'MATE
  * `<schema> <tag> <owner>` is ambiguous as text once a name holds a space (`Sales Data Line Items
  * alice` may be schema `Sales`, table `Data Line Items`). What the archive says elsewhere decides.
  * The owner is the database's owner when the line ends with it (the DATABASE entry names it after
- * the database the header names), else the last word (another role whose name holds a space is
- * not told apart). A schema's own SCHEMA entry (`- <name> <owner>`) names it; an object in that
+ * the database the header names), else a role whose name holds a space that owns one of `tables`
+ * (the manifest's exact names, when it has them), else the last word. Without `tables`, another
+ * role whose name holds a space is not told apart: verify (dataWithoutRelation) and --table
+ * (selectTables) then match the text from its start. A schema's own SCHEMA entry (`- <name> <owner>`) names it; an object in that
  * schema depends on that entry (pg_dump records it), a data entry carries its relation's OID, and
  * what belongs to a table depends on it (resolve's steps, in order). Else the schema is the first
  * word: `public`, whose entry pg_dump leaves out, or any schema of an archive with no SCHEMA
  * entries (a sharded backup's data archive, whose entries sharded-table.ts matches by OID and
  * text, never by parsed name).
  */
-export function parseToc(list: string): TocEntry[] {
+export function parseToc(list: string, tables?: readonly { readonly schema: string; readonly table: string }[]): TocEntry[] {
   const raw: { id: number; desc: string; oid: number; subject: string; deps: number[]; line: string }[] = [];
   let database: string | undefined;
   for (const line of list.split('\n')) {
@@ -83,8 +85,11 @@ export function parseToc(list: string): TocEntry[] {
   }
   const databaseEntry = database === undefined ? undefined : raw.find((r) => r.desc === 'DATABASE' && r.subject.startsWith(`- ${database} `));
   const databaseOwner = databaseEntry?.subject.slice(`- ${database} `.length);
+  const owners = ownersOfTables(raw, tables);
   const split = (subject: string) => {
     if (databaseOwner && subject.endsWith(` ${databaseOwner}`)) return { head: subject.slice(0, -databaseOwner.length - 1), owner: databaseOwner };
+    const known = owners.find((o) => subject.endsWith(` ${o}`));
+    if (known !== undefined) return { head: subject.slice(0, -known.length - 1), owner: known };
     const i = subject.lastIndexOf(' ');
     return i < 0 ? { head: subject, owner: '' } : { head: subject.slice(0, i), owner: subject.slice(i + 1) };
   };
@@ -140,6 +145,26 @@ export function parseToc(list: string): TocEntry[] {
     const { schema, tag, owner } = resolve(r);
     return { id: r.id, desc: r.desc, oid: r.oid, schema, tag, owner, tagAndOwner: r.subject.slice(schema.length + 1), subject: r.subject, deps: r.deps, line: r.line };
   });
+}
+
+/**
+ * Owners whose names hold a space, read off the TABLE and TABLE DATA lines of the tables named
+ * exactly in `tables` (the manifest's, from the catalog: every ordinary and partitioned table, so
+ * the longest name a line starts with is its table's): what follows `<schema> <table> ` is the
+ * owner. Longest first, so that the longest owner a line ends with is taken.
+ */
+function ownersOfTables(raw: readonly { desc: string; subject: string }[], tables: readonly { readonly schema: string; readonly table: string }[] | undefined): string[] {
+  if (!tables?.length) return [];
+  const prefixes = new Set(tables.map((t) => `${t.schema} ${t.table} `));
+  const owners = new Set<string>();
+  for (const r of raw) {
+    if (r.desc !== 'TABLE' && r.desc !== 'TABLE DATA') continue;
+    let longest: string | undefined;
+    for (let i = r.subject.indexOf(' '); i >= 0; i = r.subject.indexOf(' ', i + 1)) if (prefixes.has(r.subject.slice(0, i + 1))) longest = r.subject.slice(0, i + 1);
+    const owner = longest === undefined ? '' : r.subject.slice(longest.length);
+    if (owner.includes(' ')) owners.add(owner);
+  }
+  return [...owners].sort((a, b) => b.length - a.length);
 }
 
 /** `schema.table`, as results and messages name a relation. */

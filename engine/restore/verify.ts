@@ -200,7 +200,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     timings.download = dump.ms;
 
     const listStarted = now();
-    toc = await readToc(deps, dump.path);
+    toc = await readToc(deps, dump.path, manifest.tables);
     timings.list = now() - listStarted;
     const tocRead = toc;
     const manifestRead = manifest;

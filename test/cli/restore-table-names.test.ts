@@ -71,6 +71,7 @@ beforeAll(async () => {
     CREATE TABLE "Sales Data".months (id int, d date) PARTITION BY RANGE (d);
     CREATE TABLE "Sales"."Data 2024" PARTITION OF "Sales Data".months FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
     INSERT INTO "Sales Data".months SELECT g, date '2024-01-01' + g FROM generate_series(1, 12) g;
+    ALTER TABLE "Sales"."Data 2024" OWNER TO "Reporting Team";
     CREATE TABLE public.orders (id int PRIMARY KEY);
     INSERT INTO public.orders VALUES (1), (2);
     CREATE TABLE public."orders x" (id int PRIMARY KEY, order_id int REFERENCES public.orders (id));
@@ -176,18 +177,18 @@ it('--table finds a table owned by a role whose name holds a space, restores a p
     [keys.one!, 'owned_t'],
     [keys.sharded!, 'owned_sharded_t'],
   ] as const) {
-    // Before: `no table "public.reports" in the backup`.
+    // Before: `no table "public.reports" in the backup`; the partition (owned by "Reporting Team" too) was named "Sales.Data 2024 Reporting".
     const result = await restore(key, database, 'public.reports', '"Sales Data".months', 'orders');
     expect(result.tables).toEqual(['public.reports', 'Sales Data.months', 'public.orders', 'Sales.Data 2024']);
     expect(result.notRestored).toEqual([]);
     const [counts] = await svc.pg.query<{ reports: string; months: string; partition: string; owner: string; x: string | null }>(
       `SELECT (SELECT count(*) FROM public.reports) AS reports, (SELECT count(*) FROM "Sales Data".months) AS months,
-              (SELECT count(*) FROM ONLY "Sales"."Data 2024") AS partition, (SELECT tableowner FROM pg_tables WHERE tablename = 'reports') AS owner,
+              (SELECT count(*) FROM ONLY "Sales"."Data 2024") AS partition, (SELECT string_agg(tableowner, ',' ORDER BY tablename) FROM pg_tables WHERE tablename IN ('reports', 'Data 2024')) AS owner,
               to_regclass('public."orders x"')::text AS x`,
       [],
       database,
     );
-    expect(counts).toEqual({ reports: '5', months: '12', partition: '12', owner: 'Reporting Team', x: null });
+    expect(counts).toEqual({ reports: '5', months: '12', partition: '12', owner: 'Reporting Team,Reporting Team', x: null });
   }
 });
 

@@ -253,6 +253,14 @@ describe('owners, foreign keys, partitions and database names the text alone doe
     }
   });
 
+  it('reads that owner off the lines of the tables the manifest names exactly, for every entry it owns', () => {
+    const toc = parseToc(SHOP, [{ schema: 'public', table: 'orders' }, { schema: 'public', table: 'orders x' }, { schema: 'public', table: 't1' }]);
+    for (const id of [230, 3384]) expect(toc.find((e) => e.id === id)).toMatchObject({ schema: 'public', tag: 't1', owner: 'bob smith' });
+    expect(toc.find((e) => e.id === 3216)).toMatchObject({ schema: 'public', tag: 't1 t1_pkey', owner: 'bob smith' });
+    expect(toc.find((e) => e.id === 236)).toMatchObject({ schema: 'public', tag: 'orders x', owner: 'postgres' });
+    expect(tablesWithData(toc)).toEqual(['public.orders', 'public.orders x', 'public.t1']);
+  });
+
   it('--table orders does not report the foreign key of table "orders x" (not selected) as its own left out', () => {
     expect(selectTables(parseToc(SHOP), ['public.orders']).leftOut).toEqual([]);
     expect(selectTables(parseToc(SHOP), ['public.orders x']).leftOut).toEqual(['FK CONSTRAINT public.orders x orders x_oid2_fkey']);
