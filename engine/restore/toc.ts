@@ -281,7 +281,8 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
     }
     if (found.length > 1) {
       throw new UsageError(`--table ${name} matches ${found.map(qualified).join(', ')}`, {
-        hint: `Name one with its schema, in double quotes when a name holds a dot: --table '${quoted(found[0]!)}'.`,
+        // A shell line: a single quote in a name closes the quoting, so it is written '\''.
+        hint: `Name one with its schema, in double quotes when a name holds a dot: --table '${quoted(found[0]!).replace(/'/g, "'\\''")}'.`,
       });
     }
     named.push(found[0]!);

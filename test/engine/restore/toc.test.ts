@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseDefinition, splitStatements } from '../../../engine/restore/database-definition.ts';
 import { classifyPgRestore, hintForPgRestore, parseErrors, pgRestoreArgs, sections, summarizeErrors } from '../../../engine/restore/pg-restore.ts';
+import type { UsageError } from '../../../engine/errors.ts';
 import { databaseEntries, dataWithoutRelation, parseToc, selectTables, tablesWithData } from '../../../engine/restore/toc.ts';
 
 /** `pg_restore --list --verbose` of the fidelity fixture (test/support/fidelity-fixtures.ts), abridged. */
@@ -270,6 +271,21 @@ describe('owners, foreign keys, partitions and database names the text alone doe
     const toc = parseToc(MY_SHOP);
     expect(toc.find((e) => e.id === 3149)).toMatchObject({ schema: 'Sales', tag: 'Data x' });
     expect(selectTables(toc, ['Sales Data.m']).tables).toEqual(['Sales Data.m', 'Sales.Data x']);
+  });
+
+  it('the hint for a name that reads as two tables is a shell line even when a name holds a single quote', () => {
+    const toc = parseToc(`6; 2615 16400 SCHEMA - a postgres
+220; 1259 16401 TABLE a it's postgres
+;	depends on: 6
+221; 1259 16402 TABLE public a.it's postgres
+`);
+    let hint: string | undefined;
+    try {
+      selectTables(toc, ["a.it's"]);
+    } catch (err) {
+      hint = (err as UsageError).hint;
+    }
+    expect(hint).toMatch(/--table '"a"\."it'\\''s"'\.$/);
   });
 
   it('the COMMENT and grants of a database whose name needs quoting are part of its definition', () => {
