@@ -43,6 +43,14 @@ const DESCS = [
 
 const LINE = /^(\d+); (\d+) (\d+) (.*)$/;
 
+/**
+ * pg_class's catalog OID, and the types of the entries that carry it: a TABLE in a schema named
+ * `DATA` or `ATTACH` reads as `TABLE DATA …`, but only a relation's own entry names pg_class (the
+ * TABLE DATA, TABLE ATTACH, SEQUENCE SET, INDEX ATTACH … entries carry 0). Longest first.
+ */
+const PG_CLASS = 1259;
+const CLASS_DESCS = ['MATERIALIZED VIEW', 'FOREIGN TABLE', 'SEQUENCE', 'TABLE', 'INDEX', 'VIEW'];
+
 /** Table-like entries `--table` may name (as `pg_restore --table` matches them). */
 const RELATIONS = new Set(['TABLE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE', 'SEQUENCE']);
 /** Data entries, restored with the relation they fill. */
@@ -80,7 +88,9 @@ export function parseToc(list: string, tables?: readonly { readonly schema: stri
     const m = LINE.exec(line);
     if (!m) continue;
     const rest = m[4]!;
-    const desc = DESCS.find((d) => rest.startsWith(`${d} `)) ?? rest.split(' ')[0]!;
+    const fits = (d: string) => rest.startsWith(`${d} `);
+    const relation = Number(m[2]) === PG_CLASS ? CLASS_DESCS.find(fits) : undefined;
+    const desc = relation ?? DESCS.find(fits) ?? rest.split(' ')[0]!;
     raw.push({ id: Number(m[1]), desc, oid: Number(m[3]), subject: rest.slice(desc.length + 1), deps: [], line });
   }
   const databaseEntry = database === undefined ? undefined : raw.find((r) => r.desc === 'DATABASE' && r.subject.startsWith(`- ${database} `));

@@ -288,6 +288,30 @@ describe('owners, foreign keys, partitions and database names the text alone doe
     expect(hint).toMatch(/--table '"a"\."it'\\''s"'\.$/);
   });
 
+  it('a table in a schema named DATA is a TABLE, not TABLE DATA: the catalog id says so', () => {
+    const toc = parseToc(`6; 2615 16400 SCHEMA - DATA postgres
+7; 2615 16404 SCHEMA - SET postgres
+220; 1259 16401 TABLE DATA x postgres
+;	depends on: 6
+221; 1259 16405 SEQUENCE SET s postgres
+;	depends on: 7
+3300; 0 16401 TABLE DATA DATA x postgres
+;	depends on: 220
+3301; 0 16405 SEQUENCE SET SET s postgres
+;	depends on: 221
+`);
+    expect(toc.map((e) => [e.id, e.desc, e.schema, e.tag])).toEqual([
+      [6, 'SCHEMA', '-', 'DATA'],
+      [7, 'SCHEMA', '-', 'SET'],
+      [220, 'TABLE', 'DATA', 'x'],
+      [221, 'SEQUENCE', 'SET', 's'],
+      [3300, 'TABLE DATA', 'DATA', 'x'],
+      [3301, 'SEQUENCE SET', 'SET', 's'],
+    ]);
+    expect(tablesWithData(toc)).toEqual(['DATA.x']);
+    expect([...selectTables(toc, ['DATA.x']).ids].sort((a, b) => a - b)).toEqual([6, 220, 3300]);
+  });
+
   it('the COMMENT and grants of a database whose name needs quoting are part of its definition', () => {
     expect(databaseEntries(parseToc(MY_SHOP), 'My Shop').map((e) => e.id)).toEqual([3303, 3304, 3305, 3306]);
   });
