@@ -297,7 +297,7 @@ describe('owners, foreign keys, partitions and database names the text alone doe
 ;	depends on: 7
 3300; 0 16401 TABLE DATA DATA x postgres
 ;	depends on: 220
-3301; 0 16405 SEQUENCE SET SET s postgres
+3301; 0 0 SEQUENCE SET SET s postgres
 ;	depends on: 221
 `);
     expect(toc.map((e) => [e.id, e.desc, e.schema, e.tag])).toEqual([
