@@ -17,7 +17,7 @@ import { libpqEnv } from '../pg/env.ts';
 import { describeToolFailure, runTool, startTool, type SpawnFn } from '../pg/process.ts';
 import { parseDefinition, splitStatements, type DefinitionStatement } from './database-definition.ts';
 import type { RestoreDeps } from './deps.ts';
-import { isDatabaseEntry, parseToc, tablesWithData, useList, type TocEntry } from './toc.ts';
+import { databaseEntries, parseToc, tablesWithData, useList, type TocEntry } from './toc.ts';
 
 /**
  * pg_dump 17+ writes `SET transaction_timeout = 0;` into every archive; a server older than 17
@@ -278,15 +278,19 @@ export async function pgRestoreInto(
   return { ms, warnings, errors, tablesDone };
 }
 
-/** The archive's table of contents, with dependencies: proves pg_restore can read it. */
-export async function readToc(deps: RestoreDeps, file: string): Promise<Toc> {
+/**
+ * The archive's table of contents, with dependencies: proves pg_restore can read it. `tables`
+ * (the manifest's, when it has them) name the tables exactly: they tell an owner whose name holds
+ * a space from the table's name (parseToc).
+ */
+export async function readToc(deps: RestoreDeps, file: string, tables?: readonly { readonly schema: string; readonly table: string }[]): Promise<Toc> {
   const list = await runPgRestore(deps, ['--list', '--verbose', file], fileOnlyEnv(deps));
   if (list.exitCode !== 0 || list.signal) {
     throw new RestoreError(`the archive's table of contents cannot be read: ${describeToolFailure('pg_restore --list', list)}`, {
       hint: `${hintForPgRestore(list.stderr)} The object must be a pg_dump custom-format archive written by pg-s3-backup.`,
     });
   }
-  const entries = parseToc(list.stdout);
+  const entries = parseToc(list.stdout, tables);
   return { entries, tablesWithData: tablesWithData(entries) };
 }
 
@@ -303,7 +307,7 @@ export async function writeUseList(dumpFile: string, name: string, entries: read
  * Empty when the archive holds none; DefinitionUnreadableError when pg_restore refuses the name.
  */
 export async function readDefinition(deps: RestoreDeps, file: string, toc: Toc, source: string, database: string): Promise<DefinitionStatement[]> {
-  const ids = new Set(toc.entries.filter((e) => isDatabaseEntry(e, source)).map((e) => e.id));
+  const ids = new Set(databaseEntries(toc.entries, source).map((e) => e.id));
   if (ids.size === 0) return [];
   const listFile = await writeUseList(file, 'database.list', toc.entries, ids);
   const run = await runPgRestore(deps, ['--create', '--use-list', listFile, '--file', '-', file], fileOnlyEnv(deps));

@@ -84,7 +84,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
 
   const dump = await downloadVerified(deps, manifest, identities);
   try {
-    const toc = await readToc(deps, dump.path);
+    const toc = await readToc(deps, dump.path, manifest.tables);
     // Unknown table names are refused here, before anything is created.
     const selection = options.tables?.length ? selectTables(toc.entries, options.tables) : undefined;
     const listFile = selection ? await writeUseList(dump.path, 'tables.list', toc.entries, selection.ids) : undefined;

@@ -43,6 +43,14 @@ const DESCS = [
 
 const LINE = /^(\d+); (\d+) (\d+) (.*)$/;
 
+/**
+ * pg_class's catalog OID, and the types of the entries that carry it: a TABLE in a schema named
+ * `DATA` or `ATTACH` reads as `TABLE DATA …`, but only a relation's own entry names pg_class (the
+ * TABLE DATA, TABLE ATTACH, SEQUENCE SET, INDEX ATTACH … entries carry 0). Longest first.
+ */
+const PG_CLASS = 1259;
+const CLASS_DESCS = ['MATERIALIZED VIEW', 'FOREIGN TABLE', 'SEQUENCE', 'TABLE', 'INDEX', 'VIEW'];
+
 /** Table-like entries `--table` may name (as `pg_restore --table` matches them). */
 const RELATIONS = new Set(['TABLE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE', 'SEQUENCE']);
 /** Data entries, restored with the relation they fill. */
@@ -57,15 +65,17 @@ const DATA_OF: Readonly<Record<string, string>> = { 'TABLE DATA': 'TABLE', 'MATE
  * `<schema> <tag> <owner>` is ambiguous as text once a name holds a space (`Sales Data Line Items
  * alice` may be schema `Sales`, table `Data Line Items`). What the archive says elsewhere decides.
  * The owner is the database's owner when the line ends with it (the DATABASE entry names it after
- * the database the header names), else the last word (another role whose name holds a space is
- * not told apart). A schema's own SCHEMA entry (`- <name> <owner>`) names it; an object in that
+ * the database the header names), else a role whose name holds a space that owns one of `tables`
+ * (the manifest's exact names, when it has them), else the last word. Without `tables`, another
+ * role whose name holds a space is not told apart: verify (dataWithoutRelation) and --table
+ * (selectTables) then match the text from its start. A schema's own SCHEMA entry (`- <name> <owner>`) names it; an object in that
  * schema depends on that entry (pg_dump records it), a data entry carries its relation's OID, and
  * what belongs to a table depends on it (resolve's steps, in order). Else the schema is the first
  * word: `public`, whose entry pg_dump leaves out, or any schema of an archive with no SCHEMA
  * entries (a sharded backup's data archive, whose entries sharded-table.ts matches by OID and
  * text, never by parsed name).
  */
-export function parseToc(list: string): TocEntry[] {
+export function parseToc(list: string, tables?: readonly { readonly schema: string; readonly table: string }[]): TocEntry[] {
   const raw: { id: number; desc: string; oid: number; subject: string; deps: number[]; line: string }[] = [];
   let database: string | undefined;
   for (const line of list.split('\n')) {
@@ -78,13 +88,18 @@ export function parseToc(list: string): TocEntry[] {
     const m = LINE.exec(line);
     if (!m) continue;
     const rest = m[4]!;
-    const desc = DESCS.find((d) => rest.startsWith(`${d} `)) ?? rest.split(' ')[0]!;
+    const fits = (d: string) => rest.startsWith(`${d} `);
+    const relation = Number(m[2]) === PG_CLASS ? CLASS_DESCS.find(fits) : undefined;
+    const desc = relation ?? DESCS.find(fits) ?? rest.split(' ')[0]!;
     raw.push({ id: Number(m[1]), desc, oid: Number(m[3]), subject: rest.slice(desc.length + 1), deps: [], line });
   }
   const databaseEntry = database === undefined ? undefined : raw.find((r) => r.desc === 'DATABASE' && r.subject.startsWith(`- ${database} `));
   const databaseOwner = databaseEntry?.subject.slice(`- ${database} `.length);
+  const owners = ownersOfTables(raw, tables);
   const split = (subject: string) => {
     if (databaseOwner && subject.endsWith(` ${databaseOwner}`)) return { head: subject.slice(0, -databaseOwner.length - 1), owner: databaseOwner };
+    const known = owners.find((o) => subject.endsWith(` ${o}`));
+    if (known !== undefined) return { head: subject.slice(0, -known.length - 1), owner: known };
     const i = subject.lastIndexOf(' ');
     return i < 0 ? { head: subject, owner: '' } : { head: subject.slice(0, i), owner: subject.slice(i + 1) };
   };
@@ -121,7 +136,9 @@ export function parseToc(list: string): TocEntry[] {
       //    its schema: the relation whose schema and name its text starts with (a foreign key
       //    depends on both tables), else the one schema of the relations it depends on.
       const relations = relationsOf(r.deps).map(resolve).filter((d) => fits(d.schema));
-      const owning = relations.find((d) => head.startsWith(`${d.schema} ${d.tag} `));
+      //    A partition's TABLE ATTACH is named after the partition alone (its text is exactly
+      //    `<schema> <partition>`), and its parent may be in another schema.
+      const owning = relations.find((d) => head === `${d.schema} ${d.tag}` || head.startsWith(`${d.schema} ${d.tag} `));
       if (owning) return owning.schema;
       const schemas = new Set(relations.map((d) => d.schema));
       if (schemas.size === 1) return [...schemas][0];
@@ -138,6 +155,26 @@ export function parseToc(list: string): TocEntry[] {
     const { schema, tag, owner } = resolve(r);
     return { id: r.id, desc: r.desc, oid: r.oid, schema, tag, owner, tagAndOwner: r.subject.slice(schema.length + 1), subject: r.subject, deps: r.deps, line: r.line };
   });
+}
+
+/**
+ * Owners whose names hold a space, read off the TABLE and TABLE DATA lines of the tables named
+ * exactly in `tables` (the manifest's, from the catalog: every ordinary and partitioned table, so
+ * the longest name a line starts with is its table's): what follows `<schema> <table> ` is the
+ * owner. Longest first, so that the longest owner a line ends with is taken.
+ */
+function ownersOfTables(raw: readonly { desc: string; subject: string }[], tables: readonly { readonly schema: string; readonly table: string }[] | undefined): string[] {
+  if (!tables?.length) return [];
+  const prefixes = new Set(tables.map((t) => `${t.schema} ${t.table} `));
+  const owners = new Set<string>();
+  for (const r of raw) {
+    if (r.desc !== 'TABLE' && r.desc !== 'TABLE DATA') continue;
+    let longest: string | undefined;
+    for (let i = r.subject.indexOf(' '); i >= 0; i = r.subject.indexOf(' ', i + 1)) if (prefixes.has(r.subject.slice(0, i + 1))) longest = r.subject.slice(0, i + 1);
+    const owner = longest === undefined ? '' : r.subject.slice(longest.length);
+    if (owner.includes(' ')) owners.add(owner);
+  }
+  return [...owners].sort((a, b) => b.length - a.length);
 }
 
 /** `schema.table`, as results and messages name a relation. */
@@ -201,6 +238,21 @@ export function tablesWithData(entries: readonly TocEntry[]): string[] {
   return entries.filter((e) => e.desc === 'TABLE DATA').map(qualified);
 }
 
+/**
+ * `schema.table` (as parsed) of each table whose data the archive holds but that none of
+ * `relations` (what a restore gave back, named by the catalog) fills. A relation fills a data
+ * entry when the entry's text starts with its schema and name: the owner follows, whatever it is
+ * (a role whose name holds a space is not told from the table's name by the text alone).
+ */
+export function dataWithoutRelation(entries: readonly TocEntry[], relations: readonly { schema: string; name: string }[]): string[] {
+  const prefixes = new Set(relations.map((r) => `${r.schema} ${r.name} `));
+  const filled = (subject: string) => {
+    for (let i = subject.indexOf(' '); i >= 0; i = subject.indexOf(' ', i + 1)) if (prefixes.has(subject.slice(0, i + 1))) return true;
+    return false;
+  };
+  return entries.filter((e) => e.desc === 'TABLE DATA' && !filled(e.subject)).map(qualified);
+}
+
 export interface TableSelection {
   /** TOC ids to restore (as a `--use-list` file: `useList`). */
   readonly ids: ReadonlySet<number>;
@@ -224,13 +276,23 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
   const named: TocEntry[] = [];
   for (const name of names) {
     const read = readings(name);
-    const found = relations.filter((e) => read.some((r) => e.tag === r.table && (r.schema === undefined || e.schema === r.schema)));
+    const exact = relations.filter((e) => read.some((r) => e.tag === r.table && (r.schema === undefined || e.schema === r.schema)));
+    // Else the name as the start of the text (`public t1 bob smith`): the owner is a role whose
+    // name holds a space, read as part of the table's name; the name given says where it ends.
+    const found =
+      exact.length > 0
+        ? exact
+        : relations.flatMap((e) => {
+            const r = read.find((r) => (r.schema === undefined || e.schema === r.schema) && e.subject.startsWith(`${e.schema} ${r.table} `));
+            return r ? [{ ...e, tag: r.table, owner: e.subject.slice(`${e.schema} ${r.table} `.length), tagAndOwner: e.subject.slice(e.schema.length + 1) }] : [];
+          });
     if (found.length === 0) {
       throw new UsageError(`no table "${name}" in the backup`, { hint: 'Name it as in the source database, optionally schema-qualified (--table schema.table, or --table \'"Sales Data"."Line Items"\' in double quotes as in SQL); `pg_restore --list` of the dump shows every table.' });
     }
     if (found.length > 1) {
       throw new UsageError(`--table ${name} matches ${found.map(qualified).join(', ')}`, {
-        hint: `Name one with its schema, in double quotes when a name holds a dot: --table '${quoted(found[0]!)}'.`,
+        // A shell line: a single quote in a name closes the quoting, so it is written '\''.
+        hint: `Name one with its schema, in double quotes when a name holds a dot: --table '${quoted(found[0]!).replace(/'/g, "'\\''")}'.`,
       });
     }
     named.push(found[0]!);
@@ -250,7 +312,8 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
     for (const attach of entries) {
       if (attach.desc !== 'TABLE ATTACH' || ids.has(attach.id)) continue;
       const tables = attach.deps.map((d) => byId.get(d)).filter((d): d is TocEntry => d?.desc === 'TABLE');
-      const child = tables.find((t) => t.schema === attach.schema && t.tag === attach.tag);
+      // The partition's own entry reads the same as its attachment (name and owner), whatever the schemas' names.
+      const child = tables.find((t) => t.subject === attach.subject) ?? tables.find((t) => t.schema === attach.schema && t.tag === attach.tag);
       const parent = tables.find((t) => t !== child);
       if (!child || !parent || !ids.has(parent.id) || ids.has(child.id)) continue;
       addWithDeps(child.id);
@@ -278,10 +341,17 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
     }
   }
   // A foreign key of a selected table to a table that is not: its tag is "<table> <constraint>"
-  // (either may hold a space), and it depends on its table (and on the key it references).
+  // (either may hold a space), and it depends on its table and on the table it references. Its
+  // table is the one whose name its tag starts with; of two (`orders`, `orders x`), the longer
+  // name: a foreign key of `orders x` is not one of `orders`.
+  const namedById = new Map(named.map((n) => [n.id, n]));
   for (const e of entries) {
     if (ids.has(e.id) || e.desc !== 'FK CONSTRAINT') continue;
-    if (named.some((n) => n.schema === e.schema && e.deps.includes(n.id) && e.tag.startsWith(`${n.tag} `))) leftOut.push(`${e.desc} ${qualified(e)}`);
+    const own = e.deps
+      .map((d) => namedById.get(d) ?? byId.get(d))
+      .filter((d): d is TocEntry => d?.desc === 'TABLE' && d.schema === e.schema && e.tag.startsWith(`${d.tag} `))
+      .sort((a, b) => b.tag.length - a.tag.length)[0];
+    if (own && namedById.has(own.id)) leftOut.push(`${e.desc} ${qualified(e)}`);
   }
   // The tables restored besides the named ones (partitions; the tables a view or materialized view reads), so the result says so.
   const namedIds = new Set(named.map((e) => e.id));
@@ -294,8 +364,21 @@ export function useList(entries: readonly TocEntry[], ids: ReadonlySet<number>):
   return entries.filter((e) => ids.has(e.id)).map((e) => `${e.line}\n`).join('');
 }
 
-/** Entries that define the database itself (restored by `--create`). */
-export function isDatabaseEntry(e: TocEntry, database: string): boolean {
-  if (e.desc === 'DATABASE' || e.desc === 'DATABASE PROPERTIES') return true;
-  return (e.desc === 'COMMENT' || e.desc === 'ACL' || e.desc === 'SECURITY LABEL') && e.schema === '-' && e.tagAndOwner.startsWith(`DATABASE ${database} `);
+/**
+ * Entries that define the database itself (restored by `--create`): the DATABASE entry and its
+ * properties, and the comment, grants and security labels that depend on the DATABASE entry.
+ * Their tag names the database as SQL does (`DATABASE "my-app"`, `DATABASE "My Shop"`): the
+ * dependency finds them whatever quoting the name needs.
+ */
+export function databaseEntries(entries: readonly TocEntry[], database: string): TocEntry[] {
+  const own = new Set(entries.filter((e) => e.desc === 'DATABASE').map((e) => e.id));
+  const names = [`DATABASE ${database} `, `DATABASE "${database.replace(/"/g, '""')}" `];
+  return entries.filter(
+    (e) =>
+      e.desc === 'DATABASE' ||
+      e.desc === 'DATABASE PROPERTIES' ||
+      ((e.desc === 'COMMENT' || e.desc === 'ACL' || e.desc === 'SECURITY LABEL') &&
+        e.schema === '-' &&
+        (e.deps.some((d) => own.has(d)) || names.some((n) => e.tagAndOwner.startsWith(n)))),
+  );
 }

@@ -20,6 +20,7 @@ import { describeConnection, type PgConnection } from '../pg/connection.ts';
 import { quoteIdent } from './database-definition.ts';
 import { partTables, restoreDataParts } from './sharded-restore.ts';
 import { databaseLocaleSql } from './server-versions.ts';
+import { dataWithoutRelation } from './toc.ts';
 import { startThrowawayServer, throwawayTarget, type ThrowawayServerOptions } from './throwaway-server.ts';
 
 export interface VerifyOptions {
@@ -199,7 +200,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     timings.download = dump.ms;
 
     const listStarted = now();
-    toc = await readToc(deps, dump.path);
+    toc = await readToc(deps, dump.path, manifest.tables);
     timings.list = now() - listStarted;
     const tocRead = toc;
     const manifestRead = manifest;
@@ -249,9 +250,8 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     const inspected = await inspect(options.scratch, scratchDatabase, problems);
     ({ tables, restoredBytes, properties } = inspected);
     timings.inspect = now() - inspectStarted;
-    const restoredNames = new Set(inspected.relations);
-    for (const t of tocRead.tablesWithData) {
-      if (!restoredNames.has(t)) problems.push({ stage: 'verify', message: `the archive holds data for table ${t}, which does not exist after the restore` });
+    for (const t of dataWithoutRelation(tocRead.entries, inspected.relations)) {
+      problems.push({ stage: 'verify', message: `the archive holds data for table ${t}, which does not exist after the restore` });
     }
   } catch (err) {
     fail('verify', err);
@@ -344,7 +344,7 @@ async function inspect(
   target: PgConnection,
   database: string,
   problems: VerifyProblem[],
-): Promise<{ tables: TableReport[]; restoredBytes: number; relations: string[]; properties: { encoding: string; locale: string } }> {
+): Promise<{ tables: TableReport[]; restoredBytes: number; relations: { schema: string; name: string }[]; properties: { encoding: string; locale: string } }> {
   return withClient(target, database, async (c) => {
     const rows = (await c.query<{ schema: string; table: string; bytes: string }>(TABLES_SQL)).rows;
     const tables: TableReport[] = [];
@@ -359,10 +359,10 @@ async function inspect(
       }
     }
     const relations = (
-      await c.query<{ name: string }>(
-        "SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm', 'f')",
+      await c.query<{ schema: string; name: string }>(
+        "SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm', 'f')",
       )
-    ).rows.map((r) => r.name);
+    ).rows;
     // The locale's columns depend on the scratch server's version (datlocale is 17+).
     const localeSql = databaseLocaleSql(await serverVersionNum(c));
     const db = (

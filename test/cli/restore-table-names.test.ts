@@ -7,6 +7,12 @@
  * Items" prints the very same text: each must be told apart. The table comes back as stock
  * `pg_restore --schema --table` gives it (columns and rows), with what belongs to it. Its owner's
  * name ("Data Team", the database's owner too) holds a space as well.
+ *
+ * The text alone does not settle either: a table owned by another role whose name holds a space
+ * ("Reporting Team": `public reports Reporting Team` read as table "reports Reporting"), a
+ * partition in another schema than its partitioned table, tables `orders` and `orders x` (a
+ * foreign key of the second is not one of the first), and the database's own name, which SQL
+ * quotes ("Names-App": its comment and grants are entries named `DATABASE "Names-App"`).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,8 +25,12 @@ import { libpqEnv } from '../../engine/pg/env.ts';
 import { resolvePgTool } from '../../engine/pg/tools.ts';
 import { databases, resultOf, runCli, startCliServices, type CliServices } from '../support/cli.ts';
 import { layerRoot } from '../support/layer.ts';
+import { compareDatabases } from '../support/whole-database.ts';
 
 const execFileAsync = promisify(execFile);
+
+/** The source database: a name SQL quotes (a hyphen, a capital). */
+const SOURCE = '"Names-App"';
 
 let svc: CliServices;
 let dir: string;
@@ -31,7 +41,9 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pgs3b-table-names-'));
   // A role whose name holds a space owns the database, the schema and the table: the owner ends each `--list` line.
   await svc.pg.query('CREATE ROLE "Data Team"');
-  await svc.pg.query('CREATE DATABASE names OWNER "Data Team"');
+  await svc.pg.query('CREATE ROLE "Reporting Team"');
+  await svc.pg.query(`CREATE DATABASE ${SOURCE} OWNER "Data Team"`);
+  await svc.pg.query(`COMMENT ON DATABASE ${SOURCE} IS 'names with spaces'; GRANT CONNECT ON DATABASE ${SOURCE} TO "Reporting Team"`);
   await svc.pg.query(
     `
     CREATE SCHEMA "Sales Data";
@@ -53,12 +65,23 @@ beforeAll(async () => {
     CREATE TABLE public."Sales.Data Line Items" (k int);
     ALTER SCHEMA "Sales Data" OWNER TO "Data Team";
     ALTER TABLE "Sales Data"."Line Items" OWNER TO "Data Team";
+    CREATE TABLE public.reports (id int PRIMARY KEY);
+    INSERT INTO public.reports SELECT generate_series(1, 5);
+    ALTER TABLE public.reports OWNER TO "Reporting Team";
+    CREATE TABLE "Sales Data".months (id int, d date) PARTITION BY RANGE (d);
+    CREATE TABLE "Sales"."Data 2024" PARTITION OF "Sales Data".months FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+    INSERT INTO "Sales Data".months SELECT g, date '2024-01-01' + g FROM generate_series(1, 12) g;
+    ALTER TABLE "Sales"."Data 2024" OWNER TO "Reporting Team";
+    CREATE TABLE public.orders (id int PRIMARY KEY);
+    INSERT INTO public.orders VALUES (1), (2);
+    CREATE TABLE public."orders x" (id int PRIMARY KEY, order_id int REFERENCES public.orders (id));
+    INSERT INTO public."orders x" VALUES (1, 1);
     `,
     [],
-    'names',
+    'Names-App',
   );
   for (const [which, jobs] of [['one', '1'], ['sharded', '2']] as const) {
-    const run = await runCli(['run', '--reason', 'names with spaces'], { ...svc.env, DATABASES: 'names', DUMP_JOBS: jobs });
+    const run = await runCli(['run', '--reason', 'names with spaces'], { ...svc.env, DATABASES: 'Names-App', DUMP_JOBS: jobs });
     expect(run.code, run.stderr).toBe(0);
     keys[which] = (run.result!.backups as { key: string }[])[0]!.key;
   }
@@ -147,4 +170,32 @@ it('verify finds every table the archive holds rows for (it looked for "Sales"."
   expect(report.problems).toEqual([]);
   expect(report.status).toBe('ok');
   expect(run.code, run.stderr).toBe(0);
+});
+
+it('--table finds a table owned by a role whose name holds a space, restores a partition in another schema with its parent, and leaves no foreign key of another table out', async () => {
+  for (const [key, database] of [
+    [keys.one!, 'owned_t'],
+    [keys.sharded!, 'owned_sharded_t'],
+  ] as const) {
+    // Before: `no table "public.reports" in the backup`; the partition (owned by "Reporting Team" too) was named "Sales.Data 2024 Reporting".
+    const result = await restore(key, database, 'public.reports', '"Sales Data".months', 'orders');
+    expect(result.tables).toEqual(['public.reports', 'Sales Data.months', 'public.orders', 'Sales.Data 2024']);
+    expect(result.notRestored).toEqual([]);
+    const [counts] = await svc.pg.query<{ reports: string; months: string; partition: string; owner: string; x: string | null }>(
+      `SELECT (SELECT count(*) FROM public.reports) AS reports, (SELECT count(*) FROM "Sales Data".months) AS months,
+              (SELECT count(*) FROM ONLY "Sales"."Data 2024") AS partition, (SELECT string_agg(tableowner, ',' ORDER BY tablename) FROM pg_tables WHERE tablename IN ('reports', 'Data 2024')) AS owner,
+              to_regclass('public."orders x"')::text AS x`,
+      [],
+      database,
+    );
+    expect(counts).toEqual({ reports: '5', months: '12', partition: '12', owner: 'Reporting Team,Reporting Team', x: null });
+  }
+});
+
+it('restore --create gives back the database whose name SQL quotes as a whole: its comment and grants too', async () => {
+  const run = await runCli(['restore', '--key', keys.one!, '--target-url', svc.pg.urlFor('Names-Copy'), '--create', '--json'], svc.env);
+  expect(run.code, run.stdout + run.stderr).toBe(0);
+  // Before: `property acl: …"Reporting Team"=c/"Data Team"} → null`, `property comment: names with spaces → null`.
+  expect(await compareDatabases({ pg: svc.pg, database: 'Names-App' }, { pg: svc.pg, database: 'Names-Copy' })).toEqual([]);
+  expect(resultOf<{ notRestored: string[] }>(run).notRestored).toEqual([]);
 });

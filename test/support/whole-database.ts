@@ -43,7 +43,8 @@ export async function snapshot(pgsrv: TestPostgres, database: string): Promise<D
   const schema = (await schemaDump(pgsrv, database))
     .split('\n')
     .filter((l) => !/^\\(un)?restrict /.test(l) && !/^-- Dumped (from|by) /.test(l))
-    .map((l) => l.replace(name, '<db>'));
+    // `\connect -reuse-previous=on "dbname='my-app'"`: a name SQL quotes is written as a conninfo value (no quote or backslash in ours).
+    .map((l) => l.replace(name, '<db>').replaceAll(`dbname='${database}'`, "dbname='<db>'"));
 
   const tables: Record<string, string> = {};
   const rels = await q<{ schema: string; name: string }>(

@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseDefinition, splitStatements } from '../../../engine/restore/database-definition.ts';
 import { classifyPgRestore, hintForPgRestore, parseErrors, pgRestoreArgs, sections, summarizeErrors } from '../../../engine/restore/pg-restore.ts';
-import { isDatabaseEntry, parseToc, selectTables, tablesWithData } from '../../../engine/restore/toc.ts';
+import type { UsageError } from '../../../engine/errors.ts';
+import { databaseEntries, dataWithoutRelation, parseToc, selectTables, tablesWithData } from '../../../engine/restore/toc.ts';
 
 /** `pg_restore --list --verbose` of the fidelity fixture (test/support/fidelity-fixtures.ts), abridged. */
 const LIST = `;
@@ -67,7 +68,7 @@ describe('the table of contents', () => {
     expect(toc.find((e) => e.id === 3362)).toMatchObject({ desc: 'DATABASE PROPERTIES', schema: '-' });
     expect(toc.find((e) => e.id === 3193)).toMatchObject({ desc: 'FK CONSTRAINT', deps: [222, 3186, 224] });
     expect(tablesWithData(toc)).toEqual(['ledger.accounts', 'ledger.entries']);
-    expect(toc.filter((e) => isDatabaseEntry(e, 'fidelity')).map((e) => e.id)).toEqual([3359, 3360, 3361, 3362]);
+    expect(databaseEntries(toc, 'fidelity').map((e) => e.id)).toEqual([3359, 3360, 3361, 3362]);
   });
 
   it('--table selects the table, what it needs and what belongs to it, and names the foreign key left out', () => {
@@ -176,6 +177,143 @@ describe('names with spaces, dots and quotes', () => {
     expect(owned.find((e) => e.id === 6)).toMatchObject({ schema: '-', tag: 'Sales Data', owner: 'Data Team' });
     expect(owned.find((e) => e.id === 3320)).toMatchObject({ tag: 'ENCODING', owner: '' });
     expect(selectTables(owned, ['Sales Data.Line Items']).tables).toEqual(['Sales Data.Line Items']);
+  });
+});
+
+/**
+ * Excerpts of real `pg_restore --list --verbose` listings (pg_dump 18.6, server 18.4): a table
+ * owned by a role whose name holds a space that does not own the database ("bob smith"); tables
+ * `orders` and `orders x`, the second with a foreign key to the first; a database whose name
+ * needs quoting in SQL, and a partition in another schema than its partitioned table.
+ */
+const SHOP = `;
+;     dbname: shop
+;
+; Selected TOC Entries:
+;
+3397; 0 0 ENCODING - ENCODING 
+3400; 1262 16387 DATABASE - shop db owner
+235; 1259 16457 TABLE public orders postgres
+236; 1259 16463 TABLE public orders x postgres
+230; 1259 16433 TABLE public t1 bob smith
+3388; 0 16457 TABLE DATA public orders postgres
+;	depends on: 235
+3389; 0 16463 TABLE DATA public orders x postgres
+;	depends on: 236
+3384; 0 16433 TABLE DATA public t1 bob smith
+;	depends on: 230
+3224; 2606 16468 CONSTRAINT public orders x orders x_pkey postgres
+;	depends on: 236
+3222; 2606 16462 CONSTRAINT public orders orders_pkey postgres
+;	depends on: 235
+3216; 2606 16438 CONSTRAINT public t1 t1_pkey bob smith
+;	depends on: 230
+3227; 2606 16469 FK CONSTRAINT public orders x orders x_oid2_fkey postgres
+;	depends on: 236 3222 235
+`;
+
+const MY_SHOP = `;
+;     dbname: My Shop
+;
+; Selected TOC Entries:
+;
+3300; 0 0 ENCODING - ENCODING 
+3303; 1262 16495 DATABASE - My Shop db owner
+3304; 0 0 COMMENT - DATABASE "My Shop" db owner
+;	depends on: 3303
+3305; 0 0 ACL - DATABASE "My Shop" db owner
+;	depends on: 3303
+3306; 0 0 DATABASE PROPERTIES - My Shop db owner
+6; 2615 16496 SCHEMA - Sales alice
+7; 2615 16497 SCHEMA - Sales Data alice
+221; 1259 16498 TABLE Sales Data m postgres
+;	depends on: 7
+222; 1259 16501 TABLE Sales Data x postgres
+;	depends on: 6 221
+3149; 0 0 TABLE ATTACH Sales Data x postgres
+;	depends on: 222 221
+3297; 0 16501 TABLE DATA Sales Data x postgres
+;	depends on: 222
+`;
+
+describe('owners, foreign keys, partitions and database names the text alone does not settle', () => {
+  it('a table owned by a role whose name holds a space (not the database owner): verify finds it restored, --table finds it', () => {
+    const toc = parseToc(SHOP);
+    const restored = [
+      { schema: 'public', name: 'orders' },
+      { schema: 'public', name: 'orders x' },
+      { schema: 'public', name: 't1' },
+    ];
+    expect(dataWithoutRelation(toc, restored)).toEqual([]);
+    // A table that did not come back is still reported.
+    expect(dataWithoutRelation(toc, restored.slice(1))).toEqual(['public.orders']);
+    for (const name of ['public.t1', 't1', '"public"."t1"']) {
+      const sel = selectTables(toc, [name]);
+      expect(sel.tables).toEqual(['public.t1']);
+      expect([...sel.ids].sort((a, b) => a - b)).toEqual([230, 3216, 3384]);
+    }
+  });
+
+  it('reads that owner off the lines of the tables the manifest names exactly, for every entry it owns', () => {
+    const toc = parseToc(SHOP, [{ schema: 'public', table: 'orders' }, { schema: 'public', table: 'orders x' }, { schema: 'public', table: 't1' }]);
+    for (const id of [230, 3384]) expect(toc.find((e) => e.id === id)).toMatchObject({ schema: 'public', tag: 't1', owner: 'bob smith' });
+    expect(toc.find((e) => e.id === 3216)).toMatchObject({ schema: 'public', tag: 't1 t1_pkey', owner: 'bob smith' });
+    expect(toc.find((e) => e.id === 236)).toMatchObject({ schema: 'public', tag: 'orders x', owner: 'postgres' });
+    expect(tablesWithData(toc)).toEqual(['public.orders', 'public.orders x', 'public.t1']);
+  });
+
+  it('--table orders does not report the foreign key of table "orders x" (not selected) as its own left out', () => {
+    expect(selectTables(parseToc(SHOP), ['public.orders']).leftOut).toEqual([]);
+    expect(selectTables(parseToc(SHOP), ['public.orders x']).leftOut).toEqual(['FK CONSTRAINT public.orders x orders x_oid2_fkey']);
+  });
+
+  it('a partition in another schema is restored with its partitioned table', () => {
+    const toc = parseToc(MY_SHOP);
+    expect(toc.find((e) => e.id === 3149)).toMatchObject({ schema: 'Sales', tag: 'Data x' });
+    expect(selectTables(toc, ['Sales Data.m']).tables).toEqual(['Sales Data.m', 'Sales.Data x']);
+  });
+
+  it('the hint for a name that reads as two tables is a shell line even when a name holds a single quote', () => {
+    const toc = parseToc(`6; 2615 16400 SCHEMA - a postgres
+220; 1259 16401 TABLE a it's postgres
+;	depends on: 6
+221; 1259 16402 TABLE public a.it's postgres
+`);
+    let hint: string | undefined;
+    try {
+      selectTables(toc, ["a.it's"]);
+    } catch (err) {
+      hint = (err as UsageError).hint;
+    }
+    expect(hint).toMatch(/--table '"a"\."it'\\''s"'\.$/);
+  });
+
+  it('a table in a schema named DATA is a TABLE, not TABLE DATA: the catalog id says so', () => {
+    const toc = parseToc(`6; 2615 16400 SCHEMA - DATA postgres
+7; 2615 16404 SCHEMA - SET postgres
+220; 1259 16401 TABLE DATA x postgres
+;	depends on: 6
+221; 1259 16405 SEQUENCE SET s postgres
+;	depends on: 7
+3300; 0 16401 TABLE DATA DATA x postgres
+;	depends on: 220
+3301; 0 0 SEQUENCE SET SET s postgres
+;	depends on: 221
+`);
+    expect(toc.map((e) => [e.id, e.desc, e.schema, e.tag])).toEqual([
+      [6, 'SCHEMA', '-', 'DATA'],
+      [7, 'SCHEMA', '-', 'SET'],
+      [220, 'TABLE', 'DATA', 'x'],
+      [221, 'SEQUENCE', 'SET', 's'],
+      [3300, 'TABLE DATA', 'DATA', 'x'],
+      [3301, 'SEQUENCE SET', 'SET', 's'],
+    ]);
+    expect(tablesWithData(toc)).toEqual(['DATA.x']);
+    expect([...selectTables(toc, ['DATA.x']).ids].sort((a, b) => a - b)).toEqual([6, 220, 3300]);
+  });
+
+  it('the COMMENT and grants of a database whose name needs quoting are part of its definition', () => {
+    expect(databaseEntries(parseToc(MY_SHOP), 'My Shop').map((e) => e.id)).toEqual([3303, 3304, 3305, 3306]);
   });
 });
 
