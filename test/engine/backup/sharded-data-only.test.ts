@@ -1,0 +1,99 @@
+/**
+ * A sharded backup (DUMP_JOBS=2) restored `--data-only` into a database whose schema, foreign
+ * keys included, is already there; and a verify stopped once its rows were counted.
+ *
+ * The fixture makes the race of side-by-side data archives certain, not likely: `customers` is
+ * large (its archive alone, the planner's first), `orders` is a handful of rows that reference
+ * its last customers (the other archive, read and copied in milliseconds). Restored side by
+ * side, `orders` is copied while `customers`' COPY is still running, uncommitted, and its
+ * foreign key refuses every row.
+ */
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { loadConfig } from '../../../engine/config.ts';
+import type { EngineEvent } from '../../../engine/events.ts';
+import { resolvePgTool } from '../../../engine/pg/tools.ts';
+import { verifyBackup } from '../../../engine/restore/verify.ts';
+import { parseManifest, type Manifest } from '../../../engine/store/manifest.ts';
+import { openDump, readManifest, type S3Store } from '../../../engine/store/s3-store.ts';
+import { databases, runCli, startCliServices, type CliServices } from '../../support/cli.ts';
+import { layerRoot } from '../../support/layer.ts';
+
+let svc: CliServices;
+let key: string;
+let manifest: Manifest;
+let tempDir: string;
+
+async function counts(database: string): Promise<{ customers: number; orders: number }> {
+  const [row] = await svc.pg.query<{ customers: string; orders: string }>('SELECT (SELECT count(*) FROM customers) AS customers, (SELECT count(*) FROM orders) AS orders', [], database);
+  return { customers: Number(row!.customers), orders: Number(row!.orders) };
+}
+
+beforeAll(async () => {
+  svc = await startCliServices();
+  tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-data-only-'));
+  await svc.pg.query(`CREATE DATABASE fkshop TEMPLATE template0 ENCODING 'UTF8' LOCALE 'en_US.UTF-8'`);
+  await svc.pg.query(
+    `
+    CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL, note text);
+    INSERT INTO customers SELECT g, 'customer ' || g, repeat(md5(g::text), 4) FROM generate_series(1, 150000) g;
+    CREATE TABLE orders (id int PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers(id), total numeric NOT NULL);
+    INSERT INTO orders SELECT g, 150000 - g, g * 1.5 FROM generate_series(1, 5) g;
+    `,
+    [],
+    'fkshop',
+  );
+  const run = await runCli(['run', '--reason', 'data-only'], { ...svc.env, DATABASES: 'fkshop', DUMP_JOBS: '2' });
+  expect(run.code, run.stderr).toBe(0);
+  key = (run.result!.backups as { key: string }[])[0]!.key;
+  const res = await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: `${key}.json` }));
+  manifest = parseManifest(await res.Body!.transformToString());
+}, 240_000);
+
+afterAll(async () => {
+  await svc?.stop();
+  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+});
+
+it('restore --data-only of a sharded backup into a database with its foreign keys loads the referenced archive first', async () => {
+  // customers and orders in archives of their own: the foreign key crosses them.
+  expect(manifest.parts?.map((p) => p.tables)).toEqual([1, 1]);
+  const schema = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_copy'), '--create', '--schema-only'], svc.env);
+  expect(schema.code, schema.stderr).toBe(0);
+  expect(await counts('fkshop_copy')).toEqual({ customers: 0, orders: 0 });
+  const data = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_copy'), '--data-only'], svc.env);
+  expect(data.code, data.stderr).toBe(0);
+  expect(await counts('fkshop_copy')).toEqual({ customers: 150000, orders: 5 });
+  const [fk] = await svc.pg.query<{ n: string }>(`SELECT count(*) AS n FROM pg_constraint WHERE contype = 'f' AND conname = 'orders_customer_id_fkey'`, [], 'fkshop_copy');
+  expect(Number(fk!.n)).toBe(1);
+  await svc.pg.query('DROP DATABASE fkshop_copy');
+});
+
+it('a verify stopped after every table was counted compares the rows, and still does not report ok', async () => {
+  const config = loadConfig(svc.env);
+  const store: S3Store = { s3: svc.clients.s3, bucket: svc.bucket, prefix: config.prefix };
+  const stop = new AbortController();
+  const before = await databases(svc.pg);
+  const report = await verifyBackup(
+    {
+      source: { readManifest: (k) => readManifest(store, k), openDump: async (k) => (await openDump(store, k)).body },
+      pgRestore: resolvePgTool('pg_restore', { layerRoots: [layerRoot('x86_64')] }),
+      tempDir,
+      signal: stop.signal,
+      // The deadline lands right after the inspection: while the scratch database is dropped.
+      events: (e: EngineEvent) => {
+        if (e.event === 'verify.inspected') stop.abort(new Error('the task deadline was reached'));
+      },
+    },
+    { key, scratch: svc.pg.connection('postgres') },
+  );
+  expect(report.status).toBe('failed');
+  expect(report.problems).toEqual([{ stage: 'verify', message: 'the verify was stopped after every restored table was counted (while cleaning up): the task deadline was reached' }]);
+  // The rows were counted, so they were compared: every table, none failing.
+  expect(report.tableChecks?.map((t) => [t.table, t.ok])).toEqual([['customers', true], ['orders', true]]);
+  expect(report.warnings.filter((w) => /stopped/.test(w))).toEqual([]);
+  expect(await databases(svc.pg)).toEqual(before);
+});
