@@ -6,7 +6,8 @@
  * large (its archive alone, the planner's first), `orders` is a handful of rows that reference
  * its last customers (the other archive, read and copied in milliseconds). Restored side by
  * side, `orders` is copied while `customers`' COPY is still running, uncommitted, and its
- * foreign key refuses every row.
+ * foreign key refuses every row. `customers` references `regions`, in `orders`' archive: the
+ * foreign keys cross the two archives both ways, so neither archive can load whole first.
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -27,9 +28,13 @@ let key: string;
 let manifest: Manifest;
 let tempDir: string;
 
-async function counts(database: string): Promise<{ customers: number; orders: number }> {
-  const [row] = await svc.pg.query<{ customers: string; orders: string }>('SELECT (SELECT count(*) FROM customers) AS customers, (SELECT count(*) FROM orders) AS orders', [], database);
-  return { customers: Number(row!.customers), orders: Number(row!.orders) };
+async function counts(database: string): Promise<{ regions: number; customers: number; orders: number }> {
+  const [row] = await svc.pg.query<{ regions: string; customers: string; orders: string }>(
+    'SELECT (SELECT count(*) FROM regions) AS regions, (SELECT count(*) FROM customers) AS customers, (SELECT count(*) FROM orders) AS orders',
+    [],
+    database,
+  );
+  return { regions: Number(row!.regions), customers: Number(row!.customers), orders: Number(row!.orders) };
 }
 
 beforeAll(async () => {
@@ -38,8 +43,10 @@ beforeAll(async () => {
   await svc.pg.query(`CREATE DATABASE fkshop TEMPLATE template0 ENCODING 'UTF8' LOCALE 'en_US.UTF-8'`);
   await svc.pg.query(
     `
-    CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL, note text);
-    INSERT INTO customers SELECT g, 'customer ' || g, repeat(md5(g::text), 4) FROM generate_series(1, 150000) g;
+    CREATE TABLE regions (id int PRIMARY KEY, name text NOT NULL);
+    INSERT INTO regions VALUES (1, 'north'), (2, 'south');
+    CREATE TABLE customers (id bigint PRIMARY KEY, region_id int NOT NULL REFERENCES regions(id), name text NOT NULL, note text);
+    INSERT INTO customers SELECT g, 1 + g % 2, 'customer ' || g, repeat(md5(g::text), 4) FROM generate_series(1, 150000) g;
     CREATE TABLE orders (id int PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers(id), total numeric NOT NULL);
     INSERT INTO orders SELECT g, 150000 - g, g * 1.5 FROM generate_series(1, 5) g;
     `,
@@ -58,17 +65,17 @@ afterAll(async () => {
   if (tempDir) rmSync(tempDir, { recursive: true, force: true });
 });
 
-it('restore --data-only of a sharded backup into a database with its foreign keys loads the referenced archive first', async () => {
-  // customers and orders in archives of their own: the foreign key crosses them.
-  expect(manifest.parts?.map((p) => p.tables)).toEqual([1, 1]);
+it('restore --data-only of a sharded backup into a database with its foreign keys (crossing the archives both ways) loads the referenced rows first', async () => {
+  // customers in an archive of its own, regions and orders in the other: the foreign keys cross them both ways.
+  expect(manifest.parts?.map((p) => p.tables)).toEqual([1, 2]);
   const schema = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_copy'), '--create', '--schema-only'], svc.env);
   expect(schema.code, schema.stderr).toBe(0);
-  expect(await counts('fkshop_copy')).toEqual({ customers: 0, orders: 0 });
+  expect(await counts('fkshop_copy')).toEqual({ regions: 0, customers: 0, orders: 0 });
   const data = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_copy'), '--data-only'], svc.env);
   expect(data.code, data.stderr).toBe(0);
-  expect(await counts('fkshop_copy')).toEqual({ customers: 150000, orders: 5 });
-  const [fk] = await svc.pg.query<{ n: string }>(`SELECT count(*) AS n FROM pg_constraint WHERE contype = 'f' AND conname = 'orders_customer_id_fkey'`, [], 'fkshop_copy');
-  expect(Number(fk!.n)).toBe(1);
+  expect(await counts('fkshop_copy')).toEqual({ regions: 2, customers: 150000, orders: 5 });
+  const [fk] = await svc.pg.query<{ n: string }>(`SELECT count(*) AS n FROM pg_constraint WHERE contype = 'f'`, [], 'fkshop_copy');
+  expect(Number(fk!.n)).toBe(2);
   await svc.pg.query('DROP DATABASE fkshop_copy');
 });
 
@@ -93,7 +100,7 @@ it('a verify stopped after every table was counted compares the rows, and still 
   expect(report.status).toBe('failed');
   expect(report.problems).toEqual([{ stage: 'verify', message: 'the verify was stopped after every restored table was counted (while cleaning up): the task deadline was reached' }]);
   // The rows were counted, so they were compared: every table, none failing.
-  expect(report.tableChecks?.map((t) => [t.table, t.ok])).toEqual([['customers', true], ['orders', true]]);
+  expect(report.tableChecks?.map((t) => [t.table, t.ok])).toEqual([['customers', true], ['orders', true], ['regions', true]]);
   expect(report.warnings.filter((w) => /stopped/.test(w))).toEqual([]);
   expect(await databases(svc.pg)).toEqual(before);
 });
