@@ -73,7 +73,7 @@ export function dataOnlySteps(partTables: readonly (readonly TableName[])[], fks
   );
   if (!tableOrder) {
     throw new RestoreError(
-      `the backup's tables reference each other in a cycle of foreign keys (${cycleOf(tables, edges).map(printable).join(' -> ')}): no order loads their data while the foreign keys are in place; nothing was restored`,
+      `the backup's tables reference each other in a cycle of foreign keys (${cycleOf(tables, edges).map(printable).join(' -> ')}): no order loads their data while the foreign keys are in place; no row of the data archives was loaded`,
       {
         hint:
           'Restore into a new database with --create (its foreign keys are made after the rows are in), or with --clean; or drop these foreign keys, restore --data-only, and create them again ' +
