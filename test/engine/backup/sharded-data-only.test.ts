@@ -79,22 +79,26 @@ it('restore --data-only of a sharded backup into a database with its foreign key
   await svc.pg.query('DROP DATABASE fkshop_copy');
 });
 
-it('a verify stopped after every table was counted compares the rows, and still does not report ok', async () => {
+function verifyDeps(stop: AbortController, stopAt: EngineEvent['event']) {
   const config = loadConfig(svc.env);
   const store: S3Store = { s3: svc.clients.s3, bucket: svc.bucket, prefix: config.prefix };
+  return {
+    source: { readManifest: (k: string) => readManifest(store, k), openDump: async (k: string) => (await openDump(store, k)).body },
+    pgRestore: resolvePgTool('pg_restore', { layerRoots: [layerRoot('x86_64')] }),
+    tempDir,
+    signal: stop.signal,
+    events: (e: EngineEvent) => {
+      if (e.event === stopAt && !stop.signal.aborted) stop.abort(new Error('the task deadline was reached'));
+    },
+  };
+}
+
+it('a verify stopped after every table was counted compares the rows, and still does not report ok', async () => {
   const stop = new AbortController();
   const before = await databases(svc.pg);
+  // The deadline lands right after the inspection: while the scratch database is dropped.
   const report = await verifyBackup(
-    {
-      source: { readManifest: (k) => readManifest(store, k), openDump: async (k) => (await openDump(store, k)).body },
-      pgRestore: resolvePgTool('pg_restore', { layerRoots: [layerRoot('x86_64')] }),
-      tempDir,
-      signal: stop.signal,
-      // The deadline lands right after the inspection: while the scratch database is dropped.
-      events: (e: EngineEvent) => {
-        if (e.event === 'verify.inspected') stop.abort(new Error('the task deadline was reached'));
-      },
-    },
+    verifyDeps(stop, 'verify.inspected'),
     { key, scratch: svc.pg.connection('postgres') },
   );
   expect(report.status).toBe('failed');
@@ -102,5 +106,16 @@ it('a verify stopped after every table was counted compares the rows, and still 
   // The rows were counted, so they were compared: every table, none failing.
   expect(report.tableChecks?.map((t) => [t.table, t.ok])).toEqual([['customers', true], ['orders', true], ['regions', true]]);
   expect(report.warnings.filter((w) => /stopped/.test(w))).toEqual([]);
+  expect(await databases(svc.pg)).toEqual(before);
+});
+
+it('a verify stopped while the data archives load says so, compares nothing, and fails', async () => {
+  const stop = new AbortController();
+  const before = await databases(svc.pg);
+  const report = await verifyBackup(verifyDeps(stop, 'restore.progress'), { key, scratch: svc.pg.connection('postgres') });
+  expect(report.status).toBe('failed');
+  expect(report.problems.map((p) => p.message)).toEqual(['the task deadline was reached']);
+  expect(report.tableChecks).toEqual([]);
+  expect(report.warnings).toContain("stopped before the restore finished: the tables were not compared with the manifest's row counts");
   expect(await databases(svc.pg)).toEqual(before);
 });
