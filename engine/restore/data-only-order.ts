@@ -153,6 +153,8 @@ export async function targetForeignKeys(target: PgConnection, database: string):
         JOIN pg_catalog.pg_class f ON f.oid = b.relid JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
         WHERE c.contype = 'f' AND a.relid <> b.relid`)
     ).rows,
-  );
+  ).catch((err: unknown) => {
+    throw new RestoreError(`--data-only could not read the foreign keys of database "${database}" (to order the backup's data archives): ${(err as Error).message}`, { cause: err });
+  });
   return rows.map((r) => ({ from: tableName(r.from_schema, r.from_table), to: tableName(r.to_schema, r.to_table) }));
 }
