@@ -116,6 +116,8 @@ export function humanText(e: EngineEvent): HumanText {
       return { line: `not restored: ${e.message}` };
     case 'warning':
       return { line: e.message, level: 'warn' };
+    case 'verify.inspected':
+      return { line: `counted the rows of ${plural(e.tables, 'table')} in ${formatDuration(e.ms)}` };
     case 'verify.problem':
       return { line: `(${e.stage}) ${e.message}`, level: 'error' };
     case 'verify.server':

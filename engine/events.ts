@@ -68,6 +68,8 @@ export type RestoreEvent =
   | Ev<'restore.done', { database: string; tables: number; ms: number; errors: number }>
   | Ev<'restore.not-restored', { message: string }>
   | Ev<'warning', { message: string }>
+  /** Every restored table counted (the rows are then compared with the manifest's). */
+  | Ev<'verify.inspected', { tables: number; ms: number }>
   | Ev<'verify.problem', { stage: string; message: string }>
   | Ev<'verify.server', { status: 'starting' | 'started'; ms?: number }>
   | Ev<'verify.finished', { status: 'ok' | 'failed'; tables: number; rows: number; ms: number }>;
@@ -132,6 +134,7 @@ export const ENGINE_EVENTS = {
   'restore.done': 'info',
   'restore.not-restored': 'info',
   warning: 'warn',
+  'verify.inspected': 'info',
   'verify.problem': 'error',
   'verify.server': 'info',
   'verify.finished': 'info',
@@ -188,6 +191,7 @@ export const EVENT_MESSAGES = {
   'restore.done': "restored",
   'restore.not-restored': "not-restored",
   warning: "warning",
+  'verify.inspected': "counted",
   'verify.problem': "problem",
   'verify.server': "server",
   'verify.finished': "verified",

@@ -14,11 +14,15 @@
  * stored bytes hashed before the decrypter and its plaintext as it is written to pg_restore, both
  * checked against the part's figures; no plaintext touches a disk.
  *
+ * `restore --data-only` into a database that has its foreign keys: the archives load one after
+ * another in their order (data-only-order.ts), when a foreign key of the target crosses them.
+ *
  * A data-only archive is restored without `--section`: its large objects' metadata (archive 1)
  * is pre-data by section but data by content, and pg_restore keeps it with the data only when
  * no section is named.
  */
 import { spawn as nodeSpawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { IntegrityError, RestoreError } from '../errors.ts';
 import type { PgConnection } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
@@ -28,6 +32,10 @@ import type { RestoreDeps } from './deps.ts';
 import { asStopped, encryptedParts, partPlaintext, type PartDecryption } from './part-decrypt.ts';
 import { classifyPgRestore, conninfoDbname, type PgRestoreOutcome } from './pg-restore.ts';
 import { feedStdin } from './stdin-feed.ts';
+import { dataOnlySteps, tableName, targetForeignKeys, type TableName } from './data-only-order.ts';
+import { writeUseList } from './pg-restore.ts';
+import { readPartToc } from './sharded-table.ts';
+import type { TocEntry } from './toc.ts';
 
 export interface ShardedDataOptions {
   readonly noOwner?: boolean | undefined;
@@ -42,6 +50,18 @@ export interface ShardedDataOptions {
    * objects, so its drops (pg-restore.ts readDropStatements) leave them in place.
    */
   readonly clean?: boolean | undefined;
+  /**
+   * `restore --data-only`: the schema archive's entries (its TABLE entries name each data entry's
+   * table, by OID) and its file (use-lists are written beside it). The target's foreign keys are
+   * in place, so the archives load in their order, not side by side (data-only-order.ts).
+   */
+  readonly dataOnly?: { readonly entries: readonly TocEntry[]; readonly dumpFile: string } | undefined;
+}
+
+/** One pg_restore of a data archive: `listFile`, only its entries. */
+interface PartRun {
+  readonly part: ManifestPart;
+  readonly listFile: string | undefined;
 }
 
 /** pg_restore's arguments for one data archive read from stdin (`listFile`: only its entries; `largeObjects`: it holds them). */
@@ -74,7 +94,14 @@ export async function restoreDataParts(
   const decrypt = encryptedParts(manifest, options);
   const local = new AbortController();
   const signal = deps.signal ? AbortSignal.any([deps.signal, local.signal]) : local.signal;
-  const outcomes = await Promise.allSettled(parts.map((p) => restorePart(deps, target, database, p, options, signal, decrypt).catch((err: unknown) => {
+  const ordered = options.dataOnly ? await dataOnlyRuns(deps, target, database, parts, options.dataOnly, options.useLists, decrypt) : undefined;
+  if (ordered) {
+    // One after another: each archive's referenced rows are committed before it loads.
+    const done: Pick<PgRestoreOutcome, 'errors' | 'tolerated'>[] = [];
+    for (const run of ordered) done.push(await restorePart(deps, target, database, run.part, options, signal, decrypt, run.listFile));
+    return { errors: done.flatMap((d) => d.errors), tolerated: done.flatMap((d) => d.tolerated) };
+  }
+  const outcomes = await Promise.allSettled(parts.map((p) => restorePart(deps, target, database, p, options, signal, decrypt, options.useLists?.get(p.key)).catch((err: unknown) => {
     // One archive that cannot be trusted or read stops the others: the restore has failed.
     local.abort(err);
     throw err;
@@ -83,6 +110,53 @@ export async function restoreDataParts(
   if (failed) throw deps.signal?.aborted ? (deps.signal.reason as Error) : (local.signal.reason as Error);
   const done = outcomes.map((o) => (o as PromiseFulfilledResult<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>>).value);
   return { errors: done.flatMap((d) => d.errors), tolerated: done.flatMap((d) => d.tolerated) };
+}
+
+/**
+ * The pg_restore runs of a data-only restore in the target's foreign-key order, undefined when no
+ * foreign key crosses the archives (they load side by side). Each archive's tables are read from
+ * its own table of contents (sharded-table.ts) and named by the schema archive's TABLE entry of
+ * the same OID (one snapshot); with `--table`, only those its use-list holds.
+ */
+async function dataOnlyRuns(
+  deps: RestoreDeps,
+  target: PgConnection,
+  database: string,
+  parts: readonly ManifestPart[],
+  schema: NonNullable<ShardedDataOptions['dataOnly']>,
+  useLists: ShardedDataOptions['useLists'],
+  decrypt: PartDecryption | undefined,
+): Promise<PartRun[] | undefined> {
+  const fks = await targetForeignKeys(target, database);
+  if (fks.length === 0 || parts.length < 2) return undefined;
+  const names = new Map(schema.entries.filter((e) => e.desc === 'TABLE').map((e) => [e.oid, tableName(e.schema, e.tag)]));
+  const tocs = await Promise.all(parts.map(async (p) => {
+    const toc = await readPartToc(deps, p, decrypt);
+    const listed = useLists?.get(p.key);
+    if (!listed) return toc;
+    const ids = new Set((await readFile(listed, 'utf8')).split('\n').map((l) => /^(\d+);/.exec(l)?.[1]).filter((id) => id !== undefined).map(Number));
+    return toc.filter((e) => ids.has(e.id));
+  }));
+  const nameOf = (e: TocEntry): TableName | undefined => (e.desc === 'TABLE DATA' ? names.get(e.oid) : undefined);
+  const steps = dataOnlySteps(tocs.map((toc) => toc.flatMap((e) => nameOf(e) ?? [])), fks);
+  if (!steps) return undefined;
+  const started = new Set<number>();
+  const runs: PartRun[] = [];
+  for (const [n, step] of steps.entries()) {
+    const part = parts[step.part]!;
+    if (!step.tables) {
+      runs.push({ part, listFile: useLists?.get(part.key) });
+      continue;
+    }
+    // These tables' rows; the archive's other entries (its large objects) with its first run.
+    const toc = tocs[step.part]!;
+    const wanted = new Set(step.tables);
+    const first = !started.has(step.part);
+    started.add(step.part);
+    const ids = new Set(toc.filter((e) => (e.desc === 'TABLE DATA' ? wanted.has(nameOf(e) ?? '') : first)).map((e) => e.id));
+    runs.push({ part, listFile: await writeUseList(schema.dumpFile, `data-only-${n + 1}.list`, toc, ids) });
+  }
+  return runs;
 }
 
 /** Throws IntegrityError unless what was stored (and, encrypted, what it decrypted to) is what the manifest's part says. */
@@ -106,13 +180,14 @@ async function restorePart(
   part: ManifestPart,
   options: ShardedDataOptions & { readonly onLine?: ((line: string) => boolean) | undefined },
   signal: AbortSignal,
-  decrypt?: PartDecryption,
+  decrypt: PartDecryption | undefined,
+  listFile: string | undefined,
 ): Promise<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>> {
   signal.throwIfAborted();
   const stored = await deps.source.openDump(part.key);
   // What pg_restore reads: the object itself, or (encrypted) its plaintext; `stored` is hashed as it arrives.
   const { body, storedDigest } = decrypt ? await partPlaintext(stored, part, decrypt) : { body: stored, storedDigest: undefined };
-  const tool = startTool(deps.spawn ?? (nodeSpawn as SpawnFn), deps.pgRestore, partRestoreArgs(database, options, options.useLists?.get(part.key), part.largeObjects), {
+  const tool = startTool(deps.spawn ?? (nodeSpawn as SpawnFn), deps.pgRestore, partRestoreArgs(database, options, listFile, part.largeObjects), {
     env: libpqEnv(target, deps.env ?? process.env, database),
     tool: 'pg_restore',
     stderrLines: 100_000,

@@ -80,7 +80,7 @@ function tableKey(e: TocEntry): string {
  * A data archive's table of contents: the object streamed (decrypted) into `pg_restore --list`,
  * which reads the archive's head and exits; the download is then dropped.
  */
-async function readPartToc(deps: RestoreDeps, part: ManifestPart, decrypt: PartDecryption | undefined): Promise<TocEntry[]> {
+export async function readPartToc(deps: RestoreDeps, part: ManifestPart, decrypt: PartDecryption | undefined): Promise<TocEntry[]> {
   deps.signal?.throwIfAborted();
   const stored = await deps.source.openDump(part.key);
   try {

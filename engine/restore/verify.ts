@@ -168,6 +168,9 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE (c.relkind IN ('r', 'p') OR (c.relkind = 'm' AND c.relispopulated)) AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_to%'
 ORDER BY 1, 2`;
 
+/** Where a stop found the verify, by the last stage it completed. */
+const STAGE_WORDS = { start: 'before the backup was downloaded', downloaded: 'before the restore finished', restored: 'while the restored rows were counted' } as const;
+
 export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): Promise<VerifyReport> {
   const now = deps.now ?? Date.now;
   const started = now();
@@ -191,6 +194,14 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   let created = false;
   /** A sharded backup's data archives all matched their SHA-256 as they streamed. */
   let partsVerified = false;
+  /**
+   * How far the verify got: a stop (deadline, signal) is judged by it, not by the signal alone. A
+   * stop that lands after the rows were counted (while the scratch database is dropped) still
+   * compares them; one before does not, and the warning names the stage it reached.
+   */
+  let reached: 'start' | 'downloaded' | 'restored' | 'inspected' = 'start';
+  /** The stop itself reached `fail` (it was thrown by what it interrupted). */
+  let stopRecorded = false;
   try {
     manifest = checkedManifest(await deps.source.readManifest(options.key), options.key);
     deps.events?.({ event: 'restore.manifest', key: manifest.key, database: manifest.database, bytes: manifest.bytes, startedAt: manifest.startedAt });
@@ -198,6 +209,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     const identities = await identitiesFor(deps, manifest);
     dump = await downloadVerified(deps, manifest, identities);
     timings.download = dump.ms;
+    reached = 'downloaded';
 
     const listStarted = now();
     toc = await readToc(deps, dump.path, manifest.tables);
@@ -243,6 +255,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
         : undefined,
     });
     timings.restore = restored.ms;
+    reached = 'restored';
     warnings.push(...restored.warnings);
     if (restored.errors.length > 0) problems.push(restoreErrorsProblem(restored.errors, versionNote(manifest.serverVersion, scratchServerVersion)));
 
@@ -250,10 +263,13 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
     const inspected = await inspect(options.scratch, scratchDatabase, problems);
     ({ tables, restoredBytes, properties } = inspected);
     timings.inspect = now() - inspectStarted;
+    reached = 'inspected';
+    deps.events?.({ event: 'verify.inspected', tables: tables.length, ms: timings.inspect });
     for (const t of dataWithoutRelation(tocRead.entries, inspected.relations)) {
       problems.push({ stage: 'verify', message: `the archive holds data for table ${t}, which does not exist after the restore` });
     }
   } catch (err) {
+    if (deps.signal?.aborted) stopRecorded = true;
     fail('verify', err);
   } finally {
     await dump?.remove();
@@ -270,10 +286,18 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   // problem, and the report says the tables were not compared.
   const counted = manifest?.tables;
   const stopped = deps.signal?.aborted === true;
-  if (stopped && counted && dump !== undefined) warnings.push('stopped before the restore finished: the tables were not compared with the manifest\'s row counts');
-  const tableChecks = counted && !stopped && dump !== undefined && tables.length + problems.length > 0 ? compareCounts(manifest?.rowCounts, counted, tables) : [];
+  const compare = counted !== undefined && dump !== undefined && (stopped ? reached === 'inspected' : tables.length + problems.length > 0);
+  if (stopped && counted && dump !== undefined && reached !== 'inspected') {
+    warnings.push(`stopped ${reached === 'restored' ? 'while the restored rows were counted' : 'before the restore finished'}: the tables were not compared with the manifest's row counts`);
+  }
+  const tableChecks = compare ? compareCounts(manifest?.rowCounts, counted, tables) : [];
   const failingTables = tableChecks.filter((t) => !t.ok).map((t) => `${t.schema}.${t.table}: ${t.problem}`);
   for (const f of failingTables) problems.push({ stage: 'verify', message: f });
+  // A stopped verify never says ok: what it did not get to is unproven, and the stop is why.
+  if (stopped && !stopRecorded) {
+    const reason = deps.signal?.reason instanceof Error ? deps.signal.reason.message : String(deps.signal?.reason);
+    problems.push({ stage: 'verify', message: `the verify was stopped ${reached === 'inspected' ? 'after every restored table was counted (while cleaning up)' : `(${STAGE_WORDS[reached]})`}: ${reason}` });
+  }
   if (manifest && !counted) warnings.push('the manifest holds no row counts (written before row counts, or ROW_COUNTS=off): only the restore itself and the archive\'s tables are proven');
 
   const report: VerifyReport = {

@@ -25,7 +25,7 @@ const DECLARED = [
   'prune.unreadable-manifest', 'prune.locked', 'prune.done', 'prune.dry-run',
   'prune.stale-uploads.aborted', 'prune.stale-uploads.dry-run',
   'alert.not-configured', 'alert.publish-failed', 'heartbeat.sent', 'heartbeat.refused', 'heartbeat.failed', 'metrics.not-sent',
-  'restore.manifest', 'restore.download.progress', 'restore.sha256-verified', 'restore.identity-matched', 'restore.decrypted', 'verify.toc', 'restore.progress', 'restore.done', 'restore.not-restored', 'warning', 'verify.problem', 'verify.server', 'verify.finished',
+  'restore.manifest', 'restore.download.progress', 'restore.sha256-verified', 'restore.identity-matched', 'restore.decrypted', 'verify.toc', 'restore.progress', 'restore.done', 'restore.not-restored', 'warning', 'verify.inspected', 'verify.problem', 'verify.server', 'verify.finished',
   'drill.stale-server-removed', 'drill.report-failed', 'drill.finished', 'drill.budget-exhausted',
   'result', 'error',
   // `invoke`'s start (cli/invoke.ts).
@@ -56,6 +56,7 @@ const FIELDS: Record<string, readonly string[]> = {
   'verify.toc': ['entries', 'tablesWithData'],
   'restore.progress': ['database', 'jobs', 'tablesTotal', 'tablesDone', 'table?', 'elapsedMs?'],
   'restore.done': ['database', 'tables', 'ms', 'errors'],
+  'verify.inspected': ['tables', 'ms'],
   'verify.finished': ['status', 'tables', 'rows', 'ms'],
 };
 const OUTPUT_FIELDS = new Set(['time', 'bytesPerSecond', 'etaSeconds', 'message']);
@@ -164,7 +165,7 @@ describe('a run, a restore and a verify, as the CLI writes them', () => {
 
     const verify = await runCli(['verify', '--latest', '--database', 'app', '--scratch-url', svc.pg.url], svc.env);
     expect(verify.code, verify.stderr).toBe(0);
-    expect(sequence(verify.events)).toEqual(['restore.manifest', 'restore.download.progress', 'restore.sha256-verified', 'verify.toc', 'restore.progress', 'restore.done', 'verify.finished', 'result']);
+    expect(sequence(verify.events)).toEqual(['restore.manifest', 'restore.download.progress', 'restore.sha256-verified', 'verify.toc', 'restore.progress', 'restore.done', 'verify.inspected', 'verify.finished', 'result']);
 
     for (const line of [...run.events, ...restore.events, ...verify.events]) {
       expect(CLI_EVENT_NAMES).toContain(line.event);

@@ -1,0 +1,121 @@
+/**
+ * A sharded backup (DUMP_JOBS=2) restored `--data-only` into a database whose schema, foreign
+ * keys included, is already there; and a verify stopped once its rows were counted.
+ *
+ * The fixture makes the race of side-by-side data archives certain, not likely: `customers` is
+ * large (its archive alone, the planner's first), `orders` is a handful of rows that reference
+ * its last customers (the other archive, read and copied in milliseconds). Restored side by
+ * side, `orders` is copied while `customers`' COPY is still running, uncommitted, and its
+ * foreign key refuses every row. `customers` references `regions`, in `orders`' archive: the
+ * foreign keys cross the two archives both ways, so neither archive can load whole first.
+ */
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { loadConfig } from '../../../engine/config.ts';
+import type { EngineEvent } from '../../../engine/events.ts';
+import { resolvePgTool } from '../../../engine/pg/tools.ts';
+import { verifyBackup } from '../../../engine/restore/verify.ts';
+import { parseManifest, type Manifest } from '../../../engine/store/manifest.ts';
+import { openDump, readManifest, type S3Store } from '../../../engine/store/s3-store.ts';
+import { databases, runCli, startCliServices, type CliServices } from '../../support/cli.ts';
+import { layerRoot } from '../../support/layer.ts';
+
+let svc: CliServices;
+let key: string;
+let manifest: Manifest;
+let tempDir: string;
+
+async function counts(database: string): Promise<{ regions: number; customers: number; orders: number }> {
+  const [row] = await svc.pg.query<{ regions: string; customers: string; orders: string }>(
+    'SELECT (SELECT count(*) FROM regions) AS regions, (SELECT count(*) FROM customers) AS customers, (SELECT count(*) FROM orders) AS orders',
+    [],
+    database,
+  );
+  return { regions: Number(row!.regions), customers: Number(row!.customers), orders: Number(row!.orders) };
+}
+
+beforeAll(async () => {
+  svc = await startCliServices();
+  tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-data-only-'));
+  await svc.pg.query(`CREATE DATABASE fkshop TEMPLATE template0 ENCODING 'UTF8' LOCALE 'en_US.UTF-8'`);
+  await svc.pg.query(
+    `
+    CREATE TABLE regions (id int PRIMARY KEY, name text NOT NULL);
+    INSERT INTO regions VALUES (1, 'north'), (2, 'south');
+    CREATE TABLE customers (id bigint PRIMARY KEY, region_id int NOT NULL REFERENCES regions(id), name text NOT NULL, note text);
+    INSERT INTO customers SELECT g, 1 + g % 2, 'customer ' || g, repeat(md5(g::text), 4) FROM generate_series(1, 150000) g;
+    CREATE TABLE orders (id int PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers(id), total numeric NOT NULL);
+    INSERT INTO orders SELECT g, 150000 - g, g * 1.5 FROM generate_series(1, 5) g;
+    `,
+    [],
+    'fkshop',
+  );
+  const run = await runCli(['run', '--reason', 'data-only'], { ...svc.env, DATABASES: 'fkshop', DUMP_JOBS: '2' });
+  expect(run.code, run.stderr).toBe(0);
+  key = (run.result!.backups as { key: string }[])[0]!.key;
+  const res = await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: `${key}.json` }));
+  manifest = parseManifest(await res.Body!.transformToString());
+}, 240_000);
+
+afterAll(async () => {
+  await svc?.stop();
+  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+});
+
+it('restore --data-only of a sharded backup into a database with its foreign keys (crossing the archives both ways) loads the referenced rows first', async () => {
+  // customers in an archive of its own, regions and orders in the other: the foreign keys cross them both ways.
+  expect(manifest.parts?.map((p) => p.tables)).toEqual([1, 2]);
+  const schema = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_copy'), '--create', '--schema-only'], svc.env);
+  expect(schema.code, schema.stderr).toBe(0);
+  expect(await counts('fkshop_copy')).toEqual({ regions: 0, customers: 0, orders: 0 });
+  const data = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_copy'), '--data-only'], svc.env);
+  expect(data.code, data.stderr).toBe(0);
+  expect(await counts('fkshop_copy')).toEqual({ regions: 2, customers: 150000, orders: 5 });
+  const [fk] = await svc.pg.query<{ n: string }>(`SELECT count(*) AS n FROM pg_constraint WHERE contype = 'f'`, [], 'fkshop_copy');
+  expect(Number(fk!.n)).toBe(2);
+  await svc.pg.query('DROP DATABASE fkshop_copy');
+});
+
+function verifyDeps(stop: AbortController, stopAt: EngineEvent['event']) {
+  const config = loadConfig(svc.env);
+  const store: S3Store = { s3: svc.clients.s3, bucket: svc.bucket, prefix: config.prefix };
+  return {
+    source: { readManifest: (k: string) => readManifest(store, k), openDump: async (k: string) => (await openDump(store, k)).body },
+    pgRestore: resolvePgTool('pg_restore', { layerRoots: [layerRoot('x86_64')] }),
+    tempDir,
+    signal: stop.signal,
+    events: (e: EngineEvent) => {
+      if (e.event === stopAt && !stop.signal.aborted) stop.abort(new Error('the task deadline was reached'));
+    },
+  };
+}
+
+it('a verify stopped after every table was counted compares the rows, and still does not report ok', async () => {
+  const stop = new AbortController();
+  const before = await databases(svc.pg);
+  // The deadline lands right after the inspection: while the scratch database is dropped.
+  const report = await verifyBackup(
+    verifyDeps(stop, 'verify.inspected'),
+    { key, scratch: svc.pg.connection('postgres') },
+  );
+  expect(report.status).toBe('failed');
+  expect(report.problems).toEqual([{ stage: 'verify', message: 'the verify was stopped after every restored table was counted (while cleaning up): the task deadline was reached' }]);
+  // The rows were counted, so they were compared: every table, none failing.
+  expect(report.tableChecks?.map((t) => [t.table, t.ok])).toEqual([['customers', true], ['orders', true], ['regions', true]]);
+  expect(report.warnings.filter((w) => /stopped/.test(w))).toEqual([]);
+  expect(await databases(svc.pg)).toEqual(before);
+});
+
+it('a verify stopped while the data archives load says so, compares nothing, and fails', async () => {
+  const stop = new AbortController();
+  const before = await databases(svc.pg);
+  const report = await verifyBackup(verifyDeps(stop, 'restore.progress'), { key, scratch: svc.pg.connection('postgres') });
+  expect(report.status).toBe('failed');
+  expect(report.problems.map((p) => p.message)).toEqual(['the task deadline was reached']);
+  expect(report.tableChecks).toEqual([]);
+  expect(report.warnings).toContain("stopped before the restore finished: the tables were not compared with the manifest's row counts");
+  expect(await databases(svc.pg)).toEqual(before);
+});

@@ -1,0 +1,51 @@
+/**
+ * The order of a sharded backup's data archives for `restore --data-only` into tables whose
+ * foreign keys are in place (data-only-order.ts dataOnlySteps): side by side when no foreign key
+ * crosses archives, whole archives referenced first when they allow an order, table by table when
+ * the keys cross two archives both ways, refused when the tables themselves form a cycle.
+ */
+import { describe, expect, it } from 'vitest';
+import { dataOnlySteps, tableName } from '../../../engine/restore/data-only-order.ts';
+import { RestoreError } from '../../../engine/errors.ts';
+
+const t = (name: string) => tableName('public', name);
+const fk = (from: string, to: string) => ({ from: t(from), to: t(to) });
+
+describe('dataOnlySteps', () => {
+  it('leaves the archives side by side when no foreign key crosses them (self-references and tables of no archive ignored)', () => {
+    expect(dataOnlySteps([[t('customers'), t('orders')], [t('logs')]], [fk('orders', 'customers'), fk('logs', 'logs'), fk('logs', 'elsewhere')])).toBeUndefined();
+    expect(dataOnlySteps([[t('a')], [t('b')]], [])).toBeUndefined();
+  });
+
+  it('loads whole archives, the referenced one first, even when the manifest lists it last', () => {
+    expect(dataOnlySteps([[t('orders')], [t('items')], [t('customers')]], [fk('orders', 'customers'), fk('items', 'orders')])).toEqual([{ part: 2 }, { part: 0 }, { part: 1 }]);
+  });
+
+  it('goes table by table when the foreign keys cross two archives both ways, staying in one archive while it can', () => {
+    const steps = dataOnlySteps(
+      [[t('customers')], [t('regions'), t('orders'), t('notes')]],
+      [fk('customers', 'regions'), fk('orders', 'customers')],
+    );
+    expect(steps).toEqual([
+      { part: 1, tables: [t('regions'), t('notes')] },
+      { part: 0, tables: [t('customers')] },
+      { part: 1, tables: [t('orders')] },
+    ]);
+  });
+
+  it('loads an archive without tables (the large objects alone) whole, first', () => {
+    expect(dataOnlySteps([[], [t('a')], [t('b')]], [fk('a', 'b')])).toEqual([{ part: 0 }, { part: 2 }, { part: 1 }]);
+    expect(dataOnlySteps([[t('a'), t('x')], [], [t('b'), t('y')]], [fk('a', 'b'), fk('y', 'x')])).toEqual([
+      { part: 1 },
+      { part: 0, tables: [t('x')] },
+      { part: 2, tables: [t('b'), t('y')] },
+      { part: 0, tables: [t('a')] },
+    ]);
+  });
+
+  it('refuses tables whose foreign keys form a cycle, naming it', () => {
+    const run = () => dataOnlySteps([[t('a'), t('c')], [t('b')]], [fk('a', 'b'), fk('b', 'a'), fk('c', 'a')]);
+    expect(run).toThrow(RestoreError);
+    expect(run).toThrow(/a cycle of foreign keys \(public\.(a -> public\.b -> public\.a|b -> public\.a -> public\.b)\).*no row of the data archives was loaded/);
+  });
+});
