@@ -14,7 +14,7 @@ import { Construct } from 'constructs';
 import { toEnvironment } from '../../engine/config.ts';
 import { METRIC_NAMESPACE } from '../../engine/observability.ts';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
-import { assetExclude, DOCKERFILE_IN_CONTEXT, ensureImageBundle, IMAGE_RDS_CA_BUNDLE, IMAGE_TMP, IMAGE_USER } from '../container/image.ts';
+import { ASSET_IGNORE_MODE, assetExclude, DOCKERFILE_IN_CONTEXT, ensureImageBundle, IMAGE_RDS_CA_BUNDLE, IMAGE_TMP, IMAGE_USER } from '../container/image.ts';
 import { RUNNER_NODE_OPTIONS } from '../node-options.ts';
 
 export interface FargateRunnerProps {
@@ -101,6 +101,7 @@ export class FargateRunner extends Construct {
       file: DOCKERFILE_IN_CONTEXT,
       // Exactly the files image-files.json lists (and the Dockerfile): nothing else is staged or hashed.
       exclude: assetExclude(),
+      ignoreMode: ASSET_IGNORE_MODE,
       buildArgs: { LAYER_ARCH: props.architecture },
       platform: props.architecture === 'arm64' ? ecrAssets.Platform.LINUX_ARM64 : ecrAssets.Platform.LINUX_AMD64,
     });

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { IgnoreMode } from 'aws-cdk-lib';
 import { z } from 'zod';
 import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 
@@ -64,16 +65,27 @@ export function dockerfileCopyBlock(text = readFileSync(DOCKERFILE, 'utf8')): st
   return text.slice(start, end + END.length);
 }
 
+/** How CDK reads assetExclude: gitignore syntax (IgnoreMode.GIT), in which a folder left out is not walked. */
+export const ASSET_IGNORE_MODE = IgnoreMode.GIT;
+
 /**
- * The asset's file filter (CDK's exclude globs over the repository root): everything out, then
- * the Dockerfile and the listed files back in, for every architecture (the build argument picks one).
+ * The asset's file filter over the repository root, in gitignore syntax (ASSET_IGNORE_MODE):
+ * everything out, then the Dockerfile and the listed files back in, for every architecture (the
+ * build argument picks one). Each folder on the way to them is let back in with its other entries
+ * left out, so CDK neither stages nor walks anything else. With the Docker-syntax globs this
+ * replaced (`**`, then `!…`), CDK walked every folder under a let-in one, a layer's build cache
+ * too, and a synth racing a layer build that was deleting its work folder failed with ENOENT.
  */
 export function assetExclude(copies: readonly ImageCopy[] = imageFiles()): string[] {
-  const keep = copies.map((c) => {
-    const from = c.from.replaceAll(LAYER_ARCH, '*');
-    return from.endsWith('/') ? `!${from}**` : `!${from}`;
-  });
-  return ['**', `!${DOCKERFILE_IN_CONTEXT}`, ...keep];
+  const keep = [DOCKERFILE_IN_CONTEXT, ...copies.map((c) => c.from.replaceAll(LAYER_ARCH, '*'))];
+  const folders = new Set<string>();
+  for (const path of keep) {
+    const parts = path.replace(/\/$/, '').split('/');
+    for (let i = 1; i < parts.length; i++) folders.add(parts.slice(0, i).join('/'));
+  }
+  // A folder is let in after its parent's entries are left out, the kept files last: the last matching line wins.
+  const byDepth = [...folders].sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b));
+  return ['/*', ...byDepth.flatMap((f) => [`!/${f}/`, `/${f}/*`]), ...keep.map((path) => `!/${path}`)];
 }
 
 /**

@@ -11,10 +11,11 @@ import { CloudWatchClient, GetMetricStatisticsCommand } from '@aws-sdk/client-cl
 import { runSimulation } from '@cloud-copilot/iam-simulate';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { IgnoreStrategy } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
-import { assetExclude, dockerCopyBlock, dockerfileCopyBlock, imageFiles, IMAGE_RDS_CA_BUNDLE } from '../../infra/container/image.ts';
+import { ASSET_IGNORE_MODE, assetExclude, dockerCopyBlock, dockerfileCopyBlock, imageFiles, IMAGE_RDS_CA_BUNDLE } from '../../infra/container/image.ts';
 import { ARCHITECTURES, hostArchitecture, REPO_ROOT } from '../../layers/pg-dump/paths.ts';
 import { listFiles } from '../../scripts/cli-bundle.mjs';
 import { awsEnv, createAlertInbox, createBucket, createSecret, listKeys, testClients, TEST_REGION, type TestClients } from '../support/aws.ts';
@@ -102,7 +103,18 @@ describe('the Fargate image', () => {
       }
     }
     expect(listFiles(assetDir!)).toEqual(expected.sort());
-    expect(assetExclude()[0]).toBe('**');
+  });
+
+  it('walks no folder outside the image\'s files when it hashes the asset (not node_modules, not a layer\'s build cache)', () => {
+    // CDK's walker enters a folder unless its ignore strategy says the folder is completely left
+    // out; a layer build deleting its work folder under a walked one failed a synth (ENOENT).
+    const strategy = IgnoreStrategy.fromCopyOptions({ exclude: assetExclude(), ignoreMode: ASSET_IGNORE_MODE }, REPO_ROOT);
+    for (const folder of ['node_modules', 'engine', 'layers/pg-server', 'layers/pg-dump/cache', 'layers/pg-dump/cache/work-arm64', 'dist/other']) {
+      expect(strategy.completelyIgnores(join(REPO_ROOT, folder)), folder).toBe(true);
+    }
+    for (const folder of ['dist/cli', 'dist/cli/chunks', 'layers/pg-dump/dist/arm64', 'layers/pg-dump/dist/x86_64', 'infra/container']) {
+      expect(strategy.completelyIgnores(join(REPO_ROOT, folder)), folder).toBe(false);
+    }
   });
 
   it('has the task run it as uid 1000 on a read-only root with a /tmp volume', () => {
