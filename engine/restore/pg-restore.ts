@@ -127,8 +127,11 @@ export function summarizeErrors(errors: readonly string[], shown = ERRORS_SHOWN)
   return [...first, ...(more > 0 ? [`  … and ${more} more errors`] : [])].join('\n');
 }
 
-/** What to do about pg_restore errors. `dropped`: the restore created the database and dropped it again. */
-export function hintForPgRestore(stderr: string, situation: { readonly dropped?: boolean; readonly keptGoing?: boolean } = {}): string {
+/**
+ * What to do about pg_restore errors. `dropped`: the restore created the database and dropped it
+ * again; `dataOnly`: rows went into existing tables (--clean cannot be combined with --data-only).
+ */
+export function hintForPgRestore(stderr: string, situation: { readonly dropped?: boolean; readonly keptGoing?: boolean; readonly dataOnly?: boolean | undefined } = {}): string {
   if (/unsupported version .* in file header/.test(stderr)) {
     return 'This pg_restore is older than the pg_dump that wrote the backup: use pg_restore 18 (npm run build:layer -- x86_64, PG_DUMP_BIN, or postgresql-client-18).';
   }
@@ -136,7 +139,9 @@ export function hintForPgRestore(stderr: string, situation: { readonly dropped?:
     ? 'The database the restore created was dropped: run the same command again once fixed'
     : situation.keptGoing
       ? 'The database was kept as restored, without the objects above: fix them by hand, or fix the cause and restore again'
-      : 'The target may now be partly restored: fix the cause and retry with --clean';
+      : situation.dataOnly
+        ? 'The tables may now hold some of the rows: empty them (TRUNCATE) before you retry --data-only once the cause is fixed'
+        : 'The target may now be partly restored: fix the cause and retry with --clean';
   if (/role "[^"]+" does not exist/.test(stderr)) {
     return `Roles of the source server are missing on the target: create them first, or restore with --no-owner (owners) and --no-acl (grants). ${then}.`;
   }
@@ -244,7 +249,7 @@ export async function pgRestoreInto(
     stderrSeen += run.stderr;
     if (run.signal) {
       const dropped = (await options.onFailure?.()) ?? false;
-      throw new RestoreError(`restoring into database "${database}" failed: ${describeToolFailure('pg_restore', run)}`, { hint: hintForPgRestore(run.stderr, { dropped }) });
+      throw new RestoreError(`restoring into database "${database}" failed: ${describeToolFailure('pg_restore', run)}`, { hint: hintForPgRestore(run.stderr, { dropped, dataOnly: options.dataOnly }) });
     }
     const outcome = classifyPgRestore(run.exitCode, run.stderr);
     outcome.tolerated.forEach((w) => tolerated.add(w));
@@ -267,7 +272,7 @@ export async function pgRestoreInto(
           ? "the backup's data archives could not be restored"
           : 'the database definition could not be applied';
       throw new RestoreError(`restoring into database "${database}" failed: ${how}, ${errors.length} error${errors.length === 1 ? '' : 's'}; the first:\n${summarizeErrors(errors)}`, {
-        hint: hintForPgRestore(stderrSeen + errors.join('\n'), { dropped }),
+        hint: hintForPgRestore(stderrSeen + errors.join('\n'), { dropped, dataOnly: options.dataOnly }),
       });
     }
   }

@@ -399,6 +399,11 @@ describe("pg_restore's errors", () => {
     expect(hintForPgRestore('anything', { dropped: true })).not.toMatch(/--create/);
     expect(hintForPgRestore('anything')).toMatch(/--clean/);
   });
+  it('never tells a --data-only restore to retry with --clean (the two cannot be combined)', () => {
+    const hint = hintForPgRestore('COPY failed for table "orders": ERROR: insert or update on table "orders" violates foreign key constraint', { dataOnly: true });
+    expect(hint).not.toMatch(/--clean/);
+    expect(hint).toMatch(/TRUNCATE.*--data-only/);
+  });
 });
 
 describe('passes', () => {
