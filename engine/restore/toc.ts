@@ -97,8 +97,8 @@ export function parseToc(list: string, tables?: readonly { readonly schema: stri
   const databaseOwner = databaseEntry?.subject.slice(`- ${database} `.length);
   const owners = ownersOfTables(raw, tables);
   const split = (subject: string) => {
-    if (databaseOwner && subject.endsWith(` ${databaseOwner}`)) return { head: subject.slice(0, -databaseOwner.length - 1), owner: databaseOwner };
-    const known = owners.find((o) => subject.endsWith(` ${o}`));
+    // The longest known owner the text ends with: role `my app` is not role `app` with `my` in the table's name.
+    const known = [...(databaseOwner ? [databaseOwner] : []), ...owners].filter((o) => subject.endsWith(` ${o}`)).sort((a, b) => b.length - a.length)[0];
     if (known !== undefined) return { head: subject.slice(0, -known.length - 1), owner: known };
     const i = subject.lastIndexOf(' ');
     return i < 0 ? { head: subject, owner: '' } : { head: subject.slice(0, i), owner: subject.slice(i + 1) };

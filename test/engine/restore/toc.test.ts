@@ -262,6 +262,18 @@ describe('owners, foreign keys, partitions and database names the text alone doe
     expect(tablesWithData(toc)).toEqual(['public.orders', 'public.orders x', 'public.t1']);
   });
 
+  it('reads an owner whose name ends with the database owner\'s ("my app" beside "app") as the whole name', () => {
+    const list = [
+      ';     dbname: shop',
+      '3300; 1262 16400 DATABASE - shop app',
+      '235; 1259 16457 TABLE public orders my app',
+      '3310; 0 16457 TABLE DATA public orders my app',
+    ].join('\n');
+    const toc = parseToc(list, [{ schema: 'public', table: 'orders' }]);
+    for (const id of [235, 3310]) expect(toc.find((e) => e.id === id)).toMatchObject({ schema: 'public', tag: 'orders', owner: 'my app' });
+    expect(tablesWithData(toc)).toEqual(['public.orders']);
+  });
+
   it('--table orders does not report the foreign key of table "orders x" (not selected) as its own left out', () => {
     expect(selectTables(parseToc(SHOP), ['public.orders']).leftOut).toEqual([]);
     expect(selectTables(parseToc(SHOP), ['public.orders x']).leftOut).toEqual(['FK CONSTRAINT public.orders x orders x_oid2_fkey']);
