@@ -12,7 +12,8 @@
  * load side by side. Else one after another: whole archives in foreign-key order when their
  * dependencies allow one; when they run both ways between two archives, table by table (each
  * archive streamed once per run of consecutive tables, with a `--use-list` of them). A cycle
- * between tables themselves has no order: refused before anything is loaded (pg_restore
+ * between tables themselves has no order: refused before any data archive is loaded (the schema
+ * archive's data pass, the sequences' values, has run by then) (pg_restore
  * `--disable-triggers` loads it, as a superuser; RDS has none).
  */
 import { RestoreError } from '../errors.ts';
