@@ -27,7 +27,6 @@
  * On failure the parts in flight settle, then the multipart upload is aborted.
  */
 import {
-  AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   PutObjectCommand,
@@ -65,13 +64,6 @@ export interface MultipartOptions extends StoreWriteOptions {
   readonly partSize: number;
   readonly queueSize: number;
   readonly contentType: string;
-  /**
-   * The caller aborts the multipart upload after a failure itself (stream-upload.ts's clean-up,
-   * retried within its own bound): `abort()` then only lets the parts in flight finish, so the
-   * upload is not aborted twice (once here, with the failed run's signal, and once there).
-   * @default false: `abort()` sends AbortMultipartUpload (best effort)
-   */
-  readonly callerAborts?: boolean | undefined;
 }
 
 /**
@@ -360,23 +352,20 @@ export class MultipartUpload {
   }
 
   /**
-   * After a failure: the parts in flight finish (or fail) first, as with lib-storage, so that the
-   * abort finds no part being written; then the multipart upload (if one was created) is aborted.
+   * After a failure: the parts in flight finish (or fail), as with lib-storage, so that the
+   * caller's AbortMultipartUpload finds no part being written. The multipart upload itself is
+   * aborted by the caller (stream-upload.ts's clean-up, retried within its own bound), once.
    */
   async abort(reason?: unknown): Promise<void> {
     this.fail(reason ?? new Error('upload aborted'));
     this.wake?.();
     await Promise.allSettled([...this.inflight, ...(this.creating ? [this.creating] : [])]);
-    if (this.uploadId !== undefined && !this.opts.callerAborts) {
-      // Best effort: a failed abort leaves parts that the bucket's lifecycle rule removes.
-      await this.opts.s3.send(new AbortMultipartUploadCommand({ Bucket: this.opts.bucket, Key: this.opts.key, UploadId: this.uploadId })).catch(() => {});
-    }
   }
 }
 
 /**
- * Uploads `source` to `key`. Resolves once the object is complete; rejects (after aborting the
- * multipart upload) when the source errors or S3 fails.
+ * Uploads `source` to `key`. Resolves once the object is complete; rejects when the source errors
+ * or S3 fails, once no part is in flight (the caller aborts the multipart upload).
  */
 export async function uploadMultipart(source: AsyncIterable<Buffer>, opts: MultipartOptions): Promise<MultipartResult> {
   const upload = new MultipartUpload(opts);

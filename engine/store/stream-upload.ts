@@ -258,8 +258,6 @@ export async function streamToS3(opts: StreamUploadOptions): Promise<StreamUploa
       partChecksum: opts.partChecksum,
       maxParts: opts.maxParts,
       conditional: opts.conditional,
-      // cleanUp below aborts the upload, retried within its bound: one abort, not two.
-      callerAborts: true,
     };
     uploaded = direct ? await direct.upload(new MultipartUpload(multipart)) : await uploadMultipart(encrypted ?? gate!, multipart);
   } catch (err) {
