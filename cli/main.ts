@@ -6,6 +6,7 @@
 import { Command, CommanderError, Help } from 'commander';
 import { constants } from 'node:os';
 import { TimeBudget } from '../engine/budget.ts';
+import { MAX_TASK_TIMEOUT_SECONDS } from '../engine/settings/limits.ts';
 import { InterruptedError, PgS3BackupError, TimeBudgetError } from '../engine/errors.ts';
 import { redactUrls } from '../engine/redact.ts';
 import { TOOL_VERSION } from '../engine/version.ts';
@@ -178,7 +179,7 @@ export function taskTimeoutMs(env: Readonly<Record<string, string | undefined>>)
   const text = env.TASK_TIMEOUT_SECONDS?.trim();
   if (!text || !/^\d+$/.test(text)) return undefined;
   const seconds = Number(text);
-  return seconds >= 1 && seconds <= 86_400 ? seconds * 1000 : undefined;
+  return seconds >= 1 && seconds <= MAX_TASK_TIMEOUT_SECONDS ? seconds * 1000 : undefined;
 }
 
 /**

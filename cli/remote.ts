@@ -12,6 +12,7 @@ import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { z } from 'zod';
+import { MAX_TASK_TIMEOUT_SECONDS } from '../engine/settings/limits.ts';
 import { RemoteTaskError, UsageError } from '../engine/errors.ts';
 import { connectionFor, type PgConnection } from '../engine/pg/connection.ts';
 import { NETWORK_HINT, runRemoteTask, type RemoteTaskOutcome, type RemoteTaskPlace } from '../engine/restore/remote-task.ts';
@@ -34,7 +35,7 @@ export interface RemoteOpts {
 export function parseTimeout(value: string): number {
   const m = /^(\d+)\s*([smh]?)$/.exec(value.trim());
   const ms = m ? Number(m[1]) * { '': 1000, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as '' | 's' | 'm' | 'h'] : NaN;
-  if (!(ms >= 1000 && ms <= 86_400_000)) throw new InvalidArgumentError('expected a duration from 1s to 24h: 90s, 45m, 6h or seconds');
+  if (!(ms >= 1000 && ms <= MAX_TASK_TIMEOUT_SECONDS * 1000)) throw new InvalidArgumentError('expected a duration from 1s to 24h: 90s, 45m, 6h or seconds');
   return ms;
 }
 

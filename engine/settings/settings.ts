@@ -9,6 +9,7 @@
  * A new setting: one entry here and one row in docs/configuration.md (README.md's "A new setting").
  */
 import { z } from 'zod';
+import { MAX_TASK_TIMEOUT_SECONDS } from './limits.ts';
 import { COMPRESSION, databaseList, flag, keyPrefix, matching, oneOf, patternList, recipientList, text, wholeNumber } from './fields.ts';
 import { ROW_COUNT_MODES, RUNNER_CHOICES, SSL_MODES, STORAGE_PROFILE_SETTINGS, isTimeZone } from './values.ts';
 
@@ -196,7 +197,7 @@ export const SETTINGS = {
     deployedBy: 'the Fargate runner (fargateTimeoutHours)',
   },
   TASK_TIMEOUT_SECONDS: {
-    schema: seconds(1, 86_400),
+    schema: seconds(1, MAX_TASK_TIMEOUT_SECONDS),
     doc: 'the restore task\'s own deadline: the command stops this long after it started (pg_restore stopped, a --create\'d database dropped) and exits 124',
     deployedBy: 'the restore task (86400), and restore/verify --remote per task (their --timeout)',
   },

@@ -38,6 +38,7 @@ import { bucketResourceLogicalId } from './backup-function.ts';
 import { CONTAINER_NAME, type FargateRunner } from './fargate-runner.ts';
 import { TaskFailureAlert } from './task-failure-alert.ts';
 import { RUNNER_NODE_OPTIONS } from '../node-options.ts';
+import { MAX_TASK_TIMEOUT_SECONDS } from '../../engine/settings/limits.ts';
 
 /** The secrets a restore task may read: `<stackName>/restore/…` (targets, scratch servers, age identities). */
 export function restoreSecretPrefix(stackName: string): string {
@@ -48,7 +49,7 @@ export function restoreSecretPrefix(stackName: string): string {
 export const RESTORE_LOG_STREAM_PREFIX = 'restore';
 
 /** The deadline of a task started without `--remote` (by hand): the longest `--timeout` allows. */
-export const TASK_DEFAULT_TIMEOUT_SECONDS = 86_400;
+export const TASK_DEFAULT_TIMEOUT_SECONDS = MAX_TASK_TIMEOUT_SECONDS;
 /**
  * After the deadline, the time the CLI has to stop cleanly (it exits by itself 60 s after it)
  * before the container's entry SIGKILLs it: a DROP DATABASE of a large half-restored database may
