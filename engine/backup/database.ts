@@ -9,7 +9,7 @@ import type { Config } from '../config.ts';
 import type { Deps } from '../deps.ts';
 import { PgS3BackupError } from '../errors.ts';
 import { ENCRYPTED_MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSION, SHARDED_MANIFEST_FORMAT_VERSION, type Manifest } from '../store/manifest.ts';
-import { dumpSharded } from './shards.ts';
+import { dumpSharded, plaintextOf } from './shards.ts';
 import { ENCRYPTION_FORMAT, recipientFingerprint } from '../encryption.ts';
 import { withDumpSnapshot } from '../pg/row-counts.ts';
 import { whyNotSharded } from '../pg/shard-plan.ts';
@@ -107,8 +107,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
             databaseBytes: server.databaseBytes,
             upload: async (partKey, tool, signal, onBytes, boundBytes) => {
               // Each archive's parts sized for its share of the database, not all of it (archiveBounds).
-              const archivePartSize = boundBytes === undefined ? partSize : choosePartSize(deps.partSize, boundBytes, caps);
-              const r = await uploadToolOutput(deps, { ...ctx, signal, capabilities: caps }, partKey, tool, { partSize: archivePartSize, onProgress: onBytes });
+              const r = await uploadToolOutput(deps, { ...ctx, signal, capabilities: caps }, partKey, tool, { partSize: choosePartSize(deps.partSize, boundBytes, caps), onProgress: onBytes });
               if (!caps.conditionalWrites) await store.confirmSoleObject(partKey, { bytes: r.bytes, etag: r.etag });
               return r;
             },
@@ -159,8 +158,7 @@ export async function backupDatabase(database: string, ctx: DatabaseContext): Pr
       ...(result.plaintext && recipients
         ? {
             encryption: { format: ENCRYPTION_FORMAT, recipients: recipients.map(recipientFingerprint) },
-            plaintextBytes: result.plaintext.bytes,
-            plaintextSha256: result.plaintext.sha256,
+            ...plaintextOf(result),
           }
         : {}),
       compression: config.compression,

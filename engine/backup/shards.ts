@@ -157,6 +157,6 @@ export async function dumpSharded(client: Pick<pg.Client, 'query'>, snapshot: st
 }
 
 /** An encrypted archive's plaintext size and digest, as a manifest part records them (nothing for a plain one). */
-function plaintextOf(r: StreamUploadResult): Pick<ManifestPart, 'plaintextBytes' | 'plaintextSha256'> {
+export function plaintextOf(r: StreamUploadResult): Pick<ManifestPart, 'plaintextBytes' | 'plaintextSha256'> {
   return r.plaintext ? { plaintextBytes: r.plaintext.bytes, plaintextSha256: r.plaintext.sha256 } : {};
 }

@@ -4,6 +4,7 @@
  * `restore --table` restores: the named tables with what they need and what belongs to them.
  */
 import { UsageError } from '../errors.ts';
+import { quoteIdent } from './database-definition.ts';
 
 export interface TocEntry {
   readonly id: number;
@@ -184,7 +185,7 @@ function qualified(e: TocEntry): string {
 
 /** The relation as SQL names it (and as `--table` takes it when a name holds a dot or a quote). */
 function quoted(e: TocEntry): string {
-  return `"${e.schema.replace(/"/g, '""')}"."${e.tag.replace(/"/g, '""')}"`;
+  return `${quoteIdent(e.schema)}.${quoteIdent(e.tag)}`;
 }
 
 /**

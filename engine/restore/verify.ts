@@ -288,7 +288,7 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   const stopped = deps.signal?.aborted === true;
   const compare = counted !== undefined && dump !== undefined && (stopped ? reached === 'inspected' : tables.length + problems.length > 0);
   if (stopped && counted && dump !== undefined && reached !== 'inspected') {
-    warnings.push(`stopped ${reached === 'restored' ? 'while the restored rows were counted' : 'before the restore finished'}: the tables were not compared with the manifest's row counts`);
+    warnings.push(`stopped ${STAGE_WORDS[reached]}: the tables were not compared with the manifest's row counts`);
   }
   const tableChecks = compare ? compareCounts(manifest?.rowCounts, counted, tables) : [];
   const failingTables = tableChecks.filter((t) => !t.ok).map((t) => `${t.schema}.${t.table}: ${t.problem}`);
