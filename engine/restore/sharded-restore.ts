@@ -22,7 +22,6 @@
  * no section is named.
  */
 import { spawn as nodeSpawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { IntegrityError, RestoreError } from '../errors.ts';
 import type { PgConnection } from '../pg/connection.ts';
 import { libpqEnv } from '../pg/env.ts';
@@ -44,6 +43,8 @@ export interface ShardedDataOptions {
   readonly identities?: readonly string[] | undefined;
   /** `restore --table`: each part's `--use-list` file (by its key), its selected entries (sharded-table.ts). */
   readonly useLists?: ReadonlyMap<string, string> | undefined;
+  /** `restore --table`: the entries those files list, by key, as sharded-table.ts read them (not read again). */
+  readonly selected?: ReadonlyMap<string, readonly TocEntry[]> | undefined;
   /**
    * `restore --clean`: the archive with the large objects drops them before creating them again
    * (`--clean --if-exists`), as a one-archive restore does: the schema archive has no large
@@ -94,7 +95,7 @@ export async function restoreDataParts(
   const decrypt = encryptedParts(manifest, options);
   const local = new AbortController();
   const signal = deps.signal ? AbortSignal.any([deps.signal, local.signal]) : local.signal;
-  const ordered = options.dataOnly ? await dataOnlyRuns(deps, target, database, parts, options.dataOnly, options.useLists, decrypt) : undefined;
+  const ordered = options.dataOnly ? await dataOnlyRuns(deps, target, database, parts, options.dataOnly, options, decrypt) : undefined;
   if (ordered) {
     // One after another: each archive's referenced rows are committed before it loads.
     const done: Pick<PgRestoreOutcome, 'errors' | 'tolerated'>[] = [];
@@ -124,19 +125,15 @@ async function dataOnlyRuns(
   database: string,
   parts: readonly ManifestPart[],
   schema: NonNullable<ShardedDataOptions['dataOnly']>,
-  useLists: ShardedDataOptions['useLists'],
+  { useLists, selected }: Pick<ShardedDataOptions, 'useLists' | 'selected'>,
   decrypt: PartDecryption | undefined,
 ): Promise<PartRun[] | undefined> {
+  if (parts.length < 2) return undefined;
   const fks = await targetForeignKeys(target, database);
-  if (fks.length === 0 || parts.length < 2) return undefined;
+  if (fks.length === 0) return undefined;
   const names = new Map(schema.entries.filter((e) => e.desc === 'TABLE').map((e) => [e.oid, tableName(e.schema, e.tag)]));
-  const tocs = await Promise.all(parts.map(async (p) => {
-    const toc = await readPartToc(deps, p, decrypt);
-    const listed = useLists?.get(p.key);
-    if (!listed) return toc;
-    const ids = new Set((await readFile(listed, 'utf8')).split('\n').map((l) => /^(\d+);/.exec(l)?.[1]).filter((id) => id !== undefined).map(Number));
-    return toc.filter((e) => ids.has(e.id));
-  }));
+  // `restore --table` read each chosen part's entries already (sharded-table.ts): not again.
+  const tocs = await Promise.all(parts.map(async (p) => selected?.get(p.key) ?? (await readPartToc(deps, p, decrypt))));
   const nameOf = (e: TocEntry): TableName | undefined => (e.desc === 'TABLE DATA' ? names.get(e.oid) : undefined);
   const steps = dataOnlySteps(tocs.map((toc) => toc.flatMap((e) => nameOf(e) ?? [])), fks);
   if (!steps) return undefined;

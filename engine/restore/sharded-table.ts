@@ -26,6 +26,8 @@ export interface PartDataSelection {
   readonly parts: readonly ManifestPart[];
   /** Each one's `--use-list` file, by its key. */
   readonly useLists: ReadonlyMap<string, string>;
+  /** Each one's selected entries (what its `--use-list` file lists), by its key: read once, here. */
+  readonly selected: ReadonlyMap<string, readonly TocEntry[]>;
   /** Tables whose rows they restore (for progress). */
   readonly tables: number;
 }
@@ -50,6 +52,7 @@ export async function selectPartData(
   const tocs = await Promise.all(parts.map((p) => readPartToc(deps, p, decrypt)));
   const chosen: ManifestPart[] = [];
   const useLists = new Map<string, string>();
+  const selected = new Map<string, readonly TocEntry[]>();
   let tables = 0;
   for (const [i, part] of parts.entries()) {
     const toc = tocs[i]!;
@@ -61,9 +64,10 @@ export async function selectPartData(
     if (ids.size === 0) continue;
     chosen.push(part);
     useLists.set(part.key, await writeUseList(dumpFile, `data-${i + 1}.list`, toc, ids));
+    selected.set(part.key, toc.filter((e) => ids.has(e.id)));
     tables += ids.size;
   }
-  return { parts: chosen, useLists, tables };
+  return { parts: chosen, useLists, selected, tables };
 }
 
 /**

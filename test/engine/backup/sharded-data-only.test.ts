@@ -79,6 +79,16 @@ it('restore --data-only of a sharded backup into a database with its foreign key
   await svc.pg.query('DROP DATABASE fkshop_copy');
 });
 
+it('restore --data-only --table of a sharded backup loads the named tables in foreign-key order across the archives', async () => {
+  // customers (its own archive) references regions (the other): both named, orders left out.
+  const schema = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_tables'), '--create', '--schema-only'], svc.env);
+  expect(schema.code, schema.stderr).toBe(0);
+  const data = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_tables'), '--data-only', '--table', 'customers', '--table', 'regions'], svc.env);
+  expect(data.code, data.stderr).toBe(0);
+  expect(await counts('fkshop_tables')).toEqual({ regions: 2, customers: 150000, orders: 0 });
+  await svc.pg.query('DROP DATABASE fkshop_tables');
+});
+
 function verifyDeps(stop: AbortController, stopAt: EngineEvent['event']) {
   const config = loadConfig(svc.env);
   const store: S3Store = { s3: svc.clients.s3, bucket: svc.bucket, prefix: config.prefix };
