@@ -101,6 +101,9 @@ async function backedUp(major: Exclude<PostgresMajor, 18>, bucket: string): Prom
     const url = new URL(pg.urlFor('shop'));
     url.username = 'shop_owner';
     url.password = encodeURIComponent(OWNER_PASSWORD);
+    // As on RDS, the restore's role is no superuser either: the master user's rights (CREATEDB,
+    // CREATEROLE) and membership in the roles that own what it restores.
+    await pg.query(`CREATE ROLE restore_admin LOGIN CREATEDB CREATEROLE PASSWORD '${OWNER_PASSWORD.replace(/'/g, "''")}'; GRANT shop_owner, shop_app TO restore_admin WITH ADMIN OPTION`);
     const run = await runCli(['run', '--reason', `sharded ${major}`], { ...env, BACKUP_BUCKET: bucket, DATABASE_URL: url.href, DATABASES: 'shop', DUMP_JOBS: String(JOBS) });
     expect(run.code, `the sharded backup of PostgreSQL ${major}: ${run.stderr}`).toBe(0);
     const key = (run.result!.backups as { key: string }[])[0]!.key;
@@ -132,6 +135,14 @@ afterAll(async () => {
 
 const source = (major: PostgresMajor) => sources.get(major)!;
 
+/** `database` on the source's server as restore_admin (no superuser, as RDS's master user). */
+function asRestoreAdmin(pg: Source['pg'], database: string): string {
+  const url = new URL(pg.urlFor(database));
+  url.username = 'restore_admin';
+  url.password = encodeURIComponent(OWNER_PASSWORD);
+  return url.href;
+}
+
 describe.concurrent('a sharded backup (DUMP_JOBS=3) of an older server', { timeout: 300_000 }, () => {
   describe.each(MAJORS)('PostgreSQL %i', (major) => {
     it('is a schema archive and three data archives of one snapshot, the large objects in the first', () => {
@@ -147,7 +158,7 @@ describe.concurrent('a sharded backup (DUMP_JOBS=3) of an older server', { timeo
 
     it('restore --create into the same server gives back the whole database, and so does restore --clean over it', async () => {
       const { pg, key } = source(major);
-      const run = await runCli(['restore', '--key', key, '--target-url', pg.urlFor('shop_restored'), '--create', '--jobs', '2', '--json'], env);
+      const run = await runCli(['restore', '--key', key, '--target-url', asRestoreAdmin(pg, 'shop_restored'), '--create', '--jobs', '2', '--json'], env);
       expect(run.code, run.stdout + run.stderr).toBe(0);
       const diff = await compareDatabases({ pg, database: 'shop' }, { pg, database: 'shop_restored' });
       expect(diff, diff.join('\n')).toEqual([]);
@@ -159,15 +170,16 @@ describe.concurrent('a sharded backup (DUMP_JOBS=3) of an older server', { timeo
       harmless(resultOf<{ warnings: string[] }>(run).warnings);
 
       // Over the restored database, changed since: its objects (large objects too) dropped and restored again.
-      await pg.query("UPDATE sales.orders SET total = 0 WHERE id < 100; SELECT lo_unlink(777001); SELECT lo_from_bytea(777001, '\\xff'::bytea)", [], 'shop_restored');
-      const clean = await runCli(['restore', '--key', key, '--target-url', pg.urlFor('shop_restored'), '--clean', '--jobs', '2', '--json'], env);
+      // By the application's role, as in production: a superuser's large object is one a non-superuser restore may not drop.
+      await pg.query("SET ROLE shop_owner; UPDATE sales.orders SET total = 0 WHERE id < 100; SELECT lo_unlink(777001); SELECT lo_from_bytea(777001, '\\xff'::bytea)", [], 'shop_restored');
+      const clean = await runCli(['restore', '--key', key, '--target-url', asRestoreAdmin(pg, 'shop_restored'), '--clean', '--jobs', '2', '--json'], env);
       expect(clean.code, clean.stdout + clean.stderr).toBe(0);
       const again = await compareDatabases({ pg, database: 'shop' }, { pg, database: 'shop_restored' });
       expect(again, again.join('\n')).toEqual([]);
       harmless(resultOf<{ warnings: string[] }>(clean).warnings);
 
       // --data-only into it again: the data archives' rows collide with its own, and the error says it was them.
-      const twice = await runCli(['restore', '--key', key, '--target-url', pg.urlFor('shop_restored'), '--data-only'], env);
+      const twice = await runCli(['restore', '--key', key, '--target-url', asRestoreAdmin(pg, 'shop_restored'), '--data-only'], env);
       expect(twice.code).toBe(1);
       expect(twice.stderr).toMatch(/restoring into database "shop_restored" failed: the backup's data archives could not be restored, \d+ errors?; the first:\n.*duplicate key value/);
     });
