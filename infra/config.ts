@@ -103,7 +103,6 @@ const secretArn = z.preprocess(
     ),
 );
 
-const kmsKeyArn = z.preprocess(fromString, z.string().regex(/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]{36}$/, 'a KMS key ARN, e.g. arn:aws:kms:eu-west-3:123456789012:key/<uuid>'));
 
 /**
  * Why `arn` is not the ARN of a KMS key an IAM policy can name, or undefined when it is one: a key
@@ -117,6 +116,13 @@ export function kmsKeyArnProblem(arn: string): string | undefined {
   }
   return undefined;
 }
+
+/** A KMS key ARN, as kmsKeyArnProblem judges it (multi-Region keys included, alias ARNs refused saying why). */
+const kmsKeyArnString = z.string().superRefine((arn, ctx) => {
+  const problem = kmsKeyArnProblem(arn);
+  if (problem) ctx.addIssue({ code: 'custom', message: `a KMS key ARN, but ${arn} ${problem}` });
+});
+const kmsKeyArn = z.preprocess(fromString, kmsKeyArnString);
 
 /** S3 storage classes a replication rule may write replicas in. */
 export const REPLICA_STORAGE_CLASSES = ['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE'] as const;
@@ -243,10 +249,7 @@ export const CONTEXT_SETTINGS = {
 
   // restore --remote (with the Fargate runner): the customer-managed keys of its secrets.
   restoreSecretKmsKeyArns: {
-    schema: list(z.string().superRefine((arn, ctx) => {
-      const problem = kmsKeyArnProblem(arn);
-      if (problem) ctx.addIssue({ code: 'custom', message: `a KMS key ARN, but ${arn} ${problem}` });
-    })),
+    schema: list(kmsKeyArnString),
     default: [],
     doc: 'KMS key ARNs the restore task may decrypt its secrets (<stackName>/restore/…) with, through Secrets Manager only (omit for aws/secretsmanager)',
   },

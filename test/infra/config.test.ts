@@ -99,6 +99,12 @@ describe('CDK context → configuration', () => {
     expect(errorOf({ dbSecretArn: SECRET, bucketKmsKeyArn: 'arn:aws:kms:eu-west-3:123456789012:key/0b7f2f4e-1111-2222-3333-444455556666' })).toMatch(/"bucketKmsKeyArn" .* needs "bucketName"/);
   });
 
+  it('takes every KMS key ARN setting the same way: a multi-Region key is a key, an alias ARN is refused saying why', () => {
+    const mrk = 'arn:aws:kms:eu-west-3:123456789012:key/mrk-0123456789abcdef0123456789abcdef';
+    expect(parseConfig({ dbSecretArn: SECRET, dbSecretKmsKeyArn: mrk }).dbSecretKmsKeyArn).toBe(mrk);
+    expect(errorOf({ dbSecretArn: SECRET, dbSecretKmsKeyArn: 'arn:aws:kms:eu-west-3:123456789012:alias/db' })).toMatch(/"dbSecretKmsKeyArn".*is an alias ARN, which an IAM policy cannot grant/);
+  });
+
   it('sets the lifecycle backstop of a created bucket: long after what pruning keeps, validated against retentionCount', () => {
     const lifecycle = (context: Record<string, unknown>) => parseConfig({ dbSecretArn: SECRET, ...context }, { now }).bucket.lifecycle;
     expect(lifecycle({ retentionCount: 1 })).toEqual({ backstopExpirationDays: 100, noncurrentVersionDays: 30 });
