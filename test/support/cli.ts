@@ -11,6 +11,7 @@ import { createDatabase, loadSampleData } from './fixtures.ts';
 import { ensureLayer, REPO_ROOT } from './layer.ts';
 import { startMoto, type TestAws } from './moto.ts';
 import { startPostgres, type TestPostgres } from './postgres.ts';
+import { settleAll } from './services.ts';
 
 export const CLI = resolve(REPO_ROOT, 'bin', 'pg-s3-backup.mjs');
 
@@ -25,11 +26,26 @@ export interface CliServices {
 }
 
 export async function startCliServices(options: { readonly retentionCount?: number; readonly aws?: () => Promise<TestAws> } = {}): Promise<CliServices> {
-  const [pg, aws] = await Promise.all([startPostgres(), (options.aws ?? startMoto)(), ensureLayer()]);
+  // Every server that did start is stopped when another fails to (or the set-up after fails): none is left running.
+  const started = await Promise.allSettled([startPostgres(), (options.aws ?? startMoto)(), ensureLayer()] as const);
+  const [pgStarted, awsStarted] = started;
+  const stopAll = () => settleAll([pgStarted, awsStarted].map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed || pgStarted.status !== 'fulfilled' || awsStarted.status !== 'fulfilled') {
+    await stopAll().catch(() => {});
+    throw failed?.reason;
+  }
+  const [pg, aws] = [pgStarted.value, awsStarted.value];
   const clients = testClients(aws.endpoint);
-  const bucket = await createBucket(clients);
-  await createDatabase(pg, 'app');
-  await loadSampleData(pg, 'app');
+  let bucket: string;
+  try {
+    bucket = await createBucket(clients);
+    await createDatabase(pg, 'app');
+    await loadSampleData(pg, 'app');
+  } catch (err) {
+    await stopAll().catch(() => {});
+    throw err;
+  }
   const env = {
     ...baseEnv(),
     ...awsEnv(aws.endpoint),
@@ -43,9 +59,7 @@ export async function startCliServices(options: { readonly retentionCount?: numb
     clients,
     bucket,
     env,
-    async stop() {
-      await Promise.all([pg.stop(), aws.stop()]);
-    },
+    stop: stopAll,
   };
 }
 

@@ -44,7 +44,7 @@ export async function startBackupServices(postgres: StartPostgresOptions = {}): 
 }
 
 /** Waits for every one, then rejects with the first failure: a failing stop leaves no other server running. */
-async function settleAll(all: readonly (Promise<void> | undefined)[]): Promise<void> {
+export async function settleAll(all: readonly (Promise<void> | undefined)[]): Promise<void> {
   const failed = (await Promise.allSettled(all)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
 }
