@@ -117,6 +117,7 @@ it('on Lambda, the runtime\'s own young-generation size gives way to NODE_OPTION
   expect((await started(runtimeCommand[0]!, runtimeCommand.slice(1))).newSpaceMiB).toBeGreaterThan(64);
   // Through the wrapper (Lambda runs it with the runtime's command as its arguments): NODE_OPTIONS' 1 MiB semi-spaces.
   const wrapped = await started(join(REPO_ROOT, 'infra', 'lambda-exec-wrapper.sh'), runtimeCommand);
-  expect(wrapped.newSpaceMiB).toBeLessThanOrEqual(4);
+  // A few MiB (2 on a quiet machine, 4.25 seen under load: V8 sizes the space with its pages), never the runtime's 100+.
+  expect(wrapped.newSpaceMiB).toBeLessThanOrEqual(8);
   expect(wrapped.execArgv).toEqual(['--expose-gc', '--max-http-header-size', '81920', '--max-old-space-size=1843']);
 });
