@@ -90,7 +90,7 @@ export async function restoreDataParts(
   database: string,
   manifest: Pick<Manifest, 'parts' | 'encryption'>,
   options: ShardedDataOptions & { readonly onLine?: ((line: string) => boolean) | undefined },
-): Promise<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>> {
+): Promise<PartsOutcome> {
   const parts = manifest.parts ?? [];
   const decrypt = encryptedParts(manifest, options);
   const local = new AbortController();
@@ -98,9 +98,9 @@ export async function restoreDataParts(
   const ordered = options.dataOnly ? await dataOnlyRuns(deps, target, database, parts, options.dataOnly, options, decrypt) : undefined;
   if (ordered) {
     // One after another: each archive's referenced rows are committed before it loads.
-    const done: Pick<PgRestoreOutcome, 'errors' | 'tolerated'>[] = [];
+    const done: PartOutcome[] = [];
     for (const run of ordered) done.push(await restorePart(deps, target, database, run.part, options, signal, decrypt, run.listFile));
-    return { errors: done.flatMap((d) => d.errors), tolerated: done.flatMap((d) => d.tolerated) };
+    return partsOutcome(done);
   }
   const outcomes = await Promise.allSettled(parts.map((p) => restorePart(deps, target, database, p, options, signal, decrypt, options.useLists?.get(p.key)).catch((err: unknown) => {
     // One archive that cannot be trusted or read stops the others: the restore has failed.
@@ -109,8 +109,23 @@ export async function restoreDataParts(
   })));
   const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
   if (failed) throw deps.signal?.aborted ? (deps.signal.reason as Error) : (local.signal.reason as Error);
-  const done = outcomes.map((o) => (o as PromiseFulfilledResult<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>>).value);
-  return { errors: done.flatMap((d) => d.errors), tolerated: done.flatMap((d) => d.tolerated) };
+  return partsOutcome(outcomes.map((o) => (o as PromiseFulfilledResult<PartOutcome>).value));
+}
+
+/** One data archive's pg_restore: its errors, and whether the whole archive was read and matched its manifest. */
+interface PartOutcome extends Pick<PgRestoreOutcome, 'errors' | 'tolerated'> {
+  readonly key: string;
+  /** False: pg_restore failed before the end of the archive, and what it did not read was not hashed. */
+  readonly verified: boolean;
+}
+
+export interface PartsOutcome extends Pick<PgRestoreOutcome, 'errors' | 'tolerated'> {
+  /** The data archives whose SHA-256 was never checked (pg_restore failed before their end): none when every one matched. */
+  readonly unverified: readonly string[];
+}
+
+function partsOutcome(done: readonly PartOutcome[]): PartsOutcome {
+  return { errors: done.flatMap((d) => d.errors), tolerated: done.flatMap((d) => d.tolerated), unverified: done.flatMap((d) => (d.verified ? [] : [d.key])) };
 }
 
 /**
@@ -179,7 +194,7 @@ async function restorePart(
   signal: AbortSignal,
   decrypt: PartDecryption | undefined,
   listFile: string | undefined,
-): Promise<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>> {
+): Promise<PartOutcome> {
   signal.throwIfAborted();
   const stored = await deps.source.openDump(part.key);
   // What pg_restore reads: the object itself, or (encrypted) its plaintext; `stored` is hashed as it arrives.
@@ -213,8 +228,9 @@ async function restorePart(
       throw new RestoreError(`restoring data archive ${part.key} into database "${database}" failed: ${describeToolFailure('pg_restore', outcome)}`);
     }
     const classified = classifyPgRestore(outcome.exitCode, outcome.stderrTail.length ? `${outcome.stderrTail.join('\n')}\n` : '');
-    if (!streamed.complete && classified.errors.length === 0) return { ...classified, errors: [`pg_restore of ${part.key} ended before the archive did (${describeToolFailure('pg_restore', outcome)})`] };
-    return classified;
+    const ours = { key: part.key, verified: streamed.complete };
+    if (!streamed.complete && classified.errors.length === 0) return { ...classified, ...ours, errors: [`pg_restore of ${part.key} ended before the archive did (${describeToolFailure('pg_restore', outcome)})`] };
+    return { ...classified, ...ours };
   } finally {
     signal.removeEventListener('abort', onAbort);
     body.destroy();

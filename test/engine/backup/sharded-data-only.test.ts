@@ -11,6 +11,7 @@
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -89,7 +90,7 @@ it('restore --data-only --table of a sharded backup loads the named tables in fo
   await svc.pg.query('DROP DATABASE fkshop_tables');
 });
 
-function verifyDeps(stop: AbortController, stopAt: EngineEvent['event']) {
+function verifyDeps(stop: AbortController, stopAt?: EngineEvent['event']) {
   const config = loadConfig(svc.env);
   const store: S3Store = { s3: svc.clients.s3, bucket: svc.bucket, prefix: config.prefix };
   return {
@@ -154,5 +155,31 @@ it('a verify stopped while the data archives load says so, compares nothing, and
   expect(report.problems.map((p) => p.message)).toEqual(['the task deadline was reached']);
   expect(report.tableChecks).toEqual([]);
   expect(report.warnings).toContain("stopped before the restore finished: the tables were not compared with the manifest's row counts");
+  expect(await databases(svc.pg)).toEqual(before);
+});
+
+it('a verify whose data archive pg_restore refuses at its first bytes does not call the backup\'s checksums verified', async () => {
+  // S3 sends something else for one archive: pg_restore fails at its header, and the rest (a
+  // bounded GiB of zeros) is not read to its end, so no SHA-256 of that archive is ever known.
+  const bad = manifest.parts![1]!.key;
+  const zeros = Buffer.alloc(64 * 1024);
+  async function* notAnArchive() {
+    yield Buffer.from('not a pg_dump archive\n');
+    // A chunk per turn of the event loop, as a socket delivers them (a generator that never
+    // yields to I/O would hash the whole GiB before pg_restore's exit could be seen).
+    for (let i = 0; i < 16_384; i++) {
+      await new Promise((r) => setImmediate(r));
+      yield zeros;
+    }
+  }
+  const deps = verifyDeps(new AbortController());
+  const before = await databases(svc.pg);
+  const report = await verifyBackup(
+    { ...deps, source: { ...deps.source, openDump: async (k: string) => (k === bad ? Readable.from(notAnArchive()) : deps.source.openDump(k)) } },
+    { key, scratch: svc.pg.connection('postgres') },
+  );
+  expect(report.status).toBe('failed');
+  expect(report.sha256Verified, JSON.stringify(report.problems)).toBe(false);
+  expect(report.warnings, JSON.stringify(report.problems)).toContain(`data archive ${bad} was not read to its end (pg_restore failed first): its SHA-256 was not checked`);
   expect(await databases(svc.pg)).toEqual(before);
 });
