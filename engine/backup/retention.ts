@@ -8,7 +8,7 @@
  * S3's clock, never this host's.
  */
 import { databasePrefix, GLOBALS_FOLDER, globalsKeyTime } from '../store/backup-key.ts';
-import { PruneError, UnreadableManifestError } from '../errors.ts';
+import { ManifestGoneError, PruneError, UnreadableManifestError } from '../errors.ts';
 import type { EventSink } from '../events.ts';
 import { gfsKeep, type GfsRules, type KeepReason } from './gfs.ts';
 import { backupTime, newestFirst, type DatabaseListing, type ObjectLockState, type StoredBackup, type StoredObject } from '../store/s3-store.ts';
@@ -183,7 +183,7 @@ export async function pruneDatabase(
 ): Promise<PruneResult> {
   const listed = await store.listBackups(database);
   const { incoming, ...rules } = options;
-  const listing = incoming ? { ...listed, complete: [...listed.complete, incoming].map((b) => ({ b, key: b.key, at: backupTime(b) })).sort(newestFirst).map(({ b }) => b) } : listed;
+  let listing = incoming ? { ...listed, complete: [...listed.complete, incoming].map((b) => ({ b, key: b.key, at: backupTime(b) })).sort(newestFirst).map(({ b }) => b) } : listed;
   const protect = new Set([...(rules.protect ?? []), ...(incoming ? [incoming.key] : [])]);
   const unreadable = new Set<string>();
   // The incoming backup has no manifest to read yet.
@@ -200,6 +200,15 @@ export async function pruneDatabase(
         // With the listing's size of the dump: a manifest that disagrees with its object is no backup.
         await store.readManifest(key, { bytes: listing.complete.find((b) => b.key === key)?.bytes });
       } catch (err) {
+        if (err instanceof ManifestGoneError) {
+          // Deleted since the listing, by a prune running at the same time (the schedule's and an
+          // operator's): not a backup any more, so neither counted nor deleted again. The rules
+          // run again without it; a dump it left behind is an orphan to the next prune.
+          const gone = key;
+          listing = { ...listing, complete: listing.complete.filter((b) => b.key !== gone) };
+          found = true;
+          continue;
+        }
         if (!(err instanceof UnreadableManifestError)) throw err;
         unreadable.add(key);
         found = true;

@@ -16,7 +16,7 @@ import {
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { buildDumpKey, databasePrefix, decodeDatabaseName, manifestKeyFor, parseKey, partKeyFor, partOwner, VERIFY_REPORT_SUFFIX } from './backup-key.ts';
-import { KeyTakenError, ListError, ManifestError, PruneError, UnreadableManifestError } from '../errors.ts';
+import { KeyTakenError, ListError, ManifestError, ManifestGoneError, PruneError, UnreadableManifestError } from '../errors.ts';
 import { ManifestSchema, parseManifest, type Manifest } from './manifest.ts';
 
 export interface S3Store {
@@ -268,8 +268,8 @@ async function hasDump(store: S3Store, database: string): Promise<boolean> {
  * have a known `formatVersion`, and describe this very object (same key, same database, under this
  * store's prefix). A manifest is never trusted to say where the data is: a tampered one pointing
  * at another database's dump (or outside the prefix) would otherwise restore the wrong data.
- * Throws UnreadableManifestError for a manifest that was read but cannot be trusted, ManifestError
- * when S3 could not be asked.
+ * Throws UnreadableManifestError for a manifest that was read but cannot be trusted,
+ * ManifestGoneError for one S3 says does not exist, ManifestError when S3 could not be asked.
  */
 export async function readManifest(store: S3Store, dumpKey: string, dump: { readonly bytes?: number | undefined } = {}): Promise<Manifest> {
   const key = manifestKeyFor(dumpKey);
@@ -285,6 +285,12 @@ export async function readManifest(store: S3Store, dumpKey: string, dump: { read
     if (err instanceof TooLargeError) {
       throw new UnreadableManifestError(`manifest ${where} is unreadable: ${err.message}, more than any manifest (at most ${MAX_MANIFEST_BYTES} bytes); not read`, {
         hint: 'The backup is not complete without a readable manifest: it is skipped by list, not counted by retention, and --latest takes the one before. The manifest was replaced or damaged: investigate who can write to the bucket.',
+      });
+    }
+    if (isNoSuchKey(err)) {
+      throw new ManifestGoneError(`manifest ${where} does not exist: the backup was deleted after it was listed (a prune running at the same time), or never completed`, {
+        cause: err,
+        hint: 'Run `pg-s3-backup list` for the backups there are.',
       });
     }
     throw new ManifestError(`cannot read manifest ${where}: ${(err as Error).name}: ${(err as Error).message}`, {
@@ -338,6 +344,12 @@ class TooLargeError extends Error {}
  * and, should the length be missing or wrong, as soon as more than that has arrived: the rest is
  * never read (the connection is dropped).
  */
+/** S3's answer for a key that does not exist (a GET's NoSuchKey; a HEAD has no body, only its 404). */
+function isNoSuchKey(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
+}
+
 async function readBoundedText(store: S3Store, key: string, maxBytes: number): Promise<string> {
   const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
   const body = res.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
@@ -413,8 +425,9 @@ const MANIFEST_READS_AT_ONCE = 8;
 
 /**
  * Reads and checks the manifest of each backup, keeping their order: the readable ones, and the
- * unreadable ones with why (a backup whose manifest cannot be trusted is not complete). A failure
- * to reach S3 is thrown, not taken for an unreadable manifest.
+ * unreadable ones with why (a backup whose manifest cannot be trusted is not complete). A backup
+ * whose manifest is gone since the listing (ManifestGoneError) is in neither. A failure to reach
+ * S3 is thrown, not taken for an unreadable manifest.
  */
 export async function readManifests(store: S3Store, backups: readonly StoredBackup[]): Promise<{ readable: CheckedBackup[]; unreadable: UnreadableBackup[] }> {
   // A few GETs at a time: `list` of 100 backups waited for 100 round trips one after another
@@ -430,6 +443,8 @@ export async function readManifests(store: S3Store, backups: readonly StoredBack
       try {
         results[i] = { ...b, manifest: await readManifest(store, b.key, { bytes: b.bytes }) };
       } catch (err) {
+        // Deleted since the listing (a prune at the same time): no backup any more, neither kind.
+        if (err instanceof ManifestGoneError) continue;
         if (!(err instanceof UnreadableManifestError)) {
           failed = true;
           throw err;
@@ -604,8 +619,7 @@ export async function objectLockState(store: S3Store, key: string): Promise<Obje
     const res = await store.s3.send(new HeadObjectCommand({ Bucket: store.bucket, Key: key }));
     return { retainUntil: res.ObjectLockRetainUntilDate, mode: res.ObjectLockMode, legalHold: res.ObjectLockLegalHoldStatus === 'ON' };
   } catch (err) {
-    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if ((err as Error).name === 'NotFound' || status === 404) return { retainUntil: undefined, mode: undefined, legalHold: false };
+    if (isNoSuchKey(err)) return { retainUntil: undefined, mode: undefined, legalHold: false };
     throw new PruneError(`cannot read the Object Lock state of s3://${store.bucket}/${key}: ${(err as Error).name}: ${(err as Error).message}`, {
       cause: err,
       hint: 'Pruning deletes nothing it cannot check: grant s3:GetObject (and s3:GetObjectRetention, s3:GetObjectLegalHold) under the prefix.',

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, PutObjectLegalHoldCommand, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteObjectsCommand, GetObjectCommand, PutObjectCommand, PutObjectLegalHoldCommand, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import { buildDumpKey, buildGlobalsKey, manifestKeyFor, parseKey } from '../../../engine/store/backup-key.ts';
 import { pruneDatabase, pruneGlobals } from '../../../engine/backup/retention.ts';
 import { listBackups, readManifests, listDatabases, latestBackup, type S3Store } from '../../../engine/store/s3-store.ts';
@@ -120,6 +120,37 @@ describe('retention', () => {
     for (const u of unreadable) expect(u.problem).toMatch(/is unreadable: not JSON/);
     expect(inFlight.max()).toBeGreaterThan(1);
     expect(inFlight.max()).toBeLessThanOrEqual(8);
+  });
+
+  it('a backup another prune deletes between the listing and its manifest\'s read is neither counted nor a failure', async () => {
+    // Two prunes at once (the schedule's run and an operator's): the other one deletes a backup
+    // this one listed as kept, before its manifest is read. That backup is gone, not unreadable.
+    const prefix = `race-${randomUUID().slice(0, 6)}/`;
+    const store: S3Store = { s3: c.s3, bucket, prefix };
+    const keys: string[] = [];
+    for (let i = 0; i < 5; i++) keys.push(await putBackup(prefix, 'app', new Date(Date.UTC(2026, 0, 1 + i, 2))));
+    const [oldest, second, , , newest] = keys as [string, string, string, string, string];
+    const gone = keys[3]!;
+    const real = s3Store(store);
+    const racing = {
+      ...real,
+      listBackups: async (database: string) => {
+        const listing = await real.listBackups(database);
+        await c.s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: manifestKeyFor(gone) }, { Key: gone }] } }));
+        return listing;
+      },
+    };
+    const res = await pruneDatabase(racing, 'app', { retentionCount: 3, now: new Date() });
+    // The three newest that still exist are kept; only the oldest goes.
+    expect(res.kept).toEqual([newest, keys[2], second]);
+    expect(res.deleted).toEqual([oldest, manifestKeyFor(oldest)]);
+    expect(await listKeys(c, bucket, prefix)).toEqual([second, manifestKeyFor(second), keys[2]!, manifestKeyFor(keys[2]!), newest, manifestKeyFor(newest)]);
+    // list, status and --latest read manifests the same way: the gone one is in neither set.
+    const listing = await listBackups(store, 'app');
+    await c.s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: manifestKeyFor(newest) }] } }));
+    const { readable, unreadable } = await readManifests(store, listing.complete);
+    expect(readable.map((b) => b.key)).toEqual([keys[2], second]);
+    expect(unreadable).toEqual([]);
   });
 
   it('follows pagination: more than 1,000 keys listed 100 per page, pruned in batches', async () => {

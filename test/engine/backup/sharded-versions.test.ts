@@ -105,7 +105,8 @@ async function backedUp(major: Exclude<PostgresMajor, 18>, bucket: string): Prom
     // CREATEROLE) and membership in the roles that own what it restores.
     await pg.query(`CREATE ROLE restore_admin LOGIN CREATEDB CREATEROLE PASSWORD '${OWNER_PASSWORD.replace(/'/g, "''")}'; GRANT shop_owner, shop_app TO restore_admin WITH ADMIN OPTION`);
     const run = await runCli(['run', '--reason', `sharded ${major}`], { ...env, BACKUP_BUCKET: bucket, DATABASE_URL: url.href, DATABASES: 'shop', DUMP_JOBS: String(JOBS) });
-    expect(run.code, `the sharded backup of PostgreSQL ${major}: ${run.stderr}`).toBe(0);
+    // The run's failures are in its result (stdout); stderr has only what an alert could not send.
+    expect(run.code, `the sharded backup of PostgreSQL ${major}: ${run.stderr}${run.stdout}`).toBe(0);
     const key = (run.result!.backups as { key: string }[])[0]!.key;
     const res = await clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: `${key}.json` }));
     return { pg, key, manifest: parseManifest(await res.Body!.transformToString()) };
