@@ -288,7 +288,7 @@ export async function readManifest(store: S3Store, dumpKey: string, dump: { read
       });
     }
     if (isNoSuchKey(err)) {
-      throw new ManifestGoneError(`manifest ${where} does not exist: the backup was deleted after it was listed (a prune running at the same time), or never completed`, {
+      throw new ManifestGoneError(`manifest ${where} does not exist: no complete backup has this key (deleted, by a prune running at the same time or since, or never completed)`, {
         cause: err,
         hint: 'Run `pg-s3-backup list` for the backups there are.',
       });
