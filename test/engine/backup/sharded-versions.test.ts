@@ -37,6 +37,8 @@ const OWNER_PASSWORD = `own'er pw:ü/@`;
 
 interface Source {
   readonly pg: TestPostgres;
+  /** The CLI's environment for this server's backups: its own bucket, as each deployment has. */
+  readonly env: Record<string, string>;
   readonly key: string;
   readonly manifest: Manifest;
 }
@@ -82,10 +84,11 @@ const MORE_SHOP = `
 const sources = new Map<PostgresMajor, Source>();
 let aws: TestAws;
 let clients: TestClients;
+/** What every server's CLI environment shares (moto, retention); each adds its own bucket (Source.env). */
 let env: Record<string, string>;
 
 /** A server of `major` with `shop` on it, and its sharded backup. */
-async function backedUp(major: Exclude<PostgresMajor, 18>, bucket: string): Promise<Source> {
+async function backedUp(major: Exclude<PostgresMajor, 18>): Promise<Source> {
   const pg = await startPostgres({ major });
   try {
     const [{ v, collate } = { v: '', collate: '' }] = await pg.query<{ v: string; collate: string }>(
@@ -104,12 +107,15 @@ async function backedUp(major: Exclude<PostgresMajor, 18>, bucket: string): Prom
     // As on RDS, the restore's role is no superuser either: the master user's rights (CREATEDB,
     // CREATEROLE) and membership in the roles that own what it restores.
     await pg.query(`CREATE ROLE restore_admin LOGIN CREATEDB CREATEROLE PASSWORD '${OWNER_PASSWORD.replace(/'/g, "''")}'; GRANT shop_owner, shop_app TO restore_admin WITH ADMIN OPTION`);
-    const run = await runCli(['run', '--reason', `sharded ${major}`], { ...env, BACKUP_BUCKET: bucket, DATABASE_URL: url.href, DATABASES: 'shop', DUMP_JOBS: String(JOBS) });
+    // Each server its own bucket, as each deployment has (two servers' `shop` in one bucket would be one history).
+    const bucket = await createBucket(clients);
+    const ownEnv = { ...env, BACKUP_BUCKET: bucket };
+    const run = await runCli(['run', '--reason', `sharded ${major}`], { ...ownEnv, DATABASE_URL: url.href, DATABASES: 'shop', DUMP_JOBS: String(JOBS) });
     // The run's failures are in its result (stdout); stderr has only what an alert could not send.
     expect(run.code, `the sharded backup of PostgreSQL ${major}: ${run.stderr}${run.stdout}`).toBe(0);
     const key = (run.result!.backups as { key: string }[])[0]!.key;
     const res = await clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: `${key}.json` }));
-    return { pg, key, manifest: parseManifest(await res.Body!.transformToString()) };
+    return { pg, env: ownEnv, key, manifest: parseManifest(await res.Body!.transformToString()) };
   } catch (err) {
     await pg.stop();
     throw err;
@@ -121,9 +127,8 @@ beforeAll(async () => {
   const [moto] = await Promise.all([startMoto(), ensureLayer(), ensureServerLayer('x86_64')]);
   aws = moto;
   clients = testClients(aws.endpoint);
-  const bucket = await createBucket(clients);
-  env = { ...baseEnv(), ...awsEnv(aws.endpoint), BACKUP_BUCKET: bucket, RETENTION_COUNT: '7' };
-  const started = await Promise.allSettled(MAJORS.map(async (major) => [major, await backedUp(major, bucket)] as const));
+  env = { ...baseEnv(), ...awsEnv(aws.endpoint), RETENTION_COUNT: '7' };
+  const started = await Promise.allSettled(MAJORS.map(async (major) => [major, await backedUp(major)] as const));
   for (const s of started) if (s.status === 'fulfilled') sources.set(s.value[0], s.value[1]);
   const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) throw failed.reason;
@@ -159,7 +164,7 @@ describe.concurrent('a sharded backup (DUMP_JOBS=3) of an older server', { timeo
 
     it('restore --create into the same server gives back the whole database, and so does restore --clean over it', async () => {
       const { pg, key } = source(major);
-      const run = await runCli(['restore', '--key', key, '--target-url', asRestoreAdmin(pg, 'shop_restored'), '--create', '--jobs', '2', '--json'], env);
+      const run = await runCli(['restore', '--key', key, '--target-url', asRestoreAdmin(pg, 'shop_restored'), '--create', '--jobs', '2', '--json'], source(major).env);
       expect(run.code, run.stdout + run.stderr).toBe(0);
       const diff = await compareDatabases({ pg, database: 'shop' }, { pg, database: 'shop_restored' });
       expect(diff, diff.join('\n')).toEqual([]);
@@ -173,21 +178,21 @@ describe.concurrent('a sharded backup (DUMP_JOBS=3) of an older server', { timeo
       // Over the restored database, changed since: its objects (large objects too) dropped and restored again.
       // By the application's role, as in production: a superuser's large object is one a non-superuser restore may not drop.
       await pg.query("SET ROLE shop_owner; UPDATE sales.orders SET total = 0 WHERE id < 100; SELECT lo_unlink(777001); SELECT lo_from_bytea(777001, '\\xff'::bytea)", [], 'shop_restored');
-      const clean = await runCli(['restore', '--key', key, '--target-url', asRestoreAdmin(pg, 'shop_restored'), '--clean', '--jobs', '2', '--json'], env);
+      const clean = await runCli(['restore', '--key', key, '--target-url', asRestoreAdmin(pg, 'shop_restored'), '--clean', '--jobs', '2', '--json'], source(major).env);
       expect(clean.code, clean.stdout + clean.stderr).toBe(0);
       const again = await compareDatabases({ pg, database: 'shop' }, { pg, database: 'shop_restored' });
       expect(again, again.join('\n')).toEqual([]);
       harmless(resultOf<{ warnings: string[] }>(clean).warnings);
 
       // --data-only into it again: the data archives' rows collide with its own, and the error says it was them.
-      const twice = await runCli(['restore', '--key', key, '--target-url', asRestoreAdmin(pg, 'shop_restored'), '--data-only'], env);
+      const twice = await runCli(['restore', '--key', key, '--target-url', asRestoreAdmin(pg, 'shop_restored'), '--data-only'], source(major).env);
       expect(twice.code).toBe(1);
       expect(twice.stderr).toMatch(/restoring into database "shop_restored" failed: the backup's data archives could not be restored, \d+ errors?; the first:\n.*duplicate key value/);
     });
 
     it('verify --local restores it on the throwaway PostgreSQL 18, finds every counted table, and says it restored it on 18, not on the backup\'s major', async () => {
       const { key } = source(major);
-      const run = await runCli(['verify', '--key', key, '--local', '--json'], env);
+      const run = await runCli(['verify', '--key', key, '--local', '--json'], source(major).env);
       const report = resultOf<VerifyReport>(run);
       expect(report.problems).toEqual([]);
       expect(report).toMatchObject({ status: 'ok', sha256Verified: true, failingTables: [], warnings: [], locale: 'libc:en_US.UTF-8' });
@@ -233,13 +238,13 @@ describe('a sharded backup of PostgreSQL 13 holding what PostgreSQL 18 no longer
       [],
       'ops',
     );
-    const backup = await runCli(['run', '--reason', 'ops 13'], { ...env, DATABASE_URL: pg.urlFor('ops'), DATABASES: 'ops', DUMP_JOBS: '2' });
+    const backup = await runCli(['run', '--reason', 'ops 13'], { ...source(13).env, DATABASE_URL: pg.urlFor('ops'), DATABASES: 'ops', DUMP_JOBS: '2' });
     expect(backup.code, backup.stderr).toBe(0);
     const key = (backup.result!.backups as { key: string }[])[0]!.key;
 
     const [local, own] = await Promise.all([
-      runCli(['verify', '--key', key, '--local', '--output', 'text'], env),
-      runCli(['verify', '--key', key, '--scratch-url', pg.url, '--json'], env),
+      runCli(['verify', '--key', key, '--local', '--output', 'text'], source(13).env),
+      runCli(['verify', '--key', key, '--scratch-url', pg.url, '--json'], source(13).env),
     ]);
     const text = local.stdout + local.stderr;
     expect(local.code, text).toBe(1);
