@@ -15,7 +15,8 @@
  * checked against the part's figures; no plaintext touches a disk.
  *
  * `restore --data-only` into a database that has its foreign keys: the archives load one after
- * another in their order (data-only-order.ts), when a foreign key of the target crosses them.
+ * another in their order (data-only-order.ts), when a foreign key of the target crosses them or
+ * goes against an archive's own order.
  *
  * A data-only archive is restored without `--section`: its large objects' metadata (archive 1)
  * is pre-data by section but data by content, and pg_restore keeps it with the data only when
@@ -143,7 +144,8 @@ async function dataOnlyRuns(
   { useLists, selected }: Pick<ShardedDataOptions, 'useLists' | 'selected'>,
   decrypt: PartDecryption | undefined,
 ): Promise<PartRun[] | undefined> {
-  if (parts.length < 2) return undefined;
+  // One archive too: a key declared on a partitioned table may go against its order.
+  if (parts.length === 0) return undefined;
   const fks = await targetForeignKeys(target, database);
   if (fks.length === 0) return undefined;
   const names = new Map(schema.entries.filter((e) => e.desc === 'TABLE').map((e) => [e.oid, tableName(e.schema, e.tag)]));
