@@ -133,6 +133,31 @@ it('restore --data-only of a sharded backup orders a key declared on partitioned
   expect(row).toEqual({ tenants: '5002', orders: '4', late: '2' });
 });
 
+it('restore --data-only of a sharded backup stops at the first archive whose pg_restore fails: the later ones do not start, and it says which', async () => {
+  // regions (the archive of regions and orders) loads first; the target already has region 2, so
+  // its COPY is refused. customers and orders come after it because they need its rows.
+  const schema = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_stop'), '--create', '--schema-only'], svc.env);
+  expect(schema.code, schema.stderr).toBe(0);
+  await svc.pg.query(`INSERT INTO regions VALUES (2, 'south')`, [], 'fkshop_stop');
+  const data = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_stop'), '--data-only'], svc.env);
+  expect(data.code).toBe(1);
+  expect(data.stderr).toMatch(/the backup's data archives could not be restored, 1 error; the first:\n {2}1\. COPY failed for table "regions": ERROR: {2}duplicate key value/);
+  // Neither later run started: no error of theirs, nothing loaded, and both named as not loaded.
+  expect(data.stderr).not.toMatch(/COPY failed for table "(customers|orders)"/);
+  const [first, second] = manifest.parts!.map((p) => p.key);
+  expect(data.stderr).toContain(
+    `loading the data archives in foreign-key order stopped at that failure (--keep-going loads the rest anyway); not loaded: data archive ${first!} (public.customers); data archive ${second!} (public.orders)`,
+  );
+  expect(await counts('fkshop_stop')).toEqual({ regions: 1, customers: 0, orders: 0 });
+  // --keep-going asks for every archive whatever fails: each run's errors are listed, none is said not loaded.
+  const all = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_stop'), '--data-only', '--keep-going'], svc.env);
+  expect(all.code).toBe(1);
+  expect(all.stderr).toMatch(/with 3 errors; the database was kept \(--keep-going\)/);
+  expect(all.stderr).toMatch(/COPY failed for table "customers"/);
+  expect(all.stderr).not.toMatch(/not loaded/);
+  await svc.pg.query('DROP DATABASE fkshop_stop');
+});
+
 function verifyDeps(stop: AbortController, stopAt?: EngineEvent['event']) {
   const config = loadConfig(svc.env);
   const store: S3Store = { s3: svc.clients.s3, bucket: svc.bucket, prefix: config.prefix };
