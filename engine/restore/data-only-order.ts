@@ -23,7 +23,7 @@
  * pg_dump's order, which may fail on such a key.)
  */
 import { RestoreError } from '../errors.ts';
-import { withClient } from '../pg/client.ts';
+import { serverVersionNum, withClient } from '../pg/client.ts';
 import type { PgConnection } from '../pg/connection.ts';
 
 /** A table as `schema\0name` (the target's catalog, and the schema archive's TABLE entries). */
@@ -235,6 +235,9 @@ function cycleThrough(first: ForeignKey, edges: readonly ForeignKey[]): TableNam
  */
 export async function targetForeignKeys(target: PgConnection, database: string): Promise<ForeignKey[]> {
   const rows = await withClient(target, database, async (c) => {
+    // PostgreSQL 18's NOT ENFORCED keys check no row: they order nothing (nor close a cycle).
+    // The column is 18's: an older server has only enforced keys, and no conenforced to read.
+    const enforced = (await serverVersionNum(c)) >= 180000 ? ' AND c.conenforced' : '';
     return (
       await c.query<{ from_schema: string; from_table: string; to_schema: string; to_table: string }>(`
         SELECT DISTINCT rn.nspname AS from_schema, r.relname AS from_table, fn.nspname AS to_schema, f.relname AS to_table
@@ -243,7 +246,7 @@ export async function targetForeignKeys(target: PgConnection, database: string):
         CROSS JOIN LATERAL (SELECT relid FROM pg_catalog.pg_partition_tree(c.confrelid) UNION SELECT c.confrelid) b(relid)
         JOIN pg_catalog.pg_class r ON r.oid = a.relid JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
         JOIN pg_catalog.pg_class f ON f.oid = b.relid JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
-        WHERE c.contype = 'f' AND c.conparentid = 0 AND c.conrelid <> c.confrelid AND a.relid <> b.relid`)
+        WHERE c.contype = 'f' AND c.conparentid = 0 AND c.conrelid <> c.confrelid AND a.relid <> b.relid${enforced}`)
     ).rows;
   }).catch((err: unknown) => {
     throw new RestoreError(`--data-only could not read the foreign keys of database "${database}" (to order the backup's data archives): ${(err as Error).message}`, { cause: err });

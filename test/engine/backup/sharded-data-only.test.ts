@@ -158,6 +158,30 @@ it('restore --data-only of a sharded backup stops at the first archive whose pg_
   await svc.pg.query('DROP DATABASE fkshop_stop');
 });
 
+it('restore --data-only of a sharded backup on PostgreSQL 18 lets a NOT ENFORCED foreign key order nothing (it closed no cycle)', async () => {
+  // authors and books, each an archive of its own: books reference authors (enforced), and an
+  // author's favourite book is a NOT ENFORCED key back. Only the enforced one orders: authors first.
+  const { key: looseKey, tables } = await shardedBackup(
+    'loosekeys',
+    `
+    CREATE TABLE authors (id int PRIMARY KEY, favourite_book int, bio text);
+    CREATE TABLE books (id int PRIMARY KEY, author_id int NOT NULL REFERENCES authors (id));
+    ALTER TABLE authors ADD CONSTRAINT authors_favourite_book_fkey FOREIGN KEY (favourite_book) REFERENCES books (id) NOT ENFORCED;
+    INSERT INTO authors SELECT g, g, repeat(md5(g::text), 4) FROM generate_series(1, 3000) g;
+    INSERT INTO books SELECT g, g FROM generate_series(1, 3000) g;
+    `,
+  );
+  expect(tables).toEqual([1, 1]);
+  const schema = await runCli(['restore', '--key', looseKey, '--target-url', svc.pg.urlFor('loosekeys_copy'), '--create', '--schema-only'], svc.env);
+  expect(schema.code, schema.stderr).toBe(0);
+  const [enforced] = await svc.pg.query<{ enforced: boolean }>(`SELECT conenforced AS enforced FROM pg_constraint WHERE conname = 'authors_favourite_book_fkey'`, [], 'loosekeys_copy');
+  expect(enforced).toEqual({ enforced: false });
+  const data = await runCli(['restore', '--key', looseKey, '--target-url', svc.pg.urlFor('loosekeys_copy'), '--data-only'], svc.env);
+  expect(data.code, data.stderr).toBe(0);
+  const [row] = await svc.pg.query<{ authors: string; books: string }>('SELECT (SELECT count(*) FROM authors) AS authors, (SELECT count(*) FROM books) AS books', [], 'loosekeys_copy');
+  expect(row).toEqual({ authors: '3000', books: '3000' });
+});
+
 function verifyDeps(stop: AbortController, stopAt?: EngineEvent['event']) {
   const config = loadConfig(svc.env);
   const store: S3Store = { s3: svc.clients.s3, bucket: svc.bucket, prefix: config.prefix };
