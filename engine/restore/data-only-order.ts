@@ -58,11 +58,12 @@ export function printableTable(t: TableName): string {
  * referenced tables of its keys first). A table's own partitions count as the table (pg_constraint
  * names the partitioned table, the query below names each partition).
  *
- * Within one archive the order is not pg_dump's to keep: it orders a data-only archive's tables by
- * a foreign key only when both tables have rows of their own, and a key declared on a partitioned
- * table (the partitions' copies are not dumped) has none, so its partitions come by name, maybe
- * before the rows they reference. An archive is read from a pipe: a run cannot go back in it, so
- * a table that must load before one earlier in the same archive makes another run of that archive.
+ * An archive's own order is followed only where it is right: pg_dump orders a data-only archive's
+ * tables by a foreign key only when both tables have rows of their own, and a key declared on a
+ * partitioned table joins none (the partitions' copies of it are not dumped), so its partitions
+ * come by name, maybe before the rows they reference. An archive is read from a pipe: a run cannot
+ * go back in it, so a table that must load before an earlier one of the same archive makes
+ * another run of that archive.
  */
 export function dataOnlySteps(partTables: readonly (readonly TableName[])[], fks: readonly ForeignKey[]): DataStep[] | undefined {
   const partOf = new Map<TableName, number>();
