@@ -1,6 +1,8 @@
 /**
  * A sharded backup (DUMP_JOBS=2) restored `--data-only` into a database whose schema, foreign
- * keys included, is already there; and a verify stopped once its rows were counted.
+ * keys included, is already there (keys crossing the archives both ways, keys declared on
+ * partitioned tables, an archive whose pg_restore fails stopping the ones after it, PostgreSQL
+ * 18's NOT ENFORCED keys); and a verify stopped once its rows were counted.
  *
  * The fixture makes the race of side-by-side data archives certain, not likely: `customers` is
  * large (its archive alone, the planner's first), `orders` is a handful of rows that reference
