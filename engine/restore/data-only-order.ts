@@ -1,23 +1,29 @@
 /**
  * `restore --data-only` of a sharded backup into a database whose schema is already there, its
  * foreign keys included: the order in which the data archives may load (pure, but for the
- * target's catalog query). A one-archive data-only restore needs none of this: pg_dump sorts a
- * data-only archive's tables so that referenced tables come first. A sharded backup's archives
- * each hold some of the tables, and loaded side by side (as `--create` and `--clean` do, before
- * any constraint exists) a referencing table's rows can arrive before the rows they reference:
- * the foreign key refuses them.
+ * target's catalog query). A sharded backup's archives each hold some of the tables, and loaded
+ * side by side (as `--create` and `--clean` do, before any constraint exists) a referencing
+ * table's rows can arrive before the rows they reference: the foreign key refuses them. Nor is an
+ * archive's own order always right: pg_dump orders a data-only archive's tables by the keys
+ * between tables that have rows, and a key declared on a partitioned table joins no two such
+ * tables (its partitions hold the rows, and its copies on them are not dumped).
  *
  * The foreign keys are the target's own (pg_constraint): they are the ones that check the rows,
- * whatever the backup held. Without one between tables of different archives, the archives still
- * load side by side. Else one after another: whole archives in foreign-key order when their
- * dependencies allow one; when they run both ways between two archives, table by table (each
- * archive streamed once per run of consecutive tables, with a `--use-list` of them). A cycle
- * between tables themselves has no order: refused before any data archive is loaded (the schema
- * archive's data pass, the sequences' values, has run by then) (pg_restore
- * `--disable-triggers` loads it, as a superuser; RDS has none).
+ * whatever the backup held. When none crosses archives and each archive's order already puts a
+ * key's referenced table first, the archives still load side by side. Else one after another:
+ * whole archives in foreign-key order when their dependencies allow one; else table by table
+ * (each archive streamed once per run of consecutive tables, with a `--use-list` of them; a run
+ * reads its archive forward, so a table needed before an earlier one of the same archive makes
+ * one more run of it). A cycle between tables of several archives has no order: refused before
+ * any data archive is loaded (the schema archive's data pass, the sequences' values, has run by
+ * then) (pg_restore `--disable-triggers` loads it, as a superuser; RDS has none). A cycle within
+ * one archive keeps that archive's order, as a one-archive backup would.
+ *
+ * (A one-archive backup's `--data-only` restore does not come here: its partitions load in
+ * pg_dump's order, which may fail on such a key.)
  */
 import { RestoreError } from '../errors.ts';
-import { withClient } from '../pg/client.ts';
+import { serverVersionNum, withClient } from '../pg/client.ts';
 import type { PgConnection } from '../pg/connection.ts';
 
 /** A table as `schema\0name` (the target's catalog, and the schema archive's TABLE entries). */
@@ -40,41 +46,41 @@ export function tableName(schema: string, name: string): TableName {
   return `${schema}\u0000${name}`;
 }
 
-function printable(t: TableName): string {
+/** `schema.name`, for messages. */
+export function printableTable(t: TableName): string {
   return t.replace('\u0000', '.');
 }
 
 /**
- * The steps that load `partTables` (each archive's tables, by index) so that every foreign key's
- * referenced rows are there first; undefined when no foreign key crosses archives (they may load
- * side by side). A table's own partitions count as the table (pg_constraint names each, the
- * query below expands them).
+ * The steps that load `partTables` (each archive's tables, by index, in the archive's own order)
+ * so that every foreign key's referenced rows are there first; undefined when the archives may
+ * load side by side (no foreign key crosses them, and each archive's own order already puts the
+ * referenced tables of its keys first). A table's own partitions count as the table (pg_constraint
+ * names the partitioned table, the query below names each partition).
+ *
+ * An archive's own order is followed only where it is right: pg_dump orders a data-only archive's
+ * tables by a foreign key only when both tables have rows of their own, and a key declared on a
+ * partitioned table joins none (the partitions' copies of it are not dumped), so its partitions
+ * come by name, maybe before the rows they reference. An archive is read from a pipe: a run cannot
+ * go back in it, so a table that must load before an earlier one of the same archive makes
+ * another run of that archive.
  */
 export function dataOnlySteps(partTables: readonly (readonly TableName[])[], fks: readonly ForeignKey[]): DataStep[] | undefined {
   const partOf = new Map<TableName, number>();
-  partTables.forEach((tables, i) => tables.forEach((t) => partOf.set(t, i)));
+  const position = new Map<TableName, number>();
+  partTables.forEach((tables, i) => tables.forEach((t, at) => (partOf.set(t, i), position.set(t, at))));
   const edges = fks.filter((fk) => fk.from !== fk.to && partOf.has(fk.from) && partOf.has(fk.to));
-  const crossing = edges.filter((fk) => partOf.get(fk.from) !== partOf.get(fk.to));
-  if (crossing.length === 0) return undefined;
-
-  // Whole archives, referenced first, when their dependencies have an order (ties: manifest order).
-  const partOrder = topologicalOrder(
-    partTables.map((_, i) => i),
-    crossing.map((fk) => ({ before: partOf.get(fk.to)!, after: partOf.get(fk.from)! })),
-    () => undefined,
-  );
-  if (partOrder) return partOrder.map((part) => ({ part }));
-
-  // Both ways between archives: table by table, staying in one archive while it has a table ready.
   const tables = partTables.flat();
-  const tableOrder = topologicalOrder(
-    tables,
-    edges.map((fk) => ({ before: fk.to, after: fk.from })),
-    (ready, previous) => (previous === undefined ? undefined : ready.find((t) => partOf.get(t) === partOf.get(previous))),
-  );
-  if (!tableOrder) {
+  const component = components(tables, edges);
+  const cyclic = (fk: ForeignKey) => component.get(fk.from) === component.get(fk.to);
+  const crosses = (fk: ForeignKey) => partOf.get(fk.from) !== partOf.get(fk.to);
+  // Within one archive, the referenced table after the referencing one: one run cannot load them.
+  const backward = (fk: ForeignKey) => !crosses(fk) && position.get(fk.to)! > position.get(fk.from)!;
+  const through = edges.find((fk) => cyclic(fk) && crosses(fk));
+  if (through) {
+    const among = edges.filter((fk) => cyclic(fk) && component.get(fk.from) === component.get(through.from));
     throw new RestoreError(
-      `the backup's tables reference each other in a cycle of foreign keys (${cycleOf(tables, edges).map(printable).join(' -> ')}): no order loads their data while the foreign keys are in place; no row of the data archives was loaded`,
+      `the backup's tables reference each other in a cycle of foreign keys (${cycleThrough(through, among).map(printableTable).join(' -> ')}): no order loads their data while the foreign keys are in place; no row of the data archives was loaded`,
       {
         hint:
           'Restore into a new database with --create (its foreign keys are made after the rows are in), or with --clean; or drop these foreign keys, restore --data-only, and create them again ' +
@@ -82,11 +88,38 @@ export function dataOnlySteps(partTables: readonly (readonly TableName[])[], fks
       },
     );
   }
+  // A cycle inside one archive (pg_dump warns of it) is left to that archive's own order, as a
+  // one-archive backup's would be: its keys against that order are not followed.
+  const kept = edges.filter((fk) => !(cyclic(fk) && backward(fk)));
+  const crossing = kept.filter(crosses);
+  const backwards = kept.some(backward);
+  if (crossing.length === 0 && !backwards) return undefined;
+
+  // Whole archives, referenced first, when their dependencies have an order (ties: manifest order).
+  const partOrder = backwards
+    ? undefined
+    : topologicalOrder(
+        partTables.map((_, i) => i),
+        crossing.map((fk) => ({ before: partOf.get(fk.to)!, after: partOf.get(fk.from)! })),
+        () => undefined,
+      );
+  if (partOrder) return partOrder.map((part) => ({ part }));
+
+  // Table by table, staying in one archive (and going forward in it) while it has a table ready.
+  const forward = (ready: readonly TableName[], previous: TableName | undefined) =>
+    previous === undefined
+      ? undefined
+      : ready
+          .filter((t) => partOf.get(t) === partOf.get(previous) && position.get(t)! > position.get(previous)!)
+          .sort((x, y) => position.get(x)! - position.get(y)!)[0];
+  // No cycle is left: every one crossing archives was refused, the others' backward keys dropped.
+  const tableOrder = topologicalOrder(tables, kept.map((fk) => ({ before: fk.to, after: fk.from })), forward)!;
+  // One run per stretch of one archive that goes forward in it.
   const steps: { part: number; tables: TableName[] }[] = [];
   for (const t of tableOrder) {
     const part = partOf.get(t)!;
     const last = steps.at(-1);
-    if (last?.part === part) last.tables.push(t);
+    if (last?.part === part && position.get(last.tables.at(-1)!)! < position.get(t)!) last.tables.push(t);
     else steps.push({ part, tables: [t] });
   }
   // An archive with no table (the large objects alone) loads whole, first: nothing references it.
@@ -99,43 +132,96 @@ export function dataOnlySteps(partTables: readonly (readonly TableName[])[], fks
  * nodes ready, `prefer` may choose one (`previous`: the one placed last); else the first in `nodes`' order.
  */
 function topologicalOrder<T>(nodes: readonly T[], edges: readonly { before: T; after: T }[], prefer: (ready: readonly T[], previous: T | undefined) => T | undefined): T[] | undefined {
+  const rank = new Map<T, number>(nodes.map((n, i) => [n, i]));
+  const next = new Map<T, T[]>(nodes.map((n) => [n, []]));
   const waiting = new Map<T, number>(nodes.map((n) => [n, 0]));
-  for (const e of edges) waiting.set(e.after, (waiting.get(e.after) ?? 0) + 1);
-  const done: T[] = [];
-  const left = new Set(nodes);
-  while (left.size > 0) {
-    const ready = [...left].filter((n) => waiting.get(n) === 0);
-    if (ready.length === 0) return undefined;
-    const next = prefer(ready, done.at(-1)) ?? ready[0]!;
-    left.delete(next);
-    done.push(next);
-    for (const e of edges) if (e.before === next) waiting.set(e.after, waiting.get(e.after)! - 1);
+  for (const e of edges) {
+    next.get(e.before)!.push(e.after);
+    waiting.set(e.after, waiting.get(e.after)! + 1);
   }
-  return done;
+  let ready = nodes.filter((n) => waiting.get(n) === 0);
+  const done: T[] = [];
+  while (ready.length > 0) {
+    const chosen = prefer(ready, done.at(-1)) ?? ready[0]!;
+    done.push(chosen);
+    const freed = next.get(chosen)!.filter((n) => {
+      waiting.set(n, waiting.get(n)! - 1);
+      return waiting.get(n) === 0;
+    });
+    ready = ready.filter((n) => n !== chosen);
+    if (freed.length > 0) ready = [...ready, ...freed].sort((x, y) => rank.get(x)! - rank.get(y)!);
+  }
+  return done.length === nodes.length ? done : undefined;
 }
 
-/** One cycle among `edges` (for the message): walked back from a table that never became ready. */
-function cycleOf(tables: readonly TableName[], edges: readonly ForeignKey[]): TableName[] {
-  const stuck = new Set(tables);
-  // Peel off what is not on a cycle's path (no incoming edge from the stuck set), as Kahn's order does.
-  for (let changed = true; changed; ) {
-    changed = false;
-    for (const t of stuck) {
-      if (!edges.some((e) => e.from === t && e.to !== t && stuck.has(e.to))) {
-        stuck.delete(t);
-        changed = true;
+/**
+ * The strongly connected components of `nodes` (Tarjan's, without recursion: a database may have
+ * thousands of partitions): two tables share one when each depends on the other through keys.
+ */
+function components<T>(nodes: readonly T[], edges: readonly { from: T; to: T }[]): Map<T, number> {
+  const out = new Map<T, T[]>(nodes.map((n) => [n, []]));
+  for (const e of edges) out.get(e.from)!.push(e.to);
+  const index = new Map<T, number>();
+  const low = new Map<T, number>();
+  const component = new Map<T, number>();
+  const stack: T[] = [];
+  const onStack = new Set<T>();
+  let counter = 0;
+  let components = 0;
+  const visit = (n: T) => {
+    index.set(n, counter);
+    low.set(n, counter++);
+    stack.push(n);
+    onStack.add(n);
+  };
+  for (const root of nodes) {
+    if (index.has(root)) continue;
+    visit(root);
+    const work = [{ node: root, i: 0 }];
+    while (work.length > 0) {
+      const top = work.at(-1)!;
+      const successors = out.get(top.node)!;
+      if (top.i < successors.length) {
+        const w = successors[top.i++]!;
+        if (!index.has(w)) {
+          visit(w);
+          work.push({ node: w, i: 0 });
+        } else if (onStack.has(w)) low.set(top.node, Math.min(low.get(top.node)!, index.get(w)!));
+        continue;
+      }
+      work.pop();
+      const parent = work.at(-1);
+      if (parent) low.set(parent.node, Math.min(low.get(parent.node)!, low.get(top.node)!));
+      if (low.get(top.node) === index.get(top.node)) {
+        for (;;) {
+          const w = stack.pop()!;
+          onStack.delete(w);
+          component.set(w, components);
+          if (w === top.node) break;
+        }
+        components++;
       }
     }
   }
-  const start = [...stuck][0];
-  if (start === undefined) return [];
-  const path = [start];
-  for (let t = start; ; ) {
-    t = edges.find((e) => e.from === t && e.to !== t && stuck.has(e.to))!.to;
-    const seen = path.indexOf(t);
-    if (seen >= 0) return [...path.slice(seen), t];
-    path.push(t);
+  return component;
+}
+
+/** The shortest cycle of keys through `first` (for the message): `first`, then back from its referenced table. */
+function cycleThrough(first: ForeignKey, edges: readonly ForeignKey[]): TableName[] {
+  const cameFrom = new Map<TableName, TableName>();
+  const queue = [first.to];
+  for (let i = 0; i < queue.length && !cameFrom.has(first.from); i++) {
+    const t = queue[i]!;
+    for (const e of edges) {
+      if (e.from === t && e.to !== first.to && !cameFrom.has(e.to)) {
+        cameFrom.set(e.to, t);
+        queue.push(e.to);
+      }
+    }
   }
+  const back: TableName[] = [];
+  for (let t: TableName | undefined = first.from; t !== undefined && t !== first.to; t = cameFrom.get(t)) back.unshift(t);
+  return [first.from, first.to, ...back];
 }
 
 /**
@@ -149,8 +235,11 @@ function cycleOf(tables: readonly TableName[], edges: readonly ForeignKey[]): Ta
  * was refused.
  */
 export async function targetForeignKeys(target: PgConnection, database: string): Promise<ForeignKey[]> {
-  const rows = await withClient(target, database, async (c) =>
-    (
+  const rows = await withClient(target, database, async (c) => {
+    // PostgreSQL 18's NOT ENFORCED keys check no row: they order nothing (nor close a cycle).
+    // The column is 18's: an older server has only enforced keys, and no conenforced to read.
+    const enforced = (await serverVersionNum(c)) >= 180000 ? ' AND c.conenforced' : '';
+    return (
       await c.query<{ from_schema: string; from_table: string; to_schema: string; to_table: string }>(`
         SELECT DISTINCT rn.nspname AS from_schema, r.relname AS from_table, fn.nspname AS to_schema, f.relname AS to_table
         FROM pg_catalog.pg_constraint c
@@ -158,9 +247,9 @@ export async function targetForeignKeys(target: PgConnection, database: string):
         CROSS JOIN LATERAL (SELECT relid FROM pg_catalog.pg_partition_tree(c.confrelid) UNION SELECT c.confrelid) b(relid)
         JOIN pg_catalog.pg_class r ON r.oid = a.relid JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
         JOIN pg_catalog.pg_class f ON f.oid = b.relid JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
-        WHERE c.contype = 'f' AND c.conparentid = 0 AND c.conrelid <> c.confrelid AND a.relid <> b.relid`)
-    ).rows,
-  ).catch((err: unknown) => {
+        WHERE c.contype = 'f' AND c.conparentid = 0 AND c.conrelid <> c.confrelid AND a.relid <> b.relid${enforced}`)
+    ).rows;
+  }).catch((err: unknown) => {
     throw new RestoreError(`--data-only could not read the foreign keys of database "${database}" (to order the backup's data archives): ${(err as Error).message}`, { cause: err });
   });
   return rows.map((r) => ({ from: tableName(r.from_schema, r.from_table), to: tableName(r.to_schema, r.to_table) }));

@@ -220,7 +220,7 @@ export async function pgRestoreInto(
      * Runs right after the data pass (a sharded backup's data archives, sharded-restore.ts): its
      * errors count as that pass's; `onLine` takes pg_restore's stderr lines for the progress.
      */
-    readonly afterData?: ((onLine: (line: string) => boolean) => Promise<Pick<PgRestoreOutcome, 'errors' | 'tolerated'>>) | undefined;
+    readonly afterData?: ((onLine: (line: string) => boolean) => Promise<Pick<PgRestoreOutcome, 'errors' | 'tolerated'> & { readonly notLoaded?: string | undefined }>) | undefined;
   },
 ): Promise<PgRestoreRun> {
   const now = deps.now ?? Date.now;
@@ -239,6 +239,8 @@ export async function pgRestoreInto(
   let stderrSeen = '';
   /** Errors of the data archives (afterData): theirs, not the definition's nor this pass's pg_restore's. */
   let partErrors = 0;
+  /** The data archives stopped at a failed one (sharded-restore.ts): what they did not load. */
+  let notLoaded: string | undefined;
   for (const section of sections(options)) {
     const args = ['--verbose', ...pgRestoreArgs(database, file, { section, jobs: options.jobs, noOwner: options.noOwner, noAcl: options.noAcl, listFile: options.listFile })];
     const run = await runPgRestore(deps, args, env, onLine).catch(async (err: unknown) => {
@@ -263,6 +265,7 @@ export async function pgRestoreInto(
       after.tolerated.forEach((w) => tolerated.add(w));
       errors.push(...after.errors);
       partErrors = after.errors.length;
+      notLoaded = after.notLoaded;
     }
     if (errors.length > 0 && !options.keepGoing) {
       const dropped = (await options.onFailure?.()) ?? false;
@@ -271,7 +274,7 @@ export async function pgRestoreInto(
         : partErrors > 0
           ? "the backup's data archives could not be restored"
           : 'the database definition could not be applied';
-      throw new RestoreError(`restoring into database "${database}" failed: ${how}, ${errors.length} error${errors.length === 1 ? '' : 's'}; the first:\n${summarizeErrors(errors)}`, {
+      throw new RestoreError(`restoring into database "${database}" failed: ${how}, ${errors.length} error${errors.length === 1 ? '' : 's'}; the first:\n${summarizeErrors(errors)}${notLoaded ? `\n${notLoaded}` : ''}`, {
         hint: hintForPgRestore(stderrSeen + errors.join('\n'), { dropped, dataOnly: options.dataOnly }),
       });
     }

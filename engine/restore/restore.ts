@@ -127,7 +127,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       onFailure: async () => (options.create ? dropDatabase(target, target.database).then(() => true, () => false) : false),
       // A sharded backup: its data archives streamed from S3, side by side, before the post-data pass.
       afterData: manifest.parts
-        ? (onLine) => restoreDataParts(deps, target, target.database, partData ? { ...manifest, parts: [...partData.parts] } : manifest, { noOwner: options.noOwner, noAcl: options.noAcl, clean: options.clean, identities, useLists: partData?.useLists, selected: partData?.selected, onLine,
+        ? (onLine) => restoreDataParts(deps, target, target.database, partData ? { ...manifest, parts: [...partData.parts] } : manifest, { noOwner: options.noOwner, noAcl: options.noAcl, clean: options.clean, keepGoing: options.keepGoing, identities, useLists: partData?.useLists, selected: partData?.selected, onLine,
             // Into tables whose foreign keys are in place: the archives load in their order.
             dataOnly: options.dataOnly ? { entries: toc.entries, dumpFile: dump.path } : undefined })
         : undefined,

@@ -15,7 +15,8 @@
  * checked against the part's figures; no plaintext touches a disk.
  *
  * `restore --data-only` into a database that has its foreign keys: the archives load one after
- * another in their order (data-only-order.ts), when a foreign key of the target crosses them.
+ * another in their order (data-only-order.ts), when a foreign key of the target crosses them or
+ * goes against an archive's own order.
  *
  * A data-only archive is restored without `--section`: its large objects' metadata (archive 1)
  * is pre-data by section but data by content, and pg_restore keeps it with the data only when
@@ -31,7 +32,7 @@ import type { RestoreDeps } from './deps.ts';
 import { asStopped, encryptedParts, partPlaintext, type PartDecryption } from './part-decrypt.ts';
 import { classifyPgRestore, conninfoDbname, type PgRestoreOutcome } from './pg-restore.ts';
 import { feedStdin } from './stdin-feed.ts';
-import { dataOnlySteps, tableName, targetForeignKeys, type TableName } from './data-only-order.ts';
+import { dataOnlySteps, printableTable, tableName, targetForeignKeys, type TableName } from './data-only-order.ts';
 import { writeUseList } from './pg-restore.ts';
 import { readPartToc } from './sharded-table.ts';
 import type { TocEntry } from './toc.ts';
@@ -57,12 +58,15 @@ export interface ShardedDataOptions {
    * in place, so the archives load in their order, not side by side (data-only-order.ts).
    */
   readonly dataOnly?: { readonly entries: readonly TocEntry[]; readonly dumpFile: string } | undefined;
+  /** `restore --keep-going`: in that order too, every archive loads whatever an earlier one's errors were. */
+  readonly keepGoing?: boolean | undefined;
 }
 
-/** One pg_restore of a data archive: `listFile`, only its entries. */
+/** One pg_restore of a data archive: `listFile`, only its entries (`tables`, when not all of them). */
 interface PartRun {
   readonly part: ManifestPart;
   readonly listFile: string | undefined;
+  readonly tables?: readonly TableName[] | undefined;
 }
 
 /** pg_restore's arguments for one data archive read from stdin (`listFile`: only its entries; `largeObjects`: it holds them). */
@@ -99,7 +103,19 @@ export async function restoreDataParts(
   if (ordered) {
     // One after another: each archive's referenced rows are committed before it loads.
     const done: PartOutcome[] = [];
-    for (const run of ordered) done.push(await restorePart(deps, target, database, run.part, options, signal, decrypt, run.listFile));
+    for (const [i, run] of ordered.entries()) {
+      const outcome = await restorePart(deps, target, database, run.part, options, signal, decrypt, run.listFile);
+      done.push(outcome);
+      // A run with errors stops the ones after it, unless --keep-going: they come after it because
+      // they may reference its rows, so their own errors would follow from its (burying the
+      // cause under foreign-key failures), their rows would have to be emptied again before the
+      // retry, and each would stream a whole archive from S3 for that. The operator gets the
+      // failed run's errors and what was not loaded, fixes the cause, empties the tables, retries.
+      // --keep-going asks for pg_restore's own way: load what can be, list every error.
+      if (outcome.errors.length > 0 && !options.keepGoing && i < ordered.length - 1) {
+        return { ...partsOutcome(done), notLoaded: notLoaded(ordered.slice(i + 1)) };
+      }
+    }
     return partsOutcome(done);
   }
   const outcomes = await Promise.allSettled(parts.map((p) => restorePart(deps, target, database, p, options, signal, decrypt, options.useLists?.get(p.key)).catch((err: unknown) => {
@@ -122,10 +138,24 @@ interface PartOutcome extends Pick<PgRestoreOutcome, 'errors' | 'tolerated'> {
 export interface PartsOutcome extends Pick<PgRestoreOutcome, 'errors' | 'tolerated'> {
   /** The data archives whose SHA-256 was never checked (pg_restore failed before their end): none when every one matched. */
   readonly unverified: readonly string[];
+  /** Loading in foreign-key order stopped at a run with errors: what it did not load (a sentence), undefined when it did not stop. */
+  readonly notLoaded?: string | undefined;
 }
 
 function partsOutcome(done: readonly PartOutcome[]): PartsOutcome {
   return { errors: done.flatMap((d) => d.errors), tolerated: done.flatMap((d) => d.tolerated), unverified: done.flatMap((d) => (d.verified ? [] : [d.key])) };
+}
+
+/** The runs left after a failed one, by archive: whole, or the tables they would have loaded. */
+function notLoaded(runs: readonly PartRun[]): string {
+  const byKey = new Map<string, Set<string> | 'whole'>();
+  for (const run of runs) {
+    const seen = byKey.get(run.part.key);
+    if (!run.tables || seen === 'whole') byKey.set(run.part.key, 'whole');
+    else byKey.set(run.part.key, new Set([...(seen ?? []), ...run.tables.map(printableTable)]));
+  }
+  const listed = [...byKey].map(([key, what]) => (what === 'whole' ? `data archive ${key}` : `data archive ${key} (${[...what].join(', ')})`));
+  return `loading the data archives in foreign-key order stopped at that failure (--keep-going loads the rest anyway); not loaded: ${listed.join('; ')}`;
 }
 
 /**
@@ -143,7 +173,8 @@ async function dataOnlyRuns(
   { useLists, selected }: Pick<ShardedDataOptions, 'useLists' | 'selected'>,
   decrypt: PartDecryption | undefined,
 ): Promise<PartRun[] | undefined> {
-  if (parts.length < 2) return undefined;
+  // One archive too: a key declared on a partitioned table may go against its order.
+  if (parts.length === 0) return undefined;
   const fks = await targetForeignKeys(target, database);
   if (fks.length === 0) return undefined;
   const names = new Map(schema.entries.filter((e) => e.desc === 'TABLE').map((e) => [e.oid, tableName(e.schema, e.tag)]));
@@ -166,7 +197,7 @@ async function dataOnlyRuns(
     const first = !started.has(step.part);
     started.add(step.part);
     const ids = new Set(toc.filter((e) => (e.desc === 'TABLE DATA' ? wanted.has(nameOf(e) ?? '') : first)).map((e) => e.id));
-    runs.push({ part, listFile: await writeUseList(schema.dumpFile, `data-only-${n + 1}.list`, toc, ids) });
+    runs.push({ part, listFile: await writeUseList(schema.dumpFile, `data-only-${n + 1}.list`, toc, ids), tables: step.tables });
   }
   return runs;
 }

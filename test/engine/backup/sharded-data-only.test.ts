@@ -1,6 +1,8 @@
 /**
  * A sharded backup (DUMP_JOBS=2) restored `--data-only` into a database whose schema, foreign
- * keys included, is already there; and a verify stopped once its rows were counted.
+ * keys included, is already there (keys crossing the archives both ways, keys declared on
+ * partitioned tables, an archive whose pg_restore fails stopping the ones after it, PostgreSQL
+ * 18's NOT ENFORCED keys); and a verify stopped once its rows were counted.
  *
  * The fixture makes the race of side-by-side data archives certain, not likely: `customers` is
  * large (its archive alone, the planner's first), `orders` is a handful of rows that reference
@@ -88,6 +90,98 @@ it('restore --data-only --table of a sharded backup loads the named tables in fo
   expect(data.code, data.stderr).toBe(0);
   expect(await counts('fkshop_tables')).toEqual({ regions: 2, customers: 150000, orders: 0 });
   await svc.pg.query('DROP DATABASE fkshop_tables');
+});
+
+/** A sharded backup (DUMP_JOBS=2) of database `name`, made with `sql`: its key, and each data archive's table count. */
+async function shardedBackup(name: string, sql: string): Promise<{ key: string; tables: number[] | undefined }> {
+  await svc.pg.query(`CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8' LOCALE 'en_US.UTF-8'`);
+  await svc.pg.query(sql, [], name);
+  const run = await runCli(['run', '--reason', 'data-only'], { ...svc.env, DATABASES: name, DUMP_JOBS: '2' });
+  expect(run.code, run.stderr).toBe(0);
+  const backupKey = (run.result!.backups as { key: string }[])[0]!.key;
+  const res = await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: `${backupKey}.json` }));
+  return { key: backupKey, tables: parseManifest(await res.Body!.transformToString()).parts?.map((p) => p.tables) };
+}
+
+it('restore --data-only of a sharded backup orders a key declared on partitioned tables, its partitions on both sides and in the same archive', async () => {
+  // tenants_a (large) is an archive of its own; orders_2025, orders_2026 and tenants_b share the
+  // other, where pg_dump lists them by name (it orders data by a key only between tables with rows
+  // of their own, and the partitions' copies of the key are not dumped): the orders come before the
+  // tenant rows they reference. Read forward in one pg_restore, the first COPY is refused, every time.
+  const { key: partKey, tables } = await shardedBackup(
+    'partshop',
+    `
+    CREATE TABLE tenants (id int PRIMARY KEY, name text NOT NULL, note text) PARTITION BY RANGE (id);
+    CREATE TABLE tenants_a PARTITION OF tenants FOR VALUES FROM (1) TO (100001);
+    CREATE TABLE tenants_b PARTITION OF tenants FOR VALUES FROM (100001) TO (MAXVALUE);
+    INSERT INTO tenants SELECT g, 'tenant ' || g, repeat(md5(g::text), 4) FROM generate_series(1, 5000) g;
+    INSERT INTO tenants VALUES (100001, 'late', NULL), (100002, 'later', NULL);
+    CREATE TABLE orders (id int NOT NULL, tenant_id int NOT NULL REFERENCES tenants (id), placed date NOT NULL, PRIMARY KEY (id, placed)) PARTITION BY RANGE (placed);
+    CREATE TABLE orders_2025 PARTITION OF orders FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+    CREATE TABLE orders_2026 PARTITION OF orders FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+    INSERT INTO orders VALUES (1, 100001, '2025-03-01'), (2, 5000, '2025-04-01'), (3, 100002, '2026-01-02'), (4, 1, '2026-02-02');
+    `,
+  );
+  expect(tables).toEqual([1, 3]);
+  const schema = await runCli(['restore', '--key', partKey, '--target-url', svc.pg.urlFor('partshop_copy'), '--create', '--schema-only'], svc.env);
+  expect(schema.code, schema.stderr).toBe(0);
+  const data = await runCli(['restore', '--key', partKey, '--target-url', svc.pg.urlFor('partshop_copy'), '--data-only'], svc.env);
+  expect(data.code, data.stderr).toBe(0);
+  const [row] = await svc.pg.query<{ tenants: string; orders: string; late: string }>(
+    `SELECT (SELECT count(*) FROM tenants) AS tenants, (SELECT count(*) FROM orders) AS orders, (SELECT count(*) FROM orders o JOIN tenants_b t ON t.id = o.tenant_id) AS late`,
+    [],
+    'partshop_copy',
+  );
+  expect(row).toEqual({ tenants: '5002', orders: '4', late: '2' });
+});
+
+it('restore --data-only of a sharded backup stops at the first archive whose pg_restore fails: the later ones do not start, and it says which', async () => {
+  // regions (the archive of regions and orders) loads first; the target already has region 2, so
+  // its COPY is refused. customers and orders come after it because they need its rows.
+  const schema = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_stop'), '--create', '--schema-only'], svc.env);
+  expect(schema.code, schema.stderr).toBe(0);
+  await svc.pg.query(`INSERT INTO regions VALUES (2, 'south')`, [], 'fkshop_stop');
+  const data = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_stop'), '--data-only'], svc.env);
+  expect(data.code).toBe(1);
+  expect(data.stderr).toMatch(/the backup's data archives could not be restored, 1 error; the first:\n {2}1\. COPY failed for table "regions": ERROR: {2}duplicate key value/);
+  // Neither later run started: no error of theirs, nothing loaded, and both named as not loaded.
+  expect(data.stderr).not.toMatch(/COPY failed for table "(customers|orders)"/);
+  const [first, second] = manifest.parts!.map((p) => p.key);
+  expect(data.stderr).toContain(
+    `loading the data archives in foreign-key order stopped at that failure (--keep-going loads the rest anyway); not loaded: data archive ${first!} (public.customers); data archive ${second!} (public.orders)`,
+  );
+  expect(await counts('fkshop_stop')).toEqual({ regions: 1, customers: 0, orders: 0 });
+  // --keep-going asks for every archive whatever fails: each run's errors are listed, none is said not loaded.
+  const all = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor('fkshop_stop'), '--data-only', '--keep-going'], svc.env);
+  expect(all.code).toBe(1);
+  expect(all.stderr).toMatch(/with 3 errors; the database was kept \(--keep-going\)/);
+  expect(all.stderr).toMatch(/COPY failed for table "customers"/);
+  expect(all.stderr).not.toMatch(/not loaded/);
+  await svc.pg.query('DROP DATABASE fkshop_stop');
+});
+
+it('restore --data-only of a sharded backup on PostgreSQL 18 lets a NOT ENFORCED foreign key order nothing (it closed no cycle)', async () => {
+  // authors and books, each an archive of its own: books reference authors (enforced), and an
+  // author's favourite book is a NOT ENFORCED key back. Only the enforced one orders: authors first.
+  const { key: looseKey, tables } = await shardedBackup(
+    'loosekeys',
+    `
+    CREATE TABLE authors (id int PRIMARY KEY, favourite_book int, bio text);
+    CREATE TABLE books (id int PRIMARY KEY, author_id int NOT NULL REFERENCES authors (id));
+    ALTER TABLE authors ADD CONSTRAINT authors_favourite_book_fkey FOREIGN KEY (favourite_book) REFERENCES books (id) NOT ENFORCED;
+    INSERT INTO authors SELECT g, g, repeat(md5(g::text), 4) FROM generate_series(1, 3000) g;
+    INSERT INTO books SELECT g, g FROM generate_series(1, 3000) g;
+    `,
+  );
+  expect(tables).toEqual([1, 1]);
+  const schema = await runCli(['restore', '--key', looseKey, '--target-url', svc.pg.urlFor('loosekeys_copy'), '--create', '--schema-only'], svc.env);
+  expect(schema.code, schema.stderr).toBe(0);
+  const [enforced] = await svc.pg.query<{ enforced: boolean }>(`SELECT conenforced AS enforced FROM pg_constraint WHERE conname = 'authors_favourite_book_fkey'`, [], 'loosekeys_copy');
+  expect(enforced).toEqual({ enforced: false });
+  const data = await runCli(['restore', '--key', looseKey, '--target-url', svc.pg.urlFor('loosekeys_copy'), '--data-only'], svc.env);
+  expect(data.code, data.stderr).toBe(0);
+  const [row] = await svc.pg.query<{ authors: string; books: string }>('SELECT (SELECT count(*) FROM authors) AS authors, (SELECT count(*) FROM books) AS books', [], 'loosekeys_copy');
+  expect(row).toEqual({ authors: '3000', books: '3000' });
 });
 
 function verifyDeps(stop: AbortController, stopAt?: EngineEvent['event']) {
