@@ -239,19 +239,64 @@ export function tablesWithData(entries: readonly TocEntry[]): string[] {
   return entries.filter((e) => e.desc === 'TABLE DATA').map(qualified);
 }
 
+/** Entries that define a relation verify's catalog query counts (relkind r, p, m, f). */
+const DEFINED = new Set(['TABLE', 'MATERIALIZED VIEW', 'FOREIGN TABLE']);
+
 /**
  * `schema.table` (as parsed) of each table whose data the archive holds but that none of
- * `relations` (what a restore gave back, named by the catalog) fills. A relation fills a data
- * entry when the entry's text starts with its schema and name: the owner follows, whatever it is
- * (a role whose name holds a space is not told from the table's name by the text alone).
+ * `relations` (what a restore gave back, named by the catalog) fills. A relation may fill an entry
+ * whose text starts with its schema and name: the owner follows, whatever it is (a role whose name
+ * holds a space is not told from the table's name by the text alone). But each relation the
+ * archive defines is one relation of its own: `public orders x postgres` starts with `public
+ * orders `, and still is not table `orders` when `public orders postgres` is. So the archive's
+ * relations (their entries; a data entry of none, as an extension's table, stands for its own) are
+ * paired with the restored ones, each restored relation used once (a bipartite matching, by
+ * augmenting paths: each path is as long as names prefix one another). A table is reported when
+ * no pairing gives its relation one: then a relation is missing, whichever way the text reads.
+ * When every table came back, the true pairing exists, so nothing is reported.
  */
 export function dataWithoutRelation(entries: readonly TocEntry[], relations: readonly { schema: string; name: string }[]): string[] {
-  const prefixes = new Set(relations.map((r) => `${r.schema} ${r.name} `));
-  const filled = (subject: string) => {
-    for (let i = subject.indexOf(' '); i >= 0; i = subject.indexOf(' ', i + 1)) if (prefixes.has(subject.slice(0, i + 1))) return true;
+  // Restored relations by the text they start a line with: two may read the same (`Sales Data` `Line Items`, `Sales` `Data Line Items`).
+  const restored = new Map<string, string[]>();
+  for (const r of relations) {
+    const text = `${r.schema} ${r.name} `;
+    restored.set(text, [...(restored.get(text) ?? []), `${r.schema}\u0000${r.name}`]);
+  }
+  const defining = new Map(entries.filter((e) => DEFINED.has(e.desc) && e.oid !== 0).map((e) => [e.oid, e]));
+  const data = entries.filter((e) => e.desc === 'TABLE DATA');
+  const nodeOf = (e: TocEntry) => defining.get(e.oid) ?? e;
+  const nodes = [...new Set([...defining.values(), ...data.map(nodeOf)])];
+  // The restored relations each node's text starts with; the one it was parsed as first.
+  const candidates = new Map(
+    nodes.map((n) => {
+      const found: string[] = [];
+      for (let i = n.subject.indexOf(' '); i >= 0; i = n.subject.indexOf(' ', i + 1)) found.push(...(restored.get(n.subject.slice(0, i + 1)) ?? []));
+      const parsed = `${n.schema}\u0000${n.tag}`;
+      return [n, found.includes(parsed) ? [parsed, ...found.filter((f) => f !== parsed)] : found] as const;
+    }),
+  );
+  const holder = new Map<string, TocEntry>();
+  // The parsed reading first, for every node: a table missing is named as parsed (`orders x`), not as the table it could also be read as.
+  for (const n of nodes) {
+    const first = candidates.get(n)![0];
+    if (first === `${n.schema}\u0000${n.tag}` && !holder.has(first)) holder.set(first, n);
+  }
+  const claim = (n: TocEntry, seen: Set<string>): boolean => {
+    for (const c of candidates.get(n)!) {
+      if (seen.has(c)) continue;
+      seen.add(c);
+      const held = holder.get(c);
+      if (held === undefined || claim(held, seen)) {
+        holder.set(c, n);
+        return true;
+      }
+    }
     return false;
   };
-  return entries.filter((e) => e.desc === 'TABLE DATA' && !filled(e.subject)).map(qualified);
+  // An augmenting path moves held relations along, and every node that held one still holds one.
+  const paired = new Set(holder.values());
+  for (const n of nodes) if (!paired.has(n) && claim(n, new Set())) paired.add(n);
+  return data.filter((e) => !paired.has(nodeOf(e))).map(qualified);
 }
 
 export interface TableSelection {
