@@ -366,6 +366,12 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
       changed = true;
     }
   }
+  // The grants and comment of schema `public` come with a table in it, as a schema's own come with
+  // the schema's entry (below): pg_dump writes no entry for `public` (their dependency names none),
+  // and a role that owns a table may need public's grant to be given it (schemaGrantsFirst).
+  if ([...ids].some((id) => byId.get(id)!.schema === 'public')) {
+    for (const e of entries) if (isSchemaAnnotation(e, 'public') && !e.deps.some((d) => byId.has(d))) ids.add(e.id);
+  }
   // What the named relations rely on is restored with its own attachments (a sequence's value,
   // a type's comment), but a schema is not: that would pull in every table of the schema.
   const anchors = new Set([...ids].filter((id) => byId.get(id)!.desc !== 'SCHEMA'));
@@ -403,6 +409,25 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
   const namedIds = new Set(named.map((e) => e.id));
   const alsoRestored = entries.filter((e) => ids.has(e.id) && !namedIds.has(e.id) && (e.desc === 'TABLE' || e.desc === 'MATERIALIZED VIEW'));
   return { ids, tables: [...named, ...alsoRestored].map(qualified), leftOut };
+}
+
+/** A COMMENT, grants (ACL) or SECURITY LABEL of a schema (of `name` when given): `- SCHEMA <name> <owner>`, the name quoted as SQL needs. */
+function isSchemaAnnotation(e: TocEntry, name?: string): boolean {
+  if ((e.desc !== 'COMMENT' && e.desc !== 'ACL' && e.desc !== 'SECURITY LABEL') || !e.subject.startsWith('- SCHEMA ')) return false;
+  return name === undefined || [`- SCHEMA ${name} `, `- SCHEMA ${quoteIdent(name)} `].some((n) => e.subject.startsWith(n));
+}
+
+/**
+ * The schemas and their grants, to restore before anything else (undefined when no schema has
+ * grants of its own): of the entries in `ids` (all when not given). A role that is no superuser
+ * (RDS's master user) may give a table to another role only when that role may create in the
+ * table's schema (`ALTER TABLE … OWNER TO`), and pg_restore grants last, after every owner is
+ * set: a table of a role the source granted CREATE on its schema fails with "permission denied
+ * for schema". Restored first, in a pg_restore of their own, the grants are in place.
+ */
+export function schemaGrantsFirst(entries: readonly TocEntry[], ids?: ReadonlySet<number>): ReadonlySet<number> | undefined {
+  const chosen = entries.filter((e) => (ids === undefined || ids.has(e.id)) && (e.desc === 'SCHEMA' || (e.desc === 'ACL' && isSchemaAnnotation(e))));
+  return chosen.some((e) => e.desc === 'ACL') ? new Set(chosen.map((e) => e.id)) : undefined;
 }
 
 /** A `pg_restore --use-list` file holding the selected entries, in archive order. */

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseDefinition, splitStatements } from '../../../engine/restore/database-definition.ts';
 import { classifyPgRestore, hintForPgRestore, parseErrors, pgRestoreArgs, sections, summarizeErrors } from '../../../engine/restore/pg-restore.ts';
 import type { UsageError } from '../../../engine/errors.ts';
-import { databaseEntries, dataWithoutRelation, parseToc, selectTables, tablesWithData } from '../../../engine/restore/toc.ts';
+import { databaseEntries, dataWithoutRelation, parseToc, schemaGrantsFirst, selectTables, tablesWithData } from '../../../engine/restore/toc.ts';
 
 /** `pg_restore --list --verbose` of the fidelity fixture (test/support/fidelity-fixtures.ts), abridged. */
 const LIST = `;
@@ -386,6 +386,38 @@ describe('owners, foreign keys, partitions and database names the text alone doe
     ]);
     expect(tablesWithData(toc)).toEqual(['DATA.x']);
     expect([...selectTables(toc, ['DATA.x']).ids].sort((a, b) => a - b)).toEqual([6, 220, 3300]);
+  });
+
+  it('schemas and their grants are restored first, so that a role the source granted CREATE on a schema may be given its tables; --table in public brings public\'s grants', () => {
+    // pg_dump 18 of a database whose master user (no superuser) granted CREATE on public and "Sales" to "Reporting Team", which owns a table in each.
+    const list = `;     dbname: n
+3299; 0 0 ENCODING - ENCODING 
+3302; 1262 16389 DATABASE - n Data Team
+6; 2615 16390 SCHEMA - Sales m
+3303; 0 0 COMMENT - SCHEMA "Sales" m
+;\tdepends on: 6
+3304; 0 0 ACL - SCHEMA "Sales" m
+;\tdepends on: 6
+3305; 0 0 ACL - SCHEMA public pg_database_owner
+;\tdepends on: 5
+221; 1259 16394 TABLE Sales d Reporting Team
+;\tdepends on: 6
+220; 1259 16391 TABLE public reports Reporting Team
+3296; 0 16394 TABLE DATA Sales d Reporting Team
+;\tdepends on: 221
+3295; 0 16391 TABLE DATA public reports Reporting Team
+;\tdepends on: 220
+`;
+    const toc = parseToc(list);
+    expect([...schemaGrantsFirst(toc)!]).toEqual([6, 3304, 3305]);
+    // Without grants on a schema there is nothing to put first.
+    expect(schemaGrantsFirst(toc.filter((e) => e.desc !== 'ACL'))).toBeUndefined();
+    const reports = selectTables(toc, ['public.reports']);
+    expect([...reports.ids].sort((a, b) => a - b)).toEqual([220, 3295, 3305]);
+    expect([...schemaGrantsFirst(toc, reports.ids)!]).toEqual([3305]);
+    const d = selectTables(toc, ['Sales.d']);
+    expect([...d.ids].sort((a, b) => a - b)).toEqual([6, 221, 3296, 3303, 3304]);
+    expect([...schemaGrantsFirst(toc, d.ids)!]).toEqual([6, 3304]);
   });
 
   it('the COMMENT and grants of a database whose name needs quoting are part of its definition', () => {
