@@ -165,7 +165,8 @@ export interface PgRestoreArgs {
 export type Section = 'pre-data' | 'data' | 'post-data';
 
 export interface PassArgs {
-  readonly section: Section;
+  /** Undefined: every section (the entries of `listFile`, grants last). */
+  readonly section: Section | undefined;
   readonly jobs?: number | undefined;
   readonly noOwner?: boolean | undefined;
   readonly noAcl?: boolean | undefined;
@@ -175,8 +176,8 @@ export interface PassArgs {
 
 /** Arguments of one pass of pg_restore into `database` (connection settings travel in the environment). */
 export function pgRestoreArgs(database: string, file: string, options: PassArgs): string[] {
-  const args = ['--no-password', '--dbname', conninfoDbname(database), `--section=${options.section}`];
-  if (options.jobs && options.jobs > 1 && options.section !== 'pre-data') args.push('--jobs', String(options.jobs));
+  const args = ['--no-password', '--dbname', conninfoDbname(database), ...(options.section ? [`--section=${options.section}`] : [])];
+  if (options.jobs && options.jobs > 1 && (options.section === 'data' || options.section === 'post-data')) args.push('--jobs', String(options.jobs));
   if (options.noOwner) args.push('--no-owner');
   if (options.noAcl) args.push('--no-privileges');
   if (options.listFile) args.push('--use-list', options.listFile);
@@ -214,6 +215,11 @@ export async function pgRestoreInto(
   options: PgRestoreArgs & {
     readonly tablesTotal?: number;
     readonly listFile?: string | undefined;
+    /**
+     * A `--use-list` file of the schemas and their grants (schemaGrantsFirst), restored by a
+     * pg_restore of its own before the pre-data pass; `listFile` then leaves them out.
+     */
+    readonly schemasFirst?: string | undefined;
     readonly earlierErrors?: readonly string[];
     readonly onFailure?: () => Promise<boolean>;
     /**
@@ -241,8 +247,12 @@ export async function pgRestoreInto(
   let partErrors = 0;
   /** The data archives stopped at a failed one (sharded-restore.ts): what they did not load. */
   let notLoaded: string | undefined;
-  for (const section of sections(options)) {
-    const args = ['--verbose', ...pgRestoreArgs(database, file, { section, jobs: options.jobs, noOwner: options.noOwner, noAcl: options.noAcl, listFile: options.listFile })];
+  const passes: { section: Section | undefined; name: string; listFile: string | undefined }[] = sections(options).map((section) => ({ section, name: section, listFile: options.listFile }));
+  if (options.schemasFirst && passes[0]?.section === 'pre-data') passes.unshift({ section: undefined, name: 'schemas and their grants', listFile: options.schemasFirst });
+  /** The pass whose pg_restore reported errors, for the message: the schemas' pass is checked with the pre-data pass, as part of it. */
+  let failedPass: { name: string; run: Parameters<typeof describeToolFailure>[1] } | undefined;
+  for (const { section, name, listFile } of passes) {
+    const args = ['--verbose', ...pgRestoreArgs(database, file, { section, jobs: options.jobs, noOwner: options.noOwner, noAcl: options.noAcl, listFile })];
     const run = await runPgRestore(deps, args, env, onLine).catch(async (err: unknown) => {
       // Interrupted (SIGTERM/SIGINT): undo what can be undone, as for a failed pass.
       if (deps.signal?.aborted) await options.onFailure?.();
@@ -256,6 +266,7 @@ export async function pgRestoreInto(
     const outcome = classifyPgRestore(run.exitCode, run.stderr);
     outcome.tolerated.forEach((w) => tolerated.add(w));
     if (!outcome.ok) errors.push(...outcome.errors);
+    failedPass = outcome.ok ? (section === 'pre-data' ? failedPass : undefined) : { name, run };
     if (section === 'data' && options.afterData && (errors.length === 0 || options.keepGoing)) {
       const after = await options.afterData(onLine).catch(async (err: unknown) => {
         // A part that fails its checksum or cannot be read: undo what can be undone, as for a failed pass.
@@ -267,10 +278,10 @@ export async function pgRestoreInto(
       partErrors = after.errors.length;
       notLoaded = after.notLoaded;
     }
-    if (errors.length > 0 && !options.keepGoing) {
+    if (errors.length > 0 && !options.keepGoing && section !== undefined) {
       const dropped = (await options.onFailure?.()) ?? false;
-      const how = !outcome.ok
-        ? describeToolFailure(`pg_restore (${section} pass)`, { ...run, stderrTail: [] })
+      const how = failedPass
+        ? describeToolFailure(`pg_restore (${failedPass.name} pass)`, { ...failedPass.run, stderrTail: [] })
         : partErrors > 0
           ? "the backup's data archives could not be restored"
           : 'the database definition could not be applied';

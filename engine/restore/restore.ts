@@ -14,7 +14,7 @@ import { hintForPgRestore, pgRestoreInto, readDefinition, readDropStatements, re
 import { serverVersionNum, withClient } from '../pg/client.ts';
 import { describeConnection, type PgConnection } from '../pg/connection.ts';
 import { fitSessionStatements } from './server-versions.ts';
-import { selectTables } from './toc.ts';
+import { schemaGrantsFirst, selectTables } from './toc.ts';
 import { partTables, restoreDataParts } from './sharded-restore.ts';
 import { selectPartData } from './sharded-table.ts';
 
@@ -117,10 +117,16 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         });
       });
     }
+    // Schemas and their grants first when owners and grants are restored: the roles that own
+    // tables may then be given them by a restore that is no superuser's (schemaGrantsFirst).
+    const first = options.noOwner || options.noAcl || options.dataOnly ? undefined : schemaGrantsFirst(toc.entries, selection?.ids);
+    const schemasFirst = first && (await writeUseList(dump.path, 'schemas.list', toc.entries, first));
+    const rest = first && (await writeUseList(dump.path, 'rest.list', toc.entries, new Set(toc.entries.map((e) => e.id).filter((id) => !first.has(id) && (!selection || selection.ids.has(id))))));
     const dataEntries = toc.entries.filter((e) => e.desc === 'TABLE DATA' && (!selection || selection.ids.has(e.id))).length + (selection ? (partData?.tables ?? 0) : partTables(manifest));
     const restored = await pgRestoreInto(deps, target, target.database, dump.path, {
       ...options,
-      listFile,
+      listFile: rest ?? listFile,
+      schemasFirst,
       earlierErrors,
       tablesTotal: dataEntries,
       // A half-restored database we created is a trap: drop it so a retry starts clean.

@@ -239,19 +239,64 @@ export function tablesWithData(entries: readonly TocEntry[]): string[] {
   return entries.filter((e) => e.desc === 'TABLE DATA').map(qualified);
 }
 
+/** Entries that define a relation verify's catalog query counts (relkind r, p, m, f). */
+const DEFINED = new Set(['TABLE', 'MATERIALIZED VIEW', 'FOREIGN TABLE']);
+
 /**
  * `schema.table` (as parsed) of each table whose data the archive holds but that none of
- * `relations` (what a restore gave back, named by the catalog) fills. A relation fills a data
- * entry when the entry's text starts with its schema and name: the owner follows, whatever it is
- * (a role whose name holds a space is not told from the table's name by the text alone).
+ * `relations` (what a restore gave back, named by the catalog) fills. A relation may fill an entry
+ * whose text starts with its schema and name: the owner follows, whatever it is (a role whose name
+ * holds a space is not told from the table's name by the text alone). But each relation the
+ * archive defines is one relation of its own: `public orders x postgres` starts with `public
+ * orders `, and still is not table `orders` when `public orders postgres` is. So the archive's
+ * relations (their entries; a data entry of none, as an extension's table, stands for its own) are
+ * paired with the restored ones, each restored relation used once (a bipartite matching, by
+ * augmenting paths: each path is as long as names prefix one another). A table is reported when
+ * no pairing gives its relation one: then a relation is missing, whichever way the text reads.
+ * When every table came back, the true pairing exists, so nothing is reported.
  */
 export function dataWithoutRelation(entries: readonly TocEntry[], relations: readonly { schema: string; name: string }[]): string[] {
-  const prefixes = new Set(relations.map((r) => `${r.schema} ${r.name} `));
-  const filled = (subject: string) => {
-    for (let i = subject.indexOf(' '); i >= 0; i = subject.indexOf(' ', i + 1)) if (prefixes.has(subject.slice(0, i + 1))) return true;
+  // Restored relations by the text they start a line with: two may read the same (`Sales Data` `Line Items`, `Sales` `Data Line Items`).
+  const restored = new Map<string, string[]>();
+  for (const r of relations) {
+    const text = `${r.schema} ${r.name} `;
+    restored.set(text, [...(restored.get(text) ?? []), `${r.schema}\u0000${r.name}`]);
+  }
+  const defining = new Map(entries.filter((e) => DEFINED.has(e.desc) && e.oid !== 0).map((e) => [e.oid, e]));
+  const data = entries.filter((e) => e.desc === 'TABLE DATA');
+  const nodeOf = (e: TocEntry) => defining.get(e.oid) ?? e;
+  const nodes = [...new Set([...defining.values(), ...data.map(nodeOf)])];
+  // The restored relations each node's text starts with; the one it was parsed as first.
+  const candidates = new Map(
+    nodes.map((n) => {
+      const found: string[] = [];
+      for (let i = n.subject.indexOf(' '); i >= 0; i = n.subject.indexOf(' ', i + 1)) found.push(...(restored.get(n.subject.slice(0, i + 1)) ?? []));
+      const parsed = `${n.schema}\u0000${n.tag}`;
+      return [n, found.includes(parsed) ? [parsed, ...found.filter((f) => f !== parsed)] : found] as const;
+    }),
+  );
+  const holder = new Map<string, TocEntry>();
+  // The parsed reading first, for every node: a table missing is named as parsed (`orders x`), not as the table it could also be read as.
+  for (const n of nodes) {
+    const first = candidates.get(n)![0];
+    if (first === `${n.schema}\u0000${n.tag}` && !holder.has(first)) holder.set(first, n);
+  }
+  const claim = (n: TocEntry, seen: Set<string>): boolean => {
+    for (const c of candidates.get(n)!) {
+      if (seen.has(c)) continue;
+      seen.add(c);
+      const held = holder.get(c);
+      if (held === undefined || claim(held, seen)) {
+        holder.set(c, n);
+        return true;
+      }
+    }
     return false;
   };
-  return entries.filter((e) => e.desc === 'TABLE DATA' && !filled(e.subject)).map(qualified);
+  // An augmenting path moves held relations along, and every node that held one still holds one.
+  const paired = new Set(holder.values());
+  for (const n of nodes) if (!paired.has(n) && claim(n, new Set())) paired.add(n);
+  return data.filter((e) => !paired.has(nodeOf(e))).map(qualified);
 }
 
 export interface TableSelection {
@@ -321,6 +366,12 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
       changed = true;
     }
   }
+  // The grants and comment of schema `public` come with a table in it, as a schema's own come with
+  // the schema's entry (below): pg_dump writes no entry for `public` (their dependency names none),
+  // and a role that owns a table may need public's grant to be given it (schemaGrantsFirst).
+  if ([...ids].some((id) => byId.get(id)!.schema === 'public')) {
+    for (const e of entries) if (isSchemaAnnotation(e, 'public') && !e.deps.some((d) => byId.has(d))) ids.add(e.id);
+  }
   // What the named relations rely on is restored with its own attachments (a sequence's value,
   // a type's comment), but a schema is not: that would pull in every table of the schema.
   const anchors = new Set([...ids].filter((id) => byId.get(id)!.desc !== 'SCHEMA'));
@@ -358,6 +409,25 @@ export function selectTables(entries: readonly TocEntry[], names: readonly strin
   const namedIds = new Set(named.map((e) => e.id));
   const alsoRestored = entries.filter((e) => ids.has(e.id) && !namedIds.has(e.id) && (e.desc === 'TABLE' || e.desc === 'MATERIALIZED VIEW'));
   return { ids, tables: [...named, ...alsoRestored].map(qualified), leftOut };
+}
+
+/** A COMMENT, grants (ACL) or SECURITY LABEL of a schema (of `name` when given): `- SCHEMA <name> <owner>`, the name quoted as SQL needs. */
+function isSchemaAnnotation(e: TocEntry, name?: string): boolean {
+  if ((e.desc !== 'COMMENT' && e.desc !== 'ACL' && e.desc !== 'SECURITY LABEL') || !e.subject.startsWith('- SCHEMA ')) return false;
+  return name === undefined || [`- SCHEMA ${name} `, `- SCHEMA ${quoteIdent(name)} `].some((n) => e.subject.startsWith(n));
+}
+
+/**
+ * The schemas and their grants, to restore before anything else (undefined when no schema has
+ * grants of its own): of the entries in `ids` (all when not given). A role that is no superuser
+ * (RDS's master user) may give a table to another role only when that role may create in the
+ * table's schema (`ALTER TABLE … OWNER TO`), and pg_restore grants last, after every owner is
+ * set: a table of a role the source granted CREATE on its schema fails with "permission denied
+ * for schema". Restored first, in a pg_restore of their own, the grants are in place.
+ */
+export function schemaGrantsFirst(entries: readonly TocEntry[], ids?: ReadonlySet<number>): ReadonlySet<number> | undefined {
+  const chosen = entries.filter((e) => (ids === undefined || ids.has(e.id)) && (e.desc === 'SCHEMA' || (e.desc === 'ACL' && isSchemaAnnotation(e))));
+  return chosen.some((e) => e.desc === 'ACL') ? new Set(chosen.map((e) => e.id)) : undefined;
 }
 
 /** A `pg_restore --use-list` file holding the selected entries, in archive order. */

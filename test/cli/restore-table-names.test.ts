@@ -13,6 +13,13 @@
  * partition in another schema than its partitioned table, tables `orders` and `orders x` (a
  * foreign key of the second is not one of the first), and the database's own name, which SQL
  * quotes ("Names-App": its comment and grants are entries named `DATABASE "Names-App"`).
+ *
+ * As on RDS, no superuser is involved: the master user (CREATEDB, CREATEROLE, a member of "Data
+ * Team" and "Reporting Team") creates the database and its objects, backs it up and restores it.
+ * It granted "Reporting Team" CREATE on `public` and "Sales" (as a non-superuser must, to give that
+ * role a table there), and pg_restore grants last: the restore gave the tables to "Reporting
+ * Team" before the grants were in place ("permission denied for schema public"), unless the
+ * schemas and their grants are restored first.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,6 +28,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { withClient } from '../../engine/pg/client.ts';
 import { libpqEnv } from '../../engine/pg/env.ts';
 import { resolvePgTool } from '../../engine/pg/tools.ts';
 import { databases, resultOf, runCli, startCliServices, type CliServices } from '../support/cli.ts';
@@ -31,6 +39,9 @@ const execFileAsync = promisify(execFile);
 
 /** The source database: a name SQL quotes (a hyphen, a capital). */
 const SOURCE = '"Names-App"';
+/** The master user (as RDS's: no superuser) and its password, one a URL and conninfo must quote. */
+const MASTER = 'master_admin';
+const MASTER_PASSWORD = `mas'ter pw:ü/@`;
 
 let svc: CliServices;
 let dir: string;
@@ -39,12 +50,19 @@ const keys: { one?: string; sharded?: string } = {};
 beforeAll(async () => {
   svc = await startCliServices();
   dir = mkdtempSync(join(tmpdir(), 'pgs3b-table-names-'));
-  // A role whose name holds a space owns the database, the schema and the table: the owner ends each `--list` line.
-  await svc.pg.query('CREATE ROLE "Data Team"');
-  await svc.pg.query('CREATE ROLE "Reporting Team"');
-  await svc.pg.query(`CREATE DATABASE ${SOURCE} OWNER "Data Team"`);
-  await svc.pg.query(`COMMENT ON DATABASE ${SOURCE} IS 'names with spaces'; GRANT CONNECT ON DATABASE ${SOURCE} TO "Reporting Team"`);
+  // As on RDS, no superuser backs up or restores: the master user (CREATEDB, CREATEROLE, a member
+  // of the roles that own what it restores) creates the database and what it holds, backs it up
+  // and restores it. Roles whose names hold a space own the database, schemas and tables: the
+  // owner ends each `--list` line.
   await svc.pg.query(
+    `CREATE ROLE "Data Team"; CREATE ROLE "Reporting Team";
+     CREATE ROLE ${MASTER} LOGIN CREATEDB CREATEROLE PASSWORD '${MASTER_PASSWORD.replace(/'/g, "''")}';
+     GRANT "Data Team", "Reporting Team" TO ${MASTER} WITH ADMIN OPTION`,
+  );
+  await asMaster('postgres', `CREATE DATABASE ${SOURCE} OWNER "Data Team"`);
+  await asMaster('postgres', `COMMENT ON DATABASE ${SOURCE} IS 'names with spaces'; GRANT CONNECT ON DATABASE ${SOURCE} TO "Reporting Team"`);
+  await asMaster(
+    'Names-App',
     `
     CREATE SCHEMA "Sales Data";
     CREATE TABLE "Sales Data"."Order Heads" (id int PRIMARY KEY);
@@ -65,6 +83,8 @@ beforeAll(async () => {
     CREATE TABLE public."Sales.Data Line Items" (k int);
     ALTER SCHEMA "Sales Data" OWNER TO "Data Team";
     ALTER TABLE "Sales Data"."Line Items" OWNER TO "Data Team";
+    -- A non-superuser gives a table to a role that may create in its schema (as that role creating it would need).
+    GRANT CREATE ON SCHEMA public, "Sales" TO "Reporting Team";
     CREATE TABLE public.reports (id int PRIMARY KEY);
     INSERT INTO public.reports SELECT generate_series(1, 5);
     ALTER TABLE public.reports OWNER TO "Reporting Team";
@@ -77,11 +97,19 @@ beforeAll(async () => {
     CREATE TABLE public."orders x" (id int PRIMARY KEY, order_id int REFERENCES public.orders (id));
     INSERT INTO public."orders x" VALUES (1, 1);
     `,
+  );
+  // Nothing of the database is a superuser's (its tables, schemas, the database itself): a restore as the master user must give each back to its owner.
+  const [owned] = await svc.pg.query<{ n: number }>(
+    `SELECT (SELECT count(*) FROM pg_class c WHERE c.relowner IN (SELECT oid FROM pg_roles WHERE rolsuper)
+               AND c.relnamespace::regnamespace::text NOT IN ('pg_catalog', 'information_schema', 'pg_toast'))::int
+          + (SELECT count(*) FROM pg_namespace WHERE nspowner IN (SELECT oid FROM pg_roles WHERE rolsuper) AND nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema')::int
+          + (SELECT count(*) FROM pg_database WHERE datname = current_database() AND datdba IN (SELECT oid FROM pg_roles WHERE rolsuper))::int AS n`,
     [],
     'Names-App',
   );
+  expect(owned!.n, 'objects of the source database a superuser owns').toBe(0);
   for (const [which, jobs] of [['one', '1'], ['sharded', '2']] as const) {
-    const run = await runCli(['run', '--reason', 'names with spaces'], { ...svc.env, DATABASES: 'Names-App', DUMP_JOBS: jobs });
+    const run = await runCli(['run', '--reason', 'names with spaces'], { ...svc.env, DATABASE_URL: masterUrl('Names-App'), DATABASES: 'Names-App', DUMP_JOBS: jobs });
     expect(run.code, run.stderr).toBe(0);
     keys[which] = (run.result!.backups as { key: string }[])[0]!.key;
   }
@@ -92,8 +120,21 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+/** `database` as the master user (no superuser). */
+function masterUrl(database: string): string {
+  const url = new URL(svc.pg.urlFor(database));
+  url.username = MASTER;
+  url.password = encodeURIComponent(MASTER_PASSWORD);
+  return url.href;
+}
+
+/** Runs `sql` on `database` as the master user. */
+async function asMaster(database: string, sql: string): Promise<void> {
+  await withClient({ ...svc.pg.connection(database), user: MASTER, password: MASTER_PASSWORD }, database, (c) => c.query(sql));
+}
+
 async function restore(key: string, database: string, ...tables: string[]) {
-  const run = await runCli(['restore', '--key', key, '--target-url', svc.pg.urlFor(database), '--create', '--json', ...tables.flatMap((t) => ['--table', t])], svc.env);
+  const run = await runCli(['restore', '--key', key, '--target-url', masterUrl(database), '--create', '--json', ...tables.flatMap((t) => ['--table', t])], svc.env);
   expect(run.code, run.stdout + run.stderr).toBe(0);
   return resultOf<{ tables: string[]; notRestored: string[] }>(run);
 }
@@ -157,7 +198,7 @@ it('--table names a table whose schema and name hold spaces, a quote and a dot: 
 
 it('a --table that reads as two tables is refused before anything is created, naming both and how to name one', async () => {
   // "Sales"."Data Line Items", or public's "Sales.Data Line Items".
-  const run = await runCli(['restore', '--key', keys.one!, '--target-url', svc.pg.urlFor('refused_t'), '--create', '--table', 'Sales.Data Line Items'], svc.env);
+  const run = await runCli(['restore', '--key', keys.one!, '--target-url', masterUrl('refused_t'), '--create', '--table', 'Sales.Data Line Items'], svc.env);
   expect(run.code).toBe(2);
   expect(run.stderr).toMatch(/--table Sales\.Data Line Items matches (Sales\.Data Line Items, public\.Sales\.Data Line Items|public\.Sales\.Data Line Items, Sales\.Data Line Items)/);
   expect(run.stderr).toMatch(/--table '"(Sales"\."Data Line Items|public"\."Sales\.Data Line Items)"'/);
@@ -165,7 +206,7 @@ it('a --table that reads as two tables is refused before anything is created, na
 });
 
 it('verify finds every table the archive holds rows for (it looked for "Sales"."Data Order Heads" and reported it missing)', async () => {
-  const run = await runCli(['verify', '--key', keys.one!, '--scratch-url', svc.pg.url, '--json'], svc.env);
+  const run = await runCli(['verify', '--key', keys.one!, '--scratch-url', masterUrl('postgres'), '--json'], svc.env);
   const report = resultOf<{ status: string; problems: { message: string }[] }>(run);
   expect(report.problems).toEqual([]);
   expect(report.status).toBe('ok');
@@ -193,7 +234,7 @@ it('--table finds a table owned by a role whose name holds a space, restores a p
 });
 
 it('restore --create gives back the database whose name SQL quotes as a whole: its comment and grants too', async () => {
-  const run = await runCli(['restore', '--key', keys.one!, '--target-url', svc.pg.urlFor('Names-Copy'), '--create', '--json'], svc.env);
+  const run = await runCli(['restore', '--key', keys.one!, '--target-url', masterUrl('Names-Copy'), '--create', '--json'], svc.env);
   expect(run.code, run.stdout + run.stderr).toBe(0);
   // Before: `property acl: …"Reporting Team"=c/"Data Team"} → null`, `property comment: names with spaces → null`.
   expect(await compareDatabases({ pg: svc.pg, database: 'Names-App' }, { pg: svc.pg, database: 'Names-Copy' })).toEqual([]);

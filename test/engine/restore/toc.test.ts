@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseDefinition, splitStatements } from '../../../engine/restore/database-definition.ts';
 import { classifyPgRestore, hintForPgRestore, parseErrors, pgRestoreArgs, sections, summarizeErrors } from '../../../engine/restore/pg-restore.ts';
 import type { UsageError } from '../../../engine/errors.ts';
-import { databaseEntries, dataWithoutRelation, parseToc, selectTables, tablesWithData } from '../../../engine/restore/toc.ts';
+import { databaseEntries, dataWithoutRelation, parseToc, schemaGrantsFirst, selectTables, tablesWithData } from '../../../engine/restore/toc.ts';
 
 /** `pg_restore --list --verbose` of the fidelity fixture (test/support/fidelity-fixtures.ts), abridged. */
 const LIST = `;
@@ -254,6 +254,70 @@ describe('owners, foreign keys, partitions and database names the text alone doe
     }
   });
 
+  it('without the manifest\'s table names (ROW_COUNTS=off), verify reports table "orders x" missing when only "orders" came back, whatever the order of the lines', () => {
+    // Each table whose data the archive holds is one relation of its own: `public orders x postgres`
+    // starts with `public orders `, but `orders` is the table of `public orders postgres`.
+    const restored = [
+      { schema: 'public', name: 'orders' },
+      { schema: 'public', name: 't1' },
+    ];
+    expect(dataWithoutRelation(parseToc(SHOP), restored)).toEqual(['public.orders x']);
+    const reversed = SHOP.replace('3388; 0 16457 TABLE DATA public orders postgres\n;\tdepends on: 235\n', '').replace('3384;', '3388; 0 16457 TABLE DATA public orders postgres\n;\tdepends on: 235\n3384;');
+    expect(reversed.indexOf('TABLE DATA public orders x')).toBeLessThan(reversed.indexOf('TABLE DATA public orders postgres'));
+    expect(dataWithoutRelation(parseToc(reversed), restored)).toEqual(['public.orders x']);
+    // Every table back: nothing reported; `orders` missing: it is named.
+    expect(dataWithoutRelation(parseToc(reversed), [...restored, { schema: 'public', name: 'orders x' }])).toEqual([]);
+    expect(dataWithoutRelation(parseToc(reversed), [{ schema: 'public', name: 'orders x' }, { schema: 'public', name: 't1' }])).toEqual(['public.orders']);
+  });
+
+  it('verify reports the partition "orders x" of a partitioned table "orders" missing: the parent (no data of its own) is a relation too', () => {
+    const list = [
+      ';     dbname: shop',
+      '3300; 1262 16400 DATABASE - shop db owner',
+      '235; 1259 16457 TABLE public orders postgres',
+      '236; 1259 16463 TABLE public orders x postgres',
+      '3149; 0 0 TABLE ATTACH public orders x postgres',
+      ';\tdepends on: 236 235',
+      '3389; 0 16463 TABLE DATA public orders x postgres',
+      ';\tdepends on: 236',
+    ].join('\n');
+    expect(dataWithoutRelation(parseToc(list), [{ schema: 'public', name: 'orders' }])).toEqual(['public.orders x']);
+    expect(dataWithoutRelation(parseToc(list), [{ schema: 'public', name: 'orders' }, { schema: 'public', name: 'orders x' }])).toEqual([]);
+  });
+
+  it('two lines that read the same (table "orders" of role "x postgres", table "orders x" of "postgres"): both back is ok, one back is a table missing', () => {
+    const list = [
+      ';     dbname: shop',
+      '3300; 1262 16400 DATABASE - shop db owner',
+      '235; 1259 16457 TABLE public orders x postgres',
+      '236; 1259 16463 TABLE public orders x postgres',
+      '3388; 0 16457 TABLE DATA public orders x postgres',
+      ';\tdepends on: 235',
+      '3389; 0 16463 TABLE DATA public orders x postgres',
+      ';\tdepends on: 236',
+    ].join('\n');
+    const both = [{ schema: 'public', name: 'orders' }, { schema: 'public', name: 'orders x' }];
+    expect(dataWithoutRelation(parseToc(list), both)).toEqual([]);
+    // Which of the two is gone the text cannot say (it names the parsed one); that one is gone, it can.
+    for (const one of both) expect(dataWithoutRelation(parseToc(list), [one])).toHaveLength(1);
+    // Two restored tables whose schema and name read the same ("Sales Data"."Line Items", "Sales"."Data Line Items") are two.
+    const sales = [
+      '6; 2615 16390 SCHEMA - Sales m',
+      '7; 2615 16391 SCHEMA - Sales Data m',
+      '220; 1259 16392 TABLE Sales Data Line Items m',
+      ';\tdepends on: 7',
+      '221; 1259 16393 TABLE Sales Data Line Items m',
+      ';\tdepends on: 6',
+      '3300; 0 16392 TABLE DATA Sales Data Line Items m',
+      ';\tdepends on: 220',
+      '3301; 0 16393 TABLE DATA Sales Data Line Items m',
+      ';\tdepends on: 221',
+    ].join('\n');
+    const lines = [{ schema: 'Sales Data', name: 'Line Items' }, { schema: 'Sales', name: 'Data Line Items' }];
+    expect(dataWithoutRelation(parseToc(sales), lines)).toEqual([]);
+    expect(dataWithoutRelation(parseToc(sales), [lines[1]!])).toEqual(['Sales Data.Line Items']);
+  });
+
   it('reads that owner off the lines of the tables the manifest names exactly, for every entry it owns', () => {
     const toc = parseToc(SHOP, [{ schema: 'public', table: 'orders' }, { schema: 'public', table: 'orders x' }, { schema: 'public', table: 't1' }]);
     for (const id of [230, 3384]) expect(toc.find((e) => e.id === id)).toMatchObject({ schema: 'public', tag: 't1', owner: 'bob smith' });
@@ -322,6 +386,38 @@ describe('owners, foreign keys, partitions and database names the text alone doe
     ]);
     expect(tablesWithData(toc)).toEqual(['DATA.x']);
     expect([...selectTables(toc, ['DATA.x']).ids].sort((a, b) => a - b)).toEqual([6, 220, 3300]);
+  });
+
+  it('schemas and their grants are restored first, so that a role the source granted CREATE on a schema may be given its tables; --table in public brings public\'s grants', () => {
+    // pg_dump 18 of a database whose master user (no superuser) granted CREATE on public and "Sales" to "Reporting Team", which owns a table in each.
+    const list = `;     dbname: n
+3299; 0 0 ENCODING - ENCODING 
+3302; 1262 16389 DATABASE - n Data Team
+6; 2615 16390 SCHEMA - Sales m
+3303; 0 0 COMMENT - SCHEMA "Sales" m
+;\tdepends on: 6
+3304; 0 0 ACL - SCHEMA "Sales" m
+;\tdepends on: 6
+3305; 0 0 ACL - SCHEMA public pg_database_owner
+;\tdepends on: 5
+221; 1259 16394 TABLE Sales d Reporting Team
+;\tdepends on: 6
+220; 1259 16391 TABLE public reports Reporting Team
+3296; 0 16394 TABLE DATA Sales d Reporting Team
+;\tdepends on: 221
+3295; 0 16391 TABLE DATA public reports Reporting Team
+;\tdepends on: 220
+`;
+    const toc = parseToc(list);
+    expect([...schemaGrantsFirst(toc)!]).toEqual([6, 3304, 3305]);
+    // Without grants on a schema there is nothing to put first.
+    expect(schemaGrantsFirst(toc.filter((e) => e.desc !== 'ACL'))).toBeUndefined();
+    const reports = selectTables(toc, ['public.reports']);
+    expect([...reports.ids].sort((a, b) => a - b)).toEqual([220, 3295, 3305]);
+    expect([...schemaGrantsFirst(toc, reports.ids)!]).toEqual([3305]);
+    const d = selectTables(toc, ['Sales.d']);
+    expect([...d.ids].sort((a, b) => a - b)).toEqual([6, 221, 3296, 3303, 3304]);
+    expect([...schemaGrantsFirst(toc, d.ids)!]).toEqual([6, 3304]);
   });
 
   it('the COMMENT and grants of a database whose name needs quoting are part of its definition', () => {
