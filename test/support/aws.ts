@@ -4,6 +4,7 @@
  */
 import {
   CreateBucketCommand,
+  GetObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -13,6 +14,8 @@ import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secre
 import { CreateTopicCommand, SNSClient, SubscribeCommand } from '@aws-sdk/client-sns';
 import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { randomUUID } from 'node:crypto';
+import { manifestKeyFor } from '../../engine/store/backup-key.ts';
+import { parseManifest, type Manifest } from '../../engine/store/manifest.ts';
 
 export const TEST_REGION = 'us-east-1';
 const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
@@ -109,4 +112,10 @@ export async function listMultipartUploads(c: TestClients, bucket: string): Prom
 
 export async function putText(c: TestClients, bucket: string, key: string, body: string): Promise<void> {
   await c.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+}
+
+/** The manifest stored beside the dump at `dumpKey`, parsed (it must be one). */
+export async function storedManifest(c: TestClients, bucket: string, dumpKey: string): Promise<Manifest> {
+  const res = await c.s3.send(new GetObjectCommand({ Bucket: bucket, Key: manifestKeyFor(dumpKey) }));
+  return parseManifest(await res.Body!.transformToString());
 }

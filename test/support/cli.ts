@@ -6,7 +6,8 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { expect } from 'vitest';
-import { awsEnv, createBucket, testClients, type TestClients } from './aws.ts';
+import type { Manifest } from '../../engine/store/manifest.ts';
+import { awsEnv, createBucket, storedManifest, testClients, type TestClients } from './aws.ts';
 import { createDatabase, loadSampleData } from './fixtures.ts';
 import { ensureLayer, REPO_ROOT } from './layer.ts';
 import { startMoto, type TestAws } from './moto.ts';
@@ -105,6 +106,18 @@ export async function runCliUnder(wrap: readonly string[], args: readonly string
       resolvePromise({ code, stdout, stderr, events, result: events.find((e) => e.event === 'result') });
     });
   });
+}
+
+/**
+ * `pg-s3-backup run` under `env`, which must succeed (the failure message holds its whole output: a
+ * run's failures are in its result, on stdout), and its first backup: the key and the manifest
+ * stored in `env`'s BACKUP_BUCKET.
+ */
+export async function backUp(clients: TestClients, env: Record<string, string>, reason = 'test'): Promise<{ readonly run: CliRun; readonly key: string; readonly manifest: Manifest }> {
+  const run = await runCli(['run', '--reason', reason], env);
+  expect(run.code, `pg-s3-backup run (${reason}): ${run.stderr}${run.stdout}`).toBe(0);
+  const key = (run.result!.backups as { key: string }[])[0]!.key;
+  return { run, key, manifest: await storedManifest(clients, env.BACKUP_BUCKET!, key) };
 }
 
 export function jsonLines(text: string): Record<string, unknown>[] {

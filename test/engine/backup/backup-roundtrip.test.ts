@@ -13,10 +13,9 @@ import { runBackup } from '../../../engine/backup/backup.ts';
 import { loadConfig } from '../../../engine/config.ts';
 import { createDeps } from '../../../engine/deps.ts';
 import { createHandler } from '../../../lambda/handler.ts';
-import { parseManifest } from '../../../engine/store/manifest.ts';
 import { METRIC_NAMES, METRIC_NAMESPACE } from '../../../engine/observability.ts';
 import { noMetrics, silentLog, lambdaDeps } from '../../../lambda/powertools.ts';
-import { awsEnv, createAlertInbox, createSecret, listKeys, listMultipartUploads, type AlertInbox, type TestClients } from '../../support/aws.ts';
+import { awsEnv, createAlertInbox, createSecret, listKeys, listMultipartUploads, storedManifest, type AlertInbox, type TestClients } from '../../support/aws.ts';
 import { contentChecksums, createDatabase, loadSampleData, pgRestore } from '../../support/fixtures.ts';
 import type { TestAws } from '../../support/moto.ts';
 import { NASTY_PASSWORD, type TestPostgres } from '../../support/postgres.ts';
@@ -82,7 +81,7 @@ describe('backup round trip (handler, PostgreSQL 18, moto)', () => {
     expect(parseKey('pg-s3-backup/', b.key)).toMatchObject({ database: 'app', kind: 'dump' });
 
     // Manifest: present, valid, and its sha256 and size are the object's.
-    const manifest = parseManifest(await (await c.s3.send(new GetObjectCommand({ Bucket: bucket, Key: manifestKeyFor(b.key) }))).Body!.transformToString());
+    const manifest = await storedManifest(c, bucket, b.key);
     expect(manifest).toMatchObject({ database: 'app', key: b.key, bytes: b.bytes, sha256: b.sha256, compression: 'zstd:1', reason: 'scheduled' });
     expect(manifest.pgDumpVersion).toMatch(/^18\./);
     expect(manifest.serverVersion).toMatch(/^18\./);
@@ -130,7 +129,7 @@ describe('backup round trip (handler, PostgreSQL 18, moto)', () => {
     expect(result.backups.map((b) => b.database)).toEqual(ODD_NAMES);
     for (const b of result.backups) {
       expect(parseKey('pg-s3-backup/', b.key)).toMatchObject({ database: b.database, kind: 'dump' });
-      const manifest = parseManifest(await (await c.s3.send(new GetObjectCommand({ Bucket: bucket, Key: manifestKeyFor(b.key) }))).Body!.transformToString());
+      const manifest = await storedManifest(c, bucket, b.key);
       expect(manifest.database).toBe(b.database);
       expect(manifest.reason).toBe('odd names');
       const target = `restored ${b.database}`;
@@ -155,7 +154,7 @@ describe('backup round trip (handler, PostgreSQL 18, moto)', () => {
     const keys = await listKeys(c, bucket, 'pg-s3-backup/app/2031/');
     expect(keys).toEqual([ka, manifestKeyFor(ka), kb, manifestKeyFor(kb)].sort());
     for (const k of [ka, kb]) {
-      const m = parseManifest(await (await c.s3.send(new GetObjectCommand({ Bucket: bucket, Key: manifestKeyFor(k) }))).Body!.transformToString());
+      const m = await storedManifest(c, bucket, k);
       expect(m.key).toBe(k);
     }
     expect(await listMultipartUploads(c, bucket)).toEqual([]);

@@ -19,11 +19,10 @@
  * test/engine/backup/sharded.test.ts. The majors run concurrently, each on its own server.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { VerifyReport } from '../../../engine/restore/verify.ts';
-import { parseManifest, type Manifest } from '../../../engine/store/manifest.ts';
+import type { Manifest } from '../../../engine/store/manifest.ts';
 import { awsEnv, createBucket, testClients, type TestClients } from '../../support/aws.ts';
-import { baseEnv, resultOf, runCli } from '../../support/cli.ts';
+import { backUp, baseEnv, resultOf, runCli } from '../../support/cli.ts';
 import { createShopDatabase, createShopRoles } from '../../support/fidelity-fixtures.ts';
 import { ensureLayer, ensureServerLayer } from '../../support/layer.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
@@ -110,12 +109,8 @@ async function backedUp(major: Exclude<PostgresMajor, 18>): Promise<Source> {
     // Each server its own bucket, as each deployment has (two servers' `shop` in one bucket would be one history).
     const bucket = await createBucket(clients);
     const ownEnv = { ...env, BACKUP_BUCKET: bucket };
-    const run = await runCli(['run', '--reason', `sharded ${major}`], { ...ownEnv, DATABASE_URL: url.href, DATABASES: 'shop', DUMP_JOBS: String(JOBS) });
-    // The run's failures are in its result (stdout); stderr has only what an alert could not send.
-    expect(run.code, `the sharded backup of PostgreSQL ${major}: ${run.stderr}${run.stdout}`).toBe(0);
-    const key = (run.result!.backups as { key: string }[])[0]!.key;
-    const res = await clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: `${key}.json` }));
-    return { pg, env: ownEnv, key, manifest: parseManifest(await res.Body!.transformToString()) };
+    const { key, manifest } = await backUp(clients, { ...ownEnv, DATABASE_URL: url.href, DATABASES: 'shop', DUMP_JOBS: String(JOBS) }, `sharded ${major}`);
+    return { pg, env: ownEnv, key, manifest };
   } catch (err) {
     await pg.stop();
     throw err;

@@ -23,9 +23,9 @@ import { recipientFingerprint } from '../../../engine/encryption.ts';
 import { libpqEnv } from '../../../engine/pg/env.ts';
 import { resolvePgTool } from '../../../engine/pg/tools.ts';
 import { partKeyFor } from '../../../engine/store/backup-key.ts';
-import { parseManifest, type Manifest } from '../../../engine/store/manifest.ts';
+import type { Manifest } from '../../../engine/store/manifest.ts';
 import { listKeys, listMultipartUploads } from '../../support/aws.ts';
-import { databases, listedOf, resultOf, runCli, startCliServices, type CliServices } from '../../support/cli.ts';
+import { backUp, databases, listedOf, resultOf, runCli, startCliServices, type CliServices } from '../../support/cli.ts';
 import { createFidelityDatabase, createFidelityRoles } from '../../support/fidelity-fixtures.ts';
 import { writeFakePgDump } from '../../support/fixtures.ts';
 import { ensureServerLayer, layerRoot, REPO_ROOT } from '../../support/layer.ts';
@@ -85,12 +85,9 @@ beforeAll(async () => {
   await createShop({ host: svc.pg.host, port: svc.pg.port, user: svc.pg.user, password: svc.pg.password, database: 'postgres' }, 'shop', { customers: 2000, products: 100, orders: 8000 });
   await createFidelityRoles(other);
   for (const [database, jobs] of [['fidelity', '2'], ['skewed', '3'], ['shop', '4']] as const) {
-    const run = await runCli(['run', '--reason', 'sharded'], { ...svc.env, DATABASES: database, DUMP_JOBS: jobs });
-    expect(run.code, run.stderr).toBe(0);
-    const b = (run.result!.backups as { database: string; key: string }[])[0]!;
+    const b = await backUp(svc.clients, { ...svc.env, DATABASES: database, DUMP_JOBS: jobs }, 'sharded');
     keys[database] = b.key;
-    const res = await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: `${b.key}.json` }));
-    manifests[database] = parseManifest(await res.Body!.transformToString());
+    manifests[database] = b.manifest;
   }
 });
 afterAll(async () => {
@@ -228,9 +225,7 @@ describe('a sharded backup (DUMP_JOBS=2 and 3)', () => {
   });
 
   it('prune deletes an expired sharded backup with every data archive', async () => {
-    const run = await runCli(['run'], { ...svc.env, DATABASES: 'fidelity', DUMP_JOBS: '2' });
-    expect(run.code, run.stderr).toBe(0);
-    const newer = (run.result!.backups as { key: string }[])[0]!.key;
+    const { key: newer } = await backUp(svc.clients, { ...svc.env, DATABASES: 'fidelity', DUMP_JOBS: '2' });
     const prune = await runCli(['prune', '--database', 'fidelity'], { ...svc.env, RETENTION_COUNT: '1' });
     expect(prune.code, prune.stderr).toBe(0);
     const left = await listKeys(svc.clients, svc.bucket, 'pg-s3-backup/fidelity/');
@@ -268,11 +263,9 @@ describe('an encrypted sharded backup (ENCRYPT_RECIPIENTS and DUMP_JOBS=3)', () 
     writeFileSync(identityFile, `# public key: ${recipient}\n${identity}\n`, { mode: 0o600 });
     wrongFile = join(dir, 'other-key.txt');
     writeFileSync(wrongFile, `${await generateX25519Identity()}\n`, { mode: 0o600 });
-    const run = await runCli(['run', '--reason', 'encrypted sharded'], { ...svc.env, DATABASES: 'skewed', DUMP_JOBS: '3', ENCRYPT_RECIPIENTS: recipient });
-    expect(run.code, run.stderr).toBe(0);
-    expect(run.stdout + run.stderr).not.toMatch(/not applied to encrypted/);
-    key = (run.result!.backups as { key: string }[])[0]!.key;
-    m = parseManifest((await stored(`${key}.json`)).toString('utf8'));
+    const b = await backUp(svc.clients, { ...svc.env, DATABASES: 'skewed', DUMP_JOBS: '3', ENCRYPT_RECIPIENTS: recipient }, 'encrypted sharded');
+    expect(b.run.stdout + b.run.stderr).not.toMatch(/not applied to encrypted/);
+    ({ key, manifest: m } = b);
     expect(m.encryption).toEqual({ format: 'age', recipients: [recipientFingerprint(recipient)] });
   });
 
