@@ -16,14 +16,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recipientFingerprint } from '../../engine/encryption.ts';
 import { noMetrics, type Log } from '../../lambda/powertools.ts';
-import { manifestKeyFor } from '../../engine/store/backup-key.ts';
-import { parseManifest, type Manifest } from '../../engine/store/manifest.ts';
+import type { Manifest } from '../../engine/store/manifest.ts';
 import { createDrillHandler, DrillFailedError } from '../../lambda/drill-handler.ts';
 import { awsEnv, createSecret, listKeys, listMultipartUploads } from '../support/aws.ts';
 import { createDatabase, writeFakePgDump } from '../support/fixtures.ts';
 import { ensureLayer, ensureServerLayer, serverLayerRoot } from '../support/layer.ts';
 import { compareDatabases } from '../support/whole-database.ts';
-import { databases, expectNoSecret, runCli, startCliServices, type CliRun, type CliServices, listedOf, resultOf } from '../support/cli.ts';
+import { backUp, databases, expectNoSecret, runCli, startCliServices, type CliRun, type CliServices, listedOf, resultOf } from '../support/cli.ts';
 
 let svc: CliServices;
 let dir: string;
@@ -57,10 +56,7 @@ beforeAll(async () => {
   secretArn = await createSecret(svc.clients, `# public key: ${recipient}\n${identity}\n`, 'age-identity');
   encEnv = { ...svc.env, ENCRYPT_RECIPIENTS: `${recipient},${second}`, BACKUP_GLOBALS: 'true' };
 
-  const run = await runCli(['backup', '--reason', 'encryption test'], encEnv);
-  expect(run.code, run.stderr).toBe(0);
-  key = (run.result!.backups as { key: string }[])[0]!.key;
-  manifest = parseManifest(await getText(manifestKeyFor(key)));
+  ({ key, manifest } = await backUp(svc.clients, encEnv, 'encryption test'));
   cipher = await getBytes(key);
 }, 900_000); // the first run builds the pg-server layer (up to 6 minutes cold, on a busy machine)
 
@@ -72,9 +68,6 @@ afterAll(async () => {
 async function getBytes(k: string): Promise<Buffer> {
   const res = await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: k }));
   return Buffer.from(await res.Body!.transformToByteArray());
-}
-async function getText(k: string): Promise<string> {
-  return (await getBytes(k)).toString('utf8');
 }
 async function decrypt(body: Buffer, id = identity): Promise<Buffer> {
   const d = new Decrypter();
@@ -262,10 +255,7 @@ describe('verify and the drill', () => {
 
 describe('without encryption', () => {
   it('a backup taken without ENCRYPT_RECIPIENTS is a version-2 manifest and restores without an identity (none is read)', async () => {
-    const run = await runCli(['backup', '--reason', 'plain'], svc.env);
-    expect(run.code, run.stderr).toBe(0);
-    const plainKey = (run.result!.backups as { key: string }[])[0]!.key;
-    const plainManifest = parseManifest(await getText(manifestKeyFor(plainKey)));
+    const { key: plainKey, manifest: plainManifest } = await backUp(svc.clients, svc.env, 'plain');
     expect(plainManifest.formatVersion).toBe(2);
     expect(plainManifest.encryption).toBeUndefined();
     expect((await getBytes(plainKey)).subarray(0, 5).toString()).toBe('PGDMP');

@@ -109,13 +109,13 @@ export async function runCliUnder(wrap: readonly string[], args: readonly string
 }
 
 /**
- * `pg-s3-backup run` under `env`, which must succeed (the failure message holds its whole output: a
+ * `pg-s3-backup backup` under `env`, which must succeed (the failure message holds its whole output: a
  * run's failures are in its result, on stdout), and its first backup: the key and the manifest
  * stored in `env`'s BACKUP_BUCKET.
  */
 export async function backUp(clients: TestClients, env: Record<string, string>, reason = 'test'): Promise<{ readonly run: CliRun; readonly key: string; readonly manifest: Manifest }> {
-  const run = await runCli(['run', '--reason', reason], env);
-  expect(run.code, `pg-s3-backup run (${reason}): ${run.stderr}${run.stdout}`).toBe(0);
+  const run = await runCli(['backup', '--reason', reason], env);
+  expect(run.code, `pg-s3-backup backup (${reason}): ${run.stderr}${run.stdout}`).toBe(0);
   const key = (run.result!.backups as { key: string }[])[0]!.key;
   return { run, key, manifest: await storedManifest(clients, env.BACKUP_BUCKET!, key) };
 }

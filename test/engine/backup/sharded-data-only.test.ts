@@ -11,7 +11,6 @@
  * foreign key refuses every row. `customers` references `regions`, in `orders`' archive: the
  * foreign keys cross the two archives both ways, so neither archive can load whole first.
  */
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
@@ -21,9 +20,9 @@ import { loadConfig } from '../../../engine/config.ts';
 import type { EngineEvent } from '../../../engine/events.ts';
 import { resolvePgTool } from '../../../engine/pg/tools.ts';
 import { verifyBackup } from '../../../engine/restore/verify.ts';
-import { parseManifest, type Manifest } from '../../../engine/store/manifest.ts';
+import type { Manifest } from '../../../engine/store/manifest.ts';
 import { openDump, readManifest, type S3Store } from '../../../engine/store/s3-store.ts';
-import { databases, runCli, startCliServices, type CliServices } from '../../support/cli.ts';
+import { backUp, databases, runCli, startCliServices, type CliServices } from '../../support/cli.ts';
 import { layerRoot } from '../../support/layer.ts';
 
 let svc: CliServices;
@@ -56,11 +55,7 @@ beforeAll(async () => {
     [],
     'fkshop',
   );
-  const run = await runCli(['run', '--reason', 'data-only'], { ...svc.env, DATABASES: 'fkshop', DUMP_JOBS: '2' });
-  expect(run.code, run.stderr).toBe(0);
-  key = (run.result!.backups as { key: string }[])[0]!.key;
-  const res = await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: `${key}.json` }));
-  manifest = parseManifest(await res.Body!.transformToString());
+  ({ key, manifest } = await backUp(svc.clients, { ...svc.env, DATABASES: 'fkshop', DUMP_JOBS: '2' }, 'data-only'));
 }, 240_000);
 
 afterAll(async () => {
@@ -96,11 +91,8 @@ it('restore --data-only --table of a sharded backup loads the named tables in fo
 async function shardedBackup(name: string, sql: string): Promise<{ key: string; tables: number[] | undefined }> {
   await svc.pg.query(`CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8' LOCALE 'en_US.UTF-8'`);
   await svc.pg.query(sql, [], name);
-  const run = await runCli(['run', '--reason', 'data-only'], { ...svc.env, DATABASES: name, DUMP_JOBS: '2' });
-  expect(run.code, run.stderr).toBe(0);
-  const backupKey = (run.result!.backups as { key: string }[])[0]!.key;
-  const res = await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: `${backupKey}.json` }));
-  return { key: backupKey, tables: parseManifest(await res.Body!.transformToString()).parts?.map((p) => p.tables) };
+  const b = await backUp(svc.clients, { ...svc.env, DATABASES: name, DUMP_JOBS: '2' }, 'data-only');
+  return { key: b.key, tables: b.manifest.parts?.map((p) => p.tables) };
 }
 
 it('restore --data-only of a sharded backup orders a key declared on partitioned tables, its partitions on both sides and in the same archive', async () => {
@@ -212,11 +204,8 @@ it('restore --data-only of a sharded backup whose partitioned table references i
     [],
     'selfref',
   );
-  const run = await runCli(['run', '--reason', 'data-only'], { ...svc.env, DATABASES: 'selfref', DUMP_JOBS: '2' });
-  expect(run.code, run.stderr).toBe(0);
-  const selfKey = (run.result!.backups as { key: string }[])[0]!.key;
-  const res = await svc.clients.s3.send(new GetObjectCommand({ Bucket: svc.bucket, Key: `${selfKey}.json` }));
-  expect(parseManifest(await res.Body!.transformToString()).parts?.filter((p) => p.tables > 0).length).toBe(2);
+  const { key: selfKey, manifest: selfManifest } = await backUp(svc.clients, { ...svc.env, DATABASES: 'selfref', DUMP_JOBS: '2' }, 'data-only');
+  expect(selfManifest.parts?.filter((p) => p.tables > 0).length).toBe(2);
   const schema = await runCli(['restore', '--key', selfKey, '--target-url', svc.pg.urlFor('selfref_copy'), '--create', '--schema-only'], svc.env);
   expect(schema.code, schema.stderr).toBe(0);
   const data = await runCli(['restore', '--key', selfKey, '--target-url', svc.pg.urlFor('selfref_copy'), '--data-only'], svc.env);
