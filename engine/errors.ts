@@ -281,6 +281,18 @@ export class DownloadError extends PgS3BackupError {
   }
 }
 
+/**
+ * A dump (or a sharded backup's data archive) S3 says does not exist (NoSuchKey) when it is
+ * opened: the backup was deleted after it was chosen (a prune running at the same time, once a
+ * newer backup completed), or it never completed. Not damage: nothing of it is there to read.
+ */
+export class DumpGoneError extends DownloadError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super(message, options);
+    this.name = 'DumpGoneError';
+  }
+}
+
 /** The downloaded dump's size or SHA-256 differs from its manifest: it was not restored. */
 export class IntegrityError extends PgS3BackupError {
   constructor(message: string, options: PgS3BackupErrorOptions = {}) {

@@ -16,7 +16,7 @@ import {
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { buildDumpKey, databasePrefix, decodeDatabaseName, manifestKeyFor, parseKey, partKeyFor, partOwner, VERIFY_REPORT_SUFFIX } from './backup-key.ts';
-import { KeyTakenError, ListError, ManifestError, ManifestGoneError, PruneError, UnreadableManifestError } from '../errors.ts';
+import { DumpGoneError, KeyTakenError, ListError, ManifestError, ManifestGoneError, PruneError, UnreadableManifestError } from '../errors.ts';
 import { ManifestSchema, parseManifest, type Manifest } from './manifest.ts';
 
 export interface S3Store {
@@ -477,9 +477,21 @@ export async function latestBackup(store: S3Store, database: string): Promise<{ 
   return { backup: undefined, skipped };
 }
 
-/** A dump's content as a stream (for restore and verify). */
+/**
+ * A dump's content as a stream (for restore and verify). A dump S3 says does not exist is
+ * DumpGoneError: deleted since its backup was chosen (a prune at the same time), not damaged.
+ */
 export async function openDump(store: S3Store, key: string): Promise<{ body: Readable; bytes: number }> {
-  const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
+  let res;
+  try {
+    res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
+  } catch (err) {
+    if (!isNoSuchKey(err)) throw err;
+    throw new DumpGoneError(`s3://${store.bucket}/${key} does not exist: the backup was deleted after it was chosen (by a prune running at the same time, a newer backup having completed), or it never completed`, {
+      cause: err,
+      hint: 'Run `pg-s3-backup list` for the backups there are (with --latest: run again, it takes the newest).',
+    });
+  }
   return { body: res.Body as Readable, bytes: res.ContentLength ?? 0 };
 }
 
