@@ -220,6 +220,30 @@ export async function backupGone(readManifest: (dumpKey: string) => Promise<unkn
 }
 
 /**
+ * `verify --latest`: verifies the newest backup (`pick`) and, when that verify failed on a backup
+ * deleted meanwhile (a prune running at the same time), the newest then, up to DRILL_PICKS
+ * backups. The report is of a backup that was there when it was verified, with the deleted ones
+ * named in its warnings: a FAILED (and `--alert`'s FAILED alert) then means the backup is bad.
+ */
+export async function verifyNewest(
+  pick: () => Promise<string>,
+  verify: (key: string) => Promise<VerifyReport>,
+  readManifest: (dumpKey: string) => Promise<unknown>,
+  onGone: (key: string) => void,
+): Promise<VerifyReport> {
+  const gone: string[] = [];
+  for (;;) {
+    const key = await pick();
+    const report = await verify(key);
+    const notes = gone.map((k) => `backup ${k} was deleted (by a prune, or by hand) while it was verified: the newest backup was verified instead`);
+    const withNotes = notes.length === 0 ? report : { ...report, warnings: [...notes, ...report.warnings] };
+    if (report.status === 'ok' || gone.length + 1 >= DRILL_PICKS || !(await backupGone(readManifest, key))) return withNotes;
+    gone.push(key);
+    onGone(key);
+  }
+}
+
+/**
  * One database's drill of its newest backup. A drill that failed on a backup deleted meanwhile (a
  * backup run's prune: RETENTION_COUNT=1 and a newer backup completed, or GFS) is no failed drill:
  * the drill picks the newest again and says so in the report's warnings; after DRILL_PICKS such

@@ -487,7 +487,7 @@ export async function openDump(store: S3Store, key: string): Promise<{ body: Rea
     res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
   } catch (err) {
     if (!isNoSuchKey(err)) throw err;
-    throw new DumpGoneError(`s3://${store.bucket}/${key} does not exist: the backup was deleted after it was chosen (by a prune running at the same time, a newer backup having completed), or it never completed`, {
+    throw new DumpGoneError(`s3://${store.bucket}/${key} does not exist: the backup was deleted after it was chosen (by a prune running at the same time, or by hand), or it never completed`, {
       cause: err,
       hint: 'Run `pg-s3-backup list` for the backups there are (with --latest: run again, it takes the newest).',
     });

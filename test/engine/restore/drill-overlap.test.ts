@@ -1,10 +1,11 @@
 /**
- * The restore drill overlapping a backup run and its prune (EventBridge Scheduler runs the two
- * schedules independently, and either may start twice): with RETENTION_COUNT=1, a backup that
- * completes while the drill downloads the newest one deletes it. That backup was pruned, not
- * found unrestorable: the drill must not say FAILED nor "do not count on this backup". The overlap
- * is injected through the drill's store (its `openDump` runs a whole backup first, whose prune
- * deletes the backup being drilled), against moto, real PostgreSQL and the layers.
+ * The restore drill, `verify --latest` and `restore --latest` overlapping a backup run and its
+ * prune (EventBridge Scheduler runs the schedules independently, either may start twice, and an
+ * operator runs commands whenever): with RETENTION_COUNT=1, a backup that completes while the
+ * newest one is downloaded deletes it. That backup was pruned, not found unrestorable: nothing may
+ * say FAILED, "do not count on this backup" or "check network access". The overlap is injected
+ * through the store (its `openDump` runs a whole backup first, whose prune deletes the backup
+ * being read), against moto, real PostgreSQL and the layers.
  */
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -17,7 +18,10 @@ import { createDeps } from '../../../engine/deps.ts';
 import type { EngineEvent } from '../../../engine/events.ts';
 import type { Message } from '../../../engine/notify.ts';
 import { toolCommand } from '../../../engine/pg/pg-dump.ts';
-import { DRILL_PICKS, runDrill, verifyReportKeyFor, type DrillDatabaseReport, type DrillDeps } from '../../../engine/restore/drill.ts';
+import { parseTargetUrl } from '../../../engine/pg/connection.ts';
+import { DRILL_PICKS, runDrill, verifyNewest, verifyReportKeyFor, type DrillDatabaseReport, type DrillDeps } from '../../../engine/restore/drill.ts';
+import { restoreBackup } from '../../../engine/restore/restore.ts';
+import { verifyOnThrowawayServer } from '../../../engine/restore/verify.ts';
 import { createSource } from '../../../engine/store/create.ts';
 import { awsEnv, createBucket, testClients, type TestClients } from '../../support/aws.ts';
 import { createDatabase } from '../../support/fixtures.ts';
@@ -150,5 +154,42 @@ it(`a drill whose every pick is pruned before its restore (${DRILL_PICKS} times)
   // The newest backup is there, with no report beside it: the next drill starts with this database.
   const newest = madeMeanwhile[DRILL_PICKS - 1]!;
   expect(await keysUnder('shop')).toEqual([newest, `${newest}.json`].sort());
+  expect(readdirSync(tempDir)).toEqual([]);
+});
+
+it('verify --latest (verifyNewest) of a backup pruned while it is verified verifies the newest then, naming the one deleted: no FAILED report', async () => {
+  const first = await backupNow();
+  const { deps } = overlappingDrill((opened) => opened === 1);
+  const store = createSource(config, createDeps(config, { events: () => {} }));
+  const gone: string[] = [];
+  const report = await verifyNewest(
+    async () => (await store.latestBackup('shop')).backup!.key,
+    (key) => verifyOnThrowawayServer(deps.restore, { key, server: { layerRoot: serverLayer, parentDir: tempDir } }),
+    (key) => store.readManifest(key),
+    (key) => gone.push(key),
+  );
+  const newest = (await store.latestBackup('shop')).backup!.key;
+  expect(newest).not.toBe(first);
+  expect({ status: report.status, key: report.key, problems: report.problems, sha256Verified: report.sha256Verified }).toEqual({ status: 'ok', key: newest, problems: [], sha256Verified: true });
+  expect(report.warnings[0]).toBe(`backup ${first} was deleted (by a prune, or by hand) while it was verified: the newest backup was verified instead`);
+  expect(gone).toEqual([first]);
+  expect(readdirSync(tempDir)).toEqual([]);
+});
+
+it('restore --latest of a backup pruned before its download says so (DumpGoneError), not "check network access", and touches no target', async () => {
+  const chosen = await backupNow();
+  const { deps } = overlappingDrill((opened) => opened === 1);
+  const target = parseTargetUrl(pgsrv.urlFor('shop_restored'));
+  const err = await restoreBackup(deps.restore, { key: chosen, target, create: true }).then(
+    () => undefined,
+    (e: unknown) => e as Error & { hint?: string },
+  );
+  expect({ name: err?.name, message: err?.message, hint: err?.hint }).toEqual({
+    name: 'DumpGoneError',
+    message: `s3://${bucket}/${chosen} does not exist: the backup was deleted after it was chosen (by a prune running at the same time, or by hand), or it never completed`,
+    hint: 'Run `pg-s3-backup list` for the backups there are (with --latest: run again, it takes the newest).',
+  });
+  const [exists] = await pgsrv.query<{ n: string }>("select count(*) as n from pg_database where datname = 'shop_restored'", []);
+  expect(Number(exists!.n)).toBe(0);
   expect(readdirSync(tempDir)).toEqual([]);
 });
