@@ -393,7 +393,8 @@ const DrillSummarySchema = z.looseObject({
 
 /**
  * Reads a backup's drill report (`<dump key>.verify.json`, engine/restore/drill.ts) down to its
- * outcome. Throws ManifestError when S3 cannot be asked or the report is not one.
+ * outcome. Throws ManifestGoneError when S3 says it does not exist (deleted since it was listed),
+ * ManifestError when S3 cannot be asked or the report is not one.
  */
 export async function readDrillSummary(store: S3Store, report: string): Promise<DrillSummary> {
   const where = `s3://${store.bucket}/${report}`;
@@ -402,6 +403,8 @@ export async function readDrillSummary(store: S3Store, report: string): Promise<
     text = await readBoundedText(store, report, MAX_DRILL_REPORT_BYTES);
   } catch (err) {
     if (err instanceof TooLargeError) throw new ManifestError(`drill report ${where} is unreadable: ${err.message}; not read`, { hint: 'The next drill writes a new one.' });
+    // Listed, then deleted with its backup (a prune at the same time): gone, not unreadable.
+    if (isNoSuchKey(err)) throw new ManifestGoneError(`drill report ${where} does not exist: deleted since it was listed (with its backup, by a prune running at the same time)`, { cause: err, hint: 'Run the command again.' });
     throw new ManifestError(`cannot read drill report ${where}: ${(err as Error).name}: ${(err as Error).message}`, { cause: err, hint: 'Check s3:GetObject on the bucket.' });
   }
   try {
