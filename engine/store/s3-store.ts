@@ -466,18 +466,32 @@ export async function readManifests(store: S3Store, backups: readonly StoredBack
   return { readable, unreadable };
 }
 
+/** Listings `latestBackup` makes at most when backups it listed are deleted before it reads them. */
+const LATEST_LISTINGS = 3;
+
 /**
  * The newest backup of a database whose manifest is readable and describes it (by `backupTime`),
- * with the newer ones skipped on the way because their manifest could not be trusted.
+ * with the newer ones skipped on the way because their manifest could not be trusted. A listed
+ * backup whose manifest is gone by the time it is read (a prune at the same time, which deletes
+ * a backup only once a newer one is complete) makes the listing stale: it is listed again, so that
+ * the newer backup is found rather than an older one or none.
  */
 export async function latestBackup(store: S3Store, database: string): Promise<{ backup: CheckedBackup | undefined; skipped: UnreadableBackup[] }> {
-  const skipped: UnreadableBackup[] = [];
-  for (const b of (await listBackups(store, database)).complete) {
-    const { readable, unreadable } = await readManifests(store, [b]);
-    if (readable[0]) return { backup: readable[0], skipped };
-    skipped.push(...unreadable);
+  for (let listing = 1; ; listing++) {
+    const skipped: UnreadableBackup[] = [];
+    let stale = false;
+    for (const b of (await listBackups(store, database)).complete) {
+      const { readable, unreadable } = await readManifests(store, [b]);
+      if (readable[0]) {
+        if (!stale || listing >= LATEST_LISTINGS) return { backup: readable[0], skipped };
+        break;
+      }
+      // Neither readable nor unreadable: gone since the listing.
+      if (unreadable.length === 0) stale = true;
+      skipped.push(...unreadable);
+    }
+    if (!stale || listing >= LATEST_LISTINGS) return { backup: undefined, skipped };
   }
-  return { backup: undefined, skipped };
 }
 
 /**
