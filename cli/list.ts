@@ -4,6 +4,7 @@
  * shown as UNREADABLE) and reported on stderr, and the other backups are listed as usual.
  */
 import type { Command } from 'commander';
+import { ManifestGoneError } from '../engine/errors.ts';
 import { parseKey } from '../engine/store/backup-key.ts';
 import { backupTime, clockSkewMs, type DrillSummary, type StoredBackup } from '../engine/store/s3-store.ts';
 import type { BackupSource } from '../engine/store/store.ts';
@@ -109,6 +110,8 @@ async function lastDrill(ctx: CliContext, store: BackupSource, backup: StoredBac
   try {
     return await store.readDrillSummary(backup.drillReport.key);
   } catch (err) {
+    // Deleted with its backup since the listing (a prune at the same time): nothing to show, nothing wrong.
+    if (err instanceof ManifestGoneError) return null;
     ctx.out.warn(`drill result of ${backup.key} not shown: ${(err as Error).message}`);
     return null;
   }

@@ -12,6 +12,7 @@ import { GetScheduleCommand, SchedulerClient } from '@aws-sdk/client-scheduler';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { describeError } from '../engine/check/check.ts';
 import { awsClientOptions } from '../engine/deps.ts';
+import { ManifestGoneError } from '../engine/errors.ts';
 import { computeStatus, DAILY_MAX_AGE_HOURS, formatHours, maxAgeForRuns, SIZE_WINDOW, type DatabaseFacts, type DatabaseStatus, type ReadBackup, type StatusReport } from '../engine/status.ts';
 import type { StoredBackup } from '../engine/store/s3-store.ts';
 import type { BackupSource } from '../engine/store/store.ts';
@@ -90,7 +91,11 @@ async function bucketFacts(store: BackupSource): Promise<DatabaseFacts[]> {
 
 const storedAt = (b: StoredBackup) => (b.storedAt ?? b.lastModified ?? b.startedAt).getTime();
 
-async function databaseFacts(store: BackupSource, database: string): Promise<DatabaseFacts> {
+/**
+ * One database's facts for the verdict: its listing, the manifests of its newest backups, and its
+ * newest drill report that is still there (a prune at the same time may delete the one listed).
+ */
+export async function databaseFacts(store: BackupSource, database: string): Promise<DatabaseFacts> {
   const listing = await store.listBackups(database);
   const newestFirst = [...listing.complete].sort((a, b) => storedAt(b) - storedAt(a));
   // The newest SIZE_WINDOW + 1 manifests give the age and the size trend; past them, only as many
@@ -102,14 +107,18 @@ async function databaseFacts(store: BackupSource, database: string): Promise<Dat
     read.push(...ok, ...unreadable);
     readable += ok.length;
   }
-  const drilled = listing.complete.filter((b) => b.drillReport).sort((a, b) => (b.drillReport!.lastModified?.getTime() ?? 0) - (a.drillReport!.lastModified?.getTime() ?? 0))[0];
+  const drilled = listing.complete.filter((b) => b.drillReport).sort((a, b) => (b.drillReport!.lastModified?.getTime() ?? 0) - (a.drillReport!.lastModified?.getTime() ?? 0));
   let drill: DatabaseFacts['drill'];
-  if (drilled) {
+  for (const b of drilled) {
     try {
-      drill = { key: drilled.key, summary: await store.readDrillSummary(drilled.drillReport!.key) };
+      drill = { key: b.key, summary: await store.readDrillSummary(b.drillReport!.key) };
     } catch (err) {
-      drill = { key: drilled.key, problem: (err as Error).message };
+      // Deleted with its backup since the listing (a prune at the same time): not an unreadable
+      // report, and not the last drill any more; the newest report still there is.
+      if (err instanceof ManifestGoneError) continue;
+      drill = { key: b.key, problem: (err as Error).message };
     }
+    break;
   }
   return { database, complete: listing.complete, read, serverTime: listing.serverTime, drill };
 }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { PgS3BackupError } from '../engine/errors.ts';
 import { subjectText, SUBJECT_PREFIX } from '../engine/notify.ts';
 import { UsageError } from '../engine/errors.ts';
+import { verifyNewest } from '../engine/restore/drill.ts';
 import { verifyBackup, verifyOnThrowawayServer, type VerifyReport } from '../engine/restore/verify.ts';
 import { resolveServerLayer } from './pg-tool.ts';
 import type { CliContext } from './context.ts';
@@ -46,11 +47,12 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       // After --remote's branch: --local there is refused for what it is, not for a layer this machine lacks.
       const layerRoot = opts.local ? resolveServerLayer(opts.serverLayer) : undefined;
       const scratch = opts.scratchUrl ? ctx.target(opts.scratchUrl, '--scratch-url') : opts.scratchSecret ? await secretServer(ctx, opts.scratchSecret, undefined, 'postgres') : undefined;
-      const key = await ctx.selectBackup(opts);
       const deps = ctx.restoreDeps(opts.tempDir, opts);
-      const report = scratch
-        ? await verifyBackup(deps, { key, scratch, jobs: opts.jobs })
-        : await verifyOnThrowawayServer(deps, { key, jobs: opts.jobs, server: { layerRoot, parentDir: opts.tempDir } });
+      const verify = (key: string) => (scratch ? verifyBackup(deps, { key, scratch, jobs: opts.jobs }) : verifyOnThrowawayServer(deps, { key, jobs: opts.jobs, server: { layerRoot, parentDir: opts.tempDir } }));
+      // --latest: a backup a prune deleted while it was verified is not a failed one; the newest then is verified.
+      const report = opts.latest
+        ? await verifyNewest(() => ctx.selectBackup(opts), verify, (key) => deps.source.readManifest(key), (key) => ctx.out.warn(`backup ${key} was deleted (by a prune, or by hand) while it was verified: verifying the newest backup now`))
+        : await verify(await ctx.selectBackup(opts));
       ctx.out.result(report, describeReport(report));
       if (opts.alert) {
         const subject = subjectText(`${SUBJECT_PREFIX} restore drill ${report.status === 'ok' ? 'OK' : 'FAILED'}: ${report.database ?? report.key}`);

@@ -198,7 +198,8 @@ export class UnreadableManifestError extends ManifestError {
  * A manifest S3 says does not exist (NoSuchKey): the backup was deleted since it was listed (a
  * prune running at the same time: the schedule's and an operator's, or two runs), or its key was
  * never a complete backup. It is not a backup any more: listing drops it, retention neither counts
- * nor deletes it, `--latest` takes the one before.
+ * nor deletes it, `--latest` takes the one before. The same for a drill report deleted with its
+ * backup since it was listed: `status` takes the newest report still there, `list` shows none.
  */
 export class ManifestGoneError extends ManifestError {
   constructor(message: string, options: PgS3BackupErrorOptions = {}) {
@@ -278,6 +279,18 @@ export class DownloadError extends PgS3BackupError {
   constructor(message: string, options: PgS3BackupErrorOptions = {}) {
     super('download', message, options);
     this.name = 'DownloadError';
+  }
+}
+
+/**
+ * A dump (or a sharded backup's data archive) S3 says does not exist (NoSuchKey) when it is
+ * opened: the backup was deleted after it was chosen (a prune running at the same time, once a
+ * newer backup completed), or it never completed. Not damage: nothing of it is there to read.
+ */
+export class DumpGoneError extends DownloadError {
+  constructor(message: string, options: PgS3BackupErrorOptions = {}) {
+    super(message, options);
+    this.name = 'DumpGoneError';
   }
 }
 

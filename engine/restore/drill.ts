@@ -17,7 +17,7 @@ import type { Message } from '../notify.ts';
 import { SUBJECT_PREFIX, subjectText } from '../notify.ts';
 import type { EventSink } from '../events.ts';
 import { TimeBudget } from '../budget.ts';
-import { TimeBudgetError } from '../errors.ts';
+import { ManifestGoneError, TimeBudgetError } from '../errors.ts';
 import type { Manifest, RowCountMode } from '../store/manifest.ts';
 import type { RestoreDeps } from './deps.ts';
 import { sweepStaleServers, type ThrowawayServerOptions } from './throwaway-server.ts';
@@ -48,6 +48,8 @@ export function requiredTempBytes(manifest: Pick<Manifest, 'bytes' | 'tables'> &
 export interface DrillDatabaseReport {
   readonly kind: 'pg-s3-backup restore drill';
   readonly status: 'ok' | 'failed' | 'skipped';
+  /** Why a skipped drill was skipped (absent: too large for the temporary folder, as before this field). */
+  readonly skipReason?: 'too large' | 'pruned while drilled';
   readonly database: string;
   /** The backup drilled (absent when the database has no complete backup). */
   readonly key: string | undefined;
@@ -199,7 +201,86 @@ export function formatNotReachedAlert(notReached: readonly string[], drilled: nu
   };
 }
 
+/**
+ * Backups one database's drill picks at most: each further pick follows a backup deleted while it
+ * was drilled (a prune, a newer backup having completed). One more than the picks a backup run
+ * can cause; past it the drill is skipped rather than chasing a bucket pruned faster than it drills.
+ */
+export const DRILL_PICKS = 3;
+
+/**
+ * Whether the backup at `key` is gone (its manifest S3 says does not exist): a drill that failed
+ * on such a backup says nothing about it, nor about the backups there are.
+ */
+export async function backupGone(readManifest: (dumpKey: string) => Promise<unknown>, key: string): Promise<boolean> {
+  return readManifest(key).then(
+    () => false,
+    (err: unknown) => err instanceof ManifestGoneError,
+  );
+}
+
+/**
+ * `verify --latest`: verifies the newest backup (`pick`) and, when that verify failed on a backup
+ * deleted meanwhile (a prune running at the same time), the newest then, up to DRILL_PICKS
+ * backups. The report is of a backup that was there when it was verified, with the deleted ones
+ * named in its warnings: a FAILED (and `--alert`'s FAILED alert) then means the backup is bad.
+ */
+export async function verifyNewest(
+  pick: () => Promise<string>,
+  verify: (key: string) => Promise<VerifyReport>,
+  readManifest: (dumpKey: string) => Promise<unknown>,
+  onGone: (key: string) => void,
+): Promise<VerifyReport> {
+  const gone: string[] = [];
+  for (;;) {
+    const key = await pick();
+    const report = await verify(key);
+    const notes = gone.map((k) => `backup ${k} was deleted (by a prune, or by hand) while it was verified: the newest backup was verified instead`);
+    const withNotes = notes.length === 0 ? report : { ...report, warnings: [...notes, ...report.warnings] };
+    if (report.status === 'ok' || gone.length + 1 >= DRILL_PICKS || !(await backupGone(readManifest, key))) return withNotes;
+    gone.push(key);
+    onGone(key);
+  }
+}
+
+/**
+ * One database's drill of its newest backup. A drill that failed on a backup deleted meanwhile (a
+ * backup run's prune: RETENTION_COUNT=1 and a newer backup completed, or GFS) is no failed drill:
+ * the drill picks the newest again and says so in the report's warnings; after DRILL_PICKS such
+ * picks it is skipped, with no report (the next drill starts with the database).
+ */
 async function drillDatabase(deps: DrillDeps, options: DrillOptions, database: string, parentDir: string): Promise<DrillDatabaseReport> {
+  const gone: string[] = [];
+  for (;;) {
+    const report = await drillNewest(deps, options, database, parentDir);
+    const pruned = report.status === 'failed' && report.key !== undefined && !deps.restore.signal?.aborted && (gone.includes(report.key) || (await backupGone(deps.readManifest, report.key)));
+    const notes = gone.map((k) => `backup ${k} was deleted (by a prune, or by hand) while it was drilled: the drill took the newest backup again`);
+    if (!pruned) return notes.length === 0 ? report : { ...report, warnings: [...notes, ...report.warnings] };
+    gone.push(report.key!);
+    deps.events({ event: 'warning', message: `restore drill of "${database}": backup ${report.key!} was deleted (by a prune, or by hand) while it was drilled; ${gone.length < DRILL_PICKS ? 'taking the newest backup again' : 'giving up'}` });
+    if (gone.length >= DRILL_PICKS) {
+      return {
+        ...report,
+        status: 'skipped',
+        skipReason: 'pruned while drilled',
+        key: undefined,
+        rowCounts: undefined,
+        tables: [],
+        failingTables: [],
+        problems: [],
+        warnings: gone.map((k) => `backup ${k} was deleted (by a prune, or by hand) while it was drilled`),
+        requiredTempBytes: undefined,
+        availableTempBytes: undefined,
+        verify: undefined,
+        whatToDo:
+          `Each of the ${DRILL_PICKS} backups the drill took was deleted before its restore was done: backups complete and are pruned faster than the drill restores one. The drill proved nothing about them, good or bad. ` +
+          'Schedule the drill apart from the backups, or keep more than one backup (RETENTION_COUNT, or GFS), so that the one drilled outlives the next backup run.',
+      };
+    }
+  }
+}
+
+async function drillNewest(deps: DrillDeps, options: DrillOptions, database: string, parentDir: string): Promise<DrillDatabaseReport> {
   const drilledAt = (deps.now ?? (() => new Date()))().toISOString();
   const base = {
     kind: 'pg-s3-backup restore drill' as const,
@@ -228,6 +309,7 @@ async function drillDatabase(deps: DrillDeps, options: DrillOptions, database: s
     return {
       ...base,
       status: 'skipped',
+      skipReason: 'too large',
       key,
       rowCounts,
       problems: [],
@@ -256,7 +338,7 @@ function gb(bytes: number): string {
 
 /** The alert of a drill that failed or was skipped: what, which tables, what to do. */
 export function formatDrillAlert(r: DrillDatabaseReport): Message {
-  const word = r.status === 'skipped' ? 'SKIPPED (too large)' : 'FAILED';
+  const word = r.status === 'skipped' ? `SKIPPED (${r.skipReason ?? 'too large'})` : 'FAILED';
   const lines = [
     `Restore drill ${word} for database "${r.database}".`,
     `Backup: ${r.key ?? '(none)'}`,

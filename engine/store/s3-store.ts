@@ -16,7 +16,7 @@ import {
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { buildDumpKey, databasePrefix, decodeDatabaseName, manifestKeyFor, parseKey, partKeyFor, partOwner, VERIFY_REPORT_SUFFIX } from './backup-key.ts';
-import { KeyTakenError, ListError, ManifestError, ManifestGoneError, PruneError, UnreadableManifestError } from '../errors.ts';
+import { DumpGoneError, KeyTakenError, ListError, ManifestError, ManifestGoneError, PruneError, UnreadableManifestError } from '../errors.ts';
 import { ManifestSchema, parseManifest, type Manifest } from './manifest.ts';
 
 export interface S3Store {
@@ -393,7 +393,8 @@ const DrillSummarySchema = z.looseObject({
 
 /**
  * Reads a backup's drill report (`<dump key>.verify.json`, engine/restore/drill.ts) down to its
- * outcome. Throws ManifestError when S3 cannot be asked or the report is not one.
+ * outcome. Throws ManifestGoneError when S3 says it does not exist (deleted since it was listed),
+ * ManifestError when S3 cannot be asked or the report is not one.
  */
 export async function readDrillSummary(store: S3Store, report: string): Promise<DrillSummary> {
   const where = `s3://${store.bucket}/${report}`;
@@ -402,6 +403,8 @@ export async function readDrillSummary(store: S3Store, report: string): Promise<
     text = await readBoundedText(store, report, MAX_DRILL_REPORT_BYTES);
   } catch (err) {
     if (err instanceof TooLargeError) throw new ManifestError(`drill report ${where} is unreadable: ${err.message}; not read`, { hint: 'The next drill writes a new one.' });
+    // Listed, then deleted with its backup (a prune at the same time): gone, not unreadable.
+    if (isNoSuchKey(err)) throw new ManifestGoneError(`drill report ${where} does not exist: deleted since it was listed (with its backup, by a prune running at the same time)`, { cause: err, hint: 'Run the command again.' });
     throw new ManifestError(`cannot read drill report ${where}: ${(err as Error).name}: ${(err as Error).message}`, { cause: err, hint: 'Check s3:GetObject on the bucket.' });
   }
   try {
@@ -463,23 +466,49 @@ export async function readManifests(store: S3Store, backups: readonly StoredBack
   return { readable, unreadable };
 }
 
+/** Listings `latestBackup` makes at most when backups it listed are deleted before it reads them. */
+const LATEST_LISTINGS = 3;
+
 /**
  * The newest backup of a database whose manifest is readable and describes it (by `backupTime`),
- * with the newer ones skipped on the way because their manifest could not be trusted.
+ * with the newer ones skipped on the way because their manifest could not be trusted. A listed
+ * backup whose manifest is gone by the time it is read (a prune at the same time, which deletes
+ * a backup only once a newer one is complete) makes the listing stale: it is listed again, so that
+ * the newer backup is found rather than an older one or none.
  */
 export async function latestBackup(store: S3Store, database: string): Promise<{ backup: CheckedBackup | undefined; skipped: UnreadableBackup[] }> {
-  const skipped: UnreadableBackup[] = [];
-  for (const b of (await listBackups(store, database)).complete) {
-    const { readable, unreadable } = await readManifests(store, [b]);
-    if (readable[0]) return { backup: readable[0], skipped };
-    skipped.push(...unreadable);
+  for (let listing = 1; ; listing++) {
+    const skipped: UnreadableBackup[] = [];
+    let stale = false;
+    for (const b of (await listBackups(store, database)).complete) {
+      const { readable, unreadable } = await readManifests(store, [b]);
+      if (readable[0]) {
+        if (!stale || listing >= LATEST_LISTINGS) return { backup: readable[0], skipped };
+        break;
+      }
+      // Neither readable nor unreadable: gone since the listing.
+      if (unreadable.length === 0) stale = true;
+      skipped.push(...unreadable);
+    }
+    if (!stale || listing >= LATEST_LISTINGS) return { backup: undefined, skipped };
   }
-  return { backup: undefined, skipped };
 }
 
-/** A dump's content as a stream (for restore and verify). */
+/**
+ * A dump's content as a stream (for restore and verify). A dump S3 says does not exist is
+ * DumpGoneError: deleted since its backup was chosen (a prune at the same time), not damaged.
+ */
 export async function openDump(store: S3Store, key: string): Promise<{ body: Readable; bytes: number }> {
-  const res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
+  let res;
+  try {
+    res = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
+  } catch (err) {
+    if (!isNoSuchKey(err)) throw err;
+    throw new DumpGoneError(`s3://${store.bucket}/${key} does not exist: the backup was deleted after it was chosen (by a prune running at the same time, or by hand), or it never completed`, {
+      cause: err,
+      hint: 'Run `pg-s3-backup list` for the backups there are (with --latest: run again, it takes the newest).',
+    });
+  }
   return { body: res.Body as Readable, bytes: res.ContentLength ?? 0 };
 }
 

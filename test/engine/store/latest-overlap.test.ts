@@ -1,0 +1,86 @@
+/**
+ * `--latest` (restore, verify, the drill's pick) while a backup run completes and prunes: the
+ * newest backup listed is deleted before its manifest is read, because a newer one completed in
+ * between (a prune deletes a backup only once a newer one is there). The newest backup is then the
+ * one that completed meanwhile, not an older one and not "no complete backup". The overlap is
+ * injected through the store's S3 client (a middleware that, once the listing has answered,
+ * writes the new backup and prunes as the backup run does), against moto.
+ */
+import { DeleteObjectsCommand, S3Client } from '@aws-sdk/client-s3';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { buildDumpKey, manifestKeyFor } from '../../../engine/store/backup-key.ts';
+import { MANIFEST_FORMAT_VERSION } from '../../../engine/store/manifest.ts';
+import { latestBackup } from '../../../engine/store/s3-store.ts';
+import { createBucket, putText, testClients, type TestClients } from '../../support/aws.ts';
+import { startMoto, type TestAws } from '../../support/moto.ts';
+
+let aws: TestAws;
+let c: TestClients;
+let bucket: string;
+
+beforeAll(async () => {
+  aws = await startMoto();
+  c = testClients(aws.endpoint);
+  bucket = await createBucket(c);
+});
+afterAll(async () => {
+  await aws?.stop();
+});
+
+async function putBackup(prefix: string, at: Date): Promise<string> {
+  const key = buildDumpKey(prefix, 'app', at);
+  await putText(c, bucket, key, 'PGDMP');
+  const manifest = {
+    formatVersion: MANIFEST_FORMAT_VERSION, database: 'app', key, bytes: 5, sha256: 'a'.repeat(64), compression: 'zstd:1', pgDumpVersion: '18.6',
+    serverVersion: '18.4', startedAt: at.toISOString(), finishedAt: new Date().toISOString(), durationMs: 1, reason: 'test', toolVersion: '0.1.0',
+  };
+  await putText(c, bucket, manifestKeyFor(key), JSON.stringify(manifest));
+  return key;
+}
+
+/** A client whose first listing is followed, before its answer reaches the caller, by `meanwhile`. */
+function clientWithOverlap(meanwhile: () => Promise<void>): S3Client {
+  const client = testClients(aws.endpoint).s3;
+  let done = false;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const result = await next(args);
+      if (!done && context.commandName === 'ListObjectsV2Command') {
+        done = true;
+        await meanwhile();
+      }
+      return result;
+    },
+    { step: 'initialize', name: 'overlapAfterFirstListing' },
+  );
+  return client;
+}
+
+const hoursAgo = (h: number) => new Date(Date.now() - h * 3_600_000);
+
+it('the only backup listed is pruned (RETENTION_COUNT=1) before its manifest is read: --latest is the backup that completed meanwhile, not "no complete backup"', async () => {
+  const prefix = `latest-${randomUUID().slice(0, 6)}/`;
+  const listed = await putBackup(prefix, hoursAgo(24));
+  let newer = '';
+  const s3 = clientWithOverlap(async () => {
+    newer = await putBackup(prefix, hoursAgo(0));
+    await c.s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: listed }, { Key: manifestKeyFor(listed) }] } }));
+  });
+  const { backup, skipped } = await latestBackup({ s3, bucket, prefix }, 'app');
+  expect({ key: backup?.key, skipped }).toEqual({ key: newer, skipped: [] });
+});
+
+it('the newest backup listed is pruned (GFS keeps a monthly one) before its manifest is read: --latest is the newer one, not the month-old one', async () => {
+  const prefix = `latest-${randomUUID().slice(0, 6)}/`;
+  const monthly = await putBackup(prefix, hoursAgo(24 * 20));
+  const daily = await putBackup(prefix, hoursAgo(24));
+  let newer = '';
+  const s3 = clientWithOverlap(async () => {
+    newer = await putBackup(prefix, hoursAgo(0));
+    await c.s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: daily }, { Key: manifestKeyFor(daily) }] } }));
+  });
+  const { backup } = await latestBackup({ s3, bucket, prefix }, 'app');
+  expect(backup?.key).toBe(newer);
+  expect(backup?.key).not.toBe(monthly);
+});
