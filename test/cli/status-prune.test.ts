@@ -11,10 +11,9 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { databaseFacts } from '../../cli/status.ts';
 import { ManifestGoneError } from '../../engine/errors.ts';
 import { computeStatus } from '../../engine/status.ts';
-import { buildDumpKey, manifestKeyFor, verifyReportKeyFor } from '../../engine/store/backup-key.ts';
-import { MANIFEST_FORMAT_VERSION } from '../../engine/store/manifest.ts';
+import { manifestKeyFor, verifyReportKeyFor } from '../../engine/store/backup-key.ts';
 import { s3Source } from '../../engine/store/s3.ts';
-import { createBucket, putText, testClients, type TestClients } from '../support/aws.ts';
+import { createBucket, putStoredBackup, putText, testClients, type TestClients } from '../support/aws.ts';
 import { startMoto, type TestAws } from '../support/moto.ts';
 
 let aws: TestAws;
@@ -31,14 +30,8 @@ afterAll(async () => {
 });
 
 async function putBackup(prefix: string, at: Date, drilled: boolean): Promise<string> {
-  const key = buildDumpKey(prefix, 'app', at);
   // Written now (S3 stamps it now): its manifest says it finished now, or status would see a wrong clock.
-  await putText(c, bucket, key, 'PGDMP');
-  const manifest = {
-    formatVersion: MANIFEST_FORMAT_VERSION, database: 'app', key, bytes: 5, sha256: 'a'.repeat(64), compression: 'zstd:1', pgDumpVersion: '18.6',
-    serverVersion: '18.4', startedAt: at.toISOString(), finishedAt: new Date().toISOString(), durationMs: 1, reason: 'test', toolVersion: '0.1.0',
-  };
-  await putText(c, bucket, manifestKeyFor(key), JSON.stringify(manifest));
+  const key = await putStoredBackup(c, bucket, prefix, 'app', at, { finishedAt: new Date() });
   if (drilled) await putText(c, bucket, verifyReportKeyFor(key), JSON.stringify({ kind: 'pg-s3-backup restore drill', status: 'ok', drilledAt: at.toISOString(), failingTables: [] }));
   return key;
 }

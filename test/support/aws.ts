@@ -14,8 +14,8 @@ import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secre
 import { CreateTopicCommand, SNSClient, SubscribeCommand } from '@aws-sdk/client-sns';
 import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { randomUUID } from 'node:crypto';
-import { manifestKeyFor } from '../../engine/store/backup-key.ts';
-import { parseManifest, type Manifest } from '../../engine/store/manifest.ts';
+import { buildDumpKey, manifestKeyFor } from '../../engine/store/backup-key.ts';
+import { MANIFEST_FORMAT_VERSION, parseManifest, type Manifest } from '../../engine/store/manifest.ts';
 
 export const TEST_REGION = 'us-east-1';
 const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
@@ -118,4 +118,28 @@ export async function putText(c: TestClients, bucket: string, key: string, body:
 export async function storedManifest(c: TestClients, bucket: string, dumpKey: string): Promise<Manifest> {
   const res = await c.s3.send(new GetObjectCommand({ Bucket: bucket, Key: manifestKeyFor(dumpKey) }));
   return parseManifest(await res.Body!.transformToString());
+}
+
+/**
+ * A backup of `database` at `at` as a run stores one (a 5-byte dump, and its manifest unless
+ * `complete` is false), without running one: for listing, retention and status tests. Its manifest
+ * says it finished at `finishedAt` (default `at`); S3 stamps both objects now.
+ */
+export async function putStoredBackup(
+  c: TestClients,
+  bucket: string,
+  prefix: string,
+  database: string,
+  at: Date,
+  options: { readonly complete?: boolean; readonly finishedAt?: Date } = {},
+): Promise<string> {
+  const key = buildDumpKey(prefix, database, at);
+  await putText(c, bucket, key, 'PGDMP');
+  if (options.complete === false) return key;
+  const manifest = {
+    formatVersion: MANIFEST_FORMAT_VERSION, database, key, bytes: 5, sha256: 'a'.repeat(64), compression: 'zstd:1', pgDumpVersion: '18.6',
+    serverVersion: '18.4', startedAt: at.toISOString(), finishedAt: (options.finishedAt ?? at).toISOString(), durationMs: 1, reason: 'test', toolVersion: '0.1.0',
+  };
+  await putText(c, bucket, manifestKeyFor(key), JSON.stringify(manifest));
+  return key;
 }

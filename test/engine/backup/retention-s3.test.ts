@@ -14,7 +14,7 @@ import { pruneDatabase, pruneGlobals } from '../../../engine/backup/retention.ts
 import { listBackups, readManifests, listDatabases, latestBackup, type S3Store } from '../../../engine/store/s3-store.ts';
 import { s3Store } from '../../../engine/store/s3.ts';
 import { MANIFEST_FORMAT_VERSION } from '../../../engine/store/manifest.ts';
-import { createBucket, listKeys, putText, testClients, type TestClients } from '../../support/aws.ts';
+import { createBucket, listKeys, putStoredBackup, putText, testClients, type TestClients } from '../../support/aws.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
 
 
@@ -32,18 +32,7 @@ describe('retention', () => {
     await aws?.stop();
   });
 
-  const manifestFor = (database: string, key: string, at: Date) =>
-    JSON.stringify({
-      formatVersion: MANIFEST_FORMAT_VERSION, database, key, bytes: 5, sha256: 'a'.repeat(64), compression: 'zstd:1', pgDumpVersion: '18.6',
-      serverVersion: '18.4', startedAt: at.toISOString(), finishedAt: at.toISOString(), durationMs: 1, reason: 'test', toolVersion: '0.1.0',
-    });
-
-  async function putBackup(prefix: string, database: string, at: Date, complete = true): Promise<string> {
-    const key = buildDumpKey(prefix, database, at);
-    await putText(c, bucket, key, 'PGDMP');
-    if (complete) await putText(c, bucket, manifestKeyFor(key), manifestFor(database, key, at));
-    return key;
-  }
+  const putBackup = (prefix: string, database: string, at: Date, complete = true) => putStoredBackup(c, bucket, prefix, database, at, { complete });
 
   it('keeps the newest RETENTION_COUNT of 10 complete backups, removes old orphans, touches nothing else', async () => {
     const prefix = `p-${randomUUID().slice(0, 6)}/`;

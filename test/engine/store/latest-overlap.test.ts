@@ -9,10 +9,9 @@
 import { DeleteObjectsCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { buildDumpKey, manifestKeyFor } from '../../../engine/store/backup-key.ts';
-import { MANIFEST_FORMAT_VERSION } from '../../../engine/store/manifest.ts';
+import { manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { latestBackup } from '../../../engine/store/s3-store.ts';
-import { createBucket, putText, testClients, type TestClients } from '../../support/aws.ts';
+import { createBucket, putStoredBackup, testClients, type TestClients } from '../../support/aws.ts';
 import { startMoto, type TestAws } from '../../support/moto.ts';
 
 let aws: TestAws;
@@ -28,16 +27,7 @@ afterAll(async () => {
   await aws?.stop();
 });
 
-async function putBackup(prefix: string, at: Date): Promise<string> {
-  const key = buildDumpKey(prefix, 'app', at);
-  await putText(c, bucket, key, 'PGDMP');
-  const manifest = {
-    formatVersion: MANIFEST_FORMAT_VERSION, database: 'app', key, bytes: 5, sha256: 'a'.repeat(64), compression: 'zstd:1', pgDumpVersion: '18.6',
-    serverVersion: '18.4', startedAt: at.toISOString(), finishedAt: new Date().toISOString(), durationMs: 1, reason: 'test', toolVersion: '0.1.0',
-  };
-  await putText(c, bucket, manifestKeyFor(key), JSON.stringify(manifest));
-  return key;
-}
+const putBackup = (prefix: string, at: Date) => putStoredBackup(c, bucket, prefix, 'app', at, { finishedAt: new Date() });
 
 /** A client whose first listing is followed, before its answer reaches the caller, by `meanwhile`. */
 function clientWithOverlap(meanwhile: () => Promise<void>): S3Client {
