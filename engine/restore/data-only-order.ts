@@ -17,14 +17,18 @@
  * one more run of it). A cycle between tables of several archives has no order: refused before
  * any data archive is loaded (the schema archive's data pass, the sequences' values, has run by
  * then) (pg_restore `--disable-triggers` loads it, as a superuser; RDS has none). A cycle within
- * one archive keeps that archive's order, as a one-archive backup would.
+ * one archive keeps that archive's order, as a one-archive backup does.
  *
- * (A one-archive backup's `--data-only` restore does not come here: its partitions load in
- * pg_dump's order, which may fail on such a key.)
+ * A one-archive backup's archive is worse off: pg_dump orders table data by a key only in a
+ * data-only dump, so a whole database's archive lists it by name, keys or not. Its `--data-only`
+ * restore takes the same order, as one archive's tables (oneArchiveDataOrder): the file is on disk,
+ * so one run reads it in any order (a `--use-list`, restore.ts). A cycle of keys keeps pg_dump's
+ * order there too (only pg_restore `--disable-triggers`, as a superuser, would load it).
  */
 import { RestoreError } from '../errors.ts';
 import { serverVersionNum, withClient } from '../pg/client.ts';
 import type { PgConnection } from '../pg/connection.ts';
+import type { TocEntry } from './toc.ts';
 
 /** A table as `schema\0name` (the target's catalog, and the schema archive's TABLE entries). */
 export type TableName = string;
@@ -44,6 +48,11 @@ export interface DataStep {
 
 export function tableName(schema: string, name: string): TableName {
   return `${schema}\u0000${name}`;
+}
+
+/** The TABLE entries of a table of contents by OID: the table a TABLE DATA entry (of the same OID, in any archive of one backup) fills. */
+export function tablesByOid(entries: readonly TocEntry[]): Map<number, TableName> {
+  return new Map(entries.filter((e) => e.desc === 'TABLE').map((e) => [e.oid, tableName(e.schema, e.tag)]));
 }
 
 /** `schema.name`, for messages. */
@@ -125,6 +134,40 @@ export function dataOnlySteps(partTables: readonly (readonly TableName[])[], fks
   // An archive with no table (the large objects alone) loads whole, first: nothing references it.
   const empty = partTables.flatMap((ts, i) => (ts.length === 0 ? [{ part: i }] : []));
   return [...empty, ...steps];
+}
+
+/**
+ * A one-archive backup's entries (those in `ids`, when given) for a `--use-list` that loads its
+ * table data in the target's foreign-key order: its TABLE DATA entries moved where the keys need
+ * them (dataOnlySteps, the archive as one part), every other entry where it was. Undefined when
+ * the archive's order breaks no key: then nothing changes. `against`: the keys its order broke
+ * (and the new one follows), by the referencing table's place in the archive.
+ */
+export function oneArchiveDataOrder(
+  entries: readonly TocEntry[],
+  ids: ReadonlySet<number> | undefined,
+  fks: readonly ForeignKey[],
+): { readonly entries: TocEntry[]; readonly against: ForeignKey[] } | undefined {
+  const names = tablesByOid(entries);
+  const chosen = entries.filter((e) => ids === undefined || ids.has(e.id));
+  const data = new Map<TableName, TocEntry>();
+  for (const e of chosen) {
+    const table = e.desc === 'TABLE DATA' ? names.get(e.oid) : undefined;
+    if (table !== undefined) data.set(table, e);
+  }
+  const tables = [...data.keys()];
+  const steps = dataOnlySteps([tables], fks);
+  if (!steps) return undefined;
+  // One archive: its steps are stretches of one order of all its tables (the runs a pipe would need).
+  const order = steps.flatMap((s) => s.tables ?? tables);
+  const queue = order.map((t) => data.get(t)!);
+  const moved = new Set(queue);
+  const was = new Map(tables.map((t, i) => [t, i]));
+  const now = new Map(order.map((t, i) => [t, i]));
+  const against = fks
+    .filter((fk) => was.has(fk.from) && was.has(fk.to) && was.get(fk.to)! > was.get(fk.from)! && now.get(fk.to)! < now.get(fk.from)!)
+    .sort((x, y) => was.get(x.from)! - was.get(y.from)! || was.get(x.to)! - was.get(y.to)!);
+  return { entries: chosen.map((e) => (moved.has(e) ? queue.shift()! : e)), against };
 }
 
 /**
@@ -250,7 +293,7 @@ export async function targetForeignKeys(target: PgConnection, database: string):
         WHERE c.contype = 'f' AND c.conparentid = 0 AND c.conrelid <> c.confrelid AND a.relid <> b.relid${enforced}`)
     ).rows;
   }).catch((err: unknown) => {
-    throw new RestoreError(`--data-only could not read the foreign keys of database "${database}" (to order the backup's data archives): ${(err as Error).message}`, { cause: err });
+    throw new RestoreError(`--data-only could not read the foreign keys of database "${database}" (to order the backup's table data): ${(err as Error).message}`, { cause: err });
   });
   return rows.map((r) => ({ from: tableName(r.from_schema, r.from_table), to: tableName(r.to_schema, r.to_table) }));
 }

@@ -14,7 +14,8 @@ import { hintForPgRestore, pgRestoreInto, readDefinition, readDropStatements, re
 import { serverVersionNum, withClient } from '../pg/client.ts';
 import { describeConnection, type PgConnection } from '../pg/connection.ts';
 import { fitSessionStatements } from './server-versions.ts';
-import { schemaGrantsFirst, selectTables } from './toc.ts';
+import { schemaGrantsFirst, selectTables, type TocEntry } from './toc.ts';
+import { oneArchiveDataOrder, printableTable, targetForeignKeys } from './data-only-order.ts';
 import { partTables, restoreDataParts } from './sharded-restore.ts';
 import { selectPartData } from './sharded-table.ts';
 
@@ -54,6 +55,29 @@ function checkOptions(options: RestoreOptions): void {
     [options.clean, options.dataOnly, '--clean and --data-only cannot be combined', '--data-only adds rows to existing tables; --clean would drop them first.'],
   ];
   for (const [a, b, message, hint] of pairs) if (a && b) throw new UsageError(message, { hint });
+}
+
+/**
+ * `--data-only` of a one-archive backup into tables whose foreign keys are in place: a whole
+ * database's archive lists table data by name (pg_dump orders data by a key only in a data-only
+ * dump), so a referencing table's (or partition's) rows may come first and be refused. When that order breaks a key of the target, a `--use-list` of the entries
+ * (`ids`: the `--table` selection) in foreign-key order (data-only-order.ts); the downloaded file
+ * is seekable, so pg_restore reads it in that order. Undefined when the order breaks no key.
+ */
+async function dataInKeyOrder(deps: RestoreDeps, target: PgConnection, dumpFile: string, entries: readonly TocEntry[], ids: ReadonlySet<number> | undefined, jobs: number | undefined): Promise<string | undefined> {
+  // Fewer than two tables' data: no order to get wrong, and no reason to query the target.
+  if (entries.filter((e) => e.desc === 'TABLE DATA' && (!ids || ids.has(e.id))).length < 2) return undefined;
+  const order = oneArchiveDataOrder(entries, ids, await targetForeignKeys(target, target.database));
+  if (!order) return undefined;
+  const [first, ...more] = order.against;
+  if (jobs !== undefined && jobs > 1) {
+    const broken = first ? ` (${printableTable(first.from)} before ${printableTable(first.to)}, which it references${more.length > 0 ? `; ${more.length} more such key${more.length === 1 ? '' : 's'}` : ''})` : '';
+    deps.events?.({
+      event: 'warning',
+      message: `--data-only: the archive's table data comes in an order the target's foreign keys refuse${broken}: it loads in foreign-key order, in one pg_restore job instead of --jobs ${jobs}`,
+    });
+  }
+  return writeUseList(dumpFile, 'data-only.list', order.entries, new Set(order.entries.map((e) => e.id)));
 }
 
 export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
@@ -122,10 +146,15 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const first = options.noOwner || options.noAcl || options.dataOnly ? undefined : schemaGrantsFirst(toc.entries, selection?.ids);
     const schemasFirst = first && (await writeUseList(dump.path, 'schemas.list', toc.entries, first));
     const rest = first && (await writeUseList(dump.path, 'rest.list', toc.entries, new Set(toc.entries.map((e) => e.id).filter((id) => !first.has(id) && (!selection || selection.ids.has(id))))));
+    // --data-only of a one-archive backup: its table data in the target's foreign-key order.
+    const keyOrder = options.dataOnly && !manifest.parts ? await dataInKeyOrder(deps, target, dump.path, toc.entries, selection?.ids, options.jobs) : undefined;
     const dataEntries = toc.entries.filter((e) => e.desc === 'TABLE DATA' && (!selection || selection.ids.has(e.id))).length + (selection ? (partData?.tables ?? 0) : partTables(manifest));
     const restored = await pgRestoreInto(deps, target, target.database, dump.path, {
       ...options,
-      listFile: rest ?? listFile,
+      // pg_restore follows a --use-list's order in one job only: with --jobs it loads tables side by
+      // side, and a one-archive backup's table data carries no dependency on the tables it references.
+      jobs: keyOrder ? 1 : options.jobs,
+      listFile: keyOrder ?? rest ?? listFile,
       schemasFirst,
       earlierErrors,
       tablesTotal: dataEntries,

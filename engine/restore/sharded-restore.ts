@@ -32,7 +32,7 @@ import type { RestoreDeps } from './deps.ts';
 import { asStopped, encryptedParts, partPlaintext, type PartDecryption } from './part-decrypt.ts';
 import { classifyPgRestore, conninfoDbname, type PgRestoreOutcome } from './pg-restore.ts';
 import { feedStdin } from './stdin-feed.ts';
-import { dataOnlySteps, printableTable, tableName, targetForeignKeys, type TableName } from './data-only-order.ts';
+import { dataOnlySteps, printableTable, tablesByOid, targetForeignKeys, type TableName } from './data-only-order.ts';
 import { writeUseList } from './pg-restore.ts';
 import { readPartToc } from './sharded-table.ts';
 import type { TocEntry } from './toc.ts';
@@ -177,7 +177,7 @@ async function dataOnlyRuns(
   if (parts.length === 0) return undefined;
   const fks = await targetForeignKeys(target, database);
   if (fks.length === 0) return undefined;
-  const names = new Map(schema.entries.filter((e) => e.desc === 'TABLE').map((e) => [e.oid, tableName(e.schema, e.tag)]));
+  const names = tablesByOid(schema.entries);
   // `restore --table` read each chosen part's entries already (sharded-table.ts): not again.
   const tocs = await Promise.all(parts.map(async (p) => selected?.get(p.key) ?? (await readPartToc(deps, p, decrypt))));
   const nameOf = (e: TocEntry): TableName | undefined => (e.desc === 'TABLE DATA' ? names.get(e.oid) : undefined);

@@ -2,10 +2,12 @@
  * The order of a sharded backup's data archives for `restore --data-only` into tables whose
  * foreign keys are in place (data-only-order.ts dataOnlySteps): side by side when no foreign key
  * crosses archives, whole archives referenced first when they allow an order, table by table when
- * the keys cross two archives both ways, refused when the tables themselves form a cycle.
+ * the keys cross two archives both ways, refused when the tables themselves form a cycle; and a
+ * one-archive backup's entries for a `--use-list` in that order (oneArchiveDataOrder).
  */
 import { describe, expect, it } from 'vitest';
-import { dataOnlySteps, tableName } from '../../../engine/restore/data-only-order.ts';
+import { dataOnlySteps, oneArchiveDataOrder, tableName } from '../../../engine/restore/data-only-order.ts';
+import { parseToc } from '../../../engine/restore/toc.ts';
 import { RestoreError } from '../../../engine/errors.ts';
 
 const t = (name: string) => tableName('public', name);
@@ -75,5 +77,43 @@ describe('dataOnlySteps', () => {
     expect(run).toThrow(/a cycle of foreign keys \(public\.(a -> public\.b -> public\.a|b -> public\.a -> public\.b)\).*no row of the data archives was loaded/);
     // Through three tables of two archives, one key inside an archive: the cycle named is the one across them.
     expect(() => dataOnlySteps([[t('a'), t('c')], [t('b')]], [fk('a', 'c'), fk('c', 'b'), fk('b', 'a')])).toThrow(/cycle of foreign keys \(public\.c -> public\.b -> public\.a -> public\.c\)/);
+  });
+});
+
+describe('oneArchiveDataOrder', () => {
+  // A whole database's archive, as pg_restore --list prints it: table data by name, keys or not.
+  const toc = parseToc(
+    [
+      '216; 1259 16390 TABLE public invoices app',
+      '217; 1259 16400 TABLE public orders_2025 app',
+      '218; 1259 16410 TABLE public tenants_a app',
+      '215; 1259 16385 TABLE public vendors app',
+      '3300; 0 16390 TABLE DATA public invoices app',
+      '3301; 0 16400 TABLE DATA public orders_2025 app',
+      '3302; 0 16420 SEQUENCE SET public invoice_no app',
+      '3303; 0 16410 TABLE DATA public tenants_a app',
+      '3304; 0 16385 TABLE DATA public vendors app',
+      '3305; 2606 16395 FK CONSTRAINT public invoices invoices_vendor_id_fkey app',
+    ].join('\n'),
+  );
+  const ids = (entries: readonly { id: number }[] | undefined) => entries?.map((e) => e.id);
+
+  it('moves the referenced tables\' data before the referencing ones, every other entry where it was, and names the keys the archive broke', () => {
+    const order = oneArchiveDataOrder(toc, undefined, [fk('invoices', 'vendors'), fk('orders_2025', 'tenants_a')]);
+    expect(ids(order?.entries)).toEqual([216, 217, 218, 215, 3303, 3304, 3302, 3300, 3301, 3305]);
+    expect(order?.against).toEqual([fk('invoices', 'vendors'), fk('orders_2025', 'tenants_a')]);
+  });
+
+  it('changes nothing when the archive\'s order breaks no key, or only a cycle\'s (as pg_dump left it)', () => {
+    expect(oneArchiveDataOrder(toc, undefined, [fk('vendors', 'invoices'), fk('tenants_a', 'tenants_a')])).toBeUndefined();
+    expect(oneArchiveDataOrder(toc, undefined, [fk('invoices', 'vendors'), fk('vendors', 'invoices')])).toBeUndefined();
+    expect(oneArchiveDataOrder(toc, undefined, [])).toBeUndefined();
+  });
+
+  it('orders only the --table selection: a key to a table left out orders nothing', () => {
+    const chosen = new Set([216, 217, 3300, 3301]);
+    expect(oneArchiveDataOrder(toc, chosen, [fk('invoices', 'vendors'), fk('orders_2025', 'tenants_a')])).toBeUndefined();
+    const order = oneArchiveDataOrder(toc, new Set([...chosen, 218, 3303]), [fk('invoices', 'vendors'), fk('orders_2025', 'tenants_a')]);
+    expect(ids(order?.entries)).toEqual([216, 217, 218, 3300, 3303, 3301]);
   });
 });
