@@ -7,27 +7,18 @@
  */
 import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { databaseFacts } from '../../cli/status.ts';
 import { ManifestGoneError } from '../../engine/errors.ts';
 import { computeStatus } from '../../engine/status.ts';
 import { manifestKeyFor, verifyReportKeyFor } from '../../engine/store/backup-key.ts';
 import { s3Source } from '../../engine/store/s3.ts';
-import { createBucket, putStoredBackup, putText, testClients, type TestClients } from '../support/aws.ts';
-import { startMoto, type TestAws } from '../support/moto.ts';
+import { putStoredBackup, putText, type TestClients } from '../support/aws.ts';
+import { useMoto } from '../support/moto.ts';
 
-let aws: TestAws;
 let c: TestClients;
 let bucket: string;
-
-beforeAll(async () => {
-  aws = await startMoto();
-  c = testClients(aws.endpoint);
-  bucket = await createBucket(c);
-});
-afterAll(async () => {
-  await aws?.stop();
-});
+useMoto((s) => ({ c, bucket } = s));
 
 async function putBackup(prefix: string, at: Date, drilled: boolean): Promise<string> {
   // Written now (S3 stamps it now): its manifest says it finished now, or status would see a wrong clock.

@@ -7,7 +7,7 @@
  * another: bench/results/2026-12-06-cli.md), in the listing's order.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CreateBucketCommand, DeleteObjectsCommand, GetObjectCommand, PutObjectCommand, PutObjectLegalHoldCommand, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import { buildDumpKey, buildGlobalsKey, manifestKeyFor, parseKey } from '../../../engine/store/backup-key.ts';
 import { pruneDatabase, pruneGlobals } from '../../../engine/backup/retention.ts';
@@ -15,22 +15,14 @@ import { listBackups, readManifests, listDatabases, latestBackup, type S3Store }
 import { s3Store } from '../../../engine/store/s3.ts';
 import { MANIFEST_FORMAT_VERSION } from '../../../engine/store/manifest.ts';
 import { createBucket, listKeys, putStoredBackup, putText, testClients, type TestClients } from '../../support/aws.ts';
-import { startMoto, type TestAws } from '../../support/moto.ts';
+import { useMoto, type TestAws } from '../../support/moto.ts';
 
 
 describe('retention', () => {
   let aws: TestAws;
   let c: TestClients;
   let bucket: string;
-
-  beforeAll(async () => {
-    aws = await startMoto();
-    c = testClients(aws.endpoint);
-    bucket = await createBucket(c);
-  });
-  afterAll(async () => {
-    await aws?.stop();
-  });
+  useMoto((s) => ({ aws, c, bucket } = s));
 
   const putBackup = (prefix: string, database: string, at: Date, complete = true) => putStoredBackup(c, bucket, prefix, database, at, { complete });
 
@@ -209,13 +201,7 @@ function clientWithPastClock(endpoint: string, prefix: string): { s3: S3Client; 
 describe('GFS retention and Object Lock', () => {
   let aws: TestAws;
   let c: TestClients;
-  beforeAll(async () => {
-    aws = await startMoto();
-    c = testClients(aws.endpoint);
-  });
-  afterAll(async () => {
-    await aws?.stop();
-  });
+  useMoto((s) => ({ aws, c } = s), { bucket: false });
 
   const manifestFor = (database: string, key: string, at: Date) =>
     JSON.stringify({

@@ -8,24 +8,16 @@
  */
 import { DeleteObjectsCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { latestBackup } from '../../../engine/store/s3-store.ts';
-import { createBucket, putStoredBackup, testClients, type TestClients } from '../../support/aws.ts';
-import { startMoto, type TestAws } from '../../support/moto.ts';
+import { putStoredBackup, testClients, type TestClients } from '../../support/aws.ts';
+import { useMoto, type TestAws } from '../../support/moto.ts';
 
 let aws: TestAws;
 let c: TestClients;
 let bucket: string;
-
-beforeAll(async () => {
-  aws = await startMoto();
-  c = testClients(aws.endpoint);
-  bucket = await createBucket(c);
-});
-afterAll(async () => {
-  await aws?.stop();
-});
+useMoto((s) => ({ aws, c, bucket } = s));
 
 const putBackup = (prefix: string, at: Date) => putStoredBackup(c, bucket, prefix, 'app', at, { finishedAt: new Date() });
 
