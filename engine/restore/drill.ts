@@ -21,7 +21,7 @@ import { ManifestGoneError, TimeBudgetError } from '../errors.ts';
 import type { Manifest, RowCountMode } from '../store/manifest.ts';
 import type { RestoreDeps } from './deps.ts';
 import { sweepStaleServers, type ThrowawayServerOptions } from './throwaway-server.ts';
-import { verifyOnThrowawayServer, type TableCheck, type VerifyProblem, type VerifyReport } from './verify.ts';
+import { problemOf, verifyOnThrowawayServer, type TableCheck, type VerifyProblem, type VerifyReport } from './verify.ts';
 
 /** `<dump key>.verify.json`: the drill's report, next to the backup (the store lists and prunes it). */
 export { VERIFY_REPORT_SUFFIX, verifyReportKeyFor } from '../store/backup-key.ts';
@@ -237,7 +237,8 @@ export async function verifyNewest(
     const report = await verify(key);
     const notes = gone.map((k) => `backup ${k} was deleted (by a prune, or by hand) while it was verified: the newest backup was verified instead`);
     const withNotes = notes.length === 0 ? report : { ...report, warnings: [...notes, ...report.warnings] };
-    if (report.status === 'ok' || gone.length + 1 >= DRILL_PICKS || !(await backupGone(readManifest, key))) return withNotes;
+    // Only a verify that failed because the backup vanished under it: any other problem is the backup's own, pruned since or not.
+    if (report.status === 'ok' || gone.length + 1 >= DRILL_PICKS || !report.problems.some((p) => p.gone) || !(await backupGone(readManifest, key))) return withNotes;
     gone.push(key);
     onGone(key);
   }
@@ -253,12 +254,19 @@ async function drillDatabase(deps: DrillDeps, options: DrillOptions, database: s
   const gone: string[] = [];
   for (;;) {
     const report = await drillNewest(deps, options, database, parentDir);
-    const pruned = report.status === 'failed' && report.key !== undefined && !deps.restore.signal?.aborted && (gone.includes(report.key) || (await backupGone(deps.readManifest, report.key)));
+    // Pruned, not bad: the drill failed because the backup vanished under it (a problem marked
+    // `gone`), and its manifest is gone too. A drill that failed for any other reason (a checksum,
+    // a missing table) reports that failure, whether the backup was pruned since or not.
+    const pruned =
+      report.status === 'failed' && report.key !== undefined && !deps.restore.signal?.aborted && report.problems.some((p) => p.gone) && (gone.includes(report.key) || (await backupGone(deps.readManifest, report.key)));
     const notes = gone.map((k) => `backup ${k} was deleted (by a prune, or by hand) while it was drilled: the drill took the newest backup again`);
     if (!pruned) return notes.length === 0 ? report : { ...report, warnings: [...notes, ...report.warnings] };
     gone.push(report.key!);
-    deps.events({ event: 'warning', message: `restore drill of "${database}": backup ${report.key!} was deleted (by a prune, or by hand) while it was drilled; ${gone.length < DRILL_PICKS ? 'taking the newest backup again' : 'giving up'}` });
-    if (gone.length >= DRILL_PICKS) {
+    // Another pick starts only with the time a database's drill is given to start (as runDrill's).
+    const left = options.timeLeftMs?.();
+    const outOfTime = left !== undefined && left < DRILL_MIN_START_MS && gone.length < DRILL_PICKS;
+    deps.events({ event: 'warning', message: `restore drill of "${database}": backup ${report.key!} was deleted (by a prune, or by hand) while it was drilled; ${gone.length < DRILL_PICKS && !outOfTime ? 'taking the newest backup again' : 'giving up'}` });
+    if (gone.length >= DRILL_PICKS || outOfTime) {
       return {
         ...report,
         status: 'skipped',
@@ -273,7 +281,9 @@ async function drillDatabase(deps: DrillDeps, options: DrillOptions, database: s
         availableTempBytes: undefined,
         verify: undefined,
         whatToDo:
-          `Each of the ${DRILL_PICKS} backups the drill took was deleted before its restore was done: backups complete and are pruned faster than the drill restores one. The drill proved nothing about them, good or bad. ` +
+          (outOfTime
+            ? `The ${gone.length === 1 ? 'backup' : `${gone.length} backups`} the drill took ${gone.length === 1 ? 'was' : 'were'} deleted before ${gone.length === 1 ? 'its' : 'their'} restore was done, and too little of the drill run was left to restore the newest (${Math.round(left / 1000)} s). The drill proved nothing about ${gone.length === 1 ? 'it' : 'them'}, good or bad. `
+            : `Each of the ${DRILL_PICKS} backups the drill took was deleted before its restore was done: backups complete and are pruned faster than the drill restores one. The drill proved nothing about them, good or bad. `) +
           'Schedule the drill apart from the backups, or keep more than one backup (RETENTION_COUNT, or GFS), so that the one drilled outlives the next backup run.',
       };
     }
@@ -300,7 +310,7 @@ async function drillNewest(deps: DrillDeps, options: DrillOptions, database: str
     }
     manifest = await deps.readManifest(key);
   } catch (err) {
-    return { ...base, status: 'failed', key, rowCounts: undefined, problems: [{ stage: 'drill', message: (err as Error).message }], requiredTempBytes: undefined, availableTempBytes: undefined, whatToDo: FAILED_WHAT_TO_DO };
+    return { ...base, status: 'failed', key, rowCounts: undefined, problems: [{ ...problemOf('drill', err), stage: 'drill' }], requiredTempBytes: undefined, availableTempBytes: undefined, whatToDo: FAILED_WHAT_TO_DO };
   }
   const rowCounts = manifest.tables ? manifest.rowCounts : undefined;
   const required = requiredTempBytes(manifest);

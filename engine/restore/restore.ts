@@ -122,6 +122,13 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       return [];
     });
 
+    // Written before the target is touched: a failure here (a full temporary folder) leaves no database --create made.
+    // Schemas and their grants first when owners and grants are restored: the roles that own
+    // tables may then be given them by a restore that is no superuser's (schemaGrantsFirst).
+    const first = options.noOwner || options.noAcl || options.dataOnly ? undefined : schemaGrantsFirst(toc.entries, selection?.ids);
+    const schemasFirst = first && (await writeUseList(dump.path, 'schemas.list', toc.entries, first));
+    const rest = first && (await writeUseList(dump.path, 'rest.list', toc.entries, new Set(toc.entries.map((e) => e.id).filter((id) => !first.has(id) && (!selection || selection.ids.has(id))))));
+
     let earlierErrors: string[] = [];
     if (options.create) {
       const created = await createDatabase(target, target.database, definition, options);
@@ -141,11 +148,6 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         });
       });
     }
-    // Schemas and their grants first when owners and grants are restored: the roles that own
-    // tables may then be given them by a restore that is no superuser's (schemaGrantsFirst).
-    const first = options.noOwner || options.noAcl || options.dataOnly ? undefined : schemaGrantsFirst(toc.entries, selection?.ids);
-    const schemasFirst = first && (await writeUseList(dump.path, 'schemas.list', toc.entries, first));
-    const rest = first && (await writeUseList(dump.path, 'rest.list', toc.entries, new Set(toc.entries.map((e) => e.id).filter((id) => !first.has(id) && (!selection || selection.ids.has(id))))));
     // --data-only of a one-archive backup: its table data in the target's foreign-key order.
     const keyOrder = options.dataOnly && !manifest.parts ? await dataInKeyOrder(deps, target, dump.path, toc.entries, selection?.ids, options.jobs) : undefined;
     const dataEntries = toc.entries.filter((e) => e.desc === 'TABLE DATA' && (!selection || selection.ids.has(e.id))).length + (selection ? (partData?.tables ?? 0) : partTables(manifest));

@@ -8,7 +8,7 @@
  * the report (`status: "failed"`, `problems`), so the report is always there to print or publish.
  */
 import { randomBytes } from 'node:crypto';
-import { DefinitionUnreadableError, PgS3BackupError } from '../errors.ts';
+import { DefinitionUnreadableError, DumpGoneError, ManifestGoneError, PgS3BackupError } from '../errors.ts';
 import type { Manifest, RowCountMode, TableCount } from '../store/manifest.ts';
 import { dropDatabase, serverVersion } from './admin.ts';
 import { createScratchDatabase } from './locale-fallback.ts';
@@ -82,6 +82,23 @@ export interface VerifyProblem {
   readonly stage: string;
   readonly message: string;
   readonly hint?: string;
+  /**
+   * The backup, or one of its objects, did not exist when it was read (ManifestGoneError,
+   * DumpGoneError): deleted after it was chosen. Only a failure of this kind makes the drill and
+   * `verify --latest` take the newest backup again; any other problem is the backup's.
+   */
+  readonly gone?: true;
+}
+
+/** A problem of `err`: its stage (PgS3BackupError's, else `stage`), message and hint, and whether it says the backup is gone. */
+export function problemOf(stage: string, err: unknown): VerifyProblem {
+  const e = err as Error;
+  return {
+    stage: err instanceof PgS3BackupError ? err.stage : stage,
+    message: e.message,
+    ...(err instanceof PgS3BackupError && err.hint ? { hint: err.hint } : {}),
+    ...(err instanceof ManifestGoneError || err instanceof DumpGoneError ? { gone: true as const } : {}),
+  };
 }
 
 export interface VerifyReport {
@@ -179,9 +196,8 @@ export async function verifyBackup(deps: RestoreDeps, options: VerifyOptions): P
   const warnings: string[] = [];
   const timings: { download?: number; list?: number; restore?: number; inspect?: number } = {};
   const fail = (stage: string, err: unknown) => {
-    const e = err as Error;
-    problems.push({ stage: err instanceof PgS3BackupError ? err.stage : stage, message: e.message, ...(err instanceof PgS3BackupError && err.hint ? { hint: err.hint } : {}) });
-    deps.events?.({ event: 'verify.problem', stage, message: e.message });
+    problems.push(problemOf(stage, err));
+    deps.events?.({ event: 'verify.problem', stage, message: (err as Error).message });
   };
 
   let manifest: Manifest | undefined;

@@ -344,9 +344,14 @@ class TooLargeError extends Error {}
  * and, should the length be missing or wrong, as soon as more than that has arrived: the rest is
  * never read (the connection is dropped).
  */
-/** S3's answer for a key that does not exist (a GET's NoSuchKey; a HEAD has no body, only its 404). */
+/**
+ * S3's answer for a key that does not exist (a GET's NoSuchKey; a HEAD has no body, only its 404).
+ * Not a bucket that does not exist (NoSuchBucket, a 404 too): a wrong BACKUP_BUCKET is no backup
+ * deleted by a prune, and keeps S3's own words.
+ */
 function isNoSuchKey(err: unknown): boolean {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  if (e.name === 'NoSuchBucket') return false;
   return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
 }
 
@@ -506,7 +511,7 @@ export async function openDump(store: S3Store, key: string): Promise<{ body: Rea
     if (!isNoSuchKey(err)) throw err;
     throw new DumpGoneError(`s3://${store.bucket}/${key} does not exist: the backup was deleted after it was chosen (by a prune running at the same time, or by hand), or it never completed`, {
       cause: err,
-      hint: 'Run `pg-s3-backup list` for the backups there are (with --latest: run again, it takes the newest).',
+      hint: 'Run `pg-s3-backup list` for the backups there are (with --latest: run again, it takes the newest). A restore this stopped after its first pass (a sharded backup\'s data archives are read after its schema) left its target partly restored, unless --create made it (then it was dropped): restore again with --clean, or with --create into a new database.',
     });
   }
   return { body: res.Body as Readable, bytes: res.ContentLength ?? 0 };

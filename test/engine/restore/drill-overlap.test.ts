@@ -7,7 +7,7 @@
  * through the store (its `openDump` runs a whole backup first, whose prune deletes the backup
  * being read), against moto, real PostgreSQL and the layers.
  */
-import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -187,9 +187,51 @@ it('restore --latest of a backup pruned before its download says so (DumpGoneErr
   expect({ name: err?.name, message: err?.message, hint: err?.hint }).toEqual({
     name: 'DumpGoneError',
     message: `s3://${bucket}/${chosen} does not exist: the backup was deleted after it was chosen (by a prune running at the same time, or by hand), or it never completed`,
-    hint: 'Run `pg-s3-backup list` for the backups there are (with --latest: run again, it takes the newest).',
+    hint: 'Run `pg-s3-backup list` for the backups there are (with --latest: run again, it takes the newest). A restore this stopped after its first pass (a sharded backup\'s data archives are read after its schema) left its target partly restored, unless --create made it (then it was dropped): restore again with --clean, or with --create into a new database.',
   });
   const [exists] = await pgsrv.query<{ n: string }>("select count(*) as n from pg_database where datname = 'shop_restored'", []);
   expect(Number(exists!.n)).toBe(0);
+  expect(readdirSync(tempDir)).toEqual([]);
+});
+
+it('a backup that fails its drill on its own (a damaged dump) is reported FAILED, even when a prune deletes it right after: it is not taken for one pruned while drilled', async () => {
+  const damaged = await backupNow();
+  // One byte flipped in the middle, the size unchanged: the listing and the manifest still agree on it.
+  const stored = Buffer.from(await (await c.s3.send(new GetObjectCommand({ Bucket: bucket, Key: damaged }))).Body!.transformToByteArray());
+  const at = Math.floor(stored.length / 2);
+  stored.writeUInt8(stored.readUInt8(at) ^ 0x01, at);
+  await c.s3.send(new PutObjectCommand({ Bucket: bucket, Key: damaged, Body: stored }));
+  const { deps, alerts, madeMeanwhile } = overlappingDrill(() => false);
+  // A backup run's prune lands right after the drill's first read of the manifest: the next read finds it gone.
+  let reads = 0;
+  const prunedAfterFirstRead: DrillDeps = {
+    ...deps,
+    readManifest: async (key) => {
+      if (++reads === 2) madeMeanwhile.push(await backupNow());
+      return deps.readManifest(key);
+    },
+  };
+  const { reports } = await runDrill(prunedAfterFirstRead, { databases: ['shop'], server: { layerRoot: serverLayer, parentDir: tempDir } });
+  const report = reports[0]!;
+  expect({ status: report.status, key: report.key }).toEqual({ status: 'failed', key: damaged });
+  expect(report.problems.map((p) => p.message).join('\n')).toMatch(/SHA-256|sha256|does not match/i);
+  expect(report.warnings.filter((w) => /deleted .* while it was drilled/.test(w))).toEqual([]);
+  expect(alerts.map((a) => a.subject)).toEqual(['[pg-s3-backup] restore drill FAILED: shop']);
+  expect(readdirSync(tempDir)).toEqual([]);
+});
+
+it('a backup pruned while drilled is not drilled again with less time left than a database\'s drill is given to start: skipped, saying so, not FAILED', async () => {
+  const first = await backupNow();
+  const { deps, alerts, madeMeanwhile } = overlappingDrill((opened) => opened === 1);
+  // Time enough to start the first pick (runDrill asks twice: for the run's budget, then before the database), too little for another one.
+  let asked = 0;
+  const timeLeftMs = () => (++asked <= 2 ? 120_000 : 30_000);
+  const { reports } = await runDrill(deps, { databases: ['shop'], server: { layerRoot: serverLayer, parentDir: tempDir }, timeLeftMs });
+  expect(madeMeanwhile, JSON.stringify(reports)).toHaveLength(1);
+  const report = reports[0]!;
+  expect({ status: report.status, skipReason: report.skipReason, key: report.key, problems: report.problems }).toEqual({ status: 'skipped', skipReason: 'pruned while drilled', key: undefined, problems: [] });
+  expect(report.warnings).toEqual([`backup ${first} was deleted (by a prune, or by hand) while it was drilled`]);
+  expect(report.whatToDo).toMatch(/^The backup the drill took was deleted before its restore was done, and too little of the drill run was left to restore the newest \(30 s\)/);
+  expect(alerts.map((a) => a.subject)).toEqual(['[pg-s3-backup] restore drill SKIPPED (pruned while drilled): shop']);
   expect(readdirSync(tempDir)).toEqual([]);
 });

@@ -10,7 +10,7 @@ import { DeleteObjectsCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
 import { manifestKeyFor } from '../../../engine/store/backup-key.ts';
-import { latestBackup } from '../../../engine/store/s3-store.ts';
+import { latestBackup, openDump, readManifest } from '../../../engine/store/s3-store.ts';
 import { putStoredBackup, testClients, type TestClients } from '../../support/aws.ts';
 import { useMoto, type TestAws } from '../../support/moto.ts';
 
@@ -65,4 +65,14 @@ it('the newest backup listed is pruned (GFS keeps a monthly one) before its mani
   const { backup } = await latestBackup({ s3, bucket, prefix }, 'app');
   expect(backup?.key).toBe(newer);
   expect(backup?.key).not.toBe(monthly);
+});
+
+it('a bucket that does not exist is not taken for a backup deleted by a prune: S3\'s NoSuchBucket is kept', async () => {
+  const store = { s3: c.s3, bucket: `no-such-bucket-${randomUUID().slice(0, 8)}`, prefix: 'pg-s3-backup/' };
+  const key = 'pg-s3-backup/app/2026/01/01/app-20260101T020000000Z.dump';
+  const manifest = await readManifest(store, key).then(() => undefined, (e: unknown) => e as Error);
+  expect(manifest?.name).toBe('ManifestError');
+  expect(manifest?.message).toMatch(/^cannot read manifest .*: NoSuchBucket: /);
+  const dump = await openDump(store, key).then(() => undefined, (e: unknown) => e as Error);
+  expect(dump?.name).toBe('NoSuchBucket');
 });
