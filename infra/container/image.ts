@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IgnoreMode } from 'aws-cdk-lib';
 import { z } from 'zod';
-import { REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
+import { ARCHITECTURES, REPO_ROOT, type Architecture } from '../../layers/pg-dump/paths.ts';
 
 export const DOCKERFILE = join(REPO_ROOT, 'infra', 'container', 'Dockerfile');
 /** The Dockerfile, relative to the asset's context (the repository root). */
@@ -77,7 +77,9 @@ export const ASSET_IGNORE_MODE = IgnoreMode.GIT;
  * too, and a synth racing a layer build that was deleting its work folder failed with ENOENT.
  */
 export function assetExclude(copies: readonly ImageCopy[] = imageFiles()): string[] {
-  const keep = [DOCKERFILE_IN_CONTEXT, ...copies.map((c) => c.from.replaceAll(LAYER_ARCH, '*'))];
+  // One line per architecture, not a `*`: gitignore's `*` matches dot names too, and a layer build's
+  // work folder (dist/.arm64.tmp, being filled or renamed) beside the built ones would be walked.
+  const keep = [DOCKERFILE_IN_CONTEXT, ...new Set(copies.flatMap((c) => ARCHITECTURES.map((arch) => sourceFor(c, arch))))];
   const folders = new Set<string>();
   for (const path of keep) {
     const parts = path.replace(/\/$/, '').split('/');

@@ -109,7 +109,8 @@ describe('the Fargate image', () => {
     // CDK's walker enters a folder unless its ignore strategy says the folder is completely left
     // out; a layer build deleting its work folder under a walked one failed a synth (ENOENT).
     const strategy = IgnoreStrategy.fromCopyOptions({ exclude: assetExclude(), ignoreMode: ASSET_IGNORE_MODE }, REPO_ROOT);
-    for (const folder of ['node_modules', 'engine', 'layers/pg-server', 'layers/pg-dump/cache', 'layers/pg-dump/cache/work-arm64', 'dist/other']) {
+    // A layer build works in dist/.<arch>.tmp beside the built dist/<arch>, and renames it when done.
+    for (const folder of ['node_modules', 'engine', 'layers/pg-server', 'layers/pg-dump/cache', 'layers/pg-dump/cache/work-arm64', 'layers/pg-dump/dist/.arm64.tmp', 'layers/pg-dump/dist/.x86_64.tmp', 'dist/other']) {
       expect(strategy.completelyIgnores(join(REPO_ROOT, folder)), folder).toBe(true);
     }
     for (const folder of ['dist/cli', 'dist/cli/chunks', 'layers/pg-dump/dist/arm64', 'layers/pg-dump/dist/x86_64', 'infra/container']) {
