@@ -17,8 +17,11 @@ export interface ProxiedRequest {
 
 export interface FaultProxy {
   readonly endpoint: string;
-  /** Requests seen, with the fault applied to each. */
-  readonly log: { request: ProxiedRequest; fault: Fault }[];
+  /**
+   * Requests seen, with the fault applied to each; passed on: the server's status, and whether its
+   * answer reached the client (false when the client gave up first: a timed-out attempt it retried).
+   */
+  readonly log: { request: ProxiedRequest; fault: Fault; status?: number; answered: boolean }[];
   setRule(rule: (req: ProxiedRequest) => Fault): void;
   stop(): Promise<void>;
 }
@@ -35,7 +38,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const server = createServer((req: IncomingMessage, res) => {
     const r = { method: req.method ?? 'GET', url: req.url ?? '/' };
     const fault = rule(r);
-    log.push({ request: r, fault });
+    const entry: FaultProxy['log'][number] = { request: r, fault, answered: false };
+    log.push(entry);
+    res.on('finish', () => (entry.answered = true));
     if (fault === 'reset') {
       req.socket.destroy();
       return;
@@ -63,6 +68,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           up.on('end', () => req.socket.destroy());
           return;
         }
+        if (up.statusCode !== undefined) entry.status = up.statusCode;
         res.writeHead(up.statusCode ?? 502, up.headers);
         if (fault === 'stall-body') {
           // The headers and a first slice of the body, then silence on an open connection.

@@ -128,7 +128,9 @@ describe('S3 faults', () => {
     expect(res.failures).toEqual([expect.objectContaining({ stage: 'dump', message: expect.stringMatching(/exit code 1[\s\S]*lost connection/) })]);
     expect(countBy((r) => r.method === 'POST' && /[?&]uploads(=|&|$)/.test(r.url))).toBe(1);
     expect(countBy(isUploadPart)).toBeGreaterThanOrEqual(2);
-    expect(countBy(isAbort)).toBe(1);
+    // One abort: an attempt S3 answered slower than its share of the clean-up (a loaded machine)
+    // is given up and tried again, which is not a second abort; one the client heard the end of is.
+    expect(proxy.log.filter((e) => isAbort(e.request) && e.answered && (e.status ?? 0) < 500).length, JSON.stringify(proxy.log.filter((e) => isAbort(e.request)))).toBe(1);
     expect(countBy((r) => r.method === 'POST' && /[?&]uploadId=/.test(r.url))).toBe(0);
     expect(await listKeys(direct, bucket, 'exit1/')).toEqual([]);
     expect(await listMultipartUploads(direct, bucket)).toEqual([]);
