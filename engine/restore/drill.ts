@@ -220,10 +220,38 @@ export async function backupGone(readManifest: (dumpKey: string) => Promise<unkn
 }
 
 /**
+ * Runs `attempt` (one drill or verify of the newest backup) again while it failed only because
+ * its backup vanished under it: a problem marked `gone`, and its manifest gone too. A backup that
+ * failed on its own stays failed, pruned since or not. At most DRILL_PICKS attempts, another only
+ * while `mayRetry()` allows it; `onGone` hears of each backup found deleted, and whether another
+ * attempt follows. `gone`: those backups, the last attempt's too when `gaveUp`.
+ */
+export async function againWhilePruned<R extends { readonly status: string; readonly key: string | undefined; readonly problems: readonly VerifyProblem[] }>(
+  attempt: () => Promise<R>,
+  options: {
+    readonly readManifest: (dumpKey: string) => Promise<unknown>;
+    readonly mayRetry?: () => boolean;
+    readonly onGone?: (key: string, again: boolean) => void;
+  },
+): Promise<{ readonly result: R; readonly gone: readonly string[]; readonly gaveUp: boolean }> {
+  const gone: string[] = [];
+  for (;;) {
+    const result = await attempt();
+    const key = result.key;
+    const pruned = result.status === 'failed' && key !== undefined && result.problems.some((p) => p.gone) && (await backupGone(options.readManifest, key));
+    if (!pruned) return { result, gone, gaveUp: false };
+    gone.push(key);
+    const again = gone.length < DRILL_PICKS && (options.mayRetry?.() ?? true);
+    options.onGone?.(key, again);
+    if (!again) return { result, gone, gaveUp: true };
+  }
+}
+
+/**
  * `verify --latest`: verifies the newest backup (`pick`) and, when that verify failed on a backup
- * deleted meanwhile (a prune running at the same time), the newest then, up to DRILL_PICKS
- * backups. The report is of a backup that was there when it was verified, with the deleted ones
- * named in its warnings: a FAILED (and `--alert`'s FAILED alert) then means the backup is bad.
+ * deleted meanwhile (a prune running at the same time), the newest then (againWhilePruned). The
+ * report is of a backup that was there when it was verified, with the deleted ones named in its
+ * warnings: a FAILED (and `--alert`'s FAILED alert) then means the backup is bad.
  */
 export async function verifyNewest(
   pick: () => Promise<string>,
@@ -231,63 +259,58 @@ export async function verifyNewest(
   readManifest: (dumpKey: string) => Promise<unknown>,
   onGone: (key: string) => void,
 ): Promise<VerifyReport> {
-  const gone: string[] = [];
-  for (;;) {
-    const key = await pick();
-    const report = await verify(key);
-    const notes = gone.map((k) => `backup ${k} was deleted (by a prune, or by hand) while it was verified: the newest backup was verified instead`);
-    const withNotes = notes.length === 0 ? report : { ...report, warnings: [...notes, ...report.warnings] };
-    // Only a verify that failed because the backup vanished under it: any other problem is the backup's own, pruned since or not.
-    if (report.status === 'ok' || gone.length + 1 >= DRILL_PICKS || !report.problems.some((p) => p.gone) || !(await backupGone(readManifest, key))) return withNotes;
-    gone.push(key);
-    onGone(key);
-  }
+  const { result, gone, gaveUp } = await againWhilePruned(async () => verify(await pick()), { readManifest, onGone: (key, again) => again && onGone(key) });
+  // The last one's own problems say it was deleted when the picks ran out.
+  const notes = (gaveUp ? gone.slice(0, -1) : gone).map((k) => `backup ${k} was deleted (by a prune, or by hand) while it was verified: the newest backup was verified instead`);
+  return notes.length === 0 ? result : { ...result, warnings: [...notes, ...result.warnings] };
 }
 
 /**
  * One database's drill of its newest backup. A drill that failed on a backup deleted meanwhile (a
  * backup run's prune: RETENTION_COUNT=1 and a newer backup completed, or GFS) is no failed drill:
- * the drill picks the newest again and says so in the report's warnings; after DRILL_PICKS such
- * picks it is skipped, with no report (the next drill starts with the database).
+ * the drill picks the newest again and says so in the report's warnings (againWhilePruned); after
+ * DRILL_PICKS such picks, or with less than DRILL_MIN_START_MS left for another, it is skipped,
+ * with no report (the next drill starts with the database).
  */
 async function drillDatabase(deps: DrillDeps, options: DrillOptions, database: string, parentDir: string): Promise<DrillDatabaseReport> {
-  const gone: string[] = [];
-  for (;;) {
-    const report = await drillNewest(deps, options, database, parentDir);
-    // Pruned, not bad: the drill failed because the backup vanished under it (a problem marked
-    // `gone`), and its manifest is gone too. A drill that failed for any other reason (a checksum,
-    // a missing table) reports that failure, whether the backup was pruned since or not.
-    const pruned =
-      report.status === 'failed' && report.key !== undefined && !deps.restore.signal?.aborted && report.problems.some((p) => p.gone) && (gone.includes(report.key) || (await backupGone(deps.readManifest, report.key)));
-    const notes = gone.map((k) => `backup ${k} was deleted (by a prune, or by hand) while it was drilled: the drill took the newest backup again`);
-    if (!pruned) return notes.length === 0 ? report : { ...report, warnings: [...notes, ...report.warnings] };
-    gone.push(report.key!);
-    // Another pick starts only with the time a database's drill is given to start (as runDrill's).
-    const left = options.timeLeftMs?.();
-    const outOfTime = left !== undefined && left < DRILL_MIN_START_MS && gone.length < DRILL_PICKS;
-    deps.events({ event: 'warning', message: `restore drill of "${database}": backup ${report.key!} was deleted (by a prune, or by hand) while it was drilled; ${gone.length < DRILL_PICKS && !outOfTime ? 'taking the newest backup again' : 'giving up'}` });
-    if (gone.length >= DRILL_PICKS || outOfTime) {
-      return {
-        ...report,
-        status: 'skipped',
-        skipReason: 'pruned while drilled',
-        key: undefined,
-        rowCounts: undefined,
-        tables: [],
-        failingTables: [],
-        problems: [],
-        warnings: gone.map((k) => `backup ${k} was deleted (by a prune, or by hand) while it was drilled`),
-        requiredTempBytes: undefined,
-        availableTempBytes: undefined,
-        verify: undefined,
-        whatToDo:
-          (outOfTime
-            ? `The ${gone.length === 1 ? 'backup' : `${gone.length} backups`} the drill took ${gone.length === 1 ? 'was' : 'were'} deleted before ${gone.length === 1 ? 'its' : 'their'} restore was done, and too little of the drill run was left to restore the newest (${Math.round(left / 1000)} s). The drill proved nothing about ${gone.length === 1 ? 'it' : 'them'}, good or bad. `
-            : `Each of the ${DRILL_PICKS} backups the drill took was deleted before its restore was done: backups complete and are pruned faster than the drill restores one. The drill proved nothing about them, good or bad. `) +
-          'Schedule the drill apart from the backups, or keep more than one backup (RETENTION_COUNT, or GFS), so that the one drilled outlives the next backup run.',
-      };
-    }
+  let left: number | undefined;
+  const { result: report, gone, gaveUp } = await againWhilePruned(() => drillNewest(deps, options, database, parentDir), {
+    readManifest: deps.readManifest,
+    // Stopped (the budget, a signal): its failure stands. Another pick starts only with the time a database's drill is given to start (as runDrill's).
+    mayRetry: () => {
+      left = options.timeLeftMs?.();
+      return !deps.restore.signal?.aborted && (left === undefined || left >= DRILL_MIN_START_MS);
+    },
+    onGone: (key, again) =>
+      deps.events({ event: 'warning', message: `restore drill of "${database}": backup ${key} was deleted (by a prune, or by hand) while it was drilled; ${again ? 'taking the newest backup again' : 'giving up'}` }),
+  });
+  // Stopped while drilling a backup deleted under it: the stop is the failure it reports.
+  const stopped = gaveUp && deps.restore.signal?.aborted === true;
+  if (!gaveUp || stopped) {
+    const notes = (stopped ? gone.slice(0, -1) : gone).map((k) => `backup ${k} was deleted (by a prune, or by hand) while it was drilled: the drill took the newest backup again`);
+    return notes.length === 0 ? report : { ...report, warnings: [...notes, ...report.warnings] };
   }
+  const outOfTime = gone.length < DRILL_PICKS;
+  const one = gone.length === 1;
+  return {
+    ...report,
+    status: 'skipped',
+    skipReason: 'pruned while drilled',
+    key: undefined,
+    rowCounts: undefined,
+    tables: [],
+    failingTables: [],
+    problems: [],
+    warnings: gone.map((k) => `backup ${k} was deleted (by a prune, or by hand) while it was drilled`),
+    requiredTempBytes: undefined,
+    availableTempBytes: undefined,
+    verify: undefined,
+    whatToDo:
+      (outOfTime
+        ? `The ${one ? 'backup' : `${gone.length} backups`} the drill took ${one ? 'was' : 'were'} deleted before ${one ? 'its' : 'their'} restore was done, and too little of the drill run was left to restore the newest (${Math.round((left ?? 0) / 1000)} s). The drill proved nothing about ${one ? 'it' : 'them'}, good or bad. `
+        : `Each of the ${DRILL_PICKS} backups the drill took was deleted before its restore was done: backups complete and are pruned faster than the drill restores one. The drill proved nothing about them, good or bad. `) +
+      'Schedule the drill apart from the backups, or keep more than one backup (RETENTION_COUNT, or GFS), so that the one drilled outlives the next backup run.',
+  };
 }
 
 async function drillNewest(deps: DrillDeps, options: DrillOptions, database: string, parentDir: string): Promise<DrillDatabaseReport> {
