@@ -65,8 +65,6 @@ function checkOptions(options: RestoreOptions): void {
  * is seekable, so pg_restore reads it in that order. Undefined when the order breaks no key.
  */
 async function dataInKeyOrder(deps: RestoreDeps, target: PgConnection, dumpFile: string, entries: readonly TocEntry[], ids: ReadonlySet<number> | undefined, jobs: number | undefined): Promise<string | undefined> {
-  // Fewer than two tables' data: no order to get wrong, and no reason to query the target.
-  if (entries.filter((e) => e.desc === 'TABLE DATA' && (!ids || ids.has(e.id))).length < 2) return undefined;
   const order = oneArchiveDataOrder(entries, ids, await targetForeignKeys(target, target.database));
   if (!order) return undefined;
   const [first, ...more] = order.against;
@@ -148,9 +146,11 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         });
       });
     }
-    // --data-only of a one-archive backup: its table data in the target's foreign-key order.
-    const keyOrder = options.dataOnly && !manifest.parts ? await dataInKeyOrder(deps, target, dump.path, toc.entries, selection?.ids, options.jobs) : undefined;
-    const dataEntries = toc.entries.filter((e) => e.desc === 'TABLE DATA' && (!selection || selection.ids.has(e.id))).length + (selection ? (partData?.tables ?? 0) : partTables(manifest));
+    const archiveData = toc.entries.filter((e) => e.desc === 'TABLE DATA' && (!selection || selection.ids.has(e.id))).length;
+    // --data-only of a one-archive backup: its table data in the target's foreign-key order (fewer
+    // than two tables' data: no order to get wrong, and no reason to query the target).
+    const keyOrder = options.dataOnly && !manifest.parts && archiveData >= 2 ? await dataInKeyOrder(deps, target, dump.path, toc.entries, selection?.ids, options.jobs) : undefined;
+    const dataEntries = archiveData + (selection ? (partData?.tables ?? 0) : partTables(manifest));
     const restored = await pgRestoreInto(deps, target, target.database, dump.path, {
       ...options,
       // pg_restore follows a --use-list's order in one job only: with --jobs it loads tables side by
