@@ -14,11 +14,11 @@ import { computeStatus } from '../../engine/status.ts';
 import { manifestKeyFor, verifyReportKeyFor } from '../../engine/store/backup-key.ts';
 import { s3Source } from '../../engine/store/s3.ts';
 import { putStoredBackup, putText, type TestClients } from '../support/aws.ts';
-import { useMoto } from '../support/moto.ts';
+import { useMotoBucket } from '../support/services.ts';
 
 let c: TestClients;
 let bucket: string;
-useMoto((s) => ({ c, bucket } = s));
+useMotoBucket((s) => ({ c, bucket } = s));
 
 async function putBackup(prefix: string, at: Date, drilled: boolean): Promise<string> {
   // Written now (S3 stamps it now): its manifest says it finished now, or status would see a wrong clock.

@@ -4,9 +4,7 @@
  * `AWS_ENDPOINT_URL` (LocalStack, a shared moto), or with `TEST_SERVICES=containers` a LocalStack
  * container through testcontainers (where a Docker engine exists).
  */
-import { afterAll, beforeAll } from 'vitest';
 import { startMotoServer } from '../../scripts/local-services.ts';
-import { createBucket, testClients, type TestClients } from './aws.ts';
 
 export interface TestAws {
   /** Endpoint URL of the S3/SNS/SQS/Secrets Manager API. */
@@ -20,22 +18,6 @@ export async function startMoto(): Promise<TestAws> {
   if (process.env.TEST_SERVICES === 'containers') return startLocalStack();
   const moto = await startMotoServer();
   return { endpoint: moto.endpoint, stop: () => moto.stop() };
-}
-
-/**
- * A moto server for the calling file (or describe block) and, unless `bucket` is false, one bucket:
- * started before its tests (`ready` receives them), stopped after them.
- */
-export function useMoto(ready: (s: { readonly aws: TestAws; readonly c: TestClients; readonly bucket: string }) => void, options: { readonly bucket?: boolean } = {}): void {
-  let aws: TestAws | undefined;
-  beforeAll(async () => {
-    aws = await startMoto();
-    const c = testClients(aws.endpoint);
-    ready({ aws, c, bucket: options.bucket === false ? '' : await createBucket(c) });
-  });
-  afterAll(async () => {
-    await aws?.stop();
-  });
 }
 
 interface LocalStackModule {

@@ -4,6 +4,7 @@
  * `stop()` stops what it started, every part on its own: one failing stop leaves no other server
  * running.
  */
+import { afterAll, beforeAll } from 'vitest';
 import { createBucket, testClients, type TestClients } from './aws.ts';
 import { ensureLayer } from './layer.ts';
 import { startMoto, type TestAws } from './moto.ts';
@@ -25,6 +26,18 @@ export async function startMotoBucket(): Promise<TestBucket> {
     await aws.stop().catch(() => {});
     throw err;
   }
+}
+
+/** startMotoBucket for the calling file (or describe block): started before its tests (`ready` receives it), stopped after them. */
+export function useMotoBucket(ready: (s: TestBucket) => void): void {
+  let started: TestBucket | undefined;
+  beforeAll(async () => {
+    started = await startMotoBucket();
+    ready(started);
+  });
+  afterAll(async () => {
+    await started?.stop();
+  });
 }
 
 export interface BackupServices extends TestBucket {

@@ -15,14 +15,15 @@ import { listBackups, readManifests, listDatabases, latestBackup, type S3Store }
 import { s3Store } from '../../../engine/store/s3.ts';
 import { MANIFEST_FORMAT_VERSION } from '../../../engine/store/manifest.ts';
 import { createBucket, listKeys, putStoredBackup, putText, testClients, type TestClients } from '../../support/aws.ts';
-import { useMoto, type TestAws } from '../../support/moto.ts';
+import type { TestAws } from '../../support/moto.ts';
+import { useMotoBucket } from '../../support/services.ts';
 
 
 describe('retention', () => {
   let aws: TestAws;
   let c: TestClients;
   let bucket: string;
-  useMoto((s) => ({ aws, c, bucket } = s));
+  useMotoBucket((s) => ({ aws, c, bucket } = s));
 
   const putBackup = (prefix: string, database: string, at: Date, complete = true) => putStoredBackup(c, bucket, prefix, database, at, { complete });
 
@@ -201,7 +202,7 @@ function clientWithPastClock(endpoint: string, prefix: string): { s3: S3Client; 
 describe('GFS retention and Object Lock', () => {
   let aws: TestAws;
   let c: TestClients;
-  useMoto((s) => ({ aws, c } = s), { bucket: false });
+  useMotoBucket((s) => ({ aws, c } = s));
 
   const manifestFor = (database: string, key: string, at: Date) =>
     JSON.stringify({

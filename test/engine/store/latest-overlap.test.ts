@@ -12,12 +12,13 @@ import { expect, it } from 'vitest';
 import { manifestKeyFor } from '../../../engine/store/backup-key.ts';
 import { latestBackup, openDump, readManifest } from '../../../engine/store/s3-store.ts';
 import { putStoredBackup, testClients, type TestClients } from '../../support/aws.ts';
-import { useMoto, type TestAws } from '../../support/moto.ts';
+import type { TestAws } from '../../support/moto.ts';
+import { useMotoBucket } from '../../support/services.ts';
 
 let aws: TestAws;
 let c: TestClients;
 let bucket: string;
-useMoto((s) => ({ aws, c, bucket } = s));
+useMotoBucket((s) => ({ aws, c, bucket } = s));
 
 const putBackup = (prefix: string, at: Date) => putStoredBackup(c, bucket, prefix, 'app', at, { finishedAt: new Date() });
 
