@@ -4,9 +4,12 @@
  * `stop()` stops what it started, every part on its own: one failing stop leaves no other server
  * running.
  */
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { createBucket, testClients, type TestClients } from './aws.ts';
-import { ensureLayer } from './layer.ts';
+import { awsEnv, createBucket, testClients, type TestClients } from './aws.ts';
+import { ensureLayer, ensureServerLayer } from './layer.ts';
 import { startMoto, type TestAws } from './moto.ts';
 import { startPostgres, type StartPostgresOptions, type TestPostgres } from './postgres.ts';
 
@@ -54,6 +57,39 @@ export async function startBackupServices(postgres: StartPostgresOptions = {}): 
   // What failed to start is the error to report; what did start is stopped first.
   await stop().catch(() => {});
   throw results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason;
+}
+
+export interface DrillServices extends BackupServices {
+  /** The pg-server layer's root: the drill's throwaway PostgreSQL. */
+  readonly serverLayer: string;
+  /** The drill's temporary folder (its download and its server), removed by `stop()`. */
+  readonly tempDir: string;
+}
+
+/**
+ * What a restore-drill test starts: startBackupServices and the pg-server layer, the SDK's
+ * variables pointed at moto (the engine's own clients read them), and a temporary folder
+ * `pgs3b-<name>-…` that the throwaway server, run as nobody when the tests run as root, may enter
+ * (as /tmp).
+ */
+export async function startDrillServices(name: string, postgres: StartPostgresOptions = {}): Promise<DrillServices> {
+  const [backup, serverLayer] = await Promise.allSettled([startBackupServices(postgres), ensureServerLayer()] as const);
+  if (backup.status === 'rejected' || serverLayer.status === 'rejected') {
+    if (backup.status === 'fulfilled') await backup.value.stop().catch(() => {});
+    throw backup.status === 'rejected' ? backup.reason : (serverLayer as PromiseRejectedResult).reason;
+  }
+  Object.assign(process.env, awsEnv(backup.value.aws.endpoint));
+  const tempDir = mkdtempSync(join(tmpdir(), `pgs3b-${name}-`));
+  chmodSync(tempDir, 0o711);
+  return {
+    ...backup.value,
+    serverLayer: serverLayer.value,
+    tempDir,
+    stop: async () => {
+      rmSync(tempDir, { recursive: true, force: true });
+      await backup.value.stop();
+    },
+  };
 }
 
 /** Waits for every one, then rejects with the first failure: a failing stop leaves no other server running. */

@@ -7,8 +7,7 @@
  * search_path, so such an index exists only in databases from older servers (or upgraded ones).
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runBackup } from '../../../engine/backup/backup.ts';
@@ -18,11 +17,11 @@ import { noMetrics, silentLog } from '../../../lambda/powertools.ts';
 import { ignoreEvents } from '../../../engine/events.ts';
 import { verifyReportKeyFor, type DrillDatabaseReport } from '../../../engine/restore/drill.ts';
 import { createDrillHandler, DrillFailedError } from '../../../lambda/drill-handler.ts';
-import { awsEnv, createAlertInbox, createBucket, testClients, type AlertInbox, type TestClients } from '../../support/aws.ts';
+import { awsEnv, createAlertInbox, type AlertInbox, type TestClients } from '../../support/aws.ts';
 import { createDatabase } from '../../support/fixtures.ts';
-import { ensureLayer, ensureServerLayer } from '../../support/layer.ts';
-import { startMoto, type TestAws } from '../../support/moto.ts';
-import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
+import type { TestAws } from '../../support/moto.ts';
+import type { TestPostgres } from '../../support/postgres.ts';
+import { startDrillServices, type DrillServices } from '../../support/services.ts';
 
 let pgsrv: TestPostgres;
 let aws: TestAws;
@@ -34,15 +33,13 @@ let tempDir: string;
 let env: Record<string, string>;
 let key: string;
 
+let svc: DrillServices | undefined;
+
 beforeAll(async () => {
-  let dumpLayer: string;
-  [pgsrv, aws, dumpLayer, serverLayer] = await Promise.all([startPostgres({ major: 15 }), startMoto(), ensureLayer(), ensureServerLayer()]);
-  c = testClients(aws.endpoint);
-  bucket = await createBucket(c);
+  svc = await startDrillServices('drill-index', { major: 15 });
+  ({ pg: pgsrv, aws, c, bucket, serverLayer, tempDir } = svc);
+  const dumpLayer = svc.layer;
   inbox = await createAlertInbox(c);
-  Object.assign(process.env, awsEnv(aws.endpoint)); // the engine's clients read the SDK's variables
-  tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-drill-index-'));
-  chmodSync(tempDir, 0o711); // as root the throwaway server runs as nobody (as in /tmp)
   await createDatabase(pgsrv, 'catalog');
   await pgsrv.query(
     `create table lookup (code text primary key, label text);
@@ -69,8 +66,7 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
-  await Promise.all([pgsrv?.stop(), aws?.stop()]);
-  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  await svc?.stop();
 });
 
 it('names the index pg_restore could not build, and counts every table\'s rows (it said all were missing)', async () => {

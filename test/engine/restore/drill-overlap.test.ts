@@ -8,8 +8,7 @@
  * being read), against moto, real PostgreSQL and the layers.
  */
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
-import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runBackup } from '../../../engine/backup/backup.ts';
@@ -23,11 +22,11 @@ import { DRILL_PICKS, runDrill, verifyNewest, verifyReportKeyFor, type DrillData
 import { restoreBackup } from '../../../engine/restore/restore.ts';
 import { verifyOnThrowawayServer } from '../../../engine/restore/verify.ts';
 import { createSource } from '../../../engine/store/create.ts';
-import { awsEnv, createBucket, testClients, type TestClients } from '../../support/aws.ts';
+import { awsEnv, type TestClients } from '../../support/aws.ts';
 import { createDatabase } from '../../support/fixtures.ts';
-import { ensureLayer, ensureServerLayer } from '../../support/layer.ts';
-import { startMoto, type TestAws } from '../../support/moto.ts';
-import { startPostgres, type TestPostgres } from '../../support/postgres.ts';
+import type { TestAws } from '../../support/moto.ts';
+import type { TestPostgres } from '../../support/postgres.ts';
+import { startDrillServices, type DrillServices } from '../../support/services.ts';
 
 let pgsrv: TestPostgres;
 let aws: TestAws;
@@ -37,14 +36,12 @@ let bucket: string;
 let tempDir: string;
 let config: Config;
 
+let svc: DrillServices | undefined;
+
 beforeAll(async () => {
-  let dumpLayer: string;
-  [pgsrv, aws, dumpLayer, serverLayer] = await Promise.all([startPostgres(), startMoto(), ensureLayer(), ensureServerLayer()]);
-  c = testClients(aws.endpoint);
-  bucket = await createBucket(c);
-  Object.assign(process.env, awsEnv(aws.endpoint)); // the engine's clients read the SDK's variables
-  tempDir = mkdtempSync(join(tmpdir(), 'pgs3b-drill-overlap-'));
-  chmodSync(tempDir, 0o711); // as root the throwaway server runs as nobody (as in /tmp)
+  svc = await startDrillServices('drill-overlap');
+  ({ pg: pgsrv, aws, c, bucket, serverLayer, tempDir } = svc);
+  const dumpLayer = svc.layer;
   await createDatabase(pgsrv, 'shop');
   await pgsrv.query(
     `create table customers (id int primary key, name text);
@@ -64,8 +61,7 @@ beforeAll(async () => {
 }, 900_000); // the first run builds the pg-server layer (up to 6 minutes cold, on a busy machine)
 
 afterAll(async () => {
-  await Promise.all([pgsrv?.stop(), aws?.stop()]);
-  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  await svc?.stop();
 });
 
 async function backupNow(): Promise<string> {
